@@ -1,0 +1,35 @@
+# Quickstart: `make demo` and `make test` both create .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install demo test verify lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m vi_dropout verify --quick --json outputs/verify.json
+	@echo "outputs written to: $$(pwd)/outputs/verify.json"
+
+verify: $(STAMP)
+	$(PY) -m vi_dropout verify --json outputs/verify.json
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check vi_dropout comparisons tests benchmarks
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache

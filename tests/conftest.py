@@ -1,0 +1,20 @@
+"""Seed every test: each one starts from the same RNG state whatever ran before it."""
+
+import os
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    yield
+    pyro.clear_param_store()
