@@ -1,0 +1,369 @@
+r"""The equivalence report: does the full ELBO of the MC dropout family reduce to the dropout loss?
+
+Each check returns tidy rows ``{check, setting, value, tolerance, passed, detail}``;
+:func:`run_verify` collects them and :func:`format_table` prints them. ``python -m vi_dropout
+verify`` runs everything and exits with code 1 if any row fails its tolerance.
+
+The reference problem (float64): 64 points in 3-D, a 3-16-16-1 ReLU network, keep
+probabilities (0.9, 0.8, 0.8) on the inputs of the three layers, prior length-scale
+:math:`l = 0.5`, precision :math:`\tau = 5`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+
+from .distributions import DropoutNormal
+from .guides import DropoutGuide
+from .kl import binary_entropy, kl_gap, kl_large_width, kl_monte_carlo
+from .models import BayesianMLP
+from .network import Architecture
+from .objectives import (
+    draw_masks,
+    dropout_loss,
+    elbo_dropout_offset,
+    inverted_weight_decay,
+    negative_elbo,
+    prior_weight_decays,
+)
+
+__all__ = [
+    "VerifyProblem",
+    "check_gradients",
+    "check_values",
+    "check_pyro_gradient",
+    "check_trajectories",
+    "check_kl",
+    "run_verify",
+    "format_table",
+    "THETAS",
+]
+
+THETAS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6)
+DTYPE = torch.float64
+
+
+@dataclass
+class VerifyProblem:
+    """A small regression problem and a dropout network's means, all in float64."""
+
+    num_data: int = 64
+    architecture: Architecture = field(default_factory=lambda: Architecture((3, 16, 16, 1), "relu"))
+    keep_probs: tuple[float, ...] = (0.9, 0.8, 0.8)
+    prior_length_scale: float = 0.5
+    tau: float = 5.0
+    seed: int = 0
+
+    def __post_init__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        self.x = torch.randn(self.num_data, self.architecture.in_features, generator=g, dtype=DTYPE)
+        w_true = torch.randn(self.architecture.in_features, self.architecture.out_features,
+                             generator=g, dtype=DTYPE)
+        self.y = torch.sin(self.x @ w_true) + 0.1 * torch.randn(
+            self.num_data, self.architecture.out_features, generator=g, dtype=DTYPE)
+        ws, bs = self.architecture.init_params(generator=g, dtype=DTYPE)
+        self.weights = ws
+        # non-zero biases so that every gradient block is exercised
+        self.biases = [0.1 * torch.randn(b.shape, generator=g, dtype=DTYPE) for b in bs]
+        self.weight_decays, self.bias_decays = prior_weight_decays(
+            self.architecture, self.keep_probs, self.prior_length_scale, self.num_data, self.tau)
+
+    def params(self, requires_grad=True):
+        ps = [t.clone().requires_grad_(requires_grad) for t in self.weights + self.biases]
+        n = self.architecture.num_layers
+        return ps[:n], ps[n:]
+
+    @property
+    def param_names(self) -> list[str]:
+        n = self.architecture.num_layers
+        return [f"layers.{i}.weight" for i in range(n)] + [f"layers.{i}.bias" for i in range(n)]
+
+    def masks(self, seed: int):
+        return draw_masks(self.num_data, self.architecture, self.keep_probs,
+                          torch.Generator().manual_seed(seed))
+
+    def noise(self, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        return [torch.randn(self.num_data, out, generator=g, dtype=DTYPE)
+                for out, _ in self.architecture.layer_shapes]
+
+    def dropout_loss(self, weights, biases, masks):
+        return dropout_loss(self.x, self.y, weights, biases, masks, self.weight_decays,
+                            self.bias_decays, self.architecture.activation)
+
+    def scaled_negative_elbo(self, weights, biases, masks, theta, noise, gap_samples=256,
+                             gap_seed=0):
+        """:math:`-\\widehat{\\mathrm{ELBO}}/(N\\tau)` with the exact KL (Prop. 1 + gap)."""
+        g = torch.Generator().manual_seed(gap_seed)
+        nelbo = negative_elbo(
+            self.x, self.y, weights, biases, masks, keep_probs=self.keep_probs, scale=theta,
+            prior_length_scale=self.prior_length_scale, tau=self.tau,
+            activation=self.architecture.activation, noise=noise, generator=g,
+            gap_samples=gap_samples)
+        return nelbo / (self.num_data * self.tau)
+
+
+def _row(check, setting, value, tolerance, passed, detail=""):
+    return {"check": check, "setting": setting, "value": float(value),
+            "tolerance": tolerance, "passed": bool(passed), "detail": detail}
+
+
+def check_gradients(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> list[dict]:
+    r"""Relative gradient difference between :math:`-\mathrm{ELBO}/(N\tau)` and the dropout loss,
+    per parameter, with common random numbers (same masks, same standard-normal noise scaled by
+    :math:`\theta`). Tolerance: :math:`50\,\theta` per row (the difference is
+    :math:`O(\theta)`; at :math:`\theta=10^{-6}` this is the required :math:`\le 10^{-4}` with room), and the fitted log-log slope over :math:`\theta \le 10^{-3}` must lie in
+    [0.8, 1.5]."""
+    masks, noise = problem.masks(seed), problem.noise(seed + 1)
+    ws, bs = problem.params()
+    g_drop = torch.autograd.grad(problem.dropout_loss(ws, bs, masks), ws + bs)
+    rows, totals = [], []
+    for theta in thetas:
+        ws, bs = problem.params()
+        g_elbo = torch.autograd.grad(
+            problem.scaled_negative_elbo(ws, bs, masks, theta, noise), ws + bs)
+        diffs = [float((a - b).norm() / b.norm()) for a, b in zip(g_elbo, g_drop)]
+        flat_e = torch.cat([t.flatten() for t in g_elbo])
+        flat_d = torch.cat([t.flatten() for t in g_drop])
+        totals.append(float((flat_e - flat_d).norm() / flat_d.norm()))
+        for name, d in zip(problem.param_names, diffs):
+            tol = 50 * theta
+            rows.append(_row("gradient", f"theta={theta:g} {name}", d, f"<= {tol:g}", d <= tol))
+    small = [(t, v) for t, v in zip(thetas, totals) if t <= 1e-3]
+    if len(small) >= 2:
+        slope = float(np.polyfit(np.log([t for t, _ in small]), np.log([v for _, v in small]), 1)[0])
+        rows.append(_row("gradient", "log-log slope (theta <= 1e-3, all params)", slope,
+                         "in [0.8, 1.5]", 0.8 <= slope <= 1.5,
+                         "rel. diff " + ", ".join(f"{v:.2e}" for _, v in small)))
+    return rows
+
+
+def check_values(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> list[dict]:
+    r""":math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` minus the constant the theory
+    predicts (:func:`~vi_dropout.objectives.elbo_dropout_offset`, which grows like
+    :math:`-\log\theta`: the improper-KL pitfall). Tolerance on the residual: :math:`10\theta`."""
+    masks, noise = problem.masks(seed), problem.noise(seed + 1)
+    ws, bs = problem.params(requires_grad=False)
+    loss = float(problem.dropout_loss(ws, bs, masks))
+    rows = []
+    for theta in thetas:
+        val = float(problem.scaled_negative_elbo(ws, bs, masks, theta, noise))
+        const = elbo_dropout_offset(problem.architecture, problem.keep_probs, theta,
+                                    problem.prior_length_scale, problem.num_data, problem.tau)
+        resid = val - loss - const
+        rows.append(_row("value", f"theta={theta:g}", abs(resid), f"<= {10 * theta:g}",
+                         abs(resid) <= 10 * theta,
+                         f"-ELBO/(N tau) - loss = {val - loss:.6f}, predicted constant "
+                         f"{const:.6f}"))
+    return rows
+
+
+def _flat_grads(loss, params):
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+
+
+def check_pyro_gradient(problem: VerifyProblem, theta: float = 1e-6, num_particles: int = 2048,
+                        num_batches: int = 16, num_mask_draws: int = 400, seed: int = 2) -> list[dict]:
+    r"""Pyro's ``Trace_ELBO`` gradient (vectorised particles, one weight draw per particle, exact
+    mixture log density in the KL) against the expected dropout-loss gradient.
+
+    Both are Monte Carlo averages: the Pyro gradient over ``num_batches x num_particles``
+    particles, the dropout gradient over ``num_mask_draws`` draws of per-example masks. Their
+    standard errors give the expected relative error :math:`\sigma`; the row passes when the
+    cosine similarity is :math:`\ge 0.99` and the relative error is :math:`\le 3\sigma`.
+    ``theta`` is small so the comparison is not blurred by the :math:`O(\theta)` terms or the gap
+    (a column with :math:`\|\mathbf{m}_a\| \lesssim \theta` makes the exact-KL gradient differ:
+    see the README)."""
+    pyro.set_rng_seed(seed)
+    pyro.clear_param_store()
+    model = BayesianMLP(problem.architecture, problem.prior_length_scale, problem.tau)
+    guide = DropoutGuide(model, problem.keep_probs, theta, init_weights=problem.weights,
+                         init_biases=problem.biases)
+    params = list(guide.weight_locs) + list(guide.bias_locs)
+    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
+    scale = problem.num_data * problem.tau
+    t0 = time.perf_counter()
+    g_pyro = torch.stack([
+        _flat_grads(elbo.differentiable_loss(model, guide, problem.x, problem.y) / scale, params)
+        for _ in range(num_batches)])
+    t_pyro = time.perf_counter() - t0
+    g_drop = []
+    for k in range(num_mask_draws):
+        ws, bs = problem.params()
+        g_drop.append(_flat_grads(problem.dropout_loss(ws, bs, problem.masks(10_000 + k)), ws + bs))
+    g_drop = torch.stack(g_drop)
+    mp, md = g_pyro.mean(0), g_drop.mean(0)
+    se_p = g_pyro.std(0) / math.sqrt(num_batches)
+    se_d = g_drop.std(0) / math.sqrt(num_mask_draws)
+    cos = float(mp @ md / (mp.norm() * md.norm()))
+    rel = float((mp - md).norm() / md.norm())
+    sigma = float(torch.sqrt(se_p.pow(2).sum() + se_d.pow(2).sum()) / md.norm())
+    n_part = num_particles * num_batches
+    return [
+        _row("pyro", f"cosine, {n_part} particles, theta={theta:g}", cos, ">= 0.99", cos >= 0.99,
+             f"{t_pyro:.1f} s for the Pyro gradients"),
+        _row("pyro", "relative error", rel, f"<= 3 sigma = {3 * sigma:.3g}", rel <= 3 * sigma,
+             f"Monte Carlo sigma = {sigma:.3g}"),
+    ]
+
+
+def _standard_dropout_net(problem: VerifyProblem, weights_inv, biases):
+    """A plain torch network with ``nn.Dropout`` (inverted dropout) on every layer's input."""
+    layers = []
+    arch = problem.architecture
+    for i, ((out, inp), kp) in enumerate(zip(arch.layer_shapes, problem.keep_probs)):
+        layers.append(torch.nn.Dropout(1.0 - kp))  # torch takes the DROP rate
+        lin = torch.nn.Linear(inp, out, dtype=DTYPE)
+        with torch.no_grad():
+            lin.weight.copy_(weights_inv[i])
+            lin.bias.copy_(biases[i])
+        layers.append(lin)
+        if i < arch.num_layers - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+def check_trajectories(problem: VerifyProblem, num_steps: int = 200, lr: float = 0.05,
+                       theta: float = 1e-6, seed: int = 3) -> list[dict]:
+    r"""``num_steps`` of full-batch SGD on (a) a standard ``nn.Dropout`` network with weight decay
+    and (b) :math:`-\mathrm{ELBO}/(N\tau)` (per-example weight draws, :math:`\theta = 10^{-6}`),
+    from the same initialisation and with the same masks. Tolerance: max parameter difference
+    :math:`\le 10^{-6}` after mapping (a)'s weights to the seed's convention.
+
+    The map: ``nn.Dropout`` scales kept units by :math:`1/\pi`, so its weights are
+    :math:`\mathbf{W}' = \pi\mathbf{M}`; the prior's decay :math:`\lambda\|\mathbf{M}\|^2` is
+    :math:`(\lambda/\pi^2)\|\mathbf{W}'\|^2` (torch's ``weight_decay`` is twice the coefficient),
+    and the same trajectory in :math:`\mathbf{M}` needs step size :math:`\eta\pi^2` on
+    :math:`\mathbf{W}'`."""
+    arch = problem.architecture
+    kps = problem.keep_probs
+    w_inv0 = [w * kp for w, kp in zip(problem.weights, kps)]
+    net = _standard_dropout_net(problem, w_inv0, problem.biases)
+    linears = [m for m in net if isinstance(m, torch.nn.Linear)]
+    groups = []
+    for lin, kp, wd, bd in zip(linears, kps, problem.weight_decays, problem.bias_decays):
+        groups.append({"params": [lin.weight], "lr": lr * kp**2,
+                       "weight_decay": 2 * inverted_weight_decay(wd, kp)})
+        groups.append({"params": [lin.bias], "lr": lr, "weight_decay": 2 * bd})
+    opt_a = torch.optim.SGD(groups, lr=lr)
+    ws, bs = problem.params()
+    opt_b = torch.optim.SGD(ws + bs, lr=lr)
+    noise_gen = torch.Generator().manual_seed(seed + 1)
+    max_loss_gap = 0.0
+    for step in range(num_steps):
+        torch.manual_seed(seed * 100_003 + step)
+        net.train()
+        out = net(problem.x)
+        loss_a = 0.5 * (problem.y - out).pow(2).sum(-1).mean()
+        opt_a.zero_grad()
+        loss_a.backward()
+        opt_a.step()
+        # (b): the same masks, drawn from the same RNG state in the same order as nn.Dropout
+        torch.manual_seed(seed * 100_003 + step)
+        masks = [torch.bernoulli(torch.full((problem.num_data, inp), kp, dtype=DTYPE))
+                 for (_, inp), kp in zip(arch.layer_shapes, kps)]
+        noise = [torch.randn(problem.num_data, out_, generator=noise_gen, dtype=DTYPE)
+                 for out_, _ in arch.layer_shapes]
+        loss_b = problem.scaled_negative_elbo(ws, bs, masks, theta, noise, gap_samples=0)
+        opt_b.zero_grad()
+        loss_b.backward()
+        opt_b.step()
+        const = elbo_dropout_offset(arch, kps, theta, problem.prior_length_scale,
+                                    problem.num_data, problem.tau)
+        reg = sum(wd * w.pow(2).sum() + bd * b.pow(2).sum()
+                  for w, b, wd, bd in zip(ws, bs, problem.weight_decays, problem.bias_decays))
+        max_loss_gap = max(max_loss_gap, abs((loss_b - const - reg - loss_a).item()))
+    diff = 0.0
+    for lin, kp, w, b in zip(linears, kps, ws, bs):
+        diff = max(diff, float((lin.weight / kp - w).abs().max()), float((lin.bias - b).abs().max()))
+    moved = max(float((w - w0).abs().max()) for w, w0 in zip(ws, problem.weights))
+    return [_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}", diff, "<= 1e-06",
+                 diff <= 1e-6, f"parameters moved up to {moved:.3f}; max data-term gap "
+                 f"{max_loss_gap:.1e}")]
+
+
+def check_kl(widths=(1, 2, 4, 16, 64, 256, 1024), thetas=(1e-1, 1e-2), keep_probs=(0.5, 0.9),
+             num_cols: int = 8, prior_length_scale: float = 1.0, num_samples: int = 20_000,
+             gap_samples: int = 4_000, seed: int = 4,
+             progress: Callable | None = None) -> list[dict]:
+    r"""Exact KL by Monte Carlo vs Proposition 1 vs the gap, for ``K`` rows, ``num_cols`` columns,
+    means :math:`\mathbf{m} \sim \mathcal{N}(0, I)` (nested: the ``K``-row matrix is the first
+    ``K`` rows of one draw, so each column's norm, and hence its separation
+    :math:`\|\mathbf{m}_a\|/\theta`, grows with ``K``). Each row passes when
+    :math:`|\text{MC} - \text{Prop.1} - \text{gap}| \le 4\sqrt{SE_{MC}^2 + SE_{gap}^2}` and the gap
+    is :math:`\ge -4\,SE_{gap}` and :math:`\le Q\,H(\pi)`; a row per (theta, keep_prob) checks
+    the gap does not grow with ``K`` (within 4 SE)."""
+    rows = []
+    gen = torch.Generator().manual_seed(seed)
+    for theta in thetas:
+        for kp in keep_probs:
+            gaps = []
+            # nested means: the first K rows of one draw, so column norms grow with K
+            loc_full = torch.randn(max(widths), num_cols, generator=gen, dtype=DTYPE)
+            for k in widths:
+                loc = loc_full[:k]
+                q = DropoutNormal(loc, kp, theta)
+                mc = kl_monte_carlo(q, prior_length_scale, num_samples, generator=gen)
+                p1 = float(kl_large_width(q, prior_length_scale))
+                gap = kl_gap(q, gap_samples, generator=gen)
+                est, se = float(mc.estimate), float(mc.stderr)
+                g, gse = float(gap.estimate), float(gap.stderr)
+                tol = 4 * math.sqrt(se**2 + gse**2)
+                upper = num_cols * float(binary_entropy(torch.tensor(kp, dtype=DTYPE)))
+                ok = abs(est - p1 - g) <= tol + 1e-9 and g >= -4 * gse and g <= upper + 1e-12
+                gaps.append((g, gse))
+                rows.append(_row(
+                    "kl", f"K={k} theta={theta:g} keep_prob={kp:g}", est - p1 - g, f"|.| <= {tol:.3g}",
+                    ok, f"MC {est:.4f} ± {se:.4f}; Prop.1 {p1:.4f}; gap {g:.3e} ± {gse:.1e}"))
+                if progress is not None:
+                    progress()
+            shrink = all(b[0] <= a[0] + 4 * math.hypot(a[1], b[1]) + 1e-12 for a, b in zip(gaps, gaps[1:]))
+            rows.append(_row("kl", f"gap shrinks with K, theta={theta:g} keep_prob={kp:g}",
+                             gaps[-1][0], "non-increasing", shrink,
+                             "gaps " + ", ".join(f"{g:.2e}" for g, _ in gaps)))
+    return rows
+
+
+def run_verify(quick: bool = False, show_progress: bool = True) -> list[dict]:
+    """Run every check; ``quick`` uses fewer Monte Carlo samples (same tolerances)."""
+    from tqdm.auto import tqdm
+
+    problem = VerifyProblem()
+    steps = ["gradients", "values", "pyro", "trajectories", "kl"]
+    rows: list[dict] = []
+    with tqdm(total=len(steps), desc="verify", disable=not show_progress) as bar:
+        rows += check_gradients(problem); bar.update()
+        rows += check_values(problem); bar.update()
+        if quick:
+            rows += check_pyro_gradient(problem, num_particles=1024, num_batches=8, num_mask_draws=200)
+        else:
+            rows += check_pyro_gradient(problem)
+        bar.update()
+        rows += check_trajectories(problem); bar.update()
+        if quick:
+            rows += check_kl(num_samples=4_000, gap_samples=1_000)
+        else:
+            rows += check_kl()
+        bar.update()
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table of the rows."""
+    lines = ["| check | setting | value | tolerance | pass | detail |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['check']} | {r['setting']} | {r['value']:.3e} | {r['tolerance']} | "
+                     f"{'yes' if r['passed'] else '**NO**'} | {r['detail']} |")
+    n_fail = sum(not r["passed"] for r in rows)
+    lines.append("")
+    lines.append(f"{len(rows) - n_fail} passed, {n_fail} failed")
+    return "\n".join(lines)
