@@ -332,8 +332,9 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
     failed: list[str] = []
     bar = tqdm(total=len(cells), initial=skipped, desc="cells", unit="cell",
                disable=not progress)
+    outcomes = executor.run(fn, [cells[k] for k in todo])
     try:
-        for outcome in executor.run(fn, [cells[k] for k in todo]):
+        for outcome in outcomes:
             cid = ids[todo[outcome.index]]
             error, tb = outcome.error, outcome.traceback
             if error is None:
@@ -354,6 +355,9 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
                 bar.set_postfix(failed=len(failed))
             bar.update(1)
     finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:  # stop workers / cancel Ray tasks now, also on interruption
+            close()
         bar.close()
     return RunSummary(done=done, skipped=skipped, failed=len(failed),
                       failed_cells=tuple(sorted(failed)))
