@@ -1,0 +1,56 @@
+"""vi_dropout: the variational family of MC dropout in Pyro, its full ELBO, and the numerical
+proof that it reduces to the dropout loss (Gal & Ghahramani, 2016)."""
+
+from .distributions import DropoutNormal
+from .guides import DropoutGuide
+from .kl import (
+    MonteCarloEstimate,
+    binary_entropy,
+    cross_entropy_to_prior,
+    gaussian_kl_to_prior,
+    kl_gap,
+    kl_large_width,
+    kl_monte_carlo,
+)
+from .models import BayesianMLP
+from .network import ACTIVATIONS, Architecture, mlp_forward
+from .objectives import (
+    draw_masks,
+    dropout_loss,
+    elbo_dropout_offset,
+    from_inverted_dropout,
+    inverted_weight_decay,
+    negative_elbo,
+    prior_weight_decays,
+    tau_from_weight_decay,
+    to_inverted_dropout,
+    weight_decay_from_prior,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS",
+    "Architecture",
+    "BayesianMLP",
+    "DropoutGuide",
+    "DropoutNormal",
+    "MonteCarloEstimate",
+    "binary_entropy",
+    "cross_entropy_to_prior",
+    "draw_masks",
+    "dropout_loss",
+    "elbo_dropout_offset",
+    "from_inverted_dropout",
+    "gaussian_kl_to_prior",
+    "inverted_weight_decay",
+    "kl_gap",
+    "kl_large_width",
+    "kl_monte_carlo",
+    "mlp_forward",
+    "negative_elbo",
+    "prior_weight_decays",
+    "tau_from_weight_decay",
+    "to_inverted_dropout",
+    "weight_decay_from_prior",
+]

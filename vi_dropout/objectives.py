@@ -39,7 +39,13 @@ from collections.abc import Sequence
 
 import torch
 
-from ._validation import check_finite, check_keep_prob, check_positive, check_positive_int, per_layer
+from ._validation import (
+    check_finite,
+    check_keep_prob,
+    check_positive,
+    check_positive_int,
+    per_layer,
+)
 from .distributions import DropoutNormal
 from .kl import binary_entropy, gaussian_kl_to_prior, kl_gap, kl_large_width
 from .network import Architecture, get_activation
@@ -77,20 +83,20 @@ def weight_decay_from_prior(prior_length_scale, keep_prob, num_data, tau=1.0) ->
         >>> weight_decay_from_prior(1e-2, 0.9, 1000, tau=10.0)
         4.5e-09
     """
-    l = check_positive(prior_length_scale, "prior_length_scale")
+    ls = check_positive(prior_length_scale, "prior_length_scale")
     kp = check_keep_prob(keep_prob)
     n = check_positive_int(num_data, "num_data")
     t = check_positive(tau, "tau")
-    return kp * l**2 / (2 * n * t)
+    return kp * ls**2 / (2 * n * t)
 
 
 def tau_from_weight_decay(weight_decay, prior_length_scale, keep_prob, num_data) -> float:
     r"""Invert :func:`weight_decay_from_prior`: :math:`\tau = \pi l^2 / (2 N \lambda)`."""
     wd = check_positive(weight_decay, "weight_decay")
-    l = check_positive(prior_length_scale, "prior_length_scale")
+    ls = check_positive(prior_length_scale, "prior_length_scale")
     kp = check_keep_prob(keep_prob)
     n = check_positive_int(num_data, "num_data")
-    return kp * l**2 / (2 * n * wd)
+    return kp * ls**2 / (2 * n * wd)
 
 
 def prior_weight_decays(architecture: Architecture, keep_probs, prior_length_scale, num_data,
@@ -225,7 +231,7 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
     _check_data(x, y)
     scale = check_positive(scale, "scale")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
-    l = check_positive(prior_length_scale, "prior_length_scale")
+    ls = check_positive(prior_length_scale, "prior_length_scale")
     kps = per_layer(keep_probs, len(weights), "keep_probs", check_keep_prob)
     b = x.shape[0]
     n = b if num_data is None else check_positive_int(num_data, "num_data")
@@ -240,7 +246,7 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
     kl = out.new_zeros(())
     for w, bias, kp in zip(weights, biases, kps):
         q = DropoutNormal(w, kp, scale)
-        kl = kl + kl_large_width(q, l) + gaussian_kl_to_prior(bias, scale, l)
+        kl = kl + kl_large_width(q, ls) + gaussian_kl_to_prior(bias, scale, ls)
         if gap_samples:
             kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
     return n * nll + kl
@@ -254,11 +260,11 @@ def elbo_dropout_offset(architecture: Architecture, keep_probs, scale, prior_len
     :math:`-\log\theta`."""
     likelihood = _check_likelihood(likelihood)
     scale = check_positive(scale, "scale")
-    l = check_positive(prior_length_scale, "prior_length_scale")
+    ls = check_positive(prior_length_scale, "prior_length_scale")
     n = check_positive_int(num_data, "num_data")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
     kps = per_layer(keep_probs, architecture.num_layers, "keep_probs", check_keep_prob)
-    s2 = (l * scale) ** 2
+    s2 = (ls * scale) ** 2
     per_dim = 0.5 * (s2 - 1 - math.log(s2))
     c = 0.0
     for (k, q), kp in zip(architecture.layer_shapes, kps):

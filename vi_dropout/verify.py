@@ -282,9 +282,11 @@ def check_trajectories(problem: VerifyProblem, num_steps: int = 200, lr: float =
                   for w, b, wd, bd in zip(ws, bs, problem.weight_decays, problem.bias_decays))
         max_loss_gap = max(max_loss_gap, abs((loss_b - const - reg - loss_a).item()))
     diff = 0.0
-    for lin, kp, w, b in zip(linears, kps, ws, bs):
-        diff = max(diff, float((lin.weight / kp - w).abs().max()), float((lin.bias - b).abs().max()))
-    moved = max(float((w - w0).abs().max()) for w, w0 in zip(ws, problem.weights))
+    with torch.no_grad():
+        for lin, kp, w, b in zip(linears, kps, ws, bs):
+            diff = max(diff, float((lin.weight / kp - w).abs().max()),
+                       float((lin.bias - b).abs().max()))
+        moved = max(float((w - w0).abs().max()) for w, w0 in zip(ws, problem.weights))
     return [_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}", diff, "<= 1e-06",
                  diff <= 1e-6, f"parameters moved up to {moved:.3f}; max data-term gap "
                  f"{max_loss_gap:.1e}")]
@@ -340,14 +342,17 @@ def run_verify(quick: bool = False, show_progress: bool = True) -> list[dict]:
     steps = ["gradients", "values", "pyro", "trajectories", "kl"]
     rows: list[dict] = []
     with tqdm(total=len(steps), desc="verify", disable=not show_progress) as bar:
-        rows += check_gradients(problem); bar.update()
-        rows += check_values(problem); bar.update()
+        rows += check_gradients(problem)
+        bar.update()
+        rows += check_values(problem)
+        bar.update()
         if quick:
             rows += check_pyro_gradient(problem, num_particles=1024, num_batches=8, num_mask_draws=200)
         else:
             rows += check_pyro_gradient(problem)
         bar.update()
-        rows += check_trajectories(problem); bar.update()
+        rows += check_trajectories(problem)
+        bar.update()
         if quick:
             rows += check_kl(num_samples=4_000, gap_samples=1_000)
         else:

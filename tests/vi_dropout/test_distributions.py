@@ -69,7 +69,7 @@ def test_columns_are_dropped_together():
     w = q.rsample((100,))
     # within a column every row is either ~1 (kept) or ~0 (dropped)
     per_col = w.round()
-    assert torch.all((per_col == per_col[..., :1, :]))
+    assert torch.all(per_col == per_col[..., :1, :])
     frac_kept = float(per_col[..., 0, :].mean())
     assert 0.35 < frac_kept < 0.65  # 500 Bernoulli(0.5) draws: sd 0.022
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from vi_dropout.network import Architecture, mlp_forward
 from tests.common import DTYPES
+from vi_dropout.network import Architecture, mlp_forward
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

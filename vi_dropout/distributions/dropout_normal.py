@@ -132,7 +132,7 @@ class DropoutNormal(TorchDistribution):
         return self.event_shape[1]
 
     # --- sampling -------------------------------------------------------------------------------
-    def sample_mask(self, sample_shape=torch.Size(), generator=None):
+    def sample_mask(self, sample_shape=(), generator=None):
         r"""Draw the column gates :math:`z_a`, shape ``sample_shape x batch x 1 x Q``.
 
         Built arithmetically as ``floor(u + keep_prob)`` from one uniform per column.
@@ -141,7 +141,7 @@ class DropoutNormal(TorchDistribution):
         u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device, generator=generator)
         return torch.floor(u + self._kp)
 
-    def rsample(self, sample_shape=torch.Size(), mask=None, noise=None, generator=None):
+    def rsample(self, sample_shape=(), mask=None, noise=None, generator=None):
         r"""Reparameterised draw :math:`\mathbf{W} = \mathbf{M}\operatorname{diag}(\mathbf{z})
         + \theta \boldsymbol{\epsilon}`, shape ``sample_shape x batch x K x Q``.
 
@@ -152,7 +152,7 @@ class DropoutNormal(TorchDistribution):
             noise: optional standard-normal ``epsilon`` of the full shape; drawn when omitted.
             generator: optional ``torch.Generator`` for the draws made here.
         """
-        shape = self._extended_shape(sample_shape)
+        shape = self._extended_shape(torch.Size(sample_shape))
         if mask is None:
             mask = self.sample_mask(sample_shape, generator=generator)
         if noise is None:

@@ -1,0 +1,137 @@
+import math
+
+import pytest
+import torch
+
+from tests.common import toy_regression
+from vi_dropout.network import Architecture, mlp_forward
+from vi_dropout.objectives import (
+    data_term,
+    draw_masks,
+    dropout_loss,
+    elbo_dropout_offset,
+    from_inverted_dropout,
+    inverted_weight_decay,
+    negative_elbo,
+    prior_weight_decays,
+    tau_from_weight_decay,
+    to_inverted_dropout,
+    weight_decay_from_prior,
+)
+
+F64 = torch.float64
+
+
+def test_weight_decay_formula_and_inverse():
+    lam = weight_decay_from_prior(1e-2, 0.9, 1000, tau=10.0)
+    assert lam == pytest.approx(0.9 * 1e-4 / (2 * 1000 * 10.0), rel=1e-15)
+    assert tau_from_weight_decay(lam, 1e-2, 0.9, 1000) == pytest.approx(10.0, rel=1e-12)
+
+
+def test_inverted_dropout_map_preserves_function_and_penalty():
+    arch = Architecture((3, 6, 2))
+    ws, bs = arch.init_params(torch.Generator().manual_seed(0))
+    kps = (0.8, 0.5)
+    x, _ = toy_regression(10, 3, 2)
+    masks = draw_masks(10, arch, kps, torch.Generator().manual_seed(1))
+    seed_out = mlp_forward(x, ws, bs, "relu", masks)
+    inv = to_inverted_dropout(ws, kps)
+    inv_out = mlp_forward(x, inv, bs, "relu", [m / kp for m, kp in zip(masks, kps)])
+    torch.testing.assert_close(seed_out, inv_out)
+    for w, w2 in zip(from_inverted_dropout(inv, kps), ws):
+        torch.testing.assert_close(w, w2)
+    lam = 0.3
+    for w, w_inv, kp in zip(ws, inv, kps):
+        torch.testing.assert_close(inverted_weight_decay(lam, kp) * w_inv.pow(2).sum(),
+                                   lam * w.pow(2).sum())
+
+
+def test_dropout_loss_by_hand():
+    arch = Architecture((2, 3, 1), "tanh")
+    ws, bs = arch.init_params(torch.Generator().manual_seed(2))
+    x, y = toy_regression(5, 2, 1)
+    masks = draw_masks(5, arch, 0.7, torch.Generator().manual_seed(3))
+    loss = dropout_loss(x, y, ws, bs, masks, (0.1, 0.2), (0.3, 0.4), "tanh")
+    y_hat = mlp_forward(x, ws, bs, "tanh", masks)
+    expected = ((y - y_hat) ** 2).sum() / (2 * 5) + 0.1 * ws[0].pow(2).sum() + 0.2 * ws[1].pow(2).sum() \
+        + 0.3 * bs[0].pow(2).sum() + 0.4 * bs[1].pow(2).sum()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_categorical_data_term_is_cross_entropy():
+    logits = torch.randn(6, 4, dtype=F64)
+    y = torch.tensor([0, 3, 1, 1, 2, 0])
+    torch.testing.assert_close(data_term(y, logits, "categorical"),
+                               torch.nn.functional.cross_entropy(logits, y))
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "categorical"])
+def test_negative_elbo_gradient_converges_to_dropout_gradient(likelihood):
+    # grad(-ELBO/(N tau)) - grad(dropout loss) = O(theta): at theta = 1e-7 the relative
+    # difference must be below 1e-5 (measured ~ 5 theta on this problem).
+    arch = Architecture((3, 8, 3 if likelihood == "categorical" else 1))
+    n, tau, ls, kps = 20, 4.0, 0.7, (0.9, 0.6)
+    x, y = toy_regression(n, 3, 1)
+    if likelihood == "categorical":
+        y = (y.squeeze(-1) > 0).long() + (x[:, 0] > 1).long()
+        tau = 1.0
+    ws, bs = arch.init_params(torch.Generator().manual_seed(0))
+    ws = [w.requires_grad_() for w in ws]
+    bs = [b.requires_grad_() for b in bs]
+    masks = draw_masks(n, arch, kps, torch.Generator().manual_seed(1))
+    wd, bd = prior_weight_decays(arch, kps, ls, n, tau)
+    g_d = torch.autograd.grad(dropout_loss(x, y, ws, bs, masks, wd, bd, likelihood=likelihood), ws + bs)
+    nelbo = negative_elbo(x, y, ws, bs, masks, keep_probs=kps, scale=1e-7, prior_length_scale=ls,
+                          tau=tau, likelihood=likelihood, generator=torch.Generator().manual_seed(2))
+    g_e = torch.autograd.grad(nelbo / (n * tau), ws + bs)
+    for a, b in zip(g_e, g_d):
+        assert float((a - b).norm() / b.norm()) < 1e-5
+
+
+def test_offset_grows_like_minus_log_theta():
+    arch = Architecture((3, 8, 1))
+    c1 = elbo_dropout_offset(arch, 0.9, 1e-3, 1.0, 50, 2.0)
+    c2 = elbo_dropout_offset(arch, 0.9, 1e-4, 1.0, 50, 2.0)
+    # d C / d log(1/theta) = (sum_i (Q_i K_i + K_i)) / (N tau), exactly, for theta << 1/l
+    slope = (c2 - c1) / math.log(10)
+    expected = (3 * 8 + 8 + 8 * 1 + 1) / (50 * 2.0)
+    assert slope == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"keep_probs": 1.5}, "keep_probs"),
+        ({"keep_probs": 0.0}, "keep_probs"),
+        ({"scale": 0.0}, "scale"),
+        ({"scale": -1e-3}, "scale"),
+        ({"prior_length_scale": 0.0}, "prior_length_scale"),
+        ({"tau": -2.0}, "tau"),
+    ],
+)
+def test_bad_hyperparameters_name_the_argument(kwargs, match):
+    arch = Architecture((2, 3, 1))
+    ws, bs = arch.init_params()
+    x, y = toy_regression(4, 2, 1)
+    masks = draw_masks(4, arch, 0.5)
+    args = dict(keep_probs=0.5, scale=1e-2, prior_length_scale=1.0, tau=1.0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        negative_elbo(x, y, ws, bs, masks, **args)
+
+
+def test_non_finite_data_and_shape_mismatch():
+    arch = Architecture((2, 3, 1))
+    ws, bs = arch.init_params()
+    x, y = toy_regression(4, 2, 1)
+    masks = draw_masks(4, arch, 0.5)
+    x_bad = x.clone()
+    x_bad[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="x must be finite"):
+        dropout_loss(x_bad, y, ws, bs, masks, (0.1, 0.1), (0.1, 0.1))
+    with pytest.raises(ValueError, match="same number of rows"):
+        dropout_loss(x, y[:3], ws, bs, masks, (0.1, 0.1), (0.1, 0.1))
+    with pytest.raises(ValueError, match="keep_probs"):
+        prior_weight_decays(arch, (0.5, 0.5, 0.5), 1.0, 10)
+    with pytest.raises(ValueError, match="tau"):
+        weight_decay_from_prior(1.0, 0.5, 10, tau=0.0)
