@@ -348,9 +348,10 @@ def train_batched(
     theta = torch.empty(E, P, dtype=dtype)
 
     def views(buf):
+        # Weights are stored TRANSPOSED (E x in x out): the fast layout for bmm on both passes.
         ws_, bs_, off = [], [], 0
         for o, i in shapes:
-            ws_.append(buf[:, off : off + o * i].view(-1, o, i))
+            ws_.append(buf[:, off : off + o * i].view(-1, i, o))
             off += o * i
             bs_.append(buf[:, off : off + o])
             off += o
@@ -360,7 +361,7 @@ def train_batched(
     for e, g in enumerate(gens):
         w0, b0 = arch.init_params(generator=g, dtype=dtype)
         for layer in range(L):
-            W[layer][e] = w0[layer]
+            W[layer][e] = w0[layer].T
             B_[layer][e] = b0[layer]
     kp_cols = torch.tensor(
         [[kp for kp, w in zip(k, widths[:-1]) for _ in range(w)] for k in kps], dtype=dtype
@@ -383,7 +384,7 @@ def train_batched(
     final = torch.empty(E, P, dtype=dtype)
     losses = torch.full((E, epochs), float("nan"), dtype=dtype)
     diverged_epoch = torch.full((E,), -1, dtype=torch.long)
-    x_act, y_act = x, y
+    xy_act = torch.cat([x, y], dim=2)
     step = 0
 
     for epoch in tqdm(range(epochs), disable=not progress, desc="train_batched", leave=False):
@@ -395,9 +396,10 @@ def train_batched(
             torch.randperm(N, generator=g, out=perm[e])
             torch.rand(N, C, generator=g, dtype=dtype, out=U[e])
         masks = U.add_(kp_cols).floor_().mul_(inv_kp_cols)
-        xs = torch.gather(x_act, 1, perm.unsqueeze(-1).expand(Ea, N, Q))
-        ys = torch.gather(y_act, 1, perm.unsqueeze(-1).expand(Ea, N, D))
-        h0_all = xs.mul_(masks[..., :Q])
+        rows = perm.add_(torch.arange(0, Ea * N, N).unsqueeze(1)).view(-1)
+        xys = xy_act.view(Ea * N, Q + D).index_select(0, rows).view(Ea, N, Q + D)
+        ys = xys[..., Q:]
+        h0_all = xys[..., :Q].mul_(masks[..., :Q])
         epoch_loss = torch.zeros(Ea, dtype=dtype)
         s = 0
         while s < N:
@@ -406,12 +408,13 @@ def train_batched(
             h = h0_all[:, s:e_]
             hs, Ds = [h], []
             for layer in range(L):
-                z = torch.baddbmm(B_[layer].unsqueeze(1), h, W[layer].transpose(1, 2))
+                z = torch.baddbmm(B_[layer].unsqueeze(1), h, W[layer])
                 if layer < L - 1:
                     mk = masks[:, s:e_, offsets[layer + 1] : offsets[layer + 2]]
                     if relu:
-                        Dm = mk * (z > 0)
-                        h = z.mul_(Dm)
+                        # h > 0 exactly where the ReLU is active and the unit kept.
+                        h = z.relu_().mul_(mk)
+                        Dm = mk
                     else:
                         a = act(z)
                         Dm = deriv(z, a).mul_(mk)
@@ -440,7 +443,7 @@ def train_batched(
                 kp_cols, inv_kp_cols = kp_cols[keep], inv_kp_cols[keep]
                 reg_t, lr_t = reg_t[keep], lr_t[keep]
                 gens = [gens[int(k)] for k in keep]
-                x_act, y_act = x_act[keep], y_act[keep]
+                xy_act = xy_act[keep]
                 masks, ys, h0_all = masks[keep], ys[keep], h0_all[keep]
                 epoch_loss = epoch_loss[keep]
                 continue  # redo this minibatch for the remaining networks
@@ -451,10 +454,15 @@ def train_batched(
             reg2 = (2 * reg_t).view(-1, 1, 1)
             for layer in reversed(range(L)):
                 torch.mul(W[layer], reg2, out=gW[layer])
-                gW[layer].baddbmm_(gout.transpose(1, 2), hs[layer])
+                gW[layer].baddbmm_(hs[layer].transpose(1, 2), gout)
                 torch.sum(gout, 1, out=gB[layer])
                 if layer > 0:
-                    gout = torch.bmm(gout, W[layer]).mul_(Ds[layer - 1])
+                    if gout.shape[-1] == 1:  # a one-term product: broadcasting is exact & faster
+                        gout = (gout * W[layer].transpose(1, 2)).mul_(Ds[layer - 1])
+                    else:
+                        gout = torch.bmm(gout, W[layer].transpose(1, 2)).mul_(Ds[layer - 1])
+                    if relu:
+                        gout = torch.ops.aten.threshold_backward(gout, hs[layer], 0)
             # Adam (torch.optim.Adam semantics) on the flat buffer.
             step += 1
             bc1 = 1 - beta1**step
@@ -473,4 +481,6 @@ def train_batched(
     if len(active):
         final[active] = theta
     Wf, Bf = views(final)
-    return TrainResult([w.clone() for w in Wf], [b.clone() for b in Bf], losses, diverged_epoch)
+    return TrainResult(
+        [w.transpose(1, 2).contiguous() for w in Wf], [b.clone() for b in Bf], losses, diverged_epoch
+    )

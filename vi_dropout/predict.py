@@ -30,7 +30,13 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ._validation import check_finite, check_keep_prob, check_positive, check_positive_int, per_layer
+from ._validation import (
+    check_finite,
+    check_keep_prob,
+    check_positive,
+    check_positive_int,
+    per_layer,
+)
 from .network import get_activation
 
 __all__ = [
