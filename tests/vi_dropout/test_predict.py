@@ -1,0 +1,202 @@
+"""MC dropout prediction and its summaries. Tolerances: 1e-12 (float64 op reordering) unless
+stated; statistical checks use a 5-sigma bound."""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+import torch
+
+from tests.common import DTYPES
+from vi_dropout.network import Architecture, mlp_forward
+from vi_dropout.predict import (
+    DropoutMLPParams,
+    classification_summary,
+    mc_predict,
+    regression_summary,
+    standard_dropout_predict,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add synchronisation cost on the shared CI cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _net(widths=(4, 6, 5, 2), seed=0, batch=(), dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    ws, _ = Architecture(widths).init_params(generator=g, dtype=dtype)
+    ws = [torch.randn(*batch, *w.shape, generator=g, dtype=dtype) for w in ws]
+    bs = [torch.randn(*batch, w.shape[-2], generator=g, dtype=dtype) for w in ws]
+    return ws, bs
+
+
+def _looped(x, ws, bs, kps, T, seed, inverted, activation, batch=()):
+    """T separate forward passes through network.mlp_forward, same random stream."""
+    g = torch.Generator().manual_seed(seed)
+    widths = [w.shape[-1] for w in ws]
+    out = []
+    for _ in range(T):
+        u = torch.rand(*batch, x.shape[-2], sum(widths), generator=g, dtype=x.dtype)
+        masks, off = [], 0
+        for wd, kp in zip(widths, kps):
+            m = torch.floor(u[..., off : off + wd] + kp)
+            masks.append(m / kp if inverted else m)
+            off += wd
+        out.append(mlp_forward(x, ws, bs, activation, masks))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("inverted", [False, True])
+@pytest.mark.parametrize("max_rows", [7 * 3, 10_000])  # several chunks (3 samples each) / one
+def test_vectorised_equals_loop(inverted, max_rows):
+    ws, bs = _net()
+    x = torch.randn(7, 4, dtype=torch.float64)
+    kps = (0.8, 0.5, 0.9)
+    T = 10
+    got = mc_predict(x, ws, bs, kps, T, activation="tanh", inverted=inverted,
+                     generator=torch.Generator().manual_seed(5), max_rows=max_rows)
+    want = _looped(x, ws, bs, kps, T, 5, inverted, "tanh")
+    assert got.shape == (T, 7, 2)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert got.std(0).min() > 0  # the masks really vary between samples
+
+
+def test_vectorised_equals_loop_with_ensemble_dims():
+    ws, bs = _net(batch=(3,))
+    x = torch.randn(5, 4, dtype=torch.float64)
+    params = DropoutMLPParams(ws, bs, keep_probs=0.7, activation="relu", inverted=True)
+    got = params.mc_predict(x, 6, generator=torch.Generator().manual_seed(2), max_rows=30)
+    want = _looped(x, ws, bs, (0.7,) * 3, 6, 2, True, "relu", batch=(3,))
+    assert got.shape == (6, 3, 5, 2)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+def test_generator_reproducible_and_seed_sensitive():
+    ws, bs = _net()
+    x = torch.randn(9, 4, dtype=torch.float64)
+    a = mc_predict(x, ws, bs, 0.5, 20, generator=torch.Generator().manual_seed(1))
+    b = mc_predict(x, ws, bs, 0.5, 20, generator=torch.Generator().manual_seed(1))
+    c = mc_predict(x, ws, bs, 0.5, 20, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    assert not torch.allclose(a, c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inverted", [False, True])
+def test_mc_mean_of_linear_net_matches_standard_dropout(dtype, inverted):
+    """For a linear net E[f] equals weight averaging: checks both scaling conventions."""
+    ws, bs = _net((3, 4, 2), seed=3, dtype=dtype)
+    x = torch.randn(5, 3, dtype=dtype)
+    kps = (0.6, 0.8)
+    T = 40_000
+    s = mc_predict(x, ws, bs, kps, T, activation="identity", inverted=inverted,
+                   generator=torch.Generator().manual_seed(0))
+    std = standard_dropout_predict(x, ws, bs, kps, activation="identity", inverted=inverted)
+    err = (s.double().mean(0) - std.double()).abs()
+    assert bool((err <= 5 * s.double().std(0) / math.sqrt(T) + 1e-5).all())
+
+
+def test_keep_prob_one_gives_deterministic_standard_prediction():
+    ws, bs = _net()
+    x = torch.randn(4, 4, dtype=torch.float64)
+    s = mc_predict(x, ws, bs, 1.0, 3)
+    torch.testing.assert_close(s, standard_dropout_predict(x, ws, bs, 1.0).expand(3, 4, 2),
+                               rtol=0, atol=1e-12)
+
+
+def test_regression_summary_against_numpy_scipy():
+    g = torch.Generator().manual_seed(0)
+    T, N = 50, 7
+    samples = torch.randn(T, N, 1, generator=g, dtype=torch.float64)
+    y = 3.0 + 2.5 * torch.randn(N, 1, generator=g, dtype=torch.float64)
+    std_pred = torch.randn(N, 1, generator=g, dtype=torch.float64)
+    tau, ym, ys = 0.7, 3.0, 2.5
+    r = regression_summary(samples, y, tau, y_mean=ym, y_std=ys, standard_prediction=std_pred)
+
+    s = ym + ys * samples.numpy()[..., 0]  # T x N, original scale
+    yn = y.numpy()[:, 0]
+    logpdf = scipy.stats.norm.logpdf(yn[None], loc=s, scale=1 / np.sqrt(tau))
+    ll = scipy.special.logsumexp(logpdf, axis=0) - np.log(T)
+    np.testing.assert_allclose(r.log_likelihood.numpy(), ll, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(float(r.mean_log_likelihood), ll.mean(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(r.mean.numpy()[:, 0], s.mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(r.variance.numpy()[:, 0], 1 / tau + s.var(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(float(r.rmse), np.sqrt(((yn - s.mean(0)) ** 2).mean()), atol=1e-12)
+    sp = ym + ys * std_pred.numpy()[:, 0]
+    np.testing.assert_allclose(float(r.rmse_standard), np.sqrt(((yn - sp) ** 2).mean()), atol=1e-12)
+
+
+def test_classification_identical_samples():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    s = classification_summary(logits.expand(8, 2, 3))
+    p = torch.softmax(logits, -1)
+    torch.testing.assert_close(s.probs, p, rtol=0, atol=1e-12)
+    torch.testing.assert_close(s.predictive_entropy, -(p * p.log()).sum(-1), rtol=0, atol=1e-12)
+    assert float(s.predictive_entropy[1]) == pytest.approx(math.log(3), abs=1e-12)
+    assert s.mutual_information.abs().max() <= 1e-12
+    assert s.variation_ratio.abs().max() == 0
+
+
+def test_classification_two_class_symmetric():
+    a = 1.5
+    logits = torch.tensor([[a, -a]] * 3 + [[-a, a]] * 3, dtype=torch.float64).unsqueeze(1)
+    s = classification_summary(logits)  # T=6, N=1, C=2
+    q = 1 / (1 + math.exp(-2 * a))
+    h_each = -(q * math.log(q) + (1 - q) * math.log(1 - q))
+    assert float(s.predictive_entropy) == pytest.approx(math.log(2), abs=1e-12)
+    assert float(s.mutual_information) == pytest.approx(math.log(2) - h_each, abs=1e-12)
+    assert float(s.variation_ratio) == pytest.approx(0.5, abs=1e-12)
+
+
+def test_classification_votes_and_zero_probabilities():
+    # 2 of 3 samples vote class 0; class 2 has probability exactly 0 (0 log 0 = 0, no NaN).
+    logits = torch.tensor([[[5.0, 0.0, -1e4]], [[4.0, 1.0, -1e4]], [[0.0, 3.0, -1e4]]],
+                          dtype=torch.float64)
+    s = classification_summary(logits)
+    assert float(s.variation_ratio) == pytest.approx(1 / 3, abs=1e-12)
+    assert torch.isfinite(s.predictive_entropy).all() and torch.isfinite(s.mutual_information).all()
+    p = torch.softmax(logits, -1)[..., :2]
+    pbar = p.mean(0)
+    h = -(pbar * pbar.log()).sum(-1)
+    mi = h - (-(p * p.log()).sum(-1)).mean(0)
+    torch.testing.assert_close(s.predictive_entropy, h, rtol=0, atol=1e-12)
+    torch.testing.assert_close(s.mutual_information, mi, rtol=0, atol=1e-12)
+
+
+def test_bad_inputs_raise_naming_the_argument():
+    ws, bs = _net()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="T must be"):
+        mc_predict(x, ws, bs, 0.5, 0)
+    with pytest.raises(ValueError, match=r"keep_probs\[1\]"):
+        mc_predict(x, ws, bs, [0.5, 1.5, 0.5], 3)
+    with pytest.raises(ValueError, match="keep_probs"):
+        mc_predict(x, ws, bs, 0.0, 3)
+    xn = x.clone()
+    xn[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x must be finite"):
+        mc_predict(xn, ws, bs, 0.5, 3)
+    wn = [w.clone() for w in ws]
+    wn[1][0, 0] = float("inf")
+    with pytest.raises(ValueError, match=r"weights\[1\]"):
+        standard_dropout_predict(x, wn, bs, 0.5)
+    s = torch.zeros(4, 3, 1, dtype=torch.float64)
+    y = torch.zeros(3, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="tau"):
+        regression_summary(s, y, tau=0.0)
+    with pytest.raises(ValueError, match="y_std"):
+        regression_summary(s, y, tau=1.0, y_std=-1.0)
+    with pytest.raises(ValueError, match="T must be"):
+        regression_summary(s[:0], y, tau=1.0)
+    s[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="samples"):
+        regression_summary(s, y, tau=1.0)
+    with pytest.raises(ValueError, match="logit_samples"):
+        classification_summary(torch.full((2, 3, 2), float("inf")))

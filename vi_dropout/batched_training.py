@@ -1,0 +1,486 @@
+r"""Train many small dropout MLPs at once, reproducing the published Keras 2.2 experiment code.
+
+Each network :math:`e` (one hidden layer of 50 ReLU units by default; any depth works) minimises,
+per minibatch :math:`\mathcal{B}` of its own training data,
+
+.. math::
+    \mathcal{L}_e = \frac{1}{|\mathcal{B}| D} \sum_{n \in \mathcal{B}}
+    \|\mathbf{y}_n - \hat{\mathbf{y}}_n\|^2 + \lambda_e \sum_i \|\mathbf{W}_i\|_F^2,
+    \qquad \lambda_e = \frac{l^2 \, \text{keep\_prob}_e}{2 N \tau_e}
+
+(mean squared error without a 1/2, an L2 penalty on weights only, see
+:func:`weight_decay`), with inverted dropout on every layer's input: unit :math:`a` of layer
+:math:`i` is multiplied by :math:`\lfloor u + \text{keep\_prob} \rfloor / \text{keep\_prob}`,
+:math:`u \sim U[0, 1)`. Defaults follow Keras 2.2: Glorot-uniform weights, zero biases, Adam
+with ``lr=1e-3``, ``betas=(0.9, 0.999)``, ``eps=1e-7``, minibatches of 128 with a fresh shuffle
+every epoch (the last minibatch is smaller).
+
+Adam: the update is :class:`torch.optim.Adam`'s,
+:math:`\theta \leftarrow \theta - \frac{\text{lr}}{1-\beta_1^t}\, m / (\sqrt{v/(1-\beta_2^t)} +
+\epsilon)`. Keras 2.2 writes :math:`\theta \leftarrow \theta - \text{lr}\frac{\sqrt{1-\beta_2^t}}
+{1-\beta_1^t} m / (\sqrt{v} + \epsilon)`, i.e. the same with :math:`\epsilon` replaced by
+:math:`\epsilon\sqrt{1-\beta_2^t}` (both put :math:`\epsilon` outside the square root; they differ
+only while :math:`v` is of order :math:`\epsilon^2`). We match torch so that
+:func:`train_sequential` can use :class:`torch.optim.Adam` itself as the reference.
+
+Random numbers (the contract shared by :func:`train_sequential` and :func:`train_batched`): network
+:math:`e` owns ``torch.Generator().manual_seed(seed_e)`` and draws, in this order,
+
+1. the initial weights: for each layer, ``torch.rand(out, in)`` (see
+   :meth:`vi_dropout.network.Architecture.init_params`);
+2. per epoch: ``torch.randperm(N)`` (the shuffle), then ``torch.rand(N, C)`` with
+   ``C = sum_i in_i`` (all masks of the epoch; row ``k`` of it belongs to the ``k``-th shuffled
+   example, columns are the layers' input units in layer order).
+
+Data sizes: all networks of one :func:`train_batched` call must share ``N`` (and the input and
+output widths); they may have different data. Group networks by training-set size (e.g. one call
+per data set and fold size) to train networks with different ``N``.
+
+Divergence: a network whose minibatch loss is not finite is frozen at the parameters that produced
+that loss (no further updates), its epoch is recorded in ``diverged_epoch``, the others go on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._validation import check_finite, check_keep_prob, check_positive, check_positive_int
+from .network import Architecture, get_activation
+
+__all__ = ["TrainResult", "weight_decay", "train_sequential", "train_batched", "DropoutMLP"]
+
+_DERIVATIVES = {
+    "tanh": lambda z, a: 1 - a * a,
+    "sigmoid": lambda z, a: a * (1 - a),
+    "erf": lambda z, a: (2 / math.sqrt(math.pi)) * torch.exp(-z * z),
+    "identity": lambda z, a: torch.ones_like(z),
+}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Trained parameters and training diagnostics.
+
+    Attributes:
+        weights: per layer ``E x out x in`` (``out x in`` for :func:`train_sequential`).
+        biases: per layer ``E x out`` (``out``).
+        losses: epoch training losses (minibatch losses averaged with weights
+            ``|B| / N``, as Keras reports them), ``E x epochs`` (``epochs``); NaN from the epoch
+            of divergence on.
+        diverged_epoch: 0-based epoch at which the loss became non-finite, ``-1`` if never;
+            int64, ``E`` (scalar).
+    """
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    losses: torch.Tensor
+    diverged_epoch: torch.Tensor
+
+    @property
+    def diverged(self) -> torch.Tensor:
+        """Boolean tensor: which networks diverged."""
+        return self.diverged_epoch >= 0
+
+
+def weight_decay(length_scale: float, keep_prob, num_data: int, tau):
+    r"""L2 coefficient of the published code, :math:`\lambda = l^2\,\text{keep\_prob} / (2 N \tau)`.
+
+    Args:
+        length_scale: prior length-scale :math:`l` (``1e-2`` in the paper).
+        keep_prob: :math:`1 - \text{dropout rate}` (number or tensor).
+        num_data: :math:`N`, training-set size.
+        tau: model precision :math:`\tau` (number or tensor).
+
+    Example:
+        >>> weight_decay(1e-2, 0.95, 455, 0.1)  # doctest: +ELLIPSIS
+        1.0439...e-06
+    """
+    return length_scale**2 * keep_prob / (2.0 * num_data * tau)
+
+
+def _check_reg(value, name):
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return v
+
+
+def _widths(in_features, hidden, out_features):
+    widths = (in_features, *tuple(hidden), out_features)
+    return Architecture(widths).widths
+
+
+class DropoutMLP(nn.Module):
+    """A plain :class:`torch.nn.Module` MLP with inverted dropout on every layer's input.
+
+    The masks come from an explicit uniform block ``u`` (``B x C``) so that the random stream is
+    under the caller's control: ``mask_i = floor(u[:, cols_i] + keep_prob_i) / keep_prob_i``.
+
+    Example:
+        >>> net = DropoutMLP((3, 4, 1), keep_probs=(0.9, 0.9)).double()
+        >>> net(torch.zeros(2, 3, dtype=torch.float64), torch.rand(2, 7, dtype=torch.float64)).shape
+        torch.Size([2, 1])
+    """
+
+    def __init__(self, widths: Sequence[int], keep_probs: Sequence[float], activation="relu"):
+        super().__init__()
+        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.keep_probs = tuple(keep_probs)
+        self.act = get_activation(activation)
+        self.offsets = [0]
+        for w in widths[:-1]:
+            self.offsets.append(self.offsets[-1] + w)
+
+    def forward(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        h = x
+        for i, (lin, kp) in enumerate(zip(self.linears, self.keep_probs)):
+            if i > 0:
+                h = self.act(h)
+            mask = torch.floor(u[:, self.offsets[i] : self.offsets[i + 1]] + kp) / kp
+            h = lin(h * mask)
+        return h
+
+
+def _per_layer_kp(keep_prob, num_layers, name):
+    if isinstance(keep_prob, Sequence):
+        if len(keep_prob) != num_layers:
+            raise ValueError(
+                f"{name} must be a number or {num_layers} numbers (one per layer), got {keep_prob!r}"
+            )
+        return tuple(check_keep_prob(k, f"{name}[{i}]") for i, k in enumerate(keep_prob))
+    return (check_keep_prob(keep_prob, name),) * num_layers
+
+
+def train_sequential(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    keep_prob,
+    reg: float,
+    seed: int,
+    *,
+    hidden: Sequence[int] = (50,),
+    activation: str = "relu",
+    epochs: int = 40,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-7,
+    progress: bool = False,
+) -> TrainResult:
+    r"""Reference trainer for ONE network: a plain module, autograd and :class:`torch.optim.Adam`.
+
+    Minimises :math:`\frac{1}{|\mathcal{B}|D}\sum_{n\in\mathcal{B}}\|\mathbf{y}_n -
+    \hat{\mathbf{y}}_n\|^2 + \lambda\sum_i\|\mathbf{W}_i\|^2` (see the module docstring for the
+    maths and the random-number contract).
+
+    Args:
+        x: training inputs, ``N x Q``.
+        y: training targets, ``N x D`` (standardised, as in the paper).
+        keep_prob: probability of keeping a unit, a number or one per layer (layer ``i``'s input).
+        reg: :math:`\lambda \ge 0` (see :func:`weight_decay`).
+        seed: seed of this network's generator.
+        hidden: hidden widths; activation: hidden activation.
+        epochs, batch_size, lr, betas, eps: optimisation settings (Keras 2.2 defaults).
+        progress: tqdm bar over epochs.
+
+    Returns:
+        :class:`TrainResult` without the leading ``E`` dimension.
+
+    Example:
+        >>> x, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64)
+        >>> r = train_sequential(x, y, keep_prob=0.9, reg=1e-4, seed=0, hidden=(8,), epochs=2)
+        >>> [tuple(w.shape) for w in r.weights], int(r.diverged_epoch)
+        ([(8, 3), (1, 8)], -1)
+    """
+    check_finite(x, "x")
+    check_finite(y, "y")
+    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y must be N x Q and N x D, got {tuple(x.shape)}, {tuple(y.shape)}")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    lr = check_positive(lr, "lr")
+    reg = _check_reg(reg, "reg")
+    widths = _widths(x.shape[1], hidden, y.shape[1])
+    L = len(widths) - 1
+    kps = _per_layer_kp(keep_prob, L, "keep_prob")
+    N, D = y.shape
+    C = sum(widths[:-1])
+    dtype = x.dtype
+    g = torch.Generator().manual_seed(int(seed))
+    ws, bs = Architecture(widths, activation).init_params(generator=g, dtype=dtype)
+    net = DropoutMLP(widths, kps, activation).to(dtype)
+    with torch.no_grad():
+        for lin, w, b in zip(net.linears, ws, bs):
+            lin.weight.copy_(w)
+            lin.bias.copy_(b)
+    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas, eps=eps)
+    losses = torch.full((epochs,), float("nan"), dtype=dtype)
+    diverged = -1
+    for epoch in tqdm(range(epochs), disable=not progress, desc="train_sequential", leave=False):
+        perm = torch.randperm(N, generator=g)
+        u = torch.rand(N, C, generator=g, dtype=dtype)
+        total = 0.0
+        for s in range(0, N, batch_size):
+            idx = perm[s : s + batch_size]
+            out = net(x[idx], u[s : s + batch_size])
+            loss = nn.functional.mse_loss(out, y[idx]) + reg * sum(
+                lin.weight.square().sum() for lin in net.linears
+            )
+            if not torch.isfinite(loss):
+                diverged = epoch
+                break
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx) / N
+        if diverged >= 0:
+            break
+        losses[epoch] = total
+    return TrainResult(
+        [lin.weight.detach().clone() for lin in net.linears],
+        [lin.bias.detach().clone() for lin in net.linears],
+        losses,
+        torch.tensor(diverged),
+    )
+
+
+def _as_per_net(value, E, name, check):
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != E:
+            raise ValueError(f"{name} must be a number or {E} values (one per network), got {len(value)}")
+        return [value[e] if isinstance(value[e], Sequence) else check(value[e], f"{name}[{e}]")
+                for e in range(E)]
+    return [check(value, name)] * E
+
+
+def train_batched(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    keep_prob,
+    reg,
+    seeds: Sequence[int],
+    *,
+    hidden: Sequence[int] = (50,),
+    activation: str = "relu",
+    epochs: int = 40,
+    batch_size: int = 128,
+    lr=1e-3,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-7,
+    progress: bool = False,
+) -> TrainResult:
+    r"""Train ``E`` dropout MLPs as ONE batched computation (stacked ``E x out x in`` weights).
+
+    Same maths, defaults and random-number contract as :func:`train_sequential` (see the module
+    docstring), so that ``train_batched(..., seeds=[s_1, ..., s_E])`` reproduces
+    ``train_sequential(..., seed=s_e)`` for every ``e`` up to floating-point rounding. The backward
+    pass is written by hand (``bmm`` / ``baddbmm``), Adam runs on one flat ``E x P`` parameter
+    buffer, and the masks of a whole epoch are built arithmetically from one uniform block per
+    network (:math:`\lfloor u + \text{keep\_prob}\rfloor / \text{keep\_prob}`).
+
+    Args:
+        x: inputs ``E x N x Q`` (each network its own data) or ``N x Q`` (shared).
+        y: targets ``E x N x D`` or ``N x D``.
+        keep_prob: per network: a number (all networks), ``E`` numbers, or ``E`` per-layer
+            sequences.
+        reg: :math:`\lambda_e \ge 0`, a number or ``E`` numbers (see :func:`weight_decay`).
+        seeds: ``E`` integer seeds, one generator per network.
+        hidden, activation, epochs, batch_size, betas, eps: as in :func:`train_sequential`.
+        lr: a number or ``E`` numbers.
+        progress: tqdm bar over epochs.
+
+    Returns:
+        :class:`TrainResult` with leading ``E`` dims.
+
+    Example:
+        >>> x, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64)
+        >>> r = train_batched(x, y, keep_prob=[0.9, 0.5], reg=1e-4, seeds=[0, 1], hidden=(8,),
+        ...                   epochs=2)
+        >>> tuple(r.weights[0].shape), r.losses.shape
+        ((2, 8, 3), torch.Size([2, 2]))
+    """
+    seeds = [int(s) for s in seeds]
+    E = len(seeds)
+    if E < 1:
+        raise ValueError("seeds must hold at least one seed")
+    check_finite(x, "x")
+    check_finite(y, "y")
+    if x.dim() == 2:
+        x = x.expand(E, *x.shape)
+    if y.dim() == 2:
+        y = y.expand(E, *y.shape)
+    if x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2] or x.shape[0] != E:
+        raise ValueError(
+            f"x and y must be E x N x Q and E x N x D (or N x Q, N x D) with E = len(seeds) = {E} "
+            f"and the same N for every network, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    widths = _widths(x.shape[2], hidden, y.shape[2])
+    L = len(widths) - 1
+    _, N, D = y.shape
+    C = sum(widths[:-1])
+    dtype = x.dtype
+    kps = [
+        _per_layer_kp(k, L, f"keep_prob[{e}]")
+        for e, k in enumerate(_as_per_net(keep_prob, E, "keep_prob", check_keep_prob))
+    ]
+    regs = _as_per_net(reg, E, "reg", _check_reg)
+    lrs = _as_per_net(lr, E, "lr", check_positive)
+    act = get_activation(activation)
+    relu = activation == "relu"
+    deriv = None if relu else _DERIVATIVES[activation]
+
+    # Per-network state -------------------------------------------------------------------------
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    arch = Architecture(widths, activation)
+    shapes = arch.layer_shapes
+    sizes = [o * i + o for o, i in shapes]
+    P = sum(sizes)
+    theta = torch.empty(E, P, dtype=dtype)
+
+    def views(buf):
+        # Weights are stored TRANSPOSED (E x in x out): the fast layout for bmm on both passes.
+        ws_, bs_, off = [], [], 0
+        for o, i in shapes:
+            ws_.append(buf[:, off : off + o * i].view(-1, i, o))
+            off += o * i
+            bs_.append(buf[:, off : off + o])
+            off += o
+        return ws_, bs_
+
+    W, B_ = views(theta)
+    for e, g in enumerate(gens):
+        w0, b0 = arch.init_params(generator=g, dtype=dtype)
+        for layer in range(L):
+            W[layer][e] = w0[layer].T
+            B_[layer][e] = b0[layer]
+    kp_cols = torch.tensor(
+        [[kp for kp, w in zip(k, widths[:-1]) for _ in range(w)] for k in kps], dtype=dtype
+    ).unsqueeze(1)  # E x 1 x C
+    inv_kp_cols = 1.0 / kp_cols
+    reg_t = torch.tensor(regs, dtype=dtype)
+    lr_t = torch.tensor(lrs, dtype=dtype).unsqueeze(1)
+    same_lr = len(set(lrs)) == 1
+    m_buf = torch.zeros_like(theta)
+    v_buf = torch.zeros_like(theta)
+    grad = torch.empty_like(theta)
+    beta1, beta2 = betas
+    offsets = [0]
+    for w in widths[:-1]:
+        offsets.append(offsets[-1] + w)
+    Q = widths[0]
+
+    # Outputs (networks are written back when they freeze and at the end).
+    active = torch.arange(E)
+    final = torch.empty(E, P, dtype=dtype)
+    losses = torch.full((E, epochs), float("nan"), dtype=dtype)
+    diverged_epoch = torch.full((E,), -1, dtype=torch.long)
+    xy_act = torch.cat([x, y], dim=2)
+    step = 0
+
+    for epoch in tqdm(range(epochs), disable=not progress, desc="train_batched", leave=False):
+        Ea = len(active)
+        perm = torch.empty(Ea, N, dtype=torch.long)
+        U = torch.empty(Ea, N, C, dtype=dtype)
+        for e in range(Ea):
+            g = gens[e]
+            torch.randperm(N, generator=g, out=perm[e])
+            torch.rand(N, C, generator=g, dtype=dtype, out=U[e])
+        masks = U.add_(kp_cols).floor_().mul_(inv_kp_cols)
+        rows = perm.add_(torch.arange(0, Ea * N, N).unsqueeze(1)).view(-1)
+        xys = xy_act.view(Ea * N, Q + D).index_select(0, rows).view(Ea, N, Q + D)
+        ys = xys[..., Q:]
+        h0_all = xys[..., :Q].mul_(masks[..., :Q])
+        epoch_loss = torch.zeros(Ea, dtype=dtype)
+        s = 0
+        while s < N:
+            e_ = min(s + batch_size, N)
+            nb = e_ - s
+            h = h0_all[:, s:e_]
+            hs, Ds = [h], []
+            for layer in range(L):
+                z = torch.baddbmm(B_[layer].unsqueeze(1), h, W[layer])
+                if layer < L - 1:
+                    mk = masks[:, s:e_, offsets[layer + 1] : offsets[layer + 2]]
+                    if relu:
+                        # h > 0 exactly where the ReLU is active and the unit kept.
+                        h = z.relu_().mul_(mk)
+                        Dm = mk
+                    else:
+                        a = act(z)
+                        Dm = deriv(z, a).mul_(mk)
+                        h = a * mk
+                    hs.append(h)
+                    Ds.append(Dm)
+                else:
+                    h = z
+            diff = h.sub_(ys[:, s:e_])
+            wsq = sum(w.square().sum((1, 2)) for w in W)
+            loss = diff.square().sum((1, 2)) / (nb * D) + reg_t * wsq
+            bad = ~torch.isfinite(loss)
+            if bool(bad.any()):
+                # Freeze diverged networks at their current parameters and drop them.
+                bad_idx = bad.nonzero().squeeze(1)
+                keep = (~bad).nonzero().squeeze(1)
+                orig = active[bad_idx]
+                final[orig] = theta[bad_idx]
+                diverged_epoch[orig] = epoch
+                active = active[keep]
+                if len(active) == 0:
+                    break
+                theta, m_buf, v_buf = theta[keep], m_buf[keep], v_buf[keep]
+                grad = torch.empty_like(theta)
+                W, B_ = views(theta)
+                kp_cols, inv_kp_cols = kp_cols[keep], inv_kp_cols[keep]
+                reg_t, lr_t = reg_t[keep], lr_t[keep]
+                gens = [gens[int(k)] for k in keep]
+                xy_act = xy_act[keep]
+                masks, ys, h0_all = masks[keep], ys[keep], h0_all[keep]
+                epoch_loss = epoch_loss[keep]
+                continue  # redo this minibatch for the remaining networks
+            epoch_loss += loss * (nb / N)
+            # Backward pass by hand.
+            gW, gB = views(grad)
+            gout = diff.mul_(2.0 / (nb * D))
+            reg2 = (2 * reg_t).view(-1, 1, 1)
+            for layer in reversed(range(L)):
+                torch.mul(W[layer], reg2, out=gW[layer])
+                gW[layer].baddbmm_(hs[layer].transpose(1, 2), gout)
+                torch.sum(gout, 1, out=gB[layer])
+                if layer > 0:
+                    if gout.shape[-1] == 1:  # a one-term product: broadcasting is exact & faster
+                        gout = (gout * W[layer].transpose(1, 2)).mul_(Ds[layer - 1])
+                    else:
+                        gout = torch.bmm(gout, W[layer].transpose(1, 2)).mul_(Ds[layer - 1])
+                    if relu:
+                        gout = torch.ops.aten.threshold_backward(gout, hs[layer], 0)
+            # Adam (torch.optim.Adam semantics) on the flat buffer.
+            step += 1
+            bc1 = 1 - beta1**step
+            bc2_sqrt = math.sqrt(1 - beta2**step)
+            m_buf.lerp_(grad, 1 - beta1)
+            v_buf.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = v_buf.sqrt().div_(bc2_sqrt).add_(eps)
+            if same_lr:
+                theta.addcdiv_(m_buf, denom, value=-float(lrs[0]) / bc1)
+            else:
+                theta.sub_(m_buf.div(denom).mul_(lr_t / bc1))
+            s = e_
+        if len(active) == 0:
+            break
+        losses[active, epoch] = epoch_loss
+    if len(active):
+        final[active] = theta
+    Wf, Bf = views(final)
+    return TrainResult(
+        [w.transpose(1, 2).contiguous() for w in Wf], [b.clone() for b in Bf], losses, diverged_epoch
+    )
