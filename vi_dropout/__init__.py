@@ -1,6 +1,7 @@
 """vi_dropout: the variational family of MC dropout in Pyro, its full ELBO, and the numerical
 proof that it reduces to the dropout loss (Gal & Ghahramani, 2016)."""
 
+from .batched_training import DropoutMLP, TrainResult, train_batched, train_sequential, weight_decay
 from .distributions import DropoutNormal
 from .guides import DropoutGuide
 from .kl import (
@@ -14,6 +15,15 @@ from .kl import (
 )
 from .models import BayesianMLP
 from .network import ACTIVATIONS, Architecture, mlp_forward
+from .predict import (
+    ClassificationSummary,
+    DropoutMLPParams,
+    RegressionSummary,
+    classification_summary,
+    mc_predict,
+    regression_summary,
+    standard_dropout_predict,
+)
 from .objectives import (
     draw_masks,
     dropout_loss,
@@ -53,4 +63,16 @@ __all__ = [
     "tau_from_weight_decay",
     "to_inverted_dropout",
     "weight_decay_from_prior",
+    "ClassificationSummary",
+    "DropoutMLP",
+    "DropoutMLPParams",
+    "RegressionSummary",
+    "TrainResult",
+    "classification_summary",
+    "mc_predict",
+    "regression_summary",
+    "standard_dropout_predict",
+    "train_batched",
+    "train_sequential",
+    "weight_decay",
 ]
