@@ -7,7 +7,11 @@ import torch
 from gpytorch.constraints import Interval
 from gpytorch.models import exact_prediction_strategies
 from gpytorch.priors import Prior
-from linear_operator.operators import LowRankRootLinearOperator, MatmulLinearOperator
+from linear_operator.operators import (
+    LowRankRootLinearOperator,
+    MatmulLinearOperator,
+    RootLinearOperator,
+)
 
 from vi_dropout._validation import check_positive_int
 from vi_dropout.network import ACTIVATIONS, get_activation
@@ -39,7 +43,8 @@ class RandomFeatureKernel(WeightBiasVarianceKernel):
     variances, at the Monte-Carlo rate :math:`O(K^{-1/2})`.
 
     ``forward`` returns a rank-:math:`K` operator: :class:`LowRankRootLinearOperator`
-    :math:`\Phi\Phi^\top` when ``x1`` is ``x2`` and a :class:`MatmulLinearOperator`
+    :math:`\Phi\Phi^\top` when ``x1`` is ``x2`` and :math:`K < N` (a plain
+    :class:`RootLinearOperator` when :math:`K \ge N`, where the low-rank identities do not pay), and a :class:`MatmulLinearOperator`
     :math:`\Phi_1\Phi_2^\top` otherwise. Observation noise comes from the likelihood: adding the
     likelihood's diagonal to a ``LowRankRootLinearOperator`` gives a
     ``LowRankRootAddedDiagLinearOperator`` whose solves and log-determinant use the Woodbury
@@ -128,10 +133,14 @@ class RandomFeatureKernel(WeightBiasVarianceKernel):
         return act(x @ w + b) / self.num_features**0.5
 
     def prediction_strategy(self, train_inputs, train_prior_dist, train_labels, likelihood):
-        """Feature-space (Woodbury / Searle) predictions, as GPyTorch does for ``RFFKernel``."""
-        return exact_prediction_strategies.LinearPredictionStrategy(
-            train_inputs, train_prior_dist, train_labels, likelihood
-        )
+        """Feature-space (Woodbury / Searle) predictions, as GPyTorch does for ``RFFKernel``,
+        when ``num_features < N`` (cost :math:`O(NK^2 + K^3)`); GPyTorch's default strategy
+        otherwise (the :math:`K \times K` solves would cost more than the :math:`N \times N` ones)."""
+        if self.num_features < train_inputs[0].shape[-2]:
+            return exact_prediction_strategies.LinearPredictionStrategy(
+                train_inputs, train_prior_dist, train_labels, likelihood
+            )
+        return super().prediction_strategy(train_inputs, train_prior_dist, train_labels, likelihood)
 
     def forward(
         self,
@@ -147,7 +156,9 @@ class RandomFeatureKernel(WeightBiasVarianceKernel):
         if diag:
             return phi1.pow(2).sum(-1)
         if x2 is x1:
-            return LowRankRootLinearOperator(phi1)
+            if self.num_features < phi1.shape[-2]:
+                return LowRankRootLinearOperator(phi1)
+            return RootLinearOperator(phi1)
         phi2 = self.features(x2)
         batch = torch.broadcast_shapes(phi1.shape[:-2], phi2.shape[:-2])
         phi1 = phi1.expand(*batch, *phi1.shape[-2:])
