@@ -15,15 +15,6 @@ from .kl import (
 )
 from .models import BayesianMLP
 from .network import ACTIVATIONS, Architecture, mlp_forward
-from .predict import (
-    ClassificationSummary,
-    DropoutMLPParams,
-    RegressionSummary,
-    classification_summary,
-    mc_predict,
-    regression_summary,
-    standard_dropout_predict,
-)
 from .objectives import (
     draw_masks,
     dropout_loss,
@@ -35,6 +26,15 @@ from .objectives import (
     tau_from_weight_decay,
     to_inverted_dropout,
     weight_decay_from_prior,
+)
+from .predict import (
+    ClassificationSummary,
+    DropoutMLPParams,
+    RegressionSummary,
+    classification_summary,
+    mc_predict,
+    regression_summary,
+    standard_dropout_predict,
 )
 
 __version__ = "0.1.0"
