@@ -30,35 +30,16 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from comparisons.uci_datasets import load_uci, standardize, uci_info  # noqa: E402
 from vi_dropout.batched_training import train_batched, weight_decay  # noqa: E402
 from vi_dropout.predict import standard_dropout_predict  # noqa: E402
 
 
-def _load_uci_split(data_dir: Path, name: str, split: int):
-    """Private raw-file reader (to be replaced by ``comparisons.uci_datasets`` at merge)."""
-    folder = Path(data_dir) / name
-    data = np.loadtxt(folder / "data.txt")
-    feat = np.loadtxt(folder / "index_features.txt", dtype=int)
-    targ = int(np.loadtxt(folder / "index_target.txt"))
-    tr = np.loadtxt(folder / f"index_train_{split}.txt", dtype=int)
-    te = np.loadtxt(folder / f"index_test_{split}.txt", dtype=int)
-    x, y = data[:, feat], data[:, targ : targ + 1]
-    return x[tr], y[tr], x[te], y[te]
-
-
-def _grid(data_dir: Path, name: str):
-    folder = Path(data_dir) / name
-    rates = np.loadtxt(folder / "dropout_rates.txt", ndmin=1).tolist()
-    taus = np.loadtxt(folder / "tau_values.txt", ndmin=1).tolist()
-    n_splits = int(np.loadtxt(folder / "n_splits.txt"))
-    return rates, taus, n_splits
-
-
-def _standardise(x_tr, y_tr, x_te):
-    xm, xs = x_tr.mean(0), x_tr.std(0)
-    xs[xs == 0] = 1.0
-    ym, ys = y_tr.mean(0), y_tr.std(0)
-    return (x_tr - xm) / xs, (y_tr - ym) / ys, (x_te - xm) / xs, float(ym[0]), float(ys[0])
+def _load(name: str, split: int):
+    """Standardised train/test arrays of one split, from the package's own copy of the data."""
+    sp = load_uci(name, split)
+    st = standardize(sp)
+    return st.x_train, st.y_train, st.x_test, sp.y_test, float(st.y_mean), float(st.y_std)
 
 
 def _plain_train(x, y, drop_rate, reg, epochs, seed):
@@ -104,7 +85,6 @@ def _noop(_):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=REPO / ".." / "shared" / "data" / "uci")
     ap.add_argument("--dataset", default="bostonHousing")
     ap.add_argument("--epochs", type=int, default=400)
     ap.add_argument("--splits", type=int, default=None, help="number of splits (default: all)")
@@ -117,14 +97,14 @@ def main(argv=None):
     if a.quick:
         a.epochs, a.splits, a.plain_nets = 5, 2, 2
     dtype = getattr(torch, a.dtype)
-    rates, taus, n_splits = _grid(a.data_dir, a.dataset)
+    info = uci_info(a.dataset)
+    rates, taus, n_splits = info.dropout_rates, info.tau_values, info.n_splits
     n_splits = min(n_splits, a.splits or n_splits)
 
     # Build the grid: every (split, rate, tau) is one network with its own data and seed.
     configs, xs, ys, tests = [], [], [], []
     for k in range(n_splits):
-        x_tr, y_tr, x_te, y_te = _load_uci_split(a.data_dir, a.dataset, k)
-        x_tr, y_tr, x_te, ym, ysd = _standardise(x_tr, y_tr, x_te)
+        x_tr, y_tr, x_te, y_te, ym, ysd = _load(a.dataset, k)
         tests.append((torch.tensor(x_te, dtype=dtype), torch.tensor(y_te, dtype=dtype), ym, ysd))
         for rate in rates:
             for tau in taus:

@@ -135,6 +135,17 @@ def _call_cell(fn: CellFn, cell: Any, index: int) -> CellOutcome:
     return CellOutcome(index, records, None, "", time.perf_counter() - start)
 
 
+def _set_torch_threads(num_threads: int | None) -> int | None:
+    """Set torch's intra-op threads (``None``: leave them); returns the previous setting."""
+    if num_threads is None:
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    return previous
+
+
 class Executor(abc.ABC):
     """Runs cells and yields a :class:`CellOutcome` for each as it completes (any order)."""
 
@@ -151,28 +162,48 @@ class LocalExecutor(Executor):
             more uses a :class:`concurrent.futures.ProcessPoolExecutor`.
         mp_context: multiprocessing start method for the pool (default ``"spawn"``, safe
             with threads and torch).
+        threads_per_worker: torch intra-op threads in each worker (``None``: torch's default).
+            The networks of the protocol are small: 1 thread per process, and as many
+            processes as cores, is much faster than threads (which also oversubscribe a shared
+            machine).
 
     Example:
         >>> ex = LocalExecutor(num_workers=2)  # doctest: +SKIP
     """
 
-    def __init__(self, num_workers: int = 1, mp_context: str = "spawn") -> None:
+    def __init__(self, num_workers: int = 1, mp_context: str = "spawn",
+                 threads_per_worker: int | None = 1) -> None:
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
             raise ValueError(f"num_workers must be a positive integer, got {num_workers!r}")
+        if threads_per_worker is not None and (
+            isinstance(threads_per_worker, bool) or not isinstance(threads_per_worker, int)
+            or threads_per_worker < 1
+        ):
+            raise ValueError(
+                f"threads_per_worker must be a positive integer or None, got {threads_per_worker!r}"
+            )
         self.num_workers = num_workers
         self.mp_context = mp_context
+        self.threads_per_worker = threads_per_worker
 
     def __repr__(self) -> str:
-        return f"LocalExecutor(num_workers={self.num_workers})"
+        return (f"LocalExecutor(num_workers={self.num_workers}, "
+                f"threads_per_worker={self.threads_per_worker})")
 
     def run(self, fn: CellFn, cells: Sequence[Any]) -> Iterator[CellOutcome]:
         """Yield outcomes as cells finish (in order when ``num_workers == 1``)."""
         if self.num_workers == 1:
-            for i, cell in enumerate(cells):
-                yield _call_cell(fn, cell, i)
+            previous = _set_torch_threads(self.threads_per_worker)
+            try:
+                for i, cell in enumerate(cells):
+                    yield _call_cell(fn, cell, i)
+            finally:
+                _set_torch_threads(previous)
             return
         ctx = multiprocessing.get_context(self.mp_context)
-        pool = cf.ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx)
+        pool = cf.ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx,
+                                      initializer=_set_torch_threads,
+                                      initargs=(self.threads_per_worker,))
         futures = {}
         try:
             futures = {pool.submit(_call_cell, fn, cell, i): i for i, cell in enumerate(cells)}

@@ -3,6 +3,7 @@ proof that it reduces to the dropout loss (Gal & Ghahramani, 2016)."""
 
 from .batched_training import DropoutMLP, TrainResult, train_batched, train_sequential, weight_decay
 from .distributions import DropoutNormal
+from .drop_stream import DropStream, layer_drop_streams, sample_drop_mask
 from .guides import DropoutGuide
 from .kl import (
     MonteCarloEstimate,
@@ -45,6 +46,9 @@ __all__ = [
     "BayesianMLP",
     "DropoutGuide",
     "DropoutNormal",
+    "DropStream",
+    "layer_drop_streams",
+    "sample_drop_mask",
     "MonteCarloEstimate",
     "binary_entropy",
     "cross_entropy_to_prior",

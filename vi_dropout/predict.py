@@ -14,11 +14,16 @@ with :math:`s_i = 1` in the seed's convention (``inverted=False``) and
 :math:`T` so that each pass holds about ``max_rows`` rows (``T_chunk x N``).
 
 Random-number stream (what makes results reproducible, and what a Python loop must do to get the
-same samples): for every MC sample ``t`` in order, one uniform block ``u_t`` of shape
-``... x N x C`` with ``C = sum_i in_i`` (the layers' input widths, concatenated in layer order) is
-drawn from ``generator``; the mask of layer ``i`` is ``floor(u_t[..., cols_i] + keep_prob_i)``.
-A chunk of ``T_c`` samples draws ``T_c x ... x N x C`` in one call, which consumes the CPU
-generator exactly like ``T_c`` successive calls.
+same samples): first one seed per layer is drawn from ``generator``
+(``torch.randint(2**62, (L,))``); layer ``i`` then owns a
+:class:`~vi_dropout.drop_stream.DropStream` with rate ``1 - keep_prob_i`` on its own generator,
+whose flat positions run over the layer-``i`` masks of all samples in order (sample ``t`` owns
+positions ``t * R * in_i ... (t + 1) * R * in_i - 1``, ``R = prod(... x N)``, row-major over
+``... x N x in_i``). A stream does not depend on how it is cut, so the chunking over ``T`` (and a
+loop of single passes taking ``R * in_i`` positions per layer) gives the same samples. Drawing only
+the drops (about ``drop_rate`` uniforms per mask entry) and zeroing them in place is what makes the
+vectorised pass fast on a CPU: with dense uniforms, random numbers and elementwise mask passes cost
+several times the matrix products of a 50-unit network.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from ._validation import (
     check_positive_int,
     per_layer,
 )
+from .drop_stream import layer_drop_streams
 from .network import get_activation
 
 __all__ = [
@@ -149,9 +155,9 @@ def mc_predict(
         \sigma(\cdots \sigma(\mathbf{W}_1 s_1 \operatorname{diag}(\mathbf{z}_{1,t}) \mathbf{x}
         + \mathbf{b}_1) \cdots) + \mathbf{b}_L, \quad t = 1, \dots, T,
 
-    with masks :math:`z_{i,t,n,a} = \lfloor u + \text{keep\_prob}_i \rfloor`,
-    :math:`u \sim U[0, 1)` drawn per sample, example and unit (see the module docstring for the
-    exact random stream) and :math:`s_i = 1/\text{keep\_prob}_i` if ``inverted`` else 1.
+    with independent masks :math:`z_{i,t,n,a} \sim \text{Bernoulli}(\text{keep\_prob}_i)` per
+    sample, example and unit, drawn sparsely (see the module docstring for the exact random
+    stream) and :math:`s_i = 1/\text{keep\_prob}_i` if ``inverted`` else 1.
 
     Args:
         x: inputs :math:`\mathbf{x}`, ``... x N x Q`` (leading dims broadcast with the weights').
@@ -194,21 +200,19 @@ def mc_predict(
     dtype = torch.result_type(x, weights[0])
     xb = x.to(dtype).expand(*batch_shape, x.shape[-1])
     wts = [w.transpose(-1, -2).to(dtype) for w in weights]
-    kp_cols = torch.cat(
-        [torch.full((wd,), kp, dtype=dtype, device=x.device) for wd, kp in zip(widths, kps)]
-    )
+    streams = layer_drop_streams(kps, generator)
     out = None
     starts = range(0, T, t_chunk)
     for t0 in tqdm(starts, disable=not progress, desc="mc_predict", leave=False):
         tc = min(t_chunk, T - t0)
-        u = torch.rand(
-            (tc, *batch_shape, offsets[-1]), generator=generator, dtype=dtype, device=x.device
-        )
-        masks = u.add_(kp_cols).floor_()
-        h = masks[..., : widths[0]].mul_(xb)
+        h = torch.empty((tc, *xb.shape), dtype=dtype, device=x.device)
+        h.copy_(xb)  # a fresh buffer: the drops are written into it in place
         for i, (wt, b) in enumerate(zip(wts, biases)):
             if i > 0:
-                h = act(h).mul_(masks[..., offsets[i] : offsets[i + 1]])
+                h = act(h) if activation != "relu" else h.relu_()
+            drops = streams[i].take(h.numel())
+            if drops.numel():
+                h.view(-1).index_fill_(0, drops.to(x.device), 0.0)
             if plain:
                 h = torch.addmm(b, h.reshape(-1, h.shape[-1]), wt).reshape(*h.shape[:-1], -1)
             else:

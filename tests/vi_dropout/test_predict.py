@@ -10,6 +10,7 @@ import scipy.stats
 import torch
 
 from tests.common import DTYPES
+from vi_dropout.drop_stream import layer_drop_streams
 from vi_dropout.network import Architecture, mlp_forward
 from vi_dropout.predict import (
     DropoutMLPParams,
@@ -38,17 +39,16 @@ def _net(widths=(4, 6, 5, 2), seed=0, batch=(), dtype=torch.float64):
 
 
 def _looped(x, ws, bs, kps, T, seed, inverted, activation, batch=()):
-    """T separate forward passes through network.mlp_forward, same random stream."""
-    g = torch.Generator().manual_seed(seed)
+    """T separate forward passes through network.mlp_forward, masks from the same drop stream."""
+    streams = layer_drop_streams(kps, torch.Generator().manual_seed(seed))
     widths = [w.shape[-1] for w in ws]
     out = []
     for _ in range(T):
-        u = torch.rand(*batch, x.shape[-2], sum(widths), generator=g, dtype=x.dtype)
-        masks, off = [], 0
-        for wd, kp in zip(widths, kps):
-            m = torch.floor(u[..., off : off + wd] + kp)
+        masks = []
+        for wd, kp, stream in zip(widths, kps, streams):
+            m = torch.ones(*batch, x.shape[-2], wd, dtype=x.dtype)
+            m.view(-1)[stream.take(m.numel())] = 0.0
             masks.append(m / kp if inverted else m)
-            off += wd
         out.append(mlp_forward(x, ws, bs, activation, masks))
     return torch.stack(out)
 
