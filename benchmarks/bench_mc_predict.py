@@ -87,9 +87,9 @@ def main(argv=None):
           "max abs diff of MC means |")
     print("|---|---|---|---|---|")
     for kp in (float(v) for v in a.keep_probs.split(",")):
-        t_loop, s_loop = best(lambda: _loop(x, ws, bs, kp, a.T,
+        t_loop, s_loop = best(lambda kp=kp: _loop(x, ws, bs, kp, a.T,
                                             torch.Generator().manual_seed(0), a.progress))
-        t_vec, s_vec = best(lambda: mc_predict(x, ws, bs, kp, a.T, inverted=True,
+        t_vec, s_vec = best(lambda kp=kp: mc_predict(x, ws, bs, kp, a.T, inverted=True,
                                                generator=torch.Generator().manual_seed(0),
                                                max_rows=a.max_rows, progress=a.progress))
         gap = float((s_loop.mean(0) - s_vec.mean(0)).abs().max())

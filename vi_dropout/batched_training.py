@@ -61,6 +61,9 @@ from .network import Architecture, get_activation
 
 __all__ = ["TrainResult", "weight_decay", "train_sequential", "train_batched", "DropoutMLP"]
 
+# Mask entries held per block of epochs (2^25 floats: 128 MiB in float32).
+_MASK_BLOCK_ENTRIES = 2**25
+
 _DERIVATIVES = {
     "tanh": lambda z, a: 1 - a * a,
     "sigmoid": lambda z, a: a * (1 - a),
@@ -400,22 +403,34 @@ def train_batched(
     diverged_epoch = torch.full((E,), -1, dtype=torch.long)
     xy_act = torch.cat([x, y], dim=2)
     step = 0
+    block_end = 0  # masks are drawn for blocks of epochs; see below
 
     for epoch in tqdm(range(epochs), disable=not progress, desc="train_batched", leave=False):
         Ea = len(active)
         perm = torch.empty(Ea, N, dtype=torch.long)
-        flat_drops = []
         for e in range(Ea):
-            for layer, stream in enumerate(streams[e]):
-                d = stream.take(N * widths[layer])
-                if d.numel():
-                    rows = d.div(widths[layer], rounding_mode="floor")
-                    cols = d.remainder(widths[layer]).add_(offsets[layer])
-                    flat_drops.append(rows.mul_(C).add_(cols).add_(e * N * C))
             torch.randperm(N, generator=gens[e], out=perm[e])
-        masks = inv_kp_cols.expand(Ea, N, C).clone()
-        if flat_drops:
-            masks.view(-1).index_fill_(0, torch.cat(flat_drops), 0.0)
+        if epoch >= block_end:
+            # Masks for a block of epochs at once: one stream call per (network, layer) per block
+            # (the streams do not depend on how they are cut, so this equals per-epoch draws).
+            block_start = epoch
+            block_len = max(1, min(epochs - epoch, _MASK_BLOCK_ENTRIES // max(1, Ea * N * C)))
+            block_end = epoch + block_len
+            block_masks = inv_kp_cols.expand(block_len, Ea, N, C).clone()
+            flat_drops = []
+            for e in range(Ea):
+                for layer, stream in enumerate(streams[e]):
+                    per_epoch = N * widths[layer]
+                    d = stream.take(block_len * per_epoch)
+                    if d.numel():
+                        k = d.div(per_epoch, rounding_mode="floor")
+                        within = d.sub_(k * per_epoch)
+                        rows = within.div(widths[layer], rounding_mode="floor")
+                        cols = within.sub_(rows * widths[layer]).add_(offsets[layer])
+                        flat_drops.append(k.mul_(Ea).add_(e).mul_(N).add_(rows).mul_(C).add_(cols))
+            if flat_drops:
+                block_masks.view(-1).index_fill_(0, torch.cat(flat_drops), 0.0)
+        masks = block_masks[epoch - block_start]
         rows = perm.add_(torch.arange(0, Ea * N, N).unsqueeze(1)).view(-1)
         xys = xy_act.view(Ea * N, Q + D).index_select(0, rows).view(Ea, N, Q + D)
         ys = xys[..., Q:]
@@ -464,6 +479,7 @@ def train_batched(
                 reg_t, lr_t = reg_t[keep], lr_t[keep]
                 gens = [gens[int(k)] for k in keep]
                 streams = [streams[int(k)] for k in keep]
+                block_masks = block_masks[:, keep]
                 xy_act = xy_act[keep]
                 masks, ys, h0_all = masks[keep], ys[keep], h0_all[keep]
                 epoch_loss = epoch_loss[keep]

@@ -126,3 +126,18 @@ def test_bad_inputs_raise_naming_the_argument():
         train_sequential(x[0], yb[0], 0.9, 1e-4, 0, **kw)
     with pytest.raises(ValueError, match="len\\(seeds\\)"):
         train_batched(x, y, 0.9, 1e-4, [0, 1, 2], **kw)
+
+
+def test_mask_blocks_do_not_change_the_result(monkeypatch):
+    """Masks are drawn for blocks of epochs; the block length must not change anything (exact)."""
+    import vi_dropout.batched_training as bt
+
+    x = torch.randn(40, 3, dtype=torch.float64)
+    y = torch.randn(40, 1, dtype=torch.float64)
+    kwargs = dict(keep_prob=[0.9, 0.7, 0.95], reg=1e-4, seeds=[1, 2, 3], epochs=5, hidden=(6,),
+                  batch_size=16)
+    whole = bt.train_batched(x, y, **kwargs)  # all 5 epochs in one block
+    monkeypatch.setattr(bt, "_MASK_BLOCK_ENTRIES", 40 * 9 * 3 * 2)  # blocks of 2 epochs
+    blocks = bt.train_batched(x, y, **kwargs)
+    for a, b in zip(whole.weights + whole.biases, blocks.weights + blocks.biases):
+        assert torch.equal(a, b)
