@@ -58,6 +58,7 @@ from tqdm.auto import tqdm
 from ._validation import check_finite, check_keep_prob, check_positive, check_positive_int
 from .drop_stream import layer_drop_streams
 from .network import Architecture, get_activation
+from .objectives import weight_decay_from_prior
 
 __all__ = ["TrainResult", "weight_decay", "train_sequential", "train_batched", "DropoutMLP"]
 
@@ -97,20 +98,23 @@ class TrainResult:
         return self.diverged_epoch >= 0
 
 
-def weight_decay(length_scale: float, keep_prob, num_data: int, tau):
+def weight_decay(length_scale: float, keep_prob: float, num_data: int, tau: float) -> float:
     r"""L2 coefficient of the published code, :math:`\lambda = l^2\,\text{keep\_prob} / (2 N \tau)`.
+
+    The same number as :func:`vi_dropout.objectives.weight_decay_from_prior` (which it calls), but
+    the Keras code puts it on the INVERTED-dropout weights, see the README for what that changes.
 
     Args:
         length_scale: prior length-scale :math:`l` (``1e-2`` in the paper).
-        keep_prob: :math:`1 - \text{dropout rate}` (number or tensor).
+        keep_prob: :math:`1 - \text{dropout rate}`.
         num_data: :math:`N`, training-set size.
-        tau: model precision :math:`\tau` (number or tensor).
+        tau: model precision :math:`\tau`.
 
     Example:
         >>> weight_decay(1e-2, 0.95, 455, 0.1)  # doctest: +ELLIPSIS
         1.0439...e-06
     """
-    return length_scale**2 * keep_prob / (2.0 * num_data * tau)
+    return weight_decay_from_prior(length_scale, keep_prob, num_data, tau)
 
 
 def _check_reg(value, name):
