@@ -130,3 +130,21 @@ def test_ray_executor_local_instance_matches_local(tmp_path, monkeypatch):
     assert len(remote.load_records()) == 8
     assert _comparable(local).equals(_comparable(remote))
     assert [f["error"] for f in remote.failures()] == [f["error"] for f in local.failures()]
+
+
+def _threads_cell(cell):
+    import torch
+
+    return [{"dataset": cell.dataset, "method": cell.method, "split": cell.split,
+             "metric": "threads", "value": float(torch.get_num_threads())}]
+
+
+def test_local_executor_sets_torch_threads_and_restores_them():
+    import torch
+
+    before = torch.get_num_threads()
+    outcomes = list(LocalExecutor(threads_per_worker=1).run(_threads_cell, [Cell("d", 0, "m")]))
+    assert outcomes[0].records[0]["value"] == 1.0
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads_per_worker must be a positive integer"):
+        LocalExecutor(threads_per_worker=0)
