@@ -192,7 +192,6 @@ def run(args: argparse.Namespace) -> int:
     from .results_store import atomic_write_text
     from .rotated_digit import (
         plot_rotated_digit_figure,
-        rotated_digit_records,
         rotated_digit_table,
         run_rotated_digit,
         select_digit,
@@ -223,8 +222,8 @@ def run(args: argparse.Namespace) -> int:
     cal = calibration_records(logits, data.y_test, dataset, args.num_bins)
     image, row = select_digit(data.x_test, data.y_test, args.digit, args.digit_index)
     res = run_rotated_digit(net, image, num_samples=args.num_samples, seed=args.seed,
-                            digit=args.digit)
-    rot = rotated_digit_records(res, dataset)
+                            digit=args.digit, dataset=dataset)
+    rot = res.records
     t_predict = time.perf_counter() - t0
 
     fig = plot_rotated_digit_figure(res, Figure(figsize=(12, 10)))

@@ -241,6 +241,7 @@ def train_lenet(
     if not (float(weight_decay) >= 0.0) or not math.isfinite(float(weight_decay)):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
     n = x.shape[0]
+    x = x.to(model.head.weight.dtype)
     y = y.long()
     gen = torch.Generator().manual_seed(int(seed))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(weight_decay))
@@ -278,6 +279,7 @@ def lenet_features(model: LeNet, x: torch.Tensor, batch_size: int = 2048) -> tor
     """
     _check_images(model, x)
     batch_size = check_positive_int(batch_size, "batch_size")
+    x = x.to(model.head.weight.dtype)
     was_training = model.training
     model.eval()
     try:

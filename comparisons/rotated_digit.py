@@ -153,6 +153,7 @@ class RotatedDigitResult:
             any angle first).
         digit: the true class of the image (or ``None``).
         seed: seed of the MC masks.
+        dataset: name used in the tidy records.
     """
 
     angles_deg: np.ndarray
@@ -163,6 +164,13 @@ class RotatedDigitResult:
     top_classes: tuple[int, ...]
     digit: int | None
     seed: int
+    dataset: str = "digits"
+
+    @property
+    def records(self) -> list[dict]:
+        """Tidy records ``{dataset, method, angle, metric, value}``: :func:`rotated_digit_records`
+        with ``self.dataset``."""
+        return rotated_digit_records(self, self.dataset)
 
     @property
     def num_samples(self) -> int:
@@ -195,6 +203,7 @@ def run_rotated_digit(
     num_top: int = 3,
     seed: int = 0,
     digit: int | None = None,
+    dataset: str = "digits",
 ) -> RotatedDigitResult:
     r"""Rotate ``image`` through ``angles_deg`` and collect MC and standard dropout predictions.
 
@@ -207,9 +216,11 @@ def run_rotated_digit(
             largest :math:`\max_a \bar{p}_{a,c}`.
         seed: seed of the generator of the dropout masks.
         digit: the image's true class (used for the ``prob_digit`` records).
+        dataset: the ``dataset`` field of the tidy records.
 
     Returns:
-        :class:`RotatedDigitResult`.
+        :class:`RotatedDigitResult`; its ``records`` property gives the tidy records
+        ``{dataset, method, angle, metric, value}``.
 
     Example:
         >>> net = LeNet(8, seed=0)
@@ -231,7 +242,7 @@ def run_rotated_digit(
     order = torch.argsort(summary.probs.amax(0), descending=True, stable=True)
     top = tuple(int(c) for c in order[:num_top])
     return RotatedDigitResult(angles, images, logits, std, summary, top,
-                              None if digit is None else int(digit), int(seed))
+                              None if digit is None else int(digit), int(seed), str(dataset))
 
 
 def rotated_digit_records(result: RotatedDigitResult, dataset: str) -> list[dict]:

@@ -18,10 +18,12 @@
 # Figure 4 of Gal & Ghahramani (2016) trains LeNet with dropout before its last fully connected
 # layer and feeds it a test image of the digit 1 rotated further and further. For every rotated
 # image it draws $T = 100$ stochastic forward passes (MC dropout) and scatters the softmax
-# **inputs** (logits) and **outputs** (probabilities) of the top classes: where the image stops
-# looking like anything in the training set the clouds spread out, even when the mean prediction
-# is confidently wrong. Standard dropout (weights scaled, one deterministic pass) returns a
-# single point and so cannot show this spread.
+# **inputs** (logits) and **outputs** (probabilities) of the top classes. The paper's point: where
+# the image stops looking like the training data the clouds should spread out, so that a wrong
+# but confident-looking mean prediction comes with a visible model uncertainty. Standard dropout
+# (weights scaled, one deterministic pass) returns a single point and cannot show any spread.
+# Whether the spread appears is an empirical question; the summary at the end says what the
+# full-setting run on the 8x8 digits shows.
 #
 # This notebook runs the experiment on scikit-learn's bundled 8x8 digits (no download; pass a
 # folder of MNIST IDX files to `comparisons.digits.load_mnist_split` to use real MNIST) and then
@@ -209,6 +211,17 @@ plt.show()
 
 # %% [markdown]
 # ## Summary
+#
+# At the full settings (100 epochs, $T = 100$, seed 0; `docs/classification/README_section.md`
+# has the figures and seeds 0-4) the 8x8 "1", which has a foot and a flag, turns into a shape
+# that both MC and standard dropout call a 4 with probability 0.97-1.00 from 45 to 105 degrees.
+# MC dropout's mutual information stays at or below 0.031 nats there. It peaks in the transition
+# at 30 degrees (0.145 nats, entropy 0.85) and rises again past 105 degrees. MC dropout's
+# predictive entropy is at least standard dropout's at every angle. On calibration the two have
+# the same accuracy, and standard dropout has the slightly lower ECE and NLL in 4 of 5 seeds. On
+# these small images MC dropout therefore does not flag most rotations as unfamiliar. The
+# paper's MNIST setting needs `load_mnist_split(folder)` (or `--mnist-path` on the command line)
+# with the IDX files. In smoke mode the network is under-trained and the numbers above differ.
 
 # %%
 print(f"done in {time.perf_counter() - T0:.1f} s (SMOKE={SMOKE})")

@@ -128,6 +128,12 @@ def test_mc_logits_follows_the_documented_stream_and_chunking(trained, digits):
     torch.testing.assert_close(chunked, got, rtol=1e-6, atol=1e-6)
 
 
+def test_float64_images_are_accepted(trained, digits):
+    net, _ = trained
+    x = digits.x_test[:4]
+    torch.testing.assert_close(standard_logits(net, x.double()), standard_logits(net, x))
+
+
 def test_mc_logits_without_dropout_is_deterministic(digits):
     net = LeNet(8, drop_rate=0.0, seed=0)
     x = digits.x_test[:4]

@@ -118,6 +118,7 @@ def test_records_are_tidy_and_consistent(setup):
             float(res.summary.probs[a_idx, 1]))
         assert get[("standard_dropout", angle, "predictive_entropy")] == pytest.approx(
             float(res.standard_entropy[a_idx]))
+    assert res.records == recs and res.dataset == "digits"  # the runner's own tidy records
     table = rotated_digit_table(res)
     assert len(table) == A and table["angle_deg"].tolist() == list(DEFAULT_ANGLES_DEG)
     np.testing.assert_allclose(table["mc_variation_ratio"],
