@@ -2,6 +2,24 @@
 benchmarks."""
 
 from .arc_cosine_kernel import ARC_COSINE_ORDERS, ArcCosineKernel, arc_cosine_expectation
+from .calibration import (
+    ReliabilityBins,
+    accuracy,
+    calibration_records,
+    expected_calibration_error,
+    negative_log_likelihood,
+    plot_reliability_diagram,
+    predictive_probs,
+    reliability_bins,
+)
+from .digits import (
+    MNIST_FILES,
+    DigitsData,
+    load_digits_split,
+    load_mnist_idx,
+    load_mnist_split,
+    read_idx,
+)
 from .exact_gp import (
     KERNEL_NAMES,
     ExactGPModel,
@@ -13,9 +31,30 @@ from .exact_gp import (
     make_kernel,
 )
 from .executors import Cell, LocalExecutor, RayExecutor, RunSummary, run_cells
+from .lenet import (
+    LeNet,
+    TrainHistory,
+    lenet_features,
+    mc_logits,
+    standard_logits,
+    train_lenet,
+)
 from .nngp_kernel import NNGP_ACTIVATIONS, NNGPKernel, erf_expectation
 from .random_feature_kernel import RandomFeatureKernel
 from .results_store import REQUIRED_FIELDS, ResultsStore, config_hash, make_cell_id
+from .rotated_digit import (
+    DEFAULT_ANGLES_DEG,
+    RotatedDigitResult,
+    plot_rotated_digit_figure,
+    plot_rotated_images,
+    plot_softmax_scatter,
+    plot_uncertainty_vs_angle,
+    rotate_image,
+    rotated_digit_records,
+    rotated_digit_table,
+    run_rotated_digit,
+    select_digit,
+)
 from .uci_datasets import (
     UCI_ALIASES,
     UCI_DATASETS,
@@ -32,6 +71,37 @@ from .uci_datasets import (
 from .uci_summary import format_mean_se, plot_split_metric, summarize, summary_markdown
 
 __all__ = [
+    "ReliabilityBins",
+    "predictive_probs",
+    "accuracy",
+    "reliability_bins",
+    "expected_calibration_error",
+    "negative_log_likelihood",
+    "calibration_records",
+    "plot_reliability_diagram",
+    "DigitsData",
+    "MNIST_FILES",
+    "load_digits_split",
+    "read_idx",
+    "load_mnist_idx",
+    "load_mnist_split",
+    "LeNet",
+    "TrainHistory",
+    "train_lenet",
+    "lenet_features",
+    "mc_logits",
+    "standard_logits",
+    "DEFAULT_ANGLES_DEG",
+    "RotatedDigitResult",
+    "rotate_image",
+    "select_digit",
+    "run_rotated_digit",
+    "rotated_digit_records",
+    "rotated_digit_table",
+    "plot_rotated_images",
+    "plot_softmax_scatter",
+    "plot_uncertainty_vs_angle",
+    "plot_rotated_digit_figure",
     "ARC_COSINE_ORDERS",
     "ArcCosineKernel",
     "arc_cosine_expectation",

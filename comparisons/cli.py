@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "SUBCOMMAND_MODULES"]
+
+#: Subcommands that live in their own module: each module has ``add_parser(subparsers)`` and
+#: ``run(args) -> int``. Imported when the parser is built, so they import heavy things lazily.
+SUBCOMMAND_MODULES = {
+    "rotated-digit": "comparisons.cli_rotated_digit",
+}
 
 
 def _uci(args) -> int:
@@ -30,7 +37,7 @@ def _uci(args) -> int:
     if args.executor == "ray":
         executor = RayExecutor(address=args.address, num_cpus=args.workers)
     else:
-        executor = LocalExecutor(num_workers=args.workers or 1)
+        executor = LocalExecutor(num_workers=args.workers or 1, threads_per_worker=args.threads)
     out = Path(args.out)
     store = ResultsStore(out)
     t0 = time.perf_counter()
@@ -80,12 +87,19 @@ def main(argv=None) -> int:
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local instance)")
     p.add_argument("--workers", type=int, default=None, help="processes (local) or CPUs (ray)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per worker (1: fastest for these small nets)")
     p.add_argument("--no-progress", action="store_true")
+    modules = {name: importlib.import_module(mod) for name, mod in SUBCOMMAND_MODULES.items()}
+    for module in modules.values():
+        module.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "uci":
         if args.dataset == "all" and args.splits == "0-19":
             args.splits = "all"
         return _uci(args)
+    if args.command in modules:
+        return int(modules[args.command].run(args))
     parser.error(f"unknown command {args.command!r}")
     return 2
 
