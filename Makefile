@@ -19,8 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m vi_dropout verify --quick --json outputs/verify.json
-	@echo "outputs written to: $$(pwd)/outputs/verify.json"
+	$(PY) -m comparisons demo --out outputs/demo
 
 verify: $(STAMP)
 	$(PY) -m vi_dropout verify --json outputs/verify.json

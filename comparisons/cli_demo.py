@@ -1,0 +1,119 @@
+"""``python -m comparisons demo``: the main job behind ``make demo``, small enough for 5 minutes.
+
+Runs, one after another, each at a small setting and each into its own folder under ``--out``:
+
+1. ``verify``: the ELBO == dropout-loss equivalence report (``python -m vi_dropout verify --quick``);
+2. ``gp-vs-dropout``: MC dropout against exact GPs on the toy 1-D data (table + figure);
+3. ``uci``: the MC dropout UCI protocol on Yacht, 2 splits, epochs x10, T = 10,000;
+4. ``rotated-digit``: the dropout LeNet on the 8x8 digits (rotated "1" + calibration);
+5. ``mauna-loa``: the CO2 extrapolation figure with a small network.
+
+then prints one table (step, status, seconds) and the path of every file written. ``--smoke``
+shrinks every step further (used by the tests). A step that fails is reported and the others still
+run; the exit status is 1 if any step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["add_parser", "run", "demo_steps"]
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}")
+        return value
+
+    return parse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``demo`` subcommand to ``subparsers``."""
+    p = subparsers.add_parser("demo", help="the main job: every experiment at a small setting "
+                                            "(under 5 minutes on 2 cores)")
+    p.add_argument("--out", default="outputs/demo", help="output directory (default outputs/demo)")
+    p.add_argument("--smoke", action="store_true", help="tiny settings (tests)")
+    p.add_argument("--steps", default=None,
+                   help="comma list of steps to run (default: all): " + ",".join(STEP_NAMES))
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run)
+    return p
+
+
+STEP_NAMES = ("verify", "gp-vs-dropout", "uci", "rotated-digit", "mauna-loa")
+
+
+def demo_steps(out: Path, smoke: bool, progress: bool) -> dict[str, Callable[[], int]]:
+    """The demo's steps as ``name -> callable returning an exit status``."""
+    from vi_dropout.__main__ import main as vi_main
+
+    from .cli import main as cli_main
+
+    quiet = [] if progress else ["--no-progress"]
+
+    def verify() -> int:
+        (out / "verify").mkdir(parents=True, exist_ok=True)
+        return vi_main(["verify", "--quick", "--json", str(out / "verify" / "verify.json"), *quiet])
+
+    def uci() -> int:
+        args = ["uci", "--dataset", "yacht", "--splits", "0-1", "--out", str(out / "uci")]
+        args += ["--epochs-multiplier", "0.25", "--num-samples", "50"] if smoke else \
+                ["--epochs-multiplier", "10", "--num-samples", "10000"]
+        return cli_main(args + quiet)
+
+    def rotated_digit() -> int:
+        args = ["rotated-digit", "--out", str(out / "rotated-digit")]
+        args += ["--epochs", "1", "--num-samples", "4"] if smoke else \
+                ["--epochs", "30", "--num-samples", "100"]
+        return cli_main(args + quiet)
+
+    steps = {"verify": verify, "uci": uci, "rotated-digit": rotated_digit}
+    if smoke:
+        # The quick verify report takes about a minute: the tests run it elsewhere.
+        steps.pop("verify")
+    return steps
+
+
+def run(args) -> int:
+    """Run the demo steps; print a summary table and every output path."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    steps = demo_steps(out, smoke=args.smoke, progress=not args.no_progress)
+    if args.steps:
+        wanted = [s.strip() for s in args.steps.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in STEP_NAMES]
+        if unknown:
+            raise ValueError(f"--steps: unknown step(s) {unknown}; valid steps: {list(STEP_NAMES)}")
+        steps = {k: v for k, v in steps.items() if k in wanted}
+    rows = []
+    t_all = time.perf_counter()
+    for name, step in steps.items():
+        print(f"\n=== demo step: {name} ===", flush=True)
+        t0 = time.perf_counter()
+        try:
+            status = int(step())
+            error = ""
+        except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others
+            status, error = 1, f"{type(exc).__name__}: {exc}"
+        rows.append((name, "ok" if status == 0 else f"FAILED {error}".strip(),
+                     time.perf_counter() - t0))
+    total = time.perf_counter() - t_all
+    print("\n## demo summary\n")
+    print("| step | status | seconds |")
+    print("|---|---|---|")
+    for name, status, sec in rows:
+        print(f"| {name} | {status} | {sec:.1f} |")
+    print(f"| total | | {total:.1f} |")
+    print("\noutputs:")
+    for path in sorted(p for p in out.rglob("*") if p.is_file() and "cells" not in p.parts):
+        print(f"  {path}")
+    return 0 if all(status == "ok" for _, status, _ in rows) else 1
