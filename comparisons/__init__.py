@@ -39,6 +39,23 @@ from .lenet import (
     standard_logits,
     train_lenet,
 )
+from .mauna_loa import (
+    DATASET_NAME,
+    METHOD_LABELS,
+    METHODS,
+    PAPER_LIKE_CONFIG,
+    MaunaLoaConfig,
+    MaunaLoaData,
+    MaunaLoaResult,
+    MethodPrediction,
+    load_mauna_loa,
+    mc_function_draws,
+    plot_mauna_loa,
+    plot_mauna_loa_panel,
+    records_markdown,
+    run_mauna_loa,
+    train_dropout_regressor,
+)
 from .nngp_kernel import NNGP_ACTIVATIONS, NNGPKernel, erf_expectation
 from .random_feature_kernel import RandomFeatureKernel
 from .results_store import REQUIRED_FIELDS, ResultsStore, config_hash, make_cell_id
@@ -71,6 +88,21 @@ from .uci_datasets import (
 from .uci_summary import format_mean_se, plot_split_metric, summarize, summary_markdown
 
 __all__ = [
+    "DATASET_NAME",
+    "METHODS",
+    "METHOD_LABELS",
+    "MaunaLoaData",
+    "MaunaLoaConfig",
+    "PAPER_LIKE_CONFIG",
+    "MethodPrediction",
+    "MaunaLoaResult",
+    "load_mauna_loa",
+    "train_dropout_regressor",
+    "mc_function_draws",
+    "run_mauna_loa",
+    "records_markdown",
+    "plot_mauna_loa_panel",
+    "plot_mauna_loa",
     "ReliabilityBins",
     "predictive_probs",
     "accuracy",

@@ -15,6 +15,7 @@ __all__ = ["main", "SUBCOMMAND_MODULES"]
 #: ``run(args) -> int``. Imported when the parser is built, so they import heavy things lazily.
 SUBCOMMAND_MODULES = {
     "rotated-digit": "comparisons.cli_rotated_digit",
+    "mauna-loa": "comparisons.cli_mauna_loa",
     "demo": "comparisons.cli_demo",
 }
 
