@@ -106,8 +106,13 @@ def _save_figure(result, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
+    # a 128-colour palette PNG: about 3x smaller, visually the same (flat colours and bands)
+    from PIL import Image
+
+    small = io.BytesIO()
+    Image.open(buf).convert("RGB").quantize(colors=128).save(small, format="PNG", optimize=True)
     tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(buf.getvalue())
+    tmp.write_bytes(small.getvalue())
     os.replace(tmp, path)
     return path
 

@@ -609,8 +609,10 @@ def run_gp_vs_dropout(
         for every GP the distances ``smd``, ``var_ratio``, ``kl``, ``w2``, ``tv`` (toy: also
         per region, e.g. ``kl[gap]``) and its hyper-parameters (``hp_*``).
 
-    Timing (defaults, one CPU thread, shared 2-core machine): toy1d about 1 minute; UCI sets with
-    :math:`N \le 1500` training rows 1 to 5 minutes (see ``docs/gp_vs_dropout``).
+    Timing (defaults, one torch thread on a shared 2-core machine, measured for split 0): toy1d
+    25-50 s, yacht 10 s, bostonHousing 24 s, energy 45 s, concrete 47 s, wine-quality-red 170 s
+    (see ``docs/gp_vs_dropout``); the exact GPs cost :math:`O(N^3)` per marginal-likelihood
+    evaluation, so sets with more than a few thousand rows are impractical.
 
     Example:
         >>> r = run_gp_vs_dropout("toy1d", epochs_multiplier=0.01, num_samples=50,
@@ -753,10 +755,18 @@ def run_gp_uci_cell(cell: Cell) -> list[dict]:
     records also carry ``gp_iterations``. Standardisation, initial values and fitting are those
     of :func:`run_gp_vs_dropout`, so the numbers agree.
 
-    Time (200 Adam steps, float64 Cholesky, one CPU thread): about 10 s per method for yacht /
-    boston (N = 277 / 455), 1 min for concrete / energy (N = 927 / 691), 1-2 min for
-    wine-quality-red (N = 1439); cubic in N, so kin8nm, power-plant and naval (7-11k rows) would
-    take hours and protein is refused (``max_train_size``).
+    Time (defaults: L-BFGS, up to 200 iterations, float64 Cholesky, one torch thread; measured on
+    split 0 through :func:`run_gp_vs_dropout`, fit + predict per method, arc-cosine / SE): yacht
+    (N = 277) 2 / 3 s, bostonHousing (455) 5 / 8 s, energy (691) 7 / 29 s, concrete (927)
+    12 / 7 s, wine-quality-red (1439) 32 / 119 s (there the SE fit degenerates: L-BFGS hits a
+    non-positive-definite matrix and falls back to 200 Adam steps; see below). Cubic in N, so
+    kin8nm, power-plant and naval (7-11k rows) would take hours per cell and are refused by the
+    default ``max_train_size`` (5000), as is protein.
+
+    Caveat: wine-quality-red contains exact duplicate (x, y) rows (172 groups in the training
+    rows of split 0; 51 of its 160 test rows repeat a training row). The exact marginal
+    likelihood is then unbounded as the noise goes to 0, and the SE GP's fit drives the noise to
+    its floor (1e-6): its test log-likelihood rewards memorised duplicates.
 
     Args:
         cell: a :class:`~comparisons.executors.Cell` from :func:`gp_uci_cells` (its ``config`` is a
