@@ -8,9 +8,9 @@ On one split (the 1-D toy of :mod:`comparisons.toy_datasets` or a UCI set) :func
    MC samples; same seeds, so the dropout numbers equal ``run_uci_cell``'s);
 2. fits exact GPs on the standardised training data (float64, Cholesky):
 
-   ==================  =======================================================================
-   method              kernel and hyper-parameters
-   ==================  =======================================================================
+   ====================  =====================================================================
+   method                kernel and hyper-parameters
+   ====================  =====================================================================
    ``gp-arccos1-prior``  arc-cosine order 1 with the hyper-parameters of the trained dropout
                          network's prior (:func:`dropout_prior_gp_hyperparameters`), **no**
                          fitting: the GP that MC dropout approximates (Gal & Ghahramani 2016)
@@ -20,7 +20,7 @@ On one split (the 1-D toy of :mod:`comparisons.toy_datasets` or a UCI set) :func
                          noise fitted by marginal likelihood
    ``gp-se``             ``ScaleKernel(RBF)`` with one length-scale per input (ARD), constant
                          mean, fitted by marginal likelihood
-   ==================  =======================================================================
+   ====================  =====================================================================
 
 3. reports per method RMSE, test log-likelihood (original target scale; MC dropout's is the
    paper's MC mixture estimate, ``test_ll_gaussian`` its moment-matched Gaussian one), the
@@ -176,6 +176,12 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
 
     Returns:
         :class:`DropoutFit`.
+
+    Example:
+        >>> fit = fit_mc_dropout(load_uci("yacht", 0),
+        ...                      UCIProtocol(epochs_multiplier=0.05, num_samples=20, max_grid=2))
+        >>> fit.mean.shape, fit.var.shape, fit.dropout_rate in (0.005, 0.01)
+        ((31,), (31,), True)
     """
     t0 = time.perf_counter()
     grid = _grid(raw, protocol)
@@ -774,6 +780,11 @@ def run_gp_uci_cell(cell: Cell) -> list[dict]:
 
     Returns:
         list of record dicts.
+
+    Example:
+        >>> cell = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=5))[0]
+        >>> sorted({(r["method"], r["metric"]) for r in run_gp_uci_cell(cell)})[:4]
+        [('gp-arccos1', 'coverage_95'), ('gp-arccos1', 'rmse'), ('gp-arccos1', 'test_ll'), ('gp-arccos1', 'wall_time_s')]
     """
     config = GPUCIConfig(**dict(cell.config))
     raw = load_uci(cell.dataset, cell.split)
