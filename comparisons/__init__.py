@@ -31,6 +31,24 @@ from .exact_gp import (
     make_kernel,
 )
 from .executors import Cell, LocalExecutor, RayExecutor, RunSummary, run_cells
+from .gp_vs_dropout import (
+    FITTED_GP_METHODS,
+    GP_METHODS,
+    OPTIMIZERS,
+    PRIOR_GP_METHODS,
+    DropoutFit,
+    GPFit,
+    GPUCIConfig,
+    GPvsDropoutResult,
+    dropout_prior_gp_hyperparameters,
+    fit_gp,
+    fit_mc_dropout,
+    gp_uci_cells,
+    plot_toy1d_comparison,
+    random_feature_posterior,
+    run_gp_uci_cell,
+    run_gp_vs_dropout,
+)
 from .lenet import (
     LeNet,
     TrainHistory,
@@ -52,11 +70,21 @@ from .mauna_loa import (
     mc_function_draws,
     plot_mauna_loa,
     plot_mauna_loa_panel,
-    records_markdown,
     run_mauna_loa,
     train_dropout_regressor,
 )
 from .nngp_kernel import NNGP_ACTIVATIONS, NNGPKernel, erf_expectation
+from .predictive_distances import (
+    DISTANCE_METRICS,
+    gaussian_kl,
+    gaussian_total_variation,
+    gaussian_w2,
+    interval_coverage,
+    moment_match_samples,
+    standardized_mean_difference,
+    summarize_predictive_distances,
+    variance_ratio,
+)
 from .random_feature_kernel import RandomFeatureKernel
 from .results_store import REQUIRED_FIELDS, ResultsStore, config_hash, make_cell_id
 from .rotated_digit import (
@@ -71,6 +99,18 @@ from .rotated_digit import (
     rotated_digit_table,
     run_rotated_digit,
     select_digit,
+)
+from .toy_datasets import (
+    TOY1D_BASE_EPOCHS,
+    TOY1D_DROPOUT_RATES,
+    TOY1D_N_HIDDEN,
+    TOY1D_NAME,
+    TOY1D_TAU_VALUES,
+    TOY1D_TEST_RANGE,
+    TOY1D_TRAIN_INTERVALS,
+    Toy1DData,
+    load_toy1d,
+    toy1d_function,
 )
 from .uci_datasets import (
     UCI_ALIASES,
@@ -88,6 +128,41 @@ from .uci_datasets import (
 from .uci_summary import format_mean_se, plot_split_metric, summarize, summary_markdown
 
 __all__ = [
+    "GP_METHODS",
+    "FITTED_GP_METHODS",
+    "PRIOR_GP_METHODS",
+    "GPFit",
+    "DropoutFit",
+    "GPvsDropoutResult",
+    "dropout_prior_gp_hyperparameters",
+    "fit_mc_dropout",
+    "OPTIMIZERS",
+    "fit_gp",
+    "random_feature_posterior",
+    "run_gp_vs_dropout",
+    "GPUCIConfig",
+    "gp_uci_cells",
+    "run_gp_uci_cell",
+    "plot_toy1d_comparison",
+    "standardized_mean_difference",
+    "variance_ratio",
+    "gaussian_kl",
+    "gaussian_w2",
+    "gaussian_total_variation",
+    "interval_coverage",
+    "moment_match_samples",
+    "summarize_predictive_distances",
+    "DISTANCE_METRICS",
+    "TOY1D_NAME",
+    "TOY1D_TRAIN_INTERVALS",
+    "TOY1D_TEST_RANGE",
+    "TOY1D_DROPOUT_RATES",
+    "TOY1D_TAU_VALUES",
+    "TOY1D_N_HIDDEN",
+    "TOY1D_BASE_EPOCHS",
+    "Toy1DData",
+    "toy1d_function",
+    "load_toy1d",
     "DATASET_NAME",
     "METHODS",
     "METHOD_LABELS",
@@ -100,7 +175,6 @@ __all__ = [
     "train_dropout_regressor",
     "mc_function_draws",
     "run_mauna_loa",
-    "records_markdown",
     "plot_mauna_loa_panel",
     "plot_mauna_loa",
     "ReliabilityBins",

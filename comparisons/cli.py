@@ -14,7 +14,9 @@ __all__ = ["main", "SUBCOMMAND_MODULES"]
 #: Subcommands that live in their own module: each module has ``add_parser(subparsers)`` and
 #: ``run(args) -> int``. Imported when the parser is built, so they import heavy things lazily.
 SUBCOMMAND_MODULES = {
+    "gp-vs-dropout": "comparisons.cli_gp_vs_dropout",
     "rotated-digit": "comparisons.cli_rotated_digit",
+    "pitfalls": "comparisons.cli_pitfalls",
     "mauna-loa": "comparisons.cli_mauna_loa",
     "demo": "comparisons.cli_demo",
 }

@@ -47,6 +47,8 @@ __all__ = [
     "make_cell_id",
     "config_hash",
     "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_savefig",
     "validate_records",
 ]
 
@@ -67,25 +69,20 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder, fsync, replace).
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace).
 
-    Args:
-        path: destination file; its folder is created if needed.
-        text: content (UTF-8).
-
-    Returns:
-        The destination path.
+    The file is created with mode 0644; its folder is created if needed. Returns the path.
 
     Example:
-        >>> atomic_write_text("/tmp/x.json", "{}")  # doctest: +SKIP
+        >>> atomic_write_bytes("/tmp/x.bin", b"abc")  # doctest: +SKIP
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".part")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
@@ -96,6 +93,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`.
+
+    Example:
+        >>> atomic_write_text("/tmp/x.json", "{}")  # doctest: +SKIP
+    """
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_savefig(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Save a matplotlib figure atomically (rendered in memory, then :func:`atomic_write_bytes`).
+
+    ``savefig_kwargs`` go to ``fig.savefig`` (e.g. ``dpi``); the format follows the suffix.
+    """
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", **savefig_kwargs)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _json_default(obj: Any) -> Any:

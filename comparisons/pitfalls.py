@@ -1,0 +1,346 @@
+r"""The known pitfalls of MC dropout as approximate inference, each as a reproducible experiment.
+
+1. **Improper KL** (Hron, Matthews & Ghahramani 2018). The exact variational family
+   :math:`q_\theta(\mathbf{W})` (a mixture of two Gaussians of scale :math:`\theta` per column)
+   has a KL to the Gaussian prior that grows like :math:`-\log\theta` as :math:`\theta \to 0`:
+   the full ELBO diverges, while its *gradient* converges to the dropout-loss gradient. Measured
+   on the equivalence report's problem (:class:`vi_dropout.verify.VerifyProblem`):
+   :func:`improper_kl_records`.
+2. **Non-concentration** (Osband 2016). With a fixed keep probability the spread of the MC
+   dropout predictions comes from the masks, and the masks do not care how much data there is:
+   the epistemic variance at a fixed input does not shrink as :math:`N` grows, while a Bayesian
+   posterior's (the exact GP with the network's prior; HMC where affordable) does.
+   :func:`non_concentration_records`.
+3. **Sensitivity to keep_prob.** The predictive variance of MC dropout is set by the dropout
+   rate, a hyper-parameter usually tuned for accuracy: :func:`keep_prob_sensitivity` trains the
+   same network on the same toy data with ``keep_prob`` in {0.5, 0.8, 0.9, 0.95, 0.99} and sets
+   the predictive sd across the input range next to the GP's.
+
+All runners return tidy records ``(dataset, method, split, metric, value)`` (``split`` carries the
+experiment's x-axis: theta, N or keep_prob) and the plotting functions take an ``ax`` and return
+it. The networks are the Keras-convention ones of :func:`vi_dropout.train_batched` (inverted
+dropout on the input and the hidden layer, L2 :math:`\lambda = l^2\,\text{keep\_prob}/(2N\tau)`),
+trained on the standardised toy data of :func:`comparisons.toy_datasets.load_toy1d` with
+:math:`\tau` the true noise precision on that scale; the GP is the arc-cosine (order 1) GP whose
+hyper-parameters are FIXED by the network's prior
+(:func:`comparisons.exact_gp.dropout_prior_hyperparameters`, no fitting).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gpytorch
+import numpy as np
+import torch
+
+from vi_dropout._validation import check_keep_prob, check_positive, check_positive_int
+from vi_dropout.batched_training import train_batched, weight_decay
+from vi_dropout.objectives import elbo_dropout_offset
+from vi_dropout.predict import mc_predict
+
+from .exact_gp import ExactGPModel, dropout_prior_hyperparameters, gp_predict, make_kernel
+from .toy_datasets import load_toy1d
+
+__all__ = [
+    "PitfallSettings",
+    "improper_kl_records",
+    "non_concentration_records",
+    "keep_prob_sensitivity",
+    "KeepProbSensitivity",
+    "plot_improper_kl",
+    "plot_non_concentration",
+    "plot_keep_prob_sensitivity",
+]
+
+DATASET = "toy1d"
+
+
+@dataclass(frozen=True)
+class PitfallSettings:
+    """Network, prior and training settings shared by the toy pitfall experiments.
+
+    Attributes:
+        hidden: hidden units of the one-hidden-layer ReLU network (and of the GP's prior).
+        prior_length_scale: :math:`l` of the prior :math:`\\mathcal{N}(0, l^{-2})`.
+        steps: Adam steps per network (epochs are ``ceil(steps / minibatches per epoch)``).
+        batch_size: minibatch size.
+        num_samples: MC dropout samples :math:`T`.
+        seed: seed of the data, the networks and the masks.
+    """
+
+    hidden: int = 50
+    prior_length_scale: float = 1.0
+    steps: int = 4000
+    batch_size: int = 128
+    num_samples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        check_positive_int(self.hidden, "hidden")
+        check_positive(self.prior_length_scale, "prior_length_scale")
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.num_samples, "num_samples")
+
+
+def _record(method, split, metric, value) -> dict:
+    value = float(value)
+    if not math.isfinite(value):
+        raise RuntimeError(f"pitfalls: {method} at {split}: metric {metric} is not finite ({value})")
+    return {"dataset": DATASET, "method": method, "split": split, "metric": metric, "value": value}
+
+
+# --------------------------------------------------------------------------- 1. improper KL
+def improper_kl_records(thetas: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6),
+                        seed: int = 1) -> list[dict]:
+    r"""The ELBO's divergence and its gradient's convergence as :math:`\theta \to 0`.
+
+    On :class:`vi_dropout.verify.VerifyProblem` (float64, common random numbers) records, per
+    ``theta``:
+
+    * ``elbo_minus_dropout_loss``: :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_\text{dropout}`,
+      which grows like :math:`-\log\theta` (about :math:`K` nats per :math:`e`-fold of
+      :math:`\theta`, summed over columns, scaled by :math:`1/(N\tau)`);
+    * ``predicted_offset``: the constant of :func:`vi_dropout.objectives.elbo_dropout_offset`;
+    * ``gradient_relative_difference``: :math:`\|\nabla(-\mathrm{ELBO}/(N\tau)) -
+      \nabla\mathcal{L}_\text{dropout}\| / \|\nabla\mathcal{L}_\text{dropout}\|` over all
+      parameters, which goes to 0 like :math:`\theta`.
+
+    Example:
+        >>> recs = improper_kl_records(thetas=(1e-2, 1e-4))  # doctest: +SKIP
+    """
+    from vi_dropout.verify import VerifyProblem
+
+    thetas = [check_positive(t, "thetas[i]") for t in thetas]
+    problem = VerifyProblem()
+    masks, noise = problem.masks(seed), problem.noise(seed + 1)
+    ws, bs = problem.params()
+    loss = problem.dropout_loss(ws, bs, masks)
+    g_drop = torch.cat([g.flatten() for g in torch.autograd.grad(loss, ws + bs)])
+    records = []
+    for theta in thetas:
+        ws, bs = problem.params()
+        val = problem.scaled_negative_elbo(ws, bs, masks, theta, noise)
+        g = torch.cat([t.flatten() for t in torch.autograd.grad(val, ws + bs)])
+        const = elbo_dropout_offset(problem.architecture, problem.keep_probs, theta,
+                                    problem.prior_length_scale, problem.num_data, problem.tau)
+        records += [
+            _record("exact_elbo", theta, "elbo_minus_dropout_loss",
+                    float(val.detach()) - float(loss.detach())),
+            _record("exact_elbo", theta, "predicted_offset", const),
+            _record("exact_elbo", theta, "gradient_relative_difference",
+                    float((g - g_drop).norm() / g_drop.norm())),
+        ]
+    return records
+
+
+# --------------------------------------------------------------------- shared toy machinery
+def _toy(num_train: int, seed: int):
+    data = load_toy1d(num_train=num_train, seed=seed)
+    tau = (data.y_std / data.noise_std) ** 2  # true noise precision on the standardised scale
+    return data, tau
+
+
+def _train_mc(data, tau, keep_probs: Sequence[float], settings: PitfallSettings, seed: int):
+    """Train one network per keep_prob on ``data`` (one batched call); return MC samples
+    ``len(keep_probs) x T x M`` at ``data.x_test`` (standardised scale)."""
+    x = torch.tensor(data.x_train, dtype=torch.float64)
+    y = torch.tensor(data.y_train, dtype=torch.float64)
+    n = x.shape[0]
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    epochs = max(1, math.ceil(settings.steps / steps_per_epoch))
+    regs = [weight_decay(settings.prior_length_scale, kp, n, tau) for kp in keep_probs]
+    res = train_batched(x, y, keep_prob=list(keep_probs), reg=regs,
+                        seeds=[seed * 1000 + i for i in range(len(keep_probs))],
+                        hidden=(settings.hidden,), epochs=epochs,
+                        batch_size=settings.batch_size)
+    if bool(res.diverged.any()):
+        bad = [keep_probs[i] for i in res.diverged.nonzero().flatten().tolist()]
+        raise RuntimeError(f"pitfalls: training diverged (NaN loss) for keep_prob {bad}")
+    xt = torch.tensor(data.x_test, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed + 17)
+    out = []
+    for e, kp in enumerate(keep_probs):
+        s = mc_predict(xt, [w[e] for w in res.weights], [b[e] for b in res.biases], kp,
+                       settings.num_samples, inverted=True, generator=gen)
+        out.append(s[..., 0])
+    return torch.stack(out)
+
+
+def _gp_latent(data, tau, settings: PitfallSettings, keep_prob: float):
+    """Posterior mean and LATENT variance (no noise) of the dropout-prior arc-cosine GP."""
+    h = dropout_prior_hyperparameters(settings.prior_length_scale, tau, keep_prob,
+                                      input_dim=1, num_hidden=settings.hidden)
+    kernel = make_kernel("arccos1", 1, h["weight_variance"], h["bias_variance"],
+                         outputscale=h["outputscale"])
+    x = torch.tensor(data.x_train, dtype=torch.float64)
+    y = torch.tensor(data.y_train[:, 0], dtype=torch.float64)
+    likelihood = gpytorch.likelihoods.GaussianLikelihood().double()
+    likelihood.noise = h["noise"]
+    model = ExactGPModel(x, y, likelihood, kernel).double()
+    # Exact Cholesky at every N (GPyTorch switches to CG / Lanczos above 800 points).
+    with gpytorch.settings.max_cholesky_size(10**6):
+        mean, var = gp_predict(model, likelihood, torch.tensor(data.x_test, dtype=torch.float64))
+    return mean, var - h["noise"]
+
+
+# --------------------------------------------------------------------- 2. non-concentration
+def non_concentration_records(
+    num_train: Sequence[int] = (10, 30, 100, 300, 1000, 3000),
+    keep_prob: float = 0.9,
+    settings: PitfallSettings | None = None,
+    gp_max_train: int = 3000,
+    progress: bool = False,
+) -> list[dict]:
+    r"""Epistemic predictive variance vs training-set size, MC dropout vs the exact GP.
+
+    For each :math:`N` a fresh toy data set (same seed family) is drawn, one network with fixed
+    ``keep_prob`` is trained (the prior-derived weight decay :math:`\propto 1/N`, as the derivation
+    prescribes), and the epistemic variance is averaged over the test points inside the training
+    intervals:
+
+    .. math::
+        \widehat{\operatorname{Var}}_\text{MC}(x_*) = \frac{1}{T-1}\sum_t
+        (\hat y_t(x_*) - \bar y(x_*))^2 \quad\text{vs}\quad
+        \operatorname{Var}_\text{GP}[f(x_*) \mid \mathcal{D}],
+
+    on the standardised scale (no :math:`\tau^{-1}`). The GP's shrinks roughly like :math:`1/N`;
+    dropout's levels off. Records: ``epistemic_variance_train`` and
+    ``epistemic_variance_extrapolation`` per method (``mc_dropout``, ``gp-arccos1``) and ``N``
+    (in ``split``); the GP is skipped above ``gp_max_train`` points (O(N^3)).
+    """
+    from tqdm.auto import tqdm
+
+    settings = settings or PitfallSettings()
+    keep_prob = check_keep_prob(keep_prob)
+    sizes = [check_positive_int(n, "num_train[i]") for n in num_train]
+    records = []
+    for n in tqdm(sizes, desc="non-concentration", disable=not progress, leave=False):
+        data, tau = _toy(n, settings.seed)
+        inside = data.region_mask("train")
+        outside = data.region_mask("extrapolation")
+        t0 = time.perf_counter()
+        s = _train_mc(data, tau, [keep_prob], settings, settings.seed)[0]
+        var = s.var(0).numpy()
+        records += [
+            _record("mc_dropout", n, "epistemic_variance_train", var[inside].mean()),
+            _record("mc_dropout", n, "epistemic_variance_extrapolation", var[outside].mean()),
+            _record("mc_dropout", n, "wall_time_s", time.perf_counter() - t0),
+        ]
+        if n <= gp_max_train:
+            t0 = time.perf_counter()
+            _, gvar = _gp_latent(data, tau, settings, keep_prob)
+            gvar = gvar.clamp_min(0).numpy()
+            records += [
+                _record("gp-arccos1", n, "epistemic_variance_train", gvar[inside].mean()),
+                _record("gp-arccos1", n, "epistemic_variance_extrapolation", gvar[outside].mean()),
+                _record("gp-arccos1", n, "wall_time_s", time.perf_counter() - t0),
+            ]
+    return records
+
+
+# ------------------------------------------------------------------ 3. keep_prob sensitivity
+@dataclass(frozen=True)
+class KeepProbSensitivity:
+    """Predictive sd curves of :func:`keep_prob_sensitivity` (original target scale).
+
+    Attributes:
+        x: test inputs, original scale, ``M``.
+        keep_probs: the keep probabilities, ``K``.
+        mc_sd: MC dropout predictive sd (``sqrt(1/tau + sample variance)``), ``K x M``.
+        gp_sd: the dropout-prior GP's predictive sd (noise included), ``M``.
+        data: the toy data (for drawing the training region).
+        records: tidy records (mean sd in the training / extrapolation regions).
+    """
+
+    x: np.ndarray
+    keep_probs: tuple[float, ...]
+    mc_sd: np.ndarray
+    gp_sd: np.ndarray
+    data: object
+    records: list[dict]
+
+
+def keep_prob_sensitivity(
+    keep_probs: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+    num_train: int = 200,
+    settings: PitfallSettings | None = None,
+) -> KeepProbSensitivity:
+    r"""MC dropout's predictive sd on the toy data for several ``keep_prob``, next to the GP's.
+
+    .. math::
+        \mathrm{sd}(x_*) = s_y \sqrt{\tau^{-1} + \widehat{\operatorname{Var}}_t[\hat y_t(x_*)]}
+
+    on the original scale (:math:`s_y` the target scale). The GP uses the network prior with
+    ``keep_prob`` ignored (the masks belong to the approximation, not to the model), so it is one
+    curve.
+    """
+    settings = settings or PitfallSettings()
+    kps = tuple(check_keep_prob(k, f"keep_probs[{i}]") for i, k in enumerate(keep_probs))
+    if not kps:
+        raise ValueError("keep_probs must hold at least one value, got an empty sequence")
+    data, tau = _toy(check_positive_int(num_train, "num_train"), settings.seed)
+    s = _train_mc(data, tau, kps, settings, settings.seed)
+    mc_sd = (s.var(1) + 1.0 / tau).sqrt().numpy() * data.y_std
+    _, gvar = _gp_latent(data, tau, settings, 1.0)
+    gp_sd = (gvar.clamp_min(0) + 1.0 / tau).sqrt().numpy() * data.y_std
+    inside, outside = data.region_mask("train"), data.region_mask("extrapolation")
+    records = []
+    for kp, sd in zip(kps, mc_sd):
+        records += [_record("mc_dropout", kp, "mean_sd_train", sd[inside].mean()),
+                    _record("mc_dropout", kp, "mean_sd_extrapolation", sd[outside].mean())]
+    records += [_record("gp-arccos1", "any", "mean_sd_train", gp_sd[inside].mean()),
+                _record("gp-arccos1", "any", "mean_sd_extrapolation", gp_sd[outside].mean())]
+    return KeepProbSensitivity(np.asarray(data.x_test_raw), kps, mc_sd, gp_sd, data, records)
+
+
+# ------------------------------------------------------------------------------ plotting
+def _select(records, method, metric):
+    rows = [r for r in records if r["method"] == method and r["metric"] == metric]
+    return np.array([float(r["split"]) for r in rows]), np.array([r["value"] for r in rows])
+
+
+def plot_improper_kl(records: Sequence[dict], ax):
+    """Left axis: ELBO - dropout loss vs theta (diverges); right: gradient difference (vanishes)."""
+    th, val = _select(records, "exact_elbo", "elbo_minus_dropout_loss")
+    _, grad = _select(records, "exact_elbo", "gradient_relative_difference")
+    ax.semilogx(th, val, "o-", color="C0", label=r"$-\mathrm{ELBO}/(N\tau) - L_\mathrm{dropout}$")
+    ax.set_xlabel(r"$\theta$")
+    ax.set_ylabel("objective difference", color="C0")
+    ax.invert_xaxis()
+    ax2 = ax.twinx()
+    ax2.loglog(th, grad, "s--", color="C3", label="gradient rel. difference")
+    ax2.set_ylabel("gradient relative difference", color="C3")
+    ax.set_title(r"improper KL: value diverges like $-\log\theta$, gradient converges")
+    return ax
+
+
+def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
+    """Epistemic variance vs N on log-log axes for every method in ``records``."""
+    metric = f"epistemic_variance_{region}"
+    for i, method in enumerate(sorted({r["method"] for r in records if r["metric"] == metric})):
+        n, v = _select(records, method, metric)
+        ax.loglog(n, v, "o-", color=f"C{i}", label=method)
+    ax.set_xlabel("training points N")
+    ax.set_ylabel(f"epistemic variance ({region} region, standardised)")
+    ax.set_title("non-concentration: dropout's variance does not shrink with N")
+    ax.legend()
+    return ax
+
+
+def plot_keep_prob_sensitivity(result: KeepProbSensitivity, ax):
+    """Predictive sd vs x for each keep_prob, the GP's in black, training intervals shaded."""
+    for lo, hi in result.data.train_intervals:
+        ax.axvspan(lo, hi, color="0.92", zorder=0)
+    for i, (kp, sd) in enumerate(zip(result.keep_probs, result.mc_sd)):
+        ax.plot(result.x, sd, color=f"C{i}", label=f"MC dropout, keep_prob {kp:g}")
+    ax.plot(result.x, result.gp_sd, "k--", lw=2, label="GP (arc-cosine, network prior)")
+    ax.set_xlabel("x")
+    ax.set_ylabel("predictive sd (original scale)")
+    ax.set_title("sensitivity of MC dropout's uncertainty to keep_prob (shaded: training data)")
+    ax.legend(fontsize=8)
+    return ax
