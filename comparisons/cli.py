@@ -22,6 +22,16 @@ SUBCOMMAND_MODULES = {
 }
 
 
+class _CellDispatch:
+    """Picklable ``cell -> records``: the runner of the cell's method."""
+
+    def __init__(self, fns):
+        self.fns = fns
+
+    def __call__(self, cell):
+        return self.fns[cell.method](cell)
+
+
 def _uci(args) -> int:
     import matplotlib
 
@@ -37,7 +47,19 @@ def _uci(args) -> int:
     datasets = list(UCI_DATASETS) if args.dataset == "all" else args.dataset.split(",")
     protocol = UCIProtocol(epochs_multiplier=args.epochs_multiplier, num_samples=args.num_samples,
                            seed=args.seed, max_grid=args.max_grid)
-    cells = uci_cells(datasets, args.splits, protocol)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in ("mc_dropout", "gp")]
+    if bad or not methods:
+        raise SystemExit(f"--methods must be a comma list of mc_dropout, gp; got {args.methods!r}")
+    cells, fns = [], {}
+    if "mc_dropout" in methods:
+        cells += uci_cells(datasets, args.splits, protocol)
+        fns["mc_dropout"] = run_uci_cell
+    if "gp" in methods:
+        from .gp_vs_dropout import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
+
+        cells += gp_uci_cells(datasets, args.splits, GPUCIConfig())
+        fns["gp"] = run_gp_uci_cell
     if args.executor == "ray":
         executor = RayExecutor(address=args.address, num_cpus=args.workers)
     else:
@@ -45,12 +67,13 @@ def _uci(args) -> int:
     out = Path(args.out)
     store = ResultsStore(out)
     t0 = time.perf_counter()
-    summary = run_cells(cells, run_uci_cell, store, executor, progress=not args.no_progress)
+    summary = run_cells(cells, _CellDispatch(fns), store, executor,
+                        progress=not args.no_progress)
     elapsed = time.perf_counter() - t0
     paths = store.export()
     records = store.load_records()
-    lines = [f"# MC dropout on the UCI splits (epochs x{args.epochs_multiplier:g}, "
-             f"T = {args.num_samples})", ""]
+    lines = [f"# UCI splits: MC dropout (epochs x{args.epochs_multiplier:g}, "
+             f"T = {args.num_samples}) and exact GPs where run", ""]
     if len(records):
         metrics = ["rmse", "rmse_standard", "test_ll", "wall_time_s"]
         lines.append(summary_markdown(records, metrics=metrics))
@@ -91,6 +114,9 @@ def main(argv=None) -> int:
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", default=None, help="Ray cluster address (default: local instance)")
     p.add_argument("--workers", type=int, default=None, help="processes (local) or CPUs (ray)")
+    p.add_argument("--methods", default="mc_dropout",
+                   help="comma list: mc_dropout (the protocol) and/or gp (exact arc-cosine and SE "
+                        "GPs fitted by marginal likelihood, training sets up to 5000 rows)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per worker (1: fastest for these small nets)")
     p.add_argument("--no-progress", action="store_true")

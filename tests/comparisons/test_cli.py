@@ -27,3 +27,9 @@ def test_rotated_digit_runs_through_main(tmp_path):
     assert main(["rotated-digit", "--out", str(out), "--epochs", "1", "--num-samples", "2",
                  "--no-progress"]) == 0
     assert (out / "rotated_digit.png").is_file() and (out / "summary.md").is_file()
+
+
+def test_uci_methods_option_is_checked(tmp_path):
+    with pytest.raises(SystemExit, match="--methods must be a comma list of mc_dropout, gp"):
+        main(["uci", "--dataset", "yacht", "--splits", "0", "--methods", "hmc",
+              "--out", str(tmp_path)])
