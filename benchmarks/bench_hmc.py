@@ -107,9 +107,55 @@ def boston(args) -> dict:
     }
 
 
+def overhead(args) -> dict:
+    """Bare cost of one potential + gradient evaluation (eager and torch.jit.trace'd) for the
+    toy and the Boston problem, to compare with the NUTS milliseconds per leapfrog step."""
+    from pyro.ops.integrator import potential_grad
+
+    from comparisons.hmc_reference import _jit_potential, _site_names, bnn_potential
+    from vi_dropout.network import Architecture
+
+    z = standardize(load_uci("boston", 0))
+    g = torch.Generator().manual_seed(0)
+    problems = {
+        "toy (N=40, 1-50-1)": (torch.linspace(-2, 2, 40, dtype=torch.float64)[:, None],
+                               torch.zeros(40, 1, dtype=torch.float64), 10.0),
+        "boston (N=455, 13-50-1)": (torch.as_tensor(z.x_train), torch.as_tensor(z.y_train),
+                                    0.15 * z.y_std**2),
+    }
+    out = {}
+    for name, (x, y, tau) in problems.items():
+        arch = Architecture((x.shape[1], 50, 1), "relu")
+        params = {}
+        for i, (o, q) in enumerate(arch.layer_shapes):
+            params[f"layers.{i}.weight"] = torch.randn(o, q, generator=g, dtype=torch.float64)
+            params[f"layers.{i}.bias"] = torch.randn(o, generator=g, dtype=torch.float64)
+        pot = bnn_potential(x, y, arch, 1.0, tau)
+        row = {}
+        for label, fn in (("eager", pot), ("jit", _jit_potential(pot, _site_names(arch), params))):
+            for _ in range(50):
+                potential_grad(fn, params)
+            reps = 1000
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                potential_grad(fn, params)
+            row[f"ms_per_grad_{label}"] = 1e3 * (time.perf_counter() - t0) / reps
+        out[name] = row
+    # NUTS milliseconds per leapfrog step on the toy problem right after (same machine load)
+    x, y = problems["toy (N=40, 1-50-1)"][:2]
+    y = torch.sin(3 * x) + 10 ** -0.5 * torch.randn(40, 1, generator=g, dtype=torch.float64)
+    res = run_nuts(x, y, hidden=(50,), tau=10.0, num_chains=1, num_warmup=20, num_samples=20,
+                   num_processes=1, jit_compile=True, seed=1)
+    steps = res.sample_stats["n_steps"].sum() + res.warmup_grad_evals.sum()
+    out["toy short NUTS run (20 + 20)"] = {
+        "ms_per_leapfrog_step": 1e3 * float(res.chain_wall_times_s[0]) / float(steps),
+        "grad_evals": int(steps)}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["toy", "boston"], required=True)
+    parser.add_argument("--part", choices=["toy", "boston", "overhead"], required=True)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--length-scale", type=float, default=1.0)
@@ -122,7 +168,7 @@ def main():
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
-    record = toy(args) if args.part == "toy" else boston(args)
+    record = {"toy": toy, "boston": boston, "overhead": overhead}[args.part](args)
     record.update({"load_average_before": load0, "load_average_after": os.getloadavg(),
                    "total_script_s": time.perf_counter() - t0, "cpu_count": os.cpu_count(),
                    "machine": platform.platform(), "torch": torch.__version__,

@@ -8,6 +8,7 @@ import math
 import os
 import time
 import warnings
+from pathlib import Path
 
 import arviz as az
 import numpy as np
@@ -98,7 +99,8 @@ def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
     assert diag["min_bfmi"] is not None and diag["min_bfmi"] > 0
 
     # second call: every chain from the cache, files untouched, identical draws, much faster
-    files = [tmp_path / os.path.relpath(f, tmp_path) for f in first.cache_files]
+    files = [Path(f) for f in first.cache_files]
+    assert all(f.is_file() and f.parent.parent == tmp_path for f in files)
     mtimes = [f.stat().st_mtime_ns for f in files]
     t0 = time.perf_counter()
     second = run_nuts(x, y, num_chains=2, num_processes=1, cache_dir=tmp_path, **TINY)
@@ -115,7 +117,8 @@ def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
     assert third.from_cache == (True, True, False)
     assert os.path.isfile(third.cache_files[2])
     assert np.isfinite(third.samples["layers.0.bias"]).all()
-    assert not np.array_equal(third.samples["layers.0.bias"][2], w[0, :, :, 0])
+    bias = third.samples["layers.0.bias"]
+    assert not np.array_equal(bias[2], bias[0])  # its own seed, not a copy of chain 0
     # other settings -> another cache entry
     other = run_nuts(x, y, num_chains=1, num_processes=1, cache_dir=tmp_path,
                      **dict(TINY, num_warmup=20, num_samples=20))
