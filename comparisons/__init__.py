@@ -49,6 +49,27 @@ from .gp_vs_dropout import (
     run_gp_uci_cell,
     run_gp_vs_dropout,
 )
+from .hmc_reference import (
+    DEFAULT_ESS_PER_CHAIN,
+    DEFAULT_MIN_BFMI,
+    DEFAULT_R_HAT_MAX,
+    HMCDiagnosticsWarning,
+    NUTSResult,
+    RecordingNUTS,
+    bnn_potential,
+    hmc_summary,
+    nuts_cache_key,
+    run_nuts,
+)
+from .inference_data import (
+    LOOReliabilityWarning,
+    checked_loo,
+    from_exact_gp,
+    from_mc_dropout,
+    from_nuts,
+    from_svi_guide,
+    weight_dims,
+)
 from .lenet import (
     LeNet,
     TrainHistory,
@@ -128,6 +149,23 @@ from .uci_datasets import (
 from .uci_summary import format_mean_se, plot_split_metric, summarize, summary_markdown
 
 __all__ = [
+    "DEFAULT_ESS_PER_CHAIN",
+    "DEFAULT_MIN_BFMI",
+    "DEFAULT_R_HAT_MAX",
+    "HMCDiagnosticsWarning",
+    "NUTSResult",
+    "RecordingNUTS",
+    "bnn_potential",
+    "hmc_summary",
+    "nuts_cache_key",
+    "run_nuts",
+    "LOOReliabilityWarning",
+    "checked_loo",
+    "from_exact_gp",
+    "from_mc_dropout",
+    "from_nuts",
+    "from_svi_guide",
+    "weight_dims",
     "GP_METHODS",
     "FITTED_GP_METHODS",
     "PRIOR_GP_METHODS",

@@ -47,7 +47,6 @@ import math
 import multiprocessing as mp
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +66,7 @@ from pyro.infer import MCMC, NUTS
 from vi_dropout.network import Architecture, mlp_forward
 
 from .inference_data import from_nuts
+from .results_store import atomic_write_bytes
 
 __all__ = [
     "DEFAULT_ESS_PER_CHAIN",
@@ -368,19 +368,7 @@ def _chain_seed(seed: int, chain: int) -> int:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Like :func:`comparisons.results_store.atomic_write_text`, for bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def _save_chain(path: Path, chain: Mapping[str, Any]) -> None:
