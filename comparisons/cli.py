@@ -75,7 +75,9 @@ def _uci(args) -> int:
     lines = [f"# UCI splits: MC dropout (epochs x{args.epochs_multiplier:g}, "
              f"T = {args.num_samples}) and exact GPs where run", ""]
     if len(records):
-        metrics = ["rmse", "rmse_standard", "test_ll", "wall_time_s"]
+        present = set(records["metric"])
+        metrics = [m for m in ("rmse", "rmse_standard", "test_ll", "coverage_95", "wall_time_s")
+                   if m in present]
         lines.append(summary_markdown(records, metrics=metrics))
         fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * records["dataset"].nunique()))
         plot_split_metric(records, "test_ll", ax, show_mean=True)

@@ -92,13 +92,25 @@ def summarize(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     return out[[*by, "metric", "mean", "se", "n_splits"]].reset_index(drop=True)
 
 
-def format_mean_se(mean: float, se: float, decimals: int = 2) -> str:
-    """Format ``mean ± se`` with a fixed number of decimals.
+def _auto_decimals(mean: float, se: float) -> int:
+    """At least 2 decimals; enough for two significant digits of ``se`` (or of ``mean`` when
+    there is no finite SE), at most 6."""
+    d = 2
+    if se is not None and math.isfinite(se) and se > 0:
+        d = max(d, 1 - math.floor(math.log10(se)))
+    elif math.isfinite(mean) and mean != 0:
+        d = max(d, 1 - math.floor(math.log10(abs(mean))))
+    return min(d, 6)
+
+
+def format_mean_se(mean: float, se: float, decimals: int | None = 2) -> str:
+    """Format ``mean ± se`` with a fixed number of decimals, or enough for the SE (``None``).
 
     Args:
         mean: the mean.
         se: its standard error (NaN shown as ``n/a``).
-        decimals: digits after the decimal point.
+        decimals: digits after the decimal point; ``None``: at least 2 and enough for two
+            significant digits of ``se`` (naval's RMSE of 0.0017 is not "0.00 ± 0.00").
 
     Returns:
         e.g. ``"2.97 ± 0.19"``.
@@ -106,7 +118,11 @@ def format_mean_se(mean: float, se: float, decimals: int = 2) -> str:
     Example:
         >>> format_mean_se(2.9712, 0.1893)
         '2.97 ± 0.19'
+        >>> format_mean_se(0.00172, 0.000061, None)
+        '0.001720 ± 0.000061'
     """
+    if decimals is None:
+        decimals = _auto_decimals(mean, se)
     se_text = "n/a" if se is None or not math.isfinite(se) else f"{se:.{decimals}f}"
     return f"{mean:.{decimals}f} ± {se_text}"
 
@@ -114,14 +130,15 @@ def format_mean_se(mean: float, se: float, decimals: int = 2) -> str:
 def summary_markdown(records: pd.DataFrame | Iterable[Mapping[str, Any]],
                      metrics: Sequence[str] | None = None,
                      by: Sequence[str] = ("dataset", "method"),
-                     decimals: int | Mapping[str, int] = 2) -> str:
+                     decimals: int | Mapping[str, int] | None = None) -> str:
     """A Markdown table: one row per group, one ``mean ± SE`` column per metric.
 
     Args:
         records: tidy records.
         metrics: metric columns, in this order (default: all, in order of appearance).
         by: grouping columns (become the leading columns).
-        decimals: digits after the point, one number or a per-metric mapping.
+        decimals: digits after the point, one number or a per-metric mapping; ``None`` (default)
+            picks them per cell from the SE (see :func:`format_mean_se`).
 
     Returns:
         The table as a string (no trailing newline); a missing (group, metric) shows ``–``.

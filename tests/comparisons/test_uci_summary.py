@@ -75,10 +75,15 @@ def test_markdown():
     m, s = _hand_mean_se(LL_YACHT)
     assert lines[2] == f"| yacht | mc | 3.00 ± {math.sqrt(10 / 3) / 2:.2f} | {m:.2f} ± {s:.2f} |"
     assert lines[2] == "| yacht | mc | 3.00 ± 0.91 | -1.62 ± 0.16 |"
-    assert lines[3] == "| energy | mc | 0.60 ± 0.06 | – |"
+    assert lines[3] == "| energy | mc | 0.600 ± 0.058 | – |"  # auto: 2 significant SE digits
+    fixed = summary_markdown(_records(), metrics=["rmse", "test_ll"], decimals=2).splitlines()
+    assert fixed[3] == "| energy | mc | 0.60 ± 0.06 | – |"
     assert lines[4] == "| energy | gp | 1.20 ± 0.12 | – |"
     assert format_mean_se(2.9712, 0.1893) == "2.97 ± 0.19"
     assert format_mean_se(1.0, float("nan"), 1) == "1.0 ± n/a"
+    assert format_mean_se(0.00172, 0.000061, None) == "0.001720 ± 0.000061"
+    assert format_mean_se(0.0031, float("nan"), None) == "0.0031 ± n/a"
+    assert format_mean_se(-2.4, 0.19, None) == "-2.40 ± 0.19"
     assert "3.000 ±" in summary_markdown(_records(), decimals={"rmse": 3, "test_ll": 2})
 
 
