@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -149,6 +150,12 @@ def run_uci_cell(cell: Cell) -> list[dict]:
     diverged = [grid[e] for e, s in enumerate(scores) if s is None]
     if not valid:
         raise RuntimeError(f"{cell.dataset} split {cell.split}: every grid point diverged (NaN loss)")
+    if diverged:
+        warnings.warn(
+            f"{cell.dataset} split {cell.split}: training diverged (non-finite loss) for "
+            + ", ".join(f"dropout rate {dr:g} / tau {tau:g}" for dr, tau in diverged)
+            + "; those grid points were stopped and skipped, the others kept",
+            RuntimeWarning, stacklevel=2)
     best_ll, best = max(valid)
     best_pair = grid[best]
 

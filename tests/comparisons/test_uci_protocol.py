@@ -53,3 +53,25 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
     assert "0 done, 2 skipped" in capsys.readouterr().out
     second = pd.read_csv(tmp_path / "records.csv")
     assert len(second) == len(first)  # no duplicated rows after a re-run
+
+
+def test_diverged_grid_point_is_named_stopped_and_the_rest_kept(monkeypatch):
+    """A grid point with a NaN loss is stopped, named in a warning, counted in the records."""
+    import comparisons.uci_protocol as up
+
+    original = up.train_batched
+
+    def exploding(x, y, keep_prob, reg, seeds, **kwargs):
+        if len(seeds) > 1:  # the grid search: make the first network blow up
+            kwargs["lr"] = [1e10] + [1e-3] * (len(seeds) - 1)
+        return original(x, y, keep_prob, reg, seeds, **kwargs)
+
+    monkeypatch.setattr(up, "train_batched", exploding)
+    protocol = UCIProtocol(epochs_multiplier=0.5, num_samples=20, max_grid=2)
+    (cell,) = uci_cells(["yacht"], "0", protocol)
+    with pytest.warns(RuntimeWarning, match=r"yacht split 0: training diverged .* dropout rate "
+                                            r"0.005 / tau"):
+        records = pd.DataFrame(run_uci_cell(cell))
+    value = records.set_index("metric")["value"]
+    assert value["diverged_grid_points"] == 1.0
+    assert value["best_dropout_rate"] == 0.005 and torch.isfinite(torch.tensor(value["test_ll"]))
