@@ -418,8 +418,8 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
     name, raw, data = _load(dataset, split, s.toy_num_train)
     std = data if isinstance(data, StandardizedSplit) else standardize(raw)
     y_mean, y_std = float(std.y_mean), float(std.y_std)
-    y_train = np.asarray(raw.y_train, dtype=np.float64)[:, 0]
-    y_test = np.asarray(raw.y_test, dtype=np.float64)[:, 0]
+    y_train = np.array(raw.y_train, dtype=np.float64)[:, 0]  # writable copies
+    y_test = np.array(raw.y_test, dtype=np.float64)[:, 0]
     x_train = np.asarray(std.x_train, dtype=np.float64)
     x_test = np.asarray(std.x_test, dtype=np.float64)
     caught: list[str] = []
@@ -460,8 +460,8 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
                                          _lppd(id_test), wall, info=info)
     sd_mean = y_mean + y_std * std_test
     sd_var = np.full_like(sd_mean, 1.0 / tau)
-    sd_ll = float(gaussian_test_loglik(*(torch.as_tensor(a) for a in (sd_mean, sd_var, y_test)))
-                  .mean())
+    sd_ll = float(gaussian_test_loglik(
+        *(torch.tensor(np.array(a)) for a in (sd_mean, sd_var, y_test))).mean())
     outputs["standard_dropout"] = MethodOutput(
         "standard_dropout", None, None, sd_mean, sd_var, sd_ll, wall, loo_note=NO_POSTERIOR,
         info=dict(info))
@@ -481,8 +481,8 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
         gp_test = from_exact_gp(gp.model, gp.likelihood, x_test, y_test, s.gp_num_draws,
                                 y_mean=y_mean, y_std=y_std, seed=s.seed + 1, attrs=base_attrs)
     gp_mean, gp_var = y_mean + y_std * m_std, y_std**2 * v_std
-    gp_ll = float(gaussian_test_loglik(*(torch.as_tensor(a) for a in (gp_mean, gp_var, y_test)))
-                  .mean())
+    gp_ll = float(gaussian_test_loglik(
+        *(torch.tensor(np.array(a)) for a in (gp_mean, gp_var, y_test))).mean())
     outputs["gp-arccos1"] = MethodOutput(
         "gp-arccos1", gp_train, gp_test, gp_mean, gp_var, gp_ll, time.perf_counter() - t0,
         info={f"hp_{k}": v for k, v in gp.hyperparameters.items()})
