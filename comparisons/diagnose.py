@@ -550,15 +550,19 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
     if len(with_loo) >= 2:
         comparison = compare_methods(with_loo, {m: outputs[m].idata_train for m in with_loo})
 
+    regions = {}
+    if name == TOY1D_NAME:
+        regions = {r: data.region_mask(r) for r in ("train", "gap", "extrapolation")}
     records = _records(name, int(split), outputs, comparison, compare_notes, y_test, y_std,
-                       hmc_table)
+                       hmc_table, regions)
     run_settings = dict(asdict(s), hmc_prior_length_scale_used=l_hmc, hmc_tau_standardized=tau_hmc,
                         hmc_num_train=n_hmc)
     return DiagnoseResult(name, int(split), data, y_test, outputs, comparison, hmc_table, records,
                           caught, run_settings, time.perf_counter() - t_start)
 
 
-def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc_table):
+def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc_table,
+             regions):
     records: list[dict] = []
 
     def add(method, metric, value, note=""):
@@ -603,6 +607,12 @@ def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc
             d = summarize_predictive_distances(out.mean, out.var, ref.mean, ref.var, scale=y_std)
             for metric in ("smd", "var_ratio", "kl", "w2", "tv"):
                 add(m, f"{metric}_vs_hmc", d[metric])
+            for region, mask in regions.items():
+                if mask.any():
+                    d = summarize_predictive_distances(out.mean, out.var, ref.mean, ref.var,
+                                                       scale=y_std, mask=mask)
+                    for metric in ("smd", "var_ratio", "tv"):
+                        add(m, f"{metric}_vs_hmc[{region}]", d[metric])
         diag = hmc_table.attrs["diagnostics"]
         problems = "; ".join(diag["problems"])
         for metric in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent"):
@@ -674,6 +684,9 @@ def diagnose_markdown(records: Sequence[Mapping[str, Any]], warnings_text: Seque
     lines += _section(values, notes, methods,
                       ["test_ll", "coverage_95", "rmse", "mean_pred_sd", "wall_time_s"],
                       ["test LL", "95% coverage", "RMSE", "mean pred. sd", "wall time (s)"])
+    if ("standard_dropout", "test_ll") in values and ("mc_dropout", "test_ll") in values:
+        lines += ["", "standard_dropout is mc_dropout's network (same training, same wall time) "
+                  "predicting with the masks' means; its predictive is N(prediction, 1/tau)."]
     if any(k[1] == "smd_vs_hmc" for k in values):
         lines += ["", "Distance of each test predictive (moment-matched Gaussian) from HMC's "
                   "(mean over test points; var_ratio: geometric mean of var / var_hmc; W2 in "
@@ -681,6 +694,13 @@ def diagnose_markdown(records: Sequence[Mapping[str, Any]], warnings_text: Seque
         lines += _section(values, notes, methods,
                           [f"{d}_vs_hmc" for d in ("smd", "var_ratio", "kl", "w2", "tv")],
                           ["smd", "var_ratio", "KL", "W2 / s_y", "TV"])
+        regions = [r for r in ("train", "gap", "extrapolation")
+                   if ("hmc", f"tv_vs_hmc[{r}]") in values]
+        if regions:
+            lines += ["", "The same per region of the test grid (toy):", ""]
+            cols = [f"{d}_vs_hmc[{r}]" for d in ("smd", "var_ratio", "tv") for r in regions]
+            lines += _section(values, notes, methods, cols,
+                              [f"{d}[{r}]" for d in ("smd", "var_ratio", "TV") for r in regions])
         cols = [c for c in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
                             "min_bfmi", "grad_evals_per_draw", "prior_length_scale",
                             "tau_standardized", "num_train") if ("hmc", c) in values]

@@ -120,6 +120,9 @@ def test_distances_from_hmc_are_finite(result):
     # HMC against itself: zero distance, ratio 1 (to 1e-12)
     assert abs(values[("hmc", "smd_vs_hmc")][0]) < 1e-12
     assert abs(values[("hmc", "var_ratio_vs_hmc")][0] - 1.0) < 1e-12
+    # per region of the toy's test grid
+    for region in ("train", "gap", "extrapolation"):
+        assert 0.0 <= values[("mc_dropout", f"tv_vs_hmc[{region}]")][0] <= 1.0
     # MC dropout differs from HMC
     assert values[("mc_dropout", "tv_vs_hmc")][0] > 1e-3
 
