@@ -226,7 +226,8 @@ class MethodOutput:
             standard dropout, which has no draws).
         mean, var: moment-matched Gaussian test predictive, original scale, ``(n_test,)``.
         test_ll: mean test log-likelihood (see the module docstring).
-        wall_time_s: fitting and prediction.
+        wall_time_s: fitting and prediction (HMC: of this call, so chains loaded from the
+            cache cost nothing; ``info["chain_wall_time_sum_s"]`` has their own times).
         loo: ``ELPDData`` of :func:`checked_loo` (``None`` when skipped).
         loo_note: why ``loo`` is missing (``""`` when present).
         info: extra numbers (hyper-parameters, HMC timings, ...).
@@ -368,6 +369,7 @@ def save_inference_data(idata: az.InferenceData, path: str | os.PathLike) -> Pat
     os.close(fd)
     try:
         idata.to_netcdf(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 (as comparisons.results_store does)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -527,6 +529,7 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
                 "wall_time_nuts_s": res.wall_time_s,
                 "grad_evals_per_draw": res.grad_evals_per_draw,
                 "chains_from_cache": float(sum(res.from_cache)),
+                "chain_wall_time_sum_s": float(np.sum(res.chain_wall_times_s)),
                 **{k: v for k, v in hmc_table.attrs["diagnostics"].items()
                    if k in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
                             "min_bfmi")}}
@@ -619,7 +622,8 @@ def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc
             add("hmc", metric, diag[metric], problems)
         if diag["min_bfmi"] is not None:
             add("hmc", "min_bfmi", diag["min_bfmi"])
-        for k in ("grad_evals_per_draw", "prior_length_scale", "tau_standardized", "num_train"):
+        for k in ("grad_evals_per_draw", "prior_length_scale", "tau_standardized", "num_train",
+                  "chains_from_cache", "chain_wall_time_sum_s"):
             add("hmc", k, ref.info[k])
     return records
 
@@ -703,8 +707,11 @@ def diagnose_markdown(records: Sequence[Mapping[str, Any]], warnings_text: Seque
                               [f"{d}[{r}]" for d in ("smd", "var_ratio", "TV") for r in regions])
         cols = [c for c in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
                             "min_bfmi", "grad_evals_per_draw", "prior_length_scale",
-                            "tau_standardized", "num_train") if ("hmc", c) in values]
-        lines += ["", "HMC convergence (hmc_summary of f at the training inputs):", ""]
+                            "tau_standardized", "num_train", "chains_from_cache",
+                            "chain_wall_time_sum_s") if ("hmc", c) in values]
+        lines += ["", "HMC convergence (hmc_summary of f at the training inputs; "
+                  "chain_wall_time_sum_s: the chains' own warmup + sampling time when they were "
+                  "computed, also when loaded from the cache):", ""]
         lines += _section(values, {}, ["hmc"], cols)
         problems = notes.get(("hmc", "max_r_hat"), "")
         lines += ["", "HMC diagnostics: " + (problems if problems else "no problems flagged")]

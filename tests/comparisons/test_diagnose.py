@@ -150,6 +150,7 @@ def test_netcdf_round_trip(result, tmp_path):
         for part in ("train", "test"):
             idata = getattr(result.methods[m], f"idata_{part}")
             path = save_inference_data(idata, tmp_path / f"{m}_{part}.nc")
+            assert path.stat().st_mode & 0o777 == 0o644
             back = az.from_netcdf(path)
             np.testing.assert_array_equal(back.log_likelihood["y"].values,
                                           idata.log_likelihood["y"].values)
