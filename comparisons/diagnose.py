@@ -670,7 +670,7 @@ def diagnose_markdown(records: Sequence[Mapping[str, Any]], warnings_text: Seque
     Example:
         >>> recs = [{"method": "standard_dropout", "metric": "elpd_loo", "value": float("nan"),
         ...          "note": "n/a (no posterior)"}]
-        >>> diagnose_markdown(recs).splitlines()[2]
+        >>> diagnose_markdown(recs).splitlines()[4]
         '| standard_dropout | n/a (no posterior) |  |  |  |  |  |  |  |'
     """
     values = {(r["method"], r["metric"]): float(r["value"]) for r in records}
