@@ -1,0 +1,66 @@
+"""``diagnose`` subcommand end to end with ``--smoke`` on toy1d: tables, NetCDF and figures."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import arviz as az
+import pandas as pd
+import pytest
+import torch
+
+from comparisons import cli_diagnose
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(prog="python -m comparisons")
+    sub = parser.add_subparsers(dest="command", required=True)
+    cli_diagnose.add_parser(sub)
+    return parser.parse_args(argv)
+
+
+def test_parser_defaults_and_bad_arguments():
+    args = _parse(["diagnose", "--out", "x"])
+    assert args.func is cli_diagnose.run
+    assert (args.dataset, args.split, args.epochs_multiplier, args.num_samples, args.hmc,
+            args.hmc_chains, args.hmc_warmup, args.hmc_samples, args.hmc_max_train,
+            args.hmc_processes) == ("toy1d", 0, 10.0, 1000, True, 4, 300, 300, None, 2)
+    assert _parse(["diagnose", "--out", "x", "--no-hmc"]).hmc is False
+    for bad in (["--num-samples", "0"], ["--hmc-chains", "0"], ["--hmc-max-train", "1"],
+                ["--epochs-multiplier", "-1"], ["--split", "-2"]):
+        with pytest.raises(SystemExit):
+            _parse(["diagnose", "--out", "x", *bad])
+    with pytest.raises(SystemExit):
+        _parse(["diagnose"])  # --out is required
+
+
+def test_smoke_run_writes_everything(tmp_path, capsys):
+    out = tmp_path / "diag"
+    args = _parse(["diagnose", "--dataset", "toy1d", "--out", str(out), "--smoke",
+                   "--no-progress"])
+    assert cli_diagnose.run(args) == 0
+    printed = capsys.readouterr().out
+    assert "PSIS-LOO on the training data" in printed and str(out / "table.md") in printed
+    table = (out / "table.md").read_text()
+    assert "| standard_dropout | n/a (no posterior) |" in table
+    assert "Distance of each test predictive" in table
+    records = pd.read_csv(out / "records.csv", keep_default_na=False, na_values=[""])
+    assert set(records.method) == {"mc_dropout", "standard_dropout", "gp-arccos1", "hmc"}
+    sd = records[(records.method == "standard_dropout") & (records.metric == "test_ll")]
+    assert len(sd) == 1 and math.isfinite(float(sd.value.iloc[0]))
+    for method in ("mc_dropout", "gp-arccos1", "hmc"):
+        for part in ("train", "test"):
+            idata = az.from_netcdf(out / f"{method}_{part}.nc")
+            assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
+    assert not (out / "standard_dropout_train.nc").exists()
+    for png in ("ppc.png", "loo_pit.png", "bands.png"):
+        assert (out / png).stat().st_size > 5000
+    assert list((out / "nuts-cache").rglob("chain-*.npz"))
