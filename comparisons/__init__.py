@@ -12,6 +12,21 @@ from .calibration import (
     predictive_probs,
     reliability_bins,
 )
+from .diagnose import (
+    DIAGNOSE_METHODS,
+    DRAW_METHODS,
+    DiagnoseResult,
+    DiagnoseSettings,
+    DiagnoseWarning,
+    MethodOutput,
+    compare_methods,
+    diagnose_markdown,
+    plot_loo_pit,
+    plot_ppc,
+    plot_predictive_bands,
+    run_diagnose,
+    save_inference_data,
+)
 from .digits import (
     MNIST_FILES,
     DigitsData,
@@ -95,6 +110,16 @@ from .mauna_loa import (
     train_dropout_regressor,
 )
 from .nngp_kernel import NNGP_ACTIVATIONS, NNGPKernel, erf_expectation
+from .pitfalls import (
+    KeepProbSensitivity,
+    PitfallSettings,
+    improper_kl_records,
+    keep_prob_sensitivity,
+    non_concentration_records,
+    plot_improper_kl,
+    plot_keep_prob_sensitivity,
+    plot_non_concentration,
+)
 from .predictive_distances import (
     DISTANCE_METRICS,
     gaussian_kl,
@@ -149,6 +174,27 @@ from .uci_datasets import (
 from .uci_summary import format_mean_se, plot_split_metric, summarize, summary_markdown
 
 __all__ = [
+    "PitfallSettings",
+    "improper_kl_records",
+    "non_concentration_records",
+    "keep_prob_sensitivity",
+    "KeepProbSensitivity",
+    "plot_improper_kl",
+    "plot_non_concentration",
+    "plot_keep_prob_sensitivity",
+    "DIAGNOSE_METHODS",
+    "DRAW_METHODS",
+    "DiagnoseSettings",
+    "DiagnoseResult",
+    "DiagnoseWarning",
+    "MethodOutput",
+    "compare_methods",
+    "diagnose_markdown",
+    "plot_loo_pit",
+    "plot_ppc",
+    "plot_predictive_bands",
+    "run_diagnose",
+    "save_inference_data",
     "DEFAULT_ESS_PER_CHAIN",
     "DEFAULT_MIN_BFMI",
     "DEFAULT_R_HAT_MAX",

@@ -17,6 +17,7 @@ SUBCOMMAND_MODULES = {
     "gp-vs-dropout": "comparisons.cli_gp_vs_dropout",
     "rotated-digit": "comparisons.cli_rotated_digit",
     "pitfalls": "comparisons.cli_pitfalls",
+    "diagnose": "comparisons.cli_diagnose",
     "mauna-loa": "comparisons.cli_mauna_loa",
     "demo": "comparisons.cli_demo",
 }
