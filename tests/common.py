@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 DTYPES = [torch.float32, torch.float64]
@@ -20,3 +22,13 @@ def toy_regression(num_data: int = 32, in_features: int = 3, out_features: int =
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     """``||a - b|| / ||b||``."""
     return float((a - b).norm() / b.norm())
+
+
+def subcommand_parser(*add_parsers) -> argparse.ArgumentParser:
+    """A ``python -m comparisons``-like parser with only the given subcommands (each an
+    ``add_parser(subparsers)`` of a ``comparisons.cli_*`` module)."""
+    parser = argparse.ArgumentParser(prog="python -m comparisons")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in add_parsers:
+        add(sub)
+    return parser

@@ -18,3 +18,11 @@ def _seed_everything():
     pyro.clear_param_store()
     yield
     pyro.clear_param_store()
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Tests and the code they run may call torch.set_num_threads; undo it after each test."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

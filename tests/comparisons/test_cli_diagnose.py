@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 
 import arviz as az
 import pandas as pd
 import pytest
-import torch
 
 from comparisons import cli_diagnose
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+from tests.common import subcommand_parser
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m comparisons")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_diagnose.add_parser(sub)
-    return parser.parse_args(argv)
+    return subcommand_parser(cli_diagnose.add_parser).parse_args(argv)
 
 
 def test_parser_defaults_and_bad_arguments():

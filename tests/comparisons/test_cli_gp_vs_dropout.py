@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pandas as pd
 import pytest
-import torch
 
 from comparisons import cli_gp_vs_dropout
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+from tests.common import subcommand_parser
 
 
 def _parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m comparisons")
-    sub = parser.add_subparsers(dest="command", required=True)
-    cli_gp_vs_dropout.add_parser(sub)
-    return parser.parse_args(argv)
+    return subcommand_parser(cli_gp_vs_dropout.add_parser).parse_args(argv)
 
 
 def test_parser_defaults():

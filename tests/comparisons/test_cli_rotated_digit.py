@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pandas as pd
 import pytest
 import torch
 
 from comparisons.cli_rotated_digit import DEFAULTS, add_parser, run
+from tests.common import subcommand_parser
 
 from .test_digits import fake_mnist, write_split
 
@@ -18,10 +17,7 @@ OUTPUTS = ("rotated_digit.png", "reliability_diagram.png", "rotated_digit.csv",
 
 
 def make_parser():
-    parser = argparse.ArgumentParser(prog="python -m comparisons")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    return parser
+    return subcommand_parser(add_parser)
 
 
 def test_defaults_and_handler():
