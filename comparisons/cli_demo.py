@@ -23,19 +23,6 @@ from pathlib import Path
 __all__ = ["add_parser", "run", "demo_steps"]
 
 
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}")
-        return value
-
-    return parse
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``demo`` subcommand to ``subparsers``."""
     p = subparsers.add_parser("demo", help="the main job: every experiment at a small setting "

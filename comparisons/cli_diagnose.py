@@ -23,26 +23,14 @@ import argparse
 import time
 from pathlib import Path
 
+from ._cli_types import int_at_least
+
 __all__ = ["add_parser", "run"]
 
 #: settings of ``--smoke`` (seconds; for checking the plumbing only)
 SMOKE = {"epochs_multiplier": 0.02, "num_samples": 200, "max_grid": 1, "gp_iterations": 20,
          "gp_num_draws": 200, "hmc_chains": 2, "hmc_warmup": 30, "hmc_samples": 50,
          "hmc_processes": 1, "hmc_max_tree_depth": 4}
-
-
-def _positive_int(name, minimum=1):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {minimum}, got "
-                                             f"{text!r}")
-        return value
-
-    return parse
 
 
 def _positive_float(name):
@@ -65,31 +53,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "diagnose", help="PSIS-LOO, az.compare, LOO-PIT, PPC and distances from an HMC reference "
                          "for MC dropout, standard dropout and the arc-cosine GP (one split)")
     p.add_argument("--dataset", default="toy1d", help="toy1d or a UCI name (default toy1d)")
-    p.add_argument("--split", type=_positive_int("--split", 0), default=0,
+    p.add_argument("--split", type=int_at_least("--split", 0), default=0,
                    help="UCI split, or the toy's data seed (default 0)")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--epochs-multiplier", type=_positive_float("--epochs-multiplier"),
                    default=10.0, help="the protocol's epochs multiplier (default 10)")
-    p.add_argument("--num-samples", type=_positive_int("--num-samples"), default=1000,
+    p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="T, MC dropout passes (>= 1; PSIS-LOO needs >= 100; default 1000)")
-    p.add_argument("--max-grid", type=_positive_int("--max-grid"), default=None,
+    p.add_argument("--max-grid", type=int_at_least("--max-grid"), default=None,
                    help="only the first grid points of the protocol (smoke runs)")
     p.add_argument("--hmc", action=argparse.BooleanOptionalAction, default=True,
                    help="run the NUTS reference (--no-hmc skips it and the distances)")
-    p.add_argument("--hmc-chains", type=_positive_int("--hmc-chains"), default=4)
-    p.add_argument("--hmc-warmup", type=_positive_int("--hmc-warmup", 0), default=300)
-    p.add_argument("--hmc-samples", type=_positive_int("--hmc-samples"), default=300)
-    p.add_argument("--hmc-max-train", type=_positive_int("--hmc-max-train", 2), default=None,
+    p.add_argument("--hmc-chains", type=int_at_least("--hmc-chains"), default=4)
+    p.add_argument("--hmc-warmup", type=int_at_least("--hmc-warmup", 0), default=300)
+    p.add_argument("--hmc-samples", type=int_at_least("--hmc-samples"), default=300)
+    p.add_argument("--hmc-max-train", type=int_at_least("--hmc-max-train", 2), default=None,
                    help="condition HMC on a random subset of at most this many training rows "
                         "(HMC is then left out of az.compare)")
-    p.add_argument("--hmc-processes", type=_positive_int("--hmc-processes"), default=2,
+    p.add_argument("--hmc-processes", type=int_at_least("--hmc-processes"), default=2,
                    help="processes for the chains (default 2)")
-    p.add_argument("--hmc-max-tree-depth", type=_positive_int("--hmc-max-tree-depth"),
+    p.add_argument("--hmc-max-tree-depth", type=int_at_least("--hmc-max-tree-depth"),
                    default=10)
     p.add_argument("--hmc-prior-length-scale", type=_positive_float("--hmc-prior-length-scale"),
                    default=None, help="override the dropout-matched prior length-scale l_eff")
-    p.add_argument("--seed", type=_positive_int("--seed", 0), default=0)
-    p.add_argument("--threads", type=_positive_int("--threads"), default=1,
+    p.add_argument("--seed", type=int_at_least("--seed", 0), default=0)
+    p.add_argument("--threads", type=int_at_least("--threads"), default=1,
                    help="torch threads (default 1)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--smoke", action="store_true",

@@ -11,20 +11,9 @@ import argparse
 import time
 from pathlib import Path
 
+from ._cli_types import int_at_least
+
 __all__ = ["add_parser", "run"]
-
-
-def _positive_int(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer >= 1, got {text!r}")
-        return value
-
-    return parse
 
 
 def _int_list(text):
@@ -43,9 +32,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("pitfalls", help="improper KL, non-concentration and keep_prob "
                                                 "sensitivity of MC dropout (toy data)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=_positive_int("--steps"), default=4000,
+    p.add_argument("--steps", type=int_at_least("--steps"), default=4000,
                    help="Adam steps per network (default 4000)")
-    p.add_argument("--num-samples", type=_positive_int("--num-samples"), default=1000,
+    p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="T, MC dropout samples (default 1000)")
     p.add_argument("--sizes", type=_int_list, default=[10, 30, 100, 300, 1000, 3000],
                    help="training-set sizes of the non-concentration experiment")

@@ -367,17 +367,13 @@ def _chain_seed(seed: int, chain: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(chain)]).generate_state(1)[0])
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write_bytes(path, data)
-
-
 def _save_chain(path: Path, chain: Mapping[str, Any]) -> None:
     arrays = {f"sample:{k}": v for k, v in chain["samples"].items()}
     arrays.update({f"stat:{k}": v for k, v in chain["stats"].items()})
     arrays["meta"] = np.array(json.dumps(chain["meta"], sort_keys=True))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_chain(path: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
