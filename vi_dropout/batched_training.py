@@ -364,19 +364,39 @@ def train_batched(
     shapes = arch.layer_shapes
     sizes = [o * i + o for o, i in shapes]
     P = sum(sizes)
-    theta = torch.empty(E, P, dtype=dtype)
+    # Parameters live in ONE flat buffer (Adam is a handful of ops on it), laid out layer-major:
+    # [W_0 of all nets | b_0 of all nets | W_1 ...], so every layer's E x in x out block is
+    # contiguous (batched matmuls into a strided block fall back to a loop over networks).
+    # Weights are stored TRANSPOSED (E x in x out): the fast layout for bmm on both passes.
+    theta = torch.empty(E * P, dtype=dtype)
 
-    def views(buf):
-        # Weights are stored TRANSPOSED (E x in x out): the fast layout for bmm on both passes.
+    def views(buf, n):
         ws_, bs_, off = [], [], 0
         for o, i in shapes:
-            ws_.append(buf[:, off : off + o * i].view(-1, i, o))
-            off += o * i
-            bs_.append(buf[:, off : off + o])
-            off += o
+            ws_.append(buf[off : off + n * o * i].view(n, i, o))
+            off += n * o * i
+            bs_.append(buf[off : off + n * o].view(n, o))
+            off += n * o
         return ws_, bs_
 
-    W, B_ = views(theta)
+    def net_major(buf, n):
+        # n x P rows (network e's parameters in row e), the layout of ``final``.
+        ws_, bs_ = views(buf, n)
+        return torch.cat([t.reshape(n, -1) for wb in zip(ws_, bs_) for t in wb], 1)
+
+    def layer_major(rows):
+        n = rows.shape[0]
+        buf = torch.empty(n * P, dtype=rows.dtype)
+        ws_, bs_ = views(buf, n)
+        off = 0
+        for layer, (o, i) in enumerate(shapes):
+            ws_[layer].copy_(rows[:, off : off + o * i].view(n, i, o))
+            off += o * i
+            bs_[layer].copy_(rows[:, off : off + o])
+            off += o
+        return buf
+
+    W, B_ = views(theta, E)
     streams = []
     for e, g in enumerate(gens):
         w0, b0 = arch.init_params(generator=g, dtype=dtype)
@@ -390,6 +410,7 @@ def train_batched(
     inv_kp_cols = 1.0 / kp_cols
     reg_t = torch.tensor(regs, dtype=dtype)
     lr_t = torch.tensor(lrs, dtype=dtype).unsqueeze(1)
+    lr_flat = layer_major(lr_t.expand(E, P))
     same_lr = len(set(lrs)) == 1
     m_buf = torch.zeros_like(theta)
     v_buf = torch.zeros_like(theta)
@@ -408,6 +429,7 @@ def train_batched(
     xy_act = torch.cat([x, y], dim=2)
     step = 0
     block_end = 0  # masks are drawn for blocks of epochs; see below
+    mask_buf = None
 
     for epoch in tqdm(range(epochs), disable=not progress, desc="train_batched", leave=False):
         Ea = len(active)
@@ -420,7 +442,13 @@ def train_batched(
             block_start = epoch
             block_len = max(1, min(epochs - epoch, _MASK_BLOCK_ENTRIES // max(1, Ea * N * C)))
             block_end = epoch + block_len
-            block_masks = inv_kp_cols.expand(block_len, Ea, N, C).clone()
+            # One buffer for every block (a fresh 100 MB tensor per block cost more in page faults
+            # than the training arithmetic); later blocks are never longer than the first.
+            shape = (block_len, Ea, N, C)
+            if mask_buf is None or mask_buf.numel() < block_len * Ea * N * C:
+                mask_buf = torch.empty(shape, dtype=dtype)
+            block_masks = mask_buf.view(-1)[: block_len * Ea * N * C].view(shape)
+            block_masks.copy_(inv_kp_cols.expand(shape))
             flat_drops = []
             for e in range(Ea):
                 for layer, stream in enumerate(streams[e]):
@@ -447,7 +475,11 @@ def train_batched(
             h = h0_all[:, s:e_]
             hs, Ds = [h], []
             for layer in range(L):
-                z = torch.baddbmm(B_[layer].unsqueeze(1), h, W[layer])
+                if shapes[layer][0] == 1:  # one output: a weighted sum beats a K=1 bmm
+                    z = torch.mul(h, W[layer].transpose(1, 2)).sum(2, keepdim=True)
+                    z += B_[layer].unsqueeze(1)
+                else:
+                    z = torch.baddbmm(B_[layer].unsqueeze(1), h, W[layer])
                 if layer < L - 1:
                     mk = masks[:, s:e_, offsets[layer + 1] : offsets[layer + 2]]
                     if relu:
@@ -471,16 +503,21 @@ def train_batched(
                 bad_idx = bad.nonzero().squeeze(1)
                 keep = (~bad).nonzero().squeeze(1)
                 orig = active[bad_idx]
-                final[orig] = theta[bad_idx]
+                rows_now = net_major(theta, len(active))
+                final[orig] = rows_now[bad_idx]
                 diverged_epoch[orig] = epoch
                 active = active[keep]
                 if len(active) == 0:
                     break
-                theta, m_buf, v_buf = theta[keep], m_buf[keep], v_buf[keep]
+                n_old = len(active) + len(bad_idx)
+                theta = layer_major(rows_now[keep])
+                m_buf = layer_major(net_major(m_buf, n_old)[keep])
+                v_buf = layer_major(net_major(v_buf, n_old)[keep])
                 grad = torch.empty_like(theta)
-                W, B_ = views(theta)
+                W, B_ = views(theta, len(active))
                 kp_cols, inv_kp_cols = kp_cols[keep], inv_kp_cols[keep]
                 reg_t, lr_t = reg_t[keep], lr_t[keep]
+                lr_flat = layer_major(lr_t.expand(len(active), P))
                 gens = [gens[int(k)] for k in keep]
                 streams = [streams[int(k)] for k in keep]
                 block_masks = block_masks[:, keep]
@@ -490,12 +527,15 @@ def train_batched(
                 continue  # redo this minibatch for the remaining networks
             epoch_loss += loss * (nb / N)
             # Backward pass by hand.
-            gW, gB = views(grad)
+            gW, gB = views(grad, len(active))
             gout = diff.mul_(2.0 / (nb * D))
             reg2 = (2 * reg_t).view(-1, 1, 1)
             for layer in reversed(range(L)):
                 torch.mul(W[layer], reg2, out=gW[layer])
-                gW[layer].baddbmm_(hs[layer].transpose(1, 2), gout)
+                if gout.shape[-1] == 1:
+                    gW[layer] += torch.mul(hs[layer], gout).sum(1, keepdim=True).transpose(1, 2)
+                else:
+                    gW[layer].baddbmm_(hs[layer].transpose(1, 2), gout)
                 torch.sum(gout, 1, out=gB[layer])
                 if layer > 0:
                     if gout.shape[-1] == 1:  # a one-term product: broadcasting is exact & faster
@@ -514,14 +554,20 @@ def train_batched(
             if same_lr:
                 theta.addcdiv_(m_buf, denom, value=-float(lrs[0]) / bc1)
             else:
-                theta.sub_(m_buf.div(denom).mul_(lr_t / bc1))
+                theta.sub_(m_buf.div(denom).mul_(lr_flat).div_(bc1))
             s = e_
         if len(active) == 0:
             break
         losses[active, epoch] = epoch_loss
     if len(active):
-        final[active] = theta
-    Wf, Bf = views(final)
+        final[active] = net_major(theta, len(active))
+    Wf, Bf = [], []
+    off = 0
+    for o, i in shapes:
+        Wf.append(final[:, off : off + o * i].view(E, i, o))
+        off += o * i
+        Bf.append(final[:, off : off + o])
+        off += o
     return TrainResult(
         [w.transpose(1, 2).contiguous() for w in Wf], [b.clone() for b in Bf], losses, diverged_epoch
     )
