@@ -46,6 +46,10 @@ from ._validation import check_keep_prob
 __all__ = ["DropStream", "layer_drop_streams", "sample_drop_mask"]
 
 _MAX_GAP = float(2**40)
+# From this drop rate on, a gap above _MAX_GAP has probability below exp(-1000) per draw.
+_FAST_MIN_RATE = 1e-9
+# Below this position a float64 running sum of integer gaps is exact (2^53 with a 2^40 margin).
+_FAST_MAX_POSITION = 2**52
 
 
 class DropStream:
@@ -93,17 +97,24 @@ class DropStream:
 
     def _refill(self) -> None:
         u = torch.rand(self.batch_size, generator=self.generator, dtype=torch.float64)
-        gaps = torch.log1p(-u).div_(self._log1m).floor_().add_(1.0)
-        # Gaps beyond _MAX_GAP (only for drop rates below ~1e-11) advance the stream without a
-        # drop: exact, because the geometric law is memoryless.
-        real = gaps <= _MAX_GAP
-        cand = gaps.clamp_(max=_MAX_GAP).to(torch.long).cumsum_(0).add_(self._last)
+        gaps = torch.log1p(u.neg_()).div_(self._log1m).floor_().add_(1.0)
+        if self.max_rate >= _FAST_MIN_RATE and self._last < _FAST_MAX_POSITION:
+            # No gap can come near _MAX_GAP (P < exp(-1000)): positions stay exact integers in a
+            # float64 cumulative sum (below 2^53), converted once.
+            cand = gaps.cumsum_(0).add_(float(self._last)).to(torch.long)
+            keep = None
+        else:
+            # Gaps beyond _MAX_GAP (only for drop rates below ~1e-11) advance the stream without
+            # a drop: exact, because the geometric law is memoryless.
+            keep = gaps <= _MAX_GAP
+            cand = gaps.clamp_(max=_MAX_GAP).to(torch.long).cumsum_(0).add_(self._last)
         self._last = int(cand[-1])
-        keep = real
         if self._thin:
             v = torch.rand(self.batch_size, generator=self.generator, dtype=torch.float64)
-            keep = keep & (v < self._accept[cand % self.num_columns])
-        cand = cand if bool(keep.all()) else cand[keep]
+            accept = v < self._accept[cand % self.num_columns]
+            keep = accept if keep is None else keep & accept
+        if keep is not None and not bool(keep.all()):
+            cand = cand[keep]
         self._pending = torch.cat([self._pending, cand]) if self._pending.numel() else cand
 
     def take(self, size: int) -> torch.Tensor:
