@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from ._cli_types import int_at_least
+
 __all__ = ["main", "SUBCOMMAND_MODULES"]
 
 #: Subcommands that live in their own module: each module has ``add_parser(subparsers)`` and
@@ -59,7 +61,8 @@ def _uci(args) -> int:
     if "gp" in methods:
         from .gp_vs_dropout import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
 
-        cells += gp_uci_cells(datasets, args.splits, GPUCIConfig())
+        cells += gp_uci_cells(datasets, args.splits,
+                              GPUCIConfig(max_fit_size=args.gp_max_fit_size))
         fns["gp"] = run_gp_uci_cell
     if args.executor == "ray":
         executor = RayExecutor(address=args.address, num_cpus=args.workers)
@@ -119,7 +122,10 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=None, help="processes (local) or CPUs (ray)")
     p.add_argument("--methods", default="mc_dropout",
                    help="comma list: mc_dropout (the protocol) and/or gp (exact arc-cosine and SE "
-                        "GPs fitted by marginal likelihood, training sets up to 5000 rows)")
+                        "GPs fitted by marginal likelihood, training sets up to 12,000 rows)")
+    p.add_argument("--gp-max-fit-size", type=int_at_least("--gp-max-fit-size"), default=3000,
+                   help="GPs on larger training sets fit their hyper-parameters on a random "
+                        "subset of this size, then condition exactly on all rows")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per worker (1: fastest for these small nets)")
     p.add_argument("--no-progress", action="store_true")

@@ -242,3 +242,35 @@ def test_runner_argument_errors():
 def test_uci_loader_is_used_for_named_sets(yacht_result):
     assert yacht_result.dataset == "yacht"
     assert yacht_result.dropout.mean.shape == (load_uci("yacht", 0).x_test.shape[0],)
+
+
+def test_subset_fit_conditions_exactly_on_all_points():
+    # max_fit_size: hyper-parameters from a 25-point subset, posterior on all 60 points; the
+    # prediction must equal a direct float64 Cholesky with those hyper-parameters (1e-8).
+    g = np.random.default_rng(4)
+    x = g.normal(size=(60, 2))
+    y = np.sin(x[:, 0]) + 0.1 * g.normal(size=60)
+    fit = fit_gp("gp-arccos1", x, y, iterations=5, max_fit_size=25, seed=3)
+    full = fit_gp("gp-arccos1", x, y, iterations=5)
+    assert fit.hyperparameters["fit_subset_size"] == 25
+    assert full.hyperparameters["fit_subset_size"] == 60
+    assert fit.model.train_inputs[0].shape[0] == 60
+    assert fit.hyperparameters["outputscale"] != pytest.approx(full.hyperparameters["outputscale"])
+    xs = g.normal(size=(7, 2))
+    mean, var = fit.predict(xs)
+    kern, lik = fit.model.covar_module, fit.likelihood
+    xt, xst = torch.tensor(x), torch.tensor(xs)
+    with torch.no_grad():
+        c = float(fit.model.mean_module.constant)
+        k = kern(xt).to_dense() + lik.noise * torch.eye(60, dtype=torch.float64)
+        ks = kern(xst, xt).to_dense()
+        chol = torch.linalg.cholesky(k)
+        alpha = torch.cholesky_solve(torch.tensor(y)[:, None] - c, chol)[:, 0]
+        v = torch.linalg.solve_triangular(chol, ks.T, upper=False)
+        ref_var = kern(xst, diag=True) - v.pow(2).sum(0) + lik.noise
+    np.testing.assert_allclose(mean, (c + ks @ alpha).numpy(), rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(var, ref_var.numpy(), rtol=1e-8, atol=1e-8)
+    with pytest.raises(ValueError, match="max_fit_size"):
+        fit_gp("gp-arccos1", x, y, iterations=2, max_fit_size=0)
+    with pytest.raises(ValueError, match="max_fit_size"):
+        GPUCIConfig(max_fit_size=0)
