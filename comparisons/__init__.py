@@ -35,8 +35,10 @@ from .digits import (
     load_mnist_split,
     read_idx,
 )
+from .cholesky_mll import CholeskyMarginalLogLikelihood, gaussian_log_density
 from .exact_gp import (
     KERNEL_NAMES,
+    MLL_SOLVERS,
     ExactGPModel,
     GPNotPSDError,
     dropout_prior_hyperparameters,
@@ -44,6 +46,7 @@ from .exact_gp import (
     gaussian_test_loglik,
     gp_predict,
     make_kernel,
+    make_mll,
 )
 from .executors import Cell, LocalExecutor, RayExecutor, RunSummary, run_cells
 from .gp_vs_dropout import (
@@ -297,6 +300,10 @@ __all__ = [
     "arc_cosine_expectation",
     "KERNEL_NAMES",
     "ExactGPModel",
+    "CholeskyMarginalLogLikelihood",
+    "gaussian_log_density",
+    "MLL_SOLVERS",
+    "make_mll",
     "GPNotPSDError",
     "dropout_prior_hyperparameters",
     "fit_exact_gp",

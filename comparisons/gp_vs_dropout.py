@@ -95,7 +95,13 @@ from .uci_datasets import (
     uci_info,
     validation_split,
 )
-from .uci_protocol import UCIProtocol, _grid, _scores, _train, parse_splits
+from .uci_protocol import (
+    UCIProtocol,
+    hyperparameter_grid,
+    parse_splits,
+    score_networks,
+    train_grid,
+)
 
 __all__ = [
     "GP_METHODS",
@@ -185,7 +191,7 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
         ((31,), (31,), True)
     """
     t0 = time.perf_counter()
-    grid = _grid(raw, protocol)
+    grid = hyperparameter_grid(raw, protocol)
     epochs = max(1, int(round(raw.n_epochs * protocol.epochs_multiplier)))
     torch.manual_seed(protocol.seed)
     seed0 = protocol.seed * 1_000_003 + raw.split * 1_000
@@ -193,8 +199,8 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
         print(f"[mc_dropout] grid search: {len(grid)} networks x {epochs} epochs", flush=True)
     val = validation_split(raw, fraction=protocol.validation_fraction)
     std_val = standardize(val)
-    res, kps = _train(std_val, grid, epochs, protocol, seed0, raw.n_hidden)
-    scores = _scores(res, kps, grid, std_val, std_val.x_test, val.y_test, protocol, seed0 + 1)
+    res, kps = train_grid(std_val, grid, epochs, protocol, seed0, raw.n_hidden)
+    scores = score_networks(res, kps, grid, std_val, std_val.x_test, val.y_test, protocol, seed0 + 1)
     valid = [(float(s.mean_log_likelihood), e) for e, s in enumerate(scores) if s is not None]
     if not valid:
         raise RuntimeError(f"{raw.name} split {raw.split}: every grid point diverged (NaN loss)")
@@ -204,11 +210,11 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
         print(f"[mc_dropout] selected dropout rate {best_pair[0]}, tau {best_pair[1]}; "
               f"retraining on the full training split", flush=True)
     std = standardize(raw)
-    res_full, kps_full = _train(std, [best_pair], epochs, protocol, seed0 + 500, raw.n_hidden)
+    res_full, kps_full = train_grid(std, [best_pair], epochs, protocol, seed0 + 500, raw.n_hidden)
     if int(res_full.diverged_epoch[0]) >= 0:
         raise RuntimeError(f"{raw.name} split {raw.split}: the final training diverged "
                            f"(dropout rate {best_pair[0]}, tau {best_pair[1]})")
-    # The test samples: exactly the stream of uci_protocol._scores for one network.
+    # The test samples: exactly the stream of uci_protocol.score_networks for one network.
     dtype = getattr(torch, protocol.dtype)
     ws = [w[0] for w in res_full.weights]
     bs = [b[0] for b in res_full.biases]

@@ -32,7 +32,15 @@ from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_
 from .executors import Cell
 from .uci_datasets import load_uci, resolve_uci_name, standardize, uci_info, validation_split
 
-__all__ = ["UCIProtocol", "uci_cells", "run_uci_cell", "parse_splits"]
+__all__ = [
+    "UCIProtocol",
+    "uci_cells",
+    "run_uci_cell",
+    "parse_splits",
+    "hyperparameter_grid",
+    "train_grid",
+    "score_networks",
+]
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,22 @@ def uci_cells(datasets: list[str], splits: str, protocol: UCIProtocol) -> list[C
     return cells
 
 
-def _grid(split, protocol):
+def hyperparameter_grid(split, protocol: UCIProtocol) -> list[tuple[float, float]]:
+    """The (dropout rate, tau) pairs of a split's published grid (first ``protocol.max_grid``).
+
+    Raises a ValueError naming the data set if the grid is empty."""
     grid = [(float(dr), float(tau)) for dr in split.dropout_rates for tau in split.tau_values]
     if not grid:
         raise ValueError(f"the hyper-parameter grid of {split.name} is empty")
     return grid[: protocol.max_grid] if protocol.max_grid else grid
 
 
-def _train(std, grid, epochs, protocol, seed0, hidden):
+def train_grid(std, grid, epochs: int, protocol: UCIProtocol, seed0: int, hidden: int):
+    """Train one network per (dropout rate, tau) of ``grid`` on the standardised training rows
+    of ``std`` in one :func:`~vi_dropout.batched_training.train_batched` call (seeds
+    ``seed0 + e``, weight decay from ``protocol.prior_length_scale``).
+
+    Returns ``(TrainResult, keep_probs)``."""
     dtype = getattr(torch, protocol.dtype)
     x = torch.tensor(std.x_train, dtype=dtype)
     y = torch.tensor(std.y_train, dtype=dtype)
@@ -111,8 +127,10 @@ def _scalar(value) -> float:
     return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
 
 
-def _scores(res, kps, grid, std, x_eval, y_eval, protocol, seed):
-    """Per-network RegressionSummary on (x_eval, y_eval) (original scale)."""
+def score_networks(res, kps, grid, std, x_eval, y_eval, protocol: UCIProtocol, seed: int):
+    """Per-network :class:`~vi_dropout.predict.RegressionSummary` on ``(x_eval, y_eval)``
+    (original target scale; ``T = protocol.num_samples`` MC samples from one generator seeded
+    with ``seed``); ``None`` for a network that diverged in training."""
     dtype = getattr(torch, protocol.dtype)
     x = torch.tensor(x_eval, dtype=dtype)
     y = torch.tensor(y_eval, dtype=torch.float64)
@@ -136,7 +154,7 @@ def run_uci_cell(cell: Cell) -> list[dict]:
     protocol = UCIProtocol(**dict(cell.config))
     t0 = time.perf_counter()
     split = load_uci(cell.dataset, cell.split)
-    grid = _grid(split, protocol)
+    grid = hyperparameter_grid(split, protocol)
     epochs = max(1, int(round(split.n_epochs * protocol.epochs_multiplier)))
     torch.manual_seed(protocol.seed)
     seed0 = protocol.seed * 1_000_003 + cell.split * 1_000
@@ -144,8 +162,8 @@ def run_uci_cell(cell: Cell) -> list[dict]:
     # 1. grid search on the 80/20 validation split
     val = validation_split(split, fraction=protocol.validation_fraction)
     std_val = standardize(val)
-    res, kps = _train(std_val, grid, epochs, protocol, seed0, split.n_hidden)
-    scores = _scores(res, kps, grid, std_val, std_val.x_test, val.y_test, protocol, seed0 + 1)
+    res, kps = train_grid(std_val, grid, epochs, protocol, seed0, split.n_hidden)
+    scores = score_networks(res, kps, grid, std_val, std_val.x_test, val.y_test, protocol, seed0 + 1)
     valid = [(float(s.mean_log_likelihood), e) for e, s in enumerate(scores) if s is not None]
     diverged = [grid[e] for e, s in enumerate(scores) if s is None]
     if not valid:
@@ -161,8 +179,8 @@ def run_uci_cell(cell: Cell) -> list[dict]:
 
     # 2. retrain on the full training split with the best pair; test
     std = standardize(split)
-    res_full, kps_full = _train(std, [best_pair], epochs, protocol, seed0 + 500, split.n_hidden)
-    test = _scores(res_full, kps_full, [best_pair], std, std.x_test, split.y_test, protocol,
+    res_full, kps_full = train_grid(std, [best_pair], epochs, protocol, seed0 + 500, split.n_hidden)
+    test = score_networks(res_full, kps_full, [best_pair], std, std.x_test, split.y_test, protocol,
                    seed0 + 501)[0]
     if test is None:
         raise RuntimeError(f"{cell.dataset} split {cell.split}: the final training diverged "
