@@ -129,6 +129,13 @@ def main(argv=None) -> None:
                       f"{r['peak_mib']:.0f} | {r['loss0']:.4f} -> {r['loss']:.4f} | "
                       f"{r['rmse']:.4f} |", flush=True)
             low = results[("random-features", "low-rank")]
+            base = results[("arccos1", args.solvers[0])]
+            for solver in args.solvers[1:]:
+                r = results[("arccos1", solver)]
+                print(f"| {n} | {dtype_name} | ratio {solver} / {args.solvers[0]} | | "
+                      f"{r['fit_s'] / base['fit_s']:.1f}x | {r['predict_s'] / base['predict_s']:.1f}x "
+                      f"| {(r['fit_s'] + r['predict_s']) / (base['fit_s'] + base['predict_s']):.1f}x "
+                      f"| | | |", flush=True)
             for solver in args.solvers:
                 dense = results[("arccos1", solver)]
                 ratio_t = (dense["fit_s"] + dense["predict_s"]) / (low["fit_s"] + low["predict_s"])
