@@ -793,9 +793,11 @@ def run_gp_uci_cell(cell: Cell) -> list[dict]:
     split 0 through :func:`run_gp_vs_dropout`, fit + predict per method, arc-cosine / SE): yacht
     (N = 277) 2 / 3 s, bostonHousing (455) 5 / 8 s, energy (691) 7 / 29 s, concrete (927)
     12 / 7 s, wine-quality-red (1439) 32 / 119 s (there the SE fit degenerates: L-BFGS hits a
-    non-positive-definite matrix and falls back to 200 Adam steps; see below). Cubic in N, so
-    kin8nm, power-plant and naval (7-11k rows) would take hours per cell and are refused by the
-    default ``max_train_size`` (5000), as is protein.
+    non-positive-definite matrix and falls back to 200 Adam steps; see below). Above
+    ``max_fit_size`` (3000) training rows the hyper-parameters are fitted on a random subset and
+    the posterior conditions on all rows: kin8nm, power-plant and naval (7,400-10,700 rows) took
+    46-173 s per method and split (one worker, loaded box). Protein exceeds the default
+    ``max_train_size`` (12,000) and is refused.
 
     Caveat: wine-quality-red contains exact duplicate (x, y) rows (172 groups in the training
     rows of split 0; 51 of its 160 test rows repeat a training row). The exact marginal

@@ -92,15 +92,18 @@ def summarize(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     return out[[*by, "metric", "mean", "se", "n_splits"]].reset_index(drop=True)
 
 
-def _auto_decimals(mean: float, se: float) -> int:
+_MAX_FIXED_DECIMALS = 6
+
+
+def _auto_decimals(mean: float, se: float, cap: int | None = _MAX_FIXED_DECIMALS) -> int:
     """At least 2 decimals; enough for two significant digits of ``se`` (or of ``mean`` when
-    there is no finite SE), at most 6."""
+    there is no finite SE), at most ``cap``."""
     d = 2
     if se is not None and math.isfinite(se) and se > 0:
         d = max(d, 1 - math.floor(math.log10(se)))
     elif math.isfinite(mean) and mean != 0:
         d = max(d, 1 - math.floor(math.log10(abs(mean))))
-    return min(d, 6)
+    return d if cap is None else min(d, cap)
 
 
 def format_mean_se(mean: float, se: float, decimals: int | None = 2) -> str:
@@ -120,8 +123,17 @@ def format_mean_se(mean: float, se: float, decimals: int | None = 2) -> str:
         '2.97 ± 0.19'
         >>> format_mean_se(0.00172, 0.000061, None)
         '0.001720 ± 0.000061'
+        >>> format_mean_se(1.63e-05, 2.1e-07, None)  # beyond 6 decimals: a shared exponent
+        '(1.630 ± 0.021)e-05'
     """
     if decimals is None:
+        if (_auto_decimals(mean, se, cap=None) > _MAX_FIXED_DECIMALS and math.isfinite(mean)
+                and mean != 0):
+            exp = math.floor(math.log10(abs(mean)))
+            scale = 10.0**exp
+            se_s = se / scale if se is not None and math.isfinite(se) else float("nan")
+            inner = format_mean_se(mean / scale, se_s, _auto_decimals(mean / scale, se_s))
+            return f"({inner})e{exp:+03d}"
         decimals = _auto_decimals(mean, se)
     se_text = "n/a" if se is None or not math.isfinite(se) else f"{se:.{decimals}f}"
     return f"{mean:.{decimals}f} ± {se_text}"

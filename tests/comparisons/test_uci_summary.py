@@ -84,6 +84,9 @@ def test_markdown():
     assert format_mean_se(0.00172, 0.000061, None) == "0.001720 ± 0.000061"
     assert format_mean_se(0.0031, float("nan"), None) == "0.0031 ± n/a"
     assert format_mean_se(-2.4, 0.19, None) == "-2.40 ± 0.19"
+    # Beyond 6 decimals (a GP on naval: RMSE 1.6e-5): a shared exponent, two SE digits.
+    assert format_mean_se(1.63e-05, 2.1e-07, None) == "(1.630 ± 0.021)e-05"
+    assert format_mean_se(-1.63e-05, 2.1e-07, None) == "(-1.630 ± 0.021)e-05"
     assert "3.000 ±" in summary_markdown(_records(), decimals={"rmse": 3, "test_ll": 2})
 
 
