@@ -36,12 +36,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import arviz as az
 import gpytorch
 import numpy as np
 import torch
 
 from vi_dropout._validation import check_keep_prob, check_positive, check_positive_int
 from vi_dropout.batched_training import train_batched, weight_decay
+from vi_dropout.network import mlp_forward
 from vi_dropout.objectives import elbo_dropout_offset
 from vi_dropout.predict import mc_predict
 
@@ -235,8 +237,6 @@ def _hmc_latent(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, c
     draw at ``data.x_test`` on the standardised scale; ``table`` is :func:`hmc_summary` of those
     ``f`` (with the draws' divergences and energies), its warning re-issued by the caller.
     """
-    from vi_dropout.network import mlp_forward
-
     res = run_nuts(data.x_train, data.y_train, hidden=(settings.hidden,),
                    prior_length_scale=settings.prior_length_scale, tau=tau,
                    num_chains=hmc.chains, num_warmup=hmc.warmup, num_samples=hmc.samples,
@@ -248,15 +248,10 @@ def _hmc_latent(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, c
     bs = [torch.as_tensor(res.samples[f"layers.{i}.bias"]) for i in range(2)]
     with torch.no_grad():
         f = mlp_forward(xt, ws, bs, "relu")[..., 0].numpy()  # chain x draw x M
-    import arviz as az
-
     stats = {k: res.sample_stats[k] for k in ("diverging", "energy") if k in res.sample_stats}
     idata = az.from_dict(posterior={"f": f}, sample_stats=stats,
                          attrs={"method": f"hmc (non-concentration, N = {data.x_train.shape[0]})"})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", HMCDiagnosticsWarning)
-        table = hmc_summary(idata, var_names=["f"], warn=False)
-    return f, res, table
+    return f, res, hmc_summary(idata, var_names=["f"], warn=False)
 
 
 # --------------------------------------------------------------------- 2. non-concentration
