@@ -115,6 +115,7 @@ from .mauna_loa import (
 from .nngp_kernel import NNGP_ACTIVATIONS, NNGPKernel, erf_expectation
 from .pitfalls import (
     KeepProbSensitivity,
+    PitfallHMCSettings,
     PitfallSettings,
     improper_kl_records,
     keep_prob_sensitivity,
@@ -178,6 +179,7 @@ from .uci_summary import format_mean_se, plot_split_metric, summarize, summary_m
 
 __all__ = [
     "PitfallSettings",
+    "PitfallHMCSettings",
     "improper_kl_records",
     "non_concentration_records",
     "keep_prob_sensitivity",

@@ -15,6 +15,9 @@ Example:
     python -m comparisons diagnose --dataset toy1d --out outputs/diagnose/toy1d \\
         --epochs-multiplier 10 --num-samples 1000 --hmc-chains 4 --hmc-warmup 300 \\
         --hmc-samples 300
+    # one shared, less diffuse prior for every method (prior sd 1 per weight):
+    python -m comparisons diagnose --dataset toy1d --out outputs/diagnose/toy1d_l1 \\
+        --prior-length-scale 1 --hmc-chains 4 --hmc-warmup 300 --hmc-samples 300
 """
 
 from __future__ import annotations
@@ -74,8 +77,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="processes for the chains (default 2)")
     p.add_argument("--hmc-max-tree-depth", type=int_at_least("--hmc-max-tree-depth"),
                    default=10)
-    p.add_argument("--hmc-prior-length-scale", type=_positive_float("--hmc-prior-length-scale"),
-                   default=None, help="override the dropout-matched prior length-scale l_eff")
+    prior = p.add_mutually_exclusive_group()
+    prior.add_argument("--hmc-prior-length-scale",
+                       type=_positive_float("--hmc-prior-length-scale"), default=None,
+                       help="override the dropout-matched prior length-scale l_eff for HMC only")
+    prior.add_argument("--prior-length-scale", type=_positive_float("--prior-length-scale"),
+                       default=None,
+                       help="ONE prior length-scale l_eff (standardised scale, prior sd 1/l per "
+                            "weight) for every method: MC dropout's weight decay, the GP's fixed "
+                            "hyper-parameters (gp-arccos1-prior instead of the fitted GP) and "
+                            "HMC (default: the protocol's l = 1e-2 and the fitted GP)")
     p.add_argument("--seed", type=int_at_least("--seed", 0), default=0)
     p.add_argument("--threads", type=int_at_least("--threads"), default=1,
                    help="torch threads (default 1)")
@@ -115,7 +126,8 @@ def run(args) -> int:
               "hmc_chains": args.hmc_chains, "hmc_warmup": args.hmc_warmup,
               "hmc_samples": args.hmc_samples, "hmc_max_train": args.hmc_max_train,
               "hmc_processes": args.hmc_processes, "hmc_max_tree_depth": args.hmc_max_tree_depth,
-              "hmc_prior_length_scale": args.hmc_prior_length_scale}
+              "hmc_prior_length_scale": args.hmc_prior_length_scale,
+              "prior_length_scale": args.prior_length_scale}
     if args.smoke:
         kwargs.update(SMOKE)
     settings = DiagnoseSettings(**kwargs)

@@ -21,7 +21,10 @@ method                what it is
 ``gp-arccos1``        ``ScaleKernel(arc-cosine order 1)`` fitted by marginal likelihood
                       (:func:`~comparisons.gp_vs_dropout.fit_gp`), via
                       :func:`~comparisons.inference_data.from_exact_gp` (independent per-point
-                      draws of the latent marginals)
+                      draws of the latent marginals); with a shared prior (below) it is
+                      replaced by ``gp-arccos1-prior``, the same kernel with the
+                      hyper-parameters FIXED by that prior and the selected noise (nothing
+                      fitted)
 ``hmc``               NUTS (:func:`~comparisons.hmc_reference.run_nuts`) on the same architecture
                       (one hidden ReLU layer of the protocol's width) with the dropout model's
                       prior and noise (below), on the standardised training data (optionally a
@@ -41,9 +44,31 @@ so the NUTS target is :math:`\mathbf{W}_i, \mathbf{b}_i \sim \mathcal{N}(0, l_\t
 dropout approximates. With ``l = 1e-2`` this prior is almost flat (prior sd
 :math:`1/l_\text{eff} \approx 140` per weight on the toy), which makes the posterior hard to
 sample (tree depth 10 is common); ``hmc_prior_length_scale`` overrides :math:`l_\text{eff}`
-(documented in the records as ``hmc_prior_length_scale``). The chains start from
+(documented in the records as ``hmc_prior_length_scale``) for HMC alone. The chains start from
 :math:`\mathcal{N}(0, 1)` weights (``init_scale = l_eff`` in ``run_nuts``' units) rather than
 from the prior, whose draws would give outputs of order :math:`10^4`.
+
+One shared prior for every method. ``DiagnoseSettings.prior_length_scale`` (CLI
+``--prior-length-scale``) sets :math:`l_\text{eff}` itself, on the standardised scale, for all
+methods at once:
+
+* MC dropout: the protocol's Keras :math:`l` follows from :math:`l_\text{eff} = l p s_y/\sqrt 2`.
+  As the protocol has one :math:`l` for its whole grid while :math:`p` varies over it, the grid
+  search runs with :math:`l = \sqrt 2\, l_\text{eff}/s_y` (exact for :math:`p = 1`, so each grid
+  point's prior length-scale is :math:`p\,l_\text{eff}`, within the grid's :math:`p \ge 0.9`
+  of it on the toy and UCI grids), and the selected (dropout rate, tau) is then retrained on the
+  full training split with the exact :math:`l = \sqrt 2\, l_\text{eff}/(p s_y)`: the network
+  that is evaluated has weight decay :math:`l^2 p/(2N\tau)` for exactly this prior;
+* the GP: ``gp-arccos1-prior``, the arc-cosine kernel of that prior
+  (:func:`~comparisons.gp_vs_dropout.dropout_prior_gp_hyperparameters`: weight variance
+  :math:`Q/l_\text{eff}^2`, bias variance and per-unit output variance :math:`1/l_\text{eff}^2`,
+  noise :math:`1/\tau_s` with the tau MC dropout selected), no fitting. It has no output-bias
+  term (a constant :math:`l_\text{eff}^{-2}` that the network's output bias adds);
+* HMC: :math:`\mathcal{N}(0, l_\text{eff}^{-2})` on every weight and bias, noise
+  :math:`\tau_s`.
+
+The Keras objective puts no penalty on the biases, so MC dropout's biases keep an (improper)
+flat prior whatever :math:`l`; the GP and HMC use :math:`\mathcal{N}(0, l_\text{eff}^{-2})`.
 
 Metrics (tidy records ``{dataset, method, split, metric, value, note}``, original target
 scale):
@@ -76,6 +101,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
@@ -123,13 +149,14 @@ __all__ = [
     "save_inference_data",
 ]
 
-#: every method, in table order
+#: every method, in table order (with a shared prior ``gp-arccos1-prior`` replaces ``gp-arccos1``)
 DIAGNOSE_METHODS = ("mc_dropout", "standard_dropout", "gp-arccos1", "hmc")
+_TABLE_ORDER = ("mc_dropout", "standard_dropout", "gp-arccos1", "gp-arccos1-prior", "hmc")
 #: the methods with posterior draws (PSIS-LOO, compare, PPC, LOO-PIT)
 DRAW_METHODS = ("mc_dropout", "gp-arccos1", "hmc")
 NO_POSTERIOR = "n/a (no posterior)"
 _COLORS = {"mc_dropout": "tab:blue", "standard_dropout": "tab:gray", "gp-arccos1": "tab:orange",
-           "hmc": "tab:green"}
+           "gp-arccos1-prior": "tab:orange", "hmc": "tab:green"}
 
 
 class DiagnoseWarning(UserWarning):
@@ -172,8 +199,14 @@ class DiagnoseSettings:
         hmc_processes: worker processes for the chains (1: in this process).
         hmc_max_tree_depth: NUTS maximum tree depth (``2^depth - 1`` gradients per iteration at
             most).
-        hmc_prior_length_scale: prior length-scale of HMC on the standardised scale; ``None``:
-            the dropout model's :math:`l_\\text{eff}` (see the module docstring).
+        hmc_prior_length_scale: prior length-scale of HMC alone on the standardised scale;
+            ``None``: the dropout model's :math:`l_\\text{eff}` (see the module docstring).
+        prior_length_scale: ONE prior length-scale :math:`l_\\text{eff}` (standardised scale)
+            for every method: MC dropout's weight decay, the GP's fixed hyper-parameters
+            (``gp-arccos1-prior`` instead of the fitted ``gp-arccos1``) and HMC's prior (see the
+            module docstring); ``None``: the protocol's ``l = 1e-2``, the fitted GP and HMC with
+            the matched :math:`l_\\text{eff}` (or ``hmc_prior_length_scale``). Excludes
+            ``hmc_prior_length_scale``.
         hmc_target_accept_prob: NUTS target acceptance.
     """
 
@@ -194,6 +227,7 @@ class DiagnoseSettings:
     hmc_max_tree_depth: int = 10
     hmc_prior_length_scale: float | None = None
     hmc_target_accept_prob: float = 0.8
+    prior_length_scale: float | None = None
 
     def __post_init__(self):
         _pos_float(self.epochs_multiplier, "epochs_multiplier")
@@ -209,6 +243,13 @@ class DiagnoseSettings:
             _pos_int(self.hmc_max_train, "hmc_max_train", 2)
         if self.hmc_prior_length_scale is not None:
             _pos_float(self.hmc_prior_length_scale, "hmc_prior_length_scale")
+        if self.prior_length_scale is not None:
+            _pos_float(self.prior_length_scale, "prior_length_scale")
+            if self.hmc_prior_length_scale is not None:
+                raise ValueError(
+                    f"prior_length_scale (shared by all methods, {self.prior_length_scale!r}) and "
+                    f"hmc_prior_length_scale (HMC only, {self.hmc_prior_length_scale!r}) exclude "
+                    f"each other; set one")
         if not 0 < float(self.hmc_target_accept_prob) < 1:
             raise ValueError(f"hmc_target_accept_prob must be in (0, 1), got "
                              f"{self.hmc_target_accept_prob!r}")
@@ -433,12 +474,27 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
             print(msg, flush=True)
 
     # ---- MC dropout and standard dropout: one network
-    protocol = UCIProtocol(epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
-                           seed=s.seed, max_grid=s.max_grid)
-    say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}")
+    shared = s.prior_length_scale is not None
+    protocol_kw = dict(epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
+                       seed=s.seed, max_grid=s.max_grid)
+    if shared:  # grid search exact at keep_prob 1 (module docstring)
+        protocol_kw["prior_length_scale"] = math.sqrt(2.0) * s.prior_length_scale / y_std
+    protocol = UCIProtocol(**protocol_kw)
+    say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
+        f"l = {protocol.prior_length_scale:.4g}")
     t0 = time.perf_counter()
     drop = fit_mc_dropout(raw, protocol, progress=progress)
+    if shared:  # retrain the selected grid point with the exact l for its keep_prob
+        protocol = UCIProtocol(**dict(protocol_kw, prior_length_scale=math.sqrt(2.0)
+                                      * s.prior_length_scale / (drop.keep_prob * y_std)))
+        say(f"[mc_dropout] shared prior l_eff = {s.prior_length_scale:g}: retraining dropout "
+            f"rate {drop.dropout_rate}, tau {drop.tau} with l = {protocol.prior_length_scale:.4g}")
+        drop = fit_mc_dropout(dataclasses.replace(raw, dropout_rates=(drop.dropout_rate,),
+                                                  tau_values=(drop.tau,)),
+                              protocol, progress=progress)
     kp, tau = drop.keep_prob, float(drop.tau)
+    prior = dropout_prior_gp_hyperparameters(protocol.prior_length_scale, kp, tau, y_std,
+                                             raw.n_features, raw.n_hidden)
     ws = [w.double() for w in drop.weights]
     bs = [b.double() for b in drop.biases]
     gen = torch.Generator().manual_seed(s.seed * 1_000_003 + split * 1_000 + 777)
@@ -457,7 +513,9 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
     mean, var = moment_match_samples(s_test[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
                                      y_std=y_std)
     wall = time.perf_counter() - t0
-    info = {"dropout_rate": drop.dropout_rate, "tau": tau, "keep_prob": kp}
+    info = {"dropout_rate": drop.dropout_rate, "tau": tau, "keep_prob": kp,
+            "prior_length_scale_keras": protocol.prior_length_scale,
+            "effective_length_scale": prior["effective_length_scale"]}
     outputs["mc_dropout"] = MethodOutput("mc_dropout", id_train, id_test, mean, var,
                                          _lppd(id_test), wall, info=info)
     sd_mean = y_mean + y_std * std_test
@@ -468,15 +526,17 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
         "standard_dropout", None, None, sd_mean, sd_var, sd_ll, wall, loo_note=NO_POSTERIOR,
         info=dict(info))
 
-    # ---- the fitted arc-cosine GP
-    say(f"[gp-arccos1] marginal likelihood, up to {s.gp_iterations} L-BFGS iterations")
+    # ---- the arc-cosine GP: fitted, or fixed by the shared prior
+    gp_method = "gp-arccos1-prior" if shared else "gp-arccos1"
+    say(f"[{gp_method}] " + ("hyper-parameters of the shared prior" if shared else
+                             f"marginal likelihood, up to {s.gp_iterations} L-BFGS iterations"))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)
         # evaluating the GP at its own training inputs is intended here (LOO on training data)
         warnings.simplefilter("ignore", gpytorch.utils.warnings.GPInputWarning)
-        gp = fit_gp("gp-arccos1", x_train, std.y_train, iterations=s.gp_iterations,
-                    seed=s.seed + split)
+        gp = fit_gp(gp_method, x_train, std.y_train, iterations=s.gp_iterations,
+                    seed=s.seed + split, prior=prior if shared else None)
         m_std, v_std = gp.predict(x_test)
         gp_train = from_exact_gp(gp.model, gp.likelihood, x_train, y_train, s.gp_num_draws,
                                  y_mean=y_mean, y_std=y_std, seed=s.seed, attrs=base_attrs)
@@ -485,13 +545,11 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
     gp_mean, gp_var = y_mean + y_std * m_std, y_std**2 * v_std
     gp_ll = float(gaussian_test_loglik(
         *(torch.tensor(np.array(a)) for a in (gp_mean, gp_var, y_test))).mean())
-    outputs["gp-arccos1"] = MethodOutput(
-        "gp-arccos1", gp_train, gp_test, gp_mean, gp_var, gp_ll, time.perf_counter() - t0,
+    outputs[gp_method] = MethodOutput(
+        gp_method, gp_train, gp_test, gp_mean, gp_var, gp_ll, time.perf_counter() - t0,
         info={f"hp_{k}": v for k, v in gp.hyperparameters.items()})
 
     # ---- HMC
-    prior = dropout_prior_gp_hyperparameters(protocol.prior_length_scale, kp, tau, y_std,
-                                             raw.n_features, raw.n_hidden)
     l_hmc = (prior["effective_length_scale"] if s.hmc_prior_length_scale is None
              else float(s.hmc_prior_length_scale))
     tau_hmc = prior["tau_standardized"]
@@ -559,7 +617,9 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
     records = _records(name, int(split), outputs, comparison, compare_notes, y_test, y_std,
                        hmc_table, regions)
     run_settings = dict(asdict(s), hmc_prior_length_scale_used=l_hmc, hmc_tau_standardized=tau_hmc,
-                        hmc_num_train=n_hmc)
+                        hmc_num_train=n_hmc,
+                        mc_dropout_prior_length_scale_keras=protocol.prior_length_scale,
+                        mc_dropout_effective_length_scale=prior["effective_length_scale"])
     return DiagnoseResult(name, int(split), data, y_test, outputs, comparison, hmc_table, records,
                           caught, run_settings, time.perf_counter() - t_start)
 
@@ -675,7 +735,7 @@ def diagnose_markdown(records: Sequence[Mapping[str, Any]], warnings_text: Seque
     """
     values = {(r["method"], r["metric"]): float(r["value"]) for r in records}
     notes = {(r["method"], r["metric"]): r.get("note", "") or "" for r in records}
-    methods = [m for m in DIAGNOSE_METHODS if any(k[0] == m for k in values)]
+    methods = [m for m in _TABLE_ORDER if any(k[0] == m for k in values)]
     methods += [m for m in dict.fromkeys(r["method"] for r in records) if m not in methods]
     lines = ["PSIS-LOO on the training data and az.compare (stacking weights):", ""]
     lines += _section(values, notes, methods,

@@ -9,7 +9,8 @@ r"""The known pitfalls of MC dropout as approximate inference, each as a reprodu
 2. **Non-concentration** (Osband 2016). With a fixed keep probability the spread of the MC
    dropout predictions comes from the masks, and the masks do not care how much data there is:
    the epistemic variance at a fixed input does not shrink as :math:`N` grows, while a Bayesian
-   posterior's (the exact GP with the network's prior; HMC where affordable) does.
+   posterior's does: the exact GP with the network's prior, and NUTS on the network itself with
+   the same prior (:func:`~comparisons.hmc_reference.run_nuts`, for the small :math:`N`).
    :func:`non_concentration_records`.
 3. **Sensitivity to keep_prob.** The predictive variance of MC dropout is set by the dropout
    rate, a hyper-parameter usually tuned for accuracy: :func:`keep_prob_sensitivity` trains the
@@ -29,24 +30,30 @@ hyper-parameters are FIXED by the network's prior
 from __future__ import annotations
 
 import math
+import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import arviz as az
 import gpytorch
 import numpy as np
 import torch
 
 from vi_dropout._validation import check_keep_prob, check_positive, check_positive_int
 from vi_dropout.batched_training import train_batched, weight_decay
+from vi_dropout.network import mlp_forward
 from vi_dropout.objectives import elbo_dropout_offset
 from vi_dropout.predict import mc_predict
 
 from .exact_gp import ExactGPModel, dropout_prior_hyperparameters, gp_predict, make_kernel
+from .hmc_reference import HMCDiagnosticsWarning, hmc_summary, run_nuts
 from .toy_datasets import load_toy1d
 
 __all__ = [
     "PitfallSettings",
+    "PitfallHMCSettings",
     "improper_kl_records",
     "non_concentration_records",
     "keep_prob_sensitivity",
@@ -85,6 +92,41 @@ class PitfallSettings:
         check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.num_samples, "num_samples")
+
+
+@dataclass(frozen=True)
+class PitfallHMCSettings:
+    """NUTS settings of the HMC curve of :func:`non_concentration_records`.
+
+    Attributes:
+        max_train: run HMC only for training-set sizes :math:`N \\le` ``max_train`` (every
+            NUTS iteration costs up to ``2^max_tree_depth - 1`` gradients of an
+            :math:`O(N)` potential).
+        chains, warmup, samples: NUTS chains, warmup and kept iterations per chain.
+        processes: worker processes for the chains (1: in this process; > 1 needs an
+            ``if __name__ == "__main__":`` guard in a calling script).
+        max_tree_depth: NUTS maximum tree depth.
+        target_accept_prob: NUTS target acceptance.
+    """
+
+    max_train: int = 300
+    chains: int = 4
+    warmup: int = 300
+    samples: int = 300
+    processes: int = 2
+    max_tree_depth: int = 10
+    target_accept_prob: float = 0.8
+
+    def __post_init__(self):
+        for name in ("max_train", "chains", "samples", "processes", "max_tree_depth"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
+        if not 0 < float(self.target_accept_prob) < 1:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got "
+                             f"{self.target_accept_prob!r}")
 
 
 def _record(method, split, metric, value) -> dict:
@@ -188,6 +230,30 @@ def _gp_latent(data, tau, settings: PitfallSettings, keep_prob: float):
     return mean, var - h["noise"]
 
 
+def _hmc_latent(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, cache_dir):
+    r"""NUTS on the network with the GP's prior; returns ``(f_draws, result, table)``.
+
+    ``f_draws`` is ``chains x draws x M``: the network output :math:`f(x_*)` (no noise) of every
+    draw at ``data.x_test`` on the standardised scale; ``table`` is :func:`hmc_summary` of those
+    ``f`` (with the draws' divergences and energies), its warning re-issued by the caller.
+    """
+    res = run_nuts(data.x_train, data.y_train, hidden=(settings.hidden,),
+                   prior_length_scale=settings.prior_length_scale, tau=tau,
+                   num_chains=hmc.chains, num_warmup=hmc.warmup, num_samples=hmc.samples,
+                   cache_dir=cache_dir, num_processes=hmc.processes, seed=settings.seed,
+                   max_tree_depth=hmc.max_tree_depth,
+                   target_accept_prob=hmc.target_accept_prob)
+    xt = torch.tensor(data.x_test, dtype=torch.float64)
+    ws = [torch.as_tensor(res.samples[f"layers.{i}.weight"]) for i in range(2)]
+    bs = [torch.as_tensor(res.samples[f"layers.{i}.bias"]) for i in range(2)]
+    with torch.no_grad():
+        f = mlp_forward(xt, ws, bs, "relu")[..., 0].numpy()  # chain x draw x M
+    stats = {k: res.sample_stats[k] for k in ("diverging", "energy") if k in res.sample_stats}
+    idata = az.from_dict(posterior={"f": f}, sample_stats=stats,
+                         attrs={"method": f"hmc (non-concentration, N = {data.x_train.shape[0]})"})
+    return f, res, hmc_summary(idata, var_names=["f"], warn=False)
+
+
 # --------------------------------------------------------------------- 2. non-concentration
 def non_concentration_records(
     num_train: Sequence[int] = (10, 30, 100, 300, 1000, 3000),
@@ -195,29 +261,67 @@ def non_concentration_records(
     settings: PitfallSettings | None = None,
     gp_max_train: int = 3000,
     progress: bool = False,
+    hmc: PitfallHMCSettings | None = PitfallHMCSettings(),
+    cache_dir: str | os.PathLike | None = None,
 ) -> list[dict]:
-    r"""Epistemic predictive variance vs training-set size, MC dropout vs the exact GP.
+    r"""Epistemic predictive variance vs training-set size: MC dropout, the exact GP and HMC.
 
     For each :math:`N` a fresh toy data set (same seed family) is drawn, one network with fixed
     ``keep_prob`` is trained (the prior-derived weight decay :math:`\propto 1/N`, as the derivation
     prescribes), and the epistemic variance is averaged over the test points inside the training
-    intervals:
+    intervals (``train``) and outside all of them (``extrapolation``):
 
     .. math::
         \widehat{\operatorname{Var}}_\text{MC}(x_*) = \frac{1}{T-1}\sum_t
-        (\hat y_t(x_*) - \bar y(x_*))^2 \quad\text{vs}\quad
-        \operatorname{Var}_\text{GP}[f(x_*) \mid \mathcal{D}],
+        (\hat y_t(x_*) - \bar y(x_*))^2, \quad
+        \operatorname{Var}_\text{GP}[f(x_*) \mid \mathcal{D}], \quad
+        \widehat{\operatorname{Var}}_\text{HMC}(x_*) = \frac{1}{S-1}\sum_s
+        (f_s(x_*) - \bar f(x_*))^2,
 
-    on the standardised scale (no :math:`\tau^{-1}`). The GP's shrinks roughly like :math:`1/N`;
-    dropout's levels off. Records: ``epistemic_variance_train`` and
-    ``epistemic_variance_extrapolation`` per method (``mc_dropout``, ``gp-arccos1``) and ``N``
-    (in ``split``); the GP is skipped above ``gp_max_train`` points (O(N^3)).
+    on the standardised scale (no :math:`\tau^{-1}`). All three share one model: the 1-50-1 ReLU
+    network with :math:`\mathcal{N}(0, l^{-2})` on every weight and bias (``l =
+    settings.prior_length_scale``) and Gaussian noise of precision :math:`\tau` (the toy's true
+    one). The GP is that prior's arc-cosine kernel
+    (:func:`~comparisons.exact_gp.dropout_prior_hyperparameters`; it leaves out the output bias,
+    a constant :math:`l^{-2}` in the prior covariance, against an outputscale of
+    :math:`K l^{-2} = 50\,l^{-2}`); HMC is NUTS (:func:`~comparisons.hmc_reference.run_nuts`) on
+    the finite network itself, the :math:`S` = chains :math:`\times` draws being the posterior
+    draws of its weights and :math:`f_s` the network output (no noise). MC dropout's masks are
+    the approximation, not the model. The GP's variance shrinks roughly like :math:`1/N`;
+    dropout's levels off.
+
+    Args:
+        num_train: training-set sizes :math:`N`.
+        keep_prob: MC dropout's fixed keep probability.
+        settings: :class:`PitfallSettings` (network, prior, training, seed).
+        gp_max_train: the GP is skipped above this many points (:math:`O(N^3)`).
+        progress: a progress bar over the sizes.
+        hmc: :class:`PitfallHMCSettings` (HMC runs for :math:`N \le` ``hmc.max_train``);
+            ``None``: no HMC.
+        cache_dir: NUTS chain cache (e.g. ``OUT/nuts-cache``; ``None``: no cache).
+
+    Returns:
+        records ``(dataset, method, split = N, metric, value)``: ``epistemic_variance_train``,
+        ``epistemic_variance_extrapolation`` and ``wall_time_s`` per method (``mc_dropout``,
+        ``gp-arccos1``, ``hmc``) and :math:`N`; for ``hmc`` also ``hmc_max_rhat_f``,
+        ``hmc_min_ess_bulk_f``, ``hmc_min_ess_tail_f`` (:func:`hmc_summary` of :math:`f` at the
+        test inputs), ``hmc_num_divergent``, ``hmc_grad_evals_per_draw`` and
+        ``hmc_chain_wall_time_sum_s`` (the chains' own warmup + sampling time, also when they
+        come from the cache; ``wall_time_s`` is this call's). When HMC's draws fail
+        :func:`hmc_summary`'s checks an :class:`~comparisons.hmc_reference.HMCDiagnosticsWarning`
+        naming :math:`N` is issued.
+
+    Example:
+        >>> recs = non_concentration_records((10, 100), hmc=PitfallHMCSettings(
+        ...     max_train=10, chains=2, warmup=20, samples=20, processes=1))  # doctest: +SKIP
     """
     from tqdm.auto import tqdm
 
     settings = settings or PitfallSettings()
     keep_prob = check_keep_prob(keep_prob)
     sizes = [check_positive_int(n, "num_train[i]") for n in num_train]
+    if hmc is not None and not isinstance(hmc, PitfallHMCSettings):
+        raise ValueError(f"hmc must be a PitfallHMCSettings or None, got {type(hmc).__name__}")
     records = []
     for n in tqdm(sizes, desc="non-concentration", disable=not progress, leave=False):
         data, tau = _toy(n, settings.seed)
@@ -239,6 +343,27 @@ def non_concentration_records(
                 _record("gp-arccos1", n, "epistemic_variance_train", gvar[inside].mean()),
                 _record("gp-arccos1", n, "epistemic_variance_extrapolation", gvar[outside].mean()),
                 _record("gp-arccos1", n, "wall_time_s", time.perf_counter() - t0),
+            ]
+        if hmc is not None and n <= hmc.max_train:
+            t0 = time.perf_counter()
+            f, res, table = _hmc_latent(data, tau, settings, hmc, cache_dir)
+            hvar = f.reshape(-1, f.shape[-1]).var(0, ddof=1)
+            diag = table.attrs["diagnostics"]
+            if diag["problems"]:
+                warnings.warn(
+                    f"non-concentration, hmc at N = {n}: not a usable reference: "
+                    + "; ".join(diag["problems"]), HMCDiagnosticsWarning, stacklevel=2)
+            records += [
+                _record("hmc", n, "epistemic_variance_train", hvar[inside].mean()),
+                _record("hmc", n, "epistemic_variance_extrapolation", hvar[outside].mean()),
+                _record("hmc", n, "wall_time_s", time.perf_counter() - t0),
+                _record("hmc", n, "hmc_max_rhat_f", diag["max_r_hat"]),
+                _record("hmc", n, "hmc_min_ess_bulk_f", diag["min_ess_bulk"]),
+                _record("hmc", n, "hmc_min_ess_tail_f", diag["min_ess_tail"]),
+                _record("hmc", n, "hmc_num_divergent", diag["num_divergent"]),
+                _record("hmc", n, "hmc_grad_evals_per_draw", res.grad_evals_per_draw),
+                _record("hmc", n, "hmc_chain_wall_time_sum_s",
+                        float(np.sum(res.chain_wall_times_s))),
             ]
     return records
 
@@ -319,16 +444,28 @@ def plot_improper_kl(records: Sequence[dict], ax):
     return ax
 
 
+_NC_STYLE = {"mc_dropout": ("C0", "o-"), "gp-arccos1": ("C1", "s-"), "hmc": ("C2", "^-")}
+_NC_LABEL = {"mc_dropout": "MC dropout (fixed keep_prob)", "gp-arccos1": "exact GP (network prior)",
+             "hmc": "HMC (NUTS, network prior)"}
+
+
 def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
-    """Epistemic variance vs N on log-log axes for every method in ``records``."""
+    """Epistemic variance vs N on log-log axes for every method in ``records`` (MC dropout,
+    the GP and HMC in fixed colours; HMC's curve covers the sizes it ran for)."""
+    if region not in ("train", "extrapolation"):
+        raise ValueError(f"region must be 'train' or 'extrapolation', got {region!r}")
     metric = f"epistemic_variance_{region}"
-    for i, method in enumerate(sorted({r["method"] for r in records if r["metric"] == metric})):
+    methods = sorted({r["method"] for r in records if r["metric"] == metric},
+                     key=lambda m: (list(_NC_STYLE).index(m) if m in _NC_STYLE else 99, m))
+    for i, method in enumerate(methods):
         n, v = _select(records, method, metric)
-        ax.loglog(n, v, "o-", color=f"C{i}", label=method)
+        order = np.argsort(n)
+        color, style = _NC_STYLE.get(method, (f"C{i + 3}", "o-"))
+        ax.loglog(n[order], v[order], style, color=color, label=_NC_LABEL.get(method, method))
     ax.set_xlabel("training points N")
-    ax.set_ylabel(f"epistemic variance ({region} region, standardised)")
-    ax.set_title("non-concentration: dropout's variance does not shrink with N")
-    ax.legend()
+    ax.set_ylabel(f"epistemic variance ({region}, standardised)")
+    ax.set_title(f"non-concentration ({region} region)")
+    ax.legend(fontsize=8)
     return ax
 
 

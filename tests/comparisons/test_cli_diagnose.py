@@ -29,6 +29,11 @@ def test_parser_defaults_and_bad_arguments():
             _parse(["diagnose", "--out", "x", *bad])
     with pytest.raises(SystemExit):
         _parse(["diagnose"])  # --out is required
+    assert _parse(["diagnose", "--out", "x", "--prior-length-scale", "1"]).prior_length_scale == 1
+    for bad in (["--prior-length-scale", "0"],
+                ["--prior-length-scale", "1", "--hmc-prior-length-scale", "1"]):
+        with pytest.raises(SystemExit):
+            _parse(["diagnose", "--out", "x", *bad])
 
 
 def test_smoke_run_writes_everything(tmp_path, capsys):

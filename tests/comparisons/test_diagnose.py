@@ -195,6 +195,8 @@ def test_compare_methods_rejects_mismatched_data():
     ({"epochs_multiplier": -1.0}, "epochs_multiplier must be a finite number > 0"),
     ({"hmc_target_accept_prob": 1.0}, "hmc_target_accept_prob must be in"),
     ({"hmc": "yes"}, "hmc must be True or False"),
+    ({"prior_length_scale": 0.0}, "prior_length_scale must be a finite number > 0"),
+    ({"prior_length_scale": 1.0, "hmc_prior_length_scale": 2.0}, "exclude each other"),
 ])
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -232,3 +234,38 @@ def test_too_few_draws_and_hmc_subset_are_surfaced():
     assert r.comparison is None  # only the GP is left: nothing to compare
     assert values[("gp-arccos1", "rank")][1] == "n/a (fewer than two methods with LOO)"
     assert r.methods["hmc"].idata_train.observed_data["y"].shape == (40,)
+
+
+def test_shared_prior_is_used_by_every_method():
+    """``prior_length_scale``: MC dropout's final network, the GP's fixed hyper-parameters and HMC
+    use one l_eff (here 0.5). Exact relations (float64 arithmetic, rel 1e-12): l_eff = l p s_y /
+    sqrt 2 for the retrained network; GP outputscale K / l_eff^2 = 200, weight variance
+    Q / l_eff^2 = 4 and noise 1 / tau_s with HMC's tau_s."""
+    settings = DiagnoseSettings(**dict(TINY, prior_length_scale=0.5, hmc_warmup=20,
+                                       hmc_samples=20, min_loo_draws=40))
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LOOReliabilityWarning)
+            warnings.simplefilter("ignore", HMCDiagnosticsWarning)
+            r = run_diagnose("toy1d", 0, settings)
+    finally:
+        torch.set_num_threads(n)
+    assert list(r.methods) == ["mc_dropout", "standard_dropout", "gp-arccos1-prior", "hmc"]
+    mc = r.methods["mc_dropout"].info
+    assert mc["effective_length_scale"] == pytest.approx(0.5, rel=1e-12)
+    assert mc["prior_length_scale_keras"] == pytest.approx(
+        math.sqrt(2) * 0.5 / (mc["keep_prob"] * r.data.y_std), rel=1e-12)
+    assert r.settings["hmc_prior_length_scale_used"] == pytest.approx(0.5, rel=1e-12)
+    hp = r.methods["gp-arccos1-prior"].info
+    assert hp["hp_outputscale"] == pytest.approx(50 / 0.5**2, rel=1e-12)
+    assert hp["hp_weight_variance"] == pytest.approx(1 / 0.5**2, rel=1e-12)
+    assert hp["hp_noise"] == pytest.approx(1 / r.settings["hmc_tau_standardized"], rel=1e-12)
+    assert r.settings["hmc_tau_standardized"] == pytest.approx(mc["tau"] * r.data.y_std**2,
+                                                               rel=1e-12)
+    values = _values(r.records)
+    assert values[("hmc", "prior_length_scale")][0] == pytest.approx(0.5, rel=1e-12)
+    assert math.isfinite(values[("gp-arccos1-prior", "tv_vs_hmc")][0])
+    table = diagnose_markdown(r.records)
+    assert "| gp-arccos1-prior |" in table and "| gp-arccos1 |" not in table
