@@ -117,10 +117,10 @@ def main(argv=None):
         mc_predict(x, ws, bs, keep_probs[0], 10, inverted=True)
         for kp in keep_probs:
             torch.manual_seed(0)
-            t_mod, _ = best(lambda kp=kp: _module_loop(x, ws, bs, kp, a.T, a.progress))
-            t_loop, s_loop = best(lambda kp=kp: _loop(x, ws, bs, kp, a.T,
+            t_mod, _ = best(lambda kp=kp, x=x, ws=ws, bs=bs: _module_loop(x, ws, bs, kp, a.T, a.progress))
+            t_loop, s_loop = best(lambda kp=kp, x=x, ws=ws, bs=bs: _loop(x, ws, bs, kp, a.T,
                                                 torch.Generator().manual_seed(0), a.progress))
-            t_vec, s_vec = best(lambda kp=kp: mc_predict(x, ws, bs, kp, a.T, inverted=True,
+            t_vec, s_vec = best(lambda kp=kp, x=x, ws=ws, bs=bs: mc_predict(x, ws, bs, kp, a.T, inverted=True,
                                                    generator=torch.Generator().manual_seed(0),
                                                    max_rows=a.max_rows, progress=a.progress))
             gap = float((s_loop.mean(0) - s_vec.mean(0)).abs().max())

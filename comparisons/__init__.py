@@ -12,6 +12,7 @@ from .calibration import (
     predictive_probs,
     reliability_bins,
 )
+from .cholesky_mll import CholeskyMarginalLogLikelihood, gaussian_log_density
 from .diagnose import (
     DIAGNOSE_METHODS,
     DRAW_METHODS,
@@ -35,7 +36,6 @@ from .digits import (
     load_mnist_split,
     read_idx,
 )
-from .cholesky_mll import CholeskyMarginalLogLikelihood, gaussian_log_density
 from .exact_gp import (
     KERNEL_NAMES,
     MLL_SOLVERS,

@@ -129,7 +129,7 @@ from .predictive_distances import (
     moment_match_samples,
     summarize_predictive_distances,
 )
-from .toy_datasets import TOY1D_NAME
+from .toy_datasets import TOY1D_NAME, finish_toy_axes
 from .uci_datasets import StandardizedSplit, standardize
 from .uci_protocol import UCIProtocol
 
@@ -876,13 +876,4 @@ def plot_predictive_bands(result: DiagnoseResult, ax, num_sd: float = 2.0,
                 label=f"{m} ± {num_sd:g} sd")
         ax.plot(x, lo, color=color, lw=0.6, ls=":")
         ax.plot(x, hi, color=color, lw=0.6, ls=":")
-    ax.plot(x, data.f_test, "k--", lw=1, label=r"$x \sin x$")
-    ax.scatter(data.source.x_train[:, 0], data.source.y_train[:, 0], s=5, color="k", alpha=0.5,
-               zorder=3, label="training data")
-    ax.set_ylim(*ylim)
-    ax.set_xlim(x[0], x[-1])
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(f"{result.dataset}: test predictive of every method")
-    ax.legend(fontsize=6, loc="lower center", ncol=3, framealpha=0.8)
-    return ax
+    return finish_toy_axes(ax, data, x, ylim, f"{result.dataset}: test predictive of every method")

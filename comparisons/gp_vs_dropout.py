@@ -85,7 +85,7 @@ from .predictive_distances import (
     moment_match_samples,
     summarize_predictive_distances,
 )
-from .toy_datasets import TOY1D_NAME, load_toy1d
+from .toy_datasets import TOY1D_NAME, finish_toy_axes, load_toy1d
 from .uci_datasets import (
     StandardizedSplit,
     UCISplit,
@@ -956,13 +956,4 @@ def plot_toy1d_comparison(result: GPvsDropoutResult, ax, gp_method: str = "gp-ar
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
         ax.plot(x, np.clip(mean, ylim[0] - span, ylim[1] + span), color=color, lw=1.8,
                 label=f"{method} mean ± {num_sd:g} sd")
-    ax.plot(x, data.f_test, "k--", lw=1, label=r"$f(x) = x \sin x$")
-    ax.scatter(data.source.x_train[:, 0], data.source.y_train[:, 0], s=6, color="k", alpha=0.6,
-               zorder=3, label="training data")
-    ax.set_ylim(*ylim)
-    ax.set_xlim(x[0], x[-1])
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(f"MC dropout vs {gp_method}")
-    ax.legend(fontsize=6, loc="lower center", ncol=3, framealpha=0.8)
-    return ax
+    return finish_toy_axes(ax, data, x, ylim, f"MC dropout vs {gp_method}")
