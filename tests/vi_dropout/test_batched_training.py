@@ -40,10 +40,17 @@ CONFIGS = [
     dict(N=70, Q=3, D=2, hidden=(8, 6), activation="tanh", batch_size=32, epochs=8,
          keep_prob=[(0.8, 0.7, 0.9), (1.0, 0.5, 0.6)], reg=[1e-3, 5e-5], seeds=[0, 1],
          lr=[1e-3, 3e-3]),
+    # a one-unit hidden layer (one-output weighted-sum path with a mask) and a deeper ReLU net.
+    dict(N=50, Q=3, D=1, hidden=(5, 1), activation="relu", batch_size=16, epochs=6,
+         keep_prob=[(0.7, 0.8, 0.9), 0.6], reg=[1e-3, 1e-4], seeds=[4, 5], lr=1e-2),
+    # no hidden layer: dropout on the inputs of a linear model (no hidden masks at all).
+    dict(N=60, Q=4, D=2, hidden=(), activation="relu", batch_size=32, epochs=5,
+         keep_prob=[0.8, 0.95], reg=[1e-3, 0.0], seeds=[8, 9], lr=1e-2),
 ]
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=["relu-1-hidden", "tanh-2-hidden"])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=["relu-1-hidden", "tanh-2-hidden", "relu-5-1",
+                                              "linear"])
 def test_batched_equals_sequential(cfg):
     E = len(cfg["seeds"])
     x, y = _data(E, cfg["N"], cfg["Q"], cfg["D"])
@@ -137,7 +144,8 @@ def test_mask_blocks_do_not_change_the_result(monkeypatch):
     kwargs = dict(keep_prob=[0.9, 0.7, 0.95], reg=1e-4, seeds=[1, 2, 3], epochs=5, hidden=(6,),
                   batch_size=16)
     whole = bt.train_batched(x, y, **kwargs)  # all 5 epochs in one block
-    monkeypatch.setattr(bt, "_MASK_BLOCK_ENTRIES", 40 * 9 * 3 * 2)  # blocks of 2 epochs
+    # per epoch: 3 nets x 40 rows x (6 hidden mask columns + 3 inputs + 1 target)
+    monkeypatch.setattr(bt, "_MASK_BLOCK_ENTRIES", 3 * 40 * 10 * 2)  # blocks of 2 epochs
     blocks = bt.train_batched(x, y, **kwargs)
     for a, b in zip(whole.weights + whole.biases, blocks.weights + blocks.biases):
         assert torch.equal(a, b)
