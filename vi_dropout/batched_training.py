@@ -64,7 +64,8 @@ from .objectives import weight_decay_from_prior
 
 __all__ = ["TrainResult", "weight_decay", "train_sequential", "train_batched", "DropoutMLP"]
 
-# Mask entries held per block of epochs (2^25 floats: 128 MiB in float32).
+# Entries held per block of epochs: the gathered inputs and targets plus the hidden masks
+# (2^25 floats: 128 MiB in float32).
 _MASK_BLOCK_ENTRIES = 2**25
 
 _DERIVATIVES = {
