@@ -119,9 +119,7 @@ class PitfallHMCSettings:
 
     def __post_init__(self):
         for name in ("max_train", "chains", "samples", "processes", "max_tree_depth"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            check_positive_int(getattr(self, name), name)
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
         if not 0 < float(self.target_accept_prob) < 1:

@@ -41,17 +41,23 @@ TINY = dict(epochs_multiplier=0.01, num_samples=200, max_grid=1, gp_iterations=2
             hmc_max_tree_depth=4)
 
 
-@pytest.fixture(scope="module")
-def result():
+def _run_quietly(settings: DiagnoseSettings) -> DiagnoseResult:
+    """toy1d split 0 on one torch thread (restored afterwards), without the LOO-reliability and
+    HMC-diagnostics warnings that tiny settings always raise."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LOOReliabilityWarning)
             warnings.simplefilter("ignore", HMCDiagnosticsWarning)
-            yield run_diagnose("toy1d", 0, DiagnoseSettings(**TINY))
+            return run_diagnose("toy1d", 0, settings)
     finally:
         torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return _run_quietly(DiagnoseSettings(**TINY))
 
 
 def _values(records):
@@ -243,15 +249,7 @@ def test_shared_prior_is_used_by_every_method():
     Q / l_eff^2 = 4 and noise 1 / tau_s with HMC's tau_s."""
     settings = DiagnoseSettings(**dict(TINY, prior_length_scale=0.5, hmc_warmup=20,
                                        hmc_samples=20, min_loo_draws=40))
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LOOReliabilityWarning)
-            warnings.simplefilter("ignore", HMCDiagnosticsWarning)
-            r = run_diagnose("toy1d", 0, settings)
-    finally:
-        torch.set_num_threads(n)
+    r = _run_quietly(settings)
     assert list(r.methods) == ["mc_dropout", "standard_dropout", "gp-arccos1-prior", "hmc"]
     mc = r.methods["mc_dropout"].info
     assert mc["effective_length_scale"] == pytest.approx(0.5, rel=1e-12)
