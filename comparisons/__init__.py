@@ -112,6 +112,14 @@ from .mauna_loa import (
     run_mauna_loa,
     train_dropout_regressor,
 )
+from .method_styles import (
+    LEGACY_METHOD_IDS,
+    METHOD_STYLES,
+    MethodStyle,
+    canonical_method,
+    method_color,
+    method_label,
+)
 from .nngp_kernel import NNGP_ACTIVATIONS, NNGPKernel, erf_expectation
 from .pitfalls import (
     KeepProbSensitivity,
@@ -217,6 +225,12 @@ __all__ = [
     "from_nuts",
     "from_svi_guide",
     "weight_dims",
+    "METHOD_STYLES",
+    "LEGACY_METHOD_IDS",
+    "MethodStyle",
+    "canonical_method",
+    "method_color",
+    "method_label",
     "GP_METHODS",
     "FITTED_GP_METHODS",
     "PRIOR_GP_METHODS",

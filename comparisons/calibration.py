@@ -45,6 +45,8 @@ import torch
 
 from vi_dropout._validation import check_finite, check_positive_int
 
+from .method_styles import method_color, method_label
+
 __all__ = [
     "ReliabilityBins",
     "predictive_probs",
@@ -284,7 +286,9 @@ def plot_reliability_diagram(
     method's ECE.
 
     Args:
-        probs_by_method: ``{method: N x C probabilities}`` (e.g. :func:`predictive_probs`).
+        probs_by_method: ``{method: N x C probabilities}`` (e.g. :func:`predictive_probs`); a
+            method id (``mc_dropout``, ``standard_dropout``) is drawn with its label and colour
+            from :data:`~comparisons.method_styles.METHOD_STYLES`, another name as it is.
         labels: ``N`` integer labels.
         ax: matplotlib axes (drawn on and returned).
         num_bins: ``B >= 1``.
@@ -307,7 +311,8 @@ def plot_reliability_diagram(
         left = rb.edges[:-1] + j * width
         keep = rb.counts > 0
         bars = ax.bar(left[keep], rb.accuracy[keep], width=width * 0.95, align="edge",
-                      alpha=0.75, label=f"{method} (ECE {rb.ece:.3f})")
+                      alpha=0.75, color=method_color(method),
+                      label=f"{method_label(method)} (ECE {rb.ece:.3f})")
         if show_counts:
             ax.bar_label(bars, labels=[str(c) for c in rb.counts[keep]], fontsize="xx-small",
                          padding=1)

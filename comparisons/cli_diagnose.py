@@ -26,7 +26,14 @@ import argparse
 import time
 from pathlib import Path
 
-from ._cli_types import int_at_least
+from ._cli_types import (
+    add_out_argument,
+    add_seed_argument,
+    add_threads_argument,
+    int_at_least,
+    positive_float,
+    toy_or_uci_dataset,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -36,30 +43,18 @@ SMOKE = {"epochs_multiplier": 0.02, "num_samples": 200, "max_grid": 1, "gp_itera
          "hmc_processes": 1, "hmc_max_tree_depth": 4}
 
 
-def _positive_float(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            value = -1.0
-        if not value > 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text!r}")
-        return value
-
-    return parse
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``diagnose`` subcommand to ``subparsers`` (sets ``func`` and ``handler`` to
     :func:`run`)."""
     p = subparsers.add_parser(
         "diagnose", help="PSIS-LOO, az.compare, LOO-PIT, PPC and distances from an HMC reference "
                          "for MC dropout, standard dropout and the arc-cosine GP (one split)")
-    p.add_argument("--dataset", default="toy1d", help="toy1d or a UCI name (default toy1d)")
+    p.add_argument("--dataset", type=toy_or_uci_dataset, default="toy1d",
+                   help="toy1d or a UCI name (default toy1d)")
     p.add_argument("--split", type=int_at_least("--split", 0), default=0,
                    help="UCI split, or the toy's data seed (default 0)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--epochs-multiplier", type=_positive_float("--epochs-multiplier"),
+    add_out_argument(p)
+    p.add_argument("--epochs-multiplier", type=positive_float("--epochs-multiplier"),
                    default=10.0, help="the protocol's epochs multiplier (default 10)")
     p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="T, MC dropout passes (>= 1; PSIS-LOO needs >= 100; default 1000)")
@@ -79,17 +74,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    default=10)
     prior = p.add_mutually_exclusive_group()
     prior.add_argument("--hmc-prior-length-scale",
-                       type=_positive_float("--hmc-prior-length-scale"), default=None,
+                       type=positive_float("--hmc-prior-length-scale"), default=None,
                        help="override the dropout-matched prior length-scale l_eff for HMC only")
-    prior.add_argument("--prior-length-scale", type=_positive_float("--prior-length-scale"),
+    prior.add_argument("--prior-length-scale", type=positive_float("--prior-length-scale"),
                        default=None,
                        help="ONE prior length-scale l_eff (standardised scale, prior sd 1/l per "
                             "weight) for every method: MC dropout's weight decay, the GP's fixed "
-                            "hyper-parameters (gp-arccos1-prior instead of the fitted GP) and "
+                            "hyper-parameters (gp_arccos1_prior instead of the fitted GP) and "
                             "HMC (default: the protocol's l = 1e-2 and the fitted GP)")
-    p.add_argument("--seed", type=int_at_least("--seed", 0), default=0)
-    p.add_argument("--threads", type=int_at_least("--threads"), default=1,
-                   help="torch threads (default 1)")
+    add_seed_argument(p)
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--smoke", action="store_true",
                    help="tiny settings (seconds) overriding the others: " + ", ".join(

@@ -38,6 +38,15 @@ import os
 import time
 from pathlib import Path
 
+from ._cli_types import (
+    add_out_argument,
+    add_seed_argument,
+    add_threads_argument,
+    int_at_least,
+    positive_float,
+    toy_or_uci_dataset,
+)
+
 __all__ = ["add_parser", "run", "COMMAND"]
 
 COMMAND = "gp-vs-dropout"
@@ -57,29 +66,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "and SE by marginal likelihood) on one split",
         description="Train MC dropout with the UCI protocol and fit exact GPs on the same split; "
         "write accuracy, calibration and predictive-distance tables.")
-    p.add_argument("--dataset", default="toy1d",
+    p.add_argument("--dataset", type=toy_or_uci_dataset, default="toy1d",
                    help="'toy1d' or a UCI data set name / alias (default: toy1d)")
-    p.add_argument("--split", type=int, default=0,
+    p.add_argument("--split", type=int_at_least("--split", 0), default=0,
                    help="UCI split index, or the toy's data seed (default: 0)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--epochs-multiplier", type=float, default=10.0,
+    add_out_argument(p)
+    p.add_argument("--epochs-multiplier", type=positive_float("--epochs-multiplier"),
+                   default=10.0,
                    help="MC dropout epochs = base epochs (UCI 40, toy 1000) times this "
                         "(default: 10, as `python -m comparisons uci`)")
-    p.add_argument("--num-samples", type=int, default=10_000,
+    p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=10_000,
                    help="T, MC dropout samples at test time (default: 10000)")
-    p.add_argument("--max-grid", type=int, default=None,
+    p.add_argument("--max-grid", type=int_at_least("--max-grid"), default=None,
                    help="only the first grid points of the dropout grid search (smoke runs)")
-    p.add_argument("--gp-iterations", type=int, default=200,
+    p.add_argument("--gp-iterations", type=int_at_least("--gp-iterations"), default=200,
                    help="L-BFGS iterations (or Adam steps) of the fitted GPs (default: 200)")
     p.add_argument("--gp-optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    p.add_argument("--gp-lr", type=float, default=0.1, help="Adam learning rate (adam only)")
+    p.add_argument("--gp-lr", type=positive_float("--gp-lr"), default=0.1,
+                   help="Adam learning rate (adam only; default: 0.1)")
     p.add_argument("--no-random-features", action="store_true",
-                   help="skip gp-rf-prior (random-feature GP with the dropout prior)")
-    p.add_argument("--toy-num-train", type=int, default=200,
+                   help="skip gp_rf_prior (random-feature GP with the dropout prior)")
+    p.add_argument("--toy-num-train", type=int_at_least("--toy-num-train", 10), default=200,
                    help="training points of toy1d (default: 200)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the dropout protocol")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch intra-op threads (default: 1)")
+    add_seed_argument(p, help="seed of the dropout protocol (default: 0)")
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="do not print the stages")
     p.set_defaults(func=run)
     return p

@@ -31,43 +31,20 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["COMMAND", "add_parser", "run", "positive_int", "drop_rate_arg"]
+from ._cli_types import (
+    add_keep_prob_argument,
+    add_out_argument,
+    add_seed_argument,
+    add_threads_argument,
+    drop_rate_from_keep_prob,
+    float_in,
+    int_at_least,
+    positive_float,
+)
+
+__all__ = ["COMMAND", "add_parser", "run"]
 
 COMMAND = "mauna-loa"
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer ``>= 1`` (else ``ArgumentTypeError`` naming what arrived)."""
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
-def drop_rate_arg(text: str) -> float:
-    """argparse type: a drop rate in [0, 1) (the probability of DROPPING a unit)."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text!r}") from None
-    if not (0.0 <= value < 1.0):
-        raise argparse.ArgumentTypeError(
-            f"must lie in [0, 1) (drop_rate = 1 - keep_prob), got {value}"
-        )
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {value}")
-    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -86,31 +63,37 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Standard dropout, MC dropout (ReLU, tanh) and exact GPs (SE, arc-cosine) "
                     "fitted on the early part of the Mauna Loa CO2 record and extrapolated.",
     )
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--iterations", type=positive_int, default=d.iterations,
+    add_out_argument(p)
+    p.add_argument("--iterations", type=int_at_least("--iterations"), default=d.iterations,
                    help=f"minibatch steps per network (default {d.iterations}; paper-like: "
                         "1000000)")
-    p.add_argument("--num-samples", type=positive_int, default=d.num_samples,
+    p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=d.num_samples,
                    help=f"T, MC dropout function draws (default {d.num_samples})")
-    p.add_argument("--hidden-layers", type=positive_int, default=d.hidden_layers)
-    p.add_argument("--hidden-units", type=positive_int, default=d.hidden_units)
-    p.add_argument("--drop-rate", type=drop_rate_arg, default=d.drop_rate,
-                   help=f"probability of DROPPING a hidden unit (keep_prob = 1 - drop_rate; "
-                        f"default {d.drop_rate})")
-    p.add_argument("--tau", type=_positive_float, default=d.tau,
+    p.add_argument("--hidden-layers", type=int_at_least("--hidden-layers"),
+                   default=d.hidden_layers, help=f"default {d.hidden_layers}")
+    p.add_argument("--hidden-units", type=int_at_least("--hidden-units"),
+                   default=d.hidden_units, help=f"default {d.hidden_units}")
+    add_keep_prob_argument(p, d.keep_prob, "keep probability of every hidden unit")
+    p.add_argument("--tau", type=positive_float("--tau"), default=d.tau,
                    help=f"model precision on the standardised scale (default {d.tau:g})")
-    p.add_argument("--gp-iterations", type=positive_int, default=d.gp_iterations)
-    p.add_argument("--gp-stride", type=positive_int, default=d.gp_stride,
+    p.add_argument("--gp-iterations", type=int_at_least("--gp-iterations"),
+                   default=d.gp_iterations, help=f"default {d.gp_iterations}")
+    p.add_argument("--gp-stride", type=int_at_least("--gp-stride"), default=d.gp_stride,
                    help="GPs condition on every k-th training week (default "
                         f"{d.gp_stride})")
-    p.add_argument("--data-stride", type=positive_int, default=d.data_stride,
+    p.add_argument("--data-stride", type=int_at_least("--data-stride"), default=d.data_stride,
                    help="keep every k-th week of the record (default 1: all)")
-    p.add_argument("--train-fraction", type=float, default=d.train_fraction)
-    p.add_argument("--extrapolation", type=_positive_float, default=d.extrapolation,
-                   help="horizon = end of training + this x the training span")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch intra-op threads (default 1)")
+    p.add_argument("--train-fraction", default=d.train_fraction,
+                   type=float_in("--train-fraction", 0, 1, low_inclusive=False,
+                                 high_inclusive=False),
+                   help=f"fraction of the record used for training (default "
+                        f"{d.train_fraction:g})")
+    p.add_argument("--extrapolation", type=positive_float("--extrapolation"),
+                   default=d.extrapolation,
+                   help="horizon = end of training + this x the training span (default "
+                        f"{d.extrapolation:g})")
+    add_seed_argument(p, d.seed)
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -143,7 +126,7 @@ def config_from_args(args: argparse.Namespace):
         num_samples=args.num_samples,
         hidden_layers=args.hidden_layers,
         hidden_units=args.hidden_units,
-        drop_rate=args.drop_rate,
+        drop_rate=drop_rate_from_keep_prob(args.keep_prob),
         tau=args.tau,
         gp_iterations=args.gp_iterations,
         gp_stride=args.gp_stride,

@@ -17,7 +17,13 @@ import argparse
 import time
 from pathlib import Path
 
-from ._cli_types import int_at_least
+from ._cli_types import (
+    add_keep_prob_argument,
+    add_out_argument,
+    add_seed_argument,
+    add_threads_argument,
+    int_at_least,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -37,15 +43,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``pitfalls`` subcommand to ``subparsers``."""
     p = subparsers.add_parser("pitfalls", help="improper KL, non-concentration and keep_prob "
                                                 "sensitivity of MC dropout (toy data)")
-    p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--steps", type=int_at_least("--steps"), default=4000,
+    add_out_argument(p)
+    p.add_argument("--iterations", type=int_at_least("--iterations"), default=4000,
                    help="Adam steps per network (default 4000)")
     p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="T, MC dropout samples (default 1000)")
     p.add_argument("--sizes", type=_int_list, default=[10, 30, 100, 300, 1000, 3000],
                    help="training-set sizes of the non-concentration experiment")
-    p.add_argument("--keep-prob", type=float, default=0.9,
-                   help="keep_prob of the non-concentration experiment (default 0.9)")
+    add_keep_prob_argument(p, 0.9, "keep_prob of the non-concentration experiment")
     p.add_argument("--hmc", action=argparse.BooleanOptionalAction, default=True,
                    help="NUTS reference curve in the non-concentration experiment (--no-hmc: "
                         "MC dropout and the GP only)")
@@ -58,9 +63,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="processes for the chains (default 2)")
     p.add_argument("--hmc-max-tree-depth", type=int_at_least("--hmc-max-tree-depth"),
                    default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int_at_least("--threads"), default=1,
-                   help="torch threads (default 1)")
+    add_seed_argument(p)
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=run)
     return p
@@ -102,7 +106,7 @@ def run(args) -> int:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    settings = PitfallSettings(steps=args.steps, num_samples=args.num_samples, seed=args.seed)
+    settings = PitfallSettings(steps=args.iterations, num_samples=args.num_samples, seed=args.seed)
     hmc = None
     if args.hmc:
         hmc = PitfallHMCSettings(max_train=args.hmc_max_train, chains=args.hmc_chains,

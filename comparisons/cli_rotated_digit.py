@@ -45,6 +45,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from ._cli_types import (
+    add_keep_prob_argument,
+    add_out_argument,
+    add_threads_argument,
+    drop_rate_from_keep_prob,
+    float_in,
+    int_at_least,
+    positive_float,
+)
+
 __all__ = ["DEFAULTS", "add_parser", "run"]
 
 #: Default settings of the subcommand (also used in the docs).
@@ -55,25 +65,11 @@ DEFAULTS = {
     "batch_size": 128,
     "lr": 1e-3,
     "weight_decay": 5e-4,
-    "drop_rate": 0.5,
+    "keep_prob": 0.5,
     "digit": 1,
     "digit_index": 0,
     "num_bins": 10,
 }
-
-
-def _int_at_least(minimum: int, flag: str, meaning: str):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{flag} must be an integer >= {minimum} ({meaning}), got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(
-                f"{flag} must be an integer >= {minimum} ({meaning}), got {text!r}")
-        return value
-    return parse
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -89,35 +85,34 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Train a LeNet with dropout before its last layer on scikit-learn's 8x8 "
                     "digits (or MNIST IDX files), then compare MC dropout with standard dropout "
                     "on a rotated test digit and on the calibration of the test split.")
-    p.add_argument("--out", required=True, help="output directory (created if needed)")
-    p.add_argument("--epochs", type=_int_at_least(1, "--epochs", "training epochs"),
+    add_out_argument(p)
+    p.add_argument("--epochs", type=int_at_least("--epochs", 1, "training epochs"),
                    default=d["epochs"], help=f"training epochs (default {d['epochs']})")
-    p.add_argument("--num-samples", type=_int_at_least(1, "--num-samples",
-                                                       "T, MC dropout samples per image"),
+    p.add_argument("--num-samples", type=int_at_least("--num-samples", 1,
+                                                      "T, MC dropout samples per image"),
                    default=d["num_samples"],
                    help=f"T, MC dropout samples per image (default {d['num_samples']})")
     p.add_argument("--mnist-path", default=None,
                    help="folder with MNIST IDX files (train-images-idx3-ubyte, "
                         "train-labels-idx1-ubyte, optional t10k-*, each optionally .gz); "
                         "default: scikit-learn's bundled 8x8 digits")
-    p.add_argument("--seed", type=_int_at_least(0, "--seed", "random seed"), default=d["seed"],
+    p.add_argument("--seed", type=int_at_least("--seed", 0, "random seed"), default=d["seed"],
                    help="seed of the split, the initial weights, the training and the MC masks")
-    p.add_argument("--batch-size", type=_int_at_least(1, "--batch-size", "minibatch size"),
-                   default=d["batch_size"])
-    p.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=d["weight_decay"],
-                   help="torch weight_decay (Caffe LeNet: 5e-4)")
-    p.add_argument("--drop-rate", type=float, default=d["drop_rate"],
-                   help="probability that a hidden unit is DROPPED (keep_prob = 1 - drop_rate)")
+    p.add_argument("--batch-size", type=int_at_least("--batch-size", 1, "minibatch size"),
+                   default=d["batch_size"], help=f"minibatch size (default {d['batch_size']})")
+    p.add_argument("--lr", type=positive_float("--lr"), default=d["lr"],
+                   help=f"Adam learning rate (default {d['lr']:g})")
+    p.add_argument("--weight-decay", type=float_in("--weight-decay", 0), default=d["weight_decay"],
+                   help=f"torch weight_decay (Caffe LeNet: 5e-4; default {d['weight_decay']:g})")
+    add_keep_prob_argument(p, d["keep_prob"], "keep probability of the last hidden layer's units")
     p.add_argument("--digit", type=int, default=d["digit"], choices=range(10), metavar="0-9",
                    help="class of the rotated test image (default 1)")
-    p.add_argument("--digit-index", type=_int_at_least(0, "--digit-index", "which test image"),
+    p.add_argument("--digit-index", type=int_at_least("--digit-index", 0, "which test image"),
                    default=d["digit_index"],
                    help="which test image of that class (0 = the first)")
-    p.add_argument("--num-bins", type=_int_at_least(1, "--num-bins", "ECE bins"),
+    p.add_argument("--num-bins", type=int_at_least("--num-bins", 1, "ECE bins"),
                    default=d["num_bins"], help="equal-width bins of the ECE / reliability diagram")
-    p.add_argument("--threads", type=_int_at_least(1, "--threads", "torch threads"),
-                   default=None, help="torch.set_num_threads (default: torch's choice)")
+    add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     p.set_defaults(handler=run)
     return p
@@ -162,9 +157,9 @@ def _check_args(args) -> None:
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} must be an integer >= {minimum}, got {v!r}")
-    if not (0.0 <= float(args.drop_rate) < 1.0):
-        raise ValueError(f"--drop-rate must lie in [0, 1) (probability that a unit is DROPPED), "
-                         f"got {args.drop_rate!r}")
+    if not (0.0 < float(args.keep_prob) <= 1.0):
+        raise ValueError(f"--keep-prob must lie in (0, 1] (probability that a unit is KEPT), "
+                         f"got {args.keep_prob!r}")
     if not (float(args.lr) > 0 and math.isfinite(float(args.lr))):
         raise ValueError(f"--lr must be a finite number > 0, got {args.lr!r}")
     if not (float(args.weight_decay) >= 0 and math.isfinite(float(args.weight_decay))):
@@ -209,7 +204,12 @@ def run(args: argparse.Namespace) -> int:
         data, dataset = load_mnist_split(args.mnist_path, seed=args.seed), "mnist"
     else:
         data, dataset = load_digits_split(seed=args.seed), "digits"
-    net = LeNet(data.image_size, data.num_classes, drop_rate=args.drop_rate, seed=args.seed)
+    try:  # before the training: --digit-index must name a test image of --digit
+        image, row = select_digit(data.x_test, data.y_test, args.digit, args.digit_index)
+    except ValueError as exc:
+        raise ValueError(f"--digit-index {args.digit_index}: {exc}") from None
+    drop_rate = drop_rate_from_keep_prob(args.keep_prob)
+    net = LeNet(data.image_size, data.num_classes, drop_rate=drop_rate, seed=args.seed)
     hist = train_lenet(net, data.x_train, data.y_train, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
                        seed=args.seed, progress=progress)
@@ -220,7 +220,6 @@ def run(args: argparse.Namespace) -> int:
     logits_std = standard_logits(net, data.x_test)
     logits = {"mc_dropout": logits_mc, "standard_dropout": logits_std}
     cal = calibration_records(logits, data.y_test, dataset, args.num_bins)
-    image, row = select_digit(data.x_test, data.y_test, args.digit, args.digit_index)
     res = run_rotated_digit(net, image, num_samples=args.num_samples, seed=args.seed,
                             digit=args.digit, dataset=dataset)
     rot = res.records
@@ -251,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
         "",
         f"- data: {data.description}",
         f"- model: LeNet conv(5x5,20)-ReLU-pool-conv(5x5,50)-ReLU-pool-FC500-ReLU-"
-        f"Dropout(drop_rate={args.drop_rate:g})-FC{data.num_classes}, {data.image_size}x"
+        f"Dropout(drop_rate={drop_rate:g})-FC{data.num_classes}, {data.image_size}x"
         f"{data.image_size} inputs",
         f"- training: Adam lr={args.lr:g}, weight_decay={args.weight_decay:g}, batch "
         f"{args.batch_size}, {args.epochs} epochs, seed {args.seed}; final training loss "

@@ -18,11 +18,11 @@ method                what it is
                       (:func:`~vi_dropout.predict.standard_dropout_predict`), predictive
                       :math:`\mathcal{N}(\hat y, 1/\tau)`. A point estimate: no posterior draws,
                       hence no LOO / compare / PPC (reported as ``n/a (no posterior)``)
-``gp-arccos1``        ``ScaleKernel(arc-cosine order 1)`` fitted by marginal likelihood
+``gp_arccos1``        ``ScaleKernel(arc-cosine order 1)`` fitted by marginal likelihood
                       (:func:`~comparisons.gp_vs_dropout.fit_gp`), via
                       :func:`~comparisons.inference_data.from_exact_gp` (independent per-point
                       draws of the latent marginals); with a shared prior (below) it is
-                      replaced by ``gp-arccos1-prior``, the same kernel with the
+                      replaced by ``gp_arccos1_prior``, the same kernel with the
                       hyper-parameters FIXED by that prior and the selected noise (nothing
                       fitted)
 ``hmc``               NUTS (:func:`~comparisons.hmc_reference.run_nuts`) on the same architecture
@@ -59,7 +59,7 @@ methods at once:
   of it on the toy and UCI grids), and the selected (dropout rate, tau) is then retrained on the
   full training split with the exact :math:`l = \sqrt 2\, l_\text{eff}/(p s_y)`: the network
   that is evaluated has weight decay :math:`l^2 p/(2N\tau)` for exactly this prior;
-* the GP: ``gp-arccos1-prior``, the arc-cosine kernel of that prior
+* the GP: ``gp_arccos1_prior``, the arc-cosine kernel of that prior
   (:func:`~comparisons.gp_vs_dropout.dropout_prior_gp_hyperparameters`: weight variance
   :math:`Q/l_\text{eff}^2`, bias variance and per-unit output variance :math:`1/l_\text{eff}^2`,
   noise :math:`1/\tau_s` with the tau MC dropout selected), no fitting. It has no output-bias
@@ -124,6 +124,7 @@ from .exact_gp import gaussian_test_loglik
 from .gp_vs_dropout import _load, dropout_prior_gp_hyperparameters, fit_gp, fit_mc_dropout
 from .hmc_reference import HMCDiagnosticsWarning, hmc_summary, run_nuts
 from .inference_data import LOOReliabilityWarning, checked_loo, from_exact_gp, from_mc_dropout
+from .method_styles import method_color, method_label
 from .predictive_distances import (
     interval_coverage,
     moment_match_samples,
@@ -149,14 +150,12 @@ __all__ = [
     "save_inference_data",
 ]
 
-#: every method, in table order (with a shared prior ``gp-arccos1-prior`` replaces ``gp-arccos1``)
-DIAGNOSE_METHODS = ("mc_dropout", "standard_dropout", "gp-arccos1", "hmc")
-_TABLE_ORDER = ("mc_dropout", "standard_dropout", "gp-arccos1", "gp-arccos1-prior", "hmc")
+#: every method, in table order (with a shared prior ``gp_arccos1_prior`` replaces ``gp_arccos1``)
+DIAGNOSE_METHODS = ("mc_dropout", "standard_dropout", "gp_arccos1", "hmc")
+_TABLE_ORDER = ("mc_dropout", "standard_dropout", "gp_arccos1", "gp_arccos1_prior", "hmc")
 #: the methods with posterior draws (PSIS-LOO, compare, PPC, LOO-PIT)
-DRAW_METHODS = ("mc_dropout", "gp-arccos1", "hmc")
+DRAW_METHODS = ("mc_dropout", "gp_arccos1", "hmc")
 NO_POSTERIOR = "n/a (no posterior)"
-_COLORS = {"mc_dropout": "tab:blue", "standard_dropout": "tab:gray", "gp-arccos1": "tab:orange",
-           "gp-arccos1-prior": "tab:orange", "hmc": "tab:green"}
 
 
 class DiagnoseWarning(UserWarning):
@@ -203,7 +202,7 @@ class DiagnoseSettings:
             ``None``: the dropout model's :math:`l_\\text{eff}` (see the module docstring).
         prior_length_scale: ONE prior length-scale :math:`l_\\text{eff}` (standardised scale)
             for every method: MC dropout's weight decay, the GP's fixed hyper-parameters
-            (``gp-arccos1-prior`` instead of the fitted ``gp-arccos1``) and HMC's prior (see the
+            (``gp_arccos1_prior`` instead of the fitted ``gp_arccos1``) and HMC's prior (see the
             module docstring); ``None``: the protocol's ``l = 1e-2``, the fitted GP and HMC with
             the matched :math:`l_\\text{eff}` (or ``hmc_prior_length_scale``). Excludes
             ``hmc_prior_length_scale``.
@@ -367,8 +366,8 @@ def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, az.InferenceDa
 
     Example:
         >>> rng = np.random.default_rng(0)
-        >>> a = from_mc_dropout(rng.normal(size=(200, 5, 1)), np.zeros(5), tau=1.0)
-        >>> b = from_mc_dropout(0.1 * rng.normal(size=(200, 5, 1)), np.zeros(5), tau=1.0)
+        >>> a = from_mc_dropout(rng.normal(size=(200, 5, 1)), np.zeros((5, 1)), tau=1.0)
+        >>> b = from_mc_dropout(0.1 * rng.normal(size=(200, 5, 1)), np.zeros((5, 1)), tau=1.0)
         >>> cmp = compare_methods({"a": checked_loo(a), "b": checked_loo(b)}, {"a": a, "b": b})
         >>> cmp.index[0]
         'b'
@@ -463,6 +462,8 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
     y_mean, y_std = float(std.y_mean), float(std.y_std)
     y_train = np.array(raw.y_train, dtype=np.float64)[:, 0]  # writable copies
     y_test = np.array(raw.y_test, dtype=np.float64)[:, 0]
+    # N x 1 targets for the InferenceData converters (they refuse a 1-D y); 1-D for the metrics
+    y_train_2d, y_test_2d = y_train[:, None], y_test[:, None]
     x_train = np.asarray(std.x_train, dtype=np.float64)
     x_test = np.asarray(std.x_test, dtype=np.float64)
     caught: list[str] = []
@@ -506,9 +507,9 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
         std_test = standard_dropout_predict(torch.as_tensor(x_test), ws, bs, kp,
                                             inverted=True).numpy()[:, 0]
     attrs = dict(base_attrs, keep_prob=kp)
-    id_train = from_mc_dropout(s_train, y_train, tau, x_train, y_mean=y_mean, y_std=y_std,
+    id_train = from_mc_dropout(s_train, y_train_2d, tau, x_train, y_mean=y_mean, y_std=y_std,
                                seed=s.seed, attrs=attrs)
-    id_test = from_mc_dropout(s_test, y_test, tau, x_test, y_mean=y_mean, y_std=y_std,
+    id_test = from_mc_dropout(s_test, y_test_2d, tau, x_test, y_mean=y_mean, y_std=y_std,
                               seed=s.seed + 1, attrs=attrs)
     mean, var = moment_match_samples(s_test[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
                                      y_std=y_std)
@@ -527,7 +528,7 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
         info=dict(info))
 
     # ---- the arc-cosine GP: fitted, or fixed by the shared prior
-    gp_method = "gp-arccos1-prior" if shared else "gp-arccos1"
+    gp_method = "gp_arccos1_prior" if shared else "gp_arccos1"
     say(f"[{gp_method}] " + ("hyper-parameters of the shared prior" if shared else
                              f"marginal likelihood, up to {s.gp_iterations} L-BFGS iterations"))
     t0 = time.perf_counter()
@@ -538,10 +539,11 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
         gp = fit_gp(gp_method, x_train, std.y_train, iterations=s.gp_iterations,
                     seed=s.seed + split, prior=prior if shared else None)
         m_std, v_std = gp.predict(x_test)
-        gp_train = from_exact_gp(gp.model, gp.likelihood, x_train, y_train, s.gp_num_draws,
-                                 y_mean=y_mean, y_std=y_std, seed=s.seed, attrs=base_attrs)
-        gp_test = from_exact_gp(gp.model, gp.likelihood, x_test, y_test, s.gp_num_draws,
-                                y_mean=y_mean, y_std=y_std, seed=s.seed + 1, attrs=base_attrs)
+        gp_attrs = dict(base_attrs, method=gp_method)
+        gp_train = from_exact_gp(gp.model, gp.likelihood, x_train, y_train_2d, s.gp_num_draws,
+                                 y_mean=y_mean, y_std=y_std, seed=s.seed, attrs=gp_attrs)
+        gp_test = from_exact_gp(gp.model, gp.likelihood, x_test, y_test_2d, s.gp_num_draws,
+                                y_mean=y_mean, y_std=y_std, seed=s.seed + 1, attrs=gp_attrs)
     gp_mean, gp_var = y_mean + y_std * m_std, y_std**2 * v_std
     gp_ll = float(gaussian_test_loglik(
         *(torch.tensor(np.array(a)) for a in (gp_mean, gp_var, y_test))).mean())
@@ -571,9 +573,9 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
                        num_processes=s.hmc_processes, seed=s.seed,
                        max_tree_depth=s.hmc_max_tree_depth,
                        target_accept_prob=s.hmc_target_accept_prob, init_scale=l_hmc)
-        h_train = res.to_inference_data(y=y_train[rows], y_mean=y_mean, y_std=y_std,
+        h_train = res.to_inference_data(y=y_train_2d[rows], y_mean=y_mean, y_std=y_std,
                                         seed=s.seed, attrs=base_attrs)
-        h_test = res.to_inference_data(x=x_test, y=y_test, y_mean=y_mean, y_std=y_std,
+        h_test = res.to_inference_data(x=x_test, y=y_test_2d, y_mean=y_mean, y_std=y_std,
                                        seed=s.seed + 1, attrs=base_attrs)
         h_mean, h_var = moment_match_samples(_f_draws(h_test), noise_var=y_std**2 / tau_hmc)
         with warnings.catch_warnings(record=True) as rec:
@@ -811,7 +813,7 @@ def plot_ppc(result: DiagnoseResult, method: str, ax, num_pp_samples: int = 50):
             * out.idata_train.posterior_predictive.sizes["draw"])
     az.plot_ppc(out.idata_train, ax=ax, num_pp_samples=min(int(num_pp_samples), n),
                 random_seed=0, legend=True)
-    ax.set_title(f"{result.dataset}: PPC, {method} (training data)")
+    ax.set_title(f"{result.dataset}: PPC, {method_label(method)} (training data)")
     return ax
 
 
@@ -829,7 +831,7 @@ def plot_loo_pit(result: DiagnoseResult, method: str, ax):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         az.plot_loo_pit(out.idata_train, y="y", ecdf=True, ax=ax)
-    ax.set_title(f"{result.dataset}: LOO-PIT, {method}")
+    ax.set_title(f"{result.dataset}: LOO-PIT, {method_label(method)}")
     return ax
 
 
@@ -868,12 +870,12 @@ def plot_predictive_bands(result: DiagnoseResult, ax, num_sd: float = 2.0,
     for m in methods:
         out = result.methods[m]
         sd = np.sqrt(out.var)
-        color = _COLORS.get(m, "tab:purple")
+        color = method_color(m, "tab:cyan")
         lo = np.clip(out.mean - num_sd * sd, ylim[0] - span, ylim[1] + span)
         hi = np.clip(out.mean + num_sd * sd, ylim[0] - span, ylim[1] + span)
         ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
         ax.plot(x, np.clip(out.mean, ylim[0] - span, ylim[1] + span), color=color, lw=1.5,
-                label=f"{m} ± {num_sd:g} sd")
+                label=f"{method_label(m)} ± {num_sd:g} sd")
         ax.plot(x, lo, color=color, lw=0.6, ls=":")
         ax.plot(x, hi, color=color, lw=0.6, ls=":")
     return finish_toy_axes(ax, data, x, ylim, f"{result.dataset}: test predictive of every method")

@@ -230,11 +230,18 @@ def gaussian_test_loglik(
     the GP was trained in and :math:`y^\text{orig} = \bar y + s\,y` with ``y_scale`` :math:`s`
     (the density of an affine map gains :math:`-\log s`; :math:`\bar y` does not enter).
 
-    Shapes: ``mean``, ``variance``, ``y`` broadcast together (e.g. ``M``); returns that shape.
+    Shapes: ``mean``, ``variance`` and ``y`` must have the SAME shape (e.g. ``M``; never
+    broadcast: an ``M x 1`` target against ``M`` moments would score every point against every
+    target); returns that shape.
     """
     y_scale = check_positive(y_scale, "y_scale")
     for t, name in ((mean, "mean"), (variance, "variance"), (y, "y")):
         check_finite(t, name)
+    if not mean.shape == variance.shape == y.shape:
+        raise ValueError(
+            f"mean, variance and y must have the same shape (no broadcasting), got "
+            f"{tuple(mean.shape)}, {tuple(variance.shape)} and {tuple(y.shape)}"
+        )
     if bool((variance <= 0).any()):
         raise ValueError(
             f"variance must be > 0 everywhere, got minimum {float(variance.min()):g}"

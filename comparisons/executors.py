@@ -6,12 +6,17 @@ A *cell* is any picklable object with a stable id (a :class:`Cell`, a mapping wi
 :mod:`comparisons.results_store`). :func:`run_cells` skips cells already in the store,
 runs the others on an executor, writes every finished cell to the store at once (so an
 interruption loses at most the cells in flight), and isolates failures: a cell that raises
-is recorded in ``failures.json`` (cell id, error, traceback) and the run goes on.
+is recorded in ``failures.json`` (cell id, error, traceback) and the run goes on. It holds the
+results folder's lock for the whole run (a second run into the same folder stops at once with
+:class:`~comparisons.results_store.ResultsFolderBusy`), checks the store's settings
+(:class:`~comparisons.results_store.SettingsMismatch`), re-runs the cells of damaged cell
+files, and turns Ctrl-C into a one-line :class:`RunInterrupted`.
 
 Executors:
 
 - :class:`LocalExecutor` ``(num_workers=1)``: in-process loop; a process pool when
-  ``num_workers > 1`` (the cell function and cells must then be picklable).
+  ``num_workers > 1`` (the cell function and cells must then be picklable). Its workers ignore
+  Ctrl-C (the parent stops them), and die with the parent if it is killed.
 - :class:`RayExecutor` ``(address=None | "auto" | "ray://host:port", num_cpus=None)``: one Ray
   task per cell, on an existing cluster or a local instance (``pip install .[distributed]``).
 
@@ -29,6 +34,10 @@ from __future__ import annotations
 import abc
 import concurrent.futures as cf
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,6 +55,7 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "RayExecutor",
+    "RunInterrupted",
     "cell_id_of",
     "run_cells",
 ]
@@ -146,6 +156,77 @@ def _set_torch_threads(num_threads: int | None) -> int | None:
     return previous
 
 
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WATCHDOG_PERIOD_S = 0.5
+
+
+def _exit_with_parent(parent_pid: int | None) -> None:
+    """Make this (worker) process die when its parent process does.
+
+    On Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` has the kernel kill it the moment its parent
+    exits (strictly: the parent's thread that started it; the pool is started and consumed by
+    the thread running the cells); everywhere, a daemon thread also polls ``os.getppid()`` and
+    exits the process once the parent is gone (re-parented processes see another parent id).
+
+    Args:
+        parent_pid: the pid of the process that started the pool, which must be this
+            process's parent ("spawn", "fork"); ``None`` watches whatever parent it has now
+            (the fork server with "forkserver", which exits with the main process).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no usable libc
+            pass
+    if parent_pid is None:
+        parent_pid = os.getppid()
+    elif os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+    def watchdog() -> None:
+        while True:
+            time.sleep(_WATCHDOG_PERIOD_S)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
+
+
+def _init_worker(num_threads: int | None, parent_pid: int | None) -> None:
+    """Pool worker initializer: die with the parent, ignore Ctrl-C, set torch threads.
+
+    Ctrl-C in a terminal reaches the whole process group; the workers ignore it so that only
+    the parent reacts (it stops the workers and reports), instead of every worker printing
+    a traceback.
+    """
+    _exit_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_torch_threads(num_threads)
+
+
+def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
+    """Stop a process pool now: cancel queued cells and kill the running workers."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        try:
+            proc.terminate()
+        except (OSError, ValueError):  # pragma: no cover - already gone or closed
+            pass
+    deadline = time.monotonic() + 5.0
+    for proc in processes:
+        try:
+            proc.join(timeout=max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():  # pragma: no cover - SIGTERM ignored
+                proc.kill()
+                proc.join(timeout=1.0)
+        except (OSError, ValueError):  # pragma: no cover
+            pass
+
+
 class Executor(abc.ABC):
     """Runs cells and yields a :class:`CellOutcome` for each as it completes (any order)."""
 
@@ -201,10 +282,12 @@ class LocalExecutor(Executor):
                 _set_torch_threads(previous)
             return
         ctx = multiprocessing.get_context(self.mp_context)
+        parent_pid = None if ctx.get_start_method() == "forkserver" else os.getpid()
         pool = cf.ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx,
-                                      initializer=_set_torch_threads,
-                                      initargs=(self.threads_per_worker,))
+                                      initializer=_init_worker,
+                                      initargs=(self.threads_per_worker, parent_pid))
         futures = {}
+        finished = False
         try:
             futures = {pool.submit(_call_cell, fn, cell, i): i for i, cell in enumerate(cells)}
             for fut in cf.as_completed(futures):
@@ -214,10 +297,14 @@ class LocalExecutor(Executor):
                 except Exception as exc:  # noqa: BLE001 - e.g. unpicklable result, dead worker
                     yield CellOutcome(i, None, f"{type(exc).__name__}: {exc}",
                                       traceback.format_exc())
+            finished = True
         finally:
             for fut in futures:
                 fut.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
+            if finished:
+                pool.shutdown(wait=True, cancel_futures=True)
+            else:  # interrupted or closed early: do not wait for the cells in flight
+                _stop_pool(pool)
 
 
 class RayExecutor(Executor):
@@ -304,8 +391,10 @@ def _import_ray():
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "RayExecutor needs Ray, which is not installed: pip install .[distributed]"
+        # a ValueError: choosing the Ray executor without its extra is the caller's choice
+        raise ValueError(
+            "executor 'ray' needs Ray, which is not installed: pip install '.[distributed]' "
+            "(or use the local executor)"
         ) from exc
     return ray
 
@@ -327,16 +416,48 @@ class RunSummary:
     failed_cells: tuple[str, ...] = ()
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """:func:`run_cells` was interrupted (Ctrl-C); the finished cells are saved.
+
+    ``str()`` is one line for the user, e.g. ``"interrupted: 7 of 20 cells finished (4 already
+    done before this run) in out/uci; re-run the same command to resume"``. A subclass of
+    :class:`KeyboardInterrupt`, so code that handles Ctrl-C keeps working.
+
+    Attributes:
+        finished: cells finished in the folder (before and during this run).
+        total: cells of the run.
+        done_before: cells already finished when the run started.
+        out: the results folder.
+    """
+
+    def __init__(self, finished: int, total: int, done_before: int, out: Any) -> None:
+        self.finished, self.total, self.done_before, self.out = (finished, total, done_before,
+                                                                 out)
+        super().__init__(
+            f"interrupted: {finished} of {total} cells finished ({done_before} already done "
+            f"before this run) in {out}; re-run the same command to resume"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.finished, self.total, self.done_before, self.out))
+
+
 def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
               executor: Executor | None = None,
               cell_id: Callable[[Any], str] | None = None,
               progress: bool = True, add_wall_time: bool = True) -> RunSummary:
     """Run the unfinished cells, writing each to ``store`` as soon as it completes.
 
+    In order: takes the results folder's lock (:meth:`ResultsStore.lock`, held until the
+    end), checks the store's settings (:meth:`ResultsStore.check_settings`), moves damaged
+    cell files aside (:meth:`ResultsStore.quarantine_damaged`, so their cells run again),
+    then runs every cell without a verified file.
+
     Args:
         cells: the cells (duplicated ids are rejected).
         fn: cell function ``fn(cell) -> list[dict]`` returning tidy records.
-        store: a :class:`~comparisons.results_store.ResultsStore`.
+        store: a :class:`~comparisons.results_store.ResultsStore` (give it ``settings`` to
+            keep one configuration per folder).
         executor: default ``LocalExecutor()``.
         cell_id: maps a cell to its id (default :func:`cell_id_of`).
         progress: show a tqdm progress bar over cells.
@@ -344,6 +465,13 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
 
     Returns:
         A :class:`RunSummary` (done, skipped, failed, failed_cells).
+
+    Raises:
+        ValueError: duplicated cell ids.
+        ResultsFolderBusy: another run is writing into the store's folder (nothing ran).
+        SettingsMismatch: the folder holds results made with other settings (nothing ran).
+        RunInterrupted: Ctrl-C (KeyboardInterrupt) during the run; workers are stopped, the
+            finished cells are saved, and a re-run resumes.
 
     Example:
         >>> run_cells(cells, fn, ResultsStore("out"), LocalExecutor())  # doctest: +SKIP
@@ -357,38 +485,46 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
     dups = sorted({i for i in ids if i in seen or seen.add(i)})
     if dups:
         raise ValueError(f"duplicated cell ids: {dups[:5]}")
-    todo = [k for k, cid in enumerate(ids) if not store.is_done(cid)]
-    skipped = len(cells) - len(todo)
-    done = 0
-    failed: list[str] = []
-    bar = tqdm(total=len(cells), initial=skipped, desc="cells", unit="cell",
-               disable=not progress)
-    outcomes = executor.run(fn, [cells[k] for k in todo])
-    try:
-        for outcome in outcomes:
-            cid = ids[todo[outcome.index]]
-            error, tb = outcome.error, outcome.traceback
-            if error is None:
-                try:
-                    records = validate_records(outcome.records or [])
-                    if add_wall_time:
-                        for rec in records:
-                            rec.setdefault("wall_time_s", outcome.wall_time_s)
-                    store.write_cell(cid, records)
-                    done += 1
-                except FileExistsError:  # finished meanwhile by a concurrent run
-                    skipped += 1
-                except (TypeError, ValueError) as exc:
-                    error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-            if error is not None:
-                store.record_failure(cid, error, tb, wall_time_s=outcome.wall_time_s)
-                failed.append(cid)
-                bar.set_postfix(failed=len(failed))
-            bar.update(1)
-    finally:
-        close = getattr(outcomes, "close", None)
-        if close is not None:  # stop workers / cancel Ray tasks now, also on interruption
-            close()
-        bar.close()
+    with store.lock():
+        store.check_settings()
+        store.quarantine_damaged()
+        finished_ids = store.done_cells()
+        todo = [k for k, cid in enumerate(ids) if cid not in finished_ids]
+        skipped = done_before = len(cells) - len(todo)
+        done = 0
+        failed: list[str] = []
+        bar = tqdm(total=len(cells), initial=skipped, desc="cells", unit="cell",
+                   disable=not progress)
+        outcomes = executor.run(fn, [cells[k] for k in todo])
+        try:
+            for outcome in outcomes:
+                cid = ids[todo[outcome.index]]
+                error, tb = outcome.error, outcome.traceback
+                if error is None:
+                    try:
+                        records = validate_records(outcome.records or [])
+                        if add_wall_time:
+                            for rec in records:
+                                rec.setdefault("wall_time_s", outcome.wall_time_s)
+                        store.write_cell(cid, records)
+                        done += 1
+                    except FileExistsError:  # finished meanwhile by another writer
+                        skipped += 1
+                    except (TypeError, ValueError) as exc:
+                        error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                if error is not None:
+                    store.record_failure(cid, error, tb, wall_time_s=outcome.wall_time_s)
+                    failed.append(cid)
+                    bar.set_postfix(failed=len(failed))
+                bar.update(1)
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, RunInterrupted):
+                raise
+            raise RunInterrupted(done + skipped, len(cells), done_before, store.out) from exc
+        finally:
+            close = getattr(outcomes, "close", None)
+            if close is not None:  # stop workers / cancel Ray tasks now, also on interruption
+                close()
+            bar.close()
     return RunSummary(done=done, skipped=skipped, failed=len(failed),
                       failed_cells=tuple(sorted(failed)))

@@ -11,14 +11,14 @@ On one split (the 1-D toy of :mod:`comparisons.toy_datasets` or a UCI set) :func
    ====================  =====================================================================
    method                kernel and hyper-parameters
    ====================  =====================================================================
-   ``gp-arccos1-prior``  arc-cosine order 1 with the hyper-parameters of the trained dropout
+   ``gp_arccos1_prior``  arc-cosine order 1 with the hyper-parameters of the trained dropout
                          network's prior (:func:`dropout_prior_gp_hyperparameters`), **no**
                          fitting: the GP that MC dropout approximates (Gal & Ghahramani 2016)
-   ``gp-rf-prior``       the same prior with ``num_hidden`` random ReLU features (the
+   ``gp_rf_prior``       the same prior with ``num_hidden`` random ReLU features (the
                          finite-width network prior; exact second moment), no fitting; optional
-   ``gp-arccos1``        ``ScaleKernel(arc-cosine order 1)``, constant mean, variances and
+   ``gp_arccos1``        ``ScaleKernel(arc-cosine order 1)``, constant mean, variances and
                          noise fitted by marginal likelihood
-   ``gp-se``             ``ScaleKernel(RBF)`` with one length-scale per input (ARD), constant
+   ``gp_se``             ``ScaleKernel(RBF)`` with one length-scale per input (ARD), constant
                          mean, fitted by marginal likelihood
    ====================  =====================================================================
 
@@ -42,7 +42,7 @@ On one split (the 1-D toy of :mod:`comparisons.toy_datasets` or a UCI set) :func
 
 Records are tidy dicts ``{dataset, method, split, metric, value, epochs_multiplier, num_samples,
 gp_iterations}`` (:mod:`comparisons.results_store`). :func:`run_gp_uci_cell` is the GP-only cell
-function for the UCI summary (methods ``gp-arccos1``, ``gp-se``, metrics named like the dropout
+function for the UCI summary (methods ``gp_arccos1``, ``gp_se``, metrics named like the dropout
 ones).
 
 Example:
@@ -65,7 +65,12 @@ import torch
 from gpytorch.constraints import GreaterThan
 from linear_operator.utils.errors import NanError, NotPSDError
 
-from vi_dropout._validation import check_keep_prob, check_positive, check_positive_int
+from vi_dropout._validation import (
+    check_keep_prob,
+    check_positive,
+    check_positive_int,
+    check_targets,
+)
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
 
 from .cholesky_mll import CholeskyMarginalLogLikelihood
@@ -79,6 +84,7 @@ from .exact_gp import (
     make_kernel,
 )
 from .executors import Cell
+from .method_styles import method_color, method_label
 from .predictive_distances import (
     DISTANCE_METRICS,
     interval_coverage,
@@ -123,8 +129,8 @@ __all__ = [
     "plot_toy1d_comparison",
 ]
 
-PRIOR_GP_METHODS = ("gp-arccos1-prior", "gp-rf-prior")
-FITTED_GP_METHODS = ("gp-arccos1", "gp-se")
+PRIOR_GP_METHODS = ("gp_arccos1_prior", "gp_rf_prior")
+FITTED_GP_METHODS = ("gp_arccos1", "gp_se")
 GP_METHODS = PRIOR_GP_METHODS + FITTED_GP_METHODS
 DROPOUT_METHOD = "mc_dropout"
 _MAX_CHOLESKY = 100_000  # always Cholesky (GPyTorch switches to CG above 800 points by default)
@@ -306,10 +312,10 @@ class GPFit:
         """Predictive mean and variance of :math:`y_*` (noise included) at standardised inputs
         ``x`` (``M x Q``), standardised scale, float64 ``(M,)`` each.
 
-        ``gp-rf-prior`` is predicted in weight space (:func:`random_feature_posterior`), the
+        ``gp_rf_prior`` is predicted in weight space (:func:`random_feature_posterior`), the
         others with GPyTorch (Cholesky)."""
         xt = torch.as_tensor(np.array(x, dtype=np.float64))
-        if self.method == "gp-rf-prior":
+        if self.method == "gp_rf_prior":
             kernel = self.model.covar_module
             with torch.no_grad():
                 mean, var = random_feature_posterior(
@@ -429,10 +435,10 @@ def fit_gp(method: str, x_train, y_train, *, iterations: int = 200, lr: float = 
         (\mathbf{y} - c) - \tfrac12 \log|K + \sigma^2 I| - \tfrac N2 \log 2\pi.
 
     Args:
-        method: ``"gp-arccos1"`` / ``"gp-se"`` (fitted) or ``"gp-arccos1-prior"`` /
-            ``"gp-rf-prior"`` (fixed hyper-parameters ``prior``, no fitting).
+        method: ``"gp_arccos1"`` / ``"gp_se"`` (fitted) or ``"gp_arccos1_prior"`` /
+            ``"gp_rf_prior"`` (fixed hyper-parameters ``prior``, no fitting).
         x_train: ``N x Q`` standardised inputs (array-like).
-        y_train: ``N`` or ``N x 1`` standardised targets.
+        y_train: ``N x 1`` standardised targets (a 1-D ``y_train`` is refused, as everywhere).
         iterations: L-BFGS iterations (at most ``1.25 x`` as many function evaluations) or
             Adam steps.
         lr: Adam learning rate (``optimizer="adam"`` only).
@@ -444,7 +450,7 @@ def fit_gp(method: str, x_train, y_train, *, iterations: int = 200, lr: float = 
             is then 1.
         prior: for the prior methods, ``weight_variance``, ``bias_variance``, ``outputscale``
             and ``noise`` (e.g. from :func:`dropout_prior_gp_hyperparameters`).
-        num_features: random features of ``gp-rf-prior``.
+        num_features: random features of ``gp_rf_prior``.
         seed: seed of the random features and of the fitting subset.
         max_fit_size: fitted methods with more than this many training points fit their
             hyper-parameters on a random subset of ``max_fit_size`` points (seeded by ``seed``)
@@ -461,8 +467,8 @@ def fit_gp(method: str, x_train, y_train, *, iterations: int = 200, lr: float = 
         fitted methods).
 
     Example:
-        >>> x, y = np.random.default_rng(0).normal(size=(30, 2)), np.zeros(30)
-        >>> fit = fit_gp("gp-se", x, y, iterations=3)
+        >>> x, y = np.random.default_rng(0).normal(size=(30, 2)), np.zeros((30, 1))
+        >>> fit = fit_gp("gp_se", x, y, iterations=3)
         >>> sorted(fit.hyperparameters)[:3]
         ['evaluations', 'final_loss', 'lengthscale_0']
     """
@@ -471,10 +477,10 @@ def fit_gp(method: str, x_train, y_train, *, iterations: int = 200, lr: float = 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
     x = torch.as_tensor(np.array(x_train, dtype=np.float64))
-    y = torch.as_tensor(np.array(y_train, dtype=np.float64)).reshape(-1)
-    if x.dim() != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"x_train must be N x Q and y_train N (or N x 1) with the same N, got "
-                         f"shapes {tuple(x.shape)} and {tuple(np.shape(y_train))}")
+    if x.dim() != 2:
+        raise ValueError(f"x_train must have shape N x Q, got {tuple(x.shape)}")
+    y = check_targets(torch.as_tensor(np.array(y_train, dtype=np.float64)), "y_train",
+                      num_rows=x.shape[0], num_outputs=1)[:, 0]  # GPyTorch takes N targets
     q = x.shape[1]
 
     def new_likelihood():
@@ -489,7 +495,7 @@ def fit_gp(method: str, x_train, y_train, *, iterations: int = 200, lr: float = 
                    if k not in prior]
         if missing:
             raise ValueError(f"prior lacks {missing}; got keys {sorted(prior)}")
-        name = "arccos1" if method == "gp-arccos1-prior" else "random-features"
+        name = "arccos1" if method == "gp_arccos1_prior" else "random-features"
         values = {k: check_positive(prior[k], f"prior[{k!r}]")
                   for k in ("weight_variance", "bias_variance", "outputscale", "noise")}
         kernel = make_kernel(name, q, values["weight_variance"], values["bias_variance"],
@@ -516,7 +522,7 @@ def fit_gp(method: str, x_train, y_train, *, iterations: int = 200, lr: float = 
         x_fit, y_fit = x[idx], y[idx]
 
     def new_model():
-        if method == "gp-arccos1":
+        if method == "gp_arccos1":
             kernel = make_kernel("arccos1", q, 1.0, 1.0, outputscale=1.0)
         else:
             kernel = make_kernel("se", q, lengthscale=1.0, outputscale=1.0, ard_num_dims=q)
@@ -625,8 +631,8 @@ def run_gp_vs_dropout(
         gp_iterations, gp_optimizer, gp_lr: fitting of the marginal-likelihood GPs (L-BFGS
             iterations or Adam steps; see :func:`fit_gp`).
         toy_num_train: training points of the toy.
-        random_features: also run ``gp-rf-prior`` (``num_hidden`` random ReLU features).
-        methods: GP methods to run (default: all of :data:`GP_METHODS`, less ``gp-rf-prior``
+        random_features: also run ``gp_rf_prior`` (``num_hidden`` random ReLU features).
+        methods: GP methods to run (default: all of :data:`GP_METHODS`, less ``gp_rf_prior``
             when ``random_features`` is False).
         progress: print the stages.
 
@@ -646,12 +652,12 @@ def run_gp_vs_dropout(
         >>> r = run_gp_vs_dropout("toy1d", epochs_multiplier=0.01, num_samples=50,
         ...                       gp_iterations=2, max_grid=1)  # doctest: +SKIP
         >>> sorted({rec["method"] for rec in r.records})  # doctest: +SKIP
-        ['gp-arccos1', 'gp-arccos1-prior', 'gp-rf-prior', 'gp-se', 'mc_dropout']
+        ['gp_arccos1', 'gp_arccos1_prior', 'gp_rf_prior', 'gp_se', 'mc_dropout']
     """
     if not isinstance(dataset, str):
         raise ValueError(f"dataset must be 'toy1d' or a UCI name, got {dataset!r}")
     if methods is None:
-        methods = [m for m in GP_METHODS if random_features or m != "gp-rf-prior"]
+        methods = [m for m in GP_METHODS if random_features or m != "gp_rf_prior"]
     unknown = [m for m in methods if m not in GP_METHODS]
     if unknown:
         raise ValueError(f"methods must be a subset of {list(GP_METHODS)}, got unknown {unknown}")
@@ -781,7 +787,7 @@ def gp_uci_cells(datasets: Sequence[str], splits: str, config: GPUCIConfig) -> l
 
 
 def run_gp_uci_cell(cell: Cell) -> list[dict]:
-    """Fit the marginal-likelihood GPs (``gp-arccos1``, ``gp-se``) on one UCI (data set, split)
+    """Fit the marginal-likelihood GPs (``gp_arccos1``, ``gp_se``) on one UCI (data set, split)
     and return tidy records for the UCI summary table.
 
     Metrics per method, named like the MC dropout ones: ``rmse``, ``test_ll`` (Gaussian
@@ -814,7 +820,7 @@ def run_gp_uci_cell(cell: Cell) -> list[dict]:
     Example:
         >>> cell = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=5))[0]
         >>> sorted({(r["method"], r["metric"]) for r in run_gp_uci_cell(cell)})[:4]
-        [('gp-arccos1', 'coverage_95'), ('gp-arccos1', 'rmse'), ('gp-arccos1', 'test_ll'), ('gp-arccos1', 'wall_time_s')]
+        [('gp_arccos1', 'coverage_95'), ('gp_arccos1', 'rmse'), ('gp_arccos1', 'test_ll'), ('gp_arccos1', 'wall_time_s')]
     """
     config = GPUCIConfig(**dict(cell.config))
     raw = load_uci(cell.dataset, cell.split)
@@ -904,11 +910,7 @@ def records_markdown(records: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-_COLORS = {DROPOUT_METHOD: "tab:blue", "gp-arccos1-prior": "tab:red", "gp-rf-prior": "tab:purple",
-           "gp-arccos1": "tab:orange", "gp-se": "tab:green"}
-
-
-def plot_toy1d_comparison(result: GPvsDropoutResult, ax, gp_method: str = "gp-arccos1",
+def plot_toy1d_comparison(result: GPvsDropoutResult, ax, gp_method: str = "gp_arccos1",
                           num_sd: float = 2.0, ylim: tuple[float, float] | None = None):
     """Draw the toy data, MC dropout's and one GP's predictive means with ``±num_sd`` sd bands,
     the true function, and shade the gap and the extrapolation regions.
@@ -926,7 +928,7 @@ def plot_toy1d_comparison(result: GPvsDropoutResult, ax, gp_method: str = "gp-ar
 
     Example:
         >>> fig, ax = plt.subplots()  # doctest: +SKIP
-        >>> plot_toy1d_comparison(result, ax, "gp-arccos1-prior")  # doctest: +SKIP
+        >>> plot_toy1d_comparison(result, ax, "gp_arccos1_prior")  # doctest: +SKIP
     """
     if result.dataset != TOY1D_NAME:
         raise ValueError(f"plot_toy1d_comparison needs a toy1d result, got {result.dataset!r}")
@@ -949,11 +951,11 @@ def plot_toy1d_comparison(result: GPvsDropoutResult, ax, gp_method: str = "gp-ar
     for method in (DROPOUT_METHOD, gp_method):
         mean, var = result.predictions[method]
         sd = np.sqrt(var)
-        color = _COLORS.get(method, "tab:gray")
+        color = method_color(method, "tab:cyan")
         # clip to just outside the axes: a band of sd ~ 1e4 is drawn as "everything" cleanly
         lo = np.clip(mean - num_sd * sd, ylim[0] - span, ylim[1] + span)
         hi = np.clip(mean + num_sd * sd, ylim[0] - span, ylim[1] + span)
         ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
         ax.plot(x, np.clip(mean, ylim[0] - span, ylim[1] + span), color=color, lw=1.8,
-                label=f"{method} mean ± {num_sd:g} sd")
-    return finish_toy_axes(ax, data, x, ylim, f"MC dropout vs {gp_method}")
+                label=f"{method_label(method)} mean ± {num_sd:g} sd")
+    return finish_toy_axes(ax, data, x, ylim, f"MC dropout vs {method_label(gp_method)}")

@@ -63,6 +63,7 @@ import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 
+from vi_dropout._validation import check_targets
 from vi_dropout.network import Architecture, mlp_forward
 
 from .inference_data import from_nuts
@@ -377,16 +378,22 @@ def _save_chain(path: Path, chain: Mapping[str, Any]) -> None:
 
 
 def _load_chain(path: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A cached chain, or None (other settings, or a damaged file: warned, then recomputed)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
+            if not isinstance(meta, dict):
+                raise ValueError(f"'meta' is a {type(meta).__name__}, expected an object")
             if meta.get("settings") != json.loads(json.dumps(dict(settings))):
                 return None
             samples = {k[7:]: npz[k] for k in npz.files if k.startswith("sample:")}
             stats = {k[5:]: npz[k] for k in npz.files if k.startswith("stat:")}
-    except (OSError, ValueError, KeyError) as err:
-        warnings.warn(f"ignoring unreadable NUTS cache file {path}: {err}", RuntimeWarning,
-                      stacklevel=3)
+        if not samples:
+            raise ValueError("no 'sample:*' arrays")
+    except Exception as err:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) -> recompute
+        warnings.warn(f"ignoring unreadable NUTS cache file {path} "
+                      f"({type(err).__name__}: {err}); the chain is sampled again and the file "
+                      "rewritten", RuntimeWarning, stacklevel=3)
         return None
     return {"samples": samples, "stats": stats, "meta": meta}
 
@@ -512,7 +519,7 @@ def run_nuts(
     ``if __name__ == "__main__":`` (the workers re-import it).
 
     Args:
-        x: ``N x Q`` inputs, y: ``N x D`` (or ``N``) targets, on the scale the model is defined
+        x: ``N x Q`` inputs, y: ``N x D`` targets (a 1-D ``y`` is refused), on the scale the model is defined
             on (standardised for UCI data); torch or numpy.
         hidden: hidden widths, e.g. ``(50,)``.
         activation: hidden activation (see :data:`vi_dropout.network.ACTIVATIONS`).
@@ -542,8 +549,7 @@ def run_nuts(
         x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     y_arr = np.ascontiguousarray(
         y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else y, dtype=np.float64)
-    if y_arr.ndim == 1:
-        y_arr = y_arr[:, None]
+    check_targets(torch.from_numpy(y_arr), "y", num_rows=x_arr.shape[0] if x_arr.ndim else None)
     if x_arr.ndim != 2 or y_arr.ndim != 2 or x_arr.shape[0] != y_arr.shape[0]:
         raise ValueError(
             f"run_nuts: x must be N x Q and y N x D with the same N, got {x_arr.shape} and "

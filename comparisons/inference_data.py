@@ -28,8 +28,14 @@ group                       variable               dims
 With ``D > 1`` outputs ``f``, ``y`` and the observed ``y`` gain a trailing ``output`` dim; the
 log-likelihood is the joint density of the ``D``-vector (as in
 :class:`~vi_dropout.models.BayesianMLP`) and keeps dims ``(chain, draw, obs)``. Every group
-carries ``attrs["method"]`` (``"mc_dropout"``, ``"svi_dropout_guide"``, ``"nuts"`` or
-``"exact_gp"``).
+carries ``attrs["method"]``, the method id of :mod:`comparisons.method_styles`:
+``"mc_dropout"``, ``"svi_dropout_guide"``, ``"hmc"`` (with ``attrs["sampler"] = "nuts"``) or
+``"exact_gp"``; an ``attrs={"method": ...}`` argument overrides it (e.g. ``"gp_arccos1"`` for
+an arc-cosine GP).
+
+Targets. ``y`` is ``N x D``, ``N x 1`` for one output, in every converter (the GP's included):
+a 1-D ``(N,)`` is refused with a ``ValueError`` naming the argument, never reshaped
+(:func:`vi_dropout._validation.check_targets`).
 
 Scales. ``y`` is always passed on the ORIGINAL target scale. Models are fitted on standardised
 targets :math:`(y - \bar y) / s_y`; ``y_mean`` :math:`\bar y` and ``y_std`` :math:`s_y` map
@@ -60,7 +66,7 @@ Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> samples = rng.normal(size=(200, 5, 1))          # T x N x D, standardised scale
-    >>> idata = from_mc_dropout(samples, y=np.zeros(5), tau=2.0, x=np.ones((5, 3)))
+    >>> idata = from_mc_dropout(samples, y=np.zeros((5, 1)), tau=2.0, x=np.ones((5, 3)))
     >>> idata.log_likelihood["y"].dims
     ('chain', 'draw', 'obs')
 """
@@ -76,6 +82,7 @@ import arviz as az
 import numpy as np
 import torch
 
+from vi_dropout._validation import check_targets
 from vi_dropout.network import Architecture, mlp_forward
 
 __all__ = [
@@ -130,13 +137,16 @@ def _check_finite(arr: np.ndarray, name: str, method: str) -> np.ndarray:
     return arr
 
 
-def _targets(y: Any, method: str) -> np.ndarray:
-    """``y`` as an ``N x D`` float64 array (a 1-D ``y`` is ``N x 1``)."""
-    arr = _check_finite(_to_numpy(y, "y", method), "y", method)
-    if arr.ndim == 1:
-        arr = arr[:, None]
+def _targets(y: Any, method: str, name: str = "y") -> np.ndarray:
+    """``y`` as an ``N x D`` float64 array; a 1-D ``(N,)`` is refused, not reshaped
+    (:func:`vi_dropout._validation.check_targets`)."""
+    arr = _check_finite(_to_numpy(y, name, method), name, method)
+    try:
+        check_targets(torch.from_numpy(arr), name)
+    except ValueError as err:
+        raise ValueError(f"{method}: {err}") from None
     if arr.ndim != 2 or arr.shape[0] < 1:
-        raise ValueError(f"{method}: y must have shape N or N x D, got {arr.shape}")
+        raise ValueError(f"{method}: {name} must have shape N x D with N >= 1, got {arr.shape}")
     return arr
 
 
@@ -397,7 +407,8 @@ def from_mc_dropout(
 
     Args:
         samples: ``T x N x D`` (or ``T x N``) passes on the standardised scale.
-        y: targets on the ORIGINAL scale, ``N x D`` or ``N``.
+        y: targets on the ORIGINAL scale, ``N x D`` (``N x 1`` for one output; a 1-D ``y`` is
+            refused).
         tau: precision :math:`\tau` on the ORIGINAL scale (the paper's grid).
         x: optional inputs ``N x Q`` (stored in ``constant_data``).
         y_mean, y_std: the training-target standardisation :math:`\bar y, s_y`.
@@ -417,7 +428,8 @@ def from_mc_dropout(
 
     Example:
         >>> import numpy as np
-        >>> idata = from_mc_dropout(np.zeros((100, 3, 1)), np.zeros(3), tau=1.0, num_chains=4)
+        >>> idata = from_mc_dropout(np.zeros((100, 3, 1)), np.zeros((3, 1)), tau=1.0,
+        ...                         num_chains=4)
         >>> idata.posterior["f"].shape
         (4, 25, 3)
     """
@@ -514,7 +526,7 @@ def from_svi_guide(
         model: the :class:`BayesianMLP` (architecture, ``tau``; Gaussian likelihood only).
         guide: a callable guide whose sample sites include every ``layers.{i}.weight|bias``.
         x: inputs ``N x Q`` (torch or numpy), on the scale the model was fitted on.
-        y: targets on the ORIGINAL scale, ``N x D`` or ``N``.
+        y: targets on the ORIGINAL scale, ``N x D`` (``N x 1`` for one output).
         num_samples: number of draws ``S`` (divisible by ``num_chains``).
         num_chains: chains to split the independent draws into.
         y_mean, y_std: the training-target standardisation.
@@ -526,7 +538,7 @@ def from_svi_guide(
         >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=10.0)
         >>> guide = DropoutGuide(model, keep_prob=0.9, scale=1e-2)
         >>> x = torch.randn(6, 2, dtype=torch.float64)
-        >>> idata = from_svi_guide(model, guide, x, torch.zeros(6), num_samples=100)
+        >>> idata = from_svi_guide(model, guide, x, torch.zeros(6, 1), num_samples=100)
         >>> idata.posterior["layers.0.weight"].dims
         ('chain', 'draw', 'layer0_out', 'layer0_in')
     """
@@ -610,7 +622,8 @@ def from_nuts(
         model: the ``BayesianMLP``; default: the MCMC kernel's model or the one described by
             ``NUTSResult.settings``.
         x: inputs ``N x Q`` on the model's scale; default: ``NUTSResult.x``.
-        y: targets on the ORIGINAL scale; default: ``y_mean + y_std * NUTSResult.y``.
+        y: targets on the ORIGINAL scale, ``N x D`` (``N x 1`` for one output); default:
+            ``y_mean + y_std * NUTSResult.y``.
         y_mean, y_std: the training-target standardisation.
         seed: seed of the observation noise in ``posterior_predictive``.
         feature_names, attrs: as in :func:`from_mc_dropout`.
@@ -704,11 +717,12 @@ def from_nuts(
     y_mean, y_std = _scale(y_mean, y_std, method)
     f = _latent_from_weights(draws, arch, x_arr, n_chains, n_draws)
     return _assemble(
-        "nuts", y_mean + y_std * f, y_orig, model.tau / y_std**2, x_arr, seed,
+        "hmc", y_mean + y_std * f, y_orig, model.tau / y_std**2, x_arr, seed,
         posterior_extra=draws, extra_dims=dims, extra_coords=coords, sample_stats=stats,
         feature_names=feature_names, posterior_dataset=posterior_ds,
         sample_stats_dataset=stats_ds,
-        attrs={"tau_model_scale": model.tau, "prior_length_scale": model.prior_length_scale,
+        attrs={"sampler": "nuts", "tau_model_scale": model.tau,
+               "prior_length_scale": model.prior_length_scale,
                "y_mean": y_mean, "y_std": y_std, "activation": arch.activation,
                "widths": np.asarray(arch.widths), **run_attrs, **(attrs or {})},
     )
@@ -750,12 +764,14 @@ def from_exact_gp(
         model: a fitted single-output ``gpytorch.models.ExactGP`` (no batch dims).
         likelihood: its Gaussian likelihood.
         x_test: inputs ``M x Q`` on the GP's (standardised) scale.
-        y_test: targets on the ORIGINAL scale, ``M`` or ``M x 1``.
+        y_test: targets on the ORIGINAL scale, ``M x 1`` (a 1-D ``y_test`` is refused, as
+            everywhere).
         num_draws: number of draws ``S`` (divisible by ``num_chains``).
         num_chains: chains to split the independent draws into.
         y_mean, y_std: the training-target standardisation.
         seed: seed of the latent and the observation-noise draws.
-        feature_names, attrs: as in :func:`from_mc_dropout`.
+        feature_names, attrs: as in :func:`from_mc_dropout`; ``attrs["method"]`` (default
+            ``"exact_gp"``) names the GP, e.g. ``"gp_arccos1"``.
 
     Example:
         >>> import gpytorch
@@ -764,13 +780,13 @@ def from_exact_gp(
         >>> lik = gpytorch.likelihoods.GaussianLikelihood().double()
         >>> gp = ExactGPModel(x, torch.randn(10, dtype=torch.float64), lik,
         ...                   make_kernel("arccos1", 2)).double()
-        >>> from_exact_gp(gp, lik, xs, torch.zeros(6), num_draws=200).log_likelihood["y"].shape
+        >>> from_exact_gp(gp, lik, xs, torch.zeros(6, 1), num_draws=200).log_likelihood["y"].shape
         (1, 200, 6)
     """
     import gpytorch
 
     method = "from_exact_gp"
-    y_orig = _targets(y_test, method)
+    y_orig = _targets(y_test, method, "y_test")
     m, d = y_orig.shape
     if d != 1:
         raise ValueError(f"{method}: only single-output GPs are supported, y_test has {d} outputs")
@@ -841,7 +857,7 @@ def checked_loo(idata: az.InferenceData, *, min_draws: int = 100, var_name: str 
     Example:
         >>> import numpy as np
         >>> draws = 0.1 * np.random.default_rng(0).normal(size=(500, 4, 1))  # T x N x D
-        >>> idata = from_mc_dropout(draws, np.zeros(4), tau=1.0)
+        >>> idata = from_mc_dropout(draws, np.zeros((4, 1)), tau=1.0)
         >>> round(float(checked_loo(idata)["elpd_loo"]), 2)
         -3.7
     """

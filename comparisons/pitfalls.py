@@ -49,6 +49,7 @@ from vi_dropout.predict import mc_predict
 
 from .exact_gp import ExactGPModel, dropout_prior_hyperparameters, gp_predict, make_kernel
 from .hmc_reference import HMCDiagnosticsWarning, hmc_summary, run_nuts
+from .method_styles import method_color, method_label
 from .toy_datasets import load_toy1d
 
 __all__ = [
@@ -248,7 +249,8 @@ def _hmc_latent(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, c
         f = mlp_forward(xt, ws, bs, "relu")[..., 0].numpy()  # chain x draw x M
     stats = {k: res.sample_stats[k] for k in ("diverging", "energy") if k in res.sample_stats}
     idata = az.from_dict(posterior={"f": f}, sample_stats=stats,
-                         attrs={"method": f"hmc (non-concentration, N = {data.x_train.shape[0]})"})
+                         attrs={"method": "hmc", "sampler": "nuts",
+                                "num_train": int(data.x_train.shape[0])})
     return f, res, hmc_summary(idata, var_names=["f"], warn=False)
 
 
@@ -301,7 +303,7 @@ def non_concentration_records(
     Returns:
         records ``(dataset, method, split = N, metric, value)``: ``epistemic_variance_train``,
         ``epistemic_variance_extrapolation`` and ``wall_time_s`` per method (``mc_dropout``,
-        ``gp-arccos1``, ``hmc``) and :math:`N`; for ``hmc`` also ``hmc_max_rhat_f``,
+        ``gp_arccos1_prior``, ``hmc``) and :math:`N`; for ``hmc`` also ``hmc_max_rhat_f``,
         ``hmc_min_ess_bulk_f``, ``hmc_min_ess_tail_f`` (:func:`hmc_summary` of :math:`f` at the
         test inputs), ``hmc_num_divergent``, ``hmc_grad_evals_per_draw`` and
         ``hmc_chain_wall_time_sum_s`` (the chains' own warmup + sampling time, also when they
@@ -337,10 +339,11 @@ def non_concentration_records(
             t0 = time.perf_counter()
             _, gvar = _gp_latent(data, tau, settings, keep_prob)
             gvar = gvar.clamp_min(0).numpy()
+            gp = "gp_arccos1_prior"  # the arc-cosine GP of the network's prior, nothing fitted
             records += [
-                _record("gp-arccos1", n, "epistemic_variance_train", gvar[inside].mean()),
-                _record("gp-arccos1", n, "epistemic_variance_extrapolation", gvar[outside].mean()),
-                _record("gp-arccos1", n, "wall_time_s", time.perf_counter() - t0),
+                _record(gp, n, "epistemic_variance_train", gvar[inside].mean()),
+                _record(gp, n, "epistemic_variance_extrapolation", gvar[outside].mean()),
+                _record(gp, n, "wall_time_s", time.perf_counter() - t0),
             ]
         if hmc is not None and n <= hmc.max_train:
             t0 = time.perf_counter()
@@ -416,8 +419,8 @@ def keep_prob_sensitivity(
     for kp, sd in zip(kps, mc_sd):
         records += [_record("mc_dropout", kp, "mean_sd_train", sd[inside].mean()),
                     _record("mc_dropout", kp, "mean_sd_extrapolation", sd[outside].mean())]
-    records += [_record("gp-arccos1", "any", "mean_sd_train", gp_sd[inside].mean()),
-                _record("gp-arccos1", "any", "mean_sd_extrapolation", gp_sd[outside].mean())]
+    records += [_record("gp_arccos1_prior", "any", "mean_sd_train", gp_sd[inside].mean()),
+                _record("gp_arccos1_prior", "any", "mean_sd_extrapolation", gp_sd[outside].mean())]
     return KeepProbSensitivity(np.asarray(data.x_test_raw), kps, mc_sd, gp_sd, data, records)
 
 
@@ -442,14 +445,14 @@ def plot_improper_kl(records: Sequence[dict], ax):
     return ax
 
 
-_NC_STYLE = {"mc_dropout": ("C0", "o-"), "gp-arccos1": ("C1", "s-"), "hmc": ("C2", "^-")}
-_NC_LABEL = {"mc_dropout": "MC dropout (fixed keep_prob)", "gp-arccos1": "exact GP (network prior)",
-             "hmc": "HMC (NUTS, network prior)"}
+#: line style per method (colours and labels: comparisons.method_styles)
+_NC_STYLE = {"mc_dropout": "o-", "gp_arccos1_prior": "s-", "hmc": "^-"}
 
 
 def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
     """Epistemic variance vs N on log-log axes for every method in ``records`` (MC dropout,
-    the GP and HMC in fixed colours; HMC's curve covers the sizes it ran for)."""
+    the GP and HMC in their colours of :data:`~comparisons.method_styles.METHOD_STYLES`; HMC's
+    curve covers the sizes it ran for)."""
     if region not in ("train", "extrapolation"):
         raise ValueError(f"region must be 'train' or 'extrapolation', got {region!r}")
     metric = f"epistemic_variance_{region}"
@@ -458,8 +461,8 @@ def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
     for i, method in enumerate(methods):
         n, v = _select(records, method, metric)
         order = np.argsort(n)
-        color, style = _NC_STYLE.get(method, (f"C{i + 3}", "o-"))
-        ax.loglog(n[order], v[order], style, color=color, label=_NC_LABEL.get(method, method))
+        ax.loglog(n[order], v[order], _NC_STYLE.get(method, "o-"),
+                  color=method_color(method, f"C{i + 3}"), label=method_label(method))
     ax.set_xlabel("training points N")
     ax.set_ylabel(f"epistemic variance ({region}, standardised)")
     ax.set_title(f"non-concentration ({region} region)")
@@ -473,7 +476,7 @@ def plot_keep_prob_sensitivity(result: KeepProbSensitivity, ax):
         ax.axvspan(lo, hi, color="0.92", zorder=0)
     for i, (kp, sd) in enumerate(zip(result.keep_probs, result.mc_sd)):
         ax.plot(result.x, sd, color=f"C{i}", label=f"MC dropout, keep_prob {kp:g}")
-    ax.plot(result.x, result.gp_sd, "k--", lw=2, label="GP (arc-cosine, network prior)")
+    ax.plot(result.x, result.gp_sd, "k--", lw=2, label=method_label("gp_arccos1_prior"))
     ax.set_xlabel("x")
     ax.set_ylabel("predictive sd (original scale)")
     ax.set_title("sensitivity of MC dropout's uncertainty to keep_prob (shaded: training data)")

@@ -2,15 +2,31 @@
 
 Layout under the output folder ``out``::
 
-    out/cells/<slug>-<hash>.json      one finished cell: {"cell_id", "written_at", "records"}
+    out/cells/<slug>-<hash>.json      one finished cell: {"cell_id", "written_at", "records",
+                                      "records_sha256", "complete"}
     out/failures/<slug>-<hash>.json   one failed cell (removed when the cell later succeeds)
     out/failures.json                 all current failures (rewritten after each change)
+    out/damaged/<name>                damaged cell files, moved aside before their cells re-run
+    out/settings.json                 the run settings the folder was filled with (optional)
+    out/.lock                         advisory lock of the run writing into the folder (removed
+                                      when the run ends)
     out/records.csv, records.json     written by :meth:`ResultsStore.export`
 
 Every file is written atomically: to a temporary file in the same folder, flushed, fsync'ed,
 then ``os.replace``'d onto its final name (and the folder fsync'ed). A run killed at any
 moment therefore leaves each cell either complete or absent, never partial; re-running skips
 the complete ones, and since a cell has exactly one file there are no duplicated rows.
+
+Every cell file is verified when read: it must parse, carry valid records (see
+:func:`validate_records`), be named after its ``cell_id``, and match the SHA-256 of its
+records (``records_sha256``; files written before the checksum existed are accepted without
+it). A damaged file (truncated by a full disk, edited by hand, copied half-way) counts as not
+done: readers skip it with a :class:`DamagedCellWarning` naming it, and
+:meth:`ResultsStore.quarantine_damaged` moves it to ``out/damaged/`` so its cell runs again.
+
+One run at a time writes into a folder (:meth:`ResultsStore.lock`, :class:`ResultsFolderBusy`),
+and a store given ``settings`` refuses to mix results made with other settings
+(:meth:`ResultsStore.check_settings`, :class:`SettingsMismatch`).
 
 A record is a dict with at least ``dataset``, ``method``, ``split``, ``metric`` and ``value``
 (optional fields such as ``config``, ``epochs_multiplier`` or ``wall_time_s`` are kept).
@@ -27,6 +43,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import datetime
+import errno
 import hashlib
 import json
 import math
@@ -35,15 +53,25 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+try:  # advisory locks; absent on Windows, where the folder lock is a no-op
+    import fcntl
+except ImportError:  # pragma: no cover - platform dependent
+    fcntl = None
+
 __all__ = [
     "REQUIRED_FIELDS",
     "ResultsStore",
+    "DamagedCellWarning",
+    "ResultsFolderBusy",
+    "SettingsMismatch",
+    "records_checksum",
     "make_cell_id",
     "config_hash",
     "atomic_write_text",
@@ -54,6 +82,49 @@ __all__ = [
 
 REQUIRED_FIELDS: tuple[str, ...] = ("dataset", "method", "split", "metric", "value")
 _TMP_PREFIX = ".tmp-"
+_LOCK_NAME = ".lock"
+_SETTINGS_NAME = "settings.json"
+
+
+class DamagedCellWarning(UserWarning):
+    """A results file could not be verified (truncated, unparsable, checksum mismatch...).
+
+    The message names every damaged file and why it was rejected; the files are skipped by
+    readers and their cells count as not done.
+    """
+
+
+class ResultsFolderBusy(ValueError):
+    """Another run holds the lock of the results folder (see :meth:`ResultsStore.lock`).
+
+    Attributes:
+        out: the results folder.
+        pid: process id of the run holding it (``None`` if unknown).
+        started_at: when that run took the lock (ISO 8601 text, ``None`` if unknown).
+    """
+
+    def __init__(self, out: Path, pid: int | None = None, started_at: str | None = None):
+        self.out, self.pid, self.started_at = out, pid, started_at
+        holder = ", ".join(x for x in (f"pid {pid}" if pid is not None else "",
+                                       f"started {started_at}" if started_at else "") if x)
+        super().__init__(
+            f"results folder {out} is in use by another run ({holder or 'holder unknown'}); "
+            "wait for it to finish or choose another --out"
+        )
+
+
+class SettingsMismatch(ValueError):
+    """The results folder was filled with other run settings (see
+    :meth:`ResultsStore.check_settings`).
+
+    Attributes:
+        out: the results folder.
+        changes: ``{key: (old, new)}`` for every differing key (``"<unset>"`` when absent).
+    """
+
+    def __init__(self, message: str, out: Path, changes: Mapping[str, tuple[Any, Any]]):
+        super().__init__(message)
+        self.out, self.changes = out, dict(changes)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -126,6 +197,32 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, set | frozenset):
         return sorted(obj)
     raise TypeError(f"record value of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_json_default,
+                      allow_nan=True)
+
+
+def records_checksum(records: Iterable[Mapping[str, Any]]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``records`` (as they read back from a cell file).
+
+    The records go through a JSON round trip first, so numpy scalars, tuples and their plain
+    Python equivalents give the same checksum; key order does not matter.
+
+    Args:
+        records: list of record dicts.
+
+    Returns:
+        64 hex digits.
+
+    Example:
+        >>> records_checksum([{"value": 1.0, "metric": "rmse"}]) == records_checksum(
+        ...     [{"metric": "rmse", "value": 1.0}])
+        True
+    """
+    plain = json.loads(_canonical_json(list(records)))
+    return hashlib.sha256(_canonical_json(plain).encode("utf-8")).hexdigest()
 
 
 def config_hash(config: Mapping[str, Any] | None, length: int = 12) -> str:
@@ -210,19 +307,44 @@ class ResultsStore:
 
     Args:
         out: output folder (created if missing).
+        settings: the run settings that must not change within this folder (e.g. epochs
+            multiplier, number of MC samples, seed, methods), as a JSON-serialisable mapping;
+            ``None`` skips the check. Leave out what a resume may legitimately extend (data
+            sets, splits). Checked and recorded by :meth:`check_settings`, which
+            :func:`~comparisons.executors.run_cells` calls at its start.
+        allow_settings_change: accept settings that differ from the folder's recorded ones
+            (the new settings are recorded and appended to the history in ``settings.json``).
+
+    Raises:
+        TypeError: ``settings`` is not a mapping.
+        ValueError: ``settings`` is not JSON-serialisable.
 
     Example:
-        >>> store = ResultsStore("/tmp/run")  # doctest: +SKIP
+        >>> store = ResultsStore("/tmp/run", settings={"epochs_multiplier": 1})  # doctest: +SKIP
         >>> store.write_cell("c1", [{"dataset": "d", "method": "m", "split": 0,
         ...                          "metric": "rmse", "value": 1.0}])  # doctest: +SKIP
         >>> store.is_done("c1")  # doctest: +SKIP
         True
     """
 
-    def __init__(self, out: str | os.PathLike) -> None:
+    def __init__(self, out: str | os.PathLike, *, settings: Mapping[str, Any] | None = None,
+                 allow_settings_change: bool = False) -> None:
         self.out = Path(out)
         self.cells_dir = self.out / "cells"
         self.failures_dir = self.out / "failures"
+        self.damaged_dir = self.out / "damaged"
+        if settings is not None:
+            if not isinstance(settings, Mapping):
+                raise TypeError(f"settings must be a mapping or None, got "
+                                f"{type(settings).__name__}")
+            try:
+                settings = json.loads(_canonical_json(dict(settings)))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"settings must be JSON-serialisable: {exc}") from exc
+        self.settings: dict[str, Any] | None = settings
+        self.allow_settings_change = bool(allow_settings_change)
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.failures_dir.mkdir(parents=True, exist_ok=True)
 
@@ -243,16 +365,24 @@ class ResultsStore:
         return self.cells_dir / self._filename(cell_id)
 
     def is_done(self, cell_id: str) -> bool:
-        """Whether ``cell_id`` has been written (its file exists)."""
-        return self.cell_path(cell_id).is_file()
+        """Whether ``cell_id`` has a verified cell file (False for a missing or damaged one).
+
+        Damaged files are not reported here (see :meth:`damaged_cells`).
+        """
+        path = self.cell_path(cell_id)
+        if not path.is_file():
+            return False
+        doc, problem = self._read_cell_file(path)
+        return problem is None and doc["cell_id"] == cell_id
 
     def done_cells(self) -> set[str]:
-        """The ids of all finished cells."""
+        """The ids of all finished cells (damaged files skipped with a
+        :class:`DamagedCellWarning`)."""
         return {doc["cell_id"] for doc in self._iter_cell_docs()}
 
     def write_cell(self, cell_id: str, records: Iterable[Mapping[str, Any]],
                    overwrite: bool = False) -> Path:
-        """Atomically record a finished cell and its records.
+        """Atomically record a finished cell and its records (with their SHA-256).
 
         Args:
             cell_id: stable id (e.g. from :func:`make_cell_id`).
@@ -269,20 +399,111 @@ class ResultsStore:
         path = self.cell_path(cell_id)
         if path.exists() and not overwrite:
             raise FileExistsError(f"cell {cell_id!r} is already recorded in {path}")
-        doc = {"cell_id": cell_id, "written_at": time.time(), "records": rows}
+        rows = json.loads(json.dumps(rows, default=_json_default, allow_nan=True))
+        doc = {"cell_id": cell_id, "written_at": time.time(), "records": rows,
+               "records_sha256": records_checksum(rows), "complete": True}
         atomic_write_text(path, json.dumps(doc, default=_json_default, allow_nan=True))
         self.clear_failure(cell_id)
         return path
 
-    def _iter_cell_docs(self) -> Iterable[dict[str, Any]]:
-        for path in sorted(self.cells_dir.glob("*.json")):
-            if path.name.startswith(_TMP_PREFIX):
-                continue
+    def verify_cell_file(self, path: str | os.PathLike) -> str | None:
+        """Why the cell file at ``path`` is damaged, or None when it verifies.
+
+        A cell file verifies when it parses as JSON, holds a ``cell_id`` string and valid
+        records, is named after its ``cell_id``, and (when present) its ``records_sha256``
+        matches the records and its ``complete`` flag is true.
+
+        Example:
+            >>> store.verify_cell_file(store.cell_path("c1")) is None  # doctest: +SKIP
+            True
+        """
+        return self._read_cell_file(Path(path))[1]
+
+    def _read_cell_file(self, path: Path) -> tuple[dict[str, Any] | None, str | None]:
+        try:
             with open(path, encoding="utf-8") as fh:
-                yield json.load(fh)
+                doc = json.load(fh)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return None, f"unreadable ({type(exc).__name__}: {exc})"
+        if not isinstance(doc, dict):
+            return None, f"expected a JSON object, found {type(doc).__name__}"
+        cid, records = doc.get("cell_id"), doc.get("records")
+        if not isinstance(cid, str) or not cid:
+            return None, f"no cell_id string (found {cid!r})"
+        if path.name != self._filename(cid):
+            return None, f"file name does not match its cell_id {cid!r}"
+        if not isinstance(records, list):
+            return None, f"'records' is not a list (found {type(records).__name__})"
+        if "complete" in doc and doc["complete"] is not True:
+            return None, f"not marked complete (complete={doc['complete']!r})"
+        try:
+            rows = validate_records(records)
+        except (TypeError, ValueError) as exc:
+            return None, f"invalid records ({exc})"
+        expected = doc.get("records_sha256")  # absent in files written before checksums
+        if expected is not None and records_checksum(records) != expected:
+            return None, "records do not match their records_sha256 checksum"
+        return {**doc, "records": rows}, None
+
+    def damaged_cells(self) -> dict[Path, str]:
+        """Damaged cell files and why: ``{path: reason}``, sorted by path.
+
+        Example:
+            >>> store.damaged_cells()  # doctest: +SKIP
+            {PosixPath('out/cells/yacht_0-ab12.json'): 'unreadable (JSONDecodeError: ...)'}
+        """
+        return {path: problem for path in self._cell_files()
+                if (problem := self._read_cell_file(path)[1]) is not None}
+
+    def quarantine_damaged(self) -> dict[Path, Path]:
+        """Move damaged cell files to ``out/damaged/`` (so their cells run again), warning.
+
+        Nothing is deleted: a file whose name is already taken in ``out/damaged/`` gets a
+        numbered suffix. Call it only while holding :meth:`lock` (``run_cells`` does).
+
+        Returns:
+            ``{original path: new path}`` of the moved files (empty when none is damaged).
+
+        Example:
+            >>> store.quarantine_damaged()  # doctest: +SKIP
+            {PosixPath('out/cells/a.json'): PosixPath('out/damaged/a.json')}
+        """
+        damaged = self.damaged_cells()
+        moved: dict[Path, Path] = {}
+        for path in damaged:
+            self.damaged_dir.mkdir(parents=True, exist_ok=True)
+            dest, k = self.damaged_dir / path.name, 1
+            while dest.exists():
+                dest, k = self.damaged_dir / f"{path.name}.{k}", k + 1
+            os.replace(path, dest)
+            moved[path] = dest
+        if moved:
+            _fsync_dir(self.cells_dir)
+            _warn_damaged({p: f"{damaged[p]}; moved to {d}" for p, d in moved.items()},
+                          action="re-running the cells of")
+        return moved
+
+    def _cell_files(self) -> list[Path]:
+        return sorted(p for p in self.cells_dir.glob("*.json")
+                      if not p.name.startswith(_TMP_PREFIX))
+
+    def _iter_cell_docs(self) -> Iterator[dict[str, Any]]:
+        """The verified cell documents; damaged files are named in one warning at the end."""
+        docs, damaged = [], {}
+        for path in self._cell_files():
+            doc, problem = self._read_cell_file(path)
+            if problem is None:
+                docs.append(doc)
+            else:
+                damaged[path] = problem
+        if damaged:
+            _warn_damaged(damaged, stacklevel=4)
+        return iter(docs)
 
     def load_records(self) -> pd.DataFrame:
         """All records of all finished cells as a tidy DataFrame (one row per record).
+
+        Damaged cell files are skipped and named in a :class:`DamagedCellWarning`.
 
         Returns:
             DataFrame with a ``cell_id`` column, the required fields and any optional ones,
@@ -311,6 +532,145 @@ class ResultsStore:
                 p.unlink()
         return len(stale)
 
+    # ---------------------------------------------------------------- lock and settings
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[ResultsStore]:
+        """Hold the folder's advisory lock (``out/.lock``) for one run; refuse if it is taken.
+
+        Non-blocking ``flock`` on ``out/.lock``, which records the holder's pid and start time
+        for the refusal message. The lock is released (and the file removed) when the block
+        ends, also on an exception, and by the operating system if the process dies. Re-entrant for the same
+        store object (``run_cells`` inside ``with store.lock():`` is fine); two store objects,
+        or two processes, on the same folder exclude each other. A no-op where ``fcntl`` is
+        missing.
+
+        Raises:
+            ResultsFolderBusy: another run holds the lock.
+
+        Example:
+            >>> with ResultsStore("out").lock():  # doctest: +SKIP
+            ...     run_cells(cells, fn, store)
+        """
+        self._acquire_lock()
+        try:
+            yield self
+        finally:
+            self._release_lock()
+
+    def _acquire_lock(self) -> None:
+        if self._lock_depth > 0 or fcntl is None:
+            self._lock_depth += 1
+            return
+        path = self.out / _LOCK_NAME
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                raise ResultsFolderBusy(self.out, *_read_lock_holder(path)) from None
+            try:  # the holder unlinks the file on release: lock only the file at the path now
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        try:
+            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "started_at": started}).encode(), 0)
+        except BaseException:
+            os.close(fd)  # closing the descriptor releases the lock
+            raise
+        self._lock_fd, self._lock_depth = fd, 1
+
+    def _release_lock(self) -> None:
+        self._lock_depth -= 1
+        if self._lock_depth > 0 or self._lock_fd is None:
+            return
+        fd, self._lock_fd = self._lock_fd, None
+        try:
+            with contextlib.suppress(OSError):  # remove it while still holding it
+                os.unlink(self.out / _LOCK_NAME)
+        finally:
+            os.close(fd)
+
+    @property
+    def settings_path(self) -> Path:
+        """``out/settings.json``: the settings the folder's cells were made with."""
+        return self.out / _SETTINGS_NAME
+
+    def check_settings(self) -> dict[str, Any] | None:
+        """Compare the store's ``settings`` with the folder's, recording them on first use.
+
+        Writes ``out/settings.json`` atomically as ``{"fingerprint": sha256 of the canonical
+        JSON of the settings, "settings": {...}, "history": [{"fingerprint", "settings",
+        "recorded_at"}, ...]}``. Call it under :meth:`lock` before any work
+        (:func:`~comparisons.executors.run_cells` does). Does nothing when the store was made
+        without ``settings``.
+
+        Returns:
+            The settings now recorded for the folder (``None`` without ``settings``).
+
+        Raises:
+            SettingsMismatch: the folder holds results made with other settings (or its
+                ``settings.json`` is unreadable) and ``allow_settings_change`` is False.
+
+        Example:
+            >>> ResultsStore("out", settings={"seed": 0}).check_settings()  # doctest: +SKIP
+            {'seed': 0}
+            >>> ResultsStore("out", settings={"seed": 1}).check_settings()  # doctest: +SKIP
+            Traceback (most recent call last):
+            SettingsMismatch: results folder out holds results made with other settings (seed 0 -> 1); ...
+        """
+        if self.settings is None:
+            return None
+        new_fp = _fingerprint(self.settings)
+        path = self.settings_path
+        entry = {"fingerprint": new_fp, "settings": self.settings,
+                 "recorded_at": datetime.datetime.now().astimezone().isoformat(
+                     timespec="seconds")}
+        how = ("use another --out, or pass --allow-settings-change to add these cells to the "
+               "same folder")
+        history: list[Any] = []
+        if path.exists():
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+                old = doc["settings"]
+                if not isinstance(old, dict):
+                    raise TypeError(f"'settings' is a {type(old).__name__}, expected an object")
+                history = list(doc.get("history") or [])
+            except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+                if not self.allow_settings_change:
+                    raise SettingsMismatch(
+                        f"cannot read the settings of results folder {self.out} from {path} "
+                        f"({type(exc).__name__}: {exc}); repair or delete that file, {how}",
+                        self.out, {}) from None
+                warnings.warn(f"replacing unreadable {path} ({type(exc).__name__}: {exc})",
+                              DamagedCellWarning, stacklevel=2)
+            else:
+                if _fingerprint(old) == new_fp:
+                    return self.settings
+                changes = {k: (old.get(k, "<unset>"), self.settings.get(k, "<unset>"))
+                           for k in sorted(set(old) | set(self.settings))
+                           if _canonical_json(old.get(k, "<unset>"))
+                           != _canonical_json(self.settings.get(k, "<unset>"))}
+                if not self.allow_settings_change:
+                    diff = ", ".join(f"{k} {_short(a)} -> {_short(b)}"
+                                     for k, (a, b) in changes.items())
+                    raise SettingsMismatch(
+                        f"results folder {self.out} holds results made with other settings "
+                        f"({diff}); {how}", self.out, changes)
+                if not history:  # a file written without history: keep its settings in it
+                    history = [{"fingerprint": _fingerprint(old), "settings": old,
+                                "recorded_at": None}]
+        doc = {"fingerprint": new_fp, "settings": self.settings, "history": [*history, entry]}
+        atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True,
+                                           default=_json_default) + "\n")
+        return self.settings
+
     # ---------------------------------------------------------------- failures
     def record_failure(self, cell_id: str, error: str, traceback: str = "",
                        **extra: Any) -> Path:
@@ -338,11 +698,22 @@ class ResultsStore:
 
     def failures(self) -> list[dict[str, Any]]:
         """Currently recorded failures, sorted by cell id."""
-        docs = []
+        docs, damaged = [], {}
         for path in sorted(self.failures_dir.glob("*.json")):
-            if not path.name.startswith(_TMP_PREFIX):
+            if path.name.startswith(_TMP_PREFIX):
+                continue
+            try:
                 with open(path, encoding="utf-8") as fh:
-                    docs.append(json.load(fh))
+                    doc = json.load(fh)
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                damaged[path] = f"unreadable ({type(exc).__name__}: {exc})"
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("cell_id"), str):
+                docs.append(doc)
+            else:
+                damaged[path] = "not a failure record (no cell_id)"
+        if damaged:
+            _warn_damaged(damaged, what="failure")
         return sorted(docs, key=lambda d: d["cell_id"])
 
     def write_failures_json(self) -> Path:
@@ -356,6 +727,8 @@ class ResultsStore:
 
         Args:
             out: destination folder (default: the store's folder).
+
+        Damaged cell files are left out and named in a :class:`DamagedCellWarning`.
 
         Returns:
             ``{"csv": path, "json": path}``. Non-scalar fields (e.g. a ``config`` dict) are
@@ -374,6 +747,33 @@ class ResultsStore:
                     if isinstance(v, Mapping | list | tuple) else v)
         csv_path = atomic_write_text(dest / "records.csv", flat.to_csv(index=False))
         return {"csv": csv_path, "json": json_path}
+
+
+def _fingerprint(settings: Mapping[str, Any]) -> str:
+    return hashlib.sha256(_canonical_json(dict(settings)).encode("utf-8")).hexdigest()
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if value == "<unset>" else json.dumps(value, sort_keys=True,
+                                                       default=_json_default)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _read_lock_holder(path: Path) -> tuple[int | None, str | None]:
+    """``(pid, started_at)`` written by the lock's holder (``None`` when unknown)."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+        pid = info.get("pid")
+        return (int(pid) if pid is not None else None), info.get("started_at")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError):
+        return None, None
+
+
+def _warn_damaged(damaged: Mapping[Path, str], what: str = "cell", action: str = "skipping",
+                  stacklevel: int = 3) -> None:
+    listed = "; ".join(f"{path}: {why}" for path, why in damaged.items())
+    warnings.warn(f"{action} {len(damaged)} damaged {what} file(s): {listed}",
+                  DamagedCellWarning, stacklevel=stacklevel)
 
 
 def _clean(value: Any) -> Any:

@@ -37,6 +37,8 @@ __all__ = [
     "uci_cells",
     "run_uci_cell",
     "parse_splits",
+    "split_items",
+    "uci_splits",
     "hyperparameter_grid",
     "train_grid",
     "score_networks",
@@ -66,34 +68,94 @@ class UCIProtocol:
             check_positive_int(self.max_grid, "max_grid")
 
 
-def parse_splits(spec: str, n_splits: int) -> list[int]:
-    """``"0-19"``, ``"0,3,5"`` or ``"all"`` -> split indices, checked against ``n_splits``."""
-    if spec == "all":
-        return list(range(n_splits))
-    out: list[int] = []
-    try:
-        for part in spec.split(","):
+def split_items(spec: str) -> list[tuple[str, int, int, bool]]:
+    """The parts of a split spec as ``(text, first, last, is_range)``: ``"0-4,7"`` ->
+    ``[("0-4", 0, 4, True), ("7", 7, 7, False)]``. Checks the syntax only (no data set).
+
+    Raises:
+        ValueError: not of the form ``'0-19'``, ``'0,3,5'`` or ``'all'``, a negative split or an
+            empty range such as ``'5-2'``, naming the part.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"splits must look like '0-19' or '0,3,5' or 'all', got {spec!r}")
+    if spec.strip() == "all":
+        return []
+    items = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
             if "-" in part:
                 lo, hi = (int(v) for v in part.split("-"))
-                out.extend(range(lo, hi + 1))
             else:
-                out.append(int(part))
-    except ValueError:
-        raise ValueError(f"splits must look like '0-19' or '0,3,5' or 'all', got {spec!r}") from None
+                lo = hi = int(part)
+        except ValueError:
+            raise ValueError(f"splits must look like '0-19' or '0,3,5' or 'all', got {spec!r}") \
+                from None
+        if lo < 0:
+            raise ValueError(f"splits must be integers >= 0, got {part!r} in {spec!r}")
+        if lo > hi:
+            raise ValueError(f"split range {part!r} is empty (its start is after its end); "
+                             f"write it as '{hi}-{lo}'")
+        items.append((part, lo, hi, "-" in part))
+    return items
+
+
+def parse_splits(spec: str, n_splits: int, *, clip_ranges: bool = False) -> list[int]:
+    """``"0-19"``, ``"0,3,5"`` or ``"all"`` -> split indices, checked against ``n_splits``.
+
+    With ``clip_ranges``, a range is clipped to the data set's splits (``"0-19"`` on a data set
+    with 5 splits gives 0..4); a listed split beyond them is still an error.
+
+    Example:
+        >>> parse_splits("0-19", 5, clip_ranges=True)
+        [0, 1, 2, 3, 4]
+    """
+    if isinstance(spec, str) and spec.strip() == "all":
+        return list(range(n_splits))
+    out: list[int] = []
+    for _, lo, hi, is_range in split_items(spec):
+        out.extend(range(lo, (min(hi, n_splits - 1) if clip_ranges and is_range else hi) + 1))
     bad = [s for s in out if not 0 <= s < n_splits]
     if bad:
         raise ValueError(f"splits {bad} are out of range: this data set has splits 0..{n_splits - 1}")
     return sorted(set(out))
 
 
+def uci_splits(datasets: list[str], splits: str) -> dict[str, list[int]]:
+    """The splits of each data set (canonical names) for a spec shared by several data sets.
+
+    Ranges are clipped to each data set's splits (the default ``"0-19"`` gives protein its 5); a
+    listed split runs on the data sets that have it (a data set with none of the listed splits is
+    left out). A part of the spec that names no split of ANY selected data set is an error.
+
+    Example:
+        >>> {k: len(v) for k, v in uci_splits(["yacht", "protein"], "0-19").items()}
+        {'yacht': 20, 'protein-tertiary-structure': 5}
+    """
+    names = [resolve_uci_name(name) for name in datasets]
+    if not names:
+        raise ValueError("no data set selected")
+    counts = {name: uci_info(name).n_splits for name in names}
+    items = split_items(splits)
+    largest = max(counts.values())
+    missing = [part for part, lo, _, _ in items if lo >= largest]
+    if missing:
+        have = ", ".join(f"{name} 0..{n - 1}" for name, n in counts.items())
+        raise ValueError(f"splits {', '.join(missing)} do not exist in any selected data set "
+                         f"(available: {have})")
+    out = {}
+    for name, n in counts.items():
+        chosen = sorted({s for _, lo, hi, _ in items for s in range(lo, min(hi, n - 1) + 1)}) \
+            if items else list(range(n))
+        if chosen:
+            out[name] = chosen
+    return out
+
+
 def uci_cells(datasets: list[str], splits: str, protocol: UCIProtocol) -> list[Cell]:
-    """One cell per (data set, split); splits beyond a data set's count are an error."""
-    cells = []
-    for name in datasets:
-        name = resolve_uci_name(name)
-        for split in parse_splits(splits, uci_info(name).n_splits):
-            cells.append(Cell(name, split, "mc_dropout", asdict(protocol)))
-    return cells
+    """One cell per (data set, split) of :func:`uci_splits` (ranges clipped per data set)."""
+    return [Cell(name, split, "mc_dropout", asdict(protocol))
+            for name, chosen in uci_splits(datasets, splits).items() for split in chosen]
 
 
 def hyperparameter_grid(split, protocol: UCIProtocol) -> list[tuple[float, float]]:

@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .method_styles import canonical_method
+
 __all__ = ["summarize", "format_mean_se", "summary_markdown", "plot_split_metric"]
 
 _REQUIRED = ("dataset", "method", "split", "metric", "value")
@@ -35,6 +37,8 @@ def _frame(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     if missing:
         raise ValueError(f"records lack column(s) {missing}; have {list(df.columns)}")
     df["value"] = df["value"].astype(float)
+    if "method" in df.columns:  # older outputs spell some ids differently (gp-se, nuts)
+        df["method"] = df["method"].map(lambda m: canonical_method(m) if isinstance(m, str) else m)
     keys = [*by, "metric", "split"]
     dup = df.duplicated(keys, keep=False)
     if dup.any():
@@ -52,7 +56,9 @@ def summarize(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     """Mean and standard error over splits per group and metric.
 
     Args:
-        records: tidy records (DataFrame or list of dicts).
+        records: tidy records (DataFrame or list of dicts). Older spellings of a method id
+            (``gp-se``, ``nuts``, ...; :data:`comparisons.method_styles.LEGACY_METHOD_IDS`) are
+            read as the id (``gp_se``, ``hmc``).
         metrics: metrics to keep (default: all, in order of appearance).
         by: grouping columns (add e.g. ``"epochs_multiplier"`` when it varies).
 

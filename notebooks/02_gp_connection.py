@@ -56,6 +56,7 @@ from IPython.display import Markdown, display
 
 from comparisons.exact_gp import make_kernel
 from comparisons.gp_vs_dropout import plot_toy1d_comparison, records_markdown, run_gp_vs_dropout
+from comparisons.method_styles import method_color, method_label
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
 OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"
@@ -178,13 +179,13 @@ plt.show()
 # validation split, retraining, $T$ MC samples); its predictive is moment-matched to a Gaussian
 # ($1/\tau$ plus the MC variance). The GPs:
 #
-# * `gp-arccos1-prior`: arc-cosine order 1 with **the hyper-parameters of the trained network's
+# * `gp_arccos1_prior`: arc-cosine order 1 with **the hyper-parameters of the trained network's
 #   prior** (prior length-scale $l = 10^{-2}$ as in the protocol, mapped through the Keras
 #   objective and the target standardisation: $l_\text{eff} = l\,p\,s_y/\sqrt2$; noise $1/\tau$
 #   of the selected $\tau$). This is the GP that MC dropout approximates; no fitting.
-# * `gp-rf-prior`: the same prior with $K = 50$ random ReLU features (the network's own width):
+# * `gp_rf_prior`: the same prior with $K = 50$ random ReLU features (the network's own width):
 #   the finite-width prior, predicted in weight space.
-# * `gp-arccos1`, `gp-se`: arc-cosine and squared-exponential GPs with their variances,
+# * `gp_arccos1`, `gp_se`: arc-cosine and squared-exponential GPs with their variances,
 #   length-scale and noise fitted by marginal likelihood (L-BFGS).
 #
 # The distances compare MC dropout's Gaussian with each GP's, point by point, averaged over the
@@ -222,10 +223,9 @@ for (_, a), (b, _) in zip(data.train_intervals[:-1], data.train_intervals[1:]):
     ax.axvspan(a, b, color="0.85", lw=0)
 ax.axvspan(data.x_test_raw[0], data.train_bounds[0], color="0.93", lw=0)
 ax.axvspan(data.train_bounds[1], data.x_test_raw[-1], color="0.93", lw=0)
-colors = {"mc_dropout": "tab:blue", "gp-arccos1-prior": "tab:red", "gp-rf-prior": "tab:purple",
-          "gp-arccos1": "tab:orange", "gp-se": "tab:green"}  # as in plot_toy1d_comparison
-for method, (_mean, var) in result.predictions.items():
-    ax.semilogy(data.x_test_raw, np.sqrt(var), label=method, color=colors.get(method),
+for method, (_mean, var) in result.predictions.items():  # colours as in plot_toy1d_comparison
+    ax.semilogy(data.x_test_raw, np.sqrt(var), label=method_label(method),
+                color=method_color(method),
                 lw=2.5 if method == "mc_dropout" else 1.4)
 ax.axhline(data.noise_std, color="k", ls=":", lw=1, label="true noise sd")
 ax.set_xlabel("x")

@@ -25,7 +25,7 @@
 #   stochastic passes;
 # * **standard dropout**: the same network with the masks replaced by their means and
 #   predictive $\mathcal{N}(\hat y, 1/\tau)$: a point estimate, so no LOO;
-# * **gp-arccos1**: the arc-cosine GP (an infinitely wide ReLU layer) fitted by marginal likelihood;
+# * **gp_arccos1**: the arc-cosine GP (an infinitely wide ReLU layer) fitted by marginal likelihood;
 # * **hmc**: NUTS on the *same* one-hidden-layer network with the dropout model's own prior and
 #   noise, mapped onto the standardised scale as $l_\text{eff} = l\,p\,s_y/\sqrt2$,
 #   $\tau_s = \tau s_y^2$ (README, "MC dropout vs exact GPs").

@@ -13,6 +13,7 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_finite",
+    "check_targets",
     "per_layer",
 ]
 
@@ -86,3 +87,58 @@ def per_layer(value, num_layers: int, name: str, check) -> tuple[float, ...]:
             )
         return tuple(check(v, f"{name}[{i}]") for i, v in enumerate(value))
     return tuple(check(value, name) for _ in range(num_layers))
+
+
+def check_targets(y, name: str = "y", *, num_rows: int | None = None,
+                  num_outputs: int | None = None, likelihood: str = "gaussian") -> torch.Tensor:
+    """Check a target tensor against the toolkit's ONE rule for target shapes.
+
+    * Regression (``likelihood="gaussian"``): targets are ``... x N x D`` with at least two dims,
+      ``N x 1`` for one output. A 1-D ``(N,)`` is refused, never reshaped: it would broadcast
+      against the ``N x 1`` outputs and score every point against every target.
+    * Classification (``likelihood="categorical"``): ``N`` integer class indices (a float tensor
+      holding integers is accepted).
+
+    ``num_rows`` (``N``) and ``num_outputs`` (``D``) are checked when given. Returns ``y``.
+
+    Example:
+        >>> check_targets(torch.zeros(5), num_rows=5)
+        Traceback (most recent call last):
+        ...
+        ValueError: y must have shape N x D (N x 1 for one output), got a 1-D tensor of shape (5,): pass y.reshape(-1, 1) (a 1-D y would broadcast against the N x 1 outputs)
+    """
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    if likelihood == "categorical":
+        if y.dim() != 1:
+            raise ValueError(
+                f"{name} must hold N class indices (shape (N,)) for a categorical likelihood, "
+                f"got shape {tuple(y.shape)}"
+            )
+        check_finite(y, name)
+        if y.is_floating_point() and bool((y != torch.round(y)).any()):
+            raise ValueError(f"{name} must hold integer class indices, got non-integer values")
+        if y.numel() and int(y.min()) < 0:
+            raise ValueError(f"{name} must hold class indices >= 0, got {int(y.min())}")
+        if num_outputs is not None and y.numel() and int(y.max()) >= num_outputs:
+            raise ValueError(
+                f"{name} must hold class indices < {num_outputs} (the number of outputs), "
+                f"got {int(y.max())}"
+            )
+    else:
+        if y.dim() < 2:
+            raise ValueError(
+                f"{name} must have shape N x D (N x 1 for one output), got a {y.dim()}-D tensor "
+                f"of shape {tuple(y.shape)}: pass {name}.reshape(-1, 1) (a 1-D {name} would "
+                f"broadcast against the N x 1 outputs)"
+            )
+        check_finite(y, name)
+        if num_outputs is not None and y.shape[-1] != num_outputs:
+            raise ValueError(
+                f"{name} must have {num_outputs} column(s) (one per output), got shape "
+                f"{tuple(y.shape)}"
+            )
+    rows = y.shape[0] if likelihood == "categorical" else y.shape[-2]
+    if num_rows is not None and rows != num_rows:
+        raise ValueError(f"{name} must have {num_rows} rows like x, got shape {tuple(y.shape)}")
+    return y

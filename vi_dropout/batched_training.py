@@ -57,7 +57,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._validation import check_finite, check_keep_prob, check_positive, check_positive_int
+from ._validation import (
+    check_finite,
+    check_keep_prob,
+    check_positive,
+    check_positive_int,
+    check_targets,
+)
 from .drop_stream import layer_drop_streams
 from .network import Architecture, get_activation
 from .objectives import weight_decay_from_prior
@@ -216,7 +222,7 @@ def train_sequential(
         ([(8, 3), (1, 8)], -1)
     """
     check_finite(x, "x")
-    check_finite(y, "y")
+    check_targets(y, "y")
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must be N x Q and N x D, got {tuple(x.shape)}, {tuple(y.shape)}")
     epochs = check_positive_int(epochs, "epochs")
@@ -337,7 +343,7 @@ def train_batched(
     if E < 1:
         raise ValueError("seeds must hold at least one seed")
     check_finite(x, "x")
-    check_finite(y, "y")
+    check_targets(y, "y")
     if x.dim() == 2:
         x = x.expand(E, *x.shape)
     if y.dim() == 2:
@@ -347,258 +353,355 @@ def train_batched(
             f"x and y must be E x N x Q and E x N x D (or N x Q, N x D) with E = len(seeds) = {E} "
             f"and the same N for every network, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
+    spec = _BatchedSpec(
+        widths=_widths(x.shape[2], hidden, y.shape[2]), activation=activation,
+        num_data=y.shape[1], batch_size=check_positive_int(batch_size, "batch_size"),
+        betas=betas, eps=eps)
     epochs = check_positive_int(epochs, "epochs")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    widths = _widths(x.shape[2], hidden, y.shape[2])
-    L = len(widths) - 1
-    _, N, D = y.shape
-    dtype = x.dtype
     kps = [
-        _per_layer_kp(k, L, f"keep_prob[{e}]")
+        _per_layer_kp(k, spec.num_layers, f"keep_prob[{e}]")
         for e, k in enumerate(_as_per_net(keep_prob, E, "keep_prob", check_keep_prob))
     ]
     regs = _as_per_net(reg, E, "reg", _check_reg)
     lrs = _as_per_net(lr, E, "lr", check_positive)
-    act = get_activation(activation)
-    relu = activation == "relu"
-    deriv = None if relu else _DERIVATIVES[activation]
+    state = _NetworkState.initial(spec, x, y, kps, regs, lrs, seeds)
+    final = torch.empty(E, spec.layout.size, dtype=x.dtype)
+    losses = torch.full((E, epochs), float("nan"), dtype=x.dtype)
+    diverged_epoch = torch.full((E,), -1, dtype=torch.long)
+    block = _EpochBlock(spec)
+    for epoch in tqdm(range(epochs), disable=not progress, desc="train_batched", leave=False):
+        if epoch >= block.end:
+            block.draw(state, epoch, epochs)
+        epoch_loss = _train_epoch(spec, state, block, epoch, final, diverged_epoch)
+        if state.num_active == 0:
+            break
+        losses[state.active, epoch] = epoch_loss
+    if state.num_active:
+        final[state.active] = spec.layout.net_major(state.theta, state.num_active)
+    weights, biases = spec.layout.unpack_rows(final)
+    return TrainResult(weights, biases, losses, diverged_epoch)
 
-    # Per-network state -------------------------------------------------------------------------
-    gens = [torch.Generator().manual_seed(s) for s in seeds]
-    arch = Architecture(widths, activation)
-    shapes = arch.layer_shapes
-    sizes = [o * i + o for o, i in shapes]
-    P = sum(sizes)
-    # Parameters live in ONE flat buffer (Adam is a handful of ops on it), laid out layer-major:
-    # [W_0 of all nets | b_0 of all nets | W_1 ...], so every layer's E x in x out block is
-    # contiguous (batched matmuls into a strided block fall back to a loop over networks).
-    # Weights are stored TRANSPOSED (E x in x out): the fast layout for bmm on both passes.
-    theta = torch.empty(E * P, dtype=dtype)
 
-    def views(buf, n):
-        ws_, bs_, off = [], [], 0
-        for o, i in shapes:
-            ws_.append(buf[off : off + n * o * i].view(n, i, o))
+class _ParameterLayout:
+    """Where each network's parameters sit in ONE flat buffer (Adam is a handful of ops on it).
+
+    Layer-major: ``[W_0 of all nets | b_0 of all nets | W_1 ...]``, so every layer's
+    ``E x in x out`` block is contiguous (batched matmuls into a strided block fall back to a loop
+    over networks). Weights are stored TRANSPOSED (``E x in x out``): the fast layout for ``bmm``
+    on both passes. "Net-major" rows (``E x P``, network ``e``'s parameters in row ``e``) are the
+    layout of the result.
+    """
+
+    def __init__(self, shapes):
+        self.shapes = shapes
+        self.size = sum(o * i + o for o, i in shapes)  # P: parameters per network
+
+    def views(self, buf, n):
+        """Per-layer ``n x in x out`` weight and ``n x out`` bias views of a layer-major buffer."""
+        ws, bs, off = [], [], 0
+        for o, i in self.shapes:
+            ws.append(buf[off : off + n * o * i].view(n, i, o))
             off += n * o * i
-            bs_.append(buf[off : off + n * o].view(n, o))
+            bs.append(buf[off : off + n * o].view(n, o))
             off += n * o
-        return ws_, bs_
+        return ws, bs
 
-    def net_major(buf, n):
-        # n x P rows (network e's parameters in row e), the layout of ``final``.
-        ws_, bs_ = views(buf, n)
-        return torch.cat([t.reshape(n, -1) for wb in zip(ws_, bs_) for t in wb], 1)
+    def net_major(self, buf, n):
+        """Layer-major buffer of ``n`` networks -> ``n x P`` rows."""
+        ws, bs = self.views(buf, n)
+        return torch.cat([t.reshape(n, -1) for wb in zip(ws, bs) for t in wb], 1)
 
-    def layer_major(rows):
+    def layer_major(self, rows):
+        """``n x P`` rows -> a new layer-major buffer."""
         n = rows.shape[0]
-        buf = torch.empty(n * P, dtype=rows.dtype)
-        ws_, bs_ = views(buf, n)
+        buf = torch.empty(n * self.size, dtype=rows.dtype)
+        ws, bs = self.views(buf, n)
         off = 0
-        for layer, (o, i) in enumerate(shapes):
-            ws_[layer].copy_(rows[:, off : off + o * i].view(n, i, o))
+        for layer, (o, i) in enumerate(self.shapes):
+            ws[layer].copy_(rows[:, off : off + o * i].view(n, i, o))
             off += o * i
-            bs_[layer].copy_(rows[:, off : off + o])
+            bs[layer].copy_(rows[:, off : off + o])
             off += o
         return buf
 
-    W, B_ = views(theta, E)
-    streams = []
-    for e, g in enumerate(gens):
-        w0, b0 = arch.init_params(generator=g, dtype=dtype)
-        for layer in range(L):
-            W[layer][e] = w0[layer].T
-            B_[layer][e] = b0[layer]
-        streams.append(layer_drop_streams(kps[e], g))
-    # 1 / keep_prob per network and layer. Layer 0's is folded into the inputs (x / keep_prob is
-    # gathered, its drops are zeroed in place); layer l >= 1's into the products with W_l, so
-    # the hidden masks are plain 0/1 (for ReLU, h > 0 then marks "active and kept" by itself).
-    inv_kp = torch.tensor([[1.0 / kp for kp in k] for k in kps], dtype=dtype)  # E x L
-    inv_kp3 = [inv_kp[:, layer].view(-1, 1, 1) for layer in range(L)]
-    reg_t = torch.tensor(regs, dtype=dtype)
-    lr_t = torch.tensor(lrs, dtype=dtype).unsqueeze(1)
-    lr_flat = layer_major(lr_t.expand(E, P))
-    same_lr = len(set(lrs)) == 1
-    m_buf = torch.zeros_like(theta)
-    v_buf = torch.zeros_like(theta)
-    grad = torch.empty_like(theta)
-    beta1, beta2 = betas
-    Q = widths[0]
-    QD = Q + D
-    hidden_widths = widths[1:L]
-    Ch = sum(hidden_widths)  # columns of the hidden masks (0 without hidden layers)
-    h_offsets = [0]
-    for w in hidden_widths:
-        h_offsets.append(h_offsets[-1] + w)
+    def unpack_rows(self, rows):
+        """``E x P`` rows -> per-layer ``E x out x in`` weights and ``E x out`` biases."""
+        weights, biases, off = [], [], 0
+        for o, i in self.shapes:
+            weights.append(rows[:, off : off + o * i].view(-1, i, o).transpose(1, 2).contiguous())
+            off += o * i
+            biases.append(rows[:, off : off + o].clone())
+            off += o
+        return weights, biases
 
-    # Outputs (networks are written back when they freeze and at the end).
-    active = torch.arange(E)
-    final = torch.empty(E, P, dtype=dtype)
-    losses = torch.full((E, epochs), float("nan"), dtype=dtype)
-    diverged_epoch = torch.full((E,), -1, dtype=torch.long)
-    xy_act = torch.cat([x * inv_kp3[0], y], dim=2)  # E x N x (Q + D), inputs pre-scaled
-    step = 0
-    block_end = 0  # shuffles and masks are drawn for blocks of epochs; see below
-    mask_buf = None
 
-    for epoch in tqdm(range(epochs), disable=not progress, desc="train_batched", leave=False):
-        Ea = len(active)
-        if epoch >= block_end:
-            # A block of epochs at once: the shuffled data (x / keep_prob, y) and the hidden masks,
-            # network-major (E x epochs x N x columns), with one stream call per (network, layer).
-            # Each generator draws only its shuffles after the start and the streams do not
-            # depend on how they are cut, so this equals per-epoch draws.
-            block_start = epoch
-            per_epoch = Ea * N * max(Ch + QD, 1)
-            block_len = max(1, min(epochs - epoch, _MASK_BLOCK_ENTRIES // per_epoch))
-            block_end = epoch + block_len
-            perm = torch.empty(Ea, block_len, N, dtype=torch.long)
-            for e in range(Ea):
-                for k in range(block_len):
-                    torch.randperm(N, generator=gens[e], out=perm[e, k])
-            rows = perm.add_(torch.arange(0, Ea * N, N).view(-1, 1, 1)).view(-1)
-            xy_block = xy_act.view(Ea * N, QD).index_select(0, rows).view(Ea, block_len, N, QD)
-            if Ch:
-                # One buffer for every block (a fresh 100 MB tensor per block cost more in page
-                # faults than the arithmetic); later blocks are never longer than the first.
-                shape = (Ea, block_len, N, Ch)
-                if mask_buf is None or mask_buf.numel() < math.prod(shape):
-                    mask_buf = torch.empty(shape, dtype=dtype)
-                block_masks = mask_buf.view(-1)[: math.prod(shape)].view(shape).fill_(1.0)
-                flat_masks = block_masks.view(-1)
-            flat_xy = xy_block.view(-1)
-            for e in range(Ea):
-                for layer, stream in enumerate(streams[e]):
-                    # Drop d = (k N + r) w + c of a layer of width w sits at (k N + r) * cols
-                    # + offset + c in a block with ``cols`` columns: increasing in d, so each
-                    # fill walks its network's slab in order.
-                    w = widths[layer]
-                    d = stream.take(block_len * N * w)
-                    if not d.numel():
-                        continue
-                    if layer == 0:
-                        q = d.div(w, rounding_mode="floor").mul_(QD - w).add_(d)
-                        flat_xy.index_fill_(0, q.add_(e * block_len * N * QD), 0.0)
-                    else:
-                        q = d.div(w, rounding_mode="floor").mul_(Ch - w).add_(d) if Ch != w else d
-                        q = q.add(h_offsets[layer - 1] + e * block_len * N * Ch)
-                        flat_masks.index_fill_(0, q, 0.0)
-        kb = epoch - block_start
-        xys = xy_block[:, kb]
-        masks = block_masks[:, kb] if Ch else None
-        epoch_loss = torch.zeros(Ea, dtype=dtype)
-        s = 0
-        while s < N:
-            e_ = min(s + batch_size, N)
-            nb = e_ - s
-            h = xys[:, s:e_, :Q]
-            hs, Ds = [h], []
-            for layer in range(L):
+class _BatchedSpec:
+    """What every network of one :func:`train_batched` call shares: widths, activation, sizes."""
+
+    def __init__(self, widths, activation, num_data, batch_size, betas, eps):
+        self.widths = widths
+        self.num_layers = len(widths) - 1
+        self.activation = activation
+        self.act = get_activation(activation)
+        self.relu = activation == "relu"
+        self.deriv = None if self.relu else _DERIVATIVES[activation]
+        self.arch = Architecture(widths, activation)
+        self.layout = _ParameterLayout(self.arch.layer_shapes)
+        self.num_data = num_data
+        self.batch_size = batch_size
+        self.betas = betas
+        self.eps = eps
+        self.num_inputs = widths[0]  # Q
+        self.num_outputs = widths[-1]  # D
+        hidden_widths = widths[1:-1]
+        self.hidden_columns = sum(hidden_widths)  # columns of the hidden masks (0: no hidden)
+        self.hidden_offsets = [0]
+        for w in hidden_widths:
+            self.hidden_offsets.append(self.hidden_offsets[-1] + w)
+
+
+class _NetworkState:
+    """The networks still training: parameters, Adam moments, generators, drop streams, data.
+
+    1 / keep_prob per network and layer: layer 0's is folded into the inputs (``x / keep_prob``
+    is gathered and its drops zeroed in place), layer ``l >= 1``'s into the products with
+    ``W_l``, so the hidden masks are plain 0/1 (for ReLU, ``h > 0`` then marks "active and kept").
+    """
+
+    def __init__(self, spec, active, theta, m, v, inv_kp, reg, lr, gens, streams, xy):
+        self.spec = spec
+        self.active = active  # original indices of the networks still training
+        self.theta, self.m, self.v = theta, m, v
+        self.grad = torch.empty_like(theta)
+        self.inv_kp, self.reg, self.lr = inv_kp, reg, lr
+        self.gens, self.streams, self.xy = gens, streams, xy
+        self.step = 0
+        self._derive()
+
+    @classmethod
+    def initial(cls, spec, x, y, kps, regs, lrs, seeds):
+        """Draw the initial weights and the per-layer drop streams, in the contract's order."""
+        E, dtype, layout = len(seeds), x.dtype, spec.layout
+        theta = torch.empty(E * layout.size, dtype=dtype)
+        W, B = layout.views(theta, E)
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        streams = []
+        for e, g in enumerate(gens):
+            w0, b0 = spec.arch.init_params(generator=g, dtype=dtype)
+            for layer in range(spec.num_layers):
+                W[layer][e] = w0[layer].T
+                B[layer][e] = b0[layer]
+            streams.append(layer_drop_streams(kps[e], g))
+        inv_kp = torch.tensor([[1.0 / kp for kp in k] for k in kps], dtype=dtype)  # E x L
+        xy = torch.cat([x * inv_kp[:, 0].view(-1, 1, 1), y], dim=2)  # inputs pre-scaled
+        lr = torch.tensor(lrs, dtype=dtype).unsqueeze(1)
+        state = cls(spec, torch.arange(E), theta, torch.zeros_like(theta),
+                    torch.zeros_like(theta), inv_kp, torch.tensor(regs, dtype=dtype), lr, gens,
+                    streams, xy)
+        state.same_lr = len(set(lrs)) == 1
+        state.lr0 = float(lrs[0])
+        return state
+
+    def _derive(self):
+        n = len(self.active)
+        self.W, self.B = self.spec.layout.views(self.theta, n)
+        self.inv_kp3 = [self.inv_kp[:, layer].view(-1, 1, 1)
+                        for layer in range(self.spec.num_layers)]
+        self.lr_flat = self.spec.layout.layer_major(self.lr.expand(n, self.spec.layout.size))
+
+    @property
+    def num_active(self) -> int:
+        return len(self.active)
+
+    def freeze(self, bad, epoch, final, diverged_epoch, block):
+        """Write the networks with a non-finite loss (``bad``) to ``final`` at their current
+        parameters, record ``epoch`` and train on without them."""
+        layout, n_old = self.spec.layout, len(self.active)
+        bad_idx = bad.nonzero().squeeze(1)
+        keep = (~bad).nonzero().squeeze(1)
+        rows_now = layout.net_major(self.theta, n_old)
+        final[self.active[bad_idx]] = rows_now[bad_idx]
+        diverged_epoch[self.active[bad_idx]] = epoch
+        self.active = self.active[keep]
+        if not len(self.active):
+            return keep
+        self.theta = layout.layer_major(rows_now[keep])
+        self.m = layout.layer_major(layout.net_major(self.m, n_old)[keep])
+        self.v = layout.layer_major(layout.net_major(self.v, n_old)[keep])
+        self.grad = torch.empty_like(self.theta)
+        self.inv_kp, self.reg, self.lr = self.inv_kp[keep], self.reg[keep], self.lr[keep]
+        self.gens = [self.gens[int(k)] for k in keep]
+        self.streams = [self.streams[int(k)] for k in keep]
+        self.xy = self.xy[keep]
+        block.keep(keep)
+        self._derive()
+        return keep
+
+    def adam_step(self):
+        """One :class:`torch.optim.Adam` update of every network on the flat buffer."""
+        beta1, beta2 = self.spec.betas
+        self.step += 1
+        bc1 = 1 - beta1**self.step
+        bc2_sqrt = math.sqrt(1 - beta2**self.step)
+        self.m.lerp_(self.grad, 1 - beta1)
+        self.v.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
+        denom = self.v.sqrt().div_(bc2_sqrt).add_(self.spec.eps)
+        if self.same_lr:
+            self.theta.addcdiv_(self.m, denom, value=-self.lr0 / bc1)
+        else:
+            self.theta.sub_(self.m.div(denom).mul_(self.lr_flat).div_(bc1))
+
+
+class _EpochBlock:
+    """The shuffled data (``x / keep_prob``, ``y``) and hidden masks for a block of epochs.
+
+    Network-major (``E x epochs x N x columns``), with one stream call per (network, layer). Each
+    generator draws only its shuffles after the start and the streams do not depend on how they
+    are cut, so this equals per-epoch draws (the block length is provably irrelevant).
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.start = self.end = 0
+        self.xy = self.masks = None
+        self._mask_buf = None  # one buffer for every block: fresh ones cost more in page faults
+
+    def draw(self, state, epoch, epochs):
+        spec, N = self.spec, self.spec.num_data
+        Ea, Ch = state.num_active, spec.hidden_columns
+        QD = spec.num_inputs + spec.num_outputs
+        per_epoch = Ea * N * max(Ch + QD, 1)
+        block_len = max(1, min(epochs - epoch, _MASK_BLOCK_ENTRIES // per_epoch))
+        self.start, self.end = epoch, epoch + block_len
+        perm = torch.empty(Ea, block_len, N, dtype=torch.long)
+        for e in range(Ea):
+            for k in range(block_len):
+                torch.randperm(N, generator=state.gens[e], out=perm[e, k])
+        rows = perm.add_(torch.arange(0, Ea * N, N).view(-1, 1, 1)).view(-1)
+        self.xy = state.xy.view(Ea * N, QD).index_select(0, rows).view(Ea, block_len, N, QD)
+        flat_masks = None
+        if Ch:
+            shape = (Ea, block_len, N, Ch)  # later blocks are never longer than the first
+            if self._mask_buf is None or self._mask_buf.numel() < math.prod(shape):
+                self._mask_buf = torch.empty(shape, dtype=state.xy.dtype)
+            self.masks = self._mask_buf.view(-1)[: math.prod(shape)].view(shape).fill_(1.0)
+            flat_masks = self.masks.view(-1)
+        flat_xy = self.xy.view(-1)
+        for e in range(Ea):
+            for layer, stream in enumerate(state.streams[e]):
+                # Drop d = (k N + r) w + c of a layer of width w sits at (k N + r) * cols
+                # + offset + c in a block with ``cols`` columns: increasing in d, so each fill
+                # walks its network's slab in order.
+                w = spec.widths[layer]
+                d = stream.take(block_len * N * w)
+                if not d.numel():
+                    continue
                 if layer == 0:
-                    Wl = W[0]
-                elif shapes[layer][0] == 1:
-                    Wl = W[layer]  # scaled after the reduction below
+                    q = d.div(w, rounding_mode="floor").mul_(QD - w).add_(d)
+                    flat_xy.index_fill_(0, q.add_(e * block_len * N * QD), 0.0)
                 else:
-                    Wl = W[layer] * inv_kp3[layer]
-                if shapes[layer][0] == 1:  # one output: a weighted sum beats a K=1 bmm
-                    z = torch.mul(h, Wl.transpose(1, 2)).sum(2, keepdim=True)
-                    if layer > 0:
-                        z.mul_(inv_kp3[layer])
-                    z += B_[layer].unsqueeze(1)
-                else:
-                    z = torch.baddbmm(B_[layer].unsqueeze(1), h, Wl)
-                if layer < L - 1:
-                    mk = masks[:, s:e_, h_offsets[layer] : h_offsets[layer + 1]]
-                    if relu:
-                        # 0/1 mask: h > 0 exactly where the ReLU is active and the unit kept.
-                        h = z.relu_().mul_(mk)
-                    else:
-                        a = act(z)
-                        Ds.append(deriv(z, a).mul_(mk))
-                        h = a.mul_(mk)
-                    hs.append(h)
-                else:
-                    h = z
-            diff = h.sub_(xys[:, s:e_, Q:])
-            wsq = sum(w.square().sum((1, 2)) for w in W)
-            loss = diff.square().sum((1, 2)) / (nb * D) + reg_t * wsq
-            bad = ~torch.isfinite(loss)
-            if bool(bad.any()):
-                # Freeze diverged networks at their current parameters and drop them.
-                bad_idx = bad.nonzero().squeeze(1)
-                keep = (~bad).nonzero().squeeze(1)
-                orig = active[bad_idx]
-                rows_now = net_major(theta, len(active))
-                final[orig] = rows_now[bad_idx]
-                diverged_epoch[orig] = epoch
-                active = active[keep]
-                if len(active) == 0:
-                    break
-                n_old = len(active) + len(bad_idx)
-                theta = layer_major(rows_now[keep])
-                m_buf = layer_major(net_major(m_buf, n_old)[keep])
-                v_buf = layer_major(net_major(v_buf, n_old)[keep])
-                grad = torch.empty_like(theta)
-                W, B_ = views(theta, len(active))
-                inv_kp = inv_kp[keep]
-                inv_kp3 = [inv_kp[:, layer].view(-1, 1, 1) for layer in range(L)]
-                reg_t, lr_t = reg_t[keep], lr_t[keep]
-                lr_flat = layer_major(lr_t.expand(len(active), P))
-                gens = [gens[int(k)] for k in keep]
-                streams = [streams[int(k)] for k in keep]
-                xy_block, xys = xy_block[keep], xys[keep]
-                if Ch:
-                    block_masks, masks = block_masks[keep], masks[keep]
-                xy_act = xy_act[keep]
-                epoch_loss = epoch_loss[keep]
-                continue  # redo this minibatch for the remaining networks
-            epoch_loss += loss * (nb / N)
-            # Backward pass by hand. For layer l >= 1 the input is h_l / keep_prob_l: the
-            # gradient reaching it is scaled once (gs), then used with the unscaled W_l.
-            gW, gB = views(grad, len(active))
-            gout = diff.mul_(2.0 / (nb * D))
-            reg2 = (2 * reg_t).view(-1, 1, 1)
-            for layer in reversed(range(L)):
-                torch.mul(W[layer], reg2, out=gW[layer])
-                torch.sum(gout, 1, out=gB[layer])
-                gs = gout * inv_kp3[layer] if layer > 0 else gout
-                if gs.shape[-1] == 1:
-                    # a one-term product: broadcasting is exact & faster than a K=1 bmm
-                    gW[layer] += torch.bmm(gs.transpose(1, 2), hs[layer]).transpose(1, 2)
-                else:
-                    gW[layer].baddbmm_(hs[layer].transpose(1, 2), gs)
-                if layer > 0:
-                    if gs.shape[-1] == 1:
-                        gout = gs * W[layer].transpose(1, 2)
-                    else:
-                        gout = torch.bmm(gs, W[layer].transpose(1, 2))
-                    if relu:
-                        gout = torch.ops.aten.threshold_backward(gout, hs[layer], 0)
-                    else:
-                        gout.mul_(Ds[layer - 1])
-            # Adam (torch.optim.Adam semantics) on the flat buffer.
-            step += 1
-            bc1 = 1 - beta1**step
-            bc2_sqrt = math.sqrt(1 - beta2**step)
-            m_buf.lerp_(grad, 1 - beta1)
-            v_buf.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = v_buf.sqrt().div_(bc2_sqrt).add_(eps)
-            if same_lr:
-                theta.addcdiv_(m_buf, denom, value=-float(lrs[0]) / bc1)
+                    q = d.div(w, rounding_mode="floor").mul_(Ch - w).add_(d) if Ch != w else d
+                    q = q.add(spec.hidden_offsets[layer - 1] + e * block_len * N * Ch)
+                    flat_masks.index_fill_(0, q, 0.0)
+
+    def epoch(self, epoch):
+        """``(xy, masks)`` of one epoch: ``E x N x (Q + D)`` and ``E x N x C`` (or None)."""
+        kb = epoch - self.start
+        return self.xy[:, kb], (self.masks[:, kb] if self.spec.hidden_columns else None)
+
+    def keep(self, keep):
+        self.xy = self.xy[keep]
+        if self.spec.hidden_columns:
+            self.masks = self.masks[keep]
+
+
+def _train_epoch(spec, state, block, epoch, final, diverged_epoch):
+    """One pass over the shuffled data in minibatches; returns the epoch losses of the networks
+    still active at its end (``|B| / N``-weighted minibatch losses)."""
+    xys, masks = block.epoch(epoch)
+    epoch_loss = torch.zeros(state.num_active, dtype=xys.dtype)
+    N, Q, D = spec.num_data, spec.num_inputs, spec.num_outputs
+    s = 0
+    while s < N:
+        e_ = min(s + spec.batch_size, N)
+        nb = e_ - s
+        out, hs, Ds = _forward(spec, state, xys[:, s:e_, :Q],
+                               None if masks is None else masks[:, s:e_])
+        diff = out.sub_(xys[:, s:e_, Q:])
+        wsq = sum(w.square().sum((1, 2)) for w in state.W)
+        loss = diff.square().sum((1, 2)) / (nb * D) + state.reg * wsq
+        bad = ~torch.isfinite(loss)
+        if bool(bad.any()):
+            keep = state.freeze(bad, epoch, final, diverged_epoch, block)
+            if state.num_active == 0:
+                break
+            xys, masks = block.epoch(epoch)
+            epoch_loss = epoch_loss[keep]
+            continue  # redo this minibatch for the remaining networks
+        epoch_loss += loss * (nb / N)
+        _backward(spec, state, diff.mul_(2.0 / (nb * D)), hs, Ds)
+        state.adam_step()
+        s = e_
+    return epoch_loss
+
+
+def _forward(spec, state, h, masks):
+    """Forward pass of a minibatch ``h`` (``E x B x Q``, already ``x / keep_prob_1`` with drops
+    zeroed); returns the outputs and the inputs ``hs`` (and derivatives ``Ds``) of each layer."""
+    W, B, inv_kp3, shapes = state.W, state.B, state.inv_kp3, spec.layout.shapes
+    L, offsets = spec.num_layers, spec.hidden_offsets
+    hs, Ds = [h], []
+    for layer in range(L):
+        if layer == 0:
+            Wl = W[0]
+        elif shapes[layer][0] == 1:
+            Wl = W[layer]  # scaled after the reduction below
+        else:
+            Wl = W[layer] * inv_kp3[layer]
+        if shapes[layer][0] == 1:  # one output: a weighted sum beats a K=1 bmm
+            z = torch.mul(h, Wl.transpose(1, 2)).sum(2, keepdim=True)
+            if layer > 0:
+                z.mul_(inv_kp3[layer])
+            z += B[layer].unsqueeze(1)
+        else:
+            z = torch.baddbmm(B[layer].unsqueeze(1), h, Wl)
+        if layer < L - 1:
+            mk = masks[:, :, offsets[layer] : offsets[layer + 1]]
+            if spec.relu:
+                # 0/1 mask: h > 0 exactly where the ReLU is active and the unit kept.
+                h = z.relu_().mul_(mk)
             else:
-                theta.sub_(m_buf.div(denom).mul_(lr_flat).div_(bc1))
-            s = e_
-        if len(active) == 0:
-            break
-        losses[active, epoch] = epoch_loss
-    if len(active):
-        final[active] = net_major(theta, len(active))
-    Wf, Bf = [], []
-    off = 0
-    for o, i in shapes:
-        Wf.append(final[:, off : off + o * i].view(E, i, o))
-        off += o * i
-        Bf.append(final[:, off : off + o])
-        off += o
-    return TrainResult(
-        [w.transpose(1, 2).contiguous() for w in Wf], [b.clone() for b in Bf], losses, diverged_epoch
-    )
+                a = spec.act(z)
+                Ds.append(spec.deriv(z, a).mul_(mk))
+                h = a.mul_(mk)
+            hs.append(h)
+        else:
+            h = z
+    return h, hs, Ds
+
+
+def _backward(spec, state, gout, hs, Ds):
+    """Backward pass by hand into ``state.grad``, from ``gout`` = d loss / d output. For layer
+    ``l >= 1`` the input is ``h_l / keep_prob_l``: the gradient reaching it is scaled once
+    (``gs``), then used with the unscaled ``W_l``."""
+    W, inv_kp3 = state.W, state.inv_kp3
+    gW, gB = spec.layout.views(state.grad, state.num_active)
+    reg2 = (2 * state.reg).view(-1, 1, 1)
+    for layer in reversed(range(spec.num_layers)):
+        torch.mul(W[layer], reg2, out=gW[layer])
+        torch.sum(gout, 1, out=gB[layer])
+        gs = gout * inv_kp3[layer] if layer > 0 else gout
+        if gs.shape[-1] == 1:
+            # a one-term product: broadcasting is exact & faster than a K=1 bmm
+            gW[layer] += torch.bmm(gs.transpose(1, 2), hs[layer]).transpose(1, 2)
+        else:
+            gW[layer].baddbmm_(hs[layer].transpose(1, 2), gs)
+        if layer > 0:
+            if gs.shape[-1] == 1:
+                gout = gs * W[layer].transpose(1, 2)
+            else:
+                gout = torch.bmm(gs, W[layer].transpose(1, 2))
+            if spec.relu:
+                gout = torch.ops.aten.threshold_backward(gout, hs[layer], 0)
+            else:
+                gout.mul_(Ds[layer - 1])

@@ -182,6 +182,10 @@ def kl_gap(
             z = mask.squeeze(-2).long()  # S x batch x Q
             per_col = -torch.gather(log_r, -2, z.unsqueeze(-2)).squeeze(-2)
         else:
-            per_col = -(log_r.exp() * log_r).nansum(-2)
+            # A component of weight 0 (keep_prob = 1: a one-component family) has r = 0 and
+            # log r = -inf; 0 * log 0 = 0, with a zero (not NaN) gradient: mask before multiplying.
+            finite = torch.isfinite(log_r)
+            safe_log_r = torch.where(finite, log_r, torch.zeros_like(log_r))
+            per_col = -(safe_log_r.exp() * safe_log_r).masked_fill(~finite, 0.0).sum(-2)
         vals = per_col.sum(-1)
     return _mean_and_se(vals)

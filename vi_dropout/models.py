@@ -19,7 +19,7 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from ._validation import check_finite, check_positive, check_positive_int
+from ._validation import check_finite, check_positive, check_positive_int, check_targets
 from .network import Architecture, mlp_forward
 from .objectives import LIKELIHOODS
 
@@ -50,7 +50,9 @@ class BayesianMLP(PyroModule):
         tau: likelihood precision :math:`\tau > 0` (Gaussian only).
         likelihood: ``"gaussian"`` or ``"categorical"`` (outputs are logits, ``y`` class indices).
 
-    Call with ``(x, y=None, num_data=None, subsample_size=None)``:
+    Call with ``(x, y=None, num_data=None, subsample_size=None)``, ``x`` of shape ``N x Q`` and
+    ``y`` of shape ``N x D`` (Gaussian; ``N x 1`` for one output, a 1-D ``y`` is refused) or ``N``
+    class indices (categorical):
 
     * ``x``, ``y`` a minibatch and ``num_data`` the full data size ``N``: the likelihood is scaled
       by ``N / B`` (minibatch SVI);
@@ -100,9 +102,8 @@ class BayesianMLP(PyroModule):
                 f"x must have shape N x {self.architecture.in_features}, got {tuple(x.shape)}"
             )
         if y is not None:
-            check_finite(y, "y")
-            if y.shape[0] != x.shape[0]:
-                raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {tuple(y.shape)}")
+            check_targets(y, "y", num_rows=x.shape[0],
+                          num_outputs=self.architecture.out_features, likelihood=self.likelihood)
         weights, biases = self.sample_params(dtype=x.dtype)
         batch = x.shape[0]
         if subsample_size is not None:

@@ -44,6 +44,7 @@ from ._validation import (
     check_keep_prob,
     check_positive,
     check_positive_int,
+    check_targets,
     per_layer,
 )
 from .distributions import DropoutNormal
@@ -147,19 +148,22 @@ def data_term(y: torch.Tensor, y_hat: torch.Tensor, likelihood: str = "gaussian"
     r"""Mean over examples of :math:`\tfrac12\|\mathbf{y}-\hat{\mathbf{y}}\|^2` (Gaussian) or of
     the cross-entropy (categorical: ``y`` holds class indices, ``y_hat`` logits)."""
     if _check_likelihood(likelihood) == "gaussian":
+        check_targets(y, "y", num_rows=y_hat.shape[-2], num_outputs=y_hat.shape[-1])
         if y.shape != y_hat.shape[-y.dim():]:
             raise ValueError(f"y has shape {tuple(y.shape)} but the network outputs {tuple(y_hat.shape)}")
         return 0.5 * (y - y_hat).pow(2).sum(-1).mean(-1)
+    check_targets(y, "y", num_rows=y_hat.shape[-2], num_outputs=y_hat.shape[-1],
+                  likelihood="categorical")
     logp = torch.log_softmax(y_hat, -1)
     idx = y.long().reshape(*([1] * (logp.dim() - 2)), -1, 1).expand(*logp.shape[:-1], 1)
     return -logp.gather(-1, idx).squeeze(-1).mean(-1)
 
 
-def _check_data(x, y, architecture: Architecture | None = None):
+def _check_data(x, y, architecture: Architecture | None = None, likelihood: str = "gaussian"):
     check_finite(x, "x")
-    check_finite(y, "y")
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must have the same number of rows, got {x.shape[0]} and {y.shape[0]}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape N x Q, got {tuple(x.shape)}")
+    check_targets(y, "y", num_rows=x.shape[-2], likelihood=likelihood)
     if architecture is not None and x.shape[-1] != architecture.in_features:
         raise ValueError(
             f"x has {x.shape[-1]} features but the architecture expects {architecture.in_features}"
@@ -171,14 +175,15 @@ def dropout_loss(x, y, weights, biases, masks, weight_decays, bias_decays, activ
     r"""The dropout objective :math:`\mathcal{L}_{\text{dropout}}` for given per-example masks.
 
     Args:
-        x: ``N x Q`` inputs; y: ``N x D`` targets (class indices ``N`` for categorical).
+        x: ``N x Q`` inputs; y: ``N x D`` targets (``N x 1`` for one output; a 1-D ``y`` is
+            refused), or ``N`` class indices for categorical.
         weights, biases: per layer ``out x in`` and ``out`` (seed convention, no rescaling).
         masks: per layer ``N x in`` Bernoulli masks (see :func:`draw_masks`).
         weight_decays, bias_decays: per-layer :math:`\lambda_i` on ``||W_i||^2`` and ``||b_i||^2``.
     """
     from .network import mlp_forward
 
-    _check_data(x, y)
+    _check_data(x, y, likelihood=_check_likelihood(likelihood))
     y_hat = mlp_forward(x, weights, biases, activation, masks)
     loss = data_term(y, y_hat, likelihood)
     for w, b, lw, lb in zip(weights, biases, weight_decays, bias_decays):
@@ -228,7 +233,7 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
         noise: per layer ``B x out`` standard normals (common random numbers); drawn when None.
     """
     likelihood = _check_likelihood(likelihood)
-    _check_data(x, y)
+    _check_data(x, y, likelihood=likelihood)
     scale = check_positive(scale, "scale")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
     ls = check_positive(prior_length_scale, "prior_length_scale")

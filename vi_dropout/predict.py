@@ -40,6 +40,7 @@ from ._validation import (
     check_keep_prob,
     check_positive,
     check_positive_int,
+    check_targets,
     per_layer,
 )
 from .drop_stream import layer_drop_streams
@@ -135,6 +136,19 @@ def _check_net(x, weights, biases, keep_probs):
     return kps
 
 
+def _check_finite_output(out: torch.Tensor, weights, fn: str) -> torch.Tensor:
+    """Refuse an overflowed prediction: finite inputs and weights can still give inf / NaN."""
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        largest = max(float(w.detach().abs().max()) for w in weights)
+        raise ValueError(
+            f"{fn} produced {int(bad.sum())} of {out.numel()} outputs that are NaN or inf although "
+            f"x, weights and biases are finite: the activations overflow {out.dtype} (largest "
+            f"|weights| entry {largest:.3g}); check the weights, rescale the inputs or use float64"
+        )
+    return out
+
+
 def mc_predict(
     x: torch.Tensor,
     weights: Sequence[torch.Tensor],
@@ -220,7 +234,7 @@ def mc_predict(
         if out is None:
             out = torch.empty((T, *h.shape[1:]), dtype=h.dtype, device=h.device)
         out[t0 : t0 + tc] = h
-    return out
+    return _check_finite_output(out, weights, "mc_predict")
 
 
 def standard_dropout_predict(
@@ -264,7 +278,7 @@ def standard_dropout_predict(
         if not inverted:
             w = w * kp
         h = h @ w.transpose(-1, -2) + b.unsqueeze(-2)
-    return h
+    return _check_finite_output(h, weights, "standard_dropout_predict")
 
 
 @dataclass(frozen=True)
@@ -286,6 +300,19 @@ class RegressionSummary:
     mean_log_likelihood: torch.Tensor
     rmse: torch.Tensor
     rmse_standard: torch.Tensor | None
+
+
+def _check_like_predictions(t: torch.Tensor, name: str, shape: torch.Size) -> None:
+    """``t`` must be ``... x N x D`` and broadcast to the predictions' ``... x N x D`` unchanged."""
+    check_targets(t, name, num_rows=shape[-2], num_outputs=shape[-1])
+    try:
+        ok = torch.broadcast_shapes(t.shape, shape) == shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} must have shape {tuple(shape)} (or its trailing N x D), got {tuple(t.shape)}"
+        )
 
 
 def regression_summary(
@@ -315,7 +342,8 @@ def regression_summary(
 
     Args:
         samples: :math:`\hat{y}_t` on the standardised scale, ``T x ... x N x D``.
-        y: test targets on the original scale, ``... x N x D``.
+        y: test targets on the original scale, ``... x N x D`` (``N x 1`` for one output; a
+            1-D ``y`` is refused rather than broadcast against every sample).
         tau: model precision :math:`\tau` on the original scale (as in the paper's grid).
         y_mean: :math:`\bar{y}`, the training-target mean used for standardising.
         y_std: :math:`s_y > 0`, the training-target standard deviation.
@@ -332,9 +360,9 @@ def regression_summary(
         ([1.0, 1.0, 1.0], -0.9189)
     """
     check_finite(samples, "samples")
-    check_finite(y, "y")
     if samples.dim() < 3:
         raise ValueError(f"samples must have shape T x ... x N x D, got {tuple(samples.shape)}")
+    _check_like_predictions(y, "y", samples.shape[1:])
     check_positive_int(samples.shape[0], "T")
     tau = check_positive(tau, "tau")
     if isinstance(y_std, torch.Tensor):
@@ -363,6 +391,7 @@ def regression_summary(
     rmse_std = None
     if standard_prediction is not None:
         check_finite(standard_prediction, "standard_prediction")
+        _check_like_predictions(standard_prediction, "standard_prediction", samples.shape[1:])
         std_orig = y_mean + y_std * standard_prediction
         rmse_std = (y - std_orig).square().mean((-1, -2)).sqrt()
     return RegressionSummary(mean, variance, ll, ll.mean(-1), rmse, rmse_std)

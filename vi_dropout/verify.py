@@ -134,9 +134,16 @@ def check_gradients(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> lis
         flat_e = torch.cat([t.flatten() for t in g_elbo])
         flat_d = torch.cat([t.flatten() for t in g_drop])
         totals.append(float((flat_e - flat_d).norm() / flat_d.norm()))
-        for name, d in zip(problem.param_names, diffs):
+        for name, d, ge in zip(problem.param_names, diffs, g_elbo):
             tol = 50 * theta
-            rows.append(_row("gradient", f"theta={theta:g} {name}", d, f"<= {tol:g}", d <= tol))
+            detail = ""
+            if not math.isfinite(d):
+                bad = int((~torch.isfinite(ge)).sum())
+                detail = (f"{bad} of {ge.numel()} ELBO gradient entries are NaN or inf "
+                          f"(keep_probs {problem.keep_probs}): the objective is not differentiable "
+                          f"here")
+            rows.append(_row("gradient", f"theta={theta:g} {name}", d, f"<= {tol:g}", d <= tol,
+                             detail))
     small = [(t, v) for t, v in zip(thetas, totals) if t <= 1e-3]
     if len(small) >= 2:
         slope = float(np.polyfit(np.log([t for t, _ in small]), np.log([v for _, v in small]), 1)[0])

@@ -29,7 +29,34 @@ def test_rotated_digit_runs_through_main(tmp_path):
     assert (out / "rotated_digit.png").is_file() and (out / "summary.md").is_file()
 
 
-def test_uci_methods_option_is_checked(tmp_path):
-    with pytest.raises(SystemExit, match="--methods must be a comma list of mc_dropout, gp"):
+def test_uci_methods_option_is_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
         main(["uci", "--dataset", "yacht", "--splits", "0", "--methods", "hmc",
               "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--methods must be a comma list of mc_dropout, gp, got 'hmc'" in capsys.readouterr().err
+
+
+def test_uci_help_lists_data_sets_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["uci", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("bostonHousing", "structure (5 splits)", "yacht", "165 cells"):
+        assert name in text
+    for default in ("(default: 0-19)", "(default: 10)", "(default: 10000)", "(default: 3000)",
+                    "(default: mc_dropout)", "(default: 0)", "(default: local)"):
+        assert default in text, default
+
+
+@pytest.mark.parametrize("command", ["uci", *SUBCOMMAND_MODULES])
+def test_shared_flags_are_spelled_the_same(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--drop-rate" not in text  # one spelling: --keep-prob (probability a unit is KEPT)
+    if command != "demo":
+        assert "--threads" in text and "--seed" in text
+    if command in ("mauna-loa", "rotated-digit", "pitfalls"):
+        assert "--keep-prob" in text
+    if command in ("mauna-loa", "pitfalls"):
+        assert "--iterations" in text and "--steps" not in text

@@ -47,13 +47,16 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     assert "| standard_dropout | n/a (no posterior) |" in table
     assert "Distance of each test predictive" in table
     records = pd.read_csv(out / "records.csv", keep_default_na=False, na_values=[""])
-    assert set(records.method) == {"mc_dropout", "standard_dropout", "gp-arccos1", "hmc"}
+    assert set(records.method) == {"mc_dropout", "standard_dropout", "gp_arccos1", "hmc"}
     sd = records[(records.method == "standard_dropout") & (records.metric == "test_ll")]
     assert len(sd) == 1 and math.isfinite(float(sd.value.iloc[0]))
-    for method in ("mc_dropout", "gp-arccos1", "hmc"):
+    for method in ("mc_dropout", "gp_arccos1", "hmc"):
         for part in ("train", "test"):
             idata = az.from_netcdf(out / f"{method}_{part}.nc")
             assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs")
+            # the file name and the attribute spell the method the same way
+            assert idata.posterior.attrs["method"] == method
+    assert idata.posterior.attrs["sampler"] == "nuts"  # hmc_test.nc: HMC sampled by NUTS
     assert not (out / "standard_dropout_train.nc").exists()
     for png in ("ppc.png", "loo_pit.png", "bands.png"):
         assert (out / png).stat().st_size > 5000

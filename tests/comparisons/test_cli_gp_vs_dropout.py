@@ -36,13 +36,13 @@ def test_toy1d_end_to_end(tmp_path, capsys):
     assert "# MC dropout vs exact GPs: toy1d, split 0" in printed
     assert f"outputs: {out / 'table.md'}" in printed
     table = (out / "table.md").read_text()
-    assert "| mc_dropout |" in table and "| gp-arccos1-prior |" in table
+    assert "| mc_dropout |" in table and "| gp_arccos1_prior |" in table
     assert "epochs x0.01, T = 50, max grid 1" in table
     csv = pd.read_csv(out / "records.csv")
     records = json.loads((out / "records.json").read_text())
     assert len(csv) == len(records) > 0
-    assert set(csv["method"]) == {"mc_dropout", "gp-arccos1-prior", "gp-rf-prior", "gp-arccos1",
-                                  "gp-se"}
+    assert set(csv["method"]) == {"mc_dropout", "gp_arccos1_prior", "gp_rf_prior", "gp_arccos1",
+                                  "gp_se"}
     assert set(csv.columns) >= {"dataset", "method", "split", "metric", "value"}
     assert csv["value"].notna().all()
     png = out / "toy1d.png"
@@ -58,19 +58,21 @@ def test_uci_end_to_end(tmp_path, capsys):
     assert cli_gp_vs_dropout.run(args) == 0
     assert "yacht, split 1" in capsys.readouterr().out
     csv = pd.read_csv(out / "records.csv")
-    assert set(csv["method"]) == {"mc_dropout", "gp-arccos1-prior", "gp-arccos1", "gp-se"}
+    assert set(csv["method"]) == {"mc_dropout", "gp_arccos1_prior", "gp_arccos1", "gp_se"}
     assert (csv["split"] == 1).all() and (csv["dataset"] == "yacht").all()
     assert not (out / "toy1d.png").exists()
     assert "kl[" not in (out / "table.md").read_text()  # regions only for the toy
 
 
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, capsys):
+    args = _parse(["gp-vs-dropout", "--out", str(tmp_path)])
+    args.threads = 0  # built by hand: run() checks too
     with pytest.raises(ValueError, match="--threads must be >= 1, got 0"):
-        cli_gp_vs_dropout.run(_parse(["gp-vs-dropout", "--out", str(tmp_path), "--threads",
-                                      "0"]))
-    with pytest.raises(ValueError, match="unknown UCI data set 'nope'"):
-        cli_gp_vs_dropout.run(_parse(["gp-vs-dropout", "--dataset", "nope", "--out",
-                                      str(tmp_path), "--no-progress"]))
+        cli_gp_vs_dropout.run(args)
+    for bad in (["--threads", "0"], ["--dataset", "nope"], ["--num-samples", "0"]):
+        with pytest.raises(SystemExit):
+            _parse(["gp-vs-dropout", "--out", str(tmp_path), *bad])
+    assert "unknown UCI data set 'nope'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="split 99 out of range for yacht"):
         cli_gp_vs_dropout.run(_parse(["gp-vs-dropout", "--dataset", "yacht", "--split", "99",
                                       "--out", str(tmp_path), "--no-progress"]))

@@ -26,6 +26,7 @@ def test_defaults_and_handler():
     assert (args.epochs, args.num_samples, args.seed) == (DEFAULTS["epochs"],
                                                           DEFAULTS["num_samples"], 0)
     assert args.mnist_path is None and args.no_progress is False and args.digit == 1
+    assert args.keep_prob == DEFAULTS["keep_prob"] == 0.5 and args.threads == 1
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "abc"])
@@ -43,8 +44,21 @@ def test_run_checks_hand_built_args(tmp_path):
     args.num_samples = 0
     with pytest.raises(ValueError, match="--num-samples must be an integer >= 1, got 0"):
         run(args)
-    args.num_samples, args.drop_rate = 2, 1.0
-    with pytest.raises(ValueError, match=r"--drop-rate must lie in \[0, 1\)"):
+    args.num_samples, args.keep_prob = 2, 0.0
+    with pytest.raises(ValueError, match=r"--keep-prob must lie in \(0, 1\]"):
+        run(args)
+
+
+def test_digit_index_is_checked_before_training(tmp_path, monkeypatch):
+    import comparisons.lenet as lenet
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking --digit-index")
+
+    monkeypatch.setattr(lenet, "train_lenet", no_training)
+    args = make_parser().parse_args(["rotated-digit", "--out", str(tmp_path), "--digit-index",
+                                     "9999", "--no-progress"])
+    with pytest.raises(ValueError, match=r"--digit-index 9999: index must be < \d+"):
         run(args)
 
 

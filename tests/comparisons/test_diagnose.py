@@ -179,9 +179,9 @@ def test_figures_draw(result):
 
 def test_compare_methods_rejects_mismatched_data():
     rng = np.random.default_rng(0)
-    a = from_mc_dropout(rng.normal(size=(200, 6, 1)), np.zeros(6), tau=1.0)
-    b = from_mc_dropout(rng.normal(size=(200, 5, 1)), np.zeros(5), tau=1.0)
-    c = from_mc_dropout(rng.normal(size=(200, 6, 1)), np.ones(6), tau=1.0)
+    a = from_mc_dropout(rng.normal(size=(200, 6, 1)), np.zeros((6, 1)), tau=1.0)
+    b = from_mc_dropout(rng.normal(size=(200, 5, 1)), np.zeros((5, 1)), tau=1.0)
+    c = from_mc_dropout(rng.normal(size=(200, 6, 1)), np.ones((6, 1)), tau=1.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LOOReliabilityWarning)
         la, lb, lc = checked_loo(a), checked_loo(b), checked_loo(c)
@@ -192,7 +192,7 @@ def test_compare_methods_rejects_mismatched_data():
     with pytest.raises(ValueError, match="at least 2 methods"):
         compare_methods({"a": la}, {"a": a})
     with pytest.raises(ValueError, match="non-finite"):
-        from_mc_dropout(np.full((200, 6, 1), np.nan), np.zeros(6), tau=1.0)
+        from_mc_dropout(np.full((200, 6, 1), np.nan), np.zeros((6, 1)), tau=1.0)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -238,7 +238,7 @@ def test_too_few_draws_and_hmc_subset_are_surfaced():
     assert values[("hmc", "rank")][1] == "n/a (HMC conditioned on 40 of 200 training rows)"
     assert values[("hmc", "num_train")][0] == 40
     assert r.comparison is None  # only the GP is left: nothing to compare
-    assert values[("gp-arccos1", "rank")][1] == "n/a (fewer than two methods with LOO)"
+    assert values[("gp_arccos1", "rank")][1] == "n/a (fewer than two methods with LOO)"
     assert r.methods["hmc"].idata_train.observed_data["y"].shape == (40,)
 
 
@@ -250,13 +250,13 @@ def test_shared_prior_is_used_by_every_method():
     settings = DiagnoseSettings(**dict(TINY, prior_length_scale=0.5, hmc_warmup=20,
                                        hmc_samples=20, min_loo_draws=40))
     r = _run_quietly(settings)
-    assert list(r.methods) == ["mc_dropout", "standard_dropout", "gp-arccos1-prior", "hmc"]
+    assert list(r.methods) == ["mc_dropout", "standard_dropout", "gp_arccos1_prior", "hmc"]
     mc = r.methods["mc_dropout"].info
     assert mc["effective_length_scale"] == pytest.approx(0.5, rel=1e-12)
     assert mc["prior_length_scale_keras"] == pytest.approx(
         math.sqrt(2) * 0.5 / (mc["keep_prob"] * r.data.y_std), rel=1e-12)
     assert r.settings["hmc_prior_length_scale_used"] == pytest.approx(0.5, rel=1e-12)
-    hp = r.methods["gp-arccos1-prior"].info
+    hp = r.methods["gp_arccos1_prior"].info
     assert hp["hp_outputscale"] == pytest.approx(50 / 0.5**2, rel=1e-12)
     assert hp["hp_weight_variance"] == pytest.approx(1 / 0.5**2, rel=1e-12)
     assert hp["hp_noise"] == pytest.approx(1 / r.settings["hmc_tau_standardized"], rel=1e-12)
@@ -264,6 +264,6 @@ def test_shared_prior_is_used_by_every_method():
                                                                rel=1e-12)
     values = _values(r.records)
     assert values[("hmc", "prior_length_scale")][0] == pytest.approx(0.5, rel=1e-12)
-    assert math.isfinite(values[("gp-arccos1-prior", "tv_vs_hmc")][0])
+    assert math.isfinite(values[("gp_arccos1_prior", "tv_vs_hmc")][0])
     table = diagnose_markdown(r.records)
-    assert "| gp-arccos1-prior |" in table and "| gp-arccos1 |" not in table
+    assert "| gp_arccos1_prior |" in table and "| gp_arccos1 |" not in table

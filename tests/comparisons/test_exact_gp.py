@@ -103,6 +103,9 @@ def test_gaussian_test_loglik_bad_input():
         gaussian_test_loglik(torch.zeros(2), torch.tensor([1.0, 0.0]), torch.zeros(2))
     with pytest.raises(ValueError, match="y must be finite"):
         gaussian_test_loglik(torch.zeros(2), torch.ones(2), torch.tensor([0.0, float("nan")]))
+    # an N x 1 target against N moments would broadcast to N x N pairs: refused
+    with pytest.raises(ValueError, match=r"same shape \(no broadcasting\), got \(2,\), \(2,\) and \(2, 1\)"):
+        gaussian_test_loglik(torch.zeros(2), torch.ones(2), torch.zeros(2, 1))
 
 
 def test_dropout_prior_hyperparameters_values():

@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
-from comparisons.executors import Cell, LocalExecutor, RayExecutor, cell_id_of, run_cells
+from comparisons.executors import (
+    Cell,
+    LocalExecutor,
+    RayExecutor,
+    RunInterrupted,
+    cell_id_of,
+    run_cells,
+)
 from comparisons.results_store import ResultsStore
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def dummy_cell_fn(cell):
@@ -148,3 +165,142 @@ def test_local_executor_sets_torch_threads_and_restores_them():
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads_per_worker must be a positive integer"):
         LocalExecutor(threads_per_worker=0)
+
+
+# ---------------------------------------------------------------------------- interruption
+def _stopping_fn(stop_at):
+    def fn(cell):
+        if cell.split == stop_at:
+            raise KeyboardInterrupt
+        return dummy_cell_fn(cell)
+    return fn
+
+
+def test_keyboard_interrupt_becomes_one_line_run_interrupted(tmp_path):
+    store = ResultsStore(tmp_path)
+    cells = [Cell("yacht", k, "dummy", {}) for k in range(6)]
+    with pytest.raises(RunInterrupted) as info:
+        run_cells(cells, _stopping_fn(3), store, LocalExecutor(), progress=False)
+    assert str(info.value) == (f"interrupted: 3 of 6 cells finished (0 already done before "
+                               f"this run) in {tmp_path}; re-run the same command to resume")
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (info.value.finished, info.value.total, info.value.done_before) == (3, 6, 0)
+    with pytest.raises(RunInterrupted, match=r"^interrupted: 5 of 6 cells finished \(3 already"):
+        run_cells(cells, _stopping_fn(5), store, LocalExecutor(), progress=False)
+    assert len(store.done_cells()) == 5
+    assert run_cells(cells, dummy_cell_fn, store, progress=False).done == 1
+
+
+_POOL_RUN = textwrap.dedent("""
+    import os, sys, time
+    from pathlib import Path
+
+    def cell_fn(cell):
+        Path(cell["piddir"], f"cell-{cell['split']}.pid").write_text(str(os.getpid()))
+        if cell["split"] > 0:
+            time.sleep(120)
+        return [{"dataset": "d", "method": "m", "split": cell["split"], "metric": "x",
+                 "value": 1.0}]
+
+    if __name__ == "__main__":
+        from comparisons.executors import LocalExecutor, RunInterrupted, run_cells
+        from comparisons.results_store import ResultsStore
+
+        out, piddir = sys.argv[1], sys.argv[2]
+        cells = [{"cell_id": f"c{k}", "split": k, "piddir": piddir} for k in range(4)]
+        try:
+            # "fork" starts the workers at once (the default "spawn" re-imports torch in each,
+            # seconds on a busy machine); the initializer that ties them to the parent is the same
+            run_cells(cells, cell_fn, ResultsStore(out),
+                      LocalExecutor(num_workers=2, mp_context="fork"), progress=False)
+        except RunInterrupted as exc:
+            print(exc, flush=True)
+            sys.exit(130)
+""")
+
+
+def _alive(pid):
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # pragma: no cover - no /proc
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def _start_pool_run(tmp_path):
+    """A parent process running 4 cells on 2 workers: cell 0 is quick, the others hang.
+
+    Returns the parent and the worker pids once both workers hang in a cell (cell 0 done).
+    """
+    script, piddir, out = tmp_path / "pool_run.py", tmp_path / "pids", tmp_path / "out"
+    script.write_text(_POOL_RUN)
+    piddir.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    parent = subprocess.Popen([sys.executable, str(script), str(out), str(piddir)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # its own process group, as in a shell
+    deadline = time.monotonic() + 90
+    store = ResultsStore(out)
+    while len(list(piddir.glob("cell-[123].pid"))) < 2 or not store.is_done("c0"):
+        if parent.poll() is not None or time.monotonic() > deadline:
+            parent.kill()
+            pytest.fail(f"the pool run did not start: {parent.communicate()}")
+        time.sleep(0.05)
+    time.sleep(0.1)  # let the pid files' contents land
+    pids = {int(p.read_text()) for p in piddir.glob("cell-*.pid")}
+    assert len(pids) == 2 and parent.pid not in pids
+    assert all(_alive(pid) for pid in pids)
+    return parent, pids
+
+
+def _wait_gone(pids, seconds):
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_pool_workers_die_with_a_killed_parent(tmp_path):
+    parent, pids = _start_pool_run(tmp_path)
+    try:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=10)
+        assert _wait_gone(pids, 5.0) == []
+        with ResultsStore(tmp_path / "out").lock():  # the dead run's lock is free
+            pass
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_ctrl_c_stops_pool_workers_at_once_and_reports_one_line(tmp_path):
+    parent, pids = _start_pool_run(tmp_path)
+    try:
+        start = time.monotonic()
+        os.killpg(parent.pid, signal.SIGINT)  # Ctrl-C reaches the parent and its workers
+        stdout, stderr = parent.communicate(timeout=20)
+        assert time.monotonic() - start < 10  # the hanging cells were not waited for
+        assert _wait_gone(pids, 5.0) == []
+    finally:
+        parent.kill()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert parent.returncode == 130, stderr
+    assert stdout.strip() == (f"interrupted: 1 of 4 cells finished (0 already done before this "
+                              f"run) in {tmp_path / 'out'}; re-run the same command to resume")
+    assert "Traceback" not in stderr
+    with ResultsStore(tmp_path / "out").lock():  # the lock went with the run
+        assert ResultsStore(tmp_path / "out").done_cells() == {"c0"}

@@ -30,6 +30,7 @@ from comparisons.gp_vs_dropout import (  # noqa: E402
     run_gp_uci_cell,
     run_gp_vs_dropout,
 )
+from comparisons.method_styles import METHOD_STYLES  # noqa: E402
 from comparisons.predictive_distances import summarize_predictive_distances  # noqa: E402
 from comparisons.results_store import validate_records  # noqa: E402
 from comparisons.toy_datasets import load_toy1d  # noqa: E402
@@ -58,7 +59,7 @@ def toy_result():
 @pytest.fixture(scope="module")
 def yacht_result():
     torch.set_num_threads(1)
-    return run_gp_vs_dropout("yacht", 0, gp_iterations=5, methods=["gp-arccos1-prior", "gp-se"],
+    return run_gp_vs_dropout("yacht", 0, gp_iterations=5, methods=["gp_arccos1_prior", "gp_se"],
                              **TINY)
 
 
@@ -86,27 +87,27 @@ def test_moment_matched_dropout_predictive_equals_regression_summary(yacht_resul
 
 
 def test_uci_cell_agrees_with_the_runner(yacht_result):
-    # the GP-only cell fits gp-se exactly as the runner does: same rmse / test_ll (1e-10)
-    cell = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=5, methods=("gp-se",)))[0]
+    # the GP-only cell fits gp_se exactly as the runner does: same rmse / test_ll (1e-10)
+    cell = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=5, methods=("gp_se",)))[0]
     records = validate_records(run_gp_uci_cell(cell))
-    assert {r["method"] for r in records} == {"gp-se"}
+    assert {r["method"] for r in records} == {"gp_se"}
     assert {r["metric"] for r in records} == {"rmse", "test_ll", "coverage_95", "wall_time_s"}
     for metric in ("rmse", "test_ll", "coverage_95"):
-        assert _value(records, "gp-se", metric) == pytest.approx(
-            _value(yacht_result.records, "gp-se", metric), rel=1e-10)
+        assert _value(records, "gp_se", metric) == pytest.approx(
+            _value(yacht_result.records, "gp_se", metric), rel=1e-10)
     assert all(r["split"] == 0 and r["dataset"] == "yacht" for r in records)
 
 
 def test_uci_cell_default_methods_and_errors():
     cells = gp_uci_cells(["yacht"], "1", GPUCIConfig(gp_iterations=2))
     records = pd.DataFrame(run_gp_uci_cell(cells[0]))
-    assert set(records["method"]) == {"gp-arccos1", "gp-se"}
+    assert set(records["method"]) == {"gp_arccos1", "gp_se"}
     assert records["value"].notna().all() and (records["split"] == 1).all()
     too_small = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=2, max_train_size=100))[0]
     with pytest.raises(ValueError, match=r"N=277 training rows > max_train_size=100"):
         run_gp_uci_cell(too_small)
     with pytest.raises(ValueError, match="methods must be a non-empty subset"):
-        GPUCIConfig(methods=("gp-arccos1-prior",))
+        GPUCIConfig(methods=("gp_arccos1_prior",))
     with pytest.raises(ValueError, match="gp_optimizer must be one of"):
         GPUCIConfig(gp_optimizer="sgd")
 
@@ -130,7 +131,7 @@ def test_prior_hyperparameters_follow_the_keras_objective():
 def test_prior_gp_keeps_float64_hyperparameters_and_noise_floor():
     d = load_toy1d(num_train=60, seed=0)
     h = dropout_prior_gp_hyperparameters(1e-2, 0.99, 20.0, d.y_std, 1, 50)
-    for method in ("gp-arccos1-prior", "gp-rf-prior"):
+    for method in ("gp_arccos1_prior", "gp_rf_prior"):
         fit = fit_gp(method, d.x_train, d.y_train, prior=h)
         for key in ("weight_variance", "bias_variance", "outputscale", "noise"):
             assert fit.hyperparameters[key] == pytest.approx(h[key], rel=1e-12), (method, key)
@@ -147,7 +148,7 @@ def test_random_feature_posterior_equals_function_space_formula():
     # moderate hyper-parameters (well conditioned): weight-space vs dense Cholesky, 1e-9
     d = load_toy1d(num_train=60, seed=2)
     h = dict(weight_variance=2.0, bias_variance=0.5, outputscale=1.5, noise=0.1)
-    fit = fit_gp("gp-rf-prior", d.x_train, d.y_train, prior=h, num_features=30, seed=1)
+    fit = fit_gp("gp_rf_prior", d.x_train, d.y_train, prior=h, num_features=30, seed=1)
     mean, var = fit.predict(d.x_test)
     m_ref, v_ref = gp_predict(fit.model, fit.likelihood, torch.tensor(d.x_test))
     np.testing.assert_allclose(mean, m_ref.numpy(), rtol=0, atol=1e-9)
@@ -160,19 +161,21 @@ def test_random_feature_posterior_equals_function_space_formula():
 
 def test_lbfgs_reaches_a_lower_loss_than_adam():
     d = load_toy1d(num_train=60, seed=0)
-    lb = fit_gp("gp-se", d.x_train, d.y_train, iterations=30)
-    ad = fit_gp("gp-se", d.x_train, d.y_train, iterations=30, optimizer="adam", lr=0.1)
+    lb = fit_gp("gp_se", d.x_train, d.y_train, iterations=30)
+    ad = fit_gp("gp_se", d.x_train, d.y_train, iterations=30, optimizer="adam", lr=0.1)
     assert lb.hyperparameters["optimizer_fallback"] == 0.0
     assert lb.losses[-1] < lb.losses[0]
     assert lb.losses[-1] <= ad.losses[-1] + 1e-9
     with pytest.raises(ValueError, match="optimizer must be one of"):
-        fit_gp("gp-se", d.x_train, d.y_train, optimizer="sgd")
+        fit_gp("gp_se", d.x_train, d.y_train, optimizer="sgd")
     with pytest.raises(ValueError, match="method must be one of"):
         fit_gp("gp-matern", d.x_train, d.y_train)
     with pytest.raises(ValueError, match="needs prior="):
-        fit_gp("gp-arccos1-prior", d.x_train, d.y_train)
-    with pytest.raises(ValueError, match="same N"):
-        fit_gp("gp-se", d.x_train, d.y_train[:-1])
+        fit_gp("gp_arccos1_prior", d.x_train, d.y_train)
+    with pytest.raises(ValueError, match="y_train must have .* rows like x"):
+        fit_gp("gp_se", d.x_train, d.y_train[:-1])
+    with pytest.raises(ValueError, match=r"y_train must have shape N x D .*reshape\(-1, 1\)"):
+        fit_gp("gp_se", d.x_train, d.y_train[:, 0])
 
 
 def test_toy_records_are_tidy_and_consistent(toy_result):
@@ -202,7 +205,7 @@ def test_toy_records_are_tidy_and_consistent(toy_result):
     drop = toy_result.dropout
     h = dropout_prior_gp_hyperparameters(1e-2, drop.keep_prob, drop.tau,
                                          toy_result.data.y_std, 1, 50)
-    assert _value(records, "gp-arccos1-prior", "hp_outputscale") == pytest.approx(
+    assert _value(records, "gp_arccos1_prior", "hp_outputscale") == pytest.approx(
         h["outputscale"], rel=1e-12)
 
 
@@ -210,16 +213,20 @@ def test_markdown_tables(toy_result):
     text = records_markdown(toy_result.records)
     lines = text.splitlines()
     assert lines[0] == "| method | rmse | test_ll | coverage_95 | mean_pred_sd | wall_time_s |"
-    assert sum(line.startswith("| gp-se |") for line in lines) == 3  # perf, distances, regions
+    assert sum(line.startswith("| gp_se |") for line in lines) == 3  # perf, distances, regions
     assert "kl[extrapolation]" in text and "| smd | var_ratio | kl | w2 | tv |" in text
 
 
 def test_plot(toy_result):
     fig, ax = plt.subplots()
-    out = plot_toy1d_comparison(toy_result, ax, "gp-arccos1")
+    out = plot_toy1d_comparison(toy_result, ax, "gp_arccos1")
     assert out is ax
     labels = [line.get_label() for line in ax.get_lines()]
-    assert "mc_dropout mean ± 2 sd" in labels and "gp-arccos1 mean ± 2 sd" in labels
+    # one label and one colour per method, from comparisons.method_styles
+    assert "MC dropout mean ± 2 sd" in labels and "GP arc-cosine (fitted) mean ± 2 sd" in labels
+    colors = {line.get_label(): line.get_color() for line in ax.get_lines()}
+    assert colors["MC dropout mean ± 2 sd"] == METHOD_STYLES["mc_dropout"].color
+    assert colors["GP arc-cosine (fitted) mean ± 2 sd"] == METHOD_STYLES["gp_arccos1"].color
     assert len(ax.collections) >= 3  # two bands and the data
     with pytest.raises(ValueError, match="gp_method must be one of"):
         plot_toy1d_comparison(toy_result, ax, "gp-none")
@@ -249,9 +256,9 @@ def test_subset_fit_conditions_exactly_on_all_points():
     # prediction must equal a direct float64 Cholesky with those hyper-parameters (1e-8).
     g = np.random.default_rng(4)
     x = g.normal(size=(60, 2))
-    y = np.sin(x[:, 0]) + 0.1 * g.normal(size=60)
-    fit = fit_gp("gp-arccos1", x, y, iterations=5, max_fit_size=25, seed=3)
-    full = fit_gp("gp-arccos1", x, y, iterations=5)
+    y = (np.sin(x[:, 0]) + 0.1 * g.normal(size=60))[:, None]
+    fit = fit_gp("gp_arccos1", x, y, iterations=5, max_fit_size=25, seed=3)
+    full = fit_gp("gp_arccos1", x, y, iterations=5)
     assert fit.hyperparameters["fit_subset_size"] == 25
     assert full.hyperparameters["fit_subset_size"] == 60
     assert fit.model.train_inputs[0].shape[0] == 60
@@ -265,12 +272,12 @@ def test_subset_fit_conditions_exactly_on_all_points():
         k = kern(xt).to_dense() + lik.noise * torch.eye(60, dtype=torch.float64)
         ks = kern(xst, xt).to_dense()
         chol = torch.linalg.cholesky(k)
-        alpha = torch.cholesky_solve(torch.tensor(y)[:, None] - c, chol)[:, 0]
+        alpha = torch.cholesky_solve(torch.tensor(y) - c, chol)[:, 0]
         v = torch.linalg.solve_triangular(chol, ks.T, upper=False)
         ref_var = kern(xst, diag=True) - v.pow(2).sum(0) + lik.noise
     np.testing.assert_allclose(mean, (c + ks @ alpha).numpy(), rtol=1e-8, atol=1e-8)
     np.testing.assert_allclose(var, ref_var.numpy(), rtol=1e-8, atol=1e-8)
     with pytest.raises(ValueError, match="max_fit_size"):
-        fit_gp("gp-arccos1", x, y, iterations=2, max_fit_size=0)
+        fit_gp("gp_arccos1", x, y, iterations=2, max_fit_size=0)
     with pytest.raises(ValueError, match="max_fit_size"):
         GPUCIConfig(max_fit_size=0)

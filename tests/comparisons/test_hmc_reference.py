@@ -143,8 +143,10 @@ def test_run_nuts_rejects_bad_input():
     bad[4, 0] = float("nan")
     with pytest.raises(ValueError, match="x has 1 non-finite"):
         run_nuts(bad, y, num_processes=1, **TINY)
-    with pytest.raises(ValueError, match="same N"):
+    with pytest.raises(ValueError, match="y must have 5 rows like x"):
         run_nuts(x[:5], y, num_processes=1, **TINY)
+    with pytest.raises(ValueError, match=r"y must have shape N x D .*reshape"):
+        run_nuts(x, y[:, 0], num_processes=1, **TINY)
     with pytest.raises(ValueError, match="backend must be one of"):
         run_nuts(x, y, num_processes=1, backend="numpyro", **TINY)
     with pytest.raises(ValueError, match="num_chains must be an integer >= 1"):
@@ -181,3 +183,25 @@ def test_hmc_summary_flags_disagreeing_chains_and_passes_good_draws():
     with pytest.warns(HMCDiagnosticsWarning, match=r"bulk ESS < 400 \(100 x 4 chains"):
         hmc_summary(az.from_dict(posterior={"a": ar}))
     assert math.isfinite(diag["min_ess_tail"])
+
+
+def test_damaged_cache_files_are_named_resampled_and_rewritten(tmp_path):
+    x, y = _tiny_data()
+    small = dict(TINY, num_warmup=20, num_samples=20)
+    first = run_nuts(x, y, num_chains=3, num_processes=1, cache_dir=tmp_path, **small)
+    files = [Path(f) for f in first.cache_files]
+    files[0].write_bytes(files[0].read_bytes()[:-200])  # truncated: zipfile.BadZipFile
+    files[1].write_bytes(b"")  # empty: EOFError
+    files[2].write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)  # garbage behind a zip header
+    with pytest.warns(RuntimeWarning, match="ignoring unreadable NUTS cache file") as record:
+        again = run_nuts(x, y, num_chains=3, num_processes=1, cache_dir=tmp_path, **small)
+    named = " ".join(str(w.message) for w in record)
+    assert all(str(f) in named for f in files)
+    assert again.from_cache == (False, False, False)
+    for k, v in first.samples.items():  # the same seeds give the same chains
+        np.testing.assert_array_equal(again.samples[k], v)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        third = run_nuts(x, y, num_chains=3, num_processes=1, cache_dir=tmp_path, **small)
+    assert third.from_cache == (True, True, True)  # the files were rewritten whole
+    assert not list(files[0].parent.glob(".tmp-*"))

@@ -99,11 +99,11 @@ def test_mc_dropout_log_likelihood_is_regression_summary_pointwise():
 def test_mc_dropout_noise_draws_have_precision_tau():
     # y - f ~ N(0, 1/tau) on the original scale: sample variance within 4 standard errors.
     s = np.zeros((4000, 5, 1))
-    idata = from_mc_dropout(s, np.zeros(5), tau=4.0, y_std=2.0, seed=1)
+    idata = from_mc_dropout(s, np.zeros((5, 1)), tau=4.0, y_std=2.0, seed=1)
     resid = (idata.posterior_predictive["y"] - idata.posterior["f"]).values.ravel()
     se = 0.25 * math.sqrt(2.0 / resid.size)
     assert abs(resid.var() - 0.25) < NUM_SE * se
-    idata2 = from_mc_dropout(s, np.zeros(5), tau=4.0, y_std=2.0, seed=1)
+    idata2 = from_mc_dropout(s, np.zeros((5, 1)), tau=4.0, y_std=2.0, seed=1)
     np.testing.assert_array_equal(idata2.posterior_predictive["y"].values,
                                   idata.posterior_predictive["y"].values)
 
@@ -191,7 +191,8 @@ def tiny_mcmc():
 def test_from_nuts_wraps_az_from_pyro_and_adds_groups(tiny_mcmc):
     x, y, model, mcmc = tiny_mcmc
     idata = from_nuts(mcmc, model, x, y)
-    _assert_common_layout(idata, "nuts", 2, 30, 15, 1)
+    _assert_common_layout(idata, "hmc", 2, 30, 15, 1)
+    assert idata.posterior.attrs["sampler"] == "nuts"
     assert idata.posterior["layers.0.weight"].dims == ("chain", "draw", "layer0_out", "layer0_in")
     stats = idata.sample_stats
     for name in ("diverging", "step_size", "tree_depth", "n_steps", "energy", "lp",
@@ -237,7 +238,8 @@ def _fake_nuts_result(n_chains=3, n_draws=40, seed=0):
 def test_from_nuts_result_defaults_to_its_data_and_settings():
     result = _fake_nuts_result()
     idata = result.to_inference_data(y_mean=2.0, y_std=0.5)
-    _assert_common_layout(idata, "nuts", 3, 40, 9, 2)
+    _assert_common_layout(idata, "hmc", 3, 40, 9, 2)
+    assert idata.sample_stats.attrs["sampler"] == "nuts"
     assert idata.sample_stats["tree_depth"].dims == ("chain", "draw")
     np.testing.assert_array_equal(idata.sample_stats["diverging"].values,
                                   result.sample_stats["diverging"])
@@ -255,7 +257,7 @@ def gp_setup():
     lik.noise = 0.3
     gp = ExactGPModel(x, y.squeeze(-1), lik, make_kernel("arccos1", 2, outputscale=1.3)).double()
     xs, ys = toy_regression(15, 2, seed=6)
-    return gp, lik, xs, ys.squeeze(-1)
+    return gp, lik, xs, ys  # test targets N x 1, as for every converter
 
 
 def test_exact_gp_draws_reproduce_the_gaussian_predictive_density(gp_setup):
@@ -276,7 +278,7 @@ def test_exact_gp_draws_reproduce_the_gaussian_predictive_density(gp_setup):
     se = w.std(0) / w.mean(0) / math.sqrt(S)
     mean = torch.as_tensor(const["f_mean"].values)
     var = torch.as_tensor(const["f_var"].values + const["noise_var"].values)
-    exact = gaussian_test_loglik(mean, var, y_mean + y_std * ys).numpy()
+    exact = gaussian_test_loglik(mean, var, y_mean + y_std * ys[:, 0]).numpy()
     assert np.all(np.abs(est - exact) < NUM_SE * se + 1e-12)
     assert se.max() < 0.05  # the check is not vacuous (S = 4000 draws)
     f = idata.posterior["f"].values.reshape(S, -1)
@@ -289,7 +291,7 @@ def test_exact_gp_draws_reproduce_the_gaussian_predictive_density(gp_setup):
 def test_netcdf_roundtrip_is_lossless(method, tmp_path, request):
     if method == "mc_dropout":
         x, s = _dropout_samples(T=80, N=12)
-        idata = from_mc_dropout(s, torch.zeros(12), tau=2.0, x=x, num_chains=2,
+        idata = from_mc_dropout(s, torch.zeros(12, 1), tau=2.0, x=x, num_chains=2,
                                 masks=[np.ones((80, 12, 3))], feature_names=["u", "v", "w"])
     elif method == "svi":
         x, y, model, guide = _svi_setup()
@@ -312,39 +314,39 @@ def test_non_finite_draws_are_rejected_with_method_and_count(gp_setup):
     s[5, 2, 0] = np.inf
     s[7, 0, 0] = -np.inf
     with pytest.raises(ValueError, match=r"from_mc_dropout: samples has 3 non-finite"):
-        from_mc_dropout(s, np.zeros(4), tau=1.0)
+        from_mc_dropout(s, np.zeros((4, 1)), tau=1.0)
     result = _fake_nuts_result()
     result.samples["layers.1.bias"][0, 3, 0] = np.nan
     with pytest.raises(ValueError, match=r"from_nuts: draws of layers.1.bias has 1 non-finite"):
         from_nuts(result)
     gp, lik, xs, ys = gp_setup
     bad_y = ys.clone()
-    bad_y[2] = float("nan")
-    with pytest.raises(ValueError, match=r"from_exact_gp: y has 1 non-finite"):
+    bad_y[2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"from_exact_gp: y_test has 1 non-finite"):
         from_exact_gp(gp, lik, xs, bad_y, num_draws=10)
 
 
 def test_mismatched_observation_counts_and_chains_are_rejected():
     with pytest.raises(ValueError, match=r"from_mc_dropout: samples have 5 observation"):
-        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros(6), tau=1.0)
+        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros((6, 1)), tau=1.0)
     with pytest.raises(ValueError, match=r"from_mc_dropout: x has 4 observation\(s\) but y has 5"):
-        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros(5), tau=1.0, x=np.zeros((4, 2)))
+        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros((5, 1)), tau=1.0, x=np.zeros((4, 2)))
     with pytest.raises(ValueError, match=r"10 draws of samples cannot be split into 3 chains"):
-        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros(5), tau=1.0, num_chains=3)
+        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros((5, 1)), tau=1.0, num_chains=3)
     x, y, model, guide = _svi_setup()
     with pytest.raises(ValueError, match=r"from_svi_guide: x has 25 observation\(s\) but y has 24"):
         from_svi_guide(model, guide, x, y[:24], num_samples=10)
     with pytest.raises(ValueError, match=r"from_nuts: x has 9 observation\(s\) but y has 3"):
-        from_nuts(_fake_nuts_result(), y=np.zeros(3))
+        from_nuts(_fake_nuts_result(), y=np.zeros((3, 1)))
     with pytest.raises(ValueError, match=r"tau must be a finite number > 0"):
-        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros(5), tau=0.0)
+        from_mc_dropout(np.zeros((10, 5, 1)), np.zeros((5, 1)), tau=0.0)
 
 
 # --------------------------------------------------------------------------------- LOO
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_checked_loo_refuses_too_few_draws_and_surfaces_pareto_warnings():
     rng = np.random.default_rng(0)
-    y = rng.normal(size=20)
+    y = rng.normal(size=(20, 1))
     few = from_mc_dropout(rng.normal(size=(40, 20, 1)), y, tau=1.0)
     with pytest.raises(ValueError, match=r"checked_loo \(mc_dropout\): PSIS-LOO needs at least "
                                          r"100 draws.*got 40"):
@@ -360,3 +362,55 @@ def test_checked_loo_refuses_too_few_draws_and_surfaces_pareto_warnings():
     with pytest.warns(LOOReliabilityWarning, match=r"checked_loo \(mc_dropout\): PSIS-LOO is "
                                                    r"unreliable: \d+ of 20 observations"):
         checked_loo(bad)
+
+
+# ---------------------------------------------------------------------- target shapes
+def _convert(which, y, request):
+    """Run one converter on targets ``y`` (``N x 1`` or the refused ``(N,)``)."""
+    if which == "mc_dropout":
+        return from_mc_dropout(np.zeros((40, len(y), 1)), y, tau=1.0)
+    if which == "svi":
+        x, _, model, guide = _svi_setup()
+        return from_svi_guide(model, guide, x, y, num_samples=10)
+    if which == "nuts_result":
+        return from_nuts(_fake_nuts_result(), y=y)
+    if which == "nuts_mcmc":
+        x, _, model, mcmc = request.getfixturevalue("tiny_mcmc")
+        return from_nuts(mcmc, model, x, y)
+    gp, lik, xs, _ = request.getfixturevalue("gp_setup")
+    return from_exact_gp(gp, lik, xs, y, num_draws=20)
+
+
+_N_OBS = {"mc_dropout": 5, "svi": 25, "nuts_result": 9, "nuts_mcmc": 15, "exact_gp": 15}
+_FUNC = {"mc_dropout": "from_mc_dropout", "svi": "from_svi_guide", "nuts_result": "from_nuts",
+         "nuts_mcmc": "from_nuts", "exact_gp": "from_exact_gp"}
+
+
+@pytest.mark.parametrize("which", list(_N_OBS))
+def test_one_dimensional_targets_are_refused_naming_the_argument(which, request):
+    # one rule for every converter, the GP's included: N x 1, never a reshaped (N,)
+    n = _N_OBS[which]
+    arg = "y_test" if which == "exact_gp" else "y"
+    for y in (np.zeros(n), torch.zeros(n, dtype=torch.float64)):
+        with pytest.raises(ValueError, match=rf"{_FUNC[which]}: {arg} must have shape N x D "
+                                             rf"\(N x 1 for one output\), got a 1-D"):
+            _convert(which, y, request)
+    assert _convert(which, np.zeros((n, 1)), request).observed_data["y"].shape == (n,)
+
+
+def test_n_by_1_gp_targets_give_the_gaussian_log_likelihood_of_each_point(gp_setup):
+    # N x 1 test targets: log N(y_n; f_sn, noise_n) per point and draw, to 1e-12, and the
+    # same numbers from numpy and from torch (the values a 1-D y_test used to give)
+    gp, lik, xs, ys = gp_setup
+    y_orig = 0.5 + 1.5 * ys
+    idata = from_exact_gp(gp, lik, xs, y_orig, num_draws=30, y_mean=0.5, y_std=1.5, seed=2)
+    f = idata.posterior["f"].values
+    noise = idata.constant_data["noise_var"].values
+    y = y_orig[:, 0].numpy()
+    np.testing.assert_array_equal(idata.observed_data["y"].values, y)
+    ref = -0.5 * np.log(2 * np.pi * noise) - 0.5 * (y - f) ** 2 / noise
+    np.testing.assert_allclose(idata.log_likelihood["y"].values, ref, rtol=0, atol=1e-12)
+    again = from_exact_gp(gp, lik, xs, y_orig.numpy(), num_draws=30, y_mean=0.5, y_std=1.5,
+                          seed=2)
+    np.testing.assert_array_equal(again.log_likelihood["y"].values,
+                                  idata.log_likelihood["y"].values)

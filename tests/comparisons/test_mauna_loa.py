@@ -291,7 +291,7 @@ def test_cli_tiny_run_writes_png_table_and_csv(tmp_path, capsys):
     out = tmp_path / "ml"
     args = _parser().parse_args([
         "mauna-loa", "--out", str(out), "--iterations", "5", "--num-samples", "4",
-        "--hidden-layers", "1", "--hidden-units", "8", "--drop-rate", "0.2", "--seed", "1",
+        "--hidden-layers", "1", "--hidden-units", "8", "--keep-prob", "0.8", "--seed", "1",
         "--gp-iterations", "3", "--data-stride", "16", "--no-progress",
     ])
     assert run(args) == 0
@@ -310,10 +310,11 @@ def test_cli_tiny_run_writes_png_table_and_csv(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, value, match", [
-    ("--iterations", "0", r"argument --iterations: must be an integer >= 1, got 0"),
-    ("--num-samples", "-1", r"argument --num-samples: must be an integer >= 1, got -1"),
-    ("--num-samples", "many", r"argument --num-samples: must be an integer >= 1, got 'many'"),
-    ("--drop-rate", "1.5", r"argument --drop-rate: must lie in \[0, 1\)"),
+    ("--iterations", "0", r"--iterations must be an integer >= 1, got '0'"),
+    ("--num-samples", "-1", r"--num-samples must be an integer >= 1, got '-1'"),
+    ("--num-samples", "many", r"--num-samples must be an integer >= 1, got 'many'"),
+    ("--keep-prob", "1.5", r"--keep-prob must be a finite number in \(0, 1\]"),
+    ("--keep-prob", "0", r"--keep-prob must be a finite number in \(0, 1\]"),
 ])
 def test_cli_rejects_bad_values(flag, value, match, capsys):
     with pytest.raises(SystemExit) as err:

@@ -50,8 +50,8 @@ def test_improper_kl_value_diverges_like_log_theta_and_gradient_converges():
 
 def test_non_concentration_gp_shrinks_dropout_does_not():
     recs = non_concentration_records((10, 100), keep_prob=0.9, settings=TINY, hmc=None)
-    assert {r["method"] for r in recs} == {"mc_dropout", "gp-arccos1"}
-    gp = [_value(recs, "gp-arccos1", n, "epistemic_variance_train") for n in (10, 100)]
+    assert {r["method"] for r in recs} == {"mc_dropout", "gp_arccos1_prior"}
+    gp = [_value(recs, "gp_arccos1_prior", n, "epistemic_variance_train") for n in (10, 100)]
     mc = [_value(recs, "mc_dropout", n, "epistemic_variance_train") for n in (10, 100)]
     assert gp[1] < 0.3 * gp[0]  # theory: about 1/10
     assert mc[1] > 0.3 * mc[0]  # masks keep the spread
@@ -78,7 +78,7 @@ def test_non_concentration_hmc_records_shrink_and_track_the_gp():
         assert hmc[(n, "epistemic_variance_train")] > 0
         assert 1 <= hmc[(n, "hmc_grad_evals_per_draw")] <= 2**6 - 1
         assert hmc[(n, "hmc_min_ess_bulk_f")] <= 2 * 30  # chains x draws (ESS may exceed S a bit)
-        gp = _value(recs, "gp-arccos1", n, "epistemic_variance_train")
+        gp = _value(recs, "gp_arccos1_prior", n, "epistemic_variance_train")
         assert 0.5 * gp < hmc[(n, "epistemic_variance_train")] < 2 * gp
     assert hmc[(10, "epistemic_variance_train")] > hmc[(20, "epistemic_variance_train")]
     # the variance over draws is larger outside the data than inside it
@@ -117,7 +117,7 @@ def test_bad_input():
 def test_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "pit"
     with pytest.warns(HMCDiagnosticsWarning):
-        assert main(["pitfalls", "--out", str(out), "--steps", "50", "--num-samples", "20",
+        assert main(["pitfalls", "--out", str(out), "--iterations", "50", "--num-samples", "20",
                      "--sizes", "10,40", "--no-progress", "--hmc-max-train", "10",
                      "--hmc-chains", "2", "--hmc-warmup", "20", "--hmc-samples", "20",
                      "--hmc-processes", "1", "--hmc-max-tree-depth", "5"]) == 0

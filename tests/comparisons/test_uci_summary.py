@@ -67,6 +67,18 @@ def test_single_split_and_duplicates():
         summarize(dup)
 
 
+def test_older_method_spellings_are_read_as_the_ids():
+    old = [{"dataset": "d", "method": "gp-se", "split": 0, "metric": "x", "value": 1.0},
+           {"dataset": "d", "method": "nuts", "split": 0, "metric": "x", "value": 2.0}]
+    new = [{"dataset": "d", "method": "gp_se", "split": 1, "metric": "x", "value": 3.0}]
+    table = summarize(old + new)
+    assert list(table["method"]) == ["gp_se", "hmc"]
+    assert table.set_index("method").loc["gp_se", "n_splits"] == 2
+    # the same split under both spellings is one record twice
+    with pytest.raises(ValueError, match="share"):
+        summarize(old + [dict(old[0], method="gp_se")])
+
+
 def test_markdown():
     md = summary_markdown(_records(), metrics=["rmse", "test_ll"])
     lines = md.splitlines()

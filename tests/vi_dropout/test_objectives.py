@@ -129,9 +129,48 @@ def test_non_finite_data_and_shape_mismatch():
     x_bad[1, 0] = float("nan")
     with pytest.raises(ValueError, match="x must be finite"):
         dropout_loss(x_bad, y, ws, bs, masks, (0.1, 0.1), (0.1, 0.1))
-    with pytest.raises(ValueError, match="same number of rows"):
+    with pytest.raises(ValueError, match="y must have 4 rows like x"):
         dropout_loss(x, y[:3], ws, bs, masks, (0.1, 0.1), (0.1, 0.1))
     with pytest.raises(ValueError, match="keep_probs"):
         prior_weight_decays(arch, (0.5, 0.5, 0.5), 1.0, 10)
     with pytest.raises(ValueError, match="tau"):
         weight_decay_from_prior(1.0, 0.5, 10, tau=0.0)
+
+
+def test_keep_prob_one_gives_the_gaussian_familys_elbo_and_gradients():
+    """With keep_prob = 1 on every layer q(W) is N(M, theta^2 I). The full negative ELBO with the
+    gap estimated (``gap_samples > 0``) must then equal the one without it, in value and gradient
+    (the gap of a one-component family is exactly 0), with finite gradients; and its KL part
+    must be the closed-form Gaussian KL computed independently by ``torch.distributions``
+    (checked through the difference of two prior length-scales, which cancels the data term).
+    float64; tolerances are rounding only (1e-12 relative)."""
+    x, y = toy_regression(num_data=12, in_features=2)
+    arch = Architecture((2, 5, 1))
+    ws, bs = arch.init_params(generator=torch.Generator().manual_seed(0), dtype=F64)
+    params = [w.clone().requires_grad_() for w in ws] + [(b + 0.1).requires_grad_() for b in bs]
+    ws, bs = params[:2], params[2:]
+    masks = draw_masks(12, arch, 1.0, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(2)
+    noise = [torch.randn(12, w.shape[0], dtype=F64, generator=g) for w in ws]
+    theta, tau = 0.05, 3.0
+
+    def nelbo(ls, gap_samples):
+        return negative_elbo(x, y, ws, bs, masks, keep_probs=1.0, scale=theta,
+                             prior_length_scale=ls, tau=tau, noise=noise,
+                             generator=torch.Generator().manual_seed(3), gap_samples=gap_samples)
+
+    with_gap, no_gap = nelbo(0.7, 64), nelbo(0.7, 0)
+    torch.testing.assert_close(with_gap, no_gap, rtol=1e-12, atol=0.0)
+    g_gap = torch.autograd.grad(with_gap, params)
+    g_no_gap = torch.autograd.grad(no_gap, params)
+    for a, b in zip(g_gap, g_no_gap):
+        assert bool(torch.isfinite(a).all())
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+    def gaussian_kl(ls):
+        prior = torch.distributions.Normal(torch.zeros((), dtype=F64), 1.0 / ls)
+        return sum(torch.distributions.kl_divergence(torch.distributions.Normal(t, theta),
+                                                     prior).sum() for t in params)
+
+    torch.testing.assert_close(nelbo(0.7, 64) - nelbo(2.0, 64), gaussian_kl(0.7) - gaussian_kl(2.0),
+                               rtol=1e-12, atol=1e-12)

@@ -200,3 +200,34 @@ def test_bad_inputs_raise_naming_the_argument():
         regression_summary(s, y, tau=1.0)
     with pytest.raises(ValueError, match="logit_samples"):
         classification_summary(torch.full((2, 3, 2), float("inf")))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_overflowing_prediction_is_refused_not_returned_as_nan(dtype):
+    """Finite but huge weights overflow the activations: both predictors must say so (naming the
+    weights) instead of returning NaN / inf samples."""
+    big = torch.finfo(dtype).max / 4
+    w = [torch.full((3, 2), big, dtype=dtype), torch.full((1, 3), big, dtype=dtype)]
+    b = [torch.zeros(3, dtype=dtype), torch.zeros(1, dtype=dtype)]
+    x = torch.ones(4, 2, dtype=dtype)
+    with pytest.raises(ValueError, match=r"mc_predict produced \d+ of 40 outputs that are NaN or inf.*weights"):
+        mc_predict(x, w, b, keep_probs=0.9, T=10, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="standard_dropout_predict produced 4 of 4 outputs"):
+        standard_dropout_predict(x, w, b, 0.9)
+
+
+def test_regression_summary_refuses_one_dimensional_targets():
+    """``y`` of shape ``(N,)`` would broadcast against ``T x N x 1`` samples (RMSE and LL over all
+    N^2 pairs): refused with the fix named; ``N x 1`` gives the per-point numbers."""
+    g = torch.Generator().manual_seed(0)
+    samples = torch.randn(50, 6, 1, dtype=torch.float64, generator=g)
+    y = torch.randn(6, 1, dtype=torch.float64, generator=g)
+    ok = regression_summary(samples, y, tau=2.0)
+    assert ok.log_likelihood.shape == (6,)
+    torch.testing.assert_close(ok.rmse, (y - samples.mean(0)).square().mean().sqrt())
+    with pytest.raises(ValueError, match=r"y must have shape N x D .*reshape\(-1, 1\)"):
+        regression_summary(samples, y[:, 0], tau=2.0)
+    with pytest.raises(ValueError, match="y must have 6 rows"):
+        regression_summary(samples, y[:5], tau=2.0)
+    with pytest.raises(ValueError, match=r"standard_prediction must have shape N x D"):
+        regression_summary(samples, y, tau=2.0, standard_prediction=samples.mean(0)[:, 0])

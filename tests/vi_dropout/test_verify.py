@@ -1,4 +1,6 @@
 import json
+import math
+import time
 
 import pytest
 
@@ -68,3 +70,45 @@ def test_cli_writes_json_and_exit_code(tmp_path, monkeypatch, capsys):
     assert "1 passed, 0 failed" in capsys.readouterr().out
     fake[0]["passed"] = False
     assert cli.main(["verify", "--no-progress"]) == 1
+
+
+def test_gradient_rows_finite_and_passing_with_undropped_inputs():
+    """keep_prob = 1 on the inputs (the usual "no dropout on the inputs") used to give NaN rows
+    (0 log 0 in the gap's gradient); every row must now be finite and pass its tolerance.
+    theta >= 1e-4 is left out: with these masks a ReLU pre-activation lies within ~1e-4 of its
+    kink, so one draw's gradient jumps there (an O(theta)-probability event, not a bias)."""
+    rows = check_gradients(VerifyProblem(keep_probs=(1.0, 0.8, 0.8)), thetas=(1e-5, 1e-6))
+    assert rows and all(r["passed"] for r in rows)
+    assert all(math.isfinite(r["value"]) for r in rows)
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "a_folder"])
+def test_cli_checks_the_json_path_before_the_run(where, tmp_path, monkeypatch, capsys):
+    def no_run(quick, show_progress):
+        raise AssertionError("the report ran before the --json path was checked")
+
+    monkeypatch.setattr(verify, "run_verify", no_run)
+    (tmp_path / "afile").write_text("a file, not a folder")
+    path = tmp_path / "afile" / "x.json" if where == "under_a_file" else tmp_path
+    t0 = time.perf_counter()
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["verify", "--quick", "--json", str(path), "--no-progress"])
+    assert time.perf_counter() - t0 < 0.5
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].count("error: --json") == 1
+
+
+def test_cli_user_error_is_one_line_and_debug_shows_traceback(monkeypatch, capsys):
+    def bad(quick, show_progress):
+        raise ValueError("a bad\nsetting")
+
+    monkeypatch.setattr(verify, "run_verify", bad)
+    assert cli.main(["verify", "--no-progress"]) == 2
+    assert capsys.readouterr().err == "error: a bad setting\n"
+    with pytest.raises(ValueError, match="a bad"):
+        cli.main(["--debug", "verify", "--no-progress"])
+    monkeypatch.setattr(verify, "run_verify", lambda quick, show_progress: (_ for _ in ()).throw(
+        KeyboardInterrupt()))
+    assert cli.main(["verify", "--no-progress"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

@@ -30,6 +30,26 @@ class _OpenClosedInterval(constraints.Constraint):
 open_closed_unit_interval = _OpenClosedInterval(0.0, 1.0)
 
 
+class _FiniteReal(constraints.Constraint):
+    """Constrain to finite reals (``constraints.real`` admits +-inf)."""
+
+    def check(self, value):
+        return torch.isfinite(value)
+
+    def __repr__(self):
+        return "FiniteReal()"
+
+
+class _PositiveFinite(constraints.Constraint):
+    """Constrain to finite numbers ``> 0`` (``constraints.positive`` admits +inf)."""
+
+    def check(self, value):
+        return (value > 0) & torch.isfinite(value)
+
+    def __repr__(self):
+        return "PositiveFinite()"
+
+
 class DropoutNormal(TorchDistribution):
     r"""q(W) of MC dropout: every column of ``W`` is a two-component Gaussian mixture.
 
@@ -71,9 +91,9 @@ class DropoutNormal(TorchDistribution):
     """
 
     arg_constraints = {
-        "loc": constraints.independent(constraints.real, 2),
+        "loc": constraints.independent(_FiniteReal(), 2),
         "keep_prob": open_closed_unit_interval,
-        "scale": constraints.positive,
+        "scale": _PositiveFinite(),
     }
     support = constraints.independent(constraints.real, 2)
     has_rsample = True
