@@ -29,8 +29,8 @@ import warnings
 import numpy as np
 import torch
 
-from comparisons.hmc_reference import HMCDiagnosticsWarning, hmc_summary, run_nuts
-from comparisons.uci_datasets import load_uci, standardize
+from comparisons.datasets.uci import load_uci, standardize
+from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
 
 
 def _summaries(result) -> dict:
@@ -112,7 +112,7 @@ def overhead(args) -> dict:
     toy and the Boston problem, to compare with the NUTS milliseconds per leapfrog step."""
     from pyro.ops.integrator import potential_grad
 
-    from comparisons.hmc_reference import _jit_potential, _site_names, bnn_potential
+    from comparisons.reference.nuts import _jit_potential, _site_names, bnn_potential
     from vi_dropout.network import Architecture
 
     z = standardize(load_uci("boston", 0))

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comparisons.uci_datasets import load_uci, standardize  # noqa: E402
+from comparisons.datasets.uci import load_uci, standardize  # noqa: E402
 from vi_dropout.network import Architecture, mlp_forward  # noqa: E402
 from vi_dropout.predict import mc_predict  # noqa: E402
 

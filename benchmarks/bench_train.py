@@ -1,4 +1,4 @@
-"""Benchmark: plain nn.Module training loop vs :func:`vi_dropout.batched_training.train_batched`.
+"""Benchmark: plain nn.Module training loop vs :func:`vi_dropout.training.batched.train_batched`.
 
 Boston housing, 13 -> 50 -> 1 ReLU, the paper's grid (dropout rates x tau values) x all splits,
 Keras 2.2 defaults (Adam 1e-3, batch 128, L2 l^2 keep_prob / (2 N tau), l = 1e-2).
@@ -30,9 +30,9 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comparisons.uci_datasets import load_uci, standardize, uci_info  # noqa: E402
-from vi_dropout.batched_training import train_batched, weight_decay  # noqa: E402
+from comparisons.datasets.uci import load_uci, standardize, uci_info  # noqa: E402
 from vi_dropout.predict import standard_dropout_predict  # noqa: E402
+from vi_dropout.training.batched import train_batched, weight_decay  # noqa: E402
 
 
 def _load(name: str, split: int):

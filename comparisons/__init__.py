@@ -1,357 +1,44 @@
 """Comparisons of MC dropout with exact Gaussian processes, reference posteriors and the UCI
-benchmarks."""
+benchmarks.
 
-from .arc_cosine_kernel import ARC_COSINE_ORDERS, ArcCosineKernel, arc_cosine_expectation
-from .calibration import (
-    ReliabilityBins,
-    accuracy,
-    calibration_records,
-    expected_calibration_error,
-    negative_log_likelihood,
-    plot_reliability_diagram,
-    predictive_probs,
-    reliability_bins,
-)
-from .cholesky_mll import CholeskyMarginalLogLikelihood, gaussian_log_density
-from .diagnose import (
-    DIAGNOSE_METHODS,
-    DRAW_METHODS,
-    DiagnoseResult,
-    DiagnoseSettings,
-    DiagnoseWarning,
-    MethodOutput,
-    compare_methods,
-    diagnose_markdown,
-    plot_loo_pit,
-    plot_ppc,
-    plot_predictive_bands,
-    run_diagnose,
-    save_inference_data,
-)
-from .digits import (
-    MNIST_FILES,
-    DigitsData,
-    load_digits_split,
-    load_mnist_idx,
-    load_mnist_split,
-    read_idx,
-)
-from .exact_gp import (
-    KERNEL_NAMES,
-    MLL_SOLVERS,
-    ExactGPModel,
-    GPNotPSDError,
-    dropout_prior_hyperparameters,
-    fit_exact_gp,
-    gaussian_test_loglik,
-    gp_predict,
-    make_kernel,
-    make_mll,
-)
-from .executors import Cell, LocalExecutor, RayExecutor, RunSummary, run_cells
-from .gp_vs_dropout import (
-    FITTED_GP_METHODS,
-    GP_METHODS,
-    OPTIMIZERS,
-    PRIOR_GP_METHODS,
-    DropoutFit,
-    GPFit,
-    GPUCIConfig,
-    GPvsDropoutResult,
-    dropout_prior_gp_hyperparameters,
-    fit_gp,
-    fit_mc_dropout,
-    gp_uci_cells,
-    plot_toy1d_comparison,
-    random_feature_posterior,
-    run_gp_uci_cell,
-    run_gp_vs_dropout,
-)
-from .hmc_reference import (
-    DEFAULT_ESS_PER_CHAIN,
-    DEFAULT_MIN_BFMI,
-    DEFAULT_R_HAT_MAX,
-    HMCDiagnosticsWarning,
-    NUTSResult,
-    RecordingNUTS,
-    bnn_potential,
-    hmc_summary,
-    nuts_cache_key,
-    run_nuts,
-)
-from .inference_data import (
-    LOOReliabilityWarning,
-    checked_loo,
-    from_exact_gp,
-    from_mc_dropout,
-    from_nuts,
-    from_svi_guide,
-    weight_dims,
-)
-from .lenet import (
-    LeNet,
-    TrainHistory,
-    lenet_features,
-    mc_logits,
-    standard_logits,
-    train_lenet,
-)
-from .mauna_loa import (
-    DATASET_NAME,
-    METHOD_LABELS,
-    METHODS,
-    PAPER_LIKE_CONFIG,
-    MaunaLoaConfig,
-    MaunaLoaData,
-    MaunaLoaResult,
-    MethodPrediction,
-    load_mauna_loa,
-    mc_function_draws,
-    plot_mauna_loa,
-    plot_mauna_loa_panel,
-    run_mauna_loa,
-    train_dropout_regressor,
-)
-from .method_styles import (
-    LEGACY_METHOD_IDS,
-    METHOD_STYLES,
-    MethodStyle,
-    canonical_method,
-    method_color,
-    method_label,
-)
-from .nngp_kernel import NNGP_ACTIVATIONS, NNGPKernel, erf_expectation
-from .pitfalls import (
-    KeepProbSensitivity,
-    PitfallHMCSettings,
-    PitfallSettings,
-    improper_kl_records,
-    keep_prob_sensitivity,
-    non_concentration_records,
-    plot_improper_kl,
-    plot_keep_prob_sensitivity,
-    plot_non_concentration,
-)
-from .predictive_distances import (
-    DISTANCE_METRICS,
-    gaussian_kl,
-    gaussian_total_variation,
-    gaussian_w2,
-    interval_coverage,
-    moment_match_samples,
-    standardized_mean_difference,
-    summarize_predictive_distances,
-    variance_ratio,
-)
-from .random_feature_kernel import RandomFeatureKernel
-from .results_store import REQUIRED_FIELDS, ResultsStore, config_hash, make_cell_id
-from .rotated_digit import (
-    DEFAULT_ANGLES_DEG,
-    RotatedDigitResult,
-    plot_rotated_digit_figure,
-    plot_rotated_images,
-    plot_softmax_scatter,
-    plot_uncertainty_vs_angle,
-    rotate_image,
-    rotated_digit_records,
-    rotated_digit_table,
-    run_rotated_digit,
-    select_digit,
-)
-from .toy_datasets import (
-    TOY1D_BASE_EPOCHS,
-    TOY1D_DROPOUT_RATES,
-    TOY1D_N_HIDDEN,
-    TOY1D_NAME,
-    TOY1D_TAU_VALUES,
-    TOY1D_TEST_RANGE,
-    TOY1D_TRAIN_INTERVALS,
-    Toy1DData,
-    load_toy1d,
-    toy1d_function,
-)
-from .uci_datasets import (
-    UCI_ALIASES,
-    UCI_DATASETS,
-    StandardizedSplit,
-    UCIDataError,
-    UCIInfo,
-    UCISplit,
-    load_uci,
-    resolve_uci_name,
-    standardize,
-    uci_info,
-    validation_split,
-)
-from .uci_summary import format_mean_se, plot_split_metric, summarize, summary_markdown
+Subpackages (imported on first use, so ``import comparisons`` stays light)::
 
-__all__ = [
-    "PitfallSettings",
-    "PitfallHMCSettings",
-    "improper_kl_records",
-    "non_concentration_records",
-    "keep_prob_sensitivity",
-    "KeepProbSensitivity",
-    "plot_improper_kl",
-    "plot_non_concentration",
-    "plot_keep_prob_sensitivity",
-    "DIAGNOSE_METHODS",
-    "DRAW_METHODS",
-    "DiagnoseSettings",
-    "DiagnoseResult",
-    "DiagnoseWarning",
-    "MethodOutput",
-    "compare_methods",
-    "diagnose_markdown",
-    "plot_loo_pit",
-    "plot_ppc",
-    "plot_predictive_bands",
-    "run_diagnose",
-    "save_inference_data",
-    "DEFAULT_ESS_PER_CHAIN",
-    "DEFAULT_MIN_BFMI",
-    "DEFAULT_R_HAT_MAX",
-    "HMCDiagnosticsWarning",
-    "NUTSResult",
-    "RecordingNUTS",
-    "bnn_potential",
-    "hmc_summary",
-    "nuts_cache_key",
-    "run_nuts",
-    "LOOReliabilityWarning",
-    "checked_loo",
-    "from_exact_gp",
-    "from_mc_dropout",
-    "from_nuts",
-    "from_svi_guide",
-    "weight_dims",
-    "METHOD_STYLES",
-    "LEGACY_METHOD_IDS",
-    "MethodStyle",
-    "canonical_method",
-    "method_color",
-    "method_label",
-    "GP_METHODS",
-    "FITTED_GP_METHODS",
-    "PRIOR_GP_METHODS",
-    "GPFit",
-    "DropoutFit",
-    "GPvsDropoutResult",
-    "dropout_prior_gp_hyperparameters",
-    "fit_mc_dropout",
-    "OPTIMIZERS",
-    "fit_gp",
-    "random_feature_posterior",
-    "run_gp_vs_dropout",
-    "GPUCIConfig",
-    "gp_uci_cells",
-    "run_gp_uci_cell",
-    "plot_toy1d_comparison",
-    "standardized_mean_difference",
-    "variance_ratio",
-    "gaussian_kl",
-    "gaussian_w2",
-    "gaussian_total_variation",
-    "interval_coverage",
-    "moment_match_samples",
-    "summarize_predictive_distances",
-    "DISTANCE_METRICS",
-    "TOY1D_NAME",
-    "TOY1D_TRAIN_INTERVALS",
-    "TOY1D_TEST_RANGE",
-    "TOY1D_DROPOUT_RATES",
-    "TOY1D_TAU_VALUES",
-    "TOY1D_N_HIDDEN",
-    "TOY1D_BASE_EPOCHS",
-    "Toy1DData",
-    "toy1d_function",
-    "load_toy1d",
-    "DATASET_NAME",
-    "METHODS",
-    "METHOD_LABELS",
-    "MaunaLoaData",
-    "MaunaLoaConfig",
-    "PAPER_LIKE_CONFIG",
-    "MethodPrediction",
-    "MaunaLoaResult",
-    "load_mauna_loa",
-    "train_dropout_regressor",
-    "mc_function_draws",
-    "run_mauna_loa",
-    "plot_mauna_loa_panel",
-    "plot_mauna_loa",
-    "ReliabilityBins",
-    "predictive_probs",
-    "accuracy",
-    "reliability_bins",
-    "expected_calibration_error",
-    "negative_log_likelihood",
-    "calibration_records",
-    "plot_reliability_diagram",
-    "DigitsData",
-    "MNIST_FILES",
-    "load_digits_split",
-    "read_idx",
-    "load_mnist_idx",
-    "load_mnist_split",
-    "LeNet",
-    "TrainHistory",
-    "train_lenet",
-    "lenet_features",
-    "mc_logits",
-    "standard_logits",
-    "DEFAULT_ANGLES_DEG",
-    "RotatedDigitResult",
-    "rotate_image",
-    "select_digit",
-    "run_rotated_digit",
-    "rotated_digit_records",
-    "rotated_digit_table",
-    "plot_rotated_images",
-    "plot_softmax_scatter",
-    "plot_uncertainty_vs_angle",
-    "plot_rotated_digit_figure",
-    "ARC_COSINE_ORDERS",
-    "ArcCosineKernel",
-    "arc_cosine_expectation",
-    "KERNEL_NAMES",
-    "ExactGPModel",
-    "CholeskyMarginalLogLikelihood",
-    "gaussian_log_density",
-    "MLL_SOLVERS",
-    "make_mll",
-    "GPNotPSDError",
-    "dropout_prior_hyperparameters",
-    "fit_exact_gp",
-    "gaussian_test_loglik",
-    "gp_predict",
-    "make_kernel",
-    "NNGP_ACTIVATIONS",
-    "NNGPKernel",
-    "erf_expectation",
-    "RandomFeatureKernel",
-    "Cell",
-    "LocalExecutor",
-    "RayExecutor",
-    "RunSummary",
-    "run_cells",
-    "REQUIRED_FIELDS",
-    "ResultsStore",
-    "config_hash",
-    "make_cell_id",
-    "UCI_ALIASES",
-    "UCI_DATASETS",
-    "StandardizedSplit",
-    "UCIDataError",
-    "UCIInfo",
-    "UCISplit",
-    "load_uci",
-    "resolve_uci_name",
-    "standardize",
-    "uci_info",
-    "validation_split",
-    "format_mean_se",
-    "plot_split_metric",
-    "summarize",
-    "summary_markdown",
-]
+    kernels         ArcCosineKernel, NNGPKernel, RandomFeatureKernel
+    gp              ExactGPModel, CholeskyMarginalLogLikelihood, GP fits, dropout prior -> GP
+    datasets        UCI splits (packaged), toy1d, digits / MNIST, Mauna Loa CO2
+    networks        the dropout LeNet
+    reference       NUTS reference posteriors
+    inference_data  ArviZ InferenceData for every method, checked LOO
+    metrics         Gaussian log-likelihood, predictive distances, calibration
+    protocols       the MC dropout UCI protocol
+    experiments     gp_vs_dropout, diagnose, pitfalls, mauna_loa, rotated_digit
+    report          tables, plots, one style per method
+    runner          cells, executors, the resumable results store
+    cli             ``python -m comparisons``
+
+Example:
+    >>> import comparisons
+    >>> comparisons.kernels.ArcCosineKernel(order=1).order
+    1
+"""
+
+from __future__ import annotations
+
+import importlib
+
+SUBPACKAGES = (
+    "kernels", "gp", "datasets", "networks", "reference", "inference_data", "metrics",
+    "protocols", "experiments", "report", "runner", "cli",
+)
+
+__all__ = list(SUBPACKAGES)
+
+
+def __getattr__(name: str):
+    if name in SUBPACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(SUBPACKAGES))

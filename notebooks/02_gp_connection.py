@@ -34,7 +34,7 @@
 # 2. checks that the random-feature kernel (a network with $K$ fixed random hidden units)
 #    converges to the arc-cosine kernel at the Monte Carlo rate $K^{-1/2}$;
 # 3. compares MC dropout, trained by the UCI protocol, with exact GPs on a 1-D toy problem with a
-#    gap and extrapolation regions (`comparisons.gp_vs_dropout`): the GP with the dropout
+#    gap and extrapolation regions (`comparisons.experiments.gp_vs_dropout`): the GP with the dropout
 #    network's own prior (no fitting), the same prior with $K$ random features, and
 #    arc-cosine / squared-exponential GPs fitted by marginal likelihood.
 #
@@ -54,9 +54,9 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from comparisons.exact_gp import make_kernel
-from comparisons.gp_vs_dropout import plot_toy1d_comparison, records_markdown, run_gp_vs_dropout
-from comparisons.method_styles import method_color, method_label
+from comparisons.gp.models import make_kernel
+from comparisons.experiments.gp_vs_dropout import plot_toy1d_comparison, records_markdown, run_gp_vs_dropout
+from comparisons.report.styles import method_color, method_label
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
 OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"

@@ -19,9 +19,9 @@
 # MC dropout is variational inference in a Bayesian network with priors
 # $\mathcal{N}(0, l^{-2})$ and Gaussian noise of precision $\tau$. How good is that approximation
 # as a *posterior*? This notebook fits, on the 1-D toy problem ($y = x\sin x + \varepsilon$, a gap
-# and extrapolation regions; `comparisons.toy_datasets`):
+# and extrapolation regions; `comparisons.datasets.toy1d`):
 #
-# * **MC dropout**: the UCI protocol's network (`comparisons.gp_vs_dropout.fit_mc_dropout`), $T$
+# * **MC dropout**: the UCI protocol's network (`comparisons.experiments.gp_vs_dropout.fit_mc_dropout`), $T$
 #   stochastic passes;
 # * **standard dropout**: the same network with the masks replaced by their means and
 #   predictive $\mathcal{N}(\hat y, 1/\tau)$: a point estimate, so no LOO;
@@ -32,8 +32,8 @@
 #
 # and compares them with ArviZ: PSIS-LOO and `az.compare` on the training data, posterior
 # predictive checks, LOO-PIT, test log-likelihood and coverage, and the distance of every test
-# predictive from HMC's (`comparisons.predictive_distances`). All of it is
-# `comparisons.diagnose.run_diagnose`; the command line is `python -m comparisons diagnose`.
+# predictive from HMC's (`comparisons.metrics.distances`). All of it is
+# `comparisons.experiments.diagnose.run_diagnose`; the command line is `python -m comparisons diagnose`.
 #
 # **Smoke mode.** `VI_DROPOUT_SMOKE=1` (on by default when `CI` is set) shrinks everything so the
 # notebook runs in seconds: the network is barely trained and the NUTS chains are far too short
@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from comparisons.diagnose import (
+from comparisons.experiments.diagnose import (
     DiagnoseSettings,
     diagnose_markdown,
     plot_loo_pit,

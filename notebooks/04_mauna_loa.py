@@ -40,7 +40,7 @@
 #
 # The networks are the paper's: 4 hidden layers of 1024 units, `drop_rate` 0.2
 # (`keep_prob` = 0.8) on every hidden layer (the 1-D time input is not dropped). Training them
-# for $10^6$ steps (our paper-like setting, `comparisons.mauna_loa.PAPER_LIKE_CONFIG`) takes
+# for $10^6$ steps (our paper-like setting, `comparisons.experiments.mauna_loa.PAPER_LIKE_CONFIG`) takes
 # about a day per network on one CPU thread (0.08-0.13 s per step measured), so the default
 # here is short (a few minutes in all) and the picture is a *short-training* version of
 # Figure 2.
@@ -61,7 +61,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from comparisons.mauna_loa import (
+from comparisons.experiments.mauna_loa import (
     PAPER_LIKE_CONFIG,
     MaunaLoaConfig,
     load_mauna_loa,

@@ -26,7 +26,7 @@
 # full-setting run on the 8x8 digits shows.
 #
 # This notebook runs the experiment on scikit-learn's bundled 8x8 digits (no download; pass a
-# folder of MNIST IDX files to `comparisons.digits.load_mnist_split` to use real MNIST) and then
+# folder of MNIST IDX files to `comparisons.datasets.digits.load_mnist_split` to use real MNIST) and then
 # compares the calibration of MC and standard dropout on the test split:
 #
 # 1. data and the network;
@@ -52,15 +52,15 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from comparisons.calibration import (
+from comparisons.metrics.calibration import (
     calibration_records,
     plot_reliability_diagram,
     predictive_probs,
     reliability_bins,
 )
-from comparisons.digits import load_digits_split
-from comparisons.lenet import LeNet, lenet_features, mc_logits, standard_logits, train_lenet
-from comparisons.rotated_digit import (
+from comparisons.datasets.digits import load_digits_split
+from comparisons.networks.lenet import LeNet, lenet_features, mc_logits, standard_logits, train_lenet
+from comparisons.experiments.rotated_digit import (
     plot_rotated_digit_figure,
     plot_softmax_scatter,
     rotated_digit_table,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from comparisons.cli import main
+from comparisons.cli.main import main
 
 FROZEN = Path(__file__).parent / "data" / "frozen_records"
 KEYS = ["dataset", "method", "split", "metric"]

@@ -1,7 +1,6 @@
 """vi_dropout: the variational family of MC dropout in Pyro, its full ELBO, and the numerical
 proof that it reduces to the dropout loss (Gal & Ghahramani, 2016)."""
 
-from .batched_training import DropoutMLP, TrainResult, train_batched, train_sequential, weight_decay
 from .distributions import DropoutNormal
 from .drop_stream import DropStream, layer_drop_streams, sample_drop_mask
 from .guides import DropoutGuide
@@ -37,6 +36,7 @@ from .predict import (
     regression_summary,
     standard_dropout_predict,
 )
+from .training.batched import DropoutMLP, TrainResult, train_batched, train_sequential, weight_decay
 
 __version__ = "0.1.0"
 

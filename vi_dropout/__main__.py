@@ -1,7 +1,7 @@
 """Command line: ``python -m vi_dropout verify [--json PATH] [--quick] [--debug]``.
 
 Also home of the small command-line helpers shared with ``python -m comparisons``
-(:mod:`comparisons._cli_types` re-exports them): :func:`writable_file_arg` and
+(:mod:`comparisons.cli.types` re-exports them): :func:`writable_file_arg` and
 :func:`output_dir_arg` check an output path when the arguments are parsed, before any work, and
 :func:`run_reporting_errors` turns a user's error into one line on stderr and exit code 2.
 """

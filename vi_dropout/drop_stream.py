@@ -41,7 +41,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ._validation import check_keep_prob
+from .validation import check_keep_prob
 
 __all__ = ["DropStream", "layer_drop_streams", "sample_drop_mask"]
 

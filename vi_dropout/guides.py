@@ -9,9 +9,9 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from ._validation import check_keep_prob, check_positive, per_layer
 from .distributions import DropoutNormal
 from .models import BayesianMLP
+from .validation import check_keep_prob, check_positive, per_layer
 
 __all__ = ["DropoutGuide"]
 

@@ -38,8 +38,8 @@ from typing import NamedTuple
 import torch
 import torch.distributions as tdist
 
-from ._validation import check_positive, check_positive_int
 from .distributions import DropoutNormal
+from .validation import check_positive, check_positive_int
 
 __all__ = [
     "MonteCarloEstimate",

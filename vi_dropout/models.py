@@ -19,9 +19,9 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule
 
-from ._validation import check_finite, check_positive, check_positive_int, check_targets
 from .network import Architecture, mlp_forward
 from .objectives import LIKELIHOODS
+from .validation import check_finite, check_positive, check_positive_int, check_targets
 
 __all__ = ["BayesianMLP"]
 

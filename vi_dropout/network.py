@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._validation import check_positive_int
+from .validation import check_positive_int
 
 __all__ = ["ACTIVATIONS", "Architecture", "mlp_forward", "get_activation"]
 

@@ -39,7 +39,10 @@ from collections.abc import Sequence
 
 import torch
 
-from ._validation import (
+from .distributions import DropoutNormal
+from .kl import binary_entropy, gaussian_kl_to_prior, kl_gap, kl_large_width
+from .network import Architecture, get_activation
+from .validation import (
     check_finite,
     check_keep_prob,
     check_positive,
@@ -47,9 +50,6 @@ from ._validation import (
     check_targets,
     per_layer,
 )
-from .distributions import DropoutNormal
-from .kl import binary_entropy, gaussian_kl_to_prior, kl_gap, kl_large_width
-from .network import Architecture, get_activation
 
 __all__ = [
     "LIKELIHOODS",

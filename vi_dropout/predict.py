@@ -35,7 +35,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ._validation import (
+from .drop_stream import layer_drop_streams
+from .network import get_activation
+from .validation import (
     check_finite,
     check_keep_prob,
     check_positive,
@@ -43,8 +45,6 @@ from ._validation import (
     check_targets,
     per_layer,
 )
-from .drop_stream import layer_drop_streams
-from .network import get_activation
 
 __all__ = [
     "DropoutMLPParams",

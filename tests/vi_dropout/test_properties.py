@@ -20,9 +20,9 @@ from tests.common import (
     expect_finite_or_value_error,
     tensors_with_specials,
 )
-from vi_dropout.batched_training import train_batched
 from vi_dropout.distributions import DropoutNormal
 from vi_dropout.predict import mc_predict, regression_summary
+from vi_dropout.training.batched import train_batched
 
 
 @st.composite

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from tests.common import DTYPES, toy_regression
-from vi_dropout._validation import check_targets
 from vi_dropout.models import BayesianMLP
 from vi_dropout.network import Architecture
 from vi_dropout.objectives import data_term, draw_masks, dropout_loss, negative_elbo
+from vi_dropout.validation import check_targets
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,0 +1,180 @@
+"""argparse ``type=`` helpers and options shared by the ``python -m comparisons`` subcommands.
+
+One implementation each, so that an option means and checks the same thing in every subcommand:
+an argparse error names the option, the expected range and what arrived, before any work starts.
+The path checks and the error reporting are shared with ``python -m vi_dropout`` (they live in
+:mod:`vi_dropout.__main__`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from decimal import Decimal
+
+from vi_dropout.__main__ import (
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    CLIParser,
+    output_dir_arg,
+    run_reporting_errors,
+    writable_file_arg,
+)
+
+__all__ = [
+    "CLIParser",
+    "EXIT_INTERRUPTED",
+    "EXIT_USER_ERROR",
+    "int_at_least",
+    "float_in",
+    "positive_float",
+    "keep_prob_arg",
+    "drop_rate_from_keep_prob",
+    "toy_or_uci_dataset",
+    "output_dir_arg",
+    "writable_file_arg",
+    "run_reporting_errors",
+    "add_out_argument",
+    "add_threads_argument",
+    "add_seed_argument",
+    "add_keep_prob_argument",
+]
+
+
+def int_at_least(name: str, minimum: int = 1, meaning: str | None = None) -> Callable[[str], int]:
+    """argparse type: an integer ``>= minimum``; anything else is an ``ArgumentTypeError`` naming
+    the option (``name``), the bound, what the option means (``meaning``) and what arrived.
+
+    Example:
+        >>> int_at_least("--iterations")("3")
+        3
+    """
+    what = f" ({meaning})" if meaning else ""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer >= {minimum}{what}, "
+                                             f"got {text!r}")
+        return value
+
+    return parse
+
+
+def _interval(low, high, low_inclusive, high_inclusive) -> str:
+    if high is None:
+        return f"{'>=' if low_inclusive else '>'} {low:g}"
+    if low is None:
+        return f"{'<=' if high_inclusive else '<'} {high:g}"
+    return (f"in {'[' if low_inclusive else '('}{low:g}, {high:g}"
+            f"{']' if high_inclusive else ')'}")
+
+
+def float_in(name: str, low: float | None = None, high: float | None = None, *,
+             low_inclusive: bool = True, high_inclusive: bool = True,
+             meaning: str | None = None) -> Callable[[str], float]:
+    """argparse type: a finite number in the interval from ``low`` to ``high`` (``None``: no
+    bound; ``*_inclusive`` says whether the bound itself is allowed).
+
+    Example:
+        >>> float_in("--train-fraction", 0, 1, low_inclusive=False, high_inclusive=False)("0.7")
+        0.7
+    """
+    rule = f"a finite number {_interval(low, high, low_inclusive, high_inclusive)}"
+    what = f" ({meaning})" if meaning else ""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        ok = math.isfinite(value)
+        if ok and low is not None:
+            ok = value >= low if low_inclusive else value > low
+        if ok and high is not None:
+            ok = value <= high if high_inclusive else value < high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{name} must be {rule}{what}, got {text!r}")
+        return value
+
+    return parse
+
+
+def positive_float(name: str, meaning: str | None = None) -> Callable[[str], float]:
+    """argparse type: a finite number ``> 0``."""
+    return float_in(name, 0, None, low_inclusive=False, meaning=meaning)
+
+
+def keep_prob_arg(name: str = "--keep-prob") -> Callable[[str], float]:
+    """argparse type: a keep probability in ``(0, 1]`` (the probability that a unit is KEPT).
+
+    Example:
+        >>> keep_prob_arg()("0.8")
+        0.8
+    """
+    return float_in(name, 0, 1, low_inclusive=False,
+                    meaning="the probability that a unit is KEPT; drop rate = 1 - keep_prob")
+
+
+def drop_rate_from_keep_prob(keep_prob: float) -> float:
+    """``1 - keep_prob`` computed in decimal, so that a keep probability typed as ``0.8`` gives the
+    drop rate ``0.2`` exactly as typed (``1 - 0.8`` in binary floats is ``0.19999999999999996``).
+
+    Example:
+        >>> drop_rate_from_keep_prob(0.8)
+        0.2
+    """
+    return float(Decimal(1) - Decimal(repr(float(keep_prob))))
+
+
+def toy_or_uci_dataset(text: str) -> str:
+    """argparse type of ``--dataset`` where the toy is allowed: ``toy1d`` or a UCI data set name
+    or alias (returned as typed; an unknown name lists the valid ones).
+
+    Example:
+        >>> toy_or_uci_dataset("boston")
+        'boston'
+    """
+    from comparisons.datasets.uci import resolve_uci_name
+
+    if text != "toy1d":
+        try:
+            resolve_uci_name(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"--dataset must be 'toy1d' or a UCI data set: "
+                                             f"{exc}") from None
+    return text
+
+
+def add_out_argument(parser: argparse.ArgumentParser, *, required: bool = True,
+                     default: str | None = None,
+                     help: str = "output directory (created if needed)") -> None:
+    """``--out DIR``, checked at parse time (not an existing file; creatable and writable)."""
+    parser.add_argument("--out", type=output_dir_arg("--out"), required=required,
+                        default=default, help=help)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` (integer >= 1, default 1): ``torch.set_num_threads``."""
+    parser.add_argument("--threads", type=int_at_least("--threads"), default=1,
+                        help="torch intra-op threads (default 1: fastest for these small models)")
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, default: int = 0,
+                      help: str | None = None) -> None:
+    """``--seed N`` (integer >= 0)."""
+    parser.add_argument("--seed", type=int_at_least("--seed", 0), default=default,
+                        help=help or f"random seed (integer >= 0, default {default})")
+
+
+def add_keep_prob_argument(parser: argparse.ArgumentParser, default: float,
+                           help: str) -> None:
+    """``--keep-prob P`` in ``(0, 1]``: the probability that a unit is KEPT (every subcommand
+    spells it this way; the drop rate is ``1 - keep_prob``)."""
+    parser.add_argument("--keep-prob", type=keep_prob_arg(), default=default,
+                        help=f"{help} (probability that a unit is KEPT, in (0, 1]; drop rate = "
+                             f"1 - keep_prob; default {default:g})")

@@ -1,0 +1,890 @@
+r"""Posterior diagnostics of MC dropout, standard dropout, an exact GP and an HMC reference on one
+split: PSIS-LOO, ``az.compare``, LOO-PIT, posterior predictive checks, and how far each method's
+test predictive is from HMC's.
+
+:func:`run_diagnose` fits, on ONE split (the 1-D toy of :mod:`comparisons.datasets.toy1d` or a UCI
+set), four methods and builds for each an ``InferenceData`` on the TRAINING data (for PSIS-LOO,
+``az.compare``, LOO-PIT and PPC) and one on the TEST data (for the test metrics):
+
+====================  ===========================================================================
+method                what it is
+====================  ===========================================================================
+``mc_dropout``        the protocol's network (:func:`~comparisons.experiments.gp_vs_dropout.fit_mc_dropout`:
+                      grid search over (dropout rate, tau), retraining); ``T`` passes of
+                      :func:`~vi_dropout.predict.mc_predict` (``inverted=True``, the selected
+                      ``keep_prob`` on every layer), via
+                      :func:`~comparisons.inference_data.converters.from_mc_dropout`
+``standard_dropout``  the same network with the masks replaced by their means
+                      (:func:`~vi_dropout.predict.standard_dropout_predict`), predictive
+                      :math:`\mathcal{N}(\hat y, 1/\tau)`. A point estimate: no posterior draws,
+                      hence no LOO / compare / PPC (reported as ``n/a (no posterior)``)
+``gp_arccos1``        ``ScaleKernel(arc-cosine order 1)`` fitted by marginal likelihood
+                      (:func:`~comparisons.experiments.gp_vs_dropout.fit_gp`), via
+                      :func:`~comparisons.inference_data.converters.from_exact_gp` (independent per-point
+                      draws of the latent marginals); with a shared prior (below) it is
+                      replaced by ``gp_arccos1_prior``, the same kernel with the
+                      hyper-parameters FIXED by that prior and the selected noise (nothing
+                      fitted)
+``hmc``               NUTS (:func:`~comparisons.reference.nuts.run_nuts`) on the same architecture
+                      (one hidden ReLU layer of the protocol's width) with the dropout model's
+                      prior and noise (below), on the standardised training data (optionally a
+                      random subset of at most ``hmc_max_train`` rows), via
+                      :meth:`~comparisons.reference.nuts.NUTSResult.to_inference_data`
+====================  ===========================================================================
+
+HMC's prior and noise. The protocol (Keras objective, ``l = 1e-2``, standardised targets, ``tau``
+on the original scale) corresponds to the derivation's prior length-scale and precision on the
+standardised scale (:func:`~comparisons.experiments.gp_vs_dropout.dropout_prior_gp_hyperparameters`)
+
+.. math::
+    l_\text{eff} = \frac{l\,p\,s_y}{\sqrt 2}, \qquad \tau_s = \tau\,s_y^2,
+
+so the NUTS target is :math:`\mathbf{W}_i, \mathbf{b}_i \sim \mathcal{N}(0, l_\text{eff}^{-2})`,
+:math:`y^\text{std}_n \sim \mathcal{N}(f(\mathbf{x}_n), \tau_s^{-1})`: the posterior that MC
+dropout approximates. With ``l = 1e-2`` this prior is almost flat (prior sd
+:math:`1/l_\text{eff} \approx 140` per weight on the toy), which makes the posterior hard to
+sample (tree depth 10 is common); ``hmc_prior_length_scale`` overrides :math:`l_\text{eff}`
+(documented in the records as ``hmc_prior_length_scale``) for HMC alone. The chains start from
+:math:`\mathcal{N}(0, 1)` weights (``init_scale = l_eff`` in ``run_nuts``' units) rather than
+from the prior, whose draws would give outputs of order :math:`10^4`.
+
+One shared prior for every method. ``DiagnoseSettings.prior_length_scale`` (CLI
+``--prior-length-scale``) sets :math:`l_\text{eff}` itself, on the standardised scale, for all
+methods at once:
+
+* MC dropout: the protocol's Keras :math:`l` follows from :math:`l_\text{eff} = l p s_y/\sqrt 2`.
+  As the protocol has one :math:`l` for its whole grid while :math:`p` varies over it, the grid
+  search runs with :math:`l = \sqrt 2\, l_\text{eff}/s_y` (exact for :math:`p = 1`, so each grid
+  point's prior length-scale is :math:`p\,l_\text{eff}`, within the grid's :math:`p \ge 0.9`
+  of it on the toy and UCI grids), and the selected (dropout rate, tau) is then retrained on the
+  full training split with the exact :math:`l = \sqrt 2\, l_\text{eff}/(p s_y)`: the network
+  that is evaluated has weight decay :math:`l^2 p/(2N\tau)` for exactly this prior;
+* the GP: ``gp_arccos1_prior``, the arc-cosine kernel of that prior
+  (:func:`~comparisons.experiments.gp_vs_dropout.dropout_prior_gp_hyperparameters`: weight variance
+  :math:`Q/l_\text{eff}^2`, bias variance and per-unit output variance :math:`1/l_\text{eff}^2`,
+  noise :math:`1/\tau_s` with the tau MC dropout selected), no fitting. It has no output-bias
+  term (a constant :math:`l_\text{eff}^{-2}` that the network's output bias adds);
+* HMC: :math:`\mathcal{N}(0, l_\text{eff}^{-2})` on every weight and bias, noise
+  :math:`\tau_s`.
+
+The Keras objective puts no penalty on the biases, so MC dropout's biases keep an (improper)
+flat prior whatever :math:`l`; the GP and HMC use :math:`\mathcal{N}(0, l_\text{eff}^{-2})`.
+
+Metrics (tidy records ``{dataset, method, split, metric, value, note}``, original target
+scale):
+
+* on the training data: ``elpd_loo``, ``elpd_loo_se``, ``p_loo`` and ``pareto_k_bad`` (points with
+  Pareto :math:`\hat k` above ArviZ's threshold) from
+  :func:`~comparisons.inference_data.converters.checked_loo`; ``rank``, ``elpd_diff``, ``dse`` and
+  ``weight`` (stacking) from ``az.compare`` over the methods with draws;
+* on the test data: ``test_ll`` (draw-based methods: the mixture estimate
+  :math:`\frac1M\sum_n[\operatorname{logsumexp}_s \log p(y_n\mid f_s) - \log S]`; the GP and
+  standard dropout: their Gaussian predictive), ``coverage_95`` and ``rmse`` of the
+  moment-matched Gaussian :math:`\mathcal{N}(\mu_n, \sigma_n^2)` (noise included), and
+  ``mean_pred_sd``;
+* when HMC ran, for every method the distance of its test predictive from HMC's
+  (:func:`~comparisons.metrics.distances.summarize_predictive_distances`): ``smd``,
+  ``var_ratio``, ``w2`` (in units of :math:`s_y`), ``tv`` (and ``kl``);
+* HMC's convergence (:func:`~comparisons.reference.nuts.hmc_summary` on ``f`` at the training
+  inputs): ``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail``, ``num_divergent``, ``min_bfmi``;
+  its problems are in ``note`` and in :attr:`DiagnoseResult.warnings`.
+
+A metric that does not apply is a record with ``value`` NaN and a ``note`` that says why
+(``n/a (no posterior)``, ``n/a (too few draws: ...)``), never a silent NaN.
+
+Example:
+    >>> result = run_diagnose("toy1d", 0, DiagnoseSettings(epochs_multiplier=0.05,
+    ...     num_samples=200, max_grid=1, hmc_warmup=50, hmc_samples=50, hmc_chains=2,
+    ...     hmc_processes=1, hmc_max_tree_depth=5))  # doctest: +SKIP
+    >>> print(diagnose_markdown(result.records))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import gpytorch
+import numpy as np
+import torch
+from scipy.special import logsumexp
+
+from comparisons.datasets.toy1d import TOY1D_NAME, finish_toy_axes
+from comparisons.datasets.uci import StandardizedSplit, standardize
+from comparisons.experiments.gp_vs_dropout import (
+    _load,
+    dropout_prior_gp_hyperparameters,
+    fit_gp,
+    fit_mc_dropout,
+)
+from comparisons.gp.models import gaussian_test_loglik
+from comparisons.inference_data.converters import (
+    LOOReliabilityWarning,
+    checked_loo,
+    from_exact_gp,
+    from_mc_dropout,
+)
+from comparisons.metrics.distances import (
+    interval_coverage,
+    moment_match_samples,
+    summarize_predictive_distances,
+)
+from comparisons.protocols.uci import UCIProtocol
+from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
+from comparisons.report.styles import method_color, method_label
+from vi_dropout.predict import mc_predict, standard_dropout_predict
+
+__all__ = [
+    "DIAGNOSE_METHODS",
+    "DRAW_METHODS",
+    "DiagnoseSettings",
+    "DiagnoseResult",
+    "DiagnoseWarning",
+    "MethodOutput",
+    "compare_methods",
+    "diagnose_markdown",
+    "plot_loo_pit",
+    "plot_ppc",
+    "plot_predictive_bands",
+    "run_diagnose",
+    "save_inference_data",
+]
+
+#: every method, in table order (with a shared prior ``gp_arccos1_prior`` replaces ``gp_arccos1``)
+DIAGNOSE_METHODS = ("mc_dropout", "standard_dropout", "gp_arccos1", "hmc")
+_TABLE_ORDER = ("mc_dropout", "standard_dropout", "gp_arccos1", "gp_arccos1_prior", "hmc")
+#: the methods with posterior draws (PSIS-LOO, compare, PPC, LOO-PIT)
+DRAW_METHODS = ("mc_dropout", "gp_arccos1", "hmc")
+NO_POSTERIOR = "n/a (no posterior)"
+
+
+class DiagnoseWarning(UserWarning):
+    """A diagnostic of :func:`run_diagnose` was skipped or is unreliable (too few draws for LOO,
+    a method left out of ``az.compare``)."""
+
+
+def _pos_int(value, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _pos_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not (math.isfinite(float(value)) and float(value) > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class DiagnoseSettings:
+    """Settings of :func:`run_diagnose` (all recorded in :attr:`DiagnoseResult.settings`).
+
+    Attributes:
+        epochs_multiplier: the protocol's epochs multiplier (base epochs 1000 on the toy, 40 UCI).
+        num_samples: ``T``, MC dropout passes (train and test), ``>= 1``; PSIS-LOO needs
+            ``>= min_loo_draws``.
+        max_grid: only the first grid points of the protocol (smoke runs); ``None``: all.
+        seed: seed of the protocol, the MC streams, the GP draws and HMC.
+        toy_num_train: training points of the toy.
+        gp_iterations: L-BFGS iterations of the GP fit.
+        gp_num_draws: draws of the GP's latent marginals per point.
+        min_loo_draws: fewest draws (chains x draws) for PSIS-LOO; fewer: LOO skipped with a
+            :class:`DiagnoseWarning` and an ``n/a`` record.
+        hmc: run the HMC reference (``False``: skip it, and the distances).
+        hmc_chains, hmc_warmup, hmc_samples: NUTS chains, warmup and kept iterations per chain.
+        hmc_max_train: condition HMC on a random subset (seeded) of at most this many training
+            rows (``None``: all). HMC is then left out of ``az.compare`` (other observations).
+        hmc_processes: worker processes for the chains (1: in this process).
+        hmc_max_tree_depth: NUTS maximum tree depth (``2^depth - 1`` gradients per iteration at
+            most).
+        hmc_prior_length_scale: prior length-scale of HMC alone on the standardised scale;
+            ``None``: the dropout model's :math:`l_\\text{eff}` (see the module docstring).
+        prior_length_scale: ONE prior length-scale :math:`l_\\text{eff}` (standardised scale)
+            for every method: MC dropout's weight decay, the GP's fixed hyper-parameters
+            (``gp_arccos1_prior`` instead of the fitted ``gp_arccos1``) and HMC's prior (see the
+            module docstring); ``None``: the protocol's ``l = 1e-2``, the fitted GP and HMC with
+            the matched :math:`l_\\text{eff}` (or ``hmc_prior_length_scale``). Excludes
+            ``hmc_prior_length_scale``.
+        hmc_target_accept_prob: NUTS target acceptance.
+    """
+
+    epochs_multiplier: float = 10.0
+    num_samples: int = 1000
+    max_grid: int | None = None
+    seed: int = 0
+    toy_num_train: int = 200
+    gp_iterations: int = 200
+    gp_num_draws: int = 1000
+    min_loo_draws: int = 100
+    hmc: bool = True
+    hmc_chains: int = 4
+    hmc_warmup: int = 300
+    hmc_samples: int = 300
+    hmc_max_train: int | None = None
+    hmc_processes: int = 2
+    hmc_max_tree_depth: int = 10
+    hmc_prior_length_scale: float | None = None
+    hmc_target_accept_prob: float = 0.8
+    prior_length_scale: float | None = None
+
+    def __post_init__(self):
+        _pos_float(self.epochs_multiplier, "epochs_multiplier")
+        _pos_int(self.num_samples, "num_samples")
+        if self.max_grid is not None:
+            _pos_int(self.max_grid, "max_grid")
+        _pos_int(self.seed, "seed", 0)
+        for name in ("toy_num_train", "gp_iterations", "gp_num_draws", "min_loo_draws",
+                     "hmc_chains", "hmc_samples", "hmc_processes", "hmc_max_tree_depth"):
+            _pos_int(getattr(self, name), name)
+        _pos_int(self.hmc_warmup, "hmc_warmup", 0)
+        if self.hmc_max_train is not None:
+            _pos_int(self.hmc_max_train, "hmc_max_train", 2)
+        if self.hmc_prior_length_scale is not None:
+            _pos_float(self.hmc_prior_length_scale, "hmc_prior_length_scale")
+        if self.prior_length_scale is not None:
+            _pos_float(self.prior_length_scale, "prior_length_scale")
+            if self.hmc_prior_length_scale is not None:
+                raise ValueError(
+                    f"prior_length_scale (shared by all methods, {self.prior_length_scale!r}) and "
+                    f"hmc_prior_length_scale (HMC only, {self.hmc_prior_length_scale!r}) exclude "
+                    f"each other; set one")
+        if not 0 < float(self.hmc_target_accept_prob) < 1:
+            raise ValueError(f"hmc_target_accept_prob must be in (0, 1), got "
+                             f"{self.hmc_target_accept_prob!r}")
+        if not isinstance(self.hmc, bool):
+            raise ValueError(f"hmc must be True or False, got {self.hmc!r}")
+
+
+@dataclass(eq=False)
+class MethodOutput:
+    """One method's outputs on the split.
+
+    Attributes:
+        method: a name of :data:`DIAGNOSE_METHODS`.
+        idata_train, idata_test: ``InferenceData`` at the training / test inputs (``None`` for
+            standard dropout, which has no draws).
+        mean, var: moment-matched Gaussian test predictive, original scale, ``(n_test,)``.
+        test_ll: mean test log-likelihood (see the module docstring).
+        wall_time_s: fitting and prediction (HMC: of this call, so chains loaded from the
+            cache cost nothing; ``info["chain_wall_time_sum_s"]`` has their own times).
+        loo: ``ELPDData`` of :func:`checked_loo` (``None`` when skipped).
+        loo_note: why ``loo`` is missing (``""`` when present).
+        info: extra numbers (hyper-parameters, HMC timings, ...).
+    """
+
+    method: str
+    idata_train: az.InferenceData | None
+    idata_test: az.InferenceData | None
+    mean: np.ndarray
+    var: np.ndarray
+    test_ll: float
+    wall_time_s: float
+    loo: Any = None
+    loo_note: str = ""
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class DiagnoseResult:
+    """Everything :func:`run_diagnose` computed.
+
+    Attributes:
+        dataset, split: the split.
+        data: the standardised split (``Toy1DData`` or ``StandardizedSplit``).
+        y_test: test targets, original scale, ``(n_test,)``.
+        methods: ``{method: MethodOutput}`` in table order.
+        comparison: the ``az.compare`` table (``None`` if fewer than two methods had LOO).
+        hmc_table: ``hmc_summary`` of HMC's ``f`` at the training inputs (``None`` without HMC).
+        records: tidy records (see the module docstring).
+        warnings: text of every surfaced warning (Pareto k, HMC diagnostics, skipped LOO).
+        settings: the settings as a dict (plus the HMC prior actually used).
+        wall_time_s: the whole run.
+    """
+
+    dataset: str
+    split: int
+    data: Any
+    y_test: np.ndarray
+    methods: dict[str, MethodOutput]
+    comparison: Any
+    hmc_table: Any
+    records: list[dict]
+    warnings: list[str]
+    settings: dict
+    wall_time_s: float
+
+
+# ------------------------------------------------------------------------------- helpers
+def _lppd(idata: az.InferenceData) -> float:
+    """Mean over points of :math:`\\operatorname{logsumexp}_s \\log p(y_n|f_s) - \\log S`."""
+    ll = idata.log_likelihood["y"].values  # chain x draw x obs
+    ll = ll.reshape(-1, ll.shape[-1])
+    return float(np.mean(logsumexp(ll, axis=0) - math.log(ll.shape[0])))
+
+
+def _f_draws(idata: az.InferenceData) -> np.ndarray:
+    """``S x N`` latent draws (original scale) of ``posterior["f"]``."""
+    f = idata.posterior["f"].values
+    return f.reshape(-1, f.shape[-1])
+
+
+def _run_loo(idata: az.InferenceData, method: str, min_draws: int, caught: list[str]):
+    n_draws = int(idata.log_likelihood.sizes["chain"] * idata.log_likelihood.sizes["draw"])
+    if n_draws < min_draws:
+        note = f"n/a (too few draws: {n_draws} < {min_draws})"
+        msg = (f"{method}: PSIS-LOO skipped, {n_draws} draws < min_loo_draws={min_draws}; "
+               f"increase the number of draws")
+        warnings.warn(msg, DiagnoseWarning, stacklevel=3)
+        caught.append(msg)
+        return None, note
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        loo = checked_loo(idata, min_draws=min_draws)
+    for w in rec:
+        if issubclass(w.category, LOOReliabilityWarning):
+            caught.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return loo, ""
+
+
+def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, az.InferenceData]):
+    """``az.compare`` (PSIS-LOO, stacking weights) over methods evaluated on the SAME
+    observations.
+
+    Args:
+        loos: ``{method: ELPDData}`` (pointwise, e.g. from :func:`checked_loo`).
+        idatas: ``{method: InferenceData}`` the ``loos`` came from (training data).
+
+    Returns:
+        ArviZ's comparison ``DataFrame`` (columns ``rank``, ``elpd_loo``, ``p_loo``,
+        ``elpd_diff``, ``weight``, ``se``, ``dse``, ``warning``, ``scale``).
+
+    Raises:
+        ValueError: fewer than two methods, a method missing from ``idatas``, or methods with
+            different numbers of observations or different observed ``y``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> a = from_mc_dropout(rng.normal(size=(200, 5, 1)), np.zeros((5, 1)), tau=1.0)
+        >>> b = from_mc_dropout(0.1 * rng.normal(size=(200, 5, 1)), np.zeros((5, 1)), tau=1.0)
+        >>> cmp = compare_methods({"a": checked_loo(a), "b": checked_loo(b)}, {"a": a, "b": b})
+        >>> cmp.index[0]
+        'b'
+    """
+    if len(loos) < 2:
+        raise ValueError(f"compare_methods: az.compare needs at least 2 methods, got "
+                         f"{list(loos)}")
+    missing = [m for m in loos if m not in idatas]
+    if missing:
+        raise ValueError(f"compare_methods: no InferenceData for {missing}")
+    counts = {m: int(idatas[m].observed_data["y"].shape[0]) for m in loos}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"compare_methods: the methods were evaluated on different numbers of "
+                         f"observations {counts}; az.compare needs the same data for every "
+                         f"method")
+    first = next(iter(loos))
+    y0 = idatas[first].observed_data["y"].values
+    for m in loos:
+        if not np.array_equal(idatas[m].observed_data["y"].values, y0):
+            raise ValueError(f"compare_methods: the observed y of {m!r} differ from those of "
+                             f"{first!r}; az.compare needs the same data for every method")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return az.compare(dict(loos), ic="loo", method="stacking")
+
+
+def save_inference_data(idata: az.InferenceData, path: str | os.PathLike) -> Path:
+    """Write ``idata`` as NetCDF atomically (temporary file in the same folder, then
+    ``os.replace``); returns the path. Reload with ``az.from_netcdf(path)``.
+
+    Example:
+        >>> save_inference_data(az.from_dict(posterior={"a": np.zeros((1, 5))}),
+        ...                     "/tmp/a.nc").name  # doctest: +SKIP
+        'a.nc'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".nc", dir=path.parent)
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600 (as comparisons.runner.store does)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ------------------------------------------------------------------------------- runner
+def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
+                 settings: DiagnoseSettings | None = None, *,
+                 cache_dir: str | os.PathLike | None = None,
+                 progress: bool = False) -> DiagnoseResult:
+    r"""Fit the four methods on one split and diagnose them (see the module docstring).
+
+    Args:
+        dataset: ``"toy1d"`` or a UCI name / alias.
+        split: UCI split index, or the toy's data seed.
+        settings: :class:`DiagnoseSettings` (default: defaults).
+        cache_dir: NUTS chain cache (e.g. ``OUT/nuts-cache``); ``None``: no cache.
+        progress: print the stages.
+
+    Returns:
+        :class:`DiagnoseResult`.
+
+    Raises:
+        ValueError: bad arguments; non-finite draws (from the converters); RuntimeError if the
+            protocol's training diverged.
+
+    Timing (toy1d, one torch thread on the loaded 2-core box): the protocol dominates at
+    epochs x10 (about a minute); HMC with the dropout prior needs up to ``2^10`` gradients per
+    iteration (about 0.3-0.5 s per iteration per chain with 200 points).
+
+    Example:
+        >>> r = run_diagnose("toy1d", settings=DiagnoseSettings(epochs_multiplier=0.05,
+        ...                  num_samples=200, max_grid=1, hmc=False))  # doctest: +SKIP
+        >>> r.methods["standard_dropout"].loo_note  # doctest: +SKIP
+        'n/a (no posterior)'
+    """
+    if not isinstance(dataset, str):
+        raise ValueError(f"dataset must be 'toy1d' or a UCI name, got {dataset!r}")
+    _pos_int(split, "split", 0)
+    settings = DiagnoseSettings() if settings is None else settings
+    if not isinstance(settings, DiagnoseSettings):
+        raise ValueError(f"settings must be a DiagnoseSettings, got {type(settings).__name__}")
+    t_start = time.perf_counter()
+    s = settings
+    name, raw, data = _load(dataset, split, s.toy_num_train)
+    std = data if isinstance(data, StandardizedSplit) else standardize(raw)
+    y_mean, y_std = float(std.y_mean), float(std.y_std)
+    y_train = np.array(raw.y_train, dtype=np.float64)[:, 0]  # writable copies
+    y_test = np.array(raw.y_test, dtype=np.float64)[:, 0]
+    # N x 1 targets for the InferenceData converters (they refuse a 1-D y); 1-D for the metrics
+    y_train_2d, y_test_2d = y_train[:, None], y_test[:, None]
+    x_train = np.asarray(std.x_train, dtype=np.float64)
+    x_test = np.asarray(std.x_test, dtype=np.float64)
+    caught: list[str] = []
+    outputs: dict[str, MethodOutput] = {}
+    base_attrs = {"dataset": name, "split": int(split)}
+
+    def say(msg):
+        if progress:
+            print(msg, flush=True)
+
+    # ---- MC dropout and standard dropout: one network
+    shared = s.prior_length_scale is not None
+    protocol_kw = dict(epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
+                       seed=s.seed, max_grid=s.max_grid)
+    if shared:  # grid search exact at keep_prob 1 (module docstring)
+        protocol_kw["prior_length_scale"] = math.sqrt(2.0) * s.prior_length_scale / y_std
+    protocol = UCIProtocol(**protocol_kw)
+    say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
+        f"l = {protocol.prior_length_scale:.4g}")
+    t0 = time.perf_counter()
+    drop = fit_mc_dropout(raw, protocol, progress=progress)
+    if shared:  # retrain the selected grid point with the exact l for its keep_prob
+        protocol = UCIProtocol(**dict(protocol_kw, prior_length_scale=math.sqrt(2.0)
+                                      * s.prior_length_scale / (drop.keep_prob * y_std)))
+        say(f"[mc_dropout] shared prior l_eff = {s.prior_length_scale:g}: retraining dropout "
+            f"rate {drop.dropout_rate}, tau {drop.tau} with l = {protocol.prior_length_scale:.4g}")
+        drop = fit_mc_dropout(dataclasses.replace(raw, dropout_rates=(drop.dropout_rate,),
+                                                  tau_values=(drop.tau,)),
+                              protocol, progress=progress)
+    kp, tau = drop.keep_prob, float(drop.tau)
+    prior = dropout_prior_gp_hyperparameters(protocol.prior_length_scale, kp, tau, y_std,
+                                             raw.n_features, raw.n_hidden)
+    ws = [w.double() for w in drop.weights]
+    bs = [b.double() for b in drop.biases]
+    gen = torch.Generator().manual_seed(s.seed * 1_000_003 + split * 1_000 + 777)
+    with torch.no_grad():
+        s_train = mc_predict(torch.as_tensor(x_train), ws, bs, kp, s.num_samples, inverted=True,
+                             generator=gen).numpy()
+        s_test = mc_predict(torch.as_tensor(x_test), ws, bs, kp, s.num_samples, inverted=True,
+                            generator=gen).numpy()
+        std_test = standard_dropout_predict(torch.as_tensor(x_test), ws, bs, kp,
+                                            inverted=True).numpy()[:, 0]
+    attrs = dict(base_attrs, keep_prob=kp)
+    id_train = from_mc_dropout(s_train, y_train_2d, tau, x_train, y_mean=y_mean, y_std=y_std,
+                               seed=s.seed, attrs=attrs)
+    id_test = from_mc_dropout(s_test, y_test_2d, tau, x_test, y_mean=y_mean, y_std=y_std,
+                              seed=s.seed + 1, attrs=attrs)
+    mean, var = moment_match_samples(s_test[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
+                                     y_std=y_std)
+    wall = time.perf_counter() - t0
+    info = {"dropout_rate": drop.dropout_rate, "tau": tau, "keep_prob": kp,
+            "prior_length_scale_keras": protocol.prior_length_scale,
+            "effective_length_scale": prior["effective_length_scale"]}
+    outputs["mc_dropout"] = MethodOutput("mc_dropout", id_train, id_test, mean, var,
+                                         _lppd(id_test), wall, info=info)
+    sd_mean = y_mean + y_std * std_test
+    sd_var = np.full_like(sd_mean, 1.0 / tau)
+    sd_ll = float(gaussian_test_loglik(
+        *(torch.tensor(np.array(a)) for a in (sd_mean, sd_var, y_test))).mean())
+    outputs["standard_dropout"] = MethodOutput(
+        "standard_dropout", None, None, sd_mean, sd_var, sd_ll, wall, loo_note=NO_POSTERIOR,
+        info=dict(info))
+
+    # ---- the arc-cosine GP: fitted, or fixed by the shared prior
+    gp_method = "gp_arccos1_prior" if shared else "gp_arccos1"
+    say(f"[{gp_method}] " + ("hyper-parameters of the shared prior" if shared else
+                             f"marginal likelihood, up to {s.gp_iterations} L-BFGS iterations"))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)
+        # evaluating the GP at its own training inputs is intended here (LOO on training data)
+        warnings.simplefilter("ignore", gpytorch.utils.warnings.GPInputWarning)
+        gp = fit_gp(gp_method, x_train, std.y_train, iterations=s.gp_iterations,
+                    seed=s.seed + split, prior=prior if shared else None)
+        m_std, v_std = gp.predict(x_test)
+        gp_attrs = dict(base_attrs, method=gp_method)
+        gp_train = from_exact_gp(gp.model, gp.likelihood, x_train, y_train_2d, s.gp_num_draws,
+                                 y_mean=y_mean, y_std=y_std, seed=s.seed, attrs=gp_attrs)
+        gp_test = from_exact_gp(gp.model, gp.likelihood, x_test, y_test_2d, s.gp_num_draws,
+                                y_mean=y_mean, y_std=y_std, seed=s.seed + 1, attrs=gp_attrs)
+    gp_mean, gp_var = y_mean + y_std * m_std, y_std**2 * v_std
+    gp_ll = float(gaussian_test_loglik(
+        *(torch.tensor(np.array(a)) for a in (gp_mean, gp_var, y_test))).mean())
+    outputs[gp_method] = MethodOutput(
+        gp_method, gp_train, gp_test, gp_mean, gp_var, gp_ll, time.perf_counter() - t0,
+        info={f"hp_{k}": v for k, v in gp.hyperparameters.items()})
+
+    # ---- HMC
+    l_hmc = (prior["effective_length_scale"] if s.hmc_prior_length_scale is None
+             else float(s.hmc_prior_length_scale))
+    tau_hmc = prior["tau_standardized"]
+    hmc_table = None
+    n_hmc = x_train.shape[0]
+    if s.hmc:
+        rows = np.arange(x_train.shape[0])
+        if s.hmc_max_train is not None and s.hmc_max_train < x_train.shape[0]:
+            rows = np.sort(np.random.default_rng(s.seed + split).choice(
+                x_train.shape[0], s.hmc_max_train, replace=False))
+        n_hmc = int(rows.size)
+        say(f"[hmc] NUTS {s.hmc_chains} chains x ({s.hmc_warmup} warmup + {s.hmc_samples}) on "
+            f"{n_hmc} rows, l = {l_hmc:.4g}, tau_s = {tau_hmc:.4g}")
+        t0 = time.perf_counter()
+        res = run_nuts(x_train[rows], np.asarray(std.y_train, dtype=np.float64)[rows],
+                       hidden=(raw.n_hidden,), prior_length_scale=l_hmc, tau=tau_hmc,
+                       num_chains=s.hmc_chains, num_warmup=s.hmc_warmup,
+                       num_samples=s.hmc_samples, cache_dir=cache_dir,
+                       num_processes=s.hmc_processes, seed=s.seed,
+                       max_tree_depth=s.hmc_max_tree_depth,
+                       target_accept_prob=s.hmc_target_accept_prob, init_scale=l_hmc)
+        h_train = res.to_inference_data(y=y_train_2d[rows], y_mean=y_mean, y_std=y_std,
+                                        seed=s.seed, attrs=base_attrs)
+        h_test = res.to_inference_data(x=x_test, y=y_test_2d, y_mean=y_mean, y_std=y_std,
+                                       seed=s.seed + 1, attrs=base_attrs)
+        h_mean, h_var = moment_match_samples(_f_draws(h_test), noise_var=y_std**2 / tau_hmc)
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            hmc_table = hmc_summary(h_train, var_names=["f"])
+        for w in rec:
+            if issubclass(w.category, HMCDiagnosticsWarning):
+                caught.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        info = {"prior_length_scale": l_hmc, "tau_standardized": tau_hmc, "num_train": n_hmc,
+                "wall_time_nuts_s": res.wall_time_s,
+                "grad_evals_per_draw": res.grad_evals_per_draw,
+                "chains_from_cache": float(sum(res.from_cache)),
+                "chain_wall_time_sum_s": float(np.sum(res.chain_wall_times_s)),
+                **{k: v for k, v in hmc_table.attrs["diagnostics"].items()
+                   if k in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
+                            "min_bfmi")}}
+        outputs["hmc"] = MethodOutput("hmc", h_train, h_test, h_mean, h_var, _lppd(h_test),
+                                      time.perf_counter() - t0, info=info)
+
+    # ---- LOO and compare
+    for m, out in outputs.items():
+        if out.idata_train is not None:
+            out.loo, out.loo_note = _run_loo(out.idata_train, m, s.min_loo_draws, caught)
+    with_loo = {m: o.loo for m, o in outputs.items() if o.loo is not None}
+    compare_notes: dict[str, str] = {}
+    if "hmc" in with_loo and n_hmc != x_train.shape[0]:
+        compare_notes["hmc"] = (f"n/a (HMC conditioned on {n_hmc} of {x_train.shape[0]} "
+                                f"training rows)")
+        msg = f"hmc left out of az.compare: {compare_notes['hmc'][5:-1]}"
+        warnings.warn(msg, DiagnoseWarning, stacklevel=2)
+        caught.append(msg)
+        with_loo.pop("hmc")
+    comparison = None
+    if len(with_loo) >= 2:
+        comparison = compare_methods(with_loo, {m: outputs[m].idata_train for m in with_loo})
+
+    regions = {}
+    if name == TOY1D_NAME:
+        regions = {r: data.region_mask(r) for r in ("train", "gap", "extrapolation")}
+    records = _records(name, int(split), outputs, comparison, compare_notes, y_test, y_std,
+                       hmc_table, regions)
+    run_settings = dict(asdict(s), hmc_prior_length_scale_used=l_hmc, hmc_tau_standardized=tau_hmc,
+                        hmc_num_train=n_hmc,
+                        mc_dropout_prior_length_scale_keras=protocol.prior_length_scale,
+                        mc_dropout_effective_length_scale=prior["effective_length_scale"])
+    return DiagnoseResult(name, int(split), data, y_test, outputs, comparison, hmc_table, records,
+                          caught, run_settings, time.perf_counter() - t_start)
+
+
+def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc_table,
+             regions):
+    records: list[dict] = []
+
+    def add(method, metric, value, note=""):
+        value = float("nan") if value is None else float(value)
+        if not math.isfinite(value) and not note:
+            raise RuntimeError(f"{name} split {split}: {method} {metric} is not finite "
+                               f"({value}) and has no note saying why")
+        records.append({"dataset": name, "method": method, "split": split, "metric": metric,
+                        "value": value, "note": note})
+
+    for m, out in outputs.items():
+        if out.loo is not None:
+            k = np.asarray(out.loo.pareto_k)
+            good_k = float(getattr(out.loo, "good_k", 0.7) or 0.7)
+            add(m, "elpd_loo", out.loo["elpd_loo"])
+            add(m, "elpd_loo_se", out.loo["se"])
+            add(m, "p_loo", out.loo["p_loo"])
+            n_bad = int((k > good_k).sum())
+            add(m, "pareto_k_bad", n_bad,
+                f"{n_bad} of {k.size} points with k > {good_k:.2f}" if n_bad else "")
+        else:
+            for metric in ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_bad"):
+                add(m, metric, None, out.loo_note)
+        if comparison is not None and m in comparison.index:
+            row = comparison.loc[m]
+            for metric, col in (("rank", "rank"), ("elpd_diff", "elpd_diff"), ("dse", "dse"),
+                                ("weight", "weight")):
+                add(m, metric, row[col])
+        else:
+            note = (out.loo_note or compare_notes.get(m)
+                    or "n/a (fewer than two methods with LOO)")
+            for metric in ("rank", "elpd_diff", "dse", "weight"):
+                add(m, metric, None, note)
+        add(m, "test_ll", out.test_ll)
+        add(m, "coverage_95", interval_coverage(out.mean, out.var, y_test, level=0.95))
+        add(m, "rmse", float(np.sqrt(np.mean((y_test - out.mean) ** 2))))
+        add(m, "mean_pred_sd", float(np.mean(np.sqrt(out.var))))
+        add(m, "wall_time_s", out.wall_time_s)
+    if "hmc" in outputs:
+        ref = outputs["hmc"]
+        for m, out in outputs.items():
+            d = summarize_predictive_distances(out.mean, out.var, ref.mean, ref.var, scale=y_std)
+            for metric in ("smd", "var_ratio", "kl", "w2", "tv"):
+                add(m, f"{metric}_vs_hmc", d[metric])
+            for region, mask in regions.items():
+                if mask.any():
+                    d = summarize_predictive_distances(out.mean, out.var, ref.mean, ref.var,
+                                                       scale=y_std, mask=mask)
+                    for metric in ("smd", "var_ratio", "tv"):
+                        add(m, f"{metric}_vs_hmc[{region}]", d[metric])
+        diag = hmc_table.attrs["diagnostics"]
+        problems = "; ".join(diag["problems"])
+        for metric in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent"):
+            add("hmc", metric, diag[metric], problems)
+        if diag["min_bfmi"] is not None:
+            add("hmc", "min_bfmi", diag["min_bfmi"])
+        for k in ("grad_evals_per_draw", "prior_length_scale", "tau_standardized", "num_train",
+                  "chains_from_cache", "chain_wall_time_sum_s"):
+            add("hmc", k, ref.info[k])
+    return records
+
+
+# ------------------------------------------------------------------------------- output
+def _fmt(v: float) -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    a = abs(v)
+    if a != 0 and (a >= 1e4 or a < 1e-3):
+        return f"{v:.2e}"
+    if float(v).is_integer() and a < 1e4:
+        return f"{int(v)}"
+    return f"{v:.3f}"
+
+
+def _section(values, notes, methods, cols, labels=None):
+    labels = labels or cols
+    lines = ["| method | " + " | ".join(labels) + " |", "|---|" + "---|" * len(cols)]
+    for m in methods:
+        cells = []
+        for c in cols:
+            if (m, c) not in values:
+                cells.append("")
+                continue
+            v, note = values[(m, c)], notes.get((m, c), "")
+            cells.append(note if not np.isfinite(v) and note else _fmt(v))
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def diagnose_markdown(records: Sequence[Mapping[str, Any]], warnings_text: Sequence[str] = ()
+                      ) -> str:
+    """Markdown tables of one :func:`run_diagnose` run: LOO and compare, test metrics,
+    distances from HMC, HMC's diagnostics, and the surfaced warnings.
+
+    Args:
+        records: the run's tidy records (one data set and split).
+        warnings_text: :attr:`DiagnoseResult.warnings`.
+
+    Returns:
+        Markdown text (no trailing newline); an ``n/a`` metric shows its note.
+
+    Example:
+        >>> recs = [{"method": "standard_dropout", "metric": "elpd_loo", "value": float("nan"),
+        ...          "note": "n/a (no posterior)"}]
+        >>> diagnose_markdown(recs).splitlines()[4]
+        '| standard_dropout | n/a (no posterior) |  |  |  |  |  |  |  |'
+    """
+    values = {(r["method"], r["metric"]): float(r["value"]) for r in records}
+    notes = {(r["method"], r["metric"]): r.get("note", "") or "" for r in records}
+    methods = [m for m in _TABLE_ORDER if any(k[0] == m for k in values)]
+    methods += [m for m in dict.fromkeys(r["method"] for r in records) if m not in methods]
+    lines = ["PSIS-LOO on the training data and az.compare (stacking weights):", ""]
+    lines += _section(values, notes, methods,
+                      ["elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_bad", "rank", "elpd_diff",
+                       "dse", "weight"],
+                      ["elpd_loo", "SE", "p_loo", "Pareto k bad", "rank", "elpd_diff",
+                       "dSE", "weight"])
+    lines += ["", "Test data (original scale; coverage of the central 95% Gaussian interval):",
+              ""]
+    lines += _section(values, notes, methods,
+                      ["test_ll", "coverage_95", "rmse", "mean_pred_sd", "wall_time_s"],
+                      ["test LL", "95% coverage", "RMSE", "mean pred. sd", "wall time (s)"])
+    if ("standard_dropout", "test_ll") in values and ("mc_dropout", "test_ll") in values:
+        lines += ["", "standard_dropout is mc_dropout's network (same training, same wall time) "
+                  "predicting with the masks' means; its predictive is N(prediction, 1/tau)."]
+    if any(k[1] == "smd_vs_hmc" for k in values):
+        lines += ["", "Distance of each test predictive (moment-matched Gaussian) from HMC's "
+                  "(mean over test points; var_ratio: geometric mean of var / var_hmc; W2 in "
+                  "units of the training-target sd):", ""]
+        lines += _section(values, notes, methods,
+                          [f"{d}_vs_hmc" for d in ("smd", "var_ratio", "kl", "w2", "tv")],
+                          ["smd", "var_ratio", "KL", "W2 / s_y", "TV"])
+        regions = [r for r in ("train", "gap", "extrapolation")
+                   if ("hmc", f"tv_vs_hmc[{r}]") in values]
+        if regions:
+            lines += ["", "The same per region of the test grid (toy):", ""]
+            cols = [f"{d}_vs_hmc[{r}]" for d in ("smd", "var_ratio", "tv") for r in regions]
+            lines += _section(values, notes, methods, cols,
+                              [f"{d}[{r}]" for d in ("smd", "var_ratio", "TV") for r in regions])
+        cols = [c for c in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
+                            "min_bfmi", "grad_evals_per_draw", "prior_length_scale",
+                            "tau_standardized", "num_train", "chains_from_cache",
+                            "chain_wall_time_sum_s") if ("hmc", c) in values]
+        lines += ["", "HMC convergence (hmc_summary of f at the training inputs; "
+                  "chain_wall_time_sum_s: the chains' own warmup + sampling time when they were "
+                  "computed, also when loaded from the cache):", ""]
+        lines += _section(values, {}, ["hmc"], cols)
+        problems = notes.get(("hmc", "max_r_hat"), "")
+        lines += ["", "HMC diagnostics: " + (problems if problems else "no problems flagged")]
+    if warnings_text:
+        lines += ["", "Warnings surfaced during the run:", ""]
+        lines += [f"- {w}" for w in warnings_text]
+    return "\n".join(lines)
+
+
+def _draw_output(result: DiagnoseResult, method: str) -> MethodOutput:
+    if not isinstance(result, DiagnoseResult):
+        raise ValueError(f"result must be a DiagnoseResult, got {type(result).__name__}")
+    if method not in result.methods:
+        raise ValueError(f"method must be one of {list(result.methods)}, got {method!r}")
+    out = result.methods[method]
+    if out.idata_train is None:
+        raise ValueError(f"method {method!r} has no posterior draws ({NO_POSTERIOR}); choose one "
+                         f"of {[m for m, o in result.methods.items() if o.idata_train is not None]}")
+    return out
+
+
+def plot_ppc(result: DiagnoseResult, method: str, ax, num_pp_samples: int = 50):
+    """``az.plot_ppc`` of ``method``'s posterior predictive at the training inputs.
+
+    Args:
+        result: a :class:`DiagnoseResult`; method: a method with draws.
+        ax: matplotlib ``Axes``; num_pp_samples: predictive draws to overlay.
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> plot_ppc(result, "mc_dropout", ax)  # doctest: +SKIP
+    """
+    out = _draw_output(result, method)
+    n = int(out.idata_train.posterior_predictive.sizes["chain"]
+            * out.idata_train.posterior_predictive.sizes["draw"])
+    az.plot_ppc(out.idata_train, ax=ax, num_pp_samples=min(int(num_pp_samples), n),
+                random_seed=0, legend=True)
+    ax.set_title(f"{result.dataset}: PPC, {method_label(method)} (training data)")
+    return ax
+
+
+def plot_loo_pit(result: DiagnoseResult, method: str, ax):
+    """``az.plot_loo_pit`` (ECDF difference with its simultaneous band) of ``method`` at the
+    training inputs: a calibrated LOO predictive gives uniform PIT values.
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> plot_loo_pit(result, "hmc", ax)  # doctest: +SKIP
+    """
+    out = _draw_output(result, method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        az.plot_loo_pit(out.idata_train, y="y", ecdf=True, ax=ax)
+    ax.set_title(f"{result.dataset}: LOO-PIT, {method_label(method)}")
+    return ax
+
+
+def plot_predictive_bands(result: DiagnoseResult, ax, num_sd: float = 2.0,
+                          methods: Sequence[str] | None = None):
+    """Test predictive means ``± num_sd`` sds of every method over ``x`` on the toy, with the
+    training intervals shaded, the data and the true function.
+
+    Args:
+        result: a toy1d :class:`DiagnoseResult`.
+        ax: matplotlib ``Axes``.
+        num_sd: half-width of the bands in predictive sds.
+        methods: which methods (default: all).
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> plot_predictive_bands(result, ax)  # doctest: +SKIP
+    """
+    if result.dataset != TOY1D_NAME:
+        raise ValueError(f"plot_predictive_bands needs a toy1d result, got {result.dataset!r}")
+    num_sd = _pos_float(num_sd, "num_sd")
+    methods = list(result.methods) if methods is None else list(methods)
+    bad = [m for m in methods if m not in result.methods]
+    if bad:
+        raise ValueError(f"methods must be among {list(result.methods)}, got unknown {bad}")
+    data = result.data
+    x = data.x_test_raw
+    for i, (a, b) in enumerate(data.train_intervals):
+        ax.axvspan(a, b, color="0.9", lw=0, label="training intervals" if i == 0 else None)
+    f_lo, f_hi = float(data.f_test.min()), float(data.f_test.max())
+    pad = 0.5 * (f_hi - f_lo)
+    ylim = (f_lo - pad, f_hi + pad)
+    span = ylim[1] - ylim[0]
+    for m in methods:
+        out = result.methods[m]
+        sd = np.sqrt(out.var)
+        color = method_color(m, "tab:cyan")
+        lo = np.clip(out.mean - num_sd * sd, ylim[0] - span, ylim[1] + span)
+        hi = np.clip(out.mean + num_sd * sd, ylim[0] - span, ylim[1] + span)
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.plot(x, np.clip(out.mean, ylim[0] - span, ylim[1] + span), color=color, lw=1.5,
+                label=f"{method_label(m)} ± {num_sd:g} sd")
+        ax.plot(x, lo, color=color, lw=0.6, ls=":")
+        ax.plot(x, hi, color=color, lw=0.6, ls=":")
+    return finish_toy_axes(ax, data, x, ylim, f"{result.dataset}: test predictive of every method")

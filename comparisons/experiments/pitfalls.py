@@ -1,0 +1,488 @@
+r"""The known pitfalls of MC dropout as approximate inference, each as a reproducible experiment.
+
+1. **Improper KL** (Hron, Matthews & Ghahramani 2018). The exact variational family
+   :math:`q_\theta(\mathbf{W})` (a mixture of two Gaussians of scale :math:`\theta` per column)
+   has a KL to the Gaussian prior that grows like :math:`-\log\theta` as :math:`\theta \to 0`:
+   the full ELBO diverges, while its *gradient* converges to the dropout-loss gradient. Measured
+   on the equivalence report's problem (:class:`vi_dropout.verify.VerifyProblem`):
+   :func:`improper_kl_records`.
+2. **Non-concentration** (Osband 2016). With a fixed keep probability the spread of the MC
+   dropout predictions comes from the masks, and the masks do not care how much data there is:
+   the epistemic variance at a fixed input does not shrink as :math:`N` grows, while a Bayesian
+   posterior's does: the exact GP with the network's prior, and NUTS on the network itself with
+   the same prior (:func:`~comparisons.reference.nuts.run_nuts`, for the small :math:`N`).
+   :func:`non_concentration_records`.
+3. **Sensitivity to keep_prob.** The predictive variance of MC dropout is set by the dropout
+   rate, a hyper-parameter usually tuned for accuracy: :func:`keep_prob_sensitivity` trains the
+   same network on the same toy data with ``keep_prob`` in {0.5, 0.8, 0.9, 0.95, 0.99} and sets
+   the predictive sd across the input range next to the GP's.
+
+All runners return tidy records ``(dataset, method, split, metric, value)`` (``split`` carries the
+experiment's x-axis: theta, N or keep_prob) and the plotting functions take an ``ax`` and return
+it. The networks are the Keras-convention ones of :func:`vi_dropout.train_batched` (inverted
+dropout on the input and the hidden layer, L2 :math:`\lambda = l^2\,\text{keep\_prob}/(2N\tau)`),
+trained on the standardised toy data of :func:`comparisons.datasets.toy1d.load_toy1d` with
+:math:`\tau` the true noise precision on that scale; the GP is the arc-cosine (order 1) GP whose
+hyper-parameters are FIXED by the network's prior
+(:func:`comparisons.gp.models.dropout_prior_hyperparameters`, no fitting).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import arviz as az
+import gpytorch
+import numpy as np
+import torch
+
+from comparisons.datasets.toy1d import load_toy1d
+from comparisons.gp.models import (
+    ExactGPModel,
+    dropout_prior_hyperparameters,
+    gp_predict,
+    make_kernel,
+)
+from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
+from comparisons.report.styles import method_color, method_label
+from vi_dropout.network import mlp_forward
+from vi_dropout.objectives import elbo_dropout_offset
+from vi_dropout.predict import mc_predict
+from vi_dropout.training.batched import train_batched, weight_decay
+from vi_dropout.validation import check_keep_prob, check_positive, check_positive_int
+
+__all__ = [
+    "PitfallSettings",
+    "PitfallHMCSettings",
+    "improper_kl_records",
+    "non_concentration_records",
+    "keep_prob_sensitivity",
+    "KeepProbSensitivity",
+    "plot_improper_kl",
+    "plot_non_concentration",
+    "plot_keep_prob_sensitivity",
+]
+
+DATASET = "toy1d"
+
+
+@dataclass(frozen=True)
+class PitfallSettings:
+    """Network, prior and training settings shared by the toy pitfall experiments.
+
+    Attributes:
+        hidden: hidden units of the one-hidden-layer ReLU network (and of the GP's prior).
+        prior_length_scale: :math:`l` of the prior :math:`\\mathcal{N}(0, l^{-2})`.
+        steps: Adam steps per network (epochs are ``ceil(steps / minibatches per epoch)``).
+        batch_size: minibatch size.
+        num_samples: MC dropout samples :math:`T`.
+        seed: seed of the data, the networks and the masks.
+    """
+
+    hidden: int = 50
+    prior_length_scale: float = 1.0
+    steps: int = 4000
+    batch_size: int = 128
+    num_samples: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        check_positive_int(self.hidden, "hidden")
+        check_positive(self.prior_length_scale, "prior_length_scale")
+        check_positive_int(self.steps, "steps")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.num_samples, "num_samples")
+
+
+@dataclass(frozen=True)
+class PitfallHMCSettings:
+    """NUTS settings of the HMC curve of :func:`non_concentration_records`.
+
+    Attributes:
+        max_train: run HMC only for training-set sizes :math:`N \\le` ``max_train`` (every
+            NUTS iteration costs up to ``2^max_tree_depth - 1`` gradients of an
+            :math:`O(N)` potential).
+        chains, warmup, samples: NUTS chains, warmup and kept iterations per chain.
+        processes: worker processes for the chains (1: in this process; > 1 needs an
+            ``if __name__ == "__main__":`` guard in a calling script).
+        max_tree_depth: NUTS maximum tree depth.
+        target_accept_prob: NUTS target acceptance.
+    """
+
+    max_train: int = 300
+    chains: int = 4
+    warmup: int = 300
+    samples: int = 300
+    processes: int = 2
+    max_tree_depth: int = 10
+    target_accept_prob: float = 0.8
+
+    def __post_init__(self):
+        for name in ("max_train", "chains", "samples", "processes", "max_tree_depth"):
+            check_positive_int(getattr(self, name), name)
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0, got {self.warmup!r}")
+        if not 0 < float(self.target_accept_prob) < 1:
+            raise ValueError(f"target_accept_prob must be in (0, 1), got "
+                             f"{self.target_accept_prob!r}")
+
+
+def _record(method, split, metric, value) -> dict:
+    value = float(value)
+    if not math.isfinite(value):
+        raise RuntimeError(f"pitfalls: {method} at {split}: metric {metric} is not finite ({value})")
+    return {"dataset": DATASET, "method": method, "split": split, "metric": metric, "value": value}
+
+
+# --------------------------------------------------------------------------- 1. improper KL
+def improper_kl_records(thetas: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6),
+                        seed: int = 1) -> list[dict]:
+    r"""The ELBO's divergence and its gradient's convergence as :math:`\theta \to 0`.
+
+    On :class:`vi_dropout.verify.VerifyProblem` (float64, common random numbers) records, per
+    ``theta``:
+
+    * ``elbo_minus_dropout_loss``: :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_\text{dropout}`,
+      which grows like :math:`-\log\theta` (about :math:`K` nats per :math:`e`-fold of
+      :math:`\theta`, summed over columns, scaled by :math:`1/(N\tau)`);
+    * ``predicted_offset``: the constant of :func:`vi_dropout.objectives.elbo_dropout_offset`;
+    * ``gradient_relative_difference``: :math:`\|\nabla(-\mathrm{ELBO}/(N\tau)) -
+      \nabla\mathcal{L}_\text{dropout}\| / \|\nabla\mathcal{L}_\text{dropout}\|` over all
+      parameters, which goes to 0 like :math:`\theta`.
+
+    Example:
+        >>> recs = improper_kl_records(thetas=(1e-2, 1e-4))  # doctest: +SKIP
+    """
+    from vi_dropout.verify import VerifyProblem
+
+    thetas = [check_positive(t, "thetas[i]") for t in thetas]
+    problem = VerifyProblem()
+    masks, noise = problem.masks(seed), problem.noise(seed + 1)
+    ws, bs = problem.params()
+    loss = problem.dropout_loss(ws, bs, masks)
+    g_drop = torch.cat([g.flatten() for g in torch.autograd.grad(loss, ws + bs)])
+    records = []
+    for theta in thetas:
+        ws, bs = problem.params()
+        val = problem.scaled_negative_elbo(ws, bs, masks, theta, noise)
+        g = torch.cat([t.flatten() for t in torch.autograd.grad(val, ws + bs)])
+        const = elbo_dropout_offset(problem.architecture, problem.keep_probs, theta,
+                                    problem.prior_length_scale, problem.num_data, problem.tau)
+        records += [
+            _record("exact_elbo", theta, "elbo_minus_dropout_loss",
+                    float(val.detach()) - float(loss.detach())),
+            _record("exact_elbo", theta, "predicted_offset", const),
+            _record("exact_elbo", theta, "gradient_relative_difference",
+                    float((g - g_drop).norm() / g_drop.norm())),
+        ]
+    return records
+
+
+# --------------------------------------------------------------------- shared toy machinery
+def _toy(num_train: int, seed: int):
+    data = load_toy1d(num_train=num_train, seed=seed)
+    tau = (data.y_std / data.noise_std) ** 2  # true noise precision on the standardised scale
+    return data, tau
+
+
+def _train_mc(data, tau, keep_probs: Sequence[float], settings: PitfallSettings, seed: int):
+    """Train one network per keep_prob on ``data`` (one batched call); return MC samples
+    ``len(keep_probs) x T x M`` at ``data.x_test`` (standardised scale)."""
+    x = torch.tensor(data.x_train, dtype=torch.float64)
+    y = torch.tensor(data.y_train, dtype=torch.float64)
+    n = x.shape[0]
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    epochs = max(1, math.ceil(settings.steps / steps_per_epoch))
+    regs = [weight_decay(settings.prior_length_scale, kp, n, tau) for kp in keep_probs]
+    res = train_batched(x, y, keep_prob=list(keep_probs), reg=regs,
+                        seeds=[seed * 1000 + i for i in range(len(keep_probs))],
+                        hidden=(settings.hidden,), epochs=epochs,
+                        batch_size=settings.batch_size)
+    if bool(res.diverged.any()):
+        bad = [keep_probs[i] for i in res.diverged.nonzero().flatten().tolist()]
+        raise RuntimeError(f"pitfalls: training diverged (NaN loss) for keep_prob {bad}")
+    xt = torch.tensor(data.x_test, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(seed + 17)
+    out = []
+    for e, kp in enumerate(keep_probs):
+        s = mc_predict(xt, [w[e] for w in res.weights], [b[e] for b in res.biases], kp,
+                       settings.num_samples, inverted=True, generator=gen)
+        out.append(s[..., 0])
+    return torch.stack(out)
+
+
+def _gp_latent(data, tau, settings: PitfallSettings, keep_prob: float):
+    """Posterior mean and LATENT variance (no noise) of the dropout-prior arc-cosine GP."""
+    h = dropout_prior_hyperparameters(settings.prior_length_scale, tau, keep_prob,
+                                      input_dim=1, num_hidden=settings.hidden)
+    kernel = make_kernel("arccos1", 1, h["weight_variance"], h["bias_variance"],
+                         outputscale=h["outputscale"])
+    x = torch.tensor(data.x_train, dtype=torch.float64)
+    y = torch.tensor(data.y_train[:, 0], dtype=torch.float64)
+    likelihood = gpytorch.likelihoods.GaussianLikelihood().double()
+    likelihood.noise = h["noise"]
+    model = ExactGPModel(x, y, likelihood, kernel).double()
+    # Exact Cholesky at every N (GPyTorch switches to CG / Lanczos above 800 points).
+    with gpytorch.settings.max_cholesky_size(10**6):
+        mean, var = gp_predict(model, likelihood, torch.tensor(data.x_test, dtype=torch.float64))
+    return mean, var - h["noise"]
+
+
+def _hmc_latent(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, cache_dir):
+    r"""NUTS on the network with the GP's prior; returns ``(f_draws, result, table)``.
+
+    ``f_draws`` is ``chains x draws x M``: the network output :math:`f(x_*)` (no noise) of every
+    draw at ``data.x_test`` on the standardised scale; ``table`` is :func:`hmc_summary` of those
+    ``f`` (with the draws' divergences and energies), its warning re-issued by the caller.
+    """
+    res = run_nuts(data.x_train, data.y_train, hidden=(settings.hidden,),
+                   prior_length_scale=settings.prior_length_scale, tau=tau,
+                   num_chains=hmc.chains, num_warmup=hmc.warmup, num_samples=hmc.samples,
+                   cache_dir=cache_dir, num_processes=hmc.processes, seed=settings.seed,
+                   max_tree_depth=hmc.max_tree_depth,
+                   target_accept_prob=hmc.target_accept_prob)
+    xt = torch.tensor(data.x_test, dtype=torch.float64)
+    ws = [torch.as_tensor(res.samples[f"layers.{i}.weight"]) for i in range(2)]
+    bs = [torch.as_tensor(res.samples[f"layers.{i}.bias"]) for i in range(2)]
+    with torch.no_grad():
+        f = mlp_forward(xt, ws, bs, "relu")[..., 0].numpy()  # chain x draw x M
+    stats = {k: res.sample_stats[k] for k in ("diverging", "energy") if k in res.sample_stats}
+    idata = az.from_dict(posterior={"f": f}, sample_stats=stats,
+                         attrs={"method": "hmc", "sampler": "nuts",
+                                "num_train": int(data.x_train.shape[0])})
+    return f, res, hmc_summary(idata, var_names=["f"], warn=False)
+
+
+# --------------------------------------------------------------------- 2. non-concentration
+def non_concentration_records(
+    num_train: Sequence[int] = (10, 30, 100, 300, 1000, 3000),
+    keep_prob: float = 0.9,
+    settings: PitfallSettings | None = None,
+    gp_max_train: int = 3000,
+    progress: bool = False,
+    hmc: PitfallHMCSettings | None = PitfallHMCSettings(),
+    cache_dir: str | os.PathLike | None = None,
+) -> list[dict]:
+    r"""Epistemic predictive variance vs training-set size: MC dropout, the exact GP and HMC.
+
+    For each :math:`N` a fresh toy data set (same seed family) is drawn, one network with fixed
+    ``keep_prob`` is trained (the prior-derived weight decay :math:`\propto 1/N`, as the derivation
+    prescribes), and the epistemic variance is averaged over the test points inside the training
+    intervals (``train``) and outside all of them (``extrapolation``):
+
+    .. math::
+        \widehat{\operatorname{Var}}_\text{MC}(x_*) = \frac{1}{T-1}\sum_t
+        (\hat y_t(x_*) - \bar y(x_*))^2, \quad
+        \operatorname{Var}_\text{GP}[f(x_*) \mid \mathcal{D}], \quad
+        \widehat{\operatorname{Var}}_\text{HMC}(x_*) = \frac{1}{S-1}\sum_s
+        (f_s(x_*) - \bar f(x_*))^2,
+
+    on the standardised scale (no :math:`\tau^{-1}`). All three share one model: the 1-50-1 ReLU
+    network with :math:`\mathcal{N}(0, l^{-2})` on every weight and bias (``l =
+    settings.prior_length_scale``) and Gaussian noise of precision :math:`\tau` (the toy's true
+    one). The GP is that prior's arc-cosine kernel
+    (:func:`~comparisons.gp.models.dropout_prior_hyperparameters`; it leaves out the output bias,
+    a constant :math:`l^{-2}` in the prior covariance, against an outputscale of
+    :math:`K l^{-2} = 50\,l^{-2}`); HMC is NUTS (:func:`~comparisons.reference.nuts.run_nuts`) on
+    the finite network itself, the :math:`S` = chains :math:`\times` draws being the posterior
+    draws of its weights and :math:`f_s` the network output (no noise). MC dropout's masks are
+    the approximation, not the model. The GP's variance shrinks roughly like :math:`1/N`;
+    dropout's levels off.
+
+    Args:
+        num_train: training-set sizes :math:`N`.
+        keep_prob: MC dropout's fixed keep probability.
+        settings: :class:`PitfallSettings` (network, prior, training, seed).
+        gp_max_train: the GP is skipped above this many points (:math:`O(N^3)`).
+        progress: a progress bar over the sizes.
+        hmc: :class:`PitfallHMCSettings` (HMC runs for :math:`N \le` ``hmc.max_train``);
+            ``None``: no HMC.
+        cache_dir: NUTS chain cache (e.g. ``OUT/nuts-cache``; ``None``: no cache).
+
+    Returns:
+        records ``(dataset, method, split = N, metric, value)``: ``epistemic_variance_train``,
+        ``epistemic_variance_extrapolation`` and ``wall_time_s`` per method (``mc_dropout``,
+        ``gp_arccos1_prior``, ``hmc``) and :math:`N`; for ``hmc`` also ``hmc_max_rhat_f``,
+        ``hmc_min_ess_bulk_f``, ``hmc_min_ess_tail_f`` (:func:`hmc_summary` of :math:`f` at the
+        test inputs), ``hmc_num_divergent``, ``hmc_grad_evals_per_draw`` and
+        ``hmc_chain_wall_time_sum_s`` (the chains' own warmup + sampling time, also when they
+        come from the cache; ``wall_time_s`` is this call's). When HMC's draws fail
+        :func:`hmc_summary`'s checks an :class:`~comparisons.reference.nuts.HMCDiagnosticsWarning`
+        naming :math:`N` is issued.
+
+    Example:
+        >>> recs = non_concentration_records((10, 100), hmc=PitfallHMCSettings(
+        ...     max_train=10, chains=2, warmup=20, samples=20, processes=1))  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    settings = settings or PitfallSettings()
+    keep_prob = check_keep_prob(keep_prob)
+    sizes = [check_positive_int(n, "num_train[i]") for n in num_train]
+    if hmc is not None and not isinstance(hmc, PitfallHMCSettings):
+        raise ValueError(f"hmc must be a PitfallHMCSettings or None, got {type(hmc).__name__}")
+    records = []
+    for n in tqdm(sizes, desc="non-concentration", disable=not progress, leave=False):
+        data, tau = _toy(n, settings.seed)
+        inside = data.region_mask("train")
+        outside = data.region_mask("extrapolation")
+        t0 = time.perf_counter()
+        s = _train_mc(data, tau, [keep_prob], settings, settings.seed)[0]
+        var = s.var(0).numpy()
+        records += [
+            _record("mc_dropout", n, "epistemic_variance_train", var[inside].mean()),
+            _record("mc_dropout", n, "epistemic_variance_extrapolation", var[outside].mean()),
+            _record("mc_dropout", n, "wall_time_s", time.perf_counter() - t0),
+        ]
+        if n <= gp_max_train:
+            t0 = time.perf_counter()
+            _, gvar = _gp_latent(data, tau, settings, keep_prob)
+            gvar = gvar.clamp_min(0).numpy()
+            gp = "gp_arccos1_prior"  # the arc-cosine GP of the network's prior, nothing fitted
+            records += [
+                _record(gp, n, "epistemic_variance_train", gvar[inside].mean()),
+                _record(gp, n, "epistemic_variance_extrapolation", gvar[outside].mean()),
+                _record(gp, n, "wall_time_s", time.perf_counter() - t0),
+            ]
+        if hmc is not None and n <= hmc.max_train:
+            t0 = time.perf_counter()
+            f, res, table = _hmc_latent(data, tau, settings, hmc, cache_dir)
+            hvar = f.reshape(-1, f.shape[-1]).var(0, ddof=1)
+            diag = table.attrs["diagnostics"]
+            if diag["problems"]:
+                warnings.warn(
+                    f"non-concentration, hmc at N = {n}: not a usable reference: "
+                    + "; ".join(diag["problems"]), HMCDiagnosticsWarning, stacklevel=2)
+            records += [
+                _record("hmc", n, "epistemic_variance_train", hvar[inside].mean()),
+                _record("hmc", n, "epistemic_variance_extrapolation", hvar[outside].mean()),
+                _record("hmc", n, "wall_time_s", time.perf_counter() - t0),
+                _record("hmc", n, "hmc_max_rhat_f", diag["max_r_hat"]),
+                _record("hmc", n, "hmc_min_ess_bulk_f", diag["min_ess_bulk"]),
+                _record("hmc", n, "hmc_min_ess_tail_f", diag["min_ess_tail"]),
+                _record("hmc", n, "hmc_num_divergent", diag["num_divergent"]),
+                _record("hmc", n, "hmc_grad_evals_per_draw", res.grad_evals_per_draw),
+                _record("hmc", n, "hmc_chain_wall_time_sum_s",
+                        float(np.sum(res.chain_wall_times_s))),
+            ]
+    return records
+
+
+# ------------------------------------------------------------------ 3. keep_prob sensitivity
+@dataclass(frozen=True)
+class KeepProbSensitivity:
+    """Predictive sd curves of :func:`keep_prob_sensitivity` (original target scale).
+
+    Attributes:
+        x: test inputs, original scale, ``M``.
+        keep_probs: the keep probabilities, ``K``.
+        mc_sd: MC dropout predictive sd (``sqrt(1/tau + sample variance)``), ``K x M``.
+        gp_sd: the dropout-prior GP's predictive sd (noise included), ``M``.
+        data: the toy data (for drawing the training region).
+        records: tidy records (mean sd in the training / extrapolation regions).
+    """
+
+    x: np.ndarray
+    keep_probs: tuple[float, ...]
+    mc_sd: np.ndarray
+    gp_sd: np.ndarray
+    data: object
+    records: list[dict]
+
+
+def keep_prob_sensitivity(
+    keep_probs: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+    num_train: int = 200,
+    settings: PitfallSettings | None = None,
+) -> KeepProbSensitivity:
+    r"""MC dropout's predictive sd on the toy data for several ``keep_prob``, next to the GP's.
+
+    .. math::
+        \mathrm{sd}(x_*) = s_y \sqrt{\tau^{-1} + \widehat{\operatorname{Var}}_t[\hat y_t(x_*)]}
+
+    on the original scale (:math:`s_y` the target scale). The GP uses the network prior with
+    ``keep_prob`` ignored (the masks belong to the approximation, not to the model), so it is one
+    curve.
+    """
+    settings = settings or PitfallSettings()
+    kps = tuple(check_keep_prob(k, f"keep_probs[{i}]") for i, k in enumerate(keep_probs))
+    if not kps:
+        raise ValueError("keep_probs must hold at least one value, got an empty sequence")
+    data, tau = _toy(check_positive_int(num_train, "num_train"), settings.seed)
+    s = _train_mc(data, tau, kps, settings, settings.seed)
+    mc_sd = (s.var(1) + 1.0 / tau).sqrt().numpy() * data.y_std
+    _, gvar = _gp_latent(data, tau, settings, 1.0)
+    gp_sd = (gvar.clamp_min(0) + 1.0 / tau).sqrt().numpy() * data.y_std
+    inside, outside = data.region_mask("train"), data.region_mask("extrapolation")
+    records = []
+    for kp, sd in zip(kps, mc_sd):
+        records += [_record("mc_dropout", kp, "mean_sd_train", sd[inside].mean()),
+                    _record("mc_dropout", kp, "mean_sd_extrapolation", sd[outside].mean())]
+    records += [_record("gp_arccos1_prior", "any", "mean_sd_train", gp_sd[inside].mean()),
+                _record("gp_arccos1_prior", "any", "mean_sd_extrapolation", gp_sd[outside].mean())]
+    return KeepProbSensitivity(np.asarray(data.x_test_raw), kps, mc_sd, gp_sd, data, records)
+
+
+# ------------------------------------------------------------------------------ plotting
+def _select(records, method, metric):
+    rows = [r for r in records if r["method"] == method and r["metric"] == metric]
+    return np.array([float(r["split"]) for r in rows]), np.array([r["value"] for r in rows])
+
+
+def plot_improper_kl(records: Sequence[dict], ax):
+    """Left axis: ELBO - dropout loss vs theta (diverges); right: gradient difference (vanishes)."""
+    th, val = _select(records, "exact_elbo", "elbo_minus_dropout_loss")
+    _, grad = _select(records, "exact_elbo", "gradient_relative_difference")
+    ax.semilogx(th, val, "o-", color="C0", label=r"$-\mathrm{ELBO}/(N\tau) - L_\mathrm{dropout}$")
+    ax.set_xlabel(r"$\theta$")
+    ax.set_ylabel("objective difference", color="C0")
+    ax.invert_xaxis()
+    ax2 = ax.twinx()
+    ax2.loglog(th, grad, "s--", color="C3", label="gradient rel. difference")
+    ax2.set_ylabel("gradient relative difference", color="C3")
+    ax.set_title(r"improper KL: value diverges like $-\log\theta$, gradient converges")
+    return ax
+
+
+#: line style per method (colours and labels: comparisons.report.styles)
+_NC_STYLE = {"mc_dropout": "o-", "gp_arccos1_prior": "s-", "hmc": "^-"}
+
+
+def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
+    """Epistemic variance vs N on log-log axes for every method in ``records`` (MC dropout,
+    the GP and HMC in their colours of :data:`~comparisons.report.styles.METHOD_STYLES`; HMC's
+    curve covers the sizes it ran for)."""
+    if region not in ("train", "extrapolation"):
+        raise ValueError(f"region must be 'train' or 'extrapolation', got {region!r}")
+    metric = f"epistemic_variance_{region}"
+    methods = sorted({r["method"] for r in records if r["metric"] == metric},
+                     key=lambda m: (list(_NC_STYLE).index(m) if m in _NC_STYLE else 99, m))
+    for i, method in enumerate(methods):
+        n, v = _select(records, method, metric)
+        order = np.argsort(n)
+        ax.loglog(n[order], v[order], _NC_STYLE.get(method, "o-"),
+                  color=method_color(method, f"C{i + 3}"), label=method_label(method))
+    ax.set_xlabel("training points N")
+    ax.set_ylabel(f"epistemic variance ({region}, standardised)")
+    ax.set_title(f"non-concentration ({region} region)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_keep_prob_sensitivity(result: KeepProbSensitivity, ax):
+    """Predictive sd vs x for each keep_prob, the GP's in black, training intervals shaded."""
+    for lo, hi in result.data.train_intervals:
+        ax.axvspan(lo, hi, color="0.92", zorder=0)
+    for i, (kp, sd) in enumerate(zip(result.keep_probs, result.mc_sd)):
+        ax.plot(result.x, sd, color=f"C{i}", label=f"MC dropout, keep_prob {kp:g}")
+    ax.plot(result.x, result.gp_sd, "k--", lw=2, label=method_label("gp_arccos1_prior"))
+    ax.set_xlabel("x")
+    ax.set_ylabel("predictive sd (original scale)")
+    ax.set_title("sensitivity of MC dropout's uncertainty to keep_prob (shaded: training data)")
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,89 @@
+"""One id, one label and one colour per method, for every record, table, file name and plot.
+
+Method ids are lower case with underscores. They are the ``method`` field of the tidy records,
+``attrs["method"]`` of the ``InferenceData`` built by :mod:`comparisons.inference_data.converters`, the
+``<method>_train.nc`` / ``<method>_test.nc`` file names of ``python -m comparisons diagnose``,
+the rows of the markdown tables and the keys that the plotting functions look up here:
+
+======================  =====================================================================
+id                      method
+======================  =====================================================================
+``mc_dropout``          MC dropout: ``T`` stochastic forward passes
+``standard_dropout``    the same network with the masks replaced by their means
+``gp_arccos1``          exact GP, arc-cosine kernel (order 1), fitted by marginal likelihood
+``gp_arccos1_prior``    exact GP, arc-cosine kernel (order 1) with the network's prior, no
+                        fitting
+``gp_se``               exact GP, squared-exponential kernel, fitted by marginal likelihood
+``gp_rf_prior``         the network's prior with finitely many random ReLU features
+``hmc``                 the HMC reference posterior of the network; the sampler (NUTS) is
+                        ``attrs["sampler"]`` of its ``InferenceData``
+======================  =====================================================================
+
+:data:`LEGACY_METHOD_IDS` maps the spellings of older outputs (``gp-arccos1``, ``gp-se``,
+``gp-arccos1-prior``, ``gp-rf-prior``, and ``nuts`` for HMC) to these ids;
+:func:`canonical_method` applies it.
+
+Example:
+    >>> method_label("gp_arccos1_prior"), method_color("hmc")
+    ('GP arc-cosine (network prior)', 'tab:green')
+    >>> canonical_method("gp-se")
+    'gp_se'
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = [
+    "METHOD_STYLES",
+    "LEGACY_METHOD_IDS",
+    "MethodStyle",
+    "canonical_method",
+    "method_color",
+    "method_label",
+]
+
+
+class MethodStyle(NamedTuple):
+    """How a method is shown: its legend / title ``label`` and its matplotlib ``color``."""
+
+    label: str
+    color: str
+
+
+#: id -> (label, colour); one entry per method, used by every plotting function
+METHOD_STYLES: dict[str, MethodStyle] = {
+    "mc_dropout": MethodStyle("MC dropout", "tab:blue"),
+    "standard_dropout": MethodStyle("standard dropout", "tab:gray"),
+    "gp_arccos1": MethodStyle("GP arc-cosine (fitted)", "tab:orange"),
+    "gp_arccos1_prior": MethodStyle("GP arc-cosine (network prior)", "tab:red"),
+    "gp_se": MethodStyle("GP squared-exponential (fitted)", "tab:brown"),
+    "gp_rf_prior": MethodStyle("GP random features (network prior)", "tab:purple"),
+    "hmc": MethodStyle("HMC (NUTS)", "tab:green"),
+}
+
+#: older spellings -> the ids above (for outputs written before the ids were unified)
+LEGACY_METHOD_IDS: dict[str, str] = {
+    "gp-arccos1": "gp_arccos1",
+    "gp-arccos1-prior": "gp_arccos1_prior",
+    "gp-se": "gp_se",
+    "gp-rf-prior": "gp_rf_prior",
+    "nuts": "hmc",
+}
+
+
+def canonical_method(method: str) -> str:
+    """``method`` with an older spelling (:data:`LEGACY_METHOD_IDS`) replaced by its id."""
+    return LEGACY_METHOD_IDS.get(method, method)
+
+
+def method_label(method: str) -> str:
+    """The label of ``method`` (an id or an older spelling); an unknown name is its own label."""
+    style = METHOD_STYLES.get(canonical_method(method))
+    return method if style is None else style.label
+
+
+def method_color(method: str, default: str | None = None) -> str | None:
+    """The colour of ``method`` (an id or an older spelling); ``default`` for an unknown name."""
+    style = METHOD_STYLES.get(canonical_method(method))
+    return default if style is None else style.color

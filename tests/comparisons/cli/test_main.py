@@ -1,0 +1,62 @@
+"""``python -m comparisons``: every subcommand is registered and reachable through ``main``."""
+
+from __future__ import annotations
+
+import pytest
+
+from comparisons.cli.main import SUBCOMMAND_MODULES, main
+
+
+@pytest.mark.parametrize("command", ["uci", *SUBCOMMAND_MODULES])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "--out" in capsys.readouterr().out
+
+
+def test_unknown_subcommand_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_rotated_digit_runs_through_main(tmp_path):
+    out = tmp_path / "rd"
+    assert main(["rotated-digit", "--out", str(out), "--epochs", "1", "--num-samples", "2",
+                 "--no-progress"]) == 0
+    assert (out / "rotated_digit.png").is_file() and (out / "summary.md").is_file()
+
+
+def test_uci_methods_option_is_checked(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["uci", "--dataset", "yacht", "--splits", "0", "--methods", "hmc",
+              "--out", str(tmp_path)])
+    assert exc.value.code == 2
+    assert "--methods must be a comma list of mc_dropout, gp, got 'hmc'" in capsys.readouterr().err
+
+
+def test_uci_help_lists_data_sets_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["uci", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("bostonHousing", "structure (5 splits)", "yacht", "165 cells"):
+        assert name in text
+    for default in ("(default: 0-19)", "(default: 10)", "(default: 10000)", "(default: 3000)",
+                    "(default: mc_dropout)", "(default: 0)", "(default: local)"):
+        assert default in text, default
+
+
+@pytest.mark.parametrize("command", ["uci", *SUBCOMMAND_MODULES])
+def test_shared_flags_are_spelled_the_same(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "--drop-rate" not in text  # one spelling: --keep-prob (probability a unit is KEPT)
+    if command != "demo":
+        assert "--threads" in text and "--seed" in text
+    if command in ("mauna-loa", "rotated-digit", "pitfalls"):
+        assert "--keep-prob" in text
+    if command in ("mauna-loa", "pitfalls"):
+        assert "--iterations" in text and "--steps" not in text

@@ -1,0 +1,110 @@
+"""The ``rotated-digit`` subcommand on tiny settings (digits and a small fake MNIST folder)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from comparisons.cli.rotated_digit import DEFAULTS, add_parser, run
+
+from tests.common import subcommand_parser
+from tests.comparisons.datasets.test_digits import fake_mnist, write_split
+
+torch.set_num_threads(1)
+OUTPUTS = ("rotated_digit.png", "reliability_diagram.png", "rotated_digit.csv",
+           "calibration.csv", "summary.md")
+
+
+def make_parser():
+    return subcommand_parser(add_parser)
+
+
+def test_defaults_and_handler():
+    args = make_parser().parse_args(["rotated-digit", "--out", "x"])
+    assert args.handler is run
+    assert (args.epochs, args.num_samples, args.seed) == (DEFAULTS["epochs"],
+                                                          DEFAULTS["num_samples"], 0)
+    assert args.mnist_path is None and args.no_progress is False and args.digit == 1
+    assert args.keep_prob == DEFAULTS["keep_prob"] == 0.5 and args.threads == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "abc"])
+def test_num_samples_below_one_is_a_clear_error(value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        make_parser().parse_args(["rotated-digit", "--out", "x", "--num-samples", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--num-samples must be an integer >= 1 (T, MC dropout samples per image), got " \
+           f"'{value}'" in err
+
+
+def test_run_checks_hand_built_args(tmp_path):
+    args = make_parser().parse_args(["rotated-digit", "--out", str(tmp_path)])
+    args.num_samples = 0
+    with pytest.raises(ValueError, match="--num-samples must be an integer >= 1, got 0"):
+        run(args)
+    args.num_samples, args.keep_prob = 2, 0.0
+    with pytest.raises(ValueError, match=r"--keep-prob must lie in \(0, 1\]"):
+        run(args)
+
+
+def test_digit_index_is_checked_before_training(tmp_path, monkeypatch):
+    import comparisons.networks.lenet as lenet
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking --digit-index")
+
+    monkeypatch.setattr(lenet, "train_lenet", no_training)
+    args = make_parser().parse_args(["rotated-digit", "--out", str(tmp_path), "--digit-index",
+                                     "9999", "--no-progress"])
+    with pytest.raises(ValueError, match=r"--digit-index 9999: index must be < \d+"):
+        run(args)
+
+
+def test_run_on_digits_writes_figures_and_tables(tmp_path, capsys):
+    out = tmp_path / "rd"
+    args = make_parser().parse_args(["rotated-digit", "--out", str(out), "--epochs", "2",
+                                     "--num-samples", "4", "--no-progress", "--seed", "1"])
+    assert run(args) == 0
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    for png in ("rotated_digit.png", "reliability_diagram.png"):
+        size = (out / png).stat().st_size
+        assert 5_000 < size < 300_000, (png, size)
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(out.glob(".tmp-*"))  # atomic writes leave no temporary files
+    rot = pd.read_csv(out / "rotated_digit.csv")
+    assert list(rot.columns) == ["dataset", "method", "angle", "metric", "value"]
+    assert set(rot["dataset"]) == {"digits"} and rot["angle"].nunique() == 12
+    vr = rot[(rot.metric == "variation_ratio")]["value"]
+    assert ((vr >= 0) & (vr <= 1 - 1 / 4 + 1e-12)).all()  # T = 4 votes: at most 3/4
+    cal = pd.read_csv(out / "calibration.csv")
+    acc = cal[(cal.metric == "accuracy")].set_index("method")["value"]
+    assert set(acc.index) == {"mc_dropout", "standard_dropout"} and (acc > 0.3).all()
+    assert float(cal[(cal.metric == "num_test")]["value"].iloc[0]) == 360
+    md = (out / "summary.md").read_text()
+    assert "| mc_dropout |" in md and "## Rotated digit 1" in md and "T = 4 samples" in md
+    stdout = capsys.readouterr().out
+    assert str(out / "rotated_digit.png") in stdout and "ECE (10 bins)" in stdout
+
+
+def test_run_on_mnist_idx_files(tmp_path, capsys):
+    (tmp_path / "mnist").mkdir()
+    images, labels = fake_mnist(40, seed=5)
+    write_split(tmp_path / "mnist", "train", images, labels, gz=True)
+    images, labels = fake_mnist(10, seed=6)  # labels 0..9: the test split holds one "1"
+    write_split(tmp_path / "mnist", "test", images, labels)
+    out = tmp_path / "out"
+    args = make_parser().parse_args(["rotated-digit", "--out", str(out), "--epochs", "1",
+                                     "--num-samples", "3", "--no-progress",
+                                     "--mnist-path", str(tmp_path / "mnist")])
+    assert run(args) == 0
+    rot = pd.read_csv(out / "rotated_digit.csv")
+    assert set(rot["dataset"]) == {"mnist"}
+    cal = pd.read_csv(out / "calibration.csv")
+    assert set(cal[cal.metric == "num_test"]["value"]) == {10.0}
+    assert "28x28 inputs" in (out / "summary.md").read_text()
+    missing = make_parser().parse_args(["rotated-digit", "--out", str(out), "--mnist-path",
+                                        str(tmp_path / "nowhere")])
+    with pytest.raises(FileNotFoundError, match="MNIST folder not found: .*nowhere"):
+        run(missing)

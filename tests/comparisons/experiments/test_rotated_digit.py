@@ -1,0 +1,164 @@
+"""The rotated-digit experiment: rotation, the runner's summaries, tidy records and the plots."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt  # tests/conftest.py selects the Agg backend
+import numpy as np
+import pytest
+import torch
+
+from comparisons.datasets.digits import load_digits_split
+from comparisons.experiments.rotated_digit import (
+    DEFAULT_ANGLES_DEG,
+    RotatedDigitResult,
+    plot_rotated_digit_figure,
+    plot_rotated_images,
+    plot_softmax_scatter,
+    plot_uncertainty_vs_angle,
+    rotate_image,
+    rotated_digit_records,
+    rotated_digit_table,
+    run_rotated_digit,
+    select_digit,
+)
+from comparisons.networks.lenet import LeNet, mc_logits, standard_logits, train_lenet
+from vi_dropout.predict import classification_summary
+
+torch.set_num_threads(1)
+T = 30
+
+
+@pytest.fixture(scope="module")
+def setup():
+    d = load_digits_split(seed=0)
+    net = LeNet(8, seed=0)
+    train_lenet(net, d.x_train, d.y_train, epochs=4, progress=False, seed=0)
+    image, row = select_digit(d.x_test, d.y_test, digit=1)
+    res = run_rotated_digit(net, image, num_samples=T, seed=3, digit=1)
+    return d, net, image, row, res
+
+
+def test_default_angles():
+    assert len(DEFAULT_ANGLES_DEG) == 12
+    assert DEFAULT_ANGLES_DEG[0] == 0.0 and DEFAULT_ANGLES_DEG[-1] == 165.0
+    assert np.allclose(np.diff(DEFAULT_ANGLES_DEG), 15.0)
+
+
+def test_rotate_image_moves_pixels_as_documented():
+    img = torch.zeros(1, 5, 5, dtype=torch.float64)
+    img[0, 0, 2] = 1.0  # top middle
+    out = rotate_image(img, [0, 90, 180, 270, 360])
+    assert out.shape == (5, 1, 5, 5) and out.dtype == torch.float64
+    torch.testing.assert_close(out[0], img)            # 0: unchanged
+    assert out[1, 0, 2, 0] == pytest.approx(1.0)       # 90: counter-clockwise -> left middle
+    assert out[2, 0, 4, 2] == pytest.approx(1.0)       # 180: bottom middle
+    assert out[3, 0, 2, 4] == pytest.approx(1.0)       # 270: right middle
+    torch.testing.assert_close(out[4], img, atol=1e-12, rtol=0)
+    # 2-D input, values stay in [0, 1] at any angle
+    rnd = torch.rand(8, 8, generator=torch.Generator().manual_seed(0))
+    r = rotate_image(rnd, DEFAULT_ANGLES_DEG)
+    assert r.shape == (12, 1, 8, 8) and float(r.min()) >= 0.0 and float(r.max()) <= 1.0
+    with pytest.raises(ValueError, match="angles_deg must be a non-empty sequence"):
+        rotate_image(img, [])
+    with pytest.raises(ValueError, match=r"image must have shape C x H x W or H x W, got \(5,\)"):
+        rotate_image(torch.zeros(5), [0])
+
+
+def test_select_digit(setup):
+    d, _, image, row, _ = setup
+    assert int(d.y_test[row]) == 1 and torch.equal(image, d.x_test[row])
+    assert int(torch.nonzero(d.y_test == 1)[0]) == row  # the first 1 of the test split
+    with pytest.raises(ValueError, match=r"index must be < \d+ \(the number of images of digit 1"):
+        select_digit(d.x_test, d.y_test, 1, index=10_000)
+
+
+def test_runner_outputs_agree_with_their_definitions(setup):
+    _, net, image, _, res = setup
+    assert isinstance(res, RotatedDigitResult)
+    A = len(DEFAULT_ANGLES_DEG)
+    assert res.mc_logits.shape == (T, A, 10) and res.standard_logits.shape == (A, 10)
+    assert res.images.shape == (A, 1, 8, 8) and res.num_samples == T
+    images = rotate_image(image, DEFAULT_ANGLES_DEG)
+    torch.testing.assert_close(res.images, images)
+    # same masks as mc_logits with the seeded generator; summary = classification_summary
+    again = mc_logits(net, images, T, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(res.mc_logits, again)
+    torch.testing.assert_close(res.standard_logits, standard_logits(net, images))
+    s = classification_summary(res.mc_logits)
+    torch.testing.assert_close(res.summary.mutual_information, s.mutual_information)
+    torch.testing.assert_close(res.summary.variation_ratio, s.variation_ratio)
+    # top classes: ordered by the largest MC-averaged probability over the angles
+    best = res.summary.probs.amax(0)
+    assert len(res.top_classes) == 3
+    assert [float(best[c]) for c in res.top_classes] == sorted(
+        (float(best[c]) for c in res.top_classes), reverse=True)
+    assert set(res.top_classes) == set(best.argsort(descending=True)[:3].tolist())
+    # the upright 1 is recognised (4 epochs: standard dropout's p(1) measured 0.64 at 0 degrees)
+    assert int(res.standard_logits[0].argmax()) == 1
+    ent = res.standard_entropy
+    p = res.standard_probs
+    torch.testing.assert_close(ent, -(p * p.log()).sum(-1))
+
+
+def test_records_are_tidy_and_consistent(setup):
+    _, _, _, _, res = setup
+    recs = rotated_digit_records(res, "digits")
+    assert {tuple(sorted(r)) for r in recs} == {("angle", "dataset", "method", "metric", "value")}
+    A, k = len(res.angles_deg), len(res.top_classes)
+    mc = [r for r in recs if r["method"] == "mc_dropout"]
+    std = [r for r in recs if r["method"] == "standard_dropout"]
+    # mc: entropy, MI, VR, predicted, max prob, prob of the digit, k class probabilities
+    assert len(mc) == A * (6 + k) and len(std) == A * (4 + k)
+    assert not any(r["metric"] in ("mutual_information", "variation_ratio") for r in std)
+    get = {(r["method"], r["angle"], r["metric"]): r["value"] for r in recs}
+    for a_idx, angle in enumerate(res.angles_deg):
+        assert get[("mc_dropout", angle, "mutual_information")] == pytest.approx(
+            float(res.summary.mutual_information[a_idx]))
+        assert get[("mc_dropout", angle, "prob_digit")] == pytest.approx(
+            float(res.summary.probs[a_idx, 1]))
+        assert get[("standard_dropout", angle, "predictive_entropy")] == pytest.approx(
+            float(res.standard_entropy[a_idx]))
+    assert res.records == recs and res.dataset == "digits"  # the runner's own tidy records
+    table = rotated_digit_table(res)
+    assert len(table) == A and table["angle_deg"].tolist() == list(DEFAULT_ANGLES_DEG)
+    np.testing.assert_allclose(table["mc_variation_ratio"],
+                               res.summary.variation_ratio.double().numpy())
+
+
+def test_bad_runner_arguments(setup):
+    _, net, image, _, _ = setup
+    with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):
+        run_rotated_digit(net, image, num_samples=0)
+    with pytest.raises(ValueError, match=r"num_top must be <= 10 \(the number of classes\), got 11"):
+        run_rotated_digit(net, image, num_samples=2, num_top=11)
+
+
+def test_plots_draw_what_they_claim(setup):
+    _, _, _, _, res = setup
+    fig, axes = plt.subplots(1, 3)
+    try:
+        assert plot_softmax_scatter(res, axes[0], "input") is axes[0]
+        scatters = [c for c in axes[0].collections if len(c.get_offsets())]
+        assert len(scatters) == 3 and all(len(c.get_offsets()) == T * 12 for c in scatters)
+        # scattered y values are the logits of the top classes
+        c0 = res.top_classes[0]
+        np.testing.assert_allclose(np.sort(scatters[0].get_offsets()[:, 1]),
+                                   np.sort(res.mc_logits[:, :, c0].double().numpy().ravel()),
+                                   rtol=1e-6)
+        assert plot_softmax_scatter(res, axes[1], "output") is axes[1]
+        assert axes[1].get_ylim()[1] <= 1.05
+        assert plot_uncertainty_vs_angle(res, axes[2]) is axes[2]
+        assert len(axes[2].lines) == 5  # entropy, MI, VR, standard entropy, log C
+        with pytest.raises(ValueError, match="kind must be 'input' or 'output', got 'x'"):
+            plot_softmax_scatter(res, axes[0], "x")
+    finally:
+        plt.close(fig)
+    fig = plt.figure(figsize=(12, 9))
+    try:
+        assert plot_rotated_digit_figure(res, fig) is fig
+        assert len(fig.axes) == 4
+        ax = plt.figure().add_subplot()
+        plot_rotated_images(res, ax)
+        assert len(ax.get_xticks()) == 12 and ax.get_xticklabels()[1].get_text() == "15°"
+    finally:
+        plt.close("all")

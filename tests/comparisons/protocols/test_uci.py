@@ -1,0 +1,77 @@
+import pandas as pd
+import pytest
+import torch
+
+from comparisons.cli.main import main
+from comparisons.protocols.uci import UCIProtocol, parse_splits, run_uci_cell, uci_cells
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_parse_splits():
+    assert parse_splits("0-2,5", 20) == [0, 1, 2, 5]
+    assert parse_splits("all", 5) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match=r"out of range.*0\.\.4"):
+        parse_splits("0-19", 5)
+    with pytest.raises(ValueError, match="splits must look like"):
+        parse_splits("zero", 20)
+
+
+def test_bad_dataset_and_protocol():
+    with pytest.raises(ValueError, match="yacht"):
+        uci_cells(["yaht"], "0", UCIProtocol())
+    with pytest.raises(ValueError, match="num_samples"):
+        UCIProtocol(num_samples=0)
+
+
+def test_cell_records_are_tidy_and_finite():
+    cell = uci_cells(["yacht"], "0", UCIProtocol(epochs_multiplier=0.05, num_samples=20,
+                                                 max_grid=2))[0]
+    records = pd.DataFrame(run_uci_cell(cell))
+    assert set(records["metric"]) >= {"rmse", "rmse_standard", "test_ll", "best_tau",
+                                      "best_dropout_rate", "wall_time_s"}
+    assert (records["epochs_multiplier"] == 0.05).all()
+    assert records["value"].notna().all()
+    assert (records.set_index("metric").loc["rmse", "value"]) > 0
+
+
+def test_cli_end_to_end_and_resume(tmp_path, capsys):
+    args = ["uci", "--dataset", "yacht", "--splits", "0-1", "--epochs-multiplier", "0.05",
+            "--num-samples", "20", "--max-grid", "2", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    first = pd.read_csv(tmp_path / "records.csv")
+    assert sorted(first["split"].unique()) == [0, 1]
+    assert (tmp_path / "summary.md").read_text().count("yacht") == 1
+    assert (tmp_path / "test_ll_per_split.png").stat().st_size > 0
+    assert main(args) == 0
+    assert "0 done, 2 skipped" in capsys.readouterr().out
+    second = pd.read_csv(tmp_path / "records.csv")
+    assert len(second) == len(first)  # no duplicated rows after a re-run
+
+
+def test_diverged_grid_point_is_named_stopped_and_the_rest_kept(monkeypatch):
+    """A grid point with a NaN loss is stopped, named in a warning, counted in the records."""
+    import comparisons.protocols.uci as up
+
+    original = up.train_batched
+
+    def exploding(x, y, keep_prob, reg, seeds, **kwargs):
+        if len(seeds) > 1:  # the grid search: make the first network blow up
+            kwargs["lr"] = [1e10] + [1e-3] * (len(seeds) - 1)
+        return original(x, y, keep_prob, reg, seeds, **kwargs)
+
+    monkeypatch.setattr(up, "train_batched", exploding)
+    protocol = UCIProtocol(epochs_multiplier=0.5, num_samples=20, max_grid=2)
+    (cell,) = uci_cells(["yacht"], "0", protocol)
+    with pytest.warns(RuntimeWarning, match=r"yacht split 0: training diverged .* dropout rate "
+                                            r"0.005 / tau"):
+        records = pd.DataFrame(run_uci_cell(cell))
+    value = records.set_index("metric")["value"]
+    assert value["diverged_grid_points"] == 1.0
+    assert value["best_dropout_rate"] == 0.005 and torch.isfinite(torch.tensor(value["test_ll"]))

@@ -1,0 +1,61 @@
+"""One id, label and colour per method: the map itself, its users and the committed records."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from comparisons.experiments.diagnose import DIAGNOSE_METHODS, DRAW_METHODS
+from comparisons.experiments.gp_vs_dropout import GP_METHODS
+from comparisons.experiments.mauna_loa import METHODS as MAUNA_LOA_METHODS
+from comparisons.report.styles import (
+    LEGACY_METHOD_IDS,
+    METHOD_STYLES,
+    canonical_method,
+    method_color,
+    method_label,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+IDS = ("mc_dropout", "standard_dropout", "gp_arccos1", "gp_arccos1_prior", "gp_se",
+       "gp_rf_prior", "hmc")
+
+
+def test_one_label_and_one_colour_per_method():
+    assert tuple(METHOD_STYLES) == IDS
+    assert all(re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", m) for m in METHOD_STYLES)
+    labels = [s.label for s in METHOD_STYLES.values()]
+    colors = [s.color for s in METHOD_STYLES.values()]
+    assert len(set(labels)) == len(labels) and len(set(colors)) == len(colors)
+    assert method_label("hmc") == "HMC (NUTS)" and method_color("gp_se") == "tab:brown"
+    # unknown names are drawn as they are, older spellings as their id
+    assert method_label("a") == "a" and method_color("a") is None
+    assert method_color("a", "k") == "k"
+    assert method_color("gp-arccos1") == METHOD_STYLES["gp_arccos1"].color
+
+
+def test_legacy_spellings_map_to_ids():
+    assert set(LEGACY_METHOD_IDS.values()) <= set(METHOD_STYLES)
+    assert canonical_method("nuts") == "hmc"
+    assert canonical_method("gp-arccos1-prior") == "gp_arccos1_prior"
+    assert canonical_method("mc_dropout") == "mc_dropout"
+
+
+def test_the_runners_use_the_ids():
+    assert set(GP_METHODS) | set(DIAGNOSE_METHODS) | set(DRAW_METHODS) <= set(METHOD_STYLES)
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "docs").rglob("*records*.csv")),
+                         ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_committed_records_spell_every_method_as_its_id(path):
+    frame = pd.read_csv(path)
+    if "method" not in frame.columns:
+        pytest.skip("no method column")
+    # besides the ids: the Mauna Loa variants (activation in the id) and the pitfalls'
+    # exact-ELBO quantity
+    allowed = set(METHOD_STYLES) | set(MAUNA_LOA_METHODS) | {"exact_elbo"}
+    assert set(frame["method"]) <= allowed
+    assert not set(frame["method"]) & set(LEGACY_METHOD_IDS)

@@ -1,0 +1,121 @@
+"""Mean ± standard error tables and the per-split plot."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt  # tests/conftest.py selects the Agg backend
+import numpy as np
+import pandas as pd
+import pytest
+
+from comparisons.report.uci import (
+    format_mean_se,
+    plot_split_metric,
+    summarize,
+    summary_markdown,
+)
+
+RMSE_YACHT = [1.0, 2.0, 4.0, 5.0]
+LL_YACHT = [-1.5, -1.25, -1.75, -2.0]
+RMSE_ENERGY = [0.5, 0.7, 0.6]
+
+
+def _records():
+    recs = []
+    for k, (r, ll) in enumerate(zip(RMSE_YACHT, LL_YACHT)):
+        recs.append({"dataset": "yacht", "method": "mc", "split": k, "metric": "rmse", "value": r})
+        recs.append({"dataset": "yacht", "method": "mc", "split": k, "metric": "test_ll",
+                     "value": ll})
+    for k, r in enumerate(RMSE_ENERGY):
+        recs.append({"dataset": "energy", "method": "mc", "split": k, "metric": "rmse",
+                     "value": r})
+        recs.append({"dataset": "energy", "method": "gp", "split": k, "metric": "rmse",
+                     "value": 2 * r})
+    return recs
+
+
+def _hand_mean_se(values):
+    n = len(values)
+    mean = sum(values) / n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var) / math.sqrt(n)
+
+
+def test_mean_and_standard_error_by_hand():
+    table = summarize(_records())
+    assert list(table.columns) == ["dataset", "method", "metric", "mean", "se", "n_splits"]
+    assert len(table) == 4
+    row = table[(table.dataset == "yacht") & (table.metric == "rmse")].iloc[0]
+    mean, se = _hand_mean_se(RMSE_YACHT)  # 3.0, sqrt(10/3)/2
+    assert (row["mean"], row["n_splits"]) == (3.0, 4)
+    assert row["se"] == pytest.approx(se) and se == pytest.approx(math.sqrt(10 / 3) / 2)
+    gp = table[(table.dataset == "energy") & (table.method == "gp")].iloc[0]
+    m, s = _hand_mean_se([2 * v for v in RMSE_ENERGY])
+    assert (gp["mean"], gp["se"]) == (pytest.approx(m), pytest.approx(s))
+    only_ll = summarize(pd.DataFrame(_records()), metrics=["test_ll"])
+    assert only_ll["metric"].tolist() == ["test_ll"]
+    assert only_ll["mean"].item() == pytest.approx(np.mean(LL_YACHT))
+
+
+def test_single_split_and_duplicates():
+    one = summarize([{"dataset": "d", "method": "m", "split": 0, "metric": "x", "value": 2.0}])
+    assert math.isnan(one["se"].item())
+    dup = [{"dataset": "d", "method": "m", "split": 0, "metric": "x", "value": v}
+           for v in (1.0, 2.0)]
+    with pytest.raises(ValueError, match="share"):
+        summarize(dup)
+
+
+def test_older_method_spellings_are_read_as_the_ids():
+    old = [{"dataset": "d", "method": "gp-se", "split": 0, "metric": "x", "value": 1.0},
+           {"dataset": "d", "method": "nuts", "split": 0, "metric": "x", "value": 2.0}]
+    new = [{"dataset": "d", "method": "gp_se", "split": 1, "metric": "x", "value": 3.0}]
+    table = summarize(old + new)
+    assert list(table["method"]) == ["gp_se", "hmc"]
+    assert table.set_index("method").loc["gp_se", "n_splits"] == 2
+    # the same split under both spellings is one record twice
+    with pytest.raises(ValueError, match="share"):
+        summarize(old + [dict(old[0], method="gp_se")])
+
+
+def test_markdown():
+    md = summary_markdown(_records(), metrics=["rmse", "test_ll"])
+    lines = md.splitlines()
+    assert lines[0] == "| dataset | method | rmse | test_ll |"
+    assert lines[1] == "|---|---|---|---|"
+    m, s = _hand_mean_se(LL_YACHT)
+    assert lines[2] == f"| yacht | mc | 3.00 ± {math.sqrt(10 / 3) / 2:.2f} | {m:.2f} ± {s:.2f} |"
+    assert lines[2] == "| yacht | mc | 3.00 ± 0.91 | -1.62 ± 0.16 |"
+    assert lines[3] == "| energy | mc | 0.600 ± 0.058 | – |"  # auto: 2 significant SE digits
+    fixed = summary_markdown(_records(), metrics=["rmse", "test_ll"], decimals=2).splitlines()
+    assert fixed[3] == "| energy | mc | 0.60 ± 0.06 | – |"
+    assert lines[4] == "| energy | gp | 1.20 ± 0.12 | – |"
+    assert format_mean_se(2.9712, 0.1893) == "2.97 ± 0.19"
+    assert format_mean_se(1.0, float("nan"), 1) == "1.0 ± n/a"
+    assert format_mean_se(0.00172, 0.000061, None) == "0.001720 ± 0.000061"
+    assert format_mean_se(0.0031, float("nan"), None) == "0.0031 ± n/a"
+    assert format_mean_se(-2.4, 0.19, None) == "-2.40 ± 0.19"
+    # Beyond 6 decimals (a GP on naval: RMSE 1.6e-5): a shared exponent, two SE digits.
+    assert format_mean_se(1.63e-05, 2.1e-07, None) == "(1.630 ± 0.021)e-05"
+    assert format_mean_se(-1.63e-05, 2.1e-07, None) == "(-1.630 ± 0.021)e-05"
+    assert "3.000 ±" in summary_markdown(_records(), decimals={"rmse": 3, "test_ll": 2})
+
+
+def test_plot_split_metric_points():
+    fig, ax = plt.subplots()
+    try:
+        out = plot_split_metric(_records(), "rmse", ax)
+        assert out is ax
+        counts = [len(c.get_offsets()) for c in ax.collections]
+        assert counts == [4, 3, 3]  # one marker per split, one row per data set / method
+        rows = [set(np.asarray(c.get_offsets())[:, 1]) for c in ax.collections]
+        assert rows == [{0.0}, {1.0}, {2.0}]
+        np.testing.assert_allclose(np.asarray(ax.collections[0].get_offsets())[:, 0], RMSE_YACHT)
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        assert labels == ["yacht / mc", "energy / mc", "energy / gp"]
+        assert ax.get_xlabel() == "rmse"
+        with pytest.raises(ValueError, match="no records"):
+            plot_split_metric(_records(), "nll", ax)
+    finally:
+        plt.close(fig)
