@@ -3,68 +3,9 @@ the 8x8 digits / MNIST and the Mauna Loa CO2 record."""
 
 from __future__ import annotations
 
-from .digits import (  # noqa: F401
-    MNIST_FILES,
-    DigitsData,
-    load_digits_split,
-    load_mnist_idx,
-    load_mnist_split,
-    read_idx,
-)
-from .toy1d import (  # noqa: F401
-    TOY1D_BASE_EPOCHS,
-    TOY1D_DROPOUT_RATES,
-    TOY1D_N_HIDDEN,
-    TOY1D_NAME,
-    TOY1D_TAU_VALUES,
-    TOY1D_TEST_RANGE,
-    TOY1D_TRAIN_INTERVALS,
-    Toy1DData,
-    finish_toy_axes,
-    load_toy1d,
-    toy1d_function,
-)
-from .uci import (  # noqa: F401
-    UCI_ALIASES,
-    UCI_DATASETS,
-    StandardizedSplit,
-    UCIDataError,
-    UCIInfo,
-    UCISplit,
-    load_uci,
-    resolve_uci_name,
-    standardize,
-    uci_info,
-    validation_split,
-)
+from . import digits, toy1d, uci
+from .digits import *  # noqa: F401,F403
+from .toy1d import *  # noqa: F401,F403
+from .uci import *  # noqa: F401,F403
 
-__all__ = [
-    "DigitsData",
-    "MNIST_FILES",
-    "load_digits_split",
-    "read_idx",
-    "load_mnist_idx",
-    "load_mnist_split",
-    "TOY1D_NAME",
-    "TOY1D_TRAIN_INTERVALS",
-    "TOY1D_TEST_RANGE",
-    "TOY1D_DROPOUT_RATES",
-    "TOY1D_TAU_VALUES",
-    "TOY1D_N_HIDDEN",
-    "TOY1D_BASE_EPOCHS",
-    "Toy1DData",
-    "toy1d_function",
-    "load_toy1d",
-    "finish_toy_axes",
-    "UCI_DATASETS",
-    "UCI_ALIASES",
-    "UCISplit",
-    "UCIInfo",
-    "StandardizedSplit",
-    "UCIDataError",
-    "resolve_uci_name",
-    "uci_info",
-    "load_uci",
-    "standardize",
-    "validation_split",
-]
+__all__ = [*digits.__all__, *toy1d.__all__, *uci.__all__]

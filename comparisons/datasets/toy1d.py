@@ -41,7 +41,6 @@ __all__ = [
     "Toy1DData",
     "toy1d_function",
     "load_toy1d",
-    "finish_toy_axes",
 ]
 
 TOY1D_NAME = "toy1d"
@@ -291,27 +290,3 @@ def load_toy1d(
         noise_std=float(noise_std),
         seed=seed,
     )
-
-
-def finish_toy_axes(ax, data: Toy1DData, x: np.ndarray, ylim, title: str):
-    """Draw the true function and the training points on a toy predictive plot, set the limits,
-    labels, title and legend shared by the toy figures; returns ``ax``.
-
-    Args:
-        ax: matplotlib axes holding the methods' bands.
-        data: the :class:`Toy1DData` split (``f_test`` and the training points).
-        x: the test inputs (``data.x_test[:, 0]``), for the x limits.
-        ylim: ``(low, high)`` y limits.
-        title: the axes title.
-    """
-    ax.plot(x, data.f_test, "k--", lw=1, label=r"$f(x) = x \sin x$")
-    ax.scatter(data.source.x_train[:, 0], data.source.y_train[:, 0], s=6, color="k", alpha=0.6,
-               zorder=3, label="training data")
-    ax.set_ylim(*ylim)
-    ax.set_xlim(x[0], x[-1])
-    ax.set_xlabel("x")
-    ax.set_ylabel("y")
-    ax.set_title(title)
-    ax.legend(fontsize=6, loc="lower center", ncol=3, framealpha=0.8)
-    return ax
-

@@ -118,7 +118,7 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
-from comparisons.datasets.toy1d import TOY1D_NAME, finish_toy_axes
+from comparisons.datasets.toy1d import TOY1D_NAME
 from comparisons.datasets.uci import StandardizedSplit, standardize
 from comparisons.experiments.gp_vs_dropout import (
     _load,
@@ -126,7 +126,6 @@ from comparisons.experiments.gp_vs_dropout import (
     fit_gp,
     fit_mc_dropout,
 )
-from comparisons.gp.models import gaussian_test_loglik
 from comparisons.inference_data.converters import (
     LOOReliabilityWarning,
     checked_loo,
@@ -138,9 +137,11 @@ from comparisons.metrics.distances import (
     moment_match_samples,
     summarize_predictive_distances,
 )
+from comparisons.metrics.gaussian import gaussian_log_likelihood
 from comparisons.protocols.uci import UCIProtocol
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
-from comparisons.report.styles import method_color, method_label
+from comparisons.report.plots import finish_toy_axes, plot_predictive_band, toy_ylim
+from comparisons.report.styles import method_label
 from vi_dropout.predict import mc_predict, standard_dropout_predict
 
 __all__ = [
@@ -530,7 +531,7 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
                                          _lppd(id_test), wall, info=info)
     sd_mean = y_mean + y_std * std_test
     sd_var = np.full_like(sd_mean, 1.0 / tau)
-    sd_ll = float(gaussian_test_loglik(
+    sd_ll = float(gaussian_log_likelihood(
         *(torch.tensor(np.array(a)) for a in (sd_mean, sd_var, y_test))).mean())
     outputs["standard_dropout"] = MethodOutput(
         "standard_dropout", None, None, sd_mean, sd_var, sd_ll, wall, loo_note=NO_POSTERIOR,
@@ -554,7 +555,7 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
         gp_test = from_exact_gp(gp.model, gp.likelihood, x_test, y_test_2d, s.gp_num_draws,
                                 y_mean=y_mean, y_std=y_std, seed=s.seed + 1, attrs=gp_attrs)
     gp_mean, gp_var = y_mean + y_std * m_std, y_std**2 * v_std
-    gp_ll = float(gaussian_test_loglik(
+    gp_ll = float(gaussian_log_likelihood(
         *(torch.tensor(np.array(a)) for a in (gp_mean, gp_var, y_test))).mean())
     outputs[gp_method] = MethodOutput(
         gp_method, gp_train, gp_test, gp_mean, gp_var, gp_ll, time.perf_counter() - t0,
@@ -872,19 +873,9 @@ def plot_predictive_bands(result: DiagnoseResult, ax, num_sd: float = 2.0,
     x = data.x_test_raw
     for i, (a, b) in enumerate(data.train_intervals):
         ax.axvspan(a, b, color="0.9", lw=0, label="training intervals" if i == 0 else None)
-    f_lo, f_hi = float(data.f_test.min()), float(data.f_test.max())
-    pad = 0.5 * (f_hi - f_lo)
-    ylim = (f_lo - pad, f_hi + pad)
-    span = ylim[1] - ylim[0]
+    ylim = toy_ylim(data)
     for m in methods:
         out = result.methods[m]
-        sd = np.sqrt(out.var)
-        color = method_color(m, "tab:cyan")
-        lo = np.clip(out.mean - num_sd * sd, ylim[0] - span, ylim[1] + span)
-        hi = np.clip(out.mean + num_sd * sd, ylim[0] - span, ylim[1] + span)
-        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
-        ax.plot(x, np.clip(out.mean, ylim[0] - span, ylim[1] + span), color=color, lw=1.5,
-                label=f"{method_label(m)} ± {num_sd:g} sd")
-        ax.plot(x, lo, color=color, lw=0.6, ls=":")
-        ax.plot(x, hi, color=color, lw=0.6, ls=":")
+        plot_predictive_band(ax, x, out.mean, out.var, m, ylim, num_sd=num_sd, alpha=0.15,
+                             lw=1.5, edges=True)
     return finish_toy_axes(ax, data, x, ylim, f"{result.dataset}: test predictive of every method")

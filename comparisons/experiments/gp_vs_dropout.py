@@ -65,7 +65,7 @@ import torch
 from gpytorch.constraints import GreaterThan
 from linear_operator.utils.errors import NanError, NotPSDError
 
-from comparisons.datasets.toy1d import TOY1D_NAME, finish_toy_axes, load_toy1d
+from comparisons.datasets.toy1d import TOY1D_NAME, load_toy1d
 from comparisons.datasets.uci import (
     StandardizedSplit,
     UCISplit,
@@ -81,7 +81,6 @@ from comparisons.gp.models import (
     GPNotPSDError,
     dropout_prior_hyperparameters,
     fit_exact_gp,
-    gaussian_test_loglik,
     gp_predict,
     make_kernel,
 )
@@ -91,6 +90,7 @@ from comparisons.metrics.distances import (
     moment_match_samples,
     summarize_predictive_distances,
 )
+from comparisons.metrics.gaussian import gaussian_log_likelihood
 from comparisons.protocols.uci import (
     UCIProtocol,
     hyperparameter_grid,
@@ -98,7 +98,8 @@ from comparisons.protocols.uci import (
     score_networks,
     train_grid,
 )
-from comparisons.report.styles import method_color, method_label
+from comparisons.report.plots import finish_toy_axes, plot_predictive_band, toy_ylim
+from comparisons.report.styles import method_label
 from comparisons.runner.executors import Cell
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
 from vi_dropout.validation import (
@@ -592,7 +593,7 @@ def _load(dataset: str, split: int, toy_num_train: int):
 
 def _method_metrics(mean, var, y, wall) -> dict[str, float]:
     """rmse, test_ll (Gaussian), coverage_95, mean_pred_sd on the original scale."""
-    ll = gaussian_test_loglik(*(torch.tensor(np.asarray(a, dtype=np.float64)) for a in (mean, var, y)))
+    ll = gaussian_log_likelihood(*(torch.tensor(np.asarray(a, dtype=np.float64)) for a in (mean, var, y)))
     out = {
         "rmse": float(np.sqrt(np.mean((y - mean) ** 2))),
         "test_ll": float(ll.mean()),
@@ -943,18 +944,9 @@ def plot_toy1d_comparison(result: GPvsDropoutResult, ax, gp_method: str = "gp_ar
     ax.axvspan(x[0], lo_t, color="0.93", lw=0, label="extrapolation")
     ax.axvspan(hi_t, x[-1], color="0.93", lw=0)
     if ylim is None:
-        f_lo, f_hi = float(data.f_test.min()), float(data.f_test.max())
-        pad = 0.5 * (f_hi - f_lo)
-        ylim = (f_lo - pad, f_hi + pad)
-    span = ylim[1] - ylim[0]
+        ylim = toy_ylim(data)
     for method in (DROPOUT_METHOD, gp_method):
         mean, var = result.predictions[method]
-        sd = np.sqrt(var)
-        color = method_color(method, "tab:cyan")
-        # clip to just outside the axes: a band of sd ~ 1e4 is drawn as "everything" cleanly
-        lo = np.clip(mean - num_sd * sd, ylim[0] - span, ylim[1] + span)
-        hi = np.clip(mean + num_sd * sd, ylim[0] - span, ylim[1] + span)
-        ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
-        ax.plot(x, np.clip(mean, ylim[0] - span, ylim[1] + span), color=color, lw=1.8,
-                label=f"{method_label(method)} mean ± {num_sd:g} sd")
+        plot_predictive_band(ax, x, mean, var, method, ylim, num_sd=num_sd,
+                             label=f"{method_label(method)} mean ± {num_sd:g} sd")
     return finish_toy_axes(ax, data, x, ylim, f"MC dropout vs {method_label(gp_method)}")

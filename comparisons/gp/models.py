@@ -3,7 +3,6 @@ prediction, test log-likelihood and the GP prior implied by a one-hidden-layer d
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -26,7 +25,6 @@ __all__ = [
     "MLL_SOLVERS",
     "dropout_prior_hyperparameters",
     "fit_exact_gp",
-    "gaussian_test_loglik",
     "gp_predict",
     "make_kernel",
     "make_mll",
@@ -215,41 +213,6 @@ def gp_predict(
     with torch.no_grad(), _explain_not_psd(model, "Predictive computation"):
         pred = likelihood(model(test_x))
         return pred.mean, pred.variance
-
-
-def gaussian_test_loglik(
-    mean: torch.Tensor, variance: torch.Tensor, y: torch.Tensor, y_scale: float = 1.0
-) -> torch.Tensor:
-    r"""Per-point Gaussian log predictive density on the original target scale.
-
-    .. math::
-        \log p(y^\text{orig}_*) = -\tfrac12\log(2\pi v) - \frac{(y - \mu)^2}{2 v} - \log s,
-
-    where ``mean`` :math:`\mu`, ``variance`` :math:`v` and ``y`` are in the standardised space
-    the GP was trained in and :math:`y^\text{orig} = \bar y + s\,y` with ``y_scale`` :math:`s`
-    (the density of an affine map gains :math:`-\log s`; :math:`\bar y` does not enter).
-
-    Shapes: ``mean``, ``variance`` and ``y`` must have the SAME shape (e.g. ``M``; never
-    broadcast: an ``M x 1`` target against ``M`` moments would score every point against every
-    target); returns that shape.
-    """
-    y_scale = check_positive(y_scale, "y_scale")
-    for t, name in ((mean, "mean"), (variance, "variance"), (y, "y")):
-        check_finite(t, name)
-    if not mean.shape == variance.shape == y.shape:
-        raise ValueError(
-            f"mean, variance and y must have the same shape (no broadcasting), got "
-            f"{tuple(mean.shape)}, {tuple(variance.shape)} and {tuple(y.shape)}"
-        )
-    if bool((variance <= 0).any()):
-        raise ValueError(
-            f"variance must be > 0 everywhere, got minimum {float(variance.min()):g}"
-        )
-    return (
-        -0.5 * torch.log(2 * math.pi * variance)
-        - 0.5 * (y - mean).pow(2) / variance
-        - math.log(y_scale)
-    )
 
 
 def dropout_prior_hyperparameters(

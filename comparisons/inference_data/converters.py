@@ -757,7 +757,7 @@ def from_exact_gp(
 
     whose :math:`\operatorname{logsumexp}_s - \log S` converges to the exact Gaussian log
     predictive density :math:`\log\mathcal{N}(y_n; \bar y + s_y\mu_n, s_y^2(v_n + \sigma_n^2))`
-    (see :func:`~comparisons.gp.models.gaussian_test_loglik`). The exact moments are stored in
+    (see :func:`~comparisons.metrics.gaussian.gaussian_log_likelihood`). The exact moments are stored in
     ``constant_data`` as ``f_mean``, ``f_var`` and ``noise_var`` (original scale, dims ``obs``).
 
     Args:

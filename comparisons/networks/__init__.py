@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from .lenet import (  # noqa: F401
-    LeNet,
-    TrainHistory,
-    lenet_features,
-    mc_logits,
-    standard_logits,
-    train_lenet,
-)
+from . import lenet
+from .lenet import *  # noqa: F401,F403
 
-__all__ = [
-    "LeNet",
-    "TrainHistory",
-    "train_lenet",
-    "lenet_features",
-    "mc_logits",
-    "standard_logits",
-]
+__all__ = [*lenet.__all__]

@@ -2,28 +2,7 @@
 
 from __future__ import annotations
 
-from .nuts import (  # noqa: F401
-    DEFAULT_ESS_PER_CHAIN,
-    DEFAULT_MIN_BFMI,
-    DEFAULT_R_HAT_MAX,
-    HMCDiagnosticsWarning,
-    NUTSResult,
-    RecordingNUTS,
-    bnn_potential,
-    hmc_summary,
-    nuts_cache_key,
-    run_nuts,
-)
+from . import nuts
+from .nuts import *  # noqa: F401,F403
 
-__all__ = [
-    "DEFAULT_ESS_PER_CHAIN",
-    "DEFAULT_MIN_BFMI",
-    "DEFAULT_R_HAT_MAX",
-    "HMCDiagnosticsWarning",
-    "NUTSResult",
-    "RecordingNUTS",
-    "bnn_potential",
-    "hmc_summary",
-    "nuts_cache_key",
-    "run_nuts",
-]
+__all__ = [*nuts.__all__]

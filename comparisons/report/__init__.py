@@ -2,30 +2,10 @@
 
 from __future__ import annotations
 
-from .styles import (  # noqa: F401
-    LEGACY_METHOD_IDS,
-    METHOD_STYLES,
-    MethodStyle,
-    canonical_method,
-    method_color,
-    method_label,
-)
-from .uci import (  # noqa: F401
-    format_mean_se,
-    plot_split_metric,
-    summarize,
-    summary_markdown,
-)
+from . import plots, styles, tables, uci
+from .plots import *  # noqa: F401,F403
+from .styles import *  # noqa: F401,F403
+from .tables import *  # noqa: F401,F403
+from .uci import *  # noqa: F401,F403
 
-__all__ = [
-    "METHOD_STYLES",
-    "LEGACY_METHOD_IDS",
-    "MethodStyle",
-    "canonical_method",
-    "method_color",
-    "method_label",
-    "summarize",
-    "format_mean_se",
-    "summary_markdown",
-    "plot_split_metric",
-]
+__all__ = [*plots.__all__, *styles.__all__, *tables.__all__, *uci.__all__]

@@ -4,8 +4,8 @@ step's own subcommand is tested at tiny sizes in its own test file)."""
 from __future__ import annotations
 
 import pytest
-from comparisons.cli.demo import STEP_NAMES, demo_steps
 
+from comparisons.cli.demo import STEP_NAMES, demo_steps
 from comparisons.cli.main import main
 
 

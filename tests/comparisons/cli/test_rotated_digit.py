@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
-from comparisons.cli.rotated_digit import DEFAULTS, add_parser, run
 
+from comparisons.cli.rotated_digit import DEFAULTS, add_parser, run
 from tests.common import subcommand_parser
 from tests.comparisons.datasets.test_digits import fake_mnist, write_split
 

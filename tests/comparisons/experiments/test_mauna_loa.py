@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from comparisons.cli.mauna_loa import add_parser, run
 
+from comparisons.cli.mauna_loa import add_parser, run
 from comparisons.experiments.mauna_loa import (
     METHODS,
     MaunaLoaConfig,

@@ -15,7 +15,6 @@ from comparisons.gp.models import (
     GPNotPSDError,
     dropout_prior_hyperparameters,
     fit_exact_gp,
-    gaussian_test_loglik,
     gp_predict,
     make_kernel,
 )
@@ -82,30 +81,6 @@ def test_low_rank_marginal_likelihood_uses_woodbury_and_matches_dense():
     dense = covar.to_dense()
     ref = torch.distributions.MultivariateNormal(torch.zeros(200, dtype=torch.float64), dense)
     assert mll.item() == pytest.approx(ref.log_prob(y).item() / 200, abs=1e-10)
-
-
-def test_gaussian_test_loglik_original_scale():
-    mean, var = torch.tensor([0.1, -0.4]), torch.tensor([0.5, 2.0])
-    y = torch.tensor([0.3, 0.2])
-    y_mean, y_scale = 5.0, 3.0
-    got = gaussian_test_loglik(mean, var, y, y_scale=y_scale)
-    ref = torch.distributions.Normal(y_mean + y_scale * mean, y_scale * var.sqrt()).log_prob(
-        y_mean + y_scale * y
-    )
-    torch.testing.assert_close(got, ref)
-    torch.testing.assert_close(gaussian_test_loglik(mean, var, y) - got, torch.full((2,), math.log(3.0)))
-
-
-def test_gaussian_test_loglik_bad_input():
-    with pytest.raises(ValueError, match="y_scale must be a finite number > 0, got 0"):
-        gaussian_test_loglik(torch.zeros(2), torch.ones(2), torch.zeros(2), y_scale=0)
-    with pytest.raises(ValueError, match="variance must be > 0 everywhere, got minimum 0"):
-        gaussian_test_loglik(torch.zeros(2), torch.tensor([1.0, 0.0]), torch.zeros(2))
-    with pytest.raises(ValueError, match="y must be finite"):
-        gaussian_test_loglik(torch.zeros(2), torch.ones(2), torch.tensor([0.0, float("nan")]))
-    # an N x 1 target against N moments would broadcast to N x N pairs: refused
-    with pytest.raises(ValueError, match=r"same shape \(no broadcasting\), got \(2,\), \(2,\) and \(2, 1\)"):
-        gaussian_test_loglik(torch.zeros(2), torch.ones(2), torch.zeros(2, 1))
 
 
 def test_dropout_prior_hyperparameters_values():

@@ -16,7 +16,7 @@ from pyro import poutine
 from pyro.infer import MCMC, Predictive
 from scipy.special import logsumexp
 
-from comparisons.gp.models import ExactGPModel, gaussian_test_loglik, make_kernel
+from comparisons.gp.models import ExactGPModel, make_kernel
 from comparisons.inference_data.converters import (
     LOOReliabilityWarning,
     checked_loo,
@@ -26,6 +26,7 @@ from comparisons.inference_data.converters import (
     from_svi_guide,
     weight_dims,
 )
+from comparisons.metrics.gaussian import gaussian_log_likelihood
 from comparisons.reference.nuts import NUTSResult, RecordingNUTS
 from tests.common import toy_regression
 from tests.comparisons.mc_helpers import NUM_SE
@@ -278,7 +279,7 @@ def test_exact_gp_draws_reproduce_the_gaussian_predictive_density(gp_setup):
     se = w.std(0) / w.mean(0) / math.sqrt(S)
     mean = torch.as_tensor(const["f_mean"].values)
     var = torch.as_tensor(const["f_var"].values + const["noise_var"].values)
-    exact = gaussian_test_loglik(mean, var, y_mean + y_std * ys[:, 0]).numpy()
+    exact = gaussian_log_likelihood(mean, var, y_mean + y_std * ys[:, 0]).numpy()
     assert np.all(np.abs(est - exact) < NUM_SE * se + 1e-12)
     assert se.max() < 0.05  # the check is not vacuous (S = 4000 draws)
     f = idata.posterior["f"].values.reshape(S, -1)
