@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install demo test verify lint clean
+.PHONY: install demo test verify lint docs clean
 
 install: $(STAMP)
 
@@ -27,8 +27,15 @@ verify: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The documentation site (Sphinx + myst-nb, furo theme) into docs/_build/html; warnings are
+# errors. DOCS_EXECUTE_NOTEBOOKS=1 also runs the notebooks (minutes); by default they are
+# rendered as stored.
+docs: $(STAMP)
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+	@echo "docs: open docs/_build/html/index.html"
+
 lint: $(STAMP)
 	$(PY) -m ruff check vi_dropout comparisons tests benchmarks
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache docs/_build docs/notebooks

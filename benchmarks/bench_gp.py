@@ -35,7 +35,8 @@ def _run_row(kernel_name: str, n: int, dtype_name: str, iters: int, n_test: int,
     import gpytorch
     import torch
 
-    from comparisons.gp.models import ExactGPModel, fit_exact_gp, gp_predict, make_kernel
+    from comparisons.gp.fit import fit_exact_gp, gp_predict
+    from comparisons.gp.models import ExactGPModel, make_kernel
 
     torch.set_num_threads(threads)
     dtype = getattr(torch, dtype_name)

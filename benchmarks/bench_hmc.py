@@ -112,7 +112,7 @@ def overhead(args) -> dict:
     toy and the Boston problem, to compare with the NUTS milliseconds per leapfrog step."""
     from pyro.ops.integrator import potential_grad
 
-    from comparisons.reference.nuts import _jit_potential, _site_names, bnn_potential
+    from comparisons.reference.nuts import bnn_potential, jit_potential
     from vi_dropout.network import Architecture
 
     z = standardize(load_uci("boston", 0))
@@ -132,7 +132,7 @@ def overhead(args) -> dict:
             params[f"layers.{i}.bias"] = torch.randn(o, generator=g, dtype=torch.float64)
         pot = bnn_potential(x, y, arch, 1.0, tau)
         row = {}
-        for label, fn in (("eager", pot), ("jit", _jit_potential(pot, _site_names(arch), params))):
+        for label, fn in (("eager", pot), ("jit", jit_potential(pot, arch, params))):
             for _ in range(50):
                 potential_grad(fn, params)
             reps = 1000

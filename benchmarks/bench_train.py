@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from comparisons.datasets.uci import load_uci, standardize, uci_info  # noqa: E402
 from vi_dropout.predict import standard_dropout_predict  # noqa: E402
-from vi_dropout.training.batched import train_batched, weight_decay  # noqa: E402
+from vi_dropout.training import train_batched, weight_decay  # noqa: E402
 
 
 def _load(name: str, split: int):

@@ -21,7 +21,7 @@
 # as a *posterior*? This notebook fits, on the 1-D toy problem ($y = x\sin x + \varepsilon$, a gap
 # and extrapolation regions; `comparisons.datasets.toy1d`):
 #
-# * **MC dropout**: the UCI protocol's network (`comparisons.experiments.gp_vs_dropout.fit_mc_dropout`), $T$
+# * **MC dropout**: the UCI protocol's network (`comparisons.protocols.uci.fit_mc_dropout`), $T$
 #   stochastic passes;
 # * **standard dropout**: the same network with the masks replaced by their means and
 #   predictive $\mathcal{N}(\hat y, 1/\tau)$: a point estimate, so no LOO;
@@ -33,7 +33,8 @@
 # and compares them with ArviZ: PSIS-LOO and `az.compare` on the training data, posterior
 # predictive checks, LOO-PIT, test log-likelihood and coverage, and the distance of every test
 # predictive from HMC's (`comparisons.metrics.distances`). All of it is
-# `comparisons.experiments.diagnose.run_diagnose`; the command line is `python -m comparisons diagnose`.
+# `comparisons.experiments.diagnose.run` (the tables and figures: `comparisons.report.diagnose`);
+# the command line is `python -m comparisons diagnose`.
 #
 # **Smoke mode.** `VI_DROPOUT_SMOKE=1` (on by default when `CI` is set) shrinks everything so the
 # notebook runs in seconds: the network is barely trained and the NUTS chains are far too short
@@ -51,13 +52,12 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from comparisons.experiments.diagnose import (
-    DiagnoseSettings,
+from comparisons.experiments.diagnose import DiagnoseSettings, run
+from comparisons.report.diagnose import (
     diagnose_markdown,
     plot_loo_pit,
     plot_ppc,
     plot_predictive_bands,
-    run_diagnose,
 )
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
@@ -65,13 +65,14 @@ OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"
 torch.set_num_threads(1)  # small problems on a shared CPU
 
 if SMOKE:
-    SETTINGS = DiagnoseSettings(epochs_multiplier=0.02, num_samples=200, max_grid=1,
-                                gp_iterations=20, gp_num_draws=200, hmc_chains=2, hmc_warmup=30,
-                                hmc_samples=50, hmc_processes=1, hmc_max_tree_depth=4)
+    SETTINGS = DiagnoseSettings(dataset="toy1d", split=0, epochs_multiplier=0.02,
+                                num_samples=200, max_grid=1, gp_iterations=20, gp_num_draws=200,
+                                hmc_chains=2, hmc_warmup=30, hmc_samples=50, hmc_processes=1,
+                                hmc_max_tree_depth=4)
 else:
     # the committed run of docs/diagnose/toy1d (chains one after another in this kernel)
-    SETTINGS = DiagnoseSettings(epochs_multiplier=10, num_samples=1000, hmc_chains=4,
-                                hmc_warmup=300, hmc_samples=300, hmc_processes=1)
+    SETTINGS = DiagnoseSettings(dataset="toy1d", split=0, epochs_multiplier=10, num_samples=1000,
+                                hmc_chains=4, hmc_warmup=300, hmc_samples=300, hmc_processes=1)
 
 T0 = time.perf_counter()
 print(f"SMOKE={SMOKE}, settings {SETTINGS}")
@@ -95,7 +96,7 @@ def save(fig, name):
 # %%
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    result = run_diagnose("toy1d", 0, SETTINGS)
+    result = run(SETTINGS)
 print(f"{result.wall_time_s:.1f} s; {len(result.warnings)} diagnostic warning(s)")
 
 # %% [markdown]

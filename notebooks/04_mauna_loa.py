@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -40,7 +41,7 @@
 #
 # The networks are the paper's: 4 hidden layers of 1024 units, `drop_rate` 0.2
 # (`keep_prob` = 0.8) on every hidden layer (the 1-D time input is not dropped). Training them
-# for $10^6$ steps (our paper-like setting, `comparisons.experiments.mauna_loa.PAPER_LIKE_CONFIG`) takes
+# for $10^6$ steps (our paper-like setting, `comparisons.experiments.mauna_loa.PAPER_LIKE_SETTINGS`) takes
 # about a day per network on one CPU thread (0.08-0.13 s per step measured), so the default
 # here is short (a few minutes in all) and the picture is a *short-training* version of
 # Figure 2.
@@ -61,29 +62,28 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
+from comparisons.datasets.mauna_loa import load_mauna_loa
 from comparisons.experiments.mauna_loa import (
-    PAPER_LIKE_CONFIG,
-    MaunaLoaConfig,
-    load_mauna_loa,
-    plot_mauna_loa,
-    records_markdown,
-    run_mauna_loa,
+    MaunaLoaSettings,
+    PAPER_LIKE_SETTINGS,
 )
+from comparisons.experiments.mauna_loa import run as run_mauna_loa
+from comparisons.report.mauna_loa import plot_mauna_loa, records_markdown
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
 OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"
 torch.set_num_threads(1)  # shared CPUs: one thread is the measured setting
 
 if SMOKE:
-    CONFIG = MaunaLoaConfig(iterations=40, num_samples=32, hidden_layers=2, hidden_units=32,
+    SETTINGS = MaunaLoaSettings(iterations=40, num_samples=32, hidden_layers=2, hidden_units=32,
                             gp_iterations=30, data_stride=8, gp_stride=1)
 else:
-    CONFIG = MaunaLoaConfig()  # 4 x 1024, 500 steps, T = 50: a few minutes on one thread
-print(f"SMOKE={SMOKE}, networks {CONFIG.hidden_layers} x {CONFIG.hidden_units}, "
-      f"drop_rate {CONFIG.drop_rate} (keep_prob {CONFIG.keep_prob:g}), "
-      f"{CONFIG.iterations} steps, T = {CONFIG.num_samples}")
-print(f"paper-like setting: {PAPER_LIKE_CONFIG.iterations:,} steps, "
-      f"T = {PAPER_LIKE_CONFIG.num_samples}")
+    SETTINGS = MaunaLoaSettings()  # 4 x 1024, 500 steps, T = 50: a few minutes on one thread
+print(f"SMOKE={SMOKE}, networks {SETTINGS.hidden_layers} x {SETTINGS.hidden_units}, "
+      f"drop_rate {SETTINGS.drop_rate} (keep_prob {SETTINGS.keep_prob:g}), "
+      f"{SETTINGS.iterations} steps, T = {SETTINGS.num_samples}")
+print(f"paper-like setting: {PAPER_LIKE_SETTINGS.iterations:,} steps, "
+      f"T = {PAPER_LIKE_SETTINGS.num_samples}")
 
 
 def save(fig, name):
@@ -102,7 +102,7 @@ def save(fig, name):
 # standard deviation. Predictions run as far beyond the cut as the training span (to 2019).
 
 # %%
-data = load_mauna_loa(CONFIG.train_fraction, CONFIG.extrapolation, CONFIG.data_stride)
+data = load_mauna_loa(SETTINGS.train_fraction, SETTINGS.extrapolation, SETTINGS.data_stride)
 print(f"{len(data.time)} weeks (stride {data.stride}), {int(data.interpolated.sum())} "
       f"interpolated; training {data.time[0]:.2f}-{data.train_end:.2f} ({data.num_train} weeks), "
       f"held out {data.num_heldout} weeks to {data.time[-1]:.2f}; horizon {data.horizon:.2f}")
@@ -114,7 +114,7 @@ print(f"standardisation: time {data.time_mean:.2f} +- {data.time_std:.2f} years,
 
 # %%
 t0 = time.perf_counter()
-result = run_mauna_loa(CONFIG, data=data, log=print)
+result = run_mauna_loa(SETTINGS, data=data, log=print)
 print(f"total {time.perf_counter() - t0:.1f} s")
 display(Markdown(records_markdown(result.records)))
 

@@ -6,6 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -54,18 +55,17 @@ from IPython.display import display
 
 from comparisons.metrics.calibration import (
     calibration_records,
-    plot_reliability_diagram,
     predictive_probs,
     reliability_bins,
 )
 from comparisons.datasets.digits import load_digits_split
 from comparisons.networks.lenet import LeNet, lenet_features, mc_logits, standard_logits, train_lenet
-from comparisons.experiments.rotated_digit import (
+from comparisons.experiments.rotated_digit import select_digit, sweep_rotations
+from comparisons.report.calibration import plot_reliability_diagram
+from comparisons.report.rotated_digit import (
     plot_rotated_digit_figure,
     plot_softmax_scatter,
     rotated_digit_table,
-    run_rotated_digit,
-    select_digit,
 )
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
@@ -157,7 +157,7 @@ print("max |mean of 2000 MC logits - standard logits| =",
 
 # %%
 image, row = select_digit(data.x_test, data.y_test, digit=1)
-res = run_rotated_digit(net, image, num_samples=T, seed=SEED, digit=1)
+res = sweep_rotations(net, image, num_samples=T, seed=SEED, digit=1)
 fig = plot_rotated_digit_figure(res, plt.figure(figsize=(12, 10)))
 save(fig, "05_rotated_digit")
 plt.show()

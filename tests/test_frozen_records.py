@@ -3,7 +3,14 @@
 subpackages). Same random streams, same numbers: a refactor that changes a single value fails here.
 
 Timing metrics (``*time*``, ``*wall*``, ``*seconds*``) are left out; everything else is compared
-with ``==`` on the float64 values as written (shortest round-trip repr).
+with ``==`` on the float64 values as written (shortest round-trip repr), with ONE documented
+exception: the Gaussian log-likelihood used to be written three times with three roundings
+(``((y - mu) / sd)^2``, ``(y - mu)^2 / v``, ``precision * (y - mu)^2``) and is now written once
+(:func:`comparisons.metrics.gaussian.gaussian_log_likelihood`, ``(y - mu)^2 / v``). The values
+computed from it in the other two roundings move in the last bits: Mauna Loa's ``mean_loglik``
+by one ulp, and diagnose's LOO statistics by at most 2.3e-15 relative, its stacking weights (an
+optimisation over those densities) by at most 1e-10 relative or 1e-11 absolute. Those metrics are
+compared within exactly these bounds; every other value bit for bit.
 """
 
 from __future__ import annotations
@@ -36,11 +43,17 @@ COMMANDS = {
     "rotated-digit": ["rotated-digit", "--epochs", "1", "--num-samples", "4"],
 }
 
+#: (experiment, metrics) compared within (rtol, atol) instead of exactly; see the module docstring
+ROUNDING = {
+    ("mauna-loa", ("mean_loglik",)): (1e-15, 0.0),
+    ("diagnose", ("elpd_loo", "elpd_loo_se", "p_loo", "elpd_diff", "dse")): (1e-14, 1e-13),
+    ("diagnose", ("weight",)): (1e-10, 1e-11),
+}
+
 #: the record files each experiment writes
 RECORD_FILES = {"uci": ["records.csv"], "gp-vs-dropout": ["records.csv"],
                 "diagnose": ["records.csv"], "pitfalls": ["records.csv"],
-                "mauna-loa": ["mauna_loa_records.csv"],
-                "rotated-digit": ["calibration.csv", "rotated_digit.csv"]}
+                "mauna-loa": ["records.csv"], "rotated-digit": ["records.csv"]}
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -69,8 +82,16 @@ def test_tiny_run_reproduces_frozen_records(name, tmp_path):
     frozen = tidy_records([_read(FROZEN / f"{name}.csv")])
     assert len(got) == len(frozen), f"{name}: {len(got)} records, frozen {len(frozen)}"
     assert got[KEYS].equals(frozen[KEYS]), f"{name}: other (dataset, method, split, metric) keys"
-    diff = got["value"] != frozen["value"]
-    both_nan = got["value"].isna() & frozen["value"].isna()
-    changed = got[diff & ~both_nan]
+    tolerance = pd.Series(0.0, index=got.index), pd.Series(0.0, index=got.index)
+    for (experiment, metrics), (rtol, atol) in ROUNDING.items():
+        if experiment == name:
+            rows = got["metric"].isin(metrics)
+            tolerance[0][rows], tolerance[1][rows] = rtol, atol
+    a, b = got["value"], frozen["value"]
+    exact = (a == b) | (a.isna() & b.isna())
+    close = (a - b).abs() <= tolerance[1] + tolerance[0] * b.abs()
+    changed = got[~(exact | close)]
     assert changed.empty, f"{name}: {len(changed)} values changed, e.g.\n{changed.head()}\n" \
-                          f"frozen:\n{frozen[diff & ~both_nan].head()}"
+                          f"frozen:\n{frozen[~(exact | close)].head()}"
+    # the tolerances are used only where documented: everything else is bit for bit
+    assert exact[(tolerance[0] == 0) & (tolerance[1] == 0)].all()

@@ -36,7 +36,7 @@ from .predict import (
     regression_summary,
     standard_dropout_predict,
 )
-from .training.batched import DropoutMLP, TrainResult, train_batched, train_sequential, weight_decay
+from .training import DropoutMLP, TrainResult, train_batched, train_sequential, weight_decay
 
 __version__ = "0.1.0"
 

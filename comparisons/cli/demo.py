@@ -57,8 +57,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def demo_steps(out: Path, smoke: bool, progress: bool) -> dict[str, Callable[[], int]]:
     """The demo's steps as ``name -> callable returning an exit status`` (errors propagate)."""
     from comparisons.cli.main import run_argv
-    from vi_dropout.__main__ import build_parser as vi_parser
-    from vi_dropout.__main__ import run as vi_run
+    from vi_dropout.cli import build_parser as vi_parser
+    from vi_dropout.cli import run as vi_run
 
     quiet = [] if progress else ["--no-progress"]
 

@@ -1,9 +1,11 @@
 """``python -m comparisons diagnose``: posterior diagnostics of MC dropout, standard dropout, the
 arc-cosine GP and an HMC reference on one split (:mod:`comparisons.experiments.diagnose`).
 
-Writes into ``--out`` (all atomically):
+Parses the arguments into :class:`~comparisons.experiments.diagnose.DiagnoseSettings`, runs
+:func:`~comparisons.experiments.diagnose.run` and writes into ``--out`` with
+:func:`~comparisons.report.diagnose.write_report` (all atomically):
 
-* ``table.md`` (Markdown tables and the surfaced warnings) and ``records.csv`` (tidy: dataset,
+* ``report.md`` (Markdown tables and the surfaced warnings) and ``records.csv`` (tidy: dataset,
   method, split, metric, value, note);
 * ``<method>_train.nc`` and ``<method>_test.nc``: each method's ``InferenceData`` (NetCDF; reload
   with ``az.from_netcdf``), for the methods with draws;
@@ -23,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from comparisons.cli.types import (
@@ -35,7 +36,7 @@ from comparisons.cli.types import (
     toy_or_uci_dataset,
 )
 
-__all__ = ["add_parser", "run"]
+__all__ = ["SMOKE", "add_parser", "run", "settings_from_args"]
 
 #: settings of ``--smoke`` (seconds; for checking the plumbing only)
 SMOKE = {"epochs_multiplier": 0.02, "num_samples": 200, "max_grid": 1, "gp_iterations": 20,
@@ -92,30 +93,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def run(args) -> int:
-    """Run :func:`comparisons.experiments.diagnose.run_diagnose` with the arguments; write the tables,
-    NetCDF files and figures; print the table and the output paths. Returns 0."""
-    import matplotlib
+def settings_from_args(args):
+    """The :class:`~comparisons.experiments.diagnose.DiagnoseSettings` of parsed arguments
+    (``--smoke`` overrides with :data:`SMOKE`)."""
+    from comparisons.experiments.diagnose import DiagnoseSettings
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import torch
-
-    from comparisons.datasets.toy1d import TOY1D_NAME
-    from comparisons.experiments.diagnose import (
-        DiagnoseSettings,
-        diagnose_markdown,
-        plot_loo_pit,
-        plot_ppc,
-        plot_predictive_bands,
-        run_diagnose,
-        save_inference_data,
-    )
-    from comparisons.runner.store import atomic_savefig, atomic_write_text
-
-    torch.set_num_threads(args.threads)
-    kwargs = {"epochs_multiplier": args.epochs_multiplier, "num_samples": args.num_samples,
+    kwargs = {"dataset": args.dataset, "split": args.split,
+              "epochs_multiplier": args.epochs_multiplier, "num_samples": args.num_samples,
               "max_grid": args.max_grid, "seed": args.seed, "hmc": args.hmc,
               "hmc_chains": args.hmc_chains, "hmc_warmup": args.hmc_warmup,
               "hmc_samples": args.hmc_samples, "hmc_max_train": args.hmc_max_train,
@@ -124,41 +108,24 @@ def run(args) -> int:
               "prior_length_scale": args.prior_length_scale}
     if args.smoke:
         kwargs.update(SMOKE)
-    settings = DiagnoseSettings(**kwargs)
+    return DiagnoseSettings(**kwargs)
+
+
+def run(args) -> int:
+    """Parse -> :class:`~comparisons.experiments.diagnose.DiagnoseSettings` ->
+    :func:`~comparisons.experiments.diagnose.run` ->
+    :func:`~comparisons.report.diagnose.write_report`; print the report and the output paths.
+    Returns 0."""
+    import torch
+
+    from comparisons.experiments import diagnose
+    from comparisons.report.diagnose import write_report
+
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
-    t0 = time.perf_counter()
-    result = run_diagnose(args.dataset, args.split, settings, cache_dir=out / "nuts-cache",
+    result = diagnose.run(settings_from_args(args), cache_dir=out / "nuts-cache",
                           progress=not args.no_progress)
-    paths = []
-    for method, mo in result.methods.items():
-        for part, idata in (("train", mo.idata_train), ("test", mo.idata_test)):
-            if idata is not None:
-                paths.append(save_inference_data(idata, out / f"{method}_{part}.nc"))
-    draw_methods = [m for m, mo in result.methods.items() if mo.idata_train is not None]
-    for name, draw in (("ppc.png", plot_ppc), ("loo_pit.png", plot_loo_pit)):
-        fig, axes = plt.subplots(1, len(draw_methods), figsize=(4.2 * len(draw_methods), 3.6),
-                                 squeeze=False)
-        for ax, method in zip(axes[0], draw_methods):
-            draw(result, method, ax)
-        fig.tight_layout()
-        paths.append(atomic_savefig(fig, out / name, dpi=90))
-        plt.close(fig)
-    if result.dataset == TOY1D_NAME:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        plot_predictive_bands(result, ax)
-        fig.tight_layout()
-        paths.append(atomic_savefig(fig, out / "bands.png", dpi=100))
-        plt.close(fig)
-    elapsed = time.perf_counter() - t0
-    records = pd.DataFrame(result.records)
-    paths.append(atomic_write_text(out / "records.csv", records.to_csv(index=False)))
-    shown = {k: v for k, v in result.settings.items()}
-    header = [f"# Posterior diagnostics: {result.dataset}, split {result.split}", "",
-              "Settings: " + ", ".join(f"{k}={v}" for k, v in shown.items()), "",
-              f"Wall time: {result.wall_time_s:.1f} s for the methods, {elapsed:.1f} s with the "
-              f"outputs.", ""]
-    text = "\n".join(header) + diagnose_markdown(result.records, result.warnings) + "\n"
-    paths.append(atomic_write_text(out / "table.md", text))
-    print(text)
-    print("outputs:\n" + "\n".join(f"  {p}" for p in paths))
+    paths = write_report(result, out)
+    print(paths["report"].read_text(encoding="utf-8"))
+    print("outputs:\n" + "\n".join(f"  {p}" for p in paths.values()))
     return 0

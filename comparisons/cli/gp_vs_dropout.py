@@ -1,23 +1,17 @@
 """The ``gp-vs-dropout`` subcommand of ``python -m comparisons``: MC dropout vs exact GPs on one
-split (:func:`comparisons.experiments.gp_vs_dropout.run_gp_vs_dropout`).
-
-Wiring into :mod:`comparisons.cli.main` (two lines in ``main``)::
-
-    from comparisons.cli import gp_vs_dropout as cli_gp_vs_dropout
-    cli_gp_vs_dropout.add_parser(sub)               # after the "uci" parser
-    ...
-    if args.command == "gp-vs-dropout":
-        return cli_gp_vs_dropout.run(args)
+split. Parses the arguments into a
+:class:`~comparisons.experiments.gp_vs_dropout.GPvsDropoutSettings`, runs
+:func:`~comparisons.experiments.gp_vs_dropout.run` and writes the report with
+:func:`~comparisons.report.gp_vs_dropout.write_report`.
 
 Usage::
 
     python -m comparisons gp-vs-dropout --dataset toy1d --out docs/gp_vs_dropout/toy1d
     python -m comparisons gp-vs-dropout --dataset concrete --split 0 --out runs/gp/concrete
 
-Outputs under ``--out``: ``table.md`` (settings, the tables of
-:func:`~comparisons.experiments.gp_vs_dropout.records_markdown`, wall times), ``records.csv``,
-``records.json`` (tidy records, written atomically) and, for ``toy1d``, ``toy1d.png``
-(MC dropout vs every GP, one panel each).
+Outputs under ``--out``: ``report.md`` (settings, tables, wall times), ``records.csv``,
+``records.json`` (tidy records) and, for ``toy1d``, ``toy1d.png`` (MC dropout vs every GP, one
+panel each), all written atomically.
 
 Example:
     >>> import argparse
@@ -32,11 +26,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import os
-import time
-from pathlib import Path
 
 from comparisons.cli.types import (
     add_out_argument,
@@ -47,7 +36,7 @@ from comparisons.cli.types import (
     toy_or_uci_dataset,
 )
 
-__all__ = ["add_parser", "run", "COMMAND"]
+__all__ = ["add_parser", "run", "settings_from_args", "COMMAND"]
 
 COMMAND = "gp-vs-dropout"
 
@@ -95,83 +84,36 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _save_figure(result, path: Path) -> Path:
-    import matplotlib
+def settings_from_args(args: argparse.Namespace):
+    """The :class:`~comparisons.experiments.gp_vs_dropout.GPvsDropoutSettings` of parsed
+    ``args``."""
+    from comparisons.experiments.gp_vs_dropout import GPvsDropoutSettings
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from comparisons.experiments.gp_vs_dropout import plot_toy1d_comparison
-
-    gps = [m for m in result.predictions if m != "mc_dropout"]
-    ncols = 2 if len(gps) > 1 else 1
-    nrows = (len(gps) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.6 * nrows), squeeze=False,
-                             sharex=True, sharey=True)
-    for ax, method in zip(axes.flat, gps):
-        plot_toy1d_comparison(result, ax, method)
-    for ax in list(axes.flat)[len(gps):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    # a 128-colour palette PNG: about 3x smaller, visually the same (flat colours and bands)
-    from PIL import Image
-
-    small = io.BytesIO()
-    Image.open(buf).convert("RGB").quantize(colors=128).save(small, format="PNG", optimize=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_bytes(small.getvalue())
-    os.replace(tmp, path)
-    return path
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the comparison described by ``args`` (from :func:`add_parser`), write the outputs,
-    print the table and the output paths.
-
-    Returns:
-        0 on success (errors propagate as exceptions; a bad argument raises ``ValueError``).
-    """
-    import pandas as pd
-    import torch
-
-    from comparisons.experiments.gp_vs_dropout import records_markdown, run_gp_vs_dropout
-    from comparisons.runner.store import atomic_write_text
-
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    result = run_gp_vs_dropout(
+    return GPvsDropoutSettings(
         args.dataset, args.split, epochs_multiplier=args.epochs_multiplier,
         num_samples=args.num_samples, gp_iterations=args.gp_iterations,
         gp_optimizer=args.gp_optimizer, gp_lr=args.gp_lr, max_grid=args.max_grid,
         seed=args.seed, toy_num_train=args.toy_num_train,
-        random_features=not args.no_random_features, progress=not args.no_progress)
-    elapsed = time.perf_counter() - t0
-    drop = result.dropout
-    settings = (f"epochs x{args.epochs_multiplier:g}, T = {args.num_samples}, "
-                f"max grid {args.max_grid or 'all'}; selected dropout rate {drop.dropout_rate:g}, "
-                f"tau {drop.tau:g}; GPs: {args.gp_optimizer}, up to {args.gp_iterations} "
-                f"iterations, float64 Cholesky; {args.threads} torch thread(s)")
-    n_train = result.data.x_train.shape[0]
-    n_test = result.data.x_test.shape[0]
-    lines = [f"# MC dropout vs exact GPs: {result.dataset}, split {result.split}", "",
-             f"N_train = {n_train}, N_test = {n_test}; {settings}.", "",
-             records_markdown(result.records), "",
-             f"total wall time {elapsed:.1f} s (MC dropout {drop.wall_time_s:.1f} s)"]
-    text = "\n".join(lines)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [atomic_write_text(out / "table.md", text + "\n")]
-    df = pd.DataFrame(result.records)
-    paths.append(atomic_write_text(out / "records.csv", df.to_csv(index=False)))
-    paths.append(atomic_write_text(out / "records.json",
-                                   json.dumps(result.records, indent=1) + "\n"))
-    if result.dataset == "toy1d":
-        paths.append(_save_figure(result, out / "toy1d.png"))
-    print(text)
-    print("outputs: " + ", ".join(str(p) for p in paths))
+        random_features=not args.no_random_features)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the comparison described by ``args`` (from :func:`add_parser`), write the report,
+    print it and the output paths.
+
+    Returns:
+        0 on success (errors propagate as exceptions; a bad argument raises ``ValueError``).
+    """
+    import torch
+
+    from comparisons.experiments.gp_vs_dropout import run as run_comparison
+    from comparisons.report.gp_vs_dropout import write_report
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    result = run_comparison(settings_from_args(args), progress=not args.no_progress)
+    paths = write_report(result, args.out)
+    print(paths["report"].read_text(encoding="utf-8"), end="")
+    print("outputs: " + ", ".join(str(p) for p in paths.values()))
     return 0

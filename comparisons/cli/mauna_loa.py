@@ -8,9 +8,12 @@ Wiring (in :mod:`comparisons.cli.main`)::
     if args.command == "mauna-loa":
         return cli_mauna_loa.run(args)
 
-Outputs under ``--out``: ``mauna_loa.png`` (five panels), ``mauna_loa.md`` (settings, table,
-timings), ``mauna_loa_records.csv`` (tidy records) and ``mauna_loa_predictions.npz`` (query times,
-predictive means and sds in ppm); every file is written atomically.
+Parses the arguments into a :class:`~comparisons.experiments.mauna_loa.MaunaLoaSettings`, runs
+:func:`comparisons.experiments.mauna_loa.run` and writes the outputs with
+:func:`comparisons.report.mauna_loa.write_report` under ``--out``: ``mauna_loa.png`` (five
+panels), ``report.md`` (settings, table, timings), ``records.csv`` (tidy records) and
+``predictions.npz`` (query times, predictive means and sds in ppm); every file is written
+atomically.
 
 Example:
     >>> import argparse
@@ -25,11 +28,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import io
-import os
-import tempfile
-import time
-from pathlib import Path
 
 from comparisons.cli.types import (
     add_keep_prob_argument,
@@ -50,13 +48,14 @@ COMMAND = "mauna-loa"
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``mauna-loa`` subcommand to ``subparsers`` (from ``add_subparsers``) and return it.
 
-    Defaults are those of :class:`comparisons.experiments.mauna_loa.MaunaLoaConfig` (a run of a few
-    minutes on one thread); the paper-size run is
+    Defaults are those of :class:`comparisons.experiments.mauna_loa.MaunaLoaSettings` (a run of a
+    few minutes on one thread); the paper-size run
+    (:data:`~comparisons.experiments.mauna_loa.PAPER_LIKE_SETTINGS`) is
     ``--iterations 1000000 --num-samples 1000 --gp-stride 1 --gp-iterations 200``.
     """
-    from comparisons.experiments.mauna_loa import MaunaLoaConfig
+    from comparisons.experiments.mauna_loa import MaunaLoaSettings
 
-    d = MaunaLoaConfig()
+    d = MaunaLoaSettings()
     p = subparsers.add_parser(
         COMMAND,
         help="Figure 2 of Gal & Ghahramani: extrapolating the Mauna Loa CO2 record",
@@ -98,30 +97,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def settings_from_args(args: argparse.Namespace):
+    """Build the :class:`~comparisons.experiments.mauna_loa.MaunaLoaSettings` of parsed arguments
+    (its validation raises ``ValueError`` naming the bad argument)."""
+    from comparisons.experiments.mauna_loa import MaunaLoaSettings
 
-
-def config_from_args(args: argparse.Namespace):
-    """Build the :class:`~comparisons.experiments.mauna_loa.MaunaLoaConfig` of parsed arguments (its
-    validation raises ``ValueError`` naming the bad argument)."""
-    from comparisons.experiments.mauna_loa import MaunaLoaConfig
-
-    return MaunaLoaConfig(
+    return MaunaLoaSettings(
         iterations=args.iterations,
         num_samples=args.num_samples,
         hidden_layers=args.hidden_layers,
@@ -138,79 +119,23 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the experiment of parsed ``args``, write the outputs, print the summary; returns 0.
+    """Run the experiment of parsed ``args``, write the outputs, print the report and the paths;
+    returns 0.
 
     Raises:
         ValueError: a bad setting (e.g. ``iterations < 1`` when ``args`` did not come from the
             parser), naming the argument, the expected range and the value.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
     import torch
 
-    from comparisons.experiments.mauna_loa import plot_mauna_loa, records_markdown, run_mauna_loa
-    from comparisons.runner.store import atomic_write_text
+    from comparisons.experiments.mauna_loa import run as run_experiment
+    from comparisons.report.mauna_loa import write_report
     from vi_dropout.validation import check_positive_int
 
-    cfg = config_from_args(args)
-    threads = check_positive_int(getattr(args, "threads", 1), "threads")
-    torch.set_num_threads(threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    result = run_mauna_loa(cfg, progress=not args.no_progress, log=print)
-    elapsed = time.perf_counter() - t0
-
-    fig = plot_mauna_loa(result, plt.figure(figsize=(9, 2.4 * len(result.predictions) + 0.6)))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    png = out / "mauna_loa.png"
-    _atomic_bytes(png, buf.getvalue())
-
-    frame = result.records_frame()
-    csv = atomic_write_text(out / "mauna_loa_records.csv", frame.to_csv(index=False))
-    arrays = {"time": result.data.prediction_times(cfg.grid_step),
-              "data_time": result.data.time, "data_co2": result.data.co2}
-    for name, pred in result.predictions.items():
-        arrays[f"{name}_mean"] = pred.mean
-        if pred.sd is not None:
-            arrays[f"{name}_sd"] = pred.sd
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    npz = out / "mauna_loa_predictions.npz"
-    _atomic_bytes(npz, buf.getvalue())
-
-    data = result.data
-    step_s = [p.info["seconds_per_step"] for p in result.predictions.values()
-              if "seconds_per_step" in p.info]
-    lines = [
-        "# Mauna Loa CO2: extrapolation with dropout networks and GPs",
-        "",
-        f"- data: statsmodels co2, weekly (stride {data.stride}), {len(data.time)} weeks, "
-        f"{int(data.interpolated.sum())} interpolated; training {data.time[0]:.2f}-"
-        f"{data.train_end:.2f} ({data.num_train} weeks, train_fraction {cfg.train_fraction:g}), "
-        f"held out {data.num_heldout} weeks to {data.time[-1]:.2f}, predicted to "
-        f"{data.horizon:.2f} (extrapolation {cfg.extrapolation:g} x the training span)",
-        f"- networks: {cfg.hidden_layers} x {cfg.hidden_units}, drop_rate {cfg.drop_rate:g} "
-        f"(keep_prob {cfg.keep_prob:g}) on every hidden layer, input not dropped, "
-        f"{cfg.iterations} Adam steps (lr {cfg.lr:g}, batch {cfg.batch_size}), tau {cfg.tau:g}, "
-        f"T = {cfg.num_samples} function draws, {cfg.net_dtype}, seed {cfg.seed}",
-        f"- GPs: exact, {cfg.gp_iterations} Adam steps (lr {cfg.gp_lr:g}) on the marginal "
-        f"likelihood, conditioned on one training week in {cfg.gp_stride}",
-        f"- torch threads {threads}; wall time {elapsed:.1f} s"
-        + (f"; {np.mean(step_s):.4f} s per training step" if step_s else ""),
-        "",
-        records_markdown(frame),
-        "",
-        "Units: ppm; sd includes the observation noise (1/tau for MC dropout, the fitted noise "
-        "for the GPs); 'extrapolation' = query times after the last training week.",
-    ]
-    text = "\n".join(lines)
-    md = atomic_write_text(out / "mauna_loa.md", text + "\n")
-    print(text)
-    print(f"outputs: {png}, {md}, {csv}, {npz}")
+    settings = settings_from_args(args)
+    torch.set_num_threads(check_positive_int(getattr(args, "threads", 1), "threads"))
+    result = run_experiment(settings, progress=not args.no_progress, log=print)
+    paths = write_report(result, args.out)
+    print(paths["report"].read_text(), end="")
+    print("outputs: " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -3,7 +3,7 @@
 One implementation each, so that an option means and checks the same thing in every subcommand:
 an argparse error names the option, the expected range and what arrived, before any work starts.
 The path checks and the error reporting are shared with ``python -m vi_dropout`` (they live in
-:mod:`vi_dropout.__main__`).
+:mod:`vi_dropout.cli`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from decimal import Decimal
 
-from vi_dropout.__main__ import (
+from vi_dropout.cli import (
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
     CLIParser,

@@ -2,25 +2,25 @@ r"""Posterior diagnostics of MC dropout, standard dropout, an exact GP and an HM
 split: PSIS-LOO, ``az.compare``, LOO-PIT, posterior predictive checks, and how far each method's
 test predictive is from HMC's.
 
-:func:`run_diagnose` fits, on ONE split (the 1-D toy of :mod:`comparisons.datasets.toy1d` or a UCI
+:func:`run` fits, on ONE split (the 1-D toy of :mod:`comparisons.datasets.toy1d` or a UCI
 set), four methods and builds for each an ``InferenceData`` on the TRAINING data (for PSIS-LOO,
 ``az.compare``, LOO-PIT and PPC) and one on the TEST data (for the test metrics):
 
 ====================  ===========================================================================
 method                what it is
 ====================  ===========================================================================
-``mc_dropout``        the protocol's network (:func:`~comparisons.experiments.gp_vs_dropout.fit_mc_dropout`:
+``mc_dropout``        the protocol's network (:func:`~comparisons.protocols.uci.fit_mc_dropout`:
                       grid search over (dropout rate, tau), retraining); ``T`` passes of
                       :func:`~vi_dropout.predict.mc_predict` (``inverted=True``, the selected
                       ``keep_prob`` on every layer), via
-                      :func:`~comparisons.inference_data.converters.from_mc_dropout`
+                      :func:`~comparisons.inference_data.io_mc_dropout.from_mc_dropout`
 ``standard_dropout``  the same network with the masks replaced by their means
                       (:func:`~vi_dropout.predict.standard_dropout_predict`), predictive
                       :math:`\mathcal{N}(\hat y, 1/\tau)`. A point estimate: no posterior draws,
                       hence no LOO / compare / PPC (reported as ``n/a (no posterior)``)
 ``gp_arccos1``        ``ScaleKernel(arc-cosine order 1)`` fitted by marginal likelihood
-                      (:func:`~comparisons.experiments.gp_vs_dropout.fit_gp`), via
-                      :func:`~comparisons.inference_data.converters.from_exact_gp` (independent per-point
+                      (:func:`~comparisons.gp.fit.fit_gp`), via
+                      :func:`~comparisons.inference_data.io_exact_gp.from_exact_gp` (independent per-point
                       draws of the latent marginals); with a shared prior (below) it is
                       replaced by ``gp_arccos1_prior``, the same kernel with the
                       hyper-parameters FIXED by that prior and the selected noise (nothing
@@ -34,7 +34,7 @@ method                what it is
 
 HMC's prior and noise. The protocol (Keras objective, ``l = 1e-2``, standardised targets, ``tau``
 on the original scale) corresponds to the derivation's prior length-scale and precision on the
-standardised scale (:func:`~comparisons.experiments.gp_vs_dropout.dropout_prior_gp_hyperparameters`)
+standardised scale (:func:`~comparisons.gp.priors.dropout_prior_gp_hyperparameters`)
 
 .. math::
     l_\text{eff} = \frac{l\,p\,s_y}{\sqrt 2}, \qquad \tau_s = \tau\,s_y^2,
@@ -60,7 +60,7 @@ methods at once:
   full training split with the exact :math:`l = \sqrt 2\, l_\text{eff}/(p s_y)`: the network
   that is evaluated has weight decay :math:`l^2 p/(2N\tau)` for exactly this prior;
 * the GP: ``gp_arccos1_prior``, the arc-cosine kernel of that prior
-  (:func:`~comparisons.experiments.gp_vs_dropout.dropout_prior_gp_hyperparameters`: weight variance
+  (:func:`~comparisons.gp.priors.dropout_prior_gp_hyperparameters`: weight variance
   :math:`Q/l_\text{eff}^2`, bias variance and per-unit output variance :math:`1/l_\text{eff}^2`,
   noise :math:`1/\tau_s` with the tau MC dropout selected), no fitting. It has no output-bias
   term (a constant :math:`l_\text{eff}^{-2}` that the network's output bias adds);
@@ -75,7 +75,7 @@ scale):
 
 * on the training data: ``elpd_loo``, ``elpd_loo_se``, ``p_loo`` and ``pareto_k_bad`` (points with
   Pareto :math:`\hat k` above ArviZ's threshold) from
-  :func:`~comparisons.inference_data.converters.checked_loo`; ``rank``, ``elpd_diff``, ``dse`` and
+  :func:`~comparisons.inference_data.loo.checked_loo`; ``rank``, ``elpd_diff``, ``dse`` and
   ``weight`` (stacking) from ``az.compare`` over the methods with draws;
 * on the test data: ``test_ll`` (draw-based methods: the mixture estimate
   :math:`\frac1M\sum_n[\operatorname{logsumexp}_s \log p(y_n\mid f_s) - \log S]`; the GP and
@@ -92,11 +92,14 @@ scale):
 A metric that does not apply is a record with ``value`` NaN and a ``note`` that says why
 (``n/a (no posterior)``, ``n/a (too few draws: ...)``), never a silent NaN.
 
+The report (``report.md``, ``records.csv``, figures, NetCDF files) is written by
+:func:`comparisons.report.diagnose.write_report`; nothing here writes files.
+
 Example:
-    >>> result = run_diagnose("toy1d", 0, DiagnoseSettings(epochs_multiplier=0.05,
+    >>> result = run(DiagnoseSettings(dataset="toy1d", split=0, epochs_multiplier=0.05,
     ...     num_samples=200, max_grid=1, hmc_warmup=50, hmc_samples=50, hmc_chains=2,
     ...     hmc_processes=1, hmc_max_tree_depth=5))  # doctest: +SKIP
-    >>> print(diagnose_markdown(result.records))  # doctest: +SKIP
+    >>> write_report(result, "outputs/diagnose/toy1d")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -104,12 +107,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import arviz as az
@@ -118,58 +119,45 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
+from comparisons.datasets.splits import load_split
 from comparisons.datasets.toy1d import TOY1D_NAME
 from comparisons.datasets.uci import StandardizedSplit, standardize
-from comparisons.experiments.gp_vs_dropout import (
-    _load,
-    dropout_prior_gp_hyperparameters,
-    fit_gp,
-    fit_mc_dropout,
-)
-from comparisons.inference_data.converters import (
-    LOOReliabilityWarning,
-    checked_loo,
-    from_exact_gp,
-    from_mc_dropout,
-)
+from comparisons.gp.fit import fit_gp
+from comparisons.gp.priors import dropout_prior_gp_hyperparameters
+from comparisons.inference_data.io_exact_gp import from_exact_gp
+from comparisons.inference_data.io_mc_dropout import from_mc_dropout
+from comparisons.inference_data.loo import LOOReliabilityWarning, checked_loo
 from comparisons.metrics.distances import (
     interval_coverage,
     moment_match_samples,
     summarize_predictive_distances,
 )
 from comparisons.metrics.gaussian import gaussian_log_likelihood
-from comparisons.protocols.uci import UCIProtocol
+from comparisons.protocols.uci import UCIProtocol, fit_mc_dropout
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
-from comparisons.report.plots import finish_toy_axes, plot_predictive_band, toy_ylim
-from comparisons.report.styles import method_label
 from vi_dropout.predict import mc_predict, standard_dropout_predict
 
 __all__ = [
     "DIAGNOSE_METHODS",
     "DRAW_METHODS",
-    "DiagnoseSettings",
+    "NO_POSTERIOR",
     "DiagnoseResult",
+    "DiagnoseSettings",
     "DiagnoseWarning",
     "MethodOutput",
     "compare_methods",
-    "diagnose_markdown",
-    "plot_loo_pit",
-    "plot_ppc",
-    "plot_predictive_bands",
-    "run_diagnose",
-    "save_inference_data",
+    "run",
 ]
 
 #: every method, in table order (with a shared prior ``gp_arccos1_prior`` replaces ``gp_arccos1``)
 DIAGNOSE_METHODS = ("mc_dropout", "standard_dropout", "gp_arccos1", "hmc")
-_TABLE_ORDER = ("mc_dropout", "standard_dropout", "gp_arccos1", "gp_arccos1_prior", "hmc")
 #: the methods with posterior draws (PSIS-LOO, compare, PPC, LOO-PIT)
 DRAW_METHODS = ("mc_dropout", "gp_arccos1", "hmc")
 NO_POSTERIOR = "n/a (no posterior)"
 
 
 class DiagnoseWarning(UserWarning):
-    """A diagnostic of :func:`run_diagnose` was skipped or is unreliable (too few draws for LOO,
+    """A diagnostic of :func:`run` was skipped or is unreliable (too few draws for LOO,
     a method left out of ``az.compare``)."""
 
 
@@ -188,9 +176,11 @@ def _pos_float(value, name: str) -> float:
 
 @dataclass(frozen=True)
 class DiagnoseSettings:
-    """Settings of :func:`run_diagnose` (all recorded in :attr:`DiagnoseResult.settings`).
+    """Settings of :func:`run` (all recorded in :attr:`DiagnoseResult.settings`).
 
     Attributes:
+        dataset: ``"toy1d"`` or a UCI name / alias.
+        split: UCI split index, or the toy's data seed (``>= 0``).
         epochs_multiplier: the protocol's epochs multiplier (base epochs 1000 on the toy, 40 UCI).
         num_samples: ``T``, MC dropout passes (train and test), ``>= 1``; PSIS-LOO needs
             ``>= min_loo_draws``.
@@ -217,8 +207,14 @@ class DiagnoseSettings:
             the matched :math:`l_\\text{eff}` (or ``hmc_prior_length_scale``). Excludes
             ``hmc_prior_length_scale``.
         hmc_target_accept_prob: NUTS target acceptance.
+
+    Example:
+        >>> DiagnoseSettings(dataset="yacht", split=3, hmc=False).split
+        3
     """
 
+    dataset: str = TOY1D_NAME
+    split: int = 0
     epochs_multiplier: float = 10.0
     num_samples: int = 1000
     max_grid: int | None = None
@@ -239,6 +235,9 @@ class DiagnoseSettings:
     prior_length_scale: float | None = None
 
     def __post_init__(self):
+        if not isinstance(self.dataset, str):
+            raise ValueError(f"dataset must be 'toy1d' or a UCI name, got {self.dataset!r}")
+        _pos_int(self.split, "split", 0)
         _pos_float(self.epochs_multiplier, "epochs_multiplier")
         _pos_int(self.num_samples, "num_samples")
         if self.max_grid is not None:
@@ -278,7 +277,8 @@ class MethodOutput:
         test_ll: mean test log-likelihood (see the module docstring).
         wall_time_s: fitting and prediction (HMC: of this call, so chains loaded from the
             cache cost nothing; ``info["chain_wall_time_sum_s"]`` has their own times).
-        loo: ``ELPDData`` of :func:`checked_loo` (``None`` when skipped).
+        loo: ``ELPDData`` of :func:`~comparisons.inference_data.loo.checked_loo` (``None`` when
+            skipped).
         loo_note: why ``loo`` is missing (``""`` when present).
         info: extra numbers (hyper-parameters, HMC timings, ...).
     """
@@ -297,7 +297,8 @@ class MethodOutput:
 
 @dataclass(eq=False)
 class DiagnoseResult:
-    """Everything :func:`run_diagnose` computed.
+    """Everything :func:`run` computed: tidy records, the test predictives (arrays) and every
+    method's ``InferenceData``.
 
     Attributes:
         dataset, split: the split.
@@ -339,13 +340,19 @@ def _f_draws(idata: az.InferenceData) -> np.ndarray:
     return f.reshape(-1, f.shape[-1])
 
 
+def _gaussian_test_ll(mean: np.ndarray, var: np.ndarray, y: np.ndarray) -> float:
+    """Mean Gaussian test log-likelihood (original scale)."""
+    return float(gaussian_log_likelihood(
+        *(torch.tensor(np.array(a)) for a in (mean, var, y))).mean())
+
+
 def _run_loo(idata: az.InferenceData, method: str, min_draws: int, caught: list[str]):
     n_draws = int(idata.log_likelihood.sizes["chain"] * idata.log_likelihood.sizes["draw"])
     if n_draws < min_draws:
         note = f"n/a (too few draws: {n_draws} < {min_draws})"
         msg = (f"{method}: PSIS-LOO skipped, {n_draws} draws < min_loo_draws={min_draws}; "
                f"increase the number of draws")
-        warnings.warn(msg, DiagnoseWarning, stacklevel=3)
+        warnings.warn(msg, DiagnoseWarning, stacklevel=4)
         caught.append(msg)
         return None, note
     with warnings.catch_warnings(record=True) as rec:
@@ -363,7 +370,8 @@ def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, az.InferenceDa
     observations.
 
     Args:
-        loos: ``{method: ELPDData}`` (pointwise, e.g. from :func:`checked_loo`).
+        loos: ``{method: ELPDData}`` (pointwise, e.g. from
+            :func:`~comparisons.inference_data.loo.checked_loo`).
         idatas: ``{method: InferenceData}`` the ``loos`` came from (training data).
 
     Returns:
@@ -404,41 +412,203 @@ def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, az.InferenceDa
         return az.compare(dict(loos), ic="loo", method="stacking")
 
 
-def save_inference_data(idata: az.InferenceData, path: str | os.PathLike) -> Path:
-    """Write ``idata`` as NetCDF atomically (temporary file in the same folder, then
-    ``os.replace``); returns the path. Reload with ``az.from_netcdf(path)``.
+# ------------------------------------------------------------------------------ the steps
+@dataclass
+class _Split:
+    """The split as every step needs it: original-scale targets (1-D for the metrics, ``N x 1``
+    for the converters, which refuse a 1-D ``y``) and standardised inputs."""
 
-    Example:
-        >>> save_inference_data(az.from_dict(posterior={"a": np.zeros((1, 5))}),
-        ...                     "/tmp/a.nc").name  # doctest: +SKIP
-        'a.nc'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".nc", dir=path.parent)
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600 (as comparisons.runner.store does)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    name: str
+    split: int
+    raw: Any
+    data: Any
+    std: Any
+    y_mean: float
+    y_std: float
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return {"dataset": self.name, "split": self.split}
 
 
-# ------------------------------------------------------------------------------- runner
-def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
-                 settings: DiagnoseSettings | None = None, *,
-                 cache_dir: str | os.PathLike | None = None,
-                 progress: bool = False) -> DiagnoseResult:
+def _load(s: DiagnoseSettings) -> _Split:
+    name, raw, data = load_split(s.dataset, s.split, toy_num_train=s.toy_num_train)
+    std = data if isinstance(data, StandardizedSplit) else standardize(raw)
+    return _Split(
+        name, int(s.split), raw, data, std, float(std.y_mean), float(std.y_std),
+        x_train=np.asarray(std.x_train, dtype=np.float64),
+        x_test=np.asarray(std.x_test, dtype=np.float64),
+        y_train=np.array(raw.y_train, dtype=np.float64)[:, 0],  # writable copies
+        y_test=np.array(raw.y_test, dtype=np.float64)[:, 0])
+
+
+def _fit_dropout(s: DiagnoseSettings, d: _Split, say: Callable[[str], None], progress: bool
+                 ) -> tuple[dict[str, MethodOutput], UCIProtocol, dict]:
+    """MC dropout and standard dropout (one network); returns them, the protocol of the network
+    that is evaluated and its dropout prior's GP hyper-parameters."""
+    shared = s.prior_length_scale is not None
+    protocol_kw = dict(epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
+                       seed=s.seed, max_grid=s.max_grid)
+    if shared:  # grid search exact at keep_prob 1 (module docstring)
+        protocol_kw["prior_length_scale"] = math.sqrt(2.0) * s.prior_length_scale / d.y_std
+    protocol = UCIProtocol(**protocol_kw)
+    say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
+        f"l = {protocol.prior_length_scale:.4g}")
+    t0 = time.perf_counter()
+    drop = fit_mc_dropout(d.raw, protocol, progress=progress)
+    if shared:  # retrain the selected grid point with the exact l for its keep_prob
+        protocol = UCIProtocol(**dict(protocol_kw, prior_length_scale=math.sqrt(2.0)
+                                      * s.prior_length_scale / (drop.keep_prob * d.y_std)))
+        say(f"[mc_dropout] shared prior l_eff = {s.prior_length_scale:g}: retraining dropout "
+            f"rate {drop.dropout_rate}, tau {drop.tau} with l = {protocol.prior_length_scale:.4g}")
+        drop = fit_mc_dropout(dataclasses.replace(d.raw, dropout_rates=(drop.dropout_rate,),
+                                                  tau_values=(drop.tau,)),
+                              protocol, progress=progress)
+    kp, tau = drop.keep_prob, float(drop.tau)
+    prior = dropout_prior_gp_hyperparameters(protocol.prior_length_scale, kp, tau, d.y_std,
+                                             d.raw.n_features, d.raw.n_hidden)
+    ws = [w.double() for w in drop.weights]
+    bs = [b.double() for b in drop.biases]
+    gen = torch.Generator().manual_seed(s.seed * 1_000_003 + d.split * 1_000 + 777)
+    with torch.no_grad():
+        s_train = mc_predict(torch.as_tensor(d.x_train), ws, bs, kp, s.num_samples,
+                             inverted=True, generator=gen).numpy()
+        s_test = mc_predict(torch.as_tensor(d.x_test), ws, bs, kp, s.num_samples, inverted=True,
+                            generator=gen).numpy()
+        std_test = standard_dropout_predict(torch.as_tensor(d.x_test), ws, bs, kp,
+                                            inverted=True).numpy()[:, 0]
+    attrs = dict(d.attrs, keep_prob=kp)
+    id_train = from_mc_dropout(s_train, d.y_train[:, None], tau, d.x_train, y_mean=d.y_mean,
+                               y_std=d.y_std, seed=s.seed, attrs=attrs)
+    id_test = from_mc_dropout(s_test, d.y_test[:, None], tau, d.x_test, y_mean=d.y_mean,
+                              y_std=d.y_std, seed=s.seed + 1, attrs=attrs)
+    mean, var = moment_match_samples(s_test[..., 0], noise_var=1.0 / tau, y_mean=d.y_mean,
+                                     y_std=d.y_std)
+    wall = time.perf_counter() - t0
+    info = {"dropout_rate": drop.dropout_rate, "tau": tau, "keep_prob": kp,
+            "prior_length_scale_keras": protocol.prior_length_scale,
+            "effective_length_scale": prior["effective_length_scale"]}
+    sd_mean = d.y_mean + d.y_std * std_test
+    sd_var = np.full_like(sd_mean, 1.0 / tau)
+    outputs = {
+        "mc_dropout": MethodOutput("mc_dropout", id_train, id_test, mean, var, _lppd(id_test),
+                                   wall, info=info),
+        "standard_dropout": MethodOutput(
+            "standard_dropout", None, None, sd_mean, sd_var,
+            _gaussian_test_ll(sd_mean, sd_var, d.y_test), wall, loo_note=NO_POSTERIOR,
+            info=dict(info)),
+    }
+    return outputs, protocol, prior
+
+
+def _fit_gp_method(s: DiagnoseSettings, d: _Split, prior: dict,
+                   say: Callable[[str], None]) -> MethodOutput:
+    """The arc-cosine GP: fitted (``gp_arccos1``), or fixed by the shared prior
+    (``gp_arccos1_prior``)."""
+    shared = s.prior_length_scale is not None
+    gp_method = "gp_arccos1_prior" if shared else "gp_arccos1"
+    say(f"[{gp_method}] " + ("hyper-parameters of the shared prior" if shared else
+                             f"marginal likelihood, up to {s.gp_iterations} L-BFGS iterations"))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)
+        # evaluating the GP at its own training inputs is intended here (LOO on training data)
+        warnings.simplefilter("ignore", gpytorch.utils.warnings.GPInputWarning)
+        gp = fit_gp(gp_method, d.x_train, d.std.y_train, iterations=s.gp_iterations,
+                    seed=s.seed + d.split, prior=prior if shared else None)
+        m_std, v_std = gp.predict(d.x_test)
+        gp_attrs = dict(d.attrs, method=gp_method)
+        gp_train = from_exact_gp(gp.model, gp.likelihood, d.x_train, d.y_train[:, None],
+                                 s.gp_num_draws, y_mean=d.y_mean, y_std=d.y_std, seed=s.seed,
+                                 attrs=gp_attrs)
+        gp_test = from_exact_gp(gp.model, gp.likelihood, d.x_test, d.y_test[:, None],
+                                s.gp_num_draws, y_mean=d.y_mean, y_std=d.y_std,
+                                seed=s.seed + 1, attrs=gp_attrs)
+    gp_mean, gp_var = d.y_mean + d.y_std * m_std, d.y_std**2 * v_std
+    return MethodOutput(gp_method, gp_train, gp_test, gp_mean, gp_var,
+                        _gaussian_test_ll(gp_mean, gp_var, d.y_test), time.perf_counter() - t0,
+                        info={f"hp_{k}": v for k, v in gp.hyperparameters.items()})
+
+
+def _hmc_rows(s: DiagnoseSettings, d: _Split) -> np.ndarray:
+    """The training rows HMC is conditioned on (a seeded subset with ``hmc_max_train``)."""
+    n = d.x_train.shape[0]
+    if s.hmc_max_train is not None and s.hmc_max_train < n:
+        return np.sort(np.random.default_rng(s.seed + d.split).choice(
+            n, s.hmc_max_train, replace=False))
+    return np.arange(n)
+
+
+def _fit_hmc(s: DiagnoseSettings, d: _Split, l_hmc: float, tau_hmc: float, rows: np.ndarray,
+             cache_dir, say: Callable[[str], None], caught: list[str]):
+    """NUTS on ``rows`` of the training data; returns its :class:`MethodOutput` and the
+    ``hmc_summary`` of ``f`` at those inputs (its problems are added to ``caught``)."""
+    say(f"[hmc] NUTS {s.hmc_chains} chains x ({s.hmc_warmup} warmup + {s.hmc_samples}) on "
+        f"{rows.size} rows, l = {l_hmc:.4g}, tau_s = {tau_hmc:.4g}")
+    t0 = time.perf_counter()
+    res = run_nuts(d.x_train[rows], np.asarray(d.std.y_train, dtype=np.float64)[rows],
+                   hidden=(d.raw.n_hidden,), prior_length_scale=l_hmc, tau=tau_hmc,
+                   num_chains=s.hmc_chains, num_warmup=s.hmc_warmup,
+                   num_samples=s.hmc_samples, cache_dir=cache_dir,
+                   num_processes=s.hmc_processes, seed=s.seed,
+                   max_tree_depth=s.hmc_max_tree_depth,
+                   target_accept_prob=s.hmc_target_accept_prob, init_scale=l_hmc)
+    h_train = res.to_inference_data(y=d.y_train[:, None][rows], y_mean=d.y_mean, y_std=d.y_std,
+                                    seed=s.seed, attrs=d.attrs)
+    h_test = res.to_inference_data(x=d.x_test, y=d.y_test[:, None], y_mean=d.y_mean,
+                                   y_std=d.y_std, seed=s.seed + 1, attrs=d.attrs)
+    h_mean, h_var = moment_match_samples(_f_draws(h_test), noise_var=d.y_std**2 / tau_hmc)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        hmc_table = hmc_summary(h_train, var_names=["f"])
+    for w in rec:
+        if issubclass(w.category, HMCDiagnosticsWarning):
+            caught.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    info = {"prior_length_scale": l_hmc, "tau_standardized": tau_hmc, "num_train": int(rows.size),
+            "wall_time_nuts_s": res.wall_time_s,
+            "grad_evals_per_draw": res.grad_evals_per_draw,
+            "chains_from_cache": float(sum(res.from_cache)),
+            "chain_wall_time_sum_s": float(np.sum(res.chain_wall_times_s)),
+            **{k: v for k, v in hmc_table.attrs["diagnostics"].items()
+               if k in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
+                        "min_bfmi")}}
+    return MethodOutput("hmc", h_train, h_test, h_mean, h_var, _lppd(h_test),
+                        time.perf_counter() - t0, info=info), hmc_table
+
+
+def _loo_and_compare(outputs: dict[str, MethodOutput], min_draws: int, n_hmc: int, n_train: int,
+                     caught: list[str]) -> tuple[Any, dict[str, str]]:
+    """PSIS-LOO of every method with draws (stored on its output) and ``az.compare`` over those
+    fitted to the same observations; returns the comparison and why methods are left out."""
+    for m, out in outputs.items():
+        if out.idata_train is not None:
+            out.loo, out.loo_note = _run_loo(out.idata_train, m, min_draws, caught)
+    with_loo = {m: o.loo for m, o in outputs.items() if o.loo is not None}
+    compare_notes: dict[str, str] = {}
+    if "hmc" in with_loo and n_hmc != n_train:
+        compare_notes["hmc"] = f"n/a (HMC conditioned on {n_hmc} of {n_train} training rows)"
+        msg = f"hmc left out of az.compare: {compare_notes['hmc'][5:-1]}"
+        warnings.warn(msg, DiagnoseWarning, stacklevel=3)
+        caught.append(msg)
+        with_loo.pop("hmc")
+    comparison = None
+    if len(with_loo) >= 2:
+        comparison = compare_methods(with_loo, {m: outputs[m].idata_train for m in with_loo})
+    return comparison, compare_notes
+
+
+# ---------------------------------------------------------------------------------- run
+def run(settings: DiagnoseSettings | None = None, *,
+        cache_dir: str | os.PathLike | None = None, progress: bool = False) -> DiagnoseResult:
     r"""Fit the four methods on one split and diagnose them (see the module docstring).
 
     Args:
-        dataset: ``"toy1d"`` or a UCI name / alias.
-        split: UCI split index, or the toy's data seed.
-        settings: :class:`DiagnoseSettings` (default: defaults).
+        settings: :class:`DiagnoseSettings` (default: defaults, the toy's split 0).
         cache_dir: NUTS chain cache (e.g. ``OUT/nuts-cache``); ``None``: no cache.
         progress: print the stages.
 
@@ -454,188 +624,50 @@ def run_diagnose(dataset: str = TOY1D_NAME, split: int = 0,
     iteration (about 0.3-0.5 s per iteration per chain with 200 points).
 
     Example:
-        >>> r = run_diagnose("toy1d", settings=DiagnoseSettings(epochs_multiplier=0.05,
-        ...                  num_samples=200, max_grid=1, hmc=False))  # doctest: +SKIP
+        >>> r = run(DiagnoseSettings(dataset="toy1d", epochs_multiplier=0.05, num_samples=200,
+        ...                          max_grid=1, hmc=False))  # doctest: +SKIP
         >>> r.methods["standard_dropout"].loo_note  # doctest: +SKIP
         'n/a (no posterior)'
     """
-    if not isinstance(dataset, str):
-        raise ValueError(f"dataset must be 'toy1d' or a UCI name, got {dataset!r}")
-    _pos_int(split, "split", 0)
-    settings = DiagnoseSettings() if settings is None else settings
-    if not isinstance(settings, DiagnoseSettings):
-        raise ValueError(f"settings must be a DiagnoseSettings, got {type(settings).__name__}")
+    s = DiagnoseSettings() if settings is None else settings
+    if not isinstance(s, DiagnoseSettings):
+        raise ValueError(f"settings must be a DiagnoseSettings, got {type(s).__name__}")
     t_start = time.perf_counter()
-    s = settings
-    name, raw, data = _load(dataset, split, s.toy_num_train)
-    std = data if isinstance(data, StandardizedSplit) else standardize(raw)
-    y_mean, y_std = float(std.y_mean), float(std.y_std)
-    y_train = np.array(raw.y_train, dtype=np.float64)[:, 0]  # writable copies
-    y_test = np.array(raw.y_test, dtype=np.float64)[:, 0]
-    # N x 1 targets for the InferenceData converters (they refuse a 1-D y); 1-D for the metrics
-    y_train_2d, y_test_2d = y_train[:, None], y_test[:, None]
-    x_train = np.asarray(std.x_train, dtype=np.float64)
-    x_test = np.asarray(std.x_test, dtype=np.float64)
-    caught: list[str] = []
-    outputs: dict[str, MethodOutput] = {}
-    base_attrs = {"dataset": name, "split": int(split)}
 
     def say(msg):
         if progress:
             print(msg, flush=True)
 
-    # ---- MC dropout and standard dropout: one network
-    shared = s.prior_length_scale is not None
-    protocol_kw = dict(epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
-                       seed=s.seed, max_grid=s.max_grid)
-    if shared:  # grid search exact at keep_prob 1 (module docstring)
-        protocol_kw["prior_length_scale"] = math.sqrt(2.0) * s.prior_length_scale / y_std
-    protocol = UCIProtocol(**protocol_kw)
-    say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
-        f"l = {protocol.prior_length_scale:.4g}")
-    t0 = time.perf_counter()
-    drop = fit_mc_dropout(raw, protocol, progress=progress)
-    if shared:  # retrain the selected grid point with the exact l for its keep_prob
-        protocol = UCIProtocol(**dict(protocol_kw, prior_length_scale=math.sqrt(2.0)
-                                      * s.prior_length_scale / (drop.keep_prob * y_std)))
-        say(f"[mc_dropout] shared prior l_eff = {s.prior_length_scale:g}: retraining dropout "
-            f"rate {drop.dropout_rate}, tau {drop.tau} with l = {protocol.prior_length_scale:.4g}")
-        drop = fit_mc_dropout(dataclasses.replace(raw, dropout_rates=(drop.dropout_rate,),
-                                                  tau_values=(drop.tau,)),
-                              protocol, progress=progress)
-    kp, tau = drop.keep_prob, float(drop.tau)
-    prior = dropout_prior_gp_hyperparameters(protocol.prior_length_scale, kp, tau, y_std,
-                                             raw.n_features, raw.n_hidden)
-    ws = [w.double() for w in drop.weights]
-    bs = [b.double() for b in drop.biases]
-    gen = torch.Generator().manual_seed(s.seed * 1_000_003 + split * 1_000 + 777)
-    with torch.no_grad():
-        s_train = mc_predict(torch.as_tensor(x_train), ws, bs, kp, s.num_samples, inverted=True,
-                             generator=gen).numpy()
-        s_test = mc_predict(torch.as_tensor(x_test), ws, bs, kp, s.num_samples, inverted=True,
-                            generator=gen).numpy()
-        std_test = standard_dropout_predict(torch.as_tensor(x_test), ws, bs, kp,
-                                            inverted=True).numpy()[:, 0]
-    attrs = dict(base_attrs, keep_prob=kp)
-    id_train = from_mc_dropout(s_train, y_train_2d, tau, x_train, y_mean=y_mean, y_std=y_std,
-                               seed=s.seed, attrs=attrs)
-    id_test = from_mc_dropout(s_test, y_test_2d, tau, x_test, y_mean=y_mean, y_std=y_std,
-                              seed=s.seed + 1, attrs=attrs)
-    mean, var = moment_match_samples(s_test[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
-                                     y_std=y_std)
-    wall = time.perf_counter() - t0
-    info = {"dropout_rate": drop.dropout_rate, "tau": tau, "keep_prob": kp,
-            "prior_length_scale_keras": protocol.prior_length_scale,
-            "effective_length_scale": prior["effective_length_scale"]}
-    outputs["mc_dropout"] = MethodOutput("mc_dropout", id_train, id_test, mean, var,
-                                         _lppd(id_test), wall, info=info)
-    sd_mean = y_mean + y_std * std_test
-    sd_var = np.full_like(sd_mean, 1.0 / tau)
-    sd_ll = float(gaussian_log_likelihood(
-        *(torch.tensor(np.array(a)) for a in (sd_mean, sd_var, y_test))).mean())
-    outputs["standard_dropout"] = MethodOutput(
-        "standard_dropout", None, None, sd_mean, sd_var, sd_ll, wall, loo_note=NO_POSTERIOR,
-        info=dict(info))
-
-    # ---- the arc-cosine GP: fitted, or fixed by the shared prior
-    gp_method = "gp_arccos1_prior" if shared else "gp_arccos1"
-    say(f"[{gp_method}] " + ("hyper-parameters of the shared prior" if shared else
-                             f"marginal likelihood, up to {s.gp_iterations} L-BFGS iterations"))
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)
-        # evaluating the GP at its own training inputs is intended here (LOO on training data)
-        warnings.simplefilter("ignore", gpytorch.utils.warnings.GPInputWarning)
-        gp = fit_gp(gp_method, x_train, std.y_train, iterations=s.gp_iterations,
-                    seed=s.seed + split, prior=prior if shared else None)
-        m_std, v_std = gp.predict(x_test)
-        gp_attrs = dict(base_attrs, method=gp_method)
-        gp_train = from_exact_gp(gp.model, gp.likelihood, x_train, y_train_2d, s.gp_num_draws,
-                                 y_mean=y_mean, y_std=y_std, seed=s.seed, attrs=gp_attrs)
-        gp_test = from_exact_gp(gp.model, gp.likelihood, x_test, y_test_2d, s.gp_num_draws,
-                                y_mean=y_mean, y_std=y_std, seed=s.seed + 1, attrs=gp_attrs)
-    gp_mean, gp_var = y_mean + y_std * m_std, y_std**2 * v_std
-    gp_ll = float(gaussian_log_likelihood(
-        *(torch.tensor(np.array(a)) for a in (gp_mean, gp_var, y_test))).mean())
-    outputs[gp_method] = MethodOutput(
-        gp_method, gp_train, gp_test, gp_mean, gp_var, gp_ll, time.perf_counter() - t0,
-        info={f"hp_{k}": v for k, v in gp.hyperparameters.items()})
-
-    # ---- HMC
+    d = _load(s)
+    caught: list[str] = []
+    outputs, protocol, prior = _fit_dropout(s, d, say, progress)
+    gp_out = _fit_gp_method(s, d, prior, say)
+    outputs[gp_out.method] = gp_out
     l_hmc = (prior["effective_length_scale"] if s.hmc_prior_length_scale is None
              else float(s.hmc_prior_length_scale))
     tau_hmc = prior["tau_standardized"]
     hmc_table = None
-    n_hmc = x_train.shape[0]
+    n_hmc = d.x_train.shape[0]
     if s.hmc:
-        rows = np.arange(x_train.shape[0])
-        if s.hmc_max_train is not None and s.hmc_max_train < x_train.shape[0]:
-            rows = np.sort(np.random.default_rng(s.seed + split).choice(
-                x_train.shape[0], s.hmc_max_train, replace=False))
+        rows = _hmc_rows(s, d)
         n_hmc = int(rows.size)
-        say(f"[hmc] NUTS {s.hmc_chains} chains x ({s.hmc_warmup} warmup + {s.hmc_samples}) on "
-            f"{n_hmc} rows, l = {l_hmc:.4g}, tau_s = {tau_hmc:.4g}")
-        t0 = time.perf_counter()
-        res = run_nuts(x_train[rows], np.asarray(std.y_train, dtype=np.float64)[rows],
-                       hidden=(raw.n_hidden,), prior_length_scale=l_hmc, tau=tau_hmc,
-                       num_chains=s.hmc_chains, num_warmup=s.hmc_warmup,
-                       num_samples=s.hmc_samples, cache_dir=cache_dir,
-                       num_processes=s.hmc_processes, seed=s.seed,
-                       max_tree_depth=s.hmc_max_tree_depth,
-                       target_accept_prob=s.hmc_target_accept_prob, init_scale=l_hmc)
-        h_train = res.to_inference_data(y=y_train_2d[rows], y_mean=y_mean, y_std=y_std,
-                                        seed=s.seed, attrs=base_attrs)
-        h_test = res.to_inference_data(x=x_test, y=y_test_2d, y_mean=y_mean, y_std=y_std,
-                                       seed=s.seed + 1, attrs=base_attrs)
-        h_mean, h_var = moment_match_samples(_f_draws(h_test), noise_var=y_std**2 / tau_hmc)
-        with warnings.catch_warnings(record=True) as rec:
-            warnings.simplefilter("always")
-            hmc_table = hmc_summary(h_train, var_names=["f"])
-        for w in rec:
-            if issubclass(w.category, HMCDiagnosticsWarning):
-                caught.append(str(w.message))
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        info = {"prior_length_scale": l_hmc, "tau_standardized": tau_hmc, "num_train": n_hmc,
-                "wall_time_nuts_s": res.wall_time_s,
-                "grad_evals_per_draw": res.grad_evals_per_draw,
-                "chains_from_cache": float(sum(res.from_cache)),
-                "chain_wall_time_sum_s": float(np.sum(res.chain_wall_times_s)),
-                **{k: v for k, v in hmc_table.attrs["diagnostics"].items()
-                   if k in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
-                            "min_bfmi")}}
-        outputs["hmc"] = MethodOutput("hmc", h_train, h_test, h_mean, h_var, _lppd(h_test),
-                                      time.perf_counter() - t0, info=info)
-
-    # ---- LOO and compare
-    for m, out in outputs.items():
-        if out.idata_train is not None:
-            out.loo, out.loo_note = _run_loo(out.idata_train, m, s.min_loo_draws, caught)
-    with_loo = {m: o.loo for m, o in outputs.items() if o.loo is not None}
-    compare_notes: dict[str, str] = {}
-    if "hmc" in with_loo and n_hmc != x_train.shape[0]:
-        compare_notes["hmc"] = (f"n/a (HMC conditioned on {n_hmc} of {x_train.shape[0]} "
-                                f"training rows)")
-        msg = f"hmc left out of az.compare: {compare_notes['hmc'][5:-1]}"
-        warnings.warn(msg, DiagnoseWarning, stacklevel=2)
-        caught.append(msg)
-        with_loo.pop("hmc")
-    comparison = None
-    if len(with_loo) >= 2:
-        comparison = compare_methods(with_loo, {m: outputs[m].idata_train for m in with_loo})
-
+        outputs["hmc"], hmc_table = _fit_hmc(s, d, l_hmc, tau_hmc, rows, cache_dir, say, caught)
+    comparison, compare_notes = _loo_and_compare(outputs, s.min_loo_draws, n_hmc,
+                                                 d.x_train.shape[0], caught)
     regions = {}
-    if name == TOY1D_NAME:
-        regions = {r: data.region_mask(r) for r in ("train", "gap", "extrapolation")}
-    records = _records(name, int(split), outputs, comparison, compare_notes, y_test, y_std,
+    if d.name == TOY1D_NAME:
+        regions = {r: d.data.region_mask(r) for r in ("train", "gap", "extrapolation")}
+    records = _records(d.name, d.split, outputs, comparison, compare_notes, d.y_test, d.y_std,
                        hmc_table, regions)
     run_settings = dict(asdict(s), hmc_prior_length_scale_used=l_hmc, hmc_tau_standardized=tau_hmc,
                         hmc_num_train=n_hmc,
                         mc_dropout_prior_length_scale_keras=protocol.prior_length_scale,
                         mc_dropout_effective_length_scale=prior["effective_length_scale"])
-    return DiagnoseResult(name, int(split), data, y_test, outputs, comparison, hmc_table, records,
-                          caught, run_settings, time.perf_counter() - t_start)
+    return DiagnoseResult(d.name, d.split, d.data, d.y_test, outputs, comparison, hmc_table,
+                          records, caught, run_settings, time.perf_counter() - t_start)
 
 
+# ------------------------------------------------------------------------------ records
 def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc_table,
              regions):
     records: list[dict] = []
@@ -698,184 +730,3 @@ def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc
                   "chains_from_cache", "chain_wall_time_sum_s"):
             add("hmc", k, ref.info[k])
     return records
-
-
-# ------------------------------------------------------------------------------- output
-def _fmt(v: float) -> str:
-    if v is None or not np.isfinite(v):
-        return "–"
-    a = abs(v)
-    if a != 0 and (a >= 1e4 or a < 1e-3):
-        return f"{v:.2e}"
-    if float(v).is_integer() and a < 1e4:
-        return f"{int(v)}"
-    return f"{v:.3f}"
-
-
-def _section(values, notes, methods, cols, labels=None):
-    labels = labels or cols
-    lines = ["| method | " + " | ".join(labels) + " |", "|---|" + "---|" * len(cols)]
-    for m in methods:
-        cells = []
-        for c in cols:
-            if (m, c) not in values:
-                cells.append("")
-                continue
-            v, note = values[(m, c)], notes.get((m, c), "")
-            cells.append(note if not np.isfinite(v) and note else _fmt(v))
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    return lines
-
-
-def diagnose_markdown(records: Sequence[Mapping[str, Any]], warnings_text: Sequence[str] = ()
-                      ) -> str:
-    """Markdown tables of one :func:`run_diagnose` run: LOO and compare, test metrics,
-    distances from HMC, HMC's diagnostics, and the surfaced warnings.
-
-    Args:
-        records: the run's tidy records (one data set and split).
-        warnings_text: :attr:`DiagnoseResult.warnings`.
-
-    Returns:
-        Markdown text (no trailing newline); an ``n/a`` metric shows its note.
-
-    Example:
-        >>> recs = [{"method": "standard_dropout", "metric": "elpd_loo", "value": float("nan"),
-        ...          "note": "n/a (no posterior)"}]
-        >>> diagnose_markdown(recs).splitlines()[4]
-        '| standard_dropout | n/a (no posterior) |  |  |  |  |  |  |  |'
-    """
-    values = {(r["method"], r["metric"]): float(r["value"]) for r in records}
-    notes = {(r["method"], r["metric"]): r.get("note", "") or "" for r in records}
-    methods = [m for m in _TABLE_ORDER if any(k[0] == m for k in values)]
-    methods += [m for m in dict.fromkeys(r["method"] for r in records) if m not in methods]
-    lines = ["PSIS-LOO on the training data and az.compare (stacking weights):", ""]
-    lines += _section(values, notes, methods,
-                      ["elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_bad", "rank", "elpd_diff",
-                       "dse", "weight"],
-                      ["elpd_loo", "SE", "p_loo", "Pareto k bad", "rank", "elpd_diff",
-                       "dSE", "weight"])
-    lines += ["", "Test data (original scale; coverage of the central 95% Gaussian interval):",
-              ""]
-    lines += _section(values, notes, methods,
-                      ["test_ll", "coverage_95", "rmse", "mean_pred_sd", "wall_time_s"],
-                      ["test LL", "95% coverage", "RMSE", "mean pred. sd", "wall time (s)"])
-    if ("standard_dropout", "test_ll") in values and ("mc_dropout", "test_ll") in values:
-        lines += ["", "standard_dropout is mc_dropout's network (same training, same wall time) "
-                  "predicting with the masks' means; its predictive is N(prediction, 1/tau)."]
-    if any(k[1] == "smd_vs_hmc" for k in values):
-        lines += ["", "Distance of each test predictive (moment-matched Gaussian) from HMC's "
-                  "(mean over test points; var_ratio: geometric mean of var / var_hmc; W2 in "
-                  "units of the training-target sd):", ""]
-        lines += _section(values, notes, methods,
-                          [f"{d}_vs_hmc" for d in ("smd", "var_ratio", "kl", "w2", "tv")],
-                          ["smd", "var_ratio", "KL", "W2 / s_y", "TV"])
-        regions = [r for r in ("train", "gap", "extrapolation")
-                   if ("hmc", f"tv_vs_hmc[{r}]") in values]
-        if regions:
-            lines += ["", "The same per region of the test grid (toy):", ""]
-            cols = [f"{d}_vs_hmc[{r}]" for d in ("smd", "var_ratio", "tv") for r in regions]
-            lines += _section(values, notes, methods, cols,
-                              [f"{d}[{r}]" for d in ("smd", "var_ratio", "TV") for r in regions])
-        cols = [c for c in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "num_divergent",
-                            "min_bfmi", "grad_evals_per_draw", "prior_length_scale",
-                            "tau_standardized", "num_train", "chains_from_cache",
-                            "chain_wall_time_sum_s") if ("hmc", c) in values]
-        lines += ["", "HMC convergence (hmc_summary of f at the training inputs; "
-                  "chain_wall_time_sum_s: the chains' own warmup + sampling time when they were "
-                  "computed, also when loaded from the cache):", ""]
-        lines += _section(values, {}, ["hmc"], cols)
-        problems = notes.get(("hmc", "max_r_hat"), "")
-        lines += ["", "HMC diagnostics: " + (problems if problems else "no problems flagged")]
-    if warnings_text:
-        lines += ["", "Warnings surfaced during the run:", ""]
-        lines += [f"- {w}" for w in warnings_text]
-    return "\n".join(lines)
-
-
-def _draw_output(result: DiagnoseResult, method: str) -> MethodOutput:
-    if not isinstance(result, DiagnoseResult):
-        raise ValueError(f"result must be a DiagnoseResult, got {type(result).__name__}")
-    if method not in result.methods:
-        raise ValueError(f"method must be one of {list(result.methods)}, got {method!r}")
-    out = result.methods[method]
-    if out.idata_train is None:
-        raise ValueError(f"method {method!r} has no posterior draws ({NO_POSTERIOR}); choose one "
-                         f"of {[m for m, o in result.methods.items() if o.idata_train is not None]}")
-    return out
-
-
-def plot_ppc(result: DiagnoseResult, method: str, ax, num_pp_samples: int = 50):
-    """``az.plot_ppc`` of ``method``'s posterior predictive at the training inputs.
-
-    Args:
-        result: a :class:`DiagnoseResult`; method: a method with draws.
-        ax: matplotlib ``Axes``; num_pp_samples: predictive draws to overlay.
-
-    Returns:
-        ``ax``.
-
-    Example:
-        >>> plot_ppc(result, "mc_dropout", ax)  # doctest: +SKIP
-    """
-    out = _draw_output(result, method)
-    n = int(out.idata_train.posterior_predictive.sizes["chain"]
-            * out.idata_train.posterior_predictive.sizes["draw"])
-    az.plot_ppc(out.idata_train, ax=ax, num_pp_samples=min(int(num_pp_samples), n),
-                random_seed=0, legend=True)
-    ax.set_title(f"{result.dataset}: PPC, {method_label(method)} (training data)")
-    return ax
-
-
-def plot_loo_pit(result: DiagnoseResult, method: str, ax):
-    """``az.plot_loo_pit`` (ECDF difference with its simultaneous band) of ``method`` at the
-    training inputs: a calibrated LOO predictive gives uniform PIT values.
-
-    Returns:
-        ``ax``.
-
-    Example:
-        >>> plot_loo_pit(result, "hmc", ax)  # doctest: +SKIP
-    """
-    out = _draw_output(result, method)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        az.plot_loo_pit(out.idata_train, y="y", ecdf=True, ax=ax)
-    ax.set_title(f"{result.dataset}: LOO-PIT, {method_label(method)}")
-    return ax
-
-
-def plot_predictive_bands(result: DiagnoseResult, ax, num_sd: float = 2.0,
-                          methods: Sequence[str] | None = None):
-    """Test predictive means ``± num_sd`` sds of every method over ``x`` on the toy, with the
-    training intervals shaded, the data and the true function.
-
-    Args:
-        result: a toy1d :class:`DiagnoseResult`.
-        ax: matplotlib ``Axes``.
-        num_sd: half-width of the bands in predictive sds.
-        methods: which methods (default: all).
-
-    Returns:
-        ``ax``.
-
-    Example:
-        >>> plot_predictive_bands(result, ax)  # doctest: +SKIP
-    """
-    if result.dataset != TOY1D_NAME:
-        raise ValueError(f"plot_predictive_bands needs a toy1d result, got {result.dataset!r}")
-    num_sd = _pos_float(num_sd, "num_sd")
-    methods = list(result.methods) if methods is None else list(methods)
-    bad = [m for m in methods if m not in result.methods]
-    if bad:
-        raise ValueError(f"methods must be among {list(result.methods)}, got unknown {bad}")
-    data = result.data
-    x = data.x_test_raw
-    for i, (a, b) in enumerate(data.train_intervals):
-        ax.axvspan(a, b, color="0.9", lw=0, label="training intervals" if i == 0 else None)
-    ylim = toy_ylim(data)
-    for m in methods:
-        out = result.methods[m]
-        plot_predictive_band(ax, x, out.mean, out.var, m, ylim, num_sd=num_sd, alpha=0.15,
-                             lw=1.5, edges=True)
-    return finish_toy_axes(ax, data, x, ylim, f"{result.dataset}: test predictive of every method")

@@ -6,7 +6,7 @@ MC dropout gives a predictive distribution whose spread grows away from the data
 ReLU, far less with tanh, whose units saturate); a GP with a squared-exponential (SE) kernel
 reverts to its prior mean with the prior's variance.
 
-Data (:func:`load_mauna_loa`): ``statsmodels.datasets.co2`` (weekly averages, March 1958 to
+Data (:func:`comparisons.datasets.mauna_loa.load_mauna_loa`): ``statsmodels.datasets.co2`` (weekly averages, March 1958 to
 December 2001, 2284 weeks of which 59 are missing and filled by linear interpolation in time).
 Time :math:`t` is in decimal years. The first ``train_fraction`` of the weeks (default 0.7: up
 to 1988.86, 1599 weeks) are the training data; inputs and targets are standardised with the
@@ -52,27 +52,30 @@ weights, Adam with lr 1e-3, minibatches of 128 reshuffled every epoch) on
     + \lambda \sum_i \|\mathbf{W}_i\|_F^2, \qquad
     \lambda = \frac{l^2\, \text{keep\_prob}}{2 N \tau}
 
-(:func:`vi_dropout.training.batched.weight_decay`). One ReLU network serves panels (a) and (c).
+(:func:`vi_dropout.training.weight_decay`). One ReLU network serves panels (a) and (c).
 
 Cost (1 torch thread, float32, wall-clock on the project's shared 2-core machine, which gave
 the process about half a core): one minibatch step of the 4 x 1024 network takes 0.08-0.13 s,
 one MC function draw over the ~2,500 query points 0.37-0.8 s, 100 marginal-likelihood steps of
 an exact GP on 800 weeks 14-23 s. The default run (500 steps, T = 50) takes about 3.6 minutes,
-2500 steps with T = 100 about 9 minutes. :data:`PAPER_LIKE_CONFIG` documents a paper-size run
+2500 steps with T = 100 about 9 minutes. :data:`PAPER_LIKE_SETTINGS` documents a paper-size run
 (10^6 steps, T = 1000): about 22 hours of training per network at 0.08 s per step.
 
+No file is written here: :func:`comparisons.report.mauna_loa.write_report` writes the figure,
+the table and the records of a :class:`MaunaLoaResult`.
+
 Example:
-    >>> cfg = MaunaLoaConfig(iterations=20, num_samples=5, hidden_layers=1, hidden_units=16,
-    ...                      gp_iterations=5, data_stride=8)
-    >>> result = run_mauna_loa(cfg)                       # doctest: +SKIP
-    >>> fig = plot_mauna_loa(result, plt.figure(figsize=(9, 13)))  # doctest: +SKIP
+    >>> settings = MaunaLoaSettings(iterations=20, num_samples=5, hidden_layers=1,
+    ...                             hidden_units=16, gp_iterations=5, data_stride=8)
+    >>> result = run(settings)                       # doctest: +SKIP
+    >>> write_report(result, "outputs/mauna_loa")    # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import gpytorch
@@ -81,28 +84,26 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from comparisons.gp.models import ExactGPModel, fit_exact_gp, gp_predict, make_kernel
+from comparisons.datasets.mauna_loa import MaunaLoaData, load_mauna_loa
+from comparisons.gp.fit import exact_cholesky, fit_exact_gp, gp_predict
+from comparisons.gp.models import ExactGPModel, make_kernel
+from comparisons.metrics.gaussian import gaussian_log_likelihood
 from vi_dropout.network import Architecture, get_activation
 from vi_dropout.predict import DropoutMLPParams
-from vi_dropout.training.batched import DropoutMLP, weight_decay
+from vi_dropout.training import DropoutMLP, weight_decay
 from vi_dropout.validation import check_keep_prob, check_positive, check_positive_int
 
 __all__ = [
     "DATASET_NAME",
     "METHODS",
     "METHOD_LABELS",
-    "MaunaLoaData",
-    "MaunaLoaConfig",
-    "PAPER_LIKE_CONFIG",
+    "MaunaLoaSettings",
+    "PAPER_LIKE_SETTINGS",
     "MethodPrediction",
     "MaunaLoaResult",
-    "load_mauna_loa",
     "train_dropout_regressor",
     "mc_function_draws",
-    "run_mauna_loa",
-    "records_markdown",
-    "plot_mauna_loa_panel",
-    "plot_mauna_loa",
+    "run",
 ]
 
 DATASET_NAME = "mauna_loa_co2"
@@ -120,171 +121,16 @@ METHOD_LABELS = {
 _NET_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-# ------------------------------------------------------------------------------------- data
-
-
-def _decimal_year(index: pd.DatetimeIndex) -> np.ndarray:
-    start = pd.to_datetime(index.year.astype(str) + "-01-01")
-    end = pd.to_datetime((index.year + 1).astype(str) + "-01-01")
-    frac = (index - start) / (end - start)
-    return np.asarray(index.year, dtype=float) + np.asarray(frac, dtype=float)
-
-
-@dataclass(frozen=True)
-class MaunaLoaData:
-    r"""The weekly Mauna Loa CO2 record with its train / held-out cut and standardisation.
-
-    Attributes:
-        time: decimal years, strictly increasing, shape ``(n,)``.
-        co2: CO2 concentration in ppm (gaps interpolated), ``(n,)``.
-        interpolated: ``True`` where ``co2`` was missing and filled, ``(n,)``.
-        num_train: the first ``num_train`` weeks are the training data.
-        horizon: last time (decimal year) to predict at.
-        time_mean, time_std: :math:`\bar t_\text{train}`, :math:`s_{t,\text{train}}`.
-        co2_mean, co2_std: :math:`\overline{\text{CO}_2}_\text{train}`,
-            :math:`s_{\text{CO}_2,\text{train}}` (ppm; population standard deviations).
-        stride: every ``stride``-th week of the record was kept.
-
-    Example:
-        >>> data = load_mauna_loa()
-        >>> data.num_train, data.num_heldout, round(data.train_end, 2)
-        (1599, 685, 1988.86)
-    """
-
-    time: np.ndarray
-    co2: np.ndarray
-    interpolated: np.ndarray
-    num_train: int
-    horizon: float
-    time_mean: float
-    time_std: float
-    co2_mean: float
-    co2_std: float
-    stride: int = 1
-
-    @property
-    def num_heldout(self) -> int:
-        """Number of weeks after the cut (scored, never trained on)."""
-        return len(self.time) - self.num_train
-
-    @property
-    def train_end(self) -> float:
-        """Time of the last training week: the train / extrapolation boundary."""
-        return float(self.time[self.num_train - 1])
-
-    @property
-    def train_span(self) -> float:
-        """Length of the training period in years."""
-        return float(self.time[self.num_train - 1] - self.time[0])
-
-    def standardize_time(self, t) -> np.ndarray:
-        """:math:`x = (t - \\bar t_\\text{train}) / s_{t,\\text{train}}` for any array of years."""
-        return (np.asarray(t, dtype=float) - self.time_mean) / self.time_std
-
-    def standardize_co2(self, c) -> np.ndarray:
-        """:math:`y = (c - \\overline{\\text{CO}_2}) / s_{\\text{CO}_2}` for any ppm array."""
-        return (np.asarray(c, dtype=float) - self.co2_mean) / self.co2_std
-
-    def co2_from_standardized(self, y) -> np.ndarray:
-        """Inverse of :meth:`standardize_co2` (ppm)."""
-        return self.co2_mean + self.co2_std * np.asarray(y, dtype=float)
-
-    def xy(self, part: str = "train", dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised ``(x, y)`` tensors of shape ``N x 1`` for ``part`` in
-        ``{"train", "heldout", "all"}``."""
-        sl = {"train": slice(0, self.num_train), "heldout": slice(self.num_train, None),
-              "all": slice(None)}
-        if part not in sl:
-            raise ValueError(f"part must be one of {sorted(sl)}, got {part!r}")
-        t, c = self.time[sl[part]], self.co2[sl[part]]
-        x = torch.as_tensor(self.standardize_time(t), dtype=dtype).unsqueeze(-1)
-        y = torch.as_tensor(self.standardize_co2(c), dtype=dtype).unsqueeze(-1)
-        return x, y
-
-    def prediction_times(self, grid_step: float = 1.0 / 12.0) -> np.ndarray:
-        """Query times: every data week, then an even grid of step about ``grid_step`` years from
-        the end of the record to :attr:`horizon` (inclusive); strictly increasing, ``(M,)``."""
-        grid_step = check_positive(grid_step, "grid_step")
-        last = float(self.time[-1])
-        if self.horizon <= last:
-            return self.time.copy()
-        num = max(1, math.ceil((self.horizon - last) / grid_step))
-        extra = np.linspace(last, self.horizon, num + 1)[1:]
-        return np.concatenate([self.time, extra])
-
-
-def load_mauna_loa(
-    train_fraction: float = 0.7, extrapolation: float = 1.0, stride: int = 1
-) -> MaunaLoaData:
-    r"""Load ``statsmodels.datasets.co2`` (offline), fill its gaps, cut and standardise it.
-
-    Missing weeks are filled by linear interpolation in time
-    (``Series.interpolate(method="time")``); the record has no missing first or last week.
-    After interpolation every ``stride``-th week is kept (``stride = 1``: all 2284). The first
-    ``round(train_fraction * n)`` weeks are the training data; the standardisation uses their
-    mean and (population) standard deviation only.
-
-    Args:
-        train_fraction: share of the weeks used for training, in (0, 1); at least 2 weeks must
-            fall on each side of the cut.
-        extrapolation: the prediction horizon is the last training time plus
-            ``extrapolation`` times the training span (``> 0``).
-        stride: keep every ``stride``-th week (``>= 1``).
-
-    Returns:
-        :class:`MaunaLoaData`.
-
-    Example:
-        >>> d = load_mauna_loa(train_fraction=0.7, extrapolation=1.0)
-        >>> len(d.time), int(d.interpolated.sum()), round(d.horizon, 2)
-        (2284, 59, 2019.49)
-    """
-    train_fraction = float(train_fraction)
-    if not (0.0 < train_fraction < 1.0):
-        raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction!r}")
-    extrapolation = check_positive(extrapolation, "extrapolation")
-    stride = check_positive_int(stride, "stride")
-    from statsmodels.datasets import co2 as co2_dataset
-
-    series = co2_dataset.load_pandas().data["co2"].astype(float)
-    missing = series.isna().to_numpy()
-    filled = series.interpolate(method="time", limit_direction="both")
-    time_years = _decimal_year(series.index)[::stride]
-    values = filled.to_numpy(dtype=float)[::stride]
-    missing = missing[::stride]
-    n = len(values)
-    num_train = int(round(train_fraction * n))
-    if num_train < 2 or n - num_train < 2:
-        raise ValueError(
-            f"train_fraction={train_fraction} with {n} weeks (stride {stride}) leaves "
-            f"{num_train} training and {n - num_train} held-out weeks; need >= 2 of each"
-        )
-    t_tr, c_tr = time_years[:num_train], values[:num_train]
-    span = float(t_tr[-1] - t_tr[0])
-    return MaunaLoaData(
-        time=time_years,
-        co2=values,
-        interpolated=missing,
-        num_train=num_train,
-        horizon=float(t_tr[-1] + extrapolation * span),
-        time_mean=float(t_tr.mean()),
-        time_std=float(t_tr.std()),
-        co2_mean=float(c_tr.mean()),
-        co2_std=float(c_tr.std()),
-        stride=stride,
-    )
-
-
 # ----------------------------------------------------------------------------------- config
 
 
 @dataclass(frozen=True)
-class MaunaLoaConfig:
-    r"""Settings of :func:`run_mauna_loa` (validated on construction).
+class MaunaLoaSettings:
+    r"""Settings of :func:`run` (validated on construction).
 
     Network (panels a, c, d):
         iterations: minibatch steps per network (``>= 1``; small default, see
-            :data:`PAPER_LIKE_CONFIG`).
+            :data:`PAPER_LIKE_SETTINGS`).
         num_samples: ``T``, MC dropout function draws (``>= 1``; see :func:`mc_function_draws`).
         hidden_layers, hidden_units: depth and width (the paper: 4 and 1024).
         drop_rate: probability of DROPPING a hidden unit, in [0, 1); ``keep_prob = 1 -
@@ -307,7 +153,8 @@ class MaunaLoaConfig:
             "trend + noise" mode and a short-lengthscale mode that also fits the seasons).
 
     Data and outputs:
-        train_fraction, extrapolation, data_stride: see :func:`load_mauna_loa`.
+        train_fraction, extrapolation, data_stride: see
+            :func:`comparisons.datasets.mauna_loa.load_mauna_loa`.
         grid_step: spacing in years of the query grid beyond the end of the record.
         seed: one seed for everything (network ``i`` uses ``seed + i``).
     """
@@ -382,8 +229,8 @@ class MaunaLoaConfig:
 #: order-of-magnitude reading of a long Caffe run, not the paper's exact solver settings; Adam
 #: is used here), GPs on all training weeks. About 0.08 s per step on one CPU thread: ~22 h of
 #: training per network, ~2 days in all.
-PAPER_LIKE_CONFIG = MaunaLoaConfig(iterations=1_000_000, num_samples=1000, gp_stride=1,
-                                   gp_iterations=200)
+PAPER_LIKE_SETTINGS = MaunaLoaSettings(iterations=1_000_000, num_samples=1000, gp_stride=1,
+                                       gp_iterations=200)
 
 
 # ---------------------------------------------------------------------------------- network
@@ -407,12 +254,18 @@ def train_dropout_regressor(
 
     Minimises :math:`\frac{1}{|\mathcal{B}|D}\sum_{n\in\mathcal{B}}\|\mathbf{y}_n -
     \hat{\mathbf{y}}_n\|^2 + \lambda\sum_i\|\mathbf{W}_i\|_F^2` with inverted dropout on every
-    layer's input (:class:`vi_dropout.training.batched.DropoutMLP`), Glorot-uniform weights and
+    layer's input (:class:`vi_dropout.training.DropoutMLP`), Glorot-uniform weights and
     zero biases, Adam (``eps=1e-7``), minibatches drawn in order from a fresh permutation of the
     data every epoch (the last one of an epoch may be smaller). A plain module with autograd:
     for a 4 x 1024 network the matrix products dominate, and it ran as fast as
     :func:`vi_dropout.train_batched` with one network (0.08-0.09 s per step each, float32, one
     thread) while allowing an exact step count.
+
+    It shares the model and the loss of :func:`vi_dropout.training.train_sequential` but not its
+    loop: that trainer runs whole epochs and takes each epoch's masks from per-layer drop
+    streams (only the dropped positions are drawn), while this one stops after exactly
+    ``iterations`` steps and draws one dense Bernoulli block per step, input column included.
+    The two random-number streams differ, so the numbers of this experiment come from this one.
 
     Random numbers: ``g = torch.Generator().manual_seed(seed)`` draws the initial weights
     (:meth:`~vi_dropout.network.Architecture.init_params`), then per epoch a permutation and
@@ -460,29 +313,17 @@ def train_dropout_regressor(
     kps = tuple(check_keep_prob(k, f"keep_probs[{i}]") for i, k in enumerate(keep_probs))
     dtype = x.dtype
     y = y.to(dtype)
-    N = x.shape[0]
     g = torch.Generator().manual_seed(int(seed))
-    ws, bs = Architecture(widths, activation).init_params(generator=g, dtype=dtype)
-    net = DropoutMLP(widths, kps, activation).to(dtype)
-    with torch.no_grad():
-        for lin, w, b in zip(net.linears, ws, bs):
-            lin.weight.copy_(w)
-            lin.bias.copy_(b)
+    net = _initial_network(widths, kps, activation, g, dtype)
     opt = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-7)
     col_keep = torch.tensor([kp for kp, w in zip(kps, widths[:-1]) for _ in range(w)], dtype=dtype)
     losses = np.empty(iterations)
-    perm, pos = None, N
+    batches = _minibatches(x.shape[0], batch_size, g)
     for it in tqdm(range(iterations), disable=not progress, desc=f"train {activation}",
                    leave=False):
-        if pos >= N:
-            perm, pos = torch.randperm(N, generator=g), 0
-        idx = perm[pos : pos + batch_size]
-        pos += batch_size
+        idx = next(batches)
         z = torch.bernoulli(col_keep.expand(len(idx), -1), generator=g)
-        out = net(x[idx], z)
-        loss = torch.nn.functional.mse_loss(out, y[idx])
-        if reg > 0:
-            loss = loss + reg * sum(lin.weight.square().sum() for lin in net.linears)
+        loss = _regularised_mse(net, net(x[idx], z), y[idx], reg)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged at step {it}: loss {float(loss)} (try a smaller lr)"
@@ -499,6 +340,37 @@ def train_dropout_regressor(
         inverted=True,
     )
     return params, losses
+
+
+def _initial_network(widths, keep_probs, activation, generator, dtype) -> DropoutMLP:
+    """A :class:`DropoutMLP` holding :meth:`Architecture.init_params`' weights (drawn from
+    ``generator``: Glorot-uniform weights, zero biases)."""
+    ws, bs = Architecture(widths, activation).init_params(generator=generator, dtype=dtype)
+    net = DropoutMLP(widths, keep_probs, activation).to(dtype)
+    with torch.no_grad():
+        for lin, w, b in zip(net.linears, ws, bs):
+            lin.weight.copy_(w)
+            lin.bias.copy_(b)
+    return net
+
+
+def _minibatches(num_data: int, batch_size: int, generator: torch.Generator):
+    """Endless row indices of minibatches: a fresh ``torch.randperm`` at the start of every
+    epoch (drawn lazily, just before the epoch's first minibatch), cut in order into pieces of
+    ``batch_size`` (the last piece of an epoch may be smaller)."""
+    while True:
+        perm = torch.randperm(num_data, generator=generator)
+        for pos in range(0, num_data, batch_size):
+            yield perm[pos : pos + batch_size]
+
+
+def _regularised_mse(net: DropoutMLP, out: torch.Tensor, y: torch.Tensor, reg: float):
+    r""":math:`\frac{1}{|\mathcal{B}|D}\sum\|\mathbf{y}_n - \hat{\mathbf{y}}_n\|^2 + \lambda
+    \sum_i\|\mathbf{W}_i\|_F^2` (the penalty is left out, not added as 0, when ``reg == 0``)."""
+    loss = torch.nn.functional.mse_loss(out, y)
+    if reg > 0:
+        loss = loss + reg * sum(lin.weight.square().sum() for lin in net.linears)
+    return loss
 
 
 def mc_function_draws(
@@ -608,18 +480,18 @@ class MethodPrediction:
 
 @dataclass(frozen=True)
 class MaunaLoaResult:
-    """Everything :func:`run_mauna_loa` produced.
+    """Everything :func:`run` produced.
 
     Attributes:
-        data: the :class:`MaunaLoaData` used.
-        config: the :class:`MaunaLoaConfig` used.
+        data: the :class:`~comparisons.datasets.mauna_loa.MaunaLoaData` used.
+        settings: the :class:`MaunaLoaSettings` used.
         predictions: ``{method: MethodPrediction}`` in :data:`METHODS` order.
         records: tidy records (``dataset, method, split, metric, value``).
         wall_time_s: total run time.
     """
 
     data: MaunaLoaData
-    config: MaunaLoaConfig
+    settings: MaunaLoaSettings
     predictions: dict[str, MethodPrediction]
     records: list[dict]
     wall_time_s: float
@@ -627,10 +499,6 @@ class MaunaLoaResult:
     def records_frame(self) -> pd.DataFrame:
         """The records as a DataFrame."""
         return pd.DataFrame(self.records)
-
-
-def _gaussian_loglik(y, mean, sd):
-    return -0.5 * np.log(2 * np.pi * sd**2) - 0.5 * ((y - mean) / sd) ** 2
 
 
 def _method_records(data: MaunaLoaData, pred: MethodPrediction) -> list[dict]:
@@ -647,7 +515,8 @@ def _method_records(data: MaunaLoaData, pred: MethodPrediction) -> list[dict]:
         add(split, "rmse_ppm", np.sqrt(np.mean(err**2)))
         if pred.sd is not None:
             add(split, "mean_sd_ppm", pred.sd[sl].mean())
-            add(split, "mean_loglik", _gaussian_loglik(data.co2[sl], pred.mean[sl], pred.sd[sl]).mean())
+            loglik = gaussian_log_likelihood(pred.mean[sl], pred.sd[sl] ** 2, data.co2[sl])
+            add(split, "mean_loglik", loglik.mean())
             add(split, "coverage_2sd", np.mean(np.abs(err) <= 2 * pred.sd[sl]))
         if pred.model_sd is not None:
             add(split, "mean_model_sd_ppm", pred.model_sd[sl].mean())
@@ -664,7 +533,7 @@ def _method_records(data: MaunaLoaData, pred: MethodPrediction) -> list[dict]:
     return rows
 
 
-def _fit_gp(kernel_name, x_train, y_train, x_query, cfg: MaunaLoaConfig, progress: bool):
+def _fit_gp(kernel_name, x_train, y_train, x_query, cfg: MaunaLoaSettings, progress: bool):
     def build(lengthscale):
         lik = gpytorch.likelihoods.GaussianLikelihood().double()
         lik.noise = cfg.gp_init_noise
@@ -677,7 +546,7 @@ def _fit_gp(kernel_name, x_train, y_train, x_query, cfg: MaunaLoaConfig, progres
         return model, lik
 
     info = {}
-    with gpytorch.settings.max_cholesky_size(100_000):
+    with exact_cholesky():
         if kernel_name == "se":
             scores = []
             for ls in cfg.se_init_lengthscales:
@@ -714,8 +583,8 @@ def _fit_gp(kernel_name, x_train, y_train, x_query, cfg: MaunaLoaConfig, progres
     return mean.numpy(), var.numpy(), info
 
 
-def run_mauna_loa(
-    config: MaunaLoaConfig | None = None,
+def run(
+    settings: MaunaLoaSettings | None = None,
     *,
     methods: Iterable[str] = METHODS,
     data: MaunaLoaData | None = None,
@@ -726,13 +595,14 @@ def run_mauna_loa(
 
     Steps: load the data (unless given), train the ReLU network (serves ``standard_dropout_relu``
     and ``mc_dropout_relu``) and the tanh network, predict at
-    :meth:`MaunaLoaData.prediction_times` (every data week plus a grid to the horizon), fit both
-    GPs, and turn everything into tidy records:
+    :meth:`~comparisons.datasets.mauna_loa.MaunaLoaData.prediction_times` (every data week plus a
+    grid to the horizon), fit both GPs, and turn everything into tidy records:
 
     - per method and ``split`` in ``{"train", "heldout"}``: ``rmse_ppm``; with a predictive sd
-      also ``mean_sd_ppm``, ``mean_loglik`` (Gaussian, per week, ppm scale) and ``coverage_2sd``
-      (share of weeks within 2 sd); MC dropout adds ``mean_model_sd_ppm`` (without
-      :math:`1/\tau`);
+      also ``mean_sd_ppm``, ``mean_loglik`` (Gaussian,
+      :func:`~comparisons.metrics.gaussian.gaussian_log_likelihood`, per week, ppm scale) and
+      ``coverage_2sd`` (share of weeks within 2 sd); MC dropout adds ``mean_model_sd_ppm``
+      (without :math:`1/\tau`);
     - ``split="extrapolation"`` (query times after the last training week): ``mean_sd_ppm``,
       ``sd_at_horizon_ppm``, ``mean_at_horizon_ppm`` (and ``mean_model_sd_ppm``);
     - ``split="all"``: ``wall_time_s`` (the ReLU network's training time is counted in both
@@ -740,9 +610,10 @@ def run_mauna_loa(
       GPs' fitted hyper-parameters.
 
     Args:
-        config: :class:`MaunaLoaConfig` (default: ``MaunaLoaConfig()``).
+        settings: :class:`MaunaLoaSettings` (default: ``MaunaLoaSettings()``).
         methods: a subset of :data:`METHODS`.
-        data: pre-loaded data (default: :func:`load_mauna_loa` with the config's settings).
+        data: pre-loaded data (default:
+            :func:`~comparisons.datasets.mauna_loa.load_mauna_loa` with the settings' cut).
         progress: tqdm bars.
         log: optional callable receiving one line per finished step (e.g. ``print``).
 
@@ -750,15 +621,15 @@ def run_mauna_loa(
         :class:`MaunaLoaResult` (predictions in :data:`METHODS` order).
 
     Example:
-        >>> cfg = MaunaLoaConfig(iterations=10, num_samples=4, hidden_layers=1,
-        ...                      hidden_units=8, gp_iterations=3, data_stride=16)
-        >>> res = run_mauna_loa(cfg, methods=["mc_dropout_tanh", "gp_se"])
+        >>> settings = MaunaLoaSettings(iterations=10, num_samples=4, hidden_layers=1,
+        ...                             hidden_units=8, gp_iterations=3, data_stride=16)
+        >>> res = run(settings, methods=["mc_dropout_tanh", "gp_se"])
         >>> sorted(res.predictions)
         ['gp_se', 'mc_dropout_tanh']
     """
-    cfg = MaunaLoaConfig() if config is None else config
-    if not isinstance(cfg, MaunaLoaConfig):
-        raise ValueError(f"config must be a MaunaLoaConfig, got {type(cfg).__name__}")
+    cfg = MaunaLoaSettings() if settings is None else settings
+    if not isinstance(cfg, MaunaLoaSettings):
+        raise ValueError(f"settings must be a MaunaLoaSettings, got {type(cfg).__name__}")
     methods = list(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -769,10 +640,18 @@ def run_mauna_loa(
         data = load_mauna_loa(cfg.train_fraction, cfg.extrapolation, cfg.data_stride)
     times = data.prediction_times(cfg.grid_step)
     x_query64 = torch.as_tensor(data.standardize_time(times)).unsqueeze(-1)
-    preds: dict[str, MethodPrediction] = {}
-    ys = data.co2_std
+    preds = _network_predictions(data, times, x_query64, cfg, methods, progress, say)
+    preds.update(_gp_predictions(data, times, x_query64, cfg, methods, progress, say))
+    ordered = {m: preds[m] for m in METHODS if m in preds}
+    records = [r for p in ordered.values() for r in _method_records(data, p)]
+    return MaunaLoaResult(data, cfg, ordered, records, time.perf_counter() - t_start)
 
-    # Networks -------------------------------------------------------------------------------
+
+def _network_predictions(data, times, x_query64, cfg: MaunaLoaSettings, methods, progress,
+                         say) -> dict[str, MethodPrediction]:
+    """Train the ReLU and the tanh network (each only if one of its methods is wanted) and
+    predict with standard and MC dropout at ``times``."""
+    preds = {}
     dtype = _NET_DTYPES[cfg.net_dtype]
     x_tr, y_tr = data.xy("train", dtype=dtype)
     x_query = x_query64.to(dtype)
@@ -802,22 +681,39 @@ def run_mauna_loa(
                 mean, sd, model_sd = out, None, None
             else:
                 gen = torch.Generator().manual_seed(cfg.seed + 1000 + i)
-                with torch.no_grad():
-                    samples = mc_function_draws(params, x_query, cfg.num_samples,
-                                                generator=gen, progress=progress)[..., 0].double()
-                mean = samples.mean(0).numpy()
-                model_var = samples.var(0, correction=0).numpy()
-                sd = np.sqrt(model_var + 1.0 / cfg.tau)
-                model_sd = np.sqrt(model_var)
+                mean, sd, model_sd = _mc_moments(params, x_query, cfg, gen, progress)
             pred_time = time.perf_counter() - t1
             info = dict(base_info, predict_time_s=pred_time, wall_time_s=train_time + pred_time)
-            preds[method] = MethodPrediction(
-                method, METHOD_LABELS[method], times, data.co2_from_standardized(mean),
-                None if sd is None else sd * ys, None if model_sd is None else model_sd * ys, info,
-            )
+            preds[method] = _prediction(data, method, times, mean, sd, model_sd, info)
             say(f"{method}: predicted {len(times)} points in {pred_time:.1f} s")
+    return preds
 
-    # GPs ------------------------------------------------------------------------------------
+
+def _mc_moments(params, x_query, cfg: MaunaLoaSettings, generator, progress):
+    r"""MC dropout mean, predictive sd :math:`\sqrt{\hat\sigma^2 + 1/\tau}` and model sd
+    :math:`\hat\sigma` (standardised scale) from ``cfg.num_samples`` function draws."""
+    with torch.no_grad():
+        samples = mc_function_draws(params, x_query, cfg.num_samples, generator=generator,
+                                    progress=progress)[..., 0].double()
+    mean = samples.mean(0).numpy()
+    model_var = samples.var(0, correction=0).numpy()
+    return mean, np.sqrt(model_var + 1.0 / cfg.tau), np.sqrt(model_var)
+
+
+def _prediction(data, method, times, mean, sd, model_sd, info) -> MethodPrediction:
+    """A :class:`MethodPrediction` on the ppm scale from standardised moments."""
+    ys = data.co2_std
+    return MethodPrediction(
+        method, METHOD_LABELS[method], times, data.co2_from_standardized(mean),
+        None if sd is None else sd * ys, None if model_sd is None else model_sd * ys, info,
+    )
+
+
+def _gp_predictions(data, times, x_query64, cfg: MaunaLoaSettings, methods, progress,
+                    say) -> dict[str, MethodPrediction]:
+    """Fit the SE and the arc-cosine GP (those wanted) on every ``gp_stride``-th training week
+    and predict at ``times``."""
+    preds = {}
     x_gp, y_gp = data.xy("train", dtype=torch.float64)
     x_gp, y_gp = x_gp[:: cfg.gp_stride], y_gp[:: cfg.gp_stride, 0]
     for method, kernel_name in (("gp_se", "se"), ("gp_arccos1", "arccos1")):
@@ -826,163 +722,7 @@ def run_mauna_loa(
         t0 = time.perf_counter()
         mean, var, info = _fit_gp(kernel_name, x_gp, y_gp, x_query64, cfg, progress)
         info["wall_time_s"] = time.perf_counter() - t0
-        preds[method] = MethodPrediction(
-            method, METHOD_LABELS[method], times, data.co2_from_standardized(mean),
-            np.sqrt(var) * ys, None, info,
-        )
+        preds[method] = _prediction(data, method, times, mean, np.sqrt(var), None, info)
         say(f"{method}: fitted on {x_gp.shape[0]} points in {info['wall_time_s']:.1f} s, "
             + ", ".join(f"{k}={v:.4g}" for k, v in info.items() if isinstance(v, float)))
-
-    ordered = {m: preds[m] for m in METHODS if m in preds}
-    records = [r for p in ordered.values() for r in _method_records(data, p)]
-    return MaunaLoaResult(data, cfg, ordered, records, time.perf_counter() - t_start)
-
-
-_TABLE_COLUMNS = (
-    ("train", "rmse_ppm", "train RMSE (ppm)"),
-    ("heldout", "rmse_ppm", "held-out RMSE (ppm)"),
-    ("train", "mean_sd_ppm", "mean sd, train (ppm)"),
-    ("heldout", "mean_sd_ppm", "mean sd, held-out (ppm)"),
-    ("extrapolation", "mean_sd_ppm", "mean sd, extrapolation (ppm)"),
-    ("extrapolation", "sd_at_horizon_ppm", "sd at horizon (ppm)"),
-    ("heldout", "coverage_2sd", "held-out within 2 sd"),
-    ("heldout", "mean_loglik", "held-out log-lik / week"),
-    ("all", "wall_time_s", "wall time (s)"),
-)
-
-
-def records_markdown(records: Sequence[Mapping] | pd.DataFrame) -> str:
-    """A Markdown table of the main metrics: one row per method (``–`` where not defined).
-
-    Args:
-        records: tidy records from :func:`run_mauna_loa`.
-
-    Returns:
-        The table (no trailing newline).
-
-    Example:
-        >>> recs = [{"dataset": "d", "method": "gp_se", "split": "train", "metric": "rmse_ppm",
-        ...          "value": 0.5}]
-        >>> records_markdown(recs).splitlines()[2].split("|")[2].strip()
-        '0.500'
-    """
-    frame = pd.DataFrame(list(records) if not isinstance(records, pd.DataFrame) else records)
-    missing = {"method", "split", "metric", "value"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"records lack the column(s) {sorted(missing)}")
-    lookup = {(r.method, r.split, r.metric): r.value for r in frame.itertuples()}
-    header = "| method | " + " | ".join(c[2] for c in _TABLE_COLUMNS) + " |"
-    lines = [header, "|" + "---|" * (len(_TABLE_COLUMNS) + 1)]
-    for method in dict.fromkeys(frame["method"]):
-        cells = []
-        for split, metric, _ in _TABLE_COLUMNS:
-            v = lookup.get((method, split, metric))
-            if v is None or not math.isfinite(v):
-                cells.append("–")
-            elif metric == "wall_time_s":
-                cells.append(f"{v:.1f}")
-            else:
-                cells.append(f"{v:.3f}" if abs(v) < 100 else f"{v:.1f}")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------- plotting
-
-
-def _default_ylim(data: MaunaLoaData) -> tuple[float, float]:
-    lo, hi = float(data.co2.min()), float(data.co2.max())
-    rng = hi - lo
-    return lo - 0.6 * rng, hi + 1.0 * rng
-
-
-def plot_mauna_loa_panel(ax, data: MaunaLoaData, prediction: MethodPrediction, *,
-                         ylim: tuple[float, float] | None = None, legend: bool = False):
-    r"""One panel: data, predictive mean, :math:`\pm 1` and :math:`\pm 2` sd bands, boundary.
-
-    The training weeks are drawn in red, the held-out weeks in grey, the predictive mean in
-    blue with shaded :math:`\pm 2` sd (light) and :math:`\pm 1` sd (darker) bands when the
-    method has a predictive sd, and the train / extrapolation boundary as a dashed blue line
-    (as in the paper's Figure 2).
-
-    Args:
-        ax: a matplotlib ``Axes`` (drawn on and returned).
-        data: the :class:`MaunaLoaData`.
-        prediction: one :class:`MethodPrediction`.
-        ylim: y-limits in ppm (default: the data range, widened to leave room for the bands).
-        legend: draw a legend.
-
-    Returns:
-        ``ax``.
-    """
-    n_tr = data.num_train
-    t, mu = prediction.time, prediction.mean
-    if prediction.sd is not None:
-        sd = prediction.sd
-        ax.fill_between(t, mu - 2 * sd, mu + 2 * sd, color="tab:blue", alpha=0.18, lw=0,
-                        label=r"$\pm 2$ sd")
-        ax.fill_between(t, mu - sd, mu + sd, color="tab:blue", alpha=0.35, lw=0,
-                        label=r"$\pm 1$ sd")
-    ax.plot(data.time[:n_tr], data.co2[:n_tr], color="tab:red", lw=0.8, label="training data")
-    ax.plot(data.time[n_tr:], data.co2[n_tr:], color="0.45", lw=0.8, label="held-out data")
-    ax.plot(t, mu, color="tab:blue", lw=1.0, label="predictive mean")
-    ax.axvline(data.train_end, color="tab:blue", ls="--", lw=1.0, label="end of training data")
-    ax.set_xlim(float(t[0]), float(t[-1]))
-    ax.set_ylim(*(ylim if ylim is not None else _default_ylim(data)))
-    ax.set_title(prediction.label, fontsize="medium", loc="left")
-    ax.set_ylabel(r"CO$_2$ (ppm)")
-    if legend:
-        ax.legend(loc="upper left", fontsize="small", ncol=3)
-    return ax
-
-
-def plot_mauna_loa(result: MaunaLoaResult, axes=None, *, ylim: tuple[float, float] | None = None):
-    """All panels of a :class:`MaunaLoaResult`, one method per ``Axes``.
-
-    Args:
-        result: from :func:`run_mauna_loa`.
-        axes: a matplotlib ``Figure`` (one column of subplots is added to it), or a sequence /
-            array of at least ``len(result.predictions)`` ``Axes`` (extra ones are hidden), or
-            ``None`` (a new figure).
-        ylim: common y-limits in ppm (default: see :func:`plot_mauna_loa_panel`).
-
-    Returns:
-        What was passed as ``axes`` (the new ``Figure`` when ``None``).
-
-    Example:
-        >>> fig = plot_mauna_loa(result, plt.figure(figsize=(9, 13)))  # doctest: +SKIP
-        >>> fig.savefig("mauna_loa.png")  # doctest: +SKIP
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-
-    preds = list(result.predictions.values())
-    if not preds:
-        raise ValueError("result holds no predictions to plot")
-    returned = axes
-    if axes is None:
-        returned = axes = plt.figure(figsize=(9, 2.6 * len(preds)))
-    if isinstance(axes, Figure):
-        axs = list(np.ravel(axes.subplots(len(preds), 1, sharex=True)))
-    else:
-        axs = list(np.ravel(np.asarray(axes, dtype=object)))
-        if len(axs) < len(preds):
-            raise ValueError(
-                f"axes must hold at least {len(preds)} Axes (one per method), got {len(axs)}"
-            )
-    for i, (ax, pred) in enumerate(zip(axs, preds)):
-        plot_mauna_loa_panel(ax, result.data, pred, ylim=ylim, legend=(i == 0))
-    for ax in axs[len(preds):]:
-        ax.set_visible(False)
-    axs[len(preds) - 1].set_xlabel("year")
-    if isinstance(returned, Figure):
-        cfg = result.config
-        returned.suptitle(
-            f"Mauna Loa CO$_2$: trained up to {result.data.train_end:.1f}, predicted to "
-            f"{result.data.horizon:.1f}; nets {cfg.hidden_layers} x {cfg.hidden_units}, "
-            f"drop_rate {cfg.drop_rate:g}, {cfg.iterations} steps, T = {cfg.num_samples}",
-            fontsize="medium",
-        )
-        returned.tight_layout()
-    return returned
-
+    return preds

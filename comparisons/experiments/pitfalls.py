@@ -17,14 +17,21 @@ r"""The known pitfalls of MC dropout as approximate inference, each as a reprodu
    same network on the same toy data with ``keep_prob`` in {0.5, 0.8, 0.9, 0.95, 0.99} and sets
    the predictive sd across the input range next to the GP's.
 
-All runners return tidy records ``(dataset, method, split, metric, value)`` (``split`` carries the
-experiment's x-axis: theta, N or keep_prob) and the plotting functions take an ``ax`` and return
-it. The networks are the Keras-convention ones of :func:`vi_dropout.train_batched` (inverted
+:func:`run` runs the three with one :class:`PitfallSettings` and returns a
+:class:`PitfallResult`; every part gives tidy records ``(dataset, method, split, metric, value)``
+(``split`` carries the experiment's x-axis: theta, N or keep_prob). No file is written here
+(except the NUTS chain cache, when asked for): the figures and tables are
+:func:`comparisons.report.pitfalls.write_report`'s. The networks are the Keras-convention ones of :func:`vi_dropout.train_batched` (inverted
 dropout on the input and the hidden layer, L2 :math:`\lambda = l^2\,\text{keep\_prob}/(2N\tau)`),
 trained on the standardised toy data of :func:`comparisons.datasets.toy1d.load_toy1d` with
 :math:`\tau` the true noise precision on that scale; the GP is the arc-cosine (order 1) GP whose
 hyper-parameters are FIXED by the network's prior
 (:func:`comparisons.gp.models.dropout_prior_hyperparameters`, no fitting).
+
+Example:
+    >>> settings = PitfallSettings(steps=50, num_samples=20, sizes=(10, 40), hmc=None)
+    >>> result = run(settings)                       # doctest: +SKIP
+    >>> write_report(result, "outputs/pitfalls")     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import arviz as az
 import gpytorch
@@ -42,61 +49,28 @@ import numpy as np
 import torch
 
 from comparisons.datasets.toy1d import load_toy1d
-from comparisons.gp.models import (
-    ExactGPModel,
-    dropout_prior_hyperparameters,
-    gp_predict,
-    make_kernel,
-)
+from comparisons.gp.fit import exact_cholesky, gp_predict
+from comparisons.gp.models import ExactGPModel, make_kernel
+from comparisons.gp.priors import dropout_prior_hyperparameters
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
-from comparisons.report.styles import method_color, method_label
 from vi_dropout.network import mlp_forward
 from vi_dropout.objectives import elbo_dropout_offset
 from vi_dropout.predict import mc_predict
-from vi_dropout.training.batched import train_batched, weight_decay
+from vi_dropout.training import train_batched, weight_decay
 from vi_dropout.validation import check_keep_prob, check_positive, check_positive_int
 
 __all__ = [
     "PitfallSettings",
     "PitfallHMCSettings",
+    "PitfallResult",
     "improper_kl_records",
     "non_concentration_records",
     "keep_prob_sensitivity",
     "KeepProbSensitivity",
-    "plot_improper_kl",
-    "plot_non_concentration",
-    "plot_keep_prob_sensitivity",
+    "run",
 ]
 
 DATASET = "toy1d"
-
-
-@dataclass(frozen=True)
-class PitfallSettings:
-    """Network, prior and training settings shared by the toy pitfall experiments.
-
-    Attributes:
-        hidden: hidden units of the one-hidden-layer ReLU network (and of the GP's prior).
-        prior_length_scale: :math:`l` of the prior :math:`\\mathcal{N}(0, l^{-2})`.
-        steps: Adam steps per network (epochs are ``ceil(steps / minibatches per epoch)``).
-        batch_size: minibatch size.
-        num_samples: MC dropout samples :math:`T`.
-        seed: seed of the data, the networks and the masks.
-    """
-
-    hidden: int = 50
-    prior_length_scale: float = 1.0
-    steps: int = 4000
-    batch_size: int = 128
-    num_samples: int = 1000
-    seed: int = 0
-
-    def __post_init__(self):
-        check_positive_int(self.hidden, "hidden")
-        check_positive(self.prior_length_scale, "prior_length_scale")
-        check_positive_int(self.steps, "steps")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.num_samples, "num_samples")
 
 
 @dataclass(frozen=True)
@@ -130,6 +104,53 @@ class PitfallHMCSettings:
         if not 0 < float(self.target_accept_prob) < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got "
                              f"{self.target_accept_prob!r}")
+
+
+@dataclass(frozen=True)
+class PitfallSettings:
+    """Settings of :func:`run`: the network, prior and training settings shared by the toy
+    pitfall experiments, and the plan of the non-concentration experiment.
+
+    Attributes:
+        hidden: hidden units of the one-hidden-layer ReLU network (and of the GP's prior).
+        prior_length_scale: :math:`l` of the prior :math:`\\mathcal{N}(0, l^{-2})`.
+        steps: Adam steps per network (epochs are ``ceil(steps / minibatches per epoch)``).
+        batch_size: minibatch size.
+        num_samples: MC dropout samples :math:`T`.
+        seed: seed of the data, the networks and the masks.
+        sizes: training-set sizes :math:`N` of the non-concentration experiment.
+        keep_prob: the non-concentration experiment's fixed keep probability.
+        hmc: :class:`PitfallHMCSettings` of its HMC curve, ``None``: no HMC.
+
+    The last three are left out of the ``repr`` (the report states them on their own lines).
+
+    Example:
+        >>> PitfallSettings(steps=50, sizes=(10, 40), hmc=None).sizes
+        (10, 40)
+    """
+
+    hidden: int = 50
+    prior_length_scale: float = 1.0
+    steps: int = 4000
+    batch_size: int = 128
+    num_samples: int = 1000
+    seed: int = 0
+    sizes: tuple[int, ...] = field(default=(10, 30, 100, 300, 1000, 3000), repr=False)
+    keep_prob: float = field(default=0.9, repr=False)
+    hmc: PitfallHMCSettings | None = field(default=PitfallHMCSettings(), repr=False)
+
+    def __post_init__(self):
+        for name in ("hidden", "steps", "batch_size", "num_samples"):
+            check_positive_int(getattr(self, name), name)
+        check_positive(self.prior_length_scale, "prior_length_scale")
+        sizes = tuple(check_positive_int(n, f"sizes[{i}]") for i, n in enumerate(self.sizes))
+        if not sizes:
+            raise ValueError("sizes must hold at least one training-set size, got ()")
+        object.__setattr__(self, "sizes", sizes)
+        object.__setattr__(self, "keep_prob", check_keep_prob(self.keep_prob))
+        if self.hmc is not None and not isinstance(self.hmc, PitfallHMCSettings):
+            raise ValueError(f"hmc must be a PitfallHMCSettings or None, got "
+                             f"{type(self.hmc).__name__}")
 
 
 def _record(method, split, metric, value) -> dict:
@@ -228,7 +249,7 @@ def _gp_latent(data, tau, settings: PitfallSettings, keep_prob: float):
     likelihood.noise = h["noise"]
     model = ExactGPModel(x, y, likelihood, kernel).double()
     # Exact Cholesky at every N (GPyTorch switches to CG / Lanczos above 800 points).
-    with gpytorch.settings.max_cholesky_size(10**6):
+    with exact_cholesky():
         mean, var = gp_predict(model, likelihood, torch.tensor(data.x_test, dtype=torch.float64))
     return mean, var - h["noise"]
 
@@ -428,61 +449,73 @@ def keep_prob_sensitivity(
     return KeepProbSensitivity(np.asarray(data.x_test_raw), kps, mc_sd, gp_sd, data, records)
 
 
-# ------------------------------------------------------------------------------ plotting
-def _select(records, method, metric):
-    rows = [r for r in records if r["method"] == method and r["metric"] == metric]
-    return np.array([float(r["split"]) for r in rows]), np.array([r["value"] for r in rows])
+# ----------------------------------------------------------------------------------- run
+@dataclass(frozen=True)
+class PitfallResult:
+    """Everything :func:`run` produced.
+
+    Attributes:
+        settings: the :class:`PitfallSettings` used.
+        improper_kl: records of :func:`improper_kl_records`.
+        non_concentration: records of :func:`non_concentration_records`.
+        sensitivity: the :class:`KeepProbSensitivity` of :func:`keep_prob_sensitivity`.
+        hmc_warnings: the messages of the :class:`~comparisons.reference.nuts.HMCDiagnosticsWarning`
+            issued by the non-concentration experiment (also re-issued as warnings).
+        wall_times_s: ``{"improper_kl", "non_concentration", "keep_prob_sensitivity"}`` seconds.
+    """
+
+    settings: PitfallSettings
+    improper_kl: list[dict]
+    non_concentration: list[dict]
+    sensitivity: KeepProbSensitivity
+    hmc_warnings: tuple[str, ...]
+    wall_times_s: dict[str, float]
+
+    @property
+    def records(self) -> list[dict]:
+        """All tidy records: improper KL, non-concentration, keep_prob sensitivity."""
+        return self.improper_kl + self.non_concentration + self.sensitivity.records
 
 
-def plot_improper_kl(records: Sequence[dict], ax):
-    """Left axis: ELBO - dropout loss vs theta (diverges); right: gradient difference (vanishes)."""
-    th, val = _select(records, "exact_elbo", "elbo_minus_dropout_loss")
-    _, grad = _select(records, "exact_elbo", "gradient_relative_difference")
-    ax.semilogx(th, val, "o-", color="C0", label=r"$-\mathrm{ELBO}/(N\tau) - L_\mathrm{dropout}$")
-    ax.set_xlabel(r"$\theta$")
-    ax.set_ylabel("objective difference", color="C0")
-    ax.invert_xaxis()
-    ax2 = ax.twinx()
-    ax2.loglog(th, grad, "s--", color="C3", label="gradient rel. difference")
-    ax2.set_ylabel("gradient relative difference", color="C3")
-    ax.set_title(r"improper KL: value diverges like $-\log\theta$, gradient converges")
-    return ax
+def run(settings: PitfallSettings | None = None, *, progress: bool = False,
+        cache_dir: str | os.PathLike | None = None) -> PitfallResult:
+    """Run the three pitfall experiments with one set of settings.
 
+    Args:
+        settings: :class:`PitfallSettings` (default ``PitfallSettings()``).
+        progress: a progress bar over the non-concentration sizes.
+        cache_dir: NUTS chain cache of the non-concentration experiment (e.g.
+            ``OUT/nuts-cache``; ``None``: no cache).
 
-#: line style per method (colours and labels: comparisons.report.styles)
-_NC_STYLE = {"mc_dropout": "o-", "gp_arccos1_prior": "s-", "hmc": "^-"}
+    Returns:
+        :class:`PitfallResult`. HMC diagnostics warnings are collected in
+        ``hmc_warnings`` and re-issued.
 
-
-def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
-    """Epistemic variance vs N on log-log axes for every method in ``records`` (MC dropout,
-    the GP and HMC in their colours of :data:`~comparisons.report.styles.METHOD_STYLES`; HMC's
-    curve covers the sizes it ran for)."""
-    if region not in ("train", "extrapolation"):
-        raise ValueError(f"region must be 'train' or 'extrapolation', got {region!r}")
-    metric = f"epistemic_variance_{region}"
-    methods = sorted({r["method"] for r in records if r["metric"] == metric},
-                     key=lambda m: (list(_NC_STYLE).index(m) if m in _NC_STYLE else 99, m))
-    for i, method in enumerate(methods):
-        n, v = _select(records, method, metric)
-        order = np.argsort(n)
-        ax.loglog(n[order], v[order], _NC_STYLE.get(method, "o-"),
-                  color=method_color(method, f"C{i + 3}"), label=method_label(method))
-    ax.set_xlabel("training points N")
-    ax.set_ylabel(f"epistemic variance ({region}, standardised)")
-    ax.set_title(f"non-concentration ({region} region)")
-    ax.legend(fontsize=8)
-    return ax
-
-
-def plot_keep_prob_sensitivity(result: KeepProbSensitivity, ax):
-    """Predictive sd vs x for each keep_prob, the GP's in black, training intervals shaded."""
-    for lo, hi in result.data.train_intervals:
-        ax.axvspan(lo, hi, color="0.92", zorder=0)
-    for i, (kp, sd) in enumerate(zip(result.keep_probs, result.mc_sd)):
-        ax.plot(result.x, sd, color=f"C{i}", label=f"MC dropout, keep_prob {kp:g}")
-    ax.plot(result.x, result.gp_sd, "k--", lw=2, label=method_label("gp_arccos1_prior"))
-    ax.set_xlabel("x")
-    ax.set_ylabel("predictive sd (original scale)")
-    ax.set_title("sensitivity of MC dropout's uncertainty to keep_prob (shaded: training data)")
-    ax.legend(fontsize=8)
-    return ax
+    Example:
+        >>> res = run(PitfallSettings(steps=50, num_samples=20, sizes=(10,), hmc=None))  # doctest: +SKIP
+        >>> sorted(res.wall_times_s)  # doctest: +SKIP
+        ['improper_kl', 'keep_prob_sensitivity', 'non_concentration']
+    """
+    settings = PitfallSettings() if settings is None else settings
+    if not isinstance(settings, PitfallSettings):
+        raise ValueError(f"settings must be a PitfallSettings, got {type(settings).__name__}")
+    times = {}
+    t0 = time.perf_counter()
+    kl = improper_kl_records()
+    times["improper_kl"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HMCDiagnosticsWarning)
+        nc = non_concentration_records(settings.sizes, keep_prob=settings.keep_prob,
+                                       settings=settings, progress=progress, hmc=settings.hmc,
+                                       cache_dir=cache_dir)
+    hmc_warnings = []
+    for w in caught:
+        if issubclass(w.category, HMCDiagnosticsWarning):
+            hmc_warnings.append(str(w.message))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    times["non_concentration"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    kps = keep_prob_sensitivity(settings=settings)
+    times["keep_prob_sensitivity"] = time.perf_counter() - t0
+    return PitfallResult(settings, kl, nc, kps, tuple(hmc_warnings), times)

@@ -23,6 +23,14 @@ approach an upside-down 1). For every rotated image :math:`\mathbf{x}_a` we draw
 Rotation uses :func:`scipy.ndimage.rotate` (bilinear, ``reshape=False``, zero fill, positive
 angles counter-clockwise as shown by ``imshow``), clipped to :math:`[0, 1]`.
 
+:func:`run` is the whole experiment (:class:`RotatedDigitSettings` -> :class:`RotatedDigitResult`):
+load the digits (or MNIST), train the LeNet (:func:`comparisons.networks.lenet.train_lenet`),
+score MC and standard dropout's calibration on the test split
+(:func:`comparisons.metrics.calibration.calibration_records`) and sweep the rotations
+(:func:`sweep_rotations`). Its tidy records use the angle as ``split`` for the per-angle metrics
+and an empty ``split`` for the calibration metrics (the whole test split). No file is written
+here: :func:`comparisons.report.rotated_digit.write_report` writes the figures and tables.
+
 Example:
     >>> from comparisons.datasets.digits import load_digits_split
     >>> from comparisons.networks.lenet import LeNet, train_lenet
@@ -30,36 +38,38 @@ Example:
     >>> net = LeNet(8, seed=0)
     >>> _ = train_lenet(net, d.x_train, d.y_train, epochs=2, progress=False)
     >>> image, _ = select_digit(d.x_test, d.y_test, digit=1)
-    >>> res = run_rotated_digit(net, image, num_samples=20, digit=1)
+    >>> res = sweep_rotations(net, image, num_samples=20, digit=1)
     >>> res.mc_logits.shape, len(res.angles_deg), len(res.top_classes)
     (torch.Size([20, 12, 10]), 12, 3)
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
-import pandas as pd
 import torch
 
-from comparisons.networks.lenet import LeNet, mc_logits, standard_logits
+from comparisons.datasets.digits import load_digits_split, load_mnist_split
+from comparisons.metrics.calibration import calibration_records, predictive_probs
+from comparisons.networks.lenet import LeNet, mc_logits, standard_logits, train_lenet
 from vi_dropout.predict import ClassificationSummary, classification_summary
-from vi_dropout.validation import check_finite, check_positive_int
+from vi_dropout.validation import check_finite, check_keep_prob, check_positive, check_positive_int
 
 __all__ = [
     "DEFAULT_ANGLES_DEG",
+    "RotatedDigitSettings",
     "RotatedDigitResult",
+    "RotationSweep",
     "rotate_image",
     "select_digit",
-    "run_rotated_digit",
+    "sweep_rotations",
     "rotated_digit_records",
-    "rotated_digit_table",
-    "plot_rotated_images",
-    "plot_softmax_scatter",
-    "plot_uncertainty_vs_angle",
-    "plot_rotated_digit_figure",
+    "run",
 ]
 
 #: 12 angles in degrees, 0 to 165 in 15-degree steps.
@@ -138,8 +148,8 @@ def select_digit(x: torch.Tensor, y: torch.Tensor, digit: int = 1,
 
 
 @dataclass(frozen=True)
-class RotatedDigitResult:
-    """Everything :func:`run_rotated_digit` computed (``A`` angles, ``T`` samples, ``C`` classes).
+class RotationSweep:
+    """Everything :func:`sweep_rotations` computed (``A`` angles, ``T`` samples, ``C`` classes).
 
     Attributes:
         angles_deg: ``A`` angles in degrees.
@@ -167,8 +177,8 @@ class RotatedDigitResult:
 
     @property
     def records(self) -> list[dict]:
-        """Tidy records ``{dataset, method, angle, metric, value}``: :func:`rotated_digit_records`
-        with ``self.dataset``."""
+        """Tidy records ``{dataset, method, split = angle, metric, value}``:
+        :func:`rotated_digit_records` with ``self.dataset``."""
         return rotated_digit_records(self, self.dataset)
 
     @property
@@ -193,7 +203,7 @@ class RotatedDigitResult:
         return -torch.special.xlogy(p, p).sum(-1)
 
 
-def run_rotated_digit(
+def sweep_rotations(
     model: LeNet,
     image: torch.Tensor,
     *,
@@ -203,7 +213,7 @@ def run_rotated_digit(
     seed: int = 0,
     digit: int | None = None,
     dataset: str = "digits",
-) -> RotatedDigitResult:
+) -> RotationSweep:
     r"""Rotate ``image`` through ``angles_deg`` and collect MC and standard dropout predictions.
 
     Args:
@@ -218,12 +228,12 @@ def run_rotated_digit(
         dataset: the ``dataset`` field of the tidy records.
 
     Returns:
-        :class:`RotatedDigitResult`; its ``records`` property gives the tidy records
-        ``{dataset, method, angle, metric, value}``.
+        :class:`RotationSweep`; its ``records`` property gives the tidy records
+        ``{dataset, method, split = angle, metric, value}``.
 
     Example:
         >>> net = LeNet(8, seed=0)
-        >>> res = run_rotated_digit(net, torch.rand(1, 8, 8), angles_deg=[0, 90], num_samples=5)
+        >>> res = sweep_rotations(net, torch.rand(1, 8, 8), angles_deg=[0, 90], num_samples=5)
         >>> res.summary.predictive_entropy.shape
         torch.Size([2])
     """
@@ -240,12 +250,13 @@ def run_rotated_digit(
     summary = classification_summary(logits)
     order = torch.argsort(summary.probs.amax(0), descending=True, stable=True)
     top = tuple(int(c) for c in order[:num_top])
-    return RotatedDigitResult(angles, images, logits, std, summary, top,
+    return RotationSweep(angles, images, logits, std, summary, top,
                               None if digit is None else int(digit), int(seed), str(dataset))
 
 
-def rotated_digit_records(result: RotatedDigitResult, dataset: str) -> list[dict]:
-    """Tidy records ``{dataset, method, angle, metric, value}`` (angle in degrees).
+def rotated_digit_records(result: RotationSweep, dataset: str) -> list[dict]:
+    """Tidy records ``{dataset, method, split, metric, value}`` with the angle in degrees as
+    ``split``.
 
     ``method`` is ``"mc_dropout"`` or ``"standard_dropout"``. Metrics per angle: for both
     ``predictive_entropy`` (nats), ``predicted_class``, ``max_prob`` (probability of the predicted
@@ -254,7 +265,7 @@ def rotated_digit_records(result: RotatedDigitResult, dataset: str) -> list[dict
 
     Example:
         >>> net = LeNet(8, seed=0)
-        >>> res = run_rotated_digit(net, torch.rand(1, 8, 8), angles_deg=[0], num_samples=4)
+        >>> res = sweep_rotations(net, torch.rand(1, 8, 8), angles_deg=[0], num_samples=4)
         >>> sorted({r["metric"] for r in rotated_digit_records(res, "digits")})[:3]
         ['max_prob', 'mutual_information', 'predicted_class']
     """
@@ -262,7 +273,7 @@ def rotated_digit_records(result: RotatedDigitResult, dataset: str) -> list[dict
     recs: list[dict] = []
 
     def add(method, a, metric, value):
-        recs.append({"dataset": dataset, "method": method, "angle": float(result.angles_deg[a]),
+        recs.append({"dataset": dataset, "method": method, "split": float(result.angles_deg[a]),
                      "metric": metric, "value": float(value)})
 
     per_method = {
@@ -284,129 +295,149 @@ def rotated_digit_records(result: RotatedDigitResult, dataset: str) -> list[dict
     return recs
 
 
-def rotated_digit_table(result: RotatedDigitResult) -> pd.DataFrame:
-    """One row per angle: MC dropout's prediction, its probability, entropy, MI, variation ratio,
-    and standard dropout's prediction, probability and entropy.
+
+
+# ------------------------------------------------------------------------- the experiment
+@dataclass(frozen=True)
+class RotatedDigitSettings:
+    """Settings of :func:`run` (validated on construction; the defaults are the committed run's).
+
+    Attributes:
+        epochs, batch_size, lr, weight_decay: LeNet training (Adam; torch ``weight_decay``,
+            Caffe's LeNet uses 5e-4).
+        num_samples: ``T``, MC dropout samples per image.
+        keep_prob: keep probability of the last hidden layer's units.
+        seed: seed of the split, the initial weights, the training and the MC masks.
+        digit, digit_index: the rotated test image is the ``digit_index``-th test image of
+            class ``digit``.
+        num_bins: equal-width bins of the ECE and the reliability diagram.
+        mnist_path: folder of MNIST IDX files; ``None``: scikit-learn's 8x8 digits.
 
     Example:
-        >>> net = LeNet(8, seed=0)
-        >>> res = run_rotated_digit(net, torch.rand(1, 8, 8), angles_deg=[0, 30], num_samples=4)
-        >>> list(rotated_digit_table(res).columns)[:3]
-        ['angle_deg', 'mc_pred', 'mc_prob']
+        >>> RotatedDigitSettings(epochs=1, num_samples=4).drop_rate
+        0.5
     """
-    s = result.summary
-    sp = result.standard_probs
-    return pd.DataFrame({
-        "angle_deg": result.angles_deg,
-        "mc_pred": s.probs.argmax(-1).numpy(),
-        "mc_prob": s.probs.amax(-1).double().numpy(),
-        "mc_entropy": s.predictive_entropy.double().numpy(),
-        "mc_mutual_info": s.mutual_information.double().numpy(),
-        "mc_variation_ratio": s.variation_ratio.double().numpy(),
-        "std_pred": sp.argmax(-1).numpy(),
-        "std_prob": sp.amax(-1).double().numpy(),
-        "std_entropy": result.standard_entropy.double().numpy(),
-    })
+
+    epochs: int = 100
+    num_samples: int = 100
+    seed: int = 0
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    keep_prob: float = 0.5
+    digit: int = 1
+    digit_index: int = 0
+    num_bins: int = 10
+    mnist_path: str | None = None
+
+    def __post_init__(self):
+        for name in ("num_samples", "epochs", "batch_size", "num_bins"):
+            check_positive_int(getattr(self, name), name)
+        check_keep_prob(self.keep_prob)
+        check_positive(self.lr, "lr")
+        wd = self.weight_decay
+        if isinstance(wd, bool) or not isinstance(wd, int | float) or not (
+                math.isfinite(wd) and wd >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {wd!r}")
+        for name in ("seed", "digit_index"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        if isinstance(self.digit, bool) or self.digit not in range(10):
+            raise ValueError(f"digit must be one of 0..9, got {self.digit!r}")
+
+    @property
+    def drop_rate(self) -> float:
+        """``1 - keep_prob``, the probability that a unit is DROPPED, computed in decimal (a keep
+        probability of ``0.8`` gives ``0.2`` as typed, not ``0.19999999999999996``)."""
+        return float(Decimal(1) - Decimal(repr(float(self.keep_prob))))
 
 
-def plot_rotated_images(result: RotatedDigitResult, ax):
-    """The rotated images side by side (one column per angle, labelled in degrees) on ``ax``."""
-    imgs = result.images[:, 0].double().numpy()
-    a, h, w = imgs.shape
-    strip = np.ones((h, a * (w + 1) - 1))
-    for k in range(a):
-        strip[:, k * (w + 1): k * (w + 1) + w] = 1.0 - imgs[k]
-    ax.imshow(strip, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks([k * (w + 1) + (w - 1) / 2 for k in range(a)])
-    ax.set_xticklabels([f"{x:g}°" for x in result.angles_deg], fontsize="small")
-    ax.set_yticks([])
-    title = "rotated test image"
-    if result.digit is not None:
-        title += f" of the digit {result.digit}"
-    ax.set_title(title)
-    return ax
+@dataclass(frozen=True)
+class RotatedDigitResult:
+    """Everything :func:`run` produced.
+
+    Attributes:
+        settings: the :class:`RotatedDigitSettings` used.
+        dataset: ``"digits"`` or ``"mnist"``; data: the split
+            (:class:`~comparisons.datasets.digits.DigitsSplit` or MNIST's).
+        row: test row of the rotated image.
+        history: the training history of :func:`~comparisons.networks.lenet.train_lenet`.
+        test_logits: ``{"mc_dropout": T x N x C, "standard_dropout": N x C}`` on the test split.
+        calibration: tidy records of :func:`~comparisons.metrics.calibration.calibration_records`
+            (``split`` empty: the whole test split).
+        sweep: the :class:`RotationSweep` of the rotated image.
+        predict_time_s, wall_time_s: prediction time and the whole run's.
+    """
+
+    settings: RotatedDigitSettings
+    dataset: str
+    data: object
+    row: int
+    history: object
+    test_logits: dict
+    calibration: list[dict]
+    sweep: RotationSweep
+    predict_time_s: float
+    wall_time_s: float
+
+    @property
+    def records(self) -> list[dict]:
+        """All tidy records: calibration (empty ``split``), then per angle (``split`` = angle)."""
+        return self.calibration + self.sweep.records
+
+    @property
+    def test_probs(self) -> dict[str, torch.Tensor]:
+        """``{method: N x C}`` MC-averaged predictive probabilities on the test split."""
+        return {m: predictive_probs(v) for m, v in self.test_logits.items()}
 
 
-def plot_softmax_scatter(result: RotatedDigitResult, ax, kind: str = "input",
-                         classes: Sequence[int] | None = None, dodge: float = 0.12):
-    r"""Scatter of the ``T`` MC dropout softmax inputs (``kind="input"``, logits) or outputs
-    (``kind="output"``, probabilities) per angle, one colour per class, with standard dropout's
-    single value as a dashed line with crosses in the same colour.
+def run(settings: RotatedDigitSettings | None = None, *,
+        progress: bool = False) -> RotatedDigitResult:
+    """Train the dropout LeNet, score its calibration on the test split and sweep the rotations.
+
+    The rotated test image is checked before the training (a bad ``digit_index`` costs nothing).
 
     Args:
-        result: from :func:`run_rotated_digit`.
-        ax: matplotlib axes (returned).
-        kind: ``"input"`` or ``"output"``.
-        classes: classes to show (default ``result.top_classes``).
-        dodge: horizontal offset between classes, as a fraction of the smallest angle step (so
-            the clouds do not hide each other; 0 overlays them as in the paper).
-    """
-    if kind not in ("input", "output"):
-        raise ValueError(f"kind must be 'input' or 'output', got {kind!r}")
-    classes = tuple(result.top_classes if classes is None else classes)
-    vals = result.mc_logits if kind == "input" else result.mc_probs
-    std = result.standard_logits if kind == "input" else result.standard_probs
-    angles = result.angles_deg
-    step = float(np.min(np.diff(np.sort(angles)))) if len(angles) > 1 else 1.0
-    T = vals.shape[0]
-    for j, c in enumerate(classes):
-        off = (j - (len(classes) - 1) / 2) * dodge * step
-        color = f"C{j}"
-        xs = np.repeat(angles[None, :] + off, T, axis=0).ravel()
-        ax.scatter(xs, vals[:, :, c].double().numpy().ravel(), s=6, alpha=0.25, color=color,
-                   linewidths=0, label=f"class {c} (MC, T={T})")
-        ax.plot(angles, std[:, c].double().numpy(), "--x", color=color, lw=1.0, ms=6, mew=1.5,
-                label=f"class {c} (standard)")
-    ax.set_xlabel("rotation angle (degrees)")
-    if kind == "input":
-        ax.set_ylabel("softmax input (logit)")
-        ax.set_title("softmax input scatter")
-    else:
-        ax.set_ylabel("softmax output (probability)")
-        ax.set_ylim(-0.03, 1.03)
-        ax.set_title("softmax output scatter")
-    ax.legend(fontsize="x-small", ncol=2, markerscale=1.5, loc="best")
-    return ax
+        settings: :class:`RotatedDigitSettings` (default ``RotatedDigitSettings()``).
+        progress: tqdm bars.
 
+    Returns:
+        :class:`RotatedDigitResult`.
 
-def plot_uncertainty_vs_angle(result: RotatedDigitResult, ax):
-    """Predictive entropy, mutual information and variation ratio of MC dropout vs angle, and the
-    entropy of standard dropout's softmax (dashed), on ``ax``."""
-    s = result.summary
-    a = result.angles_deg
-    ax.plot(a, s.predictive_entropy.double().numpy(), "-o", label="MC predictive entropy (nats)")
-    ax.plot(a, s.mutual_information.double().numpy(), "-s", label="MC mutual information (nats)")
-    ax.plot(a, s.variation_ratio.double().numpy(), "-^", label="MC variation ratio")
-    ax.plot(a, result.standard_entropy.double().numpy(), "k--x",
-            label="standard dropout entropy (nats)")
-    ax.axhline(np.log(result.mc_logits.shape[-1]), color="grey", lw=0.6, ls=":",
-               label="max entropy log C")
-    ax.set_xlabel("rotation angle (degrees)")
-    ax.set_ylabel("uncertainty")
-    ax.set_title("uncertainty vs rotation")
-    ax.legend(fontsize="x-small")
-    return ax
-
-
-def plot_rotated_digit_figure(result: RotatedDigitResult, fig):
-    """The full Figure-4 style panel on ``fig``: the rotated images on top, the softmax input and
-    output scatters, and the uncertainty measures vs angle. Returns ``fig``.
+    Raises:
+        ValueError: ``digit_index`` names no test image of ``digit`` (the message starts with
+            ``digit_index``), corrupt MNIST files.
 
     Example:
-        >>> import matplotlib.pyplot as plt
-        >>> net = LeNet(8, seed=0)
-        >>> res = run_rotated_digit(net, torch.rand(1, 8, 8), num_samples=5)
-        >>> fig = plot_rotated_digit_figure(res, plt.figure(figsize=(12, 9)))
-        >>> len(fig.axes)
-        4
+        >>> res = run(RotatedDigitSettings(epochs=1, num_samples=4))  # doctest: +SKIP
+        >>> sorted(res.test_logits)  # doctest: +SKIP
+        ['mc_dropout', 'standard_dropout']
     """
-    axes = fig.subplot_mosaic([["images", "images"], ["input", "output"], ["unc", "unc"]],
-                              height_ratios=[0.9, 3.0, 2.2])
-    plot_rotated_images(result, axes["images"])
-    plot_softmax_scatter(result, axes["input"], "input")
-    plot_softmax_scatter(result, axes["output"], "output")
-    plot_uncertainty_vs_angle(result, axes["unc"])
-    fig.suptitle(f"Dropout LeNet on a rotated digit: MC dropout (T={result.num_samples}) vs "
-                 f"standard dropout")
-    fig.tight_layout()
-    return fig
+    s = RotatedDigitSettings() if settings is None else settings
+    if not isinstance(s, RotatedDigitSettings):
+        raise ValueError(f"settings must be a RotatedDigitSettings, got {type(s).__name__}")
+    t_start = time.perf_counter()
+    if s.mnist_path:
+        data, dataset = load_mnist_split(s.mnist_path, seed=s.seed), "mnist"
+    else:
+        data, dataset = load_digits_split(seed=s.seed), "digits"
+    try:  # before the training: digit_index must name a test image of digit
+        image, row = select_digit(data.x_test, data.y_test, s.digit, s.digit_index)
+    except ValueError as exc:
+        raise ValueError(f"digit_index {s.digit_index}: {exc}") from None
+    net = LeNet(data.image_size, data.num_classes, drop_rate=s.drop_rate, seed=s.seed)
+    hist = train_lenet(net, data.x_train, data.y_train, epochs=s.epochs,
+                       batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay,
+                       seed=s.seed, progress=progress)
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(s.seed + 1)
+    logits = {"mc_dropout": mc_logits(net, data.x_test, s.num_samples, generator=gen,
+                                      progress=progress),
+              "standard_dropout": standard_logits(net, data.x_test)}
+    cal = calibration_records(logits, data.y_test, dataset, s.num_bins, split="")
+    sweep = sweep_rotations(net, image, num_samples=s.num_samples, seed=s.seed, digit=s.digit,
+                            dataset=dataset)
+    t_predict = time.perf_counter() - t0
+    return RotatedDigitResult(s, dataset, data, row, hist, logits, cal, sweep, t_predict,
+                              time.perf_counter() - t_start)

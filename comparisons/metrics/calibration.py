@@ -1,4 +1,5 @@
-r"""Calibration of classifiers: accuracy, expected calibration error, NLL and reliability diagrams.
+r"""Calibration of classifiers: accuracy, expected calibration error, NLL and the reliability
+bins (drawn by :func:`comparisons.report.calibration.plot_reliability_diagram`).
 
 Inputs are logits, either one set ``N x C`` (e.g. standard dropout) or ``T`` Monte Carlo samples
 ``T x N x C`` (MC dropout); predictive probabilities are the MC-averaged softmax
@@ -43,7 +44,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from comparisons.report.styles import method_color, method_label
 from vi_dropout.validation import check_finite, check_positive_int
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
     "expected_calibration_error",
     "negative_log_likelihood",
     "calibration_records",
-    "plot_reliability_diagram",
 ]
 
 
@@ -236,14 +235,17 @@ def calibration_records(
     labels: torch.Tensor,
     dataset: str,
     num_bins: int = 10,
+    split: str | None = None,
 ) -> list[dict]:
-    """Tidy records ``{dataset, method, metric, value}`` of accuracy, ECE, NLL and the test size.
+    """Tidy records ``{dataset, method, metric, value}`` of accuracy, ECE, NLL and the test size
+    (with ``split`` as well when given, e.g. ``""`` for the whole test split).
 
     Args:
         logits_by_method: ``{method: logits}``, each ``T x N x C`` or ``N x C``.
         labels: ``N`` integer labels.
         dataset: value of the ``dataset`` field.
         num_bins: ECE bins.
+        split: the ``split`` field of every record (``None``: no ``split`` field).
 
     Returns:
         One record per (method, metric) with metrics ``accuracy``, ``ece``, ``nll``, ``num_test``
@@ -267,61 +269,8 @@ def calibration_records(
             "num_test": float(s.shape[1]),
             "num_samples": float(s.shape[0]),
         }
-        out += [{"dataset": dataset, "method": method, "metric": k, "value": v}
-                for k, v in vals.items()]
+        key = {"dataset": dataset, "method": method}
+        if split is not None:
+            key["split"] = split
+        out += [{**key, "metric": k, "value": v} for k, v in vals.items()]
     return out
-
-
-def plot_reliability_diagram(
-    probs_by_method: Mapping[str, torch.Tensor],
-    labels: torch.Tensor,
-    ax,
-    num_bins: int = 10,
-    show_counts: bool = True,
-):
-    r"""Reliability diagram on ``ax``: per equal-width confidence bin, the accuracy of each method
-    as side-by-side bars (with the number of examples on top if ``show_counts``), its mean
-    confidence as a black tick, and the diagonal of perfect calibration; the legend gives each
-    method's ECE.
-
-    Args:
-        probs_by_method: ``{method: N x C probabilities}`` (e.g. :func:`predictive_probs`); a
-            method id (``mc_dropout``, ``standard_dropout``) is drawn with its label and colour
-            from :data:`~comparisons.report.styles.METHOD_STYLES`, another name as it is.
-        labels: ``N`` integer labels.
-        ax: matplotlib axes (drawn on and returned).
-        num_bins: ``B >= 1``.
-
-    Returns:
-        ``ax``.
-
-    Example:
-        >>> import matplotlib.pyplot as plt
-        >>> fig, ax = plt.subplots()
-        >>> _ = plot_reliability_diagram({"mc": torch.tensor([[0.8, 0.2]])}, torch.tensor([0]), ax)
-    """
-    if not probs_by_method:
-        raise ValueError("probs_by_method must name at least one method, got an empty mapping")
-    num_bins = check_positive_int(num_bins, "num_bins")
-    m = len(probs_by_method)
-    width = 1.0 / num_bins / m
-    for j, (method, probs) in enumerate(probs_by_method.items()):
-        rb = reliability_bins(probs, labels, num_bins)
-        left = rb.edges[:-1] + j * width
-        keep = rb.counts > 0
-        bars = ax.bar(left[keep], rb.accuracy[keep], width=width * 0.95, align="edge",
-                      alpha=0.75, color=method_color(method),
-                      label=f"{method_label(method)} (ECE {rb.ece:.3f})")
-        if show_counts:
-            ax.bar_label(bars, labels=[str(c) for c in rb.counts[keep]], fontsize="xx-small",
-                         padding=1)
-        ax.hlines(rb.confidence[keep], left[keep], left[keep] + width * 0.95, colors="k", lw=1.2,
-                  label="mean confidence in bin" if j == 0 else None)
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.08)
-    ax.set_xlabel("confidence $\\max_c \\bar p_c$")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability diagram ({num_bins} equal-width bins)")
-    ax.legend(fontsize="small", loc="upper left")
-    return ax

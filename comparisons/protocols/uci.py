@@ -26,15 +26,18 @@ import numpy as np
 import torch
 
 from comparisons.datasets.uci import (
+    StandardizedSplit,
+    UCISplit,
     load_uci,
     resolve_uci_name,
     standardize,
     uci_info,
     validation_split,
 )
+from comparisons.metrics.distances import moment_match_samples
 from comparisons.runner.executors import Cell
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
-from vi_dropout.training.batched import train_batched, weight_decay
+from vi_dropout.training import train_batched, weight_decay
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
@@ -47,6 +50,11 @@ __all__ = [
     "hyperparameter_grid",
     "train_grid",
     "score_networks",
+    "protocol_seed",
+    "GridSelection",
+    "select_and_retrain",
+    "DropoutFit",
+    "fit_mc_dropout",
 ]
 
 
@@ -216,50 +224,142 @@ def score_networks(res, kps, grid, std, x_eval, y_eval, protocol: UCIProtocol, s
     return out
 
 
+def protocol_seed(protocol: UCIProtocol, split: int) -> int:
+    """The base seed of one split: ``seed * 1_000_003 + split * 1_000``.
+
+    From it: grid network ``e`` is initialised with ``seed0 + e``, the validation MC samples
+    come from ``seed0 + 1``, the final network from ``seed0 + 500`` and its test MC samples from
+    ``seed0 + 501``.
+
+    Example:
+        >>> protocol_seed(UCIProtocol(seed=1), split=2)
+        1002003
+    """
+    return protocol.seed * 1_000_003 + split * 1_000
+
+
+@dataclass(frozen=True, eq=False)
+class GridSelection:
+    """The protocol up to the final network: the selected grid point and the network retrained
+    with it on the full training split.
+
+    Attributes:
+        best_pair: the selected ``(dropout rate, tau)`` (tau on the original scale).
+        validation_ll: its validation log-likelihood.
+        diverged: the grid points whose training diverged (skipped).
+        standardized: the full training split, standardised.
+        final: the :class:`~vi_dropout.training.batched.TrainResult` of the final network (one
+            network).
+        keep_prob: ``1 - best_pair[0]``.
+        seed0: :func:`protocol_seed` of the split.
+    """
+
+    best_pair: tuple[float, float]
+    validation_ll: float
+    diverged: list[tuple[float, float]]
+    standardized: StandardizedSplit
+    final: object
+    keep_prob: float
+    seed0: int
+
+    @property
+    def test_seed(self) -> int:
+        """Seed of the test MC samples, ``seed0 + 501``."""
+        return self.seed0 + 501
+
+
+def select_and_retrain(raw: UCISplit, protocol: UCIProtocol, progress: bool = False
+                       ) -> GridSelection:
+    r"""Steps 1-2 of the protocol on one split: train the grid on the 80/20 validation split,
+    select the (dropout rate, tau) of the best validation log-likelihood, retrain it on the full
+    training split.
+
+    .. math::
+        (p^\star, \tau^\star) = \arg\max_{(p, \tau)\in\text{grid}}
+        \frac{1}{N_\text{val}}\sum_i \log \frac1T \sum_t
+        \mathcal N(y_i; \tilde y_{it}, \tau^{-1})
+
+    Seeds from :func:`protocol_seed`; ``torch.manual_seed(protocol.seed)`` is set first.
+
+    Args:
+        raw: the split on the original scale; ``raw.split`` enters the seeds.
+        protocol: the protocol settings.
+        progress: print the stages.
+
+    Returns:
+        :class:`GridSelection`.
+
+    Raises:
+        RuntimeError: every grid point diverged, or the final training diverged.
+
+    Example:
+        >>> sel = select_and_retrain(load_uci("yacht", 0),
+        ...                          UCIProtocol(epochs_multiplier=0.05, num_samples=5, max_grid=2))
+        >>> sel.best_pair[0] in (0.005, 0.01), sel.seed0
+        (True, 0)
+    """
+    grid = hyperparameter_grid(raw, protocol)
+    epochs = max(1, int(round(raw.n_epochs * protocol.epochs_multiplier)))
+    torch.manual_seed(protocol.seed)
+    seed0 = protocol_seed(protocol, raw.split)
+    if progress:
+        print(f"[mc_dropout] grid search: {len(grid)} networks x {epochs} epochs", flush=True)
+    val = validation_split(raw, fraction=protocol.validation_fraction)
+    std_val = standardize(val)
+    res, kps = train_grid(std_val, grid, epochs, protocol, seed0, raw.n_hidden)
+    scores = score_networks(res, kps, grid, std_val, std_val.x_test, val.y_test, protocol, seed0 + 1)
+    valid = [(float(s.mean_log_likelihood), e) for e, s in enumerate(scores) if s is not None]
+    if not valid:
+        raise RuntimeError(f"{raw.name} split {raw.split}: every grid point diverged (NaN loss)")
+    best_ll, best = max(valid)
+    best_pair = grid[best]
+    if progress:
+        print(f"[mc_dropout] selected dropout rate {best_pair[0]}, tau {best_pair[1]}; "
+              f"retraining on the full training split", flush=True)
+    std = standardize(raw)
+    final, kps_full = train_grid(std, [best_pair], epochs, protocol, seed0 + 500, raw.n_hidden)
+    if int(final.diverged_epoch[0]) >= 0:
+        raise RuntimeError(f"{raw.name} split {raw.split}: the final training diverged "
+                           f"(dropout rate {best_pair[0]}, tau {best_pair[1]})")
+    return GridSelection(best_pair=best_pair, validation_ll=best_ll,
+                         diverged=[grid[e] for e, s in enumerate(scores) if s is None],
+                         standardized=std, final=final, keep_prob=kps_full[0], seed0=seed0)
+
+
 def run_uci_cell(cell: Cell) -> list[dict]:
-    """Run the protocol on one (data set, split) cell; returns tidy records."""
+    """Run the protocol on one (data set, split) cell; returns tidy records.
+
+    Metrics: ``rmse`` (MC mean), ``rmse_standard`` (weight averaging), ``test_ll`` (MC mixture),
+    ``validation_ll``, ``best_dropout_rate``, ``best_tau``, ``diverged_grid_points``,
+    ``wall_time_s``; every record also carries ``epochs_multiplier`` and ``num_samples``.
+
+    Example:
+        >>> cell = uci_cells(["yacht"], "0", UCIProtocol(epochs_multiplier=0.05, num_samples=5,
+        ...                                             max_grid=1))[0]
+        >>> sorted(r["metric"] for r in run_uci_cell(cell))[:2]
+        ['best_dropout_rate', 'best_tau']
+    """
     protocol = UCIProtocol(**dict(cell.config))
     t0 = time.perf_counter()
     split = load_uci(cell.dataset, cell.split)
-    grid = hyperparameter_grid(split, protocol)
-    epochs = max(1, int(round(split.n_epochs * protocol.epochs_multiplier)))
-    torch.manual_seed(protocol.seed)
-    seed0 = protocol.seed * 1_000_003 + cell.split * 1_000
-
-    # 1. grid search on the 80/20 validation split
-    val = validation_split(split, fraction=protocol.validation_fraction)
-    std_val = standardize(val)
-    res, kps = train_grid(std_val, grid, epochs, protocol, seed0, split.n_hidden)
-    scores = score_networks(res, kps, grid, std_val, std_val.x_test, val.y_test, protocol, seed0 + 1)
-    valid = [(float(s.mean_log_likelihood), e) for e, s in enumerate(scores) if s is not None]
-    diverged = [grid[e] for e, s in enumerate(scores) if s is None]
-    if not valid:
-        raise RuntimeError(f"{cell.dataset} split {cell.split}: every grid point diverged (NaN loss)")
-    if diverged:
+    sel = select_and_retrain(split, protocol)
+    if sel.diverged:
         warnings.warn(
             f"{cell.dataset} split {cell.split}: training diverged (non-finite loss) for "
-            + ", ".join(f"dropout rate {dr:g} / tau {tau:g}" for dr, tau in diverged)
+            + ", ".join(f"dropout rate {dr:g} / tau {tau:g}" for dr, tau in sel.diverged)
             + "; those grid points were stopped and skipped, the others kept",
             RuntimeWarning, stacklevel=2)
-    best_ll, best = max(valid)
-    best_pair = grid[best]
-
-    # 2. retrain on the full training split with the best pair; test
-    std = standardize(split)
-    res_full, kps_full = train_grid(std, [best_pair], epochs, protocol, seed0 + 500, split.n_hidden)
-    test = score_networks(res_full, kps_full, [best_pair], std, std.x_test, split.y_test, protocol,
-                   seed0 + 501)[0]
-    if test is None:
-        raise RuntimeError(f"{cell.dataset} split {cell.split}: the final training diverged "
-                           f"(dropout rate {best_pair[0]}, tau {best_pair[1]})")
+    std = sel.standardized
+    test = score_networks(sel.final, [sel.keep_prob], [sel.best_pair], std, std.x_test,
+                          split.y_test, protocol, sel.test_seed)[0]
     wall = time.perf_counter() - t0
     base = {"dataset": cell.dataset, "method": "mc_dropout", "split": cell.split,
             "epochs_multiplier": protocol.epochs_multiplier, "num_samples": protocol.num_samples}
     metrics = {
         "rmse": float(test.rmse), "rmse_standard": float(test.rmse_standard),
-        "test_ll": float(test.mean_log_likelihood), "validation_ll": best_ll,
-        "best_dropout_rate": best_pair[0], "best_tau": best_pair[1],
-        "diverged_grid_points": float(len(diverged)), "wall_time_s": wall,
+        "test_ll": float(test.mean_log_likelihood), "validation_ll": sel.validation_ll,
+        "best_dropout_rate": sel.best_pair[0], "best_tau": sel.best_pair[1],
+        "diverged_grid_points": float(len(sel.diverged)), "wall_time_s": wall,
     }
     for k, v in metrics.items():
         if not math.isfinite(v):
@@ -267,3 +367,81 @@ def run_uci_cell(cell: Cell) -> list[dict]:
     return [dict(base, metric=k, value=v) for k, v in metrics.items()]
 
 
+@dataclass(frozen=True, eq=False)
+class DropoutFit:
+    """MC dropout trained by the UCI protocol, and its test predictions (original scale).
+
+    Attributes:
+        dropout_rate, tau: the selected grid point (tau on the original scale).
+        validation_ll: its validation log-likelihood.
+        weights, biases: the final network (inverted-dropout weights, float32/64 per protocol).
+        mean, var: moment-matched predictive mean and variance (``1/tau`` + MC variance) at the
+            test inputs, original scale, float64, ``(n_test,)``.
+        summary: the :class:`vi_dropout.predict.RegressionSummary` of the test samples.
+        diverged_grid_points: grid points whose training diverged.
+        wall_time_s: grid search + retraining + prediction.
+    """
+
+    dropout_rate: float
+    tau: float
+    validation_ll: float
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    mean: np.ndarray
+    var: np.ndarray
+    summary: object
+    diverged_grid_points: int
+    wall_time_s: float
+
+    @property
+    def keep_prob(self) -> float:
+        """``1 - dropout_rate``."""
+        return 1.0 - self.dropout_rate
+
+
+def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False) -> DropoutFit:
+    r"""Run the protocol on ``raw`` (as :func:`run_uci_cell`) and keep the final network and its
+    test predictions.
+
+    Same grid, seeds, training and MC sample streams as ``run_uci_cell`` (both go through
+    :func:`select_and_retrain`), so ``rmse``, ``rmse_standard`` and ``test_ll`` are identical
+    (the tests check this). The test predictive is moment-matched:
+    :math:`\mu = \overline{\tilde y_t}`, :math:`\sigma^2 = 1/\tau + \widehat{\operatorname{Var}}
+    (\tilde y_t)` (:func:`comparisons.metrics.distances.moment_match_samples`).
+
+    Args:
+        raw: a split on the original scale (``load_uci(...)`` or ``load_toy1d(...).source``);
+            ``raw.split`` enters the seeds.
+        protocol: the protocol settings.
+        progress: print the stages.
+
+    Returns:
+        :class:`DropoutFit`.
+
+    Example:
+        >>> fit = fit_mc_dropout(load_uci("yacht", 0),
+        ...                      UCIProtocol(epochs_multiplier=0.05, num_samples=20, max_grid=2))
+        >>> fit.mean.shape, fit.var.shape, fit.dropout_rate in (0.005, 0.01)
+        ((31,), (31,), True)
+    """
+    t0 = time.perf_counter()
+    sel = select_and_retrain(raw, protocol, progress=progress)
+    std, tau = sel.standardized, sel.best_pair[1]
+    # The test samples: exactly the stream of score_networks for one network.
+    dtype = getattr(torch, protocol.dtype)
+    ws = [w[0] for w in sel.final.weights]
+    bs = [b[0] for b in sel.final.biases]
+    x = torch.tensor(std.x_test, dtype=dtype)
+    gen = torch.Generator().manual_seed(sel.test_seed)
+    samples = mc_predict(x, ws, bs, sel.keep_prob, protocol.num_samples, inverted=True,
+                         generator=gen).double()
+    standard = standard_dropout_predict(x, ws, bs, sel.keep_prob, inverted=True).double()
+    y_test = torch.tensor(raw.y_test, dtype=torch.float64)
+    summary = regression_summary(samples, y_test, tau, std.y_mean, std.y_std, standard)
+    mean, var = moment_match_samples(samples[..., 0], noise_var=1.0 / tau,
+                                     y_mean=std.y_mean, y_std=std.y_std)
+    return DropoutFit(
+        dropout_rate=sel.best_pair[0], tau=tau, validation_ll=sel.validation_ll, weights=ws,
+        biases=bs, mean=mean, var=var, summary=summary,
+        diverged_grid_points=len(sel.diverged), wall_time_s=time.perf_counter() - t0,
+    )

@@ -63,7 +63,8 @@ import pyro
 import torch
 from pyro.infer import MCMC, NUTS
 
-from comparisons.inference_data.converters import from_nuts
+from comparisons.inference_data.base import weight_site_names
+from comparisons.inference_data.io_nuts import from_nuts
 from comparisons.runner.store import atomic_write_bytes
 from vi_dropout.network import Architecture, mlp_forward
 from vi_dropout.validation import check_targets
@@ -77,6 +78,7 @@ __all__ = [
     "RecordingNUTS",
     "bnn_potential",
     "hmc_summary",
+    "jit_potential",
     "nuts_cache_key",
     "run_nuts",
 ]
@@ -98,10 +100,6 @@ class HMCDiagnosticsWarning(UserWarning):
 
 
 # ------------------------------------------------------------------------------- the target
-def _site_names(architecture: Architecture) -> list[str]:
-    return [f"layers.{i}.{k}" for i in range(architecture.num_layers) for k in ("weight", "bias")]
-
-
 def bnn_potential(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -134,7 +132,7 @@ def bnn_potential(
         >>> round(float(pot(params)), 4)  # 14 terms -log N(0; 0, 1) = 14 * 0.9189
         12.8651
     """
-    names = _site_names(architecture)
+    names = weight_site_names(architecture)
     num_params = sum(o * q + o for o, q in architecture.layer_shapes)
     l2 = float(prior_length_scale) ** 2
     tau = float(tau)
@@ -153,8 +151,39 @@ def bnn_potential(
     return potential
 
 
-def _jit_potential(potential, names, example):
-    """``torch.jit.trace`` of ``potential`` over the site tensors; ``None`` if tracing fails."""
+def jit_potential(
+    potential: Callable[[Mapping[str, torch.Tensor]], torch.Tensor],
+    architecture: Architecture,
+    example: Mapping[str, torch.Tensor],
+) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None:
+    r"""``torch.jit.trace`` of a potential over the weight sites of ``architecture``.
+
+    The potential (e.g. of :func:`bnn_potential`) is traced as a function of the site tensors
+    ``layers.{i}.weight``, ``layers.{i}.bias`` (in the order of
+    :func:`~comparisons.inference_data.base.weight_site_names`) at the values of ``example``;
+    the result takes the same dict of sites and returns the same scalar :math:`U`. This is what
+    :func:`run_nuts` runs with ``jit_compile=True``.
+
+    Args:
+        potential: ``potential(params) -> scalar``.
+        architecture: the network whose sites ``params`` holds.
+        example: site name -> tensor of the shape the traced function will be called with.
+
+    Returns:
+        The traced potential, or ``None`` (with a ``RuntimeWarning``) if tracing fails on this
+        torch build; then use ``potential`` itself.
+
+    Example:
+        >>> arch = Architecture((1, 3, 1))
+        >>> pot = bnn_potential(torch.zeros(4, 1), torch.zeros(4, 1), arch, 1.0, 1.0)
+        >>> params = {k: torch.zeros(s) for k, s in [("layers.0.weight", (3, 1)),
+        ...           ("layers.0.bias", (3,)), ("layers.1.weight", (1, 3)), ("layers.1.bias", (1,))]}
+        >>> traced = jit_potential(pot, arch, params)
+        >>> round(float(traced(params)), 4) == round(float(pot(params)), 4)
+        True
+    """
+    names = weight_site_names(architecture)
+
     def flat(*tensors):
         return potential(dict(zip(names, tensors)))
 
@@ -164,7 +193,7 @@ def _jit_potential(potential, names, example):
             traced = torch.jit.trace(flat, tuple(example[n] for n in names), check_trace=False)
     except Exception as err:  # pragma: no cover - depends on the torch build
         warnings.warn(f"torch.jit.trace of the potential failed ({err}); running eagerly",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=2)
         return None
 
     def jitted(params):
@@ -318,7 +347,7 @@ class NUTSResult:
         return float(np.mean(self.sample_stats["n_steps"]))
 
     def to_inference_data(self, **kwargs) -> az.InferenceData:
-        """:func:`~comparisons.inference_data.converters.from_nuts` of this result (``kwargs``: ``x``,
+        """:func:`~comparisons.inference_data.io_nuts.from_nuts` of this result (``kwargs``: ``x``,
         ``y`` on the original scale, ``y_mean``, ``y_std``, ``seed``, ``feature_names``)."""
         return from_nuts(self, **kwargs)
 
@@ -439,7 +468,7 @@ def _sample_chain(job: Mapping[str, Any]) -> dict[str, Any]:
     else:
         potential = bnn_potential(x, y, arch, s["prior_length_scale"], s["tau"])
         if s["jit_compile"]:
-            potential = _jit_potential(potential, _site_names(arch), init) or potential
+            potential = jit_potential(potential, arch, init) or potential
         kernel = RecordingNUTS(potential_fn=potential, **common)
         run_args = ()
     marks = {}
@@ -544,6 +573,47 @@ def run_nuts(
         (2, 100, 4, 1)
     """
     t0 = time.perf_counter()
+    x_arr, y_arr = _data_arrays(x, y)
+    _check_run_arguments(backend, num_chains=num_chains, num_warmup=num_warmup,
+                         num_samples=num_samples, num_processes=num_processes,
+                         max_tree_depth=max_tree_depth, prior_length_scale=prior_length_scale,
+                         tau=tau, init_scale=init_scale, target_accept_prob=target_accept_prob)
+    arch = Architecture((x_arr.shape[1], *tuple(int(h) for h in hidden), y_arr.shape[1]),
+                        activation)
+    settings = _chain_settings(arch, prior_length_scale, tau, num_warmup, num_samples,
+                               jit_compile, seed, max_tree_depth, target_accept_prob, init_scale,
+                               backend)
+    key = nuts_cache_key(settings, x_arr, y_arr)
+    folder = None if cache_dir is None else Path(cache_dir) / f"nuts-{key[:16]}"
+    files = [None if folder is None else folder / f"chain-{c}.npz" for c in range(num_chains)]
+    chains = [None if path is None or not path.is_file() else _load_chain(path, settings)
+              for path in files]
+    cached = tuple(chain is not None for chain in chains)
+    jobs = [{"settings": settings, "x": x_arr, "y": y_arr, "chain": c,
+             "cache_file": None if files[c] is None else str(files[c])}
+            for c in range(num_chains) if chains[c] is None]
+    for c, chain in _sample_chains(jobs, num_processes).items():
+        chains[c] = chain
+    samples = {k: np.stack([ch["samples"][k] for ch in chains]) for k in chains[0]["samples"]}
+    stats = {k: np.stack([ch["stats"][k] for ch in chains]) for k in chains[0]["stats"]}
+    metas = [ch["meta"] for ch in chains]
+    return NUTSResult(
+        samples=samples,
+        sample_stats=stats,
+        x=x_arr,
+        y=y_arr,
+        settings=dict(settings, num_chains=int(num_chains), cache_key=key),
+        wall_time_s=time.perf_counter() - t0,
+        chain_wall_times_s=np.array([m["wall_time_s"] for m in metas]),
+        chain_sampling_times_s=np.array([m["sampling_time_s"] for m in metas]),
+        warmup_grad_evals=np.array([m["warmup_grad_evals"] for m in metas]),
+        from_cache=cached,
+        cache_files=tuple(None if f is None else str(f) for f in files),
+    )
+
+
+def _data_arrays(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (``N x Q``) and ``y`` (``N x D``) as contiguous float64 arrays, checked."""
     x_arr = np.ascontiguousarray(
         x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     y_arr = np.ascontiguousarray(
@@ -557,37 +627,30 @@ def run_nuts(
         bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         if bad:
             raise ValueError(f"run_nuts: {name} has {bad} non-finite value(s)")
+    return x_arr, y_arr
+
+
+def _check_run_arguments(backend: str, *, target_accept_prob: float, **values) -> None:
+    """``ValueError`` naming the first bad setting of :func:`run_nuts` (integers >= 1, or
+    ``num_warmup >= 0``; finite positive scales; a known backend)."""
     if backend not in _BACKENDS:
         raise ValueError(f"run_nuts: backend must be one of {_BACKENDS}, got {backend!r}")
-    for value, name in ((num_chains, "num_chains"), (num_warmup, "num_warmup"),
-                        (num_samples, "num_samples"), (num_processes, "num_processes"),
-                        (max_tree_depth, "max_tree_depth")):
-        lowest = 0 if name == "num_warmup" else 1
+    for name in ("num_chains", "num_warmup", "num_samples", "num_processes", "max_tree_depth"):
+        value, lowest = values[name], 0 if name == "num_warmup" else 1
         if isinstance(value, bool) or int(value) != value or value < lowest:
             raise ValueError(f"run_nuts: {name} must be an integer >= {lowest}, got {value!r}")
-    for value, name in ((prior_length_scale, "prior_length_scale"), (tau, "tau"),
-                        (init_scale, "init_scale")):
+    for name in ("prior_length_scale", "tau", "init_scale"):
+        value = values[name]
         if not (math.isfinite(float(value)) and float(value) > 0):
             raise ValueError(f"run_nuts: {name} must be a finite number > 0, got {value!r}")
     if not 0 < float(target_accept_prob) < 1:
         raise ValueError(f"run_nuts: target_accept_prob must be in (0, 1), got {target_accept_prob}")
-    arch = Architecture((x_arr.shape[1], *tuple(int(h) for h in hidden), y_arr.shape[1]),
-                        activation)
-    settings = _chain_settings(arch, prior_length_scale, tau, num_warmup, num_samples,
-                               jit_compile, seed, max_tree_depth, target_accept_prob, init_scale,
-                               backend)
-    key = nuts_cache_key(settings, x_arr, y_arr)
-    folder = None if cache_dir is None else Path(cache_dir) / f"nuts-{key[:16]}"
-    files = [None if folder is None else folder / f"chain-{c}.npz" for c in range(num_chains)]
-    chains: list[dict[str, Any] | None] = [None] * num_chains
-    cached = [False] * num_chains
-    for c, path in enumerate(files):
-        if path is not None and path.is_file():
-            chains[c] = _load_chain(path, settings)
-            cached[c] = chains[c] is not None
-    jobs = [{"settings": settings, "x": x_arr, "y": y_arr, "chain": c,
-             "cache_file": None if files[c] is None else str(files[c])}
-            for c in range(num_chains) if chains[c] is None]
+
+
+def _sample_chains(jobs: Sequence[Mapping[str, Any]], num_processes: int) -> dict[int, dict]:
+    """chain index -> sampled chain of every job: in ``spawn`` worker processes when
+    ``num_processes > 1``, else one after another here (the same draws either way)."""
+    chains: dict[int, dict] = {}
     if jobs and num_processes > 1:
         ctx = mp.get_context("spawn")
         try:
@@ -607,23 +670,7 @@ def run_nuts(
         for job in jobs:
             with _isolated_rng():
                 chains[job["chain"]] = _sample_chain(job)
-    samples = {k: np.stack([ch["samples"][k] for ch in chains]) for k in chains[0]["samples"]}
-    stats = {k: np.stack([ch["stats"][k] for ch in chains]) for k in chains[0]["stats"]}
-    metas = [ch["meta"] for ch in chains]
-    run_settings = dict(settings, num_chains=int(num_chains), cache_key=key)
-    return NUTSResult(
-        samples=samples,
-        sample_stats=stats,
-        x=x_arr,
-        y=y_arr,
-        settings=run_settings,
-        wall_time_s=time.perf_counter() - t0,
-        chain_wall_times_s=np.array([m["wall_time_s"] for m in metas]),
-        chain_sampling_times_s=np.array([m["sampling_time_s"] for m in metas]),
-        warmup_grad_evals=np.array([m["warmup_grad_evals"] for m in metas]),
-        from_cache=tuple(cached),
-        cache_files=tuple(None if f is None else str(f) for f in files),
-    )
+    return chains
 
 
 # --------------------------------------------------------------------------------- summary

@@ -1,4 +1,5 @@
-"""Summary tables and plots of UCI benchmark records: mean ± standard error over splits.
+"""Summary tables and plots of UCI benchmark records: mean ± standard error over splits, and the
+UCI report (``report.md`` and ``test_ll_per_split.png``, :func:`write_uci_report`).
 
 Input is tidy records (a DataFrame or a list of dicts, e.g. from
 :meth:`comparisons.runner.store.ResultsStore.load_records`) with columns ``dataset``,
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +27,8 @@ import pandas as pd
 
 from comparisons.report.styles import canonical_method
 
-__all__ = ["summarize", "format_mean_se", "summary_markdown", "plot_split_metric"]
+__all__ = ["summarize", "format_mean_se", "summary_markdown", "plot_split_metric", "REPORT_METRICS",
+           "write_uci_report"]
 
 _REQUIRED = ("dataset", "method", "split", "metric", "value")
 
@@ -225,3 +228,57 @@ def plot_split_metric(records: pd.DataFrame | Iterable[Mapping[str, Any]], metri
     ax.set_xlabel(metric)
     ax.grid(axis="x", alpha=0.3)
     return ax
+
+
+#: metrics of the UCI report table, in this order (those present in the records)
+REPORT_METRICS = ("rmse", "rmse_standard", "test_ll", "coverage_95", "wall_time_s")
+
+
+def write_uci_report(records: pd.DataFrame | Iterable[Mapping[str, Any]], out: str | Path, *,
+                     title: str, preamble: Sequence[str] = (), footer: Sequence[str] = ()
+                     ) -> dict[str, Path]:
+    """Write the UCI report under ``out``: ``report.md`` (title, ``preamble`` lines, the
+    :func:`summary_markdown` table of :data:`REPORT_METRICS`, ``footer`` lines) and, when there
+    are records, ``test_ll_per_split.png`` (:func:`plot_split_metric` with the mean ± SE), each
+    atomically (:mod:`comparisons.runner.store`).
+
+    Args:
+        records: tidy records of one run's settings (may be empty).
+        out: the output folder.
+        title: the Markdown title (without ``#``).
+        preamble: lines between the title and the table.
+        footer: lines after the table (e.g. the cell counts).
+
+    Returns:
+        ``{"report": report.md}`` plus ``"figure"`` when there are records.
+
+    Example:
+        >>> recs = [{"dataset": "yacht", "method": "mc_dropout", "split": k, "metric": "rmse",
+        ...          "value": v} for k, v in enumerate([1.0, 2.0])]
+        >>> paths = write_uci_report(recs, "/tmp/uci-report", title="UCI")  # doctest: +SKIP
+        >>> sorted(paths)  # doctest: +SKIP
+        ['figure', 'report']
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from comparisons.runner.store import atomic_savefig, atomic_write_text
+
+    out = Path(out)
+    df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    lines = [f"# {title}", "", *preamble]
+    paths: dict[str, Path] = {}
+    if len(df):
+        present = set(df["metric"])
+        lines.append(summary_markdown(df, metrics=[m for m in REPORT_METRICS if m in present]))
+        fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * df["dataset"].nunique()))
+        plot_split_metric(df, "test_ll", ax, show_mean=True)
+        ax.set_title("test log-likelihood per split")
+        fig.tight_layout()
+        paths["figure"] = atomic_savefig(fig, out / "test_ll_per_split.png", dpi=120)
+        plt.close(fig)
+    lines += ["", *footer]
+    paths = {"report": atomic_write_text(out / "report.md", "\n".join(lines) + "\n"), **paths}
+    return paths

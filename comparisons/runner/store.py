@@ -51,7 +51,6 @@ import math
 import numbers
 import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
@@ -59,6 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from vi_dropout.io import TEMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir
 
 try:  # advisory locks; absent on Windows, where the folder lock is a no-op
     import fcntl
@@ -81,7 +82,6 @@ __all__ = [
 ]
 
 REQUIRED_FIELDS: tuple[str, ...] = ("dataset", "method", "split", "metric", "value")
-_TMP_PREFIX = ".tmp-"
 _LOCK_NAME = ".lock"
 _SETTINGS_NAME = "settings.json"
 
@@ -125,54 +125,6 @@ class SettingsMismatch(ValueError):
     def __init__(self, message: str, out: Path, changes: Mapping[str, tuple[Any, Any]]):
         super().__init__(message)
         self.out, self.changes = out, dict(changes)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace).
-
-    The file is created with mode 0644; its folder is created if needed. Returns the path.
-
-    Example:
-        >>> atomic_write_bytes("/tmp/x.bin", b"abc")  # doctest: +SKIP
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TMP_PREFIX, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`atomic_write_bytes`.
-
-    Example:
-        >>> atomic_write_text("/tmp/x.json", "{}")  # doctest: +SKIP
-    """
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_savefig(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
@@ -478,14 +430,14 @@ class ResultsStore:
             os.replace(path, dest)
             moved[path] = dest
         if moved:
-            _fsync_dir(self.cells_dir)
+            fsync_dir(self.cells_dir)
             _warn_damaged({p: f"{damaged[p]}; moved to {d}" for p, d in moved.items()},
                           action="re-running the cells of")
         return moved
 
     def _cell_files(self) -> list[Path]:
         return sorted(p for p in self.cells_dir.glob("*.json")
-                      if not p.name.startswith(_TMP_PREFIX))
+                      if not p.name.startswith(TEMP_PREFIX))
 
     def _iter_cell_docs(self) -> Iterator[dict[str, Any]]:
         """The verified cell documents; damaged files are named in one warning at the end."""
@@ -522,7 +474,7 @@ class ResultsStore:
     def stale_temp_files(self) -> list[Path]:
         """Temporary files left by a crash between write and replace (ignored by readers)."""
         return sorted(p for d in (self.out, self.cells_dir, self.failures_dir)
-                      for p in d.glob(f"{_TMP_PREFIX}*"))
+                      for p in d.glob(f"{TEMP_PREFIX}*"))
 
     def remove_stale_temp_files(self) -> int:
         """Delete :meth:`stale_temp_files` (only when no writer is running); returns count."""
@@ -700,7 +652,7 @@ class ResultsStore:
         """Currently recorded failures, sorted by cell id."""
         docs, damaged = [], {}
         for path in sorted(self.failures_dir.glob("*.json")):
-            if path.name.startswith(_TMP_PREFIX):
+            if path.name.startswith(TEMP_PREFIX):
                 continue
             try:
                 with open(path, encoding="utf-8") as fh:

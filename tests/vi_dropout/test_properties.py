@@ -22,7 +22,7 @@ from tests.common import (
 )
 from vi_dropout.distributions import DropoutNormal
 from vi_dropout.predict import mc_predict, regression_summary
-from vi_dropout.training.batched import train_batched
+from vi_dropout.training import train_batched
 
 
 @st.composite

@@ -4,8 +4,7 @@ import time
 
 import pytest
 
-from vi_dropout import __main__ as cli
-from vi_dropout import verify
+from vi_dropout import cli, verify
 from vi_dropout.verify import (
     VerifyProblem,
     check_gradients,

@@ -1,65 +1,29 @@
-r"""Train many small dropout MLPs at once, reproducing the published Keras 2.2 experiment code.
-
-Each network :math:`e` (one hidden layer of 50 ReLU units by default; any depth works) minimises,
-per minibatch :math:`\mathcal{B}` of its own training data,
-
-.. math::
-    \mathcal{L}_e = \frac{1}{|\mathcal{B}| D} \sum_{n \in \mathcal{B}}
-    \|\mathbf{y}_n - \hat{\mathbf{y}}_n\|^2 + \lambda_e \sum_i \|\mathbf{W}_i\|_F^2,
-    \qquad \lambda_e = \frac{l^2 \, \text{keep\_prob}_e}{2 N \tau_e}
-
-(mean squared error without a 1/2, an L2 penalty on weights only, see
-:func:`weight_decay`), with inverted dropout on every layer's input: unit :math:`a` of layer
-:math:`i` is multiplied by :math:`z / \text{keep\_prob}`,
-:math:`z \sim \text{Bernoulli}(\text{keep\_prob})`. Defaults follow Keras 2.2: Glorot-uniform weights, zero biases, Adam
-with ``lr=1e-3``, ``betas=(0.9, 0.999)``, ``eps=1e-7``, minibatches of 128 with a fresh shuffle
-every epoch (the last minibatch is smaller).
-
-Adam: the update is :class:`torch.optim.Adam`'s,
-:math:`\theta \leftarrow \theta - \frac{\text{lr}}{1-\beta_1^t}\, m / (\sqrt{v/(1-\beta_2^t)} +
-\epsilon)`. Keras 2.2 writes :math:`\theta \leftarrow \theta - \text{lr}\frac{\sqrt{1-\beta_2^t}}
-{1-\beta_1^t} m / (\sqrt{v} + \epsilon)`, i.e. the same with :math:`\epsilon` replaced by
-:math:`\epsilon\sqrt{1-\beta_2^t}` (both put :math:`\epsilon` outside the square root; they differ
-only while :math:`v` is of order :math:`\epsilon^2`). We match torch so that
-:func:`train_sequential` can use :class:`torch.optim.Adam` itself as the reference.
-
-Random numbers (the contract shared by :func:`train_sequential` and :func:`train_batched`): network
-:math:`e` owns ``torch.Generator().manual_seed(seed_e)`` and draws, in this order,
-
-1. the initial weights: for each layer, ``torch.rand(out, in)`` (see
-   :meth:`vi_dropout.network.Architecture.init_params`);
-2. one seed per layer for its dropout masks (:func:`vi_dropout.drop_stream.layer_drop_streams`):
-   layer ``i``'s dropped units come from a :class:`~vi_dropout.drop_stream.DropStream` of rate
-   ``1 - keep_prob_i`` that runs through the epochs, ``N x in_i`` positions per epoch (row ``k``
-   belongs to the ``k``-th shuffled example);
-3. per epoch: ``torch.randperm(N)`` (the shuffle).
+r"""Train many small dropout MLPs as ONE batched computation (stacked ``E x out x in`` weights),
+reproducing :func:`~vi_dropout.training.sequential.train_sequential` network by network (the maths
+and the random-number contract are in :mod:`vi_dropout.training.common`).
 
 Only the dropped positions are drawn (about ``drop_rate`` uniforms per mask entry instead of one):
 with the UCI grid's drop rates of 0.005 to 0.1 the dense uniforms were most of the training time.
 Benchmark (``benchmarks/bench_train.py``, Boston, the full grid x 20 splits, 400 epochs, 2-core
 CPU): about 24x per network over a plain ``nn.Module`` + :class:`torch.optim.Adam` loop.
-
-Data sizes: all networks of one :func:`train_batched` call must share ``N`` (and the input and
-output widths); they may have different data. Group networks by training-set size (e.g. one call
-per data set and fold size) to train networks with different ``N``.
-
-Divergence: a network whose minibatch loss is not finite is frozen at the parameters that produced
-that loss (no further updates), its epoch is recorded in ``diverged_epoch``, the others go on.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from vi_dropout.drop_stream import layer_drop_streams
 from vi_dropout.network import Architecture, get_activation
-from vi_dropout.objectives import weight_decay_from_prior
+from vi_dropout.training.common import (
+    TrainResult,
+    check_weight_decay,
+    layer_widths,
+    per_layer_keep_probs,
+)
 from vi_dropout.validation import (
     check_finite,
     check_keep_prob,
@@ -68,7 +32,7 @@ from vi_dropout.validation import (
     check_targets,
 )
 
-__all__ = ["TrainResult", "weight_decay", "train_sequential", "train_batched", "DropoutMLP"]
+__all__ = ["train_batched"]
 
 # Entries held per block of epochs: the gathered inputs and targets plus the hidden masks
 # (2^25 floats: 128 MiB in float32).
@@ -80,202 +44,6 @@ _DERIVATIVES = {
     "erf": lambda z, a: (2 / math.sqrt(math.pi)) * torch.exp(-z * z),
     "identity": lambda z, a: torch.ones_like(z),
 }
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Trained parameters and training diagnostics.
-
-    Attributes:
-        weights: per layer ``E x out x in`` (``out x in`` for :func:`train_sequential`).
-        biases: per layer ``E x out`` (``out``).
-        losses: epoch training losses (minibatch losses averaged with weights
-            ``|B| / N``, as Keras reports them), ``E x epochs`` (``epochs``); NaN from the epoch
-            of divergence on.
-        diverged_epoch: 0-based epoch at which the loss became non-finite, ``-1`` if never;
-            int64, ``E`` (scalar).
-    """
-
-    weights: list[torch.Tensor]
-    biases: list[torch.Tensor]
-    losses: torch.Tensor
-    diverged_epoch: torch.Tensor
-
-    @property
-    def diverged(self) -> torch.Tensor:
-        """Boolean tensor: which networks diverged."""
-        return self.diverged_epoch >= 0
-
-
-def weight_decay(length_scale: float, keep_prob: float, num_data: int, tau: float) -> float:
-    r"""L2 coefficient of the published code, :math:`\lambda = l^2\,\text{keep\_prob} / (2 N \tau)`.
-
-    The same number as :func:`vi_dropout.objectives.weight_decay_from_prior` (which it calls), but
-    the Keras code puts it on the INVERTED-dropout weights, see the README for what that changes.
-
-    Args:
-        length_scale: prior length-scale :math:`l` (``1e-2`` in the paper).
-        keep_prob: :math:`1 - \text{dropout rate}`.
-        num_data: :math:`N`, training-set size.
-        tau: model precision :math:`\tau`.
-
-    Example:
-        >>> weight_decay(1e-2, 0.95, 455, 0.1)  # doctest: +ELLIPSIS
-        1.0439...e-06
-    """
-    return weight_decay_from_prior(length_scale, keep_prob, num_data, tau)
-
-
-def _check_reg(value, name):
-    v = float(value)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
-
-
-def _widths(in_features, hidden, out_features):
-    widths = (in_features, *tuple(hidden), out_features)
-    return Architecture(widths).widths
-
-
-class DropoutMLP(nn.Module):
-    """A plain :class:`torch.nn.Module` MLP with inverted dropout on every layer's input.
-
-    The masks come from the caller as one 0/1 block ``z`` (``B x C``, the layers' input units in
-    layer order) so that the random stream is under the caller's control:
-    ``mask_i = z[:, cols_i] / keep_prob_i``.
-
-    Example:
-        >>> net = DropoutMLP((3, 4, 1), keep_probs=(0.9, 0.9)).double()
-        >>> net(torch.zeros(2, 3, dtype=torch.float64), torch.ones(2, 7, dtype=torch.float64)).shape
-        torch.Size([2, 1])
-    """
-
-    def __init__(self, widths: Sequence[int], keep_probs: Sequence[float], activation="relu"):
-        super().__init__()
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.keep_probs = tuple(keep_probs)
-        self.act = get_activation(activation)
-        self.offsets = [0]
-        for w in widths[:-1]:
-            self.offsets.append(self.offsets[-1] + w)
-
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        h = x
-        for i, (lin, kp) in enumerate(zip(self.linears, self.keep_probs)):
-            if i > 0:
-                h = self.act(h)
-            mask = z[:, self.offsets[i] : self.offsets[i + 1]] / kp
-            h = lin(h * mask)
-        return h
-
-
-def _per_layer_kp(keep_prob, num_layers, name):
-    if isinstance(keep_prob, Sequence):
-        if len(keep_prob) != num_layers:
-            raise ValueError(
-                f"{name} must be a number or {num_layers} numbers (one per layer), got {keep_prob!r}"
-            )
-        return tuple(check_keep_prob(k, f"{name}[{i}]") for i, k in enumerate(keep_prob))
-    return (check_keep_prob(keep_prob, name),) * num_layers
-
-
-def train_sequential(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    keep_prob,
-    reg: float,
-    seed: int,
-    *,
-    hidden: Sequence[int] = (50,),
-    activation: str = "relu",
-    epochs: int = 40,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-7,
-    progress: bool = False,
-) -> TrainResult:
-    r"""Reference trainer for ONE network: a plain module, autograd and :class:`torch.optim.Adam`.
-
-    Minimises :math:`\frac{1}{|\mathcal{B}|D}\sum_{n\in\mathcal{B}}\|\mathbf{y}_n -
-    \hat{\mathbf{y}}_n\|^2 + \lambda\sum_i\|\mathbf{W}_i\|^2` (see the module docstring for the
-    maths and the random-number contract).
-
-    Args:
-        x: training inputs, ``N x Q``.
-        y: training targets, ``N x D`` (standardised, as in the paper).
-        keep_prob: probability of keeping a unit, a number or one per layer (layer ``i``'s input).
-        reg: :math:`\lambda \ge 0` (see :func:`weight_decay`).
-        seed: seed of this network's generator.
-        hidden: hidden widths; activation: hidden activation.
-        epochs, batch_size, lr, betas, eps: optimisation settings (Keras 2.2 defaults).
-        progress: tqdm bar over epochs.
-
-    Returns:
-        :class:`TrainResult` without the leading ``E`` dimension.
-
-    Example:
-        >>> x, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 1, dtype=torch.float64)
-        >>> r = train_sequential(x, y, keep_prob=0.9, reg=1e-4, seed=0, hidden=(8,), epochs=2)
-        >>> [tuple(w.shape) for w in r.weights], int(r.diverged_epoch)
-        ([(8, 3), (1, 8)], -1)
-    """
-    check_finite(x, "x")
-    check_targets(y, "y")
-    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must be N x Q and N x D, got {tuple(x.shape)}, {tuple(y.shape)}")
-    epochs = check_positive_int(epochs, "epochs")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    lr = check_positive(lr, "lr")
-    reg = _check_reg(reg, "reg")
-    widths = _widths(x.shape[1], hidden, y.shape[1])
-    L = len(widths) - 1
-    kps = _per_layer_kp(keep_prob, L, "keep_prob")
-    N, D = y.shape
-    C = sum(widths[:-1])
-    dtype = x.dtype
-    g = torch.Generator().manual_seed(int(seed))
-    ws, bs = Architecture(widths, activation).init_params(generator=g, dtype=dtype)
-    streams = layer_drop_streams(kps, g)
-    net = DropoutMLP(widths, kps, activation).to(dtype)
-    with torch.no_grad():
-        for lin, w, b in zip(net.linears, ws, bs):
-            lin.weight.copy_(w)
-            lin.bias.copy_(b)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas, eps=eps)
-    losses = torch.full((epochs,), float("nan"), dtype=dtype)
-    diverged = -1
-    for epoch in tqdm(range(epochs), disable=not progress, desc="train_sequential", leave=False):
-        perm = torch.randperm(N, generator=g)
-        u = torch.ones(N, C, dtype=dtype)  # the epoch's 0/1 keep indicators
-        for i, stream in enumerate(streams):
-            drops = stream.take(N * widths[i])
-            rows, cols = drops.div(widths[i], rounding_mode="floor"), drops.remainder(widths[i])
-            u[rows, cols + net.offsets[i]] = 0.0
-        total = 0.0
-        for s in range(0, N, batch_size):
-            idx = perm[s : s + batch_size]
-            out = net(x[idx], u[s : s + batch_size])
-            loss = nn.functional.mse_loss(out, y[idx]) + reg * sum(
-                lin.weight.square().sum() for lin in net.linears
-            )
-            if not torch.isfinite(loss):
-                diverged = epoch
-                break
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx) / N
-        if diverged >= 0:
-            break
-        losses[epoch] = total
-    return TrainResult(
-        [lin.weight.detach().clone() for lin in net.linears],
-        [lin.bias.detach().clone() for lin in net.linears],
-        losses,
-        torch.tensor(diverged),
-    )
 
 
 def _as_per_net(value, E, name, check):
@@ -354,15 +122,15 @@ def train_batched(
             f"and the same N for every network, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     spec = _BatchedSpec(
-        widths=_widths(x.shape[2], hidden, y.shape[2]), activation=activation,
+        widths=layer_widths(x.shape[2], hidden, y.shape[2]), activation=activation,
         num_data=y.shape[1], batch_size=check_positive_int(batch_size, "batch_size"),
         betas=betas, eps=eps)
     epochs = check_positive_int(epochs, "epochs")
     kps = [
-        _per_layer_kp(k, spec.num_layers, f"keep_prob[{e}]")
+        per_layer_keep_probs(k, spec.num_layers, f"keep_prob[{e}]")
         for e, k in enumerate(_as_per_net(keep_prob, E, "keep_prob", check_keep_prob))
     ]
-    regs = _as_per_net(reg, E, "reg", _check_reg)
+    regs = _as_per_net(reg, E, "reg", check_weight_decay)
     lrs = _as_per_net(lr, E, "lr", check_positive)
     state = _NetworkState.initial(spec, x, y, kps, regs, lrs, seeds)
     final = torch.empty(E, spec.layout.size, dtype=x.dtype)

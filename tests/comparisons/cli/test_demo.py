@@ -14,7 +14,7 @@ def test_demo_uci_step_writes_outputs_and_summary(tmp_path, capsys):
     assert main(["demo", "--smoke", "--steps", "uci", "--out", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "| uci | ok |" in text and "## demo summary" in text
-    assert (out / "uci" / "summary.md").is_file()
+    assert (out / "uci" / "report.md").is_file()
     assert str(out / "uci" / "records.csv") in text  # every output path is printed
 
 
@@ -34,4 +34,4 @@ def test_demo_gp_vs_dropout_step_runs(tmp_path, capsys):
     assert main(["demo", "--smoke", "--steps", "gp-vs-dropout", "--out", str(out),
                  "--no-progress"]) == 0
     assert "| gp-vs-dropout | ok |" in capsys.readouterr().out
-    assert (out / "gp-vs-dropout" / "table.md").is_file()
+    assert (out / "gp-vs-dropout" / "report.md").is_file()

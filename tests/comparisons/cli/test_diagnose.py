@@ -1,4 +1,5 @@
-"""``diagnose`` subcommand end to end with ``--smoke`` on toy1d: tables, NetCDF and figures."""
+"""``diagnose`` subcommand end to end with ``--smoke`` on toy1d: report, records, NetCDF and
+figures; the arguments become the run's settings."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def test_parser_defaults_and_bad_arguments():
     with pytest.raises(SystemExit):
         _parse(["diagnose"])  # --out is required
     assert _parse(["diagnose", "--out", "x", "--prior-length-scale", "1"]).prior_length_scale == 1
+    settings = cli_diagnose.settings_from_args(
+        _parse(["diagnose", "--out", "x", "--dataset", "yacht", "--split", "3", "--smoke"]))
+    assert (settings.dataset, settings.split) == ("yacht", 3)
+    assert {k: getattr(settings, k) for k in cli_diagnose.SMOKE} == cli_diagnose.SMOKE
     for bad in (["--prior-length-scale", "0"],
                 ["--prior-length-scale", "1", "--hmc-prior-length-scale", "1"]):
         with pytest.raises(SystemExit):
@@ -42,8 +47,8 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
                    "--no-progress"])
     assert cli_diagnose.run(args) == 0
     printed = capsys.readouterr().out
-    assert "PSIS-LOO on the training data" in printed and str(out / "table.md") in printed
-    table = (out / "table.md").read_text()
+    assert "PSIS-LOO on the training data" in printed and str(out / "report.md") in printed
+    table = (out / "report.md").read_text()
     assert "| standard_dropout | n/a (no posterior) |" in table
     assert "Distance of each test predictive" in table
     records = pd.read_csv(out / "records.csv", keep_default_na=False, na_values=[""])

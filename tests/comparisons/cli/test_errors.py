@@ -170,7 +170,7 @@ def test_uci_refuses_to_mix_settings(paths, capsys):
     line = _assert_one_error_line(err, from_argparse)
     assert "--allow-settings-change" in line or "num_samples" in line
     assert main([*tiny, "--num-samples", "30", "--allow-settings-change"]) == 0
-    summary = (Path(paths["out"]) / "summary.md").read_text()
+    summary = (Path(paths["out"]) / "report.md").read_text()
     assert "T = 30" in summary and "1 cells of other settings" in summary
 
 

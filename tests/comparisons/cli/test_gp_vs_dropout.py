@@ -1,4 +1,5 @@
-"""``gp-vs-dropout`` subcommand end to end on tiny settings: toy1d (with the figure) and yacht."""
+"""``gp-vs-dropout`` subcommand end to end on tiny settings: toy1d (with the figure) and yacht;
+the arguments become the experiment's settings."""
 
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def test_toy1d_end_to_end(tmp_path, capsys):
     assert cli_gp_vs_dropout.run(args) == 0
     printed = capsys.readouterr().out
     assert "# MC dropout vs exact GPs: toy1d, split 0" in printed
-    assert f"outputs: {out / 'table.md'}" in printed
-    table = (out / "table.md").read_text()
+    assert f"outputs: {out / 'report.md'}" in printed
+    table = (out / "report.md").read_text()
+    assert printed.startswith(table)  # the report is printed as written
     assert "| mc_dropout |" in table and "| gp_arccos1_prior |" in table
     assert "epochs x0.01, T = 50, max grid 1" in table
     csv = pd.read_csv(out / "records.csv")
@@ -47,7 +49,9 @@ def test_toy1d_end_to_end(tmp_path, capsys):
     assert csv["value"].notna().all()
     png = out / "toy1d.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
-    assert not list(out.glob(".tmp-*"))  # atomic writes left no temporary files
+    # atomic writes left no temporary files, and the old table.md name is gone
+    assert sorted(p.name for p in out.iterdir()) == ["records.csv", "records.json", "report.md",
+                                                      "toy1d.png"]
 
 
 def test_uci_end_to_end(tmp_path, capsys):
@@ -61,7 +65,7 @@ def test_uci_end_to_end(tmp_path, capsys):
     assert set(csv["method"]) == {"mc_dropout", "gp_arccos1_prior", "gp_arccos1", "gp_se"}
     assert (csv["split"] == 1).all() and (csv["dataset"] == "yacht").all()
     assert not (out / "toy1d.png").exists()
-    assert "kl[" not in (out / "table.md").read_text()  # regions only for the toy
+    assert "kl[" not in (out / "report.md").read_text()  # regions only for the toy
 
 
 def test_bad_arguments(tmp_path, capsys):
@@ -76,3 +80,11 @@ def test_bad_arguments(tmp_path, capsys):
     with pytest.raises(ValueError, match="split 99 out of range for yacht"):
         cli_gp_vs_dropout.run(_parse(["gp-vs-dropout", "--dataset", "yacht", "--split", "99",
                                       "--out", str(tmp_path), "--no-progress"]))
+
+
+def test_arguments_become_the_settings():
+    args = _parse(["gp-vs-dropout", "--dataset", "yacht", "--split", "2", "--out", "x",
+                   "--gp-optimizer", "adam", "--no-random-features", "--max-grid", "3"])
+    s = cli_gp_vs_dropout.settings_from_args(args)
+    assert (s.dataset, s.split, s.gp_optimizer, s.max_grid) == ("yacht", 2, "adam", 3)
+    assert "gp_rf_prior" not in s.methods and s.num_samples == 10_000

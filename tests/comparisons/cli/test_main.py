@@ -7,12 +7,23 @@ import pytest
 from comparisons.cli.main import SUBCOMMAND_MODULES, main
 
 
-@pytest.mark.parametrize("command", ["uci", *SUBCOMMAND_MODULES])
+@pytest.mark.parametrize("command", list(SUBCOMMAND_MODULES))
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
     assert exc.value.code == 0
     assert "--out" in capsys.readouterr().out
+
+
+def test_every_subcommand_module_is_registered_with_its_run():
+    from comparisons.cli.main import build_parser
+
+    parser, modules = build_parser()
+    assert list(modules) == list(SUBCOMMAND_MODULES) and "uci" in modules
+    for name, module in modules.items():
+        assert callable(module.run) and callable(module.add_parser), name
+    args = parser.parse_args(["uci", "--dataset", "yacht", "--out", "x"])
+    assert args.func is modules["uci"].run
 
 
 def test_unknown_subcommand_is_an_argparse_error(capsys):
@@ -26,7 +37,7 @@ def test_rotated_digit_runs_through_main(tmp_path):
     out = tmp_path / "rd"
     assert main(["rotated-digit", "--out", str(out), "--epochs", "1", "--num-samples", "2",
                  "--no-progress"]) == 0
-    assert (out / "rotated_digit.png").is_file() and (out / "summary.md").is_file()
+    assert (out / "rotated_digit.png").is_file() and (out / "report.md").is_file()
 
 
 def test_uci_methods_option_is_checked(tmp_path, capsys):
@@ -48,7 +59,7 @@ def test_uci_help_lists_data_sets_and_defaults(capsys):
         assert default in text, default
 
 
-@pytest.mark.parametrize("command", ["uci", *SUBCOMMAND_MODULES])
+@pytest.mark.parametrize("command", list(SUBCOMMAND_MODULES))
 def test_shared_flags_are_spelled_the_same(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])

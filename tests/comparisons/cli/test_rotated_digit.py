@@ -6,13 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from comparisons.cli.rotated_digit import DEFAULTS, add_parser, run
+from comparisons.cli.rotated_digit import add_parser, run
+from comparisons.experiments.rotated_digit import RotatedDigitSettings
 from tests.common import subcommand_parser
 from tests.comparisons.datasets.test_digits import fake_mnist, write_split
 
 torch.set_num_threads(1)
-OUTPUTS = ("rotated_digit.png", "reliability_diagram.png", "rotated_digit.csv",
-           "calibration.csv", "summary.md")
+OUTPUTS = ("rotated_digit.png", "reliability_diagram.png", "records.csv", "report.md")
+DEFAULTS = RotatedDigitSettings()
 
 
 def make_parser():
@@ -22,10 +23,10 @@ def make_parser():
 def test_defaults_and_handler():
     args = make_parser().parse_args(["rotated-digit", "--out", "x"])
     assert args.handler is run
-    assert (args.epochs, args.num_samples, args.seed) == (DEFAULTS["epochs"],
-                                                          DEFAULTS["num_samples"], 0)
+    assert (args.epochs, args.num_samples, args.seed) == (DEFAULTS.epochs,
+                                                          DEFAULTS.num_samples, 0)
     assert args.mnist_path is None and args.no_progress is False and args.digit == 1
-    assert args.keep_prob == DEFAULTS["keep_prob"] == 0.5 and args.threads == 1
+    assert args.keep_prob == DEFAULTS.keep_prob == 0.5 and args.threads == 1
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "abc"])
@@ -49,7 +50,7 @@ def test_run_checks_hand_built_args(tmp_path):
 
 
 def test_digit_index_is_checked_before_training(tmp_path, monkeypatch):
-    import comparisons.networks.lenet as lenet
+    import comparisons.experiments.rotated_digit as lenet  # the name the experiment calls
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking --digit-index")
@@ -73,16 +74,18 @@ def test_run_on_digits_writes_figures_and_tables(tmp_path, capsys):
         assert 5_000 < size < 300_000, (png, size)
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.glob(".tmp-*"))  # atomic writes leave no temporary files
-    rot = pd.read_csv(out / "rotated_digit.csv")
-    assert list(rot.columns) == ["dataset", "method", "angle", "metric", "value"]
-    assert set(rot["dataset"]) == {"digits"} and rot["angle"].nunique() == 12
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUTS)
+    records = pd.read_csv(out / "records.csv", keep_default_na=False, dtype={"split": str})
+    assert list(records.columns) == ["dataset", "method", "split", "metric", "value"]
+    rot, cal = records[records.split != ""], records[records.split == ""]
+    assert set(rot["dataset"]) == {"digits"} and rot["split"].nunique() == 12
+    assert set(cal["metric"]) == {"accuracy", "ece", "nll", "num_test", "num_samples"}
     vr = rot[(rot.metric == "variation_ratio")]["value"]
     assert ((vr >= 0) & (vr <= 1 - 1 / 4 + 1e-12)).all()  # T = 4 votes: at most 3/4
-    cal = pd.read_csv(out / "calibration.csv")
     acc = cal[(cal.metric == "accuracy")].set_index("method")["value"]
     assert set(acc.index) == {"mc_dropout", "standard_dropout"} and (acc > 0.3).all()
     assert float(cal[(cal.metric == "num_test")]["value"].iloc[0]) == 360
-    md = (out / "summary.md").read_text()
+    md = (out / "report.md").read_text()
     assert "| mc_dropout |" in md and "## Rotated digit 1" in md and "T = 4 samples" in md
     stdout = capsys.readouterr().out
     assert str(out / "rotated_digit.png") in stdout and "ECE (10 bins)" in stdout
@@ -99,11 +102,11 @@ def test_run_on_mnist_idx_files(tmp_path, capsys):
                                      "--num-samples", "3", "--no-progress",
                                      "--mnist-path", str(tmp_path / "mnist")])
     assert run(args) == 0
-    rot = pd.read_csv(out / "rotated_digit.csv")
-    assert set(rot["dataset"]) == {"mnist"}
-    cal = pd.read_csv(out / "calibration.csv")
+    records = pd.read_csv(out / "records.csv", keep_default_na=False, dtype={"split": str})
+    assert set(records["dataset"]) == {"mnist"}
+    cal = records[records.split == ""]
     assert set(cal[cal.metric == "num_test"]["value"]) == {10.0}
-    assert "28x28 inputs" in (out / "summary.md").read_text()
+    assert "28x28 inputs" in (out / "report.md").read_text()
     missing = make_parser().parse_args(["rotated-digit", "--out", str(out), "--mnist-path",
                                         str(tmp_path / "nowhere")])
     with pytest.raises(FileNotFoundError, match="MNIST folder not found: .*nowhere"):

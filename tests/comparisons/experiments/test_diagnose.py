@@ -1,5 +1,6 @@
-"""``comparisons.experiments.diagnose`` on tiny settings: the table (LOO, compare, test metrics, distances from
-HMC, HMC diagnostics), NetCDF round trips, figures and bad input.
+"""``comparisons.experiments.diagnose`` on tiny settings: the records (LOO, compare, test metrics,
+distances from HMC, HMC diagnostics), the InferenceData of every method and bad input. The
+report (tables, figures, files) is tested in ``tests/comparisons/report/test_diagnose.py``.
 
 One tiny run (toy1d, 10 epochs x 1 grid point, T = 200, 2 NUTS chains x (30 + 50) iterations of
 tree depth <= 4 in this process) is shared by the tests of this module (about 5 s on one thread).
@@ -10,8 +11,6 @@ from __future__ import annotations
 import math
 import warnings
 
-import arviz as az
-import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -23,22 +22,11 @@ from comparisons.experiments.diagnose import (
     DiagnoseSettings,
     DiagnoseWarning,
     compare_methods,
-    diagnose_markdown,
-    plot_loo_pit,
-    plot_ppc,
-    plot_predictive_bands,
-    run_diagnose,
-    save_inference_data,
+    run,
 )
-from comparisons.inference_data.converters import (
-    LOOReliabilityWarning,
-    checked_loo,
-    from_mc_dropout,
-)
+from comparisons.inference_data.io_mc_dropout import from_mc_dropout
+from comparisons.inference_data.loo import LOOReliabilityWarning, checked_loo
 from comparisons.reference.nuts import HMCDiagnosticsWarning
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 TINY = dict(epochs_multiplier=0.01, num_samples=200, max_grid=1, gp_iterations=20,
             gp_num_draws=200, hmc_chains=2, hmc_warmup=30, hmc_samples=50, hmc_processes=1,
@@ -54,7 +42,7 @@ def _run_quietly(settings: DiagnoseSettings) -> DiagnoseResult:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LOOReliabilityWarning)
             warnings.simplefilter("ignore", HMCDiagnosticsWarning)
-            return run_diagnose("toy1d", 0, settings)
+            return run(settings)
     finally:
         torch.set_num_threads(n)
 
@@ -113,11 +101,7 @@ def test_standard_dropout_has_no_loo_but_has_test_ll(result):
     ll = -0.5 * math.log(2 * math.pi) + 0.5 * math.log(tau) - 0.5 * tau * (
         result.y_test - sd.mean) ** 2
     assert abs(ll.mean() - sd.test_ll) < 1e-10
-    table = diagnose_markdown(result.records, result.warnings)
-    assert "| standard_dropout | n/a (no posterior) |" in table
-    with pytest.raises(ValueError, match="no posterior draws"):
-        plot_ppc(result, "standard_dropout", plt.gca())
-    plt.close("all")
+    assert sd.idata_train is None and sd.idata_test is None and sd.loo_note == "n/a (no posterior)"
 
 
 def test_distances_from_hmc_are_finite(result):
@@ -146,7 +130,7 @@ def test_hmc_diagnostics_surfaced(result):
         diag["num_divergent"]
     if not diag["ok"]:  # 50 draws x 2 chains never reach ESS 200: the problems must show
         assert note and any("hmc_summary" in w for w in result.warnings)
-        assert "HMC diagnostics: " + note in diagnose_markdown(result.records)
+        assert note == "; ".join(diag["problems"])
     # the prior is the dropout-matched one: l_eff = l p s_y / sqrt 2 with l = 1e-2
     drop = result.methods["mc_dropout"].info
     l_eff = 1e-2 * drop["keep_prob"] * result.data.y_std / math.sqrt(2)
@@ -155,30 +139,22 @@ def test_hmc_diagnostics_surfaced(result):
                - drop["tau"] * result.data.y_std ** 2) < 1e-9
 
 
-def test_netcdf_round_trip(result, tmp_path):
-    for m in DRAW_METHODS:
-        for part in ("train", "test"):
-            idata = getattr(result.methods[m], f"idata_{part}")
-            path = save_inference_data(idata, tmp_path / f"{m}_{part}.nc")
-            assert path.stat().st_mode & 0o777 == 0o644
-            back = az.from_netcdf(path)
-            np.testing.assert_array_equal(back.log_likelihood["y"].values,
-                                          idata.log_likelihood["y"].values)
-            assert back.posterior.attrs["dataset"] == "toy1d"
-    assert not list(tmp_path.glob(".tmp-*"))
+def test_inference_data_of_every_draw_method(result):
+    # training and test InferenceData carry the run's dataset / split and the method id, and
+    # the test log-likelihood's mixture estimate is the method's test_ll (to 1e-12)
     n_test = result.y_test.size
-    assert result.methods["hmc"].idata_test.observed_data["y"].shape == (n_test,)
-
-
-def test_figures_draw(result):
-    fig, axes = plt.subplots(1, 3)
-    assert plot_ppc(result, "hmc", axes[0]) is axes[0]
-    assert plot_loo_pit(result, "mc_dropout", axes[1]) is axes[1]
-    assert plot_predictive_bands(result, axes[2]) is axes[2]
-    assert len(axes[2].get_lines()) >= 3 * len(DIAGNOSE_METHODS)
-    with pytest.raises(ValueError, match="method must be one of"):
-        plot_loo_pit(result, "svi", axes[1])
-    plt.close(fig)
+    for m in DRAW_METHODS:
+        out = result.methods[m]
+        for idata in (out.idata_train, out.idata_test):
+            assert idata.posterior.attrs["dataset"] == "toy1d"
+            assert idata.posterior.attrs["split"] == 0
+            assert idata.posterior.attrs["method"] == m
+        assert out.idata_test.observed_data["y"].shape == (n_test,)
+        np.testing.assert_array_equal(out.idata_test.observed_data["y"].values, result.y_test)
+    for m in ("mc_dropout", "hmc"):
+        ll = result.methods[m].idata_test.log_likelihood["y"].values.reshape(-1, n_test)
+        lppd = np.mean(np.logaddexp.reduce(ll, axis=0) - math.log(ll.shape[0]))
+        assert abs(lppd - result.methods[m].test_ll) < 1e-12
 
 
 def test_compare_methods_rejects_mismatched_data():
@@ -207,6 +183,8 @@ def test_compare_methods_rejects_mismatched_data():
     ({"hmc": "yes"}, "hmc must be True or False"),
     ({"prior_length_scale": 0.0}, "prior_length_scale must be a finite number > 0"),
     ({"prior_length_scale": 1.0, "hmc_prior_length_scale": 2.0}, "exclude each other"),
+    ({"split": -1}, "split must be an integer >= 0"),
+    ({"dataset": 3}, "dataset must be 'toy1d' or a UCI name"),
 ])
 def test_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -215,9 +193,7 @@ def test_bad_settings(kwargs, match):
 
 def test_bad_run_arguments():
     with pytest.raises(ValueError, match="settings must be a DiagnoseSettings"):
-        run_diagnose("toy1d", 0, {"num_samples": 10})
-    with pytest.raises(ValueError, match="split must be an integer >= 0"):
-        run_diagnose("toy1d", -1)
+        run({"num_samples": 10})
 
 
 def test_too_few_draws_and_hmc_subset_are_surfaced():
@@ -228,7 +204,7 @@ def test_too_few_draws_and_hmc_subset_are_surfaced():
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            r = run_diagnose("toy1d", 0, settings)
+            r = run(settings)
     finally:
         torch.set_num_threads(n)
     messages = [str(w.message) for w in caught if issubclass(w.category, DiagnoseWarning)]
@@ -269,5 +245,4 @@ def test_shared_prior_is_used_by_every_method():
     values = _values(r.records)
     assert values[("hmc", "prior_length_scale")][0] == pytest.approx(0.5, rel=1e-12)
     assert math.isfinite(values[("gp_arccos1_prior", "tv_vs_hmc")][0])
-    table = diagnose_markdown(r.records)
-    assert "| gp_arccos1_prior |" in table and "| gp_arccos1 |" not in table
+    assert {rec["method"] for rec in r.records} == set(r.methods)

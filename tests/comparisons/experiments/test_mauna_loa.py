@@ -14,16 +14,16 @@ import pytest
 import torch
 
 from comparisons.cli.mauna_loa import add_parser, run
+from comparisons.datasets.mauna_loa import load_mauna_loa
 from comparisons.experiments.mauna_loa import (
     METHODS,
-    MaunaLoaConfig,
-    load_mauna_loa,
+    PAPER_LIKE_SETTINGS,
+    MaunaLoaSettings,
     mc_function_draws,
-    plot_mauna_loa,
-    records_markdown,
-    run_mauna_loa,
     train_dropout_regressor,
 )
+from comparisons.experiments.mauna_loa import run as run_mauna_loa
+from comparisons.report.mauna_loa import plot_mauna_loa, records_markdown
 from comparisons.runner.store import REQUIRED_FIELDS, validate_records
 from vi_dropout.network import Architecture
 from vi_dropout.predict import DropoutMLPParams, mc_predict
@@ -50,7 +50,7 @@ def tiny_result():
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_mauna_loa(MaunaLoaConfig(**TINY))
+        return run_mauna_loa(MaunaLoaSettings(**TINY))
     finally:
         torch.set_num_threads(n)
 
@@ -126,14 +126,15 @@ def test_load_rejects_bad_arguments(kwargs, match):
 ])
 def test_config_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        MaunaLoaConfig(**kwargs)
+        MaunaLoaSettings(**kwargs)
 
 
 def test_config_keep_probs():
-    cfg = MaunaLoaConfig(hidden_layers=4, drop_rate=0.2)
+    cfg = MaunaLoaSettings(hidden_layers=4, drop_rate=0.2)
     assert cfg.keep_prob == pytest.approx(0.8)
     assert cfg.layer_keep_probs == (1.0, 0.8, 0.8, 0.8, 0.8)
     assert cfg.hidden == (1024,) * 4
+    assert (PAPER_LIKE_SETTINGS.iterations, PAPER_LIKE_SETTINGS.num_samples) == (1_000_000, 1000)
 
 
 # ------------------------------------------------------------------------ network and draws
@@ -213,7 +214,7 @@ def test_uncertainty_is_finite_positive_and_grows_away_from_the_data(tiny_result
     for name in ("mc_dropout_relu", "mc_dropout_tanh"):
         p = preds[name]
         # sd^2 = model variance + 1/tau exactly (ppm^2); model sd positive somewhere
-        tau = tiny_result.config.tau
+        tau = tiny_result.settings.tau
         np.testing.assert_allclose(p.sd**2, p.model_sd**2 + data.co2_std**2 / tau, rtol=1e-10)
         assert p.model_sd.max() > 0
     for name in ("gp_se", "gp_arccos1"):
@@ -244,8 +245,8 @@ def test_records_are_tidy(tiny_result):
 
 def test_run_rejects_bad_arguments():
     with pytest.raises(ValueError, match="methods must be a non-empty subset"):
-        run_mauna_loa(MaunaLoaConfig(**TINY), methods=["mc_dropout_sigmoid"])
-    with pytest.raises(ValueError, match="config must be a MaunaLoaConfig"):
+        run_mauna_loa(MaunaLoaSettings(**TINY), methods=["mc_dropout_sigmoid"])
+    with pytest.raises(ValueError, match="settings must be a MaunaLoaSettings"):
         run_mauna_loa({"iterations": 3})
 
 
@@ -295,17 +296,19 @@ def test_cli_tiny_run_writes_png_table_and_csv(tmp_path, capsys):
         "--gp-iterations", "3", "--data-stride", "16", "--no-progress",
     ])
     assert run(args) == 0
-    png, md, csv = out / "mauna_loa.png", out / "mauna_loa.md", out / "mauna_loa_records.csv"
+    png, md, csv = out / "mauna_loa.png", out / "report.md", out / "records.csv"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = md.read_text()
     assert "drop_rate 0.2 (keep_prob 0.8)" in text and "| gp_arccos1 |" in text
     frame = pd.read_csv(csv)
     assert list(frame.columns[:5]) == ["dataset", "method", "split", "metric", "value"]
     assert set(frame["method"]) == set(METHODS)
-    npz = np.load(out / "mauna_loa_predictions.npz")
+    npz = np.load(out / "predictions.npz")
     assert npz["mc_dropout_relu_sd"].shape == npz["time"].shape
     printed = capsys.readouterr().out
     assert str(png) in printed and str(csv) in printed and "held-out RMSE" in printed
+    assert {p.name for p in out.iterdir()} == {"mauna_loa.png", "report.md", "records.csv",
+                                               "predictions.npz"}
     assert not list(out.glob(".tmp-*")), "temporary files left behind"
 
 

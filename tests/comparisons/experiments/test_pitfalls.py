@@ -19,6 +19,7 @@ from comparisons.experiments.pitfalls import (
     improper_kl_records,
     keep_prob_sensitivity,
     non_concentration_records,
+    run,
 )
 from comparisons.reference.nuts import HMCDiagnosticsWarning
 
@@ -112,6 +113,21 @@ def test_bad_input():
         PitfallHMCSettings(warmup=-1)
     with pytest.raises(ValueError, match="max_train"):
         PitfallHMCSettings(max_train=0)
+    with pytest.raises(ValueError, match=r"sizes\[1\] must be an integer >= 1"):
+        PitfallSettings(sizes=(10, 0))
+    with pytest.raises(ValueError, match="keep_prob must lie in"):
+        PitfallSettings(keep_prob=1.5)
+    with pytest.raises(ValueError, match="hmc must be a PitfallHMCSettings or None"):
+        PitfallSettings(hmc={"chains": 2})
+    with pytest.raises(ValueError, match="settings must be a PitfallSettings"):
+        run({"steps": 10})
+
+
+def test_settings_repr_keeps_the_network_fields_only():
+    # the report's "Settings:" line (and the committed docs/pitfalls/report.md) shows these six
+    text = repr(PitfallSettings(sizes=(10,), hmc=None))
+    assert text == ("PitfallSettings(hidden=50, prior_length_scale=1.0, steps=4000, "
+                    "batch_size=128, num_samples=1000, seed=0)")
 
 
 def test_cli_end_to_end(tmp_path, capsys):
@@ -122,7 +138,7 @@ def test_cli_end_to_end(tmp_path, capsys):
                      "--hmc-chains", "2", "--hmc-warmup", "20", "--hmc-samples", "20",
                      "--hmc-processes", "1", "--hmc-max-tree-depth", "5"]) == 0
     for name in ("improper_kl.png", "non_concentration.png", "keep_prob_sensitivity.png",
-                 "records.csv", "pitfalls.md"):
+                 "records.csv", "report.md"):
         assert (out / name).is_file(), name
     assert len(list((out / "nuts-cache").glob("nuts-*/chain-*.npz"))) == 2
     text = capsys.readouterr().out

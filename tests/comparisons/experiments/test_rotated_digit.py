@@ -10,18 +10,21 @@ import torch
 from comparisons.datasets.digits import load_digits_split
 from comparisons.experiments.rotated_digit import (
     DEFAULT_ANGLES_DEG,
-    RotatedDigitResult,
+    RotatedDigitSettings,
+    RotationSweep,
+    rotate_image,
+    rotated_digit_records,
+    select_digit,
+    sweep_rotations,
+)
+from comparisons.networks.lenet import LeNet, mc_logits, standard_logits, train_lenet
+from comparisons.report.rotated_digit import (
     plot_rotated_digit_figure,
     plot_rotated_images,
     plot_softmax_scatter,
     plot_uncertainty_vs_angle,
-    rotate_image,
-    rotated_digit_records,
     rotated_digit_table,
-    run_rotated_digit,
-    select_digit,
 )
-from comparisons.networks.lenet import LeNet, mc_logits, standard_logits, train_lenet
 from vi_dropout.predict import classification_summary
 
 torch.set_num_threads(1)
@@ -34,7 +37,7 @@ def setup():
     net = LeNet(8, seed=0)
     train_lenet(net, d.x_train, d.y_train, epochs=4, progress=False, seed=0)
     image, row = select_digit(d.x_test, d.y_test, digit=1)
-    res = run_rotated_digit(net, image, num_samples=T, seed=3, digit=1)
+    res = sweep_rotations(net, image, num_samples=T, seed=3, digit=1)
     return d, net, image, row, res
 
 
@@ -74,7 +77,7 @@ def test_select_digit(setup):
 
 def test_runner_outputs_agree_with_their_definitions(setup):
     _, net, image, _, res = setup
-    assert isinstance(res, RotatedDigitResult)
+    assert isinstance(res, RotationSweep)
     A = len(DEFAULT_ANGLES_DEG)
     assert res.mc_logits.shape == (T, A, 10) and res.standard_logits.shape == (A, 10)
     assert res.images.shape == (A, 1, 8, 8) and res.num_samples == T
@@ -103,14 +106,14 @@ def test_runner_outputs_agree_with_their_definitions(setup):
 def test_records_are_tidy_and_consistent(setup):
     _, _, _, _, res = setup
     recs = rotated_digit_records(res, "digits")
-    assert {tuple(sorted(r)) for r in recs} == {("angle", "dataset", "method", "metric", "value")}
+    assert {tuple(sorted(r)) for r in recs} == {("dataset", "method", "metric", "split", "value")}
     A, k = len(res.angles_deg), len(res.top_classes)
     mc = [r for r in recs if r["method"] == "mc_dropout"]
     std = [r for r in recs if r["method"] == "standard_dropout"]
     # mc: entropy, MI, VR, predicted, max prob, prob of the digit, k class probabilities
     assert len(mc) == A * (6 + k) and len(std) == A * (4 + k)
     assert not any(r["metric"] in ("mutual_information", "variation_ratio") for r in std)
-    get = {(r["method"], r["angle"], r["metric"]): r["value"] for r in recs}
+    get = {(r["method"], r["split"], r["metric"]): r["value"] for r in recs}
     for a_idx, angle in enumerate(res.angles_deg):
         assert get[("mc_dropout", angle, "mutual_information")] == pytest.approx(
             float(res.summary.mutual_information[a_idx]))
@@ -128,9 +131,9 @@ def test_records_are_tidy_and_consistent(setup):
 def test_bad_runner_arguments(setup):
     _, net, image, _, _ = setup
     with pytest.raises(ValueError, match="num_samples must be an integer >= 1, got 0"):
-        run_rotated_digit(net, image, num_samples=0)
+        sweep_rotations(net, image, num_samples=0)
     with pytest.raises(ValueError, match=r"num_top must be <= 10 \(the number of classes\), got 11"):
-        run_rotated_digit(net, image, num_samples=2, num_top=11)
+        sweep_rotations(net, image, num_samples=2, num_top=11)
 
 
 def test_plots_draw_what_they_claim(setup):
@@ -162,3 +165,19 @@ def test_plots_draw_what_they_claim(setup):
         assert len(ax.get_xticks()) == 12 and ax.get_xticklabels()[1].get_text() == "15°"
     finally:
         plt.close("all")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(num_samples=0), "num_samples must be an integer >= 1, got 0"),
+    (dict(keep_prob=0.0), r"keep_prob must lie in \(0, 1\]"),
+    (dict(weight_decay=-1.0), "weight_decay must be a finite number >= 0"),
+    (dict(digit=10), "digit must be one of 0..9"),
+    (dict(digit_index=-1), "digit_index must be an integer >= 0"),
+])
+def test_settings_reject_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RotatedDigitSettings(**kwargs)
+
+
+def test_settings_drop_rate_is_exact_as_typed():
+    assert RotatedDigitSettings(keep_prob=0.8).drop_rate == 0.2

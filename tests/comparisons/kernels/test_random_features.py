@@ -14,7 +14,8 @@ from linear_operator.operators import (
     RootLinearOperator,
 )
 
-from comparisons.gp.models import ExactGPModel, gp_predict
+from comparisons.gp.fit import gp_predict
+from comparisons.gp.models import ExactGPModel
 from comparisons.kernels.arc_cosine import ArcCosineKernel
 from comparisons.kernels.nngp import erf_expectation
 from comparisons.kernels.random_features import RandomFeatureKernel

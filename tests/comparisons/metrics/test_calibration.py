@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import matplotlib.pyplot as plt  # tests/conftest.py selects the Agg backend
 import numpy as np
 import pytest
 import torch
@@ -15,7 +14,6 @@ from comparisons.metrics.calibration import (
     calibration_records,
     expected_calibration_error,
     negative_log_likelihood,
-    plot_reliability_diagram,
     predictive_probs,
     reliability_bins,
 )
@@ -97,6 +95,9 @@ def test_calibration_records():
     assert by[("std", "nll")] == pytest.approx(nll, rel=1e-12)
     assert (by[("mc", "num_samples")], by[("std", "num_samples")]) == (3.0, 1.0)
     assert by[("std", "num_test")] == 6.0
+    with_split = calibration_records({"std": logits}, LABELS, "toy", num_bins=4, split="")
+    assert {r["split"] for r in with_split} == {""}
+    assert [r["value"] for r in with_split] == [r["value"] for r in recs if r["method"] == "std"]
 
 
 def test_bad_inputs_name_the_argument():
@@ -115,19 +116,3 @@ def test_bad_inputs_name_the_argument():
         negative_log_likelihood(PROBS, LABELS.double())
     with pytest.raises(ValueError, match="logits_by_method must name at least one method"):
         calibration_records({}, LABELS, "toy")
-
-
-def test_reliability_diagram_draws_each_method():
-    fig, ax = plt.subplots()
-    try:
-        out = plot_reliability_diagram({"a": PROBS, "b": PROBS.flip(-1)}, LABELS, ax, num_bins=4)
-        assert out is ax
-        # method a fills 3 bins; b = reversed columns: confidences .9 .8 .6 .7 .4 .5, same bins
-        assert len(ax.patches) == 3 + 3
-        heights = sorted(round(p.get_height(), 6) for p in ax.patches[:3])
-        assert heights == [0.5, 0.5, 1.0]
-        assert [t.get_text() for t in ax.texts] == ["2"] * 6  # examples per bar
-        texts = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert "a (ECE 0.250)" in texts and "perfect calibration" in texts
-    finally:
-        plt.close(fig)

@@ -1,9 +1,24 @@
+from dataclasses import asdict
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from comparisons.cli.main import main
-from comparisons.protocols.uci import UCIProtocol, parse_splits, run_uci_cell, uci_cells
+from comparisons.datasets.uci import load_uci
+from comparisons.protocols.uci import (
+    UCIProtocol,
+    fit_mc_dropout,
+    parse_splits,
+    protocol_seed,
+    run_uci_cell,
+    select_and_retrain,
+    uci_cells,
+)
+from comparisons.runner.executors import Cell
+
+TINY = dict(epochs_multiplier=0.05, num_samples=20, max_grid=2)
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +62,8 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
     assert main(args) == 0
     first = pd.read_csv(tmp_path / "records.csv")
     assert sorted(first["split"].unique()) == [0, 1]
-    assert (tmp_path / "summary.md").read_text().count("yacht") == 1
+    assert (tmp_path / "report.md").read_text().count("yacht") == 1
+    assert not (tmp_path / "summary.md").exists()
     assert (tmp_path / "test_ll_per_split.png").stat().st_size > 0
     assert main(args) == 0
     assert "0 done, 2 skipped" in capsys.readouterr().out
@@ -75,3 +91,36 @@ def test_diverged_grid_point_is_named_stopped_and_the_rest_kept(monkeypatch):
     value = records.set_index("metric")["value"]
     assert value["diverged_grid_points"] == 1.0
     assert value["best_dropout_rate"] == 0.005 and torch.isfinite(torch.tensor(value["test_ll"]))
+
+
+def test_protocol_seed_arithmetic():
+    assert protocol_seed(UCIProtocol(), 0) == 0
+    assert protocol_seed(UCIProtocol(seed=2), 3) == 2 * 1_000_003 + 3_000
+
+
+def test_fit_mc_dropout_equals_run_uci_cell():
+    # both go through select_and_retrain with the same seeds: identical numbers
+    raw = load_uci("yacht", 1)
+    fit = fit_mc_dropout(raw, UCIProtocol(**TINY))
+    ref = {r["metric"]: r["value"] for r in
+           run_uci_cell(Cell("yacht", 1, "mc_dropout", asdict(UCIProtocol(**TINY))))}
+    assert float(fit.summary.rmse) == ref["rmse"]
+    assert float(fit.summary.rmse_standard) == ref["rmse_standard"]
+    assert float(fit.summary.mean_log_likelihood) == ref["test_ll"]
+    assert (fit.dropout_rate, fit.tau) == (ref["best_dropout_rate"], ref["best_tau"])
+    assert fit.validation_ll == ref["validation_ll"]
+    assert fit.diverged_grid_points == ref["diverged_grid_points"] == 0
+    # the moment-matched predictive is the regression summary's, with the noise 1/tau in it
+    np.testing.assert_allclose(fit.mean, fit.summary.mean[:, 0].numpy(), rtol=1e-12)
+    np.testing.assert_allclose(fit.var, fit.summary.variance[:, 0].numpy(), rtol=1e-12)
+    assert (fit.var >= 1.0 / fit.tau - 1e-12).all()
+    assert fit.mean.shape == (raw.x_test.shape[0],) and fit.keep_prob == 1 - fit.dropout_rate
+
+
+def test_select_and_retrain_returns_the_final_network_and_its_seeds():
+    raw = load_uci("yacht", 2)
+    sel = select_and_retrain(raw, UCIProtocol(**TINY))
+    assert sel.seed0 == protocol_seed(UCIProtocol(**TINY), 2) and sel.test_seed == sel.seed0 + 501
+    assert sel.keep_prob == 1 - sel.best_pair[0]
+    assert int(sel.final.diverged_epoch[0]) < 0 and sel.diverged == []
+    assert sel.standardized.x_train.shape == raw.x_train.shape

@@ -20,6 +20,7 @@ from comparisons.reference.nuts import (
     HMCDiagnosticsWarning,
     bnn_potential,
     hmc_summary,
+    jit_potential,
     nuts_cache_key,
     run_nuts,
 )
@@ -55,6 +56,32 @@ def test_potential_is_minus_the_bayesian_mlp_log_joint():
             params[f"layers.{i}.bias"] = torch.randn(o, generator=g, dtype=torch.float64)
         tr = poutine.trace(poutine.condition(model, data=params)).get_trace(x, y)
         assert float(pot(params)) == pytest.approx(-float(tr.log_prob_sum()), abs=1e-10)
+
+
+def test_jit_potential_gives_the_eager_value_and_gradient():
+    # the traced potential (what run_nuts and the benchmark run) equals the eager one: value and
+    # gradient to 1e-12 at a point other than the tracing example
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(9, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(9, 1, generator=g, dtype=torch.float64)
+    arch = Architecture((2, 4, 1), "relu")
+    pot = bnn_potential(x, y, arch, 0.8, 2.0)
+
+    def draw():
+        params = {}
+        for i, (o, q) in enumerate(arch.layer_shapes):
+            params[f"layers.{i}.weight"] = torch.randn(o, q, generator=g, dtype=torch.float64)
+            params[f"layers.{i}.bias"] = torch.randn(o, generator=g, dtype=torch.float64)
+        return params
+
+    traced = jit_potential(pot, arch, draw())
+    assert traced is not None
+    params = {k: v.requires_grad_() for k, v in draw().items()}
+    eager, jitted = pot(params), traced(params)
+    assert float(jitted) == pytest.approx(float(eager), abs=1e-12)
+    for a, b in zip(torch.autograd.grad(eager, list(params.values())),
+                    torch.autograd.grad(jitted, list(params.values()))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 def test_cache_key_depends_on_settings_and_data():
@@ -151,6 +178,12 @@ def test_run_nuts_rejects_bad_input():
         run_nuts(x, y, num_processes=1, backend="numpyro", **TINY)
     with pytest.raises(ValueError, match="num_chains must be an integer >= 1"):
         run_nuts(x, y, num_chains=0, num_processes=1, **TINY)
+    with pytest.raises(ValueError, match="num_warmup must be an integer >= 0"):
+        run_nuts(x, y, num_processes=1, **dict(TINY, num_warmup=-1))
+    with pytest.raises(ValueError, match="init_scale must be a finite number > 0"):
+        run_nuts(x, y, num_processes=1, init_scale=float("inf"), **TINY)
+    with pytest.raises(ValueError, match=r"target_accept_prob must be in \(0, 1\)"):
+        run_nuts(x, y, num_processes=1, target_accept_prob=1.0, **TINY)
 
 
 def test_hmc_summary_flags_disagreeing_chains_and_passes_good_draws():

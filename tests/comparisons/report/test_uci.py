@@ -1,4 +1,4 @@
-"""Mean ± standard error tables and the per-split plot."""
+"""Mean ± standard error tables, the per-split plot and the UCI report files."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from comparisons.report.uci import (
     plot_split_metric,
     summarize,
     summary_markdown,
+    write_uci_report,
 )
 
 RMSE_YACHT = [1.0, 2.0, 4.0, 5.0]
@@ -119,3 +120,24 @@ def test_plot_split_metric_points():
             plot_split_metric(_records(), "nll", ax)
     finally:
         plt.close(fig)
+
+
+def test_write_uci_report(tmp_path):
+    out = tmp_path / "uci"
+    paths = write_uci_report(_records(), out, title="UCI test", preamble=["(a note)", ""],
+                             footer=["cells: 2 done"])
+    assert [p.name for p in paths.values()] == ["report.md", "test_ll_per_split.png"]
+    text = paths["report"].read_text()
+    lines = text.splitlines()
+    assert lines[:3] == ["# UCI test", "", "(a note)"]
+    assert lines[4] == "| dataset | method | rmse | test_ll |"  # report metrics present only
+    assert text.endswith("\n\ncells: 2 done\n")
+    assert summary_markdown(_records(), metrics=["rmse", "test_ll"]) in text
+    assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in out.iterdir()) == ["report.md", "test_ll_per_split.png"]
+
+
+def test_write_uci_report_without_records(tmp_path):
+    paths = write_uci_report([], tmp_path, title="empty", footer=["cells: 0 done"])
+    assert list(paths) == ["report"]
+    assert paths["report"].read_text() == "# empty\n\n\ncells: 0 done\n"

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from vi_dropout.training.batched import train_batched, train_sequential, weight_decay
+from vi_dropout.training import train_batched, train_sequential, weight_decay
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,190 @@
+"""The report of the pitfalls experiment: its three figures, its tables and
+:func:`write_report`, which writes every output file of
+:func:`comparisons.experiments.pitfalls.run` atomically.
+
+Files written under ``out``: ``improper_kl.png``, ``non_concentration.png`` (training and
+extrapolation regions side by side), ``keep_prob_sensitivity.png``, ``records.csv`` (tidy
+records) and ``report.md`` (tables, HMC's diagnostics and the surfaced warnings). Every plot
+takes an ``ax`` and returns it; colours and labels come from :mod:`comparisons.report.styles`.
+
+Example:
+    >>> result = comparisons.experiments.pitfalls.run(settings)  # doctest: +SKIP
+    >>> sorted(write_report(result, "outputs/pitfalls"))         # doctest: +SKIP
+    ['improper_kl', 'keep_prob_sensitivity', 'non_concentration', 'records', 'report']
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from comparisons.report.styles import method_color, method_label
+from comparisons.runner.store import atomic_savefig, atomic_write_text
+
+__all__ = ["plot_improper_kl", "plot_non_concentration", "plot_keep_prob_sensitivity",
+           "pivot_markdown", "report_markdown", "write_report"]
+
+
+def pivot_markdown(df: pd.DataFrame, index: Sequence[str], headers: Sequence[str] | None = None,
+                   columns: str = "metric") -> str:
+    """A Markdown table of tidy records pivoted to one row per ``index`` key and one column per
+    ``columns`` value (numbers as ``.4g``).
+
+    Args:
+        df: tidy records.
+        index: the key columns of a row (e.g. ``["method", "split"]``).
+        headers: their headers in the table (default: ``index``).
+        columns: the column whose values become the table's columns.
+
+    Example:
+        >>> df = pd.DataFrame({"split": [1], "metric": ["m"], "value": [0.5]})
+        >>> pivot_markdown(df, ["split"], ["theta"]).splitlines()[0]
+        '| theta | m |'
+    """
+    headers = list(index) if headers is None else list(headers)
+    pivot = df.pivot_table(index=list(index), columns=columns, values="value", aggfunc="first")
+    lines = ["| " + " | ".join([*headers, *map(str, pivot.columns)]) + " |",
+             "|" + "---|" * (len(index) + len(pivot.columns))]
+    for key, row in pivot.iterrows():
+        key = key if isinstance(key, tuple) else (key,)
+        lines.append("| " + " | ".join([*map(str, key), *(f"{v:.4g}" for v in row)]) + " |")
+    return "\n".join(lines)
+
+
+def _hmc_lines(result, df_nc: pd.DataFrame, variance) -> list[str]:
+    settings, hmc = result.settings, result.settings.hmc
+    if hmc is None:
+        return ["HMC: off (--no-hmc)."]
+    lines = [
+        f"HMC: {hmc}; prior N(0, {settings.prior_length_scale:g}^-2) on every weight and bias "
+        f"and the toy's noise precision, as the GP. Diagnostics (hmc_summary of f at the "
+        f"test inputs; wall_time_s: this run, hmc_chain_wall_time_sum_s: the chains' own "
+        f"time, also when loaded from the cache):", ""]
+    if (df_nc.method == "hmc").any():
+        lines += [pivot_markdown(df_nc[(df_nc.method == "hmc") & ~variance], ["split"], ["N"]),
+                  ""]
+    lines += ["HMC warnings: " + ("none" if not result.hmc_warnings else "")]
+    return lines + [f"- {w}" for w in result.hmc_warnings]
+
+
+def report_markdown(result) -> str:
+    """The text of ``report.md`` for a :class:`~comparisons.experiments.pitfalls.PitfallResult`:
+    one section per experiment with its table and wall time."""
+    settings, t = result.settings, result.wall_times_s
+    df_nc = pd.DataFrame(result.non_concentration)
+    variance = df_nc.metric.str.startswith("epistemic_variance")
+    walls = df_nc[df_nc.metric == "wall_time_s"].pivot_table(
+        index="split", columns="method", values="value", aggfunc="first")
+    return "\n".join([
+        "# Pitfalls of MC dropout (toy data unless stated)", "",
+        f"Settings: {settings}; non-concentration keep_prob {settings.keep_prob}.", "",
+        f"## 1. Improper KL (equivalence-report problem, float64; {t['improper_kl']:.1f} s)", "",
+        pivot_markdown(pd.DataFrame(result.improper_kl), ["split"], ["theta"]), "",
+        f"## 2. Non-concentration ({t['non_concentration']:.1f} s)", "",
+        "Epistemic variance (standardised scale), mean over the test points in the region:", "",
+        pivot_markdown(df_nc[variance], ["method", "split"], ["method", "N"]), "",
+        "Wall time per N (s): " + "; ".join(
+            f"N={int(n)}: " + ", ".join(f"{m} {v:.1f}" for m, v in row.items() if v == v)
+            for n, row in walls.iterrows()) + ".", "",
+        *_hmc_lines(result, df_nc, variance), "",
+        f"## 3. keep_prob sensitivity ({t['keep_prob_sensitivity']:.1f} s; predictive sd, "
+        "original scale)", "",
+        pivot_markdown(pd.DataFrame(result.sensitivity.records), ["method", "split"],
+                       ["method", "keep_prob"]), "",
+    ])
+
+
+def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
+    """Write the three figures, ``records.csv`` and ``report.md`` of a
+    :class:`~comparisons.experiments.pitfalls.PitfallResult` under ``out`` (atomically).
+
+    Returns:
+        ``{file stem: path}`` of every file written.
+    """
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    paths = {}
+    for name, draw in (("improper_kl", lambda ax: plot_improper_kl(result.improper_kl, ax)),
+                       ("non_concentration", None),
+                       ("keep_prob_sensitivity",
+                        lambda ax: plot_keep_prob_sensitivity(result.sensitivity, ax))):
+        if draw is None:  # the two regions side by side
+            fig = Figure(figsize=(11, 4.2))
+            axes = fig.subplots(1, 2)
+            plot_non_concentration(result.non_concentration, axes[0], "train")
+            plot_non_concentration(result.non_concentration, axes[1], "extrapolation")
+        else:
+            fig = Figure(figsize=(7, 4.2))
+            draw(fig.subplots())
+        fig.tight_layout()
+        paths[name] = atomic_savefig(fig, out / f"{name}.png", dpi=100)
+    paths["records"] = atomic_write_text(out / "records.csv",
+                                         pd.DataFrame(result.records).to_csv(index=False))
+    paths["report"] = atomic_write_text(out / "report.md", report_markdown(result))
+    return paths
+
+
+def _select(records, method, metric):
+    rows = [r for r in records if r["method"] == method and r["metric"] == metric]
+    return np.array([float(r["split"]) for r in rows]), np.array([r["value"] for r in rows])
+
+
+def plot_improper_kl(records: Sequence[dict], ax):
+    """Left axis: ELBO - dropout loss vs theta (diverges); right: gradient difference (vanishes)."""
+    th, val = _select(records, "exact_elbo", "elbo_minus_dropout_loss")
+    _, grad = _select(records, "exact_elbo", "gradient_relative_difference")
+    ax.semilogx(th, val, "o-", color="C0", label=r"$-\mathrm{ELBO}/(N\tau) - L_\mathrm{dropout}$")
+    ax.set_xlabel(r"$\theta$")
+    ax.set_ylabel("objective difference", color="C0")
+    ax.invert_xaxis()
+    ax2 = ax.twinx()
+    ax2.loglog(th, grad, "s--", color="C3", label="gradient rel. difference")
+    ax2.set_ylabel("gradient relative difference", color="C3")
+    ax.set_title(r"improper KL: value diverges like $-\log\theta$, gradient converges")
+    return ax
+
+
+#: line style per method (colours and labels: comparisons.report.styles)
+_NC_STYLE = {"mc_dropout": "o-", "gp_arccos1_prior": "s-", "hmc": "^-"}
+
+
+def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
+    """Epistemic variance vs N on log-log axes for every method in ``records`` (MC dropout,
+    the GP and HMC in their colours of :data:`~comparisons.report.styles.METHOD_STYLES`; HMC's
+    curve covers the sizes it ran for)."""
+    if region not in ("train", "extrapolation"):
+        raise ValueError(f"region must be 'train' or 'extrapolation', got {region!r}")
+    metric = f"epistemic_variance_{region}"
+    methods = sorted({r["method"] for r in records if r["metric"] == metric},
+                     key=lambda m: (list(_NC_STYLE).index(m) if m in _NC_STYLE else 99, m))
+    for i, method in enumerate(methods):
+        n, v = _select(records, method, metric)
+        order = np.argsort(n)
+        ax.loglog(n[order], v[order], _NC_STYLE.get(method, "o-"),
+                  color=method_color(method, f"C{i + 3}"), label=method_label(method))
+    ax.set_xlabel("training points N")
+    ax.set_ylabel(f"epistemic variance ({region}, standardised)")
+    ax.set_title(f"non-concentration ({region} region)")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_keep_prob_sensitivity(result, ax):
+    """Predictive sd vs x for each keep_prob (a
+    :class:`~comparisons.experiments.pitfalls.KeepProbSensitivity`), the GP's in black, training
+    intervals shaded."""
+    for lo, hi in result.data.train_intervals:
+        ax.axvspan(lo, hi, color="0.92", zorder=0)
+    for i, (kp, sd) in enumerate(zip(result.keep_probs, result.mc_sd)):
+        ax.plot(result.x, sd, color=f"C{i}", label=f"MC dropout, keep_prob {kp:g}")
+    ax.plot(result.x, result.gp_sd, "k--", lw=2, label=method_label("gp_arccos1_prior"))
+    ax.set_xlabel("x")
+    ax.set_ylabel("predictive sd (original scale)")
+    ax.set_title("sensitivity of MC dropout's uncertainty to keep_prob (shaded: training data)")
+    ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,59 @@
+"""The shared layout: weight dims, the pointwise Gaussian log-likelihood (one formula, that of
+``comparisons.metrics.gaussian``) and the checks of ``GaussianDrawsConverter``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from comparisons.inference_data.base import (
+    GaussianDrawsConverter,
+    pointwise_gaussian_log_likelihood,
+    weight_dims,
+    weight_site_names,
+)
+from vi_dropout import Architecture
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def test_weight_dims_and_site_names_follow_the_architecture():
+    arch = Architecture((3, 5, 2))
+    dims, coords = weight_dims(arch)
+    assert list(dims) == weight_site_names(arch) == [
+        "layers.0.weight", "layers.0.bias", "layers.1.weight", "layers.1.bias"]
+    assert dims["layers.1.weight"] == ["layer1_out", "layer1_in"]
+    assert (len(coords["layer0_in"]), len(coords["layer0_out"]), len(coords["layer1_out"])) \
+        == (3, 5, 2)
+
+
+def test_pointwise_log_likelihood_is_the_precision_form_summed_over_outputs():
+    # sum_d [1/2 log(tau / 2 pi) - tau/2 (y - f)^2], per-observation precisions, to 1e-12
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(2, 7, 4, 3))
+    y = rng.normal(size=(4, 3))
+    tau = rng.uniform(0.5, 3.0, size=(4, 1))
+    ll = pointwise_gaussian_log_likelihood(f, y, tau)
+    ref = (0.5 * (np.log(tau) - math.log(2 * math.pi)) - 0.5 * tau * (y - f) ** 2).sum(-1)
+    assert ll.shape == (2, 7, 4)
+    np.testing.assert_allclose(ll, ref, rtol=1e-13, atol=1e-12)
+
+
+def test_converter_refuses_bad_precision_shapes_and_feature_names():
+    f = np.zeros((1, 4, 3, 1))
+    with pytest.raises(ValueError, match="m: the noise precision must be finite and > 0"):
+        GaussianDrawsConverter("m", f, np.zeros((3, 1)), np.array([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"m: draws have 3 observation\(s\) x 1 output\(s\) but "
+                                         r"y has shape 2 x 1"):
+        GaussianDrawsConverter("m", f, np.zeros((2, 1)), 1.0)
+    with pytest.raises(ValueError, match="feature_names has 1 entries but x has 2"):
+        GaussianDrawsConverter("m", f, np.zeros((3, 1)), 1.0, np.zeros((3, 2)),
+                               feature_names=["a"])
+    with pytest.raises(ValueError, match=r"the latent draws f has 1 non-finite"):
+        GaussianDrawsConverter("m", np.full((1, 1, 1, 1), np.nan), np.zeros((1, 1)), 1.0)
+    idata = GaussianDrawsConverter("m", f, np.zeros((3, 1)), 2.0, attrs={"skip": None, "a": 1}
+                                   ).to_inference_data()
+    assert "constant_data" not in idata.groups() and "sample_stats" not in idata.groups()
+    assert idata.posterior.attrs["a"] == 1 and "skip" not in idata.posterior.attrs

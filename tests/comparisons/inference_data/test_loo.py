@@ -1,0 +1,42 @@
+"""``checked_loo``: too few draws refused, a well-behaved case silent, ArviZ's Pareto-k warning
+re-issued naming the method."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from comparisons.inference_data.io_mc_dropout import from_mc_dropout
+from comparisons.inference_data.loo import LOOReliabilityWarning, checked_loo
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_checked_loo_refuses_too_few_draws_and_surfaces_pareto_warnings():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(20, 1))
+    few = from_mc_dropout(rng.normal(size=(40, 20, 1)), y, tau=1.0)
+    with pytest.raises(ValueError, match=r"checked_loo \(mc_dropout\): PSIS-LOO needs at least "
+                                         r"100 draws.*got 40"):
+        checked_loo(few)
+    # a well-behaved case: wide noise, narrow latent draws -> small Pareto k, no warning
+    good = from_mc_dropout(0.05 * rng.normal(size=(2000, 20, 1)), y, tau=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = checked_loo(good)
+    assert np.isfinite(float(res["elpd_loo"])) and float(res["pareto_k"].max()) < 0.7
+    # sharp likelihood, draws far from the data -> heavy-tailed ratios: method-named warning
+    bad = from_mc_dropout(3.0 * rng.normal(size=(200, 20, 1)), y, tau=50.0)
+    with pytest.warns(LOOReliabilityWarning, match=r"checked_loo \(mc_dropout\): PSIS-LOO is "
+                                                   r"unreliable: \d+ of 20 observations"):
+        checked_loo(bad)
+
+
+def test_checked_loo_needs_a_log_likelihood_group():
+    import arviz as az
+
+    with pytest.raises(ValueError, match="no log_likelihood group"):
+        checked_loo(az.from_dict(posterior={"a": np.zeros((1, 200))}))
