@@ -10,7 +10,7 @@ Subpackages (imported on first use, so ``import comparisons`` stays light)::
     reference       NUTS reference posteriors
     inference_data  ArviZ InferenceData for every method, checked LOO
     metrics         Gaussian log-likelihood, predictive distances, calibration
-    protocols       the MC dropout UCI protocol
+    protocols       the MC dropout UCI protocol, exact GPs on the same splits
     experiments     gp_vs_dropout, diagnose, pitfalls, mauna_loa, rotated_digit
     report          tables, plots, one style per method
     runner          cells, executors, the resumable results store

@@ -26,6 +26,7 @@ extensions = [
 # Google-style "Args:" / "Returns:" sections, the math in ``.. math::`` blocks (MathJax)
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
+napoleon_use_ivar = True  # "Attributes:" as fields, not as a second description of each
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import math
+import struct
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -74,3 +78,93 @@ def assert_finite(t: torch.Tensor, shape=None) -> None:
     assert bool(torch.isfinite(t).all()), "returned non-finite numbers"
     if shape is not None:
         assert tuple(t.shape) == tuple(shape), f"shape {tuple(t.shape)} != {tuple(shape)}"
+
+
+# --- Monte Carlo checks of closed forms (kernels, GP priors, converters) ------------------------
+# Tolerance of every Monte-Carlo check: 4 standard errors. With ~25 entries per check the chance
+# that a correct closed form fails is about 25 * 6e-5 = 1.6e-3 per check (and the seeds are fixed).
+NUM_SE = 4.0
+
+
+def mc_second_moment(
+    draw_units: Callable[[int, torch.Generator], torch.Tensor],
+    num_samples: int = 1_000_000,
+    chunk: int = 100_000,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard error of ``a_i a_j`` over i.i.d. draws.
+
+    ``draw_units(n, generator)`` returns ``n x P`` activations of ``n`` independent units at
+    ``P`` points; returns the ``P x P`` mean of the per-unit products and its standard error
+    ``std / sqrt(num_samples)``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    total = total_sq = None
+    for start in range(0, num_samples, chunk):
+        a = draw_units(min(chunk, num_samples - start), g).double()
+        prod = a.unsqueeze(-1) * a.unsqueeze(-2)  # n x P x P
+        s, s2 = prod.sum(0), prod.pow(2).sum(0)
+        total = s if total is None else total + s
+        total_sq = s2 if total_sq is None else total_sq + s2
+    mean = total / num_samples
+    var = (total_sq / num_samples - mean.pow(2)).clamp_min(0) * num_samples / (num_samples - 1)
+    return mean, (var / num_samples).sqrt()
+
+
+def gauss_hermite_second_moment(
+    act: Callable[[torch.Tensor], torch.Tensor], cov: torch.Tensor, num_nodes: int = 80
+) -> torch.Tensor:
+    """``E[act(u_i) act(u_j)]`` for ``u ~ N(0, cov)`` by 2-D Gauss-Hermite quadrature per pair."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(num_nodes)
+    z = torch.as_tensor(nodes, dtype=torch.float64)
+    w = torch.as_tensor(weights / np.sqrt(2 * np.pi), dtype=torch.float64)
+    z1, z2 = torch.meshgrid(z, z, indexing="ij")
+    ww = w[:, None] * w[None, :]
+    n = cov.shape[-1]
+    out = torch.empty(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(n):
+            vi, vj, c = cov[i, i], cov[j, j], cov[i, j]
+            # u = sqrt(vi) z1, v = c/sqrt(vi) z1 + sqrt(vj - c^2/vi) z2
+            u = vi.sqrt() * z1
+            v = c / vi.sqrt() * z1 + (vj - c**2 / vi).clamp_min(0).sqrt() * z2
+            out[i, j] = (ww * act(u) * act(v)).sum()
+    return out
+
+
+# --- MNIST IDX files written by the tests ------------------------------------------------------
+def write_idx(path, array: np.ndarray, magic: int | None = None, gz: bool = False,
+              extra: bytes = b"", cut: int = 0):
+    """Write ``array`` (uint8) as an IDX file; ``magic`` overrides the header's first 4 bytes,
+    ``extra`` is appended, ``cut`` bytes are dropped from the end."""
+    array = np.asarray(array, dtype=np.uint8)
+    if magic is None:
+        magic = 0x0800 + array.ndim
+    raw = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+    raw += array.tobytes() + extra
+    if cut:
+        raw = raw[:-cut]
+    if gz:
+        with gzip.open(path, "wb") as fh:
+            fh.write(raw)
+    else:
+        path.write_bytes(raw)
+    return path
+
+
+def fake_mnist(n: int, seed: int = 0, side: int = 28):
+    """``n`` random uint8 images ``side x side`` and labels ``0..9`` cycling."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, side, side), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    return images, labels
+
+
+def write_split(folder, split: str, images, labels, gz: bool = False):
+    """Write an MNIST split (``"train"``/``"test"``) as the two IDX files the loader expects."""
+    from comparisons.datasets.digits import MNIST_FILES
+
+    img_name, lbl_name = MNIST_FILES[split]
+    suffix = ".gz" if gz else ""
+    write_idx(folder / (img_name + suffix), images, gz=gz)
+    write_idx(folder / (lbl_name + suffix), labels, gz=gz)

@@ -17,11 +17,12 @@ run; the exit status is 1 if any step failed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from comparisons.cli.types import add_out_argument
+from comparisons.cli.types import CLIParser, add_out_argument
 
 __all__ = ["add_parser", "run", "demo_steps", "steps_arg", "STEP_NAMES"]
 
@@ -54,9 +55,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def run_argv(argv: list[str]) -> int:
+    """Run one subcommand of ``python -m comparisons`` from its own module (``argv[0]`` names
+    it), without error reporting: exceptions propagate, so one failed step is reported and
+    Ctrl-C stops the whole demo. The demo does not import :mod:`comparisons.cli.main` (which
+    imports the demo): its steps parse with the subcommand's own parser."""
+    module = importlib.import_module(f"comparisons.cli.{argv[0].replace('-', '_')}")
+    parser = CLIParser(prog="python -m comparisons")
+    module.add_parser(parser.add_subparsers(dest="command", required=True))
+    return int(module.run(parser.parse_args(argv)))
+
+
 def demo_steps(out: Path, smoke: bool, progress: bool) -> dict[str, Callable[[], int]]:
     """The demo's steps as ``name -> callable returning an exit status`` (errors propagate)."""
-    from comparisons.cli.main import run_argv
     from vi_dropout.cli import build_parser as vi_parser
     from vi_dropout.cli import run as vi_run
 

@@ -13,7 +13,8 @@ Parses the arguments into :class:`~comparisons.experiments.diagnose.DiagnoseSett
   ``bands.png`` (every method's test predictive mean ± 2 sd);
 * ``nuts-cache/``: the NUTS chains (a re-run with the same settings reuses them).
 
-Example:
+Example::
+
     python -m comparisons diagnose --dataset toy1d --out outputs/diagnose/toy1d \\
         --epochs-multiplier 10 --num-samples 1000 --hmc-chains 4 --hmc-warmup 300 \\
         --hmc-samples 300

@@ -18,7 +18,7 @@ from comparisons.cli.types import (
     run_reporting_errors,
 )
 
-__all__ = ["main", "build_parser", "dispatch", "run_argv", "SUBCOMMAND_MODULES"]
+__all__ = ["main", "build_parser", "dispatch", "SUBCOMMAND_MODULES"]
 
 DEBUG_HELP = "show the full traceback of an error instead of one line"
 
@@ -52,13 +52,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 def dispatch(args: argparse.Namespace, modules: dict) -> int:
     """Run the subcommand of parsed ``args``; errors propagate (see :func:`main`)."""
     return int(modules[args.command].run(args))
-
-
-def run_argv(argv) -> int:
-    """Parse ``argv`` and run it with no error reporting: exceptions propagate (the ``demo``
-    steps use this, so that one failed step is reported and Ctrl-C stops the whole demo)."""
-    parser, modules = build_parser()
-    return dispatch(parser.parse_args(argv), modules)
 
 
 def main(argv=None) -> int:

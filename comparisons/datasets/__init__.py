@@ -4,10 +4,11 @@ split by name."""
 
 from __future__ import annotations
 
-from . import digits, splits, toy1d, uci
+from . import digits, mauna_loa, splits, toy1d, uci
 from .digits import *  # noqa: F401,F403
+from .mauna_loa import *  # noqa: F401,F403
 from .splits import *  # noqa: F401,F403
 from .toy1d import *  # noqa: F401,F403
 from .uci import *  # noqa: F401,F403
 
-__all__ = [*digits.__all__, *splits.__all__, *toy1d.__all__, *uci.__all__]
+__all__ = [*digits.__all__, *mauna_loa.__all__, *splits.__all__, *toy1d.__all__, *uci.__all__]

@@ -268,7 +268,7 @@ def run(settings: GPvsDropoutSettings, *, progress: bool = False) -> GPvsDropout
         ``w2``, ``tv`` (toy: also per region, e.g. ``kl[gap]``) and its hyper-parameters
         (``hp_*``).
 
-    Timing (defaults, one torch thread on a shared 2-core machine, measured for split 0): toy1d
+    Timing (defaults, one torch thread on a 2-core CPU, measured for split 0): toy1d
     25-50 s, yacht 10 s, bostonHousing 24 s, energy 45 s, concrete 47 s, wine-quality-red 170 s
     (see ``docs/gp_vs_dropout``); the exact GPs cost :math:`O(N^3)` per marginal-likelihood
     evaluation, so sets with more than a few thousand rows are impractical.

@@ -54,7 +54,7 @@ weights, Adam with lr 1e-3, minibatches of 128 reshuffled every epoch) on
 
 (:func:`vi_dropout.training.weight_decay`). One ReLU network serves panels (a) and (c).
 
-Cost (1 torch thread, float32, wall-clock on the project's shared 2-core machine, which gave
+Cost (1 torch thread, float32, wall-clock on a 2-core CPU, which gave
 the process about half a core): one minibatch step of the 4 x 1024 network takes 0.08-0.13 s,
 one MC function draw over the ~2,500 query points 0.37-0.8 s, 100 marginal-likelihood steps of
 an exact GP on 800 weeks 14-23 s. The default run (500 steps, T = 50) takes about 3.6 minutes,
@@ -126,9 +126,10 @@ _NET_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass(frozen=True)
 class MaunaLoaSettings:
-    r"""Settings of :func:`run` (validated on construction).
+    r"""Settings of :func:`run` (validated on construction): the networks (panels a, c, d), the
+    GPs (panels b, e), the data and the outputs.
 
-    Network (panels a, c, d):
+    Attributes:
         iterations: minibatch steps per network (``>= 1``; small default, see
             :data:`PAPER_LIKE_SETTINGS`).
         num_samples: ``T``, MC dropout function draws (``>= 1``; see :func:`mc_function_draws`).
@@ -141,8 +142,6 @@ class MaunaLoaSettings:
             MC predictive variance and sets :math:`\lambda` together with ``prior_length_scale``).
         prior_length_scale: :math:`l` in :math:`\lambda = l^2\,\text{keep\_prob} / (2N\tau)`.
         net_dtype: ``"float32"`` (about 2x faster on a CPU) or ``"float64"``.
-
-    GPs (panels b, e):
         gp_iterations, gp_lr: Adam steps and learning rate on the exact marginal likelihood.
         gp_stride: the GPs condition on every ``gp_stride``-th training week (the exact GP costs
             :math:`O(N^3)` per step: 800 points take ~0.15 s, 1600 points ~1.2 s on one busy
@@ -151,8 +150,6 @@ class MaunaLoaSettings:
         se_init_lengthscales: the SE fit starts from the one of these lengthscales with the
             highest initial marginal likelihood (the likelihood surface has a long-lengthscale
             "trend + noise" mode and a short-lengthscale mode that also fits the seasons).
-
-    Data and outputs:
         train_fraction, extrapolation, data_stride: see
             :func:`comparisons.datasets.mauna_loa.load_mauna_loa`.
         grid_step: spacing in years of the query grid beyond the end of the record.

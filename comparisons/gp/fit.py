@@ -257,8 +257,7 @@ def random_feature_posterior(phi_train: torch.Tensor, y_train: torch.Tensor,
     .. math::
         P = I_K + \Psi^\top\Psi / \sigma^2 = L L^\top, \qquad
         \mu_* = \boldsymbol\psi_*^\top P^{-1}\Psi^\top\mathbf{y} / \sigma^2, \qquad
-        v_* = \sigma^2 + \lVert L^{-1}\boldsymbol\psi_*
-Vert^2 .
+        v_* = \sigma^2 + \lVert L^{-1}\boldsymbol\psi_*\rVert^2 .
 
     This equals the function-space formula :math:`a\boldsymbol\phi_*^\top\Phi^\top(a\Phi\Phi^\top +
     \sigma^2 I)^{-1}\mathbf{y}` exactly, but stays accurate when :math:`a \gg \sigma^2` (the

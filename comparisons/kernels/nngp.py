@@ -86,8 +86,9 @@ class NNGPKernel(WeightBiasVarianceKernel):
         activation: ``"relu"`` or ``"erf"``.
         weight_variance: initial :math:`\sigma_w^2 > 0`.
         bias_variance: initial :math:`\sigma_b^2 > 0`.
-        weight_variance_prior, bias_variance_prior, weight_variance_constraint,
-        bias_variance_constraint, batch_shape, active_dims: as for ``ArcCosineKernel``.
+        weight_variance_prior: as for ``ArcCosineKernel`` (also ``bias_variance_prior``,
+            ``weight_variance_constraint``, ``bias_variance_constraint``, ``batch_shape``,
+            ``active_dims``).
 
     Shapes: ``... x N x D`` and ``... x M x D`` give ``... x N x M`` (``... x N`` if ``diag``).
     ``diag=True`` runs the recursion on the variances only (exact, :math:`O(N L)`).

@@ -59,8 +59,9 @@ class RandomFeatureKernel(WeightBiasVarianceKernel):
         weight_variance: initial :math:`\sigma_w^2 > 0`.
         bias_variance: initial :math:`\sigma_b^2 > 0`.
         generator: optional :class:`torch.Generator` for the initial draws.
-        weight_variance_prior, bias_variance_prior, weight_variance_constraint,
-        bias_variance_constraint, batch_shape, active_dims: as for ``ArcCosineKernel``.
+        weight_variance_prior: as for ``ArcCosineKernel`` (also ``bias_variance_prior``,
+            ``weight_variance_constraint``, ``bias_variance_constraint``, ``batch_shape``,
+            ``active_dims``).
 
     Shapes: ``... x N x Q`` and ``... x M x Q`` give a ``... x N x M`` operator
     (``... x N`` tensor if ``diag``); :meth:`features` gives ``... x N x K``.

@@ -91,7 +91,6 @@ DEFAULT_ESS_PER_CHAIN = 100
 DEFAULT_MIN_BFMI = 0.3
 
 _CACHE_FORMAT = 1
-_TMP_PREFIX = ".tmp-"
 _BACKENDS = ("potential", "model")
 
 

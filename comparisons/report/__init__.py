@@ -1,6 +1,7 @@
 """Reports: record tables, plots (one colour and one label per method), the reliability diagram
 and the UCI summary; each experiment's ``write_report`` is in its own module
-(:mod:`~comparisons.report.mauna_loa`, :mod:`~comparisons.report.pitfalls`,
+(:mod:`~comparisons.report.gp_vs_dropout`, :mod:`~comparisons.report.diagnose`,
+:mod:`~comparisons.report.pitfalls`, :mod:`~comparisons.report.mauna_loa`,
 :mod:`~comparisons.report.rotated_digit`), imported where used."""
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ import torch
 
 from comparisons.cli.rotated_digit import add_parser, run
 from comparisons.experiments.rotated_digit import RotatedDigitSettings
-from tests.common import subcommand_parser
-from tests.comparisons.datasets.test_digits import fake_mnist, write_split
+from tests.common import fake_mnist, subcommand_parser, write_split
 
 torch.set_num_threads(1)
 OUTPUTS = ("rotated_digit.png", "reliability_diagram.png", "records.csv", "report.md")

@@ -2,56 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
-import struct
-
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
 
 from comparisons.datasets.digits import (
-    MNIST_FILES,
     DigitsData,
     load_digits_split,
     load_mnist_idx,
     load_mnist_split,
     read_idx,
 )
-
-
-def write_idx(path, array: np.ndarray, magic: int | None = None, gz: bool = False,
-              extra: bytes = b"", cut: int = 0):
-    """Write ``array`` (uint8) as an IDX file; ``magic`` overrides the header's first 4 bytes,
-    ``extra`` is appended, ``cut`` bytes are dropped from the end."""
-    array = np.asarray(array, dtype=np.uint8)
-    if magic is None:
-        magic = 0x0800 + array.ndim
-    raw = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
-    raw += array.tobytes() + extra
-    if cut:
-        raw = raw[:-cut]
-    if gz:
-        with gzip.open(path, "wb") as fh:
-            fh.write(raw)
-    else:
-        path.write_bytes(raw)
-    return path
-
-
-def fake_mnist(n: int, seed: int = 0, side: int = 28):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, side, side), dtype=np.uint8)
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    return images, labels
-
-
-def write_split(folder, split: str, images, labels, gz: bool = False):
-    img_name, lbl_name = MNIST_FILES[split]
-    suffix = ".gz" if gz else ""
-    write_idx(folder / (img_name + suffix), images, gz=gz)
-    write_idx(folder / (lbl_name + suffix), labels, gz=gz)
-
+from tests.common import fake_mnist, write_idx, write_split
 
 # --- scikit-learn digits -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import torch
 
 from comparisons.gp.models import make_kernel
 from comparisons.gp.priors import dropout_prior_gp_hyperparameters, dropout_prior_hyperparameters
-from tests.comparisons.mc_helpers import NUM_SE
+from tests.common import NUM_SE
 from vi_dropout.network import mlp_forward
 from vi_dropout.training import weight_decay
 

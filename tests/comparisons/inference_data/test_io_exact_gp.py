@@ -12,12 +12,12 @@ from scipy.special import logsumexp
 
 from comparisons.inference_data.io_exact_gp import from_exact_gp
 from comparisons.metrics.gaussian import gaussian_log_likelihood
+from tests.common import NUM_SE
 from tests.comparisons.inference_data.helpers import (
     assert_common_layout,
     assert_netcdf_roundtrip,
     assert_one_dimensional_targets_refused,
 )
-from tests.comparisons.mc_helpers import NUM_SE
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 

@@ -12,13 +12,13 @@ import torch
 from scipy.special import logsumexp
 
 from comparisons.inference_data.io_mc_dropout import from_mc_dropout
+from tests.common import NUM_SE
 from tests.comparisons.inference_data.helpers import (
     assert_common_layout,
     assert_netcdf_roundtrip,
     assert_one_dimensional_targets_refused,
     dropout_samples,
 )
-from tests.comparisons.mc_helpers import NUM_SE
 from vi_dropout.predict import regression_summary
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")

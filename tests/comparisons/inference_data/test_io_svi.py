@@ -12,13 +12,13 @@ from pyro import poutine
 
 from comparisons.inference_data.base import weight_dims
 from comparisons.inference_data.io_svi import from_svi_guide
+from tests.common import NUM_SE
 from tests.comparisons.inference_data.helpers import (
     assert_common_layout,
     assert_netcdf_roundtrip,
     assert_one_dimensional_targets_refused,
     svi_setup,
 )
-from tests.comparisons.mc_helpers import NUM_SE
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 

@@ -12,8 +12,7 @@ from gpytorch.test.base_kernel_test_case import BaseKernelTestCase
 
 from comparisons.kernels.arc_cosine import ArcCosineKernel, arc_cosine_expectation
 from comparisons.kernels.base import WeightBiasVarianceKernel
-from tests.common import DTYPES
-from tests.comparisons.mc_helpers import NUM_SE, mc_second_moment
+from tests.common import DTYPES, NUM_SE, mc_second_moment
 
 SW2, SB2 = 1.7, 0.4
 

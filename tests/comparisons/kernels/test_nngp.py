@@ -13,8 +13,7 @@ from comparisons.kernels.arc_cosine import ArcCosineKernel
 from comparisons.kernels.base import WeightBiasVarianceKernel
 from comparisons.kernels.nngp import NNGPKernel, erf_expectation
 from comparisons.kernels.random_features import RandomFeatureKernel
-from tests.common import DTYPES
-from tests.comparisons.mc_helpers import NUM_SE, mc_second_moment
+from tests.common import DTYPES, NUM_SE, mc_second_moment
 
 SW2, SB2 = 1.6, 0.3
 ACTS = {"relu": torch.relu, "erf": torch.erf}

@@ -19,8 +19,7 @@ from comparisons.gp.models import ExactGPModel
 from comparisons.kernels.arc_cosine import ArcCosineKernel
 from comparisons.kernels.nngp import erf_expectation
 from comparisons.kernels.random_features import RandomFeatureKernel
-from tests.common import DTYPES
-from tests.comparisons.mc_helpers import NUM_SE, gauss_hermite_second_moment
+from tests.common import DTYPES, NUM_SE, gauss_hermite_second_moment
 from vi_dropout.network import ACTIVATIONS
 
 SW2, SB2, Q = 1.4, 0.5, 3
