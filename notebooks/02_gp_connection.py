@@ -55,7 +55,8 @@ import torch
 from IPython.display import Markdown, display
 
 from comparisons.gp.models import make_kernel
-from comparisons.experiments.gp_vs_dropout import plot_toy1d_comparison, records_markdown, run_gp_vs_dropout
+from comparisons.experiments.gp_vs_dropout import GPvsDropoutSettings, run
+from comparisons.report.gp_vs_dropout import plot_toy1d_comparison, records_markdown
 from comparisons.report.styles import method_color, method_label
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
@@ -194,7 +195,7 @@ plt.show()
 # variation; the last table splits them by region.
 
 # %%
-result = run_gp_vs_dropout("toy1d", **TOY)
+result = run(GPvsDropoutSettings("toy1d", **TOY))
 drop = result.dropout
 print(f"MC dropout selected dropout rate {drop.dropout_rate}, tau {drop.tau} "
       f"({drop.wall_time_s:.1f} s)")

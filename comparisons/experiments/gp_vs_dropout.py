@@ -49,7 +49,7 @@ Example:
     >>> settings = GPvsDropoutSettings("toy1d", epochs_multiplier=0.01, num_samples=100,
     ...                                gp_iterations=5, max_grid=1)
     >>> result = run(settings)  # doctest: +SKIP
-    >>> print(records_markdown(result.records))  # doctest: +SKIP
+    >>> print(report_markdown(result))  # doctest: +SKIP (comparisons.report.gp_vs_dropout)
 """
 
 from __future__ import annotations
@@ -82,8 +82,6 @@ from comparisons.protocols.uci_gp import predictive_metrics
 from comparisons.report.gp_vs_dropout import (
     DROPOUT_METHOD,
     TOY_REGIONS,
-    plot_toy1d_comparison,
-    records_markdown,
 )
 from vi_dropout.validation import check_positive, check_positive_int
 
@@ -96,9 +94,6 @@ __all__ = [
     "GPvsDropoutSettings",
     "GPvsDropoutResult",
     "run",
-    "run_gp_vs_dropout",
-    "records_markdown",
-    "plot_toy1d_comparison",
 ]
 
 
@@ -313,14 +308,3 @@ def run(settings: GPvsDropoutSettings, *, progress: bool = False) -> GPvsDropout
     _check_finite(records, name, split)
     return GPvsDropoutResult(name, split, data, drop, gps, predictions, records, settings,
                              wall_time_s=time.perf_counter() - t_start)
-
-
-def run_gp_vs_dropout(dataset: str = TOY1D_NAME, split: int = 0, *, progress: bool = False,
-                      **settings) -> GPvsDropoutResult:
-    """:func:`run` with the settings as keyword arguments (the notebooks' spelling).
-
-    Example:
-        >>> r = run_gp_vs_dropout("toy1d", epochs_multiplier=0.01, num_samples=50,
-        ...                       gp_iterations=2, max_grid=1)  # doctest: +SKIP
-    """
-    return run(GPvsDropoutSettings(dataset, split, **settings), progress=progress)

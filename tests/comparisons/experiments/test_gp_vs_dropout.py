@@ -16,7 +16,6 @@ from comparisons.experiments.gp_vs_dropout import (
     GP_METHODS,
     GPvsDropoutSettings,
     run,
-    run_gp_vs_dropout,
 )
 from comparisons.gp.priors import dropout_prior_gp_hyperparameters
 from comparisons.metrics.distances import summarize_predictive_distances
@@ -133,7 +132,8 @@ def test_run_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_keyword_spelling_equals_settings(yacht_result):
-    again = run_gp_vs_dropout("yacht", 0, gp_iterations=5, methods=["gp_arccos1_prior"], **TINY)
+    again = run(GPvsDropoutSettings("yacht", 0, gp_iterations=5, methods=["gp_arccos1_prior"],
+                                    **TINY))
     for metric in ("rmse", "test_ll", "kl", "hp_outputscale"):
         assert _value(again.records, "gp_arccos1_prior", metric) == _value(
             yacht_result.records, "gp_arccos1_prior", metric), metric

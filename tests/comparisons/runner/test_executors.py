@@ -196,13 +196,20 @@ _POOL_RUN = textwrap.dedent("""
     from pathlib import Path
 
     def cell_fn(cell):
-        Path(cell["piddir"], f"cell-{cell['split']}.pid").write_text(str(os.getpid()))
+        # written whole or not at all: the test reads these while the cells run
+        tmp = Path(cell["piddir"], f".cell-{cell['split']}.tmp")
+        tmp.write_text(str(os.getpid()))
+        os.replace(tmp, Path(cell["piddir"], f"cell-{cell['split']}.pid"))
         if cell["split"] > 0:
             time.sleep(120)
         return [{"dataset": "d", "method": "m", "split": cell["split"], "metric": "x",
                  "value": 1.0}]
 
     if __name__ == "__main__":
+        import signal
+        # a shell starts background jobs with SIGINT ignored, and children inherit that:
+        # restore Python's own handler, as in a terminal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from comparisons.runner.executors import LocalExecutor, RunInterrupted, run_cells
         from comparisons.runner.store import ResultsStore
 
@@ -253,7 +260,6 @@ def _start_pool_run(tmp_path):
             parent.kill()
             pytest.fail(f"the pool run did not start: {parent.communicate()}")
         time.sleep(0.05)
-    time.sleep(0.1)  # let the pid files' contents land
     pids = {int(p.read_text()) for p in piddir.glob("cell-*.pid")}
     assert len(pids) == 2 and parent.pid not in pids
     assert all(_alive(pid) for pid in pids)
