@@ -133,6 +133,21 @@ def output_dir_arg(name: str = "--out") -> Callable[[str], str]:
     return parse
 
 
+def positive_float_arg(name: str) -> Callable[[str], float]:
+    """argparse type: a finite number > 0, errors naming the option."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (value > 0 and value < float("inf")):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number > 0, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m vi_dropout``."""
     parser = CLIParser(prog="python -m vi_dropout")
@@ -144,6 +159,17 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write the rows as JSON (its folder is checked first)")
     p_verify.add_argument("--quick", action="store_true",
                           help="fewer Monte Carlo samples (same tolerances), under 2 minutes")
+    p_verify.add_argument("--model", metavar="FILE.py:FACTORY",
+                          help="verify YOUR network: FACTORY() returns the nn.Module (nn.Dropout "
+                               "before nn.Linear, nn.Dropout2d before nn.Conv2d); needs --data")
+    p_verify.add_argument("--data", metavar="FILE.npz",
+                          help="arrays x (inputs) and y (N x D targets, or N class indices)")
+    p_verify.add_argument("--likelihood", choices=["gaussian", "categorical"], default="gaussian",
+                          help="of --model (default: gaussian)")
+    p_verify.add_argument("--prior-length-scale", type=positive_float_arg("--prior-length-scale"),
+                          default=1.0, help="l of the prior N(0, l^-2) for --model (default: 1)")
+    p_verify.add_argument("--tau", type=positive_float_arg("--tau"), default=1.0,
+                          help="Gaussian precision for --model (default: 1)")
     p_verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p_verify.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help="show the full traceback of an error instead of one line")
@@ -154,8 +180,20 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``verify`` report of parsed ``args``; 0 if every row passed, else 1."""
     from .verify import format_table, run_verify
 
-    t0 = time.perf_counter()
-    rows = run_verify(quick=args.quick, show_progress=not args.no_progress)
+    if (args.model is None) != (args.data is None):
+        raise ValueError("--model and --data go together (without both: the reference problem)")
+    if args.model is not None:
+        from .verify_network import load_data_file, load_model_factory, verify_network
+
+        net = load_model_factory(args.model)
+        x, y = load_data_file(args.data, args.likelihood)
+        t0 = time.perf_counter()
+        rows = verify_network(net, x, y, likelihood=args.likelihood,
+                              prior_length_scale=args.prior_length_scale, tau=args.tau,
+                              quick=args.quick, show_progress=not args.no_progress)
+    else:
+        t0 = time.perf_counter()
+        rows = run_verify(quick=args.quick, show_progress=not args.no_progress)
     elapsed = time.perf_counter() - t0
     print(format_table(rows))
     print(f"({'quick' if args.quick else 'full'} run, {elapsed:.1f} s)")

