@@ -100,8 +100,8 @@ def test_the_rows_can_fail():
 
 
 def test_offset_matches_the_mlp_formula():
-    from vi_dropout.objectives import elbo_dropout_offset
     from vi_dropout.network import Architecture
+    from vi_dropout.objectives import elbo_dropout_offset
 
     problem = PROBLEMS["mlp"]
     for theta in (1e-2, 1e-6):
