@@ -22,3 +22,14 @@ def test_benchmark_quick_mode_prints_its_table(name):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "|---|" in proc.stdout
     assert "speed-up" in proc.stdout or "ratio dense / low-rank" in proc.stdout
+
+
+def test_bench_per_example_quick_mode_prints_its_ratios():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_per_example.py"),
+                           "--quick"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "|---|" in proc.stdout
+    assert "ratio Trace_ELBO / per-example" in proc.stdout
+    assert "ratio SVI per-example / plain" in proc.stdout

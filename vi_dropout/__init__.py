@@ -80,3 +80,8 @@ __all__ = [
     "train_sequential",
     "weight_decay",
 ]
+
+from .bnn import ModuleBNN, ModuleDropoutGuide  # noqa: E402
+from .per_example_elbo import PerExampleDropoutELBO  # noqa: E402
+
+__all__ += ["ModuleBNN", "ModuleDropoutGuide", "PerExampleDropoutELBO"]

@@ -33,7 +33,7 @@ Example:
     >>> guide = ModuleDropoutGuide(model, scale=1e-2)
     >>> svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1))
-    >>> guide.load_into(net)  # MC dropout with net's own nn.Dropout now samples q
+    >>> _ = guide.load_into(net)  # MC dropout with net's own nn.Dropout now samples q
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ weights that the MC dropout family covers.
 A layer is *covered* when the family of Gal & Ghahramani puts :class:`DropoutNormal` on its weight:
 
 * ``nn.Linear`` (weight ``out x in``): a column is one input unit; ``nn.Dropout`` in front of it
-  (possibly through ``flatten`` / ``view`` / ``reshape``) drops whole columns.
+  (possibly through ``nn.Flatten``, ``flatten``, ``view`` or ``reshape``) drops whole columns.
 * ``nn.Conv2d`` (weight ``out x in x kh x kw``): a "column" is every weight attached to one input
   channel, i.e. the columns of the ``(out * kh * kw) x in`` matrix
   :func:`CoveredLayer.to_columns` makes; ``nn.Dropout2d`` in front of it drops whole channels.
@@ -147,7 +147,9 @@ def _layers_from_graph(module: nn.Module) -> list[CoveredLayer]:
             for user in node.users:
                 consumer = user
                 while (consumer.op == "call_method" and consumer.target in _SHAPE_METHODS) or (
-                        consumer.op == "call_function" and consumer.target in _SHAPE_FUNCTIONS):
+                        consumer.op == "call_function" and consumer.target in _SHAPE_FUNCTIONS) or (
+                        consumer.op == "call_module"
+                        and isinstance(modules.get(consumer.target), nn.Flatten)):
                     users = list(consumer.users)
                     if len(users) != 1:
                         break

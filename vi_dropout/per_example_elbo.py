@@ -23,8 +23,9 @@ Example:
     ...                           torch.nn.Linear(16, 1))
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
     >>> guide = ModuleDropoutGuide(model, scale=1e-2)
-    >>> svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}),
-    ...                      PerExampleDropoutELBO())
+    >>> from pyro.infer import SVI
+    >>> from pyro.optim import Adam
+    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), PerExampleDropoutELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1), num_data=1000)
 """
 

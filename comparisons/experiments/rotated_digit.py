@@ -526,7 +526,7 @@ def path_agreement(logits_plain: dict[str, torch.Tensor], logits_pyro: dict[str,
 # ------------------------------------------------------------------------- the experiment
 @dataclass(frozen=True)
 class RotatedDigitSettings:
-    """Settings of :func:`run` (validated on construction; the defaults are the committed run's).
+    r"""Settings of :func:`run` (validated on construction; the defaults are the committed run's).
 
     Attributes:
         epochs, batch_size, lr, weight_decay: LeNet training (Adam; torch ``weight_decay``,

