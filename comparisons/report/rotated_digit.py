@@ -140,13 +140,15 @@ def _pyro_markdown(result) -> list[str]:
         f"- conversion: `vi_dropout.conversion.find_covered_layers` covers the two convolutions "
         f"and the two linear layers (keep_prob 1, 1, 1, {1 - s.drop_rate:g}); the same initial "
         f"weights as the plain network",
-        f"- objective: `vi_dropout.module_forward.module_negative_elbo` (categorical likelihood, "
-        f"one weight draw per example), scale theta = {s.scale:g}, prior length scale l = "
+        f"- objective: `vi_dropout.per_example_elbo.PerExampleDropoutELBO` on "
+        f"`vi_dropout.bnn.ModuleBNN` and `ModuleDropoutGuide` (categorical likelihood, one "
+        f"weight draw per example), scale theta = {s.scale:g}, prior length scale l = "
         f"{l_used:.4g} ({how}; implied weight decay l^2/N = {ph.weight_decay:.3g} on the "
-        f"keep_prob-1 layers), divided by N = {ph.num_data}",
-        f"- training: torch Adam on the means and bias means, lr={s.lr:g}, batch "
-        f"{s.batch_size}, {s.epochs} epochs, seed {s.seed}; final loss (cross-entropy plus "
-        f"implied weight decay) {ph.epoch_losses[-1]:.4f}; {ph.wall_time_s:.1f} s",
+        f"keep_prob-1 layers), N = {ph.num_data}",
+        f"- training: `pyro.infer.SVI` with `pyro.optim.Adam` on the means and bias means, "
+        f"lr={s.lr:g}, batch {s.batch_size} (num_data = N), {s.epochs} epochs, seed {s.seed}; "
+        f"final loss per training image (cross-entropy plus implied weight decay) "
+        f"{ph.epoch_losses[-1]:.4f}; {ph.wall_time_s:.1f} s",
         "- prediction: the means loaded back into the module (W' = keep_prob * M), then the "
         "same MC dropout (T = "
         f"{s.num_samples}) and standard dropout as the plain network (the theta -> 0 limit)",

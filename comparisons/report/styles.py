@@ -60,6 +60,9 @@ METHOD_STYLES: dict[str, MethodStyle] = {
     "gp_se": MethodStyle("GP squared-exponential (fitted)", "tab:brown"),
     "gp_rf_prior": MethodStyle("GP random features (network prior)", "tab:purple"),
     "hmc": MethodStyle("HMC (NUTS)", "tab:green"),
+    "pyro_mc_dropout": MethodStyle("MC dropout, converted network (SVI)", "tab:cyan"),
+    "pyro_standard_dropout": MethodStyle("standard dropout, converted network (SVI)",
+                                         "tab:olive"),
 }
 
 #: older spellings -> the ids above (for outputs written before the ids were unified)

@@ -215,6 +215,11 @@ def test_train_converted_lenet_learns_and_loads_the_means_back():
     assert hist.weight_decay == pytest.approx(5e-4)  # default l = sqrt(5e-4 N): l^2 / N
     assert all(not torch.equal(before[k], v) for k, v in net.state_dict().items())
     assert not net.training
+    # trained by pyro.infer.SVI: the guide's means are in Pyro's parameter store
+    import pyro
+
+    assert sorted(pyro.get_param_store().keys()) == sorted(
+        f"{kind}_locs$$${i}" for kind in ("weight", "bias") for i in range(4))
     # the module now IS the trained network: its standard-dropout predictions fit the data
     acc = float((standard_logits(net, d.x_test).argmax(-1) == d.y_test).double().mean())
     assert acc > 0.3  # chance: 0.1 (measured 0.47 after these 4 epochs)

@@ -21,7 +21,7 @@ from comparisons.report.styles import (
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 IDS = ("mc_dropout", "standard_dropout", "gp_arccos1", "gp_arccos1_prior", "gp_se",
-       "gp_rf_prior", "hmc")
+       "gp_rf_prior", "hmc", "pyro_mc_dropout", "pyro_standard_dropout")
 
 
 def test_one_label_and_one_colour_per_method():
@@ -54,8 +54,9 @@ def test_committed_records_spell_every_method_as_its_id(path):
     frame = pd.read_csv(path)
     if "method" not in frame.columns:
         pytest.skip("no method column")
-    # besides the ids: the Mauna Loa variants (activation in the id) and the pitfalls'
-    # exact-ELBO quantity
-    allowed = set(METHOD_STYLES) | set(MAUNA_LOA_METHODS) | {"exact_elbo"}
+    # besides the ids: the Mauna Loa variants (activation in the id), the pitfalls'
+    # exact-ELBO quantity and the rotated digit's paired differences between two methods
+    allowed = (set(METHOD_STYLES) | set(MAUNA_LOA_METHODS) | {"exact_elbo"}
+               | {f"pyro_vs_plain_{m}" for m in ("mc_dropout", "standard_dropout")})
     assert set(frame["method"]) <= allowed
     assert not set(frame["method"]) & set(LEGACY_METHOD_IDS)

@@ -1,0 +1,105 @@
+r"""The predictive of a converted network (:class:`~vi_dropout.bnn.ModuleBNN` and its
+:class:`~vi_dropout.bnn.ModuleDropoutGuide`) as ``InferenceData``.
+
+The draws are those of ``pyro.infer.Predictive(model, guide=guide, num_samples=C * S)``: the
+latent ``f`` of every draw of the family (``posterior``), the observations the model's likelihood
+generates from it (``posterior_predictive``), the pointwise log-likelihood of the observed targets
+(``log_likelihood``, for LOO) and the targets (``observed_data``). A Gaussian model goes through
+the common layout (:class:`~comparisons.inference_data.base.GaussianDrawsConverter`, precision
+``tau``); a categorical one stores logits ``f`` (dims ``chain, draw, obs, class``), label draws
+and :math:`\log\operatorname{softmax}(f)_{y_n}`.
+
+Example:
+    >>> from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+    ...                           torch.nn.Linear(8, 1))
+    >>> model = ModuleBNN(net, tau=4.0)
+    >>> guide = ModuleDropoutGuide(model, scale=1e-2)
+    >>> x, y = torch.randn(6, 2), torch.zeros(6, 1)
+    >>> idata = from_module_guide(model, guide, x, y, num_samples=50)
+    >>> idata.log_likelihood["y"].dims
+    ('chain', 'draw', 'obs')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pyro
+import torch
+
+from comparisons.inference_data.base import OBS_DIM, GaussianDrawsConverter, split_chains
+from vi_dropout.validation import check_positive_int, check_targets
+
+__all__ = ["from_module_guide"]
+
+METHOD = "mc_dropout"
+
+
+def _draws(model, guide, x, num_draws: int, seed: int) -> np.ndarray:
+    from pyro.infer import Predictive
+
+    pyro.set_rng_seed(seed)
+    with torch.no_grad():
+        f = Predictive(model, guide=guide, num_samples=num_draws, return_sites=["f"])(x)["f"]
+    return f.detach().cpu().double().numpy()
+
+
+def _categorical(f: np.ndarray, y: np.ndarray, seed: int, attrs: Mapping[str, Any]):
+    """``C x S x N x K`` logits and ``N`` labels -> InferenceData (one group per method)."""
+    logp = f - np.logaddexp.reduce(f, axis=-1, keepdims=True)
+    loglik = np.take_along_axis(logp, y[None, None, :, None], axis=-1)[..., 0]
+    rng = np.random.default_rng(seed)
+    cum = np.exp(logp).cumsum(-1)
+    labels = (rng.random(cum.shape[:-1] + (1,)) > cum).sum(-1)
+    coords = {OBS_DIM: np.arange(y.shape[0]), "class": np.arange(f.shape[-1])}
+    dims = {"f": [OBS_DIM, "class"], "y": [OBS_DIM]}
+
+    def ds(data, **kw):
+        return az.dict_to_dataset(data, attrs=dict(attrs), coords=coords, dims=dims, **kw)
+
+    return az.InferenceData(
+        posterior=ds({"f": f}),
+        posterior_predictive=ds({"y": np.minimum(labels, f.shape[-1] - 1)}),
+        log_likelihood=ds({"y": loglik}),
+        observed_data=ds({"y": y}, default_dims=[]),
+    )
+
+
+def from_module_guide(model, guide, x: torch.Tensor, y: torch.Tensor, num_samples: int, *,
+                      num_chains: int = 1, seed: int = 0,
+                      attrs: Mapping[str, Any] | None = None) -> az.InferenceData:
+    """``InferenceData`` of a converted network's predictive at ``x`` against targets ``y``.
+
+    Args:
+        model: a :class:`~vi_dropout.bnn.ModuleBNN`.
+        guide: its :class:`~vi_dropout.bnn.ModuleDropoutGuide` (trained or not).
+        x: inputs ``N x ...`` the module takes.
+        y: ``N x D`` targets (Gaussian model; a 1-D ``y`` is refused) or ``N`` class indices.
+        num_samples: draws in all (``num_chains`` chains of ``num_samples / num_chains``).
+        num_chains: chains the draws are split into (independent draws: any split is valid).
+        seed: seeds Pyro's draws and the posterior-predictive noise.
+        attrs: extra attributes of every group.
+    """
+    from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+
+    if not isinstance(model, ModuleBNN):
+        raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
+    if not isinstance(guide, ModuleDropoutGuide):
+        raise ValueError(f"guide must be a ModuleDropoutGuide, got {type(guide).__name__}")
+    num_samples = check_positive_int(num_samples, "num_samples")
+    num_chains = check_positive_int(num_chains, "num_chains")
+    y = torch.as_tensor(y)
+    check_targets(y, "y", num_rows=int(x.shape[0]), likelihood=model.likelihood)
+    f = _draws(model, guide, x, num_samples, seed)  # T x N x D
+    f = split_chains(f, num_chains, "num_samples", METHOD)  # C x S x N x D
+    extra = {"sampler": "pyro.infer.Predictive", "guide": type(guide).__name__,
+             "likelihood": model.likelihood, **(attrs or {})}
+    if model.likelihood == "categorical":
+        return _categorical(f, y.long().numpy(), seed + 1, {"method": METHOD, **extra})
+    x_np = x.detach().double().numpy() if x.dim() == 2 else None
+    return GaussianDrawsConverter(METHOD, f, y.detach().double().numpy(), float(model.tau),
+                                  x=x_np, seed=seed + 1, attrs=extra).to_inference_data()

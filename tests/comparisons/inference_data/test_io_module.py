@@ -1,0 +1,63 @@
+"""InferenceData of a converted network's Pyro predictive (Gaussian and categorical)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from comparisons.inference_data import checked_loo, from_module_guide
+from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+
+
+def _net(out=1):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                               torch.nn.Linear(8, out)).double()
+
+
+def test_gaussian_groups_and_pointwise_log_likelihood():
+    x = torch.randn(12, 2, dtype=torch.float64)
+    y = torch.randn(12, 1, dtype=torch.float64)
+    model = ModuleBNN(_net(), tau=4.0)
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    idata = from_module_guide(model, guide, x, y, num_samples=200, num_chains=2, seed=3)
+    assert set(idata.groups()) >= {"posterior", "posterior_predictive", "log_likelihood",
+                                   "observed_data", "constant_data"}
+    f = idata.posterior["f"].values  # 2 x 100 x 12
+    assert f.shape == (2, 100, 12) and idata.posterior.attrs["method"] == "mc_dropout"
+    expected = stats.norm.logpdf(y.numpy()[:, 0], loc=f, scale=4.0 ** -0.5)
+    np.testing.assert_allclose(idata.log_likelihood["y"].values, expected, rtol=1e-12)
+    # the same seed gives the same draws
+    again = from_module_guide(model, guide, x, y, num_samples=200, num_chains=2, seed=3)
+    np.testing.assert_array_equal(again.posterior["f"].values, f)
+    assert np.isfinite(checked_loo(idata, min_draws=100).elpd_loo)
+
+
+def test_categorical_log_likelihood_is_the_log_softmax_at_the_label():
+    x = torch.randn(10, 2, dtype=torch.float64)
+    y = torch.arange(10) % 3
+    model = ModuleBNN(_net(out=3), likelihood="categorical")
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    idata = from_module_guide(model, guide, x, y, num_samples=50)
+    f = idata.posterior["f"].values  # 1 x 50 x 10 x 3
+    logp = f - np.log(np.exp(f).sum(-1, keepdims=True))
+    np.testing.assert_allclose(idata.log_likelihood["y"].values,
+                               np.take_along_axis(logp, y.numpy()[None, None, :, None], -1)[..., 0],
+                               rtol=1e-12)
+    labels = idata.posterior_predictive["y"].values
+    assert labels.shape == (1, 50, 10) and labels.min() >= 0 and labels.max() <= 2
+
+
+def test_bad_input():
+    model = ModuleBNN(_net(), tau=1.0)
+    guide = ModuleDropoutGuide(model)
+    x = torch.randn(4, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"y must have shape N x D"):
+        from_module_guide(model, guide, x, torch.zeros(4, dtype=torch.float64), 10)
+    with pytest.raises(ValueError, match="cannot be split into 3 chains"):
+        from_module_guide(model, guide, x, torch.zeros(4, 1, dtype=torch.float64), 10,
+                          num_chains=3)
+    with pytest.raises(ValueError, match="guide must be a ModuleDropoutGuide"):
+        from_module_guide(model, object(), x, torch.zeros(4, 1, dtype=torch.float64), 10)
