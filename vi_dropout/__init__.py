@@ -1,6 +1,8 @@
 """vi_dropout: the variational family of MC dropout in Pyro, its full ELBO, and the numerical
 proof that it reduces to the dropout loss (Gal & Ghahramani, 2016)."""
 
+from .bnn import ModuleBNN, ModuleDropoutGuide
+from .concrete import ConcreteDropoutObjective, ConcreteFit, fit_concrete, relaxed_bernoulli_mask
 from .distributions import DropoutNormal
 from .drop_stream import DropStream, layer_drop_streams, sample_drop_mask
 from .guides import DropoutGuide
@@ -27,6 +29,7 @@ from .objectives import (
     to_inverted_dropout,
     weight_decay_from_prior,
 )
+from .per_example_elbo import PerExampleDropoutELBO
 from .predict import (
     ClassificationSummary,
     DropoutMLPParams,
@@ -79,9 +82,11 @@ __all__ = [
     "train_batched",
     "train_sequential",
     "weight_decay",
+    "ModuleBNN",
+    "ModuleDropoutGuide",
+    "PerExampleDropoutELBO",
+    "ConcreteDropoutObjective",
+    "ConcreteFit",
+    "fit_concrete",
+    "relaxed_bernoulli_mask",
 ]
-
-from .bnn import ModuleBNN, ModuleDropoutGuide  # noqa: E402
-from .per_example_elbo import PerExampleDropoutELBO  # noqa: E402
-
-__all__ += ["ModuleBNN", "ModuleDropoutGuide", "PerExampleDropoutELBO"]

@@ -61,6 +61,8 @@ __all__ = [
     "from_inverted_dropout",
     "draw_masks",
     "data_term",
+    "check_data",
+    "local_reparam_forward",
     "dropout_loss",
     "negative_elbo",
     "elbo_dropout_offset",
@@ -159,7 +161,9 @@ def data_term(y: torch.Tensor, y_hat: torch.Tensor, likelihood: str = "gaussian"
     return -logp.gather(-1, idx).squeeze(-1).mean(-1)
 
 
-def _check_data(x, y, architecture: Architecture | None = None, likelihood: str = "gaussian"):
+def check_data(x, y, architecture: Architecture | None = None, likelihood: str = "gaussian"):
+    """Check inputs ``N x Q`` (finite) and targets by the one target rule
+    (:func:`~vi_dropout.validation.check_targets`), and ``Q`` against ``architecture``."""
     check_finite(x, "x")
     if x.dim() < 2:
         raise ValueError(f"x must have shape N x Q, got {tuple(x.shape)}")
@@ -183,7 +187,7 @@ def dropout_loss(x, y, weights, biases, masks, weight_decays, bias_decays, activ
     """
     from .network import mlp_forward
 
-    _check_data(x, y, likelihood=_check_likelihood(likelihood))
+    check_data(x, y, likelihood=_check_likelihood(likelihood))
     y_hat = mlp_forward(x, weights, biases, activation, masks)
     loss = data_term(y, y_hat, likelihood)
     for w, b, lw, lb in zip(weights, biases, weight_decays, bias_decays):
@@ -191,7 +195,7 @@ def dropout_loss(x, y, weights, biases, masks, weight_decays, bias_decays, activ
     return loss
 
 
-def _local_reparam_forward(x, weights, biases, masks, scale, activation, noise):
+def local_reparam_forward(x, weights, biases, masks, scale, activation, noise):
     """One weight draw per example, by local reparameterisation (exact in distribution).
 
     For a layer with input ``h`` (``B x in``), mask ``z`` and per-example weights
@@ -233,7 +237,7 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
         noise: per layer ``B x out`` standard normals (common random numbers); drawn when None.
     """
     likelihood = _check_likelihood(likelihood)
-    _check_data(x, y, likelihood=likelihood)
+    check_data(x, y, likelihood=likelihood)
     scale = check_positive(scale, "scale")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
     ls = check_positive(prior_length_scale, "prior_length_scale")
@@ -242,7 +246,7 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
     n = b if num_data is None else check_positive_int(num_data, "num_data")
     if noise is None:
         noise = [torch.randn(b, w.shape[0], dtype=x.dtype, generator=generator) for w in weights]
-    out = _local_reparam_forward(x, weights, biases, masks, scale, activation, noise)
+    out = local_reparam_forward(x, weights, biases, masks, scale, activation, noise)
     if likelihood == "gaussian":
         d = out.shape[-1]
         nll = tau * data_term(y, out, "gaussian") + 0.5 * d * math.log(2 * math.pi / tau)
