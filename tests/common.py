@@ -168,3 +168,16 @@ def write_split(folder, split: str, images, labels, gz: bool = False):
     suffix = ".gz" if gz else ""
     write_idx(folder / (img_name + suffix), images, gz=gz)
     write_idx(folder / (lbl_name + suffix), labels, gz=gz)
+
+
+# --- a hand-checked calibration example (6 predictions of 3 classes) ---------------------------
+#: with 4 bins: bin 4 acc 1/2 conf .85, bin 3 acc 1 conf .65, bin 2 acc 1/2 conf .45 -> ECE .25
+CALIBRATION_PROBS = torch.tensor([
+    [0.9, 0.05, 0.05],
+    [0.8, 0.1, 0.1],
+    [0.6, 0.3, 0.1],
+    [0.2, 0.7, 0.1],
+    [0.4, 0.35, 0.25],
+    [0.5, 0.25, 0.25],
+], dtype=torch.float64)
+CALIBRATION_LABELS = torch.tensor([0, 1, 0, 1, 2, 0])

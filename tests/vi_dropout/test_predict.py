@@ -20,14 +20,7 @@ from vi_dropout.predict import (
     standard_dropout_predict,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost on the shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _net(widths=(4, 6, 5, 2), seed=0, batch=(), dtype=torch.float64):

@@ -27,12 +27,7 @@ from comparisons.runner.store import validate_records
 TINY = dict(epochs_multiplier=0.05, num_samples=20, max_grid=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -37,12 +37,7 @@ TINY = dict(iterations=60, num_samples=64, hidden_layers=1, hidden_units=16, gp_
             data_stride=8, gp_stride=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

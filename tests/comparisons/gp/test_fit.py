@@ -24,13 +24,7 @@ from comparisons.gp.priors import dropout_prior_gp_hyperparameters
 from comparisons.kernels.random_features import RandomFeatureKernel
 from tests.common import toy_regression
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _direct_cholesky(kernel, x, y, xs, noise, mean):

@@ -17,6 +17,7 @@ from comparisons.metrics.calibration import (
     predictive_probs,
     reliability_bins,
 )
+from tests.common import CALIBRATION_LABELS, CALIBRATION_PROBS
 from vi_dropout.predict import classification_summary
 
 # Six examples, three classes, B = 4 bins (0, .25], (.25, .5], (.5, .75], (.75, 1]:
@@ -25,15 +26,7 @@ from vi_dropout.predict import classification_summary
 #   conf .4  wrong    -> bin 2        conf .5  correct -> bin 2 (right edge belongs to the bin)
 # bin 4: acc 1/2, conf .85 -> |.5 - .85| = .35;  bin 3: acc 1, conf .65 -> .35;
 # bin 2: acc 1/2, conf .45 -> .05.  ECE = 2/6 * .35 + 2/6 * .35 + 2/6 * .05 = .75 / 3 = .25
-PROBS = torch.tensor([
-    [0.9, 0.05, 0.05],
-    [0.8, 0.1, 0.1],
-    [0.6, 0.3, 0.1],
-    [0.2, 0.7, 0.1],
-    [0.4, 0.35, 0.25],
-    [0.5, 0.25, 0.25],
-], dtype=torch.float64)
-LABELS = torch.tensor([0, 1, 0, 1, 2, 0])
+PROBS, LABELS = CALIBRATION_PROBS, CALIBRATION_LABELS
 
 
 def test_ece_hand_computed():

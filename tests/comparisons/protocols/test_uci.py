@@ -21,12 +21,7 @@ from comparisons.runner.executors import Cell
 TINY = dict(epochs_multiplier=0.05, num_samples=20, max_grid=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_parse_splits():

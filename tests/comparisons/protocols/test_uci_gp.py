@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from comparisons.datasets.uci import load_uci, standardize
 from comparisons.gp.fit import fit_gp
@@ -21,13 +20,7 @@ from comparisons.protocols.uci_gp import (
 )
 from comparisons.runner.store import validate_records
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _value(records, method, metric):

@@ -4,20 +4,12 @@ mean-confidence ticks, the diagonal and each method's ECE in the legend."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt  # tests/conftest.py selects the Agg backend
-import torch
 
 from comparisons.report.calibration import plot_reliability_diagram
 from comparisons.report.styles import method_color
+from tests.common import CALIBRATION_LABELS, CALIBRATION_PROBS
 
-PROBS = torch.tensor([
-    [0.9, 0.05, 0.05],
-    [0.8, 0.1, 0.1],
-    [0.6, 0.3, 0.1],
-    [0.2, 0.7, 0.1],
-    [0.4, 0.35, 0.25],
-    [0.5, 0.25, 0.25],
-], dtype=torch.float64)
-LABELS = torch.tensor([0, 1, 0, 1, 2, 0])
+PROBS, LABELS = CALIBRATION_PROBS, CALIBRATION_LABELS
 
 
 def test_reliability_diagram_draws_each_method():

@@ -8,14 +8,7 @@ import torch
 
 from vi_dropout.training import train_batched, train_sequential, weight_decay
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add synchronisation cost on the shared CI cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _data(E, N, Q, D, seed=0, scale=1.0):
