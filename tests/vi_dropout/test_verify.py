@@ -111,3 +111,16 @@ def test_cli_user_error_is_one_line_and_debug_shows_traceback(monkeypatch, capsy
         KeyboardInterrupt()))
     assert cli.main(["verify", "--no-progress"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_concrete_rows_pass_and_the_bias_is_resolved():
+    """The relaxed gradient's bias is significant at the highest temperature (so the rows could
+    fail) and shrinks into the Monte Carlo error at the lowest; the entropy derivative row is
+    exact to rounding."""
+    from vi_dropout.verify import check_concrete
+
+    rows = check_concrete(num_batches=10, per_batch=4_000)
+    assert len(rows) == 5 and all(r["check"] == "concrete" for r in rows)
+    assert all(r["passed"] for r in rows), [r for r in rows if not r["passed"]]
+    first, last = rows[0]["value"], rows[3]["value"]
+    assert first > 10 * float(rows[0]["detail"].split("SE ")[1]) and last < 0.1 * first
