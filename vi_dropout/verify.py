@@ -356,19 +356,21 @@ def check_kl(widths=(1, 2, 4, 16, 64, 256, 1024), thetas=(1e-1, 1e-2), keep_prob
 
 def check_concrete(temperatures=(0.5, 0.2, 0.1, 0.05), num_batches: int = 20,
                    per_batch: int = 5_000, seed: int = 1) -> list[dict]:
-    r"""Concrete dropout (:mod:`vi_dropout.concrete`): the relaxed estimator's gradient in the
-    keep_prob logit against the EXACT derivative of the expected objective, and the entropy
-    term's derivative against its closed form.
+    r"""Concrete dropout (:mod:`vi_dropout.concrete`): the relaxed gradient against the exact one.
 
     Network 2-3-1 (tanh), dropout on the 3 hidden units only, two data points, no jitter noise:
-    the :math:`2^3` masks are enumerated, so :math:`rac{d}{d\,\mathrm{logit}}\mathbb{E}_z[
-    \mathcal{L}(z)]` is exact (autograd through the Bernoulli-weighted sum). The relaxed gradient
-    is averaged over ``num_batches x per_batch`` draws (common seeds for every temperature) with
-    standard error SE = std of the batch means / sqrt(num_batches). Rows: the bias at each
-    temperature (passes while it does not grow by more than 3 combined SE from the previous
-    temperature; at the lowest it must be within 4 SE of zero), and
-    :math:`rac{d}{d\pi}[-Q H(\pi)] = Q\lograc{\pi}{1-\pi}` through the objective's KL
-    (tolerance 1e-12)."""
+    the 8 masks are enumerated, so the derivative of the expected objective in the keep_prob
+    logit is exact (autograd through the Bernoulli-weighted sum). The relaxed estimator's
+    gradient is averaged over ``num_batches * per_batch`` draws (common seeds for every
+    temperature), with standard error SE = std of the batch means / sqrt(``num_batches``).
+
+    Rows: the bias at each temperature (it may not grow by more than 3 combined SE from the
+    previous temperature; at the lowest it must be within 4 SE of zero), and the entropy term's
+    derivative against its closed form (tolerance 1e-12):
+
+    .. math::
+        \frac{d}{d\pi}\big[-Q H(\pi)\big] = Q \log\frac{\pi}{1 - \pi}.
+    """
     import itertools
 
     from .concrete import ConcreteDropoutObjective
