@@ -66,6 +66,7 @@ __all__ = [
     "dropout_loss",
     "negative_elbo",
     "elbo_dropout_offset",
+    "elbo_offset_of_layers",
 ]
 
 LIKELIHOODS = ("gaussian", "categorical")
@@ -273,13 +274,24 @@ def elbo_dropout_offset(architecture: Architecture, keep_probs, scale, prior_len
     n = check_positive_int(num_data, "num_data")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
     kps = per_layer(keep_probs, architecture.num_layers, "keep_probs", check_keep_prob)
-    s2 = (ls * scale) ** 2
+    layers = [(k, q, k, kp) for (k, q), kp in zip(architecture.layer_shapes, kps)]
+    return elbo_offset_of_layers(layers, scale, ls, n, tau, architecture.out_features, likelihood)
+
+
+def elbo_offset_of_layers(layers, scale: float, prior_length_scale: float, num_data: int,
+                          tau: float, num_outputs: int, likelihood: str = "gaussian") -> float:
+    r""":func:`elbo_dropout_offset` for any covered layers, given as ``(K, Q, B, keep_prob)``
+    (column length, columns, bias size, keep probability):
+    :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau}` (Gaussian) plus
+    :math:`\frac{1}{N\tau}\sum_i [Q_i(K_i c - H(\pi_i)) + B_i c]`,
+    :math:`c = \frac12(l^2\theta^2 - 1 - \log l^2\theta^2)`. Arguments are not re-checked."""
+    s2 = (prior_length_scale * scale) ** 2
     per_dim = 0.5 * (s2 - 1 - math.log(s2))
     c = 0.0
-    for (k, q), kp in zip(architecture.layer_shapes, kps):
+    for k, q, b, kp in layers:
         c += q * (k * per_dim - float(binary_entropy(torch.tensor(kp, dtype=torch.float64))))
-        c += k * per_dim
-    const = c / (n * tau)
+        c += b * per_dim
+    const = c / (num_data * tau)
     if likelihood == "gaussian":
-        const += 0.5 * architecture.out_features / tau * math.log(2 * math.pi / tau)
+        const += 0.5 * num_outputs / tau * math.log(2 * math.pi / tau)
     return const

@@ -43,6 +43,7 @@ __all__ = [
     "check_trajectories",
     "check_kl",
     "check_concrete",
+    "report_row",
     "run_verify",
     "format_table",
     "THETAS",
@@ -128,7 +129,8 @@ class VerifyProblem:
             num_particles=n, vectorize_particles=True, max_plate_nesting=1)
 
 
-def _row(check, setting, value, tolerance, passed, detail=""):
+def report_row(check, setting, value, tolerance, passed, detail=""):
+    """One row of the report: ``{check, setting, value, tolerance, passed, detail}``."""
     return {"check": check, "setting": setting, "value": float(value),
             "tolerance": tolerance, "passed": bool(passed), "detail": detail}
 
@@ -159,12 +161,12 @@ def check_gradients(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> lis
                 detail = (f"{bad} of {ge.numel()} ELBO gradient entries are NaN or inf "
                           f"(keep_probs {problem.keep_probs}): the objective is not differentiable "
                           f"here")
-            rows.append(_row("gradient", f"theta={theta:g} {name}", d, f"<= {tol:g}", d <= tol,
+            rows.append(report_row("gradient", f"theta={theta:g} {name}", d, f"<= {tol:g}", d <= tol,
                              detail))
     small = [(t, v) for t, v in zip(thetas, totals) if t <= 1e-3]
     if len(small) >= 2:
         slope = float(np.polyfit(np.log([t for t, _ in small]), np.log([v for _, v in small]), 1)[0])
-        rows.append(_row("gradient", "log-log slope (theta <= 1e-3, all params)", slope,
+        rows.append(report_row("gradient", "log-log slope (theta <= 1e-3, all params)", slope,
                          "in [0.8, 1.5]", 0.8 <= slope <= 1.5,
                          "rel. diff " + ", ".join(f"{v:.2e}" for _, v in small)))
     return rows
@@ -182,7 +184,7 @@ def check_values(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> list[d
         val = float(problem.scaled_negative_elbo(ws, bs, masks, theta, noise))
         const = problem.offset(theta)
         resid = val - loss - const
-        rows.append(_row("value", f"theta={theta:g}", abs(resid), f"<= {10 * theta:g}",
+        rows.append(report_row("value", f"theta={theta:g}", abs(resid), f"<= {10 * theta:g}",
                          abs(resid) <= 10 * theta,
                          f"-ELBO/(N tau) - loss = {val - loss:.6f}, predicted constant "
                          f"{const:.6f}"))
@@ -228,9 +230,9 @@ def check_pyro_gradient(problem: VerifyProblem, theta: float = 1e-6, num_particl
     sigma = float(torch.sqrt(se_p.pow(2).sum() + se_d.pow(2).sum()) / md.norm())
     n_part = num_particles * num_batches
     return [
-        _row("pyro", f"cosine, {n_part} particles, theta={theta:g}", cos, ">= 0.99", cos >= 0.99,
+        report_row("pyro", f"cosine, {n_part} particles, theta={theta:g}", cos, ">= 0.99", cos >= 0.99,
              f"{t_pyro:.1f} s for the Pyro gradients"),
-        _row("pyro", "relative error", rel, f"<= 3 sigma = {3 * sigma:.3g}", rel <= 3 * sigma,
+        report_row("pyro", "relative error", rel, f"<= 3 sigma = {3 * sigma:.3g}", rel <= 3 * sigma,
              f"Monte Carlo sigma = {sigma:.3g}"),
     ]
 
@@ -307,7 +309,7 @@ def check_trajectories(problem: VerifyProblem, num_steps: int = 200, lr: float =
             diff = max(diff, float((lin.weight / kp - w).abs().max()),
                        float((lin.bias - b).abs().max()))
         moved = max(float((w - w0).abs().max()) for w, w0 in zip(ws, problem.weights))
-    return [_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}", diff, "<= 1e-06",
+    return [report_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}", diff, "<= 1e-06",
                  diff <= 1e-6, f"parameters moved up to {moved:.3f}; max data-term gap "
                  f"{max_loss_gap:.1e}")]
 
@@ -342,13 +344,13 @@ def check_kl(widths=(1, 2, 4, 16, 64, 256, 1024), thetas=(1e-1, 1e-2), keep_prob
                 upper = num_cols * float(binary_entropy(torch.tensor(kp, dtype=DTYPE)))
                 ok = abs(est - p1 - g) <= tol + 1e-9 and g >= -4 * gse and g <= upper + 1e-12
                 gaps.append((g, gse))
-                rows.append(_row(
+                rows.append(report_row(
                     "kl", f"K={k} theta={theta:g} keep_prob={kp:g}", est - p1 - g, f"|.| <= {tol:.3g}",
                     ok, f"MC {est:.4f} ± {se:.4f}; Prop.1 {p1:.4f}; gap {g:.3e} ± {gse:.1e}"))
                 if progress is not None:
                     progress()
             shrink = all(b[0] <= a[0] + 4 * math.hypot(a[1], b[1]) + 1e-12 for a, b in zip(gaps, gaps[1:]))
-            rows.append(_row("kl", f"gap shrinks with K, theta={theta:g} keep_prob={kp:g}",
+            rows.append(report_row("kl", f"gap shrinks with K, theta={theta:g} keep_prob={kp:g}",
                              gaps[-1][0], "non-increasing", shrink,
                              "gaps " + ", ".join(f"{g:.2e}" for g, _ in gaps)))
     return rows
@@ -400,7 +402,7 @@ def check_concrete(temperatures=(0.5, 0.2, 0.1, 0.05), num_batches: int = 20,
         bias, se = abs(float(grads.mean() - exact)), float(grads.std() / math.sqrt(num_batches))
         last = i == len(temperatures) - 1
         tol = 4 * se if last else (prev[0] + 3 * math.hypot(se, prev[1]) if prev else math.inf)
-        rows.append(_row("concrete", f"relaxed gradient bias, temperature={t:g}", bias,
+        rows.append(report_row("concrete", f"relaxed gradient bias, temperature={t:g}", bias,
                          f"<= {tol:.3g}" if math.isfinite(tol) else "reported", bias <= tol,
                          f"exact {float(exact):.5f}, SE {se:.2e}"))
         prev = (bias, se)
@@ -409,7 +411,7 @@ def check_concrete(temperatures=(0.5, 0.2, 0.1, 0.05), num_batches: int = 20,
     (d_entropy,) = torch.autograd.grad(-q * binary_entropy(pi), pi)
     closed = q * math.log(0.7 / 0.3)
     err = abs(float(d_entropy) - closed)
-    rows.append(_row("concrete", "d/dpi [-Q H(pi)] vs Q log(pi/(1-pi)), pi=0.7, Q=3", err,
+    rows.append(report_row("concrete", "d/dpi [-Q H(pi)] vs Q log(pi/(1-pi)), pi=0.7, Q=3", err,
                      "<= 1e-12", err <= 1e-12, f"closed form {closed:.6f}"))
     return rows
 

@@ -32,16 +32,14 @@ Example:
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from .conversion import dropout_free_copy, find_covered_layers
-from .kl import binary_entropy
 from .module_forward import draw_module_masks, module_dropout_loss, module_negative_elbo
-from .objectives import weight_decay_from_prior
+from .objectives import elbo_offset_of_layers, weight_decay_from_prior
 from .validation import check_finite, check_positive, check_targets
 
 __all__ = ["ModuleProblem", "check_module_trajectory", "verify_network", "NETWORK_THETAS",
@@ -147,18 +145,12 @@ class ModuleProblem:
         :math:`\theta \to 0`: :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau}` (Gaussian) plus
         :math:`\frac{1}{N\tau}\sum_i [Q_i(K_i c - H(\pi_i)) + B_i c]`, :math:`c = \frac12(l^2
         \theta^2 - 1 - \log l^2\theta^2)`, :math:`B_i` the bias size."""
-        s2 = (self.prior_length_scale * theta) ** 2
-        per_dim = 0.5 * (s2 - 1 - math.log(s2))
-        c = 0.0
-        for layer in self.layers:
-            h = float(binary_entropy(torch.tensor(layer.keep_prob, dtype=DTYPE)))
-            c += layer.num_cols * (layer.num_rows * per_dim - h)
-            if layer.has_bias:
-                c += layer.weight_shape[0] * per_dim
-        const = c / (self.num_data * self.tau)
-        if self.likelihood == "gaussian":
-            const += 0.5 * self.y.shape[-1] / self.tau * math.log(2 * math.pi / self.tau)
-        return const
+        layers = [(layer.num_rows, layer.num_cols,
+                   layer.weight_shape[0] if layer.has_bias else 0, layer.keep_prob)
+                  for layer in self.layers]
+        return elbo_offset_of_layers(layers, theta, self.prior_length_scale, self.num_data,
+                                     self.tau, int(self.y.shape[-1]) if self.likelihood ==
+                                     "gaussian" else 1, self.likelihood)
 
     def pyro_model_and_guide(self, theta: float):
         """:class:`~vi_dropout.bnn.ModuleBNN` and its guide at the problem's means, and the
@@ -193,7 +185,7 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
     :math:`\mathbf{M} = \mathbf{W}'/\pi`, its step sizes are :math:`\eta\pi^2` and its decays
     :math:`2\lambda/\pi^2` (see :func:`vi_dropout.verify.check_trajectories`). Uncovered
     parameters are fixed. Tolerance: max parameter difference :math:`\le 10^{-6}`."""
-    from .verify import _row
+    from .verify import report_row
 
     net = copy.deepcopy(problem.module).train()
     for prm in net.parameters():
@@ -235,7 +227,7 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
             if sub.bias is not None:
                 diff = max(diff, float((sub.bias - next(b_iter)).abs().max()))
         moved = max(float((w - w0).abs().max()) for w, w0 in zip(ws, problem.weights))
-    return [_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}", diff, "<= 1e-06",
+    return [report_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}", diff, "<= 1e-06",
                  diff <= 1e-6, f"parameters moved up to {moved:.3f}")]
 
 
