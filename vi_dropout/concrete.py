@@ -39,7 +39,7 @@ import torch
 
 from .distributions import DropoutNormal
 from .kl import gaussian_kl_to_prior, kl_large_width
-from .network import Architecture
+from .network import Architecture, mlp_forward
 from .objectives import check_data, data_term, local_reparam_forward
 from .validation import check_finite, check_positive, check_positive_int
 
@@ -48,12 +48,16 @@ __all__ = [
     "ConcreteDropoutObjective",
     "ConcreteFit",
     "fit_concrete",
+    "KEEP_PROB_CLAMP",
 ]
 
 #: a learned keep_prob within this distance of 0 or 1 stops :func:`fit_concrete`.
 KEEP_PROB_BOUND = 1e-6
 #: a learned tau (or theta) outside ``[TAU_BOUND, 1 / TAU_BOUND]`` stops :func:`fit_concrete`.
 TAU_BOUND = 1e-10
+#: with ``at_bound="clamp"``, :func:`fit_concrete` keeps every keep_prob in
+#: ``[KEEP_PROB_CLAMP, 1 - KEEP_PROB_CLAMP]`` (projected Adam; inside the failure bound)
+KEEP_PROB_CLAMP = 2e-6
 
 
 def _check_open_unit(value, name: str) -> float:
@@ -102,9 +106,13 @@ def relaxed_bernoulli_mask(keep_prob_logit, shape, temperature,
     if not logit.is_floating_point():
         logit = logit.to(torch.float64)
     u = torch.rand(tuple(shape), dtype=logit.dtype, device=logit.device, generator=generator)
-    tiny = torch.finfo(logit.dtype).tiny
-    u = u.clamp(tiny, 1.0 - torch.finfo(logit.dtype).eps)
-    return torch.sigmoid((logit + torch.log(u) - torch.log1p(-u)) / t)
+    return _relax(logit, u, t)
+
+
+def _relax(logit: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The relaxed mask of uniforms ``u`` (clamped away from 0 and 1)."""
+    u = u.clamp(torch.finfo(u.dtype).tiny, 1.0 - torch.finfo(u.dtype).eps)
+    return torch.sigmoid((logit + torch.log(u) - torch.log1p(-u)) / temperature)
 
 
 class ConcreteDropoutObjective(torch.nn.Module):
@@ -127,9 +135,16 @@ class ConcreteDropoutObjective(torch.nn.Module):
         keep_probs: initial keep_prob per layer (or one value for all layers), each in the open
             interval ``(0, 1)``; an entry ``None`` means no dropout on that layer's input (mask of
             ones, no entropy term, :math:`\pi = 1` in the KL).
-        scale: initial :math:`\theta > 0`; tau: initial :math:`\tau > 0`.
+        scale: initial :math:`\theta > 0`, or ``None`` for the :math:`\theta \to 0` limit (the
+            dropout objective of Concrete dropout: no jitter noise, and the KL without its
+            :math:`\theta` terms, which diverge like :math:`-\log\theta` and depend on no other
+            parameter); tau: initial :math:`\tau > 0`.
         prior_length_scale: :math:`l` of the prior :math:`\mathcal{N}(0, l^{-2})`.
-        learn_scale, learn_tau: whether :math:`\theta` and :math:`\tau` are learned.
+        learn_scale, learn_tau: whether :math:`\theta` and :math:`\tau` are learned
+            (``learn_scale`` default: unless ``scale`` is ``None``).
+        num_networks: ``E`` independent networks in one batched computation (every parameter
+            gets a leading ``E`` dim; inputs ``E x B x Q``, the objective has shape
+            ``sample_shape x E``; ``generator`` is then a sequence of ``E`` generators).
         weights, biases: optional initial means (default: Glorot from ``generator``).
 
     References:
@@ -137,12 +152,16 @@ class ConcreteDropoutObjective(torch.nn.Module):
     """
 
     def __init__(self, architecture: Architecture, keep_probs=0.9, scale=1e-2, tau=1.0,
-                 prior_length_scale=1.0, *, learn_scale: bool = True, learn_tau: bool = True,
-                 weights: Sequence[torch.Tensor] | None = None,
+                 prior_length_scale=1.0, *, learn_scale: bool | None = None,
+                 learn_tau: bool = True, weights: Sequence[torch.Tensor] | None = None,
                  biases: Sequence[torch.Tensor] | None = None,
-                 generator: torch.Generator | None = None, dtype=torch.float64):
+                 generator=None, dtype=torch.float64, num_networks: int | None = None):
         super().__init__()
         self.architecture = architecture
+        self.num_networks = None if num_networks is None else check_positive_int(
+            num_networks, "num_networks")
+        gens = self._generators(generator)
+        shape = () if self.num_networks is None else (self.num_networks,)
         n_layers = architecture.num_layers
         if isinstance(keep_probs, Sequence) and not isinstance(keep_probs, str):
             if len(keep_probs) != n_layers:
@@ -158,12 +177,20 @@ class ConcreteDropoutObjective(torch.nn.Module):
         kps = [None if kp is None else _check_open_unit(kp, nm) for kp, nm in zip(kps, names)]
         self.dropped_layers = tuple(i for i, kp in enumerate(kps) if kp is not None)
         self.keep_prob_logits = torch.nn.ParameterList(
-            [torch.nn.Parameter(torch.tensor(math.log(kp) - math.log1p(-kp), dtype=dtype))
+            [torch.nn.Parameter(torch.full(shape, math.log(kp) - math.log1p(-kp), dtype=dtype))
              for kp in kps if kp is not None]
         )
         self.prior_length_scale = check_positive(prior_length_scale, "prior_length_scale")
-        log_scale = torch.tensor(math.log(check_positive(scale, "scale")), dtype=dtype)
-        log_tau = torch.tensor(math.log(check_positive(tau, "tau")), dtype=dtype)
+        #: the theta -> 0 limit (``scale=None``): no jitter noise, no theta terms in the KL
+        self.zero_scale = scale is None
+        if learn_scale is None:
+            learn_scale = not self.zero_scale
+        if self.zero_scale and learn_scale:
+            raise ValueError("scale=None is the theta -> 0 limit and cannot be learned: pass "
+                             "learn_scale=False, or an initial scale > 0 to learn theta")
+        log_scale = torch.full(shape, -math.inf if self.zero_scale else
+                               math.log(check_positive(scale, "scale")), dtype=dtype)
+        log_tau = torch.full(shape, math.log(check_positive(tau, "tau")), dtype=dtype)
         if learn_scale:
             self.log_scale = torch.nn.Parameter(log_scale)
         else:
@@ -173,17 +200,23 @@ class ConcreteDropoutObjective(torch.nn.Module):
         else:
             self.register_buffer("log_tau", log_tau)
         if weights is None or biases is None:
-            w0, b0 = architecture.init_params(generator=generator, dtype=dtype)
+            if self.num_networks is None:
+                w0, b0 = architecture.init_params(generator=gens, dtype=dtype)
+            else:  # each network from its own generator: network e alone gives the same draws
+                inits = [architecture.init_params(generator=g, dtype=dtype) for g in gens]
+                w0 = [torch.stack(ws) for ws in zip(*(w for w, _ in inits))]
+                b0 = [torch.stack(bs) for bs in zip(*(b for _, b in inits))]
             weights = w0 if weights is None else weights
             biases = b0 if biases is None else biases
         shapes = architecture.layer_shapes
         if len(weights) != n_layers or len(biases) != n_layers:
             raise ValueError(f"weights and biases must have {n_layers} entries (one per layer)")
         for i, ((out, inp), w, b) in enumerate(zip(shapes, weights, biases)):
-            if tuple(w.shape) != (out, inp) or tuple(b.shape) != (out,):
+            if tuple(w.shape) != shape + (out, inp) or tuple(b.shape) != shape + (out,):
                 raise ValueError(
-                    f"layer {i}: expected weights[{i}] of shape {(out, inp)} and biases[{i}] of "
-                    f"shape {(out,)}, got {tuple(w.shape)} and {tuple(b.shape)}"
+                    f"layer {i}: expected weights[{i}] of shape {shape + (out, inp)} and "
+                    f"biases[{i}] of shape {shape + (out,)}, got {tuple(w.shape)} and "
+                    f"{tuple(b.shape)}"
                 )
         self.weights = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.as_tensor(w, dtype=dtype).detach().clone()) for w in weights]
@@ -191,6 +224,30 @@ class ConcreteDropoutObjective(torch.nn.Module):
         self.biases = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.as_tensor(b, dtype=dtype).detach().clone()) for b in biases]
         )
+
+    def _generators(self, generator):
+        """One generator (or None) for a single network; a list of ``E`` (or ``E`` Nones) for
+        ``num_networks = E``, checked."""
+        if self.num_networks is None:
+            if generator is not None and not isinstance(generator, torch.Generator):
+                raise ValueError(f"generator must be a torch.Generator or None, got "
+                                 f"{type(generator).__name__}")
+            return generator
+        if generator is None:
+            return [None] * self.num_networks
+        if isinstance(generator, torch.Generator) or len(generator) != self.num_networks:
+            raise ValueError(f"generator must be a sequence of {self.num_networks} "
+                             "torch.Generator (one per network) for num_networks="
+                             f"{self.num_networks}")
+        return list(generator)
+
+    def _per_network(self, draw, lead, generator) -> torch.Tensor:
+        """``draw(shape, generator)`` for one network, or stacked over the ``E`` networks at
+        dim ``len(lead)`` (each from its own generator)."""
+        gens = self._generators(generator)
+        if self.num_networks is None:
+            return draw(lead, gens, None)
+        return torch.stack([draw(lead, g, e) for e, g in enumerate(gens)], dim=len(lead))
 
     # --- the learned quantities ----------------------------------------------------------------
     def keep_prob_logit(self, layer: int) -> torch.Tensor | None:
@@ -202,7 +259,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
     @property
     def keep_probs(self) -> tuple[torch.Tensor, ...]:
         """Per-layer keep_prob :math:`\\sigma(\\text{logit})` (1 for layers without dropout)."""
-        one = self.log_scale.new_ones(())
+        one = self.log_scale.new_ones(self.log_scale.shape)
         return tuple(one if self.keep_prob_logit(i) is None else
                      torch.sigmoid(self.keep_prob_logit(i))
                      for i in range(self.architecture.num_layers))
@@ -224,24 +281,34 @@ class ConcreteDropoutObjective(torch.nn.Module):
         the layer's input is not dropped), drawn in layer order from ``generator``."""
         n = check_positive_int(num_rows, "num_rows")
         lead = tuple(sample_shape)
+        net = () if self.num_networks is None else (self.num_networks,)
         masks = []
         for i, (_, inp) in enumerate(self.architecture.layer_shapes):
             logit = self.keep_prob_logit(i)
             if logit is None:
-                masks.append(self.log_scale.new_ones(lead + (n, inp)))
-            else:
+                masks.append(self.log_scale.new_ones(lead + net + (n, inp)))
+            elif self.num_networks is None:
                 masks.append(relaxed_bernoulli_mask(logit, lead + (n, inp), temperature,
                                                     generator=generator))
+            else:  # uniforms per network (own stream), one transform for all
+                u = self._per_network(
+                    lambda sh, g, e, inp=inp, dt=logit.dtype: torch.rand(sh + (n, inp), dtype=dt,
+                                                         generator=g), lead, generator)
+                masks.append(_relax(logit[:, None, None], u,
+                                    check_positive(temperature, "temperature")))
         return masks
 
     def kl(self) -> torch.Tensor:
         r"""Proposition 1 for every weight matrix at the learned keep_prob, plus the exact
         Gaussian KL of every bias (:func:`~vi_dropout.kl.kl_large_width`,
         :func:`~vi_dropout.kl.gaussian_kl_to_prior`)."""
-        scale = self.scale
+        # theta -> 0 limit: theta = 1/l zeroes the theta terms (l^2 theta^2 - 1 - log l^2 theta^2)
+        scale = (self.log_scale.new_full(self.log_scale.shape, 1.0 / self.prior_length_scale)
+                 if self.zero_scale else self.scale)
         total = scale.new_zeros(())
         for w, b, kp in zip(self.weights, self.biases, self.keep_probs):
-            q = DropoutNormal(w, kp, scale)
+            # the parameters are valid by construction (logit / log parameterisation)
+            q = DropoutNormal(w, kp, scale, validate_args=False)
             total = total + kl_large_width(q, self.prior_length_scale)
             total = total + gaussian_kl_to_prior(b, scale, self.prior_length_scale)
         return total
@@ -271,24 +338,111 @@ class ConcreteDropoutObjective(torch.nn.Module):
         b = x.shape[-2]
         n = b if num_data is None else check_positive_int(num_data, "num_data")
         if masks is None:
-            masks = self.sample_masks(b, temperature, sample_shape, generator)
+            check_positive(temperature, "temperature")
         elif len(masks) != self.architecture.num_layers:
             raise ValueError(f"masks must have {self.architecture.num_layers} entries (one per "
                              f"layer), got {len(masks)}")
+        return self.negative_elbo_unchecked(x, y, n, temperature=temperature, masks=masks,
+                                            noise=noise, sample_shape=sample_shape,
+                                            generator=generator)
+
+    def negative_elbo_unchecked(self, x: torch.Tensor, y: torch.Tensor, num_data: int, *,
+                                temperature=0.1, masks=None, noise=None, sample_shape=(),
+                                generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`forward` without the argument checks, for training loops that checked the
+        data once (:func:`fit_concrete`); same arguments, ``num_data`` required."""
+        b = x.shape[-2]
+        if masks is None:
+            masks = self.sample_masks(b, temperature, sample_shape, generator)
         lead = torch.broadcast_shapes(*(m.shape[:-2] for m in masks))
+        if self.zero_scale:
+            out = mlp_forward(x, list(self.weights), list(self.biases),
+                              self.architecture.activation, masks)
+            return self._negative_elbo_of_outputs(y, out, num_data)
         if noise is None:
-            noise = [torch.randn(lead + (b, out), dtype=x.dtype, generator=generator)
-                     for out, _ in self.architecture.layer_shapes]
-        out = local_reparam_forward(x, list(self.weights), list(self.biases), masks, self.scale,
+            inner = lead if self.num_networks is None else lead[:-1]
+            noise = [self._per_network(
+                lambda sh, g, e, out=out: torch.randn(sh + (b, out), dtype=x.dtype, generator=g),
+                inner, generator) for out, _ in self.architecture.layer_shapes]
+        biases, scale = list(self.biases), self.scale
+        if self.num_networks is not None:  # E x out -> E x 1 x out against ... x E x B x out
+            biases = [bias.unsqueeze(-2) for bias in biases]
+            scale = scale[:, None, None]
+        out = local_reparam_forward(x, list(self.weights), biases, masks, scale,
                                      self.architecture.activation, noise)
+        return self._negative_elbo_of_outputs(y, out, num_data)
+
+    def _negative_elbo_of_outputs(self, y, out, num_data: int) -> torch.Tensor:
         tau = self.tau
         d = out.shape[-1]
         nll = tau * data_term(y, out, "gaussian") + 0.5 * d * torch.log(2 * math.pi / tau)
-        return n * nll + self.kl()
+        return num_data * nll + self.kl()
+
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, num_samples: int, *, network: int | None = None,
+                generator: torch.Generator | None = None, max_rows: int = 16384) -> torch.Tensor:
+        r"""MC samples of the network output under :math:`q` at the learned parameters: EXACT
+        Bernoulli masks at the learned keep_probs (not relaxed) and, unless ``scale`` is the
+        :math:`\theta \to 0` limit, the jitter noise by local reparameterisation (one weight draw
+        per sample and test point: the exact predictive marginal of every point).
+
+        .. math::
+            \hat{\mathbf{y}}_{t}(\mathbf{x}) = f\big(\mathbf{x};\, \mathbf{W}_{t}\big),
+            \quad \mathbf{W}_{i,t} = \mathbf{M}_i \operatorname{diag}(\mathbf{z}_{i,t})
+            + \theta \mathbf{E}_{i,t}, \quad z \sim \operatorname{Bernoulli}(\pi_i)
+
+        Args:
+            x: ``N x Q`` inputs.
+            num_samples: :math:`T`.
+            network: which of the ``E`` networks (required with ``num_networks``).
+            generator: source of the masks and noise.
+            max_rows: rows (samples x points) per vectorised pass.
+
+        Returns:
+            ``T x N x D`` samples (no observation noise).
+        """
+        t_total = check_positive_int(num_samples, "num_samples")
+        max_rows = check_positive_int(max_rows, "max_rows")
+        check_finite(x, "x")
+        if x.dim() != 2 or x.shape[-1] != self.architecture.in_features:
+            raise ValueError(f"x must have shape N x {self.architecture.in_features}, got "
+                             f"{tuple(x.shape)}")
+        if (self.num_networks is None) != (network is None):
+            raise ValueError("network must name one of the num_networks networks (and only "
+                             "then)")
+        if network is not None and not 0 <= network < self.num_networks:
+            raise ValueError(f"network must be in 0..{self.num_networks - 1}, got {network}")
+        pick = (lambda t: t) if network is None else (lambda t: t[network])
+        weights = [pick(w) for w in self.weights]
+        biases = [pick(b) for b in self.biases]
+        kps = [pick(kp) for kp in self.keep_probs]
+        scale = pick(self.scale)
+        n = x.shape[0]
+        chunk = max(1, max_rows // n)
+        out = []
+        for start in range(0, t_total, chunk):
+            t = min(chunk, t_total - start)
+            masks = [torch.rand(t, n, inp, dtype=x.dtype, generator=generator) < kp
+                     for (_, inp), kp in zip(self.architecture.layer_shapes, kps)]
+            masks = [m.to(x.dtype) for m in masks]
+            if self.zero_scale:
+                out.append(mlp_forward(x, weights, biases, self.architecture.activation, masks))
+            else:
+                noise = [torch.randn(t, n, o, dtype=x.dtype, generator=generator)
+                         for o, _ in self.architecture.layer_shapes]
+                out.append(local_reparam_forward(x, weights, biases, masks, scale,
+                                                 self.architecture.activation, noise))
+        return torch.cat(out)
 
 
 class ConcreteFit(NamedTuple):
-    """What :func:`fit_concrete` learned (detached float tensors) and its loss trace."""
+    """What :func:`fit_concrete` learned (detached float tensors) and its loss trace.
+
+    With ``E`` networks (a sequence of seeds) every tensor has a leading ``E`` dim, ``losses``
+    is ``steps x E`` and ``failures[e]`` is ``None`` or the message naming the parameter that
+    left its bounds (that network's numbers are then not to be used); with one network
+    ``failures`` is ``(None,)`` (a failure raises instead)."""
 
     keep_probs: tuple[torch.Tensor, ...]
     scale: torch.Tensor
@@ -297,85 +451,207 @@ class ConcreteFit(NamedTuple):
     biases: list[torch.Tensor]
     losses: torch.Tensor
     objective: ConcreteDropoutObjective
+    failures: tuple[str | None, ...] = (None,)
 
 
 @torch.no_grad()
-def _check_learned(objective: ConcreteDropoutObjective, step: int) -> None:
+def _learned_problems(objective: ConcreteDropoutObjective, step: int) -> list[str | None]:
+    """Per network (one entry without ``num_networks``): ``None`` or the message naming the
+    first learned parameter outside its bounds."""
+    e_count = objective.num_networks or 1
+    found: list[str | None] = [None] * e_count
     for i in objective.dropped_layers:
-        kp = float(torch.sigmoid(objective.keep_prob_logit(i)))
-        logit = float(objective.keep_prob_logit(i))
-        if not math.isfinite(logit) or kp < KEEP_PROB_BOUND or kp > 1.0 - KEEP_PROB_BOUND:
-            raise ValueError(
-                f"keep_probs[{i}] left the open interval (0, 1) at step {step}: keep_prob = "
-                f"{kp!r} (logit {logit!r}) is within {KEEP_PROB_BOUND} of a bound or not finite"
-            )
-    for name, log_value in (("tau", objective.log_tau), ("scale", objective.log_scale)):
-        v = float(log_value.exp())
-        if not math.isfinite(v) or not (TAU_BOUND < v < 1.0 / TAU_BOUND):
-            raise ValueError(
-                f"{name} left ({TAU_BOUND}, {1.0 / TAU_BOUND}) at step {step}: {name} = {v!r}"
-            )
+        logits = objective.keep_prob_logit(i).reshape(-1)
+        for e in range(e_count):
+            logit = float(logits[e])
+            kp = float(torch.sigmoid(logits[e]))
+            if found[e] is None and (not math.isfinite(logit) or kp < KEEP_PROB_BOUND
+                                     or kp > 1.0 - KEEP_PROB_BOUND):
+                found[e] = (f"keep_probs[{i}] left the open interval (0, 1) at step {step}: "
+                            f"keep_prob = {kp!r} (logit {logit!r}) is within {KEEP_PROB_BOUND} "
+                            "of a bound or not finite")
+    checked = [("tau", objective.log_tau)]
+    if not objective.zero_scale:
+        checked.append(("scale", objective.log_scale))
+    for name, log_value in checked:
+        values = log_value.exp().reshape(-1)
+        for e in range(e_count):
+            v = float(values[e])
+            if found[e] is None and (not math.isfinite(v) or not TAU_BOUND < v < 1 / TAU_BOUND):
+                found[e] = (f"{name} left ({TAU_BOUND}, {1.0 / TAU_BOUND}) at step {step}: "
+                            f"{name} = {v!r}")
+    return found
+
+
+def _check_learned(objective: ConcreteDropoutObjective, step: int) -> None:
+    """Raise the first problem of :func:`_learned_problems` as a ``ValueError``."""
+    problem = next((p for p in _learned_problems(objective, step) if p is not None), None)
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _param_groups(objective: ConcreteDropoutObjective, lr: float, hyper_lr: float) -> list[dict]:
+    """Adam groups: the means at ``lr``, the keep_prob logits, log theta and log tau at
+    ``hyper_lr``."""
+    means = [*objective.weights, *objective.biases]
+    hyper = [*objective.keep_prob_logits] + [
+        t for t in (objective.log_scale, objective.log_tau) if isinstance(t, torch.nn.Parameter)]
+    groups = [{"params": means, "lr": lr}]
+    if hyper:
+        groups.append({"params": hyper, "lr": hyper_lr})
+    return groups
+
+
+def _minibatches(n: int, batch_size: int | None, steps: int, gens: Sequence):
+    """Row indices of each step: ``None`` (all rows) for full batch, else epochs of a fresh
+    permutation per network (from that network's generator) cut into ``ceil(n / batch_size)``
+    batches, the last one smaller; yields one ``E x B`` index tensor per step."""
+    if batch_size is None or batch_size >= n:
+        for _ in range(steps):
+            yield None
+        return
+    done = 0
+    while done < steps:
+        perm = torch.stack([torch.randperm(n, generator=g) for g in gens])
+        for start in range(0, n, batch_size):
+            if done == steps:
+                return
+            yield perm[:, start:start + batch_size]
+            done += 1
+
+
+def _as_networks(x, y, seed):
+    """``(x, y, seeds, batched)``: one network (an int seed; ``x`` ``N x Q``) or ``E`` (a
+    sequence of ``E`` seeds; ``x`` ``N x Q`` shared or ``E x N x Q``), checked."""
+    batched = isinstance(seed, Sequence)
+    seeds = [int(s) for s in seed] if batched else [int(seed)]
+    if not seeds:
+        raise ValueError("seed must be an int or a non-empty sequence of ints (one per network)")
+    check_finite(x, "x")
+    if x.dim() == 2 and batched:
+        x = x.expand(len(seeds), *x.shape)
+        y = y.expand(len(seeds), *y.shape) if isinstance(y, torch.Tensor) and y.dim() == 2 else y
+    want = 3 if batched else 2
+    if x.dim() != want:
+        raise ValueError(f"x must have shape {'E x ' if batched else ''}N x Q"
+                         f"{' (or N x Q shared by the E networks)' if batched else ''}, got "
+                         f"{tuple(x.shape)}")
+    if batched and x.shape[0] != len(seeds):
+        raise ValueError(f"x holds {x.shape[0]} networks' data but seed names {len(seeds)}")
+    check_data(x, y)
+    if y.shape[:-1] != x.shape[:-1]:
+        raise ValueError(f"y must have shape {tuple(x.shape[:-1])} x D, got {tuple(y.shape)}")
+    return x, y, seeds, batched
 
 
 def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,), *,
                  activation: str = "relu", keep_probs=0.9, scale=1e-2, tau=1.0,
-                 prior_length_scale=1.0, learn_scale: bool = True, learn_tau: bool = True,
-                 steps: int = 1000, lr: float = 1e-2, temperature=0.1, num_samples: int = 1,
-                 seed: int = 0) -> ConcreteFit:
-    r"""Fit the means, keep_probs, :math:`\theta` and :math:`\tau` with Adam on the full-batch
-    per-example negative ELBO through relaxed masks (:class:`ConcreteDropoutObjective`).
+                 prior_length_scale=1.0, learn_scale: bool | None = None,
+                 learn_tau: bool = True, steps: int = 1000, lr: float = 1e-2, hyper_lr: float | None = None,
+                 batch_size: int | None = None, temperature=0.1, num_samples: int = 1,
+                 seed: int | Sequence[int] = 0, check_every: int = 1,
+                 at_bound: str = "fail") -> ConcreteFit:
+    r"""Fit the means, keep_probs, :math:`\theta` and :math:`\tau` with Adam on the per-example
+    negative ELBO through relaxed masks (:class:`ConcreteDropoutObjective`), full batch or in
+    minibatches, for one network or ``E`` independent ones in one batched computation.
 
     .. math::
         \min_{\mathbf{M}, \operatorname{logit}\pi, \log\theta, \log\tau}
         \frac{1}{S}\sum_{s=1}^S -\widehat{\mathrm{ELBO}}_s
 
+    With minibatches of :math:`B` rows the data term is scaled by :math:`N/B`
+    (``num_data = N``), so every step is an unbiased estimate of the full objective; an epoch is a
+    fresh permutation of the rows cut into :math:`\lceil N/B \rceil` batches.
+
+    ``E`` networks (``seed`` a sequence of ``E`` seeds): network ``e`` draws its initial means,
+    its permutations, masks and noise from ``torch.Generator().manual_seed(seed[e])`` in the same
+    order as a single fit with that seed, so it reproduces that fit up to floating-point rounding
+    whatever the other networks are (the networks share nothing; Adam is elementwise). A network
+    whose parameter leaves its bounds is named in ``failures`` and the others go on.
+
     Args:
-        x: ``N x Q`` inputs; y: ``N x D`` targets.
+        x: ``N x Q`` inputs, or ``E x N x Q`` (one data set per network); y: ``... x N x D``
+            targets to match.
         hidden: hidden widths (``()`` for a linear model).
         keep_probs: initial keep_prob per layer or one for all, in ``(0, 1)``; ``None`` entries
             mean no dropout on that layer's input.
-        scale, tau: initial :math:`\theta`, :math:`\tau` (learned unless ``learn_scale`` /
+        scale, tau: initial :math:`\theta` (``None``: the :math:`\theta \to 0` limit, see
+            :class:`ConcreteDropoutObjective`), :math:`\tau` (learned unless ``learn_scale`` /
             ``learn_tau`` is False).
-        steps: Adam steps; lr: Adam step size; temperature: :math:`t > 0` of the masks.
+        steps: Adam steps; lr: Adam step size of the means; hyper_lr: step size of the keep_prob
+            logits, :math:`\log\theta` and :math:`\log\tau` (default ``lr``).
+        batch_size: rows per step (``None``: all rows).
+        temperature: :math:`t > 0` of the masks.
         num_samples: :math:`S`, independent mask and noise draws per example per step.
-        seed: seeds the initial means and every draw.
+        seed: an int (one network) or a sequence of ``E`` ints (``E`` networks).
+        check_every: check the learned parameters against their bounds every this many steps
+            (and after the last); a non-finite loss is caught at every step.
+        at_bound: what a keep_prob that runs to 0 or 1 does: ``"fail"`` (the fit fails, see
+            Returns) or ``"clamp"`` (projected Adam: after every step each keep_prob is clamped
+            to ``[2e-6, 1 - 2e-6]`` and the other parameters go on; use it where the ELBO's
+            maximiser lies on the boundary, e.g. keep_prob -> 1 on large data sets, and report
+            which keep_probs sit at the clamp). :math:`\tau` and :math:`\theta` bounds and NaN
+            always fail.
 
     Returns:
-        A :class:`ConcreteFit`. Raises ``ValueError`` naming the parameter if a learned keep_prob
-        comes within ``1e-6`` of 0 or 1 or a learned :math:`\tau` or :math:`\theta` becomes
-        non-finite or leaves ``[1e-10, 1e10]``.
+        A :class:`ConcreteFit`. One network: raises ``ValueError`` naming the parameter if a
+        learned keep_prob comes within ``1e-6`` of 0 or 1 or a learned :math:`\tau` or
+        :math:`\theta` becomes non-finite or leaves ``[1e-10, 1e10]``; ``E`` networks: that
+        network's entry of ``failures`` says so.
 
     References:
         Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
+
+    Example:
+        >>> x = torch.linspace(-1, 1, 40, dtype=torch.float64).reshape(-1, 1)
+        >>> fit = fit_concrete(x, torch.sin(3 * x), (16,), steps=50, batch_size=16, seed=[0, 1])
+        >>> fit.keep_probs[0].shape, fit.losses.shape, fit.failures
+        (torch.Size([2]), torch.Size([50, 2]), (None, None))
     """
-    check_finite(x, "x")
-    if x.dim() != 2:
-        raise ValueError(f"x must have shape N x Q, got {tuple(x.shape)}")
-    check_data(x, y)
+    x, y, seeds, batched = _as_networks(x, y, seed)
+    if at_bound not in ("fail", "clamp"):
+        raise ValueError(f"at_bound must be 'fail' or 'clamp', got {at_bound!r}")
+    clamp_logit = math.log1p(-KEEP_PROB_CLAMP) - math.log(KEEP_PROB_CLAMP)
     steps = check_positive_int(steps, "steps")
     lr = check_positive(lr, "lr")
+    hyper_lr = lr if hyper_lr is None else check_positive(hyper_lr, "hyper_lr")
     temperature = check_positive(temperature, "temperature")
     num_samples = check_positive_int(num_samples, "num_samples")
+    check_every = check_positive_int(check_every, "check_every")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
     hidden = tuple(check_positive_int(h, f"hidden[{i}]") for i, h in enumerate(hidden))
     arch = Architecture((x.shape[-1], *hidden, y.shape[-1]), activation=activation)
-    gen = torch.Generator().manual_seed(int(seed))
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     objective = ConcreteDropoutObjective(
         arch, keep_probs, scale, tau, prior_length_scale, learn_scale=learn_scale,
-        learn_tau=learn_tau, generator=gen, dtype=x.dtype,
+        learn_tau=learn_tau, generator=gens if batched else gens[0], dtype=x.dtype,
+        num_networks=len(seeds) if batched else None,
     )
-    opt = torch.optim.Adam(objective.parameters(), lr=lr)
-    losses = torch.empty(steps, dtype=x.dtype)
-    for step in range(steps):
+    opt = torch.optim.Adam(_param_groups(objective, lr, hyper_lr), foreach=True)
+    losses = torch.empty((steps, len(seeds)) if batched else (steps,), dtype=x.dtype)
+    failures: list[str | None] = [None] * len(seeds)
+    n, nets = x.shape[-2], torch.arange(len(seeds))[:, None]
+    for step, rows in enumerate(_minibatches(n, batch_size, steps, gens)):
+        if rows is None:
+            xb, yb = x, y
+        else:
+            xb, yb = (x[nets, rows], y[nets, rows]) if batched else (x[rows[0]], y[rows[0]])
         opt.zero_grad()
-        loss = objective(x, y, temperature=temperature, sample_shape=(num_samples,),
-                         generator=gen).mean()
-        if not torch.isfinite(loss):
-            _check_learned(objective, step)
-            raise ValueError(f"the negative ELBO became non-finite at step {step}")
-        loss.backward()
+        loss = objective.negative_elbo_unchecked(
+            xb, yb, n, temperature=temperature, sample_shape=(num_samples,),
+            generator=gens if batched else gens[0]).mean(0)
+        if not bool(torch.isfinite(loss).all()):
+            _note_failures(objective, step, failures, loss, batched)
+        loss.sum().backward()
         opt.step()
+        if at_bound == "clamp":
+            with torch.no_grad():
+                for logit in objective.keep_prob_logits:
+                    logit.clamp_(-clamp_logit, clamp_logit)
         losses[step] = loss.detach()
-        _check_learned(objective, step + 1)
+        if (step + 1) % check_every == 0 or step + 1 == steps:
+            _note_failures(objective, step + 1, failures, None, batched)
     with torch.no_grad():
         return ConcreteFit(
             keep_probs=tuple(kp.detach().clone() for kp in objective.keep_probs),
@@ -385,4 +661,18 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
             biases=[b.detach().clone() for b in objective.biases],
             losses=losses,
             objective=objective,
+            failures=tuple(failures),
         )
+
+
+def _note_failures(objective, step: int, failures: list, loss, batched: bool) -> None:
+    """Record each network's first problem in ``failures`` (a non-finite ``loss`` entry counts);
+    with one network, raise it."""
+    problems = _learned_problems(objective, step)
+    for e, problem in enumerate(problems):
+        if problem is None and loss is not None and not math.isfinite(float(loss.reshape(-1)[e])):
+            problem = f"the negative ELBO became non-finite at step {step}"
+        if problem is not None and failures[e] is None:
+            failures[e] = problem
+    if not batched and failures[0] is not None:
+        raise ValueError(failures[0])

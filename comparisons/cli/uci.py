@@ -39,7 +39,7 @@ __all__ = ["add_parser", "run", "uci_run_cells", "COMMAND", "UCI_METHODS"]
 
 COMMAND = "uci"
 #: methods of the ``uci`` subcommand
-UCI_METHODS = ("mc_dropout", "gp")
+UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo")
 
 
 class CellDispatch:
@@ -49,7 +49,8 @@ class CellDispatch:
         self.fns = fns
 
     def __call__(self, cell):
-        return self.fns[cell.method](cell)
+        method = cell.cells[0].method if hasattr(cell, "cells") else cell.method
+        return self.fns[method](cell)
 
 
 def uci_run_cells(args: argparse.Namespace):
@@ -57,6 +58,11 @@ def uci_run_cells(args: argparse.Namespace):
     first."""
     from comparisons.datasets.uci import UCI_DATASETS
     from comparisons.protocols.uci import run_uci_cell, uci_cells, uci_splits
+    from comparisons.protocols.uci_concrete import (
+        CONCRETE_UCI_METHODS,
+        concrete_uci_cells,
+        run_concrete_uci_cells,
+    )
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
 
     datasets = list(UCI_DATASETS) if args.dataset == "all" else args.dataset.split(",")
@@ -69,7 +75,19 @@ def uci_run_cells(args: argparse.Namespace):
         for name, chosen in uci_splits(datasets, args.splits).items():
             cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)
         fns["gp"] = run_gp_uci_cell
+    for method in CONCRETE_UCI_METHODS:
+        if method in args.methods:
+            cells += concrete_uci_cells(datasets, args.splits, _concrete_config(args), method)
+            fns[method] = run_concrete_uci_cells
     return cells, CellDispatch(fns)
+
+
+def _concrete_config(args):
+    from comparisons.protocols.uci_concrete import ConcreteUCIConfig
+
+    return ConcreteUCIConfig(epochs_multiplier=args.epochs_multiplier,
+                             num_samples=args.num_samples, seed=args.seed,
+                             temperature=args.temperature)
 
 
 def _protocol(args):
@@ -91,6 +109,7 @@ def _this_run_records(records, args, out: Path):
     """The records of this run's settings (a cell id ends in the hash of its settings; the folder
     may hold others after --allow-settings-change) and the note on the others, if any."""
     from comparisons.protocols.uci import uci_cells
+    from comparisons.protocols.uci_concrete import concrete_uci_cells
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells
 
     if not len(records):
@@ -98,7 +117,8 @@ def _this_run_records(records, args, out: Path):
     # the config hash does not depend on the data set or split: probe both methods once, so
     # that GP cells added to a folder of MC dropout cells (same settings) show together
     probe = (uci_cells(["yacht"], "0", _protocol(args))
-             + gp_uci_cells(["yacht"], "0", GPUCIConfig(max_fit_size=args.gp_max_fit_size)))
+             + gp_uci_cells(["yacht"], "0", GPUCIConfig(max_fit_size=args.gp_max_fit_size))
+             + concrete_uci_cells(["yacht"], "0", _concrete_config(args), "concrete_dropout"))
     hashes = {cell.cell_id.rsplit("/", 1)[-1] for cell in probe}
     mine = records["cell_id"].str.rsplit("/", n=1).str[-1].isin(hashes)
     note = []
@@ -116,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0, or 1 if some cell failed (see ``failures.json``).
     """
+    from comparisons.protocols.uci_concrete import concrete_group_key
     from comparisons.report.uci import write_uci_report
     from comparisons.runner.executors import run_cells
     from comparisons.runner.store import ResultsStore
@@ -127,10 +148,13 @@ def run(args: argparse.Namespace) -> int:
     settings = {"epochs_multiplier": args.epochs_multiplier, "num_samples": args.num_samples,
                 "seed": args.seed, "max_grid": args.max_grid,
                 "gp_max_fit_size": args.gp_max_fit_size}
+    if args.temperature != 0.1:  # recorded when set, so folders made before it stay resumable
+        settings["temperature"] = args.temperature
     store = ResultsStore(out, settings=settings,
                          allow_settings_change=args.allow_settings_change)
     t0 = time.perf_counter()
-    summary = run_cells(cells, dispatch, store, _executor(args), progress=not args.no_progress)
+    summary = run_cells(cells, dispatch, store, _executor(args), progress=not args.no_progress,
+                        group_by=concrete_group_key)
     elapsed = time.perf_counter() - t0
     exported = store.export()
     records, note = _this_run_records(store.load_records(), args, out)
@@ -140,7 +164,8 @@ def run(args: argparse.Namespace) -> int:
         footer.append("failed cells (see failures.json): " + ", ".join(summary.failed_cells))
     paths = write_uci_report(
         records, out, title=f"UCI splits: MC dropout (epochs x{args.epochs_multiplier:g}, "
-        f"T = {args.num_samples}) and exact GPs where run", preamble=note, footer=footer)
+        f"T = {args.num_samples}), learned-rate dropout and exact GPs where run",
+        preamble=note, footer=footer)
     print(paths["report"].read_text(encoding="utf-8"), end="")
     print(f"outputs: {paths['report']}, {', '.join(str(p) for p in exported.values())}")
     return 1 if summary.failed else 0
@@ -221,9 +246,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int_at_least("--workers"), default=None,
                    help="processes (local) or CPUs (ray) (default: 1 process; ray: every CPU)")
     p.add_argument("--methods", type=_methods_arg, default="mc_dropout",
-                   help="comma list: mc_dropout (the protocol) and/or gp (exact arc-cosine and SE "
-                        "GPs fitted by marginal likelihood, training sets up to 12,000 rows) "
-                        "(default: mc_dropout)")
+                   help="comma list of: mc_dropout (the protocol: grid search of dropout rate "
+                        "and tau), gp (exact arc-cosine and SE GPs fitted by marginal likelihood, "
+                        "training sets up to 12,000 rows), concrete_dropout (keep_prob per layer "
+                        "and tau learned by the ELBO through relaxed masks, theta -> 0), "
+                        "full_elbo (keep_prob, theta and tau learned) (default: mc_dropout)")
+    p.add_argument("--temperature", type=positive_float("--temperature"), default=0.1,
+                   help="Concrete temperature of concrete_dropout and full_elbo (default: 0.1, "
+                        "as in Gal, Hron & Kendall 2017)")
     p.add_argument("--gp-max-fit-size", type=int_at_least("--gp-max-fit-size"), default=3000,
                    help="GPs on larger training sets fit their hyper-parameters on a random "
                         "subset of this size, then condition exactly on all rows (default: 3000)")

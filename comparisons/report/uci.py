@@ -28,7 +28,7 @@ import pandas as pd
 from comparisons.report.styles import canonical_method
 
 __all__ = ["summarize", "format_mean_se", "summary_markdown", "plot_split_metric", "REPORT_METRICS",
-           "write_uci_report"]
+           "HYPERPARAMETER_METRICS", "write_uci_report"]
 
 _REQUIRED = ("dataset", "method", "split", "metric", "value")
 
@@ -232,13 +232,18 @@ def plot_split_metric(records: pd.DataFrame | Iterable[Mapping[str, Any]], metri
 
 #: metrics of the UCI report table, in this order (those present in the records)
 REPORT_METRICS = ("rmse", "rmse_standard", "test_ll", "coverage_95", "wall_time_s")
+#: the hyper-parameters each method chose: the grid's (MC dropout; a DROP rate) and the learned
+#: ones (keep_probs, tau on the original scale, theta)
+HYPERPARAMETER_METRICS = ("best_dropout_rate", "best_tau", "learned_keep_prob_input",
+                          "learned_keep_prob_hidden", "learned_tau", "learned_theta")
 
 
 def write_uci_report(records: pd.DataFrame | Iterable[Mapping[str, Any]], out: str | Path, *,
                      title: str, preamble: Sequence[str] = (), footer: Sequence[str] = ()
                      ) -> dict[str, Path]:
     """Write the UCI report under ``out``: ``report.md`` (title, ``preamble`` lines, the
-    :func:`summary_markdown` table of :data:`REPORT_METRICS`, ``footer`` lines) and, when there
+    :func:`summary_markdown` table of :data:`REPORT_METRICS`, the table of
+    :data:`HYPERPARAMETER_METRICS` when present, ``footer`` lines) and, when there
     are records, ``test_ll_per_split.png`` (:func:`plot_split_metric` with the mean ± SE), each
     atomically (:mod:`comparisons.runner.store`).
 
@@ -273,6 +278,12 @@ def write_uci_report(records: pd.DataFrame | Iterable[Mapping[str, Any]], out: s
     if len(df):
         present = set(df["metric"])
         lines.append(summary_markdown(df, metrics=[m for m in REPORT_METRICS if m in present]))
+        chosen = [m for m in HYPERPARAMETER_METRICS if m in present]
+        if chosen:
+            lines += ["", "Hyper-parameters per method (mean ± SE over splits): the grid "
+                      "search's choice (MC dropout: a drop rate, tau on the original scale) and "
+                      "the learned keep_probs, tau (original scale) and theta.", "",
+                      summary_markdown(df, metrics=chosen)]
         fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * df["dataset"].nunique()))
         plot_split_metric(df, "test_ll", ax, show_mean=True)
         ax.set_title("test log-likelihood per split")

@@ -50,6 +50,8 @@ from comparisons.runner.store import ResultsStore, make_cell_id, validate_record
 
 __all__ = [
     "Cell",
+    "CellGroup",
+    "CellError",
     "CellOutcome",
     "RunSummary",
     "Executor",
@@ -87,6 +89,36 @@ class Cell:
     def cell_id(self) -> str:
         """Stable id ``dataset/method/split-KK/<config hash>``."""
         return make_cell_id(self.dataset, self.split, self.config, method=self.method)
+
+
+@dataclass(frozen=True, eq=False)
+class CellGroup:
+    """Cells computed together by one call of the cell function (e.g. the splits of one data
+    set trained as one batched computation), each still written and resumed on its own.
+
+    :func:`run_cells` forms groups from the PENDING cells only (``group_by``), so a cell function
+    used with groups must give every cell the same records whatever group it is computed in. The
+    function returns one entry per cell, in order: its records, or a :class:`CellError` for a
+    cell that failed (the others of the group are kept).
+
+    Attributes:
+        cells: the cells, in order.
+    """
+
+    cells: tuple
+
+    @property
+    def cell_id(self) -> str:
+        """``group:<first cell id>+<count - 1>``."""
+        return f"group:{cell_id_of(self.cells[0])}+{len(self.cells) - 1}"
+
+
+@dataclass(frozen=True)
+class CellError:
+    """The failure of one cell of a :class:`CellGroup` (recorded in ``failures.json``)."""
+
+    error: str
+    traceback: str = ""
 
 
 def cell_id_of(cell: Any) -> str:
@@ -445,7 +477,8 @@ class RunInterrupted(KeyboardInterrupt):
 def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
               executor: Executor | None = None,
               cell_id: Callable[[Any], str] | None = None,
-              progress: bool = True, add_wall_time: bool = True) -> RunSummary:
+              progress: bool = True, add_wall_time: bool = True,
+              group_by: Callable[[Any], Any] | None = None) -> RunSummary:
     """Run the unfinished cells, writing each to ``store`` as soon as it completes.
 
     In order: takes the results folder's lock (:meth:`ResultsStore.lock`, held until the
@@ -461,7 +494,11 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
         executor: default ``LocalExecutor()``.
         cell_id: maps a cell to its id (default :func:`cell_id_of`).
         progress: show a tqdm progress bar over cells.
-        add_wall_time: add ``wall_time_s`` to records that lack it.
+        add_wall_time: add ``wall_time_s`` to records that lack it (a group's time divided by
+            its size).
+        group_by: ``cell -> key`` (hashable; ``None`` for a cell that runs alone): the pending
+            cells of one key run as ONE :class:`CellGroup` (``fn(group)`` returns one entry per
+            cell, records or :class:`CellError`); every cell is still written on its own.
 
     Returns:
         A :class:`RunSummary` (done, skipped, failed, failed_cells).
@@ -479,6 +516,8 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
     """
     executor = executor if executor is not None else LocalExecutor()
     get_id = cell_id or cell_id_of
+    if group_by is not None:
+        group_by = _checked_group_by(group_by)
     cells = list(cells)
     ids = [get_id(c) for c in cells]
     seen: set[str] = set()
@@ -495,28 +534,31 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
         failed: list[str] = []
         bar = tqdm(total=len(cells), initial=skipped, desc="cells", unit="cell",
                    disable=not progress)
-        outcomes = executor.run(fn, [cells[k] for k in todo])
+        items, members = _work_items([cells[k] for k in todo], group_by)
+        outcomes = executor.run(fn, items)
         try:
             for outcome in outcomes:
-                cid = ids[todo[outcome.index]]
-                error, tb = outcome.error, outcome.traceback
-                if error is None:
-                    try:
-                        records = validate_records(outcome.records or [])
-                        if add_wall_time:
-                            for rec in records:
-                                rec.setdefault("wall_time_s", outcome.wall_time_s)
-                        store.write_cell(cid, records)
-                        done += 1
-                    except FileExistsError:  # finished meanwhile by another writer
-                        skipped += 1
-                    except (TypeError, ValueError) as exc:
-                        error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
-                if error is not None:
-                    store.record_failure(cid, error, tb, wall_time_s=outcome.wall_time_s)
-                    failed.append(cid)
-                    bar.set_postfix(failed=len(failed))
-                bar.update(1)
+                for cell_pos, records, error, tb, wall in _member_results(
+                        outcome, members[outcome.index], isinstance(items[outcome.index],
+                                                                    CellGroup)):
+                    cid = ids[todo[cell_pos]]
+                    if error is None:
+                        try:
+                            records = validate_records(records or [])
+                            if add_wall_time:
+                                for rec in records:
+                                    rec.setdefault("wall_time_s", wall)
+                            store.write_cell(cid, records)
+                            done += 1
+                        except FileExistsError:  # finished meanwhile by another writer
+                            skipped += 1
+                        except (TypeError, ValueError) as exc:
+                            error, tb = f"{type(exc).__name__}: {exc}", traceback.format_exc()
+                    if error is not None:
+                        store.record_failure(cid, error, tb, wall_time_s=wall)
+                        failed.append(cid)
+                        bar.set_postfix(failed=len(failed))
+                    bar.update(1)
         except KeyboardInterrupt as exc:
             if isinstance(exc, RunInterrupted):
                 raise
@@ -528,3 +570,56 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
             bar.close()
     return RunSummary(done=done, skipped=skipped, failed=len(failed),
                       failed_cells=tuple(sorted(failed)))
+
+
+def _checked_group_by(group_by):
+    if not callable(group_by):
+        raise ValueError(f"group_by must be a callable cell -> key, got {group_by!r}")
+    return group_by
+
+
+def _work_items(cells: list, group_by) -> tuple[list, list[list[int]]]:
+    """The executor's work items and, per item, the positions of its cells in ``cells``:
+    one item per cell, or one :class:`CellGroup` per ``group_by`` key (first-seen order)."""
+    if group_by is None:
+        return cells, [[k] for k in range(len(cells))]
+    keyed: dict[Any, list[int]] = {}
+    singles: list[list[int]] = []
+    order: list[Any] = []
+    for k, cell in enumerate(cells):
+        key = group_by(cell)
+        if key is None:
+            singles.append([k])
+            order.append(("single", len(singles) - 1))
+        else:
+            if key not in keyed:
+                keyed[key] = []
+                order.append(("group", key))
+            keyed[key].append(k)
+    items, members = [], []
+    for kind, ref in order:
+        pos = singles[ref] if kind == "single" else keyed[ref]
+        items.append(cells[pos[0]] if kind == "single" else
+                     CellGroup(tuple(cells[k] for k in pos)))
+        members.append(pos)
+    return items, members
+
+
+def _member_results(outcome: CellOutcome, positions: list[int], grouped: bool):
+    """``(position, records, error, traceback, wall_time_s)`` per cell of one outcome."""
+    if not grouped:
+        yield positions[0], outcome.records, outcome.error, outcome.traceback, outcome.wall_time_s
+        return
+    wall = outcome.wall_time_s / len(positions)
+    entries = outcome.records
+    if outcome.error is None and (entries is None or len(entries) != len(positions)):
+        got = "nothing" if entries is None else f"{len(entries)} entries"
+        outcome = CellOutcome(outcome.index, None, f"ValueError: the cell function returned "
+                              f"{got} for a group of {len(positions)} cells")
+    for j, pos in enumerate(positions):
+        if outcome.error is not None:
+            yield pos, None, outcome.error, outcome.traceback, wall
+        elif isinstance(entries[j], CellError):
+            yield pos, None, entries[j].error, entries[j].traceback, wall
+        else:
+            yield pos, entries[j], None, "", wall

@@ -45,7 +45,8 @@ def test_uci_methods_option_is_checked(tmp_path, capsys):
         main(["uci", "--dataset", "yacht", "--splits", "0", "--methods", "hmc",
               "--out", str(tmp_path)])
     assert exc.value.code == 2
-    assert "--methods must be a comma list of mc_dropout, gp, got 'hmc'" in capsys.readouterr().err
+    assert ("--methods must be a comma list of mc_dropout, gp, concrete_dropout, full_elbo, "
+            "got 'hmc'") in capsys.readouterr().err
 
 
 def test_uci_help_lists_data_sets_and_defaults(capsys):

@@ -1,0 +1,250 @@
+r"""Learned dropout rates on the standard UCI splits: Concrete dropout and the full ELBO, one fit
+per split instead of the MC dropout protocol's 12-point grid search.
+
+Methods (cells of the UCI summary next to ``mc_dropout`` and the GPs):
+
+- ``concrete_dropout``: keep_prob per layer (input and hidden) and a homoscedastic
+  :math:`\tau` learned by maximising the ELBO through relaxed Bernoulli masks, in the
+  :math:`\theta \to 0` limit (no jitter noise; the KL without its diverging :math:`\theta`
+  terms) — the objective of Gal, Hron & Kendall (2017).
+- ``full_elbo``: the same with :math:`\theta` learned too (the variational family as written,
+  jitter noise by local reparameterisation), so every term of the ELBO is optimised.
+
+Per split, as the MC dropout protocol but without a validation split (nothing is selected): the
+training split is standardised, the network (one hidden ReLU layer of 50 units, 100 for protein;
+Glorot-uniform means, zero biases) is fitted with :func:`vi_dropout.concrete.fit_concrete` for
+the protocol's epochs (base epochs times ``epochs_multiplier``) in minibatches of 128 (Adam:
+step size ``lr`` for the means, ``hyper_lr`` for the keep_prob logits, :math:`\log\tau` and
+:math:`\log\theta`), the prior is :math:`\mathcal N(0, l^{-2})` with the protocol's
+:math:`l = 10^{-2}` on the standardised inputs, the temperature is 0.1. The test predictive uses
+EXACT Bernoulli masks at the learned keep_probs (``T = 10,000``) and the learned :math:`\tau`
+mapped to the original scale (:math:`\tau / s_y^2`); records: ``rmse``, ``rmse_standard``
+(weight averaging at the learned keep_probs), ``test_ll``, ``coverage_95`` (moment-matched
+Gaussian interval), the learned ``learned_keep_prob_input``, ``learned_keep_prob_hidden``,
+``learned_tau`` (original scale), ``learned_theta`` (``full_elbo``), ``final_loss`` (per data
+point, the mean over the last epoch) and ``wall_time_s``.
+
+All splits of a data set have the same number of training rows, so the pending splits of one
+(data set, method) are trained as ONE batched computation (a
+:class:`~comparisons.runner.executors.CellGroup`). Every split's network draws from its own
+generator, so its numbers do not depend on which splits were computed with it; its
+``wall_time_s`` is the group's time divided by the group size (recorded with ``group_size``).
+A keep_prob that runs to 1 (or 0) is clamped at ``1 - 2e-6`` (projected Adam, ``at_bound="clamp"``:
+on the larger data sets the ELBO's maximiser is "no dropout", a boundary solution) and the cell
+records ``keep_prob_at_bound_input`` / ``_hidden`` = 1. A network whose :math:`\tau` or
+:math:`\theta` runs to a bound or whose objective turns NaN fails ITS cell (the message names
+the data set, split and parameter); the others are kept.
+
+References:
+    Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
+
+Example:
+    >>> [c.method for c in concrete_uci_cells(["yacht"], "0-1", ConcreteUCIConfig(), "full_elbo")]
+    ['full_elbo', 'full_elbo']
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from comparisons.datasets.uci import load_uci, standardize
+from comparisons.metrics.distances import interval_coverage, moment_match_samples
+from comparisons.protocols.uci import protocol_seed, uci_splits
+from comparisons.runner.executors import Cell, CellError, CellGroup
+from vi_dropout.concrete import KEEP_PROB_CLAMP, fit_concrete
+from vi_dropout.predict import regression_summary, standard_dropout_predict
+from vi_dropout.validation import check_positive, check_positive_int
+
+__all__ = [
+    "CONCRETE_UCI_METHODS",
+    "ConcreteUCIConfig",
+    "concrete_uci_cells",
+    "concrete_group_key",
+    "run_concrete_uci_cells",
+]
+
+#: method ids of this protocol
+CONCRETE_UCI_METHODS = ("concrete_dropout", "full_elbo")
+
+#: offset of the fit's seed from :func:`~comparisons.protocols.uci.protocol_seed` (the test MC
+#: samples use one more)
+SEED_OFFSET = 700
+
+
+@dataclass(frozen=True)
+class ConcreteUCIConfig:
+    """Settings of the learned-rate methods on UCI (all recorded with every cell).
+
+    Attributes:
+        epochs_multiplier: base epochs (40; 20 for protein) times this, as the MC dropout protocol.
+        num_samples: :math:`T`, MC samples at test time.
+        prior_length_scale: :math:`l` of the prior (the MC dropout protocol's).
+        batch_size: minibatch rows.
+        seed: base seed (per split: ``protocol_seed + 700``; test samples ``+ 701``).
+        dtype: ``"float32"`` or ``"float64"``.
+        temperature: Concrete temperature :math:`t > 0` (0.1 as in Gal, Hron & Kendall).
+        initial_keep_prob: initial keep_prob of every layer, in (0, 1).
+        initial_scale: initial :math:`\\theta` of ``full_elbo``.
+        initial_tau: initial :math:`\\tau` on the standardised scale.
+        lr, hyper_lr: Adam step sizes of the means and of the learned hyper-parameters.
+    """
+
+    epochs_multiplier: float = 10
+    num_samples: int = 10_000
+    prior_length_scale: float = 1e-2
+    batch_size: int = 128
+    seed: int = 0
+    dtype: str = "float32"
+    temperature: float = 0.1
+    initial_keep_prob: float = 0.9
+    initial_scale: float = 1e-2
+    initial_tau: float = 1.0
+    lr: float = 1e-3
+    hyper_lr: float = 1e-2
+
+    def __post_init__(self):
+        check_positive(self.epochs_multiplier, "epochs_multiplier")
+        check_positive_int(self.num_samples, "num_samples")
+        check_positive(self.prior_length_scale, "prior_length_scale")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive(self.temperature, "temperature")
+        if not 0.0 < float(self.initial_keep_prob) < 1.0:
+            raise ValueError(f"initial_keep_prob must lie in the open interval (0, 1), got "
+                             f"{self.initial_keep_prob!r}")
+        for name in ("initial_scale", "initial_tau", "lr", "hyper_lr"):
+            check_positive(getattr(self, name), name)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+
+def concrete_uci_cells(datasets: Sequence[str], splits: str, config: ConcreteUCIConfig,
+                       method: str) -> list[Cell]:
+    """One cell per (data set, split) of :func:`~comparisons.protocols.uci.uci_splits` for
+    ``method`` (``"concrete_dropout"`` or ``"full_elbo"``)."""
+    if method not in CONCRETE_UCI_METHODS:
+        raise ValueError(f"method must be one of {list(CONCRETE_UCI_METHODS)}, got {method!r}")
+    return [Cell(name, split, method, asdict(config))
+            for name, chosen in uci_splits(list(datasets), splits).items() for split in chosen]
+
+
+def concrete_group_key(cell: Cell):
+    """The :func:`~comparisons.runner.executors.run_cells` ``group_by`` key: cells of this
+    protocol with the same data set, method and settings train together; others run alone."""
+    if getattr(cell, "method", None) not in CONCRETE_UCI_METHODS:
+        return None
+    return (cell.dataset, cell.method, tuple(sorted(dict(cell.config).items())))
+
+
+def _fit_group(raws, config: ConcreteUCIConfig, method: str, dtype):
+    """Fit one network per split of ``raws`` (one batched computation)."""
+    stds = [standardize(raw) for raw in raws]
+    x = torch.stack([torch.tensor(s.x_train, dtype=dtype) for s in stds])
+    y = torch.stack([torch.tensor(s.y_train, dtype=dtype) for s in stds])
+    n = x.shape[1]
+    epochs = max(1, int(round(raws[0].n_epochs * config.epochs_multiplier)))
+    steps = epochs * math.ceil(n / config.batch_size)
+    seeds = [protocol_seed(config, raw.split) + SEED_OFFSET for raw in raws]
+    fit = fit_concrete(
+        x, y, (raws[0].n_hidden,), keep_probs=config.initial_keep_prob,
+        scale=config.initial_scale if method == "full_elbo" else None, tau=config.initial_tau,
+        prior_length_scale=config.prior_length_scale, steps=steps, lr=config.lr,
+        hyper_lr=config.hyper_lr, batch_size=config.batch_size, temperature=config.temperature,
+        seed=seeds, check_every=100, at_bound="clamp")
+    return stds, fit, steps, seeds
+
+
+def _split_records(raw, std, fit, e: int, config: ConcreteUCIConfig, method: str, seed: int,
+                   steps: int) -> dict[str, float]:
+    """Test metrics and learned parameters of network ``e`` (split ``raw.split``)."""
+    dtype = getattr(torch, config.dtype)
+    x = torch.tensor(std.x_test, dtype=dtype)
+    y = torch.tensor(raw.y_test, dtype=torch.float64)
+    y_std = float(np.asarray(std.y_std, dtype=np.float64).reshape(-1)[0])
+    y_mean = float(np.asarray(std.y_mean, dtype=np.float64).reshape(-1)[0])
+    gen = torch.Generator().manual_seed(seed + 1)
+    samples = fit.objective.predict(x, config.num_samples, network=e, generator=gen).double()
+    kps = [float(kp[e]) for kp in fit.keep_probs]
+    ws, bs = [w[e] for w in fit.weights], [b[e] for b in fit.biases]
+    standard = standard_dropout_predict(x, ws, bs, kps, inverted=False).double()
+    tau = float(fit.tau[e]) / y_std**2  # the standardised scale's precision, original scale
+    summary = regression_summary(samples, y, tau, y_mean, y_std, standard)
+    mean, var = moment_match_samples(samples[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
+                                     y_std=y_std)
+    per_epoch = min(steps, math.ceil(std.x_train.shape[0] / config.batch_size))
+    metrics = {
+        "rmse": float(summary.rmse), "rmse_standard": float(summary.rmse_standard),
+        "test_ll": float(summary.mean_log_likelihood),
+        "coverage_95": float(interval_coverage(mean, var, raw.y_test[:, 0])),
+        "learned_keep_prob_input": kps[0], "learned_keep_prob_hidden": kps[1],
+        # 1 where the keep_prob sits at the clamp 1 - 2e-6 (or 2e-6): the ELBO wants no dropout
+        "keep_prob_at_bound_input": float(min(kps[0], 1 - kps[0]) < 2 * KEEP_PROB_CLAMP),
+        "keep_prob_at_bound_hidden": float(min(kps[1], 1 - kps[1]) < 2 * KEEP_PROB_CLAMP),
+        "learned_tau": tau,
+        "final_loss": float(fit.losses[-per_epoch:, e].mean()) / std.x_train.shape[0],
+        "steps": float(steps),
+    }
+    if method == "full_elbo":
+        metrics["learned_theta"] = float(fit.scale[e])
+    for k, v in metrics.items():
+        if not math.isfinite(v):
+            raise RuntimeError(f"{raw.name} split {raw.split}: metric {k} is not finite ({v})")
+    return metrics
+
+
+def run_concrete_uci_cells(work: Cell | CellGroup):
+    """Run cells of this protocol: one :class:`~comparisons.runner.executors.Cell` (returns its
+    records) or a :class:`~comparisons.runner.executors.CellGroup` of one (data set, method,
+    settings) (returns one entry per cell: its records, or a
+    :class:`~comparisons.runner.executors.CellError` naming the data set, split and parameter of
+    a fit that failed).
+
+    Example:
+        >>> cells = concrete_uci_cells(["yacht"], "0-1", ConcreteUCIConfig(
+        ...     epochs_multiplier=0.05, num_samples=10), "concrete_dropout")
+        >>> out = run_concrete_uci_cells(CellGroup(tuple(cells)))
+        >>> [sorted({r["split"] for r in recs}) for recs in out]
+        [[0], [1]]
+    """
+    group = isinstance(work, CellGroup)
+    cells = list(work.cells) if group else [work]
+    keys = {concrete_group_key(c) for c in cells}
+    if len(keys) != 1 or None in keys:
+        raise ValueError("a group must hold cells of one data set, method and settings of this "
+                         f"protocol ({list(CONCRETE_UCI_METHODS)}), got {len(keys)} kinds")
+    config = ConcreteUCIConfig(**dict(cells[0].config))
+    method = cells[0].method
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed)
+    raws = [load_uci(c.dataset, c.split) for c in cells]
+    stds, fit, steps, seeds = _fit_group(raws, config, method, getattr(torch, config.dtype))
+    out: list = []
+    for e, (raw, std, cell) in enumerate(zip(raws, stds, cells)):
+        base = {"dataset": cell.dataset, "method": method, "split": cell.split,
+                "epochs_multiplier": config.epochs_multiplier, "num_samples": config.num_samples}
+        if fit.failures[e] is not None:
+            out.append(CellError(f"FitFailed: {cell.dataset} split {cell.split} ({method}): "
+                                 f"{fit.failures[e]}"))
+            continue
+        try:
+            metrics = _split_records(raw, std, fit, e, config, method, seeds[e], steps)
+        except (RuntimeError, ValueError) as exc:
+            out.append(CellError(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            continue
+        out.append(metrics | {"group_size": float(len(cells))})
+        out[-1] = [dict(base, metric=k, value=v) for k, v in out[-1].items()]
+    wall = (time.perf_counter() - t0) / len(cells)
+    for entry in out:
+        if not isinstance(entry, CellError):
+            entry.append(dict(entry[0], metric="wall_time_s", value=wall))
+    if not group:
+        if isinstance(out[0], CellError):
+            raise RuntimeError(out[0].error)
+        return out[0]
+    return out
