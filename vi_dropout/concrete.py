@@ -670,7 +670,8 @@ def _note_failures(objective, step: int, failures: list, loss, batched: bool) ->
     with one network, raise it."""
     problems = _learned_problems(objective, step)
     for e, problem in enumerate(problems):
-        if problem is None and loss is not None and not math.isfinite(float(loss.reshape(-1)[e])):
+        if (problem is None and loss is not None
+                and not math.isfinite(float(loss.detach().reshape(-1)[e]))):
             problem = f"the negative ELBO became non-finite at step {step}"
         if problem is not None and failures[e] is None:
             failures[e] = problem

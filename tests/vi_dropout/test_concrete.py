@@ -191,3 +191,138 @@ def test_fit_stops_when_keep_prob_hits_a_bound():
     y = torch.zeros(4, 1, dtype=F64)
     with pytest.raises(ValueError, match=r"keep_probs\[0\]"):
         fit_concrete(x, y, (), keep_probs=1 - 1e-7, steps=5)
+
+
+# --- E networks, the theta -> 0 limit, the predictive, the clamp ---------------------------------
+def _toy(num_networks: int, n: int = 24, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(num_networks, n, 2, generator=g, dtype=F64)
+    y = torch.sin(x.sum(-1, keepdim=True)) + 0.1 * torch.randn(num_networks, n, 1, generator=g,
+                                                               dtype=F64)
+    return x, y
+
+
+@pytest.mark.parametrize("scale", [1e-2, None])
+def test_batched_fit_reproduces_each_single_fit(scale):
+    # network e of a batched fit draws from its own generator in the single fit's order:
+    # same parameters and loss trace up to rounding (float64, 1e-10)
+    x, y = _toy(3)
+    kw = dict(steps=25, batch_size=10, lr=1e-2, hyper_lr=3e-2, scale=scale, tau=2.0)
+    batched = fit_concrete(x, y, (6,), seed=[5, 6, 7], **kw)
+    assert batched.losses.shape == (25, 3) and batched.failures == (None, None, None)
+    for e, seed in enumerate([5, 6, 7]):
+        single = fit_concrete(x[e], y[e], (6,), seed=seed, **kw)
+        for a, b in zip(batched.weights + batched.biases, single.weights + single.biases):
+            assert torch.allclose(a[e], b, rtol=0, atol=1e-10)
+        assert torch.allclose(batched.losses[:, e], single.losses, rtol=1e-10)
+        assert float(batched.tau[e]) == pytest.approx(float(single.tau), rel=1e-10)
+        assert float(batched.keep_probs[1][e]) == pytest.approx(float(single.keep_probs[1]),
+                                                                rel=1e-10)
+
+
+def test_theta_limit_is_the_objective_at_theta_one_over_l_without_noise():
+    # scale=None: no jitter noise and no theta terms in the KL. With theta = 1/l those terms
+    # vanish (l^2 theta^2 - 1 - log l^2 theta^2 = 0), so zero noise at theta = 1/l is the same
+    # objective: equal values and keep_prob gradients (float64, 1e-12)
+    arch = Architecture((2, 5, 1), "relu")
+    g = torch.Generator().manual_seed(3)
+    w, b = arch.init_params(generator=g)
+    x, y = _toy(1)
+    x, y = x[0], y[0]
+    limit = ConcreteDropoutObjective(arch, 0.8, None, tau=3.0, prior_length_scale=0.5,
+                                     weights=w, biases=b)
+    at_l = ConcreteDropoutObjective(arch, 0.8, 2.0, tau=3.0, prior_length_scale=0.5,
+                                    weights=w, biases=b, learn_scale=False)
+    # the same uniforms for both (same seed), each through its own keep_prob logit
+    masks1 = limit.sample_masks(24, 0.1, generator=torch.Generator().manual_seed(1))
+    masks2 = at_l.sample_masks(24, 0.1, generator=torch.Generator().manual_seed(1))
+    noise = [torch.zeros(24, 5, dtype=F64), torch.zeros(24, 1, dtype=F64)]
+    v1, v2 = limit(x, y, masks=masks1), at_l(x, y, masks=masks2, noise=noise)
+    assert float(v1.detach()) == pytest.approx(float(v2.detach()), rel=1e-12)
+    g1 = torch.autograd.grad(v1, limit.keep_prob_logits[0])[0]
+    g2 = torch.autograd.grad(v2, at_l.keep_prob_logits[0])[0]
+    assert float(g1) == pytest.approx(float(g2), rel=1e-12)
+    assert float(limit.scale) == 0.0 and "log_scale" not in dict(limit.named_parameters())
+    with pytest.raises(ValueError, match="learn_scale=False"):
+        ConcreteDropoutObjective(arch, 0.8, None, learn_scale=True)
+
+
+def test_predict_mean_matches_exact_enumeration():
+    # exact Bernoulli masks at the learned keep_probs (theta -> 0): the MC mean of f at each
+    # point against the expectation over all 2^(2+3) masks; tolerance 5 MC standard errors
+    arch = Architecture((2, 3, 1), "tanh")
+    obj = ConcreteDropoutObjective(arch, [0.7, 0.6], None,
+                                   generator=torch.Generator().manual_seed(0))
+    x = torch.tensor([[0.5, -1.0], [1.5, 0.3]], dtype=F64)
+    t = 40_000
+    samples = obj.predict(x, t, generator=torch.Generator().manual_seed(1), max_rows=5_000)
+    assert samples.shape == (t, 2, 1)
+    z_in, z_h = _all_masks(2), _all_masks(3)
+    p_in = _bernoulli_weights(torch.tensor(0.7, dtype=F64), z_in)
+    p_h = _bernoulli_weights(torch.tensor(0.6, dtype=F64), z_h)
+    w, b = [p.detach() for p in obj.weights], [p.detach() for p in obj.biases]
+    h = torch.tanh((x[None] * z_in[:, None]) @ w[0].T + b[0])           # 4 x 2 x 3
+    out = (h[:, None] * z_h[None, :, None]) @ w[1].T + b[1]             # 4 x 8 x 2 x 1
+    exact = (p_in[:, None, None, None] * p_h[None, :, None, None] * out).sum((0, 1))
+    se = samples.std(0) / math.sqrt(t)
+    assert bool(((samples.mean(0) - exact).abs() <= 5 * se).all())
+
+
+def test_predict_with_theta_adds_the_jitter_variance():
+    # keep_prob ~ 1 and a linear model: f = m x + b + theta (e^T x + e_b), so the sample
+    # variance is theta^2 (||x||^2 + 1); 10,000 draws: relative SE of a variance ~ 1.4%, 6%
+    arch = Architecture((2, 1), "relu")
+    w, b = [torch.tensor([[1.0, -2.0]], dtype=F64)], [torch.tensor([0.5], dtype=F64)]
+    obj = ConcreteDropoutObjective(arch, 1 - 1e-9, 0.3, weights=w, biases=b)
+    x = torch.tensor([[1.0, 2.0]], dtype=F64)
+    s = obj.predict(x, 10_000, generator=torch.Generator().manual_seed(0))
+    assert float(s.mean()) == pytest.approx(-2.5, abs=5 * 0.3 * math.sqrt(6) / 100)
+    assert float(s.var()) == pytest.approx(0.09 * 6, rel=0.06)
+
+
+def test_clamp_keeps_keep_prob_at_the_boundary_and_fit_goes_on():
+    # a keep_prob beyond the bound (1 - 1e-7): "fail" stops with the parameter named; "clamp"
+    # projects it to 1 - 2e-6 after every step (a small hyper_lr keeps it within 5% of the clamp
+    # over 20 steps) and the fit goes on to the end
+    x = torch.linspace(-1, 1, 64, dtype=F64).reshape(-1, 1)
+    y = 3 * x
+    kw = dict(keep_probs=1 - 1e-7, scale=None, tau=100.0, steps=20, lr=0.05, hyper_lr=1e-3)
+    with pytest.raises(ValueError, match=r"keep_probs\[0\]"):
+        fit_concrete(x, y, (), **kw)
+    fit = fit_concrete(x, y, (), at_bound="clamp", **kw)
+    assert 2e-6 * (1 - 1e-9) <= 1 - float(fit.keep_probs[0]) <= 2.1e-6
+    assert fit.failures == (None,) and bool(torch.isfinite(fit.losses).all())
+    with pytest.raises(ValueError, match="at_bound"):
+        fit_concrete(x, y, (), at_bound="stop", steps=1)
+
+
+def test_batched_failure_is_named_and_the_others_go_on():
+    # network 1's targets overflow the loss (1e200^2): its entry of failures says so, network 0
+    # trains on with finite losses
+    x, y = _toy(2)
+    y = y.clone()
+    y[1] = 1e200
+    fit = fit_concrete(x, y, (4,), seed=[0, 1], steps=10, scale=None)
+    assert fit.failures[0] is None and "non-finite" in fit.failures[1]
+    assert bool(torch.isfinite(fit.losses[:, 0]).all())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seed=[]), "non-empty"),
+    (dict(seed=[0, 1, 2]), "networks' data"),
+])
+def test_batched_fit_checks_its_arguments(kwargs, match):
+    x, y = _toy(2)
+    with pytest.raises(ValueError, match=match):
+        fit_concrete(x, y, (3,), steps=1, **kwargs)
+
+
+def test_objective_checks_generators_and_network():
+    arch = Architecture((2, 3, 1), "relu")
+    with pytest.raises(ValueError, match="sequence of 2"):
+        ConcreteDropoutObjective(arch, num_networks=2, generator=torch.Generator())
+    obj = ConcreteDropoutObjective(arch, num_networks=2)
+    with pytest.raises(ValueError, match="network must"):
+        obj.predict(torch.zeros(1, 2, dtype=F64), 3)
+    with pytest.raises(ValueError, match="network must be in 0..1"):
+        obj.predict(torch.zeros(1, 2, dtype=F64), 3, network=2)

@@ -323,3 +323,56 @@ def test_ctrl_c_stops_pool_workers_at_once_and_reports_one_line(tmp_path):
     assert "Traceback" not in stderr
     with ResultsStore(tmp_path / "out").lock():  # the lock went with the run
         assert ResultsStore(tmp_path / "out").done_cells() == {"c0"}
+
+
+def grouped_cell_fn(work):
+    """Cells of one data set computed together; the cell with ``nan_at`` fails on its own; the
+    call count per cell goes into the records (must be 1: every cell computed once)."""
+    from comparisons.runner.executors import CellError, CellGroup
+
+    cells = work.cells if isinstance(work, CellGroup) else (work,)
+    out = []
+    for cell in cells:
+        if cell.config.get("nan_at") == cell.split:
+            out.append(CellError(f"FloatingPointError: NaN on split {cell.split}"))
+        else:
+            out.append(dummy_cell_fn(cell) + [
+                {"dataset": cell.dataset, "method": cell.method, "split": cell.split,
+                 "metric": "group_size", "value": float(len(cells))}])
+    return out if isinstance(work, CellGroup) else out[0]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_groups_write_each_cell_and_isolate_a_failed_member(tmp_path, workers):
+    # group_by = data set: yacht's 4 cells in one call, energy's 2 in another; the failing
+    # member is recorded alone, the others written with the group's time split among them,
+    # and a re-run computes only the failed cell (as a group of one)
+    store = ResultsStore(tmp_path)
+    cells = _cells(nan_at=3)  # only yacht has a split 3
+    summary = run_cells(cells, grouped_cell_fn, store, LocalExecutor(workers), progress=False,
+                        group_by=lambda c: c.dataset)
+    bad = Cell("yacht", 3, "dummy", {"nan_at": 3}).cell_id
+    assert (summary.done, summary.failed, summary.failed_cells) == (5, 1, (bad,))
+    df = store.load_records()
+    sizes = df[df.metric == "group_size"].groupby("dataset")["value"].unique()
+    assert list(sizes["yacht"]) == [4.0] and list(sizes["energy"]) == [2.0]
+    # the non-grouped reference gives the same metric values for the shared cells
+    ref = ResultsStore(tmp_path / "ref")
+    run_cells(cells, dummy_cell_fn, ref, progress=False)
+    mine = _comparable(store)
+    mine = mine[mine.metric != "group_size"].reset_index(drop=True)
+    assert mine.equals(_comparable(ref))
+    assert [f["cell_id"] for f in store.failures()] == [bad]
+    again = run_cells(cells, grouped_cell_fn, store, LocalExecutor(workers), progress=False,
+                      group_by=lambda c: c.dataset)
+    assert (again.done, again.skipped, again.failed) == (0, 5, 1)
+
+
+def test_a_group_that_returns_the_wrong_count_fails_every_member(tmp_path):
+    store = ResultsStore(tmp_path)
+    summary = run_cells(_cells(2), lambda work: [], store, progress=False,
+                        group_by=lambda c: c.dataset)
+    assert summary.failed == 4
+    assert "returned 0 entries for a group of 2 cells" in store.failures()[0]["error"]
+    with pytest.raises(ValueError, match="group_by must be a callable"):
+        run_cells(_cells(1), dummy_cell_fn, store, progress=False, group_by="dataset")
