@@ -16,6 +16,7 @@ from .kl import (
     kl_monte_carlo,
 )
 from .models import BayesianMLP
+from .module_concrete import ModuleConcreteFit, ModuleConcreteObjective, fit_module_concrete
 from .network import ACTIVATIONS, Architecture, mlp_forward
 from .objectives import (
     draw_masks,
@@ -89,4 +90,7 @@ __all__ = [
     "ConcreteFit",
     "fit_concrete",
     "relaxed_bernoulli_mask",
+    "ModuleConcreteObjective",
+    "ModuleConcreteFit",
+    "fit_module_concrete",
 ]

@@ -124,3 +124,34 @@ def test_concrete_rows_pass_and_the_bias_is_resolved():
     assert all(r["passed"] for r in rows), [r for r in rows if not r["passed"]]
     first, last = rows[0]["value"], rows[3]["value"]
     assert first > 10 * float(rows[0]["detail"].split("SE ")[1]) and last < 0.1 * first
+
+
+def test_concrete_maximiser_rows_pass_fast_and_name_the_maximiser():
+    """The learned keep_prob lands on the exact maximiser within the tolerance the relaxed
+    bias and the Monte Carlo error allow, the maximiser is interior, and the quick row is fast."""
+    from vi_dropout.verify import check_concrete_maximiser
+
+    t0 = time.perf_counter()
+    rows = check_concrete_maximiser()
+    assert time.perf_counter() - t0 < 10
+    assert len(rows) == 2 and all(r["check"] == "concrete" for r in rows)
+    assert all(r["passed"] for r in rows), rows
+    kp_star = float(rows[0]["detail"].split("keep_prob* ")[1].split()[0])
+    assert 0.1 < kp_star < 0.9
+    # the tolerance is a resolution, not a blanket: a hundredth or two of the keep_prob
+    assert float(rows[1]["tolerance"].split("<= ")[1]) < 0.03
+
+
+def test_concrete_maximiser_row_detects_a_different_elbo(monkeypatch):
+    """An exact side with another prior length-scale moves the maximiser away from what the
+    Concrete optimisation learns: the row must fail."""
+    from vi_dropout.verify import check_concrete_maximiser
+
+    real = verify.negative_elbo
+
+    def other_prior(*args, prior_length_scale, **kwargs):
+        return real(*args, prior_length_scale=2 * prior_length_scale, **kwargs)
+
+    monkeypatch.setattr(verify, "negative_elbo", other_prior)
+    rows = check_concrete_maximiser(steps=200, num_samples=256, bias_draws=200_000)
+    assert rows[0]["passed"] and not rows[1]["passed"]
