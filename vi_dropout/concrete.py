@@ -41,7 +41,12 @@ from .distributions import DropoutNormal
 from .kl import gaussian_kl_to_prior, kl_large_width
 from .network import Architecture, mlp_forward
 from .objectives import check_data, data_term, local_reparam_forward
-from .validation import check_finite, check_positive, check_positive_int
+from .validation import (
+    check_finite,
+    check_learnable_keep_prob,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = [
     "relaxed_bernoulli_mask",
@@ -49,6 +54,7 @@ __all__ = [
     "ConcreteFit",
     "fit_concrete",
     "KEEP_PROB_CLAMP",
+    "minibatch_rows",
 ]
 
 #: a learned keep_prob within this distance of 0 or 1 stops :func:`fit_concrete`.
@@ -58,21 +64,6 @@ TAU_BOUND = 1e-10
 #: with ``at_bound="clamp"``, :func:`fit_concrete` keeps every keep_prob in
 #: ``[KEEP_PROB_CLAMP, 1 - KEEP_PROB_CLAMP]`` (projected Adam; inside the failure bound)
 KEEP_PROB_CLAMP = 2e-6
-
-
-def _check_open_unit(value, name: str) -> float:
-    """Return ``value`` as a float after checking ``0 < value < 1`` (a learnable keep_prob)."""
-    try:
-        v = float(value.item() if isinstance(value, torch.Tensor) else value)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name} must be a real number in (0, 1), got {value!r}") from None
-    if not (0.0 < v < 1.0):
-        raise ValueError(
-            f"{name} must lie in the open interval (0, 1) to be learned (the probability that a "
-            f"unit is KEPT; drop_rate = 1 - keep_prob; pass None for a layer without dropout), "
-            f"got {value!r}"
-        )
-    return v
 
 
 def relaxed_bernoulli_mask(keep_prob_logit, shape, temperature,
@@ -174,7 +165,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
         else:
             kps = [keep_probs] * n_layers
             names = ["keep_probs"] * n_layers
-        kps = [None if kp is None else _check_open_unit(kp, nm) for kp, nm in zip(kps, names)]
+        kps = [None if kp is None else check_learnable_keep_prob(kp, nm) for kp, nm in zip(kps, names)]
         self.dropped_layers = tuple(i for i, kp in enumerate(kps) if kp is not None)
         self.keep_prob_logits = torch.nn.ParameterList(
             [torch.nn.Parameter(torch.full(shape, math.log(kp) - math.log1p(-kp), dtype=dtype))
@@ -502,10 +493,16 @@ def _param_groups(objective: ConcreteDropoutObjective, lr: float, hyper_lr: floa
     return groups
 
 
-def _minibatches(n: int, batch_size: int | None, steps: int, gens: Sequence):
-    """Row indices of each step: ``None`` (all rows) for full batch, else epochs of a fresh
+def minibatch_rows(n: int, batch_size: int | None, steps: int, gens: Sequence):
+    """Row indices of each step of a minibatch loop over ``n`` rows: ``None`` (all rows) for full batch, else epochs of a fresh
     permutation per network (from that network's generator) cut into ``ceil(n / batch_size)``
-    batches, the last one smaller; yields one ``E x B`` index tensor per step."""
+    batches, the last one smaller; yields one ``E x B`` index tensor per step (``E =
+    len(gens)``).
+
+    Example:
+        >>> [r.tolist() for r in minibatch_rows(5, 2, 3, [torch.Generator().manual_seed(0)])]
+        [[[4, 1]], [[0, 3]], [[2]]]
+    """
     if batch_size is None or batch_size >= n:
         for _ in range(steps):
             yield None
@@ -632,7 +629,7 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
     losses = torch.empty((steps, len(seeds)) if batched else (steps,), dtype=x.dtype)
     failures: list[str | None] = [None] * len(seeds)
     n, nets = x.shape[-2], torch.arange(len(seeds))[:, None]
-    for step, rows in enumerate(_minibatches(n, batch_size, steps, gens)):
+    for step, rows in enumerate(minibatch_rows(n, batch_size, steps, gens)):
         if rows is None:
             xb, yb = x, y
         else:

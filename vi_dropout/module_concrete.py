@@ -42,26 +42,18 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .concrete import KEEP_PROB_BOUND, TAU_BOUND, relaxed_bernoulli_mask
+from .concrete import KEEP_PROB_BOUND, TAU_BOUND, minibatch_rows, relaxed_bernoulli_mask
 from .conversion import CoveredLayer, dropout_free_copy, find_covered_layers
 from .module_forward import module_forward, module_kl
 from .objectives import LIKELIHOODS, data_term
-from .validation import check_finite, check_positive, check_positive_int
+from .validation import (
+    check_finite,
+    check_learnable_keep_prob,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = ["ModuleConcreteObjective", "ModuleConcreteFit", "fit_module_concrete"]
-
-
-def _open_unit(value, name: str) -> float:
-    """``value`` as a float in the open interval ``(0, 1)`` (a keep_prob to learn)."""
-    try:
-        v = float(value.item() if isinstance(value, torch.Tensor) else value)
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"{name} must be a real number in (0, 1), got {value!r}") from None
-    if not 0.0 < v < 1.0:
-        raise ValueError(f"{name} must lie in the open interval (0, 1) to be learned (the "
-                         f"probability that a unit is KEPT; drop_rate = 1 - keep_prob), got "
-                         f"{value!r}")
-    return v
 
 
 def _initial_keep_probs(layers: Sequence[CoveredLayer], keep_probs) -> list[float | None]:
@@ -73,10 +65,10 @@ def _initial_keep_probs(layers: Sequence[CoveredLayer], keep_probs) -> list[floa
         if unknown:
             raise ValueError(f"keep_probs names {unknown}, which are not covered layers of the "
                              f"module; its covered layers are {names}")
-        init = [_open_unit(given[c.name], f"keep_probs[{c.name!r}]") if c.name in given
+        init = [check_learnable_keep_prob(given[c.name], f"keep_probs[{c.name!r}]") if c.name in given
                 else (c.keep_prob if c.keep_prob < 1.0 else None) for c in layers]
     else:
-        value = _open_unit(keep_probs, "keep_probs")
+        value = check_learnable_keep_prob(keep_probs, "keep_probs")
         init = [value if c.keep_prob < 1.0 else None for c in layers]
     if all(kp is None for kp in init):
         raise ValueError(f"no covered layer has dropout in front of it (layers {names}): nothing "
@@ -370,22 +362,6 @@ class ModuleConcreteFit(NamedTuple):
     objective: ModuleConcreteObjective
 
 
-def _batches(n: int, batch_size: int | None, steps: int, gen: torch.Generator):
-    """Row indices per step: ``None`` (all rows), or epochs of a fresh permutation."""
-    done = 0
-    while done < steps:
-        if batch_size is None or batch_size >= n:
-            yield None
-            done += 1
-            continue
-        perm = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch_size):
-            if done == steps:
-                return
-            yield perm[start:start + batch_size]
-            done += 1
-
-
 def fit_module_concrete(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, keep_probs=None,
                         scale=1e-2, tau=1.0, prior_length_scale=1.0, likelihood: str = "gaussian",
                         learn_scale: bool = True, learn_tau: bool = True, steps: int = 1000,
@@ -443,8 +419,8 @@ def fit_module_concrete(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     opt = torch.optim.Adam([{"params": rest, "lr": lr}, {"params": hyper, "lr": hyper_lr}])
     gen = torch.Generator().manual_seed(int(seed))
     losses = torch.empty(steps, dtype=x.dtype)
-    for step, rows in enumerate(_batches(x.shape[0], batch_size, steps, gen)):
-        xb, yb = (x, y) if rows is None else (x[rows], y[rows])
+    for step, rows in enumerate(minibatch_rows(x.shape[0], batch_size, steps, [gen])):
+        xb, yb = (x, y) if rows is None else (x[rows[0]], y[rows[0]])
         opt.zero_grad()
         loss = objective(xb, yb, temperature=temperature, num_data=x.shape[0],
                          num_samples=num_samples, generator=gen)

@@ -10,6 +10,7 @@ import torch
 
 __all__ = [
     "check_keep_prob",
+    "check_learnable_keep_prob",
     "check_positive",
     "check_positive_int",
     "check_finite",
@@ -37,6 +38,27 @@ def check_keep_prob(value, name: str = "keep_prob") -> float:
             f"{name} must lie in (0, 1] (the probability that a unit is KEPT; "
             f"drop_rate = 1 - keep_prob), got {value!r}"
         )
+    return v
+
+
+def check_learnable_keep_prob(value, name: str = "keep_prob") -> float:
+    """``value`` as a float in the OPEN interval ``(0, 1)``: a keep_prob to be learned (through
+    its logit, which is finite only there).
+
+    Example:
+        >>> check_learnable_keep_prob(1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: keep_prob must lie in the open interval (0, 1) to be learned (the probability that a unit is KEPT; drop_rate = 1 - keep_prob), got 1.0
+    """
+    try:
+        v = float(value.item() if isinstance(value, torch.Tensor) else value)
+    except (TypeError, ValueError, RuntimeError, AttributeError):
+        raise ValueError(f"{name} must be a real number in (0, 1), got {value!r}") from None
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must lie in the open interval (0, 1) to be learned (the "
+                         f"probability that a unit is KEPT; drop_rate = 1 - keep_prob), got "
+                         f"{value!r}")
     return v
 
 
