@@ -501,7 +501,7 @@ def minibatch_rows(n: int, batch_size: int | None, steps: int, gens: Sequence):
 
     Example:
         >>> [r.tolist() for r in minibatch_rows(5, 2, 3, [torch.Generator().manual_seed(0)])]
-        [[[4, 1]], [[0, 3]], [[2]]]
+        [[[4, 0]], [[1, 3]], [[2]]]
     """
     if batch_size is None or batch_size >= n:
         for _ in range(steps):
