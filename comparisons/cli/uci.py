@@ -54,29 +54,25 @@ class CellDispatch:
 
 
 def uci_run_cells(args: argparse.Namespace):
-    """The cells of parsed ``args`` and their runner: ``(cells, CellDispatch)``, MC dropout cells
-    first."""
+    """The cells of parsed ``args`` and their runner: ``(cells, CellDispatch)``, the methods in
+    the order of ``--methods`` (so a long run can put the cells it needs first)."""
     from comparisons.datasets.uci import UCI_DATASETS
     from comparisons.protocols.uci import run_uci_cell, uci_cells, uci_splits
-    from comparisons.protocols.uci_concrete import (
-        CONCRETE_UCI_METHODS,
-        concrete_uci_cells,
-        run_concrete_uci_cells,
-    )
+    from comparisons.protocols.uci_concrete import concrete_uci_cells, run_concrete_uci_cells
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
 
     datasets = list(UCI_DATASETS) if args.dataset == "all" else args.dataset.split(",")
     cells, fns = [], {}
-    if "mc_dropout" in args.methods:
-        cells += uci_cells(datasets, args.splits, _protocol(args))
-        fns["mc_dropout"] = run_uci_cell
-    if "gp" in args.methods:
-        config = GPUCIConfig(max_fit_size=args.gp_max_fit_size)
-        for name, chosen in uci_splits(datasets, args.splits).items():
-            cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)
-        fns["gp"] = run_gp_uci_cell
-    for method in CONCRETE_UCI_METHODS:
-        if method in args.methods:
+    for method in args.methods:
+        if method == "mc_dropout":
+            cells += uci_cells(datasets, args.splits, _protocol(args))
+            fns[method] = run_uci_cell
+        elif method == "gp":
+            config = GPUCIConfig(max_fit_size=args.gp_max_fit_size)
+            for name, chosen in uci_splits(datasets, args.splits).items():
+                cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)
+            fns[method] = run_gp_uci_cell
+        else:
             cells += concrete_uci_cells(datasets, args.splits, _concrete_config(args), method)
             fns[method] = run_concrete_uci_cells
     return cells, CellDispatch(fns)
@@ -250,7 +246,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "and tau), gp (exact arc-cosine and SE GPs fitted by marginal likelihood, "
                         "training sets up to 12,000 rows), concrete_dropout (keep_prob per layer "
                         "and tau learned by the ELBO through relaxed masks, theta -> 0), "
-                        "full_elbo (keep_prob, theta and tau learned) (default: mc_dropout)")
+                        "full_elbo (keep_prob, theta and tau learned); cells run in this order "
+                        "(default: mc_dropout)")
     p.add_argument("--temperature", type=positive_float("--temperature"), default=0.1,
                    help="Concrete temperature of concrete_dropout and full_elbo (default: 0.1, "
                         "as in Gal, Hron & Kendall 2017)")
