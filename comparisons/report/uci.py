@@ -28,7 +28,7 @@ import pandas as pd
 from comparisons.report.styles import canonical_method
 
 __all__ = ["summarize", "format_mean_se", "summary_markdown", "plot_split_metric", "REPORT_METRICS",
-           "HYPERPARAMETER_METRICS", "write_uci_report"]
+           "HYPERPARAMETER_METRICS", "with_learned_drop_rates", "write_uci_report"]
 
 _REQUIRED = ("dataset", "method", "split", "metric", "value")
 
@@ -108,7 +108,9 @@ def _auto_decimals(mean: float, se: float, cap: int | None = _MAX_FIXED_DECIMALS
     """At least 2 decimals; enough for two significant digits of ``se`` (or of ``mean`` when
     there is no finite SE), at most ``cap``."""
     d = 2
-    if se is not None and math.isfinite(se) and se > 0:
+    # an SE at rounding level (equal values, e.g. a group's wall time shared by its splits)
+    # counts as zero
+    if se is not None and math.isfinite(se) and se > 1e-12 * abs(mean):
         d = max(d, 1 - math.floor(math.log10(se)))
     elif math.isfinite(mean) and mean != 0:
         d = max(d, 1 - math.floor(math.log10(abs(mean))))
@@ -134,6 +136,8 @@ def format_mean_se(mean: float, se: float, decimals: int | None = 2) -> str:
         '0.001720 ± 0.000061'
         >>> format_mean_se(1.63e-05, 2.1e-07, None)  # beyond 6 decimals: a shared exponent
         '(1.630 ± 0.021)e-05'
+        >>> format_mean_se(2.999841, 4e-16, None)  # equal values: an SE at rounding level
+        '3.00 ± 0.00'
     """
     if decimals is None:
         if (_auto_decimals(mean, se, cap=None) > _MAX_FIXED_DECIMALS and math.isfinite(mean)
@@ -232,10 +236,22 @@ def plot_split_metric(records: pd.DataFrame | Iterable[Mapping[str, Any]], metri
 
 #: metrics of the UCI report table, in this order (those present in the records)
 REPORT_METRICS = ("rmse", "rmse_standard", "test_ll", "coverage_95", "wall_time_s")
-#: the hyper-parameters each method chose: the grid's (MC dropout; a DROP rate) and the learned
-#: ones (keep_probs, tau on the original scale, theta)
-HYPERPARAMETER_METRICS = ("best_dropout_rate", "best_tau", "learned_keep_prob_input",
-                          "learned_keep_prob_hidden", "learned_tau", "learned_theta")
+#: the hyper-parameters each method chose, as DROP rates (``1 - keep_prob``) side by side: the
+#: grid's (MC dropout) and the learned ones (derived from the learned keep_probs), tau on the
+#: original scale, theta
+HYPERPARAMETER_METRICS = ("best_dropout_rate", "learned_drop_rate_input",
+                          "learned_drop_rate_hidden", "best_tau", "learned_tau", "learned_theta")
+
+
+def with_learned_drop_rates(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` plus ``learned_drop_rate_input`` / ``_hidden`` = ``1 - learned_keep_prob_*``
+    records (drop rates read better than keep_probs within 1e-4 of 1)."""
+    kp = df[df["metric"].isin(["learned_keep_prob_input", "learned_keep_prob_hidden"])].copy()
+    if not len(kp):
+        return df
+    kp["value"] = 1.0 - kp["value"].astype(float)
+    kp["metric"] = kp["metric"].str.replace("learned_keep_prob", "learned_drop_rate")
+    return pd.concat([df, kp], ignore_index=True)
 
 
 def write_uci_report(records: pd.DataFrame | Iterable[Mapping[str, Any]], out: str | Path, *,
@@ -278,12 +294,13 @@ def write_uci_report(records: pd.DataFrame | Iterable[Mapping[str, Any]], out: s
     if len(df):
         present = set(df["metric"])
         lines.append(summary_markdown(df, metrics=[m for m in REPORT_METRICS if m in present]))
-        chosen = [m for m in HYPERPARAMETER_METRICS if m in present]
+        hyper = with_learned_drop_rates(df)
+        chosen = [m for m in HYPERPARAMETER_METRICS if m in set(hyper["metric"])]
         if chosen:
-            lines += ["", "Hyper-parameters per method (mean ± SE over splits): the grid "
-                      "search's choice (MC dropout: a drop rate, tau on the original scale) and "
-                      "the learned keep_probs, tau (original scale) and theta.", "",
-                      summary_markdown(df, metrics=chosen)]
+            lines += ["", "Hyper-parameters per method (mean ± SE over splits): the drop rate "
+                      "(1 - keep_prob) the grid search chose (MC dropout) or the ELBO learned per "
+                      "layer, tau on the original scale, theta.", "",
+                      summary_markdown(hyper, metrics=chosen)]
         fig, ax = plt.subplots(figsize=(7, 0.6 + 0.5 * df["dataset"].nunique()))
         plot_split_metric(df, "test_ll", ax, show_mean=True)
         ax.set_title("test log-likelihood per split")

@@ -133,7 +133,7 @@ def test_uci_command_runs_and_resumes_the_learned_methods(tmp_path, capsys):
             "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     text = (out / "report.md").read_text()
-    assert "learned_keep_prob_hidden" in text and "learned_theta" in text
+    assert "learned_drop_rate_hidden" in text and "learned_theta" in text
     records = pd.read_csv(out / "records.csv")
     assert set(records["method"]) == {"concrete_dropout", "full_elbo"}
     assert sorted(records.groupby("method")["split"].nunique()) == [2, 2]

@@ -141,3 +141,26 @@ def test_write_uci_report_without_records(tmp_path):
     paths = write_uci_report([], tmp_path, title="empty", footer=["cells: 0 done"])
     assert list(paths) == ["report"]
     assert paths["report"].read_text() == "# empty\n\n\ncells: 0 done\n"
+
+
+def test_report_shows_learned_drop_rates_next_to_the_grid_choice(tmp_path):
+    # learned keep_probs become drop rates (1 - keep_prob) in the hyper-parameter table, beside
+    # the grid's drop rate; a group wall time shared by its splits (SE at rounding level) reads
+    # as a plain number
+    from comparisons.report.uci import with_learned_drop_rates, write_uci_report
+
+    recs = []
+    for k in range(2):
+        base = {"dataset": "yacht", "split": k}
+        recs += [dict(base, method="mc_dropout", metric="best_dropout_rate", value=0.01),
+                 dict(base, method="concrete_dropout", metric="learned_keep_prob_input",
+                      value=0.99),
+                 dict(base, method="concrete_dropout", metric="wall_time_s",
+                      value=2.999841),
+                 dict(base, method="concrete_dropout", metric="test_ll", value=-1.0 - k)]
+    df = with_learned_drop_rates(pd.DataFrame(recs))
+    rates = df[df.metric == "learned_drop_rate_input"]["value"]
+    assert list(rates.round(12)) == [0.01, 0.01]
+    text = write_uci_report(recs, tmp_path, title="t")["report"].read_text()
+    assert "learned_drop_rate_input" in text and "best_dropout_rate" in text
+    assert "3.00 ± 0.00" in text
