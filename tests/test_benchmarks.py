@@ -14,7 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["bench_mc_predict", "bench_train", "bench_gp"])
+@pytest.mark.parametrize("name", ["bench_mc_predict", "bench_train", "bench_gp",
+                                  "bench_learned_rates"])
 def test_benchmark_quick_mode_prints_its_table(name):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--quick"],
