@@ -14,7 +14,9 @@ from .kl import (
     kl_gap,
     kl_large_width,
     kl_monte_carlo,
+    mean_field_kl_to_prior,
 )
+from .mean_field import MeanFieldFit, MeanFieldObjective, fit_mean_field
 from .models import BayesianMLP
 from .module_concrete import ModuleConcreteFit, ModuleConcreteObjective, fit_module_concrete
 from .network import ACTIVATIONS, Architecture, mlp_forward
@@ -93,4 +95,8 @@ __all__ = [
     "ModuleConcreteObjective",
     "ModuleConcreteFit",
     "fit_module_concrete",
+    "MeanFieldObjective",
+    "MeanFieldFit",
+    "fit_mean_field",
+    "mean_field_kl_to_prior",
 ]

@@ -45,6 +45,7 @@ __all__ = [
     "MonteCarloEstimate",
     "binary_entropy",
     "gaussian_kl_to_prior",
+    "mean_field_kl_to_prior",
     "kl_large_width",
     "cross_entropy_to_prior",
     "kl_monte_carlo",
@@ -80,6 +81,44 @@ def gaussian_kl_to_prior(loc: torch.Tensor, scale, prior_length_scale) -> torch.
     s2 = l2 * scale.pow(2)
     d = loc.shape[-1]
     return 0.5 * l2 * loc.pow(2).sum(-1) + 0.5 * d * (s2 - 1 - torch.log(s2))
+
+
+def mean_field_kl_to_prior(loc: torch.Tensor, scale: torch.Tensor, prior_length_scale,
+                           event_dims: int = 1) -> torch.Tensor:
+    r"""KL(N(loc, diag scale^2) || N(0, l^-2 I)) with PER-ENTRY scales, summed over the last
+    ``event_dims`` dims (:func:`gaussian_kl_to_prior` takes one scale for all entries).
+
+    .. math::
+        \sum_j \mathrm{KL}\big(\mathcal{N}(m_j, s_j^2)\,\|\,\mathcal{N}(0, l^{-2})\big)
+        = \sum_j \tfrac12\big(l^2 m_j^2 + l^2 s_j^2 - 1 - \log l^2 s_j^2\big)
+
+    Args:
+        loc: means :math:`m_j`, ``batch x event`` (e.g. ``E x out x in`` for ``E`` weight
+            matrices with ``event_dims=2``).
+        scale: standard deviations :math:`s_j > 0`, broadcastable to ``loc`` (not checked: pass
+            e.g. a softplus).
+        prior_length_scale: :math:`l > 0`.
+        event_dims: how many trailing dims are summed (0: the KL of every entry).
+
+    Returns:
+        The KL, of ``loc``'s (broadcast) shape without its last ``event_dims`` dims.
+
+    References:
+        Graves (2011), "Practical Variational Inference for Neural Networks";
+        Blundell et al. (2015), "Weight Uncertainty in Neural Networks".
+
+    Example:
+        >>> m = torch.tensor([0.0, 1.0], dtype=torch.float64)
+        >>> round(float(mean_field_kl_to_prior(m, torch.ones(2, dtype=torch.float64), 1.0)), 6)
+        0.5
+    """
+    l2 = _prior_precision(prior_length_scale)
+    scale = torch.as_tensor(scale, dtype=loc.dtype)
+    s2 = l2 * scale.pow(2)
+    per_entry = 0.5 * (l2 * loc.pow(2) + s2 - 1 - torch.log(s2))
+    if event_dims < 0 or event_dims > per_entry.dim():
+        raise ValueError(f"event_dims must be in 0..{per_entry.dim()}, got {event_dims}")
+    return per_entry.sum(tuple(range(-event_dims, 0))) if event_dims else per_entry
 
 
 def kl_large_width(q: DropoutNormal, prior_length_scale) -> torch.Tensor:

@@ -35,11 +35,11 @@ from comparisons.cli.types import (
     positive_float,
 )
 
-__all__ = ["add_parser", "run", "uci_run_cells", "COMMAND", "UCI_METHODS"]
+__all__ = ["add_parser", "run", "uci_run_cells", "uci_group_key", "COMMAND", "UCI_METHODS"]
 
 COMMAND = "uci"
 #: methods of the ``uci`` subcommand
-UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo")
+UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi")
 
 
 class CellDispatch:
@@ -60,6 +60,7 @@ def uci_run_cells(args: argparse.Namespace):
     from comparisons.protocols.uci import run_uci_cell, uci_cells, uci_splits
     from comparisons.protocols.uci_concrete import concrete_uci_cells, run_concrete_uci_cells
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
+    from comparisons.protocols.uci_mfvi import mfvi_uci_cells, run_mfvi_uci_cells
 
     datasets = list(UCI_DATASETS) if args.dataset == "all" else args.dataset.split(",")
     cells, fns = [], {}
@@ -72,6 +73,9 @@ def uci_run_cells(args: argparse.Namespace):
             for name, chosen in uci_splits(datasets, args.splits).items():
                 cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)
             fns[method] = run_gp_uci_cell
+        elif method == "mfvi":
+            cells += mfvi_uci_cells(datasets, args.splits, _mfvi_config(args))
+            fns[method] = run_mfvi_uci_cells
         else:
             cells += concrete_uci_cells(datasets, args.splits, _concrete_config(args), method)
             fns[method] = run_concrete_uci_cells
@@ -84,6 +88,24 @@ def _concrete_config(args):
     return ConcreteUCIConfig(epochs_multiplier=args.epochs_multiplier,
                              num_samples=args.num_samples, seed=args.seed,
                              temperature=args.temperature)
+
+
+def _mfvi_config(args):
+    from comparisons.protocols.uci_mfvi import MFVIUCIConfig
+
+    return MFVIUCIConfig(epochs_multiplier=args.epochs_multiplier, num_samples=args.num_samples,
+                         seed=args.seed)
+
+
+def uci_group_key(cell):
+    """The ``group_by`` key of :func:`~comparisons.runner.executors.run_cells`: the key of the
+    learned-rate protocol or of mean-field VI (the splits of one data set and settings train
+    as one batched fit); ``None`` (alone) for the other methods."""
+    from comparisons.protocols.uci_concrete import concrete_group_key
+    from comparisons.protocols.uci_mfvi import mfvi_group_key
+
+    key = concrete_group_key(cell)
+    return mfvi_group_key(cell) if key is None else key
 
 
 def _protocol(args):
@@ -107,6 +129,7 @@ def _this_run_records(records, args, out: Path):
     from comparisons.protocols.uci import uci_cells
     from comparisons.protocols.uci_concrete import concrete_uci_cells
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells
+    from comparisons.protocols.uci_mfvi import mfvi_uci_cells
 
     if not len(records):
         return records, []
@@ -114,7 +137,8 @@ def _this_run_records(records, args, out: Path):
     # that GP cells added to a folder of MC dropout cells (same settings) show together
     probe = (uci_cells(["yacht"], "0", _protocol(args))
              + gp_uci_cells(["yacht"], "0", GPUCIConfig(max_fit_size=args.gp_max_fit_size))
-             + concrete_uci_cells(["yacht"], "0", _concrete_config(args), "concrete_dropout"))
+             + concrete_uci_cells(["yacht"], "0", _concrete_config(args), "concrete_dropout")
+             + mfvi_uci_cells(["yacht"], "0", _mfvi_config(args)))
     hashes = {cell.cell_id.rsplit("/", 1)[-1] for cell in probe}
     mine = records["cell_id"].str.rsplit("/", n=1).str[-1].isin(hashes)
     note = []
@@ -132,7 +156,6 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0, or 1 if some cell failed (see ``failures.json``).
     """
-    from comparisons.protocols.uci_concrete import concrete_group_key
     from comparisons.report.uci import write_uci_report
     from comparisons.runner.executors import run_cells
     from comparisons.runner.store import ResultsStore
@@ -150,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                          allow_settings_change=args.allow_settings_change)
     t0 = time.perf_counter()
     summary = run_cells(cells, dispatch, store, _executor(args), progress=not args.no_progress,
-                        group_by=concrete_group_key)
+                        group_by=uci_group_key)
     elapsed = time.perf_counter() - t0
     exported = store.export()
     records, note = _this_run_records(store.load_records(), args, out)
@@ -246,8 +269,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "and tau), gp (exact arc-cosine and SE GPs fitted by marginal likelihood, "
                         "training sets up to 12,000 rows), concrete_dropout (keep_prob per layer "
                         "and tau learned by the ELBO through relaxed masks, theta -> 0), "
-                        "full_elbo (keep_prob, theta and tau learned); cells run in this order "
-                        "(default: mc_dropout)")
+                        "full_elbo (keep_prob, theta and tau learned), mfvi (mean-field Gaussian "
+                        "VI: a mean and a standard deviation per weight and bias, and tau, "
+                        "learned by the ELBO); cells run in this order (default: mc_dropout)")
     p.add_argument("--temperature", type=positive_float("--temperature"), default=0.1,
                    help="Concrete temperature of concrete_dropout and full_elbo (default: 0.1, "
                         "as in Gal, Hron & Kendall 2017)")

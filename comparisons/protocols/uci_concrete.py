@@ -46,20 +46,24 @@ Example:
 from __future__ import annotations
 
 import math
-import time
-import traceback
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from comparisons.datasets.uci import load_uci, standardize
-from comparisons.metrics.distances import interval_coverage, moment_match_samples
-from comparisons.protocols.uci import protocol_seed, uci_splits
-from comparisons.runner.executors import Cell, CellError, CellGroup
+from comparisons.datasets.uci import standardize
+from comparisons.protocols.learned import (
+    last_epoch_loss,
+    learned_cells,
+    original_scale_tau,
+    predictive_metrics,
+    run_learned_cells,
+    settings_group_key,
+)
+from comparisons.protocols.uci import protocol_seed
+from comparisons.runner.executors import Cell, CellGroup
 from vi_dropout.concrete import KEEP_PROB_CLAMP, fit_concrete
-from vi_dropout.predict import regression_summary, standard_dropout_predict
+from vi_dropout.predict import standard_dropout_predict
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
@@ -128,18 +132,13 @@ def concrete_uci_cells(datasets: Sequence[str], splits: str, config: ConcreteUCI
                        method: str) -> list[Cell]:
     """One cell per (data set, split) of :func:`~comparisons.protocols.uci.uci_splits` for
     ``method`` (``"concrete_dropout"`` or ``"full_elbo"``)."""
-    if method not in CONCRETE_UCI_METHODS:
-        raise ValueError(f"method must be one of {list(CONCRETE_UCI_METHODS)}, got {method!r}")
-    return [Cell(name, split, method, asdict(config))
-            for name, chosen in uci_splits(list(datasets), splits).items() for split in chosen]
+    return learned_cells(datasets, splits, config, method, CONCRETE_UCI_METHODS)
 
 
 def concrete_group_key(cell: Cell):
     """The :func:`~comparisons.runner.executors.run_cells` ``group_by`` key: cells of this
     protocol with the same data set, method and settings train together; others run alone."""
-    if getattr(cell, "method", None) not in CONCRETE_UCI_METHODS:
-        return None
-    return (cell.dataset, cell.method, tuple(sorted(dict(cell.config).items())))
+    return settings_group_key(cell, CONCRETE_UCI_METHODS)
 
 
 def _fit_group(raws, config: ConcreteUCIConfig, method: str, dtype):
@@ -165,37 +164,35 @@ def _split_records(raw, std, fit, e: int, config: ConcreteUCIConfig, method: str
     """Test metrics and learned parameters of network ``e`` (split ``raw.split``)."""
     dtype = getattr(torch, config.dtype)
     x = torch.tensor(std.x_test, dtype=dtype)
-    y = torch.tensor(raw.y_test, dtype=torch.float64)
-    y_std = float(np.asarray(std.y_std, dtype=np.float64).reshape(-1)[0])
-    y_mean = float(np.asarray(std.y_mean, dtype=np.float64).reshape(-1)[0])
     gen = torch.Generator().manual_seed(seed + 1)
     samples = fit.objective.predict(x, config.num_samples, network=e, generator=gen).double()
     kps = [float(kp[e]) for kp in fit.keep_probs]
     ws, bs = [w[e] for w in fit.weights], [b[e] for b in fit.biases]
     standard = standard_dropout_predict(x, ws, bs, kps, inverted=False).double()
-    tau = float(fit.tau[e]) / y_std**2  # the standardised scale's precision, original scale
-    summary = regression_summary(samples, y, tau, y_mean, y_std, standard)
-    mean, var = moment_match_samples(samples[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
-                                     y_std=y_std)
-    per_epoch = min(steps, math.ceil(std.x_train.shape[0] / config.batch_size))
-    metrics = {
-        "rmse": float(summary.rmse), "rmse_standard": float(summary.rmse_standard),
-        "test_ll": float(summary.mean_log_likelihood),
-        "coverage_95": float(interval_coverage(mean, var, raw.y_test[:, 0])),
+    tau = original_scale_tau(float(fit.tau[e]), std)
+    metrics = predictive_metrics(samples, raw, std, tau, standard) | {
         "learned_keep_prob_input": kps[0], "learned_keep_prob_hidden": kps[1],
         # 1 where the keep_prob sits at the clamp 1 - 2e-6 (or 2e-6): the ELBO wants no dropout
         "keep_prob_at_bound_input": float(min(kps[0], 1 - kps[0]) < 2 * KEEP_PROB_CLAMP),
         "keep_prob_at_bound_hidden": float(min(kps[1], 1 - kps[1]) < 2 * KEEP_PROB_CLAMP),
         "learned_tau": tau,
-        "final_loss": float(fit.losses[-per_epoch:, e].mean()) / std.x_train.shape[0],
+        "final_loss": last_epoch_loss(fit.losses[:, e], std.x_train.shape[0],
+                                      config.batch_size, steps),
         "steps": float(steps),
     }
     if method == "full_elbo":
         metrics["learned_theta"] = float(fit.scale[e])
-    for k, v in metrics.items():
-        if not math.isfinite(v):
-            raise RuntimeError(f"{raw.name} split {raw.split}: metric {k} is not finite ({v})")
     return metrics
+
+
+def _fit_and_score(raws, config: ConcreteUCIConfig, method: str):
+    """:data:`~comparisons.protocols.learned.GroupFit` of this protocol."""
+    stds, fit, steps, seeds = _fit_group(raws, config, method, getattr(torch, config.dtype))
+
+    def score(e: int) -> dict[str, float]:
+        return _split_records(raws[e], stds[e], fit, e, config, method, seeds[e], steps)
+
+    return fit.failures, score
 
 
 def run_concrete_uci_cells(work: Cell | CellGroup):
@@ -212,39 +209,5 @@ def run_concrete_uci_cells(work: Cell | CellGroup):
         >>> [sorted({r["split"] for r in recs}) for recs in out]
         [[0], [1]]
     """
-    group = isinstance(work, CellGroup)
-    cells = list(work.cells) if group else [work]
-    keys = {concrete_group_key(c) for c in cells}
-    if len(keys) != 1 or None in keys:
-        raise ValueError("a group must hold cells of one data set, method and settings of this "
-                         f"protocol ({list(CONCRETE_UCI_METHODS)}), got {len(keys)} kinds")
-    config = ConcreteUCIConfig(**dict(cells[0].config))
-    method = cells[0].method
-    t0 = time.perf_counter()
-    torch.manual_seed(config.seed)
-    raws = [load_uci(c.dataset, c.split) for c in cells]
-    stds, fit, steps, seeds = _fit_group(raws, config, method, getattr(torch, config.dtype))
-    out: list = []
-    for e, (raw, std, cell) in enumerate(zip(raws, stds, cells)):
-        base = {"dataset": cell.dataset, "method": method, "split": cell.split,
-                "epochs_multiplier": config.epochs_multiplier, "num_samples": config.num_samples}
-        if fit.failures[e] is not None:
-            out.append(CellError(f"FitFailed: {cell.dataset} split {cell.split} ({method}): "
-                                 f"{fit.failures[e]}"))
-            continue
-        try:
-            metrics = _split_records(raw, std, fit, e, config, method, seeds[e], steps)
-        except (RuntimeError, ValueError) as exc:
-            out.append(CellError(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
-            continue
-        out.append(metrics | {"group_size": float(len(cells))})
-        out[-1] = [dict(base, metric=k, value=v) for k, v in out[-1].items()]
-    wall = (time.perf_counter() - t0) / len(cells)
-    for entry in out:
-        if not isinstance(entry, CellError):
-            entry.append(dict(entry[0], metric="wall_time_s", value=wall))
-    if not group:
-        if isinstance(out[0], CellError):
-            raise RuntimeError(out[0].error)
-        return out[0]
-    return out
+    return run_learned_cells(work, methods=CONCRETE_UCI_METHODS, config_type=ConcreteUCIConfig,
+                             fit=_fit_and_score)

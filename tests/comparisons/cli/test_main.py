@@ -46,7 +46,7 @@ def test_uci_methods_option_is_checked(tmp_path, capsys):
               "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert ("--methods must be a comma list of mc_dropout, gp, concrete_dropout, full_elbo, "
-            "got 'hmc'") in capsys.readouterr().err
+            "mfvi, got 'hmc'") in capsys.readouterr().err
 
 
 def test_uci_help_lists_data_sets_and_defaults(capsys):

@@ -1,0 +1,177 @@
+r"""What the UCI protocols that fit ONE network per split by its ELBO share
+(:mod:`comparisons.protocols.uci_concrete`, :mod:`comparisons.protocols.uci_mfvi`): their cells,
+the key that groups the pending splits of one (data set, method, settings) into one batched fit,
+the group runner with its failure isolation and bookkeeping, and the test metrics of MC samples
+at a learned precision.
+
+Every cell of a group records the same numbers as when run alone (each split's network draws
+from its own generator); a network whose fit failed, or whose metrics are not finite, fails ITS
+cell only (a :class:`~comparisons.runner.executors.CellError` naming the data set, split and
+method); ``wall_time_s`` is the group's time divided by the group size (recorded with
+``group_size``).
+
+Example:
+    >>> from comparisons.protocols.uci_mfvi import MFVIUCIConfig
+    >>> [c.split for c in learned_cells(["yacht"], "0-1", MFVIUCIConfig(), "mfvi", ("mfvi",))]
+    [0, 1]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+from comparisons.datasets.uci import StandardizedSplit, UCISplit, load_uci
+from comparisons.metrics.distances import interval_coverage, moment_match_samples
+from comparisons.protocols.uci import uci_splits
+from comparisons.runner.executors import Cell, CellError, CellGroup
+from vi_dropout.predict import regression_summary
+
+__all__ = [
+    "learned_cells",
+    "settings_group_key",
+    "original_scale_tau",
+    "predictive_metrics",
+    "last_epoch_loss",
+    "run_learned_cells",
+]
+
+#: ``fit(raws, config, method) -> (failures, score)``: fit one network per split of ``raws`` (one
+#: batched computation); ``failures[e]`` is ``None`` or why network ``e`` failed, ``score(e)``
+#: the metrics of network ``e``
+GroupFit = Callable[[list, object, str], tuple[Sequence, Callable[[int], dict]]]
+
+
+def learned_cells(datasets: Sequence[str], splits: str, config, method: str,
+                  methods: Sequence[str]) -> list[Cell]:
+    """One cell per (data set, split) of :func:`~comparisons.protocols.uci.uci_splits` for
+    ``method`` (one of ``methods``), its settings the dataclass ``config``."""
+    if method not in methods:
+        raise ValueError(f"method must be one of {list(methods)}, got {method!r}")
+    return [Cell(name, split, method, asdict(config))
+            for name, chosen in uci_splits(list(datasets), splits).items() for split in chosen]
+
+
+def settings_group_key(cell: Cell, methods: Sequence[str]):
+    """The :func:`~comparisons.runner.executors.run_cells` ``group_by`` key of a protocol with
+    ``methods``: cells with the same data set, method and settings train together; cells of
+    other methods get ``None`` (they run alone)."""
+    if getattr(cell, "method", None) not in methods:
+        return None
+    return (cell.dataset, cell.method, tuple(sorted(dict(cell.config).items())))
+
+
+def _target_scale(std: StandardizedSplit) -> tuple[float, float]:
+    """``(y_mean, y_std)`` of the standardisation, as floats."""
+    y_mean = float(np.asarray(std.y_mean, dtype=np.float64).reshape(-1)[0])
+    y_std = float(np.asarray(std.y_std, dtype=np.float64).reshape(-1)[0])
+    return y_mean, y_std
+
+
+def original_scale_tau(tau: float, std: StandardizedSplit) -> float:
+    r"""A precision learned on the standardised targets, on the original scale:
+    :math:`\tau / s_y^2`."""
+    return float(tau) / _target_scale(std)[1] ** 2
+
+
+def predictive_metrics(samples: torch.Tensor, raw: UCISplit, std: StandardizedSplit, tau: float,
+                       standard: torch.Tensor | None = None) -> dict[str, float]:
+    r"""Test metrics of MC samples of :math:`f` on the standardised scale with observation
+    precision ``tau`` on the ORIGINAL scale (:func:`original_scale_tau`).
+
+    ``rmse`` (of the MC mean), ``rmse_standard`` (of ``standard``, when given), ``test_ll``
+    (:func:`vi_dropout.predict.regression_summary`) and ``coverage_95`` (central 95% interval of
+    the moment-matched Gaussian, :math:`\sigma^2 = \tau^{-1} + \operatorname{Var}_t`).
+
+    Args:
+        samples: ``T x N x 1`` on the standardised scale (float64).
+        raw: the split (its ``y_test`` on the original scale); std: its standardisation.
+        tau: :math:`\tau` on the original scale.
+        standard: optional ``N x 1`` point prediction on the standardised scale.
+    """
+    y_mean, y_std = _target_scale(std)
+    y = torch.tensor(raw.y_test, dtype=torch.float64)
+    summary = regression_summary(samples, y, tau, y_mean, y_std, standard)
+    mean, var = moment_match_samples(samples[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
+                                     y_std=y_std)
+    out = {"rmse": float(summary.rmse)}
+    if standard is not None:
+        out["rmse_standard"] = float(summary.rmse_standard)
+    out["test_ll"] = float(summary.mean_log_likelihood)
+    out["coverage_95"] = float(interval_coverage(mean, var, raw.y_test[:, 0]))
+    return out
+
+
+def last_epoch_loss(losses: torch.Tensor, num_rows: int, batch_size: int, steps: int) -> float:
+    """The loss per data point: the mean of the last epoch's steps (``losses`` of one network,
+    ``steps``) divided by the ``num_rows`` training rows."""
+    per_epoch = min(steps, math.ceil(num_rows / batch_size))
+    return float(losses[-per_epoch:].mean()) / num_rows
+
+
+def _check_finite_metrics(raw: UCISplit, metrics: dict[str, float]) -> None:
+    for k, v in metrics.items():
+        if not math.isfinite(v):
+            raise RuntimeError(f"{raw.name} split {raw.split}: metric {k} is not finite ({v})")
+
+
+def run_learned_cells(work: Cell | CellGroup, *, methods: Sequence[str], config_type: type,
+                      fit: GroupFit):
+    """Run one cell or a group of one (data set, method, settings) of a learned-hyper-parameter
+    protocol: load the splits, ``fit`` them in one batched computation and score each.
+
+    Args:
+        work: a :class:`~comparisons.runner.executors.Cell` or a
+            :class:`~comparisons.runner.executors.CellGroup`.
+        methods: the protocol's method ids (the group must hold one of them).
+        config_type: the protocol's settings dataclass (built from the cells' ``config``; it
+            has ``seed``, ``epochs_multiplier`` and ``num_samples``).
+        fit: ``fit(raws, config, method) -> (failures, score)`` (see :data:`GroupFit`).
+
+    Returns:
+        A cell: its records (raises ``RuntimeError`` if it failed). A group: one entry per cell,
+        its records or a :class:`~comparisons.runner.executors.CellError`.
+    """
+    group = isinstance(work, CellGroup)
+    cells = list(work.cells) if group else [work]
+    keys = {settings_group_key(c, methods) for c in cells}
+    if len(keys) != 1 or None in keys:
+        raise ValueError("a group must hold cells of one data set, method and settings of this "
+                         f"protocol ({list(methods)}), got {len(keys)} kinds")
+    config = config_type(**dict(cells[0].config))
+    method = cells[0].method
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed)
+    raws = [load_uci(c.dataset, c.split) for c in cells]
+    failures, score = fit(raws, config, method)
+    out: list = []
+    for e, (raw, cell) in enumerate(zip(raws, cells)):
+        base = {"dataset": cell.dataset, "method": method, "split": cell.split,
+                "epochs_multiplier": config.epochs_multiplier, "num_samples": config.num_samples}
+        if failures[e] is not None:
+            out.append(CellError(f"FitFailed: {cell.dataset} split {cell.split} ({method}): "
+                                 f"{failures[e]}"))
+            continue
+        try:
+            metrics = score(e)
+            _check_finite_metrics(raw, metrics)
+        except (RuntimeError, ValueError) as exc:
+            out.append(CellError(f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+            continue
+        metrics = metrics | {"group_size": float(len(cells))}
+        out.append([dict(base, metric=k, value=v) for k, v in metrics.items()])
+    wall = (time.perf_counter() - t0) / len(cells)
+    for entry in out:
+        if not isinstance(entry, CellError):
+            entry.append(dict(entry[0], metric="wall_time_s", value=wall))
+    if not group:
+        if isinstance(out[0], CellError):
+            raise RuntimeError(out[0].error)
+        return out[0]
+    return out
