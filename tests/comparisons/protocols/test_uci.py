@@ -57,7 +57,8 @@ def test_cli_end_to_end_and_resume(tmp_path, capsys):
     assert main(args) == 0
     first = pd.read_csv(tmp_path / "records.csv")
     assert sorted(first["split"].unique()) == [0, 1]
-    assert (tmp_path / "report.md").read_text().count("yacht") == 1
+    # one row in the metric table, one in the hyper-parameter table
+    assert (tmp_path / "report.md").read_text().count("| yacht | mc_dropout |") == 2
     assert not (tmp_path / "summary.md").exists()
     assert (tmp_path / "test_ll_per_split.png").stat().st_size > 0
     assert main(args) == 0
