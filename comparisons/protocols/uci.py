@@ -34,7 +34,7 @@ from comparisons.datasets.uci import (
     uci_info,
     validation_split,
 )
-from comparisons.metrics.distances import moment_match_samples
+from comparisons.metrics.distances import interval_coverage, moment_match_samples
 from comparisons.runner.executors import Cell
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
 from vi_dropout.training import train_batched, weight_decay
@@ -330,7 +330,7 @@ def run_uci_cell(cell: Cell) -> list[dict]:
     """Run the protocol on one (data set, split) cell; returns tidy records.
 
     Metrics: ``rmse`` (MC mean), ``rmse_standard`` (weight averaging), ``test_ll`` (MC mixture),
-    ``validation_ll``, ``best_dropout_rate``, ``best_tau``, ``diverged_grid_points``,
+    ``coverage_95`` (central 95% interval of the moment-matched Gaussian), ``validation_ll``, ``best_dropout_rate``, ``best_tau``, ``diverged_grid_points``,
     ``wall_time_s``; every record also carries ``epochs_multiplier`` and ``num_samples``.
 
     Example:
@@ -357,7 +357,11 @@ def run_uci_cell(cell: Cell) -> list[dict]:
             "epochs_multiplier": protocol.epochs_multiplier, "num_samples": protocol.num_samples}
     metrics = {
         "rmse": float(test.rmse), "rmse_standard": float(test.rmse_standard),
-        "test_ll": float(test.mean_log_likelihood), "validation_ll": sel.validation_ll,
+        "test_ll": float(test.mean_log_likelihood),
+        # the moment-matched Gaussian's central 95% interval (mean, 1/tau + MC variance)
+        "coverage_95": float(interval_coverage(test.mean, test.variance,
+                                               torch.as_tensor(split.y_test, dtype=torch.float64))),
+        "validation_ll": sel.validation_ll,
         "best_dropout_rate": sel.best_pair[0], "best_tau": sel.best_pair[1],
         "diverged_grid_points": float(len(sel.diverged)), "wall_time_s": wall,
     }
