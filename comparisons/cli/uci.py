@@ -39,7 +39,7 @@ __all__ = ["add_parser", "run", "uci_run_cells", "uci_group_key", "COMMAND", "UC
 
 COMMAND = "uci"
 #: methods of the ``uci`` subcommand
-UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi")
+UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi", "deep_ensemble")
 
 
 class CellDispatch:
@@ -53,16 +53,47 @@ class CellDispatch:
         return self.fns[method](cell)
 
 
+def _learned_methods(args) -> dict:
+    """The methods that train one model per split (the splits of a data set as one batched
+    computation): ``method -> (cells(datasets, splits), runner)``."""
+    from comparisons.protocols.uci_concrete import (
+        ConcreteUCIConfig,
+        concrete_uci_cells,
+        run_concrete_uci_cells,
+    )
+    from comparisons.protocols.uci_deep_ensemble import (
+        DeepEnsembleUCIConfig,
+        deep_ensemble_uci_cells,
+        run_deep_ensemble_uci_cells,
+    )
+    from comparisons.protocols.uci_mfvi import MFVIUCIConfig, mfvi_uci_cells, run_mfvi_uci_cells
+
+    shared = dict(epochs_multiplier=args.epochs_multiplier, seed=args.seed)
+    concrete = ConcreteUCIConfig(num_samples=args.num_samples, temperature=args.temperature,
+                                 **shared)
+    mfvi = MFVIUCIConfig(num_samples=args.num_samples, **shared)
+    ensemble = DeepEnsembleUCIConfig(ensemble_size=args.ensemble_size,
+                                     adversarial_epsilon=args.adversarial_epsilon, **shared)
+    return {
+        "concrete_dropout": (lambda d, s: concrete_uci_cells(d, s, concrete, "concrete_dropout"),
+                             run_concrete_uci_cells),
+        "full_elbo": (lambda d, s: concrete_uci_cells(d, s, concrete, "full_elbo"),
+                      run_concrete_uci_cells),
+        "mfvi": (lambda d, s: mfvi_uci_cells(d, s, mfvi), run_mfvi_uci_cells),
+        "deep_ensemble": (lambda d, s: deep_ensemble_uci_cells(d, s, ensemble),
+                          run_deep_ensemble_uci_cells),
+    }
+
+
 def uci_run_cells(args: argparse.Namespace):
     """The cells of parsed ``args`` and their runner: ``(cells, CellDispatch)``, the methods in
     the order of ``--methods`` (so a long run can put the cells it needs first)."""
     from comparisons.datasets.uci import UCI_DATASETS
     from comparisons.protocols.uci import run_uci_cell, uci_cells, uci_splits
-    from comparisons.protocols.uci_concrete import concrete_uci_cells, run_concrete_uci_cells
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
-    from comparisons.protocols.uci_mfvi import mfvi_uci_cells, run_mfvi_uci_cells
 
     datasets = list(UCI_DATASETS) if args.dataset == "all" else args.dataset.split(",")
+    learned = _learned_methods(args)
     cells, fns = [], {}
     for method in args.methods:
         if method == "mc_dropout":
@@ -73,39 +104,25 @@ def uci_run_cells(args: argparse.Namespace):
             for name, chosen in uci_splits(datasets, args.splits).items():
                 cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)
             fns[method] = run_gp_uci_cell
-        elif method == "mfvi":
-            cells += mfvi_uci_cells(datasets, args.splits, _mfvi_config(args))
-            fns[method] = run_mfvi_uci_cells
         else:
-            cells += concrete_uci_cells(datasets, args.splits, _concrete_config(args), method)
-            fns[method] = run_concrete_uci_cells
+            make_cells, fns[method] = learned[method]
+            cells += make_cells(datasets, args.splits)
     return cells, CellDispatch(fns)
-
-
-def _concrete_config(args):
-    from comparisons.protocols.uci_concrete import ConcreteUCIConfig
-
-    return ConcreteUCIConfig(epochs_multiplier=args.epochs_multiplier,
-                             num_samples=args.num_samples, seed=args.seed,
-                             temperature=args.temperature)
-
-
-def _mfvi_config(args):
-    from comparisons.protocols.uci_mfvi import MFVIUCIConfig
-
-    return MFVIUCIConfig(epochs_multiplier=args.epochs_multiplier, num_samples=args.num_samples,
-                         seed=args.seed)
 
 
 def uci_group_key(cell):
     """The ``group_by`` key of :func:`~comparisons.runner.executors.run_cells`: the key of the
-    learned-rate protocol or of mean-field VI (the splits of one data set and settings train
-    as one batched fit); ``None`` (alone) for the other methods."""
+    learned-rate protocol, of mean-field VI or of deep ensembles (the splits of one data set and
+    settings train as one batched fit); ``None`` (alone) for the other methods."""
     from comparisons.protocols.uci_concrete import concrete_group_key
+    from comparisons.protocols.uci_deep_ensemble import deep_ensemble_group_key
     from comparisons.protocols.uci_mfvi import mfvi_group_key
 
-    key = concrete_group_key(cell)
-    return mfvi_group_key(cell) if key is None else key
+    for key_of in (concrete_group_key, mfvi_group_key, deep_ensemble_group_key):
+        key = key_of(cell)
+        if key is not None:
+            return key
+    return None
 
 
 def _protocol(args):
@@ -127,18 +144,16 @@ def _this_run_records(records, args, out: Path):
     """The records of this run's settings (a cell id ends in the hash of its settings; the folder
     may hold others after --allow-settings-change) and the note on the others, if any."""
     from comparisons.protocols.uci import uci_cells
-    from comparisons.protocols.uci_concrete import concrete_uci_cells
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells
-    from comparisons.protocols.uci_mfvi import mfvi_uci_cells
 
     if not len(records):
         return records, []
     # the config hash does not depend on the data set or split: probe both methods once, so
     # that GP cells added to a folder of MC dropout cells (same settings) show together
     probe = (uci_cells(["yacht"], "0", _protocol(args))
-             + gp_uci_cells(["yacht"], "0", GPUCIConfig(max_fit_size=args.gp_max_fit_size))
-             + concrete_uci_cells(["yacht"], "0", _concrete_config(args), "concrete_dropout")
-             + mfvi_uci_cells(["yacht"], "0", _mfvi_config(args)))
+             + gp_uci_cells(["yacht"], "0", GPUCIConfig(max_fit_size=args.gp_max_fit_size)))
+    for make_cells, _ in _learned_methods(args).values():
+        probe += make_cells(["yacht"], "0")
     hashes = {cell.cell_id.rsplit("/", 1)[-1] for cell in probe}
     mine = records["cell_id"].str.rsplit("/", n=1).str[-1].isin(hashes)
     note = []
@@ -167,8 +182,11 @@ def run(args: argparse.Namespace) -> int:
     settings = {"epochs_multiplier": args.epochs_multiplier, "num_samples": args.num_samples,
                 "seed": args.seed, "max_grid": args.max_grid,
                 "gp_max_fit_size": args.gp_max_fit_size}
-    if args.temperature != 0.1:  # recorded when set, so folders made before it stay resumable
-        settings["temperature"] = args.temperature
+    # recorded when not the default, so folders made before these options stay resumable
+    for name, default in (("temperature", 0.1), ("ensemble_size", 5),
+                          ("adversarial_epsilon", None)):
+        if getattr(args, name) != default:
+            settings[name] = getattr(args, name)
     store = ResultsStore(out, settings=settings,
                          allow_settings_change=args.allow_settings_change)
     t0 = time.perf_counter()
@@ -182,8 +200,8 @@ def run(args: argparse.Namespace) -> int:
     if summary.failed:
         footer.append("failed cells (see failures.json): " + ", ".join(summary.failed_cells))
     paths = write_uci_report(
-        records, out, title=f"UCI splits: MC dropout (epochs x{args.epochs_multiplier:g}, "
-        f"T = {args.num_samples}), learned-rate dropout and exact GPs where run",
+        records, out, title=f"UCI splits, epochs x{args.epochs_multiplier:g}, T = "
+        f"{args.num_samples}: every method run into this folder",
         preamble=note, footer=footer)
     print(paths["report"].read_text(encoding="utf-8"), end="")
     print(f"outputs: {paths['report']}, {', '.join(str(p) for p in exported.values())}")
@@ -271,7 +289,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "and tau learned by the ELBO through relaxed masks, theta -> 0), "
                         "full_elbo (keep_prob, theta and tau learned), mfvi (mean-field Gaussian "
                         "VI: a mean and a standard deviation per weight and bias, and tau, "
-                        "learned by the ELBO); cells run in this order (default: mc_dropout)")
+                        "learned by the ELBO), deep_ensemble (networks with mean and variance "
+                        "outputs trained on the Gaussian NLL, the uniform mixture); cells run in "
+                        "this order (default: mc_dropout)")
+    p.add_argument("--ensemble-size", type=int_at_least("--ensemble-size"), default=5,
+                   help="networks per split of deep_ensemble (default: 5, as Lakshminarayanan "
+                        "et al. 2017)")
+    p.add_argument("--adversarial-epsilon", type=positive_float("--adversarial-epsilon"),
+                   default=None,
+                   help="deep_ensemble: adversarial training (fast gradient sign) with this "
+                        "step, a fraction of each input's training range (the paper: 0.01; "
+                        "default: off)")
     p.add_argument("--temperature", type=positive_float("--temperature"), default=0.1,
                    help="Concrete temperature of concrete_dropout and full_elbo (default: 0.1, "
                         "as in Gal, Hron & Kendall 2017)")

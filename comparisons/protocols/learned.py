@@ -1,8 +1,10 @@
 r"""What the UCI protocols that fit ONE network per split by its ELBO share
-(:mod:`comparisons.protocols.uci_concrete`, :mod:`comparisons.protocols.uci_mfvi`): their cells,
+(:mod:`comparisons.protocols.uci_concrete`, :mod:`comparisons.protocols.uci_mfvi`; the deep
+ensembles of :mod:`comparisons.protocols.uci_deep_ensemble` reuse them too): their cells,
 the key that groups the pending splits of one (data set, method, settings) into one batched fit,
-the group runner with its failure isolation and bookkeeping, and the test metrics of MC samples
-at a learned precision.
+the group runner with its failure isolation and bookkeeping, the test metrics of MC samples
+at a learned precision, and those of a uniform mixture of Gaussians
+(:func:`gaussian_mixture_metrics`).
 
 Every cell of a group records the same numbers as when run alone (each split's network draws
 from its own generator); a network whose fit failed, or whose metrics are not finite, fails ITS
@@ -40,6 +42,8 @@ __all__ = [
     "predictive_metrics",
     "last_epoch_loss",
     "run_learned_cells",
+    "gaussian_mixture_log_density",
+    "gaussian_mixture_metrics",
 ]
 
 #: ``fit(raws, config, method) -> (failures, score)``: fit one network per split of ``raws`` (one
@@ -122,7 +126,8 @@ def _check_finite_metrics(raw: UCISplit, metrics: dict[str, float]) -> None:
 
 
 def run_learned_cells(work: Cell | CellGroup, *, methods: Sequence[str], config_type: type,
-                      fit: GroupFit):
+                      fit: GroupFit,
+                      record_fields: Sequence[str] = ("epochs_multiplier", "num_samples")):
     """Run one cell or a group of one (data set, method, settings) of a learned-hyper-parameter
     protocol: load the splits, ``fit`` them in one batched computation and score each.
 
@@ -131,8 +136,10 @@ def run_learned_cells(work: Cell | CellGroup, *, methods: Sequence[str], config_
             :class:`~comparisons.runner.executors.CellGroup`.
         methods: the protocol's method ids (the group must hold one of them).
         config_type: the protocol's settings dataclass (built from the cells' ``config``; it
-            has ``seed``, ``epochs_multiplier`` and ``num_samples``).
+            has ``seed`` and the ``record_fields``).
         fit: ``fit(raws, config, method) -> (failures, score)`` (see :data:`GroupFit`).
+        record_fields: the settings written into every record (columns next to ``dataset``,
+            ``method`` and ``split``).
 
     Returns:
         A cell: its records (raises ``RuntimeError`` if it failed). A group: one entry per cell,
@@ -153,7 +160,7 @@ def run_learned_cells(work: Cell | CellGroup, *, methods: Sequence[str], config_
     out: list = []
     for e, (raw, cell) in enumerate(zip(raws, cells)):
         base = {"dataset": cell.dataset, "method": method, "split": cell.split,
-                "epochs_multiplier": config.epochs_multiplier, "num_samples": config.num_samples}
+                **{f: getattr(config, f) for f in record_fields}}
         if failures[e] is not None:
             out.append(CellError(f"FitFailed: {cell.dataset} split {cell.split} ({method}): "
                                  f"{failures[e]}"))
@@ -175,3 +182,60 @@ def run_learned_cells(work: Cell | CellGroup, *, methods: Sequence[str], config_
             raise RuntimeError(out[0].error)
         return out[0]
     return out
+
+
+def gaussian_mixture_log_density(y: torch.Tensor, means: torch.Tensor,
+                                 variances: torch.Tensor) -> torch.Tensor:
+    r"""Log-density of a uniform mixture of ``M`` Gaussians, exactly (log-mean-exp):
+
+    .. math::
+        \log p(y) = \operatorname{logsumexp}_m \Big(-\frac12 \log(2\pi\sigma^2_m)
+        - \frac{(y - \mu_m)^2}{2\sigma^2_m}\Big) - \log M.
+
+    Args:
+        y: points, ``...`` (e.g. ``N``).
+        means, variances: :math:`\mu_m`, :math:`\sigma^2_m > 0`, ``M x ...``.
+
+    Returns:
+        ``...``: one log-density per point.
+
+    Example:
+        >>> means, variances = torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [4.0]])
+        >>> round(float(gaussian_mixture_log_density(torch.tensor([0.0]), means, variances)), 4)
+        -1.3472
+    """
+    logp = -0.5 * (torch.log(2 * math.pi * variances) + (y - means).square() / variances)
+    return torch.logsumexp(logp, dim=0) - math.log(means.shape[0])
+
+
+def gaussian_mixture_metrics(means: torch.Tensor, variances: torch.Tensor, raw: UCISplit,
+                             std: StandardizedSplit) -> dict[str, float]:
+    r"""Test metrics of a uniform mixture of ``M`` Gaussians predicted on the standardised scale
+    (a deep ensemble's members), on the ORIGINAL scale.
+
+    Each member is mapped back, :math:`\tilde\mu_m = \bar y + s_y \mu_m`,
+    :math:`\tilde\sigma^2_m = s_y^2 \sigma^2_m` (so the density includes the Jacobian
+    :math:`-\log s_y` of the standardisation); ``test_ll`` is the mean over the test points of
+    the EXACT mixture log-density (:func:`gaussian_mixture_log_density`); ``rmse`` is that of the
+    mixture mean and ``coverage_95`` that of the central 95% interval of the moment-matched
+    Gaussian (:func:`~comparisons.metrics.distances.moment_match_samples`)
+
+    .. math::
+        \mu_* = \frac1M \sum_m \tilde\mu_m, \qquad
+        \sigma^2_* = \frac1M \sum_m \tilde\sigma^2_m + \frac1M \sum_m (\tilde\mu_m - \mu_*)^2.
+
+    Args:
+        means, variances: ``M x N x 1`` on the standardised scale.
+        raw: the split (its ``y_test`` on the original scale); std: its standardisation.
+    """
+    y_mean, y_std = _target_scale(std)
+    means, variances = means.double()[..., 0], variances.double()[..., 0]
+    y = torch.tensor(raw.y_test[:, 0], dtype=torch.float64)
+    mu_o, var_o = y_mean + y_std * means, y_std**2 * variances
+    mean, var = moment_match_samples(means.numpy(), noise_var=var_o.mean(0).numpy(),
+                                     y_mean=y_mean, y_std=y_std)
+    return {
+        "rmse": float(np.sqrt(np.mean((raw.y_test[:, 0] - mean) ** 2))),
+        "test_ll": float(gaussian_mixture_log_density(y, mu_o, var_o).mean()),
+        "coverage_95": float(interval_coverage(mean, var, raw.y_test[:, 0])),
+    }

@@ -6,6 +6,13 @@ Only the dropped positions are drawn (about ``drop_rate`` uniforms per mask entr
 with the UCI grid's drop rates of 0.005 to 0.1 the dense uniforms were most of the training time.
 Benchmark (``benchmarks/bench_train.py``, Boston, the full grid x 20 splits, 400 epochs, 2-core
 CPU): about 24x per network over a plain ``nn.Module`` + :class:`torch.optim.Adam` loop.
+
+With ``loss="gaussian_nll"`` (mean-and-variance heads, the members of a deep ensemble) the
+backward pass starts from the Gaussian NLL's gradient, with ``adversarial_epsilon`` (the fast
+gradient sign method) it also returns the gradient with respect to the inputs, and a second
+forward and backward pass at the perturbed inputs is accumulated into the same gradient. Without
+any dropout on the hidden layers (``keep_prob=1``) no masks are built or applied (they would all
+be ones).
 """
 
 from __future__ import annotations
@@ -19,9 +26,13 @@ from tqdm.auto import tqdm
 from vi_dropout.drop_stream import layer_drop_streams
 from vi_dropout.network import Architecture, get_activation
 from vi_dropout.training.common import (
+    MIN_VARIANCE,
     TrainResult,
+    check_adversarial_epsilon,
+    check_loss,
     check_weight_decay,
     layer_widths,
+    output_width,
     per_layer_keep_probs,
 )
 from vi_dropout.validation import (
@@ -72,6 +83,8 @@ def train_batched(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-7,
     progress: bool = False,
+    loss: str = "mse",
+    adversarial_epsilon=None,
 ) -> TrainResult:
     r"""Train ``E`` dropout MLPs as ONE batched computation (stacked ``E x out x in`` weights).
 
@@ -95,6 +108,11 @@ def train_batched(
         hidden, activation, epochs, batch_size, betas, eps: as in :func:`train_sequential`.
         lr: a number or ``E`` numbers.
         progress: tqdm bar over epochs.
+        loss: ``"mse"`` (``D`` outputs, the default) or ``"gaussian_nll"`` (``2D`` outputs: means,
+            then raw variances; see :func:`~vi_dropout.training.common.gaussian_head`).
+        adversarial_epsilon: ``None`` (default: no adversarial training) or the FGSM step, a
+            number, ``Q`` numbers (per input column) or ``E x Q`` (per network and column);
+            needs ``keep_prob`` 1 on the inputs of every network.
 
     Returns:
         :class:`TrainResult` with leading ``E`` dims.
@@ -122,9 +140,10 @@ def train_batched(
             f"and the same N for every network, got {tuple(x.shape)} and {tuple(y.shape)}"
         )
     spec = _BatchedSpec(
-        widths=layer_widths(x.shape[2], hidden, y.shape[2]), activation=activation,
-        num_data=y.shape[1], batch_size=check_positive_int(batch_size, "batch_size"),
-        betas=betas, eps=eps)
+        widths=layer_widths(x.shape[2], hidden, output_width(loss, y.shape[2])),
+        activation=activation, num_data=y.shape[1],
+        batch_size=check_positive_int(batch_size, "batch_size"), betas=betas, eps=eps,
+        loss=check_loss(loss), num_targets=y.shape[2])
     epochs = check_positive_int(epochs, "epochs")
     kps = [
         per_layer_keep_probs(k, spec.num_layers, f"keep_prob[{e}]")
@@ -133,6 +152,7 @@ def train_batched(
     regs = _as_per_net(reg, E, "reg", check_weight_decay)
     lrs = _as_per_net(lr, E, "lr", check_positive)
     state = _NetworkState.initial(spec, x, y, kps, regs, lrs, seeds)
+    state.adv_eps = _adversarial_steps(adversarial_epsilon, kps, E, spec.num_inputs, x.dtype)
     final = torch.empty(E, spec.layout.size, dtype=x.dtype)
     losses = torch.full((E, epochs), float("nan"), dtype=x.dtype)
     diverged_epoch = torch.full((E,), -1, dtype=torch.long)
@@ -148,6 +168,21 @@ def train_batched(
         final[state.active] = spec.layout.net_major(state.theta, state.num_active)
     weights, biases = spec.layout.unpack_rows(final)
     return TrainResult(weights, biases, losses, diverged_epoch)
+
+
+def _adversarial_steps(adversarial_epsilon, kps, E, Q, dtype):
+    """``None`` or the FGSM steps as an ``E x 1 x Q`` tensor, after the checks."""
+    adv = check_adversarial_epsilon(adversarial_epsilon, Q)
+    if adv is None:
+        return None
+    if adv.dim() > 2 or (adv.dim() == 2 and adv.shape[0] not in (1, E)):
+        raise ValueError(f"adversarial_epsilon must be a number, {Q} numbers or {E} x {Q}, got "
+                         f"shape {tuple(adv.shape)}")
+    bad = [e for e, k in enumerate(kps) if k[0] != 1.0]
+    if bad:
+        raise ValueError(f"adversarial_epsilon needs keep_prob 1 on the inputs (layer 0) of every "
+                         f"network, got {kps[bad[0]][0]} for network {bad[0]}")
+    return adv.to(dtype).expand(E, Q).clone().unsqueeze(1)
 
 
 class _ParameterLayout:
@@ -206,8 +241,10 @@ class _ParameterLayout:
 class _BatchedSpec:
     """What every network of one :func:`train_batched` call shares: widths, activation, sizes."""
 
-    def __init__(self, widths, activation, num_data, batch_size, betas, eps):
+    def __init__(self, widths, activation, num_data, batch_size, betas, eps, loss="mse",
+                 num_targets=None):
         self.widths = widths
+        self.loss = loss
         self.num_layers = len(widths) - 1
         self.activation = activation
         self.act = get_activation(activation)
@@ -220,7 +257,7 @@ class _BatchedSpec:
         self.betas = betas
         self.eps = eps
         self.num_inputs = widths[0]  # Q
-        self.num_outputs = widths[-1]  # D
+        self.num_outputs = widths[-1] if num_targets is None else num_targets  # D (targets)
         hidden_widths = widths[1:-1]
         self.hidden_columns = sum(hidden_widths)  # columns of the hidden masks (0: no hidden)
         self.hidden_offsets = [0]
@@ -243,6 +280,7 @@ class _NetworkState:
         self.grad = torch.empty_like(theta)
         self.inv_kp, self.reg, self.lr = inv_kp, reg, lr
         self.gens, self.streams, self.xy = gens, streams, xy
+        self.adv_eps = None  # FGSM steps, E x 1 x Q
         self.step = 0
         self._derive()
 
@@ -275,6 +313,8 @@ class _NetworkState:
         self.W, self.B = self.spec.layout.views(self.theta, n)
         self.inv_kp3 = [self.inv_kp[:, layer].view(-1, 1, 1)
                         for layer in range(self.spec.num_layers)]
+        # any dropout on a hidden layer? (without: no masks, no 1 / keep_prob factors: exact)
+        self.hidden_dropout = bool((self.inv_kp[:, 1:] != 1).any())
         self.lr_flat = self.spec.layout.layer_major(self.lr.expand(n, self.spec.layout.size))
 
     @property
@@ -301,6 +341,8 @@ class _NetworkState:
         self.gens = [self.gens[int(k)] for k in keep]
         self.streams = [self.streams[int(k)] for k in keep]
         self.xy = self.xy[keep]
+        if self.adv_eps is not None:
+            self.adv_eps = self.adv_eps[keep]
         block.keep(keep)
         self._derive()
         return keep
@@ -332,11 +374,14 @@ class _EpochBlock:
         self.spec = spec
         self.start = self.end = 0
         self.xy = self.masks = None
+        self.use_masks = False
         self._mask_buf = None  # one buffer for every block: fresh ones cost more in page faults
 
     def draw(self, state, epoch, epochs):
         spec, N = self.spec, self.spec.num_data
-        Ea, Ch = state.num_active, spec.hidden_columns
+        Ea = state.num_active
+        self.use_masks = bool(spec.hidden_columns) and state.hidden_dropout
+        Ch = spec.hidden_columns if self.use_masks else 0
         QD = spec.num_inputs + spec.num_outputs
         per_epoch = Ea * N * max(Ch + QD, 1)
         block_len = max(1, min(epochs - epoch, _MASK_BLOCK_ENTRIES // per_epoch))
@@ -354,6 +399,8 @@ class _EpochBlock:
                 self._mask_buf = torch.empty(shape, dtype=state.xy.dtype)
             self.masks = self._mask_buf.view(-1)[: math.prod(shape)].view(shape).fill_(1.0)
             flat_masks = self.masks.view(-1)
+        else:
+            self.masks = None
         flat_xy = self.xy.view(-1)
         for e in range(Ea):
             for layer, stream in enumerate(state.streams[e]):
@@ -375,11 +422,11 @@ class _EpochBlock:
     def epoch(self, epoch):
         """``(xy, masks)`` of one epoch: ``E x N x (Q + D)`` and ``E x N x C`` (or None)."""
         kb = epoch - self.start
-        return self.xy[:, kb], (self.masks[:, kb] if self.spec.hidden_columns else None)
+        return self.xy[:, kb], (self.masks[:, kb] if self.masks is not None else None)
 
     def keep(self, keep):
         self.xy = self.xy[keep]
-        if self.spec.hidden_columns:
+        if self.masks is not None:
             self.masks = self.masks[keep]
 
 
@@ -388,16 +435,13 @@ def _train_epoch(spec, state, block, epoch, final, diverged_epoch):
     still active at its end (``|B| / N``-weighted minibatch losses)."""
     xys, masks = block.epoch(epoch)
     epoch_loss = torch.zeros(state.num_active, dtype=xys.dtype)
-    N, Q, D = spec.num_data, spec.num_inputs, spec.num_outputs
+    N, Q = spec.num_data, spec.num_inputs
     s = 0
     while s < N:
         e_ = min(s + spec.batch_size, N)
         nb = e_ - s
-        out, hs, Ds = _forward(spec, state, xys[:, s:e_, :Q],
-                               None if masks is None else masks[:, s:e_])
-        diff = out.sub_(xys[:, s:e_, Q:])
-        wsq = sum(w.square().sum((1, 2)) for w in state.W)
-        loss = diff.square().sum((1, 2)) / (nb * D) + state.reg * wsq
+        loss, finish = _minibatch(spec, state, xys[:, s:e_, :Q], xys[:, s:e_, Q:],
+                                  None if masks is None else masks[:, s:e_], nb)
         bad = ~torch.isfinite(loss)
         if bool(bad.any()):
             keep = state.freeze(bad, epoch, final, diverged_epoch, block)
@@ -407,69 +451,135 @@ def _train_epoch(spec, state, block, epoch, final, diverged_epoch):
             epoch_loss = epoch_loss[keep]
             continue  # redo this minibatch for the remaining networks
         epoch_loss += loss * (nb / N)
-        _backward(spec, state, diff.mul_(2.0 / (nb * D)), hs, Ds)
+        finish()
         state.adam_step()
         s = e_
     return epoch_loss
 
 
+def _minibatch(spec, state, x, y, masks, nb):
+    """The loss of every active network on one minibatch (``E``) and a function that writes its
+    gradient to ``state.grad`` (call it only when every loss is finite)."""
+    out, hs, Ds = _forward(spec, state, x, masks)
+    wsq = sum(w.square().sum((1, 2)) for w in state.W)
+    if spec.loss == "mse" and state.adv_eps is None:
+        diff = out.sub_(y)
+        loss = diff.square().sum((1, 2)) / (nb * spec.num_outputs) + state.reg * wsq
+        return loss, lambda: _backward(spec, state, diff.mul_(2.0 / (nb * spec.num_outputs)),
+                                       hs, Ds)
+    data, gout = _data_loss_and_grad(spec, out, y, nb)
+    if state.adv_eps is None:
+        return data + state.reg * wsq, lambda: _backward(spec, state, gout, hs, Ds)
+    loss = data + state.reg * wsq
+    if not bool(torch.isfinite(loss).all()):
+        return loss, None
+    # FGSM: the clean pass's gradient (parameters and inputs), then the perturbed pass's
+    gx = _backward(spec, state, gout, hs, Ds, input_grad=True)
+    x_adv = torch.addcmul(x, state.adv_eps, gx.sign_())
+    out2, hs2, Ds2 = _forward(spec, state, x_adv, masks)
+    data2, gout2 = _data_loss_and_grad(spec, out2, y, nb)
+    return loss + data2, lambda: _backward(spec, state, gout2, hs2, Ds2, accumulate=True)
+
+
+def _data_loss_and_grad(spec, out, y, nb):
+    r"""Data term of the loss of each network (``E``) and its gradient with respect to the
+    outputs ``out`` (``E x B x D`` or ``E x B x 2D``).
+
+    Gaussian heads: with :math:`c = 1 / (|\mathcal{B}| D)`, :math:`\delta = \mu - y` and
+    :math:`\sigma^2 = \operatorname{softplus}(r) + 10^{-6}`,
+
+    .. math::
+        \frac{\partial \ell}{\partial \mu} = c\,\frac{\delta}{\sigma^2}, \qquad
+        \frac{\partial \ell}{\partial r} = \frac{c}{2 \sigma^2}
+        \Big(1 - \frac{\delta^2}{\sigma^2}\Big) \operatorname{sigmoid}(r).
+    """
+    D = spec.num_outputs
+    c = 1.0 / (nb * D)
+    if spec.loss == "mse":
+        diff = out - y
+        return diff.square().sum((1, 2)) / (nb * D), diff.mul_(2.0 / (nb * D))
+    mu, raw = out[..., :D], out[..., D:]
+    var = torch.nn.functional.softplus(raw).add_(MIN_VARIANCE)
+    delta = mu - y
+    d2v = delta.square().div_(var)
+    data = (var.log().add_(d2v)).sum((1, 2)).mul_(0.5 * c).add_(0.5 * math.log(2 * math.pi))
+    g_mu = delta.div_(var).mul_(c)
+    g_var = torch.sub(1.0, d2v).div_(var).mul_(0.5 * c)
+    g_raw = torch.ops.aten.softplus_backward(g_var, raw, 1.0, 20.0)
+    return data, torch.cat([g_mu, g_raw], dim=2)
+
+
 def _forward(spec, state, h, masks):
     """Forward pass of a minibatch ``h`` (``E x B x Q``, already ``x / keep_prob_1`` with drops
-    zeroed); returns the outputs and the inputs ``hs`` (and derivatives ``Ds``) of each layer."""
+    zeroed); returns the outputs and the inputs ``hs`` (and derivatives ``Ds``) of each layer.
+    Without hidden dropout (``masks`` None) the 1 / keep_prob factors (all 1) are skipped."""
     W, B, inv_kp3, shapes = state.W, state.B, state.inv_kp3, spec.layout.shapes
     L, offsets = spec.num_layers, spec.hidden_offsets
+    scaled = masks is not None
     hs, Ds = [h], []
     for layer in range(L):
-        if layer == 0:
-            Wl = W[0]
+        if layer == 0 or not scaled:
+            Wl = W[layer]
         elif shapes[layer][0] == 1:
             Wl = W[layer]  # scaled after the reduction below
         else:
             Wl = W[layer] * inv_kp3[layer]
         if shapes[layer][0] == 1:  # one output: a weighted sum beats a K=1 bmm
             z = torch.mul(h, Wl.transpose(1, 2)).sum(2, keepdim=True)
-            if layer > 0:
+            if layer > 0 and scaled:
                 z.mul_(inv_kp3[layer])
             z += B[layer].unsqueeze(1)
         else:
             z = torch.baddbmm(B[layer].unsqueeze(1), h, Wl)
         if layer < L - 1:
-            mk = masks[:, :, offsets[layer] : offsets[layer + 1]]
+            mk = masks[:, :, offsets[layer] : offsets[layer + 1]] if scaled else None
             if spec.relu:
                 # 0/1 mask: h > 0 exactly where the ReLU is active and the unit kept.
-                h = z.relu_().mul_(mk)
+                h = z.relu_() if mk is None else z.relu_().mul_(mk)
             else:
                 a = spec.act(z)
-                Ds.append(spec.deriv(z, a).mul_(mk))
-                h = a.mul_(mk)
+                Ds.append(spec.deriv(z, a) if mk is None else spec.deriv(z, a).mul_(mk))
+                h = a if mk is None else a.mul_(mk)
             hs.append(h)
         else:
             h = z
     return h, hs, Ds
 
 
-def _backward(spec, state, gout, hs, Ds):
+def _backward(spec, state, gout, hs, Ds, *, accumulate=False, input_grad=False):
     """Backward pass by hand into ``state.grad``, from ``gout`` = d loss / d output. For layer
     ``l >= 1`` the input is ``h_l / keep_prob_l``: the gradient reaching it is scaled once
-    (``gs``), then used with the unscaled ``W_l``."""
+    (``gs``), then used with the unscaled ``W_l``.
+
+    ``accumulate``: add the data term's gradient to ``state.grad`` (no weight decay) instead of
+    overwriting it; ``input_grad``: also return d loss / d input (``E x B x Q``)."""
     W, inv_kp3 = state.W, state.inv_kp3
     gW, gB = spec.layout.views(state.grad, state.num_active)
     reg2 = (2 * state.reg).view(-1, 1, 1)
+    # 1 / keep_prob = 1 on every hidden layer: skip the (exact) products; if masks of an earlier
+    # block are still applied in _forward, the networks left all have keep_prob 1 there too
+    scaled = state.hidden_dropout
     for layer in reversed(range(spec.num_layers)):
-        torch.mul(W[layer], reg2, out=gW[layer])
-        torch.sum(gout, 1, out=gB[layer])
-        gs = gout * inv_kp3[layer] if layer > 0 else gout
+        if accumulate:
+            gB[layer] += gout.sum(1)
+        else:
+            torch.mul(W[layer], reg2, out=gW[layer])
+            torch.sum(gout, 1, out=gB[layer])
+        gs = gout * inv_kp3[layer] if layer > 0 and scaled else gout
         if gs.shape[-1] == 1:
             # a one-term product: broadcasting is exact & faster than a K=1 bmm
             gW[layer] += torch.bmm(gs.transpose(1, 2), hs[layer]).transpose(1, 2)
         else:
             gW[layer].baddbmm_(hs[layer].transpose(1, 2), gs)
-        if layer > 0:
+        if layer > 0 or input_grad:
             if gs.shape[-1] == 1:
                 gout = gs * W[layer].transpose(1, 2)
             else:
                 gout = torch.bmm(gs, W[layer].transpose(1, 2))
+            if layer == 0:
+                return gout
             if spec.relu:
                 gout = torch.ops.aten.threshold_backward(gout, hs[layer], 0)
             else:
                 gout.mul_(Ds[layer - 1])
+    return None

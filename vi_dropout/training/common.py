@@ -48,6 +48,35 @@ per data set and fold size) to train networks with different ``N``.
 
 Divergence: a network whose minibatch loss is not finite is frozen at the parameters that produced
 that loss (no further updates), its epoch is recorded in ``diverged_epoch``, the others go on.
+
+Gaussian heads (``loss="gaussian_nll"``, the deep-ensembles member of Lakshminarayanan, Pritzel &
+Blundell 2017): the last layer has :math:`2D` outputs, a mean :math:`\mu_d` and a raw variance
+:math:`r_d` per target, :math:`\sigma^2_d = \operatorname{softplus}(r_d) + 10^{-6}` (their
+Section 2.2.1, footnote 2), and the data term of :math:`\mathcal{L}_e` is the mean Gaussian
+negative log-likelihood (:func:`gaussian_nll`)
+
+.. math::
+    \frac{1}{|\mathcal{B}| D} \sum_{n \in \mathcal{B}} \sum_{d=1}^{D}
+    \Big(\tfrac12 \log \sigma^2_{nd} + \frac{(y_{nd} - \mu_{nd})^2}{2 \sigma^2_{nd}}\Big)
+    + \tfrac12 \log 2\pi
+
+instead of the squared error; dropout and the weight decay are unchanged (``keep_prob=1``: none).
+
+Adversarial training (``adversarial_epsilon``, the fast gradient sign method of Goodfellow, Shlens
+& Szegedy 2015 as used by Lakshminarayanan et al., Algorithm 1): per minibatch,
+:math:`\mathbf{x}' = \mathbf{x} + \boldsymbol{\epsilon} \odot
+\operatorname{sign}(\nabla_{\mathbf{x}} \ell(\theta, \mathbf{x}, \mathbf{y}))` with :math:`\ell`
+the data term above (the weight decay does not depend on :math:`\mathbf{x}`), taken as a constant,
+and the network minimises :math:`\ell(\theta, \mathbf{x}, \mathbf{y}) + \ell(\theta,
+\mathbf{x}', \mathbf{y}) + \lambda_e \sum_i \|\mathbf{W}_i\|_F^2` (the reported loss too). The
+adversarial pass reuses the minibatch's hidden dropout masks; dropout on the INPUTS is refused with
+it (``keep_prob`` of layer 0 must be 1). :math:`\boldsymbol{\epsilon}` may differ per input
+column (the paper: 1% of the training range of each column).
+
+References:
+    Lakshminarayanan, Pritzel & Blundell (2017), "Simple and Scalable Predictive Uncertainty
+    Estimation using Deep Ensembles", NeurIPS 2017;
+    Goodfellow, Shlens & Szegedy (2015), "Explaining and Harnessing Adversarial Examples", ICLR.
 """
 
 from __future__ import annotations
@@ -63,7 +92,15 @@ from vi_dropout.objectives import weight_decay_from_prior
 from vi_dropout.validation import check_keep_prob
 
 __all__ = ["TrainResult", "weight_decay", "check_weight_decay", "layer_widths",
-           "per_layer_keep_probs"]
+           "per_layer_keep_probs", "LOSSES", "MIN_VARIANCE", "check_loss", "output_width",
+           "gaussian_head", "gaussian_nll", "check_adversarial_epsilon"]
+
+#: the training losses of :func:`train_sequential` and :func:`train_batched`
+LOSSES = ("mse", "gaussian_nll")
+
+#: the variance floor of a Gaussian head, :math:`\sigma^2 = \operatorname{softplus}(r) + 10^{-6}`
+#: (Lakshminarayanan et al. 2017, footnote 2)
+MIN_VARIANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -133,3 +170,75 @@ def per_layer_keep_probs(keep_prob, num_layers, name):
             )
         return tuple(check_keep_prob(k, f"{name}[{i}]") for i, k in enumerate(keep_prob))
     return (check_keep_prob(keep_prob, name),) * num_layers
+
+
+def check_loss(loss) -> str:
+    """``loss`` after checking it is one of :data:`LOSSES`."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+    return loss
+
+
+def output_width(loss: str, num_targets: int) -> int:
+    """Outputs of the last layer: ``D`` for ``"mse"``, ``2 D`` (means, raw variances) for
+    ``"gaussian_nll"``."""
+    return 2 * num_targets if check_loss(loss) == "gaussian_nll" else num_targets
+
+
+def gaussian_head(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Mean and variance of a Gaussian head: ``out`` is ``... x 2D`` (means, then raw variances
+    :math:`r`), :math:`\sigma^2 = \operatorname{softplus}(r) + 10^{-6}` (:data:`MIN_VARIANCE`).
+
+    Args:
+        out: network outputs, ``... x 2D``.
+
+    Returns:
+        ``(mean, var)``, each ``... x D``.
+
+    Example:
+        >>> m, v = gaussian_head(torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+        >>> float(m), round(float(v), 6)
+        (1.0, 0.693148)
+    """
+    if out.shape[-1] % 2:
+        raise ValueError(f"a Gaussian head has an even number of outputs (2D), got {out.shape[-1]}")
+    d = out.shape[-1] // 2
+    return out[..., :d], torch.nn.functional.softplus(out[..., d:]) + MIN_VARIANCE
+
+
+def gaussian_nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""Mean Gaussian negative log-likelihood of a Gaussian head (:func:`gaussian_head`),
+
+    .. math::
+        \frac{1}{N D} \sum_{n, d} \Big(\tfrac12 \log \sigma^2_{nd}
+        + \frac{(y_{nd} - \mu_{nd})^2}{2 \sigma^2_{nd}}\Big) + \tfrac12 \log 2\pi.
+
+    Args:
+        out: outputs ``... x N x 2D``.
+        y: targets ``... x N x D``.
+
+    Returns:
+        The mean over the last two dims, shape ``...``.
+
+    Example:
+        >>> out = torch.tensor([[0.0, 1e3]], dtype=torch.float64)  # variance ~1000
+        >>> round(float(gaussian_nll(out, torch.zeros(1, 1, dtype=torch.float64))), 4)
+        4.3728
+    """
+    mean, var = gaussian_head(out)
+    nll = 0.5 * (var.log() + (y - mean).square() / var)
+    return nll.mean((-1, -2)) + 0.5 * math.log(2 * math.pi)
+
+
+def check_adversarial_epsilon(value, num_inputs: int, name: str = "adversarial_epsilon"):
+    """``None``, or a float64 tensor of FGSM step sizes ``>= 0`` broadcastable to
+    ``... x num_inputs`` (a number, or one per input column), after checking it."""
+    if value is None:
+        return None
+    eps = torch.as_tensor(value, dtype=torch.float64)
+    if eps.dim() and eps.shape[-1] not in (1, num_inputs):
+        raise ValueError(f"{name} must be a number or {num_inputs} numbers (one per input "
+                         f"column), got shape {tuple(eps.shape)}")
+    if not bool((torch.isfinite(eps) & (eps >= 0)).all()):
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
+    return eps

@@ -14,8 +14,11 @@ from vi_dropout.drop_stream import layer_drop_streams
 from vi_dropout.network import Architecture, get_activation
 from vi_dropout.training.common import (
     TrainResult,
+    check_adversarial_epsilon,
     check_weight_decay,
+    gaussian_nll,
     layer_widths,
+    output_width,
     per_layer_keep_probs,
 )
 from vi_dropout.validation import check_finite, check_positive, check_positive_int, check_targets
@@ -70,12 +73,18 @@ def train_sequential(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-7,
     progress: bool = False,
+    loss: str = "mse",
+    adversarial_epsilon=None,
 ) -> TrainResult:
     r"""Reference trainer for ONE network: a plain module, autograd and :class:`torch.optim.Adam`.
 
     Minimises :math:`\frac{1}{|\mathcal{B}|D}\sum_{n\in\mathcal{B}}\|\mathbf{y}_n -
     \hat{\mathbf{y}}_n\|^2 + \lambda\sum_i\|\mathbf{W}_i\|^2` (see the module docstring for the
-    maths and the random-number contract).
+    maths and the random-number contract), or with ``loss="gaussian_nll"`` the mean Gaussian
+    negative log-likelihood of a mean-and-variance head
+    (:func:`~vi_dropout.training.common.gaussian_nll`) in place of the squared error; with
+    ``adversarial_epsilon`` the data term is that of the minibatch plus that of its fast-gradient-
+    sign perturbation (computed here with :func:`torch.autograd.grad`).
 
     Args:
         x: training inputs, ``N x Q``.
@@ -86,6 +95,10 @@ def train_sequential(
         hidden: hidden widths; activation: hidden activation.
         epochs, batch_size, lr, betas, eps: optimisation settings (Keras 2.2 defaults).
         progress: tqdm bar over epochs.
+        loss: ``"mse"`` (``D`` outputs) or ``"gaussian_nll"`` (``2D`` outputs: means, then raw
+            variances).
+        adversarial_epsilon: ``None`` (no adversarial training) or the FGSM step, a number or
+            ``Q`` numbers (one per input column); needs ``keep_prob`` 1 on the inputs.
 
     Returns:
         :class:`TrainResult` without the leading ``E`` dimension.
@@ -104,9 +117,18 @@ def train_sequential(
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")
     reg = check_weight_decay(reg, "reg")
-    widths = layer_widths(x.shape[1], hidden, y.shape[1])
+    widths = layer_widths(x.shape[1], hidden, output_width(loss, y.shape[1]))
     L = len(widths) - 1
     kps = per_layer_keep_probs(keep_prob, L, "keep_prob")
+    adv = check_adversarial_epsilon(adversarial_epsilon, x.shape[1])
+    if adv is not None:
+        if adv.dim() > 1:
+            raise ValueError(f"adversarial_epsilon must be a number or {x.shape[1]} numbers, got "
+                             f"shape {tuple(adv.shape)}")
+        if kps[0] != 1.0:
+            raise ValueError("adversarial_epsilon needs keep_prob 1 on the inputs (layer 0), got "
+                             f"{kps[0]}")
+        adv = adv.to(x.dtype)
     N, D = y.shape
     C = sum(widths[:-1])
     dtype = x.dtype
@@ -131,17 +153,15 @@ def train_sequential(
         total = 0.0
         for s in range(0, N, batch_size):
             idx = perm[s : s + batch_size]
-            out = net(x[idx], u[s : s + batch_size])
-            loss = nn.functional.mse_loss(out, y[idx]) + reg * sum(
-                lin.weight.square().sum() for lin in net.linears
-            )
-            if not torch.isfinite(loss):
+            data = _data_term(net, x[idx], y[idx], u[s : s + batch_size], loss, adv)
+            total_loss = data + reg * sum(lin.weight.square().sum() for lin in net.linears)
+            if not torch.isfinite(total_loss):
                 diverged = epoch
                 break
             opt.zero_grad()
-            loss.backward()
+            total_loss.backward()
             opt.step()
-            total += loss.item() * len(idx) / N
+            total += total_loss.item() * len(idx) / N
         if diverged >= 0:
             break
         losses[epoch] = total
@@ -151,3 +171,16 @@ def train_sequential(
         losses,
         torch.tensor(diverged),
     )
+
+
+def _data_term(net, x, y, z, loss, adv):
+    """The data term of one minibatch (inputs ``x``, targets ``y``, masks ``z``): the loss of
+    ``net``'s outputs, plus that at ``x + adv * sign(grad_x)`` when ``adv`` is not ``None``."""
+    fn = nn.functional.mse_loss if loss == "mse" else gaussian_nll
+    if adv is None:
+        return fn(net(x, z), y)
+    x = x.clone().requires_grad_(True)
+    clean = fn(net(x, z), y)
+    (gx,) = torch.autograd.grad(clean, x, retain_graph=True)
+    x_adv = (x + adv * gx.sign()).detach()
+    return clean + fn(net(x_adv, z), y)

@@ -46,7 +46,7 @@ def test_uci_methods_option_is_checked(tmp_path, capsys):
               "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert ("--methods must be a comma list of mc_dropout, gp, concrete_dropout, full_elbo, "
-            "mfvi, got 'hmc'") in capsys.readouterr().err
+            "mfvi, deep_ensemble, got 'hmc'") in capsys.readouterr().err
 
 
 def test_uci_help_lists_data_sets_and_defaults(capsys):
@@ -72,3 +72,17 @@ def test_shared_flags_are_spelled_the_same(command, capsys):
         assert "--keep-prob" in text
     if command in ("mauna-loa", "pitfalls"):
         assert "--iterations" in text and "--steps" not in text
+
+
+def test_uci_deep_ensemble_runs_and_checks_its_options(tmp_path, capsys):
+    out = tmp_path / "de"
+    argv = ["uci", "--dataset", "yacht", "--splits", "0-1", "--methods", "deep_ensemble",
+            "--ensemble-size", "2", "--epochs-multiplier", "0.1", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    text = (out / "report.md").read_text()
+    assert "| yacht | deep_ensemble |" in text
+    with pytest.raises(SystemExit) as exc:
+        main(["uci", "--dataset", "yacht", "--out", str(out), "--ensemble-size", "0"])
+    assert exc.value.code == 2
+    assert "--ensemble-size" in capsys.readouterr().err
