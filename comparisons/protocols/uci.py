@@ -359,8 +359,7 @@ def run_uci_cell(cell: Cell) -> list[dict]:
         "rmse": float(test.rmse), "rmse_standard": float(test.rmse_standard),
         "test_ll": float(test.mean_log_likelihood),
         # the moment-matched Gaussian's central 95% interval (mean, 1/tau + MC variance)
-        "coverage_95": float(interval_coverage(test.mean, test.variance,
-                                               torch.as_tensor(split.y_test, dtype=torch.float64))),
+        "coverage_95": float(interval_coverage(test.mean, test.variance, split.y_test)),
         "validation_ll": sel.validation_ll,
         "best_dropout_rate": sel.best_pair[0], "best_tau": sel.best_pair[1],
         "diverged_grid_points": float(len(sel.diverged)), "wall_time_s": wall,
