@@ -9,12 +9,17 @@ TORCH_VERSION ?= 2.13.0
 
 install: $(STAMP)
 
+# The laplace extra pins torchvision==0.28.* only so that pip keeps torch at $(TORCH_VERSION);
+# PyPI's torchvision wheels are CUDA builds that cannot load next to the CPU torch, and
+# torchmetrics (a laplace-torch dependency) imports an installed torchvision: remove it again
+# (nothing here uses it).
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[dev,distributed]"
+	$(PY) -m pip install -q -e ".[dev,distributed,laplace]" torch==$(TORCH_VERSION)
+	$(PY) -m pip uninstall -y -q torchvision
 	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $(STAMP)
 

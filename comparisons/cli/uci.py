@@ -39,7 +39,8 @@ __all__ = ["add_parser", "run", "uci_run_cells", "uci_group_key", "COMMAND", "UC
 
 COMMAND = "uci"
 #: methods of the ``uci`` subcommand
-UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi", "deep_ensemble")
+UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi", "deep_ensemble",
+               "laplace", "laplace_kfac")
 
 
 class CellDispatch:
@@ -66,6 +67,13 @@ def _learned_methods(args) -> dict:
         deep_ensemble_uci_cells,
         run_deep_ensemble_uci_cells,
     )
+    from comparisons.protocols.uci_laplace import (
+        LAPLACE_METHODS,
+        LaplaceUCIConfig,
+        laplace_available,
+        laplace_uci_cells,
+        run_laplace_uci_cell,
+    )
     from comparisons.protocols.uci_mfvi import MFVIUCIConfig, mfvi_uci_cells, run_mfvi_uci_cells
 
     shared = dict(epochs_multiplier=args.epochs_multiplier, seed=args.seed)
@@ -74,7 +82,7 @@ def _learned_methods(args) -> dict:
     mfvi = MFVIUCIConfig(num_samples=args.num_samples, **shared)
     ensemble = DeepEnsembleUCIConfig(ensemble_size=args.ensemble_size,
                                      adversarial_epsilon=args.adversarial_epsilon, **shared)
-    return {
+    table = {
         "concrete_dropout": (lambda d, s: concrete_uci_cells(d, s, concrete, "concrete_dropout"),
                              run_concrete_uci_cells),
         "full_elbo": (lambda d, s: concrete_uci_cells(d, s, concrete, "full_elbo"),
@@ -83,6 +91,12 @@ def _learned_methods(args) -> dict:
         "deep_ensemble": (lambda d, s: deep_ensemble_uci_cells(d, s, ensemble),
                           run_deep_ensemble_uci_cells),
     }
+    if laplace_available():  # optional extra: checked at parse time when asked for
+        laplace = LaplaceUCIConfig(**shared)
+        for method in LAPLACE_METHODS:
+            table[method] = (lambda d, s, m=method: laplace_uci_cells(d, s, laplace, m),
+                             run_laplace_uci_cell)
+    return table
 
 
 def uci_run_cells(args: argparse.Namespace):
@@ -214,6 +228,11 @@ def _methods_arg(text: str) -> list[str]:
     if bad or not methods:
         raise argparse.ArgumentTypeError(f"--methods must be a comma list of "
                                          f"{', '.join(UCI_METHODS)}, got {text!r}")
+    if any(m.startswith("laplace") for m in methods):
+        from comparisons.protocols.uci_laplace import MISSING_LAPLACE, laplace_available
+
+        if not laplace_available():
+            raise argparse.ArgumentTypeError(f"--methods {text}: {MISSING_LAPLACE}")
     return list(dict.fromkeys(methods))
 
 
@@ -290,8 +309,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "full_elbo (keep_prob, theta and tau learned), mfvi (mean-field Gaussian "
                         "VI: a mean and a standard deviation per weight and bias, and tau, "
                         "learned by the ELBO), deep_ensemble (networks with mean and variance "
-                        "outputs trained on the Gaussian NLL, the uniform mixture); cells run in "
-                        "this order (default: mc_dropout)")
+                        "outputs trained on the Gaussian NLL, the uniform mixture), laplace / "
+                        "laplace_kfac (laplace-torch on the MAP network: last layer, full "
+                        "network with KFAC; extra '.[laplace]'); cells run in this order "
+                        "(default: mc_dropout)")
     p.add_argument("--ensemble-size", type=int_at_least("--ensemble-size"), default=5,
                    help="networks per split of deep_ensemble (default: 5, as Lakshminarayanan "
                         "et al. 2017)")

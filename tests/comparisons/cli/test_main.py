@@ -46,7 +46,7 @@ def test_uci_methods_option_is_checked(tmp_path, capsys):
               "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert ("--methods must be a comma list of mc_dropout, gp, concrete_dropout, full_elbo, "
-            "mfvi, deep_ensemble, got 'hmc'") in capsys.readouterr().err
+            "mfvi, deep_ensemble, laplace, laplace_kfac, got 'hmc'") in capsys.readouterr().err
 
 
 def test_uci_help_lists_data_sets_and_defaults(capsys):
@@ -86,3 +86,17 @@ def test_uci_deep_ensemble_runs_and_checks_its_options(tmp_path, capsys):
         main(["uci", "--dataset", "yacht", "--out", str(out), "--ensemble-size", "0"])
     assert exc.value.code == 2
     assert "--ensemble-size" in capsys.readouterr().err
+
+
+def test_uci_laplace_runs_and_a_missing_library_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "la"
+    assert main(["uci", "--dataset", "yacht", "--splits", "0", "--methods", "laplace",
+                 "--epochs-multiplier", "0.05", "--out", str(out), "--no-progress"]) == 0
+    assert "| yacht | laplace |" in (out / "report.md").read_text()
+    import comparisons.protocols.uci_laplace as ul
+
+    monkeypatch.setattr(ul, "laplace_available", lambda: False)
+    with pytest.raises(SystemExit) as exc:
+        main(["uci", "--dataset", "yacht", "--methods", "laplace", "--out", str(out)])
+    assert exc.value.code == 2
+    assert "pip install '.[laplace]'" in capsys.readouterr().err
