@@ -375,11 +375,15 @@ class DropoutFit:
     """MC dropout trained by the UCI protocol, and its test predictions (original scale).
 
     Attributes:
-        dropout_rate, tau: the selected grid point (tau on the original scale).
+        dropout_rate: the selected grid point's drop rate.
+        tau: the selected grid point's tau (original scale).
         validation_ll: its validation log-likelihood.
-        weights, biases: the final network (inverted-dropout weights, float32/64 per protocol).
-        mean, var: moment-matched predictive mean and variance (``1/tau`` + MC variance) at the
-            test inputs, original scale, float64, ``(n_test,)``.
+        weights: the final network's weights (inverted-dropout convention, float32/64 per
+            protocol).
+        biases: its biases.
+        mean: moment-matched predictive mean at the test inputs, original scale, float64,
+            ``(n_test,)``.
+        var: moment-matched predictive variance (``1/tau`` + MC variance), likewise.
         summary: the :class:`vi_dropout.predict.RegressionSummary` of the test samples.
         diverged_grid_points: grid points whose training diverged.
         wall_time_s: grid search + retraining + prediction.
