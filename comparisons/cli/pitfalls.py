@@ -3,14 +3,16 @@
 Parses the arguments into a :class:`~comparisons.experiments.pitfalls.PitfallSettings`, runs
 :func:`comparisons.experiments.pitfalls.run` and writes with
 :func:`comparisons.report.pitfalls.write_report` into ``--out``: ``improper_kl.png``,
-``non_concentration.png`` (training and extrapolation regions), ``keep_prob_sensitivity.png``,
+``non_concentration.png`` (training and extrapolation regions), ``learned_keep_prob.png`` (with
+the learned-rate methods, ``--learned-rates``, the default), ``keep_prob_sensitivity.png``,
 ``records.csv`` (tidy), ``report.md`` (tables, HMC's diagnostics and the surfaced warnings), plus
 ``nuts-cache/`` (the NUTS chains of the non-concentration experiment; a re-run with the same
 settings reuses them); prints the report and the output paths.
 
-Example (the committed run; HMC for N <= 300, about 40 min on a 2-core CPU):
-    python -m comparisons pitfalls --out docs/pitfalls --hmc-chains 4 --hmc-warmup 300 \
-        --hmc-samples 300 --hmc-processes 2
+The committed run (the defaults, N up to 10,000, HMC for N <= 300; about an hour on a 2-core
+CPU)::
+
+    python -m comparisons pitfalls --out docs/pitfalls
 """
 
 from __future__ import annotations
@@ -46,15 +48,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                 "sensitivity of MC dropout (toy data)")
     add_out_argument(p)
     p.add_argument("--iterations", type=int_at_least("--iterations"), default=4000,
-                   help="Adam steps per network (default 4000)")
+                   help="Adam steps per network (default 4000; minibatches for fixed-rate MC "
+                        "dropout, full batch for the learned-rate fits)")
     p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="T, MC dropout samples (default 1000)")
-    p.add_argument("--sizes", type=_int_list, default=[10, 30, 100, 300, 1000, 3000],
-                   help="training-set sizes of the non-concentration experiment")
+    p.add_argument("--sizes", type=_int_list, default=[10, 30, 100, 300, 1000, 3000, 10000],
+                   help="training-set sizes of the non-concentration experiment (default "
+                        "10,30,100,300,1000,3000,10000)")
     add_keep_prob_argument(p, 0.9, "keep_prob of the non-concentration experiment")
     p.add_argument("--hmc", action=argparse.BooleanOptionalAction, default=True,
                    help="NUTS reference curve in the non-concentration experiment (--no-hmc: "
                         "MC dropout and the GP only)")
+    p.add_argument("--learned-rates", action=argparse.BooleanOptionalAction, default=True,
+                   help="learned-rate curves in the non-concentration experiment: Concrete "
+                        "dropout and the full ELBO, --iterations full-batch Adam steps each "
+                        "(--no-learned-rates: without them)")
     p.add_argument("--hmc-max-train", type=int_at_least("--hmc-max-train"), default=300,
                    help="run HMC for the sizes N <= this (default 300)")
     p.add_argument("--hmc-chains", type=int_at_least("--hmc-chains"), default=4)
@@ -83,7 +91,8 @@ def settings_from_args(args: argparse.Namespace):
                                  processes=args.hmc_processes,
                                  max_tree_depth=args.hmc_max_tree_depth)
     return PitfallSettings(steps=args.iterations, num_samples=args.num_samples, seed=args.seed,
-                           sizes=tuple(args.sizes), keep_prob=args.keep_prob, hmc=hmc)
+                           sizes=tuple(args.sizes), keep_prob=args.keep_prob, hmc=hmc,
+                           learned_rates=args.learned_rates)
 
 
 def run(args) -> int:

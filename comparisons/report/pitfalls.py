@@ -1,16 +1,18 @@
-"""The report of the pitfalls experiment: its three figures, its tables and
-:func:`write_report`, which writes every output file of
-:func:`comparisons.experiments.pitfalls.run` atomically.
+"""The report of the pitfalls experiment: its figures, its tables and :func:`write_report`,
+which writes every output file of :func:`comparisons.experiments.pitfalls.run` atomically.
 
 Files written under ``out``: ``improper_kl.png``, ``non_concentration.png`` (training and
-extrapolation regions side by side), ``keep_prob_sensitivity.png``, ``records.csv`` (tidy
-records) and ``report.md`` (tables, HMC's diagnostics and the surfaced warnings). Every plot
-takes an ``ax`` and returns it; colours and labels come from :mod:`comparisons.report.styles`.
+extrapolation regions side by side, every method of the non-concentration experiment),
+``learned_keep_prob.png`` (the learned keep_probs vs N; only when the learned-rate methods ran),
+``keep_prob_sensitivity.png``, ``records.csv`` (tidy records) and ``report.md`` (tables, the
+log-log slopes of the variance in N, the learned parameters, HMC's diagnostics and the surfaced
+warnings). Every plot takes an ``ax`` and returns it; colours and labels come from
+:mod:`comparisons.report.styles`.
 
 Example:
     >>> result = comparisons.experiments.pitfalls.run(settings)  # doctest: +SKIP
     >>> sorted(write_report(result, "outputs/pitfalls"))         # doctest: +SKIP
-    ['improper_kl', 'keep_prob_sensitivity', 'non_concentration', 'records', 'report']
+    ['improper_kl', 'keep_prob_sensitivity', 'learned_keep_prob', 'non_concentration', 'records', 'report']
 """
 
 from __future__ import annotations
@@ -25,14 +27,20 @@ import pandas as pd
 from comparisons.report.styles import method_color, method_label
 from comparisons.runner.store import atomic_savefig, atomic_write_text
 
-__all__ = ["plot_improper_kl", "plot_non_concentration", "plot_keep_prob_sensitivity",
-           "pivot_markdown", "report_markdown", "write_report"]
+__all__ = ["plot_improper_kl", "plot_non_concentration", "plot_learned_keep_prob",
+           "plot_keep_prob_sensitivity", "pivot_markdown", "variance_slopes", "report_markdown",
+           "write_report"]
+
+#: the two metrics of the non-concentration variance table and figure
+VARIANCE_METRICS = ("epistemic_variance_train", "epistemic_variance_extrapolation")
+#: the learned-rate methods (ids of :mod:`comparisons.report.styles`)
+LEARNED_RATE_METHODS = ("concrete_dropout", "full_elbo")
 
 
 def pivot_markdown(df: pd.DataFrame, index: Sequence[str], headers: Sequence[str] | None = None,
                    columns: str = "metric") -> str:
     """A Markdown table of tidy records pivoted to one row per ``index`` key and one column per
-    ``columns`` value (numbers as ``.4g``).
+    ``columns`` value (numbers as ``.4g``, a missing value as ``–``).
 
     Args:
         df: tidy records.
@@ -51,7 +59,8 @@ def pivot_markdown(df: pd.DataFrame, index: Sequence[str], headers: Sequence[str
              "|" + "---|" * (len(index) + len(pivot.columns))]
     for key, row in pivot.iterrows():
         key = key if isinstance(key, tuple) else (key,)
-        lines.append("| " + " | ".join([*map(str, key), *(f"{v:.4g}" for v in row)]) + " |")
+        lines.append("| " + " | ".join([*map(str, key),
+                                         *(f"{v:.4g}" if v == v else "–" for v in row)]) + " |")
     return "\n".join(lines)
 
 
@@ -71,12 +80,85 @@ def _hmc_lines(result, df_nc: pd.DataFrame, variance) -> list[str]:
     return lines + [f"- {w}" for w in result.hmc_warnings]
 
 
+def variance_slopes(records: Sequence[dict]) -> pd.DataFrame:
+    r"""The least-squares slope of :math:`\log \mathrm{Var}` against :math:`\log N` per method
+    and region of the non-concentration records: the rate :math:`\mathrm{Var} \propto N^{b}`
+    (the GP's :math:`b \approx -1` inside the data; a fixed dropout rate's :math:`b \approx 0`).
+
+    .. math::
+        b = \frac{\sum_j (u_j - \bar u)(v_j - \bar v)}{\sum_j (u_j - \bar u)^2},
+        \quad u_j = \log N_j,\ v_j = \log \mathrm{Var}_j
+
+    Args:
+        records: tidy records with ``epistemic_variance_{train,extrapolation}`` per ``split = N``.
+
+    Returns:
+        One row per method: ``method``, ``slope_train``, ``slope_extrapolation``, ``n_min``,
+        ``n_max``, ``num_sizes`` (NaN slopes for a method with fewer than two sizes).
+
+    Example:
+        >>> recs = [{"method": "m", "split": n, "metric": f"epistemic_variance_{r}",
+        ...          "value": 1.0 / n} for n in (10, 100) for r in ("train", "extrapolation")]
+        >>> round(float(variance_slopes(recs).slope_train[0]), 12)
+        -1.0
+    """
+    rows = []
+    methods = dict.fromkeys(r["method"] for r in records if r["metric"] in VARIANCE_METRICS)
+    for method in methods:
+        row = {"method": method}
+        for metric in VARIANCE_METRICS:
+            n, v = _select(records, method, metric)
+            ok = v > 0
+            slope = (np.polyfit(np.log(n[ok]), np.log(v[ok]), 1)[0]
+                     if len(set(n[ok])) >= 2 else float("nan"))
+            row[metric.replace("epistemic_variance", "slope")] = float(slope)
+        n, _ = _select(records, method, VARIANCE_METRICS[0])
+        row.update(n_min=int(n.min()), n_max=int(n.max()), num_sizes=len(n))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["method", "slope_train", "slope_extrapolation", "n_min",
+                                       "n_max", "num_sizes"])
+
+
+def _learned_lines(result, df_nc: pd.DataFrame) -> list[str]:
+    """The learned-rate part of section 2 of ``report.md``."""
+    settings = result.settings
+    if not getattr(settings, "learned_rates", False):
+        return ["Learned-rate methods: off (--no-learned-rates)."]
+    lines = [
+        "Learned-rate methods (vi_dropout.concrete.fit_concrete, full batch, "
+        f"{settings.steps} Adam steps of 0.01, temperature 0.1, keep_probs from 0.9, tau from 1; "
+        "concrete_dropout: theta fixed at 1e-6 (theta -> 0), full_elbo: theta learned from 0.01). "
+        "Learned parameters (tau on the standardised scale; final_loss: negative ELBO per point, "
+        "last 10% of the steps; masks_only: full_elbo's variance without its theta noise):", ""]
+    learned = df_nc[df_nc.method.isin(LEARNED_RATE_METHODS)
+                    & ~df_nc.metric.isin([*VARIANCE_METRICS, "wall_time_s"])]
+    if not learned.empty:
+        lines += [pivot_markdown(learned, ["method", "split"], ["method", "N"]), ""]
+    warned = getattr(result, "fit_warnings", ())
+    lines += ["Learned-rate fit warnings: " + ("none" if not warned else "")]
+    return lines + [f"- {w}" for w in warned]
+
+
+def _slope_lines(records) -> list[str]:
+    slopes = variance_slopes(records)
+    if slopes.empty:
+        return []
+    lines = ["Slope b of log variance vs log N (Var ~ N^b, least squares over the sizes each "
+             "method ran):", "", "| method | b, train | b, extrapolation | N range |",
+             "|---|---|---|---|"]
+    for row in slopes.itertuples():
+        b = [f"{v:.3g}" if v == v else "–" for v in (row.slope_train, row.slope_extrapolation)]
+        lines.append(f"| {row.method} | {b[0]} | {b[1]} | {row.n_min}-{row.n_max} "
+                     f"({row.num_sizes} size{'s' if row.num_sizes > 1 else ''}) |")
+    return lines + [""]
+
+
 def report_markdown(result) -> str:
     """The text of ``report.md`` for a :class:`~comparisons.experiments.pitfalls.PitfallResult`:
     one section per experiment with its table and wall time."""
     settings, t = result.settings, result.wall_times_s
     df_nc = pd.DataFrame(result.non_concentration)
-    variance = df_nc.metric.str.startswith("epistemic_variance")
+    variance = df_nc.metric.isin(VARIANCE_METRICS)
     walls = df_nc[df_nc.metric == "wall_time_s"].pivot_table(
         index="split", columns="method", values="value", aggfunc="first")
     return "\n".join([
@@ -87,10 +169,12 @@ def report_markdown(result) -> str:
         f"## 2. Non-concentration ({t['non_concentration']:.1f} s)", "",
         "Epistemic variance (standardised scale), mean over the test points in the region:", "",
         pivot_markdown(df_nc[variance], ["method", "split"], ["method", "N"]), "",
+        *_slope_lines(result.non_concentration),
         "Wall time per N (s): " + "; ".join(
             f"N={int(n)}: " + ", ".join(f"{m} {v:.1f}" for m, v in row.items() if v == v)
             for n, row in walls.iterrows()) + ".", "",
-        *_hmc_lines(result, df_nc, variance), "",
+        *_learned_lines(result, df_nc), "",
+        *_hmc_lines(result, df_nc, df_nc.metric.str.startswith("epistemic_variance")), "",
         f"## 3. keep_prob sensitivity ({t['keep_prob_sensitivity']:.1f} s; predictive sd, "
         "original scale)", "",
         pivot_markdown(pd.DataFrame(result.sensitivity.records), ["method", "split"],
@@ -99,8 +183,9 @@ def report_markdown(result) -> str:
 
 
 def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
-    """Write the three figures, ``records.csv`` and ``report.md`` of a
-    :class:`~comparisons.experiments.pitfalls.PitfallResult` under ``out`` (atomically).
+    """Write the figures, ``records.csv`` and ``report.md`` of a
+    :class:`~comparisons.experiments.pitfalls.PitfallResult` under ``out`` (atomically);
+    ``learned_keep_prob.png`` only when the records hold learned keep_probs.
 
     Returns:
         ``{file stem: path}`` of every file written.
@@ -109,10 +194,14 @@ def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
 
     out = Path(out)
     paths = {}
-    for name, draw in (("improper_kl", lambda ax: plot_improper_kl(result.improper_kl, ax)),
-                       ("non_concentration", None),
-                       ("keep_prob_sensitivity",
-                        lambda ax: plot_keep_prob_sensitivity(result.sensitivity, ax))):
+    figures = [("improper_kl", lambda ax: plot_improper_kl(result.improper_kl, ax)),
+               ("non_concentration", None)]
+    if any(r["metric"].startswith("learned_keep_prob") for r in result.non_concentration):
+        figures.append(("learned_keep_prob",
+                        lambda ax: plot_learned_keep_prob(result.non_concentration, ax)))
+    figures.append(("keep_prob_sensitivity",
+                    lambda ax: plot_keep_prob_sensitivity(result.sensitivity, ax)))
+    for name, draw in figures:
         if draw is None:  # the two regions side by side
             fig = Figure(figsize=(11, 4.2))
             axes = fig.subplots(1, 2)
@@ -150,13 +239,15 @@ def plot_improper_kl(records: Sequence[dict], ax):
 
 
 #: line style per method (colours and labels: comparisons.report.styles)
-_NC_STYLE = {"mc_dropout": "o-", "gp_arccos1_prior": "s-", "hmc": "^-"}
+_NC_STYLE = {"mc_dropout": "o-", "gp_arccos1_prior": "s-", "hmc": "^-",
+             "concrete_dropout": "D-", "full_elbo": "v-"}
 
 
 def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
-    """Epistemic variance vs N on log-log axes for every method in ``records`` (MC dropout,
-    the GP and HMC in their colours of :data:`~comparisons.report.styles.METHOD_STYLES`; HMC's
-    curve covers the sizes it ran for)."""
+    """Epistemic variance vs N on log-log axes for every method in ``records`` (fixed-rate MC
+    dropout, the GP, HMC and the learned-rate methods in their colours of
+    :data:`~comparisons.report.styles.METHOD_STYLES`; each curve covers the sizes its method ran
+    for)."""
     if region not in ("train", "extrapolation"):
         raise ValueError(f"region must be 'train' or 'extrapolation', got {region!r}")
     metric = f"epistemic_variance_{region}"
@@ -171,6 +262,38 @@ def plot_non_concentration(records: Sequence[dict], ax, region: str = "train"):
     ax.set_ylabel(f"epistemic variance ({region}, standardised)")
     ax.set_title(f"non-concentration ({region} region)")
     ax.legend(fontsize=8)
+    return ax
+
+
+def plot_learned_keep_prob(records: Sequence[dict], ax):
+    """The learned keep_probs vs N: log x, logit y (0.5, 0.9, 0.99, ... equally spaced), one
+    colour per method (:data:`~comparisons.report.styles.METHOD_STYLES`), the input layer dashed
+    with open markers and the hidden layer solid; the fixed-rate MC dropout's keep_prob is not a
+    record and not drawn.
+
+    Args:
+        records: non-concentration records with ``learned_keep_prob_input`` /
+            ``learned_keep_prob_hidden`` per method and ``split = N``.
+        ax: a matplotlib ``Axes``.
+    """
+    methods = sorted({r["method"] for r in records if r["metric"].startswith("learned_keep_prob")},
+                     key=lambda m: (list(_NC_STYLE).index(m) if m in _NC_STYLE else 99, m))
+    for i, method in enumerate(methods):
+        color = method_color(method, f"C{i + 5}")
+        marker = _NC_STYLE.get(method, "o-")[0]
+        for layer, style in (("hidden", "-"), ("input", "--")):
+            n, kp = _select(records, method, f"learned_keep_prob_{layer}")
+            order = np.argsort(n)
+            ax.plot(n[order], kp[order], marker + style, color=color,
+                    mfc=color if layer == "hidden" else "none",
+                    label=f"{method_label(method)}: {layer}")
+    ax.set_xscale("log")
+    ax.set_yscale("logit")
+    ax.set_xlabel("training points N")
+    ax.set_ylabel("learned keep_prob (logit scale)")
+    ax.set_title("learned keep_prob vs N (solid: hidden layer, dashed: input)")
+    if methods:
+        ax.legend(fontsize=8)
     return ax
 
 

@@ -17,6 +17,8 @@ id                      method
 ``gp_rf_prior``         the network's prior with finitely many random ReLU features
 ``hmc``                 the HMC reference posterior of the network; the sampler (NUTS) is
                         ``attrs["sampler"]`` of its ``InferenceData``
+``concrete_dropout``    Concrete dropout: keep_probs and tau learned (relaxed masks), theta -> 0
+``full_elbo``           the full ELBO: keep_probs, theta and tau learned
 ======================  =====================================================================
 
 :data:`LEGACY_METHOD_IDS` maps the spellings of older outputs (``gp-arccos1``, ``gp-se``,
@@ -63,6 +65,8 @@ METHOD_STYLES: dict[str, MethodStyle] = {
     "pyro_mc_dropout": MethodStyle("MC dropout, converted network (SVI)", "tab:cyan"),
     "pyro_standard_dropout": MethodStyle("standard dropout, converted network (SVI)",
                                          "tab:olive"),
+    "concrete_dropout": MethodStyle("Concrete dropout (learned keep_prob, tau)", "tab:pink"),
+    "full_elbo": MethodStyle("full ELBO (learned keep_prob, theta, tau)", "goldenrod"),
 }
 
 #: older spellings -> the ids above (for outputs written before the ids were unified)

@@ -50,7 +50,8 @@ def test_improper_kl_value_diverges_like_log_theta_and_gradient_converges():
 
 
 def test_non_concentration_gp_shrinks_dropout_does_not():
-    recs = non_concentration_records((10, 100), keep_prob=0.9, settings=TINY, hmc=None)
+    recs = non_concentration_records((10, 100), keep_prob=0.9, settings=TINY, hmc=None,
+                                     learned_rates=False)
     assert {r["method"] for r in recs} == {"mc_dropout", "gp_arccos1_prior"}
     gp = [_value(recs, "gp_arccos1_prior", n, "epistemic_variance_train") for n in (10, 100)]
     mc = [_value(recs, "mc_dropout", n, "epistemic_variance_train") for n in (10, 100)]
@@ -67,7 +68,8 @@ def test_non_concentration_hmc_records_shrink_and_track_the_gp():
     2.2): hence the factor-2 band. The diagnostics must be present, finite and flag the short
     chains."""
     with pytest.warns(HMCDiagnosticsWarning, match="N = 10"):
-        recs = non_concentration_records((10, 20, 40), settings=TINY, hmc=TINY_HMC)
+        recs = non_concentration_records((10, 20, 40), settings=TINY, hmc=TINY_HMC,
+                                         learned_rates=False)
     hmc = {(r["split"], r["metric"]): r["value"] for r in recs if r["method"] == "hmc"}
     assert {n for n, _ in hmc} == {10, 20}  # 40 > max_train
     for n in (10, 20):
@@ -138,12 +140,13 @@ def test_cli_end_to_end(tmp_path, capsys):
                      "--hmc-chains", "2", "--hmc-warmup", "20", "--hmc-samples", "20",
                      "--hmc-processes", "1", "--hmc-max-tree-depth", "5"]) == 0
     for name in ("improper_kl.png", "non_concentration.png", "keep_prob_sensitivity.png",
-                 "records.csv", "report.md"):
+                 "learned_keep_prob.png", "records.csv", "report.md"):
         assert (out / name).is_file(), name
     assert len(list((out / "nuts-cache").glob("nuts-*/chain-*.npz"))) == 2
     text = capsys.readouterr().out
     assert "## 2. Non-concentration" in text and str(out / "records.csv") in text
     assert "| hmc | 10 |" in text and "| hmc | 40 |" not in text
+    assert "| concrete_dropout | 40 |" in text and "| full_elbo | 40 |" in text
     assert "hmc_max_rhat_f" in text and "HMC warnings:" in text and "- non-concentration" in text
     with pytest.raises(SystemExit):
         main(["pitfalls", "--out", str(out), "--sizes", "0,10"])
