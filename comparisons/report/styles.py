@@ -67,6 +67,10 @@ METHOD_STYLES: dict[str, MethodStyle] = {
                                          "tab:olive"),
     "concrete_dropout": MethodStyle("Concrete dropout (learned keep_prob, tau)", "tab:pink"),
     "full_elbo": MethodStyle("full ELBO (learned keep_prob, theta, tau)", "goldenrod"),
+    "mfvi": MethodStyle("mean-field Gaussian VI", "yellowgreen"),
+    "deep_ensemble": MethodStyle("deep ensemble", "black"),
+    "laplace": MethodStyle("Laplace (last layer)", "teal"),
+    "laplace_kfac": MethodStyle("Laplace (KFAC, whole network)", "slateblue"),
 }
 
 #: older spellings -> the ids above (for outputs written before the ids were unified)

@@ -21,7 +21,8 @@ from comparisons.report.styles import (
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 IDS = ("mc_dropout", "standard_dropout", "gp_arccos1", "gp_arccos1_prior", "gp_se",
-       "gp_rf_prior", "hmc", "pyro_mc_dropout", "pyro_standard_dropout")
+       "gp_rf_prior", "hmc", "pyro_mc_dropout", "pyro_standard_dropout", "concrete_dropout",
+       "full_elbo", "mfvi", "deep_ensemble", "laplace", "laplace_kfac")
 
 
 def test_one_label_and_one_colour_per_method():
