@@ -9,8 +9,8 @@ the learned-rate methods, ``--learned-rates``, the default), ``keep_prob_sensiti
 ``nuts-cache/`` (the NUTS chains of the non-concentration experiment; a re-run with the same
 settings reuses them); prints the report and the output paths.
 
-The committed run (the defaults, N up to 10,000, HMC for N <= 300; about an hour on a 2-core
-CPU)::
+The committed run (the defaults, N up to 10,000, HMC for N <= 300; 1 h 53 min on a 2-core CPU
+with another experiment beside it, HMC all but about 8 min of it)::
 
     python -m comparisons pitfalls --out docs/pitfalls
 """

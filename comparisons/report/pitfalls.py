@@ -38,7 +38,7 @@ LEARNED_RATE_METHODS = ("concrete_dropout", "full_elbo")
 
 
 def pivot_markdown(df: pd.DataFrame, index: Sequence[str], headers: Sequence[str] | None = None,
-                   columns: str = "metric") -> str:
+                   columns: str = "metric", formats: dict | None = None) -> str:
     """A Markdown table of tidy records pivoted to one row per ``index`` key and one column per
     ``columns`` value (numbers as ``.4g``, a missing value as ``–``).
 
@@ -47,6 +47,8 @@ def pivot_markdown(df: pd.DataFrame, index: Sequence[str], headers: Sequence[str
         index: the key columns of a row (e.g. ``["method", "split"]``).
         headers: their headers in the table (default: ``index``).
         columns: the column whose values become the table's columns.
+        formats: ``{column value: function of a number -> text}`` for columns not shown as
+            ``.4g``.
 
     Example:
         >>> df = pd.DataFrame({"split": [1], "metric": ["m"], "value": [0.5]})
@@ -57,10 +59,12 @@ def pivot_markdown(df: pd.DataFrame, index: Sequence[str], headers: Sequence[str
     pivot = df.pivot_table(index=list(index), columns=columns, values="value", aggfunc="first")
     lines = ["| " + " | ".join([*headers, *map(str, pivot.columns)]) + " |",
              "|" + "---|" * (len(index) + len(pivot.columns))]
+    formats = formats or {}
     for key, row in pivot.iterrows():
         key = key if isinstance(key, tuple) else (key,)
-        lines.append("| " + " | ".join([*map(str, key),
-                                         *(f"{v:.4g}" if v == v else "–" for v in row)]) + " |")
+        cells = [("–" if v != v else formats.get(c, lambda x: f"{x:.4g}")(v))
+                 for c, v in row.items()]
+        lines.append("| " + " | ".join([*map(str, key), *cells]) + " |")
     return "\n".join(lines)
 
 
@@ -129,14 +133,22 @@ def _learned_lines(result, df_nc: pd.DataFrame) -> list[str]:
         f"{settings.steps} Adam steps of 0.01, temperature 0.1, keep_probs from 0.9, tau from 1; "
         "concrete_dropout: theta fixed at 1e-6 (theta -> 0), full_elbo: theta learned from 0.01). "
         "Learned parameters (tau on the standardised scale; final_loss: negative ELBO per point, "
-        "last 10% of the steps; masks_only: full_elbo's variance without its theta noise):", ""]
+        "last 10% of the steps; masks_only: full_elbo's variance without its theta noise; a "
+        "keep_prob above 0.999 as 1 - its drop rate):", ""]
     learned = df_nc[df_nc.method.isin(LEARNED_RATE_METHODS)
                     & ~df_nc.metric.isin([*VARIANCE_METRICS, "wall_time_s"])]
     if not learned.empty:
-        lines += [pivot_markdown(learned, ["method", "split"], ["method", "N"]), ""]
+        near_one = {f"learned_keep_prob_{layer}": _keep_prob_text for layer in ("input", "hidden")}
+        lines += [pivot_markdown(learned, ["method", "split"], ["method", "N"],
+                                 formats=near_one), ""]
     warned = getattr(result, "fit_warnings", ())
     lines += ["Learned-rate fit warnings: " + ("none" if not warned else "")]
     return lines + [f"- {w}" for w in warned]
+
+
+def _keep_prob_text(keep_prob: float) -> str:
+    """A keep_prob as ``.4g``, or as ``1 - drop rate`` above 0.999 (where ``.4g`` shows 1)."""
+    return f"{keep_prob:.4g}" if keep_prob <= 0.999 else f"1 - {1 - keep_prob:.2g}"
 
 
 def _slope_lines(records) -> list[str]:

@@ -101,6 +101,8 @@ def test_report_writes_the_learned_figure_and_columns(tmp_path):
     assert "| gp_arccos1_prior | -1 | -1 | 10-1000 (3 sizes) |" in text
     assert "| concrete_dropout | -0.5 | -0.5 |" in text
     assert "| concrete_dropout | 10 | 0.5 | 0.9091 | 0.99 | 10 | – |" in text
+    # keep_probs near 1 as 1 - drop rate (.4g would show 1)
+    assert "| full_elbo | 1000 | 0.5 | 1 - 0.001 | 1 - 0.0001 | 10 | 0.003162 |" in text
     assert f"- {warning}" in text
     records = pd.read_csv(tmp_path / "records.csv")
     assert {"concrete_dropout", "full_elbo"} <= set(records.method)
