@@ -55,6 +55,8 @@ __all__ = [
     "fit_concrete",
     "KEEP_PROB_CLAMP",
     "minibatch_rows",
+    "network_generators",
+    "network_picker",
 ]
 
 #: a learned keep_prob within this distance of 0 or 1 stops :func:`fit_concrete`.
@@ -104,6 +106,45 @@ def _relax(logit: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Te
     """The relaxed mask of uniforms ``u`` (clamped away from 0 and 1)."""
     u = u.clamp(torch.finfo(u.dtype).tiny, 1.0 - torch.finfo(u.dtype).eps)
     return torch.sigmoid((logit + torch.log(u) - torch.log1p(-u)) / temperature)
+
+
+def network_generators(generator, num_networks: int | None):
+    """The random streams of one network (a ``torch.Generator`` or None) or of ``E =
+    num_networks`` (a list of ``E`` generators, or ``E`` Nones), checked: network ``e`` draws
+    only from its own, so it reproduces a single fit with that generator.
+
+    Example:
+        >>> network_generators(None, 2)
+        [None, None]
+    """
+    if num_networks is None:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got "
+                             f"{type(generator).__name__}")
+        return generator
+    if generator is None:
+        return [None] * num_networks
+    if isinstance(generator, torch.Generator) or len(generator) != num_networks:
+        raise ValueError(f"generator must be a sequence of {num_networks} torch.Generator (one "
+                         f"per network) for num_networks={num_networks}")
+    return list(generator)
+
+
+def network_picker(network: int | None, num_networks: int | None):
+    """``tensor -> tensor`` selecting network ``network`` of ``E = num_networks`` batched ones
+    (the identity for a single network), checked.
+
+    Example:
+        >>> network_picker(1, 3)(torch.arange(3)).item()
+        1
+    """
+    if (num_networks is None) != (network is None):
+        raise ValueError("network must name one of the num_networks networks (and only then)")
+    if network is None:
+        return lambda t: t
+    if not 0 <= network < num_networks:
+        raise ValueError(f"network must be in 0..{num_networks - 1}, got {network}")
+    return lambda t: t[network]
 
 
 class ConcreteDropoutObjective(torch.nn.Module):
@@ -217,20 +258,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
         )
 
     def _generators(self, generator):
-        """One generator (or None) for a single network; a list of ``E`` (or ``E`` Nones) for
-        ``num_networks = E``, checked."""
-        if self.num_networks is None:
-            if generator is not None and not isinstance(generator, torch.Generator):
-                raise ValueError(f"generator must be a torch.Generator or None, got "
-                                 f"{type(generator).__name__}")
-            return generator
-        if generator is None:
-            return [None] * self.num_networks
-        if isinstance(generator, torch.Generator) or len(generator) != self.num_networks:
-            raise ValueError(f"generator must be a sequence of {self.num_networks} "
-                             "torch.Generator (one per network) for num_networks="
-                             f"{self.num_networks}")
-        return list(generator)
+        return network_generators(generator, self.num_networks)
 
     def _per_network(self, draw, lead, generator) -> torch.Tensor:
         """``draw(shape, generator)`` for one network, or stacked over the ``E`` networks at
@@ -399,12 +427,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
         if x.dim() != 2 or x.shape[-1] != self.architecture.in_features:
             raise ValueError(f"x must have shape N x {self.architecture.in_features}, got "
                              f"{tuple(x.shape)}")
-        if (self.num_networks is None) != (network is None):
-            raise ValueError("network must name one of the num_networks networks (and only "
-                             "then)")
-        if network is not None and not 0 <= network < self.num_networks:
-            raise ValueError(f"network must be in 0..{self.num_networks - 1}, got {network}")
-        pick = (lambda t: t) if network is None else (lambda t: t[network])
+        pick = network_picker(network, self.num_networks)
         weights = [pick(w) for w in self.weights]
         biases = [pick(b) for b in self.biases]
         kps = [pick(kp) for kp in self.keep_probs]

@@ -46,7 +46,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .concrete import TAU_BOUND, minibatch_rows
+from .concrete import TAU_BOUND, minibatch_rows, network_generators, network_picker
 from .kl import mean_field_kl_to_prior
 from .network import Architecture, get_activation
 from .objectives import check_data, data_term
@@ -196,20 +196,7 @@ class MeanFieldObjective(torch.nn.Module):
         self.bias_rhos = params([torch.full_like(b, rho) for b in self.biases])
 
     def _generators(self, generator):
-        """One generator (or None) for a single network; a list of ``E`` (or ``E`` Nones) for
-        ``num_networks = E``, checked."""
-        if self.num_networks is None:
-            if generator is not None and not isinstance(generator, torch.Generator):
-                raise ValueError(f"generator must be a torch.Generator or None, got "
-                                 f"{type(generator).__name__}")
-            return generator
-        if generator is None:
-            return [None] * self.num_networks
-        if isinstance(generator, torch.Generator) or len(generator) != self.num_networks:
-            raise ValueError(f"generator must be a sequence of {self.num_networks} "
-                             "torch.Generator (one per network) for num_networks="
-                             f"{self.num_networks}")
-        return list(generator)
+        return network_generators(generator, self.num_networks)
 
     # --- the learned quantities ----------------------------------------------------------------
     @property
@@ -325,12 +312,7 @@ class MeanFieldObjective(torch.nn.Module):
         if x.dim() != 2 or x.shape[-1] != self.architecture.in_features:
             raise ValueError(f"x must have shape N x {self.architecture.in_features}, got "
                              f"{tuple(x.shape)}")
-        if (self.num_networks is None) != (network is None):
-            raise ValueError("network must name one of the num_networks networks (and only "
-                             "then)")
-        if network is not None and not 0 <= network < self.num_networks:
-            raise ValueError(f"network must be in 0..{self.num_networks - 1}, got {network}")
-        pick = (lambda t: t) if network is None else (lambda t: t[network])
+        pick = network_picker(network, self.num_networks)
         params = [[pick(p).to(x.dtype) for p in group] for group in (
             self.weights, self.biases, self.weight_scales, self.bias_scales)]
         n = x.shape[0]
