@@ -80,8 +80,9 @@ def _learned_methods(args) -> dict:
     concrete = ConcreteUCIConfig(num_samples=args.num_samples, temperature=args.temperature,
                                  **shared)
     mfvi = MFVIUCIConfig(num_samples=args.num_samples, **shared)
-    ensemble = DeepEnsembleUCIConfig(ensemble_size=args.ensemble_size,
-                                     adversarial_epsilon=args.adversarial_epsilon, **shared)
+    ensemble = DeepEnsembleUCIConfig(ensemble_size=args.ensemble_size, epochs=args.ensemble_epochs,
+                                     lrs=args.ensemble_lrs,
+                                     adversarial_epsilon=args.adversarial_epsilon, seed=args.seed)
     table = {
         "concrete_dropout": (lambda d, s: concrete_uci_cells(d, s, concrete, "concrete_dropout"),
                              run_concrete_uci_cells),
@@ -197,10 +198,11 @@ def run(args: argparse.Namespace) -> int:
                 "seed": args.seed, "max_grid": args.max_grid,
                 "gp_max_fit_size": args.gp_max_fit_size}
     # recorded when not the default, so folders made before these options stay resumable
-    for name, default in (("temperature", 0.1), ("ensemble_size", 5),
-                          ("adversarial_epsilon", None)):
-        if getattr(args, name) != default:
-            settings[name] = getattr(args, name)
+    for name, default in (("temperature", 0.1), ("ensemble_size", 5), ("ensemble_epochs", 40),
+                          ("ensemble_lrs", (0.1, 0.01, 0.001)), ("adversarial_epsilon", None)):
+        value = getattr(args, name)
+        if value != default:  # as JSON reads it back (a tuple comes back a list)
+            settings[name] = list(value) if isinstance(value, tuple) else value
     store = ResultsStore(out, settings=settings,
                          allow_settings_change=args.allow_settings_change)
     t0 = time.perf_counter()
@@ -234,6 +236,15 @@ def _methods_arg(text: str) -> list[str]:
         if not laplace_available():
             raise argparse.ArgumentTypeError(f"--methods {text}: {MISSING_LAPLACE}")
     return list(dict.fromkeys(methods))
+
+
+def _step_sizes_arg(text: str) -> tuple[float, ...]:
+    parse = positive_float("--ensemble-lrs")
+    values = tuple(parse(v.strip()) for v in text.split(",") if v.strip())
+    if not values or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"--ensemble-lrs must be a comma list of distinct "
+                                         f"numbers > 0, got {text!r}")
+    return values
 
 
 def _datasets_arg(text: str) -> str:
@@ -316,6 +327,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--ensemble-size", type=int_at_least("--ensemble-size"), default=5,
                    help="networks per split of deep_ensemble (default: 5, as Lakshminarayanan "
                         "et al. 2017)")
+    p.add_argument("--ensemble-epochs", type=int_at_least("--ensemble-epochs"), default=40,
+                   help="epochs of every deep_ensemble member on every data set (default: 40, "
+                        "the paper's; not scaled by --epochs-multiplier)")
+    p.add_argument("--ensemble-lrs", type=_step_sizes_arg, default=(0.1, 0.01, 0.001),
+                   help="deep_ensemble: comma list of Adam step sizes, chosen per split on the "
+                        "last 20%% of the training rows (default: 0.1,0.01,0.001; one value "
+                        "skips the validation fits)")
     p.add_argument("--adversarial-epsilon", type=positive_float("--adversarial-epsilon"),
                    default=None,
                    help="deep_ensemble: adversarial training (fast gradient sign) with this "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
 import pytest
 
 from comparisons.cli.main import SUBCOMMAND_MODULES, main
@@ -77,15 +80,26 @@ def test_shared_flags_are_spelled_the_same(command, capsys):
 def test_uci_deep_ensemble_runs_and_checks_its_options(tmp_path, capsys):
     out = tmp_path / "de"
     argv = ["uci", "--dataset", "yacht", "--splits", "0-1", "--methods", "deep_ensemble",
-            "--ensemble-size", "2", "--epochs-multiplier", "0.1", "--out", str(out),
-            "--no-progress"]
+            "--ensemble-size", "2", "--ensemble-epochs", "3", "--ensemble-lrs", "0.01,0.001",
+            "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     text = (out / "report.md").read_text()
     assert "| yacht | deep_ensemble |" in text
-    with pytest.raises(SystemExit) as exc:
-        main(["uci", "--dataset", "yacht", "--out", str(out), "--ensemble-size", "0"])
-    assert exc.value.code == 2
-    assert "--ensemble-size" in capsys.readouterr().err
+    records = pd.read_csv(out / "records.csv")
+    lr = records[records.metric == "lr"].value
+    assert len(lr) == 2 and set(lr) <= {0.01, 0.001}
+    assert set(records[records.metric == "epochs"].value) == {3}
+    settings = json.loads((out / "settings.json").read_text())["settings"]
+    assert settings["ensemble_lrs"] == [0.01, 0.001] and settings["ensemble_epochs"] == 3
+    assert main(argv) == 0  # resumes: the settings read back equal the parsed ones
+    for bad, option in ((["--ensemble-size", "0"], "--ensemble-size"),
+                        (["--ensemble-epochs", "0"], "--ensemble-epochs"),
+                        (["--ensemble-lrs", "0.1,-1"], "--ensemble-lrs"),
+                        (["--ensemble-lrs", "0.1,0.1"], "--ensemble-lrs")):
+        with pytest.raises(SystemExit) as exc:
+            main(["uci", "--dataset", "yacht", "--out", str(out), *bad])
+        assert exc.value.code == 2
+        assert option in capsys.readouterr().err
 
 
 def test_uci_laplace_runs_and_a_missing_library_is_one_line(tmp_path, capsys, monkeypatch):

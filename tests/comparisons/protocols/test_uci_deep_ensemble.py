@@ -32,9 +32,9 @@ from vi_dropout.network import mlp_forward
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = dict(ensemble_size=3, epochs_multiplier=0.25, dtype="float64")
+TINY = dict(ensemble_size=3, epochs=10, lrs=(0.01,), dtype="float64")
 REAL_TRAIN = uci_deep_ensemble.train_batched
-METRICS = ("rmse", "test_ll", "coverage_95", "ensemble_size", "adversarial", "epochs",
+METRICS = ("rmse", "test_ll", "coverage_95", "ensemble_size", "adversarial", "epochs", "lr",
            "final_loss")
 
 
@@ -107,8 +107,8 @@ def test_records_against_a_direct_computation(monkeypatch):
     got = _metrics(recs)
     assert set(got) == {*METRICS, "group_size", "wall_time_s"}
     assert {r["method"] for r in recs} == {DEEP_ENSEMBLE_METHOD}
-    assert all(r["epochs_multiplier"] == 0.25 and "num_samples" not in r for r in recs)
-    assert (got["ensemble_size"], got["adversarial"], got["epochs"]) == (3, 0, 10)
+    assert all("epochs_multiplier" not in r and "num_samples" not in r for r in recs)
+    assert (got["ensemble_size"], got["adversarial"], got["epochs"], got["lr"]) == (3, 0, 10, 0.01)
     (x, y, args, kwargs, fit), = calls  # one batched call for the whole ensemble
     assert x.shape[0] == 3 and args[0] == 1.0 and args[1] == 0.0
     base = protocol_seed(config, 2) + uci_deep_ensemble.SEED_OFFSET
@@ -183,16 +183,22 @@ def test_group_key_and_exports():
     assert deep_ensemble_group_key(other) != keys[0]
     assert deep_ensemble_group_key(mfvi_uci_cells(["yacht"], "0", MFVIUCIConfig())[0]) is None
     assert DEEP_ENSEMBLE_METHOD == "deep_ensemble"
-    assert cells[0].config["lr"] == 0.01 and cells[0].config["adversarial_epsilon"] is None
+    assert cells[0].config["lrs"] == (0.1, 0.01, 0.001)
+    assert cells[0].config["epochs"] == 40 and cells[0].config["adversarial_epsilon"] is None
 
 
 @pytest.mark.parametrize("bad, match", [
     (dict(ensemble_size=0), "ensemble_size"),
     (dict(ensemble_size=-2), "ensemble_size"),
     (dict(ensemble_size=2.5), "ensemble_size"),
-    (dict(epochs_multiplier=0), "epochs_multiplier"),
+    (dict(epochs=0), "epochs"),
     (dict(batch_size=0), "batch_size"),
-    (dict(lr=-1.0), "lr"),
+    (dict(lrs=(0.1, -1.0)), "lrs"),
+    (dict(lrs=()), "lrs"),
+    (dict(lrs=(0.1, 0.1)), "lrs"),
+    (dict(lrs=0.1), "lrs"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+    (dict(validation_fraction=0.0), "validation_fraction"),
     (dict(weight_decay=-1e-3), "weight_decay"),
     (dict(adversarial_epsilon=0.0), "adversarial_epsilon"),
     (dict(adversarial_epsilon=float("nan")), "adversarial_epsilon"),
@@ -201,3 +207,81 @@ def test_group_key_and_exports():
 def test_config_checks_name_the_setting(bad, match):
     with pytest.raises(ValueError, match=match):
         DeepEnsembleUCIConfig(**bad)
+
+
+def test_step_size_chosen_on_validation_rows(monkeypatch):
+    """The validation fits: every (split, step size, member) in one batched call on the first
+    80% of the training rows; each split keeps the step size of the highest mean mixture
+    log-density on the last 20%, recomputed here from the returned networks; the final fit uses
+    the chosen step size per split on all training rows."""
+    calls = _spy(monkeypatch)
+    lrs = (0.03, 0.003)
+    config = DeepEnsembleUCIConfig(**TINY | dict(ensemble_size=2, lrs=lrs))
+    cells = deep_ensemble_uci_cells(["yacht"], "0-1", config)
+    out = run_deep_ensemble_uci_cells(CellGroup(tuple(cells)))
+    assert len(calls) == 2  # validation fits, then the final fits
+    (xv, _, args_v, kw_v, fit_v), (xf, _, args_f, kw_f, _) = calls
+    n_train = load_uci("yacht", 0).x_train.shape[0]
+    assert xv.shape[:2] == (2 * 2 * 2, int(0.8 * n_train)) and xf.shape[:2] == (4, n_train)
+    assert list(kw_v["lr"]) == [0.03, 0.03, 0.003, 0.003] * 2
+    base = [protocol_seed(config, s) + uci_deep_ensemble.SEED_OFFSET for s in (0, 1)]
+    assert list(args_v[2]) == [base[0], base[0] + 1] * 2 + [base[1], base[1] + 1] * 2
+    chosen = []
+    for e, split in enumerate((0, 1)):
+        raw = load_uci("yacht", split)  # first 80% of the training rows fit, last 20% scored
+        n_fit = int(0.8 * n_train)
+        x_fit = raw.x_train[:n_fit]
+        mx, sx = x_fit.mean(0), x_fit.std(0)
+        sx[sx == 0] = 1
+        y_fit = raw.y_train[:n_fit, 0]
+        my, sy = y_fit.mean(), y_fit.std()
+        xs = (raw.x_train[n_fit:] - mx) / sx
+        scores = []
+        for k in range(2):
+            members = slice((e * 2 + k) * 2, (e * 2 + k + 1) * 2)
+            o = mlp_forward(torch.tensor(xs), [w[members] for w in fit_v.weights],
+                            [b[members] for b in fit_v.biases]).numpy()
+            var = np.log1p(np.exp(o[..., 1])) + 1e-6
+            dens = np.mean(stats.norm.pdf(raw.y_train[n_fit:, 0], my + sy * o[..., 0],
+                                          sy * np.sqrt(var)), 0)
+            scores.append(np.mean(np.log(dens)))
+        got = _metrics(out[e])
+        for k, lr in enumerate(lrs):
+            assert got[f"validation_ll_lr_{lr:g}"] == pytest.approx(scores[k], rel=1e-9)
+        chosen.append(lrs[int(np.argmax(scores))])
+        assert got["lr"] == chosen[-1]
+    assert list(kw_f["lr"] if not isinstance(kw_f["lr"], float) else [kw_f["lr"]] * 4) == [
+        chosen[0], chosen[0], chosen[1], chosen[1]]
+
+
+def test_a_step_size_that_diverges_is_not_chosen(monkeypatch):
+    """Validation network 0 (split 0, the first step size, member 0) diverges: split 0 must
+    take the second step size; split 1 is scored as usual."""
+    config = DeepEnsembleUCIConfig(**TINY | dict(ensemble_size=2, lrs=(0.03, 0.003)))
+    monkeypatch.setattr(uci_deep_ensemble, "train_batched", _corrupt_first_call(REAL_TRAIN, [0]))
+    out = run_deep_ensemble_uci_cells(CellGroup(tuple(
+        deep_ensemble_uci_cells(["yacht"], "0-1", config))))
+    got = _metrics(out[0])
+    assert got["lr"] == 0.003 and "validation_ll_lr_0.03" not in got
+    assert "validation_ll_lr_0.03" in _metrics(out[1])
+    # every step size of split 1 diverges: its cell fails, named; split 0 is kept
+    monkeypatch.setattr(uci_deep_ensemble, "train_batched",
+                        _corrupt_first_call(REAL_TRAIN, [4, 6]))
+    out = run_deep_ensemble_uci_cells(CellGroup(tuple(
+        deep_ensemble_uci_cells(["yacht"], "0-1", config))))
+    assert isinstance(out[0], list) and isinstance(out[1], CellError)
+    assert "yacht split 1 (deep_ensemble): every step size diverged" in out[1].error
+
+
+def _corrupt_first_call(real, networks):
+    """``train_batched`` whose FIRST call has the ``networks``' targets scaled by 1e200."""
+    state = {"calls": 0}
+
+    def train(x, y, *args, **kwargs):
+        state["calls"] += 1
+        if state["calls"] == 1:
+            y = y.clone()
+            y[networks] *= 1e200
+        return real(x, y, *args, **kwargs)
+
+    return train
