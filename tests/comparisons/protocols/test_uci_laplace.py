@@ -2,10 +2,12 @@
 GLM predictive variance and log marginal likelihood against Bayesian linear regression on the
 hidden features, a tiny cell on yacht for both methods (finite records, the test metrics against a
 direct computation on the original scale), the settings checks and the message when laplace-torch
-is missing."""
+is missing; the KFAC variant's GLM variance against J P^-1 J^T with its dense precision, whose
+blocks are the exact GGN blocks for one training point."""
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 
@@ -186,3 +188,43 @@ def test_a_laplace_torch_that_does_not_import_is_explained(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", broken)
     with pytest.raises(ImportError, match="pip uninstall torchvision"):
         uci_laplace.import_laplace()
+
+
+def _flat_jacobian(net, x):
+    """``N x P``: the Jacobian of the network's output by every parameter, in laplace-torch's
+    order (``net.parameters()``), by autograd on a hook-free copy."""
+    clean = copy.deepcopy(net)
+    params = {k: v.detach() for k, v in clean.named_parameters()}
+    jac = torch.func.jacrev(lambda p: torch.func.functional_call(clean, p, (x,))[:, 0])(params)
+    return torch.cat([jac[k].reshape(len(x), -1) for k in params], dim=1)
+
+
+@pytest.mark.parametrize("n_points", [1, 40])
+def test_kfac_laplace_against_a_dense_computation(n_points):
+    # the full network, KFAC: the GLM variance is J(x) P^-1 J(x)^T with P laplace-torch's
+    # posterior precision as a dense matrix (float64 rounding); P's blocks are the Kronecker
+    # factored GGN + delta I: with ONE training point and one output the factorisation is exact,
+    # so every block equals the dense GGN block J_b^T J_b / sigma^2 + delta I; with 40 points
+    # the first layer's weight block is an approximation (it differs), the others stay exact
+    x, y, net, noise_sd = _toy()
+    x, y = x[:n_points], y[:n_points]
+    x_new = torch.randn(9, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    j_train, j_new = _flat_jacobian(net, x), _flat_jacobian(net, x_new)  # before laplace's hooks
+    la, _ = fit_laplace(net, x, y, "laplace_kfac", prior_precision=0.7, noise_sd=noise_sd,
+                        config=LaplaceUCIConfig(marglik_steps=0))
+    precision = la.posterior_precision.to_matrix()
+    _, var = laplace_predictive(la, x_new, batch_size=4)
+    direct = (j_new @ torch.linalg.solve(precision, j_new.T)).diagonal()
+    torch.testing.assert_close(var, direct, rtol=1e-10, atol=0.0)
+    ggn = j_train.T @ j_train / noise_sd**2
+    errors, start = [], 0
+    for p in net.parameters():
+        block = slice(start, start + p.numel())
+        dense = ggn[block, block] + 0.7 * torch.eye(p.numel(), dtype=torch.float64)
+        errors.append(float((precision[block, block] - dense).abs().max() / dense.abs().max()))
+        start += p.numel()
+    assert start == precision.shape[0] == j_new.shape[1]
+    if n_points == 1:
+        assert max(errors) < 1e-12
+    else:
+        assert errors[0] > 1e-3 and max(errors[1:]) < 1e-12
