@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -114,3 +115,27 @@ def test_uci_laplace_runs_and_a_missing_library_is_one_line(tmp_path, capsys, mo
         main(["uci", "--dataset", "yacht", "--methods", "laplace", "--out", str(out)])
     assert exc.value.code == 2
     assert "pip install '.[laplace]'" in capsys.readouterr().err
+
+
+def test_uci_runs_every_method_id_end_to_end(tmp_path):
+    """``--methods`` with every id of UCI_METHODS on one tiny split: each writes its cell and a
+    row of the report, in one folder; a second run resumes without recomputing."""
+    from comparisons.cli.uci import UCI_METHODS
+
+    out = tmp_path / "all"
+    argv = ["uci", "--dataset", "yacht", "--splits", "0", "--methods", ",".join(UCI_METHODS),
+            "--epochs-multiplier", "0.02", "--num-samples", "20", "--max-grid", "2",
+            "--ensemble-size", "2", "--ensemble-epochs", "2", "--ensemble-lrs", "0.01",
+            "--gp-max-fit-size", "100", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    records = pd.read_csv(out / "records.csv")
+    report = (out / "report.md").read_text()
+    methods = set(UCI_METHODS) - {"gp"} | {"gp_arccos1", "gp_se"}  # gp: the two kernels
+    assert set(records.method) == methods
+    for method in methods:
+        rows = records[(records.method == method) & (records.metric == "test_ll")]
+        assert len(rows) == 1 and np.isfinite(rows.value).all(), method
+        assert f"| yacht | {method} |" in report
+    cells = sorted(p.name for p in (out / "cells").iterdir())
+    assert main(argv) == 0
+    assert sorted(p.name for p in (out / "cells").iterdir()) == cells
