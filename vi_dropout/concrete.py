@@ -38,6 +38,13 @@ from typing import NamedTuple
 import torch
 
 from .distributions import DropoutNormal
+from .elbo_fit import (
+    TAU_BOUND,
+    as_networks,
+    network_generators,
+    network_picker,
+    run_fit_loop,
+)
 from .kl import gaussian_kl_to_prior, kl_large_width
 from .network import Architecture, mlp_forward
 from .objectives import check_data, data_term, local_reparam_forward
@@ -54,15 +61,10 @@ __all__ = [
     "ConcreteFit",
     "fit_concrete",
     "KEEP_PROB_CLAMP",
-    "minibatch_rows",
-    "network_generators",
-    "network_picker",
 ]
 
 #: a learned keep_prob within this distance of 0 or 1 stops :func:`fit_concrete`.
 KEEP_PROB_BOUND = 1e-6
-#: a learned tau (or theta) outside ``[TAU_BOUND, 1 / TAU_BOUND]`` stops :func:`fit_concrete`.
-TAU_BOUND = 1e-10
 #: with ``at_bound="clamp"``, :func:`fit_concrete` keeps every keep_prob in
 #: ``[KEEP_PROB_CLAMP, 1 - KEEP_PROB_CLAMP]`` (projected Adam; inside the failure bound)
 KEEP_PROB_CLAMP = 2e-6
@@ -106,45 +108,6 @@ def _relax(logit: torch.Tensor, u: torch.Tensor, temperature: float) -> torch.Te
     """The relaxed mask of uniforms ``u`` (clamped away from 0 and 1)."""
     u = u.clamp(torch.finfo(u.dtype).tiny, 1.0 - torch.finfo(u.dtype).eps)
     return torch.sigmoid((logit + torch.log(u) - torch.log1p(-u)) / temperature)
-
-
-def network_generators(generator, num_networks: int | None):
-    """The random streams of one network (a ``torch.Generator`` or None) or of ``E =
-    num_networks`` (a list of ``E`` generators, or ``E`` Nones), checked: network ``e`` draws
-    only from its own, so it reproduces a single fit with that generator.
-
-    Example:
-        >>> network_generators(None, 2)
-        [None, None]
-    """
-    if num_networks is None:
-        if generator is not None and not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator or None, got "
-                             f"{type(generator).__name__}")
-        return generator
-    if generator is None:
-        return [None] * num_networks
-    if isinstance(generator, torch.Generator) or len(generator) != num_networks:
-        raise ValueError(f"generator must be a sequence of {num_networks} torch.Generator (one "
-                         f"per network) for num_networks={num_networks}")
-    return list(generator)
-
-
-def network_picker(network: int | None, num_networks: int | None):
-    """``tensor -> tensor`` selecting network ``network`` of ``E = num_networks`` batched ones
-    (the identity for a single network), checked.
-
-    Example:
-        >>> network_picker(1, 3)(torch.arange(3)).item()
-        1
-    """
-    if (num_networks is None) != (network is None):
-        raise ValueError("network must name one of the num_networks networks (and only then)")
-    if network is None:
-        return lambda t: t
-    if not 0 <= network < num_networks:
-        raise ValueError(f"network must be in 0..{num_networks - 1}, got {network}")
-    return lambda t: t[network]
 
 
 class ConcreteDropoutObjective(torch.nn.Module):
@@ -497,13 +460,6 @@ def _learned_problems(objective: ConcreteDropoutObjective, step: int) -> list[st
     return found
 
 
-def _check_learned(objective: ConcreteDropoutObjective, step: int) -> None:
-    """Raise the first problem of :func:`_learned_problems` as a ``ValueError``."""
-    problem = next((p for p in _learned_problems(objective, step) if p is not None), None)
-    if problem is not None:
-        raise ValueError(problem)
-
-
 def _param_groups(objective: ConcreteDropoutObjective, lr: float, hyper_lr: float) -> list[dict]:
     """Adam groups: the means at ``lr``, the keep_prob logits, log theta and log tau at
     ``hyper_lr``."""
@@ -514,54 +470,6 @@ def _param_groups(objective: ConcreteDropoutObjective, lr: float, hyper_lr: floa
     if hyper:
         groups.append({"params": hyper, "lr": hyper_lr})
     return groups
-
-
-def minibatch_rows(n: int, batch_size: int | None, steps: int, gens: Sequence):
-    """Row indices of each step of a minibatch loop over ``n`` rows: ``None`` (all rows) for full batch, else epochs of a fresh
-    permutation per network (from that network's generator) cut into ``ceil(n / batch_size)``
-    batches, the last one smaller; yields one ``E x B`` index tensor per step (``E =
-    len(gens)``).
-
-    Example:
-        >>> [r.tolist() for r in minibatch_rows(5, 2, 3, [torch.Generator().manual_seed(0)])]
-        [[[4, 0]], [[1, 3]], [[2]]]
-    """
-    if batch_size is None or batch_size >= n:
-        for _ in range(steps):
-            yield None
-        return
-    done = 0
-    while done < steps:
-        perm = torch.stack([torch.randperm(n, generator=g) for g in gens])
-        for start in range(0, n, batch_size):
-            if done == steps:
-                return
-            yield perm[:, start:start + batch_size]
-            done += 1
-
-
-def _as_networks(x, y, seed):
-    """``(x, y, seeds, batched)``: one network (an int seed; ``x`` ``N x Q``) or ``E`` (a
-    sequence of ``E`` seeds; ``x`` ``N x Q`` shared or ``E x N x Q``), checked."""
-    batched = isinstance(seed, Sequence)
-    seeds = [int(s) for s in seed] if batched else [int(seed)]
-    if not seeds:
-        raise ValueError("seed must be an int or a non-empty sequence of ints (one per network)")
-    check_finite(x, "x")
-    if x.dim() == 2 and batched:
-        x = x.expand(len(seeds), *x.shape)
-        y = y.expand(len(seeds), *y.shape) if isinstance(y, torch.Tensor) and y.dim() == 2 else y
-    want = 3 if batched else 2
-    if x.dim() != want:
-        raise ValueError(f"x must have shape {'E x ' if batched else ''}N x Q"
-                         f"{' (or N x Q shared by the E networks)' if batched else ''}, got "
-                         f"{tuple(x.shape)}")
-    if batched and x.shape[0] != len(seeds):
-        raise ValueError(f"x holds {x.shape[0]} networks' data but seed names {len(seeds)}")
-    check_data(x, y)
-    if y.shape[:-1] != x.shape[:-1]:
-        raise ValueError(f"y must have shape {tuple(x.shape[:-1])} x D, got {tuple(y.shape)}")
-    return x, y, seeds, batched
 
 
 def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,), *,
@@ -628,7 +536,7 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
         >>> fit.keep_probs[0].shape, fit.losses.shape, fit.failures
         (torch.Size([2]), torch.Size([50, 2]), (None, None))
     """
-    x, y, seeds, batched = _as_networks(x, y, seed)
+    x, y, seeds, batched = as_networks(x, y, seed)
     if at_bound not in ("fail", "clamp"):
         raise ValueError(f"at_bound must be 'fail' or 'clamp', got {at_bound!r}")
     clamp_logit = math.log1p(-KEEP_PROB_CLAMP) - math.log(KEEP_PROB_CLAMP)
@@ -649,29 +557,22 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
         num_networks=len(seeds) if batched else None,
     )
     opt = torch.optim.Adam(_param_groups(objective, lr, hyper_lr), foreach=True)
-    losses = torch.empty((steps, len(seeds)) if batched else (steps,), dtype=x.dtype)
-    failures: list[str | None] = [None] * len(seeds)
-    n, nets = x.shape[-2], torch.arange(len(seeds))[:, None]
-    for step, rows in enumerate(minibatch_rows(n, batch_size, steps, gens)):
-        if rows is None:
-            xb, yb = x, y
-        else:
-            xb, yb = (x[nets, rows], y[nets, rows]) if batched else (x[rows[0]], y[rows[0]])
-        opt.zero_grad()
-        loss = objective.negative_elbo_unchecked(
+    gen = gens if batched else gens[0]
+
+    def loss_of(xb, yb, n):
+        return objective.negative_elbo_unchecked(
             xb, yb, n, temperature=temperature, sample_shape=(num_samples,),
-            generator=gens if batched else gens[0]).mean(0)
-        if not bool(torch.isfinite(loss).all()):
-            _note_failures(objective, step, failures, loss, batched)
-        loss.sum().backward()
-        opt.step()
-        if at_bound == "clamp":
-            with torch.no_grad():
-                for logit in objective.keep_prob_logits:
-                    logit.clamp_(-clamp_logit, clamp_logit)
-        losses[step] = loss.detach()
-        if (step + 1) % check_every == 0 or step + 1 == steps:
-            _note_failures(objective, step + 1, failures, None, batched)
+            generator=gen).mean(0)
+
+    def clamp():
+        with torch.no_grad():
+            for logit in objective.keep_prob_logits:
+                logit.clamp_(-clamp_logit, clamp_logit)
+
+    losses, failures = run_fit_loop(
+        objective, opt, loss_of, x, y, gens, batched, steps=steps, batch_size=batch_size,
+        check_every=check_every, problems=_learned_problems,
+        after_step=clamp if at_bound == "clamp" else None)
     with torch.no_grad():
         return ConcreteFit(
             keep_probs=tuple(kp.detach().clone() for kp in objective.keep_probs),
@@ -683,17 +584,3 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
             objective=objective,
             failures=tuple(failures),
         )
-
-
-def _note_failures(objective, step: int, failures: list, loss, batched: bool) -> None:
-    """Record each network's first problem in ``failures`` (a non-finite ``loss`` entry counts);
-    with one network, raise it."""
-    problems = _learned_problems(objective, step)
-    for e, problem in enumerate(problems):
-        if (problem is None and loss is not None
-                and not math.isfinite(float(loss.detach().reshape(-1)[e]))):
-            problem = f"the negative ELBO became non-finite at step {step}"
-        if problem is not None and failures[e] is None:
-            failures[e] = problem
-    if not batched and failures[0] is not None:
-        raise ValueError(failures[0])

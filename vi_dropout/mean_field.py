@@ -46,7 +46,13 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .concrete import TAU_BOUND, minibatch_rows, network_generators, network_picker
+from .elbo_fit import (
+    TAU_BOUND,
+    as_networks,
+    network_generators,
+    network_picker,
+    run_fit_loop,
+)
 from .kl import mean_field_kl_to_prior
 from .network import Architecture, get_activation
 from .objectives import check_data, data_term
@@ -366,42 +372,6 @@ def _problems(objective: MeanFieldObjective, step: int) -> list[str | None]:
     return found
 
 
-def _note_failures(objective, step: int, failures: list, loss, batched: bool) -> None:
-    """Record each network's first problem in ``failures`` (a non-finite ``loss`` entry counts);
-    with one network, raise it."""
-    for e, problem in enumerate(_problems(objective, step)):
-        if (problem is None and loss is not None
-                and not math.isfinite(float(loss.detach().reshape(-1)[e]))):
-            problem = f"the negative ELBO became non-finite at step {step}"
-        if problem is not None and failures[e] is None:
-            failures[e] = problem
-    if not batched and failures[0] is not None:
-        raise ValueError(failures[0])
-
-
-def _as_networks(x, y, seed):
-    """``(x, y, seeds, batched)``: one network (an int seed; ``x`` ``N x Q``) or ``E`` (a
-    sequence of ``E`` seeds; ``x`` ``N x Q`` shared or ``E x N x Q``), checked."""
-    batched = isinstance(seed, Sequence)
-    seeds = [int(s) for s in seed] if batched else [int(seed)]
-    if not seeds:
-        raise ValueError("seed must be an int or a non-empty sequence of ints (one per network)")
-    check_finite(x, "x")
-    if x.dim() == 2 and batched:
-        x = x.expand(len(seeds), *x.shape)
-        y = y.expand(len(seeds), *y.shape) if isinstance(y, torch.Tensor) and y.dim() == 2 else y
-    if x.dim() != (3 if batched else 2):
-        raise ValueError(f"x must have shape {'E x ' if batched else ''}N x Q"
-                         f"{' (or N x Q shared by the E networks)' if batched else ''}, got "
-                         f"{tuple(x.shape)}")
-    if batched and x.shape[0] != len(seeds):
-        raise ValueError(f"x holds {x.shape[0]} networks' data but seed names {len(seeds)}")
-    check_data(x, y)
-    if y.shape[:-1] != x.shape[:-1]:
-        raise ValueError(f"y must have shape {tuple(x.shape[:-1])} x D, got {tuple(y.shape)}")
-    return x, y, seeds, batched
-
-
 def fit_mean_field(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,), *,
                    activation: str = "relu", prior_length_scale=1.0, tau=1.0,
                    initial_sigma=1e-3, learn_tau: bool = True, steps: int = 1000,
@@ -418,7 +388,7 @@ def fit_mean_field(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50
 
     With minibatches of :math:`B` rows the data term is scaled by :math:`N/B`, so every step is
     an unbiased estimate of the full objective; an epoch is a fresh permutation of the rows cut
-    into :math:`\lceil N/B \rceil` batches (:func:`~vi_dropout.concrete.minibatch_rows`).
+    into :math:`\lceil N/B \rceil` batches (:func:`~vi_dropout.elbo_fit.minibatch_rows`).
 
     ``E`` networks (``seed`` a sequence of ``E`` seeds): network ``e`` draws its initial means,
     its permutations and its noise from ``torch.Generator().manual_seed(seed[e])`` in the same
@@ -456,7 +426,7 @@ def fit_mean_field(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50
         >>> fit.tau.shape, fit.losses.shape, fit.failures
         (torch.Size([2]), torch.Size([50, 2]), (None, None))
     """
-    x, y, seeds, batched = _as_networks(x, y, seed)
+    x, y, seeds, batched = as_networks(x, y, seed)
     steps = check_positive_int(steps, "steps")
     lr = check_positive(lr, "lr")
     hyper_lr = lr if hyper_lr is None else check_positive(hyper_lr, "hyper_lr")
@@ -476,24 +446,14 @@ def fit_mean_field(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50
         hyper.append(objective.log_tau)
     opt = torch.optim.Adam([{"params": [*objective.weights, *objective.biases], "lr": lr},
                             {"params": hyper, "lr": hyper_lr}], foreach=True)
-    losses = torch.empty((steps, len(seeds)) if batched else (steps,), dtype=x.dtype)
-    failures: list[str | None] = [None] * len(seeds)
-    n, nets = x.shape[-2], torch.arange(len(seeds))[:, None]
-    for step, rows in enumerate(minibatch_rows(n, batch_size, steps, gens)):
-        if rows is None:
-            xb, yb = x, y
-        else:
-            xb, yb = (x[nets, rows], y[nets, rows]) if batched else (x[rows[0]], y[rows[0]])
-        opt.zero_grad()
-        loss = objective.negative_elbo_unchecked(xb, yb, n, sample_shape=(num_samples,),
+
+    def loss_of(xb, yb, n):
+        return objective.negative_elbo_unchecked(xb, yb, n, sample_shape=(num_samples,),
                                                  generator=gen).mean(0)
-        if not bool(torch.isfinite(loss).all()):
-            _note_failures(objective, step, failures, loss, batched)
-        loss.sum().backward()
-        opt.step()
-        losses[step] = loss.detach()
-        if (step + 1) % check_every == 0 or step + 1 == steps:
-            _note_failures(objective, step + 1, failures, None, batched)
+
+    losses, failures = run_fit_loop(objective, opt, loss_of, x, y, gens, batched, steps=steps,
+                                    batch_size=batch_size, check_every=check_every,
+                                    problems=_problems)
     with torch.no_grad():
         return MeanFieldFit(
             weights=[w.detach().clone() for w in objective.weights],

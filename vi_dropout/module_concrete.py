@@ -42,8 +42,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .concrete import KEEP_PROB_BOUND, TAU_BOUND, minibatch_rows, relaxed_bernoulli_mask
+from .concrete import KEEP_PROB_BOUND, relaxed_bernoulli_mask
 from .conversion import CoveredLayer, dropout_free_copy, find_covered_layers
+from .elbo_fit import TAU_BOUND, minibatch_rows
 from .module_forward import module_forward, module_kl
 from .objectives import LIKELIHOODS, data_term
 from .validation import (

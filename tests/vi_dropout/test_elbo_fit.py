@@ -1,0 +1,77 @@
+"""The shared fitting loop (:mod:`vi_dropout.elbo_fit`): minibatches cover every row once per
+epoch from each network's own generator, the argument checks, and a failing network named while
+the others go on (one network: raised)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vi_dropout.elbo_fit import as_networks, minibatch_rows, note_failures, run_fit_loop
+
+
+def test_minibatch_rows_are_epochs_of_each_networks_permutation():
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    rows = list(minibatch_rows(7, 3, 6, gens))  # two epochs of 3 + 3 + 1 rows
+    assert [r.shape[1] for r in rows] == [3, 3, 1, 3, 3, 1]
+    for epoch in (rows[:3], rows[3:]):
+        for e in range(2):
+            assert sorted(torch.cat([r[e] for r in epoch]).tolist()) == list(range(7))
+    want = torch.randperm(7, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.cat([r[1] for r in rows[:3]]), want)  # network 1's own stream
+    assert list(minibatch_rows(7, None, 2, gens)) == [None, None]
+    assert list(minibatch_rows(7, 10, 1, gens)) == [None]
+
+
+@pytest.mark.parametrize("x, y, seed, match", [
+    (torch.zeros(4, 2), torch.zeros(4, 1), [], "non-empty"),
+    (torch.zeros(3, 4, 2), torch.zeros(3, 4, 1), [0, 1], "3 networks' data"),
+    (torch.zeros(3, 4, 2), torch.zeros(3, 4, 1), 0, "N x Q"),
+    (torch.full((4, 2), float("nan")), torch.zeros(4, 1), 0, "x"),
+    (torch.zeros(4, 2), torch.zeros(5, 1), 0, "y"),
+])
+def test_as_networks_refuses_bad_shapes(x, y, seed, match):
+    with pytest.raises(ValueError, match=match):
+        as_networks(x, y, seed)
+
+
+class _Linear(torch.nn.Module):
+    """E independent least-squares fits ``y = x w``: a toy objective for the loop."""
+
+    def __init__(self, num_networks):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(num_networks, 2, 1, dtype=torch.float64))
+
+
+def _problems(objective, step):
+    return [None if bool(torch.isfinite(w).all()) else f"w non-finite at step {step}"
+            for w in objective.w]
+
+
+def test_fit_loop_fits_and_names_a_failing_network():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 40, 2, generator=gen, dtype=torch.float64)
+    w_true = torch.tensor([[1.0], [-2.0]], dtype=torch.float64)
+    y = x @ w_true
+    y[1, 0] = float("inf")  # network 1 sees an infinite target: its loss is not finite
+    model = _Linear(3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def loss_of(xb, yb, n):
+        return (xb @ model.w - yb).square().mean((-2, -1))
+
+    gens = [torch.Generator().manual_seed(s) for s in range(3)]
+    losses, failures = run_fit_loop(model, opt, loss_of, x, y, gens, True, steps=200,
+                                    batch_size=None, check_every=10, problems=_problems)
+    assert losses.shape == (200, 3)
+    assert failures[1] == "the negative ELBO became non-finite at step 0"
+    assert failures[0] is None and failures[2] is None
+    for e in (0, 2):
+        torch.testing.assert_close(model.w[e].detach(), w_true, rtol=0, atol=1e-8)
+
+
+def test_note_failures_raises_for_one_network():
+    model = _Linear(1)
+    failures = [None]
+    with pytest.raises(ValueError, match="non-finite at step 3"):
+        note_failures(_problems, model, 3, failures, torch.tensor([float("nan")]), False)
