@@ -32,6 +32,7 @@ SUBCOMMAND_MODULES = {
     "diagnose": "comparisons.cli.diagnose",
     "mauna-loa": "comparisons.cli.mauna_loa",
     "demo": "comparisons.cli.demo",
+    "uci-table": "comparisons.cli.uci_table",
 }
 
 
