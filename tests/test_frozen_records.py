@@ -2,15 +2,22 @@
 ``tests/data/frozen_records`` (made at commit 7f5bc5c, before ``comparisons/`` was split into
 subpackages). Same random streams, same numbers: a refactor that changes a single value fails here.
 
-Timing metrics (``*time*``, ``*wall*``, ``*seconds*``) are left out; everything else is compared
+Timing metrics (``*time*``, ``*wall*``, ``*seconds*``) and ``group_size`` (how many splits were
+computed together, which does not change a split's numbers) are left out; everything else is compared
 with ``==`` on the float64 values as written (shortest round-trip repr), with ONE documented
 exception: the Gaussian log-likelihood used to be written three times with three roundings
 (``((y - mu) / sd)^2``, ``(y - mu)^2 / v``, ``precision * (y - mu)^2``) and is now written once
 (:func:`comparisons.metrics.gaussian.gaussian_log_likelihood`, ``(y - mu)^2 / v``). The values
 computed from it in the other two roundings move in the last bits: Mauna Loa's ``mean_loglik``
 by one ulp, and diagnose's LOO statistics by at most 2.3e-15 relative, its stacking weights (an
-optimisation over those densities) by at most 1e-10 relative or 1e-11 absolute. Those metrics are
-compared within exactly these bounds; every other value bit for bit.
+optimisation over those densities) by at most 1e-10 relative or 1e-11 absolute. And the UCI
+protocol's ``rmse_standard`` (the weight-averaged network's float32 prediction) depends on what
+the process computed before it: with the same weights, inputs and keep_prob, a float32
+``standard_dropout_predict`` gives results that differ in the last bit of a few entries depending
+on the earlier float32 products in the process (seen when the splits of a data set started to
+train as one group: 4.5e-10 relative on yacht split 0; the weights, the MC samples and every other
+metric stayed bit for bit), so it is compared within 1e-9 relative. Those metrics are compared
+within exactly these bounds; every other value bit for bit.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ ROUNDING = {
     ("mauna-loa", ("mean_loglik",)): (1e-15, 0.0),
     ("diagnose", ("elpd_loo", "elpd_loo_se", "p_loo", "elpd_diff", "dse")): (1e-14, 1e-13),
     ("diagnose", ("weight",)): (1e-10, 1e-11),
+    ("uci", ("rmse_standard",)): (1e-9, 0.0),
 }
 
 #: the record files each experiment writes
@@ -66,7 +74,7 @@ def _read(path: Path) -> pd.DataFrame:
 def tidy_records(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Concatenate, keep the five tidy columns, drop timing metrics, sort."""
     df = pd.concat([f[[*KEYS, "value"]] for f in frames])
-    df = df[~df.metric.str.contains("time|wall|seconds")].copy()
+    df = df[~df.metric.str.contains("time|wall|seconds|group_size")].copy()
     df["split"] = df["split"].fillna("").astype(str)
     return df.sort_values(KEYS).reset_index(drop=True)
 

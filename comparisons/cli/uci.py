@@ -127,13 +127,16 @@ def uci_run_cells(args: argparse.Namespace):
 
 def uci_group_key(cell):
     """The ``group_by`` key of :func:`~comparisons.runner.executors.run_cells`: the key of the
-    learned-rate protocol, of mean-field VI or of deep ensembles (the splits of one data set and
-    settings train as one batched fit); ``None`` (alone) for the other methods."""
+    MC dropout protocol (chunks of 5 splits of a data set), of the learned-rate protocol, of
+    mean-field VI or of deep ensembles (the splits of one data set and settings train as one
+    batched fit); ``None`` (alone) for the other methods (the GPs)."""
+    from comparisons.protocols.uci import mc_dropout_group_key
     from comparisons.protocols.uci_concrete import concrete_group_key
     from comparisons.protocols.uci_deep_ensemble import deep_ensemble_group_key
     from comparisons.protocols.uci_mfvi import mfvi_group_key
 
-    for key_of in (concrete_group_key, mfvi_group_key, deep_ensemble_group_key):
+    for key_of in (mc_dropout_group_key, concrete_group_key, mfvi_group_key,
+                   deep_ensemble_group_key):
         key = key_of(cell)
         if key is not None:
             return key

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -36,9 +38,9 @@ from comparisons.datasets.uci import (
     validation_split,
 )
 from comparisons.metrics.distances import interval_coverage, moment_match_samples
-from comparisons.runner.executors import Cell
+from comparisons.runner.executors import Cell, CellError, CellGroup
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
-from vi_dropout.training import train_batched, weight_decay
+from vi_dropout.training import TrainResult, train_batched, weight_decay
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
@@ -188,15 +190,45 @@ def train_grid(std, grid, epochs: int, protocol: UCIProtocol, seed0: int, hidden
     ``seed0 + e``, weight decay from ``protocol.prior_length_scale``).
 
     Returns ``(TrainResult, keep_probs)``."""
+    res, kps = train_grids([std], [grid], epochs, protocol, [seed0], hidden)
+    return res, kps[0]
+
+
+def train_grids(stds, grids, epochs: int, protocol: UCIProtocol, seed0s, hidden: int):
+    """:func:`train_grid` for several splits of one data set in ONE
+    :func:`~vi_dropout.training.batched.train_batched` call: networks in the order split, grid
+    point; split ``s``'s grid point ``e`` is seeded ``seed0s[s] + e`` and trains on ``stds[s]``
+    alone, so it is the network :func:`train_grid` trains for that split (each network draws
+    from its own generator; the tests check the weights bit for bit).
+
+    Returns ``(TrainResult of all networks, keep_probs per split)``."""
     dtype = getattr(torch, protocol.dtype)
-    x = torch.tensor(std.x_train, dtype=dtype)
-    y = torch.tensor(std.y_train, dtype=dtype)
-    n = x.shape[0]
-    kps = [1.0 - dr for dr, _ in grid]
-    regs = [weight_decay(protocol.prior_length_scale, kp, n, tau) for kp, (_, tau) in zip(kps, grid)]
-    res = train_batched(x, y, keep_prob=kps, reg=regs, seeds=[seed0 + e for e in range(len(grid))],
+    xs = [torch.tensor(std.x_train, dtype=dtype) for std in stds]
+    ys = [torch.tensor(std.y_train, dtype=dtype) for std in stds]
+    kps = [[1.0 - dr for dr, _ in grid] for grid in grids]
+    regs = [weight_decay(protocol.prior_length_scale, kp, x.shape[0], tau)
+            for x, grid, kps_s in zip(xs, grids, kps) for kp, (_, tau) in zip(kps_s, grid)]
+    seeds = [seed0 + e for seed0, grid in zip(seed0s, grids) for e in range(len(grid))]
+    if len(stds) == 1:  # one split: its data shared by its networks
+        x, y = xs[0], ys[0]
+    else:
+        x = torch.cat([xi.expand(len(g), *xi.shape) for xi, g in zip(xs, grids)])
+        y = torch.cat([yi.expand(len(g), *yi.shape) for yi, g in zip(ys, grids)])
+    res = train_batched(x, y, keep_prob=[kp for k in kps for kp in k], reg=regs, seeds=seeds,
                         hidden=(hidden,), epochs=epochs, batch_size=protocol.batch_size)
     return res, kps
+
+
+def network_slice(res, start: int, stop: int):
+    """The networks ``start:stop`` of a batched
+    :class:`~vi_dropout.training.common.TrainResult`, as a ``TrainResult`` of their own
+    (contiguous copies: a strided view can change the rounding of later matrix products)."""
+    sl = slice(start, stop)
+    return TrainResult(weights=[w[sl].clone(memory_format=torch.contiguous_format)
+                                for w in res.weights],
+                       biases=[b[sl].clone(memory_format=torch.contiguous_format)
+                               for b in res.biases],
+                       losses=res.losses[sl].clone(), diverged_epoch=res.diverged_epoch[sl].clone())
 
 
 def _scalar(value) -> float:
@@ -299,61 +331,99 @@ def select_and_retrain(raw: UCISplit, protocol: UCIProtocol, progress: bool = Fa
         >>> sel.best_pair[0] in (0.005, 0.01), sel.seed0
         (True, 0)
     """
-    grid = hyperparameter_grid(raw, protocol)
-    epochs = max(1, int(round(raw.n_epochs * protocol.epochs_multiplier)))
-    torch.manual_seed(protocol.seed)
-    seed0 = protocol_seed(protocol, raw.split)
-    if progress:
-        print(f"[mc_dropout] grid search: {len(grid)} networks x {epochs} epochs", flush=True)
-    val = validation_split(raw, fraction=protocol.validation_fraction)
-    std_val = standardize(val)
-    res, kps = train_grid(std_val, grid, epochs, protocol, seed0, raw.n_hidden)
-    scores = score_networks(res, kps, grid, std_val, std_val.x_test, val.y_test, protocol, seed0 + 1)
-    valid = [(float(s.mean_log_likelihood), e) for e, s in enumerate(scores) if s is not None]
-    if not valid:
-        raise RuntimeError(f"{raw.name} split {raw.split}: every grid point diverged (NaN loss)")
-    best_ll, best = max(valid)
-    best_pair = grid[best]
-    if progress:
-        print(f"[mc_dropout] selected dropout rate {best_pair[0]}, tau {best_pair[1]}; "
-              f"retraining on the full training split", flush=True)
-    std = standardize(raw)
-    final, kps_full = train_grid(std, [best_pair], epochs, protocol, seed0 + 500, raw.n_hidden)
-    if int(final.diverged_epoch[0]) >= 0:
-        raise RuntimeError(f"{raw.name} split {raw.split}: the final training diverged "
-                           f"(dropout rate {best_pair[0]}, tau {best_pair[1]})")
-    return GridSelection(best_pair=best_pair, validation_ll=best_ll,
-                         diverged=[grid[e] for e, s in enumerate(scores) if s is None],
-                         standardized=std, final=final, keep_prob=kps_full[0], seed0=seed0)
+    out = select_and_retrain_splits([raw], protocol, progress=progress)[0]
+    if isinstance(out, str):
+        raise RuntimeError(out)
+    return out
 
 
-def run_uci_cell(cell: Cell) -> list[dict]:
-    """Run the protocol on one (data set, split) cell; returns tidy records.
+def select_and_retrain_splits(raws: Sequence[UCISplit], protocol: UCIProtocol,
+                              progress: bool = False) -> list:
+    """:func:`select_and_retrain` for several splits of ONE data set as two batched
+    computations: every split's grid in one :func:`train_grids` call, then every split's
+    selected network in another. Each split gets the numbers it gets alone (same seeds, same
+    data, each network its own generator), in about half the time per split on the 50-unit
+    data sets at x100 (``benchmarks/profile_uci_cell.py``).
 
-    Metrics: ``rmse`` (MC mean), ``rmse_standard`` (weight averaging), ``test_ll`` (MC mixture),
-    ``coverage_95`` (central 95% interval of the moment-matched Gaussian), ``validation_ll``, ``best_dropout_rate``, ``best_tau``, ``diverged_grid_points``,
-    ``wall_time_s``; every record also carries ``epochs_multiplier`` and ``num_samples``.
-
-    Example:
-        >>> cell = uci_cells(["yacht"], "0", UCIProtocol(epochs_multiplier=0.05, num_samples=5,
-        ...                                             max_grid=1))[0]
-        >>> sorted(r["metric"] for r in run_uci_cell(cell))[:2]
-        ['best_dropout_rate', 'best_tau']
+    Returns:
+        Per split: its :class:`GridSelection`, or a message (``str``) saying why it failed
+        (every grid point or the final training diverged); the other splits are kept.
     """
-    protocol = UCIProtocol(**dict(cell.config))
-    t0 = time.perf_counter()
-    split = load_uci(cell.dataset, cell.split)
-    sel = select_and_retrain(split, protocol)
+    if len({(raw.name, raw.n_epochs, raw.n_hidden) for raw in raws}) != 1:
+        raise ValueError("select_and_retrain_splits needs splits of one data set, got "
+                         f"{sorted({raw.name for raw in raws})}")
+    grids = [hyperparameter_grid(raw, protocol) for raw in raws]
+    epochs = max(1, int(round(raws[0].n_epochs * protocol.epochs_multiplier)))
+    hidden = raws[0].n_hidden
+    torch.manual_seed(protocol.seed)
+    seed0s = [protocol_seed(protocol, raw.split) for raw in raws]
+    if progress:
+        print(f"[mc_dropout] grid search: {len(raws)} split(s) x {len(grids[0])} networks x "
+              f"{epochs} epochs", flush=True)
+    vals = [validation_split(raw, fraction=protocol.validation_fraction) for raw in raws]
+    std_vals = [standardize(val) for val in vals]
+    res, kps = train_grids(std_vals, grids, epochs, protocol, seed0s, hidden)
+    chosen, out, start = [], [None] * len(raws), 0
+    for s, (raw, grid) in enumerate(zip(raws, grids)):
+        scores = score_networks(network_slice(res, start, start + len(grid)), kps[s], grid,
+                                std_vals[s], std_vals[s].x_test, vals[s].y_test, protocol,
+                                seed0s[s] + 1)
+        start += len(grid)
+        valid = [(float(sc.mean_log_likelihood), e) for e, sc in enumerate(scores)
+                 if sc is not None]
+        if not valid:
+            out[s] = f"{raw.name} split {raw.split}: every grid point diverged (NaN loss)"
+            continue
+        best_ll, best = max(valid)
+        diverged = [grid[e] for e, sc in enumerate(scores) if sc is None]
+        chosen.append((s, grid[best], best_ll, diverged))
+        if progress:
+            print(f"[mc_dropout] split {raw.split}: selected dropout rate {grid[best][0]}, tau "
+                  f"{grid[best][1]}; retraining on the full training split", flush=True)
+    if not chosen:
+        return out
+    stds = [standardize(raws[s]) for s, *_ in chosen]
+    final, kps_full = train_grids(stds, [[pair] for _, pair, _, _ in chosen], epochs, protocol,
+                                  [seed0s[s] + 500 for s, *_ in chosen], hidden)
+    for j, (s, pair, best_ll, diverged) in enumerate(chosen):
+        net = network_slice(final, j, j + 1)
+        if int(net.diverged_epoch[0]) >= 0:
+            out[s] = (f"{raws[s].name} split {raws[s].split}: the final training diverged "
+                      f"(dropout rate {pair[0]}, tau {pair[1]})")
+            continue
+        out[s] = GridSelection(best_pair=pair, validation_ll=best_ll, diverged=diverged,
+                               standardized=stds[j], final=net, keep_prob=kps_full[j][0],
+                               seed0=seed0s[s])
+    return out
+
+
+#: splits of one data set trained together by :func:`run_uci_cell` in a group (the
+#: ``group_by`` key of :func:`mc_dropout_group_key`): 4-10 splits halve a 50-unit cell at x100,
+#: and a group is lost whole when a run is interrupted, so groups stay small
+GROUP_SPLITS = 5
+
+
+def mc_dropout_group_key(cell):
+    """The :func:`~comparisons.runner.executors.run_cells` ``group_by`` key of this protocol:
+    the pending ``mc_dropout`` cells of one data set and settings train together in chunks of
+    :data:`GROUP_SPLITS` splits (by split number); ``None`` for other methods."""
+    if getattr(cell, "method", None) != "mc_dropout":
+        return None
+    return (cell.dataset, tuple(sorted(dict(cell.config).items())), cell.split // GROUP_SPLITS)
+
+
+def _cell_records(cell: Cell, protocol: UCIProtocol, split: UCISplit, sel: GridSelection,
+                  wall: float, group_size: int) -> list[dict]:
+    """The test metrics of a selected and retrained network (see :func:`run_uci_cell`)."""
     if sel.diverged:
         warnings.warn(
             f"{cell.dataset} split {cell.split}: training diverged (non-finite loss) for "
             + ", ".join(f"dropout rate {dr:g} / tau {tau:g}" for dr, tau in sel.diverged)
             + "; those grid points were stopped and skipped, the others kept",
-            RuntimeWarning, stacklevel=2)
+            RuntimeWarning, stacklevel=3)
     std = sel.standardized
     test = score_networks(sel.final, [sel.keep_prob], [sel.best_pair], std, std.x_test,
                           split.y_test, protocol, sel.test_seed)[0]
-    wall = time.perf_counter() - t0
     base = {"dataset": cell.dataset, "method": "mc_dropout", "split": cell.split,
             "epochs_multiplier": protocol.epochs_multiplier, "num_samples": protocol.num_samples}
     metrics = {
@@ -364,11 +434,65 @@ def run_uci_cell(cell: Cell) -> list[dict]:
         "validation_ll": sel.validation_ll,
         "best_dropout_rate": sel.best_pair[0], "best_tau": sel.best_pair[1],
         "diverged_grid_points": float(len(sel.diverged)), "wall_time_s": wall,
+        "group_size": float(group_size),
     }
     for k, v in metrics.items():
         if not math.isfinite(v):
             raise RuntimeError(f"{cell.dataset} split {cell.split}: metric {k} is not finite ({v})")
     return [dict(base, metric=k, value=v) for k, v in metrics.items()]
+
+
+def run_uci_cell(cell: Cell | CellGroup):
+    """Run the protocol on one (data set, split) cell, or on a
+    :class:`~comparisons.runner.executors.CellGroup` of cells of one data set and settings
+    (:func:`select_and_retrain_splits`: every split's numbers are those it gets alone).
+
+    Metrics: ``rmse`` (MC mean), ``rmse_standard`` (weight averaging), ``test_ll`` (MC mixture),
+    ``coverage_95`` (central 95% interval of the moment-matched Gaussian), ``validation_ll``,
+    ``best_dropout_rate``, ``best_tau``, ``diverged_grid_points``, ``wall_time_s`` (a group's
+    time divided by its size) and ``group_size``; every record also carries
+    ``epochs_multiplier`` and ``num_samples``.
+
+    Returns:
+        A cell: its tidy records. A group: per cell its records or a
+        :class:`~comparisons.runner.executors.CellError` naming the split that failed.
+
+    Example:
+        >>> cell = uci_cells(["yacht"], "0", UCIProtocol(epochs_multiplier=0.05, num_samples=5,
+        ...                                             max_grid=1))[0]
+        >>> sorted(r["metric"] for r in run_uci_cell(cell))[:2]
+        ['best_dropout_rate', 'best_tau']
+    """
+    group = isinstance(cell, CellGroup)
+    cells = list(cell.cells) if group else [cell]
+    keys = {None if mc_dropout_group_key(c) is None else mc_dropout_group_key(c)[:2]
+            for c in cells}
+    if len(keys) != 1 or None in keys:
+        raise ValueError("a group must hold mc_dropout cells of one data set and settings")
+    protocol = UCIProtocol(**dict(cells[0].config))
+    t0 = time.perf_counter()
+    splits = [load_uci(c.dataset, c.split) for c in cells]
+    sels = select_and_retrain_splits(splits, protocol)
+    out: list = []
+    for c, split, sel in zip(cells, splits, sels):
+        if isinstance(sel, str):
+            out.append(CellError(f"RuntimeError: {sel}"))
+            continue
+        try:
+            out.append(_cell_records(c, protocol, split, sel, 0.0, len(cells)))
+        except RuntimeError as exc:
+            out.append(CellError(f"RuntimeError: {exc}", traceback.format_exc()))
+    wall = (time.perf_counter() - t0) / len(cells)
+    for entry in out:
+        if not isinstance(entry, CellError):
+            for r in entry:
+                if r["metric"] == "wall_time_s":
+                    r["value"] = wall
+    if group:
+        return out
+    if isinstance(out[0], CellError):
+        raise RuntimeError(out[0].error.removeprefix("RuntimeError: "))
+    return out[0]
 
 
 @dataclass(frozen=True, eq=False)

@@ -120,3 +120,64 @@ def test_select_and_retrain_returns_the_final_network_and_its_seeds():
     assert sel.keep_prob == 1 - sel.best_pair[0]
     assert int(sel.final.diverged_epoch[0]) < 0 and sel.diverged == []
     assert sel.standardized.x_train.shape == raw.x_train.shape
+
+
+def _by_metric(records):
+    return {r["metric"]: r["value"] for r in records}
+
+
+def test_splits_in_a_group_get_the_numbers_they_get_alone():
+    """A CellGroup trains every split's grid in one batched call and every final network in
+    another; each split's records equal its single-cell records (the weights and MC samples bit
+    for bit; rmse_standard within float32 history effects, see tests/test_frozen_records.py)."""
+    from comparisons.protocols.uci import mc_dropout_group_key, select_and_retrain_splits
+    from comparisons.runner.executors import CellGroup
+
+    cells = uci_cells(["yacht"], "0-2", UCIProtocol(**TINY))
+    grouped = run_uci_cell(CellGroup(tuple(cells)))
+    for cell, records in zip(cells, grouped):
+        alone = _by_metric(run_uci_cell(cell))
+        got = _by_metric(records)
+        assert got["group_size"] == 3 and alone["group_size"] == 1
+        for metric, value in alone.items():
+            if metric in ("wall_time_s", "group_size"):
+                continue
+            if metric == "rmse_standard":
+                assert got[metric] == pytest.approx(value, rel=1e-9)
+            else:
+                assert got[metric] == value, metric
+    raws = [load_uci("yacht", s) for s in (0, 1)]
+    sels = select_and_retrain_splits(raws, UCIProtocol(**TINY))
+    for raw, sel in zip(raws, sels):
+        single = select_and_retrain(raw, UCIProtocol(**TINY))
+        assert all(torch.equal(a, b) for a, b in zip(single.final.weights, sel.final.weights))
+    keys = [mc_dropout_group_key(c) for c in uci_cells(["yacht"], "3-6", UCIProtocol(**TINY))]
+    assert keys[0] == keys[1] != keys[2] == keys[3]  # chunks of GROUP_SPLITS = 5 splits
+    with pytest.raises(ValueError, match="one data set"):
+        select_and_retrain_splits([load_uci("yacht", 0), load_uci("bostonHousing", 0)],
+                                  UCIProtocol(**TINY))
+
+
+def test_a_split_whose_grid_diverges_fails_alone_in_its_group(monkeypatch):
+    """Every grid network of split 1 (networks 2-3 of the first batched call) sees targets
+    scaled by 1e30: its cell fails, named; splits 0 and 2 keep their numbers."""
+    from comparisons.protocols import uci as protocol
+    from comparisons.runner.executors import CellError, CellGroup
+
+    real, calls = protocol.train_batched, []
+
+    def corrupt(x, y, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            y = y.clone()
+            y[2:4] *= 1e30  # finite in float32, its square is not
+        return real(x, y, *args, **kwargs)
+
+    cells = uci_cells(["yacht"], "0-2", UCIProtocol(**TINY))
+    alone = _by_metric(run_uci_cell(cells[2]))
+    monkeypatch.setattr(protocol, "train_batched", corrupt)
+    out = run_uci_cell(CellGroup(tuple(cells)))
+    assert isinstance(out[1], CellError)
+    assert "yacht split 1: every grid point diverged" in out[1].error
+    assert _by_metric(out[2])["test_ll"] == alone["test_ll"]
+    assert isinstance(out[0], list)
