@@ -14,9 +14,9 @@ optimisation over those densities) by at most 1e-10 relative or 1e-11 absolute. 
 protocol's ``rmse_standard`` (the weight-averaged network's float32 prediction) depends on what
 the process computed before it: with the same weights, inputs and keep_prob, a float32
 ``standard_dropout_predict`` gives results that differ in the last bit of a few entries depending
-on the earlier float32 products in the process (seen when the splits of a data set started to
-train as one group: 4.5e-10 relative on yacht split 0; the weights, the MC samples and every other
-metric stayed bit for bit), so it is compared within 1e-9 relative. Those metrics are compared
+on the earlier float32 products in the process (seen when the protocol's steps were reorganised
+to allow groups of splits: 4.5e-10 relative on yacht split 0; the weights, the MC samples and
+every other metric stayed bit for bit), so it is compared within 1e-9 relative. Those metrics are compared
 within exactly these bounds; every other value bit for bit.
 """
 

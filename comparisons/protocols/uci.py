@@ -198,8 +198,9 @@ def train_grids(stds, grids, epochs: int, protocol: UCIProtocol, seed0s, hidden:
     """:func:`train_grid` for several splits of one data set in ONE
     :func:`~vi_dropout.training.batched.train_batched` call: networks in the order split, grid
     point; split ``s``'s grid point ``e`` is seeded ``seed0s[s] + e`` and trains on ``stds[s]``
-    alone, so it is the network :func:`train_grid` trains for that split (each network draws
-    from its own generator; the tests check the weights bit for bit).
+    alone: the network :func:`train_grid` trains for that split, up to float32 rounding (the
+    batched products round by batch; bit for bit over short fits, tested, not over thousands of
+    epochs).
 
     Returns ``(TrainResult of all networks, keep_probs per split)``."""
     dtype = getattr(torch, protocol.dtype)
@@ -341,9 +342,11 @@ def select_and_retrain_splits(raws: Sequence[UCISplit], protocol: UCIProtocol,
                               progress: bool = False) -> list:
     """:func:`select_and_retrain` for several splits of ONE data set as two batched
     computations: every split's grid in one :func:`train_grids` call, then every split's
-    selected network in another. Each split gets the numbers it gets alone (same seeds, same
-    data, each network its own generator), in about half the time per split on the 50-unit
-    data sets at x100 (``benchmarks/profile_uci_cell.py``).
+    selected network in another, in about half the time per split on the 50-unit data sets at
+    x100 (``benchmarks/profile_uci_cell.py``). Same seeds and data as alone (each network its
+    own generator); the float32 rounding of a batched product depends on the batch, so over
+    long training a split's numbers differ from those it gets alone (see
+    :func:`mc_dropout_group_key`).
 
     Returns:
         Per split: its :class:`GridSelection`, or a message (``str``) saying why it failed
@@ -397,19 +400,22 @@ def select_and_retrain_splits(raws: Sequence[UCISplit], protocol: UCIProtocol,
     return out
 
 
-#: splits of one data set trained together by :func:`run_uci_cell` in a group (the
-#: ``group_by`` key of :func:`mc_dropout_group_key`): 4-10 splits halve a 50-unit cell at x100,
-#: and a group is lost whole when a run is interrupted, so groups stay small
-GROUP_SPLITS = 5
+def mc_dropout_group_key(cell, group_splits: int = 5):
+    """A :func:`~comparisons.runner.executors.run_cells` ``group_by`` key of this protocol: the
+    pending ``mc_dropout`` cells of one data set and settings train together in chunks of
+    ``group_splits`` consecutive splits (by split number); ``None`` for other methods, and for
+    every cell when ``group_splits`` is 1 (each split alone, the default of
+    ``python -m comparisons uci``).
 
-
-def mc_dropout_group_key(cell):
-    """The :func:`~comparisons.runner.executors.run_cells` ``group_by`` key of this protocol:
-    the pending ``mc_dropout`` cells of one data set and settings train together in chunks of
-    :data:`GROUP_SPLITS` splits (by split number); ``None`` for other methods."""
-    if getattr(cell, "method", None) != "mc_dropout":
+    Grouping is OPT-IN because it changes float32 rounding: a batched product rounds a network
+    differently depending on the batch it sits in, and over thousands of epochs that moves some
+    splits' networks (at x100, 8 of every 20 splits changed their test LL by up to 0.06 on the
+    five small sets, the means by under 0.4 SE). Same seeds and data, equally valid numbers, not
+    the same bits: a folder records ``group_size`` per cell and the CLI records the setting.
+    """
+    if getattr(cell, "method", None) != "mc_dropout" or group_splits == 1:
         return None
-    return (cell.dataset, tuple(sorted(dict(cell.config).items())), cell.split // GROUP_SPLITS)
+    return (cell.dataset, tuple(sorted(dict(cell.config).items())), cell.split // group_splits)
 
 
 def _cell_records(cell: Cell, protocol: UCIProtocol, split: UCISplit, sel: GridSelection,
@@ -445,7 +451,7 @@ def _cell_records(cell: Cell, protocol: UCIProtocol, split: UCISplit, sel: GridS
 def run_uci_cell(cell: Cell | CellGroup):
     """Run the protocol on one (data set, split) cell, or on a
     :class:`~comparisons.runner.executors.CellGroup` of cells of one data set and settings
-    (:func:`select_and_retrain_splits`: every split's numbers are those it gets alone).
+    (:func:`select_and_retrain_splits`; opt-in, see :func:`mc_dropout_group_key`).
 
     Metrics: ``rmse`` (MC mean), ``rmse_standard`` (weight averaging), ``test_ll`` (MC mixture),
     ``coverage_95`` (central 95% interval of the moment-matched Gaussian), ``validation_ll``,
@@ -466,7 +472,7 @@ def run_uci_cell(cell: Cell | CellGroup):
     group = isinstance(cell, CellGroup)
     cells = list(cell.cells) if group else [cell]
     keys = {None if mc_dropout_group_key(c) is None else mc_dropout_group_key(c)[:2]
-            for c in cells}
+            for c in cells}  # one data set and settings (chunks of any size)
     if len(keys) != 1 or None in keys:
         raise ValueError("a group must hold mc_dropout cells of one data set and settings")
     protocol = UCIProtocol(**dict(cells[0].config))
