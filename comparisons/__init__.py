@@ -11,6 +11,7 @@ Subpackages (imported on first use, so ``import comparisons`` stays light)::
     inference_data  ArviZ InferenceData for every method, checked LOO
     metrics         Gaussian log-likelihood, predictive distances, calibration
     protocols       the MC dropout UCI protocol, exact GPs on the same splits
+    training        resumable training of one dropout network: checkpoints, stopping rule
     experiments     gp_vs_dropout, diagnose, pitfalls, mauna_loa, rotated_digit
     report          tables, plots, one style per method
     runner          cells, executors, the resumable results store
@@ -28,7 +29,7 @@ import importlib
 
 SUBPACKAGES = (
     "kernels", "gp", "datasets", "networks", "reference", "inference_data", "metrics",
-    "protocols", "experiments", "report", "runner", "cli",
+    "protocols", "training", "experiments", "report", "runner", "cli",
 )
 
 __all__ = list(SUBPACKAGES)

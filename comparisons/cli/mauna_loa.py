@@ -11,9 +11,20 @@ Wiring (in :mod:`comparisons.cli.main`)::
 Parses the arguments into a :class:`~comparisons.experiments.mauna_loa.MaunaLoaSettings`, runs
 :func:`comparisons.experiments.mauna_loa.run` and writes the outputs with
 :func:`comparisons.report.mauna_loa.write_report` under ``--out``: ``mauna_loa.png`` (five
-panels), ``report.md`` (settings, table, timings), ``records.csv`` (tidy records) and
-``predictions.npz`` (query times, predictive means and sds in ppm); every file is written
-atomically.
+panels), ``report.md`` (settings, tables, timings), ``records.csv`` (tidy records), ``fit.csv``
+(steps, stopping, train RMSE, seasonal check, device), ``losses.csv`` and ``losses.png`` (loss
+curves) and ``predictions.npz`` (query times, predictive means and sds in ppm); every file is
+written atomically.
+
+Long runs: the networks are checkpointed every ``--checkpoint-every`` seconds (default 300) and
+at the end, under ``--checkpoint-dir`` (default ``<out>/checkpoints``); the same command with
+``--resume`` continues them bit for bit (a larger ``--iterations`` extends a finished run;
+other network settings are refused, naming them). ``--stop-window W --stop-tolerance R`` stop a
+network once its loss stops improving
+(:class:`~comparisons.training.dropout_regressor.StoppingRule`), ``--iterations`` being the step
+budget. ``--workers 2`` trains the ReLU and the tanh network side by side in two processes
+(``--threads`` torch threads each), ``--device cuda`` on a GPU (CPU and CUDA runs draw different
+random numbers; the report names the device of every number).
 
 Example:
     >>> import argparse
@@ -23,6 +34,8 @@ Example:
     >>> args = parser.parse_args(["mauna-loa", "--out", "/tmp/ml", "--iterations", "20"])
     >>> run(args)  # doctest: +SKIP
     0
+    >>> args = parser.parse_args(["mauna-loa", "--out", "/tmp/ml", "--iterations", "1000000",
+    ...                           "--stop-window", "20000", "--workers", "2", "--resume"])
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from comparisons.cli.types import (
     drop_rate_from_keep_prob,
     float_in,
     int_at_least,
+    output_dir_arg,
     positive_float,
 )
 
@@ -91,10 +105,45 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    default=d.extrapolation,
                    help="horizon = end of training + this x the training span (default "
                         f"{d.extrapolation:g})")
+    p.add_argument("--net-dtype", choices=("float32", "float64"), default=d.net_dtype,
+                   help=f"the networks' dtype (default {d.net_dtype})")
+    p.add_argument("--fused-adam", action="store_true",
+                   help="Adam's fused kernel: the optimizer step about 4x cheaper on a CPU, its "
+                        "rounding (hence the numbers) differs from the default's")
+    p.add_argument("--stop-window", type=int_at_least("--stop-window"), default=None,
+                   help="stop a network once the mean loss of its last window of this many steps "
+                        "is not lower than the best earlier window's by more than "
+                        "--stop-tolerance (relative); --iterations stays the step budget "
+                        "(default: no stopping rule)")
+    p.add_argument("--stop-tolerance", default=None,
+                   type=float_in("--stop-tolerance", 0, None, meaning="a relative improvement"),
+                   help=f"relative improvement that still counts as progress (default "
+                        f"{d.stop_tolerance:g}; needs --stop-window)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=d.device,
+                   help="train the networks and draw their MC samples on the CPU or a CUDA GPU "
+                        f"(default {d.device}; the GPs stay on the CPU)")
+    p.add_argument("--workers", type=_workers_arg, default=1,
+                   help="1: train the ReLU and the tanh network one after the other; 2: side by "
+                        "side in two processes, --threads threads each (default 1)")
+    p.add_argument("--checkpoint-dir", type=output_dir_arg("--checkpoint-dir"), default=None,
+                   help="folder of the networks' checkpoints (default: OUT/checkpoints)")
+    p.add_argument("--checkpoint-every", type=positive_float("--checkpoint-every"),
+                   default=300.0, help="seconds between checkpoints (default 300)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each network from its checkpoint (bit for bit); a network "
+                        "without one starts afresh")
     add_seed_argument(p, d.seed)
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _workers_arg(text: str) -> int:
+    """argparse type of ``--workers``: 1 or 2."""
+    if text.strip() not in ("1", "2"):
+        raise argparse.ArgumentTypeError(
+            f"--workers must be 1 or 2 (one process per network), got {text!r}")
+    return int(text)
 
 
 def settings_from_args(args: argparse.Namespace):
@@ -102,8 +151,19 @@ def settings_from_args(args: argparse.Namespace):
     (its validation raises ``ValueError`` naming the bad argument)."""
     from comparisons.experiments.mauna_loa import MaunaLoaSettings
 
+    d = MaunaLoaSettings()
+    window = getattr(args, "stop_window", None)
+    tolerance = getattr(args, "stop_tolerance", None)
+    if tolerance is not None and window is None:
+        raise ValueError(f"--stop-tolerance {tolerance:g} needs --stop-window (the number of "
+                         "steps whose mean loss is compared)")
     return MaunaLoaSettings(
         iterations=args.iterations,
+        net_dtype=getattr(args, "net_dtype", d.net_dtype),
+        fused_adam=bool(getattr(args, "fused_adam", False)),
+        stop_window=window,
+        stop_tolerance=d.stop_tolerance if tolerance is None else tolerance,
+        device=getattr(args, "device", d.device),
         num_samples=args.num_samples,
         hidden_layers=args.hidden_layers,
         hidden_units=args.hidden_units,
@@ -124,18 +184,43 @@ def run(args: argparse.Namespace) -> int:
 
     Raises:
         ValueError: a bad setting (e.g. ``iterations < 1`` when ``args`` did not come from the
-            parser), naming the argument, the expected range and the value.
+            parser), naming the argument, the expected range and the value; ``--device cuda``
+            where CUDA is not available; a checkpoint that cannot be resumed (written with other
+            settings, naming them; damaged, naming the file; an unfinished one without
+            ``--resume``).
     """
+    from pathlib import Path
+
     import torch
 
     from comparisons.experiments.mauna_loa import run as run_experiment
     from comparisons.report.mauna_loa import write_report
+    from comparisons.training.dropout_regressor import resolve_device
     from vi_dropout.validation import check_positive_int
 
     settings = settings_from_args(args)
+    if settings.device != "cpu" and not torch.cuda.is_available():
+        raise ValueError(f"--device {settings.device}: CUDA is not available on this machine "
+                         f"(torch.cuda.is_available() is False, torch {torch.__version__}); use "
+                         "--device cpu")
+    resolve_device(settings.device)
     torch.set_num_threads(check_positive_int(getattr(args, "threads", 1), "threads"))
-    result = run_experiment(settings, progress=not args.no_progress, log=print)
+    checkpoint_dir = getattr(args, "checkpoint_dir", None) or Path(args.out) / "checkpoints"
+    every = getattr(args, "checkpoint_every", 300.0)
+    try:
+        result = run_experiment(settings, progress=not args.no_progress, log=print,
+                                workers=getattr(args, "workers", 1),
+                                checkpoint_dir=checkpoint_dir, checkpoint_every=every,
+                                resume=getattr(args, "resume", False))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"interrupted: the networks' checkpoints in {checkpoint_dir} hold their state of at "
+            f"most {every:g} s ago; the same command with --resume continues from them"
+        ) from None
     paths = write_report(result, args.out)
     print(paths["report"].read_text(), end="")
     print("outputs: " + ", ".join(str(p) for p in paths.values()))
+    checkpoints = [t["checkpoint"] for t in result.training.values() if t["checkpoint"]]
+    if checkpoints:
+        print("checkpoints (--resume continues them): " + ", ".join(checkpoints))
     return 0

@@ -30,7 +30,7 @@ Models (:data:`METHODS`, in panel order):
   week (default 2: 800 weeks).
 - ``mc_dropout_relu`` (c) and ``mc_dropout_tanh`` (d): ``T`` function draws
   :math:`\hat y_t = f^{\hat{\mathbf{W}}_t}`, one dropout mask per layer and draw shared by all
-  query points (:func:`mc_function_draws`; same marginals as
+  query points (:func:`~comparisons.training.dropout_regressor.mc_function_draws`; same marginals as
   :func:`vi_dropout.predict.mc_predict`, smooth curves), predictive mean and variance
 
   .. math::
@@ -54,12 +54,32 @@ weights, Adam with lr 1e-3, minibatches of 128 reshuffled every epoch) on
 
 (:func:`vi_dropout.training.weight_decay`). One ReLU network serves panels (a) and (c).
 
-Cost (1 torch thread, float32, wall-clock on a 2-core CPU, which gave
-the process about half a core): one minibatch step of the 4 x 1024 network takes 0.08-0.13 s,
-one MC function draw over the ~2,500 query points 0.37-0.8 s, 100 marginal-likelihood steps of
-an exact GP on 800 weeks 14-23 s. The default run (500 steps, T = 50) takes about 3.6 minutes,
-2500 steps with T = 100 about 9 minutes. :data:`PAPER_LIKE_SETTINGS` documents a paper-size run
-(10^6 steps, T = 1000): about 22 hours of training per network at 0.08 s per step.
+Long training (:func:`~comparisons.training.dropout_regressor.fit_dropout_regressor`, in
+:mod:`comparisons.training`): each network is trained up to a step budget (``iterations``) or
+until it has fitted (:class:`~comparisons.training.dropout_regressor.StoppingRule`: the mean
+loss of the last window of steps no longer improves on the best earlier window by more than a
+relative tolerance); it is checkpointed atomically (weights, Adam's state, the generator's
+state, the epoch's permutation and position, the step, the loss history) every few minutes and
+at the end, and ``run(..., resume=True)`` continues bit for bit from the checkpoints (``N``
+steps in one go equal ``N/2 + N/2`` with a kill in between). The ReLU and the tanh network can
+train side by side in two processes (``workers=2``, same numbers, :func:`train_networks`) and
+on a GPU (``device="cuda"``; another random stream than the CPU's, see
+:func:`~comparisons.training.dropout_regressor.fit_dropout_regressor`). How each method fits
+the training weeks goes to ``result.fit_records``: the steps taken, what stopped them, the
+device, the train RMSE and whether the seasonal cycle is resolved (:func:`seasonal_records`:
+the annual amplitude left in the residual, against the data's and the SE GP's).
+
+Cost (1 torch thread, float32, wall-clock on a 2-core CPU shared with other jobs, load average
+3-4): one minibatch step of the 4 x 1024 network takes 0.05-0.13 s, of which the matrix
+products (forward and backward) are about 80%, the optimizer (Adam on 3.15 M parameters) 6-16
+ms, the masks about 4 ms (``benchmarks/bench_mauna_loa_step.py``; float64 is 1.9x slower, a
+second thread per process or a second process gave nothing on the shared machine, Adam's fused
+kernel, ``fused_adam=True``, saves about 4-8 ms per step); a checkpoint of that network takes
+about 65 ms (38 MB). One MC function draw over the ~2,500 query points takes 0.37-0.8 s, 100
+marginal-likelihood steps of an exact GP on 800 weeks 14-23 s. The default run (500 steps,
+T = 50) takes about 3.6 minutes, 2500 steps with T = 100 about 9 minutes.
+:data:`PAPER_LIKE_SETTINGS` documents a paper-size run (10^6 steps, T = 1000): about 14-22 hours
+of training per network at 0.05-0.08 s per step, hence the checkpoints.
 
 No file is written here: :func:`comparisons.report.mauna_loa.write_report` writes the figure,
 the table and the records of a :class:`MaunaLoaResult`.
@@ -74,9 +94,11 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import gpytorch
 import numpy as np
@@ -88,9 +110,17 @@ from comparisons.datasets.mauna_loa import MaunaLoaData, load_mauna_loa
 from comparisons.gp.fit import exact_cholesky, fit_exact_gp, gp_predict
 from comparisons.gp.models import ExactGPModel, make_kernel
 from comparisons.metrics.gaussian import gaussian_log_likelihood
-from vi_dropout.network import Architecture, get_activation
+from comparisons.training.dropout_regressor import (  # these names stay importable from here
+    RegressorFit,
+    StoppingRule,
+    fit_dropout_regressor,
+    mc_function_draws,
+    preflight_dropout_regressor,
+    resolve_device,
+    train_dropout_regressor,  # noqa: F401
+)
 from vi_dropout.predict import DropoutMLPParams
-from vi_dropout.training import DropoutMLP, weight_decay
+from vi_dropout.training import weight_decay
 from vi_dropout.validation import check_keep_prob, check_positive, check_positive_int
 
 __all__ = [
@@ -99,10 +129,13 @@ __all__ = [
     "METHOD_LABELS",
     "MaunaLoaSettings",
     "PAPER_LIKE_SETTINGS",
+    "NETWORKS",
+    "SEASONAL_RESOLVED_FRACTION",
     "MethodPrediction",
     "MaunaLoaResult",
-    "train_dropout_regressor",
-    "mc_function_draws",
+    "annual_amplitude",
+    "seasonal_records",
+    "train_networks",
     "run",
 ]
 
@@ -118,6 +151,15 @@ METHOD_LABELS = {
     "gp_arccos1": "(e) GP, arc-cosine kernel (order 1)",
 }
 
+#: the networks, in training order: (activation, methods it serves); network ``i`` uses the
+#: seed ``seed + i``
+NETWORKS = (("relu", ("standard_dropout_relu", "mc_dropout_relu")),
+            ("tanh", ("mc_dropout_tanh",)))
+
+#: the seasonal cycle counts as resolved when the residual on the training weeks keeps at most
+#: this fraction of the data's annual amplitude (see :func:`seasonal_records`)
+SEASONAL_RESOLVED_FRACTION = 0.25
+
 _NET_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -130,9 +172,10 @@ class MaunaLoaSettings:
     GPs (panels b, e), the data and the outputs.
 
     Attributes:
-        iterations: minibatch steps per network (``>= 1``; small default, see
-            :data:`PAPER_LIKE_SETTINGS`).
-        num_samples: ``T``, MC dropout function draws (``>= 1``; see :func:`mc_function_draws`).
+        iterations: minibatch steps per network, the step budget when a stopping rule is set
+            (``>= 1``; small default, see :data:`PAPER_LIKE_SETTINGS`).
+        num_samples: ``T``, MC dropout function draws (``>= 1``; see
+            :func:`~comparisons.training.dropout_regressor.mc_function_draws`).
         hidden_layers, hidden_units: depth and width (the paper: 4 and 1024).
         drop_rate: probability of DROPPING a hidden unit, in [0, 1); ``keep_prob = 1 -
             drop_rate``.
@@ -142,6 +185,15 @@ class MaunaLoaSettings:
             MC predictive variance and sets :math:`\lambda` together with ``prior_length_scale``).
         prior_length_scale: :math:`l` in :math:`\lambda = l^2\,\text{keep\_prob} / (2N\tau)`.
         net_dtype: ``"float32"`` (about 2x faster on a CPU) or ``"float64"``.
+        stop_window, stop_tolerance: the
+            :class:`~comparisons.training.dropout_regressor.StoppingRule`
+            (``stop_window=None``: none; ``iterations`` is then the number of steps, otherwise
+            the step budget).
+        device: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``): where the networks are trained and their
+            MC draws made (the GPs stay on the CPU). CPU and CUDA runs draw different random
+            streams (see :func:`~comparisons.training.dropout_regressor.fit_dropout_regressor`).
+        fused_adam: Adam's fused kernel (faster, other rounding: see
+            :func:`~comparisons.training.dropout_regressor.fit_dropout_regressor`).
         gp_iterations, gp_lr: Adam steps and learning rate on the exact marginal likelihood.
         gp_stride: the GPs condition on every ``gp_stride``-th training week (the exact GP costs
             :math:`O(N^3)` per step: 800 points take ~0.15 s, 1600 points ~1.2 s on one busy
@@ -167,6 +219,10 @@ class MaunaLoaSettings:
     tau: float = 100.0
     prior_length_scale: float = 1.0
     net_dtype: str = "float32"
+    stop_window: int | None = None
+    stop_tolerance: float = 0.01
+    device: str = "cpu"
+    fused_adam: bool = False
     gp_iterations: int = 100
     gp_lr: float = 0.05
     gp_stride: int = 2
@@ -194,6 +250,15 @@ class MaunaLoaSettings:
             check_positive(getattr(self, name), name)
         if self.net_dtype not in _NET_DTYPES:
             raise ValueError(f"net_dtype must be one of {sorted(_NET_DTYPES)}, got {self.net_dtype!r}")
+        if self.stop_window is not None:
+            check_positive_int(self.stop_window, "stop_window")
+        if not isinstance(self.fused_adam, bool):
+            raise ValueError(f"fused_adam must be True or False, got {self.fused_adam!r}")
+        StoppingRule(1, self.stop_tolerance)  # checks the tolerance
+        dev = self.device
+        if not isinstance(dev, str) or not (dev in ("cpu", "cuda") or (
+                dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
         lengthscales = tuple(self.se_init_lengthscales)
         if not lengthscales:
             raise ValueError("se_init_lengthscales must hold at least one lengthscale, got ()")
@@ -221,6 +286,14 @@ class MaunaLoaSettings:
         """Hidden widths, ``(hidden_units,) * hidden_layers``."""
         return (int(self.hidden_units),) * int(self.hidden_layers)
 
+    @property
+    def stopping_rule(self) -> StoppingRule | None:
+        """The :class:`~comparisons.training.dropout_regressor.StoppingRule` of ``stop_window``
+    and ``stop_tolerance`` (or ``None``)."""
+        if self.stop_window is None:
+            return None
+        return StoppingRule(int(self.stop_window), float(self.stop_tolerance))
+
 
 #: The paper-size run: 4 x 1024 units, drop rate 0.2, T = 1000 and 10^6 minibatch steps (our
 #: order-of-magnitude reading of a long Caffe run, not the paper's exact solver settings; Adam
@@ -228,224 +301,6 @@ class MaunaLoaSettings:
 #: training per network, ~2 days in all.
 PAPER_LIKE_SETTINGS = MaunaLoaSettings(iterations=1_000_000, num_samples=1000, gp_stride=1,
                                        gp_iterations=200)
-
-
-# ---------------------------------------------------------------------------------- network
-
-
-def train_dropout_regressor(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    hidden: Sequence[int],
-    activation: str,
-    keep_probs: Sequence[float],
-    reg: float,
-    iterations: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-) -> tuple[DropoutMLPParams, np.ndarray]:
-    r"""Train one dropout MLP for exactly ``iterations`` minibatch steps (Keras-style).
-
-    Minimises :math:`\frac{1}{|\mathcal{B}|D}\sum_{n\in\mathcal{B}}\|\mathbf{y}_n -
-    \hat{\mathbf{y}}_n\|^2 + \lambda\sum_i\|\mathbf{W}_i\|_F^2` with inverted dropout on every
-    layer's input (:class:`vi_dropout.training.DropoutMLP`), Glorot-uniform weights and
-    zero biases, Adam (``eps=1e-7``), minibatches drawn in order from a fresh permutation of the
-    data every epoch (the last one of an epoch may be smaller). A plain module with autograd:
-    for a 4 x 1024 network the matrix products dominate, and it ran as fast as
-    :func:`vi_dropout.train_batched` with one network (0.08-0.09 s per step each, float32, one
-    thread) while allowing an exact step count.
-
-    It shares the model and the loss of :func:`vi_dropout.training.train_sequential` but not its
-    loop: that trainer runs whole epochs and takes each epoch's masks from per-layer drop
-    streams (only the dropped positions are drawn), while this one stops after exactly
-    ``iterations`` steps and draws one dense Bernoulli block per step, input column included.
-    The two random-number streams differ, so the numbers of this experiment come from this one.
-
-    Random numbers: ``g = torch.Generator().manual_seed(seed)`` draws the initial weights
-    (:meth:`~vi_dropout.network.Architecture.init_params`), then per epoch a permutation and
-    per step one Bernoulli block of masks.
-
-    Args:
-        x: inputs ``N x Q`` (its dtype is the network's).
-        y: targets ``N x D``.
-        hidden: hidden widths; activation: their activation.
-        keep_probs: keep probability of each weight layer's input (``len(hidden) + 1`` values).
-        reg: :math:`\lambda \ge 0`.
-        iterations: minibatch steps ``>= 1``.
-        batch_size, lr: minibatch size and Adam learning rate.
-        seed: the generator's seed.
-        progress: tqdm bar over steps.
-
-    Returns:
-        ``(params, losses)``: :class:`~vi_dropout.predict.DropoutMLPParams` with
-        ``inverted=True`` and the per-step minibatch losses, ``(iterations,)``.
-
-    Raises:
-        FloatingPointError: the loss became NaN or infinite (the step is reported).
-
-    Example:
-        >>> x = torch.linspace(-1, 1, 32).unsqueeze(-1); y = torch.sin(3 * x)
-        >>> params, losses = train_dropout_regressor(x, y, hidden=(16,), activation="tanh",
-        ...     keep_probs=(1.0, 0.9), reg=0.0, iterations=5)
-        >>> params.mc_predict(x, T=3).shape, losses.shape
-        (torch.Size([3, 32, 1]), (5,))
-    """
-    if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must be N x Q and N x D, got {tuple(x.shape)}, {tuple(y.shape)}")
-    iterations = check_positive_int(iterations, "iterations")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    lr = check_positive(lr, "lr")
-    reg = float(reg)
-    if not (math.isfinite(reg) and reg >= 0):
-        raise ValueError(f"reg must be a finite number >= 0, got {reg!r}")
-    widths = Architecture((x.shape[1], *tuple(hidden), y.shape[1]), activation).widths
-    if len(keep_probs) != len(widths) - 1:
-        raise ValueError(
-            f"keep_probs must hold one value per weight layer ({len(widths) - 1}), got "
-            f"{len(keep_probs)}: {list(keep_probs)!r}"
-        )
-    kps = tuple(check_keep_prob(k, f"keep_probs[{i}]") for i, k in enumerate(keep_probs))
-    dtype = x.dtype
-    y = y.to(dtype)
-    g = torch.Generator().manual_seed(int(seed))
-    net = _initial_network(widths, kps, activation, g, dtype)
-    opt = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-7)
-    col_keep = torch.tensor([kp for kp, w in zip(kps, widths[:-1]) for _ in range(w)], dtype=dtype)
-    losses = np.empty(iterations)
-    batches = _minibatches(x.shape[0], batch_size, g)
-    for it in tqdm(range(iterations), disable=not progress, desc=f"train {activation}",
-                   leave=False):
-        idx = next(batches)
-        z = torch.bernoulli(col_keep.expand(len(idx), -1), generator=g)
-        loss = _regularised_mse(net, net(x[idx], z), y[idx], reg)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"training diverged at step {it}: loss {float(loss)} (try a smaller lr)"
-            )
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses[it] = loss.item()
-    params = DropoutMLPParams(
-        tuple(lin.weight.detach().clone() for lin in net.linears),
-        tuple(lin.bias.detach().clone() for lin in net.linears),
-        keep_probs=kps,
-        activation=activation,
-        inverted=True,
-    )
-    return params, losses
-
-
-def _initial_network(widths, keep_probs, activation, generator, dtype) -> DropoutMLP:
-    """A :class:`DropoutMLP` holding :meth:`Architecture.init_params`' weights (drawn from
-    ``generator``: Glorot-uniform weights, zero biases)."""
-    ws, bs = Architecture(widths, activation).init_params(generator=generator, dtype=dtype)
-    net = DropoutMLP(widths, keep_probs, activation).to(dtype)
-    with torch.no_grad():
-        for lin, w, b in zip(net.linears, ws, bs):
-            lin.weight.copy_(w)
-            lin.bias.copy_(b)
-    return net
-
-
-def _minibatches(num_data: int, batch_size: int, generator: torch.Generator):
-    """Endless row indices of minibatches: a fresh ``torch.randperm`` at the start of every
-    epoch (drawn lazily, just before the epoch's first minibatch), cut in order into pieces of
-    ``batch_size`` (the last piece of an epoch may be smaller)."""
-    while True:
-        perm = torch.randperm(num_data, generator=generator)
-        for pos in range(0, num_data, batch_size):
-            yield perm[pos : pos + batch_size]
-
-
-def _regularised_mse(net: DropoutMLP, out: torch.Tensor, y: torch.Tensor, reg: float):
-    r""":math:`\frac{1}{|\mathcal{B}|D}\sum\|\mathbf{y}_n - \hat{\mathbf{y}}_n\|^2 + \lambda
-    \sum_i\|\mathbf{W}_i\|_F^2` (the penalty is left out, not added as 0, when ``reg == 0``)."""
-    loss = torch.nn.functional.mse_loss(out, y)
-    if reg > 0:
-        loss = loss + reg * sum(lin.weight.square().sum() for lin in net.linears)
-    return loss
-
-
-def mc_function_draws(
-    params: DropoutMLPParams,
-    x: torch.Tensor,
-    T: int,
-    *,
-    generator: torch.Generator | None = None,
-    max_rows: int = 16384,
-    progress: bool = False,
-) -> torch.Tensor:
-    r"""``T`` MC dropout function draws: each draw uses ONE set of masks for all query points.
-
-    Draw :math:`t` samples :math:`\hat{\mathbf{W}}_t \sim q(\mathbf{W})`, i.e. per layer one
-    mask :math:`\mathbf{z}_{i,t} \sim \text{Bernoulli}(\text{keep\_prob}_i)^{Q_i}` shared by
-    all ``M`` inputs, and evaluates the whole curve :math:`f^{\hat{\mathbf{W}}_t}(\mathbf{x}_{1:M})`:
-
-    .. math::
-        \hat{\mathbf{y}}_t = \mathbf{W}_L s_L \operatorname{diag}(\mathbf{z}_{L,t})
-        \sigma(\cdots \sigma(\mathbf{W}_1 s_1 \operatorname{diag}(\mathbf{z}_{1,t})
-        \mathbf{x} + \mathbf{b}_1) \cdots) + \mathbf{b}_L,
-
-    with :math:`s_i = 1/\text{keep\_prob}_i` for inverted-dropout parameters, else 1. At each
-    single input the draws have the same law as :func:`vi_dropout.predict.mc_predict`'s (which
-    draws fresh masks per input), so predictive means and variances estimate the same
-    quantities; here the draws are whole functions, so a plotted mean or band is smooth in
-    :math:`x` (its Monte Carlo error is correlated along the curve instead of jagged).
-
-    Args:
-        params: a :class:`~vi_dropout.predict.DropoutMLPParams` without ensemble dims.
-        x: query inputs ``M x Q``.
-        T: number of draws ``>= 1``.
-        generator: source of the masks (``torch.bernoulli``, layer by layer, chunk by chunk).
-        max_rows: bound on ``T_chunk x M`` rows per vectorised pass.
-        progress: tqdm bar over chunks.
-
-    Returns:
-        ``T x M x D``.
-
-    Example:
-        >>> from vi_dropout.network import Architecture, get_activation
-        >>> ws, bs = Architecture((1, 8, 1)).init_params(torch.Generator().manual_seed(0))
-        >>> p = DropoutMLPParams(ws, bs, keep_probs=(1.0, 0.8), inverted=True)
-        >>> mc_function_draws(p, torch.zeros(5, 1, dtype=torch.float64), T=3).shape
-        torch.Size([3, 5, 1])
-    """
-    T = check_positive_int(T, "T")
-    max_rows = check_positive_int(max_rows, "max_rows")
-    if x.dim() != 2 or any(w.dim() != 2 for w in params.weights):
-        raise ValueError(
-            f"x must be M x Q and the weights plain matrices, got x {tuple(x.shape)} and "
-            f"weights {[tuple(w.shape) for w in params.weights]}"
-        )
-    if x.shape[1] != params.weights[0].shape[1]:
-        raise ValueError(
-            f"x has {x.shape[1]} features but weights[0] has shape {tuple(params.weights[0].shape)}"
-        )
-    act = get_activation(params.activation)
-    scales = [1.0 / kp if params.inverted else 1.0 for kp in params.keep_probs]
-    M = x.shape[0]
-    t_chunk = max(1, min(T, max_rows // max(1, M)))
-    out = None
-    starts = range(0, T, t_chunk)
-    for t0 in tqdm(starts, disable=not progress, desc="mc draws", leave=False):
-        tc = min(t_chunk, T - t0)
-        h = x.unsqueeze(0).expand(tc, M, x.shape[1])
-        for i, (w, b, kp, sc) in enumerate(zip(params.weights, params.biases,
-                                                   params.keep_probs, scales)):
-            if i > 0:
-                h = act(h)
-            if kp < 1.0:
-                probs = torch.full((tc, 1, w.shape[1]), kp, dtype=h.dtype)
-                h = h * (torch.bernoulli(probs, generator=generator) * sc)
-            h = torch.baddbmm(b.expand(tc, 1, -1), h, w.T.expand(tc, -1, -1))
-        if out is None:
-            out = torch.empty((T, M, h.shape[-1]), dtype=h.dtype)
-        out[t0 : t0 + tc] = h
-    return out
 
 
 # ---------------------------------------------------------------------------------- results
@@ -485,6 +340,13 @@ class MaunaLoaResult:
         predictions: ``{method: MethodPrediction}`` in :data:`METHODS` order.
         records: tidy records (``dataset, method, split, metric, value``).
         wall_time_s: total run time.
+        fit_records: tidy records of how each method fits the training weeks and how its
+            training ended (:func:`seasonal_records` and, per network method, ``steps``,
+            ``stopped_by_rule``, ``resumed_from_step``, ``seconds_per_step``,
+            ``train_time_s``), each with a ``device`` field naming the device that produced it.
+        losses: ``{activation: per-step minibatch losses}`` of each trained network.
+        training: ``{activation: {"steps", "stopped_by", "resumed_from", "device",
+            "device_name", "train_time_s", "seconds_per_step", "checkpoint"}}``.
     """
 
     data: MaunaLoaData
@@ -492,10 +354,17 @@ class MaunaLoaResult:
     predictions: dict[str, MethodPrediction]
     records: list[dict]
     wall_time_s: float
+    fit_records: list[dict] = field(default_factory=list)
+    losses: dict[str, np.ndarray] = field(default_factory=dict)
+    training: dict[str, dict] = field(default_factory=dict)
 
     def records_frame(self) -> pd.DataFrame:
         """The records as a DataFrame."""
         return pd.DataFrame(self.records)
+
+    def fit_records_frame(self) -> pd.DataFrame:
+        """The fit records as a DataFrame."""
+        return pd.DataFrame(self.fit_records)
 
 
 def _method_records(data: MaunaLoaData, pred: MethodPrediction) -> list[dict]:
@@ -587,6 +456,10 @@ def run(
     data: MaunaLoaData | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    workers: int = 1,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: float = 300.0,
+    resume: bool = False,
 ) -> MaunaLoaResult:
     r"""Fit the models of Figure 2 on the early part of the CO2 record and predict to the horizon.
 
@@ -606,6 +479,11 @@ def run(
       methods that use it), ``train_time_s``, ``predict_time_s``, ``final_train_loss``, and the
       GPs' fitted hyper-parameters.
 
+    How each method fits the training weeks and how each network's training ended go to
+    ``result.fit_records`` (:func:`seasonal_records`, and ``steps``, ``stopped_by_rule``,
+    ``resumed_from_step``, ``seconds_per_step``, ``train_time_s`` per network method), the loss
+    curves to ``result.losses``.
+
     Args:
         settings: :class:`MaunaLoaSettings` (default: ``MaunaLoaSettings()``).
         methods: a subset of :data:`METHODS`.
@@ -613,9 +491,22 @@ def run(
             :func:`~comparisons.datasets.mauna_loa.load_mauna_loa` with the settings' cut).
         progress: tqdm bars.
         log: optional callable receiving one line per finished step (e.g. ``print``).
+        workers: 1 trains the networks one after the other in this process; 2 trains the ReLU
+            and the tanh network side by side in two processes (spawned, each with this
+            process's number of torch threads, no progress bars). Same numbers either way.
+        checkpoint_dir: folder of the networks' checkpoints (``relu.ckpt``, ``tanh.ckpt``;
+            see :func:`~comparisons.training.dropout_regressor.fit_dropout_regressor`), or
+            ``None`` (no checkpoints).
+        checkpoint_every: seconds between checkpoints.
+        resume: continue each network from its checkpoint where one exists.
 
     Returns:
         :class:`MaunaLoaResult` (predictions in :data:`METHODS` order).
+
+    Raises:
+        ValueError: bad settings or arguments, CUDA asked for but not available, or a
+            checkpoint that cannot be resumed (other settings, damaged, or unfinished without
+            ``resume``).
 
     Example:
         >>> settings = MaunaLoaSettings(iterations=10, num_samples=4, hidden_layers=1,
@@ -631,59 +522,269 @@ def run(
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods must be a non-empty subset of {list(METHODS)}, got {methods!r}")
+    if isinstance(workers, bool) or workers not in (1, 2):
+        raise ValueError(f"workers must be 1 or 2 (one process per network), got {workers!r}")
+    check_positive(checkpoint_every, "checkpoint_every")
+    resolve_device(cfg.device)  # CUDA asked for but not available: stop before any work
     say = log or (lambda _msg: None)
     t_start = time.perf_counter()
     if data is None:
         data = load_mauna_loa(cfg.train_fraction, cfg.extrapolation, cfg.data_stride)
     times = data.prediction_times(cfg.grid_step)
     x_query64 = torch.as_tensor(data.standardize_time(times)).unsqueeze(-1)
-    preds = _network_predictions(data, times, x_query64, cfg, methods, progress, say)
+    fits = train_networks(data, cfg, methods, progress=progress, say=say, workers=workers,
+                          checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                          resume=resume)
+    preds = _network_predictions(data, times, x_query64, cfg, fits, methods, progress, say)
     preds.update(_gp_predictions(data, times, x_query64, cfg, methods, progress, say))
     ordered = {m: preds[m] for m in METHODS if m in preds}
     records = [r for p in ordered.values() for r in _method_records(data, p)]
-    return MaunaLoaResult(data, cfg, ordered, records, time.perf_counter() - t_start)
+    fit_records = _training_records(ordered, fits) + seasonal_records(data, ordered)
+    training = {act: {"steps": f.steps, "stopped_by": f.stopped_by,
+                      "resumed_from": f.resumed_from, "device": f.device,
+                      "device_name": f.device_name, "train_time_s": f.train_time_s,
+                      "seconds_per_step": f.seconds_per_step, "checkpoint": f.checkpoint}
+                for act, f in fits.items()}
+    return MaunaLoaResult(data, cfg, ordered, records, time.perf_counter() - t_start,
+                          fit_records, {act: f.losses for act, f in fits.items()}, training)
 
 
-def _network_predictions(data, times, x_query64, cfg: MaunaLoaSettings, methods, progress,
-                         say) -> dict[str, MethodPrediction]:
-    """Train the ReLU and the tanh network (each only if one of its methods is wanted) and
-    predict with standard and MC dropout at ``times``."""
-    preds = {}
+def train_networks(
+    data: MaunaLoaData,
+    cfg: MaunaLoaSettings,
+    methods: Iterable[str] = METHODS,
+    *,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+    workers: int = 1,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: float = 300.0,
+    resume: bool = False,
+) -> dict[str, RegressorFit]:
+    """Train the ReLU and the tanh network of :data:`NETWORKS` (each only if one of its methods
+    is wanted) with :func:`~comparisons.training.dropout_regressor.fit_dropout_regressor`, one
+    after the other here or side by side in two processes: the training step of :func:`run`.
+
+    Every network's arguments and checkpoint are checked before any training starts.
+
+    Args:
+        data, cfg: the data and the settings.
+        methods, progress, workers, checkpoint_dir, checkpoint_every, resume: as for
+            :func:`run` (checked there).
+        say: receives one line per trained network (default: nothing is said).
+
+    Returns:
+        ``{activation: RegressorFit}`` in :data:`NETWORKS` order.
+    """
+    say = say or (lambda _msg: None)
+    methods = list(methods)
     dtype = _NET_DTYPES[cfg.net_dtype]
     x_tr, y_tr = data.xy("train", dtype=dtype)
-    x_query = x_query64.to(dtype)
     reg = weight_decay(cfg.prior_length_scale, cfg.keep_prob, data.num_train, cfg.tau)
-    nets = [("relu", ("standard_dropout_relu", "mc_dropout_relu")), ("tanh", ("mc_dropout_tanh",))]
-    for i, (activation, uses) in enumerate(nets):
-        wanted = [m for m in uses if m in methods]
-        if not wanted:
+    jobs = {}
+    for i, (activation, uses) in enumerate(NETWORKS):
+        if not any(m in methods for m in uses):
             continue
-        t0 = time.perf_counter()
-        params, losses = train_dropout_regressor(
-            x_tr, y_tr, hidden=cfg.hidden, activation=activation,
+        ckpt = None if checkpoint_dir is None else Path(checkpoint_dir) / f"{activation}.ckpt"
+        jobs[activation] = dict(
+            x=x_tr, y=y_tr, hidden=cfg.hidden, activation=activation,
             keep_probs=cfg.layer_keep_probs, reg=reg, iterations=cfg.iterations,
             batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed + i, progress=progress,
+            device=cfg.device, fused_adam=cfg.fused_adam, stop=cfg.stopping_rule,
+            checkpoint=ckpt, checkpoint_every=checkpoint_every, resume=resume,
         )
-        train_time = time.perf_counter() - t0
-        tail = losses[-max(1, len(losses) // 10):].mean()
-        say(f"{activation} network {cfg.hidden}: {cfg.iterations} steps in {train_time:.1f} s "
-            f"({train_time / cfg.iterations:.4f} s/step), last-10% loss {tail:.4g}")
-        base_info = {"train_time_s": train_time, "final_train_loss": float(tail),
-                     "seconds_per_step": train_time / cfg.iterations, "weight_decay": reg}
-        for method in wanted:
+        if ckpt is not None and resume and not ckpt.exists():
+            say(f"{activation} network: no checkpoint at {ckpt}, starting at step 0")
+    for job in jobs.values():  # every checkpoint checked before any training starts
+        preflight_dropout_regressor(**job)
+    fits = {}
+    if workers == 1 or len(jobs) < 2:
+        for activation, job in jobs.items():
+            fits[activation] = fit_dropout_regressor(**job)
+            _say_trained(say, activation, cfg, fits[activation])
+        return fits
+    from comparisons.runner.executors import LocalExecutor
+
+    names = list(jobs)
+    executor = LocalExecutor(num_workers=2, threads_per_worker=torch.get_num_threads())
+    for outcome in executor.run(_fit_job, [dict(job, progress=False) for job in jobs.values()]):
+        activation = names[outcome.index]
+        if not outcome.ok:
+            raise RuntimeError(f"training the {activation} network failed in its worker "
+                               f"process: {outcome.error}\n{outcome.traceback}")
+        result = outcome.records[0]
+        if isinstance(result, tuple):  # ("error", kind, message): a user's error, re-raised
+            raise (FloatingPointError if result[1] == "FloatingPointError" else ValueError)(
+                f"{activation} network: {result[2]}")
+        fits[activation] = result
+        _say_trained(say, activation, cfg, result)
+    return {a: fits[a] for a in names}
+
+
+def _fit_job(job: dict) -> list:
+    """Process-pool entry of :func:`train_networks`: ``[RegressorFit]``, or ``[("error", kind,
+    message)]`` for the errors the parent re-raises as ``ValueError`` / ``FloatingPointError``
+    (exception objects with extra constructor arguments do not survive pickling)."""
+    try:
+        return [fit_dropout_regressor(**job)]
+    except FloatingPointError as exc:
+        return [("error", "FloatingPointError", str(exc))]
+    except ValueError as exc:
+        return [("error", "ValueError", str(exc))]
+
+
+def _say_trained(say, activation: str, cfg: MaunaLoaSettings, fit: RegressorFit) -> None:
+    tail = fit.losses[-max(1, fit.steps // 10):].mean() if fit.steps else math.nan
+    resumed = "" if fit.resumed_from is None else f", resumed from step {fit.resumed_from}"
+    say(f"{activation} network {cfg.hidden} on {fit.device_name}: {fit.steps} steps "
+        f"(stopped by the {fit.stopped_by.replace('_', ' ')}{resumed}), "
+        f"{fit.session_steps} in {fit.session_time_s:.1f} s ({fit.seconds_per_step:.4f} s/step), "
+        f"last-10% loss {tail:.4g}")
+
+
+def _network_predictions(data, times, x_query64, cfg: MaunaLoaSettings, fits, methods,
+                         progress, say) -> dict[str, MethodPrediction]:
+    """Predict with standard and MC dropout at ``times`` from the trained networks (on the
+    settings' device)."""
+    preds = {}
+    dev = resolve_device(cfg.device)
+    x_query = x_query64.to(_NET_DTYPES[cfg.net_dtype]).to(dev)
+    reg = weight_decay(cfg.prior_length_scale, cfg.keep_prob, data.num_train, cfg.tau)
+    for i, (activation, uses) in enumerate(NETWORKS):
+        if activation not in fits:
+            continue
+        fit = fits[activation]
+        p = fit.params
+        params = DropoutMLPParams(tuple(w.to(dev) for w in p.weights),
+                                  tuple(b.to(dev) for b in p.biases), keep_probs=p.keep_probs,
+                                  activation=p.activation, inverted=p.inverted)
+        tail = fit.losses[-max(1, fit.steps // 10):].mean()
+        base_info = {"train_time_s": fit.train_time_s, "final_train_loss": float(tail),
+                     "seconds_per_step": fit.seconds_per_step, "weight_decay": reg,
+                     "device": fit.device_name}
+        for method in (m for m in uses if m in methods):
             t1 = time.perf_counter()
             if method.startswith("standard"):
                 with torch.no_grad():
-                    out = params.standard_predict(x_query)[:, 0].double().numpy()
+                    out = params.standard_predict(x_query)[:, 0].double().cpu().numpy()
                 mean, sd, model_sd = out, None, None
             else:
-                gen = torch.Generator().manual_seed(cfg.seed + 1000 + i)
+                gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1000 + i)
                 mean, sd, model_sd = _mc_moments(params, x_query, cfg, gen, progress)
             pred_time = time.perf_counter() - t1
-            info = dict(base_info, predict_time_s=pred_time, wall_time_s=train_time + pred_time)
+            info = dict(base_info, predict_time_s=pred_time,
+                        wall_time_s=fit.train_time_s + pred_time)
             preds[method] = _prediction(data, method, times, mean, sd, model_sd, info)
             say(f"{method}: predicted {len(times)} points in {pred_time:.1f} s")
     return preds
+
+
+def _training_records(preds: dict[str, MethodPrediction], fits: dict[str, RegressorFit]):
+    """Per network method: ``steps``, ``stopped_by_rule`` (1 / 0), ``resumed_from_step`` (0 for
+    a fresh start), ``seconds_per_step`` and ``train_time_s`` (all sessions), split ``all``."""
+    rows = []
+    for activation, uses in NETWORKS:
+        fit = fits.get(activation)
+        for method in (m for m in uses if m in preds and fit is not None):
+            for metric, value in (("steps", fit.steps),
+                                  ("stopped_by_rule", fit.stopped_by == "stopping_rule"),
+                                  ("resumed_from_step", fit.resumed_from or 0),
+                                  ("seconds_per_step", fit.seconds_per_step),
+                                  ("train_time_s", fit.train_time_s)):
+                rows.append({"dataset": DATASET_NAME, "method": method, "split": "all",
+                             "metric": metric, "value": float(value),
+                             "device": fit.device_name})
+    return rows
+
+
+def annual_amplitude(time: np.ndarray, values: np.ndarray) -> float:
+    r"""Amplitude (in the units of ``values``) of the 1-year cycle in a series sampled at
+    ``time`` (decimal years): a least-squares periodogram at exactly one cycle per year, with a
+    quadratic trend removed.
+
+    Fits, by least squares,
+
+    .. math::
+        v(t) \approx c_0 + c_1 s + c_2 s^2 + a\cos 2\pi t + b\sin 2\pi t, \qquad
+        s = \frac{t - \bar t}{\max|t - \bar t|},
+
+    and returns :math:`A = \sqrt{a^2 + b^2}`; the power of the annual component (the variance
+    of the sinusoid) is :math:`A^2/2`. The trend terms keep a slow drift (a residual whose
+    trend is still misfitted) from leaking into the annual term.
+
+    Args:
+        time: sample times in years, ``(N,)`` with ``N >= 5``.
+        values: the series, ``(N,)``.
+
+    Returns:
+        :math:`A \ge 0`.
+
+    Example:
+        >>> t = np.arange(0, 10, 1 / 52)
+        >>> round(annual_amplitude(t, 3 * np.sin(2 * np.pi * t + 0.4) + 0.5 * t ** 2), 6)
+        3.0
+    """
+    t = np.asarray(time, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if t.ndim != 1 or t.shape != v.shape or len(t) < 5:
+        raise ValueError(f"time and values must be two (N,) arrays with N >= 5, got shapes "
+                         f"{t.shape} and {v.shape}")
+    c = t - t.mean()
+    s = c / max(float(np.abs(c).max()), 1e-300)
+    design = np.stack([np.ones_like(s), s, s**2, np.cos(2 * np.pi * t), np.sin(2 * np.pi * t)],
+                      axis=1)
+    coef, *_ = np.linalg.lstsq(design, v, rcond=None)
+    return float(math.hypot(coef[3], coef[4]))
+
+
+def seasonal_records(data: MaunaLoaData, predictions: dict[str, MethodPrediction]) -> list[dict]:
+    r"""Is the seasonal cycle resolved? The annual cycle left in each method's residual on the
+    training weeks, against the data's and the SE GP's.
+
+    For each method, the residual :math:`r = \text{CO}_2 - \text{mean}` on the training weeks
+    (the predictive mean: MC average for MC dropout, the weight-averaged network for standard
+    dropout, the posterior mean for the GPs) and its annual amplitude :math:`A_r`
+    (:func:`annual_amplitude`) give the records (split ``"train"``):
+
+    - ``train_rmse_ppm``: :math:`\sqrt{\overline{r^2}}`;
+    - ``seasonal_amplitude_ppm``: :math:`A_r`; ``seasonal_amplitude_data_ppm``: the data's own
+      annual amplitude :math:`A_y` (the same for every method, for reference);
+    - ``seasonal_amplitude_fraction``: :math:`A_r / A_y` (1: the cycle is not fitted at all,
+      0: fitted exactly);
+    - ``seasonal_resolved``: 1 when :math:`A_r / A_y \le` :data:`SEASONAL_RESOLVED_FRACTION`;
+    - ``seasonal_power_ratio_to_gp_se``: :math:`(A_r / A_{r,\text{gp\_se}})^2`, the residual's
+      annual power against the SE GP's (when ``gp_se`` is among the predictions).
+
+    Each record carries a ``device`` field: the network's training device, ``"cpu"`` for the
+    GPs.
+
+    Args:
+        data: the data.
+        predictions: ``{method: MethodPrediction}`` (query times starting with the data weeks,
+            as :func:`run` makes them).
+
+    Returns:
+        Tidy records.
+    """
+    n_tr = data.num_train
+    t, y = data.time[:n_tr], data.co2[:n_tr]
+    amp_data = annual_amplitude(t, y)
+    residuals = {m: y - p.mean[:n_tr] for m, p in predictions.items()}
+    amps = {m: annual_amplitude(t, r) for m, r in residuals.items()}
+    rows = []
+    for method, r in residuals.items():
+        device = predictions[method].info.get("device", "cpu")
+        values = {"train_rmse_ppm": float(np.sqrt(np.mean(r**2))),
+                  "seasonal_amplitude_ppm": amps[method],
+                  "seasonal_amplitude_data_ppm": amp_data,
+                  "seasonal_amplitude_fraction": amps[method] / amp_data,
+                  "seasonal_resolved": float(amps[method] / amp_data
+                                             <= SEASONAL_RESOLVED_FRACTION)}
+        if amps.get("gp_se", 0.0) > 0:
+            values["seasonal_power_ratio_to_gp_se"] = (amps[method] / amps["gp_se"]) ** 2
+        rows += [{"dataset": DATASET_NAME, "method": method, "split": "train", "metric": k,
+                  "value": float(v), "device": device} for k, v in values.items()]
+    return rows
 
 
 def _mc_moments(params, x_query, cfg: MaunaLoaSettings, generator, progress):
@@ -691,7 +792,7 @@ def _mc_moments(params, x_query, cfg: MaunaLoaSettings, generator, progress):
     :math:`\hat\sigma` (standardised scale) from ``cfg.num_samples`` function draws."""
     with torch.no_grad():
         samples = mc_function_draws(params, x_query, cfg.num_samples, generator=generator,
-                                    progress=progress)[..., 0].double()
+                                    progress=progress)[..., 0].double().cpu()
     mean = samples.mean(0).numpy()
     model_var = samples.var(0, correction=0).numpy()
     return mean, np.sqrt(model_var + 1.0 / cfg.tau), np.sqrt(model_var)

@@ -9,8 +9,17 @@ Files written under ``out``:
                             :math:`\pm 2` sd, the train / extrapolation boundary
 ``report.md``               data, settings, timings and :func:`records_markdown`'s table
 ``records.csv``             the tidy records ``dataset, method, split, metric, value``
+``fit.csv``                 tidy records of the fit on the training weeks and of how each
+                            network's training ended (steps, stopping rule, seasonal cycle), with
+                            the ``device`` that produced each number
+``losses.csv``              each network's training loss curve (per step, or block means of
+                            consecutive steps when there are more than :data:`MAX_LOSS_ROWS`)
+``losses.png``              the loss curves (:func:`plot_loss_curves`)
 ``predictions.npz``         query times, the data, each method's predictive mean and sd (ppm)
 ==========================  ======================================================================
+
+``fit.csv`` is kept apart from ``records.csv`` so that the records of a run stay comparable
+with those of earlier runs (``tests/test_frozen_records.py`` compares them bit for bit).
 
 The result is taken as it comes (a
 :class:`~comparisons.experiments.mauna_loa.MaunaLoaResult`): the report does not import the
@@ -20,7 +29,7 @@ Example:
     >>> result = comparisons.experiments.mauna_loa.run(settings)  # doctest: +SKIP
     >>> paths = write_report(result, "outputs/mauna_loa")         # doctest: +SKIP
     >>> sorted(paths)                                             # doctest: +SKIP
-    ['mauna_loa', 'predictions', 'records', 'report']
+    ['fit', 'loss_curves', 'losses', 'mauna_loa', 'predictions', 'records', 'report']
 """
 
 from __future__ import annotations
@@ -38,8 +47,11 @@ from comparisons.datasets.mauna_loa import MaunaLoaData
 from comparisons.report.tables import markdown_table
 from comparisons.runner.store import atomic_savefig, atomic_write_bytes, atomic_write_text
 
-__all__ = ["records_markdown", "plot_mauna_loa_panel", "plot_mauna_loa", "report_markdown",
-           "write_report"]
+__all__ = ["records_markdown", "fit_markdown", "loss_curves_frame", "plot_loss_curves",
+           "plot_mauna_loa_panel", "plot_mauna_loa", "report_markdown", "write_report"]
+
+#: at most this many rows per network in ``losses.csv`` (longer runs: block means)
+MAX_LOSS_ROWS = 5000
 
 #: (split, metric, column header) of the table, in column order
 TABLE_COLUMNS = (
@@ -95,6 +107,78 @@ def records_markdown(records: Sequence[Mapping] | pd.DataFrame) -> str:
                                     labels=[label for _, _, label in TABLE_COLUMNS]))
 
 
+#: (metric, column header) of the training / fit table, in column order
+FIT_COLUMNS = (
+    ("device", "device"),
+    ("steps", "steps"),
+    ("stopped_by_rule", "stopped by"),
+    ("resumed_from_step", "resumed from step"),
+    ("seconds_per_step", "ms / step"),
+    ("train_rmse_ppm", "train RMSE (ppm)"),
+    ("seasonal_amplitude_ppm", "annual residual (ppm)"),
+    ("seasonal_amplitude_fraction", "of the data's annual"),
+    ("seasonal_power_ratio_to_gp_se", "annual power / GP SE's"),
+    ("seasonal_resolved", "seasons resolved"),
+)
+
+FIT_NOTE = (
+    "Annual residual: amplitude of the 1-year cycle left in the residual (data - predictive "
+    "mean) on the training weeks, by least squares with a quadratic trend removed; 'of the "
+    "data's': that amplitude over the data's own annual amplitude; 'seasons resolved': at most "
+    "a quarter of the data's annual amplitude left. 'ms / step': this session's training time "
+    "per step on the device named (a resumed run counts the steps since the resume)."
+)
+
+
+def fit_markdown(fit_records: Sequence[Mapping] | pd.DataFrame) -> str:
+    """A Markdown table of the training and fit records (:data:`FIT_COLUMNS`): per method the
+    device, the steps, what stopped the training, the train RMSE and the seasonal check; ``–``
+    where not defined (the GPs are not trained by steps).
+
+    Args:
+        fit_records: ``result.fit_records`` of :func:`comparisons.experiments.mauna_loa.run`
+            (tidy, with a ``device`` field).
+
+    Returns:
+        The table (no trailing newline).
+
+    Example:
+        >>> recs = [{"method": "gp_se", "split": "train", "metric": "seasonal_resolved",
+        ...          "value": 1.0, "device": "cpu"}]
+        >>> fit_markdown(recs).splitlines()[2].split("|")[-2].strip()
+        'yes'
+    """
+    frame = pd.DataFrame(list(fit_records) if not isinstance(fit_records, pd.DataFrame)
+                         else fit_records)
+    missing = {"method", "metric", "value"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"fit records lack the column(s) {sorted(missing)}")
+    lookup = {(r.method, r.metric): r.value for r in frame.itertuples()}
+    devices = ({} if "device" not in frame else
+               {m: ", ".join(sorted(set(g["device"].astype(str))))
+                for m, g in frame.groupby("method", sort=False)})
+
+    def cell(method: str, metric: str) -> str:
+        if metric == "device":
+            return devices.get(method, "–")
+        value = lookup.get((method, metric))
+        if value is None or not math.isfinite(value):
+            return "–"
+        if metric == "steps" or metric == "resumed_from_step":
+            return f"{int(value)}"
+        if metric == "stopped_by_rule":
+            return "stopping rule" if value else "step budget"
+        if metric == "seasonal_resolved":
+            return "yes" if value else "no"
+        if metric == "seconds_per_step":
+            return f"{1000 * value:.1f}"
+        return f"{value:.3g}" if metric.endswith(("fraction", "gp_se")) else f"{value:.3f}"
+
+    return "\n".join(markdown_table(list(dict.fromkeys(frame["method"])),
+                                    [m for m, _ in FIT_COLUMNS], cell,
+                                    labels=[label for _, label in FIT_COLUMNS]))
+
+
 def report_markdown(result, threads: int | None = None) -> str:
     """The text of ``report.md``: data, settings, wall time, the table and its units.
 
@@ -108,6 +192,11 @@ def report_markdown(result, threads: int | None = None) -> str:
     threads = torch.get_num_threads() if threads is None else threads
     step_s = [p.info["seconds_per_step"] for p in result.predictions.values()
               if "seconds_per_step" in p.info]
+    adam = "fused Adam" if getattr(cfg, "fused_adam", False) else "Adam"
+    training = getattr(result, "training", {}) or {}
+    devices = sorted({t["device_name"] for t in training.values()})
+    stop = ("no stopping rule" if getattr(cfg, "stop_window", None) is None else
+            f"stopping rule: window {cfg.stop_window} steps, tolerance {cfg.stop_tolerance:g}")
     lines = [
         "# Mauna Loa CO2: extrapolation with dropout networks and GPs",
         "",
@@ -118,8 +207,9 @@ def report_markdown(result, threads: int | None = None) -> str:
         f"{data.horizon:.2f} (extrapolation {cfg.extrapolation:g} x the training span)",
         f"- networks: {cfg.hidden_layers} x {cfg.hidden_units}, drop_rate {cfg.drop_rate:g} "
         f"(keep_prob {cfg.keep_prob:g}) on every hidden layer, input not dropped, "
-        f"{cfg.iterations} Adam steps (lr {cfg.lr:g}, batch {cfg.batch_size}), tau {cfg.tau:g}, "
-        f"T = {cfg.num_samples} function draws, {cfg.net_dtype}, seed {cfg.seed}",
+        f"at most {cfg.iterations} {adam} steps (lr {cfg.lr:g}, batch {cfg.batch_size}; {stop}), "
+        f"tau {cfg.tau:g}, T = {cfg.num_samples} function draws, {cfg.net_dtype}, seed "
+        f"{cfg.seed}; trained and drawn on {', '.join(devices) or 'cpu'}",
         f"- GPs: exact, {cfg.gp_iterations} Adam steps (lr {cfg.gp_lr:g}) on the marginal "
         f"likelihood, conditioned on one training week in {cfg.gp_stride}",
         f"- torch threads {threads}; wall time {result.wall_time_s:.1f} s"
@@ -130,6 +220,10 @@ def report_markdown(result, threads: int | None = None) -> str:
         "Units: ppm; sd includes the observation noise (1/tau for MC dropout, the fitted noise "
         "for the GPs); 'extrapolation' = query times after the last training week.",
     ]
+    fit_records = getattr(result, "fit_records", None)
+    if fit_records:
+        lines += ["", "## Training and the fit of the training weeks", "",
+                  fit_markdown(fit_records), "", FIT_NOTE]
     return "\n".join(lines)
 
 
@@ -146,8 +240,9 @@ def _predictions_npz(result) -> bytes:
 
 
 def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
-    """Write ``mauna_loa.png``, ``report.md``, ``records.csv`` and ``predictions.npz`` under
-    ``out`` (each atomically, :mod:`comparisons.runner.store`).
+    """Write ``mauna_loa.png``, ``report.md``, ``records.csv``, ``predictions.npz`` and, when
+    the result has them, ``fit.csv``, ``losses.csv`` and ``losses.png`` under ``out`` (each
+    atomically, :mod:`comparisons.runner.store`).
 
     Args:
         result: from :func:`comparisons.experiments.mauna_loa.run`.
@@ -161,13 +256,28 @@ def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fig = plot_mauna_loa(result, Figure(figsize=(9, 2.4 * len(result.predictions) + 0.6)))
-    return {
+    paths = {
         "mauna_loa": atomic_savefig(fig, out / "mauna_loa.png", dpi=90),
         "report": atomic_write_text(out / "report.md", report_markdown(result) + "\n"),
         "records": atomic_write_text(out / "records.csv",
                                      result.records_frame().to_csv(index=False)),
         "predictions": atomic_write_bytes(out / "predictions.npz", _predictions_npz(result)),
     }
+    fit_records = getattr(result, "fit_records", None)
+    if fit_records:
+        paths["fit"] = atomic_write_text(out / "fit.csv",
+                                         pd.DataFrame(fit_records).to_csv(index=False))
+    losses = getattr(result, "losses", None)
+    if losses:
+        paths["losses"] = atomic_write_text(out / "losses.csv",
+                                            loss_curves_frame(losses).to_csv(index=False))
+        fig = Figure(figsize=(7, 3.6))
+        ax = plot_loss_curves(fig.add_subplot(), losses)
+        ax.set_title("training loss per step (minibatch, penalty included)", fontsize="medium",
+                     loc="left")
+        fig.tight_layout()
+        paths["loss_curves"] = atomic_savefig(fig, out / "losses.png", dpi=90)
+    return paths
 
 
 # --------------------------------------------------------------------------------- plotting
@@ -263,9 +373,92 @@ def plot_mauna_loa(result, axes=None, *, ylim: tuple[float, float] | None = None
         returned.suptitle(
             f"Mauna Loa CO$_2$: trained up to {result.data.train_end:.1f}, predicted to "
             f"{result.data.horizon:.1f}; nets {cfg.hidden_layers} x {cfg.hidden_units}, "
-            f"drop_rate {cfg.drop_rate:g}, {cfg.iterations} steps, T = {cfg.num_samples}",
+            f"drop_rate {cfg.drop_rate:g}, {_steps_text(result)} steps, T = {cfg.num_samples}",
             fontsize="medium",
         )
         returned.tight_layout()
     return returned
 
+
+
+def _steps_text(result) -> str:
+    """The networks' step counts (``"2500"``, or ``"relu 8000, tanh 12000"`` when they differ),
+    the budget when the result says nothing of its training."""
+    training = getattr(result, "training", {}) or {}
+    steps = {act: t["steps"] for act, t in training.items()}
+    if not steps:
+        return str(result.settings.iterations)
+    if len(set(steps.values())) == 1:
+        return str(next(iter(steps.values())))
+    return ", ".join(f"{act} {n}" for act, n in steps.items())
+
+
+def loss_curves_frame(losses: Mapping[str, np.ndarray], max_rows: int = MAX_LOSS_ROWS
+                      ) -> pd.DataFrame:
+    """The loss curves as a table: one row per step, or per block of ``ceil(steps / max_rows)``
+    consecutive steps when a network took more than ``max_rows`` steps.
+
+    Args:
+        losses: ``{network: per-step losses}`` (e.g. ``result.losses``).
+        max_rows: at most this many rows per network.
+
+    Returns:
+        Columns ``network, first_step, last_step, loss_mean, loss_min, loss_max`` (steps count
+        from 1; with one step per row the three losses are equal).
+
+    Example:
+        >>> loss_curves_frame({"relu": np.array([3.0, 2.0, 1.0])}, max_rows=2).loss_mean.tolist()
+        [2.5, 1.0]
+    """
+    frames = []
+    for name, values in losses.items():
+        v = np.asarray(values, dtype=np.float64)
+        block = max(1, math.ceil(len(v) / max_rows))
+        starts = np.arange(0, len(v), block)
+        frames.append(pd.DataFrame({
+            "network": name, "first_step": starts + 1,
+            "last_step": np.minimum(starts + block, len(v)),
+            "loss_mean": np.add.reduceat(v, starts) / np.diff(np.append(starts, len(v))),
+            "loss_min": np.minimum.reduceat(v, starts), "loss_max": np.maximum.reduceat(v, starts),
+        }) if len(v) else pd.DataFrame(columns=["network", "first_step", "last_step",
+                                                "loss_mean", "loss_min", "loss_max"]))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def plot_loss_curves(ax, losses: Mapping[str, np.ndarray], *, max_points: int = 1000):
+    """Training loss against step, one line per network, both axes logarithmic.
+
+    Long runs are drawn as block means of ``ceil(steps / max_points)`` consecutive steps (the
+    minibatch noise of single steps hides the trend), with the range of each block shaded.
+
+    Args:
+        ax: a matplotlib ``Axes`` (drawn on and returned).
+        losses: ``{network: per-step losses}`` (e.g. ``result.losses``).
+        max_points: at most this many points per line.
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> plot_loss_curves(ax, result.losses)  # doctest: +SKIP
+    """
+    colours = {"relu": "tab:blue", "tanh": "tab:orange"}
+    for name, values in losses.items():
+        frame = loss_curves_frame({name: values}, max_rows=max_points)
+        if frame.empty:
+            continue
+        step = (frame["first_step"] + frame["last_step"]) / 2
+        colour = colours.get(name)
+        block = int(frame["last_step"].iloc[0] - frame["first_step"].iloc[0] + 1)
+        label = name if block == 1 else f"{name} (means of {block} steps)"
+        ax.plot(step, frame["loss_mean"], color=colour, lw=1.0, label=label)
+        if block > 1:
+            ax.fill_between(step, frame["loss_min"], frame["loss_max"], color=colour, alpha=0.15,
+                            lw=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    if losses:
+        ax.legend(fontsize="small")
+    return ax

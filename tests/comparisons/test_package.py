@@ -21,7 +21,7 @@ def test_import_comparisons_loads_no_heavy_dependency():
 
 
 @pytest.mark.parametrize("subpackage", ["kernels", "gp", "datasets", "metrics", "runner",
-                                        "protocols", "report", "cli.main"])
+                                        "protocols", "training", "report", "cli.main"])
 def test_light_subpackages_load_neither_arviz_nor_ray(subpackage):
     """(Pyro, MCMC included, comes with ``vi_dropout``, which every subpackage builds on.)"""
     loaded = [m for m in _loaded_after(f"import comparisons.{subpackage}")

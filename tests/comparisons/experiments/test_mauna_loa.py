@@ -1,11 +1,17 @@
-"""Mauna Loa CO2 extrapolation: data loading and cut, the trainer, MC function draws, the GP's
-extrapolation limit, tidy records, the plot and the CLI on tiny settings (whole file < 40 s)."""
+"""Mauna Loa CO2 extrapolation: data loading and cut, the settings, the GP's extrapolation
+limit, tidy records, the seasonal check, the plots, the CLI on tiny settings, the device check
+and two training processes (whole file < 30 s without the ``slow`` tests, which spawn
+processes). The trainer itself: tests/comparisons/training/test_dropout_regressor.py."""
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -19,14 +25,20 @@ from comparisons.experiments.mauna_loa import (
     METHODS,
     PAPER_LIKE_SETTINGS,
     MaunaLoaSettings,
-    mc_function_draws,
-    train_dropout_regressor,
+    MethodPrediction,
+    annual_amplitude,
+    seasonal_records,
 )
 from comparisons.experiments.mauna_loa import run as run_mauna_loa
-from comparisons.report.mauna_loa import plot_mauna_loa, records_markdown
+from comparisons.report.mauna_loa import (
+    fit_markdown,
+    loss_curves_frame,
+    plot_loss_curves,
+    plot_mauna_loa,
+    records_markdown,
+)
 from comparisons.runner.store import REQUIRED_FIELDS, validate_records
-from vi_dropout.network import Architecture
-from vi_dropout.predict import DropoutMLPParams, mc_predict
+from comparisons.training.checkpoint import read_checkpoint_meta
 
 matplotlib.use("Agg")
 
@@ -130,56 +142,6 @@ def test_config_keep_probs():
     assert cfg.layer_keep_probs == (1.0, 0.8, 0.8, 0.8, 0.8)
     assert cfg.hidden == (1024,) * 4
     assert (PAPER_LIKE_SETTINGS.iterations, PAPER_LIKE_SETTINGS.num_samples) == (1_000_000, 1000)
-
-
-# ------------------------------------------------------------------------ network and draws
-
-
-def test_trainer_is_seeded_and_reduces_the_loss():
-    x = torch.linspace(-1.5, 1.5, 64).unsqueeze(-1)
-    y = torch.sin(2 * x)
-    kw = dict(hidden=(32,), activation="tanh", keep_probs=(1.0, 0.9), reg=1e-6,
-              iterations=300, batch_size=16, lr=1e-2, seed=3)
-    p1, l1 = train_dropout_regressor(x, y, **kw)
-    p2, l2 = train_dropout_regressor(x, y, **kw)
-    np.testing.assert_array_equal(l1, l2)
-    assert all(torch.equal(a, b) for a, b in zip(p1.weights, p2.weights))
-    # the weight-averaged prediction explains > 90% of the variance of sin(2x) (measured: 94%)
-    with torch.no_grad():
-        mse = float((p1.standard_predict(x) - y).square().mean())
-    assert mse < 0.1 * float(y.var())
-    assert l1[-50:].mean() < l1[:50].mean()
-    assert p1.inverted and p1.keep_probs == (1.0, 0.9)
-    with pytest.raises(ValueError, match="keep_probs must hold one value per weight layer"):
-        train_dropout_regressor(x, y, **dict(kw, keep_probs=(0.9,)))
-    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
-        train_dropout_regressor(x, y, **dict(kw, iterations=0))
-
-
-def test_function_draws_have_the_marginals_of_mc_predict():
-    # Same law at every input: means and variances agree within 5 Monte Carlo standard errors.
-    g = torch.Generator().manual_seed(0)
-    ws, bs = Architecture((1, 24, 24, 1), "relu").init_params(generator=g)
-    params = DropoutMLPParams(ws, bs, keep_probs=(1.0, 0.7, 0.7), activation="relu",
-                              inverted=True)
-    x = torch.linspace(-2, 2, 5, dtype=torch.float64).unsqueeze(-1)
-    T = 20_000
-    a = mc_function_draws(params, x, T, generator=torch.Generator().manual_seed(1))[..., 0]
-    b = mc_predict(x, ws, bs, (1.0, 0.7, 0.7), T, activation="relu", inverted=True,
-                   generator=torch.Generator().manual_seed(2))[..., 0]
-    se_mean = torch.sqrt(a.var(0) / T + b.var(0) / T)
-    assert bool(((a.mean(0) - b.mean(0)).abs() <= 5 * se_mean).all())
-    # variance: SE of a sample variance ~ sqrt((m4 - s^4) / T), per estimator
-    def var_se(s):
-        c = s - s.mean(0)
-        return torch.sqrt(((c**4).mean(0) - c.var(0) ** 2) / T)
-    assert bool(((a.var(0) - b.var(0)).abs() <= 5 * torch.sqrt(var_se(a)**2 + var_se(b)**2)).all())
-    # one mask per draw: with keep_prob 1 everywhere the draws are all the deterministic net
-    det = DropoutMLPParams(ws, bs, keep_probs=1.0, inverted=True)
-    d = mc_function_draws(det, x, 3)
-    torch.testing.assert_close(d[0], d[2], rtol=0, atol=0)
-    with pytest.raises(ValueError, match="T must be an integer >= 1"):
-        mc_function_draws(params, x, 0)
 
 
 # ------------------------------------------------------------------------ run and behaviour
@@ -303,8 +265,14 @@ def test_cli_tiny_run_writes_png_table_and_csv(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert str(png) in printed and str(csv) in printed and "held-out RMSE" in printed
     assert {p.name for p in out.iterdir()} == {"mauna_loa.png", "report.md", "records.csv",
-                                               "predictions.npz"}
-    assert not list(out.glob(".tmp-*")), "temporary files left behind"
+                                               "predictions.npz", "fit.csv", "losses.csv",
+                                               "losses.png", "checkpoints"}
+    assert {p.name for p in (out / "checkpoints").iterdir()} == {"relu.ckpt", "tanh.ckpt"}
+    assert read_checkpoint_meta(out / "checkpoints" / "relu.ckpt")["finished"] is True
+    assert not list(out.rglob(".tmp-*")), "temporary files left behind"
+    losses = pd.read_csv(out / "losses.csv")
+    assert set(losses["network"]) == {"relu", "tanh"} and len(losses) == 2 * 5
+    assert "## Training and the fit of the training weeks" in text
 
 
 @pytest.mark.parametrize("flag, value, match", [
@@ -327,3 +295,156 @@ def test_cli_run_validates_namespaces_built_by_hand(tmp_path):
     with pytest.raises(ValueError, match="iterations must be an integer >= 1, got 0"):
         run(args)
     assert not (tmp_path / "mauna_loa.png").exists()
+
+
+# ---------------------------------------------------------------------------- the trainer
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_trainer_names_stay_importable_from_the_experiment():
+    from comparisons.experiments import mauna_loa
+    from comparisons.training import dropout_regressor
+
+    for name in ("StoppingRule", "RegressorFit", "resolve_device", "train_dropout_regressor",
+                 "fit_dropout_regressor", "mc_function_draws"):
+        assert getattr(mauna_loa, name) is getattr(dropout_regressor, name), name
+
+
+def test_settings_and_run_check_the_device_before_any_work():
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+        MaunaLoaSettings(device="gpu")
+    assert MaunaLoaSettings(device="cuda:1").device == "cuda:1"
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal is for machines without it")
+    with pytest.raises(ValueError, match="is False"):
+        run_mauna_loa(MaunaLoaSettings(**dict(TINY, device="cuda")))
+
+
+# --------------------------------------------------------------------------- seasonal check
+
+
+def test_annual_amplitude_recovers_a_cycle_on_a_trend():
+    t = np.arange(1958.2, 1988.9, 7 / 365.25)
+    trend = 315 + 0.8 * (t - 1958) + 0.012 * (t - 1958) ** 2
+    season = 2.7 * np.sin(2 * np.pi * t + 1.1)
+    assert annual_amplitude(t, trend + season) == pytest.approx(2.7, rel=1e-3)
+    assert annual_amplitude(t, trend) < 1e-6
+    # a half-year cycle is not a one-year cycle
+    assert annual_amplitude(t, np.sin(4 * np.pi * t)) < 0.01
+    with pytest.raises(ValueError, match="N >= 5"):
+        annual_amplitude(t[:3], t[:3])
+
+
+def test_seasonal_records_compare_residuals_with_the_data_and_the_se_gp():
+    data = load_mauna_loa(stride=1)
+    n_tr = data.num_train
+    t, co2 = data.time, data.co2
+    season = np.sin(2 * np.pi * t)
+    fits_all = co2.copy()                                   # residual 0 on the training weeks
+    trend_only = np.polyval(np.polyfit(t[:n_tr], co2[:n_tr], 2), t)
+    half = trend_only + 0.5 * (co2 - trend_only)            # half the cycle (and noise) left
+
+    def pred(method, mean):
+        return MethodPrediction(method, method, t, mean, info={"device": "cuda (X)"}
+                                if method == "mc_dropout_relu" else {})
+
+    preds = {"gp_se": pred("gp_se", half), "mc_dropout_relu": pred("mc_dropout_relu", fits_all),
+             "mc_dropout_tanh": pred("mc_dropout_tanh", trend_only)}
+    frame = pd.DataFrame(seasonal_records(data, preds)).set_index(["method", "metric"])
+    value = frame["value"]
+    amp_data = value["gp_se", "seasonal_amplitude_data_ppm"]
+    assert 2.5 < amp_data < 3.0  # Mauna Loa's annual cycle, 1958-1988
+    assert value["mc_dropout_relu", "seasonal_amplitude_ppm"] < 1e-9
+    assert value["mc_dropout_relu", "seasonal_resolved"] == 1
+    assert value["mc_dropout_relu", "train_rmse_ppm"] == 0
+    assert value["mc_dropout_tanh", "seasonal_amplitude_fraction"] == pytest.approx(1, abs=1e-9)
+    assert value["mc_dropout_tanh", "seasonal_resolved"] == 0
+    assert value["gp_se", "seasonal_amplitude_fraction"] == pytest.approx(0.5, abs=1e-9)
+    assert value["gp_se", "seasonal_power_ratio_to_gp_se"] == pytest.approx(1)
+    assert value["mc_dropout_tanh", "seasonal_power_ratio_to_gp_se"] == pytest.approx(4)
+    assert frame.loc[("mc_dropout_relu", "seasonal_resolved"), "device"] == "cuda (X)"
+    assert frame.loc[("gp_se", "seasonal_resolved"), "device"] == "cpu"
+    assert season.shape == t.shape
+
+
+def test_fit_records_losses_and_their_report(tiny_result):
+    res = tiny_result
+    assert set(res.losses) == {"relu", "tanh"}
+    assert all(v.shape == (TINY["iterations"],) for v in res.losses.values())
+    assert res.training["relu"]["steps"] == TINY["iterations"]
+    assert res.training["tanh"]["stopped_by"] == "budget"
+    frame = res.fit_records_frame()
+    validate_records(res.fit_records)
+    assert set(frame["device"]) == {"cpu"}
+    steps = frame.query("metric == 'steps'")
+    assert set(steps["method"]) == {"standard_dropout_relu", "mc_dropout_relu", "mc_dropout_tanh"}
+    assert (steps["value"] == TINY["iterations"]).all()
+    seasonal = frame.query("metric == 'seasonal_amplitude_fraction'")
+    assert set(seasonal["method"]) == set(METHODS) and (seasonal["value"] >= 0).all()
+    # the train RMSE of fit.csv is the one of records.csv
+    rmse = frame.query("metric == 'train_rmse_ppm'").set_index("method")["value"]
+    recs = res.records_frame().query("split == 'train' and metric == 'rmse_ppm'")
+    assert dict(zip(recs["method"], recs["value"])) == pytest.approx(rmse.to_dict(), rel=1e-12)
+    table = fit_markdown(frame)
+    assert len(table.splitlines()) == 2 + len(METHODS)
+    assert "| mc_dropout_tanh | cpu | 60 | step budget | 0 |" in table
+
+
+def test_loss_curves_table_and_plot():
+    import matplotlib.pyplot as plt
+
+    losses = {"relu": np.arange(1.0, 11.0), "tanh": np.array([5.0, 4.0, 3.0])}
+    frame = loss_curves_frame(losses, max_rows=4)
+    relu = frame[frame.network == "relu"]
+    assert relu["first_step"].tolist() == [1, 4, 7, 10]
+    assert relu["last_step"].tolist() == [3, 6, 9, 10]
+    assert relu["loss_mean"].tolist() == [2.0, 5.0, 8.0, 10.0]
+    assert relu["loss_min"].tolist() == [1.0, 4.0, 7.0, 10.0]
+    tanh = frame[frame.network == "tanh"]
+    assert tanh["loss_mean"].tolist() == [5.0, 4.0, 3.0]
+    fig, ax = plt.subplots()
+    assert plot_loss_curves(ax, losses, max_points=4) is ax
+    assert len(ax.lines) == 2 and ax.get_yscale() == "log" and ax.get_xscale() == "log"
+    assert len(ax.collections) == 1  # the block range of the averaged curve only
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------- processes, benchmark
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_numbers_of_one(tmp_path):
+    settings = MaunaLoaSettings(**dict(TINY, iterations=30))
+    methods = ["standard_dropout_relu", "mc_dropout_relu", "mc_dropout_tanh"]
+    data = load_mauna_loa(settings.train_fraction, settings.extrapolation, settings.data_stride)
+    one = run_mauna_loa(settings, methods=methods, data=data, workers=1)
+    two = run_mauna_loa(settings, methods=methods, data=data, workers=2,
+                        checkpoint_dir=tmp_path / "ck")
+    for name in ("relu", "tanh"):
+        np.testing.assert_array_equal(one.losses[name], two.losses[name])
+        assert two.training[name]["checkpoint"] == str(tmp_path / "ck" / f"{name}.ckpt")
+
+    def untimed(records):
+        return [r for r in records if not re.search("time|wall|seconds", r["metric"])]
+
+    assert untimed(one.records) == untimed(two.records)
+    assert untimed(one.fit_records) == untimed(two.fit_records)
+    for method in methods:
+        np.testing.assert_array_equal(one.predictions[method].mean, two.predictions[method].mean)
+    with pytest.raises(ValueError, match="workers must be 1 or 2"):
+        run_mauna_loa(settings, methods=methods, data=data, workers=3)
+
+
+@pytest.mark.slow
+def test_step_benchmark_quick_mode_prints_its_tables():
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_mauna_loa_step.py"),
+                           "--quick"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "|---|" in out and "speed-up" in out and "load average" in out
+    for phase in ("masks", "forward", "backward", "optimizer", "side by side", "fused"):
+        assert phase in out

@@ -1,0 +1,167 @@
+"""``python -m comparisons mauna-loa``: the long-training options (checkpoints, ``--resume``,
+the stopping rule, ``--device``, ``--workers``, ``--fused-adam``), their one-line errors and a
+resume through the command line that gives the numbers of one uninterrupted run (< 30 s)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+
+from comparisons.cli.main import build_parser, main
+from comparisons.cli.mauna_loa import settings_from_args
+from comparisons.training.checkpoint import (
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: a tiny run: 1 x 8 units, every 16th week, 3 GP steps
+TINY = ["--num-samples", "4", "--hidden-layers", "1", "--hidden-units", "8", "--gp-iterations",
+        "3", "--data-stride", "16", "--no-progress"]
+
+
+def _main(argv, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(argv)
+    return code, capsys.readouterr()
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def _untimed(frame: pd.DataFrame) -> pd.DataFrame:
+    keep = ~frame["metric"].str.contains("time|wall|seconds")
+    return frame[keep].reset_index(drop=True)
+
+
+def test_defaults_and_flags_reach_the_settings():
+    parser, _ = build_parser()
+    args = parser.parse_args(["mauna-loa", "--out", "x"])
+    cfg = settings_from_args(args)
+    assert (cfg.stop_window, cfg.device, cfg.fused_adam) == (None, "cpu", False)
+    assert (args.workers, args.resume, args.checkpoint_every, args.checkpoint_dir) == \
+        (1, False, 300.0, None)
+    args = parser.parse_args(["mauna-loa", "--out", "x", "--stop-window", "500",
+                              "--stop-tolerance", "0.002", "--workers", "2", "--resume",
+                              "--checkpoint-every", "60", "--checkpoint-dir", "ck",
+                              "--fused-adam", "--net-dtype", "float64", "--iterations", "9000"])
+    cfg = settings_from_args(args)
+    assert cfg.stopping_rule.window == 500 and cfg.stopping_rule.tolerance == 0.002
+    assert (cfg.iterations, cfg.fused_adam, cfg.net_dtype) == (9000, True, "float64")
+    assert (args.workers, args.resume, args.checkpoint_every, args.checkpoint_dir) == \
+        (2, True, 60.0, "ck")
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--workers", "3", "--workers must be 1 or 2 (one process per network), got '3'"),
+    ("--workers", "0", "--workers must be 1 or 2"),
+    ("--stop-window", "0", "--stop-window must be an integer >= 1, got '0'"),
+    ("--stop-tolerance", "-1", "--stop-tolerance must be a finite number >= 0"),
+    ("--checkpoint-every", "0", "--checkpoint-every must be a finite number > 0, got '0'"),
+    ("--device", "tpu", "invalid choice: 'tpu'"),
+])
+def test_bad_values_stop_at_parse_time(flag, value, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["mauna-loa", "--out", str(tmp_path), flag, value])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_before_any_work(tmp_path, capsys):
+    out = tmp_path / "o"
+    code, cap = _main(["mauna-loa", "--out", str(out), "--stop-tolerance", "0.1", *TINY], capsys)
+    assert code == 2
+    assert "--stop-tolerance 0.1 needs --stop-window" in _one_error_line(cap.err)
+    if not torch.cuda.is_available():
+        code, cap = _main(["mauna-loa", "--out", str(out), "--device", "cuda", *TINY], capsys)
+        assert code == 2
+        line = _one_error_line(cap.err)
+        assert "--device cuda: CUDA is not available on this machine" in line
+        assert "use --device cpu" in line
+    assert not out.exists()  # nothing written
+
+
+def test_resume_through_the_cli_gives_the_uninterrupted_numbers(tmp_path, capsys):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    code, _ = _main(["mauna-loa", "--out", str(whole), "--iterations", "14", *TINY], capsys)
+    assert code == 0
+    code, _ = _main(["mauna-loa", "--out", str(split), "--iterations", "6", *TINY], capsys)
+    assert code == 0
+    code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "14", "--resume", *TINY],
+                      capsys)
+    assert code == 0
+    assert "resumed from step 6" in cap.out and "checkpoints (--resume continues them)" in cap.out
+    for name in ("records.csv", "losses.csv"):
+        a, b = pd.read_csv(whole / name), pd.read_csv(split / name)
+        if name == "records.csv":
+            a, b = _untimed(a), _untimed(b)
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    fit = pd.read_csv(split / "fit.csv").set_index(["method", "metric"])["value"]
+    assert fit["mc_dropout_relu", "resumed_from_step"] == 6
+    assert fit["mc_dropout_relu", "steps"] == 14
+    assert "| mc_dropout_tanh | cpu | 14 | step budget | 6 |" in (split / "report.md").read_text()
+
+    # other network settings: refused, naming them, in one line
+    code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "20", "--resume",
+                       "--seed", "1", *TINY], capsys)
+    assert code == 2
+    line = _one_error_line(cap.err)
+    assert "relu.ckpt was written with other settings (seed: 0 in the checkpoint, 1 now" in line
+
+    # an unfinished run's checkpoint is not replaced by a fresh run
+    ckpt = split / "checkpoints" / "tanh.ckpt"
+    meta = read_checkpoint_meta(ckpt)
+    save_checkpoint(ckpt, load_checkpoint(ckpt), meta=dict(meta, finished=False))
+    code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "20", *TINY], capsys)
+    assert code == 2
+    assert re.search(r"tanh.ckpt holds an unfinished run \(step 14 of 14\): resume it "
+                     r"\(--resume\)", _one_error_line(cap.err))
+
+    # a damaged checkpoint is named; the ReLU network is not trained before it is found
+    ckpt.write_bytes(ckpt.read_bytes()[:-7])
+    relu_meta = read_checkpoint_meta(split / "checkpoints" / "relu.ckpt")
+    code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "20", "--resume", *TINY],
+                      capsys)
+    assert code == 2
+    assert f"checkpoint {ckpt} is damaged" in _one_error_line(cap.err)
+    assert read_checkpoint_meta(split / "checkpoints" / "relu.ckpt") == relu_meta
+
+
+def test_stopping_rule_and_checkpoint_dir_through_the_cli(tmp_path, capsys):
+    out, ck = tmp_path / "o", tmp_path / "elsewhere"
+    code, cap = _main(["mauna-loa", "--out", str(out), "--iterations", "400", "--stop-window",
+                       "5", "--stop-tolerance", "0.5", "--checkpoint-dir", str(ck),
+                       "--checkpoint-every", "1000", *TINY], capsys)
+    assert code == 0 and "stopped by the stopping rule" in cap.out
+    assert {p.name for p in ck.iterdir()} == {"relu.ckpt", "tanh.ckpt"}
+    assert not (out / "checkpoints").exists()
+    fit = pd.read_csv(out / "fit.csv").set_index(["method", "metric"])["value"]
+    steps = fit["mc_dropout_relu", "steps"]
+    assert fit["mc_dropout_relu", "stopped_by_rule"] == 1 and steps < 400 and steps % 5 == 0
+    assert read_checkpoint_meta(ck / "relu.ckpt")["stopped_by"] == "stopping_rule"
+    text = (out / "report.md").read_text()
+    assert "stopping rule: window 5 steps, tolerance 0.5" in text
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import comparisons.experiments.mauna_loa as experiment
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run", interrupted)
+    code, cap = _main(["mauna-loa", "--out", str(tmp_path), *TINY], capsys)
+    assert code == 130
+    assert cap.err.strip() == (f"interrupted: the networks' checkpoints in "
+                               f"{tmp_path / 'checkpoints'} hold their state of at most 300 s "
+                               "ago; the same command with --resume continues from them")
