@@ -115,7 +115,7 @@ def _pair_times(cfg: MaunaLoaSettings, data, workers: int, threads: int) -> tupl
         wall = time.perf_counter() - t0
     finally:
         torch.set_num_threads(previous)
-    loops = [f.session_time_s for f in fits.values()]
+    loops = [f.call_time_s for f in fits.values()]
     loop_s = max(loops) if workers == 2 else sum(loops)
     return 1000 * loop_s / cfg.iterations, wall
 

@@ -638,7 +638,7 @@ def _say_trained(say, activation: str, cfg: MaunaLoaSettings, fit: RegressorFit)
     resumed = "" if fit.resumed_from is None else f", resumed from step {fit.resumed_from}"
     say(f"{activation} network {cfg.hidden} on {fit.device_name}: {fit.steps} steps "
         f"(stopped by the {fit.stopped_by.replace('_', ' ')}{resumed}), "
-        f"{fit.session_steps} in {fit.session_time_s:.1f} s ({fit.seconds_per_step:.4f} s/step), "
+        f"{fit.call_steps} in {fit.call_time_s:.1f} s ({fit.seconds_per_step:.4f} s/step), "
         f"last-10% loss {tail:.4g}")
 
 
@@ -681,7 +681,7 @@ def _network_predictions(data, times, x_query64, cfg: MaunaLoaSettings, fits, me
 
 def _training_records(preds: dict[str, MethodPrediction], fits: dict[str, RegressorFit]):
     """Per network method: ``steps``, ``stopped_by_rule`` (1 / 0), ``resumed_from_step`` (0 for
-    a fresh start), ``seconds_per_step`` and ``train_time_s`` (all sessions), split ``all``."""
+    a fresh start), ``seconds_per_step`` and ``train_time_s`` (every call, resumes included), split ``all``."""
     rows = []
     for activation, uses in NETWORKS:
         fit = fits.get(activation)

@@ -125,7 +125,7 @@ FIT_NOTE = (
     "Annual residual: amplitude of the 1-year cycle left in the residual (data - predictive "
     "mean) on the training weeks, by least squares with a quadratic trend removed; 'of the "
     "data's': that amplitude over the data's own annual amplitude; 'seasons resolved': at most "
-    "a quarter of the data's annual amplitude left. 'ms / step': this session's training time "
+    "a quarter of the data's annual amplitude left. 'ms / step': the training time of this run "
     "per step on the device named (a resumed run counts the steps since the resume)."
 )
 

@@ -137,8 +137,8 @@ class RegressorFit:
         stopped_by: ``"budget"`` (``iterations`` steps done) or ``"stopping_rule"``.
         resumed_from: the step of the checkpoint the run continued from, or ``None`` (a fresh
             start).
-        train_time_s: training seconds over all sessions (those before a resume included).
-        session_time_s: training seconds of this call.
+        train_time_s: training seconds over every call (those before a resume included).
+        call_time_s: training seconds of this call.
         device: the device that trained it (``"cpu"``, ``"cuda"``, ...); device_name: e.g. the
             GPU's name (``"cpu"`` on the CPU).
         checkpoint: the checkpoint file, or ``None``.
@@ -149,7 +149,7 @@ class RegressorFit:
     stopped_by: str
     resumed_from: int | None
     train_time_s: float
-    session_time_s: float
+    call_time_s: float
     device: str
     device_name: str
     checkpoint: str | None = None
@@ -160,15 +160,15 @@ class RegressorFit:
         return len(self.losses)
 
     @property
-    def session_steps(self) -> int:
+    def call_steps(self) -> int:
         """Steps taken by this call."""
         return self.steps - (self.resumed_from or 0)
 
     @property
     def seconds_per_step(self) -> float:
         """This call's training seconds per step (the whole history's when it took none)."""
-        if self.session_steps > 0:
-            return self.session_time_s / self.session_steps
+        if self.call_steps > 0:
+            return self.call_time_s / self.call_steps
         return self.train_time_s / max(1, self.steps)
 
 
@@ -471,13 +471,13 @@ class _TrainingRun:
                 last_save = time.perf_counter()
         bar.close()
         all_losses = self.losses.values(step).copy()
-        session_s = time.perf_counter() - self.t_begin
+        call_s = time.perf_counter() - self.t_begin
         if ckpt is not None and (step > start or self.resumed_from is None
                                  or self.stopped_by != "budget"):
             self.save(step, finished=True)
-        return self._result(all_losses, session_s)
+        return self._result(all_losses, call_s)
 
-    def _result(self, losses: np.ndarray, session_s: float) -> RegressorFit:
+    def _result(self, losses: np.ndarray, call_s: float) -> RegressorFit:
         params = DropoutMLPParams(
             tuple(lin.weight.detach().clone().cpu() for lin in self.net.linears),
             tuple(lin.bias.detach().clone().cpu() for lin in self.net.linears),
@@ -487,7 +487,7 @@ class _TrainingRun:
         )
         ckpt, dev = self.job["checkpoint"], self.device
         return RegressorFit(params, losses, self.stopped_by, self.resumed_from,
-                            self.done_before_s + session_s, session_s, dev.type,
+                            self.done_before_s + call_s, call_s, dev.type,
                             _device_name(dev), None if ckpt is None else str(ckpt))
 
 

@@ -91,12 +91,12 @@ def test_n_steps_equal_half_then_resume_bit_for_bit(tmp_path, dtype, activation,
     assert (meta["step"], meta["finished"], meta["stopped_by"]) == (23, True, "budget")
     assert meta["settings"]["trainer"] == TRAINER == "comparisons.training.dropout_regressor/1"
     second = fit_dropout_regressor(x, y, iterations=60, checkpoint=ckpt, resume=True, **kw)
-    assert second.resumed_from == 23 and second.session_steps == 37 and second.steps == 60
+    assert second.resumed_from == 23 and second.call_steps == 37 and second.steps == 60
     assert _same_fit(whole, second)
-    assert second.train_time_s >= second.session_time_s > 0
+    assert second.train_time_s >= second.call_time_s > 0
     # resuming a finished run with the same budget takes no step and returns the same network
     again = fit_dropout_regressor(x, y, iterations=60, checkpoint=ckpt, resume=True, **kw)
-    assert again.session_steps == 0 and _same_fit(whole, again)
+    assert again.call_steps == 0 and _same_fit(whole, again)
     # the old API: (params, losses)
     params, losses = train_dropout_regressor(x, y, iterations=60, **kw)
     assert np.array_equal(losses, whole.losses) and torch.equal(params.weights[1],
