@@ -104,15 +104,22 @@ def _records_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def _read_records(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, what: str, columns: Sequence[str], **read_kwargs) -> pd.DataFrame:
+    """``path`` read as CSV, refused (naming ``what`` and the file) when empty or without one of
+    ``columns``."""
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, **read_kwargs)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"records file {path} is empty") from None
-    missing = [c for c in REQUIRED_FIELDS if c not in df.columns]
+        raise ValueError(f"{what} file {path} is empty") from None
+    missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise ValueError(f"records file {path} lacks column(s) {missing}; have "
+        raise ValueError(f"{what} file {path} lacks column(s) {missing}; have "
                          f"{list(df.columns)}")
+    return df
+
+
+def _read_records(path: Path) -> pd.DataFrame:
+    df = _read_csv(path, "records", REQUIRED_FIELDS)
     empty = [c for c in ("dataset", "method", "split", "metric") if df[c].isna().any()]
     if empty:
         raise ValueError(f"records file {path} has empty {empty} fields")
@@ -266,14 +273,8 @@ def load_published(path: str | os.PathLike | None = None) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"published numbers file {path} does not exist")
     text_columns = [c for c in PUBLISHED_COLUMNS if c not in ("mean", "spread")]
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"published numbers file {path} is empty") from None
-    missing = [c for c in PUBLISHED_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ValueError(f"published numbers file {path} lacks column(s) {missing}; have "
-                         f"{list(raw.columns)}")
+    raw = _read_csv(path, "published numbers", PUBLISHED_COLUMNS, dtype=str,
+                    keep_default_na=False)
     df = raw[list(PUBLISHED_COLUMNS)].copy()
     for c in text_columns:
         df[c] = df[c].str.strip()
