@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[dev,distributed,laplace]" torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e ".[dev,distributed,laplace,jax]" torch==$(TORCH_VERSION)
 	$(PY) -m pip uninstall -y -q torchvision
 	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $(STAMP)

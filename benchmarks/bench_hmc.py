@@ -11,10 +11,24 @@ Two parts, each written to a JSON file (numbers quoted in ``docs/hmc/measurement
   of 50 warmup + 50 draws: seconds per draw, leapfrog steps per draw, milliseconds per gradient
   evaluation and the extrapolated cost of 4 chains x (1000 warmup + 1000 draws).
 
+* ``backends``: Pyro's NUTS (``backend="potential"``, ``jit_compile=True``, the default) against
+  NumPyro's NUTS (``backend="numpyro"``, JAX on the CPU) on one problem: Boston split 0, 13-50-1
+  ReLU, the shared proper prior ``l = 1`` and ``tau_s`` (default 8.70, the noise MC dropout
+  selected on Boston split 0 in ``docs/diagnose/boston``), 4 chains in 2 processes (one thread
+  each), the same seeds, initial values and sampler settings. Measured per backend: gradient
+  evaluations per second (warmup and sampling), bulk ESS per second of ``f`` at the 51 test
+  inputs (worst and median point, per second of chain time), and the time to R-hat <= 1.01 with
+  bulk and tail ESS >= 400 at every test point (the first prefix of the chains, in steps of 50
+  draws, that passes, charged warmup + that share of the sampling time); the ratios
+  NumPyro / Pyro are printed side by side. ``--converge-samples`` runs NumPyro longer for the
+  time to convergence when the common run is too short.
+
 Usage::
 
     python benchmarks/bench_hmc.py --part toy --out outputs/hmc_toy.json
     python benchmarks/bench_hmc.py --part boston --out outputs/hmc_boston.json
+    python benchmarks/bench_hmc.py --part backends --warmup 500 --samples 500 \
+        --converge-samples 3000 --out outputs/hmc_backends.json
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import torch
 
 from comparisons.datasets.uci import load_uci, standardize
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
+from comparisons.reference.reference_file import convergence_summary
 
 
 def _summaries(result) -> dict:
@@ -153,9 +168,114 @@ def overhead(args) -> dict:
     return out
 
 
+def _time_to_converged(result, x_test, y_test, step: int = 50) -> dict:
+    """First prefix of the chains (multiples of ``step`` draws) whose f at the test inputs
+    passes the reference gate (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences), with
+    the chain time it cost: warmup plus that share of the sampling time (mean over chains)."""
+    idata = result.to_inference_data(x=x_test, y=y_test)
+    n = result.num_samples
+    warm = float(np.mean(result.chain_wall_times_s - result.chain_sampling_times_s))
+    per_draw = float(np.mean(result.chain_sampling_times_s)) / n
+    full = convergence_summary(idata)
+    out = {"draws_per_chain": n, "full_run": {
+        "max_r_hat": float(np.max(full.r_hat)), "min_ess_bulk": float(np.min(full.ess_bulk)),
+        "median_ess_bulk": float(np.median(full.ess_bulk)),
+        "min_ess_tail": float(np.min(full.ess_tail)), "divergences": full.divergences,
+        "reasons": full.reasons}}
+    for k in range(step, n + 1, step):
+        report = convergence_summary(idata.isel(draw=slice(0, k)))
+        if report.converged:
+            out.update(converged_at_draws=k, chain_time_to_converged_s=warm + k * per_draw,
+                       wall_time_to_converged_2_processes_s=(warm + k * per_draw)
+                       * result.num_chains / 2)
+            return out
+    out.update(converged_at_draws=None, chain_time_to_converged_s=None,
+               wall_time_to_converged_2_processes_s=None,
+               chain_time_of_run_s=warm + n * per_draw)
+    return out
+
+
+def _backend_run(backend: str, z, tau: float, args, num_samples: int) -> dict:
+    result = run_nuts(z.x_train, z.y_train, hidden=(50,), activation="relu",
+                      prior_length_scale=args.length_scale, tau=tau, num_chains=4,
+                      num_warmup=args.warmup, num_samples=num_samples, num_processes=2,
+                      cache_dir=args.cache_dir, seed=0, jit_compile=True, backend=backend)
+    s = result.sample_stats
+    chain_time = float(np.sum(result.chain_wall_times_s))
+    sampling_time = float(np.sum(result.chain_sampling_times_s))
+    grads = float(s["n_steps"].sum() + result.warmup_grad_evals.sum())
+    idata = result.to_inference_data(x=z.x_test, y=z.y_test)
+    report = convergence_summary(idata)
+    return {
+        "backend": backend, **_stats(result),
+        "grad_evals_per_second": grads / chain_time,
+        "grad_evals_per_second_sampling": float(s["n_steps"].sum()) / sampling_time,
+        "f_test_min_ess_bulk_per_chain_second": float(np.min(report.ess_bulk)) / sampling_time,
+        "f_test_median_ess_bulk_per_chain_second": float(np.median(report.ess_bulk))
+        / sampling_time,
+        "convergence": _time_to_converged(result, z.x_test, z.y_test),
+    }
+
+
+def backends(args) -> dict:
+    """Pyro's NUTS against NumPyro's NUTS on Boston split 0 (see the module docstring)."""
+    z = standardize(load_uci("boston", 0))
+    tau = args.tau
+    runs = {b: _backend_run(b, z, tau, args, args.samples) for b in ("potential", "numpyro")}
+    out = {"problem": f"boston split 0, N=455, 13-50-1 relu, l={args.length_scale}, "
+                      f"tau_s={tau:.4g}, 4 chains x ({args.warmup} + {args.samples}), "
+                      "2 processes", "runs": runs}
+    if args.converge_samples and runs["numpyro"]["convergence"]["converged_at_draws"] is None:
+        long = _backend_run("numpyro", z, tau, args, args.converge_samples)
+        out["numpyro_long"] = long
+    pyro_run, jax_run = runs["potential"], runs["numpyro"]
+    ratios = {k: jax_run[k] / pyro_run[k] for k in (
+        "grad_evals_per_second", "grad_evals_per_second_sampling",
+        "f_test_min_ess_bulk_per_chain_second", "f_test_median_ess_bulk_per_chain_second")}
+    ratios["seconds_per_draw_per_chain (pyro / numpyro)"] = (pyro_run["seconds_per_draw_per_chain"]
+                                                             / jax_run["seconds_per_draw_per_chain"])
+    out["ratios_numpyro_over_pyro"] = ratios
+    print("\nside by side (" + out["problem"] + ")")
+    print(f"{'quantity':48s} {'pyro':>12s} {'numpyro':>12s} {'ratio':>8s}")
+    for key in ("grad_evals_per_second", "grad_evals_per_second_sampling",
+                "seconds_per_draw_per_chain", "grad_evals_per_draw",
+                "f_test_min_ess_bulk_per_chain_second", "f_test_median_ess_bulk_per_chain_second"):
+        a, b = pyro_run[key], jax_run[key]
+        print(f"{key:48s} {a:12.4g} {b:12.4g} {b / a:8.2f}")
+    for name, run in (("pyro", pyro_run), ("numpyro", jax_run),
+                      ("numpyro (long)", out.get("numpyro_long"))):
+        if run is None:
+            continue
+        c = run["convergence"]
+        at = c["converged_at_draws"]
+        print(f"{name}: time to R-hat <= 1.01 and ESS >= 400 at every test point: "
+              + (f"{c['chain_time_to_converged_s']:.0f} chain-s at {at} draws per chain"
+                 if at else f"not within {c['draws_per_chain']} draws per chain "
+                 f"(max R-hat {c['full_run']['max_r_hat']:.3f}, min bulk ESS "
+                 f"{c['full_run']['min_ess_bulk']:.0f})"))
+    return out
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["toy", "boston", "overhead"], required=True)
+    parser.add_argument("--part", choices=["toy", "boston", "overhead", "backends"],
+                        required=True)
+    parser.add_argument("--tau", type=float, default=8.700885477599325,
+                        help="tau_s of --part backends (default: Boston split 0's, from "
+                             "docs/diagnose/boston)")
+    parser.add_argument("--converge-samples", type=int, default=0,
+                        help="--part backends: draws per chain of a longer NumPyro run when the "
+                             "common run does not converge (0: none)")
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--length-scale", type=float, default=1.0)
@@ -168,15 +288,20 @@ def main():
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
-    record = {"toy": toy, "boston": boston, "overhead": overhead}[args.part](args)
+    record = {"toy": toy, "boston": boston, "overhead": overhead,
+              "backends": backends}[args.part](args)
     record.update({"load_average_before": load0, "load_average_after": os.getloadavg(),
                    "total_script_s": time.perf_counter() - t0, "cpu_count": os.cpu_count(),
                    "machine": platform.platform(), "torch": torch.__version__,
+                   "commit": _commit(),
                    "num_warmup": args.warmup, "num_samples": args.samples})
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(record, fh, indent=1, default=float)
-    print(json.dumps(record, indent=1, default=float))
+    if args.part == "backends":
+        print(f"written: {args.out}")
+    else:
+        print(json.dumps(record, indent=1, default=float))
 
 
 if __name__ == "__main__":

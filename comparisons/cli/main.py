@@ -33,6 +33,8 @@ SUBCOMMAND_MODULES = {
     "mauna-loa": "comparisons.cli.mauna_loa",
     "demo": "comparisons.cli.demo",
     "uci-table": "comparisons.cli.uci_table",
+    "hmc-reference": "comparisons.cli.hmc_reference",
+    "reference-scores": "comparisons.cli.reference_scores",
 }
 
 

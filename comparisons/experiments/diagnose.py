@@ -104,7 +104,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -133,7 +132,7 @@ from comparisons.metrics.distances import (
     summarize_predictive_distances,
 )
 from comparisons.metrics.gaussian import gaussian_log_likelihood
-from comparisons.protocols.uci import UCIProtocol, fit_mc_dropout
+from comparisons.protocols.uci import UCIProtocol, fit_mc_dropout, fit_mc_dropout_under_prior
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
 from vi_dropout.predict import mc_predict, standard_dropout_predict
 
@@ -453,21 +452,19 @@ def _fit_dropout(s: DiagnoseSettings, d: _Split, say: Callable[[str], None], pro
     shared = s.prior_length_scale is not None
     protocol_kw = dict(epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
                        seed=s.seed, max_grid=s.max_grid)
-    if shared:  # grid search exact at keep_prob 1 (module docstring)
-        protocol_kw["prior_length_scale"] = math.sqrt(2.0) * s.prior_length_scale / d.y_std
-    protocol = UCIProtocol(**protocol_kw)
-    say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
-        f"l = {protocol.prior_length_scale:.4g}")
     t0 = time.perf_counter()
-    drop = fit_mc_dropout(d.raw, protocol, progress=progress)
-    if shared:  # retrain the selected grid point with the exact l for its keep_prob
-        protocol = UCIProtocol(**dict(protocol_kw, prior_length_scale=math.sqrt(2.0)
-                                      * s.prior_length_scale / (drop.keep_prob * d.y_std)))
-        say(f"[mc_dropout] shared prior l_eff = {s.prior_length_scale:g}: retraining dropout "
-            f"rate {drop.dropout_rate}, tau {drop.tau} with l = {protocol.prior_length_scale:.4g}")
-        drop = fit_mc_dropout(dataclasses.replace(d.raw, dropout_rates=(drop.dropout_rate,),
-                                                  tau_values=(drop.tau,)),
-                              protocol, progress=progress)
+    if shared:  # grid search exact at keep_prob 1, retraining exact (module docstring)
+        say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
+            f"shared prior l_eff = {s.prior_length_scale:g}")
+        drop, protocol = fit_mc_dropout_under_prior(d.raw, s.prior_length_scale, d.y_std,
+                                                    progress=progress, **protocol_kw)
+        say(f"[mc_dropout] retrained dropout rate {drop.dropout_rate}, tau {drop.tau} with "
+            f"l = {protocol.prior_length_scale:.4g}")
+    else:
+        protocol = UCIProtocol(**protocol_kw)
+        say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
+            f"l = {protocol.prior_length_scale:.4g}")
+        drop = fit_mc_dropout(d.raw, protocol, progress=progress)
     kp, tau = drop.keep_prob, float(drop.tau)
     prior = dropout_prior_gp_hyperparameters(protocol.prior_length_scale, kp, tau, d.y_std,
                                              d.raw.n_features, d.raw.n_hidden)

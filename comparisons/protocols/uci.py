@@ -18,6 +18,7 @@ every record carries the multiplier it used.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import traceback
@@ -45,6 +46,7 @@ from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
     "UCIProtocol",
+    "fit_mc_dropout_under_prior",
     "uci_cells",
     "run_uci_cell",
     "parse_splits",
@@ -583,3 +585,37 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
         biases=bs, mean=mean, var=var, summary=summary,
         diverged_grid_points=len(sel.diverged), wall_time_s=time.perf_counter() - t0,
     )
+
+
+def fit_mc_dropout_under_prior(raw: UCISplit, prior_length_scale: float, y_std: float,
+                               progress: bool = False, **protocol_kwargs
+                               ) -> tuple[DropoutFit, UCIProtocol]:
+    r"""MC dropout by the protocol under a given prior :math:`\mathcal{N}(0, l_\text{eff}^{-2})`
+    on the standardised scale (the prior an HMC reference or a prior-matched GP uses).
+
+    The protocol's Keras :math:`l` and the derivation's :math:`l_\text{eff}` are related by
+    :math:`l_\text{eff} = l\,p\,s_y/\sqrt 2`. The protocol has one :math:`l` for its grid
+    while :math:`p` varies over it, so the grid search runs with
+    :math:`l = \sqrt 2\, l_\text{eff}/s_y` (exact at :math:`p = 1`), and the selected
+    (dropout rate, :math:`\tau`) is retrained with the exact
+    :math:`l = \sqrt 2\, l_\text{eff}/(p\, s_y)`: the returned network has weight decay
+    :math:`l^2 p/(2N\tau)` for exactly this prior (its biases keep the Keras objective's flat
+    prior).
+
+    Args:
+        raw: the split on the original scale.
+        prior_length_scale: :math:`l_\text{eff}` (standardised scale).
+        y_std: :math:`s_y`, the training targets' standard deviation.
+        progress: print the stages.
+        **protocol_kwargs: other :class:`UCIProtocol` fields (epochs_multiplier, seed, ...).
+
+    Returns:
+        ``(fit, protocol)``: the retrained :class:`DropoutFit` and the protocol it used.
+    """
+    grid_protocol = UCIProtocol(**dict(protocol_kwargs, prior_length_scale=math.sqrt(2.0)
+                                       * float(prior_length_scale) / float(y_std)))
+    drop = fit_mc_dropout(raw, grid_protocol, progress=progress)
+    protocol = UCIProtocol(**dict(protocol_kwargs, prior_length_scale=math.sqrt(2.0)
+                                  * float(prior_length_scale) / (drop.keep_prob * float(y_std))))
+    chosen = dataclasses.replace(raw, dropout_rates=(drop.dropout_rate,), tau_values=(drop.tau,))
+    return fit_mc_dropout(chosen, protocol, progress=progress), protocol

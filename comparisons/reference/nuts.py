@@ -11,7 +11,7 @@ and likelihood as the dropout model,
 
 sampled with Pyro's NUTS (diagonal mass matrix and step size adapted during warmup).
 
-Two back-ends give the same target (the test suite checks the log densities agree):
+Three back-ends give the same target (the test suite checks the log densities agree):
 
 * ``backend="potential"`` (default): NUTS on :func:`bnn_potential`, the negative log joint
   written directly with :func:`vi_dropout.network.mlp_forward` (optionally traced with
@@ -20,6 +20,10 @@ Two back-ends give the same target (the test suite checks the log densities agre
 * ``backend="model"``: NUTS on the ``BayesianMLP`` Pyro model itself (Pyro's ``jit_compile``).
   The model works with NUTS unchanged: its weight sites sit outside the ``data`` plate, which
   has no subsampling when ``num_data``/``subsample_size`` are left out.
+* ``backend="numpyro"``: NumPyro's NUTS (JAX, CPU) on the same potential written in JAX
+  (:mod:`comparisons.reference.numpyro_nuts`; the optional ``jax`` extra). Same seeds, initial
+  values, cache and result; the whole trajectory is compiled, which ``benchmarks/bench_hmc.py``
+  measures against the default.
 
 :func:`run_nuts` runs one chain per task, in separate ``spawn`` processes when
 ``num_processes > 1`` (each worker with one torch thread), and caches every finished chain as
@@ -91,7 +95,7 @@ DEFAULT_ESS_PER_CHAIN = 100
 DEFAULT_MIN_BFMI = 0.3
 
 _CACHE_FORMAT = 1
-_BACKENDS = ("potential", "model")
+_BACKENDS = ("potential", "model", "numpyro")
 
 
 class HMCDiagnosticsWarning(UserWarning):
@@ -371,7 +375,19 @@ def _chain_settings(architecture: Architecture, prior_length_scale, tau, num_war
         "dtype": "float64",
         "torch": torch.__version__.split("+")[0],
         "pyro": pyro.__version__,
+        **_numpyro_versions(backend),
     }
+
+
+def _numpyro_versions(backend: str) -> dict[str, str]:
+    """``{"jax": ..., "numpyro": ...}`` for the ``numpyro`` backend (an ``ImportError`` saying
+    what to install if they are missing), else ``{}``."""
+    if backend != "numpyro":
+        return {}
+    from comparisons.reference.numpyro_nuts import require_jax
+
+    jax, numpyro = require_jax()
+    return {"jax": jax.__version__, "numpyro": numpyro.__version__}
 
 
 def nuts_cache_key(settings: Mapping[str, Any], x: np.ndarray, y: np.ndarray) -> str:
@@ -454,6 +470,8 @@ def _sample_chain(job: Mapping[str, Any]) -> dict[str, Any]:
     for i, (o, q) in enumerate(arch.layer_shapes):
         init[f"layers.{i}.weight"] = std * torch.randn(o, q, generator=gen, dtype=torch.float64)
         init[f"layers.{i}.bias"] = std * torch.randn(o, generator=gen, dtype=torch.float64)
+    if s["backend"] == "numpyro":
+        return _finish_chain(job, seed, _sample_chain_numpyro(s, job, init, seed))
     common = dict(max_tree_depth=s["max_tree_depth"], target_accept_prob=s["target_accept_prob"],
                   adapt_step_size=True, adapt_mass_matrix=True, full_mass=False)
     t_start = time.perf_counter()
@@ -488,17 +506,32 @@ def _sample_chain(job: Mapping[str, Any]) -> dict[str, Any]:
     records = kernel.chain_records[-1]
     stats = {k: v[0] for k, v in kernel.collected_sample_stats(s["num_samples"], 1).items()}
     warm_end = marks.get("warmup_end", t_start)
+    return _finish_chain(job, seed, {
+        "samples": samples, "stats": stats, "warmup_time_s": warm_end - t_start,
+        "sampling_time_s": t_end - warm_end,
+        "warmup_grad_evals": int(sum(records["n_steps"][: s["num_warmup"]]))})
+
+
+def _sample_chain_numpyro(s, job, init, seed) -> dict[str, Any]:
+    """One chain of the ``numpyro`` backend from the same initial values."""
+    from comparisons.reference.numpyro_nuts import sample_chain
+
+    return sample_chain(s, job["x"], job["y"], {k: v.numpy() for k, v in init.items()}, seed)
+
+
+def _finish_chain(job, seed: int, sampled: Mapping[str, Any]) -> dict[str, Any]:
+    """The chain record (draws, statistics, meta) of a sampled chain, cached when asked."""
     meta = {
-        "settings": s,
+        "settings": job["settings"],
         "chain": job["chain"],
         "chain_seed": seed,
-        "wall_time_s": t_end - t_start,
-        "sampling_time_s": t_end - warm_end,
-        "warmup_time_s": warm_end - t_start,
-        "warmup_grad_evals": int(sum(records["n_steps"][: s["num_warmup"]])),
+        "wall_time_s": sampled["warmup_time_s"] + sampled["sampling_time_s"],
+        "sampling_time_s": sampled["sampling_time_s"],
+        "warmup_time_s": sampled["warmup_time_s"],
+        "warmup_grad_evals": int(sampled["warmup_grad_evals"]),
         "created_at": time.time(),
     }
-    chain = {"samples": samples, "stats": stats, "meta": meta}
+    chain = {"samples": sampled["samples"], "stats": sampled["stats"], "meta": meta}
     if job.get("cache_file"):
         _save_chain(Path(job["cache_file"]), chain)
     return chain
@@ -559,7 +592,8 @@ def run_nuts(
         seed: base seed.
         max_tree_depth, target_accept_prob: NUTS settings.
         init_scale: scale of the initial draws relative to the prior standard deviation.
-        backend: ``"potential"`` or ``"model"`` (see the module docstring).
+        backend: ``"potential"``, ``"model"`` or ``"numpyro"`` (see the module docstring;
+            ``"numpyro"`` needs the ``jax`` extra and ignores ``jit_compile``).
 
     Returns:
         :class:`NUTSResult`.

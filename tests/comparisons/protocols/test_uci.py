@@ -10,6 +10,7 @@ from comparisons.datasets.uci import load_uci
 from comparisons.protocols.uci import (
     UCIProtocol,
     fit_mc_dropout,
+    fit_mc_dropout_under_prior,
     parse_splits,
     protocol_seed,
     run_uci_cell,
@@ -111,6 +112,21 @@ def test_fit_mc_dropout_equals_run_uci_cell():
     np.testing.assert_allclose(fit.var, fit.summary.variance[:, 0].numpy(), rtol=1e-12)
     assert (fit.var >= 1.0 / fit.tau - 1e-12).all()
     assert fit.mean.shape == (raw.x_test.shape[0],) and fit.keep_prob == 1 - fit.dropout_rate
+
+
+def test_fit_under_prior_selects_at_keep_prob_one_and_retrains_with_the_exact_l():
+    # l_eff = l p s_y / sqrt 2: the grid runs at l = sqrt 2 l_eff / s_y; the selected grid point
+    # is retrained with l = sqrt 2 l_eff / (p s_y) and keeps the grid's (dropout rate, tau)
+    raw = load_uci("yacht", 1)
+    y_std = float(np.std(raw.y_train))
+    fit, protocol = fit_mc_dropout_under_prior(raw, 0.7, y_std, **TINY)
+    grid = fit_mc_dropout(raw, UCIProtocol(**TINY, prior_length_scale=np.sqrt(2) * 0.7 / y_std))
+    assert (fit.dropout_rate, fit.tau) == (grid.dropout_rate, grid.tau)
+    assert protocol.prior_length_scale == pytest.approx(
+        np.sqrt(2) * 0.7 / (grid.keep_prob * y_std), rel=1e-15)
+    assert protocol.epochs_multiplier == TINY["epochs_multiplier"]
+    if grid.keep_prob < 1:  # another weight decay: another network
+        assert not np.array_equal(fit.mean, grid.mean)
 
 
 def test_select_and_retrain_returns_the_final_network_and_its_seeds():

@@ -175,7 +175,7 @@ def test_run_nuts_rejects_bad_input():
     with pytest.raises(ValueError, match=r"y must have shape N x D .*reshape"):
         run_nuts(x, y[:, 0], num_processes=1, **TINY)
     with pytest.raises(ValueError, match="backend must be one of"):
-        run_nuts(x, y, num_processes=1, backend="numpyro", **TINY)
+        run_nuts(x, y, num_processes=1, backend="stan", **TINY)
     with pytest.raises(ValueError, match="num_chains must be an integer >= 1"):
         run_nuts(x, y, num_chains=0, num_processes=1, **TINY)
     with pytest.raises(ValueError, match="num_warmup must be an integer >= 0"):

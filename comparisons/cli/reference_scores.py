@@ -1,0 +1,103 @@
+"""``python -m comparisons reference-scores``: every method scored against the saved HMC
+references (:mod:`comparisons.experiments.reference_scores`).
+
+Reads ``--reference DIR`` (written by ``hmc-reference``; each file's checksum and data set are
+checked), fits the methods on each reference's split and writes ``records.csv``, ``report.md``
+(one table per reference, a summary over the converged ones) and ``tv_vs_hmc.png`` into
+``--out`` with :func:`~comparisons.report.reference_scores.write_report`.
+
+Example::
+
+    python -m comparisons reference-scores --reference docs/reference/hmc \\
+        --dataset small --out docs/reference/scores
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from comparisons.cli.hmc_reference import SMALL, datasets_arg, splits_arg
+from comparisons.cli.types import (
+    add_out_argument,
+    add_seed_argument,
+    add_threads_argument,
+    int_at_least,
+    positive_float,
+)
+
+__all__ = ["SMOKE", "add_parser", "run", "settings_from_args"]
+
+#: settings of ``--smoke`` (seconds; for checking the plumbing only)
+SMOKE = {"epochs_multiplier": 0.02, "num_samples": 50, "gp_iterations": 5}
+
+
+def _methods_arg(text: str) -> tuple[str, ...]:
+    from comparisons.experiments.reference_scores import SCORED_METHODS
+
+    names = tuple(n.strip() for n in text.split(","))
+    bad = [n for n in names if n not in SCORED_METHODS]
+    if bad or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"--methods must be distinct names of {', '.join(SCORED_METHODS)}, got {text!r}")
+    return names
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``reference-scores`` subcommand (sets ``func`` and ``handler`` to :func:`run`)."""
+    from comparisons.experiments.reference_scores import SCORED_METHODS
+
+    p = subparsers.add_parser(
+        "reference-scores", help="score MC dropout, standard dropout and the GPs against the "
+                                 "saved HMC references (tables, summary, figure)")
+    p.add_argument("--reference", required=True,
+                   help="folder of the reference files (written by hmc-reference)")
+    p.add_argument("--dataset", type=datasets_arg, default=SMALL,
+                   help="'small' (default) or a comma list of toy1d / UCI names")
+    p.add_argument("--splits", type=splits_arg, default=(0,), help="splits (default 0)")
+    p.add_argument("--methods", type=_methods_arg, default=SCORED_METHODS,
+                   help="comma list (default all: " + ",".join(SCORED_METHODS) + ")")
+    add_out_argument(p)
+    p.add_argument("--epochs-multiplier", type=positive_float("--epochs-multiplier"),
+                   default=10.0, help="MC dropout's protocol epochs (default x10)")
+    p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
+                   help="MC dropout passes T (default 1000)")
+    p.add_argument("--gp-iterations", type=int_at_least("--gp-iterations"), default=200)
+    add_seed_argument(p)
+    add_threads_argument(p)
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny settings overriding the others: " + ", ".join(
+                       f"{k}={v}" for k, v in SMOKE.items()))
+    p.set_defaults(func=run, handler=run)
+    return p
+
+
+def settings_from_args(args):
+    """The :class:`~comparisons.experiments.reference_scores.ScoreSettings` of parsed
+    arguments (``--smoke`` overrides with :data:`SMOKE`)."""
+    from comparisons.experiments.reference_scores import ScoreSettings
+
+    kwargs = {"reference_dir": args.reference, "datasets": args.dataset, "splits": args.splits,
+              "methods": args.methods, "epochs_multiplier": args.epochs_multiplier,
+              "num_samples": args.num_samples, "gp_iterations": args.gp_iterations,
+              "seed": args.seed}
+    if args.smoke:
+        kwargs.update(SMOKE)
+    return ScoreSettings(**kwargs)
+
+
+def run(args) -> int:
+    """Parse -> settings -> :func:`~comparisons.experiments.reference_scores.run` ->
+    :func:`~comparisons.report.reference_scores.write_report`. Returns 0."""
+    import torch
+
+    from comparisons.experiments import reference_scores
+    from comparisons.report.reference_scores import write_report
+
+    torch.set_num_threads(args.threads)
+    result = reference_scores.run(settings_from_args(args))
+    command = "python -m comparisons " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else ""
+    paths = write_report(result, Path(args.out), commands=[command] if command else ())
+    print("outputs: " + ", ".join(str(p) for p in paths.values()))
+    return 0

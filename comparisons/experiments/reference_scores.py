@@ -1,0 +1,272 @@
+r"""Every method scored against a saved HMC reference: its own test metrics and how far its
+predictive is from the reference's, on the same split, under the same prior where it has one.
+
+For each reference file of :mod:`comparisons.experiments.hmc_reference` (checked with
+:func:`~comparisons.reference.reference_file.load_reference`), :func:`run` fits the methods on
+the reference's split and compares their Gaussian test predictives
+:math:`\mathcal{N}(\mu_n, \sigma_n^2)` (original scale, noise included) with the reference's
+:math:`y_n \sim \frac1S\sum_s \mathcal{N}(f_{s,n}, s_y^2/\tau_s)`:
+
+=====================  ============================================================================
+method                 how it is fitted (the reference's prior :math:`l` and noise :math:`\tau_s`)
+=====================  ============================================================================
+``hmc``                the reference itself (its test LL uses the mixture over draws)
+``mc_dropout``         the UCI protocol under the same prior
+                       (:func:`~comparisons.protocols.uci.fit_mc_dropout_under_prior`; its grid
+                       selects the same :math:`\tau` the reference used when that was its source)
+``standard_dropout``   the same network with the masks replaced by their means,
+                       :math:`\mathcal{N}(\hat y, 1/\tau)`
+``gp_arccos1_prior``   the arc-cosine GP of the network's prior (weight variance :math:`Q/l^2`, bias
+                       :math:`1/l^2`, outputscale :math:`K/l^2`, noise :math:`1/\tau_s`), nothing
+                       fitted: the infinite-width limit of the reference's model
+``gp_arccos1``         the arc-cosine GP fitted by marginal likelihood (its own prior and noise)
+``gp_se``              the squared-exponential GP fitted by marginal likelihood
+=====================  ============================================================================
+
+Metrics per method (tidy records ``dataset, method, split, metric, value, note``):
+``test_ll``, ``rmse``, ``coverage_95``, ``mean_pred_sd``, ``wall_time_s``; against the
+reference (:func:`~comparisons.metrics.distances.summarize_predictive_distances`, reference =
+the moment-matched HMC predictive): ``smd_vs_hmc`` (mean difference in HMC sd units),
+``var_ratio_vs_hmc`` (geometric mean), ``tv_vs_hmc``, ``w2_vs_hmc`` (units of :math:`s_y`),
+``kl_vs_hmc``; calibration against the reference
+(:func:`~comparisons.metrics.distances.mixture_interval_mass`): ``hmc_mass_50``,
+``hmc_mass_80``, ``hmc_mass_95``, the reference's mass inside the method's central 50/80/95%
+intervals, averaged over test points (equal to the level when the method matches HMC). The
+reference's convergence is recorded as ``hmc`` metrics ``reference_converged``,
+``max_r_hat``, ``min_ess_bulk``, ``min_ess_tail``, ``divergences``; an unconverged reference's
+records carry the note ``unconverged reference`` and the report leaves them out of the summary.
+
+Example:
+    >>> result = run(ScoreSettings(reference_dir="docs/reference/hmc",
+    ...                            datasets=("yacht",)))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gpytorch
+import numpy as np
+import torch
+from scipy.special import logsumexp
+
+from comparisons.datasets.splits import load_split
+from comparisons.datasets.toy1d import TOY1D_NAME
+from comparisons.datasets.uci import StandardizedSplit, resolve_uci_name, standardize
+from comparisons.experiments.hmc_reference import reference_path
+from comparisons.gp.fit import fit_gp
+from comparisons.gp.priors import dropout_prior_hyperparameters
+from comparisons.metrics.distances import (
+    interval_coverage,
+    mixture_interval_mass,
+    moment_match_samples,
+    summarize_predictive_distances,
+)
+from comparisons.metrics.gaussian import gaussian_log_likelihood
+from comparisons.protocols.uci import fit_mc_dropout_under_prior
+from comparisons.reference.reference_file import load_reference
+from vi_dropout.predict import standard_dropout_predict
+
+__all__ = ["SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "ScoreSettings",
+           "hmc_predictive", "run"]
+
+#: the methods scored against the reference (``hmc`` itself is always included)
+SCORED_METHODS = ("mc_dropout", "standard_dropout", "gp_arccos1_prior", "gp_arccos1", "gp_se")
+#: note on every record of an unconverged reference
+UNCONVERGED_NOTE = "unconverged reference"
+#: central interval levels of the calibration against the reference
+LEVELS = (0.5, 0.8, 0.95)
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """What to score.
+
+    Attributes:
+        reference_dir: the folder of the reference files (``<dir>/<dataset>/split-<k>.nc``).
+        datasets: data sets (``"toy1d"`` or UCI names); splits: their splits.
+        methods: a subset of :data:`SCORED_METHODS`.
+        epochs_multiplier, num_samples: MC dropout's protocol (x10, T = 1000).
+        gp_iterations: L-BFGS iterations of the fitted GPs.
+        seed: seed of every fit.
+    """
+
+    reference_dir: str
+    datasets: tuple[str, ...] = ("toy1d",)
+    splits: tuple[int, ...] = (0,)
+    methods: tuple[str, ...] = SCORED_METHODS
+    epochs_multiplier: float = 10.0
+    num_samples: int = 1000
+    gp_iterations: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in SCORED_METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"ScoreSettings: methods must be a non-empty subset of "
+                             f"{SCORED_METHODS}, got {self.methods!r}")
+        if not self.datasets or not self.splits:
+            raise ValueError("ScoreSettings: datasets and splits must not be empty")
+        if not (math.isfinite(self.epochs_multiplier) and self.epochs_multiplier > 0):
+            raise ValueError(f"ScoreSettings: epochs_multiplier must be > 0, got "
+                             f"{self.epochs_multiplier!r}")
+        for name in ("num_samples", "gp_iterations"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"ScoreSettings: {name} must be an integer >= 1, got {value!r}")
+
+
+@dataclass
+class Predictive:
+    """A method's Gaussian test predictive on the original scale (noise included)."""
+
+    method: str
+    mean: np.ndarray
+    var: np.ndarray
+    wall_time_s: float
+    info: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ScoreResult:
+    """What :func:`run` returns: tidy ``records`` and, per (data set, split), the reference's
+    manifest (``references``)."""
+
+    records: list[dict[str, Any]]
+    references: dict[tuple[str, int], dict[str, Any]]
+    settings: ScoreSettings
+    wall_time_s: float
+
+
+def hmc_predictive(idata, manifest: dict[str, Any]) -> tuple[np.ndarray, float]:
+    """The reference's draws of ``f`` (``S x N``, all chains, original scale) and its noise
+    variance on the original scale, :math:`s_y^2/\\tau_s`."""
+    f = np.asarray(idata.posterior["f"].values, dtype=np.float64)
+    f = f.reshape(-1, *f.shape[2:])
+    if f.ndim == 3:  # chain x draw x obs x 1
+        f = f[..., 0]
+    return f, float(manifest["y_std"]) ** 2 / float(manifest["tau_standardized"])
+
+
+def _mixture_test_ll(f: np.ndarray, noise_var: float, y: np.ndarray) -> float:
+    """Mean over test points of :math:`\\log\\frac1S\\sum_s\\mathcal{N}(y_n; f_{s,n}, \\sigma^2)`."""
+    ll = gaussian_log_likelihood(f, np.full_like(f, noise_var), np.broadcast_to(y, f.shape))
+    return float(np.mean(logsumexp(ll, axis=0) - math.log(f.shape[0])))
+
+
+def _fit_dropout(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
+    t0 = time.perf_counter()
+    drop, protocol = fit_mc_dropout_under_prior(
+        raw, manifest["prior_length_scale"], float(std.y_std),
+        epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples, seed=s.seed)
+    wall = time.perf_counter() - t0
+    info = {"dropout_rate": float(drop.dropout_rate), "tau": float(drop.tau),
+            "keras_length_scale": float(protocol.prior_length_scale)}
+    x = torch.as_tensor(np.asarray(std.x_test), dtype=drop.weights[0].dtype)
+    with torch.no_grad():
+        sd = standard_dropout_predict(x, drop.weights, drop.biases, drop.keep_prob,
+                                      inverted=True).double().numpy()[:, 0]
+    sd_mean = float(std.y_mean) + float(std.y_std) * sd
+    return [Predictive("mc_dropout", drop.mean, drop.var, wall, info),
+            Predictive("standard_dropout", sd_mean, np.full_like(sd_mean, 1.0 / drop.tau), wall,
+                       dict(info))]
+
+
+def _fit_gp(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
+    t0 = time.perf_counter()
+    prior = None
+    if method == "gp_arccos1_prior":
+        prior = dropout_prior_hyperparameters(manifest["prior_length_scale"],
+                                              manifest["tau_standardized"], 1.0,
+                                              int(raw.n_features), int(raw.n_hidden))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)
+        fit = fit_gp(method, std.x_train, std.y_train, iterations=s.gp_iterations,
+                     seed=s.seed + int(raw.split), prior=prior)
+        m, v = fit.predict(std.x_test)
+    y_std = float(std.y_std)
+    return Predictive(method, float(std.y_mean) + y_std * m, y_std**2 * v,
+                      time.perf_counter() - t0,
+                      {f"hp_{k}": float(val) for k, val in fit.hyperparameters.items()})
+
+
+def _predictives(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
+    out: list[Predictive] = []
+    if {"mc_dropout", "standard_dropout"} & set(s.methods):
+        out += [p for p in _fit_dropout(raw, std, manifest, s) if p.method in s.methods]
+    fitters: dict[str, Callable[..., Predictive]] = {
+        m: _fit_gp for m in ("gp_arccos1_prior", "gp_arccos1", "gp_se")}
+    out += [fitters[m](m, raw, std, manifest, s) for m in s.methods if m in fitters]
+    return out
+
+
+def _score_split(dataset: str, split: int, s: ScoreSettings) -> tuple[list[dict], dict]:
+    name = TOY1D_NAME if dataset.lower() == TOY1D_NAME else resolve_uci_name(dataset)
+    path = reference_path(s.reference_dir, name, split)
+    idata, manifest = load_reference(path, expect={"dataset": name, "split": int(split)})
+    _, raw, data = load_split(dataset, split,
+                              toy_num_train=int(manifest["settings"]["toy_num_train"]))
+    std = data if isinstance(data, StandardizedSplit) else standardize(raw)
+    y = np.asarray(raw.y_test, dtype=np.float64)[:, 0]
+    f, noise_var = hmc_predictive(idata, manifest)
+    if f.shape[1] != y.shape[0]:
+        raise ValueError(f"{path}: the reference has {f.shape[1]} test points, the split "
+                         f"{y.shape[0]}: not this split's reference")
+    ref_mean, ref_var = moment_match_samples(f, noise_var=noise_var)
+    conv = manifest["convergence"]
+    note = "" if conv["converged"] else UNCONVERGED_NOTE
+    records: list[dict] = []
+
+    def add(method, metric, value):
+        records.append({"dataset": name, "method": method, "split": int(split), "metric": metric,
+                        "value": float(value), "note": note})
+
+    y_std = float(manifest["y_std"])
+    add("hmc", "test_ll", _mixture_test_ll(f, noise_var, y))
+    add("hmc", "rmse", math.sqrt(float(np.mean((y - ref_mean) ** 2))))
+    add("hmc", "coverage_95", interval_coverage(ref_mean, ref_var, y))
+    add("hmc", "mean_pred_sd", float(np.mean(np.sqrt(ref_var))))
+    add("hmc", "reference_converged", float(conv["converged"]))
+    for key in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"):
+        add("hmc", key, float("nan") if conv[key] is None else conv[key])
+    for pred in _predictives(raw, std, manifest, s):
+        ll = gaussian_log_likelihood(pred.mean, pred.var, y)
+        add(pred.method, "test_ll", float(np.mean(ll)))
+        add(pred.method, "rmse", math.sqrt(float(np.mean((y - pred.mean) ** 2))))
+        add(pred.method, "coverage_95", interval_coverage(pred.mean, pred.var, y))
+        add(pred.method, "mean_pred_sd", float(np.mean(np.sqrt(pred.var))))
+        add(pred.method, "wall_time_s", pred.wall_time_s)
+        dist = summarize_predictive_distances(pred.mean, pred.var, ref_mean, ref_var,
+                                              scale=y_std)
+        for metric in ("smd", "var_ratio", "tv", "w2", "kl"):
+            add(pred.method, f"{metric}_vs_hmc", dist[metric])
+        for level in LEVELS:
+            mass = mixture_interval_mass(pred.mean, pred.var, f, noise_var, level)
+            add(pred.method, f"hmc_mass_{round(100 * level)}", float(np.mean(mass)))
+    return records, dict(manifest, file=str(path))
+
+
+def run(settings: ScoreSettings) -> ScoreResult:
+    """Score the methods against the reference of every (data set, split) of ``settings``.
+
+    Raises:
+        ReferenceFileError: a missing or changed reference file; ReferenceMismatch: a file of
+            another data set or split (both from
+            :func:`~comparisons.reference.reference_file.load_reference`).
+    """
+    if not isinstance(settings, ScoreSettings):
+        raise ValueError(f"settings must be a ScoreSettings, got {type(settings).__name__}")
+    t0 = time.perf_counter()
+    records: list[dict] = []
+    references: dict[tuple[str, int], dict] = {}
+    for dataset in settings.datasets:
+        for split in settings.splits:
+            recs, manifest = _score_split(dataset, split, settings)
+            records += recs
+            references[(manifest["dataset"], int(split))] = manifest
+    return ScoreResult(records, references, settings, time.perf_counter() - t0)

@@ -1,0 +1,78 @@
+"""The summary table of HMC reference files: one row per reference, read from the manifests
+that :func:`~comparisons.experiments.hmc_reference.write_reference` wrote.
+
+Example:
+    >>> write_summary(["docs/reference/hmc/yacht/split-00.nc"],
+    ...               "docs/reference/hmc/summary.csv")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from comparisons.reference.reference_file import manifest_path
+from comparisons.report.tables import format_value, markdown_table
+from comparisons.runner.store import atomic_write_text
+
+__all__ = ["SUMMARY_COLUMNS", "summary_frame", "write_summary"]
+
+#: columns of ``summary.csv``, in order
+SUMMARY_COLUMNS = (
+    "dataset", "split", "converged", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences",
+    "num_test_points", "draws_total", "draws_kept", "tau_standardized", "prior_length_scale",
+    "backend", "chains", "warmup", "samples", "grad_evals_per_draw", "tree_depth_cap_share",
+    "wall_time_nuts_s", "wall_time_s", "size_bytes", "file", "reasons")
+
+
+def _row(path: Path) -> dict:
+    manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+    conv, sampler = manifest["convergence"], manifest["sampler"]
+    return {
+        "dataset": manifest["dataset"], "split": manifest["split"],
+        "converged": conv["converged"], "max_r_hat": conv["max_r_hat"],
+        "min_ess_bulk": conv["min_ess_bulk"], "min_ess_tail": conv["min_ess_tail"],
+        "divergences": conv["divergences"], "num_test_points": conv["num_test_points"],
+        "draws_total": conv["num_chains"] * conv["num_draws"],
+        "draws_kept": manifest["draws_kept"], "tau_standardized": manifest["tau_standardized"],
+        "prior_length_scale": manifest["prior_length_scale"], "backend": sampler["backend"],
+        "chains": sampler["num_chains"], "warmup": sampler["num_warmup"],
+        "samples": sampler["num_samples"], "grad_evals_per_draw": manifest["grad_evals_per_draw"],
+        "tree_depth_cap_share": manifest["tree_depth_cap_share"],
+        "wall_time_nuts_s": manifest["wall_time_nuts_s"], "wall_time_s": manifest["wall_time_s"],
+        "size_bytes": manifest["size_bytes"], "file": str(path),
+        "reasons": "; ".join(conv["reasons"]),
+    }
+
+
+def summary_frame(paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per reference file (its manifest's convergence summary, noise and cost), in the
+    order given; columns :data:`SUMMARY_COLUMNS`."""
+    return pd.DataFrame([_row(Path(p)) for p in paths], columns=list(SUMMARY_COLUMNS))
+
+
+def write_summary(paths: Sequence[str | Path], csv_path: str | Path) -> Path:
+    """Write :func:`summary_frame` as ``csv_path`` and a Markdown table beside it (``.md``),
+    both atomically; returns the CSV path."""
+    frame = summary_frame(paths)
+    csv_path = Path(csv_path)
+    atomic_write_text(csv_path, frame.to_csv(index=False))
+    shown = ["converged", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences",
+             "tau_standardized", "grad_evals_per_draw", "wall_time_nuts_s", "size_bytes"]
+    rows = [f"{r.dataset} split {r.split}" for r in frame.itertuples()]
+
+    def cell(row_label, column):
+        value = frame.iloc[rows.index(row_label)][column]
+        if column == "converged":
+            return "yes" if bool(value) else "**no**"
+        return str(value) if isinstance(value, str) or column == "divergences" \
+            else format_value(value)
+
+    atomic_write_text(csv_path.with_suffix(".md"),
+                      "# HMC references\n\n"
+                      + "\n".join(markdown_table(rows, shown, cell, row_header="reference"))
+                      + "\n")
+    return csv_path

@@ -1,0 +1,87 @@
+"""``hmc-reference`` end to end with ``--smoke``: a checked reference file with its manifest and
+the summary, an unconverged run written and flagged (exit 1), a re-run that keeps the file, a
+changed file recomputed, mismatched settings refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+from comparisons.cli import hmc_reference as cli_ref
+from comparisons.experiments.hmc_reference import ReferenceSettings, reference_path
+from comparisons.reference.reference_file import ReferenceMismatch, load_reference, manifest_path
+from tests.common import subcommand_parser
+
+
+def _parse(argv):
+    return subcommand_parser(cli_ref.add_parser).parse_args(argv)
+
+
+def test_parser_defaults_and_bad_arguments():
+    args = _parse(["hmc-reference", "--out", "x"])
+    assert args.dataset == cli_ref.SMALL and args.splits == (0,)
+    assert (args.chains, args.warmup, args.samples, args.backend, args.prior_length_scale,
+            args.max_draws) == (4, 1000, 1000, "numpyro", 1.0, 4000)
+    assert _parse(["hmc-reference", "--out", "x", "--dataset", "yacht,toy1d",
+                   "--splits", "0-2"]).splits == (0, 1, 2)
+    for bad in (["--dataset", "nope"], ["--dataset", "yacht,yacht"], ["--chains", "1"],
+                ["--splits", "x"], ["--backend", "stan"], ["--prior-length-scale", "0"]):
+        with pytest.raises(SystemExit):
+            _parse(["hmc-reference", "--out", "x", *bad])
+    settings = cli_ref.settings_from_args(_parse(["hmc-reference", "--out", "x", "--smoke"]),
+                                          "yacht", 3)
+    assert (settings.dataset, settings.split) == ("yacht", 3)
+    assert {k: getattr(settings, k) for k in cli_ref.SMOKE} == cli_ref.SMOKE
+
+
+def test_settings_refuse_bad_values_by_name():
+    for kwargs, match in (({"chains": 1}, "chains must be >= 2"),
+                          ({"backend": "stan"}, "backend must be one of"),
+                          ({"tau_standardized": 0.0}, "tau_standardized must be"),
+                          ({"warmup": -1}, "warmup must be an integer >= 0")):
+        with pytest.raises(ValueError, match=match):
+            ReferenceSettings(**kwargs)
+
+
+def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
+    out, cache = tmp_path / "ref", tmp_path / "cache"
+    argv = ["hmc-reference", "--dataset", "yacht", "--out", str(out), "--cache-dir", str(cache),
+            "--tau-standardized", "50", "--smoke", "--no-progress"]
+    # 2 chains x 40 draws at tree depth 3 cannot pass the gate: written, flagged, exit 1
+    assert cli_ref.run(_parse(argv)) == 1
+    printed = capsys.readouterr()
+    path = reference_path(out, "yacht", 0)
+    assert f"written: {path} (NOT converged" in printed.out and "not converged" in printed.err
+    manifest = json.loads(manifest_path(path).read_text())
+    assert manifest["convergence"]["converged"] is False
+    assert manifest["tau_standardized"] == 50.0 and manifest["tau_source"] == "given"
+    assert manifest["sampler"]["backend"] == "numpyro" and manifest["draws_kept"] == 80
+    assert manifest["architecture"]["widths"] == [6, 50, 1]
+    idata = az.from_netcdf(path)
+    assert idata.posterior["f"].shape == (2, 40, manifest["num_test"])
+    assert idata.posterior["f"].dtype == np.float32
+    assert set(idata.groups()) == {"posterior", "sample_stats", "observed_data",
+                                   "constant_data"}
+    assert idata.sample_stats["diverging"].dtype == bool
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary.loc[0, "dataset"] == "yacht" and not summary.loc[0, "converged"]
+    assert "| yacht split 0 | **no** |" in (out / "summary.md").read_text()
+    # mismatched expectations are refused by name
+    with pytest.raises(ReferenceMismatch, match="prior_length_scale: expected 0.5"):
+        load_reference(path, expect={"prior_length_scale": 0.5, "dataset": "yacht"})
+
+    # the same command again keeps the file untouched
+    mtime = path.stat().st_mtime_ns
+    assert cli_ref.run(_parse(argv)) == 1
+    assert f"kept: {path}" in capsys.readouterr().out and path.stat().st_mtime_ns == mtime
+    # a changed file is recomputed (from the chain cache) and replaced
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.warns(RuntimeWarning, match="checksum .* differs"):
+        assert cli_ref.run(_parse(argv)) == 1
+    assert f"written: {path}" in capsys.readouterr().out
+    reloaded, _ = load_reference(path, expect={"settings": manifest["settings"]})
+    np.testing.assert_array_equal(reloaded.posterior["f"].values, idata.posterior["f"].values)

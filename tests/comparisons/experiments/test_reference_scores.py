@@ -1,0 +1,109 @@
+"""Scoring against a saved reference, on synthetic reference files (i.i.d. draws, so a 4 x 300
+file passes the gate and a shifted-chain one fails it): the records, HMC's mixture log-likelihood,
+the summary over converged references only, the "unconverged" title, mismatched files refused,
+and the CLI end to end."""
+
+from __future__ import annotations
+
+import math
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import logsumexp
+from scipy.stats import norm
+
+from comparisons.cli import reference_scores as cli_scores
+from comparisons.datasets.splits import load_split
+from comparisons.experiments.hmc_reference import reference_path
+from comparisons.experiments.reference_scores import ScoreSettings, hmc_predictive, run
+from comparisons.reference.reference_file import ReferenceFileError, save_reference
+from comparisons.report.reference_scores import ranking, write_report
+from tests.common import subcommand_parser
+
+TAU_S = 40.0
+
+
+def _fake_reference(folder, dataset: str, split: int, *, converged: bool, seed: int = 0):
+    """A reference file for ``dataset``/``split`` whose f draws scatter around the test targets
+    (original scale); ``converged=False`` shifts one chain by 3 sd (R-hat >> 1.01)."""
+    name, raw, std = load_split(dataset, split, toy_num_train=200)
+    y = np.asarray(raw.y_test, dtype=np.float64)[:, 0]
+    rng = np.random.default_rng(seed)
+    sd = 0.1 * float(std.y_std)
+    f = y + sd * rng.standard_normal((4, 300, y.size))
+    if not converged:
+        f[0] += 3 * sd
+    idata = az.from_dict(posterior={"f": f},
+                         sample_stats={"diverging": np.zeros((4, 300), dtype=bool)})
+    manifest = {"dataset": name, "split": split, "settings": {"toy_num_train": 200},
+                "prior": "N(0, l^-2), l = 1", "prior_length_scale": 1.0,
+                "tau_standardized": TAU_S, "y_mean": float(std.y_mean),
+                "y_std": float(std.y_std)}
+    return save_reference(idata, reference_path(folder, name, split), manifest=manifest), f, y
+
+
+def test_scores_records_summary_and_unconverged_title(tmp_path):
+    _, f, y = _fake_reference(tmp_path, "yacht", 0, converged=True)
+    _fake_reference(tmp_path, "boston", 0, converged=False, seed=1)
+    result = run(ScoreSettings(reference_dir=str(tmp_path), datasets=("yacht", "boston"),
+                               methods=("gp_arccos1_prior", "gp_arccos1"), gp_iterations=5))
+    rec = pd.DataFrame(result.records)
+    yacht = rec[rec.dataset == "yacht"].set_index(["method", "metric"]).value
+    assert yacht["hmc", "reference_converged"] == 1.0
+    # HMC's test LL is the mixture over its 1200 draws (recomputed directly)
+    _, raw, std = load_split("yacht", 0)
+    noise_sd = float(std.y_std) / math.sqrt(TAU_S)
+    ll = norm.logpdf(y, loc=f.reshape(-1, y.size), scale=noise_sd)
+    assert yacht["hmc", "test_ll"] == pytest.approx(
+        float(np.mean(logsumexp(ll, axis=0) - math.log(1200))), rel=1e-10)
+    for method in ("gp_arccos1_prior", "gp_arccos1"):
+        assert 0 <= yacht[method, "tv_vs_hmc"] <= 1
+        assert 0 <= yacht[method, "hmc_mass_95"] <= 1
+        assert np.isfinite(yacht[method, "test_ll"])
+    boston = rec[rec.dataset == "bostonHousing"]
+    assert (boston.note == "unconverged reference").all()
+    assert boston[(boston.method == "hmc") & (boston.metric == "reference_converged")
+                  ].value.iloc[0] == 0.0
+    # the summary uses the converged reference only
+    rank = ranking(rec)
+    assert set(rank.method) == {"gp_arccos1_prior", "gp_arccos1"}
+    assert (rank.references == 1).all() and sorted(rank.mean_rank) == [1.0, 2.0]
+    paths = write_report(result, tmp_path / "report")
+    text = paths["report"].read_text()
+    assert "## bostonHousing, split 0 (unconverged reference: not used in the summary)" in text
+    assert "## yacht, split 0\n" in text and "Gate failed: max R-hat" in text
+    assert paths["figure"].stat().st_size > 5000
+
+
+def test_hmc_predictive_and_refused_files(tmp_path):
+    path, f, _ = _fake_reference(tmp_path, "yacht", 0, converged=True)
+    idata = az.from_netcdf(path)
+    draws, noise_var = hmc_predictive(idata, {"y_std": 2.0, "tau_standardized": 4.0})
+    assert draws.shape == (1200, f.shape[-1]) and noise_var == 1.0
+    np.testing.assert_array_equal(draws, f.reshape(1200, -1))
+    with pytest.raises(ReferenceFileError, match="is missing"):
+        run(ScoreSettings(reference_dir=str(tmp_path), datasets=("yacht",), splits=(1,),
+                          methods=("gp_arccos1_prior",)))
+    path.write_bytes(path.read_bytes() + b"x")
+    with pytest.raises(ReferenceFileError, match="checksum"):
+        run(ScoreSettings(reference_dir=str(tmp_path), datasets=("yacht",),
+                          methods=("gp_arccos1_prior",)))
+    with pytest.raises(ValueError, match="methods must be a non-empty subset"):
+        ScoreSettings(reference_dir=str(tmp_path), methods=("hmc",))
+
+
+def test_cli_smoke_with_mc_dropout(tmp_path, capsys):
+    _fake_reference(tmp_path / "ref", "yacht", 0, converged=True)
+    parser = subcommand_parser(cli_scores.add_parser)
+    args = parser.parse_args(["reference-scores", "--reference", str(tmp_path / "ref"),
+                              "--dataset", "yacht", "--out", str(tmp_path / "out"), "--smoke"])
+    assert cli_scores.run(args) == 0
+    assert "outputs:" in capsys.readouterr().out
+    rec = pd.read_csv(tmp_path / "out" / "records.csv")
+    assert set(rec.method) == {"hmc", "mc_dropout", "standard_dropout", "gp_arccos1_prior",
+                               "gp_arccos1", "gp_se"}
+    for bad in (["--methods", "hmc"], ["--methods", "gp_se,gp_se"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["reference-scores", "--reference", "r", "--out", "o", *bad])
