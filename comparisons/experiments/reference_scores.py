@@ -16,6 +16,15 @@ method                 how it is fitted (the reference's prior :math:`l` and noi
                        selects the same :math:`\tau` the reference used when that was its source)
 ``standard_dropout``   the same network with the masks replaced by their means,
                        :math:`\mathcal{N}(\hat y, 1/\tau)`
+``concrete_dropout``,  keep_prob (and :math:`\theta` for ``full_elbo``) and :math:`\tau` learned
+``full_elbo``          by the ELBO (:mod:`~comparisons.protocols.uci_concrete`) under the prior
+                       :math:`\mathcal{N}(0, l^{-2})`
+``mfvi``               mean-field Gaussian VI (:mod:`~comparisons.protocols.uci_mfvi`), same prior
+``deep_ensemble``      5 networks with Gaussian heads (:mod:`~comparisons.protocols.uci_deep_ensemble`;
+                       no prior: the method has none)
+``laplace``,           laplace-torch's last-layer / KFAC Laplace at a MAP network trained with the
+``laplace_kfac``       prior :math:`\mathcal{N}(0, l^{-2})`; prior precision and noise then tuned by
+                       its marginal likelihood (:mod:`~comparisons.protocols.uci_laplace`)
 ``gp_arccos1_prior``   the arc-cosine GP of the network's prior (weight variance :math:`Q/l^2`, bias
                        :math:`1/l^2`, outputscale :math:`K/l^2`, noise :math:`1/\tau_s`), nothing
                        fitted: the infinite-width limit of the reference's model
@@ -76,7 +85,9 @@ __all__ = ["SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "S
            "hmc_predictive", "run"]
 
 #: the methods scored against the reference (``hmc`` itself is always included)
-SCORED_METHODS = ("mc_dropout", "standard_dropout", "gp_arccos1_prior", "gp_arccos1", "gp_se")
+SCORED_METHODS = ("mc_dropout", "standard_dropout", "concrete_dropout", "full_elbo", "mfvi",
+                  "deep_ensemble", "laplace", "laplace_kfac", "gp_arccos1_prior", "gp_arccos1",
+                  "gp_se")
 #: note on every record of an unconverged reference
 UNCONVERGED_NOTE = "unconverged reference"
 #: central interval levels of the calibration against the reference
@@ -195,12 +206,39 @@ def _fit_gp(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
                       {f"hp_{k}": float(val) for k, val in fit.hyperparameters.items()})
 
 
+def _fit_baseline(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
+    """One of the learned / baseline protocols on this split, under the reference's prior."""
+    from comparisons.protocols import uci_concrete, uci_deep_ensemble, uci_laplace, uci_mfvi
+
+    length = float(manifest["prior_length_scale"])
+    t0 = time.perf_counter()
+    if method in uci_concrete.CONCRETE_UCI_METHODS:
+        config = uci_concrete.ConcreteUCIConfig(
+            epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
+            prior_length_scale=length, seed=s.seed)
+        pred = uci_concrete.split_predictive(raw, config, method)
+    elif method == "mfvi":
+        pred = uci_mfvi.split_predictive(raw, uci_mfvi.MFVIUCIConfig(
+            epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
+            prior_length_scale=length, seed=s.seed))
+    elif method == "deep_ensemble":
+        pred = uci_deep_ensemble.split_predictive(
+            raw, uci_deep_ensemble.DeepEnsembleUCIConfig(seed=s.seed))
+    else:
+        pred = uci_laplace.split_predictive(raw, uci_laplace.LaplaceUCIConfig(
+            epochs_multiplier=s.epochs_multiplier, prior_length_scale=length, seed=s.seed),
+            method)
+    return Predictive(method, pred.mean, pred.var, time.perf_counter() - t0)
+
+
 def _predictives(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
     out: list[Predictive] = []
     if {"mc_dropout", "standard_dropout"} & set(s.methods):
         out += [p for p in _fit_dropout(raw, std, manifest, s) if p.method in s.methods]
     fitters: dict[str, Callable[..., Predictive]] = {
         m: _fit_gp for m in ("gp_arccos1_prior", "gp_arccos1", "gp_se")}
+    fitters |= {m: _fit_baseline for m in ("concrete_dropout", "full_elbo", "mfvi",
+                                           "deep_ensemble", "laplace", "laplace_kfac")}
     out += [fitters[m](m, raw, std, manifest, s) for m in s.methods if m in fitters]
     return out
 

@@ -24,7 +24,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -44,12 +44,60 @@ __all__ = [
     "run_learned_cells",
     "gaussian_mixture_log_density",
     "gaussian_mixture_metrics",
+    "SplitPredictive",
+    "samples_predictive",
+    "mixture_predictive",
+    "fit_split_predictive",
 ]
 
-#: ``fit(raws, config, method) -> (failures, score)``: fit one network per split of ``raws`` (one
-#: batched computation); ``failures[e]`` is ``None`` or why network ``e`` failed, ``score(e)``
-#: the metrics of network ``e``
-GroupFit = Callable[[list, object, str], tuple[Sequence, Callable[[int], dict]]]
+#: ``fit(raws, config, method) -> (failures, score, predict)``: fit one network per split of
+#: ``raws`` (one batched computation); ``failures[e]`` is ``None`` or why network ``e`` failed,
+#: ``score(e)`` the metrics of network ``e`` and ``predict(e)`` its :class:`SplitPredictive`
+GroupFit = Callable[[list, object, str], tuple[Sequence, Callable[[int], dict],
+                                               Callable[[int], "SplitPredictive"]]]
+
+
+@dataclass
+class SplitPredictive:
+    """A method's Gaussian test predictive on the ORIGINAL scale, noise included (moment-matched
+    where the predictive is a mixture): ``mean`` and ``var``, ``(n_test,)`` float64."""
+
+    mean: np.ndarray
+    var: np.ndarray
+
+
+def samples_predictive(samples: torch.Tensor, std: StandardizedSplit,
+                       tau: float) -> SplitPredictive:
+    r"""The moment-matched predictive of MC samples ``T x N x 1`` of :math:`f` on the
+    standardised scale with precision ``tau`` on the ORIGINAL scale:
+    :math:`\mu = \bar y + s_y\overline{f_t}`, :math:`\sigma^2 = \tau^{-1} + s_y^2
+    \widehat{\operatorname{Var}}(f_t)`."""
+    y_mean, y_std = _target_scale(std)
+    mean, var = moment_match_samples(samples.double()[..., 0], noise_var=1.0 / tau,
+                                     y_mean=y_mean, y_std=y_std)
+    return SplitPredictive(np.asarray(mean), np.asarray(var))
+
+
+def mixture_predictive(means: torch.Tensor, variances: torch.Tensor,
+                       std: StandardizedSplit) -> SplitPredictive:
+    r"""The moment-matched predictive of a uniform mixture of Gaussians ``M x N x 1`` on the
+    standardised scale (see :func:`gaussian_mixture_metrics`), on the ORIGINAL scale."""
+    y_mean, y_std = _target_scale(std)
+    means, variances = means.double()[..., 0], variances.double()[..., 0]
+    mean, var = moment_match_samples(means.numpy(), noise_var=(y_std**2 * variances).mean(0)
+                                     .numpy(), y_mean=y_mean, y_std=y_std)
+    return SplitPredictive(np.asarray(mean), np.asarray(var))
+
+
+def fit_split_predictive(raw: UCISplit, config, method: str, fit: GroupFit) -> SplitPredictive:
+    """Fit ``method`` of a learned protocol on one split (as :func:`run_learned_cells` does, same
+    seeds) and return its :class:`SplitPredictive`; a failed fit raises ``RuntimeError`` naming
+    the data set, split and method."""
+    torch.manual_seed(config.seed)
+    failures, _, predict = fit([raw], config, method)
+    if failures[0] is not None:
+        raise RuntimeError(f"{raw.name} split {raw.split} ({method}): {failures[0]}")
+    return predict(0)
 
 
 def learned_cells(datasets: Sequence[str], splits: str, config, method: str,
@@ -102,13 +150,12 @@ def predictive_metrics(samples: torch.Tensor, raw: UCISplit, std: StandardizedSp
     y_mean, y_std = _target_scale(std)
     y = torch.tensor(raw.y_test, dtype=torch.float64)
     summary = regression_summary(samples, y, tau, y_mean, y_std, standard)
-    mean, var = moment_match_samples(samples[..., 0], noise_var=1.0 / tau, y_mean=y_mean,
-                                     y_std=y_std)
+    pred = samples_predictive(samples, std, tau)
     out = {"rmse": float(summary.rmse)}
     if standard is not None:
         out["rmse_standard"] = float(summary.rmse_standard)
     out["test_ll"] = float(summary.mean_log_likelihood)
-    out["coverage_95"] = float(interval_coverage(mean, var, raw.y_test[:, 0]))
+    out["coverage_95"] = float(interval_coverage(pred.mean, pred.var, raw.y_test[:, 0]))
     return out
 
 
@@ -137,7 +184,7 @@ def run_learned_cells(work: Cell | CellGroup, *, methods: Sequence[str], config_
         methods: the protocol's method ids (the group must hold one of them).
         config_type: the protocol's settings dataclass (built from the cells' ``config``; it
             has ``seed`` and the ``record_fields``).
-        fit: ``fit(raws, config, method) -> (failures, score)`` (see :data:`GroupFit`).
+        fit: ``fit(raws, config, method) -> (failures, score, predict)`` (see :data:`GroupFit`).
         record_fields: the settings written into every record (columns next to ``dataset``,
             ``method`` and ``split``).
 
@@ -156,7 +203,7 @@ def run_learned_cells(work: Cell | CellGroup, *, methods: Sequence[str], config_
     t0 = time.perf_counter()
     torch.manual_seed(config.seed)
     raws = [load_uci(c.dataset, c.split) for c in cells]
-    failures, score = fit(raws, config, method)
+    failures, score, _ = fit(raws, config, method)
     out: list = []
     for e, (raw, cell) in enumerate(zip(raws, cells)):
         base = {"dataset": cell.dataset, "method": method, "split": cell.split,
@@ -229,13 +276,12 @@ def gaussian_mixture_metrics(means: torch.Tensor, variances: torch.Tensor, raw: 
         raw: the split (its ``y_test`` on the original scale); std: its standardisation.
     """
     y_mean, y_std = _target_scale(std)
+    pred = mixture_predictive(means, variances, std)
     means, variances = means.double()[..., 0], variances.double()[..., 0]
     y = torch.tensor(raw.y_test[:, 0], dtype=torch.float64)
     mu_o, var_o = y_mean + y_std * means, y_std**2 * variances
-    mean, var = moment_match_samples(means.numpy(), noise_var=var_o.mean(0).numpy(),
-                                     y_mean=y_mean, y_std=y_std)
     return {
-        "rmse": float(np.sqrt(np.mean((raw.y_test[:, 0] - mean) ** 2))),
+        "rmse": float(np.sqrt(np.mean((raw.y_test[:, 0] - pred.mean) ** 2))),
         "test_ll": float(gaussian_mixture_log_density(y, mu_o, var_o).mean()),
-        "coverage_95": float(interval_coverage(mean, var, raw.y_test[:, 0])),
+        "coverage_95": float(interval_coverage(pred.mean, pred.var, raw.y_test[:, 0])),
     }

@@ -53,11 +53,14 @@ import torch
 
 from comparisons.datasets.uci import standardize
 from comparisons.protocols.learned import (
+    SplitPredictive,
+    fit_split_predictive,
     last_epoch_loss,
     learned_cells,
     original_scale_tau,
     predictive_metrics,
     run_learned_cells,
+    samples_predictive,
     settings_group_key,
 )
 from comparisons.protocols.uci import protocol_seed
@@ -72,6 +75,7 @@ __all__ = [
     "concrete_uci_cells",
     "concrete_group_key",
     "run_concrete_uci_cells",
+    "split_predictive",
 ]
 
 #: method ids of this protocol
@@ -159,17 +163,21 @@ def _fit_group(raws, config: ConcreteUCIConfig, method: str, dtype):
     return stds, fit, steps, seeds
 
 
+def _test_samples(std, fit, e: int, config: ConcreteUCIConfig, seed: int):
+    """``(x_test, samples T x N x 1, tau on the original scale)`` of network ``e``."""
+    x = torch.tensor(std.x_test, dtype=getattr(torch, config.dtype))
+    gen = torch.Generator().manual_seed(seed + 1)
+    samples = fit.objective.predict(x, config.num_samples, network=e, generator=gen).double()
+    return x, samples, original_scale_tau(float(fit.tau[e]), std)
+
+
 def _split_records(raw, std, fit, e: int, config: ConcreteUCIConfig, method: str, seed: int,
                    steps: int) -> dict[str, float]:
     """Test metrics and learned parameters of network ``e`` (split ``raw.split``)."""
-    dtype = getattr(torch, config.dtype)
-    x = torch.tensor(std.x_test, dtype=dtype)
-    gen = torch.Generator().manual_seed(seed + 1)
-    samples = fit.objective.predict(x, config.num_samples, network=e, generator=gen).double()
+    x, samples, tau = _test_samples(std, fit, e, config, seed)
     kps = [float(kp[e]) for kp in fit.keep_probs]
     ws, bs = [w[e] for w in fit.weights], [b[e] for b in fit.biases]
     standard = standard_dropout_predict(x, ws, bs, kps, inverted=False).double()
-    tau = original_scale_tau(float(fit.tau[e]), std)
     metrics = predictive_metrics(samples, raw, std, tau, standard) | {
         "learned_keep_prob_input": kps[0], "learned_keep_prob_hidden": kps[1],
         # 1 where the keep_prob sits at the clamp 1 - 2e-6 (or 2e-6): the ELBO wants no dropout
@@ -192,7 +200,19 @@ def _fit_and_score(raws, config: ConcreteUCIConfig, method: str):
     def score(e: int) -> dict[str, float]:
         return _split_records(raws[e], stds[e], fit, e, config, method, seeds[e], steps)
 
-    return fit.failures, score
+    def predict(e: int) -> SplitPredictive:
+        _, samples, tau = _test_samples(stds[e], fit, e, config, seeds[e])
+        return samples_predictive(samples, stds[e], tau)
+
+    return fit.failures, score, predict
+
+
+def split_predictive(raw, config: ConcreteUCIConfig, method: str) -> SplitPredictive:
+    """Fit ``method`` (``concrete_dropout`` or ``full_elbo``) on one split as the cells do (same
+    seeds) and return its moment-matched test predictive on the original scale."""
+    if method not in CONCRETE_UCI_METHODS:
+        raise ValueError(f"method must be one of {list(CONCRETE_UCI_METHODS)}, got {method!r}")
+    return fit_split_predictive(raw, config, method, _fit_and_score)
 
 
 def run_concrete_uci_cells(work: Cell | CellGroup):

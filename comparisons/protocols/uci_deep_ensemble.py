@@ -76,8 +76,11 @@ import torch
 
 from comparisons.datasets.uci import StandardizedSplit, standardize, validation_split
 from comparisons.protocols.learned import (
+    SplitPredictive,
+    fit_split_predictive,
     gaussian_mixture_metrics,
     learned_cells,
+    mixture_predictive,
     run_learned_cells,
     settings_group_key,
 )
@@ -97,6 +100,7 @@ __all__ = [
     "run_deep_ensemble_uci_cells",
     "adversarial_steps",
     "select_step_sizes",
+    "split_predictive",
 ]
 
 #: the method id of this protocol
@@ -278,7 +282,7 @@ def _fit_and_score(raws, config: DeepEnsembleUCIConfig, method: str):
         else:
             kept.append(e)
     if not kept:
-        return failures, None
+        return failures, None, None
     stds, fit = _train_members([raws[e] for e in kept], [[chosen[e]["lr"]] for e in kept], config)
     position = {e: j for j, e in enumerate(kept)}
     for e, j in position.items():
@@ -299,7 +303,22 @@ def _fit_and_score(raws, config: DeepEnsembleUCIConfig, method: str):
             "final_loss": float(fit.losses[members, -1].double().mean()),
         }
 
-    return failures, score
+    def predict(e: int) -> SplitPredictive:
+        j = position[e]
+        means, variances = _members_mixture(fit, slice(j * M, (j + 1) * M), stds[j])
+        return mixture_predictive(means, variances, stds[j])
+
+    return failures, score, predict
+
+
+def split_predictive(raw, config: DeepEnsembleUCIConfig,
+                     method: str = DEEP_ENSEMBLE_METHOD) -> SplitPredictive:
+    """Train the ensemble on one split as the cells do (step size chosen on validation rows,
+    same seeds) and return the moment-matched test predictive of its mixture, original scale."""
+    if method not in DEEP_ENSEMBLE_UCI_METHODS:
+        raise ValueError(f"method must be one of {list(DEEP_ENSEMBLE_UCI_METHODS)}, got "
+                         f"{method!r}")
+    return fit_split_predictive(raw, config, method, _fit_and_score)
 
 
 def run_deep_ensemble_uci_cells(work: Cell | CellGroup):

@@ -80,7 +80,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from comparisons.datasets.uci import load_uci, standardize
-from comparisons.protocols.learned import gaussian_mixture_metrics, learned_cells
+from comparisons.protocols.learned import (
+    SplitPredictive,
+    gaussian_mixture_metrics,
+    learned_cells,
+    mixture_predictive,
+)
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell
 from vi_dropout.validation import check_positive, check_positive_int
@@ -91,6 +96,7 @@ __all__ = [
     "laplace_uci_cells",
     "laplace_group_key",
     "run_laplace_uci_cell",
+    "split_predictive",
     "laplace_available",
     "import_laplace",
     "train_map_network",
@@ -354,6 +360,40 @@ def laplace_predictive(la, x: torch.Tensor, batch_size: int = 128
     return torch.cat(means), torch.cat(variances)
 
 
+def _fit_split(raw, config: LaplaceUCIConfig, method: str) -> dict:
+    """MAP network, Laplace fit and test predictive (standardised scale) of one split."""
+    std = standardize(raw)
+    x, y, x_test = (torch.tensor(a, dtype=torch.float64)
+                    for a in (std.x_train, std.y_train, std.x_test))
+    epochs = max(1, int(round(raw.n_epochs * config.epochs_multiplier)))
+    where = f"{raw.name} split {raw.split} ({method})"
+    try:
+        net, map_sd = train_map_network(
+            x, y, raw.n_hidden, epochs=epochs, config=config,
+            seed=protocol_seed(config, raw.split) + SEED_OFFSET)
+        t1 = time.perf_counter()
+        la, marglik_steps = fit_laplace(net, x, y, method,
+                                        prior_precision=config.prior_length_scale**2,
+                                        noise_sd=map_sd, config=config)
+        mean, f_var = laplace_predictive(la, x_test, config.predict_batch_size)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{where}: {exc}") from exc
+    return {"la": la, "std": std, "x": x, "mean": mean, "f_var": f_var,
+            "noise_sd": float(la.sigma_noise), "map_sd": map_sd, "marglik_steps": marglik_steps,
+            "epochs": epochs, "t_laplace": t1, "where": where}
+
+
+def split_predictive(raw, config: LaplaceUCIConfig, method: str) -> SplitPredictive:
+    """Fit ``method`` (``laplace`` or ``laplace_kfac``) on one split as the cells do (same seeds)
+    and return its Gaussian test predictive (GLM variance + noise) on the original scale."""
+    if method not in LAPLACE_METHODS:
+        raise ValueError(f"method must be one of {list(LAPLACE_METHODS)}, got {method!r}")
+    import_laplace()
+    fit = _fit_split(raw, config, method)
+    return mixture_predictive(fit["mean"][None, :, None],
+                              (fit["f_var"] + fit["noise_sd"] ** 2)[None, :, None], fit["std"])
+
+
 def run_laplace_uci_cell(cell: Cell) -> list[dict]:
     """Run one cell of this protocol (see the module docstring) and return its records.
 
@@ -379,28 +419,19 @@ def run_laplace_uci_cell(cell: Cell) -> list[dict]:
     import_laplace()  # once per process (seconds): not part of the cell's time
     t0 = time.perf_counter()
     raw = load_uci(cell.dataset, cell.split)
-    std = standardize(raw)
-    x, y, x_test = (torch.tensor(a, dtype=torch.float64)
-                    for a in (std.x_train, std.y_train, std.x_test))
-    epochs = max(1, int(round(raw.n_epochs * config.epochs_multiplier)))
-    where = f"{raw.name} split {raw.split} ({cell.method})"
+    fit = _fit_split(raw, config, cell.method)
+    la, std, x, noise_sd = fit["la"], fit["std"], fit["x"], fit["noise_sd"]
     try:
-        net, map_sd = train_map_network(
-            x, y, raw.n_hidden, epochs=epochs, config=config,
-            seed=protocol_seed(config, raw.split) + SEED_OFFSET)
-        t1 = time.perf_counter()
-        la, marglik_steps = fit_laplace(net, x, y, cell.method,
-                                        prior_precision=config.prior_length_scale**2,
-                                        noise_sd=map_sd, config=config)
-        mean, f_var = laplace_predictive(la, x_test, config.predict_batch_size)
-        noise_sd = float(la.sigma_noise)
         # one Gaussian per test point: a mixture of M = 1
-        metrics = gaussian_mixture_metrics(mean[None, :, None],
-                                           (f_var + noise_sd**2)[None, :, None], raw, std)
+        metrics = gaussian_mixture_metrics(fit["mean"][None, :, None],
+                                           (fit["f_var"] + noise_sd**2)[None, :, None], raw, std)
         with torch.no_grad():
             log_marglik = float(la.log_marginal_likelihood()) / x.shape[0]
     except RuntimeError as exc:
-        raise RuntimeError(f"{where}: {exc}") from exc
+        raise RuntimeError(f"{fit['where']}: {exc}") from exc
+    map_sd, marglik_steps, epochs, t1 = (fit["map_sd"], fit["marglik_steps"], fit["epochs"],
+                                         fit["t_laplace"])
+    where = fit["where"]
     metrics |= {
         "learned_prior_precision": float(la.prior_precision.reshape(-1)[0]),
         "learned_noise_sd": noise_sd * float(std.y_std),

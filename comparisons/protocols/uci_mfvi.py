@@ -48,11 +48,14 @@ import torch
 
 from comparisons.datasets.uci import standardize
 from comparisons.protocols.learned import (
+    SplitPredictive,
+    fit_split_predictive,
     last_epoch_loss,
     learned_cells,
     original_scale_tau,
     predictive_metrics,
     run_learned_cells,
+    samples_predictive,
     settings_group_key,
 )
 from comparisons.protocols.uci import protocol_seed
@@ -67,6 +70,7 @@ __all__ = [
     "mfvi_uci_cells",
     "mfvi_group_key",
     "run_mfvi_uci_cells",
+    "split_predictive",
 ]
 
 #: method ids of this protocol
@@ -144,21 +148,35 @@ def _fit_and_score(raws, config: MFVIUCIConfig, method: str):
         tau=config.initial_tau, initial_sigma=config.initial_sigma, steps=steps, lr=config.lr,
         hyper_lr=config.hyper_lr, batch_size=config.batch_size, seed=seeds, check_every=100)
 
-    def score(e: int) -> dict[str, float]:
-        std = stds[e]
-        x_test = torch.tensor(std.x_test, dtype=dtype)
+    def samples(e: int):
+        x_test = torch.tensor(stds[e].x_test, dtype=dtype)
         gen = torch.Generator().manual_seed(seeds[e] + 1)
-        samples = fit.objective.predict(x_test, config.num_samples, network=e,
-                                        generator=gen).double()
+        draws = fit.objective.predict(x_test, config.num_samples, network=e,
+                                      generator=gen).double()
+        return x_test, draws, original_scale_tau(float(fit.tau[e]), stds[e])
+
+    def score(e: int) -> dict[str, float]:
+        x_test, draws, tau = samples(e)
         means = mlp_forward(x_test, [w[e] for w in fit.weights], [b[e] for b in fit.biases])
-        tau = original_scale_tau(float(fit.tau[e]), std)
-        return predictive_metrics(samples, raws[e], std, tau, means.double()) | {
+        return predictive_metrics(draws, raws[e], stds[e], tau, means.double()) | {
             "learned_tau": tau,
             "final_loss": last_epoch_loss(fit.losses[:, e], n, config.batch_size, steps),
             "steps": float(steps),
         }
 
-    return fit.failures, score
+    def predict(e: int) -> SplitPredictive:
+        _, draws, tau = samples(e)
+        return samples_predictive(draws, stds[e], tau)
+
+    return fit.failures, score, predict
+
+
+def split_predictive(raw, config: MFVIUCIConfig, method: str = "mfvi") -> SplitPredictive:
+    """Fit mean-field VI on one split as the cells do (same seeds) and return its moment-matched
+    test predictive on the original scale."""
+    if method not in MFVI_UCI_METHODS:
+        raise ValueError(f"method must be one of {list(MFVI_UCI_METHODS)}, got {method!r}")
+    return fit_split_predictive(raw, config, method, _fit_and_score)
 
 
 def run_mfvi_uci_cells(work: Cell | CellGroup):

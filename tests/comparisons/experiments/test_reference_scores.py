@@ -17,7 +17,12 @@ from scipy.stats import norm
 from comparisons.cli import reference_scores as cli_scores
 from comparisons.datasets.splits import load_split
 from comparisons.experiments.hmc_reference import reference_path
-from comparisons.experiments.reference_scores import ScoreSettings, hmc_predictive, run
+from comparisons.experiments.reference_scores import (
+    SCORED_METHODS,
+    ScoreSettings,
+    hmc_predictive,
+    run,
+)
 from comparisons.reference.reference_file import ReferenceFileError, save_reference
 from comparisons.report.reference_scores import ranking, write_report
 from tests.common import subcommand_parser
@@ -102,8 +107,9 @@ def test_cli_smoke_with_mc_dropout(tmp_path, capsys):
     assert cli_scores.run(args) == 0
     assert "outputs:" in capsys.readouterr().out
     rec = pd.read_csv(tmp_path / "out" / "records.csv")
-    assert set(rec.method) == {"hmc", "mc_dropout", "standard_dropout", "gp_arccos1_prior",
-                               "gp_arccos1", "gp_se"}
+    assert set(rec.method) == {"hmc", *SCORED_METHODS}
+    tv = rec[rec.metric == "tv_vs_hmc"].set_index("method").value
+    assert ((tv >= 0) & (tv <= 1)).all() and len(tv) == len(SCORED_METHODS)
     for bad in (["--methods", "hmc"], ["--methods", "gp_se,gp_se"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["reference-scores", "--reference", "r", "--out", "o", *bad])
