@@ -23,12 +23,20 @@ Two parts, each written to a JSON file (numbers quoted in ``docs/hmc/measurement
   NumPyro / Pyro are printed side by side. ``--converge-samples`` runs NumPyro longer for the
   time to convergence when the common run is too short.
 
+* ``dropout-prior``: what a reference under the dropout-matched prior would cost, measured with
+  the NumPyro backend on Yacht split 0 (the ``diagnose`` run's prior ``l_eff = 0.1058`` and
+  ``tau_s = 171.2``, i.e. the protocol's ``l = 1e-2``): 4 chains x (``--warmup`` +
+  ``--samples``) in 2 processes; worst-point bulk / tail ESS per draw of ``f`` at the test
+  inputs, R-hat, and the draws and chain time that ESS 400 would need at that rate.
+
 Usage::
 
     python benchmarks/bench_hmc.py --part toy --out outputs/hmc_toy.json
     python benchmarks/bench_hmc.py --part boston --out outputs/hmc_boston.json
     python benchmarks/bench_hmc.py --part backends --warmup 500 --samples 500 \
         --converge-samples 3000 --out outputs/hmc_backends.json
+    python benchmarks/bench_hmc.py --part dropout-prior --warmup 500 --samples 500 \
+        --out outputs/hmc_dropout_prior.json
 """
 
 from __future__ import annotations
@@ -266,10 +274,33 @@ def _commit() -> str | None:
         return None
 
 
+def dropout_prior(args) -> dict:
+    """NumPyro NUTS on Yacht split 0 under the dropout-matched prior (see the module docstring)."""
+    z = standardize(load_uci("yacht", 0))
+    length, tau = 0.1057747505495398, 171.23198429472558  # docs/diagnose/yacht/records.csv
+    result = run_nuts(z.x_train, z.y_train, hidden=(50,), activation="relu",
+                      prior_length_scale=length, tau=tau, num_chains=4,
+                      num_warmup=args.warmup, num_samples=args.samples, num_processes=2,
+                      cache_dir=args.cache_dir, seed=0, init_scale=length, backend="numpyro")
+    report = convergence_summary(result.to_inference_data(x=z.x_test, y=z.y_test))
+    draws = result.num_chains * result.num_samples
+    per_draw = {k: float(np.min(getattr(report, k))) / draws for k in ("ess_bulk", "ess_tail")}
+    need = 400 / min(per_draw.values())
+    sec_per_draw = float(np.mean(result.chain_sampling_times_s)) / result.num_samples
+    return {"problem": f"yacht split 0, dropout-matched prior l_eff={length:.4g}, "
+                       f"tau_s={tau:.4g}, 4 chains x ({args.warmup} + {args.samples})",
+            **_stats(result), "max_r_hat_f_test": float(np.max(report.r_hat)),
+            "min_ess_bulk_f_test": float(np.min(report.ess_bulk)),
+            "min_ess_tail_f_test": float(np.min(report.ess_tail)),
+            "worst_ess_per_draw": per_draw, "draws_for_ess_400": need,
+            "chain_hours_for_ess_400": need * sec_per_draw / 3600,
+            "reasons": report.reasons}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["toy", "boston", "overhead", "backends"],
-                        required=True)
+    parser.add_argument("--part", choices=["toy", "boston", "overhead", "backends",
+                                           "dropout-prior"], required=True)
     parser.add_argument("--tau", type=float, default=8.700885477599325,
                         help="tau_s of --part backends (default: Boston split 0's, from "
                              "docs/diagnose/boston)")
@@ -288,8 +319,8 @@ def main():
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     load0 = os.getloadavg()
-    record = {"toy": toy, "boston": boston, "overhead": overhead,
-              "backends": backends}[args.part](args)
+    record = {"toy": toy, "boston": boston, "overhead": overhead, "backends": backends,
+              "dropout-prior": dropout_prior}[args.part](args)
     record.update({"load_average_before": load0, "load_average_after": os.getloadavg(),
                    "total_script_s": time.perf_counter() - t0, "cpu_count": os.cpu_count(),
                    "machine": platform.platform(), "torch": torch.__version__,
