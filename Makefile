@@ -30,7 +30,7 @@ verify: $(STAMP)
 	$(PY) -m vi_dropout verify --json outputs/verify.json
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 # The documentation site (Sphinx + myst-nb, furo theme) into docs/_build/html; warnings are
 # errors. DOCS_EXECUTE_NOTEBOOKS=1 also runs the notebooks (minutes); by default they are

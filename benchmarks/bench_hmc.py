@@ -53,7 +53,7 @@ import torch
 
 from comparisons.datasets.uci import load_uci, standardize
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
-from comparisons.reference.reference_file import convergence_summary
+from comparisons.reference.reference_file import convergence_summary, draws_to_converge
 
 
 def _summaries(result) -> dict:
@@ -190,16 +190,15 @@ def _time_to_converged(result, x_test, y_test, step: int = 50) -> dict:
         "median_ess_bulk": float(np.median(full.ess_bulk)),
         "min_ess_tail": float(np.min(full.ess_tail)), "divergences": full.divergences,
         "reasons": full.reasons}}
-    for k in range(step, n + 1, step):
-        report = convergence_summary(idata.isel(draw=slice(0, k)))
-        if report.converged:
-            out.update(converged_at_draws=k, chain_time_to_converged_s=warm + k * per_draw,
-                       wall_time_to_converged_2_processes_s=(warm + k * per_draw)
-                       * result.num_chains / 2)
-            return out
-    out.update(converged_at_draws=None, chain_time_to_converged_s=None,
-               wall_time_to_converged_2_processes_s=None,
-               chain_time_of_run_s=warm + n * per_draw)
+    k = draws_to_converge(idata, step=step)
+    if k is None:
+        out.update(converged_at_draws=None, chain_time_to_converged_s=None,
+                   wall_time_to_converged_2_processes_s=None,
+                   chain_time_of_run_s=warm + n * per_draw)
+    else:
+        out.update(converged_at_draws=k, chain_time_to_converged_s=warm + k * per_draw,
+                   wall_time_to_converged_2_processes_s=(warm + k * per_draw)
+                   * result.num_chains / 2)
     return out
 
 

@@ -57,6 +57,7 @@ from comparisons.reference.reference_file import (
     ReferenceFileError,
     ReferenceMismatch,
     convergence_summary,
+    draws_to_converge,
     load_reference,
     manifest_path,
     save_reference,
@@ -219,6 +220,10 @@ def run(settings: ReferenceSettings | None = None, *, cache_dir=None,
                                  y_mean=float(std.y_mean), y_std=float(std.y_std), seed=s.seed,
                                  attrs=attrs)
     report = convergence_summary(full)
+    step = max(4, s.samples // 20)
+    first = draws_to_converge(full, step=step) if report.converged else None
+    warm = float(np.mean(res.chain_wall_times_s - res.chain_sampling_times_s))
+    per_draw = float(np.mean(res.chain_sampling_times_s)) / s.samples
     idata = _compact(thin_draws(full, s.max_draws))
     stats = res.sample_stats
     manifest = {
@@ -243,6 +248,8 @@ def run(settings: ReferenceSettings | None = None, *, cache_dir=None,
         "chain_wall_times_s": [float(v) for v in res.chain_wall_times_s],
         "chains_from_cache": [bool(v) for v in res.from_cache],
         "wall_time_nuts_s": float(res.wall_time_s), "wall_time_tau_s": float(t_tau),
+        "draws_to_converge_per_chain": first,
+        "chain_time_to_converge_s": None if first is None else warm + first * per_draw,
     }
     return ReferenceResult(name, int(s.split), idata, report, manifest,
                            time.perf_counter() - t0,

@@ -49,6 +49,7 @@ __all__ = [
     "ReferenceMismatch",
     "ReferenceNotConverged",
     "convergence_summary",
+    "draws_to_converge",
     "load_reference",
     "manifest_path",
     "require_converged",
@@ -285,6 +286,27 @@ def convergence_summary(idata, var_name: str = "f",
                        f"{'' if divergences == 1 else 's'}{allowed}")
     return ConvergenceReport(var_name, group, num_chains, num_draws, r_hat, ess_bulk, ess_tail,
                              divergences, thresholds, not reasons, reasons)
+
+
+def draws_to_converge(idata, step: int = 50, var_name: str = "f",
+                      thresholds: ConvergenceThresholds | None = None) -> int | None:
+    """The fewest draws per chain (a multiple of ``step``, first draws of every chain) whose
+    :func:`convergence_summary` passes the gate; ``None`` if even all draws fail it.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> idata = az.from_dict(posterior={"f": rng.standard_normal((4, 400, 2))},
+        ...                      sample_stats={"diverging": np.zeros((4, 400), dtype=bool)})
+        >>> draws_to_converge(idata, step=100)  # 4 x 100 i.i.d. draws: ESS about 400
+        200
+    """
+    if isinstance(step, bool) or int(step) != step or step < 4:
+        raise ValueError(f"draws_to_converge: step must be an integer >= 4, got {step!r}")
+    num_draws = int(idata.posterior.sizes["draw"])
+    for k in range(int(step), num_draws + 1, int(step)):
+        if convergence_summary(idata.isel(draw=slice(0, k)), var_name, thresholds).converged:
+            return k
+    return None
 
 
 def require_converged(report: ConvergenceReport, what: str) -> ConvergenceReport:

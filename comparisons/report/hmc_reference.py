@@ -25,7 +25,8 @@ SUMMARY_COLUMNS = (
     "dataset", "split", "converged", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences",
     "num_test_points", "draws_total", "draws_kept", "tau_standardized", "prior_length_scale",
     "backend", "chains", "warmup", "samples", "grad_evals_per_draw", "tree_depth_cap_share",
-    "wall_time_nuts_s", "wall_time_s", "size_bytes", "file", "reasons")
+    "draws_to_converge_per_chain", "chain_time_to_converge_s", "wall_time_nuts_s",
+    "wall_time_s", "size_bytes", "file", "reasons")
 
 
 def _row(path: Path) -> dict:
@@ -42,6 +43,8 @@ def _row(path: Path) -> dict:
         "chains": sampler["num_chains"], "warmup": sampler["num_warmup"],
         "samples": sampler["num_samples"], "grad_evals_per_draw": manifest["grad_evals_per_draw"],
         "tree_depth_cap_share": manifest["tree_depth_cap_share"],
+        "draws_to_converge_per_chain": manifest["draws_to_converge_per_chain"],
+        "chain_time_to_converge_s": manifest["chain_time_to_converge_s"],
         "wall_time_nuts_s": manifest["wall_time_nuts_s"], "wall_time_s": manifest["wall_time_s"],
         "size_bytes": manifest["size_bytes"], "file": str(path),
         "reasons": "; ".join(conv["reasons"]),
@@ -61,7 +64,8 @@ def write_summary(paths: Sequence[str | Path], csv_path: str | Path) -> Path:
     csv_path = Path(csv_path)
     atomic_write_text(csv_path, frame.to_csv(index=False))
     shown = ["converged", "max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences",
-             "tau_standardized", "grad_evals_per_draw", "wall_time_nuts_s", "size_bytes"]
+             "tau_standardized", "grad_evals_per_draw", "draws_to_converge_per_chain",
+             "chain_time_to_converge_s", "wall_time_nuts_s", "size_bytes"]
     rows = [f"{r.dataset} split {r.split}" for r in frame.itertuples()]
 
     def cell(row_label, column):

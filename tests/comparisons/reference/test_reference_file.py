@@ -17,6 +17,7 @@ from comparisons.reference.reference_file import (
     ReferenceMismatch,
     ReferenceNotConverged,
     convergence_summary,
+    draws_to_converge,
     load_reference,
     manifest_path,
     require_converged,
@@ -242,3 +243,21 @@ def test_thin_draws_bounds_draws_and_keeps_chains():
     assert same.posterior.sizes["draw"] == 1003
     with pytest.raises(ValueError, match="chains"):
         thin_draws(idata, max_draws=CHAINS - 1)
+
+
+def test_draws_to_converge_is_the_first_passing_prefix():
+    rng = np.random.default_rng(3)
+    f = rng.standard_normal((4, 600, 3))
+    idata = az.from_dict(posterior={"f": f},
+                         sample_stats={"diverging": np.zeros((4, 600), dtype=bool)})
+    k = draws_to_converge(idata, step=50)
+    # i.i.d. draws: bulk/tail ESS ~ 4 k, so the gate (ESS >= 400) passes from about k = 100
+    assert k is not None and 100 <= k <= 300
+    assert convergence_summary(idata.isel(draw=slice(0, k))).converged
+    assert not convergence_summary(idata.isel(draw=slice(0, k - 50))).converged
+    f[0] += 2.0  # one chain elsewhere: never converges
+    stuck = az.from_dict(posterior={"f": f},
+                         sample_stats={"diverging": np.zeros((4, 600), dtype=bool)})
+    assert draws_to_converge(stuck, step=100) is None
+    with pytest.raises(ValueError, match="step must be an integer >= 4"):
+        draws_to_converge(idata, step=2)
