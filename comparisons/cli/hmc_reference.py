@@ -26,6 +26,7 @@ from comparisons.cli.types import (
     add_out_argument,
     add_seed_argument,
     add_threads_argument,
+    float_in,
     int_at_least,
     positive_float,
     toy_or_uci_dataset,
@@ -96,6 +97,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=REFERENCE_BACKENDS, default="numpyro",
                    help="NUTS back-end (default numpyro: the jax extra; potential: Pyro)")
     p.add_argument("--max-tree-depth", type=int_at_least("--max-tree-depth"), default=10)
+    p.add_argument("--target-accept-prob", type=float_in("--target-accept-prob", 0.0, 1.0,
+                                                          low_inclusive=False,
+                                                          high_inclusive=False),
+                   default=0.8, help="NUTS step-size adaptation target in (0, 1) (default 0.8; "
+                                     "higher: smaller steps, fewer divergences)")
     p.add_argument("--processes", type=int_at_least("--processes"), default=2)
     p.add_argument("--max-draws", type=int_at_least("--max-draws"), default=4000,
                    help="draws kept in each file, all chains (default 4000)")
@@ -120,6 +126,7 @@ def settings_from_args(args, dataset: str, split: int):
               "epochs_multiplier": args.epochs_multiplier, "chains": args.chains,
               "warmup": args.warmup, "samples": args.samples, "backend": args.backend,
               "max_tree_depth": args.max_tree_depth, "processes": args.processes,
+              "target_accept_prob": args.target_accept_prob,
               "seed": args.seed, "max_draws": args.max_draws}
     if args.smoke:
         kwargs.update(SMOKE)

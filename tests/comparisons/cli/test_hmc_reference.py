@@ -29,7 +29,8 @@ def test_parser_defaults_and_bad_arguments():
     assert _parse(["hmc-reference", "--out", "x", "--dataset", "yacht,toy1d",
                    "--splits", "0-2"]).splits == (0, 1, 2)
     for bad in (["--dataset", "nope"], ["--dataset", "yacht,yacht"], ["--chains", "1"],
-                ["--splits", "x"], ["--backend", "stan"], ["--prior-length-scale", "0"]):
+                ["--splits", "x"], ["--backend", "stan"], ["--prior-length-scale", "0"],
+                ["--target-accept-prob", "1"]):
         with pytest.raises(SystemExit):
             _parse(["hmc-reference", "--out", "x", *bad])
     settings = cli_ref.settings_from_args(_parse(["hmc-reference", "--out", "x", "--smoke"]),
