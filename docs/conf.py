@@ -47,7 +47,7 @@ for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
 # Result folders hold committed outputs; pages include what they need from them.
 exclude_patterns = [
     "_build", "benchmarks", "classification", "diagnose", "gp_vs_dropout", "hmc", "mauna_loa",
-    "pitfalls", "uci", "**/.ipynb_checkpoints",
+    "pitfalls", "reference", "uci", "**/.ipynb_checkpoints",
 ]
 suppress_warnings = ["myst.header"]
 
