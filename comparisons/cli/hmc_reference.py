@@ -25,6 +25,7 @@ from pathlib import Path
 from comparisons.cli.types import (
     add_out_argument,
     add_seed_argument,
+    add_smoke_argument,
     add_threads_argument,
     float_in,
     int_at_least,
@@ -108,9 +109,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_seed_argument(p)
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny settings (seconds) overriding the others: " + ", ".join(
-                       f"{k}={v}" for k, v in SMOKE.items()))
+    add_smoke_argument(p, SMOKE)
     p.set_defaults(func=run, handler=run)
     return p
 

@@ -22,6 +22,7 @@ from comparisons.cli.hmc_reference import SMALL, datasets_arg, splits_arg
 from comparisons.cli.types import (
     add_out_argument,
     add_seed_argument,
+    add_smoke_argument,
     add_threads_argument,
     int_at_least,
     positive_float,
@@ -66,9 +67,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gp-iterations", type=int_at_least("--gp-iterations"), default=200)
     add_seed_argument(p)
     add_threads_argument(p)
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny settings overriding the others: " + ", ".join(
-                       f"{k}={v}" for k, v in SMOKE.items()))
+    add_smoke_argument(p, SMOKE)
     p.set_defaults(func=run, handler=run)
     return p
 

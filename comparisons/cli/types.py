@@ -39,6 +39,7 @@ __all__ = [
     "add_threads_argument",
     "add_seed_argument",
     "add_keep_prob_argument",
+    "add_smoke_argument",
 ]
 
 
@@ -178,3 +179,11 @@ def add_keep_prob_argument(parser: argparse.ArgumentParser, default: float,
     parser.add_argument("--keep-prob", type=keep_prob_arg(), default=default,
                         help=f"{help} (probability that a unit is KEPT, in (0, 1]; drop rate = "
                              f"1 - keep_prob; default {default:g})")
+
+
+def add_smoke_argument(parser: argparse.ArgumentParser, smoke: dict) -> None:
+    """``--smoke``: the tiny settings ``smoke`` (seconds; for checking the plumbing) override the
+    others; its help lists them."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny settings (seconds) overriding the others: " + ", ".join(
+                            f"{k}={v}" for k, v in smoke.items()))
