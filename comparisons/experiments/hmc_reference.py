@@ -39,7 +39,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -63,6 +62,7 @@ from comparisons.reference.reference_file import (
     save_reference,
     thin_draws,
 )
+from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = ["REFERENCE_BACKENDS", "ReferenceResult", "ReferenceSettings", "existing_reference",
            "is_converged", "reference_path", "run", "write_reference"]
@@ -71,16 +71,9 @@ __all__ = ["REFERENCE_BACKENDS", "ReferenceResult", "ReferenceSettings", "existi
 REFERENCE_BACKENDS = ("numpyro", "potential")
 
 
-def _positive_int(value, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"ReferenceSettings: {name} must be an integer >= {minimum}, "
-                         f"got {value!r}")
-
-
-def _positive_float(value, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-            not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"ReferenceSettings: {name} must be a finite number > 0, got {value!r}")
+def _non_negative_int(value, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"ReferenceSettings: {name} must be an integer >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -121,19 +114,18 @@ class ReferenceSettings:
     def __post_init__(self):
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError(f"ReferenceSettings: dataset must be a name, got {self.dataset!r}")
-        _positive_int(self.split, "split", 0)
+        for name in ("split", "warmup", "seed"):
+            _non_negative_int(getattr(self, name), name)
         for name in ("chains", "samples", "max_tree_depth", "processes", "max_draws",
                      "toy_num_train"):
-            _positive_int(getattr(self, name), name)
-        _positive_int(self.warmup, "warmup", 0)
-        _positive_int(self.seed, "seed", 0)
+            check_positive_int(getattr(self, name), name)
         if self.chains < 2:
             raise ValueError(f"ReferenceSettings: chains must be >= 2 (R-hat compares chains), "
                              f"got {self.chains}")
-        _positive_float(self.prior_length_scale, "prior_length_scale")
-        _positive_float(self.epochs_multiplier, "epochs_multiplier")
+        check_positive(self.prior_length_scale, "prior_length_scale")
+        check_positive(self.epochs_multiplier, "epochs_multiplier")
         if self.tau_standardized is not None:
-            _positive_float(self.tau_standardized, "tau_standardized")
+            check_positive(self.tau_standardized, "tau_standardized")
         if self.backend not in REFERENCE_BACKENDS:
             raise ValueError(f"ReferenceSettings: backend must be one of {REFERENCE_BACKENDS}, "
                              f"got {self.backend!r}")

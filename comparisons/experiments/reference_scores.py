@@ -80,6 +80,7 @@ from comparisons.metrics.gaussian import gaussian_log_likelihood
 from comparisons.protocols.uci import fit_mc_dropout_under_prior
 from comparisons.reference.reference_file import load_reference
 from vi_dropout.predict import standard_dropout_predict
+from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = ["SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "ScoreSettings",
            "hmc_predictive", "run"]
@@ -123,13 +124,9 @@ class ScoreSettings:
                              f"{SCORED_METHODS}, got {self.methods!r}")
         if not self.datasets or not self.splits:
             raise ValueError("ScoreSettings: datasets and splits must not be empty")
-        if not (math.isfinite(self.epochs_multiplier) and self.epochs_multiplier > 0):
-            raise ValueError(f"ScoreSettings: epochs_multiplier must be > 0, got "
-                             f"{self.epochs_multiplier!r}")
+        check_positive(self.epochs_multiplier, "epochs_multiplier")
         for name in ("num_samples", "gp_iterations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"ScoreSettings: {name} must be an integer >= 1, got {value!r}")
+            check_positive_int(getattr(self, name), name)
 
 
 @dataclass
