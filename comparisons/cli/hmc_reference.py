@@ -5,9 +5,9 @@ test inputs, one checked file per data set and split
 For every ``--dataset`` (comma list; ``small`` = toy1d and the five small UCI sets) and
 ``--splits``, runs :func:`~comparisons.experiments.hmc_reference.run` and writes
 ``OUT/<dataset>/split-<k>.nc`` with its ``.manifest.json`` (compressed NetCDF, SHA-256,
-settings, R-hat/ESS summary) and ``OUT/summary.csv`` (one row per reference: convergence,
-noise, sampler cost). A reference whose file already exists with the same settings is kept
-(the command resumes); finished NUTS chains are cached in ``--cache-dir``, so an interrupted
+settings, R-hat/ESS summary) and ``OUT/summary.csv`` (one row per reference file under
+``OUT``, this run's and earlier ones: convergence, noise, sampler cost). A reference whose file
+already exists with the same settings is kept (the command resumes); finished NUTS chains are cached in ``--cache-dir``, so an interrupted
 data set resumes too. An unconverged reference is written with ``converged = False`` and the
 command exits 1 after writing everything.
 
@@ -159,7 +159,7 @@ def run(args) -> int:
                 "NOT converged: " + "; ".join(result.report.reasons)
             print(f"written: {path} ({verdict}; {result.wall_time_s:.0f} s)", flush=True)
             paths.append(path)
-    summary = write_summary(paths, out / "summary.csv")
+    summary = write_summary(ref.reference_files(out), out / "summary.csv")
     print(f"summary: {summary}")
     unconverged = [p for p in paths if not ref.is_converged(p)]
     if unconverged:

@@ -65,7 +65,7 @@ from comparisons.reference.reference_file import (
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = ["REFERENCE_BACKENDS", "ReferenceResult", "ReferenceSettings", "existing_reference",
-           "is_converged", "reference_path", "run", "write_reference"]
+           "is_converged", "reference_files", "reference_path", "run", "write_reference"]
 
 #: NUTS back-ends a reference can be sampled with (see :mod:`comparisons.reference.nuts`)
 REFERENCE_BACKENDS = ("numpyro", "potential")
@@ -269,6 +269,14 @@ def reference_path(out_dir, dataset: str, split: int) -> Path:
     """Where the reference of ``dataset`` / ``split`` lives under ``out_dir``:
     ``<out_dir>/<dataset>/split-<split>.nc`` (its manifest beside it)."""
     return Path(out_dir) / dataset / f"split-{int(split):02d}.nc"
+
+
+def reference_files(out_dir) -> list[Path]:
+    """Every reference file under ``out_dir`` (``<dataset>/split-<k>.nc`` with its manifest
+    beside it), sorted by data set and split: what the summary table lists, whichever command
+    wrote each file."""
+    return sorted(path for path in Path(out_dir).glob("*/split-*.nc")
+                  if manifest_path(path).is_file())
 
 
 def write_reference(result: ReferenceResult, out_dir) -> Path:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from comparisons.cli import hmc_reference as cli_ref
-from comparisons.experiments.hmc_reference import ReferenceSettings, reference_path
+from comparisons.experiments.hmc_reference import ReferenceSettings, reference_files, reference_path
 from comparisons.reference.reference_file import ReferenceMismatch, load_reference, manifest_path
 from tests.common import subcommand_parser
 
@@ -75,10 +75,16 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
     with pytest.raises(ReferenceMismatch, match="prior_length_scale: expected 0.5"):
         load_reference(path, expect={"prior_length_scale": 0.5, "dataset": "yacht"})
 
-    # the same command again keeps the file untouched
+    # the same command again keeps the file untouched; the summary lists every reference file
+    # under OUT, also those an earlier command wrote (here a copy under another name)
+    (out / "other").mkdir()
+    (out / "other" / "split-03.nc").write_bytes(path.read_bytes())
+    (out / "other" / "split-03.nc.manifest.json").write_bytes(manifest_path(path).read_bytes())
     mtime = path.stat().st_mtime_ns
     assert cli_ref.run(_parse(argv)) == 1
     assert f"kept: {path}" in capsys.readouterr().out and path.stat().st_mtime_ns == mtime
+    assert len(pd.read_csv(out / "summary.csv")) == 2
+    assert reference_files(out) == [out / "other" / "split-03.nc", path]
     # a changed file is recomputed (from the chain cache) and replaced
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.warns(RuntimeWarning, match="checksum .* differs"):
