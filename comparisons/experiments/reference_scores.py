@@ -143,12 +143,14 @@ class Predictive:
 @dataclass
 class ScoreResult:
     """What :func:`run` returns: tidy ``records`` and, per (data set, split), the reference's
-    manifest (``references``)."""
+    manifest (``references``) and every method's test :class:`Predictive` (``predictives``,
+    ``"hmc"`` the reference's moment-matched one), e.g. for plotting them side by side."""
 
     records: list[dict[str, Any]]
     references: dict[tuple[str, int], dict[str, Any]]
     settings: ScoreSettings
     wall_time_s: float
+    predictives: dict[tuple[str, int], dict[str, Predictive]] = field(default_factory=dict)
 
 
 def hmc_predictive(idata, manifest: dict[str, Any]) -> tuple[np.ndarray, float]:
@@ -240,7 +242,8 @@ def _predictives(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
     return out
 
 
-def _score_split(dataset: str, split: int, s: ScoreSettings) -> tuple[list[dict], dict]:
+def _score_split(dataset: str, split: int, s: ScoreSettings
+                 ) -> tuple[list[dict], dict, dict[str, Predictive]]:
     name = TOY1D_NAME if dataset.lower() == TOY1D_NAME else resolve_uci_name(dataset)
     path = reference_path(s.reference_dir, name, split)
     idata, manifest = load_reference(path, expect={"dataset": name, "split": int(split)})
@@ -269,7 +272,10 @@ def _score_split(dataset: str, split: int, s: ScoreSettings) -> tuple[list[dict]
     add("hmc", "reference_converged", float(conv["converged"]))
     for key in ("max_r_hat", "min_ess_bulk", "min_ess_tail", "divergences"):
         add("hmc", key, float("nan") if conv[key] is None else conv[key])
+    predictives = {"hmc": Predictive("hmc", ref_mean, ref_var,
+                                     float(manifest.get("wall_time_s", float("nan"))))}
     for pred in _predictives(raw, std, manifest, s):
+        predictives[pred.method] = pred
         ll = gaussian_log_likelihood(pred.mean, pred.var, y)
         add(pred.method, "test_ll", float(np.mean(ll)))
         add(pred.method, "rmse", math.sqrt(float(np.mean((y - pred.mean) ** 2))))
@@ -283,7 +289,7 @@ def _score_split(dataset: str, split: int, s: ScoreSettings) -> tuple[list[dict]
         for level in LEVELS:
             mass = mixture_interval_mass(pred.mean, pred.var, f, noise_var, level)
             add(pred.method, f"hmc_mass_{round(100 * level)}", float(np.mean(mass)))
-    return records, dict(manifest, file=str(path))
+    return records, dict(manifest, file=str(path)), predictives
 
 
 def run(settings: ScoreSettings) -> ScoreResult:
@@ -299,9 +305,11 @@ def run(settings: ScoreSettings) -> ScoreResult:
     t0 = time.perf_counter()
     records: list[dict] = []
     references: dict[tuple[str, int], dict] = {}
+    predictives: dict[tuple[str, int], dict[str, Predictive]] = {}
     for dataset in settings.datasets:
         for split in settings.splits:
-            recs, manifest = _score_split(dataset, split, settings)
+            recs, manifest, preds = _score_split(dataset, split, settings)
             records += recs
             references[(manifest["dataset"], int(split))] = manifest
-    return ScoreResult(records, references, settings, time.perf_counter() - t0)
+            predictives[(manifest["dataset"], int(split))] = preds
+    return ScoreResult(records, references, settings, time.perf_counter() - t0, predictives)

@@ -20,12 +20,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from comparisons.report.plots import finish_toy_axes, plot_predictive_band, toy_ylim
 from comparisons.report.styles import method_color, method_label
 from comparisons.report.tables import format_value, markdown_table
 from comparisons.runner.store import atomic_savefig, atomic_write_text
 
-__all__ = ["TABLE_METRICS", "converged_records", "plot_distance_by_dataset", "ranking",
-           "report_markdown", "write_report"]
+__all__ = ["TABLE_METRICS", "converged_records", "plot_distance_by_dataset",
+           "plot_toy_reference_bands", "ranking", "report_markdown", "write_report"]
 
 #: columns of the per-reference tables
 TABLE_METRICS = ("test_ll", "rmse", "coverage_95", "smd_vs_hmc", "var_ratio_vs_hmc",
@@ -75,6 +76,47 @@ def plot_distance_by_dataset(records: pd.DataFrame, ax, metric: str = "tv_vs_hmc
         ax.legend(fontsize=7, loc="best")
     ax.set_title("distance from the HMC reference (converged references)")
     return ax
+
+
+def plot_toy_reference_bands(predictives: dict, data, ax, methods: Sequence[str] | None = None,
+                             num_sd: float = 2.0):
+    r"""The toy's test predictives :math:`\mu \pm` ``num_sd`` :math:`\sigma` of the HMC
+    reference (its band the most opaque) and of the scored methods over ``x``, training intervals shaded.
+
+    Args:
+        predictives: one (data set, split) entry of
+            :attr:`~comparisons.experiments.reference_scores.ScoreResult.predictives`
+            (method id -> ``Predictive``; must hold ``"hmc"``).
+        data: the toy split's ``Toy1DData`` (``load_split("toy1d", split).data``).
+        ax: matplotlib ``Axes``.
+        methods: the methods drawn beside HMC (default: all scored ones).
+        num_sd: half-width of the bands in predictive sds.
+
+    Returns:
+        ``ax``.
+
+    Example:
+        >>> plot_toy_reference_bands(result.predictives[("toy1d", 0)], data, ax)  # doctest: +SKIP
+    """
+    if "hmc" not in predictives:
+        raise ValueError(f"predictives must hold the 'hmc' reference, got {sorted(predictives)}")
+    methods = [m for m in predictives if m != "hmc"] if methods is None else list(methods)
+    bad = [m for m in methods if m not in predictives]
+    if bad:
+        raise ValueError(f"methods must be among {sorted(predictives)}, got unknown {bad}")
+    x = np.asarray(data.x_test_raw)
+    if x.shape != np.shape(predictives["hmc"].mean):
+        raise ValueError(f"data has {x.shape[0]} test inputs, the predictives "
+                         f"{np.shape(predictives['hmc'].mean)[0]}: not the same split")
+    for i, (a, b) in enumerate(data.train_intervals):
+        ax.axvspan(a, b, color="0.9", lw=0, label="training intervals" if i == 0 else None)
+    ylim = toy_ylim(data)
+    for m in ["hmc", *methods]:
+        pred = predictives[m]
+        plot_predictive_band(ax, x, pred.mean, pred.var, m, ylim, num_sd=num_sd,
+                             alpha=0.25 if m == "hmc" else 0.1, lw=2.2 if m == "hmc" else 1.3,
+                             edges=m != "hmc")
+    return finish_toy_axes(ax, data, x, ylim, "test predictive against the HMC reference")
 
 
 def _num(value) -> str:

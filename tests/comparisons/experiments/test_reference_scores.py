@@ -5,6 +5,7 @@ and the CLI end to end."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import arviz as az
@@ -113,3 +114,39 @@ def test_cli_smoke_with_mc_dropout(tmp_path, capsys):
     for bad in (["--methods", "hmc"], ["--methods", "gp_se,gp_se"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["reference-scores", "--reference", "r", "--out", "o", *bad])
+
+
+def test_predictives_match_records_and_toy_bands(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from comparisons.report.reference_scores import plot_toy_reference_bands
+
+    _, f, y = _fake_reference(tmp_path, "toy1d", 0, converged=True)
+    result = run(ScoreSettings(reference_dir=str(tmp_path), datasets=("toy1d",),
+                               methods=("gp_arccos1_prior",), gp_iterations=5))
+    preds = result.predictives[("toy1d", 0)]
+    assert set(preds) == {"hmc", "gp_arccos1_prior"}
+    # the reference's predictive is the moment match of its draws plus the noise variance
+    _, _, data = load_split("toy1d", 0, toy_num_train=200)
+    noise_var = float(data.y_std) ** 2 / TAU_S
+    draws = f.reshape(-1, y.size)
+    np.testing.assert_allclose(preds["hmc"].mean, draws.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(preds["hmc"].var, draws.var(0) + noise_var, rtol=1e-10)
+    rec = pd.DataFrame(result.records).set_index(["method", "metric"]).value
+    gp = preds["gp_arccos1_prior"]
+    assert rec["gp_arccos1_prior", "rmse"] == pytest.approx(
+        math.sqrt(float(np.mean((y - gp.mean) ** 2))), rel=1e-12)
+    fig, ax = plt.subplots()
+    assert plot_toy_reference_bands(preds, data, ax) is ax
+    assert len(ax.lines) >= 3  # HMC's mean, the GP's mean and edges, the true function
+    with pytest.raises(ValueError, match="methods must be among"):
+        plot_toy_reference_bands(preds, data, ax, methods=("gp_se",))
+    with pytest.raises(ValueError, match="must hold the 'hmc' reference"):
+        plot_toy_reference_bands({"gp_arccos1_prior": gp}, data, ax)
+    shorter = dataclasses.replace(data, x_test_raw=data.x_test_raw[:-1])
+    with pytest.raises(ValueError, match="not the same split"):
+        plot_toy_reference_bands(preds, shorter, ax)
+    plt.close(fig)
