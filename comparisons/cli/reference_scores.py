@@ -4,7 +4,9 @@ references (:mod:`comparisons.experiments.reference_scores`).
 Reads ``--reference DIR`` (written by ``hmc-reference``; each file's checksum and data set are
 checked), fits the methods on each reference's split and writes ``records.csv``, ``report.md``
 (one table per reference, a summary over the converged ones) and ``tv_vs_hmc.png`` into
-``--out`` with :func:`~comparisons.report.reference_scores.write_report`.
+``--out`` with :func:`~comparisons.report.reference_scores.write_report`. Each reference's
+records are also kept in a results store under ``--cache-dir`` (one cell per reference file and
+settings), so a re-run, or one with a data set added, fits only what is new or changed.
 
 Example::
 
@@ -25,6 +27,7 @@ from comparisons.cli.types import (
     add_smoke_argument,
     add_threads_argument,
     int_at_least,
+    output_dir_arg,
     positive_float,
 )
 
@@ -65,6 +68,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="MC dropout passes T (default 1000)")
     p.add_argument("--gp-iterations", type=int_at_least("--gp-iterations"), default=200)
+    p.add_argument("--cache-dir", type=output_dir_arg("--cache-dir"),
+                   default="outputs/reference-scores-cache",
+                   help="results store of the finished references' records, reused by a re-run "
+                        "(default outputs/reference-scores-cache)")
+    p.add_argument("--no-cache", action="store_true", help="fit everything, store nothing")
     add_seed_argument(p)
     add_threads_argument(p)
     add_smoke_argument(p, SMOKE)
@@ -93,9 +101,15 @@ def run(args) -> int:
 
     from comparisons.experiments import reference_scores
     from comparisons.report.reference_scores import write_report
+    from comparisons.runner.store import ResultsStore
 
     torch.set_num_threads(args.threads)
-    result = reference_scores.run(settings_from_args(args))
+    store = None if args.no_cache else ResultsStore(args.cache_dir)
+    if store is None:
+        result = reference_scores.run(settings_from_args(args))
+    else:
+        with store.lock():
+            result = reference_scores.run(settings_from_args(args), store=store)
     command = "python -m comparisons " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else ""
     paths = write_report(result, Path(args.out), commands=[command] if command else ())
     print("outputs: " + ", ".join(str(p) for p in paths.values()))

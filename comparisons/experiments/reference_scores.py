@@ -56,7 +56,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import gpytorch
@@ -79,11 +79,12 @@ from comparisons.metrics.distances import (
 from comparisons.metrics.gaussian import gaussian_log_likelihood
 from comparisons.protocols.uci import fit_mc_dropout_under_prior
 from comparisons.reference.reference_file import load_reference
+from comparisons.runner.store import ResultsStore, make_cell_id
 from vi_dropout.predict import standard_dropout_predict
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = ["SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "ScoreSettings",
-           "hmc_predictive", "run"]
+           "hmc_predictive", "run", "score_cell_id"]
 
 #: the methods scored against the reference (``hmc`` itself is always included)
 SCORED_METHODS = ("mc_dropout", "standard_dropout", "concrete_dropout", "full_elbo", "mfvi",
@@ -242,12 +243,26 @@ def _predictives(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
     return out
 
 
-def _score_split(dataset: str, split: int, s: ScoreSettings
-                 ) -> tuple[list[dict], dict, dict[str, Predictive]]:
+def _load(dataset: str, split: int, s: ScoreSettings):
     name = TOY1D_NAME if dataset.lower() == TOY1D_NAME else resolve_uci_name(dataset)
     path = reference_path(s.reference_dir, name, split)
     idata, manifest = load_reference(path, expect={"dataset": name, "split": int(split)})
-    _, raw, data = load_split(dataset, split,
+    return path, idata, dict(manifest, file=str(path))
+
+
+def score_cell_id(manifest: dict[str, Any], settings: ScoreSettings) -> str:
+    """The results-store cell of one reference's scores: its data set and split, the SHA-256 of
+    its file and every setting that changes a score (not the folder, data sets or splits), so
+    a changed reference or other settings are scored again."""
+    config = {k: v for k, v in asdict(settings).items()
+              if k not in ("reference_dir", "datasets", "splits")}
+    config["reference_sha256"] = manifest["sha256"]
+    return make_cell_id(manifest["dataset"], int(manifest["split"]), config)
+
+
+def _score_split(dataset: str, split: int, s: ScoreSettings, path, idata, manifest
+                 ) -> tuple[list[dict], dict[str, Predictive]]:
+    name, raw, data = load_split(dataset, split,
                               toy_num_train=int(manifest["settings"]["toy_num_train"]))
     std = data if isinstance(data, StandardizedSplit) else standardize(raw)
     y = np.asarray(raw.y_test, dtype=np.float64)[:, 0]
@@ -289,11 +304,18 @@ def _score_split(dataset: str, split: int, s: ScoreSettings
         for level in LEVELS:
             mass = mixture_interval_mass(pred.mean, pred.var, f, noise_var, level)
             add(pred.method, f"hmc_mass_{round(100 * level)}", float(np.mean(mass)))
-    return records, dict(manifest, file=str(path)), predictives
+    return records, predictives
 
 
-def run(settings: ScoreSettings) -> ScoreResult:
+def run(settings: ScoreSettings, store: ResultsStore | None = None) -> ScoreResult:
     """Score the methods against the reference of every (data set, split) of ``settings``.
+
+    Args:
+        settings: :class:`ScoreSettings`.
+        store: a :class:`~comparisons.runner.store.ResultsStore` that makes the run resumable:
+            each reference's records are written there as one cell (:func:`score_cell_id`) and
+            a re-run reads them back instead of fitting again (their ``predictives`` are then
+            absent from the result). ``None``: fit everything.
 
     Raises:
         ReferenceFileError: a missing or changed reference file; ReferenceMismatch: a file of
@@ -308,8 +330,24 @@ def run(settings: ScoreSettings) -> ScoreResult:
     predictives: dict[tuple[str, int], dict[str, Predictive]] = {}
     for dataset in settings.datasets:
         for split in settings.splits:
-            recs, manifest, preds = _score_split(dataset, split, settings)
+            path, idata, manifest = _load(dataset, split, settings)
+            key = (manifest["dataset"], int(split))
+            references[key] = manifest
+            cell = None if store is None else score_cell_id(manifest, settings)
+            if cell is not None and store.is_done(cell):
+                done = store.load_records()
+                done = done[done.cell_id == cell].drop(columns="cell_id")
+                records += [{k: v for k, v in row.items() if k == "value" or not _missing(v)}
+                            for row in done.to_dict("records")]
+                continue
+            recs, preds = _score_split(dataset, split, settings, path, idata, manifest)
+            if cell is not None:
+                store.write_cell(cell, recs)
             records += recs
-            references[(manifest["dataset"], int(split))] = manifest
-            predictives[(manifest["dataset"], int(split))] = preds
+            predictives[key] = preds
     return ScoreResult(records, references, settings, time.perf_counter() - t0, predictives)
+
+
+def _missing(value) -> bool:
+    """A field the cell's records do not have (pandas fills it with NaN when tabulating)."""
+    return isinstance(value, float) and math.isnan(value)

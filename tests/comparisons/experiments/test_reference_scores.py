@@ -23,9 +23,11 @@ from comparisons.experiments.reference_scores import (
     ScoreSettings,
     hmc_predictive,
     run,
+    score_cell_id,
 )
 from comparisons.reference.reference_file import ReferenceFileError, save_reference
 from comparisons.report.reference_scores import ranking, write_report
+from comparisons.runner.store import ResultsStore
 from tests.common import subcommand_parser
 
 TAU_S = 40.0
@@ -104,13 +106,23 @@ def test_cli_smoke_with_mc_dropout(tmp_path, capsys):
     _fake_reference(tmp_path / "ref", "yacht", 0, converged=True)
     parser = subcommand_parser(cli_scores.add_parser)
     args = parser.parse_args(["reference-scores", "--reference", str(tmp_path / "ref"),
-                              "--dataset", "yacht", "--out", str(tmp_path / "out"), "--smoke"])
+                              "--dataset", "yacht", "--out", str(tmp_path / "out"), "--smoke",
+                              "--cache-dir", str(tmp_path / "cache")])
     assert cli_scores.run(args) == 0
     assert "outputs:" in capsys.readouterr().out
     rec = pd.read_csv(tmp_path / "out" / "records.csv")
     assert set(rec.method) == {"hmc", *SCORED_METHODS}
     tv = rec[rec.metric == "tv_vs_hmc"].set_index("method").value
     assert ((tv >= 0) & (tv <= 1)).all() and len(tv) == len(SCORED_METHODS)
+    # the re-run reads the stored cell back (nothing fitted: no predictives) and writes the
+    # same records
+    store = ResultsStore(tmp_path / "cache")
+    assert len(store.done_cells()) == 1
+    again = run(cli_scores.settings_from_args(args), store=store)
+    assert again.predictives == {}
+    pd.testing.assert_frame_equal(pd.DataFrame(again.records)[rec.columns],
+                                  rec.assign(note=rec.note.fillna("")),  # "" reads back as NaN
+                                  check_dtype=False)
     for bad in (["--methods", "hmc"], ["--methods", "gp_se,gp_se"]):
         with pytest.raises(SystemExit):
             parser.parse_args(["reference-scores", "--reference", "r", "--out", "o", *bad])
@@ -150,3 +162,22 @@ def test_predictives_match_records_and_toy_bands(tmp_path):
     with pytest.raises(ValueError, match="not the same split"):
         plot_toy_reference_bands(preds, shorter, ax)
     plt.close(fig)
+
+
+def test_score_cell_changes_with_the_reference_and_settings(tmp_path):
+    _fake_reference(tmp_path, "yacht", 0, converged=True)
+    settings = ScoreSettings(reference_dir=str(tmp_path), datasets=("yacht",),
+                             methods=("gp_arccos1_prior",), gp_iterations=5)
+    store = ResultsStore(tmp_path / "cache")
+    first = run(settings, store=store)
+    assert set(first.predictives) == {("yacht", 0)}
+    cell = score_cell_id(first.references[("yacht", 0)], settings)
+    assert store.done_cells() == {cell}
+    # other data sets or folders do not change the cell; another setting or reference does
+    assert score_cell_id(first.references[("yacht", 0)], dataclasses.replace(
+        settings, datasets=("yacht", "boston"), reference_dir="elsewhere")) == cell
+    assert score_cell_id(first.references[("yacht", 0)],
+                         dataclasses.replace(settings, gp_iterations=6)) != cell
+    _fake_reference(tmp_path, "yacht", 0, converged=True, seed=5)  # a new reference file
+    second = run(settings, store=store)
+    assert set(second.predictives) == {("yacht", 0)} and len(store.done_cells()) == 2
