@@ -72,6 +72,9 @@ def write_summary(paths: Sequence[str | Path], csv_path: str | Path) -> Path:
         value = frame.iloc[rows.index(row_label)][column]
         if column == "converged":
             return "yes" if bool(value) else "**no**"
+        if column in ("min_ess_bulk", "min_ess_tail", "grad_evals_per_draw",
+                      "chain_time_to_converge_s", "wall_time_nuts_s") and pd.notna(value):
+            return f"{float(value):,.0f}"
         return str(value) if isinstance(value, str) or column == "divergences" \
             else format_value(value)
 

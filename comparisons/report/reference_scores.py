@@ -119,8 +119,10 @@ def plot_toy_reference_bands(predictives: dict, data, ax, methods: Sequence[str]
     return finish_toy_axes(ax, data, x, ylim, "test predictive against the HMC reference")
 
 
-def _num(value) -> str:
-    return "n/a" if value is None else format_value(float(value))
+def _num(value, digits: int | None = None) -> str:
+    if value is None:
+        return "n/a"
+    return format_value(float(value)) if digits is None else f"{float(value):,.{digits}f}"
 
 
 def _table(rec: pd.DataFrame) -> list[str]:
@@ -159,7 +161,7 @@ def report_markdown(records: pd.DataFrame, references: dict, commands: Sequence[
         lines += [title, "",
                   f"Reference: {manifest['prior']}, tau_s = {manifest['tau_standardized']:.4g}, "
                   f"max R-hat {_num(conv['max_r_hat'])}, min bulk / tail ESS "
-                  f"{_num(conv['min_ess_bulk'])} / {_num(conv['min_ess_tail'])}, "
+                  f"{_num(conv['min_ess_bulk'], 0)} / {_num(conv['min_ess_tail'], 0)}, "
                   f"{conv['divergences']} divergences "
                   f"({conv['num_chains']} chains x {conv['num_draws']} draws).", ""]
         if conv["reasons"]:
