@@ -72,8 +72,8 @@ def plot_distance_by_dataset(records: pd.DataFrame, ax, metric: str = "tv_vs_hmc
     ax.set_xticks(range(len(keys)))
     ax.set_xticklabels([f"{d}\nsplit {s}" for d, s in keys], fontsize=8)
     ax.set_ylabel(metric.replace("_", " "))
-    if methods:
-        ax.legend(fontsize=7, loc="best")
+    if methods:  # beside the axes: inside, it hides the points of the farthest methods
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ax.set_title("distance from the HMC reference (converged references)")
     return ax
 
@@ -180,7 +180,7 @@ def write_report(result, out, commands: Sequence[str] = ()) -> dict[str, Path]:
     paths = {"records": atomic_write_text(out / "records.csv", records.to_csv(index=False)),
              "report": atomic_write_text(out / "report.md",
                                          report_markdown(records, result.references, commands))}
-    fig = Figure(figsize=(7.5, 4))
+    fig = Figure(figsize=(10, 4))
     plot_distance_by_dataset(records, fig.subplots())
     fig.tight_layout()
     paths["figure"] = atomic_savefig(fig, out / "tv_vs_hmc.png", dpi=100)
