@@ -297,11 +297,35 @@ def existing_reference(out_dir, settings: ReferenceSettings) -> Path | None:
     if not path.is_file() and not manifest_path(path).is_file():
         return None
     try:
-        load_reference(path, expect={"settings": asdict(settings)})
+        load_reference(path, expect={"settings": _recorded_settings(path, settings)})
     except (ReferenceFileError, ReferenceMismatch) as err:
         warnings.warn(f"recomputing {path}: {err}", RuntimeWarning, stacklevel=2)
         return None
     return path
+
+
+def _recorded_settings(path: Path, settings: ReferenceSettings) -> dict[str, Any]:
+    """``settings`` as the manifest of ``path`` should record them: a field the manifest does not
+    record (one added to :class:`ReferenceSettings` after the file was made) is left out when
+    ``settings`` has it at its default, which is what the file was made with. An unreadable
+    manifest gets every field (:func:`load_reference` then reports what is wrong)."""
+    import json
+    from dataclasses import MISSING, fields
+
+    expected = asdict(settings)
+    try:
+        recorded = json.loads(manifest_path(path).read_text(encoding="utf-8"))["settings"]
+        recorded_keys = set(recorded)
+    except (OSError, ValueError, KeyError, TypeError):
+        return expected
+    for spec in fields(ReferenceSettings):
+        default = (spec.default if spec.default is not MISSING
+                   else spec.default_factory() if spec.default_factory is not MISSING
+                   else MISSING)
+        if (spec.name not in recorded_keys and default is not MISSING
+                and expected[spec.name] == default):
+            del expected[spec.name]
+    return expected
 
 
 def is_converged(path) -> bool:

@@ -61,7 +61,6 @@ from typing import Any
 
 import gpytorch
 import numpy as np
-import torch
 from scipy.special import logsumexp
 
 from comparisons.datasets.splits import load_split
@@ -80,7 +79,6 @@ from comparisons.metrics.gaussian import gaussian_log_likelihood
 from comparisons.protocols.uci import fit_mc_dropout_under_prior
 from comparisons.reference.reference_file import load_reference
 from comparisons.runner.store import ResultsStore, make_cell_id
-from vi_dropout.predict import standard_dropout_predict
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = ["SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "ScoreSettings",
@@ -178,11 +176,7 @@ def _fit_dropout(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
     wall = time.perf_counter() - t0
     info = {"dropout_rate": float(drop.dropout_rate), "tau": float(drop.tau),
             "keras_length_scale": float(protocol.prior_length_scale)}
-    x = torch.as_tensor(np.asarray(std.x_test), dtype=drop.weights[0].dtype)
-    with torch.no_grad():
-        sd = standard_dropout_predict(x, drop.weights, drop.biases, drop.keep_prob,
-                                      inverted=True).double().numpy()[:, 0]
-    sd_mean = float(std.y_mean) + float(std.y_std) * sd
+    sd_mean = drop.standard_mean
     return [Predictive("mc_dropout", drop.mean, drop.var, wall, info),
             Predictive("standard_dropout", sd_mean, np.full_like(sd_mean, 1.0 / drop.tau), wall,
                        dict(info))]
@@ -328,6 +322,7 @@ def run(settings: ScoreSettings, store: ResultsStore | None = None) -> ScoreResu
     records: list[dict] = []
     references: dict[tuple[str, int], dict] = {}
     predictives: dict[tuple[str, int], dict[str, Predictive]] = {}
+    stored = None
     for dataset in settings.datasets:
         for split in settings.splits:
             path, idata, manifest = _load(dataset, split, settings)
@@ -335,8 +330,9 @@ def run(settings: ScoreSettings, store: ResultsStore | None = None) -> ScoreResu
             references[key] = manifest
             cell = None if store is None else score_cell_id(manifest, settings)
             if cell is not None and store.is_done(cell):
-                done = store.load_records()
-                done = done[done.cell_id == cell].drop(columns="cell_id")
+                if stored is None:  # read the store once, when the first done cell needs it
+                    stored = store.load_records()
+                done = stored[stored.cell_id == cell].drop(columns="cell_id")
                 records += [{k: v for k, v in row.items() if k == "value" or not _missing(v)}
                             for row in done.to_dict("records")]
                 continue

@@ -517,6 +517,9 @@ class DropoutFit:
         mean: moment-matched predictive mean at the test inputs, original scale, float64,
             ``(n_test,)``.
         var: moment-matched predictive variance (``1/tau`` + MC variance), likewise.
+        standard_mean: standard dropout's prediction at the test inputs (weight averaging,
+            :func:`~vi_dropout.predict.standard_dropout_predict`), original scale, float64,
+            ``(n_test,)``.
         summary: the :class:`vi_dropout.predict.RegressionSummary` of the test samples.
         diverged_grid_points: grid points whose training diverged.
         wall_time_s: grid search + retraining + prediction.
@@ -529,6 +532,7 @@ class DropoutFit:
     biases: list[torch.Tensor]
     mean: np.ndarray
     var: np.ndarray
+    standard_mean: np.ndarray
     summary: object
     diverged_grid_points: int
     wall_time_s: float
@@ -582,7 +586,9 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
                                      y_mean=std.y_mean, y_std=std.y_std)
     return DropoutFit(
         dropout_rate=sel.best_pair[0], tau=tau, validation_ll=sel.validation_ll, weights=ws,
-        biases=bs, mean=mean, var=var, summary=summary,
+        biases=bs, mean=mean, var=var,
+        standard_mean=(_scalar(std.y_mean) + _scalar(std.y_std) * standard[:, 0]).numpy(),
+        summary=summary,
         diverged_grid_points=len(sel.diverged), wall_time_s=time.perf_counter() - t0,
     )
 

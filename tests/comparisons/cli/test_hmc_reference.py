@@ -5,6 +5,7 @@ changed file recomputed, mismatched settings refused by name."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import arviz as az
 import numpy as np
@@ -12,7 +13,12 @@ import pandas as pd
 import pytest
 
 from comparisons.cli import hmc_reference as cli_ref
-from comparisons.experiments.hmc_reference import ReferenceSettings, reference_files, reference_path
+from comparisons.experiments.hmc_reference import (
+    ReferenceSettings,
+    existing_reference,
+    reference_files,
+    reference_path,
+)
 from comparisons.reference.reference_file import ReferenceMismatch, load_reference, manifest_path
 from tests.common import subcommand_parser
 
@@ -85,6 +91,16 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
     assert f"kept: {path}" in capsys.readouterr().out and path.stat().st_mtime_ns == mtime
     assert len(pd.read_csv(out / "summary.csv")) == 2
     assert reference_files(out) == [out / "other" / "split-03.nc", path]
+    # a manifest made before a settings field existed is kept when the field is at its
+    # default (what the file was made with), not when the run asks for another value
+    settings = cli_ref.settings_from_args(_parse(argv), "yacht", 0)
+    record = json.loads(manifest_path(path).read_text())
+    del record["settings"]["target_accept_prob"]
+    manifest_path(path).write_text(json.dumps(record))
+    assert existing_reference(out, settings) == path
+    with pytest.warns(RuntimeWarning, match="recomputing .*target_accept_prob"):
+        assert existing_reference(out, replace(settings, target_accept_prob=0.9)) is None
+    manifest_path(path).write_text(json.dumps(manifest))
     # a changed file is recomputed (from the chain cache) and replaced
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.warns(RuntimeWarning, match="checksum .* differs"):

@@ -112,6 +112,10 @@ def test_fit_mc_dropout_equals_run_uci_cell():
     np.testing.assert_allclose(fit.var, fit.summary.variance[:, 0].numpy(), rtol=1e-12)
     assert (fit.var >= 1.0 / fit.tau - 1e-12).all()
     assert fit.mean.shape == (raw.x_test.shape[0],) and fit.keep_prob == 1 - fit.dropout_rate
+    # standard dropout's prediction is the one the summary's rmse_standard was computed from
+    assert fit.standard_mean.shape == fit.mean.shape and fit.standard_mean.dtype == np.float64
+    rmse_standard = np.sqrt(np.mean((fit.standard_mean - raw.y_test.reshape(-1)) ** 2))
+    np.testing.assert_allclose(rmse_standard, float(fit.summary.rmse_standard), rtol=1e-10)
 
 
 def test_fit_under_prior_selects_at_keep_prob_one_and_retrains_with_the_exact_l():
