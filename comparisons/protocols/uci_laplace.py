@@ -74,12 +74,13 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from comparisons.datasets.uci import load_uci, standardize
+from comparisons.datasets.uci import StandardizedSplit, load_uci, standardize
 from comparisons.protocols.learned import (
     SplitPredictive,
     gaussian_mixture_metrics,
@@ -360,7 +361,29 @@ def laplace_predictive(la, x: torch.Tensor, batch_size: int = 128
     return torch.cat(means), torch.cat(variances)
 
 
-def _fit_split(raw, config: LaplaceUCIConfig, method: str) -> dict:
+@dataclass(frozen=True)
+class _SplitFit:
+    """One split's MAP network, Laplace fit and test predictive (standardised scale)."""
+
+    la: Any  # the fitted laplace-torch approximation
+    std: StandardizedSplit
+    x: torch.Tensor  # standardised training inputs, N x Q
+    mean: torch.Tensor  # f at the test inputs, N_test
+    f_var: torch.Tensor  # GLM variance of f there (noise not included), N_test
+    noise_sd: float  # learned noise sd (standardised)
+    map_sd: float  # the MAP training's noise sd (standardised)
+    marglik_steps: int
+    epochs: int
+    t_laplace: float  # perf_counter() when the Laplace fit began
+    where: str  # "<data set> split <k> (<method>)" for error messages
+
+    @property
+    def predictive_var(self) -> torch.Tensor:
+        """The test predictive's variance: GLM variance plus noise."""
+        return self.f_var + self.noise_sd**2
+
+
+def _fit_split(raw, config: LaplaceUCIConfig, method: str) -> _SplitFit:
     """MAP network, Laplace fit and test predictive (standardised scale) of one split."""
     std = standardize(raw)
     x, y, x_test = (torch.tensor(a, dtype=torch.float64)
@@ -378,9 +401,9 @@ def _fit_split(raw, config: LaplaceUCIConfig, method: str) -> dict:
         mean, f_var = laplace_predictive(la, x_test, config.predict_batch_size)
     except RuntimeError as exc:
         raise RuntimeError(f"{where}: {exc}") from exc
-    return {"la": la, "std": std, "x": x, "mean": mean, "f_var": f_var,
-            "noise_sd": float(la.sigma_noise), "map_sd": map_sd, "marglik_steps": marglik_steps,
-            "epochs": epochs, "t_laplace": t1, "where": where}
+    return _SplitFit(la=la, std=std, x=x, mean=mean, f_var=f_var,
+                     noise_sd=float(la.sigma_noise), map_sd=map_sd,
+                     marglik_steps=marglik_steps, epochs=epochs, t_laplace=t1, where=where)
 
 
 def split_predictive(raw, config: LaplaceUCIConfig, method: str) -> SplitPredictive:
@@ -390,8 +413,8 @@ def split_predictive(raw, config: LaplaceUCIConfig, method: str) -> SplitPredict
         raise ValueError(f"method must be one of {list(LAPLACE_METHODS)}, got {method!r}")
     import_laplace()
     fit = _fit_split(raw, config, method)
-    return mixture_predictive(fit["mean"][None, :, None],
-                              (fit["f_var"] + fit["noise_sd"] ** 2)[None, :, None], fit["std"])
+    return mixture_predictive(fit.mean[None, :, None], fit.predictive_var[None, :, None],
+                              fit.std)
 
 
 def run_laplace_uci_cell(cell: Cell) -> list[dict]:
@@ -420,30 +443,27 @@ def run_laplace_uci_cell(cell: Cell) -> list[dict]:
     t0 = time.perf_counter()
     raw = load_uci(cell.dataset, cell.split)
     fit = _fit_split(raw, config, cell.method)
-    la, std, x, noise_sd = fit["la"], fit["std"], fit["x"], fit["noise_sd"]
+    y_std = float(fit.std.y_std)
     try:
         # one Gaussian per test point: a mixture of M = 1
-        metrics = gaussian_mixture_metrics(fit["mean"][None, :, None],
-                                           (fit["f_var"] + noise_sd**2)[None, :, None], raw, std)
+        metrics = gaussian_mixture_metrics(fit.mean[None, :, None],
+                                           fit.predictive_var[None, :, None], raw, fit.std)
         with torch.no_grad():
-            log_marglik = float(la.log_marginal_likelihood()) / x.shape[0]
+            log_marglik = float(fit.la.log_marginal_likelihood()) / fit.x.shape[0]
     except RuntimeError as exc:
-        raise RuntimeError(f"{fit['where']}: {exc}") from exc
-    map_sd, marglik_steps, epochs, t1 = (fit["map_sd"], fit["marglik_steps"], fit["epochs"],
-                                         fit["t_laplace"])
-    where = fit["where"]
+        raise RuntimeError(f"{fit.where}: {exc}") from exc
     metrics |= {
-        "learned_prior_precision": float(la.prior_precision.reshape(-1)[0]),
-        "learned_noise_sd": noise_sd * float(std.y_std),
-        "map_noise_sd": map_sd * float(std.y_std),
+        "learned_prior_precision": float(fit.la.prior_precision.reshape(-1)[0]),
+        "learned_noise_sd": fit.noise_sd * y_std,
+        "map_noise_sd": fit.map_sd * y_std,
         "log_marglik": log_marglik,
-        "marglik_steps": float(marglik_steps),
-        "steps": float(epochs * math.ceil(x.shape[0] / config.batch_size)),
-        "laplace_time_s": time.perf_counter() - t1,
+        "marglik_steps": float(fit.marglik_steps),
+        "steps": float(fit.epochs * math.ceil(fit.x.shape[0] / config.batch_size)),
+        "laplace_time_s": time.perf_counter() - fit.t_laplace,
     }
     for k, v in metrics.items():
         if not math.isfinite(v):
-            raise RuntimeError(f"{where}: metric {k} is not finite ({v})")
+            raise RuntimeError(f"{fit.where}: metric {k} is not finite ({v})")
     metrics["wall_time_s"] = time.perf_counter() - t0
     base = {"dataset": raw.name, "method": cell.method, "split": raw.split,
             "epochs_multiplier": config.epochs_multiplier}
