@@ -53,7 +53,7 @@ reference: $(STAMP)
 	    --dataset toy1d,yacht,boston,energy,concrete,wine --out docs/reference/scores
 
 lint: $(STAMP)
-	$(PY) -m ruff check vi_dropout comparisons tests benchmarks
+	$(PY) -m ruff check vi_dropout comparisons tests benchmarks notebooks
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache docs/_build docs/notebooks

@@ -54,8 +54,8 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from comparisons.gp.models import make_kernel
 from comparisons.experiments.gp_vs_dropout import GPvsDropoutSettings, run
+from comparisons.gp.models import make_kernel
 from comparisons.report.gp_vs_dropout import plot_toy1d_comparison, records_markdown
 from comparisons.report.styles import method_color, method_label
 

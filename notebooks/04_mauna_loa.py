@@ -64,8 +64,8 @@ from IPython.display import Markdown, display
 
 from comparisons.datasets.mauna_loa import load_mauna_loa
 from comparisons.experiments.mauna_loa import (
-    MaunaLoaSettings,
     PAPER_LIKE_SETTINGS,
+    MaunaLoaSettings,
 )
 from comparisons.experiments.mauna_loa import run as run_mauna_loa
 from comparisons.report.mauna_loa import plot_mauna_loa, records_markdown

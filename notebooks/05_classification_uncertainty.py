@@ -53,14 +53,20 @@ import pandas as pd
 import torch
 from IPython.display import display
 
+from comparisons.datasets.digits import load_digits_split
+from comparisons.experiments.rotated_digit import select_digit, sweep_rotations
 from comparisons.metrics.calibration import (
     calibration_records,
     predictive_probs,
     reliability_bins,
 )
-from comparisons.datasets.digits import load_digits_split
-from comparisons.networks.lenet import LeNet, lenet_features, mc_logits, standard_logits, train_lenet
-from comparisons.experiments.rotated_digit import select_digit, sweep_rotations
+from comparisons.networks.lenet import (
+    LeNet,
+    lenet_features,
+    mc_logits,
+    standard_logits,
+    train_lenet,
+)
 from comparisons.report.calibration import plot_reliability_diagram
 from comparisons.report.rotated_digit import (
     plot_rotated_digit_figure,
