@@ -51,7 +51,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -181,6 +181,92 @@ def probe_dataset(name: str, protocol: UCIProtocol, probe_epochs: int, probe_sam
                 cell=cell, grid_points=len(grid))
 
 
+@dataclass(frozen=True)
+class Phases:
+    """Section 1's measurements and the objects of the cell that the later sections reuse."""
+
+    raw: object
+    grid: list
+    info: dict
+    t_m: dict
+    x100: dict
+    cell_100: float
+
+
+def report_phases(name: str, a: argparse.Namespace, protocol: UCIProtocol) -> Phases:
+    """Section 1: time and print the phases of one cell, with the x10 / x100 extrapolation."""
+    m = a.epochs_multiplier
+    t_cell, train, info = cell_phases(name, a.split, protocol, m, a.repeats)
+    raw, grid = info["raw"], info["grid"]
+    e_m, e_2m, e10, e100 = (_epochs(raw, v) for v in (m, 2 * m, 10, X100))
+    med = {mult: {p: statistics.median(v) for p, v in ph.items()} for mult, ph in train.items()}
+    t_m = {**t_cell, **med[m]}  # training phases: median of the repeats at m
+    x10 = extrapolate(t_m, raw, m, 10, a.num_samples)
+    x100 = extrapolate(t_m, raw, m, X100, a.num_samples)
+    cell_m, cell_10, cell_100 = (sum(v.values()) for v in (t_m, x10, x100))
+    print(f"\n## 1. Phases of one cell (measured at x{m:g} = {e_m} epochs and x{2 * m:g} = "
+          f"{e_2m} epochs; T = {a.num_samples})\n")
+    print(f"{len(grid)} grid points, N_train {len(info['std'].x_train)} (grid: "
+          f"{len(info['std_val'].x_train)}, validation {len(info['std_val'].x_test)}), test "
+          f"{len(info['std'].x_test)}, {raw.n_hidden} hidden units. The phases ran once in the "
+          f"cell's order; the two training phases then again at x{m:g} and x{2 * m:g}, "
+          f"interleaved: medians of {a.repeats} runs each (cell-order run included). Training "
+          f"time is linear in the epochs (ratio x{2 * m:g} / x{m:g}: expect 2.0); prediction "
+          f"does not depend on them (timed once).\n")
+    print(f"| phase | x{m:g} (s) | share x{m:g} | x{2 * m:g} (s) | ratio x{2 * m:g}/x{m:g} | "
+          f"x10 EXTRAPOLATED (s) | share x10 | x100 EXTRAPOLATED (s) | share x100 |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for p in PHASES:
+        two = f"{med[2 * m][p]:.3f}" if p in TRAIN_PHASES else "-"
+        ratio = f"{med[2 * m][p] / t_m[p]:.2f}" if p in TRAIN_PHASES else "-"
+        print(f"| {p} | {t_m[p]:.3f} | {t_m[p] / cell_m:.1%} | {two} | {ratio} | "
+              f"{x10[p]:.1f} | {x10[p] / cell_10:.1%} | {x100[p]:.1f} | {x100[p] / cell_100:.1%} |")
+    print(f"| **cell** | {cell_m:.3f} | 100% | | | {cell_10:.1f} | 100% | **{cell_100:.1f}** "
+          f"| 100% |")
+    x100_from_2m = sum(med[2 * m][p] * e100 / e_2m for p in TRAIN_PHASES)
+    print(f"\nx10 = {e10}, x100 = {e100} epochs. EXTRAPOLATION: training phases x epochs / "
+          f"{e_m}, prediction x 10000/T = {10_000 / a.num_samples:g} (linear in T), load "
+          f"unchanged. From the x{2 * m:g} medians the two training phases would give "
+          f"{x100_from_2m:.1f} s at x100 (from x{m:g}: {x100[PHASES[1]] + x100[PHASES[3]]:.1f} s). "
+          f"Cell-order run alone: grid {t_cell[PHASES[1]]:.3f} s, retrain "
+          f"{t_cell[PHASES[3]]:.3f} s. Selected pair: dropout rate {grid[info['best']][0]:g}, "
+          f"tau {grid[info['best']][1]:g}; test RMSE {float(info['test'].rmse):.4f}, test LL "
+          f"{float(info['test'].mean_log_likelihood):.4f} (x{m:g}, only a sanity check).")
+    return Phases(raw=raw, grid=grid, info=info, t_m=t_m, x100=x100, cell_100=cell_100)
+
+
+def report_nine_sets(name: str, a: argparse.Namespace, protocol: UCIProtocol,
+                     cell_100: float) -> None:
+    """The nine-set x100 protocol extrapolated from short probes (skipped at 0 probe epochs)."""
+    if a.probe_epochs <= 0:
+        return
+    print("\n### Whole nine-set protocol at x100 - EXTRAPOLATION from short probes\n")
+    print(f"Each data set, split 0: {a.probe_epochs} epochs of grid training and of "
+          f"retraining, validation/test scoring with T = {a.probe_samples}; scaled to x100 "
+          f"epochs and T = 10,000, times the number of splits. Cell-seconds at 1 thread; the "
+          f"protocol runs 2 worker processes, so its wall time is about half the sum on an "
+          f"otherwise idle 2-core machine (less if the last, largest cells run alone).\n")
+    print("| data set | N train | hidden | x100 epochs | splits | grid s/epoch | "
+          "retrain s/epoch | val s per 1k T | test s per 1k T | cell x100 (s, est.) | "
+          "all splits (s, est.) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    probes = []
+    for ds in UCI_DATASETS:
+        pr = probe_dataset(ds, protocol, a.probe_epochs, a.probe_samples)
+        probes.append(pr)
+        print(f"| {ds} | {pr['n_train']} | {pr['hidden']} | {pr['e100']} | {pr['splits']} | "
+              f"{pr['grid_epoch']:.4f} | {pr['re_epoch']:.4f} | {pr['val_1k']:.3f} | "
+              f"{pr['test_1k']:.3f} | {pr['cell']:.0f} | {pr['cell'] * pr['splits']:.0f} |")
+    total = sum(pr["cell"] * pr["splits"] for pr in probes)
+    n_cells = sum(pr["splits"] for pr in probes)
+    mine = next(pr for pr in probes if pr["name"] == name)
+    print(f"| **all nine** | | | | {n_cells} | | | | | | **{total:.0f}** "
+          f"(= {total / 3600:.2f} h; / 2 workers ~ {total / 7200:.2f} h wall) |")
+    print(f"\nCheck of the probe: {name} split 0 probe gives a x100 cell of "
+          f"{mine['cell']:.0f} s; the phase measurement above (split {a.split}) "
+          f"extrapolates to {cell_100:.0f} s.")
+
+
 # ----------------------------------------------------------------------------------------------
 # 2. inside the training phase
 # ----------------------------------------------------------------------------------------------
@@ -277,6 +363,42 @@ def torch_profile_training(std_val, grid, epochs, protocol, seed0, hidden, top: 
     return wall, total, rows[:top]
 
 
+def report_training_profile(a: argparse.Namespace, protocol: UCIProtocol,
+                            phases: Phases) -> None:
+    """Section 2: print the cProfile and torch.profiler tables of the grid training."""
+    pe, grid, info = a.profile_epochs, phases.grid, phases.info
+    std_val, seed0, hidden = info["std_val"], info["seed0"], phases.raw.n_hidden
+    wall, prof_total, rows, by_group, lines = profile_training(std_val, grid, pe, protocol,
+                                                               seed0, hidden, a.top)
+    print(f"\n## 2. Inside the grid training: cProfile of train_grid -> train_batched "
+          f"({len(grid)} nets, {pe} epochs)\n")
+    print(f"Unprofiled wall {wall:.3f} s; under cProfile {prof_total:.3f} s (cProfile adds a "
+          f"fixed cost per Python-level call, so the Python share below is an upper bound). "
+          f"Self time of builtins is attributed to the library function that called them.\n")
+    print("| group | category | self time (s) | share |")
+    print("|---|---|---|---|")
+    for g, c, t in rows:
+        print(f"| {g} | {c} | {t:.3f} | {t / prof_total:.1%} |")
+    print("\n| group (summed) | self time (s) | share |")
+    print("|---|---|---|")
+    for g, t in sorted(by_group.items(), key=lambda kv: -kv[1]):
+        print(f"| {g} | {t:.3f} | {t / prof_total:.1%} |")
+    print(f"\nTop {a.top} functions by self time (cProfile):\n")
+    print("| function | calls | self (s) | cumulative (s) |")
+    print("|---|---|---|---|")
+    for where, nc, tt, ct in lines:
+        print(f"| `{where}` | {nc} | {tt:.3f} | {ct:.3f} |")
+    twall, aten, ops = torch_profile_training(std_val, grid, pe, protocol, seed0, hidden, a.top)
+    print(f"\ntorch.profiler (CPU), same training: wall under the profiler {twall:.3f} s "
+          f"(unprofiled {wall:.3f} s), ATen op self time {aten:.3f} s = {aten / twall:.0%} of "
+          f"the profiled wall; the other {1 - aten / twall:.0%} is Python, dispatch and the "
+          f"profiler itself. Top {a.top} ops by self time:\n")
+    print("| ATen op | calls | self (s) | share of ATen time |")
+    print("|---|---|---|---|")
+    for key, count, t in ops:
+        print(f"| `{key}` | {count} | {t:.3f} | {t / aten:.1%} |")
+
+
 # ----------------------------------------------------------------------------------------------
 # 3. candidate speed-ups
 # ----------------------------------------------------------------------------------------------
@@ -321,7 +443,266 @@ def time_interleaved(fns: dict, repeats: int) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def main(argv=None):
+@dataclass
+class Variants:
+    """Section 3's candidate trainings: (grid, retrain or None) callables and table notes."""
+
+    fns: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)  # grouped-splits variant -> number of splits
+    grouped_vals: list = field(default_factory=list)  # the grouped splits' validation data
+    grouped_seeds: list = field(default_factory=list)
+
+
+@dataclass
+class Speedups:
+    """Section 3's median seconds of each variant (in table order) and its table notes."""
+
+    grid: dict
+    retrain: dict
+    notes: dict
+
+
+@dataclass(frozen=True)
+class SmallValidation:
+    """The validation scoring with T / 10 samples, against section 1's with T."""
+
+    num_samples: int
+    seconds: float
+    ratio: float
+    same_pick: bool
+
+
+def build_variants(name: str, a: argparse.Namespace, protocol: UCIProtocol,
+                   phases: Phases) -> Variants:
+    """The default training and its dtype, minibatch, grid-size and grouped-splits variants."""
+    ve, grid, info = a.variant_epochs, phases.grid, phases.info
+    std_val, std, seed0, hidden = info["std_val"], info["std"], info["seed0"], phases.raw.n_hidden
+    pair = [grid[info["best"]]]
+
+    def grid_fn(p, g=grid):
+        return lambda: train_grid(std_val, g, ve, p, seed0, hidden)
+
+    def retrain_fn(p):
+        return lambda: train_grid(std, pair, ve, p, seed0 + 500, hidden)
+
+    def variant(**kw):
+        return replace(protocol, **kw)
+
+    v = Variants()
+    v.fns["default"] = (grid_fn(protocol), retrain_fn(protocol))
+    v.notes["default"] = (f"{a.threads} thread, float32, batch 128, {len(grid)} grid points",
+                          "-")
+    other_dtype = "float64" if protocol.dtype == "float32" else "float32"
+    v.fns["dtype"] = (grid_fn(variant(dtype=other_dtype)),
+                      retrain_fn(variant(dtype=other_dtype)))
+    v.notes["dtype"] = (other_dtype, "no (rounding only)")
+    for bs in (256, 512):
+        v.fns[f"batch{bs}"] = (grid_fn(variant(batch_size=bs)),
+                               retrain_fn(variant(batch_size=bs)))
+        v.notes[f"batch{bs}"] = (f"minibatch {bs}", "YES: fewer Adam steps per epoch")
+    for k in (6, 3):
+        if k < len(grid):
+            pk = variant(max_grid=k)
+            v.fns[f"grid{k}"] = (grid_fn(pk, hyperparameter_grid(phases.raw, pk)), None)
+            v.notes[f"grid{k}"] = (f"max_grid={k} (first {k} grid points)",
+                                   "YES: smaller hyper-parameter search")
+    add_grouped_variants(v, name, a, protocol, phases)
+    return v
+
+
+def add_grouped_variants(v: Variants, name: str, a: argparse.Namespace, protocol: UCIProtocol,
+                         phases: Phases) -> None:
+    """Add to ``v`` the variants that train several splits' networks in one call."""
+    ve, grid, raw = a.variant_epochs, phases.grid, phases.raw
+    hidden, pair = raw.n_hidden, [grid[phases.info["best"]]]
+    sizes = sorted({min(int(g), raw.n_splits) for g in a.group_splits.split(",") if g.strip()})
+    sizes = [g for g in sizes if g > 1]
+    if not sizes:
+        return
+    splits = [(a.split + i) % raw.n_splits for i in range(max(sizes))]
+    raws = [load_uci(name, s) for s in splits]
+    vals = [standardize(validation_split(r, fraction=protocol.validation_fraction))
+            for r in raws]
+    fulls = [standardize(r) for r in raws]
+    s0s = [protocol_seed(protocol, s) for s in splits]
+    if (len({len(val.x_train) for val in vals}) != 1
+            or len({len(f.x_train) for f in fulls}) != 1):
+        print("\n(splits of different sizes: the grouped-splits variant is skipped)")
+        return
+    v.grouped_vals, v.grouped_seeds = vals, s0s
+    for G in sizes:
+        v.groups[f"group{G}"] = G
+        v.fns[f"group{G}"] = (
+            partial(_grouped_grid, vals[:G], grid, ve, protocol, s0s[:G], hidden),
+            partial(_grouped_grid, fulls[:G], pair, ve, protocol,
+                    [s + 500 for s in s0s[:G]], hidden))
+        v.notes[f"group{G}"] = (
+            f"{G} splits' networks in one train_batched call (time / {G})",
+            "no (same networks up to rounding); a cell must hold several splits")
+
+
+def time_variants(v: Variants, repeats: int) -> Speedups:
+    """Median seconds of every variant, interleaved; grouped variants per split."""
+    med_grid = time_interleaved({k: f[0] for k, f in v.fns.items()}, repeats)
+    med_re = time_interleaved({k: f[1] for k, f in v.fns.items() if f[1] is not None}, repeats)
+    for k, G in v.groups.items():
+        med_grid[k] /= G
+        med_re[k] /= G
+    return Speedups(grid=med_grid, retrain=med_re, notes=dict(v.notes))
+
+
+def grouped_nets_identical(v: Variants, a: argparse.Namespace, protocol: UCIProtocol,
+                           phases: Phases) -> bool | None:
+    """Whether the grouped call trains the first split's networks bit-identically (None: none)."""
+    if not v.groups:
+        return None
+    ve, grid, info, hidden = a.variant_epochs, phases.grid, phases.info, phases.raw.n_hidden
+    G = min(v.groups.values())
+    grouped = _grouped_grid(v.grouped_vals[:G], grid, ve, protocol, v.grouped_seeds[:G], hidden)
+    alone = train_grid(info["std_val"], grid, ve, protocol, info["seed0"], hidden)[0]
+    return all(torch.equal(w[: len(grid)], w1) for w, w1 in
+               zip(grouped.weights + grouped.biases, alone.weights + alone.biases))
+
+
+def add_thread_variant(s: Speedups, a: argparse.Namespace, protocol: UCIProtocol,
+                       phases: Phases) -> None:
+    """Add the other thread count's row to ``s``, timed on a shorter training (if enabled)."""
+    # On a busy machine a call with more threads than free cores can take 100x longer, so it
+    # is timed on a shorter training against its own default, interleaved.
+    if not a.thread_variant:
+        return
+    ve, grid, info, hidden = a.variant_epochs, phases.grid, phases.info, phases.raw.n_hidden
+    std_val, std, seed0 = info["std_val"], info["std"], info["seed0"]
+    pair = [grid[info["best"]]]
+    te = max(1, ve // 5)
+    other = 2 if a.threads == 1 else 1
+    thr = time_interleaved({
+        "d_grid": lambda: train_grid(std_val, grid, te, protocol, seed0, hidden),
+        "t_grid": _with_threads(other, lambda: train_grid(std_val, grid, te, protocol, seed0,
+                                                           hidden)),
+        "d_re": lambda: train_grid(std, pair, te, protocol, seed0 + 500, hidden),
+        "t_re": _with_threads(other, lambda: train_grid(std, pair, te, protocol, seed0 + 500,
+                                                         hidden)),
+    }, a.repeats)
+    s.grid["threads"] = thr["t_grid"] / thr["d_grid"] * s.grid["default"]
+    s.retrain["threads"] = thr["t_re"] / thr["d_re"] * s.retrain["default"]
+    s.notes["threads"] = (
+        f"{other} torch threads in one process ({te} epochs vs {a.threads} thread(s) "
+        f"interleaved: {thr['t_grid']:.3f} vs {thr['d_grid']:.3f} s grid; seconds shown "
+        f"scaled to {ve} epochs)",
+        "no; but the protocol already runs 2 single-thread workers on the 2 cores")
+
+
+def add_compile_variant(s: Speedups, a: argparse.Namespace, protocol: UCIProtocol,
+                        phases: Phases) -> None:
+    """Add the ``torch.compile(train_batched)`` grid row to ``s`` (with ``--try-compile``)."""
+    if not a.try_compile:
+        return
+    ve, grid, info, hidden = a.variant_epochs, phases.grid, phases.info, phases.raw.n_hidden
+    std_val, seed0 = info["std_val"], info["seed0"]
+    compiled = torch.compile(train_batched)
+    x = torch.tensor(std_val.x_train, dtype=torch.float32)
+    y = torch.tensor(std_val.y_train, dtype=torch.float32)
+    kps = [1.0 - dr for dr, _ in grid]
+    regs = [weight_decay(protocol.prior_length_scale, kp, len(x), tau)
+            for kp, (_, tau) in zip(kps, grid)]
+
+    def comp():
+        return compiled(x, y, keep_prob=kps, reg=regs, seeds=[seed0 + e for e in
+                                                             range(len(grid))],
+                        hidden=(hidden,), epochs=ve, batch_size=protocol.batch_size)
+    try:
+        _, t_compile = _timed(comp)
+        s.grid["compile"] = time_interleaved({"c": comp}, a.repeats)["c"]
+        s.notes["compile"] = (f"torch.compile(train_batched) (first call incl. compilation "
+                              f"{t_compile:.0f} s)", "no")
+    except Exception as exc:  # noqa: BLE001 - report and skip
+        print(f"\ntorch.compile(train_batched) failed: {type(exc).__name__}: {exc}"[:500])
+
+
+def validation_small_t(a: argparse.Namespace, protocol: UCIProtocol,
+                       phases: Phases) -> SmallValidation:
+    """Time the validation scoring with T / 10 samples; does it select the same pair?"""
+    info, grid = phases.info, phases.grid
+    t_small = max(1, a.num_samples // 10)
+    p_small = replace(protocol, num_samples=t_small)
+    small, t_val_small = _timed(score_networks, info["res"], info["kps"], grid, info["std_val"],
+                                info["std_val"].x_test, info["val"].y_test, p_small,
+                                info["seed0"] + 1)
+    valid = [(float(s.mean_log_likelihood), e) for e, s in enumerate(small) if s is not None]
+    return SmallValidation(num_samples=t_small, seconds=t_val_small,
+                           ratio=t_val_small / phases.t_m[PHASES[2]],
+                           same_pick=max(valid)[1] == info["best"])
+
+
+def _projected(x100: dict, r_grid: float = 1.0, r_re: float = 1.0, r_v: float = 1.0) -> float:
+    """The x100 cell with the grid, retraining and validation phases scaled by the ratios."""
+    return (x100[PHASES[0]] + x100[PHASES[1]] * r_grid + x100[PHASES[2]] * r_v
+            + x100[PHASES[3]] * r_re + x100[PHASES[4]])
+
+
+def print_speedup_table(a: argparse.Namespace, phases: Phases, groups: dict, s: Speedups,
+                        small: SmallValidation, same_nets: bool | None) -> None:
+    """Print section 3's table of the variants, ratios and projected x100 cells."""
+    ve, n_grid, x100, cell_100 = a.variant_epochs, len(phases.grid), phases.x100, phases.cell_100
+    print(f"\n## 3. Candidate speed-ups, measured side by side ({ve} epochs of the grid training "
+          f"on the grid rows and of the retraining on the full split; median of {a.repeats} "
+          f"interleaved repeats; ratio = variant / default; x100 cell = section 1's x100 phases "
+          f"with the ratios applied)\n")
+    print("| variant | changes the method? | grid (s) | ratio | retrain (s) | ratio | "
+          "x100 cell (s, est.) | cell ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    d_g, d_r = s.grid["default"], s.retrain["default"]
+    ratios = {}
+    for k in s.grid:
+        rg = s.grid[k] / d_g
+        rr = s.retrain[k] / d_r if k in s.retrain else 1.0
+        rv = 1.0
+        if k in ("grid6", "grid3"):
+            rv = int(k[4:]) / n_grid  # score_networks loops over the networks
+        cell = _projected(x100, rg, rr, rv)
+        ratios[k] = (rg, rr, rv, cell / cell_100)
+        re_s = f"{s.retrain[k]:.3f} | {rr:.2f}" if k in s.retrain else "- | 1 (unchanged)"
+        print(f"| {s.notes[k][0]} | {s.notes[k][1]} | {s.grid[k]:.3f} | {rg:.2f} | {re_s} | "
+              f"{cell:.0f} | {cell / cell_100:.2f} |")
+    cell_v = _projected(x100, r_v=small.ratio)
+    print(f"| validation scoring with T / 10 = {small.num_samples} (test keeps T) | YES: noisier "
+          f"validation LL (selected pair here: {'same' if small.same_pick else 'DIFFERENT'}) | "
+          f"val {small.seconds:.3f} | {small.ratio:.3f} | - | - | {cell_v:.0f} | "
+          f"{cell_v / cell_100:.2f} |")
+    for k, G in groups.items():
+        rg, rr, _, _ = ratios[k]
+        comb = _projected(x100, rg, rr, small.ratio)
+        print(f"| grouped {G} splits + validation T / 10 (product of the measured ratios, not "
+              f"timed together) | selection noise only | | {rg:.2f} | | {rr:.2f} | "
+              f"{comb:.0f} | {comb / cell_100:.2f} |")
+    if same_nets is not None:
+        print(f"\nGrouped splits: the first split's {n_grid} networks after {ve} epochs are "
+              f"{'bit-identical' if same_nets else 'NOT bit-identical'} to train_grid's alone "
+              f"(weights and biases, torch.equal).")
+    print(f"\nThe grid-point rows scale the validation scoring by k/{n_grid} (score_networks "
+          f"loops over the networks) and keep the retraining. The validation row's ratio is "
+          f"against section 1's validation scoring (T = {a.num_samples}), not interleaved.")
+
+
+def report_speedups(name: str, a: argparse.Namespace, protocol: UCIProtocol,
+                    phases: Phases) -> None:
+    """Section 3: time the candidate speed-ups side by side and print their table."""
+    variants = build_variants(name, a, protocol, phases)
+    speedups = time_variants(variants, a.repeats)
+    same_nets = grouped_nets_identical(variants, a, protocol, phases)
+    add_thread_variant(speedups, a, protocol, phases)
+    add_compile_variant(speedups, a, protocol, phases)
+    small = validation_small_t(a, protocol, phases)
+    print_speedup_table(a, phases, variants.groups, speedups, small, same_nets)
+
+# ----------------------------------------------------------------------------------------------
+# the script
+# ----------------------------------------------------------------------------------------------
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, with ``--quick``'s tiny settings applied."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="kin8nm")
@@ -354,273 +735,37 @@ def main(argv=None):
         a.epochs_multiplier, a.num_samples, a.top, a.variant_epochs = 0.025, 20, 5, 1
         a.repeats, a.group_splits, a.probe_epochs, a.probe_samples = 1, "2", 1, 10
         a.profile_epochs, a.thread_variant = 1, False
-    torch.set_num_threads(a.threads)
-    name = resolve_uci_name(a.dataset)
-    m = a.epochs_multiplier
-    protocol = UCIProtocol(epochs_multiplier=m, num_samples=a.num_samples)
-    wall0 = time.perf_counter()
+    return a
 
-    print(f"# Profile of one MC dropout UCI cell: {name}, split {a.split}\n")
+
+def print_header(name: str, protocol: UCIProtocol, split: int) -> None:
+    """The report's title and the settings of the machine and of the protocol."""
+    print(f"# Profile of one MC dropout UCI cell: {name}, split {split}\n")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
           f"dtype {protocol.dtype} (the protocol's default), batch {protocol.batch_size}, "
           f"os.cpu_count() {os.cpu_count()}, load average at start "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
-    # ---- 1. phases ----------------------------------------------------------------------------
-    t_cell, train, info = cell_phases(name, a.split, protocol, m, a.repeats)
-    raw, grid = info["raw"], info["grid"]
-    e_m, e_2m, e10, e100 = (_epochs(raw, v) for v in (m, 2 * m, 10, X100))
-    med = {mult: {p: statistics.median(v) for p, v in ph.items()} for mult, ph in train.items()}
-    t_m = {**t_cell, **med[m]}  # training phases: median of the repeats at m
-    x10 = extrapolate(t_m, raw, m, 10, a.num_samples)
-    x100 = extrapolate(t_m, raw, m, X100, a.num_samples)
-    cell_m, cell_10, cell_100 = (sum(v.values()) for v in (t_m, x10, x100))
-    print(f"\n## 1. Phases of one cell (measured at x{m:g} = {e_m} epochs and x{2 * m:g} = "
-          f"{e_2m} epochs; T = {a.num_samples})\n")
-    print(f"{len(grid)} grid points, N_train {len(info['std'].x_train)} (grid: "
-          f"{len(info['std_val'].x_train)}, validation {len(info['std_val'].x_test)}), test "
-          f"{len(info['std'].x_test)}, {raw.n_hidden} hidden units. The phases ran once in the "
-          f"cell's order; the two training phases then again at x{m:g} and x{2 * m:g}, "
-          f"interleaved: medians of {a.repeats} runs each (cell-order run included). Training "
-          f"time is linear in the epochs (ratio x{2 * m:g} / x{m:g}: expect 2.0); prediction "
-          f"does not depend on them (timed once).\n")
-    print(f"| phase | x{m:g} (s) | share x{m:g} | x{2 * m:g} (s) | ratio x{2 * m:g}/x{m:g} | "
-          f"x10 EXTRAPOLATED (s) | share x10 | x100 EXTRAPOLATED (s) | share x100 |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for p in PHASES:
-        two = f"{med[2 * m][p]:.3f}" if p in TRAIN_PHASES else "-"
-        ratio = f"{med[2 * m][p] / t_m[p]:.2f}" if p in TRAIN_PHASES else "-"
-        print(f"| {p} | {t_m[p]:.3f} | {t_m[p] / cell_m:.1%} | {two} | {ratio} | "
-              f"{x10[p]:.1f} | {x10[p] / cell_10:.1%} | {x100[p]:.1f} | {x100[p] / cell_100:.1%} |")
-    print(f"| **cell** | {cell_m:.3f} | 100% | | | {cell_10:.1f} | 100% | **{cell_100:.1f}** "
-          f"| 100% |")
-    x100_from_2m = sum(med[2 * m][p] * e100 / e_2m for p in TRAIN_PHASES)
-    print(f"\nx10 = {e10}, x100 = {e100} epochs. EXTRAPOLATION: training phases x epochs / "
-          f"{e_m}, prediction x 10000/T = {10_000 / a.num_samples:g} (linear in T), load "
-          f"unchanged. From the x{2 * m:g} medians the two training phases would give "
-          f"{x100_from_2m:.1f} s at x100 (from x{m:g}: {x100[PHASES[1]] + x100[PHASES[3]]:.1f} s). "
-          f"Cell-order run alone: grid {t_cell[PHASES[1]]:.3f} s, retrain "
-          f"{t_cell[PHASES[3]]:.3f} s. Selected pair: dropout rate {grid[info['best']][0]:g}, "
-          f"tau {grid[info['best']][1]:g}; test RMSE {float(info['test'].rmse):.4f}, test LL "
-          f"{float(info['test'].mean_log_likelihood):.4f} (x{m:g}, only a sanity check).")
 
-    probes = []
-    if a.probe_epochs > 0:
-        print("\n### Whole nine-set protocol at x100 - EXTRAPOLATION from short probes\n")
-        print(f"Each data set, split 0: {a.probe_epochs} epochs of grid training and of "
-              f"retraining, validation/test scoring with T = {a.probe_samples}; scaled to x100 "
-              f"epochs and T = 10,000, times the number of splits. Cell-seconds at 1 thread; the "
-              f"protocol runs 2 worker processes, so its wall time is about half the sum on an "
-              f"otherwise idle 2-core machine (less if the last, largest cells run alone).\n")
-        print("| data set | N train | hidden | x100 epochs | splits | grid s/epoch | "
-              "retrain s/epoch | val s per 1k T | test s per 1k T | cell x100 (s, est.) | "
-              "all splits (s, est.) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-        for ds in UCI_DATASETS:
-            pr = probe_dataset(ds, protocol, a.probe_epochs, a.probe_samples)
-            probes.append(pr)
-            print(f"| {ds} | {pr['n_train']} | {pr['hidden']} | {pr['e100']} | {pr['splits']} | "
-                  f"{pr['grid_epoch']:.4f} | {pr['re_epoch']:.4f} | {pr['val_1k']:.3f} | "
-                  f"{pr['test_1k']:.3f} | {pr['cell']:.0f} | {pr['cell'] * pr['splits']:.0f} |")
-        total = sum(pr["cell"] * pr["splits"] for pr in probes)
-        n_cells = sum(pr["splits"] for pr in probes)
-        mine = next(pr for pr in probes if pr["name"] == name)
-        print(f"| **all nine** | | | | {n_cells} | | | | | | **{total:.0f}** "
-              f"(= {total / 3600:.2f} h; / 2 workers ~ {total / 7200:.2f} h wall) |")
-        print(f"\nCheck of the probe: {name} split 0 probe gives a x100 cell of "
-              f"{mine['cell']:.0f} s; the phase measurement above (split {a.split}) "
-              f"extrapolates to {cell_100:.0f} s.")
-
-    # ---- 2. inside the training phase ---------------------------------------------------------
-    ve, pe = a.variant_epochs, a.profile_epochs
-    std_val, seed0, hidden = info["std_val"], info["seed0"], raw.n_hidden
-    wall, prof_total, rows, by_group, lines = profile_training(std_val, grid, pe, protocol,
-                                                               seed0, hidden, a.top)
-    print(f"\n## 2. Inside the grid training: cProfile of train_grid -> train_batched "
-          f"({len(grid)} nets, {pe} epochs)\n")
-    print(f"Unprofiled wall {wall:.3f} s; under cProfile {prof_total:.3f} s (cProfile adds a "
-          f"fixed cost per Python-level call, so the Python share below is an upper bound). "
-          f"Self time of builtins is attributed to the library function that called them.\n")
-    print("| group | category | self time (s) | share |")
-    print("|---|---|---|---|")
-    for g, c, t in rows:
-        print(f"| {g} | {c} | {t:.3f} | {t / prof_total:.1%} |")
-    print("\n| group (summed) | self time (s) | share |")
-    print("|---|---|---|")
-    for g, t in sorted(by_group.items(), key=lambda kv: -kv[1]):
-        print(f"| {g} | {t:.3f} | {t / prof_total:.1%} |")
-    print(f"\nTop {a.top} functions by self time (cProfile):\n")
-    print("| function | calls | self (s) | cumulative (s) |")
-    print("|---|---|---|---|")
-    for where, nc, tt, ct in lines:
-        print(f"| `{where}` | {nc} | {tt:.3f} | {ct:.3f} |")
-    twall, aten, ops = torch_profile_training(std_val, grid, pe, protocol, seed0, hidden, a.top)
-    print(f"\ntorch.profiler (CPU), same training: wall under the profiler {twall:.3f} s "
-          f"(unprofiled {wall:.3f} s), ATen op self time {aten:.3f} s = {aten / twall:.0%} of "
-          f"the profiled wall; the other {1 - aten / twall:.0%} is Python, dispatch and the "
-          f"profiler itself. Top {a.top} ops by self time:\n")
-    print("| ATen op | calls | self (s) | share of ATen time |")
-    print("|---|---|---|---|")
-    for key, count, t in ops:
-        print(f"| `{key}` | {count} | {t:.3f} | {t / aten:.1%} |")
-
-    # ---- 3. candidate speed-ups ---------------------------------------------------------------
-    std = info["std"]
-    pair = [grid[info["best"]]]
-
-    def grid_fn(p, g=grid):
-        return lambda: train_grid(std_val, g, ve, p, seed0, hidden)
-
-    def retrain_fn(p):
-        return lambda: train_grid(std, pair, ve, p, seed0 + 500, hidden)
-
-    def variant(**kw):
-        return replace(protocol, **kw)
-
-    fns = {"default": (grid_fn(protocol), retrain_fn(protocol))}
-    notes = {"default": (f"{a.threads} thread, float32, batch 128, {len(grid)} grid points",
-                         "-")}
-    other_dtype = "float64" if protocol.dtype == "float32" else "float32"
-    fns["dtype"] = (grid_fn(variant(dtype=other_dtype)), retrain_fn(variant(dtype=other_dtype)))
-    notes["dtype"] = (other_dtype, "no (rounding only)")
-    for bs in (256, 512):
-        fns[f"batch{bs}"] = (grid_fn(variant(batch_size=bs)), retrain_fn(variant(batch_size=bs)))
-        notes[f"batch{bs}"] = (f"minibatch {bs}", "YES: fewer Adam steps per epoch")
-    for k in (6, 3):
-        if k < len(grid):
-            pk = variant(max_grid=k)
-            fns[f"grid{k}"] = (grid_fn(pk, hyperparameter_grid(raw, pk)), None)
-            notes[f"grid{k}"] = (f"max_grid={k} (first {k} grid points)",
-                                 "YES: smaller hyper-parameter search")
-    sizes = sorted({min(int(g), raw.n_splits) for g in a.group_splits.split(",") if g.strip()})
-    sizes = [g for g in sizes if g > 1]
-    groups = {}
-    if sizes:
-        splits = [(a.split + i) % raw.n_splits for i in range(max(sizes))]
-        raws = [load_uci(name, s) for s in splits]
-        vals = [standardize(validation_split(r, fraction=protocol.validation_fraction))
-                for r in raws]
-        fulls = [standardize(r) for r in raws]
-        s0s = [protocol_seed(protocol, s) for s in splits]
-        if (len({len(v.x_train) for v in vals}) == 1
-                and len({len(f.x_train) for f in fulls}) == 1):
-            for G in sizes:
-                groups[f"group{G}"] = G
-                fns[f"group{G}"] = (
-                    partial(_grouped_grid, vals[:G], grid, ve, protocol, s0s[:G], hidden),
-                    partial(_grouped_grid, fulls[:G], pair, ve, protocol,
-                            [s + 500 for s in s0s[:G]], hidden))
-                notes[f"group{G}"] = (
-                    f"{G} splits' networks in one train_batched call (time / {G})",
-                    "no (same networks up to rounding); a cell must hold several splits")
-        else:
-            print("\n(splits of different sizes: the grouped-splits variant is skipped)")
-    med_grid = time_interleaved({k: f[0] for k, f in fns.items()}, a.repeats)
-    med_re = time_interleaved({k: f[1] for k, f in fns.items() if f[1] is not None}, a.repeats)
-    for k, G in groups.items():
-        med_grid[k] /= G
-        med_re[k] /= G
-    same_nets = None
-    if groups:  # the grouped call trains the same networks: compare the first split's
-        G = min(groups.values())
-        grouped = _grouped_grid(vals[:G], grid, ve, protocol, s0s[:G], hidden)
-        alone = train_grid(std_val, grid, ve, protocol, seed0, hidden)[0]
-        same_nets = all(torch.equal(w[: len(grid)], w1) for w, w1 in
-                        zip(grouped.weights + grouped.biases, alone.weights + alone.biases))
-    # Threads: on a busy machine a call with more threads than free cores can take 100x longer,
-    # so it is timed on a shorter training against its own default, interleaved.
-    te = max(1, ve // 5)
-    other = 2 if a.threads == 1 else 1
-    if a.thread_variant:
-        thr = time_interleaved({
-            "d_grid": lambda: train_grid(std_val, grid, te, protocol, seed0, hidden),
-            "t_grid": _with_threads(other, lambda: train_grid(std_val, grid, te, protocol, seed0,
-                                                               hidden)),
-            "d_re": lambda: train_grid(std, pair, te, protocol, seed0 + 500, hidden),
-            "t_re": _with_threads(other, lambda: train_grid(std, pair, te, protocol, seed0 + 500,
-                                                             hidden)),
-        }, a.repeats)
-        med_grid["threads"] = thr["t_grid"] / thr["d_grid"] * med_grid["default"]
-        med_re["threads"] = thr["t_re"] / thr["d_re"] * med_re["default"]
-        notes["threads"] = (
-            f"{other} torch threads in one process ({te} epochs vs {a.threads} thread(s) "
-            f"interleaved: {thr['t_grid']:.3f} vs {thr['d_grid']:.3f} s grid; seconds shown "
-            f"scaled to {ve} epochs)",
-            "no; but the protocol already runs 2 single-thread workers on the 2 cores")
-    if a.try_compile:
-        compiled = torch.compile(train_batched)
-        x = torch.tensor(std_val.x_train, dtype=torch.float32)
-        y = torch.tensor(std_val.y_train, dtype=torch.float32)
-        kps = [1.0 - dr for dr, _ in grid]
-        regs = [weight_decay(protocol.prior_length_scale, kp, len(x), tau)
-                for kp, (_, tau) in zip(kps, grid)]
-
-        def comp():
-            return compiled(x, y, keep_prob=kps, reg=regs, seeds=[seed0 + e for e in
-                                                                 range(len(grid))],
-                            hidden=(hidden,), epochs=ve, batch_size=protocol.batch_size)
-        try:
-            _, t_compile = _timed(comp)
-            med_grid["compile"] = time_interleaved({"c": comp}, a.repeats)["c"]
-            notes["compile"] = (f"torch.compile(train_batched) (first call incl. compilation "
-                                f"{t_compile:.0f} s)", "no")
-        except Exception as exc:  # noqa: BLE001 - report and skip
-            print(f"\ntorch.compile(train_batched) failed: {type(exc).__name__}: {exc}"[:500])
-
-    # validation scoring with T / 10 (the scores of section 1 were taken with T)
-    t_small = max(1, a.num_samples // 10)
-    p_small = variant(num_samples=t_small)
-    res, kps = info["res"], info["kps"]
-    small, t_val_small = _timed(score_networks, res, kps, grid, std_val, std_val.x_test,
-                                info["val"].y_test, p_small, seed0 + 1)
-    valid = [(float(s.mean_log_likelihood), e) for e, s in enumerate(small) if s is not None]
-    same_pick = max(valid)[1] == info["best"]
-    r_val = t_val_small / t_m[PHASES[2]]
-
-    def projected(r_grid=1.0, r_re=1.0, r_v=1.0):
-        return (x100[PHASES[0]] + x100[PHASES[1]] * r_grid + x100[PHASES[2]] * r_v
-                + x100[PHASES[3]] * r_re + x100[PHASES[4]])
-
-    print(f"\n## 3. Candidate speed-ups, measured side by side ({ve} epochs of the grid training "
-          f"on the grid rows and of the retraining on the full split; median of {a.repeats} "
-          f"interleaved repeats; ratio = variant / default; x100 cell = section 1's x100 phases "
-          f"with the ratios applied)\n")
-    print("| variant | changes the method? | grid (s) | ratio | retrain (s) | ratio | "
-          "x100 cell (s, est.) | cell ratio |")
-    print("|---|---|---|---|---|---|---|---|")
-    d_g, d_r = med_grid["default"], med_re["default"]
-    ratios = {}
-    for k in med_grid:
-        rg = med_grid[k] / d_g
-        rr = med_re[k] / d_r if k in med_re else 1.0
-        rv = 1.0
-        if k in ("grid6", "grid3"):
-            rv = int(k[4:]) / len(grid)  # score_networks loops over the networks
-        cell = projected(rg, rr, rv)
-        ratios[k] = (rg, rr, rv, cell / cell_100)
-        re_s = f"{med_re[k]:.3f} | {rr:.2f}" if k in med_re else "- | 1 (unchanged)"
-        print(f"| {notes[k][0]} | {notes[k][1]} | {med_grid[k]:.3f} | {rg:.2f} | {re_s} | "
-              f"{cell:.0f} | {cell / cell_100:.2f} |")
-    cell_v = projected(r_v=r_val)
-    print(f"| validation scoring with T / 10 = {t_small} (test keeps T) | YES: noisier "
-          f"validation LL (selected pair here: {'same' if same_pick else 'DIFFERENT'}) | "
-          f"val {t_val_small:.3f} | {r_val:.3f} | - | - | {cell_v:.0f} | "
-          f"{cell_v / cell_100:.2f} |")
-    for k, G in groups.items():
-        rg, rr, _, _ = ratios[k]
-        comb = projected(rg, rr, r_val)
-        print(f"| grouped {G} splits + validation T / 10 (product of the measured ratios, not "
-              f"timed together) | selection noise only | | {rg:.2f} | | {rr:.2f} | "
-              f"{comb:.0f} | {comb / cell_100:.2f} |")
-    if same_nets is not None:
-        print(f"\nGrouped splits: the first split's {len(grid)} networks after {ve} epochs are "
-              f"{'bit-identical' if same_nets else 'NOT bit-identical'} to train_grid's alone "
-              f"(weights and biases, torch.equal).")
-    print(f"\nThe grid-point rows scale the validation scoring by k/{len(grid)} (score_networks "
-          f"loops over the networks) and keep the retraining. The validation row's ratio is "
-          f"against section 1's validation scoring (T = {a.num_samples}), not interleaved.")
+def print_footer(wall0: float) -> None:
+    """The load average at the end and the wall time of the whole run."""
     print(f"\nload average at end {', '.join(f'{v:.2f}' for v in os.getloadavg())}; "
           f"total run {time.perf_counter() - wall0:.0f} s")
+
+
+def main(argv=None):
+    """Measure one cell and print the report's three sections."""
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    name = resolve_uci_name(a.dataset)
+    protocol = UCIProtocol(epochs_multiplier=a.epochs_multiplier, num_samples=a.num_samples)
+    wall0 = time.perf_counter()
+    print_header(name, protocol, a.split)
+    phases = report_phases(name, a, protocol)
+    report_nine_sets(name, a, protocol, phases.cell_100)
+    report_training_profile(a, protocol, phases)
+    report_speedups(name, a, protocol, phases)
+    print_footer(wall0)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import gzip
 import math
+import os
 import struct
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,6 +18,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 DTYPES = [torch.float32, torch.float64]
+#: The repository's root folder.
+REPO = Path(__file__).resolve().parents[1]
 
 
 def toy_regression(num_data: int = 32, in_features: int = 3, out_features: int = 1,
@@ -181,3 +187,16 @@ CALIBRATION_PROBS = torch.tensor([
     [0.5, 0.25, 0.25],
 ], dtype=torch.float64)
 CALIBRATION_LABELS = torch.tensor([0, 1, 0, 1, 2, 0])
+
+
+# --- the benchmark scripts, run as a user runs them ---------------------------------------------
+def run_benchmark_quick(name: str, *args: str, timeout: float = 300) -> str:
+    """Run ``python benchmarks/<name>.py --quick *args`` from the repository root (with the
+    repository on ``PYTHONPATH``), assert that it exits with 0 (else show the tail of its stderr)
+    and return its stdout."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--quick",
+                           *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout

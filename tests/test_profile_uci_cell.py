@@ -6,13 +6,9 @@ positive."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.common import run_benchmark_quick
 
 PHASES = ("load + split + standardise", "grid training (12 nets, batched)",
           "validation scoring (12 nets x T)", "retraining (1 net, full split)",
@@ -33,12 +29,7 @@ def _numbers(cells: list[str]) -> list[float]:
 
 
 def test_profile_uci_cell_quick_mode_prints_phases_profile_and_ratios():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "profile_uci_cell.py"),
-                           "--quick"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
+    out = run_benchmark_quick("profile_uci_cell")
     for section in ("## 1. Phases of one cell", "EXTRAPOLATION", "## 2. Inside the grid training",
                     "## 3. Candidate speed-ups", "torch.profiler"):
         assert section in out

@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -39,6 +35,7 @@ from comparisons.report.mauna_loa import (
 )
 from comparisons.runner.store import REQUIRED_FIELDS, validate_records
 from comparisons.training.checkpoint import read_checkpoint_meta
+from tests.common import run_benchmark_quick
 
 matplotlib.use("Agg")
 
@@ -300,9 +297,6 @@ def test_cli_run_validates_namespaces_built_by_hand(tmp_path):
 # ---------------------------------------------------------------------------- the trainer
 
 
-REPO = Path(__file__).resolve().parents[3]
-
-
 def test_the_trainer_names_stay_importable_from_the_experiment():
     from comparisons.experiments import mauna_loa
     from comparisons.training import dropout_regressor
@@ -439,12 +433,7 @@ def test_two_processes_give_the_numbers_of_one(tmp_path):
 
 @pytest.mark.slow
 def test_step_benchmark_quick_mode_prints_its_tables():
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_mauna_loa_step.py"),
-                           "--quick"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = proc.stdout
+    out = run_benchmark_quick("bench_mauna_loa_step")
     assert "|---|" in out and "speed-up" in out and "load average" in out
     for phase in ("masks", "forward", "backward", "optimizer", "side by side", "fused"):
         assert phase in out
