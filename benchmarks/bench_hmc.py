@@ -37,6 +37,7 @@ Usage::
         --converge-samples 3000 --out outputs/hmc_backends.json
     python benchmarks/bench_hmc.py --part dropout-prior --warmup 500 --samples 500 \
         --out outputs/hmc_dropout_prior.json
+    python benchmarks/bench_hmc.py --part backends --quick --out /tmp/hmc_quick.json  # smoke
 """
 
 from __future__ import annotations
@@ -206,7 +207,8 @@ def _backend_run(backend: str, z, tau: float, args, num_samples: int) -> dict:
     result = run_nuts(z.x_train, z.y_train, hidden=(50,), activation="relu",
                       prior_length_scale=args.length_scale, tau=tau, num_chains=4,
                       num_warmup=args.warmup, num_samples=num_samples, num_processes=2,
-                      cache_dir=args.cache_dir, seed=0, jit_compile=True, backend=backend)
+                      cache_dir=args.cache_dir, seed=0, jit_compile=True, backend=backend,
+                      max_tree_depth=args.max_tree_depth)
     s = result.sample_stats
     chain_time = float(np.sum(result.chain_wall_times_s))
     sampling_time = float(np.sum(result.chain_sampling_times_s))
@@ -296,7 +298,7 @@ def dropout_prior(args) -> dict:
             "reasons": report.reasons}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["toy", "boston", "overhead", "backends",
                                            "dropout-prior"], required=True)
@@ -309,9 +311,18 @@ def main():
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--length-scale", type=float, default=1.0)
+    parser.add_argument("--max-tree-depth", type=int, default=10,
+                        help="--part backends: NUTS max tree depth of both backends (default 10)")
     parser.add_argument("--cache-dir", default="outputs/hmc_cache")
     parser.add_argument("--out", required=True)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run of --part backends (20 + 20 iterations at tree depth "
+                             "4; a minute): checks the plumbing, its numbers mean nothing")
+    args = parser.parse_args(argv)
+    if args.quick:
+        if args.part != "backends":
+            parser.error(f"--quick is for --part backends, got --part {args.part}")
+        args.warmup, args.samples, args.max_tree_depth, args.converge_samples = 20, 20, 4, 0
     default = 500 if args.part == "toy" else 50
     args.warmup = default if args.warmup is None else args.warmup
     args.samples = default if args.samples is None else args.samples
@@ -324,7 +335,8 @@ def main():
                    "total_script_s": time.perf_counter() - t0, "cpu_count": os.cpu_count(),
                    "machine": platform.platform(), "torch": torch.__version__,
                    "commit": _commit(),
-                   "num_warmup": args.warmup, "num_samples": args.samples})
+                   "num_warmup": args.warmup, "num_samples": args.samples,
+                   "max_tree_depth": args.max_tree_depth})
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         json.dump(record, fh, indent=1, default=float)

@@ -4,6 +4,8 @@ a quiet machine; the scripts print ratios measured side by side."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.common import run_benchmark_quick
@@ -22,3 +24,23 @@ def test_bench_per_example_quick_mode_prints_its_ratios():
     assert "|---|" in out
     assert "ratio Trace_ELBO / per-example" in out
     assert "ratio SVI per-example / plain" in out
+
+
+def test_bench_hmc_quick_mode_compares_both_backends(tmp_path):
+    # Pyro's and NumPyro's NUTS on Boston side by side (20 + 20 iterations at tree depth 4)
+    pytest.importorskip("numpyro")
+    out_json = tmp_path / "hmc.json"
+    out = run_benchmark_quick("bench_hmc", "--part", "backends", "--out", str(out_json),
+                              "--cache-dir", str(tmp_path / "cache"), timeout=600)
+    assert "side by side" in out and f"written: {out_json}" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+            if line.startswith(("grad_evals_per_second ", "seconds_per_draw_per_chain "))}
+    for key in ("grad_evals_per_second", "seconds_per_draw_per_chain"):
+        pyro, numpyro, ratio = (float(v) for v in rows[key])
+        assert pyro > 0 and numpyro > 0
+        assert abs(ratio - numpyro / pyro) <= 0.01 * ratio + 0.005  # printed to 4 digits
+    record = json.loads(out_json.read_text())
+    assert record["max_tree_depth"] == 4 and record["num_samples"] == 20
+    assert set(record["runs"]) == {"potential", "numpyro"}
+    for run in record["runs"].values():
+        assert run["grad_evals_per_draw"] <= 2**4 - 1  # the quick mode's tree-depth cap
