@@ -103,6 +103,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                                           high_inclusive=False),
                    default=0.8, help="NUTS step-size adaptation target in (0, 1) (default 0.8; "
                                      "higher: smaller steps, fewer divergences)")
+    p.add_argument("--dense-mass", action="store_true",
+                   help="adapt a dense mass matrix (all posterior covariances) instead of a "
+                        "diagonal one")
     p.add_argument("--processes", type=int_at_least("--processes"), default=2)
     p.add_argument("--max-draws", type=int_at_least("--max-draws"), default=4000,
                    help="draws kept in each file, all chains (default 4000)")
@@ -125,7 +128,7 @@ def settings_from_args(args, dataset: str, split: int):
               "epochs_multiplier": args.epochs_multiplier, "chains": args.chains,
               "warmup": args.warmup, "samples": args.samples, "backend": args.backend,
               "max_tree_depth": args.max_tree_depth, "processes": args.processes,
-              "target_accept_prob": args.target_accept_prob,
+              "target_accept_prob": args.target_accept_prob, "dense_mass": args.dense_mass,
               "seed": args.seed, "max_draws": args.max_draws}
     if args.smoke:
         kwargs.update(SMOKE)

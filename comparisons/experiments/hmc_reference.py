@@ -89,6 +89,8 @@ class ReferenceSettings:
         chains, warmup, samples: NUTS chains and iterations per chain.
         backend: ``"numpyro"`` (needs the ``jax`` extra) or ``"potential"`` (Pyro).
         max_tree_depth, target_accept_prob: NUTS settings.
+        dense_mass: adapt a dense mass matrix instead of a diagonal one
+            (:func:`~comparisons.reference.nuts.run_nuts`).
         processes: worker processes for the chains.
         seed: base seed of the chains and the grid search.
         max_draws: draws kept in the file (all chains, thinned evenly).
@@ -106,6 +108,7 @@ class ReferenceSettings:
     backend: str = "numpyro"
     max_tree_depth: int = 10
     target_accept_prob: float = 0.8
+    dense_mass: bool = False
     processes: int = 2
     seed: int = 0
     max_draws: int = 4000
@@ -132,6 +135,9 @@ class ReferenceSettings:
         if not 0 < float(self.target_accept_prob) < 1:
             raise ValueError(f"ReferenceSettings: target_accept_prob must be in (0, 1), got "
                              f"{self.target_accept_prob!r}")
+        if not isinstance(self.dense_mass, bool):
+            raise ValueError(f"ReferenceSettings: dense_mass must be True or False, got "
+                             f"{self.dense_mass!r}")
 
 
 @dataclass
@@ -205,7 +211,8 @@ def run(settings: ReferenceSettings | None = None, *, cache_dir=None,
                    prior_length_scale=s.prior_length_scale, tau=tau_s, num_chains=s.chains,
                    num_warmup=s.warmup, num_samples=s.samples, cache_dir=cache_dir,
                    num_processes=s.processes, seed=s.seed, max_tree_depth=s.max_tree_depth,
-                   target_accept_prob=s.target_accept_prob, init_scale=1.0, backend=s.backend)
+                   target_accept_prob=s.target_accept_prob, init_scale=1.0, backend=s.backend,
+                   dense_mass=s.dense_mass)
     attrs = {"dataset": name, "split": int(s.split)}
     full = res.to_inference_data(x=np.asarray(std.x_test, dtype=np.float64),
                                  y=np.array(raw.y_test, dtype=np.float64),
@@ -230,7 +237,7 @@ def run(settings: ReferenceSettings | None = None, *, cache_dir=None,
         "y_mean": float(std.y_mean), "y_std": float(std.y_std),
         "sampler": {k: res.settings[k] for k in (
             "backend", "num_warmup", "num_samples", "num_chains", "max_tree_depth",
-            "target_accept_prob", "seed", "cache_key") if k in res.settings},
+            "target_accept_prob", "dense_mass", "seed", "cache_key") if k in res.settings},
         "sampler_versions": {k: res.settings[k] for k in ("torch", "pyro", "jax", "numpyro")
                              if k in res.settings},
         "draws_kept": int(idata.posterior.sizes["draw"]) * int(idata.posterior.sizes["chain"]),

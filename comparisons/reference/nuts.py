@@ -357,7 +357,9 @@ class NUTSResult:
 
 # ------------------------------------------------------------------------------ the chains
 def _chain_settings(architecture: Architecture, prior_length_scale, tau, num_warmup, num_samples,
-                    jit_compile, seed, max_tree_depth, target_accept_prob, init_scale, backend):
+                    jit_compile, seed, max_tree_depth, target_accept_prob, init_scale, backend,
+                    dense_mass=False):
+    # dense_mass enters only when set, so the chains cached before it existed keep their keys
     return {
         "format": _CACHE_FORMAT,
         "widths": list(architecture.widths),
@@ -372,6 +374,7 @@ def _chain_settings(architecture: Architecture, prior_length_scale, tau, num_war
         "target_accept_prob": float(target_accept_prob),
         "init_scale": float(init_scale),
         "backend": backend,
+        **({"dense_mass": True} if dense_mass else {}),
         "dtype": "float64",
         "torch": torch.__version__.split("+")[0],
         "pyro": pyro.__version__,
@@ -473,7 +476,8 @@ def _sample_chain(job: Mapping[str, Any]) -> dict[str, Any]:
     if s["backend"] == "numpyro":
         return _finish_chain(job, seed, _sample_chain_numpyro(s, job, init, seed))
     common = dict(max_tree_depth=s["max_tree_depth"], target_accept_prob=s["target_accept_prob"],
-                  adapt_step_size=True, adapt_mass_matrix=True, full_mass=False)
+                  adapt_step_size=True, adapt_mass_matrix=True,
+                  full_mass=bool(s.get("dense_mass", False)))
     t_start = time.perf_counter()
     if s["backend"] == "model":
         from vi_dropout.models import BayesianMLP
@@ -566,13 +570,15 @@ def run_nuts(
     target_accept_prob: float = 0.8,
     init_scale: float = 1.0,
     backend: str = "potential",
+    dense_mass: bool = False,
 ) -> NUTSResult:
     r"""NUTS reference posterior of the Bayesian MLP ``Q -> hidden -> D`` with the dropout
     model's priors :math:`\mathcal{N}(0, l^{-2})` and noise precision :math:`\tau`.
 
     Chain ``c`` starts from a prior-like draw :math:`\mathcal{N}(0, (\text{init\_scale}/l)^2)`
     of every weight and bias and uses its own seed derived from ``(seed, c)``; the step size and
-    a diagonal mass matrix are adapted during the ``num_warmup`` iterations. Chains are
+    a diagonal (or, with ``dense_mass``, a dense) mass matrix are adapted during the
+    ``num_warmup`` iterations. Chains are
     independent tasks: run in ``num_processes`` ``spawn`` processes (one torch thread each) when
     ``num_processes > 1``, else one after another in this process (same draws either way). A
     script that calls it with ``num_processes > 1`` must guard its top level with
@@ -594,6 +600,9 @@ def run_nuts(
         init_scale: scale of the initial draws relative to the prior standard deviation.
         backend: ``"potential"``, ``"model"`` or ``"numpyro"`` (see the module docstring;
             ``"numpyro"`` needs the ``jax`` extra and ignores ``jit_compile``).
+        dense_mass: adapt a dense mass matrix (all posterior covariances; Pyro's
+            ``full_mass``, NumPyro's ``dense_mass``) instead of a diagonal one: for posteriors
+            with strongly correlated weights, at a cost quadratic in the number of weights.
 
     Returns:
         :class:`NUTSResult`.
@@ -611,11 +620,13 @@ def run_nuts(
                          num_samples=num_samples, num_processes=num_processes,
                          max_tree_depth=max_tree_depth, prior_length_scale=prior_length_scale,
                          tau=tau, init_scale=init_scale, target_accept_prob=target_accept_prob)
+    if not isinstance(dense_mass, bool):
+        raise ValueError(f"run_nuts: dense_mass must be True or False, got {dense_mass!r}")
     arch = Architecture((x_arr.shape[1], *tuple(int(h) for h in hidden), y_arr.shape[1]),
                         activation)
     settings = _chain_settings(arch, prior_length_scale, tau, num_warmup, num_samples,
                                jit_compile, seed, max_tree_depth, target_accept_prob, init_scale,
-                               backend)
+                               backend, dense_mass)
     key = nuts_cache_key(settings, x_arr, y_arr)
     folder = None if cache_dir is None else Path(cache_dir) / f"nuts-{key[:16]}"
     files = [None if folder is None else folder / f"chain-{c}.npz" for c in range(num_chains)]

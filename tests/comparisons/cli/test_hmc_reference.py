@@ -43,13 +43,17 @@ def test_parser_defaults_and_bad_arguments():
                                           "yacht", 3)
     assert (settings.dataset, settings.split) == ("yacht", 3)
     assert {k: getattr(settings, k) for k in cli_ref.SMOKE} == cli_ref.SMOKE
+    assert settings.dense_mass is False
+    assert cli_ref.settings_from_args(_parse(["hmc-reference", "--out", "x", "--dense-mass"]),
+                                      "yacht", 0).dense_mass is True
 
 
 def test_settings_refuse_bad_values_by_name():
     for kwargs, match in (({"chains": 1}, "chains must be >= 2"),
                           ({"backend": "stan"}, "backend must be one of"),
                           ({"tau_standardized": 0.0}, "tau_standardized must be"),
-                          ({"warmup": -1}, "warmup must be an integer >= 0")):
+                          ({"warmup": -1}, "warmup must be an integer >= 0"),
+                          ({"dense_mass": 1}, "dense_mass must be True or False, got 1")):
         with pytest.raises(ValueError, match=match):
             ReferenceSettings(**kwargs)
 

@@ -49,7 +49,8 @@ def test_jax_potential_and_gradient_equal_the_torch_ones(activation):
             np.testing.assert_allclose(np.asarray(grads_jax[name]), gt.numpy(), rtol=0, atol=1e-10)
 
 
-def test_numpyro_draws_match_the_exact_posterior_of_a_linear_model():
+@pytest.mark.parametrize("dense_mass", [False, True])
+def test_numpyro_draws_match_the_exact_posterior_of_a_linear_model(dense_mass):
     # widths (2, 1): Bayesian linear regression, posterior N(A^-1 tau X'y, A^-1) with
     # A = l^2 I + tau X'X (X with a ones column for the bias). With 2 x 400 draws (ESS >= 300 per
     # coordinate, computed) the mean is within 5 Monte Carlo SE and each variance within 30%
@@ -60,7 +61,8 @@ def test_numpyro_draws_match_the_exact_posterior_of_a_linear_model():
     length_scale, tau = 1.5, 4.0
     res = run_nuts(x, y, hidden=(), activation="identity", prior_length_scale=length_scale, tau=tau,
                    num_chains=2, num_warmup=300, num_samples=400, num_processes=1,
-                   backend="numpyro", seed=1)
+                   backend="numpyro", seed=1, dense_mass=dense_mass)
+    assert res.settings.get("dense_mass", False) is dense_mass
     design = np.hstack([x, np.ones((30, 1))])
     precision = length_scale**2 * np.eye(3) + tau * design.T @ design
     cov = np.linalg.inv(precision)
@@ -108,6 +110,12 @@ def test_numpyro_backend_shares_the_cache_statistics_and_inference_data(tmp_path
     pyro_run = run_nuts(x, y, num_chains=1, num_processes=1,
                         **dict(kw, backend="potential", num_warmup=5, num_samples=5))
     assert pyro_run.cache_files[0] != first.cache_files[0]
+    # a dense mass matrix is another cache entry and other draws; the default adds no key
+    assert "dense_mass" not in first.settings
+    dense = run_nuts(x, y, num_chains=2, num_processes=1, **dict(kw, dense_mass=True))
+    assert dense.settings["dense_mass"] is True and dense.from_cache == (False, False)
+    assert dense.cache_files[0] != first.cache_files[0]
+    assert not np.array_equal(dense.samples["layers.1.bias"], first.samples["layers.1.bias"])
 
 
 def test_missing_jax_is_an_import_error_saying_what_to_install(monkeypatch):

@@ -152,6 +152,21 @@ def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
     assert other.from_cache == (False,) and other.cache_files[0] != first.cache_files[0]
 
 
+def test_dense_mass_matrix_samples_the_same_target_with_other_draws():
+    # Pyro's full_mass: the recorded lp of each draw is still -U of that draw, and the adapted
+    # dense matrix changes the draws after warmup (same seed and initial values)
+    x, y = _tiny_data()
+    kw = dict(TINY, num_samples=10, max_tree_depth=3)
+    dense = run_nuts(x, y, num_chains=1, num_processes=1, dense_mass=True, **kw)
+    diagonal = run_nuts(x, y, num_chains=1, num_processes=1, **kw)
+    assert dense.settings["dense_mass"] is True and "dense_mass" not in diagonal.settings
+    pot = bnn_potential(x, y, Architecture((1, 3, 1), "tanh"), 1.0, 1.0)
+    for d in (0, 9):
+        params = {k: torch.as_tensor(v[0, d]) for k, v in dense.samples.items()}
+        assert dense.sample_stats["lp"][0, d] == pytest.approx(-float(pot(params)), abs=1e-9)
+    assert not np.array_equal(dense.samples["layers.0.weight"], diagonal.samples["layers.0.weight"])
+
+
 def test_model_backend_samples_the_same_target():
     # Pyro's NUTS on the BayesianMLP itself: the recorded lp of each draw is -U of that draw.
     x, y = _tiny_data()
@@ -184,6 +199,8 @@ def test_run_nuts_rejects_bad_input():
         run_nuts(x, y, num_processes=1, init_scale=float("inf"), **TINY)
     with pytest.raises(ValueError, match=r"target_accept_prob must be in \(0, 1\)"):
         run_nuts(x, y, num_processes=1, target_accept_prob=1.0, **TINY)
+    with pytest.raises(ValueError, match="dense_mass must be True or False, got 'yes'"):
+        run_nuts(x, y, num_processes=1, dense_mass="yes", **TINY)
 
 
 def test_hmc_summary_flags_disagreeing_chains_and_passes_good_draws():
