@@ -164,7 +164,7 @@ def sample_chain(
     Args:
         settings: the chain settings of ``run_nuts`` (``widths``, ``activation``,
             ``prior_length_scale``, ``tau``, ``num_warmup``, ``num_samples``,
-            ``max_tree_depth``, ``target_accept_prob``, ``dense_mass`` if set).
+            ``max_tree_depth``, ``target_accept_prob``, ``dense_mass``).
         x, y: ``N x Q`` inputs and ``N x D`` targets (float64).
         init: site name -> initial value (the same draws the Pyro backends start from).
         seed: the chain's seed (JAX's ``PRNGKey``).
@@ -185,7 +185,7 @@ def sample_chain(
     potential = bnn_potential_jax(x, y, arch, s["prior_length_scale"], s["tau"])
     kernel = NUTS(potential_fn=potential, max_tree_depth=int(s["max_tree_depth"]),
                   target_accept_prob=float(s["target_accept_prob"]), adapt_step_size=True,
-                  adapt_mass_matrix=True, dense_mass=bool(s.get("dense_mass", False)))
+                  adapt_mass_matrix=True, dense_mass=bool(s["dense_mass"]))
     mcmc = MCMC(kernel, num_warmup=int(s["num_warmup"]), num_samples=int(s["num_samples"]),
                 num_chains=1, progress_bar=False, jit_model_args=False)
     init_params = {k: jax.numpy.asarray(v, dtype=jax.numpy.float64) for k, v in init.items()}

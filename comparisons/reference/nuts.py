@@ -356,11 +356,16 @@ class NUTSResult:
 
 
 # ------------------------------------------------------------------------------ the chains
+# Settings added to the chains' settings after the cache format was fixed, with their defaults:
+# each enters the settings (and so the cache key) only when it differs from its default, so a
+# chain cached before the setting existed, which was made at the default, keeps its key.
+_LATER_SETTINGS: dict[str, Any] = {"dense_mass": False}
+
+
 def _chain_settings(architecture: Architecture, prior_length_scale, tau, num_warmup, num_samples,
                     jit_compile, seed, max_tree_depth, target_accept_prob, init_scale, backend,
                     dense_mass=False):
-    # dense_mass enters only when set, so the chains cached before it existed keep their keys
-    return {
+    settings = {
         "format": _CACHE_FORMAT,
         "widths": list(architecture.widths),
         "activation": architecture.activation,
@@ -374,12 +379,19 @@ def _chain_settings(architecture: Architecture, prior_length_scale, tau, num_war
         "target_accept_prob": float(target_accept_prob),
         "init_scale": float(init_scale),
         "backend": backend,
-        **({"dense_mass": True} if dense_mass else {}),
+        "dense_mass": bool(dense_mass),
         "dtype": "float64",
         "torch": torch.__version__.split("+")[0],
         "pyro": pyro.__version__,
         **_numpyro_versions(backend),
     }
+    return {k: v for k, v in settings.items()
+            if not (k in _LATER_SETTINGS and v == _LATER_SETTINGS[k])}
+
+
+def _with_later_defaults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with every setting of :data:`_LATER_SETTINGS` it leaves out at its default."""
+    return {**_LATER_SETTINGS, **settings}
 
 
 def _numpyro_versions(backend: str) -> dict[str, str]:
@@ -461,7 +473,7 @@ def _isolated_rng():
 
 def _sample_chain(job: Mapping[str, Any]) -> dict[str, Any]:
     """Warm up and sample one chain (the body of a worker process)."""
-    s = job["settings"]
+    s = _with_later_defaults(job["settings"])
     arch = Architecture(tuple(s["widths"]), s["activation"])
     x = torch.as_tensor(job["x"], dtype=torch.float64)
     y = torch.as_tensor(job["y"], dtype=torch.float64)
@@ -477,7 +489,7 @@ def _sample_chain(job: Mapping[str, Any]) -> dict[str, Any]:
         return _finish_chain(job, seed, _sample_chain_numpyro(s, job, init, seed))
     common = dict(max_tree_depth=s["max_tree_depth"], target_accept_prob=s["target_accept_prob"],
                   adapt_step_size=True, adapt_mass_matrix=True,
-                  full_mass=bool(s.get("dense_mass", False)))
+                  full_mass=s["dense_mass"])
     t_start = time.perf_counter()
     if s["backend"] == "model":
         from vi_dropout.models import BayesianMLP
@@ -619,9 +631,8 @@ def run_nuts(
     _check_run_arguments(backend, num_chains=num_chains, num_warmup=num_warmup,
                          num_samples=num_samples, num_processes=num_processes,
                          max_tree_depth=max_tree_depth, prior_length_scale=prior_length_scale,
-                         tau=tau, init_scale=init_scale, target_accept_prob=target_accept_prob)
-    if not isinstance(dense_mass, bool):
-        raise ValueError(f"run_nuts: dense_mass must be True or False, got {dense_mass!r}")
+                         tau=tau, init_scale=init_scale, target_accept_prob=target_accept_prob,
+                         dense_mass=dense_mass)
     arch = Architecture((x_arr.shape[1], *tuple(int(h) for h in hidden), y_arr.shape[1]),
                         activation)
     settings = _chain_settings(arch, prior_length_scale, tau, num_warmup, num_samples,
@@ -674,9 +685,11 @@ def _data_arrays(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     return x_arr, y_arr
 
 
-def _check_run_arguments(backend: str, *, target_accept_prob: float, **values) -> None:
+def _check_run_arguments(backend: str, *, target_accept_prob: float, dense_mass: bool,
+                         **values) -> None:
     """``ValueError`` naming the first bad setting of :func:`run_nuts` (integers >= 1, or
-    ``num_warmup >= 0``; finite positive scales; a known backend)."""
+    ``num_warmup >= 0``; finite positive scales; a target acceptance in (0, 1); a boolean
+    ``dense_mass``; a known backend)."""
     if backend not in _BACKENDS:
         raise ValueError(f"run_nuts: backend must be one of {_BACKENDS}, got {backend!r}")
     for name in ("num_chains", "num_warmup", "num_samples", "num_processes", "max_tree_depth"):
@@ -689,6 +702,8 @@ def _check_run_arguments(backend: str, *, target_accept_prob: float, **values) -
             raise ValueError(f"run_nuts: {name} must be a finite number > 0, got {value!r}")
     if not 0 < float(target_accept_prob) < 1:
         raise ValueError(f"run_nuts: target_accept_prob must be in (0, 1), got {target_accept_prob}")
+    if not isinstance(dense_mass, bool):
+        raise ValueError(f"run_nuts: dense_mass must be True or False, got {dense_mass!r}")
 
 
 def _sample_chains(jobs: Sequence[Mapping[str, Any]], num_processes: int) -> dict[int, dict]:
