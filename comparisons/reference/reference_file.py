@@ -436,6 +436,23 @@ def save_reference(idata, path: str | os.PathLike, *, manifest: Mapping[str, Any
     return path
 
 
+def _differences(key: str, expected, recorded: Mapping[str, Any]) -> list[str]:
+    """One line per way ``expected`` differs from ``recorded[key]``; a mapping is compared key by
+    key (``settings.samples: expected 4000, the reference has 2000``)."""
+    if key not in recorded:
+        return [f"{key}: expected {expected!r}, the reference does not record it"]
+    value = recorded[key]
+    if isinstance(expected, Mapping) and isinstance(value, Mapping):
+        lines = [line for sub, exp in expected.items()
+                 for line in _differences(sub, exp, value)]
+        lines += [f"{sub}: not expected, the reference has {value[sub]!r}"
+                  for sub in value if sub not in expected]
+        return [f"{key}.{line}" for line in lines]
+    if not _same(expected, value):
+        return [f"{key}: expected {expected!r}, the reference has {value!r}"]
+    return []
+
+
 def _same(expected, recorded) -> bool:
     expected = _json_value(expected)
     if isinstance(expected, (int, float)) and not isinstance(expected, bool) \
@@ -488,12 +505,8 @@ def load_reference(path: str | os.PathLike, *, expect: Mapping[str, Any]):
             f"checksum of {path} differs: the file was changed or truncated (sha256 {digest}, "
             f"{size} bytes; the manifest records {manifest['sha256']}, "
             f"{manifest.get('size_bytes')} bytes)")
-    problems = []
-    for key, expected in expect.items():
-        if key not in manifest:
-            problems.append(f"{key}: expected {expected!r}, the reference does not record it")
-        elif not _same(expected, manifest[key]):
-            problems.append(f"{key}: expected {expected!r}, the reference has {manifest[key]!r}")
+    problems = [line for key, expected in expect.items()
+                for line in _differences(key, expected, manifest)]
     if problems:
         raise ReferenceMismatch(f"the reference {path} was made with other settings: "
                                 + "; ".join(problems))

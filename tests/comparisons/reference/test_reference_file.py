@@ -191,6 +191,21 @@ def test_other_prior_is_a_mismatch_naming_key_and_values(tmp_path):
     assert isinstance(info.value, ValueError)
 
 
+def test_nested_settings_mismatch_names_each_differing_setting(tmp_path):
+    _, path = _saved(tmp_path)
+    with pytest.raises(ReferenceMismatch) as info:
+        load_reference(path, expect={"sampler": {"name": "nuts", "num_warmup": 500,
+                                                 "dense_mass": False}})
+    msg = str(info.value)
+    assert "sampler.num_warmup: expected 500, the reference has 1000" in msg
+    assert "sampler.dense_mass: expected False, the reference does not record it" in msg
+    assert "name" not in msg
+    with pytest.raises(ReferenceMismatch, match=r"sampler\.num_warmup: not expected, the "
+                                                r"reference has 1000"):
+        load_reference(path, expect={"sampler": {"name": "nuts"}})
+    load_reference(path, expect={"sampler": {"name": "nuts", "num_warmup": 1000}})
+
+
 def test_missing_manifest_or_file_is_a_file_error(tmp_path):
     _, path = _saved(tmp_path)
     manifest_path(path).unlink()
