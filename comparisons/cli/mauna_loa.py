@@ -24,7 +24,8 @@ network once its loss stops improving
 (:class:`~comparisons.training.dropout_regressor.StoppingRule`), ``--iterations`` being the step
 budget. ``--workers 2`` trains the ReLU and the tanh network side by side in two processes
 (``--threads`` torch threads each), ``--device cuda`` on a GPU (CPU and CUDA runs draw different
-random numbers; the report names the device of every number).
+random numbers; the report names the device of every number). ``--compare-records
+LABEL=CSV`` puts an earlier run's table beside this run's in ``report.md``.
 
 Example:
     >>> import argparse
@@ -132,10 +133,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue each network from its checkpoint (bit for bit); a network "
                         "without one starts afresh")
+    p.add_argument("--compare-records", metavar="LABEL=CSV", action="append", default=[],
+                   type=_compare_records_arg,
+                   help="an earlier run's records.csv, shown beside this run's in report.md "
+                        "under LABEL (repeatable), e.g. '2500 steps=docs/mauna_loa/records.csv'")
     add_seed_argument(p, d.seed)
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
+
+
+def _compare_records_arg(text: str):
+    """argparse type of ``--compare-records``: ``LABEL=CSV`` -> ``(label, records frame)``, the
+    file read and checked here, so that a bad one stops the command before any work."""
+    import pandas as pd
+
+    label, sep, path = text.partition("=")
+    label, path = label.strip(), path.strip()
+    if not sep or not label or not path:
+        raise argparse.ArgumentTypeError(
+            f"--compare-records must be LABEL=CSV (e.g. '2500 steps=docs/mauna_loa/records.csv'),"
+            f" got {text!r}")
+    if label == "this run":
+        raise argparse.ArgumentTypeError(
+            "--compare-records: the label 'this run' is taken by this run's records; choose "
+            "another")
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise argparse.ArgumentTypeError(
+            f"--compare-records {label}: cannot read {path} as a CSV of records "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    missing = {"method", "split", "metric", "value"} - set(frame.columns)
+    if missing:
+        raise argparse.ArgumentTypeError(
+            f"--compare-records {label}: {path} lacks the column(s) {sorted(missing)} of a "
+            "records.csv (method, split, metric, value)")
+    return label, frame
 
 
 def _workers_arg(text: str) -> int:
@@ -187,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             parser), naming the argument, the expected range and the value; ``--device cuda``
             where CUDA is not available; a checkpoint that cannot be resumed (written with other
             settings, naming them; damaged, naming the file; an unfinished one without
-            ``--resume``).
+            ``--resume``); a ``--compare-records`` label given twice.
     """
     from pathlib import Path
 
@@ -199,6 +233,10 @@ def run(args: argparse.Namespace) -> int:
     from vi_dropout.validation import check_positive_int
 
     settings = settings_from_args(args)
+    compare = getattr(args, "compare_records", None) or []
+    labels = [label for label, _ in compare]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--compare-records: each LABEL at most once, got {labels}")
     if settings.device != "cpu" and not torch.cuda.is_available():
         raise ValueError(f"--device {settings.device}: CUDA is not available on this machine "
                          f"(torch.cuda.is_available() is False, torch {torch.__version__}); use "
@@ -217,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
             f"interrupted: the networks' checkpoints in {checkpoint_dir} hold their state of at "
             f"most {every:g} s ago; the same command with --resume continues from them"
         ) from None
-    paths = write_report(result, args.out)
+    paths = write_report(result, args.out, compare=dict(compare))
     print(paths["report"].read_text(), end="")
     print("outputs: " + ", ".join(str(p) for p in paths.values()))
     checkpoints = [t["checkpoint"] for t in result.training.values() if t["checkpoint"]]

@@ -107,6 +107,48 @@ def records_markdown(records: Sequence[Mapping] | pd.DataFrame) -> str:
                                     labels=[label for _, _, label in TABLE_COLUMNS]))
 
 
+def comparison_markdown(runs: Mapping[str, Sequence[Mapping] | pd.DataFrame]) -> str:
+    """A Markdown table of the main metrics (:data:`TABLE_COLUMNS`) of several runs side by side:
+    one row per method and run, the methods in the order they first appear, each method's runs in
+    the order given; ``–`` where a run lacks a metric or a method.
+
+    Args:
+        runs: run label -> its tidy records (e.g. ``{"this run": result.records,
+            "2,500 steps": pd.read_csv("docs/mauna_loa/records.csv")}``).
+
+    Returns:
+        The table (no trailing newline).
+
+    Example:
+        >>> a = [{"method": "gp_se", "split": "train", "metric": "rmse_ppm", "value": 0.5}]
+        >>> b = [{"method": "gp_se", "split": "train", "metric": "rmse_ppm", "value": 0.7}]
+        >>> [line.split("|")[1:3] for line in comparison_markdown({"new": a, "old": b})
+        ...  .splitlines()[2:]]
+        [[' gp_se (new) ', ' 0.500 '], [' gp_se (old) ', ' 0.700 ']]
+    """
+    if not runs:
+        raise ValueError("runs must name at least one run, got none")
+    lookup, methods = {}, {}
+    for label, records in runs.items():
+        frame = pd.DataFrame(list(records) if not isinstance(records, pd.DataFrame)
+                             else records)
+        missing = {"method", "split", "metric", "value"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"the records of run {label!r} lack the column(s) {sorted(missing)}")
+        for r in frame.itertuples():
+            lookup[(r.method, label, r.split, r.metric)] = r.value
+            methods.setdefault(r.method, None)
+    rows = {f"{m} ({label})": (m, label) for m in methods for label in runs}
+    columns = [f"{split}/{metric}" for split, metric, _ in TABLE_COLUMNS]
+
+    def cell(row: str, column: str) -> str:
+        split, metric = column.split("/", 1)
+        return _ppm_cell(metric, lookup.get((*rows[row], split, metric)))
+
+    return "\n".join(markdown_table(list(rows), columns, cell, row_header="method (run)",
+                                    labels=[label for _, _, label in TABLE_COLUMNS]))
+
+
 #: (metric, column header) of the training / fit table, in column order
 FIT_COLUMNS = (
     ("device", "device"),
@@ -179,12 +221,16 @@ def fit_markdown(fit_records: Sequence[Mapping] | pd.DataFrame) -> str:
                                     labels=[label for _, label in FIT_COLUMNS]))
 
 
-def report_markdown(result, threads: int | None = None) -> str:
-    """The text of ``report.md``: data, settings, wall time, the table and its units.
+def report_markdown(result, threads: int | None = None,
+                    compare: Mapping[str, Sequence[Mapping] | pd.DataFrame] | None = None) -> str:
+    """The text of ``report.md``: data, settings, wall time, the table and its units, and with
+    ``compare`` the table beside earlier runs' (:func:`comparison_markdown`).
 
     Args:
         result: from :func:`comparisons.experiments.mauna_loa.run`.
         threads: torch threads to report (default: ``torch.get_num_threads()``).
+        compare: label -> the records of an earlier run (e.g. its ``records.csv``), shown
+            beside this run's; the label ``"this run"`` is taken.
     """
     import torch
 
@@ -224,6 +270,11 @@ def report_markdown(result, threads: int | None = None) -> str:
     if fit_records:
         lines += ["", "## Training and the fit of the training weeks", "",
                   fit_markdown(fit_records), "", FIT_NOTE]
+    if compare:
+        if "this run" in compare:
+            raise ValueError("compare: the label 'this run' is taken by this run's records")
+        lines += ["", "## Beside " + ", ".join(compare), "",
+                  comparison_markdown({"this run": result.records, **compare})]
     return "\n".join(lines)
 
 
@@ -239,7 +290,9 @@ def _predictions_npz(result) -> bytes:
     return buf.getvalue()
 
 
-def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
+def write_report(result, out: str | os.PathLike,
+                 compare: Mapping[str, Sequence[Mapping] | pd.DataFrame] | None = None
+                 ) -> dict[str, Path]:
     """Write ``mauna_loa.png``, ``report.md``, ``records.csv``, ``predictions.npz`` and, when
     the result has them, ``fit.csv``, ``losses.csv`` and ``losses.png`` under ``out`` (each
     atomically, :mod:`comparisons.runner.store`).
@@ -247,6 +300,8 @@ def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
     Args:
         result: from :func:`comparisons.experiments.mauna_loa.run`.
         out: the output folder (created if needed).
+        compare: earlier runs' records shown beside this run's in ``report.md`` (see
+            :func:`report_markdown`).
 
     Returns:
         ``{file stem: path}`` of every file written.
@@ -258,7 +313,8 @@ def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
     fig = plot_mauna_loa(result, Figure(figsize=(9, 2.4 * len(result.predictions) + 0.6)))
     paths = {
         "mauna_loa": atomic_savefig(fig, out / "mauna_loa.png", dpi=90),
-        "report": atomic_write_text(out / "report.md", report_markdown(result) + "\n"),
+        "report": atomic_write_text(out / "report.md",
+                                    report_markdown(result, compare=compare) + "\n"),
         "records": atomic_write_text(out / "records.csv",
                                      result.records_frame().to_csv(index=False)),
         "predictions": atomic_write_bytes(out / "predictions.npz", _predictions_npz(result)),

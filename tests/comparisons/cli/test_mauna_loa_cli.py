@@ -165,3 +165,52 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
     assert cap.err.strip() == (f"interrupted: the networks' checkpoints in "
                                f"{tmp_path / 'checkpoints'} hold their state of at most 300 s "
                                "ago; the same command with --resume continues from them")
+
+
+def test_compare_records_puts_an_earlier_run_beside_this_one(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    code, _ = _main(["mauna-loa", "--out", str(first), "--iterations", "4", *TINY], capsys)
+    assert code == 0
+    code, cap = _main(["mauna-loa", "--out", str(second), "--iterations", "8",
+                       "--compare-records", f"4 steps={first / 'records.csv'}", *TINY], capsys)
+    assert code == 0
+    text = (second / "report.md").read_text()
+    assert "## Beside 4 steps" in text and "| method (run) |" in text
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines()
+            if line.startswith("| mc_dropout_relu (")}
+    assert set(rows) == {"mc_dropout_relu (this run)", "mc_dropout_relu (4 steps)"}
+    old = pd.read_csv(first / "records.csv").set_index(["method", "split", "metric"])["value"]
+    new = pd.read_csv(second / "records.csv").set_index(["method", "split", "metric"])["value"]
+    rmse = ("mc_dropout_relu", "train", "rmse_ppm")
+    assert f"| {old[rmse]:.3f} |" in rows["mc_dropout_relu (4 steps)"]
+    assert f"| {new[rmse]:.3f} |" in rows["mc_dropout_relu (this run)"]
+    assert old[rmse] != new[rmse]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("no-label.csv", "--compare-records must be LABEL=CSV"),
+    ("this run={csv}", "the label 'this run' is taken"),
+    ("old={missing}", "--compare-records old: cannot read"),
+    ("old={bad}", "lacks the column(s) ['method', 'split'] of a records.csv"),
+])
+def test_bad_compare_records_stop_at_parse_time(value, message, tmp_path, capsys):
+    csv, bad = tmp_path / "r.csv", tmp_path / "bad.csv"
+    csv.write_text("method,split,metric,value\ngp_se,train,rmse_ppm,0.5\n")
+    bad.write_text("metric,value\nrmse_ppm,0.5\n")
+    arg = value.format(csv=csv, missing=tmp_path / "none.csv", bad=bad)
+    with pytest.raises(SystemExit) as exc:
+        main(["mauna-loa", "--out", str(tmp_path / "o"), "--compare-records", arg])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_compare_label_given_twice_is_one_line_before_any_work(tmp_path, capsys):
+    csv = tmp_path / "r.csv"
+    csv.write_text("method,split,metric,value\ngp_se,train,rmse_ppm,0.5\n")
+    out = tmp_path / "o"
+    code, cap = _main(["mauna-loa", "--out", str(out), "--compare-records", f"a={csv}",
+                       "--compare-records", f"a={csv}", *TINY], capsys)
+    assert code == 2
+    assert "--compare-records: each LABEL at most once, got ['a', 'a']" in _one_error_line(cap.err)
+    assert not out.exists()

@@ -27,6 +27,7 @@ from comparisons.experiments.mauna_loa import (
 )
 from comparisons.experiments.mauna_loa import run as run_mauna_loa
 from comparisons.report.mauna_loa import (
+    comparison_markdown,
     fit_markdown,
     loss_curves_frame,
     plot_loss_curves,
@@ -195,6 +196,25 @@ def test_records_are_tidy(tiny_result):
     table = records_markdown(frame)
     assert len(table.splitlines()) == 2 + len(METHODS)
     assert "| standard_dropout_relu |" in table and "–" in table  # no sd for (a)
+
+
+def test_comparison_table_has_one_row_per_method_and_run_and_dashes_for_gaps():
+    new = [{"method": "gp_se", "split": "train", "metric": "rmse_ppm", "value": 0.25},
+           {"method": "mc_dropout_relu", "split": "heldout", "metric": "coverage_2sd",
+            "value": 0.9}]
+    old = pd.DataFrame([{"method": "gp_se", "split": "train", "metric": "rmse_ppm",
+                         "value": 0.5, "note": ""}])
+    lines = comparison_markdown({"new": new, "old": old}).splitlines()
+    rows = [line.split("|")[1].strip() for line in lines[2:]]
+    assert rows == ["gp_se (new)", "gp_se (old)", "mc_dropout_relu (new)",
+                    "mc_dropout_relu (old)"]
+    assert lines[2].split("|")[2].strip() == "0.250" and lines[3].split("|")[2].strip() == "0.500"
+    assert set(lines[5].split("|")[2:-1]) == {" – "}  # the old run has no ReLU network
+    with pytest.raises(ValueError, match=r"the records of run 'old' lack the column\(s\) "
+                                         r"\['split'\]"):
+        comparison_markdown({"new": new, "old": [{"method": "m", "metric": "x", "value": 1}]})
+    with pytest.raises(ValueError, match="at least one run"):
+        comparison_markdown({})
 
 
 def test_run_rejects_bad_arguments():
