@@ -168,7 +168,8 @@ FIT_NOTE = (
     "mean) on the training weeks, by least squares with a quadratic trend removed; 'of the "
     "data's': that amplitude over the data's own annual amplitude; 'seasons resolved': at most "
     "a quarter of the data's annual amplitude left. 'ms / step': the training time of this run "
-    "per step on the device named (a resumed run counts the steps since the resume)."
+    "per step on the device named (a resumed run counts the steps since the resume; a network "
+    "resumed at its end, which took no step, shows its whole history's)."
 )
 
 
