@@ -26,7 +26,7 @@ SUMMARY_COLUMNS = (
     "num_test_points", "draws_total", "draws_kept", "tau_standardized", "prior_length_scale",
     "backend", "chains", "warmup", "samples", "grad_evals_per_draw", "tree_depth_cap_share",
     "draws_to_converge_per_chain", "chain_time_to_converge_s", "wall_time_nuts_s",
-    "wall_time_s", "size_bytes", "file", "reasons")
+    "chains_from_cache", "wall_time_s", "size_bytes", "file", "reasons")
 
 
 def _row(path: Path) -> dict:
@@ -45,7 +45,9 @@ def _row(path: Path) -> dict:
         "tree_depth_cap_share": manifest["tree_depth_cap_share"],
         "draws_to_converge_per_chain": manifest["draws_to_converge_per_chain"],
         "chain_time_to_converge_s": manifest["chain_time_to_converge_s"],
-        "wall_time_nuts_s": manifest["wall_time_nuts_s"], "wall_time_s": manifest["wall_time_s"],
+        "wall_time_nuts_s": manifest["wall_time_nuts_s"],
+        "chains_from_cache": int(sum(manifest["chains_from_cache"])),
+        "wall_time_s": manifest["wall_time_s"],
         "size_bytes": manifest["size_bytes"], "file": str(path),
         "reasons": "; ".join(conv["reasons"]),
     }
@@ -59,7 +61,8 @@ def summary_frame(paths: Sequence[str | Path]) -> pd.DataFrame:
 
 def write_summary(paths: Sequence[str | Path], csv_path: str | Path) -> Path:
     """Write :func:`summary_frame` as ``csv_path`` and a Markdown table beside it (``.md``),
-    both atomically; returns the CSV path."""
+    both atomically; returns the CSV path. A NUTS wall time whose chains came (partly) from the
+    chain cache says so: it is not the time the chains took."""
     frame = summary_frame(paths)
     csv_path = Path(csv_path)
     atomic_write_text(csv_path, frame.to_csv(index=False))
@@ -67,6 +70,8 @@ def write_summary(paths: Sequence[str | Path], csv_path: str | Path) -> Path:
              "tau_standardized", "grad_evals_per_draw", "draws_to_converge_per_chain",
              "chain_time_to_converge_s", "wall_time_nuts_s", "size_bytes"]
     rows = [f"{r.dataset} split {r.split}" for r in frame.itertuples()]
+    if len(set(rows)) < len(rows):  # the same data set and split in two files: name the files
+        rows = [f"{row} ({file})" for row, file in zip(rows, frame["file"], strict=True)]
 
     def cell(row_label, column):
         value = frame.iloc[rows.index(row_label)][column]
@@ -74,7 +79,12 @@ def write_summary(paths: Sequence[str | Path], csv_path: str | Path) -> Path:
             return "yes" if bool(value) else "**no**"
         if column in ("min_ess_bulk", "min_ess_tail", "grad_evals_per_draw",
                       "chain_time_to_converge_s", "wall_time_nuts_s") and pd.notna(value):
-            return f"{float(value):,.0f}"
+            text = f"{float(value):,.0f}"
+            cached = int(frame.iloc[rows.index(row_label)]["chains_from_cache"])
+            if column == "wall_time_nuts_s" and cached:
+                chains = int(frame.iloc[rows.index(row_label)]["chains"])
+                text += f" ({cached} of {chains} chains from the cache)"
+            return text
         return str(value) if isinstance(value, str) or column == "divergences" \
             else format_value(value)
 

@@ -94,6 +94,7 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
     assert cli_ref.run(_parse(argv)) == 1
     assert f"kept: {path}" in capsys.readouterr().out and path.stat().st_mtime_ns == mtime
     assert len(pd.read_csv(out / "summary.csv")) == 2
+    assert f"| yacht split 0 ({path}) | **no** |" in (out / "summary.md").read_text()
     assert reference_files(out) == [out / "other" / "split-03.nc", path]
     # a manifest made before a settings field existed is kept when the field is at its
     # default (what the file was made with), not when the run asks for another value
@@ -110,5 +111,10 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
     with pytest.warns(RuntimeWarning, match="checksum .* differs"):
         assert cli_ref.run(_parse(argv)) == 1
     assert f"written: {path}" in capsys.readouterr().out
+    # its NUTS wall time is a cache load, and the summary says so
+    assert json.loads(manifest_path(path).read_text())["chains_from_cache"] == [True, True]
+    assert pd.read_csv(out / "summary.csv").set_index("file").loc[
+        str(path), "chains_from_cache"] == 2
+    assert "(2 of 2 chains from the cache)" in (out / "summary.md").read_text()
     reloaded, _ = load_reference(path, expect={"settings": manifest["settings"]})
     np.testing.assert_array_equal(reloaded.posterior["f"].values, idata.posterior["f"].values)
