@@ -137,6 +137,21 @@ def _table(rec: pd.DataFrame) -> list[str]:
     return markdown_table(methods, columns, cell)
 
 
+def _priors_note(references: dict) -> list[str]:
+    """A line naming each prior of the converged references when they have more than one (the
+    summary then ranks over references made under different priors)."""
+    priors: dict[float, list[str]] = {}
+    for (dataset, split), manifest in references.items():
+        if manifest["convergence"]["converged"]:
+            priors.setdefault(float(manifest["prior_length_scale"]), []).append(
+                f"{dataset} split {split}")
+    if len(priors) < 2:
+        return []
+    return ["The summarised references differ in prior: "
+            + "; ".join(f"l = {length:g} ({', '.join(names)})" for length, names in priors.items())
+            + ". Each method is scored against a reference under that reference's prior.", ""]
+
+
 def report_markdown(records: pd.DataFrame, references: dict, commands: Sequence[str] = ()
                     ) -> str:
     """The Markdown report: the summary ranking, then one table per reference."""
@@ -153,6 +168,7 @@ def report_markdown(records: pd.DataFrame, references: dict, commands: Sequence[
             lambda m, c: format_value(float(rank.set_index("method").loc[m, c])))
         lines += ["", "Rank 1 = closest to HMC's predictive in total variation, per reference.",
                   ""]
+        lines += _priors_note(references)
     for (dataset, split), manifest in references.items():
         conv = manifest["convergence"]
         title = f"## {dataset}, split {split}"

@@ -26,7 +26,7 @@ from comparisons.experiments.reference_scores import (
     score_cell_id,
 )
 from comparisons.reference.reference_file import ReferenceFileError, save_reference
-from comparisons.report.reference_scores import ranking, write_report
+from comparisons.report.reference_scores import ranking, report_markdown, write_report
 from comparisons.runner.store import ResultsStore
 from tests.common import subcommand_parser
 
@@ -83,6 +83,24 @@ def test_scores_records_summary_and_unconverged_title(tmp_path):
     assert "## bostonHousing, split 0 (unconverged reference: not used in the summary)" in text
     assert "## yacht, split 0\n" in text and "Gate failed: max R-hat" in text
     assert paths["figure"].stat().st_size > 5000
+
+
+def test_summary_names_the_priors_when_the_references_differ_in_prior():
+    records = pd.DataFrame(
+        [{"dataset": d, "split": 0, "method": m, "metric": metric, "value": v, "note": ""}
+         for d in ("yacht", "concrete")
+         for m, metric, v in (("hmc", "reference_converged", 1.0), ("a", "tv_vs_hmc", 0.1),
+                              ("b", "tv_vs_hmc", 0.2))])
+    conv = {"converged": True, "max_r_hat": 1.0, "min_ess_bulk": 500.0, "min_ess_tail": 500.0,
+            "divergences": 0, "num_chains": 4, "num_draws": 100, "reasons": []}
+    refs = {(d, 0): {"prior": f"l = {length}", "prior_length_scale": length,
+                     "tau_standardized": 1.0, "convergence": conv}
+            for d, length in (("yacht", 1.0), ("concrete", 2.0))}
+    text = report_markdown(records, refs)
+    assert ("The summarised references differ in prior: l = 1 (yacht split 0); l = 2 "
+            "(concrete split 0).") in text
+    refs["concrete", 0] = dict(refs["concrete", 0], prior_length_scale=1.0)
+    assert "differ in prior" not in report_markdown(records, refs)
 
 
 def test_hmc_predictive_and_refused_files(tmp_path):
