@@ -73,17 +73,19 @@ def write_summary(paths: Sequence[str | Path], csv_path: str | Path) -> Path:
     if len(set(rows)) < len(rows):  # the same data set and split in two files: name the files
         rows = [f"{row} ({file})" for row, file in zip(rows, frame["file"], strict=True)]
 
+    by_label = dict(zip(rows, frame.to_dict("records"), strict=True))
+
     def cell(row_label, column):
-        value = frame.iloc[rows.index(row_label)][column]
+        row = by_label[row_label]
+        value = row[column]
         if column == "converged":
             return "yes" if bool(value) else "**no**"
         if column in ("min_ess_bulk", "min_ess_tail", "grad_evals_per_draw",
                       "chain_time_to_converge_s", "wall_time_nuts_s") and pd.notna(value):
             text = f"{float(value):,.0f}"
-            cached = int(frame.iloc[rows.index(row_label)]["chains_from_cache"])
-            if column == "wall_time_nuts_s" and cached:
-                chains = int(frame.iloc[rows.index(row_label)]["chains"])
-                text += f" ({cached} of {chains} chains from the cache)"
+            if column == "wall_time_nuts_s" and row["chains_from_cache"]:
+                text += (f" ({int(row['chains_from_cache'])} of {int(row['chains'])} chains "
+                         "from the cache)")
             return text
         return str(value) if isinstance(value, str) or column == "divergences" \
             else format_value(value)

@@ -92,18 +92,31 @@ def records_markdown(records: Sequence[Mapping] | pd.DataFrame) -> str:
         >>> records_markdown(recs).splitlines()[2].split("|")[2].strip()
         '0.500'
     """
+    frame = _records_frame(records, "records")
+    lookup = {(r.method, r.split, r.metric): r.value for r in frame.itertuples()}
+    return _metrics_table({m: (m,) for m in dict.fromkeys(frame["method"])}, lookup, "method")
+
+
+def _records_frame(records: Sequence[Mapping] | pd.DataFrame, what: str) -> pd.DataFrame:
+    """``records`` as a frame, with a ``ValueError`` naming the tidy columns it lacks."""
     frame = pd.DataFrame(list(records) if not isinstance(records, pd.DataFrame) else records)
     missing = {"method", "split", "metric", "value"} - set(frame.columns)
     if missing:
-        raise ValueError(f"records lack the column(s) {sorted(missing)}")
-    lookup = {(r.method, r.split, r.metric): r.value for r in frame.itertuples()}
+        raise ValueError(f"{what} lack the column(s) {sorted(missing)}")
+    return frame
+
+
+def _metrics_table(rows: Mapping[str, tuple], lookup: Mapping[tuple, float],
+                   row_header: str) -> str:
+    """The :data:`TABLE_COLUMNS` table: row label -> the key prefix of its values in
+    ``lookup`` (keyed ``(*prefix, split, metric)``)."""
     columns = [f"{split}/{metric}" for split, metric, _ in TABLE_COLUMNS]
 
-    def cell(method: str, column: str) -> str:
+    def cell(row: str, column: str) -> str:
         split, metric = column.split("/", 1)
-        return _ppm_cell(metric, lookup.get((method, split, metric)))
+        return _ppm_cell(metric, lookup.get((*rows[row], split, metric)))
 
-    return "\n".join(markdown_table(list(dict.fromkeys(frame["method"])), columns, cell,
+    return "\n".join(markdown_table(list(rows), columns, cell, row_header=row_header,
                                     labels=[label for _, _, label in TABLE_COLUMNS]))
 
 
@@ -130,23 +143,11 @@ def comparison_markdown(runs: Mapping[str, Sequence[Mapping] | pd.DataFrame]) ->
         raise ValueError("runs must name at least one run, got none")
     lookup, methods = {}, {}
     for label, records in runs.items():
-        frame = pd.DataFrame(list(records) if not isinstance(records, pd.DataFrame)
-                             else records)
-        missing = {"method", "split", "metric", "value"} - set(frame.columns)
-        if missing:
-            raise ValueError(f"the records of run {label!r} lack the column(s) {sorted(missing)}")
-        for r in frame.itertuples():
+        for r in _records_frame(records, f"the records of run {label!r}").itertuples():
             lookup[(r.method, label, r.split, r.metric)] = r.value
             methods.setdefault(r.method, None)
     rows = {f"{m} ({label})": (m, label) for m in methods for label in runs}
-    columns = [f"{split}/{metric}" for split, metric, _ in TABLE_COLUMNS]
-
-    def cell(row: str, column: str) -> str:
-        split, metric = column.split("/", 1)
-        return _ppm_cell(metric, lookup.get((*rows[row], split, metric)))
-
-    return "\n".join(markdown_table(list(rows), columns, cell, row_header="method (run)",
-                                    labels=[label for _, _, label in TABLE_COLUMNS]))
+    return _metrics_table(rows, lookup, "method (run)")
 
 
 #: (metric, column header) of the training / fit table, in column order
