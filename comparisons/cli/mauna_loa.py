@@ -148,6 +148,8 @@ def _compare_records_arg(text: str):
     file read and checked here, so that a bad one stops the command before any work."""
     import pandas as pd
 
+    from comparisons.report.mauna_loa import records_frame
+
     label, sep, path = text.partition("=")
     label, path = label.strip(), path.strip()
     if not sep or not label or not path:
@@ -164,12 +166,10 @@ def _compare_records_arg(text: str):
         raise argparse.ArgumentTypeError(
             f"--compare-records {label}: cannot read {path} as a CSV of records "
             f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
-    missing = {"method", "split", "metric", "value"} - set(frame.columns)
-    if missing:
-        raise argparse.ArgumentTypeError(
-            f"--compare-records {label}: {path} lacks the column(s) {sorted(missing)} of a "
-            "records.csv (method, split, metric, value)")
-    return label, frame
+    try:
+        return label, records_frame(frame, f"--compare-records {label}: the records in {path}")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{err} of a records.csv") from None
 
 
 def _workers_arg(text: str) -> int:

@@ -47,8 +47,8 @@ from comparisons.datasets.mauna_loa import MaunaLoaData
 from comparisons.report.tables import markdown_table
 from comparisons.runner.store import atomic_savefig, atomic_write_bytes, atomic_write_text
 
-__all__ = ["records_markdown", "fit_markdown", "loss_curves_frame", "plot_loss_curves",
-           "plot_mauna_loa_panel", "plot_mauna_loa", "report_markdown", "write_report"]
+__all__ = ["records_frame", "records_markdown", "comparison_markdown", "fit_markdown",
+           "loss_curves_frame", "plot_loss_curves", "plot_mauna_loa_panel", "plot_mauna_loa", "report_markdown", "write_report"]
 
 #: at most this many rows per network in ``losses.csv`` (longer runs: block means)
 MAX_LOSS_ROWS = 5000
@@ -92,15 +92,34 @@ def records_markdown(records: Sequence[Mapping] | pd.DataFrame) -> str:
         >>> records_markdown(recs).splitlines()[2].split("|")[2].strip()
         '0.500'
     """
-    frame = _records_frame(records, "records")
+    frame = records_frame(records, "records")
     lookup = {(r.method, r.split, r.metric): r.value for r in frame.itertuples()}
     return _metrics_table({m: (m,) for m in dict.fromkeys(frame["method"])}, lookup, "method")
 
 
-def _records_frame(records: Sequence[Mapping] | pd.DataFrame, what: str) -> pd.DataFrame:
-    """``records`` as a frame, with a ``ValueError`` naming the tidy columns it lacks."""
+def records_frame(records: Sequence[Mapping] | pd.DataFrame, what: str,
+                  columns: Sequence[str] = ("method", "split", "metric", "value")
+                  ) -> pd.DataFrame:
+    """``records`` as a frame, checked to have ``columns``.
+
+    Args:
+        records: tidy records (dicts or a frame).
+        what: how the error names them, e.g. ``"the records of run 'old'"``.
+        columns: the columns they must have (default: those of a metrics table).
+
+    Returns:
+        The records as a :class:`pandas.DataFrame`.
+
+    Raises:
+        ValueError: naming ``what`` and the missing columns.
+
+    Example:
+        >>> records_frame([{"method": "m", "split": "s", "metric": "x", "value": 1.0}],
+        ...               "records").shape
+        (1, 4)
+    """
     frame = pd.DataFrame(list(records) if not isinstance(records, pd.DataFrame) else records)
-    missing = {"method", "split", "metric", "value"} - set(frame.columns)
+    missing = set(columns) - set(frame.columns)
     if missing:
         raise ValueError(f"{what} lack the column(s) {sorted(missing)}")
     return frame
@@ -143,7 +162,7 @@ def comparison_markdown(runs: Mapping[str, Sequence[Mapping] | pd.DataFrame]) ->
         raise ValueError("runs must name at least one run, got none")
     lookup, methods = {}, {}
     for label, records in runs.items():
-        for r in _records_frame(records, f"the records of run {label!r}").itertuples():
+        for r in records_frame(records, f"the records of run {label!r}").itertuples():
             lookup[(r.method, label, r.split, r.metric)] = r.value
             methods.setdefault(r.method, None)
     rows = {f"{m} ({label})": (m, label) for m in methods for label in runs}
@@ -192,11 +211,7 @@ def fit_markdown(fit_records: Sequence[Mapping] | pd.DataFrame) -> str:
         >>> fit_markdown(recs).splitlines()[2].split("|")[-2].strip()
         'yes'
     """
-    frame = pd.DataFrame(list(fit_records) if not isinstance(fit_records, pd.DataFrame)
-                         else fit_records)
-    missing = {"method", "metric", "value"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"fit records lack the column(s) {sorted(missing)}")
+    frame = records_frame(fit_records, "fit records", ("method", "metric", "value"))
     lookup = {(r.method, r.metric): r.value for r in frame.itertuples()}
     devices = ({} if "device" not in frame else
                {m: ", ".join(sorted(set(g["device"].astype(str))))

@@ -191,7 +191,7 @@ def test_compare_records_puts_an_earlier_run_beside_this_one(tmp_path, capsys):
     ("no-label.csv", "--compare-records must be LABEL=CSV"),
     ("this run={csv}", "the label 'this run' is taken"),
     ("old={missing}", "--compare-records old: cannot read"),
-    ("old={bad}", "lacks the column(s) ['method', 'split'] of a records.csv"),
+    ("old={bad}", "lack the column(s) ['method', 'split'] of a records.csv"),
 ])
 def test_bad_compare_records_stop_at_parse_time(value, message, tmp_path, capsys):
     csv, bad = tmp_path / "r.csv", tmp_path / "bad.csv"
