@@ -445,7 +445,7 @@ def plot_mauna_loa(result, axes=None, *, ylim: tuple[float, float] | None = None
         cfg = result.settings
         returned.suptitle(
             f"Mauna Loa CO$_2$: trained up to {result.data.train_end:.1f}, predicted to "
-            f"{result.data.horizon:.1f}; nets {cfg.hidden_layers} x {cfg.hidden_units}, "
+            f"{result.data.horizon:.1f}\nnets {cfg.hidden_layers} x {cfg.hidden_units}, "
             f"drop_rate {cfg.drop_rate:g}, {_steps_text(result)} steps, T = {cfg.num_samples}",
             fontsize="medium",
         )

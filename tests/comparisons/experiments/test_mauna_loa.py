@@ -252,6 +252,25 @@ def test_plot_takes_a_figure_or_axes_and_returns_it(tiny_result, tmp_path):
     plt.close(fig3)
 
 
+def test_plot_title_fits_the_report_figure_with_long_step_counts(tiny_result):
+    """The report's figure title stays inside its 9-inch figure even when both networks' step
+    counts have seven digits and differ (a one-line title was cut at both ends)."""
+    import dataclasses
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    training = {act: dict(t, steps=n) for (act, t), n in
+                zip(tiny_result.training.items(), (1_000_000, 9_999_999))}
+    result = dataclasses.replace(tiny_result, training=training)
+    fig = plot_mauna_loa(result, Figure(figsize=(9, 2.4 * len(result.predictions) + 0.6)))
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    (title,) = [t for t in fig.texts if t.get_text() == fig.get_suptitle()]
+    assert "relu 1000000, tanh 9999999 steps" in title.get_text()
+    box, page = title.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1, (box, page)
+
+
 # ------------------------------------------------------------------------------------- CLI
 
 
