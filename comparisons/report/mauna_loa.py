@@ -275,8 +275,11 @@ def report_markdown(result, threads: int | None = None,
         f"{cfg.seed}; trained and drawn on {', '.join(devices) or 'cpu'}",
         f"- GPs: exact, {cfg.gp_iterations} Adam steps (lr {cfg.gp_lr:g}) on the marginal "
         f"likelihood, conditioned on one training week in {cfg.gp_stride}",
-        f"- torch threads {threads}; wall time {result.wall_time_s:.1f} s"
-        + (f"; {np.mean(step_s):.4f} s per training step" if step_s else ""),
+        f"- torch threads {threads}; wall time {result.wall_time_s:.1f} s" + (
+            "; training: " + ", ".join(f"{act} {t['steps']} steps in {t['train_time_s']:.1f} s"
+                                       for act, t in training.items())
+            + " (every run of a resumed network counted)" if training else
+            f"; {np.mean(step_s):.4f} s per training step" if step_s else ""),
         "",
         records_markdown(result.records),
         "",

@@ -109,7 +109,12 @@ def test_resume_through_the_cli_gives_the_uninterrupted_numbers(tmp_path, capsys
     fit = pd.read_csv(split / "fit.csv").set_index(["method", "metric"])["value"]
     assert fit["mc_dropout_relu", "resumed_from_step"] == 6
     assert fit["mc_dropout_relu", "steps"] == 14
-    assert "| mc_dropout_tanh | cpu | 14 | step budget | 6 |" in (split / "report.md").read_text()
+    text = (split / "report.md").read_text()
+    assert "| mc_dropout_tanh | cpu | 14 | step budget | 6 |" in text
+    # the header's training time counts both runs of each network
+    secs = {act: fit[f"mc_dropout_{act}", "train_time_s"] for act in ("relu", "tanh")}
+    assert (f"training: relu 14 steps in {secs['relu']:.1f} s, tanh 14 steps in "
+            f"{secs['tanh']:.1f} s (every run of a resumed network counted)") in text
 
     # other network settings: refused, naming them, in one line
     code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "20", "--resume",
