@@ -78,8 +78,10 @@ kernel, ``fused_adam=True``, saves about 4-8 ms per step); a checkpoint of that 
 about 65 ms (38 MB). One MC function draw over the ~2,500 query points takes 0.37-0.8 s, 100
 marginal-likelihood steps of an exact GP on 800 weeks 14-23 s. The default run (500 steps,
 T = 50) takes about 3.6 minutes, 2500 steps with T = 100 about 9 minutes.
-:data:`PAPER_LIKE_SETTINGS` documents a paper-size run (10^6 steps, T = 1000): about 14-22 hours
-of training per network at 0.05-0.08 s per step, hence the checkpoints.
+:data:`PAPER_LIKE_SETTINGS` documents a paper-size run (10^6 steps, T = 1000): about 12-22 hours
+of training per network at 0.045-0.08 s per step, hence the checkpoints. With the stopping rule
+(windows of 20,000 steps, tolerance 0.01; ``make mauna-loa-long``) the committed run stopped at
+220,000 steps (ReLU, 8.6 h) and 100,000 steps (tanh, 6.7 h).
 
 No file is written here: :func:`comparisons.report.mauna_loa.write_report` writes the figure,
 the table and the records of a :class:`MaunaLoaResult`.
