@@ -48,7 +48,8 @@ from comparisons.report.tables import markdown_table
 from comparisons.runner.store import atomic_savefig, atomic_write_bytes, atomic_write_text
 
 __all__ = ["records_frame", "records_markdown", "comparison_markdown", "fit_markdown",
-           "loss_curves_frame", "plot_loss_curves", "plot_mauna_loa_panel", "plot_mauna_loa", "report_markdown", "write_report"]
+           "loss_curves_frame", "plot_loss_curves", "plot_mauna_loa_panel", "plot_mauna_loa",
+           "report_markdown", "write_report"]
 
 #: at most this many rows per network in ``losses.csv`` (longer runs: block means)
 MAX_LOSS_ROWS = 5000
@@ -253,11 +254,12 @@ def report_markdown(result, threads: int | None = None,
 
     cfg, data = result.settings, result.data
     threads = torch.get_num_threads() if threads is None else threads
-    step_s = [p.info["seconds_per_step"] for p in result.predictions.values()
-              if "seconds_per_step" in p.info]
     adam = "fused Adam" if getattr(cfg, "fused_adam", False) else "Adam"
     training = getattr(result, "training", {}) or {}
     devices = sorted({t["device_name"] for t in training.values()})
+    timing = ("" if not training else "; training: " + ", ".join(  # GPs alone: no training
+        f"{act} {t['steps']} steps in {t['train_time_s']:.1f} s" for act, t in training.items())
+        + " (every run of a resumed network counted)")
     stop = ("no stopping rule" if getattr(cfg, "stop_window", None) is None else
             f"stopping rule: window {cfg.stop_window} steps, tolerance {cfg.stop_tolerance:g}")
     lines = [
@@ -275,11 +277,7 @@ def report_markdown(result, threads: int | None = None,
         f"{cfg.seed}; trained and drawn on {', '.join(devices) or 'cpu'}",
         f"- GPs: exact, {cfg.gp_iterations} Adam steps (lr {cfg.gp_lr:g}) on the marginal "
         f"likelihood, conditioned on one training week in {cfg.gp_stride}",
-        f"- torch threads {threads}; wall time {result.wall_time_s:.1f} s" + (
-            "; training: " + ", ".join(f"{act} {t['steps']} steps in {t['train_time_s']:.1f} s"
-                                       for act, t in training.items())
-            + " (every run of a resumed network counted)" if training else
-            f"; {np.mean(step_s):.4f} s per training step" if step_s else ""),
+        f"- torch threads {threads}; wall time {result.wall_time_s:.1f} s{timing}",
         "",
         records_markdown(result.records),
         "",
