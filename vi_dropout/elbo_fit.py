@@ -31,6 +31,7 @@ __all__ = [
     "TAU_BOUND",
     "minibatch_rows",
     "network_generators",
+    "initial_params",
     "network_picker",
     "as_networks",
     "note_failures",
@@ -65,6 +66,58 @@ def network_generators(generator, num_networks: int | None):
         raise ValueError(f"generator must be a sequence of {num_networks} torch.Generator (one "
                          f"per network) for num_networks={num_networks}")
     return list(generator)
+
+
+def initial_params(architecture, generators, num_networks: int | None, dtype,
+                   weights: Sequence[torch.Tensor] | None = None,
+                   biases: Sequence[torch.Tensor] | None = None
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The weights and biases an ELBO objective starts from: ``weights`` and ``biases`` as given,
+    or Glorot-uniform (:meth:`~vi_dropout.network.Architecture.init_params`) with network ``e``
+    drawing from its own generator (the random contract above), checked against the
+    architecture.
+
+    Args:
+        architecture: the :class:`~vi_dropout.network.Architecture`.
+        generators: what :func:`network_generators` returned for ``num_networks``.
+        num_networks: ``E`` batched networks (each tensor gets a leading ``E`` dim), or ``None``
+            for one.
+        dtype: the dtype of drawn parameters.
+        weights, biases: per layer ``[E x] out x in`` and ``[E x] out``; either one ``None``
+            draws both and keeps the one given.
+
+    Returns:
+        ``(weights, biases)``, one tensor per layer each.
+
+    Raises:
+        ValueError: naming the layer and the expected and given shapes.
+
+    Example:
+        >>> from vi_dropout.network import Architecture
+        >>> ws, bs = initial_params(Architecture((3, 5, 1)), [None, None], 2, torch.float64)
+        >>> [tuple(w.shape) for w in ws], [tuple(b.shape) for b in bs]
+        ([(2, 5, 3), (2, 1, 5)], [(2, 5), (2, 1)])
+    """
+    shape = () if num_networks is None else (num_networks,)
+    if weights is None or biases is None:
+        if num_networks is None:
+            w0, b0 = architecture.init_params(generator=generators, dtype=dtype)
+        else:  # each network from its own generator: network e alone gives the same draws
+            inits = [architecture.init_params(generator=g, dtype=dtype) for g in generators]
+            w0 = [torch.stack(ws) for ws in zip(*(w for w, _ in inits))]
+            b0 = [torch.stack(bs) for bs in zip(*(b for _, b in inits))]
+        weights = w0 if weights is None else weights
+        biases = b0 if biases is None else biases
+    n_layers = architecture.num_layers
+    if len(weights) != n_layers or len(biases) != n_layers:
+        raise ValueError(f"weights and biases must have {n_layers} entries (one per layer)")
+    for i, ((out, inp), w, b) in enumerate(zip(architecture.layer_shapes, weights, biases)):
+        if tuple(w.shape) != shape + (out, inp) or tuple(b.shape) != shape + (out,):
+            raise ValueError(
+                f"layer {i}: expected weights[{i}] of shape {shape + (out, inp)} and "
+                f"biases[{i}] of shape {shape + (out,)}, got {tuple(w.shape)} and "
+                f"{tuple(b.shape)}")
+    return list(weights), list(biases)
 
 
 def network_picker(network: int | None, num_networks: int | None):

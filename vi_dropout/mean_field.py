@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from .elbo_fit import (
     TAU_BOUND,
     as_networks,
+    initial_params,
     network_generators,
     network_picker,
     run_fit_loop,
@@ -174,24 +175,8 @@ class MeanFieldObjective(torch.nn.Module):
             self.log_tau = torch.nn.Parameter(log_tau)
         else:
             self.register_buffer("log_tau", log_tau)
-        if weights is None or biases is None:
-            if self.num_networks is None:
-                w0, b0 = architecture.init_params(generator=gens, dtype=dtype)
-            else:  # each network from its own generator: network e alone gives the same draws
-                inits = [architecture.init_params(generator=g, dtype=dtype) for g in gens]
-                w0 = [torch.stack(ws) for ws in zip(*(w for w, _ in inits))]
-                b0 = [torch.stack(bs) for bs in zip(*(b for _, b in inits))]
-            weights = w0 if weights is None else weights
-            biases = b0 if biases is None else biases
-        n_layers = architecture.num_layers
-        if len(weights) != n_layers or len(biases) != n_layers:
-            raise ValueError(f"weights and biases must have {n_layers} entries (one per layer)")
-        for i, ((out, inp), w, b) in enumerate(zip(architecture.layer_shapes, weights, biases)):
-            if tuple(w.shape) != shape + (out, inp) or tuple(b.shape) != shape + (out,):
-                raise ValueError(
-                    f"layer {i}: expected weights[{i}] of shape {shape + (out, inp)} and "
-                    f"biases[{i}] of shape {shape + (out,)}, got {tuple(w.shape)} and "
-                    f"{tuple(b.shape)}")
+        weights, biases = initial_params(architecture, gens, self.num_networks, dtype,
+                                         weights, biases)
 
         def params(tensors):
             return torch.nn.ParameterList([torch.nn.Parameter(

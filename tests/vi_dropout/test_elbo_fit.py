@@ -7,7 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vi_dropout.elbo_fit import as_networks, minibatch_rows, note_failures, run_fit_loop
+from vi_dropout.elbo_fit import (
+    as_networks,
+    initial_params,
+    minibatch_rows,
+    note_failures,
+    run_fit_loop,
+)
+from vi_dropout.network import Architecture
 
 
 def test_minibatch_rows_are_epochs_of_each_networks_permutation():
@@ -21,6 +28,32 @@ def test_minibatch_rows_are_epochs_of_each_networks_permutation():
     assert torch.equal(torch.cat([r[1] for r in rows[:3]]), want)  # network 1's own stream
     assert list(minibatch_rows(7, None, 2, gens)) == [None, None]
     assert list(minibatch_rows(7, 10, 1, gens)) == [None]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_initial_params_network_e_is_the_single_network_of_its_generator(dtype):
+    arch = Architecture((3, 4, 2))
+    ws, bs = initial_params(arch, [torch.Generator().manual_seed(s) for s in (5, 6)], 2, dtype)
+    w1, b1 = initial_params(arch, torch.Generator().manual_seed(6), None, dtype)
+    assert [tuple(w.shape) for w in ws] == [(2, 4, 3), (2, 2, 4)]
+    assert all(torch.equal(w[1], v) and torch.equal(b[1], c)  # bit for bit: the same draws
+               for w, v, b, c in zip(ws, w1, bs, b1))
+    assert ws[0].dtype == dtype and not torch.equal(ws[0][0], ws[0][1])
+    # given weights are kept as they are; biases alone missing are drawn
+    given = [torch.ones(4, 3, dtype=dtype), torch.ones(2, 4, dtype=dtype)]
+    kept, drawn = initial_params(arch, torch.Generator().manual_seed(6), None, dtype, given)
+    assert kept == given and all(torch.equal(b, c) for b, c in zip(drawn, b1))
+
+
+@pytest.mark.parametrize("weights, biases, match", [
+    ([torch.zeros(4, 3)], [torch.zeros(4)], r"must have 2 entries \(one per layer\)"),
+    ([torch.zeros(4, 3), torch.zeros(2, 5)], [torch.zeros(4), torch.zeros(2)],
+     r"layer 1: expected weights\[1\] of shape \(2, 4\) and biases\[1\] of shape \(2,\), "
+     r"got \(2, 5\) and \(2,\)"),
+])
+def test_initial_params_names_a_bad_layer(weights, biases, match):
+    with pytest.raises(ValueError, match=match):
+        initial_params(Architecture((3, 4, 2)), None, None, torch.float32, weights, biases)
 
 
 @pytest.mark.parametrize("x, y, seed, match", [
