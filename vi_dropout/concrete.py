@@ -41,6 +41,7 @@ from .distributions import DropoutNormal
 from .elbo_fit import (
     TAU_BOUND,
     as_networks,
+    draw_in_chunks,
     initial_params,
     network_generators,
     network_picker,
@@ -50,7 +51,6 @@ from .kl import gaussian_kl_to_prior, kl_large_width
 from .network import Architecture, mlp_forward
 from .objectives import check_data, data_term, local_reparam_forward
 from .validation import (
-    check_finite,
     check_learnable_keep_prob,
     check_positive,
     check_positive_int,
@@ -368,33 +368,23 @@ class ConcreteDropoutObjective(torch.nn.Module):
         Returns:
             ``T x N x D`` samples (no observation noise).
         """
-        t_total = check_positive_int(num_samples, "num_samples")
-        max_rows = check_positive_int(max_rows, "max_rows")
-        check_finite(x, "x")
-        if x.dim() != 2 or x.shape[-1] != self.architecture.in_features:
-            raise ValueError(f"x must have shape N x {self.architecture.in_features}, got "
-                             f"{tuple(x.shape)}")
         pick = network_picker(network, self.num_networks)
         weights = [pick(w) for w in self.weights]
         biases = [pick(b) for b in self.biases]
         kps = [pick(kp) for kp in self.keep_probs]
         scale = pick(self.scale)
-        n = x.shape[0]
-        chunk = max(1, max_rows // n)
-        out = []
-        for start in range(0, t_total, chunk):
-            t = min(chunk, t_total - start)
-            masks = [torch.rand(t, n, inp, dtype=x.dtype, generator=generator) < kp
-                     for (_, inp), kp in zip(self.architecture.layer_shapes, kps)]
-            masks = [m.to(x.dtype) for m in masks]
+        shapes, activation = self.architecture.layer_shapes, self.architecture.activation
+
+        def draw(t: int) -> torch.Tensor:
+            n = x.shape[0]
+            masks = [(torch.rand(t, n, inp, dtype=x.dtype, generator=generator) < kp).to(x.dtype)
+                     for (_, inp), kp in zip(shapes, kps)]
             if self.zero_scale:
-                out.append(mlp_forward(x, weights, biases, self.architecture.activation, masks))
-            else:
-                noise = [torch.randn(t, n, o, dtype=x.dtype, generator=generator)
-                         for o, _ in self.architecture.layer_shapes]
-                out.append(local_reparam_forward(x, weights, biases, masks, scale,
-                                                 self.architecture.activation, noise))
-        return torch.cat(out)
+                return mlp_forward(x, weights, biases, activation, masks)
+            noise = [torch.randn(t, n, o, dtype=x.dtype, generator=generator) for o, _ in shapes]
+            return local_reparam_forward(x, weights, biases, masks, scale, activation, noise)
+
+        return draw_in_chunks(self.architecture, x, num_samples, max_rows, draw)
 
 
 class ConcreteFit(NamedTuple):

@@ -25,13 +25,14 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .objectives import check_data
-from .validation import check_finite
+from .validation import check_finite, check_positive_int
 
 __all__ = [
     "TAU_BOUND",
     "minibatch_rows",
     "network_generators",
     "initial_params",
+    "draw_in_chunks",
     "network_picker",
     "as_networks",
     "note_failures",
@@ -118,6 +119,38 @@ def initial_params(architecture, generators, num_networks: int | None, dtype,
                 f"biases[{i}] of shape {shape + (out,)}, got {tuple(w.shape)} and "
                 f"{tuple(b.shape)}")
     return list(weights), list(biases)
+
+
+def draw_in_chunks(architecture, x: torch.Tensor, num_samples: int, max_rows: int,
+                   draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
+    """``num_samples`` function draws of an objective's network at ``x``, ``draw(t)`` making
+    ``t`` of them (``t x N x D``) per pass, with at most ``max_rows`` rows (draws x points) per
+    pass (at least one draw), the arguments checked: the ``predict`` of the ELBO objectives.
+
+    Args:
+        architecture: the network's :class:`~vi_dropout.network.Architecture`.
+        x: ``N x Q`` inputs (finite).
+        num_samples: :math:`T`, a positive int.
+        max_rows: a positive int.
+        draw: ``t -> t x N x D`` draws, consuming the caller's random stream in pass order.
+
+    Returns:
+        ``T x N x D``: the passes' draws, in order.
+
+    Example:
+        >>> from vi_dropout.network import Architecture
+        >>> x = torch.zeros(4, 1)
+        >>> draw_in_chunks(Architecture((1, 1)), x, 5, 8, lambda t: torch.zeros(t, 4, 1)).shape
+        torch.Size([5, 4, 1])
+    """
+    total = check_positive_int(num_samples, "num_samples")
+    max_rows = check_positive_int(max_rows, "max_rows")
+    check_finite(x, "x")
+    if x.dim() != 2 or x.shape[-1] != architecture.in_features:
+        raise ValueError(f"x must have shape N x {architecture.in_features}, got "
+                         f"{tuple(x.shape)}")
+    chunk = max(1, max_rows // x.shape[0])
+    return torch.cat([draw(min(chunk, total - start)) for start in range(0, total, chunk)])
 
 
 def network_picker(network: int | None, num_networks: int | None):

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from .elbo_fit import (
     TAU_BOUND,
     as_networks,
+    draw_in_chunks,
     initial_params,
     network_generators,
     network_picker,
@@ -57,7 +58,7 @@ from .elbo_fit import (
 from .kl import mean_field_kl_to_prior
 from .network import Architecture, get_activation
 from .objectives import check_data, data_term
-from .validation import check_finite, check_positive, check_positive_int
+from .validation import check_positive, check_positive_int
 
 __all__ = [
     "MeanFieldObjective",
@@ -297,24 +298,17 @@ class MeanFieldObjective(torch.nn.Module):
         Returns:
             ``T x N x D`` samples (no observation noise).
         """
-        t_total = check_positive_int(num_samples, "num_samples")
-        max_rows = check_positive_int(max_rows, "max_rows")
-        check_finite(x, "x")
-        if x.dim() != 2 or x.shape[-1] != self.architecture.in_features:
-            raise ValueError(f"x must have shape N x {self.architecture.in_features}, got "
-                             f"{tuple(x.shape)}")
         pick = network_picker(network, self.num_networks)
         params = [[pick(p).to(x.dtype) for p in group] for group in (
             self.weights, self.biases, self.weight_scales, self.bias_scales)]
-        n = x.shape[0]
-        chunk = max(1, max_rows // n)
-        out = []
-        for start in range(0, t_total, chunk):
-            t = min(chunk, t_total - start)
-            noise = [torch.randn(t, n, o, dtype=x.dtype, generator=generator)
-                     for o, _ in self.architecture.layer_shapes]
-            out.append(mean_field_forward(x, *params, self.architecture.activation, noise))
-        return torch.cat(out)
+        shapes, activation = self.architecture.layer_shapes, self.architecture.activation
+
+        def draw(t: int) -> torch.Tensor:
+            noise = [torch.randn(t, x.shape[0], o, dtype=x.dtype, generator=generator)
+                     for o, _ in shapes]
+            return mean_field_forward(x, *params, activation, noise)
+
+        return draw_in_chunks(self.architecture, x, num_samples, max_rows, draw)
 
 
 class MeanFieldFit(NamedTuple):

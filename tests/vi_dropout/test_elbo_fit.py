@@ -9,6 +9,7 @@ import torch
 
 from vi_dropout.elbo_fit import (
     as_networks,
+    draw_in_chunks,
     initial_params,
     minibatch_rows,
     note_failures,
@@ -54,6 +55,26 @@ def test_initial_params_network_e_is_the_single_network_of_its_generator(dtype):
 def test_initial_params_names_a_bad_layer(weights, biases, match):
     with pytest.raises(ValueError, match=match):
         initial_params(Architecture((3, 4, 2)), None, None, torch.float32, weights, biases)
+
+
+def test_draw_in_chunks_passes_and_checks():
+    x, passes = torch.zeros(4, 2), []
+
+    def draw(t):
+        passes.append(t)
+        return torch.full((t, 4, 1), float(len(passes)))
+
+    out = draw_in_chunks(Architecture((2, 1)), x, 7, 12, draw)  # 12 rows / 4 points: 3 per pass
+    assert passes == [3, 3, 1] and out.shape == (7, 4, 1)
+    assert out[:, 0, 0].tolist() == [1, 1, 1, 2, 2, 2, 3]  # the passes in order
+    passes.clear()
+    draw_in_chunks(Architecture((2, 1)), x, 2, 1, draw)  # fewer rows than points: one draw
+    assert passes == [1, 1]
+    for args, match in [((x, 0, 4), "num_samples"), ((x, 2, 0), "max_rows"),
+                        ((torch.zeros(4, 3), 2, 4), r"x must have shape N x 2, got \(4, 3\)"),
+                        ((torch.full((4, 2), float("nan")), 2, 4), "x")]:
+        with pytest.raises(ValueError, match=match):
+            draw_in_chunks(Architecture((2, 1)), *args, draw)
 
 
 @pytest.mark.parametrize("x, y, seed, match", [
