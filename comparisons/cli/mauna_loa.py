@@ -148,7 +148,7 @@ def _compare_records_arg(text: str):
     file read and checked here, so that a bad one stops the command before any work."""
     import pandas as pd
 
-    from comparisons.report.mauna_loa import records_frame
+    from comparisons.report.tables import records_frame
 
     label, sep, path = text.partition("=")
     label, path = label.strip(), path.strip()
@@ -169,7 +169,7 @@ def _compare_records_arg(text: str):
     try:
         return label, records_frame(frame, f"--compare-records {label}: the records in {path}")
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"{err} of a records.csv") from None
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _workers_arg(text: str) -> int:

@@ -44,10 +44,10 @@ import numpy as np
 import pandas as pd
 
 from comparisons.datasets.mauna_loa import MaunaLoaData
-from comparisons.report.tables import markdown_table
+from comparisons.report.tables import markdown_table, records_frame
 from comparisons.runner.store import atomic_savefig, atomic_write_bytes, atomic_write_text
 
-__all__ = ["records_frame", "records_markdown", "comparison_markdown", "fit_markdown",
+__all__ = ["records_markdown", "comparison_markdown", "fit_markdown",
            "loss_curves_frame", "plot_loss_curves", "plot_mauna_loa_panel", "plot_mauna_loa",
            "report_markdown", "write_report"]
 
@@ -96,34 +96,6 @@ def records_markdown(records: Sequence[Mapping] | pd.DataFrame) -> str:
     frame = records_frame(records, "records")
     lookup = {(r.method, r.split, r.metric): r.value for r in frame.itertuples()}
     return _metrics_table({m: (m,) for m in dict.fromkeys(frame["method"])}, lookup, "method")
-
-
-def records_frame(records: Sequence[Mapping] | pd.DataFrame, what: str,
-                  columns: Sequence[str] = ("method", "split", "metric", "value")
-                  ) -> pd.DataFrame:
-    """``records`` as a frame, checked to have ``columns``.
-
-    Args:
-        records: tidy records (dicts or a frame).
-        what: how the error names them, e.g. ``"the records of run 'old'"``.
-        columns: the columns they must have (default: those of a metrics table).
-
-    Returns:
-        The records as a :class:`pandas.DataFrame`.
-
-    Raises:
-        ValueError: naming ``what`` and the missing columns.
-
-    Example:
-        >>> records_frame([{"method": "m", "split": "s", "metric": "x", "value": 1.0}],
-        ...               "records").shape
-        (1, 4)
-    """
-    frame = pd.DataFrame(list(records) if not isinstance(records, pd.DataFrame) else records)
-    missing = set(columns) - set(frame.columns)
-    if missing:
-        raise ValueError(f"{what} lack the column(s) {sorted(missing)}")
-    return frame
 
 
 def _metrics_table(rows: Mapping[str, tuple], lookup: Mapping[tuple, float],

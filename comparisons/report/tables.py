@@ -1,12 +1,43 @@
-"""Markdown tables of tidy records: one formatter of numbers and one table builder for every
-experiment's report."""
+"""Markdown tables of tidy records: one check of records, one formatter of numbers and one table
+builder for every experiment's report."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-__all__ = ["format_value", "markdown_table"]
+import pandas as pd
+
+__all__ = ["records_frame", "format_value", "markdown_table"]
+
+
+def records_frame(records: pd.DataFrame | Iterable[Mapping], what: str = "records",
+                  columns: Sequence[str] = ("method", "split", "metric", "value")
+                  ) -> pd.DataFrame:
+    """``records`` as a new frame, checked to have ``columns``.
+
+    Args:
+        records: tidy records (dicts, or a frame, which is copied).
+        what: how the error names them, e.g. ``"the records of run 'old'"``.
+        columns: the columns they must have.
+
+    Returns:
+        The records as a :class:`pandas.DataFrame`.
+
+    Raises:
+        ValueError: naming ``what``, the missing columns (in ``columns``' order) and those
+            present.
+
+    Example:
+        >>> records_frame([{"method": "m", "split": "s", "metric": "x", "value": 1.0}]).shape
+        (1, 4)
+    """
+    frame = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lack the column(s) {missing} of a records.csv; they have "
+                         f"{list(frame.columns)}")
+    return frame
 
 
 def format_value(value: float | None) -> str:

@@ -26,19 +26,15 @@ import numpy as np
 import pandas as pd
 
 from comparisons.report.styles import canonical_method
+from comparisons.report.tables import records_frame
 
 __all__ = ["summarize", "format_mean_se", "summary_markdown", "plot_split_metric", "REPORT_METRICS",
            "HYPERPARAMETER_METRICS", "with_learned_drop_rates", "write_uci_report"]
 
-_REQUIRED = ("dataset", "method", "split", "metric", "value")
-
 
 def _frame(records: pd.DataFrame | Iterable[Mapping[str, Any]],
            by: Sequence[str]) -> pd.DataFrame:
-    df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
-    missing = [c for c in (*by, "split", "metric", "value") if c not in df.columns]
-    if missing:
-        raise ValueError(f"records lack column(s) {missing}; have {list(df.columns)}")
+    df = records_frame(records, "records", (*by, "split", "metric", "value"))
     df["value"] = df["value"].astype(float)
     if "method" in df.columns:  # older outputs spell some ids differently (gp-se, nuts)
         df["method"] = df["method"].map(lambda m: canonical_method(m) if isinstance(m, str) else m)

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from comparisons.report.styles import METHOD_STYLES, canonical_method
-from comparisons.report.tables import markdown_table
+from comparisons.report.tables import markdown_table, records_frame
 from comparisons.report.uci import format_mean_se, summarize
 from comparisons.runner.store import REQUIRED_FIELDS, atomic_write_text
 
@@ -176,10 +176,7 @@ def _check_unique(df: pd.DataFrame) -> None:
 
 def _prepared(records: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Tidy records with ``variant`` (added when absent), checked for duplicates."""
-    df = records.copy() if isinstance(records, pd.DataFrame) else pd.DataFrame(list(records))
-    missing = [c for c in REQUIRED_FIELDS if c not in df.columns]
-    if missing:
-        raise ValueError(f"records lack column(s) {missing}; have {list(df.columns)}")
+    df = records_frame(records, "records", REQUIRED_FIELDS)
     if "variant" not in df.columns:
         df = _add_variants(df)
     elif "epochs_multiplier" not in df.columns:
