@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
+import inspect
 import math
 import os
 import struct
@@ -11,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -200,3 +203,32 @@ def run_benchmark_quick(name: str, *args: str, timeout: float = 300) -> str:
                           timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
+
+
+# --- the user-style networks under examples/ ----------------------------------------------------
+def load_example(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` by path (it is not a package) and return the module; it is
+    not put in ``sys.modules``, so every call runs the file afresh."""
+    path = REPO / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def example_problem(name: str, num_examples: int = 64):
+    """``(module, x, y, likelihood)`` of ``examples/<name>.py``: its ``make()`` and the first
+    ``num_examples`` of its ``data()`` as tensors (a two-input example's ``x`` is a dict keyed by
+    the forward's parameters)."""
+    example = load_example(name)
+    arrays = example.data(num_examples=num_examples)
+    *inputs, y = (torch.as_tensor(a) for a in arrays)
+    if len(inputs) == 1:
+        x = inputs[0]
+    else:
+        names = [p for p in inspect.signature(example.make().forward).parameters]
+        x = dict(zip(names, inputs))
+    likelihood = "gaussian" if y.is_floating_point() else "categorical"
+    return example.make(), x, y, likelihood

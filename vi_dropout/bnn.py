@@ -13,10 +13,18 @@ likelihood is Gaussian (precision :math:`\tau`, ``N x D`` targets) or categorica
     \operatorname{Categorical}(\operatorname{softmax} f(\mathbf{x}_n; \mathbf{W}))
     & \text{categorical.}\end{cases}
 
-:math:`f` is the user's network with its dropout modules removed
+:math:`f` is the user's network with no dropout acting
 (:func:`~vi_dropout.conversion.dropout_free_copy`) and the sampled weights in its covered layers.
 Parameters of other layers (BatchNorm, LayerNorm, ...) stay point estimates, registered with
-``pyro.module``.
+``pyro.module``. Dropout the family cannot cover (inside ``nn.LSTM``, ``nn.MultiheadAttention``,
+transformer layers, on the output, ...) is refused, or with ``uncovered_dropout="disable"``
+switched off and listed (:attr:`ModuleBNN.disabled_dropout`, :meth:`ModuleBNN.summary`).
+
+The model supports vectorised particles: ``Trace_ELBO(num_particles=S,
+vectorize_particles=True, max_plate_nesting=1)`` and ``Predictive(..., parallel=True)`` give
+weight sites with leading particle dimensions (``S x 1 x K x Q``); the network then runs once per
+particle (a loop of ``torch.func.functional_call``, which keeps BatchNorm and any other module
+working) and the outputs are stacked to batch shape ``S x B``.
 
 :class:`ModuleDropoutGuide` is the MC dropout family on those sites:
 :math:`q(\mathbf{W}_i) = \text{DropoutNormal}(\mathbf{M}_i, \pi_i, \theta)` and
@@ -47,10 +55,12 @@ import torch
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
-from .conversion import CoveredLayer, dropout_free_copy, find_covered_layers
+from .conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
 from .distributions import DropoutNormal
+from .inputs import Inputs, batch_size, check_inputs, device_of, float_dtype, shapes_key
+from .module_forward import covered_input_shapes, run_module
 from .objectives import LIKELIHOODS
-from .validation import check_finite, check_positive, check_positive_int, check_targets
+from .validation import check_positive, check_positive_int, check_targets
 
 __all__ = ["ModuleBNN", "ModuleDropoutGuide"]
 
@@ -72,35 +82,49 @@ class ModuleBNN(PyroModule):
 
     Sample sites, in the call order of the covered layers:
 
-    * ``f"{name}.weight"``: ``K x Q`` columns (``out x in`` for ``nn.Linear``; for ``nn.Conv2d``
-      the ``(out * kh * kw) x in`` matrix of :meth:`~vi_dropout.conversion.CoveredLayer.to_columns`,
-      one column per input channel), prior :math:`\mathcal{N}(0, l^{-2})`;
+    * ``f"{name}.weight"``: ``K x Q`` columns (``out x in`` for ``nn.Linear``; for a convolution
+      the ``(out/g * prod(kernel)) x in`` matrix of
+      :meth:`~vi_dropout.conversion.CoveredLayer.to_columns`, one column per input channel),
+      prior :math:`\mathcal{N}(0, l^{-2})`;
     * ``f"{name}.bias"``: ``out``, same prior (layers with a bias only);
     * ``"f"``: the network's output (a deterministic site), ``B x ...``;
-    * ``"obs"``: the targets, inside the plate ``"data"`` of size ``num_data`` (the likelihood is
-      scaled by ``num_data / B`` for a minibatch).
+    * ``"obs"``: the targets, inside the plate ``"data"`` (dim -1) of size ``num_data`` (the
+      likelihood is scaled by ``num_data / B`` for a minibatch).
 
     The weights are drawn once per call (one draw per minibatch; see
-    :class:`~vi_dropout.per_example_elbo.PerExampleDropoutELBO` for one draw per example). The
-    model does not support vectorised particles (``vectorize_particles=True`` or
-    ``Predictive(parallel=True)``).
+    :class:`~vi_dropout.per_example_elbo.PerExampleDropoutELBO` for one draw per example). With
+    vectorised particles (``Trace_ELBO(..., vectorize_particles=True, max_plate_nesting=1)``,
+    ``Predictive(..., parallel=True)``) the sites carry leading particle dims (``S x 1 x K x Q``)
+    and ``"f"`` / ``"obs"`` have batch shape ``S x B``.
 
     Args:
-        module: the user's network. It is deep-copied with its dropout modules replaced by
-            identities; the covered layers' weights and biases become latent, every other
-            parameter stays a point estimate (``pyro.module("net", ...)``). Call ``model.eval()``
-            for evaluation-mode BatchNorm in prediction.
+        module: the user's network. It is deep-copied with no dropout acting
+            (:func:`~vi_dropout.conversion.dropout_free_copy`); the covered layers' weights and
+            biases become latent, every other parameter stays a point estimate
+            (``pyro.module("net", ...)``). Call ``model.eval()`` for evaluation-mode BatchNorm in
+            prediction.
         prior_length_scale: :math:`l > 0`; the prior standard deviation is :math:`1/l`.
         tau: Gaussian likelihood precision :math:`\tau > 0` (ignored for categorical).
         likelihood: ``"gaussian"`` (targets ``N x D``, ``N x 1`` for one output; a 1-D ``y`` is
             refused) or ``"categorical"`` (the network outputs ``N x C`` logits, ``y`` holds ``N``
             class indices).
         keep_probs: optional explicit map ``{layer name: keep_prob}`` (for modules that
-            ``torch.fx`` cannot trace); read from the module's dropout modules otherwise.
+            ``torch.fx`` cannot trace); read from the module's dropout otherwise.
+        uncovered_dropout: ``"refuse"`` (default: dropout the family cannot cover raises, naming
+            it) or ``"disable"`` (it is switched off in the model and listed in
+            :attr:`disabled_dropout` and :meth:`summary`; see
+            :func:`~vi_dropout.conversion.convert_module`).
 
-    Call with ``(x, y=None, num_data=None)``: ``x`` a minibatch ``B x ...`` the module takes,
-    ``y`` its targets (``None`` to sample them), ``num_data`` the full data size ``N``
-    (default ``B``).
+    Call with ``(x, y=None, num_data=None)``: ``x`` a minibatch the module takes (a tensor
+    ``B x ...``, a tuple of tensors for ``forward(self, x1, x2)``, or a dict of tensors for
+    keyword arguments; batch first), ``y`` its targets (``None`` to sample them), ``num_data``
+    the full data size ``N`` (default ``B``).
+
+    Attributes:
+        layers: the covered layers (:class:`~vi_dropout.conversion.CoveredLayer`).
+        disabled_dropout: ``(name, kind, drop_rate, reason)`` of every dropout switched off
+            (:class:`~vi_dropout.conversion.DisabledDropout`; empty unless ``"disable"``).
+        conversion: the :class:`~vi_dropout.conversion.Conversion` both come from.
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(),
@@ -111,7 +135,8 @@ class ModuleBNN(PyroModule):
     """
 
     def __init__(self, module: nn.Module, *, prior_length_scale: float = 1.0, tau: float = 1.0,
-                 likelihood: str = "gaussian", keep_probs: Mapping[str, float] | None = None):
+                 likelihood: str = "gaussian", keep_probs: Mapping[str, float] | None = None,
+                 uncovered_dropout: str = "refuse"):
         super().__init__()
         if not isinstance(module, nn.Module):
             raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -120,11 +145,15 @@ class ModuleBNN(PyroModule):
         self.prior_length_scale = check_positive(prior_length_scale, "prior_length_scale")
         self.tau = check_positive(tau, "tau")
         self.likelihood = likelihood
-        self.layers: tuple[CoveredLayer, ...] = tuple(find_covered_layers(module, keep_probs))
+        conversion = convert_module(module, keep_probs, uncovered_dropout=uncovered_dropout)
+        self.conversion = conversion
+        self.layers: tuple[CoveredLayer, ...] = conversion.layers
+        self.disabled_dropout: tuple[DisabledDropout, ...] = conversion.disabled
         self.module_type = type(module).__name__
         net = dropout_free_copy(module)
         _as_buffers(net, self.layers)
         self.net = net
+        self.__dict__["_shape_cache"] = {}
 
     # --- helpers -------------------------------------------------------------------------------
     def uncovered_parameters(self) -> list[tuple[str, nn.Parameter]]:
@@ -138,57 +167,129 @@ class ModuleBNN(PyroModule):
         ``pyro.module``, as :meth:`forward` does."""
         return self.net
 
-    def check_data(self, x: torch.Tensor, y: torch.Tensor | None = None,
+    def covered_input_shapes(self, x: Inputs) -> list[tuple[int, ...]]:
+        """Each covered layer's input shape for the inputs ``x``
+        (:func:`~vi_dropout.module_forward.covered_input_shapes` on the dropout-free copy,
+        cached per input shapes), for the masks of
+        :func:`~vi_dropout.module_forward.draw_module_masks`."""
+        cache = self.__dict__["_shape_cache"]
+        key = shapes_key(x)
+        if key not in cache:
+            if len(cache) >= 16:
+                cache.clear()
+            cache[key] = covered_input_shapes(self._modules["net"], self.layers, x)
+        return cache[key]
+
+    def check_data(self, x: Inputs, y: torch.Tensor | None = None,
                    num_data: int | None = None) -> int:
-        """Check ``x`` (finite, batch first) and ``y`` (rows; target shape is checked against
-        the output once it is known); returns the data size ``N`` for the plate."""
-        check_finite(x, "x")
-        if x.dim() < 2:
-            raise ValueError(f"x must be a batch B x ... (at least 2 dims), got shape "
-                             f"{tuple(x.shape)}")
+        """Check ``x`` (one of the three input forms, finite, one batch size) and ``y`` (rows;
+        target shape is checked against the output once it is known); returns the data size
+        ``N`` for the plate."""
+        x = check_inputs(x, "x")
+        batch = batch_size(x)
         if y is not None:
-            check_targets(y, "y", num_rows=x.shape[0], likelihood=self.likelihood)
-        return x.shape[0] if num_data is None else check_positive_int(num_data, "num_data")
+            check_targets(y, "y", num_rows=batch, likelihood=self.likelihood)
+        return batch if num_data is None else check_positive_int(num_data, "num_data")
 
-    def check_output(self, out: torch.Tensor, y: torch.Tensor | None) -> None:
-        """Check ``y`` against the network's output ``out``."""
+    def check_output(self, out: torch.Tensor, y: torch.Tensor | None,
+                     particle_dims: int = 0) -> None:
+        """Check ``y`` against the network's output ``out`` (after ``particle_dims`` leading
+        particle dims)."""
+        core = tuple(out.shape[particle_dims:])
         if self.likelihood == "categorical":
-            if out.dim() != 2:
+            if len(core) != 2:
                 raise ValueError(f"a categorical likelihood needs B x C logits, but the module "
-                                 f"outputs shape {tuple(out.shape)}")
+                                 f"outputs shape {core}")
             if y is not None:
-                check_targets(y, "y", num_rows=out.shape[0], num_outputs=out.shape[-1],
+                check_targets(y, "y", num_rows=core[0], num_outputs=core[-1],
                               likelihood="categorical")
-        elif y is not None and tuple(y.shape) != tuple(out.shape):
-            raise ValueError(f"y must have the shape of the module's output "
-                             f"{tuple(out.shape)}, got {tuple(y.shape)}")
+        elif y is not None and tuple(y.shape) != core:
+            raise ValueError(f"y must have the shape of the module's output {core}, got "
+                             f"{tuple(y.shape)}")
 
-    def run(self, net: nn.Module, x: torch.Tensor, weights, biases) -> torch.Tensor:
-        """The network with the given column-layout weights and biases in its covered layers."""
-        values = {}
+    def run(self, net: nn.Module, x: Inputs, weights, biases) -> torch.Tensor:
+        """The network with the given column-layout weights and biases in its covered layers.
+
+        Weights ``K x Q`` run the network once. Weights with leading particle dims
+        ``S x 1 x K x Q`` (vectorised particles; the ``1`` is the data plate's dim -1) or
+        ``S x K x Q`` (as ``Predictive(parallel=True)`` conditions them) run it once per particle
+        (``torch.func.functional_call`` in a loop, so BatchNorm and any other module work) and
+        stack the outputs to ``S x B x ...``. ``x`` is a tensor, a tuple or a dict of tensors."""
+        lead, particles = self._leading_dims(weights, biases)
+        count = 1
+        for n in particles:
+            count *= n
+
+        def values(index):
+            vals = {}
+            for layer, w, b in zip(self.layers, weights, biases):
+                w = w.expand(*lead, *w.shape[-2:]).reshape(count, *w.shape[-2:])[index]
+                vals[f"{layer.name}.weight"] = layer.from_columns(w)
+                if layer.has_bias:
+                    vals[f"{layer.name}.bias"] = b.expand(*lead, b.shape[-1]).reshape(
+                        count, b.shape[-1])[index]
+            return vals
+
+        if not particles:
+            return run_module(net, x, values(0))
+        out = torch.stack([run_module(net, x, values(i)) for i in range(count)])
+        return out.reshape(*particles, *out.shape[1:])
+
+    def particle_shape(self, weights, biases) -> tuple[int, ...]:
+        """The particle dims of the weight and bias draws: ``()`` for one draw, ``(S,)`` for
+        vectorised particles (draws ``S x 1 x K x Q``, the ``1`` being the data plate's dim -1,
+        or ``S x K x Q`` as ``Predictive(parallel=True)`` conditions them)."""
+        return self._leading_dims(weights, biases)[1]
+
+    def _leading_dims(self, weights, biases) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        leads = []
         for layer, w, b in zip(self.layers, weights, biases):
-            if w.shape != (layer.num_rows, layer.num_cols):
-                raise ValueError(
-                    f"the weight of layer {layer.name!r} has shape {tuple(w.shape)}, expected "
-                    f"{(layer.num_rows, layer.num_cols)} (vectorised particles are not supported)")
-            values[f"{layer.name}.weight"] = layer.from_columns(w)
+            if tuple(w.shape[-2:]) != (layer.num_rows, layer.num_cols):
+                raise ValueError(f"the weight of layer {layer.name!r} has shape "
+                                 f"{tuple(w.shape)}, expected ... x "
+                                 f"{(layer.num_rows, layer.num_cols)}")
+            leads.append(tuple(w.shape[:-2]))
             if layer.has_bias:
-                values[f"{layer.name}.bias"] = b
-        return torch.func.functional_call(net, values, (x,))
+                if b is None or b.dim() < 1 or b.shape[-1] != layer.out_features:
+                    raise ValueError(f"the bias of layer {layer.name!r} must have "
+                                     f"{layer.out_features} entries, got "
+                                     f"{None if b is None else tuple(b.shape)}")
+                leads.append(tuple(b.shape[:-1]))
+        try:
+            lead = tuple(torch.broadcast_shapes(*leads))
+        except RuntimeError:
+            raise ValueError(f"the weight and bias draws have leading (particle) dims that do "
+                             f"not broadcast: {leads}") from None
+        particles = lead[:-1] if lead[-1:] == (1,) else lead
+        return lead, particles
 
     def summary(self) -> str:
-        """A text table of the covered layers and the parameters left as point estimates."""
+        """A text table of the covered layers, the dropout switched off and the parameters left
+        as point estimates."""
         rows = [f"ModuleBNN of {self.module_type}: prior N(0, 1/l^2) with l = "
                 f"{self.prior_length_scale:g}, {self.likelihood} likelihood"
                 + (f" (tau = {self.tau:g})" if self.likelihood == "gaussian" else ""),
                 "",
-                "| covered layer | kind | K x Q | keep_prob | bias | dropout module |",
+                "| covered layer | kind | K x Q | keep_prob | bias | dropout in front |",
                 "|---|---|---|---|---|---|"]
         for c in self.layers:
-            rows.append(f"| {c.name} | {c.kind} | {c.num_rows} x {c.num_cols} | {c.keep_prob:g} | "
-                        f"{'yes' if c.has_bias else 'no'} | {c.dropout or '-'} |")
-        unc = self.uncovered_parameters()
+            kind = c.kind if c.groups == 1 else f"{c.kind} (groups={c.groups})"
+            rows.append(f"| {c.name} | {kind} | {c.num_rows} x {c.num_cols} | {c.keep_prob:g} | "
+                        f"{'yes' if c.has_bias else 'no'} | "
+                        f"{c.dropout or c.dropout_call or '-'} |")
         rows.append("")
+        if self.disabled_dropout:
+            rows += ["DISABLED dropout (uncovered_dropout='disable'): switched off in this model, "
+                     "which is the network WITHOUT it:",
+                     "",
+                     "| disabled dropout | kind | drop_rate | reason |",
+                     "|---|---|---|---|"]
+            rows += [f"| {d.name} | {d.kind} | {d.drop_rate:g} | {d.reason} |"
+                     for d in self.disabled_dropout]
+            rows.append("")
+        else:
+            rows.append("disabled dropout: none")
+        unc = self.uncovered_parameters()
         if unc:
             rows.append("uncovered parameters (point estimates, registered with pyro.module): "
                         + ", ".join(f"{n} {tuple(p.shape)}" for n, p in unc))
@@ -210,21 +311,26 @@ class ModuleBNN(PyroModule):
             if layer.has_bias:
                 biases.append(pyro.sample(
                     f"{layer.name}.bias",
-                    dist.Normal(zero, std).expand([layer.weight_shape[0]]).to_event(1)))
+                    dist.Normal(zero, std).expand([layer.out_features]).to_event(1)))
             else:
                 biases.append(None)
         return weights, biases
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
+    def forward(self, x: Inputs, y: torch.Tensor | None = None,
                 num_data: int | None = None) -> torch.Tensor:
         n = self.check_data(x, y, num_data)
+        x = check_inputs(x, "x", finite=False)
         net = self.net  # registers the point-estimate parameters (pyro.module)
-        weights, biases = self.sample_params(x.dtype, x.device)
-        batch = x.shape[0]
-        with pyro.plate("data", n, subsample=torch.arange(batch, device=x.device)):
+        buffer = net.get_submodule(self.layers[0].name).weight
+        dtype = float_dtype(x, buffer.dtype)
+        device = device_of(x)
+        weights, biases = self.sample_params(dtype, device)
+        batch = batch_size(x)
+        with pyro.plate("data", n, subsample=torch.arange(batch, device=device), dim=-1):
             out = self.run(net, x, weights, biases)
-            self.check_output(out, y)
-            event_dim = out.dim() - 1
+            particle_dims = len(self.particle_shape(weights, biases))
+            self.check_output(out, y, particle_dims)
+            event_dim = out.dim() - 1 - particle_dims
             pyro.deterministic("f", out, event_dim=event_dim)
             if self.likelihood == "gaussian":
                 obs_dist = dist.Normal(out, self.tau ** -0.5).to_event(event_dim)
@@ -332,8 +438,10 @@ class ModuleDropoutGuide(PyroModule):
         :math:`\mathbf{m}_{b,i}`, and the model's point estimates (every other parameter and
         buffer, e.g. BatchNorm's, as the model holds them). MC dropout through the module's own
         ``nn.Dropout`` then samples the same predictive distribution as
-        ``Predictive(model, guide=self)`` (without the jitter :math:`\theta`). Returns
-        ``module``."""
+        ``Predictive(model, guide=self)`` (without the jitter :math:`\theta`), provided the
+        model disabled no dropout: dropout listed in ``model.disabled_dropout`` still acts in
+        ``module`` (switch it off there, e.g. with
+        :func:`~vi_dropout.conversion.without_disabled_dropout`). Returns ``module``."""
         if not isinstance(module, nn.Module):
             raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         for layer, m, b in zip(self.layers, self.weight_locs, self.bias_locs):

@@ -1,5 +1,7 @@
 """Command line: ``python -m vi_dropout verify [--json PATH] [--quick] [--debug]`` (run by
-``vi_dropout/__main__.py``).
+``vi_dropout/__main__.py``), on the reference problem or, with ``--model FILE.py:FACTORY --data
+FILE.npz``, on the user's own network (:mod:`vi_dropout.user_files`; ``--model`` IMPORTS AND
+RUNS ``FILE.py``: only pass files you trust).
 
 Also home of the small command-line helpers shared with ``python -m comparisons``
 (:mod:`comparisons.cli.types` re-exports them): :func:`writable_file_arg` and
@@ -10,6 +12,7 @@ Also home of the small command-line helpers shared with ``python -m comparisons`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -19,8 +22,9 @@ from pathlib import Path
 
 from .io import atomic_write_text
 
-__all__ = ["main", "build_parser", "run", "run_reporting_errors", "writable_file_arg",
-           "output_dir_arg", "CLIParser", "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
+__all__ = ["main", "build_parser", "run", "check_verify_args", "run_reporting_errors",
+           "writable_file_arg", "output_dir_arg", "positive_float_arg", "thetas_arg", "CLIParser",
+           "EXIT_USER_ERROR", "EXIT_INTERRUPTED"]
 
 #: exit code of a user's error (bad argument, unusable path): the same as argparse's
 EXIT_USER_ERROR = 2
@@ -89,6 +93,29 @@ def _check_creatable(name: str, text: str, folder: Path) -> None:
         raise argparse.ArgumentTypeError(f"{name}: cannot write {text!r}: {exc}") from None
 
 
+def _check_name_length(name: str, text: str, path: Path) -> None:
+    """Raise ``ArgumentTypeError`` if a part of ``path`` is longer than the file system allows.
+
+    The limit is ``NAME_MAX`` (usually 255 bytes); such a name would only fail when the file is
+    written, after the work.
+    """
+    existing = path.absolute().parent
+    while existing.parent != existing:
+        with contextlib.suppress(OSError):
+            if existing.exists():
+                break
+        existing = existing.parent
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        limit = 255
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise argparse.ArgumentTypeError(
+                f"{name}: cannot write a file there: the name {part[:40]!r}... is "
+                f"{len(os.fsencode(part))} bytes long, over the file system's limit of {limit}")
+
+
 def writable_file_arg(name: str) -> Callable[[str], str]:
     """argparse type: the path of a file to write later. Checked at once: not a folder, and its
     folder exists writable or can be created. Returns the text unchanged.
@@ -102,9 +129,14 @@ def writable_file_arg(name: str) -> Callable[[str], str]:
         if not text:
             raise argparse.ArgumentTypeError(f"{name} must be a file path, got ''")
         path = Path(text)
-        if path.is_dir():
-            raise argparse.ArgumentTypeError(f"{name} must be a file path, got the folder "
-                                             f"{text!r}")
+        _check_name_length(name, text, path)
+        try:
+            if path.is_dir():
+                raise argparse.ArgumentTypeError(f"{name} must be a file path, got the folder "
+                                                 f"{text!r}")
+        except OSError as exc:  # e.g. a folder name over the system's limit
+            raise argparse.ArgumentTypeError(f"{name}: cannot write {text!r}: "
+                                             f"{exc.strerror or exc}") from None
         _check_creatable(name, text, path.parent)
         return text
 
@@ -124,9 +156,14 @@ def output_dir_arg(name: str = "--out") -> Callable[[str], str]:
         if not text:
             raise argparse.ArgumentTypeError(f"{name} must be a folder path, got ''")
         path = Path(text)
-        if path.exists() and not path.is_dir():
-            raise argparse.ArgumentTypeError(f"{name} must be a folder, got the existing file "
-                                             f"{text!r}")
+        _check_name_length(name, text, path / "_")
+        try:
+            if path.exists() and not path.is_dir():
+                raise argparse.ArgumentTypeError(f"{name} must be a folder, got the existing "
+                                                 f"file {text!r}")
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"{name}: cannot write {text!r}: "
+                                             f"{exc.strerror or exc}") from None
         _check_creatable(name, text, path)
         return text
 
@@ -148,49 +185,192 @@ def positive_float_arg(name: str) -> Callable[[str], float]:
     return parse
 
 
+def thetas_arg(name: str = "--thetas") -> Callable[[str], tuple[float, ...]]:
+    """argparse type: comma-separated finite numbers > 0, at least two, all distinct.
+
+    They are returned sorted from the largest down (strictly decreasing), errors name ``name``.
+
+    Example:
+        >>> thetas_arg()("1e-7,1e-5,1e-6")
+        (1e-05, 1e-06, 1e-07)
+    """
+
+    def parse(text: str) -> tuple[float, ...]:
+        values = []
+        for part in text.split(","):
+            try:
+                value = float(part)
+            except ValueError:
+                value = float("nan")
+            if not (value > 0 and value < float("inf")):
+                raise argparse.ArgumentTypeError(
+                    f"{name} must be comma-separated finite numbers > 0 (e.g. 1e-5,1e-6,1e-7), "
+                    f"got {part.strip()!r} in {text!r}")
+            values.append(value)
+        values.sort(reverse=True)
+        repeated = sorted({v for v in values if values.count(v) > 1}, reverse=True)
+        if repeated:
+            raise argparse.ArgumentTypeError(
+                f"{name} must be distinct values, got {', '.join(f'{v:g}' for v in repeated)} "
+                f"more than once in {text!r}")
+        if len(values) < 2:
+            raise argparse.ArgumentTypeError(
+                f"{name} needs at least 2 distinct values, got {text!r}; for one value use "
+                f"--theta")
+        return tuple(values)
+
+    return parse
+
+
+_VERIFY_DESCRIPTION = """\
+Without --model: the ELBO == dropout-loss equivalence report on the package's
+reference problem. With --model FILE.py:FACTORY and --data FILE.npz: the same
+report on your own network.
+
+WARNING: --model IMPORTS AND RUNS FILE.py: its top-level code executes (as with
+`python FILE.py`), then FACTORY() is called. Only pass files you trust.
+
+--data: an .npz archive written by numpy.savez (read with allow_pickle=False):
+arrays x and y for forward(self, x); for a forward with several inputs, one
+array per parameter plus y, e.g. numpy.savez("data.npz", image=image,
+features=features, y=y) for forward(self, image, features). y: N x D targets
+(N x 1 for one output) for --likelihood gaussian, N integer class labels for
+--likelihood categorical. Every array holds one row per example.
+"""
+
+#: options of --model only (their defaults are filled in by run)
+_MODEL_DEFAULTS = {"likelihood": "gaussian", "prior_length_scale": 1.0, "tau": 1.0}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m vi_dropout``."""
     parser = CLIParser(prog="python -m vi_dropout")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_verify = sub.add_parser("verify", help="the ELBO == dropout-loss equivalence report")
+    p_verify = sub.add_parser("verify", help="the ELBO == dropout-loss equivalence report",
+                              description=_VERIFY_DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p_verify.add_argument("--json", metavar="PATH", type=writable_file_arg("--json"),
-                          help="also write the rows as JSON (its folder is checked first)")
+                          help="also write the rows as JSON (its folder is checked first; it "
+                               "may not be the --data or --model file)")
     p_verify.add_argument("--quick", action="store_true",
                           help="fewer Monte Carlo samples (same tolerances), under 2 minutes")
     p_verify.add_argument("--model", metavar="FILE.py:FACTORY",
-                          help="verify YOUR network: FACTORY() returns the nn.Module (nn.Dropout "
-                               "before nn.Linear, nn.Dropout2d before nn.Conv2d); needs --data")
+                          help="verify YOUR network. IMPORTS AND RUNS FILE.py (its top-level "
+                               "code executes): only pass files you trust. FACTORY() returns "
+                               "the nn.Module (nn.Dropout before nn.Linear, nn.Dropout2d before "
+                               "nn.Conv2d); needs --data")
     p_verify.add_argument("--data", metavar="FILE.npz",
-                          help="arrays x (inputs) and y (N x D targets, or N class indices)")
-    p_verify.add_argument("--likelihood", choices=["gaussian", "categorical"], default="gaussian",
+                          help="numpy.savez archive: x (or one array per forward parameter) and "
+                               "y (N x D targets, or N class labels); see above")
+    p_verify.add_argument("--likelihood", choices=["gaussian", "categorical"], default=None,
                           help="of --model (default: gaussian)")
     p_verify.add_argument("--prior-length-scale", type=positive_float_arg("--prior-length-scale"),
-                          default=1.0, help="l of the prior N(0, l^-2) for --model (default: 1)")
-    p_verify.add_argument("--tau", type=positive_float_arg("--tau"), default=1.0,
+                          default=None,
+                          help="l of the prior N(0, l^-2) for --model (default: 1)")
+    p_verify.add_argument("--tau", type=positive_float_arg("--tau"), default=None,
                           help="Gaussian precision for --model (default: 1)")
+    thetas = p_verify.add_mutually_exclusive_group()
+    thetas.add_argument("--theta", metavar="THETA", type=positive_float_arg("--theta"),
+                        default=None, help="fix the jitters of --model's gradient and value rows to "
+                                           "THETA, THETA/10 and THETA/100 (default: search, "
+                                           "decade by decade from 1e-4 to 1e-12, for the "
+                                           "O(theta) regime of the network)")
+    thetas.add_argument("--thetas", metavar="T1,T2,...", type=thetas_arg("--thetas"),
+                        default=None, help="fix the jitters of --model's gradient and value rows "
+                                           "(at least 2 distinct; default: search for the "
+                                           "O(theta) regime)")
+    p_verify.add_argument("--disable-uncovered-dropout", action="store_true",
+                          help="switch off the --model's dropout layers the MC dropout family "
+                               "does not cover, instead of refusing the network")
     p_verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p_verify.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                           help="show the full traceback of an error instead of one line")
     return parser
 
 
+def _model_file(spec: str) -> str:
+    """The ``FILE.py`` of ``--model FILE.py:FACTORY``."""
+    path, sep, _ = spec.rpartition(":")
+    return path if sep else spec
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Whether paths ``a`` and ``b`` name one file (real paths through symlinks; hard links)."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def check_verify_args(args: argparse.Namespace) -> argparse.Namespace:
+    """Check the ``verify`` arguments against each other, before any work.
+
+    The defaults of the ``--model`` options are filled in; returns ``args``.
+
+    Raises:
+        ValueError: ``--model`` without ``--data`` (or the reverse), a ``--model`` option
+            without ``--model``, ``--tau`` with a categorical likelihood, ``--json`` naming the
+            ``--data`` or ``--model`` file (it would overwrite an input).
+    """
+    if (args.model is None) != (args.data is None):
+        raise ValueError("--model and --data go together (without both: the reference problem)")
+    given = [opt for opt, value in (("--likelihood", args.likelihood),
+                                    ("--prior-length-scale", args.prior_length_scale),
+                                    ("--tau", args.tau), ("--theta", args.theta),
+                                    ("--thetas", args.thetas),
+                                    ("--disable-uncovered-dropout",
+                                     args.disable_uncovered_dropout or None))
+             if value is not None]
+    if args.model is None and given:
+        raise ValueError(f"{', '.join(given)}: only with --model and --data (the reference "
+                         f"problem has its own settings)")
+    if args.likelihood == "categorical" and args.tau is not None:
+        raise ValueError("--tau is the precision of the Gaussian likelihood: it does not apply "
+                         "with --likelihood categorical")
+    if args.json is not None and args.model is not None:
+        for option, path in (("--data", args.data), ("--model", _model_file(args.model))):
+            if _same_file(args.json, path):
+                raise ValueError(f"--json {args.json!r} is the {option} file {path!r} (the same "
+                                 f"file once links are resolved): it would overwrite an input; "
+                                 f"write the report to another file")
+    for key, value in _MODEL_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``verify`` report of parsed ``args``; 0 if every row passed, else 1."""
     from .verify import format_table, run_verify
 
-    if (args.model is None) != (args.data is None):
-        raise ValueError("--model and --data go together (without both: the reference problem)")
+    check_verify_args(args)
+    extra: dict = {}
     if args.model is not None:
-        from .verify_network import load_data_file, load_model_factory, verify_network
+        from .user_files import check_data_file, load_data_file, load_model_factory
+        from .verify_network import ModuleProblem, conversion_summary, verify_network
 
+        check_data_file(args.data)  # before the model file runs
         net = load_model_factory(args.model)
-        x, y = load_data_file(args.data, args.likelihood)
+        x, y = load_data_file(args.data, args.likelihood, module=net)
+        thetas = ((args.theta, args.theta / 10, args.theta / 100) if args.theta is not None
+                  else args.thetas)
         t0 = time.perf_counter()
-        rows = verify_network(net, x, y, likelihood=args.likelihood,
-                              prior_length_scale=args.prior_length_scale, tau=args.tau,
-                              quick=args.quick, show_progress=not args.no_progress)
+        try:
+            problem = ModuleProblem(
+                net, x, y, likelihood=args.likelihood, prior_length_scale=args.prior_length_scale,
+                tau=args.tau,
+                uncovered_dropout="disable" if args.disable_uncovered_dropout else "refuse")
+            extra["conversion"] = conversion_summary(problem)
+            rows = verify_network(net, x, y, problem=problem, quick=args.quick, thetas=thetas,
+                                  show_progress=not args.no_progress)
+        except SystemExit as exc:  # the user's forward exited
+            code = "" if exc.code is None else repr(exc.code)
+            raise ValueError(f"--model: running the network called sys.exit({code}); its "
+                             f"forward must return the outputs, not exit") from None
     else:
         t0 = time.perf_counter()
         rows = run_verify(quick=args.quick, show_progress=not args.no_progress)
@@ -199,7 +379,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"({'quick' if args.quick else 'full'} run, {elapsed:.1f} s)")
     if args.json:
         atomic_write_text(args.json, json.dumps(
-            {"quick": args.quick, "seconds": elapsed, "rows": rows}, indent=2))
+            {"quick": args.quick, "seconds": elapsed, **extra, "rows": rows}, indent=2))
         print(f"rows written to {args.json}")
     return 0 if all(r["passed"] for r in rows) else 1
 
@@ -209,4 +389,3 @@ def main(argv=None) -> int:
     the traceback), Ctrl-C exit code 130."""
     args = build_parser().parse_args(argv)
     return run_reporting_errors(lambda: run(args), debug=args.debug)
-

@@ -43,15 +43,17 @@ import torch
 from torch import nn
 
 from .concrete import KEEP_PROB_BOUND, relaxed_bernoulli_mask
-from .conversion import CoveredLayer, dropout_free_copy, find_covered_layers
+from .conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
 from .elbo_fit import TAU_BOUND, minibatch_rows
-from .module_forward import module_forward, module_kl
+from .inputs import Inputs, check_inputs, float_dtype, map_inputs, shapes_key, take
+from .inputs import batch_size as batch_size_of
+from .module_forward import covered_layer_shapes, mask_shape, module_forward, module_kl
 from .objectives import LIKELIHOODS, data_term
 from .validation import (
-    check_finite,
     check_learnable_keep_prob,
     check_positive,
     check_positive_int,
+    check_targets,
 )
 
 __all__ = ["ModuleConcreteObjective", "ModuleConcreteFit", "fit_module_concrete"]
@@ -122,6 +124,11 @@ class ModuleConcreteObjective(nn.Module):
         layers: the covered layers if already found (e.g. ``find_covered_layers(module,
             keep_probs={...})`` for a module ``torch.fx`` cannot trace); default: traced.
         dtype: dtype of the means and the network copy (default: the module's).
+        uncovered_dropout: ``"refuse"`` (default) or ``"disable"``: dropout the family cannot
+            cover raises, or is switched off and listed in ``disabled_dropout``
+            (:func:`~vi_dropout.conversion.convert_module`; unused when ``layers`` is given).
+
+    Inputs ``x`` are a tensor, a tuple of tensors or a dict of tensors, batch first.
 
     References:
         Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
@@ -130,9 +137,16 @@ class ModuleConcreteObjective(nn.Module):
     def __init__(self, module: nn.Module, keep_probs=None, scale=1e-2, tau=1.0,
                  prior_length_scale=1.0, *, likelihood: str = "gaussian",
                  learn_scale: bool = True, learn_tau: bool = True,
-                 layers: Sequence[CoveredLayer] | None = None, dtype: torch.dtype | None = None):
+                 layers: Sequence[CoveredLayer] | None = None, dtype: torch.dtype | None = None,
+                 uncovered_dropout: str = "refuse"):
         super().__init__()
-        self.layers = tuple(find_covered_layers(module) if layers is None else layers)
+        if layers is None:
+            conversion = convert_module(module, uncovered_dropout=uncovered_dropout)
+            self.layers = conversion.layers
+            self.disabled_dropout: tuple[DisabledDropout, ...] = conversion.disabled
+        else:
+            self.layers = tuple(layers)
+            self.disabled_dropout = ()
         init = _initial_keep_probs(self.layers, keep_probs)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
@@ -161,7 +175,7 @@ class ModuleConcreteObjective(nn.Module):
                 setattr(self, name, nn.Parameter(t))
             else:
                 self.register_buffer(name, t)
-        self._noise_shapes: dict[tuple, list[tuple[int, ...]]] = {}
+        self._layer_shapes: dict[tuple, list] = {}
 
     # --- the learned quantities ----------------------------------------------------------------
     def keep_prob_logit(self, layer: int) -> torch.Tensor | None:
@@ -196,52 +210,44 @@ class ModuleConcreteObjective(nn.Module):
                      for i, c in enumerate(self.layers))
 
     # --- masks, noise and KL -------------------------------------------------------------------
-    def sample_masks(self, batch: int, temperature,
-                     generator: torch.Generator | None = None) -> list[torch.Tensor]:
-        """Relaxed masks on each covered layer's input, ``B x Q`` (linear) or ``B x C x 1 x 1``
-        (conv), ones where the input is not dropped; drawn in layer order from ``generator``."""
+    def sample_masks(self, batch: int, temperature, generator: torch.Generator | None = None,
+                     input_shapes: Sequence[Sequence[int]] | None = None) -> list[torch.Tensor]:
+        """Relaxed masks on each covered layer's input, ``B x Q`` (linear; ``B x ... x Q``, the
+        layer input's shape, when ``input_shapes`` is given: one mask per token) or
+        ``B x C x 1 x 1`` (conv), ones where the input is not dropped; drawn in layer order from
+        ``generator``."""
         batch = check_positive_int(batch, "batch")
+        if input_shapes is not None and len(input_shapes) != len(self.layers):
+            raise ValueError(f"input_shapes must have one entry per covered layer "
+                             f"({len(self.layers)}), got {len(input_shapes)}")
         masks = []
         for i, layer in enumerate(self.layers):
-            shape = ((batch, layer.num_cols) if layer.kind == "linear"
-                     else (batch, layer.num_cols, 1, 1))
+            shape = mask_shape(layer, batch, None if input_shapes is None else
+                               (batch, *tuple(input_shapes[i])[1:]))
             logit = self.keep_prob_logit(i)
             masks.append(self.log_scale.new_ones(shape) if logit is None else
                          relaxed_bernoulli_mask(logit, shape, temperature, generator=generator))
         return masks
 
-    @torch.no_grad()
-    def _output_shapes(self, x: torch.Tensor) -> list[tuple[int, ...]]:
-        """Per-example output shape of every covered layer for inputs shaped like ``x[1:]``
-        (one forward of a single row in eval mode, cached per input shape)."""
-        key = tuple(x.shape[1:])
-        if key not in self._noise_shapes:
-            shapes = {}
-            hooks = [self.network.get_submodule(c.name).register_forward_hook(
-                lambda mod, args, out, name=c.name: shapes.__setitem__(name, tuple(out.shape[1:])))
-                for c in self.layers]
-            flags = {m: m.training for m in self.network.modules()}
-            try:
-                self.network.eval()
-                ones = [x.new_ones((1, c.num_cols) if c.kind == "linear" else (1, c.num_cols, 1, 1))
-                        for c in self.layers]
-                module_forward(self.network, self.layers, list(self.means), list(self.biases),
-                               x[:1], masks=ones, scale=0.0)
-            finally:
-                for hook in hooks:
-                    hook.remove()
-                for m, flag in flags.items():
-                    m.training = flag
-            self._noise_shapes[key] = [shapes[c.name] for c in self.layers]
-        return self._noise_shapes[key]
+    def layer_shapes(self, x: Inputs) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """Per covered layer ``(input shape, output shape)`` for the minibatch ``x`` (the
+        network probed on one example, cached per example shape)."""
+        x = check_inputs(x, "x", finite=False)
+        one = take(x, slice(0, 1))
+        key = shapes_key(one)
+        if key not in self._layer_shapes:
+            self._layer_shapes[key] = covered_layer_shapes(self.network, self.layers, one)
+        batch = batch_size_of(x)
+        return [((batch, *i[1:]), (batch, *o[1:])) for i, o in self._layer_shapes[key]]
 
-    def sample_noise(self, x: torch.Tensor,
+    def sample_noise(self, x: Inputs,
                      generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """Standard normals of the local reparameterisation for the minibatch ``x``, one tensor
-        shaped like each covered layer's output (``B x out`` or ``B x out x H' x W'``), drawn in
-        layer order from ``generator``."""
-        return [torch.randn((x.shape[0], *shape), dtype=x.dtype, generator=generator)
-                for shape in self._output_shapes(x)]
+        shaped like each covered layer's output (``B x out``, ``B x ... x out`` or
+        ``B x out x H' x W'``), drawn in layer order from ``generator``."""
+        dtype = float_dtype(x, self.log_scale.dtype)
+        return [torch.randn(shape, dtype=dtype, generator=generator)
+                for _, shape in self.layer_shapes(x)]
 
     def kl(self) -> torch.Tensor:
         r"""Proposition 1 for every covered weight at the learned keep_prob plus the exact
@@ -250,7 +256,7 @@ class ModuleConcreteObjective(nn.Module):
                          scale=self.scale, prior_length_scale=self.prior_length_scale)
 
     # --- the objective -------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, y: torch.Tensor, *, temperature=0.1,
+    def forward(self, x: Inputs, y: torch.Tensor, *, temperature=0.1,
                 masks: Sequence[torch.Tensor] | None = None,
                 noise: Sequence[torch.Tensor] | None = None, num_data: int | None = None,
                 num_samples: int = 1, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -273,21 +279,26 @@ class ModuleConcreteObjective(nn.Module):
                 masks and noise.
             generator: draws the masks (first, in layer order) and then the noise.
         """
-        check_finite(x, "x")
-        n = x.shape[0] if num_data is None else check_positive_int(num_data, "num_data")
+        x = check_inputs(x, "x")
+        n = batch_size_of(x) if num_data is None else check_positive_int(num_data, "num_data")
         s = check_positive_int(num_samples, "num_samples")
         if s > 1:
-            x = x.repeat(s, *([1] * (x.dim() - 1)))
+            x = map_inputs(lambda v: v.repeat(s, *([1] * (v.dim() - 1))), x)
             y = y.repeat(s, *([1] * (y.dim() - 1)))
         if masks is None:
-            masks = self.sample_masks(x.shape[0], check_positive(temperature, "temperature"),
-                                      generator)
+            masks = self.sample_masks(
+                batch_size_of(x), check_positive(temperature, "temperature"), generator,
+                input_shapes=[i for i, _ in self.layer_shapes(x)])
         if noise is None:
             noise = self.sample_noise(x, generator)
         theta = self.scale
         # theta multiplies the noise (scale=1 below) so that it stays differentiable
         out = module_forward(self.network, self.layers, list(self.means), list(self.biases), x,
                              masks=masks, scale=1.0, noise=[theta * e for e in noise])
+        if not isinstance(out, torch.Tensor) or out.dim() != 2:
+            raise ValueError(f"the module's output has shape "
+                             f"{tuple(getattr(out, 'shape', ()))}: the objective needs B x D "
+                             f"outputs (B x C logits)")
         if self.likelihood == "gaussian":
             tau = self.tau
             nll = (tau * data_term(y, out, "gaussian")
@@ -329,8 +340,12 @@ class ModuleConcreteObjective(nn.Module):
         kps = self.keep_probs
         for i, (layer, m, b) in enumerate(zip(self.layers, self.means, self.biases)):
             if self.keep_prob_logit(i) is not None and layer.dropout is None:
+                where = (f"its dropout is the functional call {layer.dropout_call!r}: write "
+                         f"the learned drop rate 1 - keep_prob = {1 - float(kps[layer.name]):g} "
+                         f"into your forward" if layer.dropout_call else
+                         "its learned keep_prob cannot be written back")
                 raise ValueError(f"layer {layer.name!r} has no dropout module in front of it in "
-                                 f"the module: its learned keep_prob cannot be written back")
+                                 f"the module: {where}")
             sub = module.get_submodule(layer.name)
             if tuple(sub.weight.shape) != layer.weight_shape:
                 raise ValueError(f"module layer {layer.name!r} has weight shape "
@@ -363,13 +378,13 @@ class ModuleConcreteFit(NamedTuple):
     objective: ModuleConcreteObjective
 
 
-def fit_module_concrete(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, keep_probs=None,
+def fit_module_concrete(module: nn.Module, x: Inputs, y: torch.Tensor, *, keep_probs=None,
                         scale=1e-2, tau=1.0, prior_length_scale=1.0, likelihood: str = "gaussian",
                         learn_scale: bool = True, learn_tau: bool = True, steps: int = 1000,
                         lr: float = 1e-2, hyper_lr: float | None = None,
                         batch_size: int | None = None, temperature=0.1, num_samples: int = 1,
-                        seed: int = 0, layers: Sequence[CoveredLayer] | None = None
-                        ) -> ModuleConcreteFit:
+                        seed: int = 0, layers: Sequence[CoveredLayer] | None = None,
+                        uncovered_dropout: str = "refuse") -> ModuleConcreteFit:
     r"""Fit a converted module's means, keep_probs, :math:`\theta` and :math:`\tau` (and its point
     estimates) with Adam on the per-example negative ELBO through relaxed masks
     (:class:`ModuleConcreteObjective`), as :func:`~vi_dropout.concrete.fit_concrete` does for the
@@ -382,9 +397,11 @@ def fit_module_concrete(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     Args:
         module: the user's network (unchanged; :meth:`ModuleConcreteObjective.load_into` writes
             the result back).
-        x: ``N x ...`` inputs; y: ``N x D`` targets or ``N`` class indices.
-        keep_probs, scale, tau, prior_length_scale, likelihood, learn_scale, learn_tau, layers:
-            as :class:`ModuleConcreteObjective`.
+        x: ``N x ...`` inputs (a tensor, a tuple of tensors or a dict of tensors).
+        y: ``N x D`` targets or ``N`` class indices.
+        keep_probs: as :class:`ModuleConcreteObjective`, as are ``scale``, ``tau``,
+            ``prior_length_scale``, ``likelihood``, ``learn_scale``, ``learn_tau``, ``layers``
+            and ``uncovered_dropout``.
         steps: Adam steps; lr: step size of the means and point estimates; hyper_lr: step size
             of the keep_prob logits, :math:`\log\theta` and :math:`\log\tau` (default ``lr``).
         batch_size: rows per step (``None``: all rows; the data term is scaled by ``N / B``).
@@ -399,10 +416,10 @@ def fit_module_concrete(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
     References:
         Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
     """
-    check_finite(x, "x")
-    if x.dim() < 2 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"x must be N x ... and y must have N rows, got x {tuple(x.shape)} and "
-                         f"y {tuple(y.shape)}")
+    x = check_inputs(x, "x")
+    num = batch_size_of(x)
+    if likelihood in LIKELIHOODS:
+        check_targets(y, "y", num_rows=num, likelihood=likelihood)
     steps = check_positive_int(steps, "steps")
     lr = check_positive(lr, "lr")
     hyper_lr = lr if hyper_lr is None else check_positive(hyper_lr, "hyper_lr")
@@ -412,18 +429,19 @@ def fit_module_concrete(module: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
         batch_size = check_positive_int(batch_size, "batch_size")
     objective = ModuleConcreteObjective(
         module, keep_probs, scale, tau, prior_length_scale, likelihood=likelihood,
-        learn_scale=learn_scale, learn_tau=learn_tau, layers=layers, dtype=x.dtype)
+        learn_scale=learn_scale, learn_tau=learn_tau, layers=layers,
+        dtype=float_dtype(x, None), uncovered_dropout=uncovered_dropout)
     hyper = [*objective.keep_prob_logits] + [
         t for t in (objective.log_scale, objective.log_tau) if isinstance(t, nn.Parameter)]
     ids = {id(p) for p in hyper}
     rest = [p for p in objective.parameters() if id(p) not in ids]
     opt = torch.optim.Adam([{"params": rest, "lr": lr}, {"params": hyper, "lr": hyper_lr}])
     gen = torch.Generator().manual_seed(int(seed))
-    losses = torch.empty(steps, dtype=x.dtype)
-    for step, rows in enumerate(minibatch_rows(x.shape[0], batch_size, steps, [gen])):
-        xb, yb = (x, y) if rows is None else (x[rows[0]], y[rows[0]])
+    losses = torch.empty(steps, dtype=objective.log_scale.dtype)
+    for step, rows in enumerate(minibatch_rows(num, batch_size, steps, [gen])):
+        xb, yb = (x, y) if rows is None else (take(x, rows[0]), y[rows[0]])
         opt.zero_grad()
-        loss = objective(xb, yb, temperature=temperature, num_data=x.shape[0],
+        loss = objective(xb, yb, temperature=temperature, num_data=num,
                          num_samples=num_samples, generator=gen)
         if not torch.isfinite(loss):
             objective.check_learned(step)

@@ -11,8 +11,9 @@ estimates the same negative ELBO with one draw per example, by local reparameter
     \mathbf{W}_{n,i} = \mathbf{M}_i\operatorname{diag}(\mathbf{z}_{n,i}) + \theta\mathbf{E}_{n,i},
 
 with per-example Bernoulli(:math:`\pi_i`) masks :math:`\mathbf{z}_{n,i}` on every covered layer's
-input (:func:`~vi_dropout.module_forward.draw_module_masks`), the Gaussian jitter sampled on the
-layer outputs, and the KL in closed form (Proposition 1, :func:`~vi_dropout.module_forward.module_kl`)
+input (:func:`~vi_dropout.module_forward.draw_module_masks`; per token, with the layer input's
+shape, for a linear layer on ``B x T x Q`` inputs, as ``nn.Dropout`` draws them), the Gaussian
+jitter sampled on the layer outputs, and the KL in closed form (Proposition 1, :func:`~vi_dropout.module_forward.module_kl`)
 plus, when ``gap_samples > 0``, a differentiable Monte Carlo estimate of the gap that makes it the
 exact KL. Both estimators have the same expectation (with ``gap_samples > 0``); the per-example
 one has a much smaller variance, and as :math:`\theta \to 0` its gradient with respect to the
@@ -38,6 +39,7 @@ import torch
 from pyro.infer import ELBO
 
 from .bnn import ModuleBNN, ModuleDropoutGuide
+from .inputs import batch_size, check_inputs, float_dtype
 from .module_forward import draw_module_masks, module_negative_elbo
 
 __all__ = ["PerExampleDropoutELBO"]
@@ -50,7 +52,8 @@ class PerExampleDropoutELBO(ELBO):
     :class:`~vi_dropout.bnn.ModuleDropoutGuide`, one weight draw per example.
 
     Use it in place of ``Trace_ELBO`` in ``pyro.infer.SVI(model, guide, optim, loss)``; the
-    model's arguments ``(x, y, num_data=None)`` pass through (``y`` is required).
+    model's arguments ``(x, y, num_data=None)`` pass through (``y`` is required; ``x`` a tensor, a
+    tuple of tensors or a dict of tensors, batch first).
 
     Args:
         num_masks_seed: seed of a private ``torch.Generator`` for the masks, the jitter and the
@@ -83,10 +86,12 @@ class PerExampleDropoutELBO(ELBO):
         Args:
             model, guide: a :class:`~vi_dropout.bnn.ModuleBNN` and its
                 :class:`~vi_dropout.bnn.ModuleDropoutGuide`.
-            args: the model's ``(x, y, num_data=None)`` (also as keywords); ``x`` is ``B x ...``, ``y``
-                ``B x D`` (Gaussian) or ``B`` class indices.
-            masks: optional per-layer masks (``B x Q`` linear, ``B x C x 1 x 1`` conv) for common
-                random numbers; drawn when omitted.
+            args: the model's ``(x, y, num_data=None)`` (also as keywords); ``x`` is ``B x ...``
+                (or a tuple / dict of such tensors), ``y`` ``B x D`` (Gaussian) or ``B`` class
+                indices.
+            masks: optional per-layer masks (``B x Q`` linear, ``B x ... x Q`` linear on token
+                inputs, ``B x C x 1 x 1`` conv) for common random numbers; drawn when omitted
+                (the shapes from :meth:`~vi_dropout.bnn.ModuleBNN.covered_input_shapes`).
             noise: optional per-layer standard normals shaped like each covered layer's output.
         """
         if not isinstance(model, ModuleBNN):
@@ -103,10 +108,13 @@ class PerExampleDropoutELBO(ELBO):
         if y is None:
             raise ValueError("y is required: the ELBO needs the targets")
         n = model.check_data(x, y, num_data)
+        x = check_inputs(x, "x", finite=False)
         means, biases = guide.locs()
         net = model.dropout_free_module()
         if masks is None:
-            masks = draw_module_masks(model.layers, x.shape[0], self.generator, x.dtype)
+            masks = draw_module_masks(model.layers, batch_size(x), self.generator,
+                                      float_dtype(x, means[0].dtype),
+                                      input_shapes=model.covered_input_shapes(x))
         return module_negative_elbo(
             net, model.layers, means, biases, x, y, masks=masks, scale=guide.scale,
             prior_length_scale=model.prior_length_scale, tau=model.tau,

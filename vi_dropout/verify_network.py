@@ -1,26 +1,58 @@
 r"""The equivalence report on a user's own network: does the full ELBO of the MC dropout family,
-built from the module, reduce to the module's dropout loss?
+built from the module, reduce to the module's dropout loss as :math:`\theta \to 0`?
 
-The rows are those of :mod:`vi_dropout.verify`, computed on the converted network
-(:func:`~vi_dropout.conversion.find_covered_layers`, one weight draw per example by
-:func:`~vi_dropout.module_forward.module_forward`), for every covered weight and bias:
+The network is converted (:func:`~vi_dropout.conversion.convert_module`), every covered weight
+and bias gets the family, and one weight is drawn per example
+(:func:`~vi_dropout.module_forward.module_forward`), as dropout draws one mask per example.
+All rows run in float64.
 
-* **gradient**: :math:`\nabla(-\mathrm{ELBO}/(N\tau))` against :math:`\nabla\mathcal{L}_{\text{dropout}}`
-  for :math:`\theta` from 0.1 to :math:`10^{-6}` (common random numbers), tolerance
-  :math:`50\theta` and a log-log slope in [0.8, 1.5];
-* **value**: the residual after the predicted :math:`-\log\theta` constant, tolerance
-  :math:`10\theta`;
-* **pyro**: ``Trace_ELBO`` of :class:`~vi_dropout.bnn.ModuleBNN` and its guide against the
-  expected dropout gradient;
-* **trajectory**: SGD of the module itself, with its own ``nn.Dropout`` layers and weight decay,
-  against SGD on the per-example ELBO at a tiny :math:`\theta`, same initialisation and masks.
+**Why the thetas are chosen per network.** With the same masks and the same standard normals
+(common random numbers), the gradient of :math:`-\mathrm{ELBO}/(N\tau)` differs from the
+gradient of the dropout loss by :math:`C\theta` where the network is smooth, with a constant
+:math:`C` that grows with the size of the activations (a unit's jitter is
+:math:`\theta\sqrt{\lVert\mathbf{h}\rVert^2 + 1}`: about :math:`100\theta` behind the 9,216
+inputs of the PyTorch MNIST example's ``fc1``). A ReLU whose pre-activation lies within the
+jitter of its kink, or a max-pool window whose two largest inputs lie that close, switches
+branch, and that example's gradient changes by :math:`O(1)`: the pathwise difference is then
+not :math:`O(\theta)` at all, although its expectation is. A network with :math:`10^5`
+rectified units per example has such crossings down to :math:`\theta \approx 10^{-8}`, so no
+fixed range of :math:`\theta` and no fixed multiple :math:`c\theta` suits every network.
 
-The jitter :math:`\theta` flips a ReLU whose pre-activation lies within about :math:`\theta` of
-its kink, which changes that example's gradient by O(1); the rate of such flips grows with the
-number of units, so on a user's (often larger) network the rows use :math:`\theta` from
-:math:`10^{-5}` to :math:`10^{-8}` (:data:`NETWORK_THETAS`; the slope row still checks the
-:math:`O(\theta)` convergence) and the trajectory runs at :math:`\theta = 10^{-8}`. Parameters
-the family does not cover (e.g. BatchNorm) are held fixed during the report.
+The gradient rows therefore *look* for the :math:`O(\theta)` regime: starting at
+``scan_from`` they compute the gradient difference one decade of :math:`\theta` at a time
+until every parameter's relative difference has shrunk by a factor in
+:math:`[10^{0.8}, 10^{1.2}]` per decade over :data:`WINDOW` consecutive decades (or lies
+below the float64 floor :data:`FLOOR`), down to :data:`SMALLEST_THETA`. The decades above the
+regime are reported with what the :class:`~vi_dropout.kinks.BranchRecorder` saw there
+("5,377 units changed branch in 200 examples ..."); if no window is found, every gradient row
+fails and says why. A wrong implementation (a missing :math:`1/\pi`, a wrong KL scale, a mask
+not applied, a wrong :math:`N/B`) leaves an :math:`O(1)` difference that does not shrink with
+:math:`\theta`, so no window exists and the report fails (tested on the example networks).
+``thetas=`` fixes the decades instead of searching (``--thetas`` on the command line).
+
+The rows:
+
+* **gradient**: per covered weight and bias, the log-log slope of the relative difference over
+  the window (in [0.8, 1.2]), and the whole gradient's relative difference at the smallest
+  :math:`\theta` (at most :math:`10^{-4}`);
+* **value**: :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` minus the constant
+  the theory predicts (:func:`~vi_dropout.objectives.elbo_offset_of_layers`, exact KL), over
+  the window: the residual must shrink like :math:`\theta` as well (or sit at the float64
+  floor of the constant);
+* **pyro**: ``Trace_ELBO`` of :class:`~vi_dropout.bnn.ModuleBNN` and its
+  :class:`~vi_dropout.bnn.ModuleDropoutGuide` (Pyro's own sampling, plates and the exact
+  mixture density :math:`\log q`), one draw at a time: the draw's masks are read back from its
+  weights, and its gradient is compared with the gradient of the dropout loss under those
+  masks (shared by the minibatch, as one draw is) and the prior's decay on the kept columns;
+  the difference must shrink like :math:`\theta` over the window's two smallest decades;
+* **trajectory**: SGD on the module itself, in training mode with its own dropout and torch's
+  ``weight_decay``, against SGD on the per-example ELBO at the window's smallest
+  :math:`\theta`, same initialisation and masks (tolerance :math:`10^{-6}` on the
+  parameters). This row is the one that compares with the module's *own* dropout
+  (``nn.Dropout``'s :math:`1/\pi` rescaling, its random stream), not with the toolkit's
+  dropout loss.
+
+Parameters the family does not cover (BatchNorm, LayerNorm, embeddings) are held fixed.
 
 Example:
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
@@ -32,54 +64,96 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from .conversion import dropout_free_copy, find_covered_layers
-from .module_forward import draw_module_masks, module_dropout_loss, module_negative_elbo
-from .objectives import elbo_offset_of_layers, weight_decay_from_prior
-from .validation import check_finite, check_positive, check_targets
+from .conversion import convert_module, dropout_free_copy, without_disabled_dropout
+from .distributions import DropoutNormal
+from .inputs import Inputs, batch_size, check_inputs, describe, map_inputs, take
+from .kinks import BranchRecorder, BranchReport, branch_changes
+from .kl import kl_gap
+from .module_forward import (
+    covered_input_shapes,
+    draw_module_masks,
+    module_dropout_loss,
+    module_forward,
+    module_negative_elbo,
+)
+from .objectives import data_term, elbo_offset_of_layers, weight_decay_from_prior
+from .validation import check_positive, check_targets
+from .verify import report_row
 
-__all__ = ["ModuleProblem", "check_module_trajectory", "verify_network", "NETWORK_THETAS",
-           "load_model_factory", "load_data_file"]
+__all__ = ["ModuleProblem", "check_network_gradients", "check_network_values",
+           "check_network_pyro", "check_module_trajectory", "verify_network", "conversion_summary",
+           "SCAN_FROM", "SMALLEST_THETA", "WINDOW", "FLOOR"]
 
 DTYPE = torch.float64
-#: the jitters of the gradient and value rows on a user's network
-NETWORK_THETAS = (1e-5, 1e-6, 1e-7, 1e-8)
+#: the largest jitter the gradient scan tries
+SCAN_FROM = 1e-4
+#: the smallest jitter the scan tries: below it the O(theta) difference nears float64 rounding
+SMALLEST_THETA = 1e-12
+#: consecutive decades of O(theta) convergence the scan needs
+WINDOW = 3
+#: relative differences below this are float64 rounding (sums of up to ~1e6 terms), not signal
+FLOOR = 1e-11
+#: a decade must shrink the difference by a factor within these bounds (10 ** (1 -+ 0.2))
+RATIO_BOUNDS = (10**0.8, 10**1.2)
+#: columns with ||m_a|| / theta above this have a KL gap below 1e-80 (skipped; module docstring)
+GAP_SEPARATION = 40.0
+
+
+def _as_float(v: torch.Tensor) -> torch.Tensor:
+    return v.to(DTYPE) if v.is_floating_point() else v
 
 
 class ModuleProblem:
-    """A user's network and data, in float64, with the interface the checks of
-    :mod:`vi_dropout.verify` use (``params``, ``masks``, ``noise``, ``dropout_loss``,
-    ``scaled_negative_elbo``, ``offset``, ``pyro_model_and_guide``).
+    r"""A user's network and data in float64, with what the checks need: the covered layers,
+    their means, masks with ``nn.Dropout``'s semantics, the dropout loss and the scaled
+    negative ELBO.
 
     Args:
-        module: the network in its training configuration (``nn.Dropout`` before ``nn.Linear``,
-            ``nn.Dropout2d`` before ``nn.Conv2d``).
-        x: ``N x ...`` inputs the module takes.
+        module: the network in its training configuration.
+        x: inputs the module takes (a tensor, a tuple or a dict of tensors, batch first:
+            :mod:`vi_dropout.inputs`).
         y: ``N x D`` targets (Gaussian) or ``N`` class indices (categorical).
         likelihood: ``"gaussian"`` or ``"categorical"``.
-        prior_length_scale: :math:`l` of the prior :math:`\\mathcal{N}(0, l^{-2})`.
+        prior_length_scale: :math:`l` of the prior :math:`\mathcal{N}(0, l^{-2})`.
         tau: Gaussian precision (ignored for categorical).
         keep_probs: optional explicit ``{layer name: keep_prob}`` map.
+        uncovered_dropout: ``"refuse"`` or ``"disable"`` (:func:`~vi_dropout.conversion.
+            convert_module`).
     """
 
     def __init__(self, module: nn.Module, x, y, *, likelihood: str = "gaussian",
                  prior_length_scale: float = 1.0, tau: float = 1.0,
-                 keep_probs: Mapping[str, float] | None = None):
+                 keep_probs: Mapping[str, float] | None = None,
+                 uncovered_dropout: str = "refuse"):
+        if not isinstance(module, nn.Module):
+            raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         if likelihood not in ("gaussian", "categorical"):
             raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
         self.likelihood = likelihood
         self.module = copy.deepcopy(module).to(DTYPE)
-        self.layers = find_covered_layers(self.module, keep_probs)
+        self.conversion = convert_module(self.module, keep_probs,
+                                         uncovered_dropout=uncovered_dropout)
+        self.layers = list(self.conversion.layers)
         self.keep_probs = tuple(layer.keep_prob for layer in self.layers)
-        self.x = check_finite(torch.as_tensor(x, dtype=DTYPE), "x")
+        if isinstance(x, (np.ndarray, list)) and not isinstance(x, tuple):
+            x = torch.as_tensor(np.asarray(x))
+        self.x = map_inputs(_as_float, check_inputs(x, "x"))
+        self.num_data = batch_size(self.x)
         y = torch.as_tensor(y)
-        y = y.to(DTYPE) if likelihood == "gaussian" else y.long()
-        self.y = check_targets(y, "y", num_rows=self.x.shape[0], likelihood=likelihood)
-        self.num_data = self.x.shape[0]
+        y = y.to(DTYPE) if likelihood == "gaussian" else y
+        if likelihood == "categorical" and y.is_floating_point():
+            if not bool((y == y.round()).all()):
+                raise ValueError("y must hold class indices (integers) for a categorical "
+                                 "likelihood, got non-integer values")
+            y = y.long()
+        self.y = check_targets(y, "y", num_rows=self.num_data, likelihood=likelihood)
         self.prior_length_scale = check_positive(prior_length_scale, "prior_length_scale")
         self.tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
         self.copy = dropout_free_copy(self.module)
@@ -90,18 +164,37 @@ class ModuleProblem:
                         zip(self.layers, subs)]
         self.biases = [m.bias.detach().clone() for m in subs if m.bias is not None]
         try:
+            self.input_shapes = covered_input_shapes(self.copy, self.layers, self.x)
             with torch.no_grad():
-                out = self.copy(self.x[:2])
-        except (RuntimeError, ValueError, TypeError) as exc:
+                out = module_forward(self.copy, self.layers, self.weights,
+                                     self._all_biases(self.biases), take(self.x, slice(0, 2)),
+                                     masks=[torch.ones(2, *s[1:], dtype=DTYPE) if
+                                            layer.kind == "linear" else
+                                            torch.ones(2, s[1], *([1] * (len(s) - 2)),
+                                                       dtype=DTYPE)
+                                            for layer, s in zip(self.layers, self.input_shapes)])
+        except (RuntimeError, TypeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"x of shape {tuple(self.x.shape)} does not go through the module "
+            raise ValueError(f"x of shape {describe(self.x)} does not go through the module "
                              f"({first})") from None
-        if likelihood == "gaussian" and out.shape[-1] != self.y.shape[-1]:
-            raise ValueError(f"y has {self.y.shape[-1]} column(s) but the module outputs "
-                             f"{out.shape[-1]}")
+        if likelihood == "gaussian":
+            if out.dim() != 2:
+                raise ValueError(f"a Gaussian likelihood needs N x D outputs, but the module "
+                                 f"outputs shape {tuple(out.shape)}")
+            if out.shape[-1] != self.y.shape[-1]:
+                raise ValueError(f"y has {self.y.shape[-1]} column(s) but the module outputs "
+                                 f"{out.shape[-1]}")
+        elif out.dim() != 2:
+            raise ValueError(f"a categorical likelihood needs N x C logits, but the module "
+                             f"outputs shape {tuple(out.shape)}")
+        elif int(self.y.max()) >= out.shape[-1]:
+            raise ValueError(f"y holds class {int(self.y.max())} but the module outputs "
+                             f"{out.shape[-1]} logits")
 
-    # --- the interface of vi_dropout.verify's checks -------------------------------------------
+    # --- parameters and draws ------------------------------------------------------------------
     def params(self, requires_grad: bool = True):
+        """Fresh copies ``(weights, biases)`` of the means (``K x Q`` columns, seed convention)
+        and of the biases of the layers that have one."""
         ws = [w.clone().requires_grad_(requires_grad) for w in self.weights]
         bs = [b.clone().requires_grad_(requires_grad) for b in self.biases]
         return ws, bs
@@ -115,58 +208,63 @@ class ModuleProblem:
         it = iter(bs)
         return [next(it) if layer.has_bias else None for layer in self.layers]
 
-    def masks(self, seed: int):
-        return draw_module_masks(self.layers, self.num_data, torch.Generator().manual_seed(seed),
-                                 dtype=DTYPE)
+    def masks(self, seed: int | None, num_data: int | None = None):
+        """Per-example masks with ``nn.Dropout``'s semantics (one per token of a token input),
+        from a generator seeded ``seed`` (torch's global generator when ``None``)."""
+        n = self.num_data if num_data is None else num_data
+        shapes = [(n, *s[1:]) for s in self.input_shapes]
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        return draw_module_masks(self.layers, n, gen, dtype=DTYPE, input_shapes=shapes)
 
-    def noise(self, seed: int) -> int:
-        """The seed of the jitter's standard normals (drawn in layer-call order)."""
-        return seed
-
-    def dropout_loss(self, weights, biases, masks):
+    # --- the two objectives --------------------------------------------------------------------
+    def dropout_loss(self, weights, biases, masks, x=None, y=None):
+        """The dropout loss with the prior's weight decays (seed convention)."""
         return module_dropout_loss(self.copy, self.layers, weights, self._all_biases(biases),
-                                   self.x, self.y, masks=masks,
-                                   prior_length_scale=self.prior_length_scale, tau=self.tau,
-                                   likelihood=self.likelihood)
+                                   self.x if x is None else x, self.y if y is None else y,
+                                   masks=masks, prior_length_scale=self.prior_length_scale,
+                                   tau=self.tau, likelihood=self.likelihood,
+                                   num_data=self.num_data)
 
-    def scaled_negative_elbo(self, weights, biases, masks, theta, noise, gap_samples=256,
-                             gap_seed=0):
-        """:math:`-\\widehat{\\mathrm{ELBO}}/(N\\tau)` with the exact KL (Prop. 1 + gap); ``noise``
-        seeds the jitter (the gap's draws follow it in the same stream)."""
+    def gap(self, weights, theta: float, num_samples: int, generator) -> torch.Tensor:
+        r"""The Monte Carlo KL gap (exact KL minus Proposition 1) of the covered weights, over the
+        columns with :math:`\lVert\mathbf{m}_a\rVert < 40\theta` only: for a column
+        :math:`d = \lVert\mathbf{m}_a\rVert/\theta` apart from its dropped component, a draw
+        is attributed to the wrong component with probability about :math:`\Phi(-d/2)`, and
+        its gap (the entropy of that attribution) is below :math:`10^{-80}` at :math:`d = 40`;
+        skipping such columns makes the gap of a network with :math:`10^6` weights cost nothing
+        at small :math:`\theta`."""
+        total = weights[0].new_zeros(())
+        for layer, m in zip(self.layers, weights):
+            near = m.detach().norm(dim=0) < GAP_SEPARATION * theta
+            if bool(near.any()) and num_samples:
+                q = DropoutNormal(m[:, near], layer.keep_prob, theta, validate_args=False)
+                total = total + kl_gap(q, num_samples, generator=generator,
+                                       differentiable=True).estimate
+        return total
+
+    def scaled_negative_elbo(self, weights, biases, masks, theta, noise_seed, gap_samples=256,
+                             x=None, y=None):
+        r""":math:`-\widehat{\mathrm{ELBO}}/(N\tau)` with the exact KL (Proposition 1 + the gap
+        of :meth:`gap`); ``noise_seed`` seeds the jitter's standard normals (drawn in layer-call
+        order) and then the gap's draws."""
+        gen = torch.Generator().manual_seed(int(noise_seed))
         nelbo = module_negative_elbo(
-            self.copy, self.layers, weights, self._all_biases(biases), self.x, self.y,
-            masks=masks, scale=theta, prior_length_scale=self.prior_length_scale, tau=self.tau,
-            likelihood=self.likelihood, generator=torch.Generator().manual_seed(int(noise)),
-            gap_samples=gap_samples)
-        return nelbo / (self.num_data * self.tau)
+            self.copy, self.layers, weights, self._all_biases(biases),
+            self.x if x is None else x, self.y if y is None else y, masks=masks, scale=theta,
+            prior_length_scale=self.prior_length_scale, tau=self.tau, likelihood=self.likelihood,
+            num_data=self.num_data, generator=gen, gap_samples=0)
+        return (nelbo + self.gap(weights, theta, gap_samples, gen)) / (self.num_data * self.tau)
 
     def offset(self, theta: float) -> float:
         r"""The predicted :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` as
-        :math:`\theta \to 0`: :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau}` (Gaussian) plus
-        :math:`\frac{1}{N\tau}\sum_i [Q_i(K_i c - H(\pi_i)) + B_i c]`, :math:`c = \frac12(l^2
-        \theta^2 - 1 - \log l^2\theta^2)`, :math:`B_i` the bias size."""
+        :math:`\theta \to 0` (:func:`~vi_dropout.objectives.elbo_offset_of_layers`)."""
         layers = [(layer.num_rows, layer.num_cols,
-                   layer.weight_shape[0] if layer.has_bias else 0, layer.keep_prob)
+                   layer.out_features if layer.has_bias else 0, layer.keep_prob)
                   for layer in self.layers]
         return elbo_offset_of_layers(layers, theta, self.prior_length_scale, self.num_data,
                                      self.tau, int(self.y.shape[-1]) if self.likelihood ==
                                      "gaussian" else 1, self.likelihood)
 
-    def pyro_model_and_guide(self, theta: float):
-        """:class:`~vi_dropout.bnn.ModuleBNN` and its guide at the problem's means, and the
-        ``Trace_ELBO`` (one weight draw per particle, particles in a loop)."""
-        from pyro.infer import Trace_ELBO
-
-        from .bnn import ModuleBNN, ModuleDropoutGuide
-
-        keep = {layer.name: layer.keep_prob for layer in self.layers}
-        model = ModuleBNN(self.module, prior_length_scale=self.prior_length_scale, tau=self.tau,
-                          likelihood=self.likelihood, keep_probs=keep)
-        guide = ModuleDropoutGuide(model, scale=theta)
-        params = list(guide.weight_locs) + [b for b in guide.bias_locs if b is not None]
-        return model, guide, params, lambda n: Trace_ELBO(num_particles=n)
-
-    # --- weight decays in the module's (inverted-dropout) convention ---------------------------
     def decays(self):
         """Per covered layer ``(lambda_W, lambda_b)`` of the prior (seed convention)."""
         return [(weight_decay_from_prior(self.prior_length_scale, layer.keep_prob, self.num_data,
@@ -174,20 +272,311 @@ class ModuleProblem:
                  weight_decay_from_prior(self.prior_length_scale, 1.0, self.num_data, self.tau))
                 for layer in self.layers]
 
+    def branch_report(self, masks, theta: float, noise_seed: int) -> BranchReport:
+        """Which units change branch between the dropout network (the given masks) and the same
+        network under the jitter ``theta`` (the standard normals of ``noise_seed``)."""
+        ws, bs = self.params(requires_grad=False)
+        recs = []
+        for scale in (0.0, theta):
+            rec = BranchRecorder(self.num_data, self.copy)
+            with torch.no_grad(), rec:
+                module_forward(self.copy, self.layers, ws, self._all_biases(bs), self.x,
+                               masks=masks, scale=scale,
+                               generator=torch.Generator().manual_seed(int(noise_seed)))
+            recs.append(rec)
+        return branch_changes(*recs)
+
+
+# --- the O(theta) regime ---------------------------------------------------------------------
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    num, den = float((a - b).norm()), float(b.norm())
+    if den == 0.0:
+        return 0.0 if num == 0.0 else math.inf
+    return num / den
+
+
+def _shrinks(upper: float, lower: float, ratio: float) -> bool:
+    """Whether a difference went from ``upper`` to ``lower`` as theta shrank by ``ratio``, as
+    O(theta) predicts (or ``lower`` is at the float64 floor)."""
+    if lower <= FLOOR:
+        return True
+    if not (math.isfinite(upper) and math.isfinite(lower)) or lower <= 0:
+        return False
+    per_decade = (upper / lower) ** (1.0 / math.log10(ratio))
+    return RATIO_BOUNDS[0] <= per_decade <= RATIO_BOUNDS[1]
+
+
+def _linear(values: Sequence[float], thetas: Sequence[float]) -> bool:
+    return all(_shrinks(values[i], values[i + 1], thetas[i] / thetas[i + 1])
+               for i in range(len(values) - 1))
+
+
+def _slope(values: Sequence[float], thetas: Sequence[float]) -> float:
+    pts = [(t, v) for t, v in zip(thetas, values) if v > FLOOR and math.isfinite(v)]
+    if len(pts) < 2:
+        return 1.0 if all(v <= FLOOR for v in values) else math.nan
+    return float(np.polyfit(np.log([t for t, _ in pts]), np.log([v for _, v in pts]), 1)[0])
+
+
+def _decades(start: float, stop: float) -> list[float]:
+    out, k = [], 0
+    while start * 10.0 ** (-k) >= stop * (1 - 1e-9):
+        out.append(float(f"{start * 10.0 ** (-k):.3g}"))
+        k += 1
+    return out
+
+
+def check_network_gradients(problem: ModuleProblem, thetas: Sequence[float] | None = None,
+                            scan_from: float = SCAN_FROM, seed: int = 1
+                            ) -> tuple[list[dict], tuple[float, ...]]:
+    r"""The gradient rows (module docstring). Returns ``(rows, window)``: the decades of
+    :math:`\theta` where the difference is :math:`O(\theta)` (the given ``thetas``, or the
+    scan's window; empty if none was found)."""
+    masks, noise = problem.masks(seed), seed + 1
+    ws, bs = problem.params()
+    g_drop = torch.autograd.grad(problem.dropout_loss(ws, bs, masks), ws + bs)
+    names = problem.param_names
+    diffs: dict[float, list[float]] = {}
+    totals: dict[float, float] = {}
+
+    def measure(theta):
+        ws, bs = problem.params()
+        g = torch.autograd.grad(problem.scaled_negative_elbo(ws, bs, masks, theta, noise), ws + bs)
+        diffs[theta] = [_rel(a, b) for a, b in zip(g, g_drop)]
+        totals[theta] = _rel(torch.cat([t.flatten() for t in g]),
+                             torch.cat([t.flatten() for t in g_drop]))
+
+    def params_linear(ts):
+        return all(_linear([diffs[t][i] for t in ts], ts) for i in range(len(names)))
+
+    rows: list[dict] = []
+    if thetas is not None:
+        window = tuple(sorted({float(t) for t in thetas}, reverse=True))
+        if len(window) < 2:
+            raise ValueError(f"thetas must hold at least 2 distinct values, got {thetas!r}")
+        for t in window:
+            measure(t)
+        scanned: list[float] = []
+    else:
+        scanned, window = [], ()
+        for t in _decades(scan_from, SMALLEST_THETA):
+            measure(t)
+            scanned.append(t)
+            if len(scanned) >= WINDOW and params_linear(scanned[-WINDOW:]):
+                window = tuple(scanned[-WINDOW:])
+                break
+        for t in scanned[:len(scanned) - len(window)]:
+            why = problem.branch_report(masks, t, noise).describe()
+            rows.append(report_row(
+                "gradient", f"theta={t:g} (scan, all parameters)", totals[t], "reported", True,
+                "before the O(theta) regime" + (f": {why}" if why else "")))
+    if not window:
+        last = scanned[-WINDOW:]
+        causes = []
+        for t in last:
+            why = problem.branch_report(masks, t, noise).describe()
+            causes.append(f"theta {t:g}: rel. diff {totals[t]:.2e}"
+                          + (f", {why}" if why else ", no unit changed branch"))
+        rows.append(report_row(
+            "gradient", f"O(theta) regime, theta {scan_from:g} .. {SMALLEST_THETA:g}",
+            totals[last[-1]], "found", False,
+            "the difference does not shrink like theta down to "
+            f"{SMALLEST_THETA:g}: " + "; ".join(causes) + ". With no unit changing branch, "
+            "this is an error in the ELBO or in the conversion, not a property of the network"))
+        return rows, ()
+    causes = {t: None for t in window}
+    for i, name in enumerate(names):
+        vals = [diffs[t][i] for t in window]
+        ok = _linear(vals, window)
+        slope = _slope(vals, window)
+        detail = "rel. diff " + ", ".join(f"{v:.2e}" for v in vals) + (
+            f" at theta {window[0]:g} .. {window[-1]:g}")
+        if ok and vals[-1] > FLOOR:
+            detail += f" (= {vals[-1] / window[-1]:.3g} theta)"
+        if not ok:
+            for t in window:
+                if causes[t] is None:
+                    causes[t] = problem.branch_report(masks, t, noise).describe()
+            why = [f"theta {t:g}: {causes[t]}" for t in window if causes[t]]
+            detail += ("; not O(theta): " + "; ".join(why) if why else
+                       "; not O(theta), and no unit changed branch: an error in the ELBO or the "
+                       "conversion")
+        rows.append(report_row("gradient", f"{name}, theta {window[0]:g} .. {window[-1]:g}",
+                               slope, "O(theta): slope in [0.8, 1.2]", ok, detail))
+    smallest = window[-1]
+    rows.append(report_row(
+        "gradient", f"all parameters, theta={smallest:g}", totals[smallest], "<= 0.0001",
+        totals[smallest] <= 1e-4,
+        "the whole gradient; log-log slope over the window "
+        f"{_slope([totals[t] for t in window], window):.3f}"))
+    return rows, window
+
+
+def check_network_values(problem: ModuleProblem, thetas: Sequence[float], seed: int = 1,
+                         gap_samples: int = 256) -> list[dict]:
+    r""":math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` minus the predicted
+    constant at each :math:`\theta` of the window. The residual is :math:`O(\theta)`; the rows
+    pass when it shrinks like :math:`\theta` from decade to decade or lies within the float64
+    rounding of the terms (:math:`10^{-12}` times the constant and the loss), and the last
+    residual is at most :math:`10^{-4}`."""
+    masks, noise = problem.masks(seed), seed + 1
+    ws, bs = problem.params(requires_grad=False)
+    with torch.no_grad():
+        loss = float(problem.dropout_loss(ws, bs, masks))
+        vals = [float(problem.scaled_negative_elbo(ws, bs, masks, t, noise, gap_samples))
+                for t in thetas]
+    consts = [problem.offset(t) for t in thetas]
+    resid = [abs(v - loss - c) for v, c in zip(vals, consts)]
+    floors = [1e-12 * max(1.0, abs(c), abs(loss)) for c in consts]
+    rows = []
+    for i, t in enumerate(thetas):
+        if resid[i] <= floors[i]:
+            ok, how = True, f"within float64 rounding ({floors[i]:.1e})"
+        elif i + 1 < len(thetas):
+            ok = resid[i + 1] <= floors[i + 1] or _shrinks(resid[i], resid[i + 1],
+                                                           t / thetas[i + 1])
+            how = "shrinks like theta to the next" if ok else "does NOT shrink like theta"
+        else:
+            ok = _shrinks(resid[i - 1], resid[i], thetas[i - 1] / t) and resid[i] <= 1e-4
+            how = ("shrank like theta from the last" if ok else
+                   "did NOT shrink like theta from the last, or exceeds 1e-4")
+        rows.append(report_row(
+            "value", f"theta={t:g}", resid[i], "O(theta)", ok,
+            f"-ELBO/(N tau) - loss = {vals[i] - loss:.6f}, predicted constant {consts[i]:.6f}; "
+            f"the residual {how}"))
+    return rows
+
+
+def _pyro_branch_report(problem: ModuleProblem, x, weights, gates) -> BranchReport:
+    """Branch changes between the network with the draw's weights ``W`` (jitter included) and
+    with ``M diag(z)`` (no jitter): the pathwise cause of a failed Pyro row."""
+    recs = []
+    for jitter in (False, True):
+        values = {}
+        for layer, w, m, z in zip(problem.layers, weights, problem.weights, gates):
+            values[f"{layer.name}.weight"] = layer.from_columns(w if jitter else m * z)
+        rec = BranchRecorder(batch_size(x), problem.copy)
+        with torch.no_grad(), rec:
+            call_inputs = {**values}
+            torch.func.functional_call(problem.copy, call_inputs, x if isinstance(x, tuple)
+                                       else (x,) if isinstance(x, torch.Tensor) else (),
+                                       x if isinstance(x, Mapping) else None)
+        recs.append(rec)
+    return branch_changes(*recs)
+
+
+def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_draws: int = 2,
+                       num_examples: int | None = None, seed: int = 2) -> list[dict]:
+    r"""Pyro's ``Trace_ELBO`` of :class:`~vi_dropout.bnn.ModuleBNN` under its
+    :class:`~vi_dropout.bnn.ModuleDropoutGuide`, one draw at a time, against the dropout loss with
+    that draw's masks.
+
+    One draw :math:`\mathbf{W} = \mathbf{M}\operatorname{diag}(\mathbf{z}) + \theta\mathbf{E}`
+    is shared by the minibatch. Its ``Trace_ELBO`` gradient in :math:`\mathbf{M}`, divided by
+    :math:`N\tau`, tends as :math:`\theta \to 0` to the gradient of
+
+    .. math::
+        \frac1n\sum_n \ell(\mathbf{y}_n, f(\mathbf{x}_n; \mathbf{M}\operatorname{diag}
+        \mathbf{z})) + \frac{l^2}{2N\tau}\Big(\sum_a z_a\lVert\mathbf{m}_a\rVert^2 +
+        \lVert\mathbf{b}\rVert^2\Big)
+
+    (the log density of the draw under :math:`q` does not depend on :math:`\mathbf{M}` when the
+    components are separated, and the prior's gradient is :math:`l^2 z_a\mathbf{m}_a`; in
+    expectation over :math:`z_a` this is the dropout loss's decay :math:`\pi l^2`). Both are
+    computed for ``num_draws`` seeded draws on the first ``num_examples`` examples, from
+    ``start`` down, one decade at a time (to :data:`SMALLEST_THETA`), until the
+    largest relative difference shrinks like :math:`\theta` over a decade (or is at the float64
+    floor) and is at most :math:`10^{-4}`. The draw's weight noise differs from the per-example
+    jitter of the other rows, so its branch changes are looked for separately. Going down has a
+    limit the other rows do not have: autograd of the exact :math:`\log q` adds and cancels
+    terms :math:`(\mathbf{w}_a - \mathbf{m}_a)/\theta^2` of size :math:`\epsilon/\theta`
+    around the :math:`O(1)` gradient of the likelihood, whose float64 rounding grows like
+    :math:`10^{-16}/\theta`; the first decade pair that shows :math:`O(\theta)` is taken,
+    before that floor."""
+    import pyro
+    from pyro import poutine
+    from pyro.infer import Trace_ELBO
+
+    from .bnn import ModuleBNN, ModuleDropoutGuide
+
+    n = problem.num_data if num_examples is None else min(num_examples, problem.num_data)
+    x, y = take(problem.x, slice(0, n)), problem.y[:n]
+    keep = {layer.name: layer.keep_prob for layer in problem.layers}
+    l2 = problem.prior_length_scale ** 2
+    scale = problem.num_data * problem.tau
+    seen: list[tuple[float, float]] = []
+    last_draw = None
+    for t in _decades(start, SMALLEST_THETA):
+        pyro.clear_param_store()
+        model = ModuleBNN(problem.module, prior_length_scale=problem.prior_length_scale,
+                          tau=problem.tau, likelihood=problem.likelihood, keep_probs=keep,
+                          uncovered_dropout=problem.conversion.uncovered_dropout)
+        guide = ModuleDropoutGuide(model, scale=t)
+        params = list(guide.weight_locs) + [b for b in guide.bias_locs if b is not None]
+        worst = 0.0
+        for d in range(num_draws):
+            pyro.set_rng_seed(seed + d)
+            tr = poutine.trace(guide).get_trace(x, y)
+            weights = [tr.nodes[f"{layer.name}.weight"]["value"].detach()
+                       for layer in problem.layers]
+            gates = [((w - m.detach()).norm(dim=0) < w.norm(dim=0)).to(DTYPE)
+                     for w, m in zip(weights, guide.weight_locs)]
+            pyro.set_rng_seed(seed + d)
+            loss = Trace_ELBO().differentiable_loss(model, guide, x, y, problem.num_data)
+            g_pyro = torch.autograd.grad(loss / scale, params)
+            ws, bs = problem.params()
+            masks = []
+            for layer, z, shape in zip(problem.layers, gates, problem.input_shapes):
+                if layer.kind == "linear":
+                    masks.append(z.expand(n, *shape[1:]).clone())
+                else:
+                    masks.append(z.reshape(1, -1, *([1] * (len(shape) - 2)))
+                                 .expand(n, *([-1] * (len(shape) - 1))).clone())
+            out = module_forward(problem.copy, problem.layers, ws, problem._all_biases(bs), x,
+                                 masks=masks, scale=0.0)
+            ref = data_term(y, out, problem.likelihood)  # the plate scales n examples to N
+            for z, w in zip(gates, ws):
+                ref = ref + l2 / (2 * scale) * (z * w.square().sum(0)).sum()
+            for b in bs:
+                ref = ref + l2 / (2 * scale) * b.square().sum()
+            g_ref = torch.autograd.grad(ref, ws + bs)
+            diff = _rel(torch.cat([g.flatten() for g in g_pyro]),
+                        torch.cat([g.flatten() for g in g_ref]))
+            if diff >= worst:
+                worst, last_draw = diff, (weights, gates)
+        seen.append((t, worst))
+        if len(seen) >= 2 and seen[-1][1] <= 1e-4 and _shrinks(
+                seen[-2][1], seen[-1][1], seen[-2][0] / seen[-1][0]):
+            break
+    (t0, d0), (t1, d1) = seen[-2] if len(seen) >= 2 else seen[-1], seen[-1]
+    ok = len(seen) >= 2 and d1 <= 1e-4 and _shrinks(d0, d1, t0 / t1)
+    detail = (f"{num_draws} draws on {n} examples (ModuleBNN + ModuleDropoutGuide, exact log q), "
+              "largest rel. diff " + ", ".join(f"{d:.2e} at {t:g}" for t, d in seen))
+    if not ok:
+        why = _pyro_branch_report(problem, x, *last_draw).describe()
+        detail += "; not O(theta): " + (why or "no unit changed branch: an error in the Pyro "
+                                               "model, the guide or the likelihood scaling")
+    return [report_row("pyro", f"Trace_ELBO per draw, theta {t0:g} -> {t1:g}", d1,
+                       "O(theta), <= 0.0001", ok, detail)]
+
 
 def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: float = 0.05,
-                            theta: float = 1e-8, seed: int = 3) -> list[dict]:
+                            theta: float = 1e-10, seed: int = 3,
+                            num_examples: int | None = None) -> list[dict]:
     r"""``num_steps`` of full-batch SGD on (a) the module itself, in training mode with its own
-    dropout layers and torch's ``weight_decay``, and (b) :math:`-\mathrm{ELBO}/(N\tau)` (one
-    weight draw per example, :math:`\theta = 10^{-8}`), from the same initialisation and with the
-    same masks (the global generator is reseeded before (a)'s forward and (b)'s masks are drawn
-    from it in the order the dropout layers run). (a)'s weights are mapped by
-    :math:`\mathbf{M} = \mathbf{W}'/\pi`, its step sizes are :math:`\eta\pi^2` and its decays
-    :math:`2\lambda/\pi^2` (see :func:`vi_dropout.verify.check_trajectories`). Uncovered
-    parameters are fixed. Tolerance: max parameter difference :math:`\le 10^{-6}`."""
-    from .verify import report_row
-
-    net = copy.deepcopy(problem.module).train()
+    dropout and torch's ``weight_decay``, and (b) :math:`-\mathrm{ELBO}/(N\tau)` (one weight draw
+    per example at ``theta``), from the same initialisation and with the same masks (the
+    global generator is reseeded before (a)'s forward and (b)'s masks are drawn from it in the
+    order the dropout layers run, with ``nn.Dropout``'s own draw), on the first
+    ``num_examples`` examples. (a)'s weights are mapped by :math:`\mathbf{M} = \mathbf{W}'/\pi`,
+    its step sizes are :math:`\eta\pi^2` and its decays :math:`2\lambda/\pi^2` (see
+    :func:`vi_dropout.verify.check_trajectories`). Uncovered parameters are fixed.
+    Tolerance: max parameter difference :math:`\le 10^{-6}`."""
+    n = problem.num_data if num_examples is None else min(num_examples, problem.num_data)
+    x, y = take(problem.x, slice(0, n)), problem.y[:n]
+    # the module with its own covered dropout acting, and the dropout the conversion switched
+    # off (uncovered_dropout="disable") off here too
+    net = without_disabled_dropout(problem.module, problem.conversion).train()
     for prm in net.parameters():
         prm.requires_grad_(False)
     groups = []
@@ -202,19 +591,23 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
     opt_a = torch.optim.SGD(groups, lr=lr)
     ws, bs = problem.params()
     opt_b = torch.optim.SGD(ws + bs, lr=lr)
+    # The module's loss is the mean over its minibatch of n examples; the ELBO's data term is
+    # scaled to N = problem.num_data by the (N/n)-weighted mean, so both see the same problem.
     for step in range(num_steps):
         torch.manual_seed(seed * 100_003 + step)
-        out = net(problem.x)
+        out = net(x) if isinstance(x, torch.Tensor) else (
+            net(**x) if isinstance(x, Mapping) else net(*x))
         if problem.likelihood == "gaussian":
-            loss_a = 0.5 * (problem.y - out).pow(2).sum(-1).mean()
+            loss_a = 0.5 * (y - out).pow(2).sum(-1).mean()
         else:
-            loss_a = nn.functional.cross_entropy(out, problem.y)
+            loss_a = nn.functional.cross_entropy(out, y)
         opt_a.zero_grad()
         loss_a.backward()
         opt_a.step()
         torch.manual_seed(seed * 100_003 + step)
-        masks = draw_module_masks(problem.layers, problem.num_data, None, dtype=DTYPE)
-        loss_b = problem.scaled_negative_elbo(ws, bs, masks, theta, seed + step, gap_samples=0)
+        masks = problem.masks(None, n)
+        loss_b = problem.scaled_negative_elbo(ws, bs, masks, theta, seed + step, gap_samples=0,
+                                              x=x, y=y)
         opt_b.zero_grad()
         loss_b.backward()
         opt_b.step()
@@ -227,90 +620,74 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
             if sub.bias is not None:
                 diff = max(diff, float((sub.bias - next(b_iter)).abs().max()))
         moved = max(float((w - w0).abs().max()) for w, w0 in zip(ws, problem.weights))
-    return [report_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}", diff, "<= 1e-06",
-                 diff <= 1e-6, f"parameters moved up to {moved:.3f}")]
+    return [report_row("trajectory", f"{num_steps} SGD steps, theta={theta:g}, {n} examples",
+                       diff, "<= 1e-06", diff <= 1e-6, f"parameters moved up to {moved:.3f}")]
 
 
-def verify_network(module: nn.Module, x, y, *, likelihood: str = "gaussian",
+def conversion_summary(problem: ModuleProblem) -> dict:
+    """The conversion as plain data for the report's JSON: every covered layer (its kind, shape,
+    keep_prob and the dropout feeding it), every dropout switched off with why, and the
+    parameters left as point estimates."""
+    covered = {f"{c.name}.{attr}" for c in problem.layers for attr in ("weight", "bias")}
+    return {
+        "covered": [{"layer": c.name, "kind": c.kind, "weight_shape": list(c.weight_shape),
+                     "columns": c.num_cols, "keep_prob": c.keep_prob, "bias": c.has_bias,
+                     "dropout": c.dropout} for c in problem.layers],
+        "disabled_dropout": [{"name": d.name, "kind": d.kind, "drop_rate": d.drop_rate,
+                              "reason": d.reason} for d in problem.conversion.disabled],
+        "uncovered_dropout": problem.conversion.uncovered_dropout,
+        "point_estimates": [name for name, _ in problem.copy.named_parameters()
+                            if name not in covered],
+    }
+
+
+def verify_network(module: nn.Module, x: Inputs, y, *, likelihood: str = "gaussian",
                    prior_length_scale: float = 1.0, tau: float = 1.0,
                    keep_probs: Mapping[str, float] | None = None, quick: bool = False,
-                   show_progress: bool = False) -> list[dict]:
+                   thetas: Sequence[float] | None = None,
+                   uncovered_dropout: str = "refuse", show_progress: bool = False,
+                   problem: ModuleProblem | None = None) -> list[dict]:
     """The equivalence report (gradient, value, pyro and trajectory rows) on the user's
-    ``module`` and data; see the module docstring. ``quick`` uses fewer Monte Carlo samples in
-    the Pyro row (same tolerances). Returns the rows (:func:`vi_dropout.verify.format_table`)."""
+    ``module`` and data; see the module docstring.
+
+    Args:
+        module, x, y, likelihood, prior_length_scale, tau, keep_probs, uncovered_dropout: the
+            problem (:class:`ModuleProblem`).
+        quick: the Pyro row on 32 examples and the trajectory on 64 examples for 20 steps
+            (instead of every example for 100 steps); the same tolerances.
+        thetas: fix the decades of the gradient, value and Pyro rows (at least 2) instead of
+            searching for the O(theta) regime.
+        problem: an already built :class:`ModuleProblem` (the other problem arguments are
+            then ignored).
+
+    Returns the rows (:func:`vi_dropout.verify.format_table`); a first ``conversion`` row
+    states what is covered and any dropout switched off."""
     from tqdm.auto import tqdm
 
-    from .verify import check_gradients, check_pyro_gradient, check_values
-
-    problem = ModuleProblem(module, x, y, likelihood=likelihood,
-                            prior_length_scale=prior_length_scale, tau=tau, keep_probs=keep_probs)
-    rows: list[dict] = []
+    if problem is None:
+        problem = ModuleProblem(module, x, y, likelihood=likelihood,
+                                prior_length_scale=prior_length_scale, tau=tau,
+                                keep_probs=keep_probs, uncovered_dropout=uncovered_dropout)
+    layers = problem.layers
+    disabled = problem.conversion.disabled
+    rows: list[dict] = [report_row(
+        "conversion", f"{len(layers)} covered layers", len(layers), "reported", True,
+        ", ".join(f"{c.name} ({c.kind}, keep_prob {c.keep_prob:g})" for c in layers)
+        + ("; DROPOUT SWITCHED OFF (uncovered_dropout='disable'): "
+           + problem.conversion.describe_disabled() if disabled else ""))]
     with tqdm(total=4, desc="verify", disable=not show_progress) as bar:
-        rows += check_gradients(problem, thetas=NETWORK_THETAS)
+        grad_rows, window = check_network_gradients(problem, thetas=thetas)
+        rows += grad_rows
         bar.update()
-        rows += check_values(problem, thetas=NETWORK_THETAS)
+        if window:
+            rows += check_network_values(problem, window)
         bar.update()
-        n = (64, 4, 100) if quick else (256, 8, 400)
-        rows += check_pyro_gradient(problem, num_particles=n[0], num_batches=n[1],
-                                    num_mask_draws=n[2])
+        rows += check_network_pyro(problem, start=max(thetas) if thetas else SCAN_FROM,
+                                   num_examples=32 if quick else None)
         bar.update()
-        rows += check_module_trajectory(problem)
+        rows += check_module_trajectory(
+            problem, num_steps=20 if quick else 100,
+            theta=min(window) if window else SMALLEST_THETA,
+            num_examples=64 if quick else None)
         bar.update()
     return rows
-
-
-def load_model_factory(spec: str) -> nn.Module:
-    """``FILE.py:FACTORY`` -> the module ``FACTORY()`` returns (the ``--model`` of the command
-    line). Every failure is a ValueError naming ``--model``, the file and what went wrong."""
-    import importlib.util
-    from pathlib import Path
-
-    path, sep, name = str(spec).rpartition(":")
-    if not sep or not path or not name.isidentifier():
-        raise ValueError(f"--model must be FILE.py:FACTORY, got {spec!r}")
-    file = Path(path)
-    if not file.is_file():
-        raise ValueError(f"--model: file {path!r} does not exist")
-    module_spec = importlib.util.spec_from_file_location(f"_vi_dropout_user_{file.stem}", file)
-    if module_spec is None or module_spec.loader is None:
-        raise ValueError(f"--model: {path!r} is not a Python file")
-    user = importlib.util.module_from_spec(module_spec)
-    try:
-        module_spec.loader.exec_module(user)
-    except Exception as exc:  # noqa: BLE001 - the user's file: report it in one line
-        raise ValueError(f"--model: importing {path!r} failed: {type(exc).__name__}: "
-                         f"{exc}") from None
-    factory = getattr(user, name, None)
-    if not callable(factory):
-        defined = sorted(k for k, v in vars(user).items() if callable(v) and not k.startswith("_"))
-        raise ValueError(f"--model: {path!r} has no callable {name!r} (it defines {defined})")
-    try:
-        net = factory()
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"--model: {name}() failed: {type(exc).__name__}: {exc}") from None
-    if not isinstance(net, nn.Module):
-        raise ValueError(f"--model: {name}() must return a torch.nn.Module, got "
-                         f"{type(net).__name__}")
-    return net
-
-
-def load_data_file(path: str, likelihood: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The arrays ``x`` and ``y`` of an ``.npz`` file (the ``--data`` of the command line): ``y``
-    is ``N x D`` for a Gaussian likelihood and ``N`` class indices for a categorical one."""
-    import numpy as np
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("x", "y") if k not in data.files]
-            if missing:
-                raise ValueError(f"--data: {path!r} has no array(s) {missing} (it holds "
-                                 f"{data.files})")
-            x, y = np.asarray(data["x"]), np.asarray(data["y"])
-    except (OSError, ValueError) as exc:
-        if str(exc).startswith("--data"):
-            raise
-        raise ValueError(f"--data: cannot read {path!r} as .npz: {exc}") from None
-    for arr, name in ((x, "x"), (y, "y")):
-        if not np.issubdtype(arr.dtype, np.number) or not np.isfinite(arr).all():
-            raise ValueError(f"--data: array {name} of {path!r} must be finite numbers")
-    return torch.as_tensor(x, dtype=DTYPE), torch.as_tensor(y)

@@ -8,8 +8,10 @@ from pyro.poutine import condition, replay, trace
 from torch import nn
 
 from tests.common import toy_regression
-from tests.vi_dropout.test_conversion import SmallCNN, Untraceable
+from tests.vi_dropout.test_conversion import UNCOVERED, SmallCNN, Untraceable
+from tests.vi_dropout.test_module_forward import DepthwiseCNN, TokenNet, TwoInputs
 from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+from vi_dropout.conversion import convert_module
 from vi_dropout.distributions import DropoutNormal
 
 F64 = torch.float64
@@ -188,7 +190,7 @@ def test_untraceable_module_with_an_explicit_map():
 
 
 def test_bad_input_names_the_argument():
-    with pytest.raises(ValueError, match="no nn.Linear or nn.Conv2d layer"):
+    with pytest.raises(ValueError, match="no nn.Linear, nn.Conv1d or nn.Conv2d layer"):
         ModuleBNN(nn.Sequential(nn.ReLU()))
     with pytest.raises(ValueError, match=r"keep_probs\['b'\] must lie in \(0, 1\]"):
         ModuleBNN(Untraceable(), keep_probs={"b": 1.5})
@@ -231,3 +233,167 @@ def test_bad_input_names_the_argument():
         guide.load_into(wrong)
     with pytest.raises(ValueError, match="module has no layer '0'"):
         guide.load_into(nn.Module())
+
+
+
+# --- several inputs, vectorised particles, disabled dropout -------------------------------------
+def _two_input_data(n=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(n, 1, 5, 5, dtype=F64, generator=g)
+    features = torch.randn(n, 3, dtype=F64, generator=g)
+    y = (image.mean((1, 2, 3)) + features[:, :1].T).T.tanh() + 0.1 * torch.randn(
+        n, 1, dtype=F64, generator=g)
+    return image, features, y
+
+
+def test_two_input_model_through_svi_and_predictive():
+    """forward(self, image, features) with x a tuple or a dict: SVI (Trace_ELBO) lowers the loss,
+    Predictive draws f for both forms (sequential and parallel) with the right shapes."""
+    torch.manual_seed(0)
+    image, features, y = _two_input_data()
+    model = ModuleBNN(TwoInputs().to(F64), prior_length_scale=1.0, tau=10.0)
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
+    x = (image, features)
+    first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
+    for step in range(200):
+        svi.step(x if step % 2 else {"image": image, "features": features}, y)
+    last = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
+    assert last < first - 20.0, (first, last)
+    for form in (x, {"features": features, "image": image}):
+        for parallel in (False, True):
+            pyro.set_rng_seed(1)
+            f = Predictive(model, guide=guide, num_samples=30, return_sites=["f", "obs"],
+                           parallel=parallel)(form)
+            assert f["f"].shape == (30, 48, 1) and f["obs"].shape == (30, 48, 1)
+    pyro.set_rng_seed(2)
+    a = Predictive(model, guide=guide, num_samples=5, return_sites=["f"])(x)["f"]
+    pyro.set_rng_seed(2)
+    b = Predictive(model, guide=guide, num_samples=5, return_sites=["f"])(
+        {"image": image, "features": features})["f"]
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # the same draws whatever the form
+
+
+@pytest.mark.parametrize("make,shape,likelihood", [
+    (_bn_net, (10, 2), "gaussian"), (DepthwiseCNN, (8, 1, 5, 5), "categorical"),
+    (TokenNet, (8, 4, 3), "gaussian")])
+def test_vectorised_trace_elbo_is_the_mean_of_its_particles(make, shape, likelihood):
+    """Trace_ELBO(num_particles=S, vectorize_particles=True, max_plate_nesting=1) against the
+    particles one at a time with the same draws (the guide traced in the same particle plate
+    under the same seed): the loss and the gradients of every guide and point-estimate parameter
+    agree to float64 rounding (rtol 1e-10)."""
+    torch.manual_seed(0)
+    net = make().to(F64) if make is not _bn_net else make()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(*shape, dtype=F64, generator=g)
+    y = (torch.randn(shape[0], 2 if make is not _bn_net else 1, dtype=F64, generator=g)
+         if likelihood == "gaussian" else torch.randint(0, 2, (shape[0],), generator=g))
+    model = ModuleBNN(net, prior_length_scale=0.7, tau=3.0, likelihood=likelihood)
+    guide = ModuleDropoutGuide(model, scale=0.05)
+    s, n = 5, 40
+    params = [*guide.parameters(), *model.net.parameters()]
+    pyro.set_rng_seed(0)
+    elbo = Trace_ELBO(num_particles=s, vectorize_particles=True, max_plate_nesting=1)
+    vec = elbo.differentiable_loss(model, guide, x, y, num_data=n)
+    g_vec = torch.autograd.grad(vec, params, allow_unused=True)
+    pyro.set_rng_seed(0)
+    with pyro.plate("num_particles_vectorized", s, dim=-2):
+        gtr = trace(guide).get_trace(x, y, num_data=n)
+    draws = {k: v["value"] for k, v in gtr.nodes.items() if v["type"] == "sample"}
+    assert all(v.shape[:2] == (s, 1) for v in draws.values())
+    qs = dict(zip(guide.layers, guide.layer_distributions()))
+    elbos = []
+    for p in range(s):
+        data = {k: v[p, 0] for k, v in draws.items()}
+        mtr = trace(condition(model, data=data)).get_trace(x, y, num_data=n)
+        log_q = sum(qw.log_prob(data[f"{c.name}.weight"])
+                    + (qb.log_prob(data[f"{c.name}.bias"]) if qb is not None else 0.0)
+                    for c, (qw, qb) in qs.items())
+        elbos.append(mtr.log_prob_sum() - log_q)
+    loop = -torch.stack(elbos).mean()
+    g_loop = torch.autograd.grad(loop, params, allow_unused=True)
+    assert float(loop) == pytest.approx(float(vec), rel=1e-12)
+    for a, b in zip(g_vec, g_loop):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert any(a is not None and float(a.abs().sum()) > 0 for a in g_vec)
+
+
+def test_predictive_parallel_and_sequential_draw_the_same_distribution():
+    """Predictive(parallel=True) and parallel=False from the same seed: the per-output means and
+    variances of T = 3000 draws agree within NUM_SE standard errors of the difference (the two
+    consume the random stream in another order, so the draws themselves differ)."""
+    net = _mlp()
+    model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
+    guide = ModuleDropoutGuide(model, scale=0.05)
+    x = torch.randn(4, 2, dtype=F64)
+    t = 3000
+    pyro.set_rng_seed(0)
+    par = Predictive(model, guide=guide, num_samples=t, parallel=True,
+                     return_sites=["f"])(x)["f"]
+    pyro.set_rng_seed(0)
+    seq = Predictive(model, guide=guide, num_samples=t, return_sites=["f"])(x)["f"]
+    assert par.shape == seq.shape == (t, 4, 1)
+    m1, v1, sm1, sv1 = _mc_moments(par)
+    m2, v2, sm2, sv2 = _mc_moments(seq)
+    assert bool(((m1 - m2).abs() <= NUM_SE * (sm1.square() + sm2.square()).sqrt()).all())
+    assert bool(((v1 - v2).abs() <= NUM_SE * (sv1.square() + sv2.square()).sqrt()).all())
+    assert bool((v1 > 1e-3).all())  # dropout makes the outputs random: the check can fail
+
+
+def test_vectorised_svi_runs_on_a_batchnorm_network():
+    x, y = toy_regression(32, 2, 1)
+    model = ModuleBNN(_bn_net(), prior_length_scale=1.0, tau=10.0)
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    elbo = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 2e-2}), elbo)
+    losses = [svi.step(x, y) for _ in range(40)]
+    assert sum(losses[-10:]) < sum(losses[:10])
+
+
+@pytest.mark.parametrize("name", list(UNCOVERED))
+def test_disabled_dropout_is_stated(name):
+    """LSTM(dropout=0.3, num_layers=2), MultiheadAttention(dropout=0.1), TransformerEncoderLayer:
+    refused by name; with uncovered_dropout="disable" the model runs without that dropout
+    (deterministic in training mode) and says so in disabled_dropout and summary()."""
+    make, shape, patterns = UNCOVERED[name]
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match=patterns[0]):
+        ModuleBNN(make().to(F64))
+    net = make().to(F64)
+    model = ModuleBNN(net, tau=4.0, uncovered_dropout="disable")
+    expected = convert_module(net, uncovered_dropout="disable").disabled
+    assert model.disabled_dropout == expected and len(expected) >= 1
+    for d in model.disabled_dropout:
+        name_, kind, rate, reason = d  # (name, kind, drop_rate, reason)
+        assert rate > 0 and reason
+    summary = model.summary()
+    assert "DISABLED dropout" in summary
+    for d in model.disabled_dropout:
+        assert f"| {d.name} | {d.kind} | {d.drop_rate:g} |" in summary, summary
+    x = torch.randn(*shape, dtype=F64)
+    model.net.train()
+    torch.testing.assert_close(model.net(x), model.net(x), rtol=0, atol=0)
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    f = Predictive(model, guide=guide, num_samples=4, return_sites=["f"], parallel=True)(x)["f"]
+    assert f.shape == (4, shape[0], 1)
+    assert "disabled dropout: none" in ModuleBNN(_mlp()).summary()
+
+
+def test_bad_inputs_are_refused_clearly():
+    model = ModuleBNN(TwoInputs().to(F64))
+    image, features, y = _two_input_data(n=6)
+    with pytest.raises(ValueError, match=r"x: every input needs the same batch size \(first "
+                                         r"dimension\), got x\['image'\]: 6, x\['features'\]: 5"):
+        model({"image": image, "features": features[:5]}, y)
+    with pytest.raises(ValueError, match=r"y must have 6 rows like x"):
+        model((image, features), y[:4])
+    with pytest.raises(ValueError, match=r"x must be a tensor, a tuple of tensors or a dict of "
+                                         r"tensors, got int"):
+        model(3)
+    with pytest.raises(ValueError, match=r"x \(\(6, 1, 5, 5\)\) does not go through the module "
+                                         r"TwoInputs"):
+        model(image)
+    with pytest.raises(ValueError, match=r"x\['features'\] must be finite"):
+        model({"image": image, "features": features.clone().fill_(float("nan"))})

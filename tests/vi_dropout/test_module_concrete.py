@@ -9,6 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.vi_dropout.test_bnn import _two_input_data
+from tests.vi_dropout.test_conversion import FunctionalDropoutMLP, LSTMNet
+from tests.vi_dropout.test_module_forward import TokenNet, TwoInputs
 from vi_dropout.concrete import ConcreteDropoutObjective
 from vi_dropout.conversion import dropout_free_copy, find_covered_layers
 from vi_dropout.module_concrete import ModuleConcreteObjective, fit_module_concrete
@@ -211,3 +214,46 @@ def test_your_network_page_concrete_code_runs():
     net, fit = namespace["net"], namespace["fit"]
     assert 0 < float(fit.keep_probs["3"]) < 1
     assert net[2].p == pytest.approx(1 - float(fit.keep_probs["3"]))
+
+
+
+def test_token_layers_get_one_relaxed_mask_per_token():
+    torch.manual_seed(0)
+    net = TokenNet().double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 5, 3, dtype=D, generator=g)
+    y = torch.randn(16, 2, dtype=D, generator=g)
+    obj = ModuleConcreteObjective(net, scale=0.05, tau=2.0)
+    shapes = [i for i, _ in obj.layer_shapes(x)]
+    assert shapes == [(16, 5, 3), (16, 5, 8), (16, 8)]
+    masks = obj.sample_masks(16, 0.1, generator=g, input_shapes=shapes)
+    assert [tuple(m.shape) for m in masks] == shapes
+    assert [tuple(e.shape) for e in obj.sample_noise(x, generator=g)] == [
+        (16, 5, 8), (16, 5, 8), (16, 2)]
+    fit = fit_module_concrete(net, x, y, steps=15, lr=1e-2, hyper_lr=5e-2, num_samples=2, seed=1)
+    assert torch.isfinite(fit.losses).all()
+    for name in ("mid", "head"):
+        assert 0.0 < float(fit.keep_probs[name]) < 1.0
+    assert float(fit.keep_probs["inp"]) == 1.0
+
+
+def test_several_inputs_and_uncovered_dropout():
+    torch.manual_seed(0)
+    image, features, y = _two_input_data(n=24)
+    fit = fit_module_concrete(TwoInputs().double(), (image, features), y, steps=10, batch_size=8,
+                              seed=0)
+    assert torch.isfinite(fit.losses).all() and 0 < float(fit.keep_probs["head"]) < 1
+    with pytest.raises(ValueError, match=r"x: every input needs the same batch size"):
+        fit_module_concrete(TwoInputs().double(), (image, features[:5]), y, steps=2)
+    x = torch.randn(12, 4, 3, dtype=D)
+    with pytest.raises(ValueError, match=r"nn\.LSTM 'lstm'"):
+        fit_module_concrete(LSTMNet().double(), x, x[:, 0, :1], steps=2)
+    fit = fit_module_concrete(LSTMNet().double(), x, x[:, 0, :1], steps=3,
+                              uncovered_dropout="disable")
+    assert [d.kind for d in fit.objective.disabled_dropout] == ["LSTM"]
+    # a learned rate of a functional dropout cannot be written into the module: it says where
+    net = FunctionalDropoutMLP().double()
+    obj = ModuleConcreteObjective(net)
+    with pytest.raises(ValueError, match=r"functional call 'dropout in FunctionalDropoutMLP\."
+                                         r"forward': write the learned drop rate"):
+        obj.load_into(net)

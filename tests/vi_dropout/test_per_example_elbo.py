@@ -10,7 +10,9 @@ from pyro.poutine import trace
 from torch import nn
 
 from tests.common import toy_regression
+from tests.vi_dropout.test_bnn import _two_input_data
 from tests.vi_dropout.test_conversion import SmallCNN
+from tests.vi_dropout.test_module_forward import Conv1dNet, DepthwiseCNN, TokenNet, TwoInputs
 from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
 from vi_dropout.module_forward import draw_module_masks, module_dropout_loss, module_negative_elbo
 from vi_dropout.per_example_elbo import PerExampleDropoutELBO
@@ -30,13 +32,20 @@ def _data(kind, likelihood="gaussian", n=24):
     if kind == "mlp":
         x, y = toy_regression(n, 2, 1)
         net = _mlp(out=1 if likelihood == "gaussian" else 3)
+    elif kind in ("tokens", "grouped", "conv1d"):
+        torch.manual_seed(0)
+        make, shape = {"tokens": (TokenNet, (n, 5, 3)), "grouped": (DepthwiseCNN, (n, 1, 5, 5)),
+                       "conv1d": (Conv1dNet, (n, 2, 8))}[kind]
+        net = make().to(F64)
+        x = torch.randn(*shape, dtype=F64, generator=g)
+        y = torch.randn(n, 2, dtype=F64, generator=g)
     else:
         torch.manual_seed(0)
         net = SmallCNN().to(F64)
         x = torch.randn(n, 1, 7, 7, dtype=F64, generator=g)
         y = torch.randn(n, 2, dtype=F64, generator=g)
     if likelihood == "categorical":
-        y = torch.randint(0, 2 if kind == "cnn" else 3, (n,), generator=g)
+        y = torch.randint(0, 3 if kind == "mlp" else 2, (n,), generator=g)
     return net, x, y
 
 
@@ -81,7 +90,9 @@ def test_svi_sees_the_guide_and_point_estimate_parameters():
 
 
 @pytest.mark.parametrize("kind,likelihood", [("mlp", "gaussian"), ("mlp", "categorical"),
-                                             ("cnn", "gaussian")])
+                                             ("cnn", "gaussian"), ("tokens", "gaussian"),
+                                             ("grouped", "gaussian"), ("grouped", "categorical"),
+                                             ("conv1d", "gaussian")])
 def test_gradient_is_n_tau_times_the_dropout_loss_gradient_as_theta_goes_to_zero(kind,
                                                                                  likelihood):
     """With the same masks, d(-ELBO)/dM = N tau d(dropout loss)/dM + O(theta): at theta = 1e-7
@@ -90,7 +101,9 @@ def test_gradient_is_n_tau_times_the_dropout_loss_gradient_as_theta_goes_to_zero
     tau = 4.0 if likelihood == "gaussian" else 1.0
     model = ModuleBNN(net, prior_length_scale=0.8, tau=tau, likelihood=likelihood)
     guide = ModuleDropoutGuide(model, scale=1e-7)
-    masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(1), F64)
+    masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(1), F64,
+                              input_shapes=model.covered_input_shapes(x))
+    assert any(bool((m == 0).any()) for m in masks)
     n = 200
     PerExampleDropoutELBO().loss_and_grads(model, guide, x, y, num_data=n, masks=masks)
     elbo_grad = _guide_grads(guide)
@@ -182,3 +195,45 @@ def test_bad_arguments():
         PerExampleDropoutELBO(gap_samples=-1)
     with pytest.raises(ValueError, match="num_masks_seed must be an integer or None"):
         PerExampleDropoutELBO(num_masks_seed=1.5)
+
+
+
+def test_token_masks_are_drawn_per_token_with_the_elbos_stream():
+    """The ELBO draws token layers' masks with the layer input's shape (from the model's probe):
+    its value equals module_negative_elbo with masks from draw_module_masks(input_shapes=...)
+    and the same generator state, then the jitter."""
+    net, x, y = _data("tokens", n=12)
+    model = ModuleBNN(net, prior_length_scale=0.5, tau=2.0)
+    guide = ModuleDropoutGuide(model, scale=0.05)
+    shapes = model.covered_input_shapes(x)
+    assert shapes == [(12, 5, 3), (12, 5, 8), (12, 8)]
+    ours = PerExampleDropoutELBO(num_masks_seed=4).loss(model, guide, x, y, num_data=30)
+    g = torch.Generator().manual_seed(4)
+    masks = draw_module_masks(model.layers, 12, g, F64, input_shapes=shapes)
+    assert masks[1].shape == (12, 5, 8)
+    means, biases = guide.locs()
+    with torch.no_grad():
+        ref = module_negative_elbo(model.net, model.layers, means, biases, x, y, masks=masks,
+                                   scale=0.05, prior_length_scale=0.5, tau=2.0, num_data=30,
+                                   generator=g)
+    assert ours == float(ref)
+
+
+def test_two_input_model_with_the_per_example_elbo():
+    torch.manual_seed(0)
+    image, features, y = _two_input_data(n=64)
+    model = ModuleBNN(TwoInputs().to(F64), prior_length_scale=1.0, tau=10.0)
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    a = PerExampleDropoutELBO(num_masks_seed=0).loss(model, guide, (image, features), y)
+    b = PerExampleDropoutELBO(num_masks_seed=0).loss(
+        model, guide, {"features": features, "image": image}, y)
+    assert a == b
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), PerExampleDropoutELBO(num_masks_seed=1))
+    x = (image, features)
+    first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
+    for _ in range(150):
+        svi.step(x, y)
+    last = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
+    assert last < first - 20.0, (first, last)
+    with pytest.raises(ValueError, match=r"x: every input needs the same batch size"):
+        PerExampleDropoutELBO().loss(model, guide, (image, features[:3]), y)

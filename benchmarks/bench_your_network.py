@@ -1,0 +1,141 @@
+"""Benchmark: bringing your own network, on networks written the ordinary way (examples/).
+
+(a) one training step of ``SVI`` with ``PerExampleDropoutELBO`` (one weight draw per example,
+    the full ELBO) against one plain training step of the same network with its own dropout
+    and ``torch.optim.Adam`` (the loss plus the prior's weight decay), on the PyTorch MNIST
+    example network (``examples/mnist_net.py``, real MNIST digits, batch 64) and on a
+    BatchNorm + residual regressor (``examples/bn_residual.py``, Boston housing, batch 32);
+    float32, calls interleaved, medians; the ratio is what the full ELBO costs over dropout;
+(b) the wall time of the equivalence report ``verify_network(..., quick=True)`` on the MNIST
+    example network with 200 examples (``python -m vi_dropout verify --model
+    examples/mnist_net.py:make --data ... --quick`` without the file reading), and on the other
+    example networks.
+
+Usage::
+
+    python benchmarks/bench_your_network.py            # 200 timed steps, every network verified
+    python benchmarks/bench_your_network.py --quick    # tiny smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pyro
+import torch
+from pyro.infer import SVI
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.common import example_problem  # noqa: E402
+from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide  # noqa: E402
+from vi_dropout.objectives import weight_decay_from_prior  # noqa: E402
+from vi_dropout.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
+from vi_dropout.verify_network import ModuleProblem, verify_network  # noqa: E402
+
+
+def time_steps(steps, fns) -> list[float]:
+    """Median seconds per call of each function, calls interleaved (same machine state)."""
+    times = [[] for _ in fns]
+    for _ in range(steps):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float, float]:
+    """Median seconds of a plain dropout + Adam step and of an SVI step with the per-example
+    ELBO, on the same minibatches of ``examples/<name>.py``'s data."""
+    torch.manual_seed(0)
+    pyro.set_rng_seed(0)
+    pyro.clear_param_store()
+    net, x_all, y_all, lik = example_problem(name, num_data)
+    tau, ls = 1.0, 1.0
+    model = ModuleBNN(net, prior_length_scale=ls, tau=tau, likelihood=lik)
+    guide = ModuleDropoutGuide(model, scale=1e-3)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), PerExampleDropoutELBO(num_masks_seed=0))
+    plain, *_ = example_problem(name, 2)
+    plain.train()
+    covered = [plain.get_submodule(c.name) for c in model.layers]
+    decays = [weight_decay_from_prior(ls, c.keep_prob, num_data, tau) / c.keep_prob**2
+              for c in model.layers]
+    opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
+    perm = torch.randperm(num_data)
+    state = {"i": 0}
+
+    def minibatch():
+        s = (state["i"] * batch) % (num_data - batch + 1)
+        state["i"] += 1
+        idx = perm[s: s + batch]
+        return x_all[idx], y_all[idx]
+
+    def plain_step():
+        xb, yb = minibatch()
+        out = plain(xb)
+        if lik == "gaussian":
+            loss = 0.5 * (out - yb).square().sum(-1).mean()
+        else:
+            loss = torch.nn.functional.cross_entropy(out, yb)
+        for layer, lam in zip(covered, decays):
+            loss = loss + lam * layer.weight.square().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def svi_step():
+        xb, yb = minibatch()
+        svi.step(xb, yb, num_data=num_data)
+
+    fns = [plain_step, svi_step]
+    time_steps(3, fns)  # warm-up
+    return tuple(time_steps(steps, fns))
+
+
+def verify_time(name: str, num_examples: int) -> tuple[float, int, int]:
+    """Seconds of the quick report on ``examples/<name>.py`` and its passed / total rows."""
+    net, x, y, lik = example_problem(name, num_examples)
+    t0 = time.perf_counter()
+    kwargs = {"uncovered_dropout": "disable"} if name in ("lstm_classifier",
+                                                          "attention_classifier") else {}
+    rows = verify_network(None, None, None, quick=True,
+                          problem=ModuleProblem(net, x, y, likelihood=lik, **kwargs))
+    return time.perf_counter() - t0, sum(r["passed"] for r in rows), len(rows)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--steps", type=int, default=200, help="timed steps per network")
+    a = parser.parse_args(argv)
+    steps = 3 if a.quick else a.steps
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"\n(a) one training step, float32 (median of {steps}, interleaved)\n")
+    print("| network | batch | plain dropout + Adam (ms) | SVI + PerExampleDropoutELBO (ms) | "
+          "ratio SVI per-example / plain |")
+    print("|---|---|---|---|---|")
+    for name, batch, n in (("mnist_net", 64, 256 if not a.quick else 70),
+                           ("bn_residual", 32, 256 if not a.quick else 40)):
+        plain, per = step_times(name, batch, steps, n)
+        print(f"| {name} | {batch} | {1e3 * plain:.2f} | {1e3 * per:.2f} | {per / plain:.2f}x |")
+    print("\n(b) verify_network(..., quick=True), float64\n")
+    print("| network | examples | seconds | rows passed |")
+    print("|---|---|---|---|")
+    names = (["mnist_net"] if a.quick else
+             ["mnist_net", "bn_residual", "mobilenet_style", "two_input", "dropout2d_cnn",
+              "sequential_mlp", "functional_dropout", "token_mlp", "lstm_classifier",
+              "attention_classifier"])
+    for name in names:
+        n = 24 if a.quick else 200
+        seconds, passed, total = verify_time(name, n)
+        print(f"| {name} | {n} | {seconds:.1f} | {passed} / {total} |")
+
+
+if __name__ == "__main__":
+    main()
