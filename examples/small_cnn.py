@@ -12,6 +12,7 @@ first convolution, with keep_prob 1).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -41,6 +42,9 @@ def make() -> nn.Module:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python {sys.argv[0]} OUT.npz")
+    Path(sys.argv[1]).parent.mkdir(parents=True, exist_ok=True)
     import numpy as np
     from sklearn.datasets import load_digits
 

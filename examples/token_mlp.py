@@ -13,6 +13,7 @@ scikit-learn's real 8x8 digits is 8 tokens of 8 pixels (its rows).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +53,9 @@ def data(num_examples: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python {sys.argv[0]} OUT.npz")
+    Path(sys.argv[1]).parent.mkdir(parents=True, exist_ok=True)
     x, y = data()
     np.savez(sys.argv[1], x=x, y=y)
     print(f"wrote {sys.argv[1]}: x {x.shape}, y {y.shape}")

@@ -14,6 +14,7 @@ scikit-learn's real 8x8 digits; the .npz holds ``image``, ``features`` and ``y``
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,6 +55,9 @@ def data(num_examples: int = 200, seed: int = 0):
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python {sys.argv[0]} OUT.npz")
+    Path(sys.argv[1]).parent.mkdir(parents=True, exist_ok=True)
     image, features, y = data()
     np.savez(sys.argv[1], image=image, features=features, y=y)
     print(f"wrote {sys.argv[1]}: image {image.shape}, features {features.shape}, y {y.shape}")

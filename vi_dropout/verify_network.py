@@ -431,7 +431,7 @@ def check_network_values(problem: ModuleProblem, thetas: Sequence[float], seed: 
     rows = []
     for i, t in enumerate(thetas):
         if resid[i] <= floors[i]:
-            ok, how = True, f"within float64 rounding ({floors[i]:.1e})"
+            ok, how = True, f"is within float64 rounding ({floors[i]:.1e})"
         elif i + 1 < len(thetas):
             ok = resid[i + 1] <= floors[i + 1] or _shrinks(resid[i], resid[i + 1],
                                                            t / thetas[i + 1])
