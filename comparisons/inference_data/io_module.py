@@ -9,6 +9,12 @@ the common layout (:class:`~comparisons.inference_data.base.GaussianDrawsConvert
 ``tau``); a categorical one stores logits ``f`` (dims ``chain, draw, obs, class``), label draws
 and :math:`\log\operatorname{softmax}(f)_{y_n}`.
 
+Every group's attributes say what the model left out: ``disabled_dropout`` lists the dropout that
+``uncovered_dropout="disable"`` switched off (``name (kind, drop_rate r): reason; ...``, or
+``"none"``) and ``uncovered_dropout`` the policy; ``covered_layers`` names the covered layers.
+``x`` may be a tensor, a tuple of tensors or a dict of tensors (a network with several inputs);
+the inputs are stored in ``constant_data`` only for a single ``N x Q`` tensor.
+
 Example:
     >>> from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
@@ -32,20 +38,32 @@ import pyro
 import torch
 
 from comparisons.inference_data.base import OBS_DIM, GaussianDrawsConverter, split_chains
+from vi_dropout.inputs import batch_size, check_inputs
 from vi_dropout.validation import check_positive_int, check_targets
 
-__all__ = ["from_module_guide"]
+__all__ = ["from_module_guide", "model_attrs"]
 
 METHOD = "mc_dropout"
 
 
-def _draws(model, guide, x, num_draws: int, seed: int) -> np.ndarray:
+def _draws(model, guide, x, num_draws: int, seed: int, parallel: bool) -> np.ndarray:
     from pyro.infer import Predictive
 
     pyro.set_rng_seed(seed)
     with torch.no_grad():
-        f = Predictive(model, guide=guide, num_samples=num_draws, return_sites=["f"])(x)["f"]
+        f = Predictive(model, guide=guide, num_samples=num_draws, return_sites=["f"],
+                       parallel=parallel)(x)["f"]
     return f.detach().cpu().double().numpy()
+
+
+def model_attrs(model) -> dict[str, str]:
+    """What the converted model covers and what it switched off, as InferenceData attributes
+    (strings): ``covered_layers``, ``uncovered_dropout`` and ``disabled_dropout``."""
+    conversion = model.conversion
+    return {"covered_layers": ", ".join(f"{c.name} (keep_prob {c.keep_prob:g})"
+                                        for c in model.layers),
+            "uncovered_dropout": conversion.uncovered_dropout,
+            "disabled_dropout": conversion.describe_disabled()}
 
 
 def _categorical(f: np.ndarray, y: np.ndarray, seed: int, attrs: Mapping[str, Any]):
@@ -69,20 +87,24 @@ def _categorical(f: np.ndarray, y: np.ndarray, seed: int, attrs: Mapping[str, An
     )
 
 
-def from_module_guide(model, guide, x: torch.Tensor, y: torch.Tensor, num_samples: int, *,
+def from_module_guide(model, guide, x, y: torch.Tensor, num_samples: int, *,
                       num_chains: int = 1, seed: int = 0,
-                      attrs: Mapping[str, Any] | None = None) -> az.InferenceData:
+                      attrs: Mapping[str, Any] | None = None,
+                      parallel: bool = False) -> az.InferenceData:
     """``InferenceData`` of a converted network's predictive at ``x`` against targets ``y``.
 
     Args:
         model: a :class:`~vi_dropout.bnn.ModuleBNN`.
         guide: its :class:`~vi_dropout.bnn.ModuleDropoutGuide` (trained or not).
-        x: inputs ``N x ...`` the module takes.
+        x: inputs ``N x ...`` the module takes (a tensor, a tuple of tensors or a dict of
+            tensors, batch first).
         y: ``N x D`` targets (Gaussian model; a 1-D ``y`` is refused) or ``N`` class indices.
         num_samples: draws in all (``num_chains`` chains of ``num_samples / num_chains``).
         num_chains: chains the draws are split into (independent draws: any split is valid).
         seed: seeds Pyro's draws and the posterior-predictive noise.
-        attrs: extra attributes of every group.
+        attrs: extra attributes of every group (on top of :func:`model_attrs`).
+        parallel: draw with ``Predictive(..., parallel=True)`` (vectorised; other draws than
+            the sequential default for the same seed, from the same distribution).
     """
     from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
 
@@ -92,14 +114,16 @@ def from_module_guide(model, guide, x: torch.Tensor, y: torch.Tensor, num_sample
         raise ValueError(f"guide must be a ModuleDropoutGuide, got {type(guide).__name__}")
     num_samples = check_positive_int(num_samples, "num_samples")
     num_chains = check_positive_int(num_chains, "num_chains")
+    x = check_inputs(x, "x")
     y = torch.as_tensor(y)
-    check_targets(y, "y", num_rows=int(x.shape[0]), likelihood=model.likelihood)
-    f = _draws(model, guide, x, num_samples, seed)  # T x N x D
+    check_targets(y, "y", num_rows=batch_size(x), likelihood=model.likelihood)
+    f = _draws(model, guide, x, num_samples, seed, bool(parallel))  # T x N x D
     f = split_chains(f, num_chains, "num_samples", METHOD)  # C x S x N x D
     extra = {"sampler": "pyro.infer.Predictive", "guide": type(guide).__name__,
-             "likelihood": model.likelihood, **(attrs or {})}
+             "likelihood": model.likelihood, **model_attrs(model), **(attrs or {})}
     if model.likelihood == "categorical":
         return _categorical(f, y.long().numpy(), seed + 1, {"method": METHOD, **extra})
-    x_np = x.detach().double().numpy() if x.dim() == 2 else None
+    x_np = (x.detach().double().numpy() if isinstance(x, torch.Tensor) and x.dim() == 2
+            else None)
     return GaussianDrawsConverter(METHOD, f, y.detach().double().numpy(), float(model.tau),
                                   x=x_np, seed=seed + 1, attrs=extra).to_inference_data()
