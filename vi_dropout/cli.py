@@ -242,6 +242,26 @@ features=features, y=y) for forward(self, image, features). y: N x D targets
 _MODEL_DEFAULTS = {"likelihood": "gaussian", "prior_length_scale": 1.0, "tau": 1.0}
 
 
+def keep_probs_arg(text: str) -> dict[str, float]:
+    """argparse type of ``--keep-probs``: ``NAME=KEEP_PROB,...`` -> ``{name: keep_prob}``, each
+    keep_prob in ``(0, 1]``, each name once."""
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        try:
+            kp = float(value)
+        except ValueError:
+            kp = float("nan")
+        if not sep or not name or not (0 < kp <= 1):
+            raise argparse.ArgumentTypeError(
+                f"--keep-probs must be NAME=KEEP_PROB,... with each keep_prob in (0, 1], got "
+                f"{part.strip()!r}")
+        if name in out:
+            raise argparse.ArgumentTypeError(f"--keep-probs names {name!r} twice")
+        out[name] = kp
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m vi_dropout``."""
     parser = CLIParser(prog="python -m vi_dropout")
@@ -255,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also write the rows as JSON (its folder is checked first; it "
                                "may not be the --data or --model file)")
     p_verify.add_argument("--quick", action="store_true",
-                          help="fewer Monte Carlo samples (same tolerances), under 2 minutes")
+                          help="the same tolerances on less work: fewer Monte Carlo samples "
+                               "(reference problem); with --model the Pyro row on 32 examples "
+                               "and a 20-step trajectory on 64")
     p_verify.add_argument("--model", metavar="FILE.py:FACTORY",
                           help="verify YOUR network. IMPORTS AND RUNS FILE.py (its top-level "
                                "code executes): only pass files you trust. FACTORY() returns "
@@ -281,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
                         default=None, help="fix the jitters of --model's gradient and value rows "
                                            "(at least 2 distinct; default: search for the "
                                            "O(theta) regime)")
+    p_verify.add_argument("--keep-probs", metavar="NAME=KEEP_PROB,...", type=keep_probs_arg,
+                          default=None,
+                          help="the dropout map of a --model torch.fx cannot trace: the keep_prob "
+                               "of each covered layer by module name (others get 1); the "
+                               "network's dropout is then switched off where the map says")
     p_verify.add_argument("--disable-uncovered-dropout", action="store_true",
                           help="switch off the --model's dropout layers the MC dropout family "
                                "does not cover, instead of refusing the network")
@@ -321,7 +348,7 @@ def check_verify_args(args: argparse.Namespace) -> argparse.Namespace:
     given = [opt for opt, value in (("--likelihood", args.likelihood),
                                     ("--prior-length-scale", args.prior_length_scale),
                                     ("--tau", args.tau), ("--theta", args.theta),
-                                    ("--thetas", args.thetas),
+                                    ("--thetas", args.thetas), ("--keep-probs", args.keep_probs),
                                     ("--disable-uncovered-dropout",
                                      args.disable_uncovered_dropout or None))
              if value is not None]
@@ -351,18 +378,29 @@ def run(args: argparse.Namespace) -> int:
     extra: dict = {}
     if args.model is not None:
         from .user_files import check_data_file, load_data_file, load_model_factory
-        from .verify_network import ModuleProblem, conversion_summary, verify_network
+        from .verify_network import (
+            ModuleProblem,
+            check_thetas,
+            conversion_summary,
+            verify_network,
+        )
 
+        thetas = ((args.theta, args.theta / 10, args.theta / 100) if args.theta is not None
+                  else args.thetas)
+        if thetas is not None:
+            try:
+                check_thetas(thetas)  # before the model file runs
+            except ValueError as exc:
+                option = "--theta (THETA, THETA/10, THETA/100)" if args.theta else "--thetas"
+                raise ValueError(f"{option}: {exc}") from None
         check_data_file(args.data)  # before the model file runs
         net = load_model_factory(args.model)
         x, y = load_data_file(args.data, args.likelihood, module=net)
-        thetas = ((args.theta, args.theta / 10, args.theta / 100) if args.theta is not None
-                  else args.thetas)
         t0 = time.perf_counter()
         try:
             problem = ModuleProblem(
                 net, x, y, likelihood=args.likelihood, prior_length_scale=args.prior_length_scale,
-                tau=args.tau,
+                tau=args.tau, keep_probs=args.keep_probs,
                 uncovered_dropout="disable" if args.disable_uncovered_dropout else "refuse")
             extra["conversion"] = conversion_summary(problem)
             rows = verify_network(net, x, y, problem=problem, quick=args.quick, thetas=thetas,

@@ -5,7 +5,8 @@ A layer is *covered* when the family of Gal & Ghahramani puts :class:`DropoutNor
 
 * ``nn.Linear`` (weight ``out x in``): a column is one input unit; elementwise dropout in front of
   it (``nn.Dropout``, ``F.dropout``, ``torch.dropout``; possibly through ``nn.Flatten``,
-  ``flatten``, ``view`` or ``reshape``) drops whole columns. On an input with leading dimensions
+  ``flatten``, ``view`` or ``reshape``, and through ``ReLU`` / ``LeakyReLU``, which commute with a
+  0/1 mask scaled by :math:`1/\pi`) drops whole columns. On an input with leading dimensions
   (``B x T x in``, tokens) ``nn.Dropout`` draws one mask per token, and the family one weight draw
   per token (:mod:`vi_dropout.module_forward`).
 * ``nn.Conv2d`` / ``nn.Conv1d`` (weight ``out x in/g x k...`` with ``g`` groups): a "column" is
@@ -123,6 +124,12 @@ _ATTENTION = {F.scaled_dot_product_attention: ("F.scaled_dot_product_attention",
 #: them still drops the next layer's input units
 _SHAPE_METHODS = {"flatten", "view", "reshape", "contiguous"}
 _SHAPE_FUNCTIONS = {torch.flatten, torch.reshape}
+#: positively homogeneous activations, f(c h) = c f(h) for c >= 0: a 0/1 mask scaled by
+#: 1/keep_prob passes through them unchanged, so dropout in front of them still drops the next
+#: layer's input units
+_HOMOGENEOUS_MODULES = (nn.ReLU, nn.LeakyReLU)
+_HOMOGENEOUS_FUNCTIONS = {torch.relu, torch.nn.functional.relu, torch.nn.functional.leaky_relu}
+_HOMOGENEOUS_METHODS = {"relu"}
 #: which dropout kinds cover which layer kinds
 _COVERS = {"linear": {"elementwise"}, "conv1d": {"channel1d", "channel"},
            "conv2d": {"channel2d", "channel"}}
@@ -258,8 +265,8 @@ class Conversion:
                          for d in self.disabled)
 
 
-def _dropout_keep_prob(drop_rate: float) -> float:
-    return check_keep_prob(1.0 - float(drop_rate), "keep_prob (1 - the dropout's p)")
+def _dropout_keep_prob(drop_rate: float, where: str = "the dropout") -> float:
+    return check_keep_prob(1.0 - float(drop_rate), f"keep_prob (1 - p of {where})")
 
 
 def _is_torch_leaf(module: nn.Module) -> bool:
@@ -299,7 +306,8 @@ def _trace(module: nn.Module) -> torch.fx.GraphModule:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(
             f"module {type(module).__name__} cannot be traced by torch.fx ({first}); pass the "
-            f"dropout map explicitly: keep_probs={{layer name: keep_prob}}"
+            f"dropout map explicitly: keep_probs={{layer name: keep_prob}} (verify: --keep-probs "
+            f"NAME=KEEP_PROB,...)"
         ) from None
 
 
@@ -363,15 +371,20 @@ def _consumer(node: torch.fx.Node, modules) -> tuple[torch.fx.Node | None, bool,
                                     f"({', '.join(repr(u.name) for u in users)}): the family "
                                     f"draws one independent mask per covered layer")
         consumer = users[0]
+        homogeneous = ((consumer.op == "call_method" and consumer.target in _HOMOGENEOUS_METHODS)
+                       or (consumer.op == "call_function"
+                           and consumer.target in _HOMOGENEOUS_FUNCTIONS)
+                       or (consumer.op == "call_module"
+                           and isinstance(modules.get(consumer.target), _HOMOGENEOUS_MODULES)))
         is_shape = ((consumer.op == "call_method" and consumer.target in _SHAPE_METHODS)
                     or (consumer.op == "call_function" and consumer.target in _SHAPE_FUNCTIONS)
                     or (consumer.op == "call_module"
                         and isinstance(modules.get(consumer.target), (nn.Flatten, nn.Identity))))
-        if not is_shape:
+        if not (is_shape or homogeneous):
             return consumer, reshaped, None
-        if not ((consumer.op == "call_method" and consumer.target == "contiguous")
-                or (consumer.op == "call_module"
-                    and isinstance(modules.get(consumer.target), nn.Identity))):
+        if is_shape and not ((consumer.op == "call_method" and consumer.target == "contiguous")
+                             or (consumer.op == "call_module"
+                                 and isinstance(modules.get(consumer.target), nn.Identity))):
             reshaped = True
         users = list(consumer.users)
 
@@ -526,7 +539,8 @@ def _layers_from_graph(module: nn.Module
     layers = []
     for name in calls:
         site = feeds.get(name)
-        kp = _dropout_keep_prob(site.drop_rate) if site is not None else 1.0
+        kp = (_dropout_keep_prob(site.drop_rate, f"{site.name!r} in front of {name!r}")
+              if site is not None else 1.0)
         layers.append(_covered(
             name, modules[name], kp, site.name if site is not None and site.is_module else None,
             site.name if site is not None and not site.is_module else None))
@@ -586,7 +600,8 @@ def convert_module(module: nn.Module, keep_probs: Mapping[str, float] | None = N
             f"{shown}{more}. The family covers dropout directly in front of a weight layer "
             f"(nn.Dropout / F.dropout before nn.Linear, nn.Dropout2d before nn.Conv2d, "
             f"nn.Dropout1d before nn.Conv1d): move the dropout there or remove it; or pass "
-            f"uncovered_dropout='disable' to switch it off, and the Bayesian model is then the "
+            f"uncovered_dropout='disable' (verify: --disable-uncovered-dropout) to switch it "
+            f"off, and the Bayesian model is then the "
             f"network WITHOUT it (listed in ModuleBNN.summary() and .disabled_dropout)")
     if not layers:
         raise ValueError(f"module {type(module).__name__} has no nn.Linear, nn.Conv1d or "

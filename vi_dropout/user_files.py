@@ -334,13 +334,23 @@ def _as_float64(arr: np.ndarray, label: str) -> np.ndarray:
     return out
 
 
-def _input_tensor(arr: np.ndarray, label: str) -> torch.Tensor:
-    """One input array as a float64 tensor, batch first."""
+def _input_tensor(arr: np.ndarray, label: str, integer_ids: bool = False) -> torch.Tensor:
+    """One input array as a tensor, batch first: floats as float64, booleans (masks) as bool,
+    integers as int64 token ids when ``integer_ids`` (the network has an ``nn.Embedding``) and
+    as float64 otherwise (e.g. ``uint8`` pixels)."""
+    if arr.dtype.kind == "b":
+        if arr.ndim == 0:
+            raise ValueError(f"{label} must have one row per example (batch first), got a scalar")
+        return torch.from_numpy(np.ascontiguousarray(arr))
     problem = _kind_problem(arr)
     if problem:
         raise ValueError(f"{label} must hold real numbers, got {problem}")
     if arr.ndim == 0:
         raise ValueError(f"{label} must have one row per example (batch first), got a scalar")
+    if integer_ids and arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and (arr > np.iinfo(np.int64).max).any():
+            raise ValueError(f"{label} holds integers beyond the int64 range")
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.int64))
     return torch.from_numpy(_as_float64(arr, label))
 
 
@@ -407,6 +417,7 @@ def load_data_file(path: str, likelihood: str, module: nn.Module | None = None
 
     Returns:
         ``(x, y)``: ``x`` a float64 tensor (one input) or a dict ``{name: float64 tensor}``
+        (integer arrays stay int64 when the network has an ``nn.Embedding``, boolean ones bool)
         (several; a tuple in the forward's order if some are positional-only), ``y`` float64
         ``N x D`` or int64 ``N``.
 
@@ -465,7 +476,10 @@ def load_data_file(path: str, likelihood: str, module: nn.Module | None = None
     y = _targets(arrays["y"], f"{where}: array 'y'", likelihood)
     if y.dim() == 0 or y.shape[0] == 0:
         raise ValueError(f"{where}: array 'y' holds no examples (shape {tuple(y.shape)})")
-    inputs = {name: _input_tensor(arrays[name], f"{where}: array {name!r}") for name in used}
+    integer_ids = module is not None and any(
+        isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in module.modules())
+    inputs = {name: _input_tensor(arrays[name], f"{where}: array {name!r}", integer_ids)
+              for name in used}
     for name, value in inputs.items():
         if value.shape[0] != y.shape[0]:
             raise ValueError(f"{where}: array {name!r} has {value.shape[0]} rows but y has "

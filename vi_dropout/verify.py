@@ -665,6 +665,8 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"| {r['check']} | {r['setting']} | {r['value']:.3e} | {r['tolerance']} | "
                      f"{'yes' if r['passed'] else '**NO**'} | {r['detail']} |")
     n_fail = sum(not r["passed"] for r in rows)
+    n_info = sum(r["passed"] and r["tolerance"] in ("reported", "not run") for r in rows)
     lines.append("")
-    lines.append(f"{len(rows) - n_fail} passed, {n_fail} failed")
+    lines.append(f"{len(rows) - n_fail - n_info} passed, {n_fail} failed"
+                 + (f" ({n_info} reported only)" if n_info else ""))
     return "\n".join(lines)

@@ -150,7 +150,7 @@ def test_refusals_name_the_layer_or_argument():
         find_covered_layers(_mlp(), keep_probs={"1": 0.0})
     with pytest.raises(ValueError, match=r"keep_probs\['6'\] must lie in \(0, 1\].*got 1.5"):
         find_covered_layers(_mlp(), keep_probs={"6": 1.5})
-    with pytest.raises(ValueError, match=r"keep_prob \(1 - the dropout's p\) must lie in"):
+    with pytest.raises(ValueError, match=r"keep_prob \(1 - p of '0' in front of '1'\) must lie in"):
         find_covered_layers(nn.Sequential(nn.Dropout(1.0), nn.Linear(2, 1)))
     with pytest.raises(ValueError, match=r"keep_probs names \['2'\].*layers are \['1', '4', '6'\]"):
         find_covered_layers(_mlp(), keep_probs={"2": 0.5})

@@ -358,3 +358,120 @@ def test_cli_verifies_a_two_input_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "| gradient | head.weight, theta 1e-05 .. 1e-07 |" in out
+
+
+class HandWrittenDropout(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 8)
+        self.b = nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = torch.relu(self.a(x))
+        if self.training:
+            h = h * torch.bernoulli(torch.full_like(h, 0.8)) / 0.8
+        return self.b(h)
+
+
+def test_a_network_random_without_its_dropout_is_refused():
+    x = torch.randn(16, 3)
+    with pytest.raises(ValueError, match="random with its dropout switched off.*hand-written"):
+        ModuleProblem(HandWrittenDropout(), x, x[:, :1])
+
+
+@pytest.mark.parametrize("thetas, message", [
+    ((1e-13, 1e-14), r"thetas must lie in \[1e-12, 0.01\], got \[1e-13, 1e-14\]"),
+    ((1.0, 0.1), r"got \[1.0, 0.1\]"),
+    ((1e-6,), "at least 2 distinct"),
+])
+def test_thetas_outside_the_range_are_refused(thetas, message):
+    x = torch.randn(8, 3)
+    with pytest.raises(ValueError, match=message):
+        verify_network(_mlp(), x, x[:, :1], thetas=thetas)
+
+
+def test_one_example_and_a_network_without_dropout():
+    x = torch.randn(1, 3)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    rows = verify_network(net, x, x[:, :1], quick=True)
+    assert not _failed(rows)
+    assert "NO DROPOUT in the network" in rows[0]["detail"]
+
+
+def test_dropout_in_front_of_a_relu_drops_the_next_layers_inputs():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.drop, self.b = nn.Linear(4, 16), nn.Dropout(0.3), nn.Linear(16, 1)
+
+        def forward(self, x):
+            return self.b(torch.relu(self.drop(self.a(x))))
+
+    x = torch.randn(48, 4)
+    rows = verify_network(Net(), x, torch.sin(x[:, :1]), quick=True)
+    assert not _failed(rows)
+    assert "b (linear, keep_prob 0.7)" in rows[0]["detail"]
+
+
+UNTRACEABLE_FILE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(2, 8)
+        self.drop = nn.Dropout(0.2)
+        self.b = nn.Linear(8, 1)
+
+    def forward(self, x):
+        if float(x.abs().sum()) > 0:       # value-dependent control flow: torch.fx cannot trace
+            x = torch.relu(self.a(x))
+        return self.b(self.drop(x))
+
+
+def make():
+    torch.manual_seed(0)
+    return Net()
+'''
+
+EMBEDDING_FILE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(17, 6)
+        self.drop = nn.Dropout(0.2)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, tokens):
+        return self.fc(self.drop(self.embed(tokens).mean(1)))
+
+
+def make():
+    torch.manual_seed(0)
+    return Net()
+'''
+
+
+def test_cli_keep_probs_for_an_untraceable_network_and_integer_token_ids(tmp_path, capsys):
+    (tmp_path / "untraceable.py").write_text(UNTRACEABLE_FILE)
+    (tmp_path / "embed.py").write_text(EMBEDDING_FILE)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    np.savez(tmp_path / "reg.npz", x=x, y=np.sin(x[:, :1]))
+    np.savez(tmp_path / "tok.npz", tokens=rng.integers(0, 17, size=(40, 5)),
+             y=rng.integers(0, 3, size=40))
+    base = ["verify", "--no-progress", "--quick", "--model"]
+    assert cli.main([*base, f"{tmp_path}/untraceable.py:make", "--data",
+                     f"{tmp_path}/reg.npz"]) == 2
+    assert "--keep-probs NAME=KEEP_PROB" in capsys.readouterr().err
+    assert cli.main([*base, f"{tmp_path}/untraceable.py:make", "--data", f"{tmp_path}/reg.npz",
+                     "--keep-probs", "b=0.8"]) == 0
+    assert "b (linear, keep_prob 0.8)" in capsys.readouterr().out
+    assert cli.main([*base, f"{tmp_path}/embed.py:make", "--data", f"{tmp_path}/tok.npz",
+                     "--likelihood", "categorical"]) == 0, capsys.readouterr()
