@@ -2,12 +2,22 @@
 
 import os
 
-import numpy as np
-import pyro
-import pytest
-import torch
-
+# MKL's Conditional Numerical Reproducibility: one code path whatever the CPU's instruction set
+# and the matrix sizes, so that a split computed in a group of splits gets the numbers it gets
+# alone (tests/comparisons/protocols/test_uci.py) and the frozen records
+# (tests/test_frozen_records.py) hold across CPUs as far as MKL goes; without it an AVX-512 CPU
+# breaks both. MKL reads it once, when it initialises: it must be set before torch (or numpy) is
+# imported, here or in a module this imports; the pytest-xdist workers inherit the environment and
+# load this file before any test module. `make test` sets it too, so that it holds whoever imports
+# torch first. setdefault: an MKL_CBWR set outside wins (the frozen records then warn and compare
+# within their cross-machine tolerance).
+os.environ.setdefault("MKL_CBWR", "COMPATIBLE")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pyro  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

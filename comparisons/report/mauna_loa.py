@@ -19,7 +19,8 @@ Files written under ``out``:
 ==========================  ======================================================================
 
 ``fit.csv`` is kept apart from ``records.csv`` so that the records of a run stay comparable
-with those of earlier runs (``tests/test_frozen_records.py`` compares them bit for bit).
+with those of earlier runs (``tests/test_frozen_records.py`` compares them with the frozen
+records: bit for bit on the machine that froze them).
 
 The result is taken as it comes (a
 :class:`~comparisons.experiments.mauna_loa.MaunaLoaResult`): the report does not import the
