@@ -5,15 +5,26 @@
     and ``torch.optim.Adam`` (the loss plus the prior's weight decay), on the PyTorch MNIST
     example network (``examples/mnist_net.py``, real MNIST digits, batch 64) and on a
     BatchNorm + residual regressor (``examples/bn_residual.py``, Boston housing, batch 32);
-    float32, calls interleaved, medians; the ratio is what the full ELBO costs over dropout;
+    float32, calls interleaved, medians; the ratio is what the full ELBO costs over dropout.
+    Also timed: the same ELBO in Pyro's PyTorch-native loop (``PerExampleDropoutELBO()(model,
+    guide)`` as a module and ONE ``torch.optim.Adam``, as ``benchmarks/bench_per_example.py``
+    does), which leaves out what ``SVI`` adds (a trace of the parameter sites, one optimiser
+    per parameter, ``zero_grads``);
 (b) the wall time of the equivalence report ``verify_network(..., quick=True)`` on the MNIST
     example network with 200 examples (``python -m vi_dropout verify --model
     examples/mnist_net.py:make --data ... --quick`` without the file reading), and on the other
     example networks.
 
+Part (a) runs torch on ONE thread (``torch.set_num_threads(1)``; ``--threads`` to change it): on
+a shared machine with two threads the small BatchNorm network's steps became erratic (OpenMP
+threads waiting for a busy core made a 1 ms step take up to 300 ms), and its ops are far too
+small to gain from a second thread anyway; the ratios are what part (a) is for. Part (b) runs
+with torch's default number of threads.
+
 Usage::
 
     python benchmarks/bench_your_network.py            # 200 timed steps, every network verified
+    python benchmarks/bench_your_network.py --part a --steps 100   # the step times only
     python benchmarks/bench_your_network.py --quick    # tiny smoke run
 """
 
@@ -50,9 +61,10 @@ def time_steps(steps, fns) -> list[float]:
     return [statistics.median(t) for t in times]
 
 
-def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float, float]:
-    """Median seconds of a plain dropout + Adam step and of an SVI step with the per-example
-    ELBO, on the same minibatches of ``examples/<name>.py``'s data."""
+def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float, float, float]:
+    """Median seconds of a plain dropout + Adam step, of an SVI step with the per-example ELBO
+    and of a step of the same ELBO in Pyro's PyTorch-native loop, on the same minibatches of
+    ``examples/<name>.py``'s data."""
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
@@ -93,7 +105,23 @@ def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float,
         xb, yb = minibatch()
         svi.step(xb, yb, num_data=num_data)
 
-    fns = [plain_step, svi_step]
+    # Pyro's PyTorch-native loop: the ELBO as a module, one torch.optim.Adam for everything (its
+    # own copy of the model and guide, so that the SVI step's parameters are not touched; the
+    # SVI step registers its parameters in the param store first, so SVI keeps training them)
+    native_net, *_ = example_problem(name, 2)
+    native_model = ModuleBNN(native_net, prior_length_scale=ls, tau=tau, likelihood=lik)
+    native_guide = ModuleDropoutGuide(native_model, scale=1e-3)
+    loss_module = PerExampleDropoutELBO(num_masks_seed=1)(native_model, native_guide)
+    native_opt = torch.optim.Adam(loss_module.parameters(), lr=1e-3)
+
+    def native_step():
+        xb, yb = minibatch()
+        loss = loss_module(xb, yb, num_data=num_data)
+        native_opt.zero_grad()
+        loss.backward()
+        native_opt.step()
+
+    fns = [plain_step, svi_step, native_step]
     time_steps(3, fns)  # warm-up
     return tuple(time_steps(steps, fns))
 
@@ -113,18 +141,39 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per network")
+    parser.add_argument("--part", choices=["a", "b", "ab"], default="ab",
+                        help="run part (a) the step times, (b) the verify times, or both")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for part (a) (default 1)")
     a = parser.parse_args(argv)
     steps = 3 if a.quick else a.steps
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"\n(a) one training step, float32 (median of {steps}, interleaved)\n")
+    print(f"torch {torch.__version__}")
+    if "a" in a.part:
+        default_threads = torch.get_num_threads()
+        torch.set_num_threads(a.threads)
+        try:
+            part_a(a, steps)
+        finally:
+            torch.set_num_threads(default_threads)
+    if "b" in a.part:
+        part_b(a)
+
+
+def part_a(a, steps):
+    print(f"\n(a) one training step, float32 (median of {steps}, interleaved, "
+          f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})\n")
     print("| network | batch | plain dropout + Adam (ms) | SVI + PerExampleDropoutELBO (ms) | "
-          "ratio SVI per-example / plain |")
-    print("|---|---|---|---|---|")
+          "ratio SVI per-example / plain | native loop, one Adam (ms) | ratio native / plain |")
+    print("|---|---|---|---|---|---|---|")
     for name, batch, n in (("mnist_net", 64, 256 if not a.quick else 70),
                            ("bn_residual", 32, 256 if not a.quick else 40)):
-        plain, per = step_times(name, batch, steps, n)
-        print(f"| {name} | {batch} | {1e3 * plain:.2f} | {1e3 * per:.2f} | {per / plain:.2f}x |")
-    print("\n(b) verify_network(..., quick=True), float64\n")
+        plain, per, native = step_times(name, batch, steps, n)
+        print(f"| {name} | {batch} | {1e3 * plain:.2f} | {1e3 * per:.2f} | {per / plain:.2f}x | "
+              f"{1e3 * native:.2f} | {native / plain:.2f}x |")
+
+
+def part_b(a):
+    print(f"\n(b) verify_network(..., quick=True), float64, {torch.get_num_threads()} threads\n")
     print("| network | examples | seconds | rows passed |")
     print("|---|---|---|---|")
     names = (["mnist_net"] if a.quick else

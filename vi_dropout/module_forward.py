@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conversion import CoveredLayer, is_dropout_free
+from .conversion import CoveredLayer, DropoutOff, is_dropout_free
 from .inputs import Inputs, batch_size, call, check_inputs, describe
 from .validation import check_positive_int
 
@@ -214,14 +214,20 @@ def covered_input_shapes(module: nn.Module, layers: Sequence[CoveredLayer],
     return [shape for shape, _ in _probe(module, layers, x)]
 
 
-def _fit_mask(layer: CoveredLayer, mask: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """``mask`` as a factor for the layer input ``h``, or a ValueError saying what it needs."""
-    mask = mask.to(dtype=h.dtype, device=h.device)
+def _check_layer_input(layer: CoveredLayer, h: torch.Tensor) -> torch.Tensor:
+    """``h`` if it has the layer's input units (channels), a ValueError otherwise."""
     col = -1 if layer.kind == "linear" else 1
     if h.dim() < 2 or h.shape[col] != layer.num_cols:
         what = "input units (last dimension)" if col == -1 else "input channels (dimension 1)"
         raise ValueError(f"layer {layer.name!r} takes {layer.num_cols} {what}, but receives an "
                          f"input of shape {tuple(h.shape)}: the inputs do not fit the network")
+    return h
+
+
+def _fit_mask(layer: CoveredLayer, mask: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``mask`` as a factor for the layer input ``h``, or a ValueError saying what it needs."""
+    mask = mask.to(dtype=h.dtype, device=h.device)
+    _check_layer_input(layer, h)
     if layer.kind == "linear":
         if mask.shape == h.shape:
             return mask
@@ -241,14 +247,51 @@ def _fit_mask(layer: CoveredLayer, mask: torch.Tensor, h: torch.Tensor) -> torch
     return mask
 
 
+# the torch function mode stack (what torch.overrides' own mode handling uses); without it the
+# layers simply run under DropoutOff
+_len_mode_stack = getattr(torch._C, "_len_torch_function_stack", None)
+_mode_at = getattr(torch._C, "_get_function_stack_at", None)
+_pop_mode = getattr(torch._C, "_pop_torch_function_stack", None)
+_push_mode = getattr(torch._C, "_push_on_torch_function_stack", None)
+_MODE_STACK = None not in (_len_mode_stack, _mode_at, _pop_mode, _push_mode)
+
+
+def _top_dropout_off() -> DropoutOff | None:
+    """The :class:`~vi_dropout.conversion.DropoutOff` mode on top of the torch function mode
+    stack (the dropout-free copy enters it for every call), ``None`` when the top mode is
+    another one or there is none."""
+    if _MODE_STACK:
+        depth = _len_mode_stack()
+        if depth:
+            mode = _mode_at(depth - 1)
+            if type(mode) is DropoutOff:
+                return mode
+    return None
+
+
 def _layer_forward(layer: CoveredLayer, module: nn.Module, weight: torch.Tensor,
-                   bias: torch.Tensor | None, mask: torch.Tensor, scale: float,
+                   bias: torch.Tensor | None, mask: torch.Tensor | None, scale: float,
                    noise: torch.Tensor | None, generator: torch.Generator | None):
     def forward(h: torch.Tensor) -> torch.Tensor:
-        m = _fit_mask(layer, mask, h)
+        # the layer's own operations call no dropout, so DropoutOff (on top of the mode stack
+        # while the dropout-free copy runs) would pass every one of them through unchanged: it
+        # is popped for their duration, which saves a Python __torch_function__ call per
+        # operation (and per shape or dtype read); any mode under it still sees them
+        mode = _top_dropout_off()
+        if mode is None:
+            return compute(h)
+        _pop_mode()
+        try:
+            return compute(h)
+        finally:
+            _push_mode(mode)
+
+    def compute(h: torch.Tensor) -> torch.Tensor:
+        # no mask (None): h itself, as a mask of ones gives it (h * 1 == h, grad * 1 == grad)
+        hm = _check_layer_input(layer, h) if mask is None else h * _fit_mask(layer, mask, h)
         sq = None
         if layer.kind == "linear":
-            mean = F.linear(h * m, weight, bias)
+            mean = F.linear(hm, weight, bias)
             if scale:
                 sq = h.square().sum(-1, keepdim=True)
         else:
@@ -258,7 +301,7 @@ def _layer_forward(layer: CoveredLayer, module: nn.Module, weight: torch.Tensor,
             conv = F.conv2d if layer.kind == "conv2d" else F.conv1d
             kw = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
             g = layer.groups
-            mean = conv(h * m, weight, bias, groups=g, **kw)
+            mean = conv(hm, weight, bias, groups=g, **kw)
             if scale:
                 # per output location: the sum of h^2 over the receptive field in the group's
                 # input channels (B x g x ...), the same for the out/g channels of a group
@@ -279,27 +322,30 @@ def _layer_forward(layer: CoveredLayer, module: nn.Module, weight: torch.Tensor,
     return forward
 
 
+_MISSING = object()
+
+
 @contextlib.contextmanager
-def _patched(module: nn.Module, forwards: dict[str, object]):
-    originals = {}
+def _patched(module: nn.Module, forwards: Sequence[tuple[nn.Module, object]]):
+    """Replace ``sub.forward`` by ``fn`` for every ``(sub, fn)`` while the block runs (an
+    instance attribute, as ``sub.forward = fn`` sets it; restored afterwards)."""
+    originals = []
     try:
-        for name, fn in forwards.items():
-            sub = module.get_submodule(name)
-            originals[name] = sub.__dict__.get("forward")
-            sub.forward = fn
+        for sub, fn in forwards:
+            originals.append((sub, sub.__dict__.get("forward", _MISSING)))
+            sub.__dict__["forward"] = fn
         yield module
     finally:
-        for name, fn in originals.items():
-            sub = module.get_submodule(name)
-            if fn is None:
-                del sub.forward
+        for sub, fn in reversed(originals):
+            if fn is _MISSING:
+                sub.__dict__.pop("forward", None)
             else:
-                sub.forward = fn
+                sub.__dict__["forward"] = fn
 
 
 def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
                    means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
-                   x: Inputs, *, masks: Sequence[torch.Tensor], scale: float = 0.0,
+                   x: Inputs, *, masks: Sequence[torch.Tensor | None], scale: float = 0.0,
                    noise: Sequence[torch.Tensor] | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Run ``module`` with one weight draw per example (per token) in every covered layer.
@@ -314,7 +360,9 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
         x: a minibatch the module takes: a tensor ``B x ...``, a tuple of tensors (positional
             arguments) or a dict of tensors (keyword arguments), batch first.
         masks: per layer ``B x Q`` (linear; ``B x ... x Q``, the input's shape, on token inputs)
-            or ``B x C x 1 x 1`` / ``B x C x 1`` (conv) masks (:func:`draw_module_masks`).
+            or ``B x C x 1 x 1`` / ``B x C x 1`` (conv) masks (:func:`draw_module_masks`), or
+            ``None`` for a layer whose input is not masked (what a mask of ones gives, without
+            the multiplication).
         scale: :math:`\theta \ge 0`; 0 gives the dropout network itself.
         noise: optional per-layer standard normals shaped like each layer's output (common random
             numbers); drawn from ``generator`` in layer-call order when omitted.
@@ -340,15 +388,32 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
     batch = batch_size(x)
     forwards = {}
     for i, layer in enumerate(layers):
-        if masks[i].dim() < 2 or masks[i].shape[0] != batch:
-            rows = masks[i].shape[0] if masks[i].dim() else 0
+        mask = masks[i]
+        if mask is not None and (mask.dim() < 2 or mask.shape[0] != batch):
+            rows = mask.shape[0] if mask.dim() else 0
             raise ValueError(f"masks[{i}] has {rows} rows but x has {batch}")
         weight = layer.from_columns(means[i])
-        forwards[layer.name] = _layer_forward(
-            layer, module.get_submodule(layer.name), weight, biases[i], masks[i], scale,
-            None if noise is None else noise[i], generator)
-    with _patched(module, forwards):
+        sub = _submodule(module, layer.name)
+        # one entry per layer name (a later layer of the same name wins, as before)
+        forwards[layer.name] = (sub, _layer_forward(
+            layer, sub, weight, biases[i], mask, scale, None if noise is None else noise[i],
+            generator))
+    with _patched(module, list(forwards.values())):
         return run_module(module, x)
+
+
+def _submodule(module: nn.Module, name: str) -> nn.Module:
+    """``module.get_submodule(name)``, walking the registered submodules directly (the covered
+    layers' names come from ``named_modules``); ``get_submodule`` itself for anything else."""
+    sub = module
+    try:
+        for atom in name.split("."):
+            sub = sub._modules[atom]
+    except (KeyError, AttributeError, TypeError):
+        return module.get_submodule(name)
+    if not isinstance(sub, nn.Module):
+        return module.get_submodule(name)
+    return sub
 
 
 def _check_output(out: torch.Tensor, batch: int, likelihood: str) -> None:
@@ -368,21 +433,96 @@ def module_kl(layers: Sequence[CoveredLayer], means: Sequence[torch.Tensor],
     from .distributions import DropoutNormal
     from .kl import gaussian_kl_to_prior, kl_gap, kl_large_width
 
+    fixed = _is_number(scale) and _is_number(prior_length_scale)
     kl = means[0].new_zeros(())
     for layer, m, b in zip(layers, means, biases):
-        # the guide's own means (checked when the guide was built): no per-step validation
-        q = DropoutNormal(m, layer.keep_prob, scale, validate_args=False)
-        kl = kl + kl_large_width(q, prior_length_scale)
-        if b is not None:
-            kl = kl + gaussian_kl_to_prior(b, scale, prior_length_scale)
+        q = None
+        if (fixed and _is_number(layer.keep_prob) and isinstance(m, torch.Tensor)
+                and m.dim() == 2):
+            # the same operations on the same values as kl_large_width and
+            # gaussian_kl_to_prior, with the terms that do not depend on the means computed
+            # once (bit for bit the same values and gradients)
+            coef, const = _weight_kl_terms(layer.keep_prob, m, scale, prior_length_scale)
+            kl = kl + (coef * m.pow(2).sum((-1, -2)) + const)
+            if b is not None:
+                bias_coef, bias_const = _bias_kl_terms(b, scale, prior_length_scale)
+                kl = kl + (bias_coef * b.pow(2).sum(-1) + bias_const)
+        else:
+            # the guide's own means (checked when the guide was built): no per-step validation
+            q = DropoutNormal(m, layer.keep_prob, scale, validate_args=False)
+            kl = kl + kl_large_width(q, prior_length_scale)
+            if b is not None:
+                kl = kl + gaussian_kl_to_prior(b, scale, prior_length_scale)
         if gap_samples:
+            if q is None:
+                q = DropoutNormal(m, layer.keep_prob, scale, validate_args=False)
             kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
     return kl
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+#: the constant parts of the KL terms, by (keep_prob, shape, scale, l, dtype, device)
+_KL_TERMS: dict[tuple, tuple] = {}
+
+
+def _cached_terms(key: tuple, make):
+    terms = _KL_TERMS.get(key)
+    if terms is None:
+        if len(_KL_TERMS) >= 256:
+            _KL_TERMS.clear()
+        # ordinary tensors even when first needed under inference mode (they are saved for
+        # backward in later calls)
+        with torch.inference_mode(False), torch.no_grad():
+            terms = make()
+        _KL_TERMS[key] = terms
+    return terms
+
+
+def _weight_kl_terms(keep_prob: float, m: torch.Tensor, scale: float,
+                     prior_length_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(coef, const)`` with ``kl_large_width(DropoutNormal(m, keep_prob, scale), l) ==
+    coef * m.pow(2).sum((-1, -2)) + const``, computed by the very operations of
+    :func:`~vi_dropout.kl.kl_large_width` (and of ``DropoutNormal``'s constructor)."""
+    k, ncols = m.shape[-2], m.shape[-1]
+
+    def make():
+        from .kl import _prior_precision, binary_entropy
+
+        l2 = _prior_precision(prior_length_scale)
+        kp = torch.as_tensor(keep_prob, dtype=m.dtype, device=m.device)
+        sc = torch.as_tensor(scale, dtype=m.dtype, device=m.device)
+        s2 = l2 * sc.pow(2)
+        coef = 0.5 * kp * l2
+        const = ncols * (0.5 * k * (s2 - 1 - torch.log(s2)) - binary_entropy(kp))
+        return coef, const
+
+    return _cached_terms(("weight", keep_prob, k, ncols, scale, prior_length_scale, m.dtype,
+                          m.device), make)
+
+
+def _bias_kl_terms(b: torch.Tensor, scale: float,
+                   prior_length_scale: float) -> tuple[float, torch.Tensor]:
+    """``(coef, const)`` with ``gaussian_kl_to_prior(b, scale, l) == coef * b.pow(2).sum(-1) +
+    const``, computed by the very operations of :func:`~vi_dropout.kl.gaussian_kl_to_prior`."""
+    d = b.shape[-1]
+
+    def make():
+        from .kl import _prior_precision
+
+        l2 = _prior_precision(prior_length_scale)
+        sc = torch.as_tensor(scale, dtype=b.dtype)
+        s2 = l2 * sc.pow(2)
+        return 0.5 * l2, 0.5 * d * (s2 - 1 - torch.log(s2))
+
+    return _cached_terms(("bias", d, scale, prior_length_scale, b.dtype), make)
+
+
 def module_negative_elbo(module: nn.Module, layers: Sequence[CoveredLayer],
                          means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
-                         x: Inputs, y: torch.Tensor, *, masks: Sequence[torch.Tensor],
+                         x: Inputs, y: torch.Tensor, *, masks: Sequence[torch.Tensor | None],
                          scale: float, prior_length_scale: float, tau: float = 1.0,
                          likelihood: str = "gaussian", num_data: int | None = None,
                          noise: Sequence[torch.Tensor] | None = None,

@@ -115,6 +115,10 @@ class PerExampleDropoutELBO(ELBO):
             masks = draw_module_masks(model.layers, batch_size(x), self.generator,
                                       float_dtype(x, means[0].dtype),
                                       input_shapes=model.covered_input_shapes(x))
+            # a layer with keep_prob = 1 gets ones (and draws nothing): multiplying its input
+            # by them changes nothing, so it runs unmasked (None)
+            masks = [None if layer.keep_prob == 1.0 else m
+                     for layer, m in zip(model.layers, masks)]
         return module_negative_elbo(
             net, model.layers, means, biases, x, y, masks=masks, scale=guide.scale,
             prior_length_scale=model.prior_length_scale, tau=model.tau,
