@@ -44,3 +44,9 @@ def test_bench_hmc_quick_mode_compares_both_backends(tmp_path):
     assert set(record["runs"]) == {"potential", "numpyro"}
     for run in record["runs"].values():
         assert run["grad_evals_per_draw"] <= 2**4 - 1  # the quick mode's tree-depth cap
+
+
+def test_bench_your_network_quick_mode_prints_its_ratios_and_verify_times():
+    out = run_benchmark_quick("bench_your_network")
+    assert "ratio SVI per-example / plain" in out and "ratio native / plain" in out
+    assert "| mnist_net | 24 |" in out and "/ " in out
