@@ -31,7 +31,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,22 +42,13 @@ from pyro.infer import SVI
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_per_example import time_steps  # noqa: E402  (the same interleaved timer)
+
 from tests.common import example_problem  # noqa: E402
 from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide  # noqa: E402
 from vi_dropout.objectives import weight_decay_from_prior  # noqa: E402
 from vi_dropout.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
 from vi_dropout.verify_network import ModuleProblem, verify_network  # noqa: E402
-
-
-def time_steps(steps, fns) -> list[float]:
-    """Median seconds per call of each function, calls interleaved (same machine state)."""
-    times = [[] for _ in fns]
-    for _ in range(steps):
-        for i, fn in enumerate(fns):
-            t0 = time.perf_counter()
-            fn()
-            times[i].append(time.perf_counter() - t0)
-    return [statistics.median(t) for t in times]
 
 
 def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float, float, float]:
