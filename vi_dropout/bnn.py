@@ -189,7 +189,13 @@ class ModuleBNN(PyroModule):
         batch = batch_size(x)
         if y is not None:
             check_targets(y, "y", num_rows=batch, likelihood=self.likelihood)
-        return batch if num_data is None else check_positive_int(num_data, "num_data")
+        if num_data is None:
+            return batch
+        n = check_positive_int(num_data, "num_data")
+        if n < batch:
+            raise ValueError(f"num_data is the size N of the whole data set, so at least the "
+                             f"minibatch's {batch} rows, got {n}")
+        return n
 
     def check_output(self, out: torch.Tensor, y: torch.Tensor | None,
                      particle_dims: int = 0) -> None:

@@ -397,3 +397,13 @@ def test_bad_inputs_are_refused_clearly():
         model(image)
     with pytest.raises(ValueError, match=r"x\['features'\] must be finite"):
         model({"image": image, "features": features.clone().fill_(float("nan"))})
+
+
+def test_num_data_smaller_than_the_minibatch_is_refused():
+    model = ModuleBNN(_mlp(), tau=4.0)
+    guide = ModuleDropoutGuide(model, scale=1e-2)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+    x, y = toy_regression(64, 2)
+    with pytest.raises(ValueError, match="num_data is the size N of the whole data set, so at "
+                                         "least the minibatch's 64 rows, got 10"):
+        svi.step(x, y, num_data=10)
