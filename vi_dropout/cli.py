@@ -301,13 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
                                            "O(theta) regime of the network)")
     thetas.add_argument("--thetas", metavar="T1,T2,...", type=thetas_arg("--thetas"),
                         default=None, help="fix the jitters of --model's gradient and value rows "
-                                           "(at least 2 distinct; default: search for the "
-                                           "O(theta) regime)")
+                                           "(at least 2 distinct, in [1e-12, 1e-2]; default: "
+                                           "search for the O(theta) regime)")
     p_verify.add_argument("--keep-probs", metavar="NAME=KEEP_PROB,...", type=keep_probs_arg,
                           default=None,
                           help="the dropout map of a --model torch.fx cannot trace: the keep_prob "
                                "of each covered layer by module name (others get 1); the "
-                               "network's dropout is then switched off where the map says")
+                               "family's masks then act in front of the named layers in place of "
+                               "the network's own dropout")
     p_verify.add_argument("--disable-uncovered-dropout", action="store_true",
                           help="switch off the --model's dropout layers the MC dropout family "
                                "does not cover, instead of refusing the network")
