@@ -44,6 +44,9 @@ from .validation import check_positive, check_positive_int
 __all__ = [
     "MonteCarloEstimate",
     "binary_entropy",
+    "prior_precision",
+    "gaussian_kl_terms",
+    "large_width_terms",
     "gaussian_kl_to_prior",
     "mean_field_kl_to_prior",
     "kl_large_width",
@@ -66,8 +69,31 @@ def binary_entropy(keep_prob: torch.Tensor) -> torch.Tensor:
     return -(torch.special.xlogy(keep_prob, keep_prob) + torch.special.xlogy(1 - keep_prob, 1 - keep_prob))
 
 
-def _prior_precision(prior_length_scale) -> float:
+def prior_precision(prior_length_scale) -> float:
+    r"""The prior precision :math:`l^2` of :math:`\mathcal{N}(0, l^{-2})`, checking :math:`l > 0`."""
     return check_positive(prior_length_scale, "prior_length_scale") ** 2
+
+
+def gaussian_kl_terms(scale, prior_length_scale, dim: int, dtype=None):
+    r"""``(coef, const)`` with :func:`gaussian_kl_to_prior` ``= coef * ||m||^2 + const``:
+    :math:`l^2/2` and :math:`\tfrac{D}{2}(l^2\theta^2 - 1 - \log l^2\theta^2)`, ``dim`` = :math:`D`.
+    The terms that do not depend on the means, for callers that compute them once."""
+    l2 = prior_precision(prior_length_scale)
+    s2 = l2 * torch.as_tensor(scale, dtype=dtype).pow(2)
+    return 0.5 * l2, 0.5 * dim * (s2 - 1 - torch.log(s2))
+
+
+def large_width_terms(keep_prob: torch.Tensor, scale: torch.Tensor, prior_length_scale,
+                      num_rows: int, num_cols: int):
+    r"""``(coef, const)`` with :func:`kl_large_width` ``= coef * ||M||^2 + const``:
+    :math:`\pi l^2/2` and :math:`Q[\tfrac{K}{2}(l^2\theta^2 - 1 - \log l^2\theta^2) - H(\pi)]`
+    (``num_rows`` = :math:`K`, ``num_cols`` = :math:`Q`). The terms that do not depend on the
+    means, for callers that compute them once."""
+    l2 = prior_precision(prior_length_scale)
+    s2 = l2 * scale.pow(2)
+    coef = 0.5 * keep_prob * l2
+    const = num_cols * (0.5 * num_rows * (s2 - 1 - torch.log(s2)) - binary_entropy(keep_prob))
+    return coef, const
 
 
 def gaussian_kl_to_prior(loc: torch.Tensor, scale, prior_length_scale) -> torch.Tensor:
@@ -76,11 +102,8 @@ def gaussian_kl_to_prior(loc: torch.Tensor, scale, prior_length_scale) -> torch.
     .. math::
         \tfrac{l^2}{2}\|\mathbf{m}\|^2 + \tfrac{D}{2}(l^2\theta^2 - 1 - \log l^2\theta^2)
     """
-    l2 = _prior_precision(prior_length_scale)
-    scale = torch.as_tensor(scale, dtype=loc.dtype)
-    s2 = l2 * scale.pow(2)
-    d = loc.shape[-1]
-    return 0.5 * l2 * loc.pow(2).sum(-1) + 0.5 * d * (s2 - 1 - torch.log(s2))
+    coef, const = gaussian_kl_terms(scale, prior_length_scale, loc.shape[-1], loc.dtype)
+    return coef * loc.pow(2).sum(-1) + const
 
 
 def mean_field_kl_to_prior(loc: torch.Tensor, scale: torch.Tensor, prior_length_scale,
@@ -112,7 +135,7 @@ def mean_field_kl_to_prior(loc: torch.Tensor, scale: torch.Tensor, prior_length_
         >>> round(float(mean_field_kl_to_prior(m, torch.ones(2, dtype=torch.float64), 1.0)), 6)
         0.5
     """
-    l2 = _prior_precision(prior_length_scale)
+    l2 = prior_precision(prior_length_scale)
     scale = torch.as_tensor(scale, dtype=loc.dtype)
     s2 = l2 * scale.pow(2)
     per_entry = 0.5 * (l2 * loc.pow(2) + s2 - 1 - torch.log(s2))
@@ -132,11 +155,9 @@ def kl_large_width(q: DropoutNormal, prior_length_scale) -> torch.Tensor:
         q: the variational factor of one weight matrix (``K x Q``).
         prior_length_scale: :math:`l` of the prior :math:`\mathcal{N}(0, l^{-2})`.
     """
-    l2 = _prior_precision(prior_length_scale)
-    k, ncols = q.num_rows, q.num_cols
-    s2 = l2 * q.scale.pow(2)
-    mean_term = 0.5 * q.keep_prob * l2 * q.loc.pow(2).sum((-1, -2))
-    return mean_term + ncols * (0.5 * k * (s2 - 1 - torch.log(s2)) - binary_entropy(q.keep_prob))
+    coef, const = large_width_terms(q.keep_prob, q.scale, prior_length_scale, q.num_rows,
+                                    q.num_cols)
+    return coef * q.loc.pow(2).sum((-1, -2)) + const
 
 
 def _prior(q: DropoutNormal, prior_length_scale) -> tdist.Distribution:
@@ -155,7 +176,7 @@ def cross_entropy_to_prior(q: DropoutNormal, prior_length_scale) -> torch.Tensor
     r""":math:`-\mathbb{E}_q[\log p(\mathbf{W})]` in closed form for the prior
     :math:`\mathcal{N}(0, l^{-2}\mathbf{I})`:
     :math:`\tfrac{KQ}{2}\log(2\pi l^{-2}) + \tfrac{l^2}{2}(\pi\|\mathbf{M}\|^2 + KQ\theta^2)`."""
-    l2 = _prior_precision(prior_length_scale)
+    l2 = prior_precision(prior_length_scale)
     kq = q.num_rows * q.num_cols
     second_moment = q.keep_prob * q.loc.pow(2).sum((-1, -2)) + kq * q.scale.pow(2)
     return 0.5 * kq * math.log(2 * math.pi / l2) + 0.5 * l2 * second_moment

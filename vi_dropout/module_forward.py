@@ -489,15 +489,11 @@ def _weight_kl_terms(keep_prob: float, m: torch.Tensor, scale: float,
     k, ncols = m.shape[-2], m.shape[-1]
 
     def make():
-        from .kl import _prior_precision, binary_entropy
+        from .kl import large_width_terms
 
-        l2 = _prior_precision(prior_length_scale)
         kp = torch.as_tensor(keep_prob, dtype=m.dtype, device=m.device)
         sc = torch.as_tensor(scale, dtype=m.dtype, device=m.device)
-        s2 = l2 * sc.pow(2)
-        coef = 0.5 * kp * l2
-        const = ncols * (0.5 * k * (s2 - 1 - torch.log(s2)) - binary_entropy(kp))
-        return coef, const
+        return large_width_terms(kp, sc, prior_length_scale, k, ncols)
 
     return _cached_terms(("weight", keep_prob, k, ncols, scale, prior_length_scale, m.dtype,
                           m.device), make)
@@ -510,12 +506,9 @@ def _bias_kl_terms(b: torch.Tensor, scale: float,
     d = b.shape[-1]
 
     def make():
-        from .kl import _prior_precision
+        from .kl import gaussian_kl_terms
 
-        l2 = _prior_precision(prior_length_scale)
-        sc = torch.as_tensor(scale, dtype=b.dtype)
-        s2 = l2 * sc.pow(2)
-        return 0.5 * l2, 0.5 * d * (s2 - 1 - torch.log(s2))
+        return gaussian_kl_terms(scale, prior_length_scale, d, b.dtype)
 
     return _cached_terms(("bias", d, scale, prior_length_scale, b.dtype), make)
 

@@ -74,7 +74,7 @@ from torch import nn
 
 from .conversion import convert_module, dropout_free_copy, without_disabled_dropout
 from .distributions import DropoutNormal
-from .inputs import Inputs, batch_size, check_inputs, describe, map_inputs, take
+from .inputs import Inputs, batch_size, call, check_inputs, describe, map_inputs, take
 from .kinks import BranchRecorder, BranchReport, branch_changes
 from .kl import kl_gap
 from .module_forward import (
@@ -83,6 +83,7 @@ from .module_forward import (
     module_dropout_loss,
     module_forward,
     module_negative_elbo,
+    run_module,
 )
 from .objectives import data_term, elbo_offset_of_layers, weight_decay_from_prior
 from .validation import check_positive, check_targets
@@ -380,6 +381,14 @@ def check_network_gradients(problem: ModuleProblem, thetas: Sequence[float] | No
     def params_linear(ts):
         return all(_linear([diffs[t][i] for t in ts], ts) for i in range(len(names)))
 
+    reports: dict[float, str] = {}
+
+    def why(theta) -> str:
+        """The branch changes at ``theta`` (two forward passes; once per theta)."""
+        if theta not in reports:
+            reports[theta] = problem.branch_report(masks, theta, noise).describe()
+        return reports[theta]
+
     rows: list[dict] = []
     if thetas is not None:
         window = check_thetas(thetas)
@@ -394,18 +403,15 @@ def check_network_gradients(problem: ModuleProblem, thetas: Sequence[float] | No
             if len(scanned) >= WINDOW and params_linear(scanned[-WINDOW:]):
                 window = tuple(scanned[-WINDOW:])
                 break
+        where = "before the O(theta) regime" if window else "not O(theta)"
         for t in scanned[:len(scanned) - len(window)]:
-            why = problem.branch_report(masks, t, noise).describe()
             rows.append(report_row(
                 "gradient", f"theta={t:g} (scan, all parameters)", totals[t], "reported", True,
-                "before the O(theta) regime" + (f": {why}" if why else "")))
+                where + (f": {why(t)}" if why(t) else "")))
     if not window:
         last = scanned[-WINDOW:]
-        causes = []
-        for t in last:
-            why = problem.branch_report(masks, t, noise).describe()
-            causes.append(f"theta {t:g}: rel. diff {totals[t]:.2e}"
-                          + (f", {why}" if why else ", no unit changed branch"))
+        causes = [f"theta {t:g}: rel. diff {totals[t]:.2e}"
+                  + (f", {why(t)}" if why(t) else ", no unit changed branch") for t in last]
         rows.append(report_row(
             "gradient", f"O(theta) regime, theta {scan_from:g} .. {SMALLEST_THETA:g}",
             totals[last[-1]], "found", False,
@@ -413,7 +419,6 @@ def check_network_gradients(problem: ModuleProblem, thetas: Sequence[float] | No
             f"{SMALLEST_THETA:g}: " + "; ".join(causes) + ". With no unit changing branch, "
             "this is an error in the ELBO or in the conversion, not a property of the network"))
         return rows, ()
-    causes = {t: None for t in window}
     for i, name in enumerate(names):
         vals = [diffs[t][i] for t in window]
         ok = _linear(vals, window) and vals[-1] <= 1e-4
@@ -423,11 +428,8 @@ def check_network_gradients(problem: ModuleProblem, thetas: Sequence[float] | No
         if ok and vals[-1] > FLOOR:
             detail += f" (= {vals[-1] / window[-1]:.3g} theta)"
         if not ok:
-            for t in window:
-                if causes[t] is None:
-                    causes[t] = problem.branch_report(masks, t, noise).describe()
-            why = [f"theta {t:g}: {causes[t]}" for t in window if causes[t]]
-            detail += ("; not O(theta): " + "; ".join(why) if why else
+            changes = [f"theta {t:g}: {why(t)}" for t in window if why(t)]
+            detail += ("; not O(theta): " + "; ".join(changes) if changes else
                        "; not O(theta), and no unit changed branch: an error in the ELBO or the "
                        "conversion")
         rows.append(report_row("gradient", f"{name}, theta {window[0]:g} .. {window[-1]:g}",
@@ -487,10 +489,7 @@ def _pyro_branch_report(problem: ModuleProblem, x, weights, gates) -> BranchRepo
             values[f"{layer.name}.weight"] = layer.from_columns(w if jitter else m * z)
         rec = BranchRecorder(batch_size(x), problem.copy)
         with torch.no_grad(), rec:
-            call_inputs = {**values}
-            torch.func.functional_call(problem.copy, call_inputs, x if isinstance(x, tuple)
-                                       else (x,) if isinstance(x, torch.Tensor) else (),
-                                       x if isinstance(x, Mapping) else None)
+            run_module(problem.copy, x, values)
         recs.append(rec)
     return branch_changes(*recs)
 
@@ -637,8 +636,7 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
     diffs = []
     for step in range(num_steps):
         torch.manual_seed(seed * 100_003 + step)
-        out = net(x) if isinstance(x, torch.Tensor) else (
-            net(**x) if isinstance(x, Mapping) else net(*x))
+        out = call(net, x)
         if problem.likelihood == "gaussian":
             loss_a = 0.5 * (y - out).pow(2).sum(-1).mean()
         else:
