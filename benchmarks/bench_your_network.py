@@ -1,7 +1,8 @@
 """Benchmark: bringing your own network, on networks written the ordinary way (examples/).
 
 (a) one training step of ``SVI`` with ``PerExampleDropoutELBO`` (one weight draw per example,
-    the full ELBO) against one plain training step of the same network with its own dropout
+    the full ELBO), with Pyro's ``pyro.optim.Adam`` (one optimiser per parameter) and with
+    ``vi_dropout.optim.JointAdam`` (one ``torch.optim.Adam`` for all of them), against one plain training step of the same network with its own dropout
     and ``torch.optim.Adam`` (the loss plus the prior's weight decay), on the PyTorch MNIST
     example network (``examples/mnist_net.py``, real MNIST digits, batch 64) and on a
     BatchNorm + residual regressor (``examples/bn_residual.py``, Boston housing, batch 32);
@@ -47,14 +48,16 @@ from bench_per_example import time_steps  # noqa: E402  (the same interleaved ti
 from tests.common import example_problem  # noqa: E402
 from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide  # noqa: E402
 from vi_dropout.objectives import weight_decay_from_prior  # noqa: E402
+from vi_dropout.optim import JointAdam  # noqa: E402
 from vi_dropout.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
 from vi_dropout.verify_network import ModuleProblem, verify_network  # noqa: E402
 
 
-def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float, float, float]:
+def step_times(name: str, batch: int, steps: int,
+               num_data: int) -> tuple[float, float, float, float]:
     """Median seconds of a plain dropout + Adam step, of an SVI step with the per-example ELBO
-    and of a step of the same ELBO in Pyro's PyTorch-native loop, on the same minibatches of
-    ``examples/<name>.py``'s data."""
+    and ``pyro.optim.Adam``, of the same with ``JointAdam`` and of a step of the same ELBO in
+    Pyro's PyTorch-native loop, on the same minibatches of ``examples/<name>.py``'s data."""
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
     pyro.clear_param_store()
@@ -63,6 +66,10 @@ def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float,
     model = ModuleBNN(net, prior_length_scale=ls, tau=tau, likelihood=lik)
     guide = ModuleDropoutGuide(model, scale=1e-3)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), PerExampleDropoutELBO(num_masks_seed=0))
+    # the same with one optimiser for all parameters: the same model and guide (Pyro names a
+    # PyroModule's parameters in the one param store, so a copy would share them anyway); the
+    # two SVI objects take turns on the same parameters, each with its own optimiser state
+    joint_svi = SVI(model, guide, JointAdam({"lr": 1e-3}), PerExampleDropoutELBO(num_masks_seed=2))
     plain, *_ = example_problem(name, 2)
     plain.train()
     covered = [plain.get_submodule(c.name) for c in model.layers]
@@ -95,6 +102,10 @@ def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float,
         xb, yb = minibatch()
         svi.step(xb, yb, num_data=num_data)
 
+    def joint_step():
+        xb, yb = minibatch()
+        joint_svi.step(xb, yb, num_data=num_data)
+
     # Pyro's PyTorch-native loop: the ELBO as a module, one torch.optim.Adam for everything (its
     # own copy of the model and guide, so that the SVI step's parameters are not touched; the
     # SVI step registers its parameters in the param store first, so SVI keeps training them)
@@ -111,7 +122,7 @@ def step_times(name: str, batch: int, steps: int, num_data: int) -> tuple[float,
         loss.backward()
         native_opt.step()
 
-    fns = [plain_step, svi_step, native_step]
+    fns = [plain_step, svi_step, joint_step, native_step]
     time_steps(3, fns)  # warm-up
     return tuple(time_steps(steps, fns))
 
@@ -152,14 +163,16 @@ def main(argv=None):
 def part_a(a, steps):
     print(f"\n(a) one training step, float32 (median of {steps}, interleaved, "
           f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() > 1 else ''})\n")
-    print("| network | batch | plain dropout + Adam (ms) | SVI + PerExampleDropoutELBO (ms) | "
-          "ratio SVI per-example / plain | native loop, one Adam (ms) | ratio native / plain |")
-    print("|---|---|---|---|---|---|---|")
+    print("| network | batch | plain dropout + Adam (ms) | SVI + PerExampleDropoutELBO, "
+          "pyro.optim.Adam (ms) | ratio / plain | SVI + PerExampleDropoutELBO, JointAdam (ms) | "
+          "ratio / plain | native loop, one Adam (ms) | ratio / plain |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, batch, n in (("mnist_net", 64, 256 if not a.quick else 70),
                            ("bn_residual", 32, 256 if not a.quick else 40)):
-        plain, per, native = step_times(name, batch, steps, n)
+        plain, per, joint, native = step_times(name, batch, steps, n)
         print(f"| {name} | {batch} | {1e3 * plain:.2f} | {1e3 * per:.2f} | {per / plain:.2f}x | "
-              f"{1e3 * native:.2f} | {native / plain:.2f}x |")
+              f"{1e3 * joint:.2f} | {joint / plain:.2f}x | {1e3 * native:.2f} | "
+              f"{native / plain:.2f}x |")
 
 
 def part_b(a):

@@ -25,8 +25,8 @@ Example:
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
     >>> guide = ModuleDropoutGuide(model, scale=1e-2)
     >>> from pyro.infer import SVI
-    >>> from pyro.optim import Adam
-    >>> svi = SVI(model, guide, Adam({"lr": 1e-3}), PerExampleDropoutELBO())
+    >>> from vi_dropout.optim import JointAdam   # pyro.optim.Adam with one optimiser in all
+    >>> svi = SVI(model, guide, JointAdam({"lr": 1e-3}), PerExampleDropoutELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1), num_data=1000)
 """
 
