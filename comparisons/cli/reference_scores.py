@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -101,16 +102,21 @@ def run(args) -> int:
 
     from comparisons.experiments import reference_scores
     from comparisons.report.reference_scores import write_report
+    from comparisons.runner.folder_lock import FolderLock
     from comparisons.runner.store import ResultsStore
 
     torch.set_num_threads(args.threads)
+    out = Path(args.out)
     store = None if args.no_cache else ResultsStore(args.cache_dir)
-    if store is None:
-        result = reference_scores.run(settings_from_args(args))
-    else:
-        with store.lock():
-            result = reference_scores.run(settings_from_args(args), store=store)
-    command = "python -m comparisons " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else ""
-    paths = write_report(result, Path(args.out), commands=[command] if command else ())
+    with contextlib.ExitStack() as held:
+        # one run at a time in the report folder and in the cache (the same lock file when
+        # they are one folder); the cache's damaged cells are moved aside and scored again
+        if store is None or out.resolve() != store.out.resolve():
+            held.enter_context(FolderLock(out))
+        if store is not None:
+            held.enter_context(store.session())
+        result = reference_scores.run(settings_from_args(args), store=store)
+        command = "python -m comparisons " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else ""
+        paths = write_report(result, out, commands=[command] if command else ())
     print("outputs: " + ", ".join(str(p) for p in paths.values()))
     return 0

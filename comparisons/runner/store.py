@@ -3,7 +3,8 @@
 Layout under the output folder ``out``::
 
     out/cells/<slug>-<hash>.json      one finished cell: {"cell_id", "written_at", "records",
-                                      "records_sha256", "complete"}
+                                      "records_sha256", "complete", and for a store with
+                                      settings "settings" and "settings_sha256"}
     out/failures/<slug>-<hash>.json   one failed cell (removed when the cell later succeeds)
     out/failures.json                 all current failures (rewritten after each change)
     out/damaged/<name>                damaged cell files, moved aside before their cells re-run
@@ -19,14 +20,18 @@ the complete ones, and since a cell has exactly one file there are no duplicated
 
 Every cell file is verified when read: it must parse, carry valid records (see
 :func:`validate_records`), be named after its ``cell_id``, and match the SHA-256 of its
-records (``records_sha256``; files written before the checksum existed are accepted without
-it). A damaged file (truncated by a full disk, edited by hand, copied half-way) counts as not
-done: readers skip it with a :class:`DamagedCellWarning` naming it, and
-:meth:`ResultsStore.quarantine_damaged` moves it to ``out/damaged/`` so its cell runs again.
+records (``records_sha256``, required: a file without it, e.g. one whose values were edited
+and its checksum removed, is damaged). A damaged file (truncated by a full disk, edited by
+hand, copied half-way) counts as not done: readers skip it with a :class:`DamagedCellWarning`
+naming it, and :meth:`ResultsStore.quarantine_damaged` (or :meth:`ResultsStore.write_cell`,
+when it finds one in the way) moves it to ``out/damaged/`` so its cell runs again.
 
 One run at a time writes into a folder (:meth:`ResultsStore.lock`, :class:`ResultsFolderBusy`),
 and a store given ``settings`` refuses to mix results made with other settings
-(:meth:`ResultsStore.check_settings`, :class:`SettingsMismatch`).
+(:meth:`ResultsStore.check_settings`, :class:`SettingsMismatch`): each cell file carries the
+settings it was made with, so a deleted or replaced ``settings.json`` cannot let a run with
+another seed add its cells next to the old ones. :meth:`ResultsStore.session` does all of it
+at the start of a run (lock, settings, stale temporary files, damaged cells).
 
 A record is a dict with at least ``dataset``, ``method``, ``split``, ``metric`` and ``value``
 (optional fields such as ``config``, ``epochs_multiplier`` or ``wall_time_s`` are kept).
@@ -44,7 +49,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import hashlib
 import json
 import math
@@ -59,12 +63,8 @@ from typing import Any
 
 import pandas as pd
 
+from comparisons.runner.folder_lock import FolderLock, ResultsFolderBusy
 from vi_dropout.io import TEMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir
-
-try:  # advisory locks; absent on Windows, where the folder lock is a no-op
-    import fcntl
-except ImportError:  # pragma: no cover - platform dependent
-    fcntl = None
 
 __all__ = [
     "REQUIRED_FIELDS",
@@ -82,7 +82,6 @@ __all__ = [
 ]
 
 REQUIRED_FIELDS: tuple[str, ...] = ("dataset", "method", "split", "metric", "value")
-_LOCK_NAME = ".lock"
 _SETTINGS_NAME = "settings.json"
 
 
@@ -92,25 +91,6 @@ class DamagedCellWarning(UserWarning):
     The message names every damaged file and why it was rejected; the files are skipped by
     readers and their cells count as not done.
     """
-
-
-class ResultsFolderBusy(ValueError):
-    """Another run holds the lock of the results folder (see :meth:`ResultsStore.lock`).
-
-    Attributes:
-        out: the results folder.
-        pid: process id of the run holding it (``None`` if unknown).
-        started_at: when that run took the lock (ISO 8601 text, ``None`` if unknown).
-    """
-
-    def __init__(self, out: Path, pid: int | None = None, started_at: str | None = None):
-        self.out, self.pid, self.started_at = out, pid, started_at
-        holder = ", ".join(x for x in (f"pid {pid}" if pid is not None else "",
-                                       f"started {started_at}" if started_at else "") if x)
-        super().__init__(
-            f"results folder {out} is in use by another run ({holder or 'holder unknown'}); "
-            "wait for it to finish or choose another --out"
-        )
 
 
 class SettingsMismatch(ValueError):
@@ -295,8 +275,7 @@ class ResultsStore:
                 raise ValueError(f"settings must be JSON-serialisable: {exc}") from exc
         self.settings: dict[str, Any] | None = settings
         self.allow_settings_change = bool(allow_settings_change)
-        self._lock_fd: int | None = None
-        self._lock_depth = 0
+        self._lock = FolderLock(self.out)
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.failures_dir.mkdir(parents=True, exist_ok=True)
 
@@ -344,16 +323,26 @@ class ResultsStore:
         Returns:
             The cell's file path.
 
+        A damaged file in the cell's place (see :meth:`verify_cell_file`) is moved to
+        ``out/damaged/`` first, with a :class:`DamagedCellWarning`: it is not a result.
+
         Raises:
-            FileExistsError: the cell is already done and ``overwrite`` is False.
+            FileExistsError: the cell is already done (its file verifies) and ``overwrite`` is
+                False.
         """
         rows = validate_records(records)
         path = self.cell_path(cell_id)
         if path.exists() and not overwrite:
-            raise FileExistsError(f"cell {cell_id!r} is already recorded in {path}")
+            problem = self._read_cell_file(path)[1]
+            if problem is None:
+                raise FileExistsError(f"cell {cell_id!r} is already recorded in {path}")
+            self._move_aside({path: problem})
         rows = json.loads(json.dumps(rows, default=_json_default, allow_nan=True))
         doc = {"cell_id": cell_id, "written_at": time.time(), "records": rows,
                "records_sha256": records_checksum(rows), "complete": True}
+        if self.settings is not None:
+            doc["settings"] = self.settings
+            doc["settings_sha256"] = _fingerprint(self.settings)
         atomic_write_text(path, json.dumps(doc, default=_json_default, allow_nan=True))
         self.clear_failure(cell_id)
         return path
@@ -362,8 +351,9 @@ class ResultsStore:
         """Why the cell file at ``path`` is damaged, or None when it verifies.
 
         A cell file verifies when it parses as JSON, holds a ``cell_id`` string and valid
-        records, is named after its ``cell_id``, and (when present) its ``records_sha256``
-        matches the records and its ``complete`` flag is true.
+        records, is named after its ``cell_id``, its ``records_sha256`` matches the records,
+        its ``complete`` flag (when present) is true, and the settings it carries (when
+        present) match their ``settings_sha256``.
 
         Example:
             >>> store.verify_cell_file(store.cell_path("c1")) is None  # doctest: +SKIP
@@ -392,9 +382,16 @@ class ResultsStore:
             rows = validate_records(records)
         except (TypeError, ValueError) as exc:
             return None, f"invalid records ({exc})"
-        expected = doc.get("records_sha256")  # absent in files written before checksums
-        if expected is not None and records_checksum(records) != expected:
+        expected = doc.get("records_sha256")
+        if not isinstance(expected, str):
+            return None, "no records_sha256 checksum: its records cannot be verified"
+        if records_checksum(records) != expected:
             return None, "records do not match their records_sha256 checksum"
+        if "settings" in doc or "settings_sha256" in doc:
+            settings = doc.get("settings")
+            if (not isinstance(settings, dict)
+                    or _fingerprint(settings) != doc.get("settings_sha256")):
+                return None, "its settings do not match their settings_sha256 checksum"
         return {**doc, "records": rows}, None
 
     def damaged_cells(self) -> dict[Path, str]:
@@ -420,7 +417,10 @@ class ResultsStore:
             >>> store.quarantine_damaged()  # doctest: +SKIP
             {PosixPath('out/cells/a.json'): PosixPath('out/damaged/a.json')}
         """
-        damaged = self.damaged_cells()
+        return self._move_aside(self.damaged_cells())
+
+    def _move_aside(self, damaged: Mapping[Path, str]) -> dict[Path, Path]:
+        """Move the ``{path: reason}`` damaged cell files to ``out/damaged/``, warning."""
         moved: dict[Path, Path] = {}
         for path in damaged:
             self.damaged_dir.mkdir(parents=True, exist_ok=True)
@@ -431,8 +431,9 @@ class ResultsStore:
             moved[path] = dest
         if moved:
             fsync_dir(self.cells_dir)
+            fsync_dir(self.damaged_dir)
             _warn_damaged({p: f"{damaged[p]}; moved to {d}" for p, d in moved.items()},
-                          action="re-running the cells of")
+                          action="re-running the cells of", stacklevel=4)
         return moved
 
     def _cell_files(self) -> list[Path]:
@@ -503,51 +504,28 @@ class ResultsStore:
             >>> with ResultsStore("out").lock():  # doctest: +SKIP
             ...     run_cells(cells, fn, store)
         """
-        self._acquire_lock()
-        try:
+        with self._lock:
             yield self
-        finally:
-            self._release_lock()
 
-    def _acquire_lock(self) -> None:
-        if self._lock_depth > 0 or fcntl is None:
-            self._lock_depth += 1
-            return
-        path = self.out / _LOCK_NAME
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise
-                raise ResultsFolderBusy(self.out, *_read_lock_holder(path)) from None
-            try:  # the holder unlinks the file on release: lock only the file at the path now
-                if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            os.close(fd)
-        try:
-            started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps({"pid": os.getpid(), "started_at": started}).encode(), 0)
-        except BaseException:
-            os.close(fd)  # closing the descriptor releases the lock
-            raise
-        self._lock_fd, self._lock_depth = fd, 1
+    @contextlib.contextmanager
+    def session(self) -> Iterator[ResultsStore]:
+        """Everything a run does before it writes: hold :meth:`lock`, :meth:`check_settings`,
+        delete :meth:`stale_temp_files` and :meth:`quarantine_damaged` cells; the lock is
+        released when the block ends.
 
-    def _release_lock(self) -> None:
-        self._lock_depth -= 1
-        if self._lock_depth > 0 or self._lock_fd is None:
-            return
-        fd, self._lock_fd = self._lock_fd, None
-        try:
-            with contextlib.suppress(OSError):  # remove it while still holding it
-                os.unlink(self.out / _LOCK_NAME)
-        finally:
-            os.close(fd)
+        Raises:
+            ResultsFolderBusy: another run holds the folder.
+            SettingsMismatch: see :meth:`check_settings`.
+
+        Example:
+            >>> with ResultsStore("out", settings={"seed": 0}).session() as store:  # doctest: +SKIP
+            ...     store.write_cell("c1", records)
+        """
+        with self.lock():
+            self.check_settings()
+            self.remove_stale_temp_files()
+            self.quarantine_damaged()
+            yield self
 
     @property
     def settings_path(self) -> Path:
@@ -604,6 +582,8 @@ class ResultsStore:
                               DamagedCellWarning, stacklevel=2)
             else:
                 if _fingerprint(old) == new_fp:
+                    if not self.allow_settings_change:
+                        self._check_cells_settings(new_fp, how, history)
                     return self.settings
                 changes = {k: (old.get(k, "<unset>"), self.settings.get(k, "<unset>"))
                            for k in sorted(set(old) | set(self.settings))
@@ -618,10 +598,45 @@ class ResultsStore:
                 if not history:  # a file written without history: keep its settings in it
                     history = [{"fingerprint": _fingerprint(old), "settings": old,
                                 "recorded_at": None}]
+        if not self.allow_settings_change:
+            self._check_cells_settings(new_fp, how, history)
         doc = {"fingerprint": new_fp, "settings": self.settings, "history": [*history, entry]}
         atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True,
                                            default=_json_default) + "\n")
         return self.settings
+
+    def _check_cells_settings(self, new_fp: str, how: str, history: list[Any]) -> None:
+        """Refuse when a cell file was made with other settings than the store's (or than
+        earlier settings the folder's ``settings.json`` history accepted with
+        ``allow_settings_change``), or does not say: a missing or replaced ``settings.json``
+        cannot vouch for the cells, the cells witness themselves."""
+        accepted = {new_fp} | {h.get("fingerprint") for h in history if isinstance(h, dict)}
+        other: dict[str, dict[str, Any]] = {}
+        unknown = 0
+        for path in self._cell_files():
+            doc, problem = self._read_cell_file(path)
+            if problem is not None:
+                continue  # damaged: moved aside and recomputed, never read
+            if "settings_sha256" not in doc:
+                unknown += 1
+            elif doc["settings_sha256"] not in accepted:
+                other.setdefault(doc["settings_sha256"], doc["settings"])
+        if other:
+            old = next(iter(other.values()))
+            diff = ", ".join(f"{k} {_short(old.get(k, '<unset>'))} -> "
+                             f"{_short(self.settings.get(k, '<unset>'))}"
+                             for k in sorted(set(old) | set(self.settings))
+                             if _canonical_json(old.get(k, "<unset>"))
+                             != _canonical_json(self.settings.get(k, "<unset>")))
+            raise SettingsMismatch(
+                f"results folder {self.out} holds cells made with other settings ({diff}; "
+                f"{self.settings_path.name} does not say so: it is missing or was replaced); "
+                f"{how}", self.out, {})
+        if unknown:
+            raise SettingsMismatch(
+                f"results folder {self.out} holds {unknown} cell file(s) that do not say which "
+                f"settings they were made with, and no {self.settings_path.name} that does; "
+                f"{how}", self.out, {})
 
     # ---------------------------------------------------------------- failures
     def record_failure(self, cell_id: str, error: str, traceback: str = "",
@@ -709,16 +724,6 @@ def _short(value: Any, width: int = 60) -> str:
     text = value if value == "<unset>" else json.dumps(value, sort_keys=True,
                                                        default=_json_default)
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _read_lock_holder(path: Path) -> tuple[int | None, str | None]:
-    """``(pid, started_at)`` written by the lock's holder (``None`` when unknown)."""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-        pid = info.get("pid")
-        return (int(pid) if pid is not None else None), info.get("started_at")
-    except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError):
-        return None, None
 
 
 def _warn_damaged(damaged: Mapping[Path, str], what: str = "cell", action: str = "skipping",

@@ -199,3 +199,36 @@ def test_score_cell_changes_with_the_reference_and_settings(tmp_path):
     _fake_reference(tmp_path, "yacht", 0, converged=True, seed=5)  # a new reference file
     second = run(settings, store=store)
     assert set(second.predictives) == {("yacht", 0)} and len(store.done_cells()) == 2
+
+
+def test_cli_heals_a_damaged_cache_cell_and_refuses_a_second_run(tmp_path, capsys):
+    """A truncated or edited cell in --cache-dir is moved aside and scored again (it used to
+    wedge every later run with "cell ... is already recorded"); a run while another holds the
+    report folder or the cache is refused at once."""
+    from comparisons.runner.folder_lock import FolderLock, ResultsFolderBusy
+    from comparisons.runner.store import DamagedCellWarning
+
+    _fake_reference(tmp_path / "ref", "yacht", 0, converged=True)
+    parser = subcommand_parser(cli_scores.add_parser)
+    args = parser.parse_args(["reference-scores", "--reference", str(tmp_path / "ref"),
+                              "--dataset", "yacht", "--out", str(tmp_path / "out"),
+                              "--methods", "gp_arccos1_prior", "--gp-iterations", "5",
+                              "--cache-dir", str(tmp_path / "cache")])
+    assert cli_scores.run(args) == 0
+    first = pd.read_csv(tmp_path / "out" / "records.csv")
+    (cell,) = (tmp_path / "cache" / "cells").glob("*.json")
+    for damage in ("truncate", "edit"):
+        text = cell.read_text()
+        cell.write_text(text[: len(text) // 2] if damage == "truncate"
+                        else text.replace('"value": ', '"value": 1', 1))
+        with pytest.warns(DamagedCellWarning, match="moved to"):
+            assert cli_scores.run(args) == 0
+        again = pd.read_csv(tmp_path / "out" / "records.csv")
+        timed = first.metric == "wall_time_s"  # the refit's own clock; every score is the same
+        pd.testing.assert_frame_equal(again[~timed], first[~timed])
+        assert (again[timed].value != first[timed].value).all()  # it was fitted again
+        assert ResultsStore(tmp_path / "cache").damaged_cells() == {}
+    assert len(list((tmp_path / "cache" / "damaged").iterdir())) == 2
+    for busy in (tmp_path / "out", tmp_path / "cache"):
+        with FolderLock(busy), pytest.raises(ResultsFolderBusy, match="in use by another run"):
+            cli_scores.run(args)

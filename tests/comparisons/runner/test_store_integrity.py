@@ -96,18 +96,40 @@ def test_edited_cell_files_are_damaged(tmp_path, damage, reason):
         assert store.load_records().empty
 
 
-def test_cell_files_without_checksum_stay_valid(tmp_path):
-    # the format written before checksums existed (committed result folders hold it)
+def test_cell_file_without_checksum_is_damaged_and_recomputed(tmp_path):
+    """An edited value with its records_sha256 removed is not an "old" file: it is damaged,
+    moved aside and its cell runs again (nothing in the repository holds checksum-less cells)."""
     store = ResultsStore(tmp_path)
+    calls: list[str] = []
+    run_cells(_cells(1), _fn(calls), store, progress=False)
     path = store.cell_path("cell-0")
-    path.write_text(json.dumps({"cell_id": "cell-0", "written_at": 0.0,
-                                "records": _records("cell-0", float("nan"))}))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        assert store.is_done("cell-0") and store.done_cells() == {"cell-0"}
-        df = store.load_records()
-        assert len(df) == 2 and df["value"].isna().all()
-        assert run_cells(_cells(1), _fn([]), store, progress=False).skipped == 1
+    doc = json.loads(path.read_text())
+    true_value = doc["records"][0]["value"]
+    doc["records"][0]["value"] = 123.0
+    del doc["records_sha256"]
+    path.write_text(json.dumps(doc))
+    assert "no records_sha256" in store.verify_cell_file(path)
+    assert not store.is_done("cell-0")
+    with pytest.warns(DamagedCellWarning, match="no records_sha256"):
+        summary = run_cells(_cells(1), _fn(calls), store, progress=False)
+    assert summary.done == 1 and summary.skipped == 0
+    assert (tmp_path / "damaged" / path.name).exists()
+    # recomputed (the test's cell function returns its call count), not the edited 123
+    assert true_value == 1.0 and store.load_records()["value"].iloc[0] == 2.0
+
+
+def test_write_cell_moves_a_damaged_file_in_its_way_aside(tmp_path):
+    """A truncated cell file where a cell is to be written (e.g. reference-scores' cache) is moved
+    to damaged/ and the cell written; a verified one is still refused (append-only)."""
+    store = ResultsStore(tmp_path)
+    recs = _records("cell-0", 1.0)
+    path = store.write_cell("cell-0", recs)
+    path.write_text(path.read_text()[:40])
+    with pytest.warns(DamagedCellWarning, match="moved to"):
+        store.write_cell("cell-0", recs)
+    assert store.is_done("cell-0") and (tmp_path / "damaged" / path.name).exists()
+    with pytest.raises(FileExistsError, match="already recorded"):
+        store.write_cell("cell-0", recs)
 
 
 def test_run_cells_moves_damaged_files_aside_and_reruns_them(tmp_path):
@@ -269,3 +291,41 @@ def test_settings_argument_checked():
         ResultsStore("unused", settings=[("seed", 0)])
     with pytest.raises(ValueError, match="settings must be JSON-serialisable"):
         ResultsStore("unused", settings={"fn": object()})
+
+
+# ---------------------------------------------------------------------------- settings in cells
+@pytest.mark.parametrize("tamper", ["delete", "replace"])
+def test_cells_witness_their_settings_when_settings_json_is_gone(tmp_path, tamper):
+    """settings.json deleted (or overwritten with the new settings): a run with another seed is
+    still refused, because every cell file says what it was made with."""
+    run_cells(_cells(2), _fn([]), ResultsStore(tmp_path, settings={"seed": 0}), progress=False)
+    doc = json.loads(store_cell := ResultsStore(tmp_path).cell_path("cell-0").read_text())
+    assert doc["settings"] == {"seed": 0} and len(doc["settings_sha256"]) == 64, store_cell
+    settings_json = tmp_path / "settings.json"
+    if tamper == "delete":
+        settings_json.unlink()
+    else:
+        ResultsStore(tmp_path / "elsewhere", settings={"seed": 1}).check_settings()
+        settings_json.write_text((tmp_path / "elsewhere" / "settings.json").read_text())
+    calls: list[str] = []
+    other = ResultsStore(tmp_path, settings={"seed": 1})
+    with pytest.raises(SettingsMismatch, match=r"holds cells made with other settings \(seed 0 "
+                                               r"-> 1; settings.json does not say so"):
+        run_cells(_cells(3), _fn(calls), other, progress=False)
+    assert calls == [] and len(ResultsStore(tmp_path).load_records()) == 4
+    # the same settings resume; the folder's settings.json is written again
+    same = ResultsStore(tmp_path, settings={"seed": 0})
+    if tamper == "replace":
+        same = ResultsStore(tmp_path, settings={"seed": 0}, allow_settings_change=True)
+    assert run_cells(_cells(3), _fn(calls), same, progress=False).skipped == 2
+    assert json.loads(settings_json.read_text())["settings"] == {"seed": 0}
+
+
+def test_edited_settings_in_a_cell_make_it_damaged(tmp_path):
+    store = ResultsStore(tmp_path, settings={"seed": 0})
+    run_cells(_cells(1), _fn([]), store, progress=False)
+    path = store.cell_path("cell-0")
+    doc = json.loads(path.read_text())
+    doc["settings"]["seed"] = 1
+    path.write_text(json.dumps(doc))
+    assert "settings_sha256" in store.verify_cell_file(path)
