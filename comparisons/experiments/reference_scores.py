@@ -246,11 +246,13 @@ def _load(dataset: str, split: int, s: ScoreSettings):
 
 def score_cell_id(manifest: dict[str, Any], settings: ScoreSettings) -> str:
     """The results-store cell of one reference's scores: its data set and split, the SHA-256 of
-    its file and every setting that changes a score (not the folder, data sets or splits), so
+    its file and of its manifest (a manifest is checked against its file when loaded, so an
+    edited one never reaches the cache) and every setting that changes a score (not the folder, data sets or splits), so
     a changed reference or other settings are scored again."""
     config = {k: v for k, v in asdict(settings).items()
               if k not in ("reference_dir", "datasets", "splits")}
     config["reference_sha256"] = manifest["sha256"]
+    config["manifest_sha256"] = manifest["manifest_sha256"]  # what the file claims to be
     return make_cell_id(manifest["dataset"], int(manifest["split"]), config)
 
 

@@ -10,8 +10,12 @@ gate into a :class:`ReferenceNotConverged` error, so an unconverged run is never
 :func:`save_reference` writes the draws as compressed NetCDF (h5netcdf, zlib) atomically, with
 ``<path>.manifest.json`` next to it: the caller's manifest (data set, split, prior length scale,
 tau, architecture, sampler settings, ...), the SHA-256 and size of the ``.nc`` file and the
-convergence summary. :func:`load_reference` checks the checksum and the expected settings
-before it returns the draws. :func:`thin_draws` keeps a bounded number of draws.
+convergence summary. The manifest is bound to its file twice: it carries the SHA-256 of its
+own content (``manifest_sha256``), and the ``.nc`` file (covered by ``sha256``) holds a copy of
+it in the attributes of the group of the draws. :func:`load_reference` checks both checksums
+and the expected settings before it returns the draws, so an edited manifest (a changed
+``tau_standardized`` or ``seed``) is refused, naming the keys that differ from the saved copy.
+:func:`thin_draws` keeps a bounded number of draws.
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -51,6 +55,8 @@ __all__ = [
     "convergence_summary",
     "draws_to_converge",
     "load_reference",
+    "MANIFEST_ATTR",
+    "manifest_checksum",
     "manifest_path",
     "require_converged",
     "save_reference",
@@ -59,10 +65,14 @@ __all__ = [
 
 #: the manifest of ``ref.nc`` is ``ref.nc.manifest.json``
 MANIFEST_SUFFIX = ".manifest.json"
-#: version of the manifest layout
-_MANIFEST_FORMAT = 1
+#: version of the manifest layout (2: bound to its file by ``manifest_sha256`` and a copy in
+#: the ``.nc`` file's attributes)
+_MANIFEST_FORMAT = 2
 #: manifest keys written by :func:`save_reference` (a caller's manifest may not use them)
-_RESERVED = ("manifest_format", "file", "sha256", "size_bytes", "convergence")
+_RESERVED = ("manifest_format", "file", "sha256", "size_bytes", "convergence",
+             "manifest_sha256")
+#: attribute of the draws' group that holds the saved manifest (without the file's checksum)
+MANIFEST_ATTR = "reference_manifest"
 #: groups searched for the predictive variable, in this order
 _F_GROUPS = ("posterior", "posterior_predictive")
 
@@ -366,6 +376,19 @@ def _json_value(value):
     return json.loads(json.dumps(value, default=_json_default))
 
 
+def manifest_checksum(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 of a manifest's canonical JSON without its ``manifest_sha256`` (what
+    :func:`save_reference` records there and :func:`load_reference` checks).
+
+    Example:
+        >>> len(manifest_checksum({"dataset": "boston", "split": 0}))
+        64
+    """
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(_json_value(body), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -419,6 +442,11 @@ def save_reference(idata, path: str | os.PathLike, *, manifest: Mapping[str, Any
         raise ValueError(f"save_reference: the manifest is not JSON-serialisable: {err}") from err
     if report is None:
         report = convergence_summary(idata, var_name, thresholds)
+    saved = _json_value({**caller, "manifest_format": _MANIFEST_FORMAT, "file": path.name,
+                         "convergence": report.to_dict()})
+    group = _find_var(idata, var_name)[0]
+    idata = idata.copy()  # the copy's group gets the manifest, not the caller's object
+    getattr(idata, group).attrs[MANIFEST_ATTR] = json.dumps(saved, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(dir=path.parent, prefix=TEMP_PREFIX)
     try:
@@ -428,9 +456,8 @@ def save_reference(idata, path: str | os.PathLike, *, manifest: Mapping[str, Any
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     atomic_write_bytes(path, data)
-    doc = {**caller, "manifest_format": _MANIFEST_FORMAT, "file": path.name,
-           "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data),
-           "convergence": report.to_dict()}
+    doc = {**saved, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
+    doc["manifest_sha256"] = manifest_checksum(doc)
     atomic_write_text(manifest_path(path),
                       json.dumps(doc, indent=2, sort_keys=True, default=_json_default) + "\n")
     return path
@@ -475,8 +502,10 @@ def load_reference(path: str | os.PathLike, *, expect: Mapping[str, Any]):
         ``(idata, manifest)``: the draws (loaded into memory) and the manifest dict.
 
     Raises:
-        ReferenceFileError: the ``.nc`` or its manifest is missing or unreadable, or the
-            ``.nc`` differs from the checksum in the manifest.
+        ReferenceFileError: the ``.nc`` or its manifest is missing or unreadable, the ``.nc``
+            differs from the checksum in the manifest, or the manifest was edited after it
+            was saved (its ``manifest_sha256``, or the copy in the ``.nc``, differs; the keys
+            that differ from the copy are named).
         ReferenceMismatch: some ``expect`` values differ from the manifest (each is named with
             the expected and the recorded value).
 
@@ -505,17 +534,61 @@ def load_reference(path: str | os.PathLike, *, expect: Mapping[str, Any]):
             f"checksum of {path} differs: the file was changed or truncated (sha256 {digest}, "
             f"{size} bytes; the manifest records {manifest['sha256']}, "
             f"{manifest.get('size_bytes')} bytes)")
-    problems = [line for key, expected in expect.items()
-                for line in _differences(key, expected, manifest)]
-    if problems:
-        raise ReferenceMismatch(f"the reference {path} was made with other settings: "
-                                + "; ".join(problems))
+    recorded = manifest.get("manifest_sha256")
+    if not isinstance(recorded, str):
+        raise ReferenceFileError(
+            f"the manifest {mpath} records no manifest_sha256: it is not bound to its file "
+            "(edited, or written before manifests were checked); make the reference again "
+            "with python -m comparisons hmc-reference")
     try:
         with az.rc_context({"data.load": "eager"}):
             idata = az.from_netcdf(str(path), engine="h5netcdf")
     except Exception as err:  # noqa: BLE001 - whatever h5py/xarray raise on a bad file
         raise ReferenceFileError(f"the reference file {path} is unreadable: {err}") from err
+    saved = _saved_manifest(idata)
+    edited = [] if saved is None else _edited_keys(saved, manifest)
+    if manifest_checksum(manifest) != recorded or edited:
+        what = ("; ".join(edited) if edited else
+                "its content does not match its manifest_sha256")
+        raise ReferenceFileError(f"the manifest {mpath} was edited after it was saved ({what}); "
+                                 "restore it or make the reference again")
+    problems = [line for key, expected in expect.items()
+                for line in _differences(key, expected, manifest)]
+    if problems:
+        raise ReferenceMismatch(f"the reference {path} was made with other settings: "
+                                + "; ".join(problems))
     return idata, manifest
+
+
+def _saved_manifest(idata) -> dict[str, Any] | None:
+    """The manifest copy that :func:`save_reference` put in the draws' group (None in files
+    written before the copy existed, whose manifests are bound by their checksum alone)."""
+    for group in _F_GROUPS:
+        if group in idata.groups():
+            text = getattr(idata, group).attrs.get(MANIFEST_ATTR)
+            if isinstance(text, str):
+                try:
+                    doc = json.loads(text)
+                except json.JSONDecodeError:
+                    return {"<unreadable saved copy>": text[:40]}
+                return doc if isinstance(doc, dict) else {"<saved copy>": doc}
+    return None
+
+
+def _edited_keys(saved: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+    """``key: saved 40.0, now 41.0`` for each key of the saved copy that the manifest changed,
+    dropped or added (the file's checksum keys are the manifest's own)."""
+    own = ("sha256", "size_bytes", "manifest_sha256")
+    keys = sorted((set(saved) | set(manifest)) - set(own))
+    return [f"{k}: saved {_short(saved.get(k, '<absent>'))}, now "
+            f"{_short(manifest.get(k, '<absent>'))}" for k in keys
+            if _json_value(saved.get(k, "<absent>")) != _json_value(manifest.get(k, "<absent>"))]
+
+
+def _short(value, width: int = 50) -> str:
+    text = value if value == "<absent>" else json.dumps(value, sort_keys=True,
+                                                        default=_json_default)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 # --------------------------------------------------------------------------------- thinning

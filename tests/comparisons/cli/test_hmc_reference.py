@@ -19,7 +19,12 @@ from comparisons.experiments.hmc_reference import (
     reference_files,
     reference_path,
 )
-from comparisons.reference.reference_file import ReferenceMismatch, load_reference, manifest_path
+from comparisons.reference.reference_file import (
+    ReferenceMismatch,
+    load_reference,
+    manifest_path,
+    save_reference,
+)
 from tests.common import subcommand_parser
 
 
@@ -99,13 +104,23 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
     # a manifest made before a settings field existed is kept when the field is at its
     # default (what the file was made with), not when the run asks for another value
     settings = cli_ref.settings_from_args(_parse(argv), "yacht", 0)
-    record = json.loads(manifest_path(path).read_text())
-    del record["settings"]["target_accept_prob"]
-    manifest_path(path).write_text(json.dumps(record))
+    original = path.read_bytes(), manifest_path(path).read_bytes()
+    older = {k: v for k, v in manifest.items() if k not in (
+        "manifest_format", "file", "sha256", "size_bytes", "convergence", "manifest_sha256")}
+    older["settings"] = {k: v for k, v in manifest["settings"].items()
+                         if k != "target_accept_prob"}
+    save_reference(idata, path, manifest=older)  # as a version without the field wrote it
     assert existing_reference(out, settings) == path
     with pytest.warns(RuntimeWarning, match="recomputing .*target_accept_prob"):
         assert existing_reference(out, replace(settings, target_accept_prob=0.9)) is None
-    manifest_path(path).write_text(json.dumps(manifest))
+    # an edited manifest is never "the same settings": refused by name, recomputed
+    edited = dict(json.loads(original[1]), tau_standardized=51.0)
+    path.write_bytes(original[0])
+    manifest_path(path).write_text(json.dumps(edited))
+    with pytest.warns(RuntimeWarning, match=r"edited after it was saved \(tau_standardized: "
+                                            r"saved 50.0, now 51.0\)"):
+        assert existing_reference(out, settings) is None
+    manifest_path(path).write_bytes(original[1])
     # a changed file is recomputed (from the chain cache) and replaced
     path.write_bytes(path.read_bytes()[:-10])
     with pytest.warns(RuntimeWarning, match="checksum .* differs"):

@@ -232,3 +232,26 @@ def test_cli_heals_a_damaged_cache_cell_and_refuses_a_second_run(tmp_path, capsy
     for busy in (tmp_path / "out", tmp_path / "cache"):
         with FolderLock(busy), pytest.raises(ResultsFolderBusy, match="in use by another run"):
             cli_scores.run(args)
+
+
+def test_an_edited_manifest_is_refused_not_served_from_the_cache(tmp_path, capsys):
+    """Editing tau_standardized in a manifest (which changed 26 of 90 scores when it was
+    trusted) ends in one line naming the key, exit 2, also when the cache holds its scores."""
+    from comparisons.cli.main import main
+    from comparisons.reference.reference_file import manifest_path
+
+    path, _, _ = _fake_reference(tmp_path / "ref", "yacht", 0, converged=True)
+    argv = ["reference-scores", "--reference", str(tmp_path / "ref"), "--dataset", "yacht",
+            "--out", str(tmp_path / "out"), "--methods", "gp_arccos1_prior",
+            "--gp-iterations", "5", "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 0
+    before = (tmp_path / "out" / "records.csv").read_text()
+    mpath = manifest_path(path)
+    mpath.write_text(mpath.read_text().replace(f'"tau_standardized": {TAU_S}',
+                                               '"tau_standardized": 80.0'))
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was edited after it was saved" in err
+    assert f"tau_standardized: saved {TAU_S}, now 80.0" in err
+    assert (tmp_path / "out" / "records.csv").read_text() == before

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import arviz as az
 import numpy as np
 import pytest
 
 from comparisons.reference.reference_file import (
+    MANIFEST_ATTR,
     ConvergenceThresholds,
     ReferenceFileError,
     ReferenceMismatch,
@@ -19,12 +21,14 @@ from comparisons.reference.reference_file import (
     convergence_summary,
     draws_to_converge,
     load_reference,
+    manifest_checksum,
     manifest_path,
     require_converged,
     save_reference,
     thin_draws,
 )
 
+ROOT = Path(__file__).resolve().parents[3]
 CHAINS, DRAWS, POINTS = 4, 1000, 5
 MANIFEST = {"dataset": "boston", "split": 3, "prior_length_scale": 0.01, "tau": 10.0,
             "widths": (13, 50, 1), "sampler": {"name": "nuts", "num_warmup": 1000}}
@@ -276,3 +280,64 @@ def test_draws_to_converge_is_the_first_passing_prefix():
     assert draws_to_converge(stuck, step=100) is None
     with pytest.raises(ValueError, match="step must be an integer >= 4"):
         draws_to_converge(idata, step=2)
+
+
+# --------------------------------------------------------------------- manifests bound to files
+@pytest.mark.parametrize("key, value, named", [
+    ("prior_length_scale", 0.02, "prior_length_scale: saved 0.01, now 0.02"),
+    ("seed", 7, "seed: saved <absent>, now 7"),
+    ("dataset", None, "dataset: saved \"boston\", now <absent>"),
+])
+def test_an_edited_manifest_is_refused_naming_the_key(tmp_path, key, value, named):
+    """Editing a manifest value (and even recomputing its own checksum) is refused: the .nc
+    file, covered by its checksum, holds the saved copy; the message names the edited key."""
+    _, path = _saved(tmp_path)
+    mpath = manifest_path(path)
+    doc = json.loads(mpath.read_text())
+    if value is None:
+        del doc[key]
+    else:
+        doc[key] = value
+    mpath.write_text(json.dumps(doc))
+    with pytest.raises(ReferenceFileError, match="was edited after it was saved") as info:
+        load_reference(path, expect={})
+    assert named in str(info.value)
+    doc["manifest_sha256"] = manifest_checksum(doc)  # a consistent-looking forgery
+    mpath.write_text(json.dumps(doc))
+    with pytest.raises(ReferenceFileError, match=named.replace("(", r"\(")):
+        load_reference(path, expect={})
+
+
+def test_manifest_checksum_binds_files_without_a_saved_copy(tmp_path):
+    """Files saved before the copy existed (the committed references) are bound by
+    manifest_sha256 alone: an edit is refused, a manifest without it too."""
+    idata, path = _saved(tmp_path)
+    mpath = manifest_path(path)
+    doc = json.loads(mpath.read_text())
+    assert doc["manifest_sha256"] == manifest_checksum(doc) and doc["manifest_format"] == 2
+    assert MANIFEST_ATTR not in idata.posterior.attrs  # the caller's object is not changed
+    with az.rc_context({"data.load": "eager"}):
+        stripped = az.from_netcdf(str(path))
+    del stripped.posterior.attrs[MANIFEST_ATTR]
+    stripped.to_netcdf(str(tmp_path / "stripped.nc"), engine="h5netcdf")
+    (tmp_path / "stripped.nc").replace(path)
+    doc["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    doc.pop("size_bytes")
+    doc["manifest_sha256"] = manifest_checksum(doc)
+    mpath.write_text(json.dumps(doc))
+    load_reference(path, expect={"dataset": "boston"})  # bound by its checksum: loads
+    mpath.write_text(json.dumps(dict(doc, tau=41.0)))
+    with pytest.raises(ReferenceFileError, match="does not match its manifest_sha256"):
+        load_reference(path, expect={})
+    mpath.write_text(json.dumps({k: v for k, v in doc.items() if k != "manifest_sha256"}))
+    with pytest.raises(ReferenceFileError, match="records no manifest_sha256"):
+        load_reference(path, expect={})
+
+
+def test_committed_references_are_bound():
+    """Every reference under docs/reference/hmc loads with its manifest checked."""
+    files = sorted((ROOT / "docs" / "reference" / "hmc").glob("*/split-*.nc"))
+    assert len(files) == 6
+    for path in files:
+        _, manifest = load_reference(path, expect={})
+        assert manifest["manifest_sha256"] == manifest_checksum(manifest)
