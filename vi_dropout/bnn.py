@@ -57,10 +57,25 @@ from torch import nn
 
 from .conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
 from .distributions import DropoutNormal
-from .inputs import Inputs, batch_size, check_inputs, device_of, float_dtype, shapes_key
+from .inputs import (
+    Inputs,
+    batch_size,
+    check_inputs,
+    describe,
+    device_of,
+    float_dtype,
+    shapes_key,
+    tensors,
+)
 from .module_forward import covered_input_shapes, run_module
 from .objectives import LIKELIHOODS
-from .validation import check_positive, check_positive_int, check_targets
+from .validation import (
+    check_dtype,
+    check_has_rows,
+    check_positive,
+    check_positive_int,
+    check_targets,
+)
 
 __all__ = ["ModuleBNN", "ModuleDropoutGuide"]
 
@@ -180,13 +195,25 @@ class ModuleBNN(PyroModule):
             cache[key] = covered_input_shapes(self._modules["net"], self.layers, x)
         return cache[key]
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The floating dtype of the model's network (its covered weights): every floating
+        input must have it."""
+        return self._modules["net"].get_submodule(self.layers[0].name).weight.dtype
+
     def check_data(self, x: Inputs, y: torch.Tensor | None = None,
                    num_data: int | None = None) -> int:
-        """Check ``x`` (one of the three input forms, finite, one batch size) and ``y`` (rows;
-        target shape is checked against the output once it is known); returns the data size
-        ``N`` for the plate."""
+        """Check ``x`` (one of the three input forms, finite, one batch size ``B >= 1``, every
+        floating input in the network's dtype :attr:`dtype`, never cast) and ``y`` (rows; target
+        shape is checked against the output once it is known); returns the data size ``N`` for
+        the plate."""
         x = check_inputs(x, "x")
-        batch = batch_size(x)
+        batch = check_has_rows(batch_size(x), "x", describe(x))
+        dtype = self.dtype
+        for name, value in tensors(x):
+            if value.is_floating_point():
+                label = f"x[{name!r}]" if isinstance(x, Mapping) else name
+                check_dtype(value, label, dtype, "the module")
         if y is not None:
             check_targets(y, "y", num_rows=batch, likelihood=self.likelihood)
         if num_data is None:

@@ -5,8 +5,9 @@ RUNS ``FILE.py``: only pass files you trust).
 
 Also home of the small command-line helpers shared with ``python -m comparisons``
 (:mod:`comparisons.cli.types` re-exports them): :func:`writable_file_arg` and
-:func:`output_dir_arg` check an output path when the arguments are parsed, before any work, and
-:func:`run_reporting_errors` turns a user's error into one line on stderr and exit code 2.
+:func:`output_dir_arg` check an output path when the arguments are parsed, before any work,
+:func:`run_reporting_errors` turns a user's error into one line on stderr and exit code 2, and
+:class:`CLIParser` does the same for argparse's errors (no usage lines).
 """
 
 from __future__ import annotations
@@ -33,18 +34,46 @@ EXIT_INTERRUPTED = 130
 
 
 class CLIParser(argparse.ArgumentParser):
-    """``ArgumentParser`` whose errors do not repeat the option: the ``type=`` helpers already
-    name it (``argument --workers: --workers must be ...`` becomes ``--workers must be ...``).
-    Its sub-parsers are of the same class."""
+    """``ArgumentParser`` whose error is ONE line on stderr and exit code 2, as every other user's
+    error (:func:`run_reporting_errors`): ``error: <message> (see <prog> --help)``, without the
+    usage argparse prints first (``--help`` still shows it). The option is not repeated where
+    the ``type=`` helpers already name it (``argument --workers: --workers must be ...`` becomes
+    ``--workers must be ...``). Its sub-parsers are of the same class (``add_subparsers``), so
+    ``python -m comparisons`` (:mod:`comparisons.cli.types` re-exports it) and ``python -m
+    vi_dropout`` follow the same rule.
+
+    Example:
+        >>> CLIParser(prog="tool").parse_args(["--nope"])  # doctest: +SKIP
+        error: unrecognized arguments: --nope (see tool --help)
+    """
 
     def error(self, message):
         head, sep, rest = message.partition(": ")
         if sep and head.startswith("argument ") and rest.startswith(head[len("argument "):]):
             message = rest
-        super().error(message)
+        self.exit(EXIT_USER_ERROR, f"error: {_one_line(message)} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse reports a sub-command's unknown options from the top parser:
+            # point to the sub-command's --help, where the valid ones are
+            parser = _chosen_subparser(self, namespace)
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
 
 
-def _one_line(exc: BaseException) -> str:
+def _chosen_subparser(parser: argparse.ArgumentParser,
+                      namespace: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost sub-parser that parsed ``namespace`` (``parser`` itself without one)."""
+    while True:
+        actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(namespace, actions[0].dest, None) if actions else None
+        if not isinstance(name, str) or name not in actions[0].choices:
+            return parser
+        parser = actions[0].choices[name]
+
+
+def _one_line(exc: BaseException | str) -> str:
     return " ".join(str(exc).split())
 
 
@@ -93,27 +122,40 @@ def _check_creatable(name: str, text: str, folder: Path) -> None:
         raise argparse.ArgumentTypeError(f"{name}: cannot write {text!r}: {exc}") from None
 
 
-def _check_name_length(name: str, text: str, path: Path) -> None:
-    """Raise ``ArgumentTypeError`` if a part of ``path`` is longer than the file system allows.
+def _path_limit(folder: Path, key: str, default: int) -> int:
+    try:
+        return os.pathconf(folder, key)
+    except (OSError, ValueError, AttributeError):
+        return default
 
-    The limit is ``NAME_MAX`` (usually 255 bytes); such a name would only fail when the file is
-    written, after the work.
+
+def _check_name_length(name: str, text: str, path: Path) -> None:
+    """Raise ``ArgumentTypeError`` if a part of ``path`` is longer than the file system allows,
+    or the whole path is.
+
+    The limits are ``NAME_MAX`` (usually 255 bytes) and ``PATH_MAX`` (usually 4096 bytes) of the
+    nearest existing folder; such a name would only fail when the file is written, after the
+    work.
     """
-    existing = path.absolute().parent
+    absolute = path.absolute()
+    existing = absolute.parent
     while existing.parent != existing:
         with contextlib.suppress(OSError):
             if existing.exists():
                 break
         existing = existing.parent
-    try:
-        limit = os.pathconf(existing, "PC_NAME_MAX")
-    except (OSError, ValueError, AttributeError):
-        limit = 255
+    limit = _path_limit(existing, "PC_NAME_MAX", 255)
     for part in path.parts:
         if len(os.fsencode(part)) > limit:
             raise argparse.ArgumentTypeError(
                 f"{name}: cannot write a file there: the name {part[:40]!r}... is "
                 f"{len(os.fsencode(part))} bytes long, over the file system's limit of {limit}")
+    limit = _path_limit(existing, "PC_PATH_MAX", 4096)
+    length = len(os.fsencode(str(absolute)))
+    if length >= limit:  # PATH_MAX counts the terminating null byte
+        raise argparse.ArgumentTypeError(
+            f"{name}: cannot write a file there: the path {text[:40]!r}... is {length} bytes "
+            f"long (as an absolute path), over the file system's limit of {limit - 1}")
 
 
 def writable_file_arg(name: str) -> Callable[[str], str]:

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .validation import check_keep_prob
+from .validation import check_keep_prob, check_positive_int, refuse_non_numbers
 
 __all__ = ["DropStream", "layer_drop_streams", "sample_drop_mask"]
 
@@ -74,6 +74,11 @@ class DropStream:
         generator: torch.Generator | None = None,
         batch_size: int = 65536,
     ):
+        if isinstance(drop_rates, Sequence) and not isinstance(drop_rates, str | bytes):
+            for i, rate in enumerate(drop_rates):
+                refuse_non_numbers(rate, f"drop_rates[{i}]", "a real number in [0, 1)")
+        else:  # a number, a tensor or an array of them
+            refuse_non_numbers(drop_rates, "drop_rates", "real numbers in [0, 1)")
         rates = torch.as_tensor(drop_rates, dtype=torch.float64).reshape(-1)
         if rates.numel() == 0:
             raise ValueError("drop_rates must hold at least one column, got an empty sequence")
@@ -82,11 +87,10 @@ class DropStream:
                 f"drop_rates must lie in [0, 1) (drop_rate = 1 - keep_prob), got "
                 f"{rates.tolist()}"
             )
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        batch_size = check_positive_int(batch_size, "batch_size")
         self.num_columns = rates.numel()
         self.generator = generator
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.max_rate = float(rates.max())
         self._accept = rates / self.max_rate if self.max_rate > 0 else rates
         self._thin = self.max_rate > 0 and bool((rates != self.max_rate).any())

@@ -21,7 +21,14 @@ from pyro.nn import PyroModule
 
 from .network import Architecture, mlp_forward
 from .objectives import LIKELIHOODS
-from .validation import check_finite, check_positive, check_positive_int, check_targets
+from .validation import (
+    check_dtype,
+    check_finite,
+    check_has_rows,
+    check_positive,
+    check_positive_int,
+    check_targets,
+)
 
 __all__ = ["BayesianMLP"]
 
@@ -57,6 +64,11 @@ class BayesianMLP(PyroModule):
     * ``x``, ``y`` a minibatch and ``num_data`` the full data size ``N``: the likelihood is scaled
       by ``N / B`` (minibatch SVI);
     * or the full data with ``subsample_size=B``: the plate draws a random minibatch.
+
+    ``x`` must hold at least one row (``N >= 1``), ``num_data`` at least the minibatch's rows and
+    ``x`` must have the dtype of the weights a guide draws (e.g.
+    :class:`~vi_dropout.guides.DropoutGuide`'s ``dtype``): a float32 ``x`` into a float64 guide,
+    or the other way, is refused, never cast.
 
     Works under ``Trace_ELBO(vectorize_particles=True, max_plate_nesting=1)``.
 
@@ -101,16 +113,31 @@ class BayesianMLP(PyroModule):
             raise ValueError(
                 f"x must have shape N x {self.architecture.in_features}, got {tuple(x.shape)}"
             )
+        if not x.is_floating_point():
+            raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        batch = check_has_rows(x.shape[0], "x", x.shape)
         if y is not None:
-            check_targets(y, "y", num_rows=x.shape[0],
+            check_targets(y, "y", num_rows=batch,
                           num_outputs=self.architecture.out_features, likelihood=self.likelihood)
-        weights, biases = self.sample_params(dtype=x.dtype)
-        batch = x.shape[0]
+        size = n = None
         if subsample_size is not None:
-            plate = pyro.plate("data", batch, subsample_size=check_positive_int(subsample_size, "subsample_size"))
+            size = check_positive_int(subsample_size, "subsample_size")
+            if size > batch:
+                raise ValueError(f"subsample_size must be at most the {batch} rows of x, got "
+                                 f"{size}")
         elif num_data is not None:
-            plate = pyro.plate("data", check_positive_int(num_data, "num_data"),
-                               subsample=torch.arange(batch))
+            n = check_positive_int(num_data, "num_data")
+            if n < batch:
+                raise ValueError(f"num_data is the size N of the whole data set, so at least "
+                                 f"the minibatch's {batch} rows, got {n}")
+        weights, biases = self.sample_params(dtype=x.dtype)
+        for i, w in enumerate(weights):
+            # drawn in x's dtype from the prior; a guide's draws come in the guide's dtype
+            check_dtype(x, "x", w.dtype, f"the guide's weights (layers.{i}.weight)")
+        if size is not None:
+            plate = pyro.plate("data", batch, subsample_size=size)
+        elif n is not None:
+            plate = pyro.plate("data", n, subsample=torch.arange(batch))
         else:
             plate = pyro.plate("data", batch)
         with plate as idx:

@@ -54,7 +54,7 @@ from torch import nn
 
 from .conversion import CoveredLayer, DropoutOff, is_dropout_free
 from .inputs import Inputs, batch_size, call, check_inputs, describe
-from .validation import check_positive_int
+from .validation import check_positive_int, check_real
 
 __all__ = ["draw_module_masks", "mask_shape", "covered_input_shapes", "covered_layer_shapes",
            "module_forward", "module_kl", "module_negative_elbo", "module_dropout_loss",
@@ -381,7 +381,7 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
                          f"(vi_dropout.conversion.dropout_free_copy(module)), got a "
                          f"{type(module).__name__} whose own dropout would act on top of the "
                          f"masks")
-    scale = float(scale)
+    scale = check_real(scale, "scale", finite=False)
     if not scale >= 0.0:
         raise ValueError(f"scale must be >= 0, got {scale!r}")
     x = check_inputs(x, "x", finite=False)

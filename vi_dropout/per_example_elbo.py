@@ -41,6 +41,7 @@ from pyro.infer import ELBO
 from .bnn import ModuleBNN, ModuleDropoutGuide
 from .inputs import batch_size, check_inputs, float_dtype
 from .module_forward import draw_module_masks, module_negative_elbo
+from .validation import check_int, check_nonnegative_int
 
 __all__ = ["PerExampleDropoutELBO"]
 
@@ -64,11 +65,8 @@ class PerExampleDropoutELBO(ELBO):
 
     def __init__(self, num_masks_seed: int | None = None, gap_samples: int = 0):
         super().__init__(num_particles=1)
-        if isinstance(gap_samples, bool) or not isinstance(gap_samples, int) or gap_samples < 0:
-            raise ValueError(f"gap_samples must be an integer >= 0, got {gap_samples!r}")
-        if num_masks_seed is not None and (isinstance(num_masks_seed, bool)
-                                           or not isinstance(num_masks_seed, int)):
-            raise ValueError(f"num_masks_seed must be an integer or None, got {num_masks_seed!r}")
+        gap_samples = check_nonnegative_int(gap_samples, "gap_samples")
+        num_masks_seed = check_int(num_masks_seed, "num_masks_seed", optional=True)
         self.gap_samples = gap_samples
         self.num_masks_seed = num_masks_seed
         self.generator = (None if num_masks_seed is None

@@ -38,10 +38,13 @@ from tqdm.auto import tqdm
 from .drop_stream import layer_drop_streams
 from .network import get_activation
 from .validation import (
+    check_dtype,
     check_finite,
+    check_has_rows,
     check_keep_prob,
     check_positive,
     check_positive_int,
+    check_real,
     check_targets,
     per_layer,
 )
@@ -115,7 +118,20 @@ class DropoutMLPParams:
 
 
 def _check_net(x, weights, biases, keep_probs):
+    """Check the inputs ``x`` (``... x N x Q``, at least one row, the weights' dtype) and the
+    network (one weight and bias per layer, finite, one dtype, chained widths); returns the
+    checked keep_probs."""
     check_finite(x, "x")
+    if x.dim() < 2:
+        raise ValueError(
+            f"x must have shape ... x N x Q (N x Q for N points), got a {x.dim()}-D tensor of "
+            f"shape {tuple(x.shape)}: pass x.reshape(1, -1) for one point"
+        )
+    check_has_rows(math.prod(x.shape[:-1]), "x", x.shape)
+    for name, seq in (("weights", weights), ("biases", biases)):
+        if isinstance(seq, torch.Tensor) or not isinstance(seq, Sequence):
+            raise ValueError(f"{name} must be a sequence of tensors (one per layer), got "
+                             f"{type(seq).__name__}")
     if len(weights) != len(biases) or not weights:
         raise ValueError(
             f"weights and biases must have one entry per layer (>= 1), got {len(weights)} "
@@ -124,6 +140,13 @@ def _check_net(x, weights, biases, keep_probs):
     for i, (w, b) in enumerate(zip(weights, biases)):
         check_finite(w, f"weights[{i}]")
         check_finite(b, f"biases[{i}]")
+    dtype = weights[0].dtype
+    if not dtype.is_floating_point:
+        raise ValueError(f"weights[0] must be a floating-point tensor, got dtype {dtype}")
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        check_dtype(w, f"weights[{i}]", dtype, "weights[0]")
+        check_dtype(b, f"biases[{i}]", dtype, "the weights")
+    check_dtype(x, "x", dtype, "the weights")
     kps = per_layer(keep_probs, len(weights), "keep_probs", check_keep_prob)
     h = x.shape[-1]
     for i, w in enumerate(weights):
@@ -174,8 +197,10 @@ def mc_predict(
     stream) and :math:`s_i = 1/\text{keep\_prob}_i` if ``inverted`` else 1.
 
     Args:
-        x: inputs :math:`\mathbf{x}`, ``... x N x Q`` (leading dims broadcast with the weights').
-        weights: :math:`\mathbf{W}_i`, per layer ``... x out x in``.
+        x: inputs :math:`\mathbf{x}`, ``... x N x Q`` with ``N >= 1`` (leading dims broadcast
+            with the weights'), of the weights' dtype (a float32 ``x`` into float64 weights, or
+            the other way, is refused, never cast).
+        weights: :math:`\mathbf{W}_i`, per layer ``... x out x in``, one floating dtype.
         biases: :math:`\mathbf{b}_i`, per layer ``... x out``.
         keep_probs: :math:`\text{keep\_prob}_i` in (0, 1], a number or one per layer.
         T: number of MC samples (``>= 1``).
@@ -211,9 +236,9 @@ def mc_predict(
     plain = all(w.dim() == 2 for w in weights) and all(b.dim() == 1 for b in biases)
     rows_per_sample = max(1, math.prod(batch_shape))
     t_chunk = max(1, min(T, max_rows // rows_per_sample))
-    dtype = torch.result_type(x, weights[0])
-    xb = x.to(dtype).expand(*batch_shape, x.shape[-1])
-    wts = [w.transpose(-1, -2).to(dtype) for w in weights]
+    dtype = x.dtype  # the weights' and biases' too (checked: nothing is cast)
+    xb = x.expand(*batch_shape, x.shape[-1])
+    wts = [w.transpose(-1, -2) for w in weights]
     streams = layer_drop_streams(kps, generator)
     out = None
     starts = range(0, T, t_chunk)
@@ -256,7 +281,8 @@ def standard_dropout_predict(
     :math:`c_i = 1` for inverted dropout (there :math:`E[z/\text{keep\_prob}] = 1`).
 
     Args:
-        x: ``... x N x Q``; weights ``... x out x in``; biases ``... x out``.
+        x: ``... x N x Q`` (``N >= 1``, the weights' dtype); weights ``... x out x in``; biases
+            ``... x out``.
         keep_probs: a number or one per layer, in (0, 1].
         activation: hidden activation; inverted: the training convention.
 
@@ -373,8 +399,8 @@ def regression_summary(
         y_std = check_positive(y_std, "y_std")
     if isinstance(y_mean, torch.Tensor):
         check_finite(y_mean, "y_mean")
-    elif not math.isfinite(float(y_mean)):
-        raise ValueError(f"y_mean must be finite, got {y_mean!r}")
+    else:
+        check_real(y_mean, "y_mean")
     T = samples.shape[0]
     D = samples.shape[-1]
     orig = y_mean + y_std * samples

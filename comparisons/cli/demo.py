@@ -115,6 +115,8 @@ def demo_steps(out: Path, smoke: bool, progress: bool) -> dict[str, Callable[[],
 
 def run(args) -> int:
     """Run the demo steps; print a summary table and every output path."""
+    from comparisons.runner.folder_lock import FolderLock
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = demo_steps(out, smoke=args.smoke, progress=not args.no_progress)
@@ -122,16 +124,17 @@ def run(args) -> int:
         steps = {k: v for k, v in steps.items() if k in args.steps}
     rows = []
     t_all = time.perf_counter()
-    for name, step in steps.items():
-        print(f"\n=== demo step: {name} ===", flush=True)
-        t0 = time.perf_counter()
-        try:
-            status = int(step())
-            error = ""
-        except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others
-            status, error = 1, f"{type(exc).__name__}: {exc}"
-        rows.append((name, "ok" if status == 0 else f"FAILED {error}".strip(),
-                     time.perf_counter() - t0))
+    with FolderLock(out):  # a second demo into OUT is refused at once, not step by step
+        for name, step in steps.items():
+            print(f"\n=== demo step: {name} ===", flush=True)
+            t0 = time.perf_counter()
+            try:
+                status = int(step())
+                error = ""
+            except Exception as exc:  # noqa: BLE001 - one failed step must not hide the others
+                status, error = 1, f"{type(exc).__name__}: {exc}"
+            rows.append((name, "ok" if status == 0 else f"FAILED {error}".strip(),
+                         time.perf_counter() - t0))
     total = time.perf_counter() - t_all
     print("\n## demo summary\n")
     print("| step | status | seconds |")

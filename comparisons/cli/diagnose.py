@@ -120,12 +120,14 @@ def run(args) -> int:
 
     from comparisons.experiments import diagnose
     from comparisons.report.diagnose import write_report
+    from comparisons.runner.folder_lock import FolderLock
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    result = diagnose.run(settings_from_args(args), cache_dir=out / "nuts-cache",
-                          progress=not args.no_progress)
-    paths = write_report(result, out)
+    with FolderLock(out):  # one run at a time in OUT (its NUTS cache included)
+        result = diagnose.run(settings_from_args(args), cache_dir=out / "nuts-cache",
+                              progress=not args.no_progress)
+        paths = write_report(result, out)
     print(paths["report"].read_text(encoding="utf-8"))
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths.values()))
     return 0

@@ -108,12 +108,14 @@ def run(args: argparse.Namespace) -> int:
 
     from comparisons.experiments.gp_vs_dropout import run as run_comparison
     from comparisons.report.gp_vs_dropout import write_report
+    from comparisons.runner.folder_lock import FolderLock
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
-    result = run_comparison(settings_from_args(args), progress=not args.no_progress)
-    paths = write_report(result, args.out)
+    with FolderLock(args.out):  # one run at a time in OUT
+        result = run_comparison(settings_from_args(args), progress=not args.no_progress)
+        paths = write_report(result, args.out)
     print(paths["report"].read_text(encoding="utf-8"), end="")
     print("outputs: " + ", ".join(str(p) for p in paths.values()))
     return 0

@@ -29,6 +29,7 @@ from comparisons.cli.types import (
     add_threads_argument,
     float_in,
     int_at_least,
+    output_dir_arg,
     positive_float,
     toy_or_uci_dataset,
 )
@@ -81,7 +82,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--splits", type=splits_arg, default=(0,),
                    help="splits, e.g. 0 or 0-4 or 0,3 (default 0)")
     add_out_argument(p)
-    p.add_argument("--cache-dir", default=None,
+    p.add_argument("--cache-dir", type=output_dir_arg("--cache-dir"), default=None,
                    help="NUTS chain cache, reused by a re-run (default "
                         "outputs/hmc-reference-cache)")
     p.add_argument("--prior-length-scale", type=positive_float("--prior-length-scale"),
@@ -112,6 +113,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_seed_argument(p)
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--replace", action="store_true",
+                   help="replace reference files under --out that were made with other "
+                        "settings (default: refuse them; damaged files are always remade)")
     add_smoke_argument(p, SMOKE)
     p.set_defaults(func=run, handler=run)
     return p
@@ -143,15 +147,21 @@ def run(args) -> int:
 
     from comparisons.experiments import hmc_reference as ref
     from comparisons.report.hmc_reference import write_summary
+    from comparisons.runner.folder_lock import FolderLock
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     cache = Path(args.cache_dir) if args.cache_dir else Path("outputs/hmc-reference-cache")
     paths = []
-    for dataset in args.dataset:
-        for split in args.splits:
-            settings = settings_from_args(args, dataset, split)
-            existing = ref.existing_reference(out, settings)
+    with FolderLock(out):  # one run at a time writes reference files into OUT
+        todo = []
+        for dataset in args.dataset:  # every existing file checked before any sampling
+            for split in args.splits:
+                settings = settings_from_args(args, dataset, split)
+                existing = ref.existing_reference(out, settings,
+                                                  replace_other_settings=args.replace)
+                todo.append((settings, existing))
+        for settings, existing in todo:
             if existing is not None:
                 print(f"kept: {existing} (same settings)", flush=True)
                 paths.append(existing)
@@ -162,7 +172,7 @@ def run(args) -> int:
                 "NOT converged: " + "; ".join(result.report.reasons)
             print(f"written: {path} ({verdict}; {result.wall_time_s:.0f} s)", flush=True)
             paths.append(path)
-    summary = write_summary(ref.reference_files(out), out / "summary.csv")
+        summary = write_summary(ref.reference_files(out), out / "summary.csv")
     print(f"summary: {summary}")
     unconverged = [p for p in paths if not ref.is_converged(p)]
     if unconverged:

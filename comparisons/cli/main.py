@@ -61,8 +61,8 @@ def main(argv=None) -> int:
     """``python -m comparisons``: parse ``argv`` and run the subcommand.
 
     Returns the exit code: 0, 1 if some part of the run failed (e.g. a failed cell), 2 for a
-    user's error (argparse's usage and one line, or one ``error: ...`` line on stderr; with
-    ``--debug`` the traceback instead), 130 after Ctrl-C.
+    user's error (one ``error: ...`` line on stderr, an argparse error's ending in ``(see ...
+    --help)``; with ``--debug`` the traceback instead), 130 after Ctrl-C.
     """
     parser, modules = build_parser()
     args = parser.parse_args(argv)

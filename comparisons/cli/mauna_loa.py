@@ -42,12 +42,14 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from comparisons.cli.types import (
     add_keep_prob_argument,
     add_out_argument,
     add_seed_argument,
     add_threads_argument,
+    check_fits_in_memory,
     drop_rate_from_keep_prob,
     float_in,
     int_at_least,
@@ -146,9 +148,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _compare_records_arg(text: str):
     """argparse type of ``--compare-records``: ``LABEL=CSV`` -> ``(label, records frame)``, the
     file read and checked here, so that a bad one stops the command before any work."""
-    import pandas as pd
-
     from comparisons.report.tables import records_frame
+    from comparisons.runner.records_file import read_records
 
     label, sep, path = text.partition("=")
     label, path = label.strip(), path.strip()
@@ -160,12 +161,11 @@ def _compare_records_arg(text: str):
         raise argparse.ArgumentTypeError(
             "--compare-records: the label 'this run' is taken by this run's records; choose "
             "another")
-    try:
-        frame = pd.read_csv(path)
+    try:  # the one rule for reading records back (truncation, finite values, duplicates)
+        frame = read_records(path)
     except (OSError, ValueError) as err:
-        raise argparse.ArgumentTypeError(
-            f"--compare-records {label}: cannot read {path} as a CSV of records "
-            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise argparse.ArgumentTypeError(f"--compare-records {label}: {why}") from None
     try:
         return label, records_frame(frame, f"--compare-records {label}: the records in {path}")
     except ValueError as err:
@@ -191,7 +191,7 @@ def settings_from_args(args: argparse.Namespace):
     if tolerance is not None and window is None:
         raise ValueError(f"--stop-tolerance {tolerance:g} needs --stop-window (the number of "
                          "steps whose mean loss is compared)")
-    return MaunaLoaSettings(
+    settings = MaunaLoaSettings(
         iterations=args.iterations,
         net_dtype=getattr(args, "net_dtype", d.net_dtype),
         fused_adam=bool(getattr(args, "fused_adam", False)),
@@ -210,6 +210,29 @@ def settings_from_args(args: argparse.Namespace):
         extrapolation=args.extrapolation,
         seed=args.seed,
     )
+    _check_network_memory(settings, at_once=getattr(args, "workers", 1))
+    return settings
+
+
+#: rows of one vectorised pass of the MC draws (``mc_function_draws``'s ``max_rows``)
+_MC_ROWS = 16384
+
+
+def _check_network_memory(s, at_once: int = 1) -> None:
+    """Refuse, before any work, networks that cannot fit in the memory of their device: one line
+    naming the need (a lower estimate: weights, gradients and Adam's two moments, plus one
+    minibatch's and one MC pass's activations, times the ``at_once`` networks trained side by
+    side) instead of an allocator error or an OS kill."""
+    width = 4 if s.net_dtype == "float32" else 8
+    sizes = (1, *s.hidden, 1)
+    params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    hidden = sum(s.hidden)
+    need = at_once * width * (4 * params + 3 * s.batch_size * hidden + 2 * _MC_ROWS * max(s.hidden))
+    check_fits_in_memory(
+        need, f"--hidden-units {s.hidden_units} with --hidden-layers {s.hidden_layers} "
+              f"({s.net_dtype}: {params:,} parameters per network"
+              f"{', 2 networks at once (--workers 2)' if at_once > 1 else ''})",
+        "use fewer --hidden-units or --hidden-layers", device=s.device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
 
     from comparisons.experiments.mauna_loa import run as run_experiment
     from comparisons.report.mauna_loa import write_report
+    from comparisons.runner.folder_lock import FolderLock
     from comparisons.training.dropout_regressor import resolve_device
     from vi_dropout.validation import check_positive_int
 
@@ -245,17 +269,22 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(check_positive_int(getattr(args, "threads", 1), "threads"))
     checkpoint_dir = getattr(args, "checkpoint_dir", None) or Path(args.out) / "checkpoints"
     every = getattr(args, "checkpoint_every", 300.0)
-    try:
-        result = run_experiment(settings, progress=not args.no_progress, log=print,
-                                workers=getattr(args, "workers", 1),
-                                checkpoint_dir=checkpoint_dir, checkpoint_every=every,
-                                resume=getattr(args, "resume", False))
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(
-            f"interrupted: the networks' checkpoints in {checkpoint_dir} hold their state of at "
-            f"most {every:g} s ago; the same command with --resume continues from them"
-        ) from None
-    paths = write_report(result, args.out, compare=dict(compare))
+    with contextlib.ExitStack() as held:
+        # one run at a time in OUT and in the checkpoint folder: a second run is refused at
+        # once instead of training the same networks and mixing their checkpoints and logs
+        for folder in dict.fromkeys((Path(args.out), Path(checkpoint_dir))):
+            held.enter_context(FolderLock(folder))
+        try:
+            result = run_experiment(settings, progress=not args.no_progress, log=print,
+                                    workers=getattr(args, "workers", 1),
+                                    checkpoint_dir=checkpoint_dir, checkpoint_every=every,
+                                    resume=getattr(args, "resume", False))
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(
+                f"interrupted: the networks' checkpoints in {checkpoint_dir} hold their state of "
+                f"at most {every:g} s ago; the same command with --resume continues from them"
+            ) from None
+        paths = write_report(result, args.out, compare=dict(compare))
     print(paths["report"].read_text(), end="")
     print("outputs: " + ", ".join(str(p) for p in paths.values()))
     checkpoints = [t["checkpoint"] for t in result.training.values() if t["checkpoint"]]

@@ -102,13 +102,15 @@ def run(args) -> int:
 
     from comparisons.experiments.pitfalls import run as run_experiment
     from comparisons.report.pitfalls import write_report
+    from comparisons.runner.folder_lock import FolderLock
 
     settings = settings_from_args(args)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    result = run_experiment(settings, progress=not args.no_progress,
-                            cache_dir=out / "nuts-cache")
-    paths = write_report(result, out)
+    with FolderLock(out):  # one run at a time in OUT (its NUTS cache included)
+        result = run_experiment(settings, progress=not args.no_progress,
+                                cache_dir=out / "nuts-cache")
+        paths = write_report(result, out)
     print(paths["report"].read_text())
     print("outputs:\n" + "\n".join(f"  {p}" for p in paths.values()))
     return 0

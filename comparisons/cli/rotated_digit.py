@@ -151,15 +151,17 @@ def run(args: argparse.Namespace) -> int:
 
     from comparisons.experiments.rotated_digit import run as run_experiment
     from comparisons.report.rotated_digit import write_report
+    from comparisons.runner.folder_lock import FolderLock
 
     settings = settings_from_args(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    try:
-        result = run_experiment(settings, progress=not args.no_progress)
-    except ValueError as exc:
-        raise ValueError(_as_flag(str(exc), ("digit_index",))) from None
-    paths = write_report(result, args.out)
+    with FolderLock(args.out):  # one run at a time in OUT
+        try:
+            result = run_experiment(settings, progress=not args.no_progress)
+        except ValueError as exc:
+            raise ValueError(_as_flag(str(exc), ("digit_index",))) from None
+        paths = write_report(result, args.out)
     print(paths["report"].read_text(), end="")
     print("\noutputs:")
     for p in paths.values():

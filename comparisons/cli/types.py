@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from decimal import Decimal
 
@@ -40,6 +41,9 @@ __all__ = [
     "add_seed_argument",
     "add_keep_prob_argument",
     "add_smoke_argument",
+    "format_bytes",
+    "machine_memory",
+    "check_fits_in_memory",
 ]
 
 
@@ -187,3 +191,60 @@ def add_smoke_argument(parser: argparse.ArgumentParser, smoke: dict) -> None:
     parser.add_argument("--smoke", action="store_true",
                         help="tiny settings (seconds) overriding the others: " + ", ".join(
                             f"{k}={v}" for k, v in smoke.items()))
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units, 3 significant digits.
+
+    Example:
+        >>> format_bytes(3 * 2**30), format_bytes(512), format_bytes(4.8e17)
+        ('3 GiB', '512 B', '426 PiB')
+    """
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    k = 0
+    while n >= 1024 and k < len(units) - 1:
+        n, k = n / 1024, k + 1
+    return f"{n:.3g} {units[k]}"
+
+
+def machine_memory(device: str = "cpu") -> tuple[int, str] | None:
+    """``(bytes, where)``: the memory of ``device``: this machine's RAM for ``"cpu"`` (psutil if
+    installed, else ``os.sysconf``), the GPU's for ``"cuda[:N]"``; ``None`` where unknown (e.g. no
+    CUDA)."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        index = int(device.partition(":")[2] or torch.cuda.current_device())
+        try:
+            props = torch.cuda.get_device_properties(index)
+        except (AssertionError, RuntimeError, ValueError):
+            return None
+        return int(props.total_memory), f"of GPU memory on {device} ({props.name})"
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total), "of RAM on this machine"
+    except ImportError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "of RAM on this machine"
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(nbytes: float, what: str, fix: str, device: str = "cpu") -> None:
+    """Raise ``ValueError`` (one line: the need, the memory of ``device`` and ``fix``) when
+    ``nbytes`` is more than ``device`` has in all; unknown memory passes.
+
+    Such a run could only fail (an allocator error, or the OS killing the process) once it has
+    started; an estimate below the memory is no promise that the run fits.
+
+    Example:
+        >>> check_fits_in_memory(1024, "a tiny run", "use less")
+    """
+    memory = machine_memory(device)
+    if memory is not None and nbytes > memory[0]:
+        raise ValueError(f"{what} needs about {format_bytes(nbytes)} of memory, more than the "
+                         f"{format_bytes(memory[0])} {memory[1]}; {fix}")

@@ -104,11 +104,12 @@ def _learned_methods(args) -> dict:
 def uci_run_cells(args: argparse.Namespace):
     """The cells of parsed ``args`` and their runner: ``(cells, CellDispatch)``, the methods in
     the order of ``--methods`` (so a long run can put the cells it needs first)."""
-    from comparisons.datasets.uci import UCI_DATASETS
+    from comparisons.datasets.uci import UCI_DATASETS, check_uci_archives
     from comparisons.protocols.uci import run_uci_cell, uci_cells, uci_splits
     from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
 
     datasets = list(UCI_DATASETS) if args.dataset == "all" else args.dataset.split(",")
+    check_uci_archives(datasets)  # a missing or corrupt archive: one line before any work
     learned = _learned_methods(args)
     cells, fns = [], {}
     for method in args.methods:
@@ -215,22 +216,25 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value != default:  # as JSON reads it back (a tuple comes back a list)
             settings[name] = list(value) if isinstance(value, tuple) else value
+    executor = _executor(args)  # a Ray --address that does not answer: before the folder is made
     store = ResultsStore(out, settings=settings,
                          allow_settings_change=args.allow_settings_change)
     t0 = time.perf_counter()
-    summary = run_cells(cells, dispatch, store, _executor(args), progress=not args.no_progress,
-                        group_by=UCIGroupKey(args.group_splits))
-    elapsed = time.perf_counter() - t0
-    exported = store.export()
-    records, note = _this_run_records(store.load_records(), args, out)
-    footer = [f"cells: {summary.done} done, {summary.skipped} skipped (already finished), "
-              f"{summary.failed} failed; this run {elapsed:.1f} s"]
-    if summary.failed:
-        footer.append("failed cells (see failures.json): " + ", ".join(summary.failed_cells))
-    paths = write_uci_report(
-        records, out, title=f"UCI splits, epochs x{args.epochs_multiplier:g}, T = "
-        f"{args.num_samples}: every method run into this folder",
-        preamble=note, footer=footer)
+    with store.lock():  # held through the export and the report, not only the cells
+        summary = run_cells(cells, dispatch, store, executor,
+                            progress=not args.no_progress, group_by=UCIGroupKey(args.group_splits))
+        elapsed = time.perf_counter() - t0
+        exported = store.export()
+        records, note = _this_run_records(store.load_records(), args, out)
+        footer = [f"cells: {summary.done} done, {summary.skipped} skipped (already finished), "
+                  f"{summary.failed} failed; this run {elapsed:.1f} s"]
+        if summary.failed:
+            footer.append("failed cells (see failures.json): "
+                          + ", ".join(summary.failed_cells))
+        paths = write_uci_report(
+            records, out, title=f"UCI splits, epochs x{args.epochs_multiplier:g}, T = "
+            f"{args.num_samples}: every method run into this folder",
+            preamble=note, footer=footer)
     print(paths["report"].read_text(encoding="utf-8"), end="")
     print(f"outputs: {paths['report']}, {', '.join(str(p) for p in exported.values())}")
     return 1 if summary.failed else 0
@@ -286,9 +290,12 @@ def _splits_arg(text: str) -> str:
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add the ``uci`` subcommand to an ``argparse`` subparsers object; returns the subparser
     (its ``func`` default is :func:`run`)."""
-    from comparisons.datasets.uci import UCI_DATASETS, uci_info
+    from comparisons.datasets.uci import UCI_DATASETS, UCIDataError, uci_info
 
-    names = ", ".join(f"{n} ({uci_info(n).n_splits} splits)" for n in UCI_DATASETS)
+    try:  # a broken manifest must not break the other subcommands: `uci` reports it when run
+        names = ", ".join(f"{n} ({uci_info(n).n_splits} splits)" for n in UCI_DATASETS)
+    except UCIDataError:
+        names = ", ".join(UCI_DATASETS)
     p = sub.add_parser(
         COMMAND, help="the MC dropout protocol on the standard UCI splits",
         description="The MC dropout protocol (and optionally exact GPs) on the standard UCI "

@@ -4,8 +4,14 @@ beside and a paired ranking (:mod:`comparisons.report.uci_comparison`).
 
 Parses the arguments, calls :func:`comparisons.report.uci_comparison.write_comparison_report`
 and prints where it wrote: ``report.md``, ``records.csv`` (combined, with ``variant`` and
-``source_file``) and ``ranking.csv`` under ``--out``. A ``--records`` path that does not exist,
-or a folder without ``records.csv``, is one ``error: ...`` line and exit code 2.
+``source_file``) and ``ranking.csv`` under ``--out``. Each records file is read by
+:func:`comparisons.runner.records_file.read_records`, which refuses one that is empty, has a
+header but no records, is truncated (does not end with a newline: its last record may be cut
+mid-value), has a malformed row, a value that is not a finite number or a record twice, or
+disagrees with the ``records.json`` or ``cells/`` beside it. That, a ``--records`` path that
+does not exist, a folder without ``records.csv``, or an ``--out`` that is the folder of a records
+file being read (it would overwrite that run's ``records.csv`` and ``report.md``) is one
+``error: ...`` line and exit code 2, before anything is written.
 
 Usage::
 
@@ -64,11 +70,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     """Write the comparison with
     :func:`~comparisons.report.uci_comparison.write_comparison_report` and print the output
-    paths. Returns 0."""
+    paths. Returns 0.
+
+    Raises:
+        FileNotFoundError: a ``--records`` or ``--published`` path that does not exist.
+        ValueError: a records file the reader refuses, records given twice, or an ``--out``
+            that would overwrite the files being read (``python -m comparisons`` prints it as
+            one line and exits with 2).
+    """
     from comparisons.report.uci_comparison import SHOWN_PUBLISHED_SETTINGS, write_comparison_report
+    from comparisons.runner.folder_lock import FolderLock
 
     shown = None if args.all_published else SHOWN_PUBLISHED_SETTINGS
-    paths = write_comparison_report(args.records, args.out, published_path=args.published,
-                                    published_settings=shown)
+    with FolderLock(args.out):  # one run at a time in OUT
+        paths = write_comparison_report(args.records, args.out, published_path=args.published,
+                                        published_settings=shown)
     print("outputs: " + ", ".join(str(p) for p in paths.values()))
     return 0

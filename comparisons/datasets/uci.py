@@ -3,7 +3,11 @@
 The data ship with the package (``comparisons/datasets/data/<name>.npz`` plus ``uci_manifest.json``,
 built by ``comparisons/datasets/data/build_uci_archive.py``) and are read through
 ``importlib.resources``, so a fresh clone or an installed wheel works offline. Every load
-checks the file's SHA-256 against the manifest and refuses a corrupt or missing file.
+checks the file's SHA-256 against the manifest and refuses a corrupt or missing file (a
+:class:`UCIDataError`, an ``OSError``: the command line reports it in one line, exit code 2).
+The environment variable ``COMPARISONS_UCI_DATA_DIR`` points the loaders at another folder of
+archives and manifest (e.g. a test's copy); the manifest is read when a data set is looked up,
+not on import.
 
 Canonical names (``UCI_DATASETS``) and accepted aliases (``UCI_ALIASES``, case-insensitive):
 
@@ -36,6 +40,7 @@ import hashlib
 import io
 import json
 import numbers
+import os
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
@@ -54,6 +59,7 @@ __all__ = [
     "resolve_uci_name",
     "uci_info",
     "load_uci",
+    "check_uci_archives",
     "standardize",
     "validation_split",
 ]
@@ -90,6 +96,11 @@ UCI_ALIASES: dict[str, str] = {
 }
 
 _MANIFEST = "uci_manifest.json"
+#: environment variable naming another folder of archives and manifest (default: the package's)
+DATA_DIR_ENV = "COMPARISONS_UCI_DATA_DIR"
+#: the keys of each data set's entry in the manifest
+_ENTRY_KEYS = ("file", "sha256", "rows", "n_features", "n_splits", "n_hidden", "n_epochs",
+               "dropout_rates", "tau_values", "train_sizes", "test_sizes")
 _REBUILD_HINT = (
     "Restore it with `git checkout -- comparisons/datasets/data` (or reinstall the package), or rebuild "
     "the archives with `python comparisons/datasets/data/build_uci_archive.py --source <uci folder>`."
@@ -98,8 +109,12 @@ _REBUILD_HINT = (
 DataDir = str | PathLike | Traversable
 
 
-class UCIDataError(RuntimeError):
-    """A packaged UCI archive or its manifest is missing, corrupt or inconsistent."""
+class UCIDataError(RuntimeError, OSError):
+    """A packaged UCI archive or its manifest is missing, corrupt or inconsistent.
+
+    Also an ``OSError`` (an unusable file, not a bug): the command line reports it as one line
+    ``error: ...`` and exit code 2 (:func:`vi_dropout.cli.run_reporting_errors`).
+    """
 
 
 @dataclass(frozen=True, eq=False)
@@ -248,6 +263,8 @@ def resolve_uci_name(name: str) -> str:
 
 def _data_root(data_dir: DataDir | None) -> Traversable | Path:
     if data_dir is None:
+        if os.environ.get(DATA_DIR_ENV):
+            return Path(os.environ[DATA_DIR_ENV])
         return files("comparisons.datasets.data")
     if isinstance(data_dir, str | PathLike):
         return Path(data_dir)
@@ -255,14 +272,26 @@ def _data_root(data_dir: DataDir | None) -> Traversable | Path:
 
 
 def _read_manifest(root: Traversable | Path) -> dict:
+    """The manifest's ``datasets`` (name -> entry), its form checked: a :class:`UCIDataError`
+    names the file and what is wrong with it."""
     entry = root / _MANIFEST
     if not entry.is_file():
         raise UCIDataError(f"UCI manifest not found: {entry}. {_REBUILD_HINT}")
     try:
         manifest = json.loads(entry.read_text(encoding="utf-8"))
-        return manifest["datasets"]
-    except (ValueError, KeyError) as exc:
-        raise UCIDataError(f"UCI manifest {entry} is unreadable ({exc}). {_REBUILD_HINT}") from exc
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UCIDataError(f"UCI manifest {entry} is unreadable ({type(exc).__name__}: {exc}). "
+                           f"{_REBUILD_HINT}") from exc
+    datasets = manifest.get("datasets") if isinstance(manifest, dict) else None
+    if not isinstance(datasets, dict):
+        raise UCIDataError(f"UCI manifest {entry} is malformed: it must be a JSON object with a "
+                           f"'datasets' object (name -> entry). {_REBUILD_HINT}")
+    for name, e in datasets.items():
+        missing = [k for k in _ENTRY_KEYS if k not in e] if isinstance(e, dict) else _ENTRY_KEYS
+        if missing:
+            raise UCIDataError(f"UCI manifest {entry} is malformed: the entry of {name!r} lacks "
+                               f"{', '.join(missing)}. {_REBUILD_HINT}")
+    return datasets
 
 
 def _entry(name: str, data_dir: DataDir | None) -> tuple[str, dict, Traversable | Path]:
@@ -272,6 +301,23 @@ def _entry(name: str, data_dir: DataDir | None) -> tuple[str, dict, Traversable 
     if canonical not in datasets:
         raise UCIDataError(f"{canonical!r} is not listed in {root / _MANIFEST}. {_REBUILD_HINT}")
     return canonical, datasets[canonical], root
+
+
+def check_uci_archives(names, data_dir: DataDir | None = None) -> None:
+    """Check, before any work, that the archives of the data sets ``names`` (names or aliases)
+    are listed in the manifest, present and match its SHA-256.
+
+    Raises:
+        ValueError: an unknown name.
+        UCIDataError: the manifest or an archive missing or corrupt (one message naming the
+            file and what is wrong).
+
+    Example:
+        >>> check_uci_archives(["yacht", "boston"])
+    """
+    for name in dict.fromkeys(names):
+        canonical, entry, root = _entry(name, data_dir)
+        _verified_bytes(canonical, entry, root)
 
 
 def uci_info(name: str, data_dir: DataDir | None = None) -> UCIInfo:
@@ -322,7 +368,7 @@ def _check_split(split: object, canonical: str, n_splits: int) -> int:
     return k
 
 
-def _load_verified(canonical: str, entry: dict, root: Traversable | Path) -> dict[str, np.ndarray]:
+def _verified_bytes(canonical: str, entry: dict, root: Traversable | Path) -> bytes:
     path = root / entry["file"]
     expected = entry["sha256"]
     if not path.is_file():
@@ -337,7 +383,12 @@ def _load_verified(canonical: str, entry: dict, root: Traversable | Path) -> dic
             f"UCI archive for {canonical} is corrupt: {path} has SHA-256 {actual}, expected "
             f"{expected}. {_REBUILD_HINT}"
         )
+    return blob
+
+
+def _load_verified(canonical: str, entry: dict, root: Traversable | Path) -> dict[str, np.ndarray]:
     # Parse the bytes that were hashed (no second read of the file).
+    blob = _verified_bytes(canonical, entry, root)
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         return {key: npz[key] for key in npz.files}
 

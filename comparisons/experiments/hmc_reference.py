@@ -294,10 +294,24 @@ def write_reference(result: ReferenceResult, out_dir) -> Path:
                           manifest=manifest, report=result.report)
 
 
-def existing_reference(out_dir, settings: ReferenceSettings) -> Path | None:
+def existing_reference(out_dir, settings: ReferenceSettings, *,
+                       replace_other_settings: bool = False) -> Path | None:
     """The reference file of ``settings`` under ``out_dir`` if it exists, is intact and was made
-    with exactly these settings; ``None`` when it is missing (a changed or mismatched file is
-    reported and ``None`` returned: it will be recomputed and replaced)."""
+    with exactly these settings; ``None`` when it is missing, or damaged (a changed or truncated
+    file, an edited manifest: reported in a ``RuntimeWarning``, it is not a result and will be
+    recomputed and replaced).
+
+    Args:
+        out_dir: the folder of the reference files.
+        settings: the settings the caller needs.
+        replace_other_settings: return ``None`` (with a warning) for a file made with other
+            settings, so that it is replaced; by default such a file is someone's hours of
+            sampling and is refused instead.
+
+    Raises:
+        ReferenceMismatch: the file was made with other settings (each named) and
+            ``replace_other_settings`` is False.
+    """
     name = load_split(settings.dataset, settings.split,
                       toy_num_train=settings.toy_num_train).name
     path = reference_path(out_dir, name, settings.split)
@@ -305,7 +319,13 @@ def existing_reference(out_dir, settings: ReferenceSettings) -> Path | None:
         return None
     try:
         load_reference(path, expect={"settings": _recorded_settings(path, settings)})
-    except (ReferenceFileError, ReferenceMismatch) as err:
+    except ReferenceMismatch as err:
+        if not replace_other_settings:
+            raise ReferenceMismatch(f"{err}; pass --replace to overwrite it, or choose another "
+                                    "--out") from None
+        warnings.warn(f"recomputing {path}: {err}", RuntimeWarning, stacklevel=2)
+        return None
+    except ReferenceFileError as err:
         warnings.warn(f"recomputing {path}: {err}", RuntimeWarning, stacklevel=2)
         return None
     return path

@@ -39,7 +39,14 @@ from linear_operator.utils.errors import NanError, NotPSDError
 
 from comparisons.gp.mlls import CholeskyMarginalLogLikelihood
 from comparisons.gp.models import ExactGPModel, GPNotPSDError, make_kernel
-from vi_dropout.validation import check_finite, check_positive, check_positive_int, check_targets
+from vi_dropout.validation import (
+    check_finite,
+    check_has_rows,
+    check_int,
+    check_positive,
+    check_positive_int,
+    check_targets,
+)
 
 __all__ = [
     "MAX_CHOLESKY_SIZE",
@@ -198,11 +205,28 @@ def gp_predict(
         [torch.Size([3]), torch.Size([3])]
     """
     check_finite(test_x, "test_x")
+    _check_test_inputs(test_x, "test_x", model.train_inputs[0])
     model.eval()
     likelihood.eval()
     with torch.no_grad(), explain_not_psd(model, "Predictive computation"):
         pred = likelihood(model(test_x))
         return pred.mean, pred.variance
+
+
+def _check_test_inputs(x: torch.Tensor, name: str, train_x: torch.Tensor) -> None:
+    """Refuse test inputs that are not ``... x M x Q`` with the training inputs' ``Q`` columns
+    and ``M >= 1`` rows (GPyTorch would fail with a raw shape error, or predict nothing)."""
+    q = train_x.shape[-1]
+    if x.dim() < 2:
+        hint = (f"for one input column pass {name}.reshape(-1, 1)" if q == 1
+                else f"for one point pass {name}.reshape(1, -1)")
+        raise ValueError(f"{name} must have shape N x D = N x {q} (one row per point, D = {q} "
+                         f"input columns as in training), got a {x.dim()}-D array of shape "
+                         f"{tuple(x.shape)} ({hint})")
+    if x.shape[-1] != q:
+        raise ValueError(f"{name} must have shape N x D = N x {q} (D = {q} input columns as in "
+                         f"training), got shape {tuple(x.shape)}")
+    check_has_rows(math.prod(x.shape[:-1]), name, x.shape)
 
 
 @dataclass(eq=False)
@@ -230,8 +254,11 @@ class GPFit:
         ``x`` (``M x Q``), standardised scale, float64 ``(M,)`` each.
 
         ``gp_rf_prior`` is predicted in weight space (:func:`random_feature_posterior`), the
-        others with GPyTorch (Cholesky)."""
-        xt = torch.as_tensor(np.array(x, dtype=np.float64))
+        others with GPyTorch (Cholesky). ``x`` must be ``M x Q`` (``M >= 1`` rows, the
+        training inputs' ``Q`` columns; a 1-D ``x`` is refused, not guessed) and finite."""
+        xt = _as_float64(x, "x")
+        check_finite(xt, "x")
+        _check_test_inputs(xt, "x", self.model.train_inputs[0])
         if self.method == "gp_rf_prior":
             kernel = self.model.covar_module
             with torch.no_grad():
@@ -353,12 +380,33 @@ def fit_lbfgs(model: ExactGPModel, likelihood, max_iter: int) -> list[float]:
 def _training_tensors(x_train, y_train) -> tuple[torch.Tensor, torch.Tensor]:
     """``N x Q`` float64 inputs and ``N`` float64 targets (GPyTorch's shape) from an ``N x 1``
     ``y_train`` (a 1-D ``y_train`` is refused, as everywhere)."""
-    x = torch.as_tensor(np.array(x_train, dtype=np.float64))
+    x = _as_float64(x_train, "x_train")
     if x.dim() != 2:
         raise ValueError(f"x_train must have shape N x Q, got {tuple(x.shape)}")
-    y = check_targets(torch.as_tensor(np.array(y_train, dtype=np.float64)), "y_train",
+    check_has_rows(x.shape[0], "x_train", x.shape)
+    if x.shape[1] < 1:
+        raise ValueError(f"x_train must have at least one input column (Q >= 1), got shape "
+                         f"{tuple(x.shape)}")
+    y = check_targets(_as_float64(y_train, "y_train"), "y_train",
                       num_rows=x.shape[0], num_outputs=1)[:, 0]
     return x, y
+
+
+def _as_float64(value, name: str) -> torch.Tensor:
+    """An array-like of numbers as a float64 tensor (the GPs here are float64; array-likes are
+    converted, as documented), refusing what is not numbers (strings, objects) by name."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    raw = np.asarray(value)
+    if raw.dtype.kind in "bcSU":
+        raise ValueError(f"{name} must be an array of real numbers, got dtype {raw.dtype} "
+                         f"(bools, complex numbers and strings are not real numbers)")
+    try:
+        arr = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of real numbers, got "
+                         f"{type(value).__name__} of dtype {raw.dtype}") from None
+    return torch.as_tensor(arr)
 
 
 def _new_likelihood() -> gpytorch.likelihoods.GaussianLikelihood:
@@ -499,6 +547,7 @@ def fit_gp(method: str, x_train, y_train, *, iterations: int = 200, lr: float = 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
     x, y = _training_tensors(x_train, y_train)
+    seed = check_int(seed, "seed")
     if method in PRIOR_GP_METHODS:
         return _prior_gp(method, x, y, prior, num_features, seed)
     return _fitted_gp(method, x, y, iterations, lr, optimizer, seed, max_fit_size)

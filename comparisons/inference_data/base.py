@@ -84,7 +84,7 @@ import xarray as xr
 
 from comparisons.metrics.gaussian import gaussian_log_likelihood
 from vi_dropout.network import Architecture, mlp_forward
-from vi_dropout.validation import check_targets
+from vi_dropout.validation import check_positive, check_positive_int, check_real, check_targets
 
 __all__ = [
     "CHAIN_DIM",
@@ -202,12 +202,8 @@ def check_scale(y_mean: Any, y_std: Any, method: str) -> tuple[float, float]:
         >>> check_scale(1, 2, "from_x")
         (1.0, 2.0)
     """
-    y_mean, y_std = float(y_mean), float(y_std)
-    if not math.isfinite(y_mean):
-        raise ValueError(f"{method}: y_mean must be finite, got {y_mean!r}")
-    if not (math.isfinite(y_std) and y_std > 0):
-        raise ValueError(f"{method}: y_std must be a finite number > 0, got {y_std!r}")
-    return y_mean, y_std
+    return (check_real(y_mean, f"{method}: y_mean"),
+            check_positive(y_std, f"{method}: y_std"))
 
 
 def split_chains(arr: np.ndarray, num_chains: int, name: str, method: str) -> np.ndarray:
@@ -217,9 +213,7 @@ def split_chains(arr: np.ndarray, num_chains: int, name: str, method: str) -> np
         >>> split_chains(np.zeros((6, 2)), 3, "draws", "from_x").shape
         (3, 2, 2)
     """
-    if isinstance(num_chains, bool) or int(num_chains) != num_chains or num_chains < 1:
-        raise ValueError(f"{method}: num_chains must be an integer >= 1, got {num_chains!r}")
-    num_chains = int(num_chains)
+    num_chains = check_positive_int(num_chains, f"{method}: num_chains")
     s = arr.shape[0]
     if s % num_chains:
         raise ValueError(

@@ -29,6 +29,7 @@ from comparisons.inference_data.base import (
     check_target_array,
     split_chains,
 )
+from vi_dropout.validation import check_positive_int
 
 __all__ = ["from_exact_gp"]
 
@@ -132,9 +133,7 @@ def from_exact_gp(
     x_arr = check_inputs(x_test, m, _METHOD)
     if x_arr is None:
         raise ValueError(f"{_METHOD}: x_test is required")
-    if isinstance(num_draws, bool) or int(num_draws) != num_draws or num_draws < 1:
-        raise ValueError(f"{_METHOD}: num_draws must be an integer >= 1, got {num_draws!r}")
-    num_draws = int(num_draws)
+    num_draws = check_positive_int(num_draws, f"{_METHOD}: num_draws")
     y_mean, y_std = check_scale(y_mean, y_std, _METHOD)
     split_chains(np.empty((num_draws, 0)), num_chains, "the GP draws", _METHOD)
     f_mean, f_var, noise = _gp_moments(model, likelihood, x_arr)

@@ -11,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from comparisons.inference_data.base import (
     split_chains,
     to_numpy,
 )
+from vi_dropout.validation import check_positive
 
 __all__ = ["from_mc_dropout"]
 
@@ -153,9 +153,7 @@ def from_mc_dropout(
     y_orig = check_target_array(y, _METHOD)
     n, d = y_orig.shape
     arr = _passes(arr, n, d)
-    tau_f = float(tau)
-    if not (math.isfinite(tau_f) and tau_f > 0):
-        raise ValueError(f"{_METHOD}: tau must be a finite number > 0, got {tau!r}")
+    tau_f = check_positive(tau, f"{_METHOD}: tau")
     y_mean, y_std = check_scale(y_mean, y_std, _METHOD)
     x_arr = check_inputs(x, n, _METHOD)
     f_orig = split_chains(y_mean + y_std * arr, num_chains, "samples", _METHOD)

@@ -33,6 +33,7 @@ from comparisons.inference_data.base import (
     weight_draws,
     weight_site_names,
 )
+from vi_dropout.validation import check_positive_int
 
 __all__ = ["from_svi_guide"]
 
@@ -112,9 +113,7 @@ def from_svi_guide(
             f"{_METHOD}: the model maps {arch.in_features} -> {arch.out_features} but x has "
             f"{x_arr.shape[1]} feature(s) and y {d} output(s)"
         )
-    if isinstance(num_samples, bool) or int(num_samples) != num_samples or num_samples < 1:
-        raise ValueError(f"{_METHOD}: num_samples must be an integer >= 1, got {num_samples!r}")
-    num_samples = int(num_samples)
+    num_samples = check_positive_int(num_samples, f"{_METHOD}: num_samples")
     y_mean, y_std = check_scale(y_mean, y_std, _METHOD)
     split_chains(np.empty((num_samples, 0)), num_chains, "the guide draws", _METHOD)
     draws = _guide_draws(guide, arch, x_arr, num_samples, int(num_chains), seed)

@@ -426,10 +426,22 @@ def _chain_seed(seed: int, chain: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(chain)]).generate_state(1)[0])
 
 
+def _arrays_sha256(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays (names, dtypes, shapes and bytes, in name order): what a cached
+    chain's meta records and :func:`_load_chain` checks."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        h.update(f"{name};{arr.dtype.str}{arr.shape};".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def _save_chain(path: Path, chain: Mapping[str, Any]) -> None:
     arrays = {f"sample:{k}": v for k, v in chain["samples"].items()}
     arrays.update({f"stat:{k}": v for k, v in chain["stats"].items()})
-    arrays["meta"] = np.array(json.dumps(chain["meta"], sort_keys=True))
+    meta = dict(chain["meta"], arrays_sha256=_arrays_sha256(arrays))
+    arrays["meta"] = np.array(json.dumps(meta, sort_keys=True))
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(path, buf.getvalue())
@@ -444,10 +456,15 @@ def _load_chain(path: Path, settings: Mapping[str, Any]) -> dict[str, Any] | Non
                 raise ValueError(f"'meta' is a {type(meta).__name__}, expected an object")
             if meta.get("settings") != json.loads(json.dumps(dict(settings))):
                 return None
-            samples = {k[7:]: npz[k] for k in npz.files if k.startswith("sample:")}
-            stats = {k[5:]: npz[k] for k in npz.files if k.startswith("stat:")}
+            arrays = {k: npz[k] for k in npz.files if k != "meta"}
+        samples = {k[7:]: v for k, v in arrays.items() if k.startswith("sample:")}
+        stats = {k[5:]: v for k, v in arrays.items() if k.startswith("stat:")}
         if not samples:
             raise ValueError("no 'sample:*' arrays")
+        if meta.get("arrays_sha256") != _arrays_sha256(arrays):
+            raise ValueError("its draws do not match the arrays_sha256 of its meta (edited, or "
+                             "written before cached chains carried it)")
+        meta = {k: v for k, v in meta.items() if k != "arrays_sha256"}
     except Exception as err:  # noqa: BLE001 - any damage (BadZipFile, EOFError, ...) -> recompute
         warnings.warn(f"ignoring unreadable NUTS cache file {path} "
                       f"({type(err).__name__}: {err}); the chain is sampled again and the file "

@@ -7,7 +7,9 @@ Input is the tidy ``records.csv`` of ``python -m comparisons uci`` runs (columns
 comparison is a *variant*: the method id, plus `` x<epochs_multiplier>`` when that method was run
 at more than one epochs multiplier across the inputs (``mc_dropout x10``, ``mc_dropout x100``).
 Two inputs with records of the same (data set, variant, split, metric) are an error, never
-merged.
+merged. Each file is read by :func:`comparisons.runner.records_file.read_records`, the one
+reader of records (it refuses a truncated, malformed, non-finite or duplicated file), and every
+record needs a split.
 
 Outputs of :func:`write_comparison_report`, each written atomically
 (:func:`comparisons.runner.store.atomic_write_text`):
@@ -47,6 +49,7 @@ import pandas as pd
 from comparisons.report.styles import METHOD_STYLES, canonical_method
 from comparisons.report.tables import markdown_table, records_frame
 from comparisons.report.uci import format_mean_se, summarize
+from comparisons.runner.records_file import NON_EMPTY_FIELDS, read_records, records_path
 from comparisons.runner.store import REQUIRED_FIELDS, atomic_write_text
 
 __all__ = [
@@ -89,47 +92,17 @@ _LABELS = {"wall_time_s": "wall_time_s (per split)"}
 _SOURCE_SEP = "\n"
 
 
-# --- records ---------------------------------------------------------------------------------
-def _records_file(path: str | os.PathLike) -> Path:
-    """``path`` itself, or the ``records.csv`` inside a folder."""
-    p = Path(path)
-    if p.is_dir():
-        if not (p / "records.csv").is_file():
-            raise FileNotFoundError(f"records folder {p} has no records.csv; pass the "
-                                    "records.csv of a `python -m comparisons uci` run or its "
-                                    "output folder")
-        return p / "records.csv"
-    if not p.exists():
-        raise FileNotFoundError(f"records file {p} does not exist")
-    return p
-
-
-def _read_csv(path: Path, what: str, columns: Sequence[str], **read_kwargs) -> pd.DataFrame:
-    """``path`` read as CSV, refused (naming ``what`` and the file) when empty or without one of
-    ``columns``."""
-    try:
-        df = pd.read_csv(path, **read_kwargs)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{what} file {path} is empty") from None
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{what} file {path} lacks column(s) {missing}; have "
-                         f"{list(df.columns)}")
-    return df
-
-
+# --- records ----------------------------------------------------------------------------------
 def _read_records(path: Path) -> pd.DataFrame:
-    df = _read_csv(path, "records", REQUIRED_FIELDS)
-    empty = [c for c in ("dataset", "method", "split", "metric") if df[c].isna().any()]
-    if empty:
-        raise ValueError(f"records file {path} has empty {empty} fields")
-    try:
-        df["value"] = df["value"].astype(float)
-        if "epochs_multiplier" in df.columns:
+    """The records of ``path`` (:func:`comparisons.runner.records_file.read_records`, with a
+    split on every record), without a ``variant`` or ``source_file`` of an earlier combination."""
+    df = read_records(path, non_empty=(*NON_EMPTY_FIELDS, "split"))
+    if "epochs_multiplier" in df.columns:
+        try:
             df["epochs_multiplier"] = df["epochs_multiplier"].astype(float)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"records file {path}: non-numeric value or epochs_multiplier: "
-                         f"{exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"records file {path}: non-numeric epochs_multiplier: "
+                             f"{exc}") from None
     return df.drop(columns=[c for c in ("variant", "source_file") if c in df.columns])
 
 
@@ -204,8 +177,13 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.D
 
     Raises:
         FileNotFoundError: a path that does not exist, or a folder without ``records.csv``.
-        ValueError: no paths, a file given twice, missing columns, or records of the same
-            (dataset, variant, split, metric) twice (the message names the file(s) and a key).
+        ValueError: no paths, a file given twice, a file the records reader refuses
+            (:class:`~comparisons.runner.records_file.RecordsFileError`: empty, truncated, a
+            malformed row, missing columns, a record without a split, a value that is not a
+            finite number, a record twice, or disagreeing with its ``records.json`` or
+            ``cells/``; see :func:`~comparisons.runner.records_file.read_records`), or records
+            of the same (dataset, variant, split, metric) in two files or twice in one (the
+            message names the file(s), the line or a key).
 
     Example:
         >>> import pathlib, tempfile
@@ -217,7 +195,7 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.D
     """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    files = [_records_file(p) for p in paths]
+    files = [records_path(p) for p in paths]
     if not files:
         raise ValueError("no records files given")
     seen: dict[Path, Path] = {}
@@ -236,6 +214,20 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.D
 
 
 # --- published numbers -----------------------------------------------------------------------
+def _read_csv(path: Path, what: str, columns: Sequence[str], **read_kwargs) -> pd.DataFrame:
+    """``path`` read as CSV, refused (naming ``what`` and the file) when empty or without one of
+    ``columns``."""
+    try:
+        df = pd.read_csv(path, **read_kwargs)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{what} file {path} is empty") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} file {path} lacks column(s) {missing}; have "
+                         f"{list(df.columns)}")
+    return df
+
+
 def load_published(path: str | os.PathLike | None = None) -> pd.DataFrame:
     """Read and check the published numbers.
 
@@ -707,6 +699,35 @@ SHOWN_PUBLISHED_SETTINGS = (
 )
 
 
+#: the files :func:`write_comparison_report` writes under its ``out``
+_OUTPUT_NAMES = ("report.md", "records.csv", "ranking.csv")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file or folder (through links; either may not exist)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _check_out(out: Path, records_files: Sequence[Path], published: Path) -> None:
+    """Refuse an ``out`` that would overwrite what is read: the folder of a records file (its
+    ``records.csv`` and ``report.md``), or a written file that is the published numbers."""
+    for f in records_files:
+        if _same_path(out, f.parent):
+            raise ValueError(
+                f"--out {out} is the folder of the records being read ({f}): writing "
+                f"{', '.join(_OUTPUT_NAMES)} there would overwrite that run's files; choose "
+                "another --out")
+    for name in _OUTPUT_NAMES:
+        if _same_path(out / name, published):
+            raise ValueError(f"--out {out}: writing {name} there would overwrite the published "
+                             f"numbers being read ({published}); choose another --out")
+
+
 def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os.PathLike],
                             out: str | os.PathLike,
                             published_path: str | os.PathLike | None = None,
@@ -730,11 +751,19 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
 
     Raises:
         FileNotFoundError: a records path or the published file does not exist.
-        ValueError: see :func:`load_records` and :func:`load_published`.
+        ValueError: ``out`` is the folder of a records file being read, or one of the files
+            written would replace a file being read (checked before anything is read or
+            written); see also :func:`load_records` and :func:`load_published`.
 
     Example:
         >>> write_comparison_report(["runs/x10", "runs/x100"], "runs/compare")  # doctest: +SKIP
     """
+    out = Path(out)
+    if isinstance(records_paths, str | os.PathLike):
+        records_paths = [records_paths]
+    records_paths = list(records_paths)
+    _check_out(out, [records_path(p) for p in records_paths],
+               PUBLISHED_PATH if published_path is None else Path(published_path))
     records = load_records(records_paths)
     published = load_published(published_path)
     if published_settings is not None:
@@ -743,7 +772,6 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
     ranking_ll = paired_ranking(records, "test_ll", higher_is_better=True)
     ranking_rmse = paired_ranking(records, "rmse", higher_is_better=False)
     text = comparison_markdown(table, ranking_ll, ranking_rmse)
-    out = Path(out)
     return {
         "report": atomic_write_text(out / "report.md", text),
         "records": atomic_write_text(out / "records.csv", records.to_csv(index=False)),

@@ -8,7 +8,7 @@ runs the others on an executor, writes every finished cell to the store at once 
 interruption loses at most the cells in flight), and isolates failures: a cell that raises
 is recorded in ``failures.json`` (cell id, error, traceback) and the run goes on. It holds the
 results folder's lock for the whole run (a second run into the same folder stops at once with
-:class:`~comparisons.runner.store.ResultsFolderBusy`), checks the store's settings
+:class:`~comparisons.runner.folder_lock.ResultsFolderBusy`), checks the store's settings
 (:class:`~comparisons.runner.store.SettingsMismatch`), re-runs the cells of damaged cell
 files, and turns Ctrl-C into a one-line :class:`RunInterrupted`.
 
@@ -17,8 +17,10 @@ Executors:
 - :class:`LocalExecutor` ``(num_workers=1)``: in-process loop; a process pool when
   ``num_workers > 1`` (the cell function and cells must then be picklable). Its workers ignore
   Ctrl-C (the parent stops them), and die with the parent if it is killed.
-- :class:`RayExecutor` ``(address=None | "auto" | "ray://host:port", num_cpus=None)``: one Ray
-  task per cell, on an existing cluster or a local instance (``pip install .[distributed]``).
+- :class:`RayExecutor` ``(address=None | "auto" | "host:port" | "ray://host:port", num_cpus=None)``:
+  one Ray task per cell, on an existing cluster or a local instance (``pip install
+  .[distributed]``). A ``host:port`` that does not answer is refused within seconds
+  (:func:`check_ray_address`), not after Ray's minutes of retries.
 
 Example:
     >>> def fn(cell):  # doctest: +SKIP
@@ -36,6 +38,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -57,6 +60,7 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "RayExecutor",
+    "check_ray_address",
     "RunInterrupted",
     "cell_id_of",
     "run_cells",
@@ -344,16 +348,19 @@ class RayExecutor(Executor):
 
     Args:
         address: ``None`` starts a local Ray instance (unless Ray is already initialised);
-            ``"auto"`` joins the cluster running on this machine; ``"ray://host:10001"``
-            connects through Ray Client.
+            ``"auto"`` joins the cluster running on this machine; ``"host:6379"`` joins the
+            cluster whose head listens there; ``"ray://host:10001"`` connects through Ray
+            Client. A ``host:port`` is probed at once (:func:`check_ray_address`).
         num_cpus: CPUs of a local instance (ignored when joining a cluster).
         num_cpus_per_cell: CPUs reserved by each cell's task.
         max_in_flight: at most this many tasks submitted at once (default: all).
         init_kwargs: extra keyword arguments for ``ray.init`` (e.g. ``include_dashboard``).
         shutdown: shut Ray down after the run if this executor started it.
+        connect_timeout: seconds the probe of ``address`` waits for an answer.
 
     Raises:
-        ImportError: Ray is not installed (``pip install .[distributed]``).
+        ValueError: Ray is not installed (``pip install .[distributed]``); nothing answers at
+            ``address`` within ``connect_timeout`` seconds.
 
     Example:
         >>> ex = RayExecutor(num_cpus=1, init_kwargs={"include_dashboard": False})  # doctest: +SKIP
@@ -362,8 +369,10 @@ class RayExecutor(Executor):
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
                  num_cpus_per_cell: float = 1, max_in_flight: int | None = None,
-                 init_kwargs: Mapping[str, Any] | None = None, shutdown: bool = True) -> None:
+                 init_kwargs: Mapping[str, Any] | None = None, shutdown: bool = True,
+                 connect_timeout: float = 3.0) -> None:
         self._ray = _import_ray()
+        check_ray_address(address, connect_timeout)
         self.address = address
         self.num_cpus = num_cpus
         self.num_cpus_per_cell = num_cpus_per_cell
@@ -417,6 +426,58 @@ class RayExecutor(Executor):
                     pass
             if started and self.shutdown:
                 ray.shutdown()
+
+
+def _ray_address_target(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a concrete Ray address (``host:port``, ``ray://host:port``,
+    ``[ipv6]:port``); ``None`` for ``"auto"``, ``"local"`` and the forms Ray resolves itself."""
+    text = address.strip()
+    client = text.startswith("ray://")
+    if client:
+        text = text[len("ray://"):]
+    text = text.split("/", 1)[0]
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = (text, "10001") if client else ("", "")  # Ray Client's default port
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        return None
+    return host, int(port)
+
+
+def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
+    """Refuse at once a Ray ``address`` where nothing answers: a TCP connection to its
+    ``host:port`` within ``timeout`` seconds (``ray.init`` would retry for minutes, repeating
+    warnings). ``None``, ``"auto"`` and ``"local"`` are left to Ray.
+
+    Raises:
+        ValueError: no answer (refused, unreachable, unknown host or timed out), naming the
+            address and the cause.
+
+    Example:
+        >>> check_ray_address(None)
+        >>> check_ray_address("127.0.0.1:1", timeout=1)  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValueError: Ray address '127.0.0.1:1': nothing answers at 127.0.0.1:1 ...
+    """
+    target = None if address is None else _ray_address_target(address)
+    if target is None:
+        return
+    host, port = target
+    if not 0 < port < 65536:
+        raise ValueError(f"Ray address {address!r}: the port must be in 1..65535, got {port}")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        if isinstance(exc, TimeoutError):
+            cause = f"no answer within {timeout:g} s"
+        else:
+            cause = getattr(exc, "strerror", None) or str(exc)
+        raise ValueError(
+            f"Ray address {address!r}: nothing answers at {host}:{port} ({cause}); start the "
+            f"cluster there (`ray start --head`), or leave the address out to start a local Ray "
+            f"instance") from None
 
 
 def _import_ray():

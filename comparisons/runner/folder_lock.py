@@ -55,7 +55,8 @@ class ResultsFolderBusy(ValueError):
 
 class FolderLock:
     """The advisory lock ``<folder>/.lock`` (see the module docstring); re-entrant for the
-    same object, exclusive between objects and processes.
+    same object, exclusive between objects and processes. Folders it had to create are removed
+    on release when the run left them empty.
 
     Args:
         folder: the results folder (created if missing).
@@ -73,6 +74,7 @@ class FolderLock:
         self.folder = Path(folder)
         self._fd: int | None = None
         self._depth = 0
+        self._made: list[Path] = []
 
     @property
     def path(self) -> Path:
@@ -100,7 +102,11 @@ class FolderLock:
         if self._depth > 0 or fcntl is None:
             self._depth += 1
             return
+        # the folders this lock makes are removed again if the run leaves them empty (a run
+        # refused after the lock, e.g. for a bad input file, leaves nothing behind)
+        missing = [d for d in (self.folder, *self.folder.parents) if not d.exists()]
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._made = missing
         path = self.path
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -139,6 +145,12 @@ class FolderLock:
                 os.unlink(self.path)
         finally:
             os.close(fd)
+        for folder in self._made:  # innermost first; stops at the first one with files
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        self._made = []
 
 
 def read_lock_holder(path: str | os.PathLike) -> tuple[int | None, str | None]:

@@ -26,7 +26,8 @@ hand, copied half-way) counts as not done: readers skip it with a :class:`Damage
 naming it, and :meth:`ResultsStore.quarantine_damaged` (or :meth:`ResultsStore.write_cell`,
 when it finds one in the way) moves it to ``out/damaged/`` so its cell runs again.
 
-One run at a time writes into a folder (:meth:`ResultsStore.lock`, :class:`ResultsFolderBusy`),
+One run at a time writes into a folder (:meth:`ResultsStore.lock`,
+:class:`~comparisons.runner.folder_lock.ResultsFolderBusy`),
 and a store given ``settings`` refuses to mix results made with other settings
 (:meth:`ResultsStore.check_settings`, :class:`SettingsMismatch`): each cell file carries the
 settings it was made with, so a deleted or replaced ``settings.json`` cannot let a run with
@@ -63,14 +64,16 @@ from typing import Any
 
 import pandas as pd
 
-from comparisons.runner.folder_lock import FolderLock, ResultsFolderBusy
+from comparisons.runner.folder_lock import (
+    FolderLock,
+    ResultsFolderBusy,  # noqa: F401  (its old home)
+)
 from vi_dropout.io import TEMP_PREFIX, atomic_write_bytes, atomic_write_text, fsync_dir
 
 __all__ = [
     "REQUIRED_FIELDS",
     "ResultsStore",
     "DamagedCellWarning",
-    "ResultsFolderBusy",
     "SettingsMismatch",
     "records_checksum",
     "make_cell_id",
@@ -276,8 +279,8 @@ class ResultsStore:
         self.settings: dict[str, Any] | None = settings
         self.allow_settings_change = bool(allow_settings_change)
         self._lock = FolderLock(self.out)
-        self.cells_dir.mkdir(parents=True, exist_ok=True)
-        self.failures_dir.mkdir(parents=True, exist_ok=True)
+        # the folders are made by the first write, not here: a run refused by the lock or by
+        # its settings leaves the folder as it found it
 
     def __repr__(self) -> str:
         return f"ResultsStore({str(self.out)!r})"
@@ -338,6 +341,7 @@ class ResultsStore:
                 raise FileExistsError(f"cell {cell_id!r} is already recorded in {path}")
             self._move_aside({path: problem})
         rows = json.loads(json.dumps(rows, default=_json_default, allow_nan=True))
+        self.cells_dir.mkdir(parents=True, exist_ok=True)
         doc = {"cell_id": cell_id, "written_at": time.time(), "records": rows,
                "records_sha256": records_checksum(rows), "complete": True}
         if self.settings is not None:
@@ -601,6 +605,7 @@ class ResultsStore:
         if not self.allow_settings_change:
             self._check_cells_settings(new_fp, how, history)
         doc = {"fingerprint": new_fp, "settings": self.settings, "history": [*history, entry]}
+        self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True,
                                            default=_json_default) + "\n")
         return self.settings
@@ -652,6 +657,7 @@ class ResultsStore:
         doc = {"cell_id": cell_id, "error": error, "traceback": traceback,
                "failed_at": time.time(), **extra}
         path = self.failures_dir / self._filename(cell_id)
+        self.failures_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(doc, default=_json_default))
         self.write_failures_json()
         return path
@@ -685,6 +691,7 @@ class ResultsStore:
 
     def write_failures_json(self) -> Path:
         """Atomically (re)write ``out/failures.json`` from the per-cell failure files."""
+        self.out.mkdir(parents=True, exist_ok=True)
         return atomic_write_text(self.out / "failures.json",
                                  json.dumps(self.failures(), indent=2, default=_json_default))
 
@@ -702,6 +709,7 @@ class ResultsStore:
             JSON-encoded in the CSV; NaN values become empty cells / ``null``.
         """
         dest = Path(out) if out is not None else self.out
+        dest.mkdir(parents=True, exist_ok=True)
         df = self.load_records()
         records = [{k: _clean(v) for k, v in row.items()} for row in df.to_dict("records")]
         json_path = atomic_write_text(dest / "records.json",

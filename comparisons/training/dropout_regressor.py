@@ -347,7 +347,7 @@ def fit_dropout_regressor(
                        device=device, stop=stop, checkpoint=checkpoint,
                        checkpoint_every=checkpoint_every,
                        checkpoint_every_steps=checkpoint_every_steps, fused_adam=fused_adam)
-    state = _checkpoint_preflight(job["checkpoint"], resume, job["identity"])
+    state = _checkpoint_preflight(job["checkpoint"], resume, job["identity"], job["iterations"])
     run = _TrainingRun(x, y, job, activation=activation, seed=seed, fused_adam=fused_adam)
     if state is not None:
         run.restore(state)
@@ -380,7 +380,7 @@ def preflight_dropout_regressor(x: torch.Tensor, y: torch.Tensor, *, resume: boo
         ValueError: keep_probs must hold one value per weight layer (2), got 1: [1.0]
     """
     job = _checked_job(x, y, **options)
-    _checkpoint_preflight(job["checkpoint"], resume, job["identity"])
+    _checkpoint_preflight(job["checkpoint"], resume, job["identity"], job["iterations"])
 
 
 class _TrainingRun:
@@ -531,15 +531,24 @@ def _checked_job(x, y, *, hidden, activation, keep_probs, reg, iterations, batch
             "checkpoint": None if checkpoint is None else Path(checkpoint)}
 
 
-def _checkpoint_preflight(ckpt: Path | None, resume: bool, identity: dict) -> dict | None:
+def _checkpoint_preflight(ckpt: Path | None, resume: bool, identity: dict,
+                          budget: int) -> dict | None:
     """The verified state to resume from (``resume`` and a checkpoint at ``ckpt``), else
-    ``None``; without ``resume``, refuse to replace an unfinished run's checkpoint."""
+    ``None``; without ``resume``, refuse to replace an unfinished run's checkpoint; refuse a
+    checkpoint already past the step budget (its report would claim ``budget`` steps)."""
     if ckpt is None or not ckpt.exists():
         return None
     if not resume:
         _refuse_unfinished(ckpt)
         return None
-    return _load_training_state(ckpt, identity)
+    state = _load_training_state(ckpt, identity)
+    done = len(state["losses"])
+    if done > budget:
+        raise ValueError(
+            f"--iterations {budget}: checkpoint {ckpt} is already at step {done}, past that "
+            f"budget; resume with --iterations {done} or more, or start a new run in another "
+            "--out / --checkpoint-dir")
+    return state
 
 
 def _data_digest(x: torch.Tensor, y: torch.Tensor) -> str:

@@ -1,5 +1,6 @@
 """ModuleBNN / ModuleDropoutGuide: sites, Pyro inference, and the way back into the module."""
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -407,3 +408,85 @@ def test_num_data_smaller_than_the_minibatch_is_refused():
     with pytest.raises(ValueError, match="num_data is the size N of the whole data set, so at "
                                          "least the minibatch's 64 rows, got 10"):
         svi.step(x, y, num_data=10)
+
+
+def test_zero_rows_are_refused_naming_x():
+    """N = 0 gave Pyro's ``ZeroDivisionError: size cannot be zero``."""
+    model = ModuleBNN(_mlp(), tau=4.0)
+    guide = ModuleDropoutGuide(model)
+    x, y = torch.zeros(0, 2, dtype=F64), torch.zeros(0, 1, dtype=F64)
+    message = r"^x must hold at least one row \(N >= 1\), got 0 rows \(shape \(0, 2\)\)"
+    for kwargs in ({}, {"num_data": 10}):
+        with pytest.raises(ValueError, match=message):
+            model(x, y, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO()).step(x, y)
+    two = ModuleBNN(TwoInputs().to(F64))
+    with pytest.raises(ValueError, match=r"^x must hold at least one row \(N >= 1\), got 0 rows "
+                                         r"\(shape x\[0\] \(0, 1, 5, 5\), x\[1\] \(0, 3\)\)$"):
+        two((torch.zeros(0, 1, 5, 5, dtype=F64), torch.zeros(0, 3, dtype=F64)))
+
+
+@pytest.mark.parametrize("num_data,message", [
+    (True, r"^num_data must be an integer >= 1, got a bool \(True\)"),
+    (np.bool_(True), r"^num_data must be an integer >= 1, got a bool"),
+    ("100", r"^num_data must be an integer >= 1, got a str \('100'\)"),
+    (0, r"^num_data must be an integer >= 1, got 0$"),
+])
+def test_num_data_must_be_a_positive_integer(num_data, message):
+    model = ModuleBNN(_mlp(), tau=4.0)
+    x, y = torch.randn(5, 2, dtype=F64), torch.zeros(5, 1, dtype=F64)
+    with pytest.raises(ValueError, match=message):
+        model(x, y, num_data=num_data)
+    assert model.check_data(x, y, np.int64(100)) == 100
+
+
+@pytest.mark.parametrize("net_dtype,x_dtype", [(torch.float32, torch.float64),
+                                               (torch.float64, torch.float32)])
+@pytest.mark.parametrize("make", [_mlp, _bn_net])
+def test_x_of_another_dtype_than_the_module_is_refused_not_cast(make, net_dtype, x_dtype):
+    """Into a float32 module a float64 x ran silently in float64 (Linear layers) or failed with
+    torch's raw ``mixed dtype`` (BatchNorm); the other way round likewise."""
+    model = ModuleBNN(make().to(net_dtype), tau=4.0)
+    guide = ModuleDropoutGuide(model)
+    x, y = torch.randn(6, 2, dtype=x_dtype), torch.zeros(6, 1, dtype=x_dtype)
+    message = (rf"^x has dtype {x_dtype} but the dtype of the module is {net_dtype}: convert x "
+               rf"with x.to\({net_dtype}\) \(or the module to {x_dtype}\); inputs are not cast "
+               rf"silently")  # (under SVI, Pyro appends the trace shapes)
+    assert model.dtype == net_dtype
+    with pytest.raises(ValueError, match=message):
+        model(x, y)
+    with pytest.raises(ValueError, match=message):
+        SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO()).step(x, y)
+    model(x.to(net_dtype), y.to(net_dtype))  # the same data in the module's dtype works
+
+
+def test_each_input_of_a_two_input_module_is_checked_by_name():
+    model = ModuleBNN(TwoInputs().to(F64))
+    a, b = torch.randn(4, 1, 5, 5, dtype=F64), torch.randn(4, 3, dtype=F64)
+    with pytest.raises(ValueError, match=r"^x\[1\] has dtype torch.float32 but the dtype of the "
+                                         r"module is torch.float64"):
+        model((a, b.float()))
+    with pytest.raises(ValueError, match=r"^x\['features'\] has dtype torch.float32"):
+        model({"image": a, "features": b.float()})
+    assert model((a, b)).shape == (4, 1)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(tau=True), r"^tau must be a finite number > 0, got a bool"),
+    (dict(tau="10"), r"^tau must be a finite number > 0, got a str"),
+    (dict(prior_length_scale=np.bool_(True)), r"^prior_length_scale must be a finite number > 0, "
+                                              r"got a bool"),
+    (dict(keep_probs={"b": "0.9"}), r"^keep_probs\['b'\] must be a real number in \(0, 1\], got "
+                                    r"a str"),
+    (dict(keep_probs={"b": True}), r"^keep_probs\['b'\] must be a real number in \(0, 1\], got "
+                                   r"a bool"),
+])
+def test_scalars_must_be_numbers(kwargs, message):
+    """``keep_probs={"b": True}`` was read as keep_prob 1 and ``"0.9"`` parsed, silently."""
+    with pytest.raises(ValueError, match=message):
+        ModuleBNN(Untraceable(), **kwargs)
+    model = ModuleBNN(Untraceable(), keep_probs={"b": np.float64(0.5)}, tau=np.float64(2.0))
+    assert [c.keep_prob for c in model.layers] == [1.0, 0.5] and model.tau == 2.0
+    with pytest.raises(ValueError, match=r"^scale must be a finite number > 0, got a bool"):
+        ModuleDropoutGuide(model, scale=True)

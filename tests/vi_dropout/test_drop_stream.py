@@ -3,6 +3,7 @@ probability < 1e-6 per check) with fixed seeds; the stream's invariance checks a
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -96,3 +97,19 @@ def test_bad_input():
         sample_drop_mask((2, 2), keep_prob=0.0)
     with pytest.raises(ValueError, match=r"keep_probs\[1\]"):
         layer_drop_streams([0.5, 1.5])
+
+
+@pytest.mark.parametrize("rates,message", [
+    ([0.1, True], r"^drop_rates\[1\] must be a real number in \[0, 1\), got a bool"),
+    ([0.1, "0.2"], r"^drop_rates\[1\] must be a real number in \[0, 1\), got a str"),
+    (torch.tensor([False]), r"^drop_rates must be real numbers in \[0, 1\), got a bool tensor"),
+    ("0.1", r"^drop_rates must be real numbers in \[0, 1\), got a str"),
+])
+def test_drop_rates_and_batch_size_must_be_numbers(rates, message):
+    """``[False]`` was read as drop rate 0 and ``[True]`` as 1, silently."""
+    with pytest.raises(ValueError, match=message):
+        DropStream(rates)
+    with pytest.raises(ValueError, match=r"^batch_size must be an integer >= 1, got a bool"):
+        DropStream([0.1], batch_size=True)
+    assert DropStream(torch.tensor([0.25], dtype=torch.float64), batch_size=np.int64(8)).max_rate \
+        == DropStream([np.float64(0.25)]).max_rate == 0.25

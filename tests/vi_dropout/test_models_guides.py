@@ -1,7 +1,8 @@
+import numpy as np
 import pyro
 import pytest
 import torch
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, Predictive, Trace_ELBO
 from pyro.poutine import trace
 
 from tests.common import toy_regression
@@ -79,3 +80,103 @@ def test_bad_inputs():
     x[0, 0] = float("inf")
     with pytest.raises(ValueError, match="x must be finite"):
         model(x, y)
+
+
+def test_bayesian_mlp_refuses_zero_rows_naming_x():
+    """N = 0 gave Pyro's ``ZeroDivisionError: size cannot be zero`` (and ``float division by
+    zero`` with num_data)."""
+    model, guide = _model_guide()
+    x, y = toy_regression(0, 2, 1)
+    for kwargs in ({}, {"num_data": 10}, {"subsample_size": 1}):
+        with pytest.raises(ValueError, match=r"^x must hold at least one row \(N >= 1\), got 0 "
+                                             r"rows \(shape \(0, 2\)\)$"):
+            model(x, y, **kwargs)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+    with pytest.raises(ValueError, match=r"^x must hold at least one row"):
+        svi.step(x, y)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_data=True), r"^num_data must be an integer >= 1, got a bool \(True\)"),
+    (dict(num_data="10"), r"^num_data must be an integer >= 1, got a str \('10'\)"),
+    (dict(num_data=0), r"^num_data must be an integer >= 1, got 0$"),
+    (dict(num_data=3), r"^num_data is the size N of the whole data set, so at least the "
+                       r"minibatch's 5 rows, got 3$"),
+    (dict(subsample_size=True), r"^subsample_size must be an integer >= 1, got a bool"),
+    (dict(subsample_size=6), r"^subsample_size must be at most the 5 rows of x, got 6$"),
+])
+def test_bayesian_mlp_data_sizes_are_checked(kwargs, message):
+    model, _ = _model_guide()
+    x, y = toy_regression(5, 2, 1)
+    with pytest.raises(ValueError, match=message):
+        model(x, y, **kwargs)
+
+
+def test_bayesian_mlp_numpy_integers_are_valid_data_sizes():
+    model, _ = _model_guide()
+    x, y = toy_regression(5, 2, 1)
+    pyro.set_rng_seed(0)
+    want = trace(model).get_trace(x, y, num_data=10).log_prob_sum()
+    pyro.set_rng_seed(0)
+    got = trace(model).get_trace(x, y, num_data=np.int64(10)).log_prob_sum()
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("x_dtype,guide_dtype", [(torch.float32, torch.float64),
+                                                 (torch.float64, torch.float32)])
+def test_x_of_another_dtype_than_the_guide_is_refused_not_cast(x_dtype, guide_dtype):
+    """A float32 x against a float64 guide's weights gave torch's raw ``expected m1 and m2 to
+    have the same dtype``; the other way too."""
+    model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=20.0)
+    guide = DropoutGuide(model, dtype=guide_dtype)
+    x, y = toy_regression(6, 2, 1, dtype=x_dtype)
+    svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
+    message = (rf"^x has dtype {x_dtype} but the dtype of the guide's weights \(layers.0.weight\) "
+               rf"is {guide_dtype}: convert x with x.to\({guide_dtype}\)")
+    with pytest.raises(ValueError, match=message):
+        svi.step(x, y)
+    with pytest.raises(ValueError, match=message):
+        Predictive(model, guide=guide, num_samples=2)(x)
+    svi.step(x.to(guide_dtype), y.to(guide_dtype))  # the same data in the guide's dtype works
+
+
+def test_integer_x_is_refused():
+    model, _ = _model_guide()
+    with pytest.raises(ValueError, match=r"^x must be a floating-point tensor, got dtype "
+                                         r"torch.int64$"):
+        model(torch.zeros(3, 2, dtype=torch.long))
+
+
+@pytest.mark.parametrize("kwargs,name,kind", [
+    (dict(tau=True), "tau", "a bool"),
+    (dict(tau="10"), "tau", "a str"),
+    (dict(prior_length_scale=np.bool_(True)), "prior_length_scale", "a bool"),
+    (dict(prior_length_scale="1"), "prior_length_scale", "a str"),
+])
+def test_bayesian_mlp_scalars_must_be_numbers(kwargs, name, kind):
+    with pytest.raises(ValueError, match=rf"^{name} must be a finite number > 0, got {kind} "):
+        BayesianMLP(Architecture((2, 8, 1)), **kwargs)
+    numpy_kwargs = {k: np.float64(2.0) for k in kwargs}
+    assert getattr(BayesianMLP(Architecture((2, 8, 1)), **numpy_kwargs), name) == 2.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(keep_prob="0.9"), r"^keep_prob must be a real number in \(0, 1\], got a str"),
+    (dict(keep_prob=True), r"^keep_prob must be a real number in \(0, 1\], got a bool"),
+    (dict(keep_prob=(0.9, np.bool_(True))), r"^keep_prob\[1\] must be a real number in "
+                                            r"\(0, 1\], got a bool"),
+    (dict(scale=True), r"^scale must be a finite number > 0, got a bool"),
+    (dict(scale="0.01"), r"^scale must be a finite number > 0, got a str"),
+])
+def test_dropout_guide_scalars_must_be_numbers(kwargs, message):
+    """keep_prob ``"0.9"`` or ``True`` was accepted silently (``True`` = keep_prob 1)."""
+    model = BayesianMLP(Architecture((2, 8, 1)))
+    with pytest.raises(ValueError, match=message):
+        DropoutGuide(model, **kwargs)
+    assert DropoutGuide(model, keep_prob=np.float64(0.9)).keep_probs == (0.9, 0.9)
+
+
+@pytest.mark.parametrize("widths", [(2, True, 1), (2, "8", 1), (np.bool_(True), 8, 1)])
+def test_architecture_widths_must_be_integers(widths):
+    with pytest.raises(ValueError, match=r"^widths\[\d\] must be an integer >= 1, got a (bool|str)"):
+        Architecture(widths)

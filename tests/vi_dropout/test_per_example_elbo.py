@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pyro
 import pytest
 import torch
@@ -237,3 +238,15 @@ def test_two_input_model_with_the_per_example_elbo():
     assert last < first - 20.0, (first, last)
     with pytest.raises(ValueError, match=r"x: every input needs the same batch size"):
         PerExampleDropoutELBO().loss(model, guide, (image, features[:3]), y)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(gap_samples=True), r"^gap_samples must be an integer >= 0, got a bool"),
+    (dict(gap_samples="2"), r"^gap_samples must be an integer >= 0, got a str"),
+    (dict(num_masks_seed=True), r"^num_masks_seed must be an integer or None, got a bool"),
+])
+def test_integer_arguments_are_not_bools_or_strings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        PerExampleDropoutELBO(**kwargs)
+    elbo = PerExampleDropoutELBO(num_masks_seed=np.int64(3), gap_samples=np.int64(2))
+    assert (elbo.num_masks_seed, elbo.gap_samples) == (3, 2)

@@ -224,3 +224,107 @@ def test_regression_summary_refuses_one_dimensional_targets():
         regression_summary(samples, y[:5], tau=2.0)
     with pytest.raises(ValueError, match=r"standard_prediction must have shape N x D"):
         regression_summary(samples, y, tau=2.0, standard_prediction=samples.mean(0)[:, 0])
+
+
+PREDICTORS = [
+    pytest.param(lambda x, ws, bs, kp=0.5: mc_predict(x, ws, bs, kp, 3), id="mc_predict"),
+    pytest.param(lambda x, ws, bs, kp=0.5: standard_dropout_predict(x, ws, bs, kp),
+                 id="standard_dropout_predict"),
+    pytest.param(lambda x, ws, bs, kp=0.5: DropoutMLPParams(ws, bs, kp).mc_predict(x, 3),
+                 id="DropoutMLPParams.mc_predict"),
+]
+
+
+@pytest.mark.parametrize("predict", PREDICTORS)
+@pytest.mark.parametrize("shape,message", [
+    ((0, 4), r"^x must hold at least one row \(N >= 1\), got 0 rows \(shape \(0, 4\)\)$"),
+    ((2, 0, 4), r"^x must hold at least one row \(N >= 1\), got 0 rows \(shape \(2, 0, 4\)\)$"),
+    ((0, 3, 4), r"^x must hold at least one row \(N >= 1\), got 0 rows \(shape \(0, 3, 4\)\)$"),
+    ((), r"^x must have shape \.\.\. x N x Q \(N x Q for N points\), got a 0-D tensor"),
+    ((4,), r"^x must have shape \.\.\. x N x Q \(N x Q for N points\), got a 1-D tensor of "
+           r"shape \(4,\): pass x.reshape\(1, -1\)"),
+])
+def test_empty_or_shapeless_inputs_are_refused_naming_x(predict, shape, message):
+    """Zero rows gave a raw torch reshape error in mc_predict (and an empty result from
+    standard_dropout_predict); a 0-D x an IndexError; a 1-D x was silently read as one point."""
+    ws, bs = _net()
+    with pytest.raises(ValueError, match=message):
+        predict(torch.zeros(shape, dtype=torch.float64), ws, bs)
+
+
+@pytest.mark.parametrize("predict", PREDICTORS)
+@pytest.mark.parametrize("x_dtype,w_dtype", [(torch.float32, torch.float64),
+                                             (torch.float64, torch.float32)])
+def test_x_of_another_dtype_than_the_weights_is_refused_not_cast(predict, x_dtype, w_dtype):
+    ws, bs = _net(dtype=w_dtype)
+    x = torch.randn(3, 4, dtype=x_dtype)
+    with pytest.raises(ValueError, match=rf"^x has dtype {x_dtype} but the dtype of the weights "
+                                         rf"is {w_dtype}: convert x with x.to\({w_dtype}\).*"
+                                         rf"not cast silently$"):
+        predict(x, ws, bs)
+    assert predict(x.to(w_dtype), ws, bs).dtype == w_dtype
+
+
+@pytest.mark.parametrize("predict", PREDICTORS)
+def test_weights_and_biases_of_mixed_dtypes_are_refused(predict):
+    ws, bs = _net()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^weights\[1\] has dtype torch.float32 but the dtype of "
+                                         r"weights\[0\] is torch.float64"):
+        predict(x, [ws[0], ws[1].float(), ws[2]], bs)
+    with pytest.raises(ValueError, match=r"^biases\[2\] has dtype torch.float32"):
+        predict(x, ws, [bs[0], bs[1], bs[2].float()])
+    with pytest.raises(ValueError, match=r"^weights (must be a sequence of tensors|and biases)"):
+        predict(x, ws[0], bs)  # one tensor where a list of them belongs
+
+
+@pytest.mark.parametrize("predict", PREDICTORS)
+@pytest.mark.parametrize("keep_prob,kind", [
+    ("0.9", "a str"), (True, "a bool"), (np.bool_(True), "a bool"),
+    ([0.9, "0.9", 0.9], "a str"), ([0.9, 0.9, True], "a bool"),
+])
+def test_keep_probs_must_be_numbers(predict, keep_prob, kind):
+    """``"0.9"`` was parsed and ``True`` read as keep_prob 1 (no dropout at all), silently."""
+    ws, bs = _net()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=rf"^keep_probs(\[\d\])? must be a real number in \(0, 1\], "
+                                         rf"got {kind} .*bools and strings are not numbers$"):
+        predict(x, ws, bs, keep_prob)
+
+
+@pytest.mark.parametrize("T,kind", [(True, "a bool"), (np.bool_(True), "a bool"), ("3", "a str")])
+def test_number_of_samples_must_be_an_integer_not_a_bool(T, kind):
+    """``T=True`` silently drew one sample."""
+    ws, bs = _net()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=rf"^T must be an integer >= 1, got {kind} "):
+        mc_predict(x, ws, bs, 0.5, T)
+    with pytest.raises(ValueError, match=rf"^max_rows must be an integer >= 1, got {kind} "):
+        mc_predict(x, ws, bs, 0.5, 3, max_rows=T)
+
+
+def test_numpy_scalars_are_valid_arguments_with_the_same_samples():
+    ws, bs = _net()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    want = mc_predict(x, ws, bs, 0.9, 10, generator=torch.Generator().manual_seed(0))
+    got = mc_predict(x, ws, bs, np.float64(0.9), np.int64(10),
+                     generator=torch.Generator().manual_seed(0))
+    assert torch.equal(got, want)
+    assert torch.equal(standard_dropout_predict(x, ws, bs, np.float64(0.9)),
+                       standard_dropout_predict(x, ws, bs, 0.9))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(tau=True), r"^tau must be a finite number > 0, got a bool"),
+    (dict(tau="2"), r"^tau must be a finite number > 0, got a str"),
+    (dict(tau=1.0, y_std=True), r"^y_std must be a finite number > 0, got a bool"),
+    (dict(tau=1.0, y_mean="0"), r"^y_mean must be a finite real number, got a str"),
+    (dict(tau=1.0, y_mean=float("nan")), r"^y_mean must be a finite real number, got nan"),
+])
+def test_regression_summary_scalars_must_be_numbers(kwargs, message):
+    s = torch.zeros(4, 3, 1, dtype=torch.float64)
+    y = torch.zeros(3, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match=message):
+        regression_summary(s, y, **kwargs)
+    # NumPy scalars are numbers
+    regression_summary(s, y, tau=np.float64(2.0), y_mean=np.float64(0.5), y_std=np.int64(2))

@@ -1,7 +1,7 @@
 """The files of ``python -m vi_dropout verify --model FILE.py:FACTORY --data FILE.npz`` and the
 checks of its arguments: every user's mistake is a ValueError naming the option, the file, what
 was expected and what arrived in the API, and one line on stderr with exit code 2 on the command
-line (argparse's usage and one line for errors found while parsing)."""
+line (argparse's errors too: one line, pointing to ``--help``)."""
 
 from __future__ import annotations
 
@@ -112,15 +112,15 @@ def _cli_error(capsys, *argv) -> str:
 
 
 def _parse_error(capsys, *argv) -> str:
-    """Run ``verify argv``, refused by argparse: exit code 2, usage and one error line."""
+    """Run ``verify argv``, refused by argparse: exit code 2, one error line (no usage)."""
     with pytest.raises(SystemExit) as exc:
         cli.main(["verify", *map(str, argv), "--no-progress"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
-    assert "Traceback" not in err and lines[0].startswith("usage: "), err
-    assert all(line.startswith(" ") for line in lines[1:-1]), err
-    return lines[-1]
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert lines[0].endswith(" (see python -m vi_dropout verify --help)"), err
+    return lines[0]
 
 
 # --- 1. labels and dtypes ------------------------------------------------------------------------

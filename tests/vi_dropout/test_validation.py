@@ -1,5 +1,7 @@
-"""The one rule for target shapes (``check_targets``) and where it is enforced."""
+"""The one rule for target shapes (``check_targets``) and where it is enforced; the one rule for
+argument types (bools and strings are not numbers) in every shared checker."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -7,7 +9,21 @@ from tests.common import DTYPES, toy_regression
 from vi_dropout.models import BayesianMLP
 from vi_dropout.network import Architecture
 from vi_dropout.objectives import data_term, draw_masks, dropout_loss, negative_elbo
-from vi_dropout.validation import check_targets
+from vi_dropout.validation import (
+    check_dtype,
+    check_has_rows,
+    check_int,
+    check_keep_prob,
+    check_learnable_keep_prob,
+    check_nonnegative,
+    check_nonnegative_int,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_targets,
+    per_layer,
+    refuse_non_numbers,
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -81,3 +97,108 @@ def test_model_log_likelihood_is_per_point_with_two_dimensional_targets():
     expected = torch.distributions.Normal(f, 4.0 ** -0.5).log_prob(y).sum()
     assert tr.nodes["obs"]["log_prob"].shape == (10,)
     assert torch.allclose(tr.nodes["obs"]["log_prob_sum"], expected, rtol=1e-12)
+
+
+# --- the one rule for argument types: bools and strings are not numbers ----------------------
+NOT_NUMBERS = [
+    pytest.param(True, "a bool", id="bool"),
+    pytest.param(np.bool_(True), "a bool", id="numpy-bool"),
+    pytest.param(torch.tensor(True), "a bool tensor", id="bool-tensor"),
+    pytest.param("0.9", "a str", id="str"),
+    pytest.param(np.str_("1"), "a str", id="numpy-str"),
+]
+
+CHECKERS = [
+    pytest.param(lambda v: check_keep_prob(v), "keep_prob", id="check_keep_prob"),
+    pytest.param(lambda v: check_learnable_keep_prob(v, "kp"), "kp", id="check_learnable_keep_prob"),
+    pytest.param(lambda v: check_positive(v, "tau"), "tau", id="check_positive"),
+    pytest.param(lambda v: check_nonnegative(v, "weight_decay"), "weight_decay",
+                 id="check_nonnegative"),
+    pytest.param(lambda v: check_real(v, "y_mean"), "y_mean", id="check_real"),
+    pytest.param(lambda v: check_int(v, "seed"), "seed", id="check_int"),
+    pytest.param(lambda v: check_positive_int(v, "T"), "T", id="check_positive_int"),
+    pytest.param(lambda v: check_nonnegative_int(v, "gap_samples"), "gap_samples",
+                 id="check_nonnegative_int"),
+    pytest.param(lambda v: per_layer(v, 2, "keep_probs", check_keep_prob), "keep_probs",
+                 id="per_layer"),
+]
+
+
+@pytest.mark.parametrize("check,name", CHECKERS)
+@pytest.mark.parametrize("value,kind", NOT_NUMBERS)
+def test_bools_and_strings_are_not_numbers(check, name, value, kind):
+    """Every shared checker refuses a bool or a string (which ``float`` / ``int`` would read as 1
+    or parse), naming the argument and what arrived."""
+    with pytest.raises(ValueError, match=rf"^{name} must be .*, got {kind} \(.*\): bools and "
+                                         rf"strings are not numbers$"):
+        check(value)
+
+
+@pytest.mark.parametrize("check,name", CHECKERS)
+@pytest.mark.parametrize("value", [None, [0.5, 0.5, 0.5], object()], ids=["None", "list", "object"])
+def test_non_scalars_are_refused_naming_the_argument(check, name, value):
+    with pytest.raises(ValueError, match=rf"^{name}"):
+        check(value)
+
+
+@pytest.mark.parametrize("value,expected", [
+    (np.float64(0.9), 0.9), (np.float32(0.5), 0.5), (torch.tensor(0.25, dtype=torch.float64), 0.25),
+    (1, 1.0),
+])
+def test_numpy_and_tensor_scalars_are_numbers(value, expected):
+    assert check_keep_prob(value) == expected
+    assert check_positive(value, "tau") == expected
+    assert check_real(value, "y_mean") == expected
+
+
+@pytest.mark.parametrize("value", [np.int64(10), np.int32(10), 10, 10.0, torch.tensor(10)])
+def test_numpy_and_tensor_integers_are_integers(value):
+    assert check_positive_int(value, "T") == 10
+    assert type(check_positive_int(value, "T")) is int
+
+
+@pytest.mark.parametrize("value,message", [
+    (0, r"T must be an integer >= 1, got 0"),
+    (2.5, r"T must be an integer >= 1, got 2.5"),
+    (float("inf"), r"T must be an integer >= 1, got inf"),
+])
+def test_positive_int_range(value, message):
+    with pytest.raises(ValueError, match=rf"^{message}$"):
+        check_positive_int(value, "T")
+
+
+def test_optional_int_and_range_messages():
+    assert check_int(None, "num_masks_seed", optional=True) is None
+    with pytest.raises(ValueError, match=r"^num_masks_seed must be an integer or None, got 1.5$"):
+        check_int(1.5, "num_masks_seed", optional=True)
+    with pytest.raises(ValueError, match=r"^gap_samples must be an integer >= 0, got -1$"):
+        check_nonnegative_int(-1, "gap_samples")
+    with pytest.raises(ValueError, match=r"^y_mean must be a finite real number, got nan$"):
+        check_real(float("nan"), "y_mean")
+    assert check_real(float("inf"), "scale", finite=False) == float("inf")
+
+
+def test_refuse_non_numbers_on_containers():
+    refuse_non_numbers(np.array([0.1, 0.2]), "drop_rates")  # numbers pass
+    refuse_non_numbers(torch.tensor([0.1]), "drop_rates")
+    with pytest.raises(ValueError, match=r"^drop_rates must be real numbers, got a bool array"):
+        refuse_non_numbers(np.array([True]), "drop_rates", "real numbers")
+    with pytest.raises(ValueError, match=r"^drop_rates must be real numbers, got a bool tensor"):
+        refuse_non_numbers(torch.tensor([True]), "drop_rates", "real numbers")
+
+
+@pytest.mark.parametrize("dtype,other", [(torch.float32, torch.float64),
+                                         (torch.float64, torch.float32)])
+def test_check_dtype_names_both_dtypes(dtype, other):
+    x = torch.zeros(2, 1, dtype=dtype)
+    assert check_dtype(x, "x", dtype, "the weights") is x
+    with pytest.raises(ValueError, match=rf"^x has dtype {dtype} but the dtype of the weights is "
+                                         rf"{other}: convert x with x.to\({other}\)"):
+        check_dtype(x, "x", other, "the weights")
+
+
+def test_check_has_rows():
+    assert check_has_rows(3, "x", (3, 2)) == 3
+    with pytest.raises(ValueError, match=r"^x must hold at least one row \(N >= 1\), got 0 rows "
+                                         r"\(shape \(0, 2\)\)$"):
+        check_has_rows(0, "x", (0, 2))

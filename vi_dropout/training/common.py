@@ -82,14 +82,13 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from vi_dropout.network import Architecture
 from vi_dropout.objectives import weight_decay_from_prior
-from vi_dropout.validation import check_keep_prob
+from vi_dropout.validation import check_keep_prob, check_nonnegative, per_layer
 
 __all__ = ["TrainResult", "weight_decay", "check_weight_decay", "layer_widths",
            "per_layer_keep_probs", "LOSSES", "MIN_VARIANCE", "check_loss", "output_width",
@@ -149,10 +148,7 @@ def weight_decay(length_scale: float, keep_prob: float, num_data: int, tau: floa
 
 def check_weight_decay(value, name):
     """``value`` as a float after checking it is finite and ``>= 0`` (an L2 coefficient)."""
-    v = float(value)
-    if not (math.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
+    return check_nonnegative(value, name)
 
 
 def layer_widths(in_features, hidden, out_features):
@@ -162,14 +158,9 @@ def layer_widths(in_features, hidden, out_features):
 
 
 def per_layer_keep_probs(keep_prob, num_layers, name):
-    """One checked keep_prob per layer from a number or a per-layer sequence."""
-    if isinstance(keep_prob, Sequence):
-        if len(keep_prob) != num_layers:
-            raise ValueError(
-                f"{name} must be a number or {num_layers} numbers (one per layer), got {keep_prob!r}"
-            )
-        return tuple(check_keep_prob(k, f"{name}[{i}]") for i, k in enumerate(keep_prob))
-    return (check_keep_prob(keep_prob, name),) * num_layers
+    """One checked keep_prob per layer from a number or a per-layer sequence
+    (:func:`~vi_dropout.validation.per_layer`)."""
+    return per_layer(keep_prob, num_layers, name, check_keep_prob)
 
 
 def check_loss(loss) -> str:

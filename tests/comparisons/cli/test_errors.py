@@ -1,9 +1,13 @@
 """A user's mistake on the command line ends with ONE line on stderr and exit code 2, no traceback
 (``--debug`` shows it), before any work starts where it can be checked; Ctrl-C is one line and
-exit code 130."""
+exit code 130. An argparse error is that one line too (no usage before it): ``error: <message>
+(see <prog> --help)``."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -22,10 +26,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture
 def paths(tmp_path):
-    """``{out}``: a folder that does not exist yet; ``{file}``: an existing file."""
+    """``{out}``: a folder that does not exist yet; ``{file}``: an existing file; ``{long}``: a
+    path whose last name is 300 bytes (over NAME_MAX); ``{deep}``: one of 4,500 bytes in names of
+    250 (over PATH_MAX)."""
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
-    return {"out": str(tmp_path / "out"), "file": str(afile)}
+    return {"out": str(tmp_path / "out"), "file": str(afile),
+            "long": str(tmp_path / ("a" * 300)),
+            "deep": str(tmp_path.joinpath(*["d" * 250] * 18))}
 
 
 def _fill(argv, paths):
@@ -42,16 +50,15 @@ def _call(argv, capsys):
 
 
 def _assert_one_error_line(err: str, from_argparse: bool) -> str:
-    """The error line; argparse prints its usage (possibly wrapped) first."""
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
+    """The one line on stderr, ``error: ...``; argparse's ends pointing to the ``--help`` of the
+    (sub)command refusing it, without the usage before it."""
+    assert "Traceback" not in err and "usage:" not in err, err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("error: "), err
     if from_argparse:
-        assert lines[0].startswith("usage: ")
-        assert all(line.startswith(" ") for line in lines[1:-1]), err  # usage continuation
-        assert ": error: " in lines[-1] and all(": error: " not in x for x in lines[:-1]), err
-    else:
-        assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[-1]
+        assert re.search(r" \(see python -m (comparisons|vi_dropout)( [a-z-]+)? --help\)$",
+                         err.rstrip("\n")), err
+    return err.rstrip("\n")
 
 
 #: (argv, a piece of the error line); ``{out}`` and ``{file}`` come from the ``paths`` fixture
@@ -90,12 +97,22 @@ ARGPARSE_ERRORS = [
     (["diagnose", "--out", "{out}", "--dataset", "nope"], "unknown UCI data set 'nope'"),
     (["demo", "--steps", "nope", "--out", "{out}"], "gp-vs-dropout, uci, rotated-digit"),
     (["demo", "--out", "{file}"], "--out must be a folder"),
+    # names over the file system's limits: refused when parsed, not an OSError after the work
+    (["uci", "--dataset", "yacht", "--out", "{long}"],
+     "--out: cannot write a file there: the name 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'... "
+     "is 300 bytes long, over the file system's limit of 255"),
+    (["mauna-loa", "--out", "{out}", "--checkpoint-dir", "{long}/x"], "is 300 bytes long"),
+    (["hmc-reference", "--out", "{out}", "--cache-dir", "{long}"],
+     "--cache-dir: cannot write a file there: the name"),
+    (["reference-scores", "--reference", "{out}", "--out", "{out}", "--cache-dir", "{long}"],
+     "--cache-dir: cannot write a file there"),
+    (["pitfalls", "--out", "{deep}"], "(as an absolute path), over the file system's limit of"),
 ]
 
 
 @pytest.mark.parametrize("argv, expected", ARGPARSE_ERRORS,
-                         ids=[" ".join(a[:1] + a[2:4]) for a, _ in ARGPARSE_ERRORS])
-def test_argparse_errors_are_usage_and_one_line(argv, expected, paths, capsys):
+                         ids=[" ".join(a[:1] + a[2:4])[:60] for a, _ in ARGPARSE_ERRORS])
+def test_argparse_errors_are_one_line(argv, expected, paths, capsys):
     code, err, from_argparse = _call(_fill(argv, paths), capsys)
     assert code == 2 and from_argparse
     assert expected in _assert_one_error_line(err, from_argparse)
@@ -195,10 +212,10 @@ def test_default_splits_are_clipped_per_data_set():
 
 # --------------------------------------------------------------------- through a real process
 
-def _process(*argv):
+def _process(*argv, env: dict | None = None):
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env=None if env is None else {**os.environ, **env})
     return proc, time.perf_counter() - t0
 
 
@@ -208,11 +225,162 @@ def _process(*argv):
     (["-m", "comparisons", "uci", "--dataset", "protein", "--splits", "7", "--out", "{out}"],
      "splits 7 do not exist", False),
     (["-m", "vi_dropout", "verify", "--json", "{file}/x.json"], "is a file, not a folder", True),
+    # one line, no usage, pointing to the sub-command's --help (the other subcommands' argparse
+    # errors are checked in-process above: each process here costs seconds of imports)
+    (["-m", "vi_dropout", "verify", "--bad"],
+     "error: unrecognized arguments: --bad (see python -m vi_dropout verify --help)", True),
 ])
 def test_through_a_process(argv, expected, from_argparse, paths):
     proc, _ = _process(*_fill(argv, paths))
     assert proc.returncode == 2, proc.stderr
     assert expected in _assert_one_error_line(proc.stderr, from_argparse)
+    assert not Path(paths["out"]).exists()
+
+
+def test_network_too_large_for_memory_is_one_line(paths):
+    """An allocator RuntimeError (or the OS killing the run) before: now refused up front."""
+    proc, seconds = _process("-m", "comparisons", "mauna-loa", "--out", paths["out"],
+                             "--hidden-units", "100000000")
+    assert proc.returncode == 2, proc.stderr
+    line = _assert_one_error_line(proc.stderr, False)
+    assert line.startswith(
+        "error: --hidden-units 100000000 with --hidden-layers 4 (float32: "
+        "30,000,000,600,000,001 parameters per network) needs about 426 PiB of memory, more "
+        "than the "), line
+    assert line.endswith(" of RAM on this machine; use fewer --hidden-units or --hidden-layers")
+    assert not Path(paths["out"]).exists() and seconds < 30
+
+
+def test_ray_address_that_does_not_answer_fails_within_seconds(paths):
+    """``ray.init`` retried for minutes, repeating warnings; the address is probed first."""
+    pytest.importorskip("ray")
+    proc, seconds = _process("-m", "comparisons", "uci", "--dataset", "yacht", "--splits", "0",
+                             "--executor", "ray", "--address", "127.0.0.1:1", "--out",
+                             paths["out"], "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    line = _assert_one_error_line(proc.stderr, False)
+    assert line.startswith("error: Ray address '127.0.0.1:1': nothing answers at 127.0.0.1:1 ("), line
+    assert not Path(paths["out"]).exists() and seconds < 30
+
+
+def test_ray_address_probe():
+    import socket
+
+    from comparisons.runner.executors import check_ray_address
+
+    for address in (None, "auto", "local"):
+        check_ray_address(address)  # left to Ray
+    with socket.create_server(("127.0.0.1", 0)) as server:  # something that answers
+        port = server.getsockname()[1]
+        check_ray_address(f"127.0.0.1:{port}")
+        check_ray_address(f"ray://127.0.0.1:{port}")
+    with pytest.raises(ValueError, match=r"'ray://127.0.0.1:1': nothing answers at 127.0.0.1:1"):
+        check_ray_address("ray://127.0.0.1:1", timeout=2)
+    with pytest.raises(ValueError, match="the port must be in 1..65535, got 70000"):
+        check_ray_address("127.0.0.1:70000")
+
+
+def test_ray_not_installed_is_one_line(monkeypatch, paths, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    code, err, from_argparse = _call(["uci", "--dataset", "yacht", "--splits", "0", "--executor",
+                                      "ray", "--out", paths["out"], "--no-progress"], capsys)
+    assert code == 2 and not from_argparse
+    assert "executor 'ray' needs Ray, which is not installed" in _assert_one_error_line(err, False)
+    assert not Path(paths["out"]).exists()
+
+
+# ------------------------------------------------------- broken packaged UCI data (on a copy)
+
+@pytest.fixture
+def uci_copy(tmp_path):
+    """A copy of the manifest and of yacht's archive, and the environment pointing the loaders
+    at it (the packaged files are never touched)."""
+    data = Path(__file__).resolve().parents[3] / "comparisons" / "datasets" / "data"
+    copy = tmp_path / "uci-data"
+    copy.mkdir()
+    for name in ("uci_manifest.json", "yacht.npz"):
+        shutil.copy(data / name, copy / name)
+    return copy, {"COMPARISONS_UCI_DATA_DIR": str(copy)}
+
+
+def _corrupt(path: Path) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def test_corrupt_uci_archive_is_one_line_before_any_work(uci_copy, paths):
+    """``uci`` printed only "1 failed ... see failures.json"."""
+    copy, env = uci_copy
+    _corrupt(copy / "yacht.npz")
+    proc, _ = _process("-m", "comparisons", "uci", "--dataset", "yacht", "--splits", "0",
+                       "--out", paths["out"], "--no-progress", env=env)
+    assert proc.returncode == 2, proc.stderr
+    line = _assert_one_error_line(proc.stderr, False)
+    assert line.startswith(f"error: UCI archive for yacht is corrupt: {copy / 'yacht.npz'} has "
+                           f"SHA-256 "), line
+    assert ", expected " in line and "build_uci_archive.py" in line
+    assert not Path(paths["out"]).exists()
+
+
+def _stderr_of(argv, env, in_a_process, monkeypatch, capsys):
+    """``(exit code, stderr)`` of ``python -m comparisons *argv`` with ``env``: in a real process,
+    or in this one (each process costs seconds of imports, so most cases run here)."""
+    if in_a_process:
+        proc, _ = _process("-m", "comparisons", *argv, env=env)
+        return proc.returncode, proc.stderr
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    code, err, _ = _call(list(argv), capsys)
+    return code, err
+
+
+def test_corrupt_uci_archive_in_reference_scores_is_one_line(uci_copy, paths, monkeypatch,
+                                                             capsys):
+    """``reference-scores`` ended in a ``UCIDataError`` traceback."""
+    copy, env = uci_copy
+    _corrupt(copy / "yacht.npz")
+    code, err = _stderr_of(["reference-scores", "--reference", str(ROOT / "docs/reference/hmc"),
+                            "--dataset", "yacht", "--out", paths["out"], "--no-cache",
+                            "--smoke"], env, False, monkeypatch, capsys)
+    assert code == 2, err
+    assert "UCI archive for yacht is corrupt" in _assert_one_error_line(err, False)
+
+
+@pytest.mark.parametrize("manifest, expected, in_a_process", [
+    ("{garbled", "is unreadable (JSONDecodeError: ", True),
+    ('{"datasets": []}', "is malformed: it must be a JSON object with a 'datasets' object",
+     False),
+    ('{"datasets": {"yacht": {"file": "yacht.npz"}}}',
+     "is malformed: the entry of 'yacht' lacks sha256, rows", False),
+    (None, "UCI manifest not found: ", False),
+])
+def test_broken_uci_manifest_is_one_line_and_spares_other_subcommands(
+        uci_copy, paths, manifest, expected, in_a_process, monkeypatch, capsys):
+    """A broken manifest broke every subcommand, ``mauna-loa --help`` included (a traceback)."""
+    copy, env = uci_copy
+    if manifest is None:
+        (copy / "uci_manifest.json").unlink()
+    else:
+        (copy / "uci_manifest.json").write_text(manifest)
+    code, err = _stderr_of(["uci", "--dataset", "yacht", "--splits", "0", "--out", paths["out"],
+                            "--no-progress"], env, in_a_process, monkeypatch, capsys)
+    assert code == 2, err
+    line = _assert_one_error_line(err, False)
+    assert str(copy / "uci_manifest.json") in line and expected in line, line
+    assert not Path(paths["out"]).exists()
+
+
+@pytest.mark.parametrize("command", ["mauna-loa", "uci", "gp-vs-dropout"])
+def test_broken_uci_manifest_spares_the_parser(uci_copy, monkeypatch, capsys, command):
+    """Building the parser (every subcommand's ``--help``) does not read the manifest."""
+    copy, env = uci_copy
+    (copy / "uci_manifest.json").write_text("{garbled")
+    monkeypatch.setenv(*env.popitem())
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "--out" in capsys.readouterr().out
 
 
 def test_debug_through_a_process(paths):

@@ -111,8 +111,11 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
                          if k != "target_accept_prob"}
     save_reference(idata, path, manifest=older)  # as a version without the field wrote it
     assert existing_reference(out, settings) == path
+    with pytest.raises(ReferenceMismatch, match="target_accept_prob.*pass --replace"):
+        existing_reference(out, replace(settings, target_accept_prob=0.9))
     with pytest.warns(RuntimeWarning, match="recomputing .*target_accept_prob"):
-        assert existing_reference(out, replace(settings, target_accept_prob=0.9)) is None
+        assert existing_reference(out, replace(settings, target_accept_prob=0.9),
+                                  replace_other_settings=True) is None
     # an edited manifest is never "the same settings": refused by name, recomputed
     edited = dict(json.loads(original[1]), tau_standardized=51.0)
     path.write_bytes(original[0])
@@ -133,3 +136,26 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
     assert "(2 of 2 chains from the cache)" in (out / "summary.md").read_text()
     reloaded, _ = load_reference(path, expect={"settings": manifest["settings"]})
     np.testing.assert_array_equal(reloaded.posterior["f"].values, idata.posterior["f"].values)
+
+
+def test_other_seed_is_refused_and_a_second_run_is_busy(tmp_path, capsys):
+    """--seed other than the file's: one line naming it, exit 2, the file untouched (it used
+    to be overwritten after a warning); a second run while one holds OUT is refused at once."""
+    from comparisons.cli.main import main
+    from comparisons.runner.folder_lock import FolderLock
+
+    out, cache = tmp_path / "ref", tmp_path / "cache"
+    argv = ["hmc-reference", "--dataset", "yacht", "--out", str(out), "--cache-dir", str(cache),
+            "--tau-standardized", "50", "--smoke", "--no-progress"]
+    assert main(argv) == 1  # written, not converged (smoke sizes)
+    path = reference_path(out, "yacht", 0)
+    data = path.read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "settings.seed: expected 3, the reference has 0" in err
+    assert "pass --replace" in err and path.read_bytes() == data
+    with FolderLock(out):
+        assert main(argv) == 2
+    assert "is in use by another run" in capsys.readouterr().err
+

@@ -139,3 +139,21 @@ def test_uci_runs_every_method_id_end_to_end(tmp_path):
     cells = sorted(p.name for p in (out / "cells").iterdir())
     assert main(argv) == 0
     assert sorted(p.name for p in (out / "cells").iterdir()) == cells
+
+
+def test_uci_refuses_another_seed_when_settings_json_is_gone(tmp_path, capsys):
+    """settings.json deleted between two runs: the cells still say they were made with seed 0,
+    so a run with --seed 1 ends in one line and exit 2, and records.csv is not mixed."""
+    out = tmp_path / "u"
+    argv = ["uci", "--dataset", "yacht", "--splits", "0", "--epochs-multiplier", "0.02",
+            "--num-samples", "10", "--max-grid", "1", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    before = (out / "records.csv").read_text()
+    (out / "settings.json").unlink()
+    capsys.readouterr()
+    assert main([*argv, "--seed", "1", "--splits", "0-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: results folder ")
+    assert "seed 0 -> 1" in err and "settings.json does not say so" in err
+    assert (out / "records.csv").read_text() == before
+    assert main(argv) == 0 and (out / "records.csv").read_text() == before  # same seed resumes

@@ -116,6 +116,23 @@ def test_resume_through_the_cli_gives_the_uninterrupted_numbers(tmp_path, capsys
     assert (f"training: relu 14 steps in {secs['relu']:.1f} s, tanh 14 steps in "
             f"{secs['tanh']:.1f} s (every run of a resumed network counted)") in text
 
+    # a budget below the checkpoint's step: refused (it used to run and mislabel the report)
+    before = (split / "report.md").read_text()
+    code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "10", "--resume",
+                       *TINY], capsys)
+    assert code == 2
+    assert ("--iterations 10: checkpoint " in _one_error_line(cap.err)
+            and "is already at step 14, past that budget" in cap.err)
+    assert (split / "report.md").read_text() == before
+    # a second run while one holds OUT (or its checkpoint folder) is refused at once
+    from comparisons.runner.folder_lock import FolderLock
+
+    for busy in (split, split / "checkpoints"):
+        with FolderLock(busy):
+            code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "14",
+                               "--resume", *TINY], capsys)
+        assert code == 2 and "is in use by another run" in _one_error_line(cap.err)
+
     # other network settings: refused, naming them, in one line
     code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "20", "--resume",
                        "--seed", "1", *TINY], capsys)
@@ -195,14 +212,15 @@ def test_compare_records_puts_an_earlier_run_beside_this_one(tmp_path, capsys):
 @pytest.mark.parametrize("value, message", [
     ("no-label.csv", "--compare-records must be LABEL=CSV"),
     ("this run={csv}", "the label 'this run' is taken"),
-    ("old={missing}", "--compare-records old: cannot read"),
-    ("old={bad}", "lack the column(s) ['method', 'split'] of a records.csv"),
+    ("old={missing}", "--compare-records old: records file {missing} does not exist"),
+    ("old={bad}", "line 1: lacks column(s) ['dataset', 'method', 'split'] of a records file"),
 ])
 def test_bad_compare_records_stop_at_parse_time(value, message, tmp_path, capsys):
     csv, bad = tmp_path / "r.csv", tmp_path / "bad.csv"
-    csv.write_text("method,split,metric,value\ngp_se,train,rmse_ppm,0.5\n")
+    csv.write_text("dataset,method,split,metric,value\nmauna_loa,gp_se,train,rmse_ppm,0.5\n")
     bad.write_text("metric,value\nrmse_ppm,0.5\n")
     arg = value.format(csv=csv, missing=tmp_path / "none.csv", bad=bad)
+    message = message.format(missing=tmp_path / "none.csv")
     with pytest.raises(SystemExit) as exc:
         main(["mauna-loa", "--out", str(tmp_path / "o"), "--compare-records", arg])
     assert exc.value.code == 2
@@ -212,7 +230,7 @@ def test_bad_compare_records_stop_at_parse_time(value, message, tmp_path, capsys
 
 def test_a_compare_label_given_twice_is_one_line_before_any_work(tmp_path, capsys):
     csv = tmp_path / "r.csv"
-    csv.write_text("method,split,metric,value\ngp_se,train,rmse_ppm,0.5\n")
+    csv.write_text("dataset,method,split,metric,value\nmauna_loa,gp_se,train,rmse_ppm,0.5\n")
     out = tmp_path / "o"
     code, cap = _main(["mauna-loa", "--out", str(out), "--compare-records", f"a={csv}",
                        "--compare-records", f"a={csv}", *TINY], capsys)

@@ -3,6 +3,10 @@ its user errors as one line and exit code 2."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -92,3 +96,122 @@ def test_records_are_required(inputs, capsys):
         main(["uci-table", "--out", str(inputs["out"])])
     assert exc.value.code == 2
     assert "the following arguments are required: --records" in capsys.readouterr().err
+
+
+# --- the records are read by the one reader, and --out never overwrites them (issue 30) -------
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _yacht_run(folder, splits=20):
+    """A finished ``uci`` run of yacht: ``records.csv`` (2 records per split) and ``report.md``."""
+    path = _write_run(folder, "mc_dropout", 10.0, [1.0 + k / 8 for k in range(splits)])
+    (folder / "report.md").write_text("# the run's own report\n")
+    return path
+
+
+def _uci_table(*argv):
+    """``python -m comparisons uci-table ...`` in a process: ``(exit code, stderr lines)``."""
+    proc = subprocess.run([sys.executable, "-m", "comparisons", "uci-table", *map(str, argv)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return proc.returncode, [line for line in proc.stderr.splitlines() if line.strip()]
+
+
+def _cut_mid_value(path):
+    """``path`` cut inside the value of split 6's rmse (``1.75`` -> ``1.7``), as a copy that
+    stopped half-way leaves it."""
+    text = path.read_text()
+    cut = "yacht,mc_dropout,6,rmse,1.7"
+    path.write_text(text[: text.index(cut) + len(cut)])
+
+
+@pytest.mark.parametrize("damage, line, problem, in_a_process", [
+    (_cut_mid_value, 14, "the file ends without a newline: it is truncated (cut short by a "
+                         "write or copy that stopped), so this last record may be cut "
+                         "mid-value and the records after it are missing; export or copy it "
+                         "again", True),
+    (lambda p: p.write_text(p.read_text().splitlines(True)[0]), 1,
+     "has a header but no records", False),
+    (lambda p: p.write_text(p.read_text().replace(",-1.125,", ",nan,")), 5,
+     "the value 'nan' is not finite: every value must be a finite number", False),
+])
+def test_a_damaged_records_file_is_one_line(tmp_path, capsys, damage, line, problem,
+                                           in_a_process):
+    """In a real process for one case (exit code and stderr as a user sees them; each process
+    costs seconds of imports), in-process for the others."""
+    records = _yacht_run(tmp_path / "run")
+    damage(records)
+    out = tmp_path / "out"
+    if in_a_process:
+        code, err = _uci_table("--records", records.parent, "--out", out)
+    else:
+        code = main(["uci-table", "--records", str(records.parent), "--out", str(out)])
+        err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2
+    assert err == [f"error: records file {records}, line {line}: {problem}"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("inf", "the value 'inf' is not finite"),
+    ("-inf", "the value '-inf' is not finite"),
+    ("", "the value is empty (NaN, or missing)"),
+])
+def test_a_non_finite_value_is_one_line(tmp_path, capsys, value, problem):
+    records = _yacht_run(tmp_path / "run", splits=3)
+    records.write_text(records.read_text().replace(",1.25,", f",{value},"))
+    code = main(["uci-table", "--records", str(records), "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert _error_line(capsys).startswith(f"error: records file {records}, line 6: {problem}")
+    assert not (tmp_path / "out").exists()
+
+
+def _unchanged(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_out_at_the_records_folder_is_one_line_through_a_process(tmp_path):
+    records = _yacht_run(tmp_path / "run")
+    before = _unchanged(records.parent)
+    code, err = _uci_table("--records", records.parent, "--out", records.parent)
+    assert code == 2
+    assert err == [f"error: --out {records.parent} is the folder of the records being read "
+                   f"({records}): writing report.md, records.csv, ranking.csv there would "
+                   "overwrite that run's files; choose another --out"]
+    assert _unchanged(records.parent) == before
+
+
+@pytest.mark.parametrize("out", ["{run}", "{run}/", "{run}/../run", "{link}"])
+def test_out_at_the_folder_of_a_records_file_is_refused(tmp_path, capsys, out):
+    other = _yacht_run(tmp_path / "other", splits=2)
+    records = _yacht_run(tmp_path / "run", splits=3)
+    (tmp_path / "link").symlink_to(records.parent)
+    before = _unchanged(records.parent)
+    out = out.format(run=records.parent, link=tmp_path / "link")
+    code = main(["uci-table", "--records", str(other), "--records", str(records), "--out", out])
+    assert code == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"error: --out {Path(out)} is the folder of the records being read "
+                           f"({records})")
+    assert _unchanged(records.parent) == before
+
+
+def test_out_that_would_overwrite_the_published_numbers_is_refused(inputs, tmp_path, capsys):
+    published = tmp_path / "pub" / "records.csv"
+    published.parent.mkdir()
+    published.write_text(inputs["published"].read_text())
+    code = main(["uci-table", "--records", str(inputs["x10"]), "--published", str(published),
+                 "--out", str(published.parent)])
+    assert code == 2
+    assert "would overwrite the published numbers being read" in _error_line(capsys)
+    assert published.read_text() == inputs["published"].read_text()
+
+
+def test_a_combined_records_file_reads_back(inputs, tmp_path, capsys):
+    out = inputs["out"]
+    assert main(["uci-table", "--records", str(inputs["x10"]), "--records", str(inputs["x100"]),
+                 "--published", str(inputs["published"]), "--out", str(out)]) == 0
+    again = tmp_path / "again"
+    assert main(["uci-table", "--records", str(out), "--published", str(inputs["published"]),
+                 "--out", str(again)]) == 0
+    capsys.readouterr()
+    assert (again / "ranking.csv").read_text() == (out / "ranking.csv").read_text()

@@ -202,3 +202,103 @@ def test_subset_fit_conditions_exactly_on_all_points():
     np.testing.assert_allclose(var, ref_var.numpy(), rtol=1e-8, atol=1e-8)
     with pytest.raises(ValueError, match="max_fit_size"):
         fit_gp("gp_arccos1", x, y, iterations=2, max_fit_size=0)
+
+
+PRIOR = {"weight_variance": 1.0, "bias_variance": 1.0, "outputscale": 1.0, "noise": 0.1}
+
+
+@pytest.fixture(scope="module", params=["gp_se", "gp_rf_prior"])
+def small_fit(request):
+    """A GP fitted on 20 points with Q = 2 inputs (the GPyTorch and the weight-space
+    predictive)."""
+    x, y = np.random.default_rng(0).normal(size=(20, 2)), np.zeros((20, 1))
+    return fit_gp(request.param, x, y, iterations=2, prior=PRIOR)
+
+
+@pytest.mark.parametrize("x,message", [
+    (np.zeros(4), r"^x must have shape N x D = N x 2 \(one row per point, D = 2 input columns as "
+                  r"in training\), got a 1-D array of shape \(4,\) \(for one point pass "
+                  r"x.reshape\(1, -1\)\)$"),
+    (np.zeros(()), r"^x must have shape N x D = N x 2 .*got a 0-D array"),
+    (np.zeros((4, 3)), r"^x must have shape N x D = N x 2 \(D = 2 input columns as in training\), "
+                       r"got shape \(4, 3\)$"),
+    (np.zeros((0, 2)), r"^x must hold at least one row \(N >= 1\), got 0 rows \(shape \(0, 2\)\)$"),
+    (np.full((3, 2), np.nan), r"^x must be finite, but 6 of 6 entries are NaN or inf$"),
+    (np.array([["a", "b"]]), r"^x must be an array of real numbers, got dtype <U1"),
+    (np.ones((3, 2), dtype=bool), r"^x must be an array of real numbers, got dtype bool"),
+])
+def test_gpfit_predict_refuses_bad_inputs_naming_the_expected_shape(small_fit, x, message):
+    """A 1-D x gave torch's raw ``Sizes of tensors must match``; zero rows an empty result."""
+    with pytest.raises(ValueError, match=message):
+        small_fit.predict(x)
+
+
+def test_gpfit_predict_one_input_column_hint():
+    x = np.linspace(-1, 1, 10)[:, None]
+    fit = fit_gp("gp_se", x, np.sin(x), iterations=2)
+    with pytest.raises(ValueError, match=r"^x must have shape N x D = N x 1 .*\(for one input "
+                                         r"column pass x.reshape\(-1, 1\)\)$"):
+        fit.predict(x[:, 0])
+    mean, var = fit.predict(x[:3])
+    assert mean.shape == var.shape == (3,)
+
+
+def test_gp_predict_refuses_a_one_dimensional_test_x():
+    x, y = toy_regression(10, 2)
+    lik = gpytorch.likelihoods.GaussianLikelihood().double()
+    model = ExactGPModel(x, y.squeeze(-1), lik, make_kernel("se", 2).double()).double()
+    with pytest.raises(ValueError, match=r"^test_x must have shape N x D = N x 2 .*got a 1-D array "
+                                         r"of shape \(2,\)"):
+        gp_predict(model, lik, x[0])
+    assert gp_predict(model, lik, x[:1])[0].shape == (1,)
+
+
+@pytest.mark.parametrize("method", ["gp_se", "gp_arccos1", "gp_arccos1_prior", "gp_rf_prior"])
+@pytest.mark.parametrize("x,y,message", [
+    (np.zeros((0, 2)), np.zeros((0, 1)),
+     r"^x_train must hold at least one row \(N >= 1\), got 0 rows \(shape \(0, 2\)\)$"),
+    (np.zeros((5, 0)), np.zeros((5, 1)),
+     r"^x_train must have at least one input column \(Q >= 1\), got shape \(5, 0\)$"),
+    (np.zeros((5, 2), dtype=bool), np.zeros((5, 1)),
+     r"^x_train must be an array of real numbers, got dtype bool"),
+    (np.zeros((5, 2)), np.array([["1"]] * 5), r"^y_train must be an array of real numbers"),
+])
+def test_fit_gp_refuses_empty_or_non_numeric_training_data(method, x, y, message):
+    """Zero training rows were accepted silently (a GP on nothing)."""
+    with pytest.raises(ValueError, match=message):
+        fit_gp(method, x, y, iterations=2, prior=PRIOR)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(iterations=True), r"^iterations must be an integer >= 1, got a bool \(True\)"),
+    (dict(iterations="3"), r"^iterations must be an integer >= 1, got a str \('3'\)"),
+    (dict(lr=True, optimizer="adam"), r"^lr must be a finite number > 0, got a bool"),
+    (dict(seed=True), r"^seed must be an integer, got a bool"),
+    (dict(max_fit_size=True), r"^max_fit_size must be an integer >= 1, got a bool"),
+])
+def test_fit_gp_numbers_are_not_bools_or_strings(kwargs, message):
+    x, y = np.random.default_rng(0).normal(size=(12, 2)), np.zeros((12, 1))
+    with pytest.raises(ValueError, match=message):
+        fit_gp("gp_se", x, y, **{"iterations": 2, **kwargs})
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_features=True), r"^num_features must be an integer >= 1, got a bool"),
+    (dict(prior={**PRIOR, "noise": "0.1"}), r"^prior\['noise'\] must be a finite number > 0, "
+                                             r"got a str"),
+    (dict(prior={**PRIOR, "outputscale": True}), r"^prior\['outputscale'\] must be a finite "
+                                                 r"number > 0, got a bool"),
+])
+def test_prior_gp_numbers_are_not_bools_or_strings(kwargs, message):
+    x, y = np.random.default_rng(0).normal(size=(12, 2)), np.zeros((12, 1))
+    with pytest.raises(ValueError, match=message):
+        fit_gp("gp_rf_prior", x, y, **{"prior": PRIOR, **kwargs})
+
+
+def test_fit_gp_accepts_numpy_scalars_with_the_same_result():
+    x, y = np.random.default_rng(0).normal(size=(12, 2)), np.zeros((12, 1))
+    want = fit_gp("gp_rf_prior", x, y, prior=PRIOR, num_features=8, seed=3)
+    got = fit_gp("gp_rf_prior", x, y, prior={k: np.float64(v) for k, v in PRIOR.items()},
+                 num_features=np.int64(8), seed=np.int64(3))
+    for a, b in zip(want.predict(x[:4]), got.predict(x[:4])):
+        np.testing.assert_array_equal(a, b)

@@ -10,10 +10,16 @@ import pytest
 
 from comparisons.inference_data.base import (
     GaussianDrawsConverter,
+    check_scale,
     pointwise_gaussian_log_likelihood,
+    split_chains,
     weight_dims,
     weight_site_names,
 )
+from comparisons.inference_data.io_exact_gp import from_exact_gp
+from comparisons.inference_data.io_mc_dropout import from_mc_dropout
+from comparisons.inference_data.io_svi import from_svi_guide
+from tests.comparisons.inference_data.helpers import svi_setup
 from vi_dropout import Architecture
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -57,3 +63,40 @@ def test_converter_refuses_bad_precision_shapes_and_feature_names():
                                    ).to_inference_data()
     assert "constant_data" not in idata.groups() and "sample_stats" not in idata.groups()
     assert idata.posterior.attrs["a"] == 1 and "skip" not in idata.posterior.attrs
+
+
+@pytest.mark.parametrize("value,kind", [(True, "a bool"), (np.bool_(True), "a bool"),
+                                        ("4", "a str")])
+def test_converters_refuse_bools_and_strings_as_numbers(gp_setup, value, kind):
+    """The converters' numbers go through :mod:`vi_dropout.validation`: ``True`` was read as 1
+    draw / chain (and as ``tau``, ``y_std`` 1), ``"4"`` refused only by some, and by none with
+    the same message."""
+    gp, lik, xs, ys = gp_setup
+    samples, y = np.zeros((8, 5, 1)), np.zeros((5, 1))
+    x, y_svi, model, guide = svi_setup()
+    calls = {
+        "from_mc_dropout: num_chains must be an integer >= 1":
+            lambda v: from_mc_dropout(samples, y, tau=1.0, num_chains=v),
+        "from_mc_dropout: tau must be a finite number > 0":
+            lambda v: from_mc_dropout(samples, y, tau=v),
+        "from_mc_dropout: y_mean must be a finite real number":
+            lambda v: from_mc_dropout(samples, y, tau=1.0, y_mean=v),
+        "from_mc_dropout: y_std must be a finite number > 0":
+            lambda v: from_mc_dropout(samples, y, tau=1.0, y_std=v),
+        "from_exact_gp: num_draws must be an integer >= 1":
+            lambda v: from_exact_gp(gp, lik, xs, ys, num_draws=v),
+        "from_svi_guide: num_samples must be an integer >= 1":
+            lambda v: from_svi_guide(model, guide, x, y_svi, num_samples=v),
+    }
+    for message, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{message}, got {kind} "):
+            call(value)
+
+
+def test_converters_accept_numpy_scalars():
+    samples, y = np.zeros((8, 5, 1)), np.zeros((5, 1))
+    idata = from_mc_dropout(samples, y, tau=np.float64(2.0), y_mean=np.float32(0.5),
+                            y_std=np.int64(2), num_chains=np.int64(2))
+    assert idata.posterior["f"].shape == (2, 4, 5)
+    assert check_scale(np.float64(1.0), np.int64(2), "m") == (1.0, 2.0)
+    assert split_chains(np.zeros((6, 1)), np.int64(3), "draws", "m").shape == (3, 2, 1)

@@ -255,3 +255,23 @@ def test_damaged_cache_files_are_named_resampled_and_rewritten(tmp_path):
         third = run_nuts(x, y, num_chains=3, num_processes=1, cache_dir=tmp_path, **small)
     assert third.from_cache == (True, True, True)  # the files were rewritten whole
     assert not list(files[0].parent.glob(".tmp-*"))
+
+
+def test_an_edited_cached_chain_is_resampled(tmp_path):
+    """A cache file rewritten whole with changed draws (a valid zip: its CRCs match) is caught by
+    the arrays_sha256 of its meta, named, and sampled again."""
+    x, y = _tiny_data()
+    small = dict(TINY, num_warmup=20, num_samples=20)
+    first = run_nuts(x, y, num_chains=2, num_processes=1, cache_dir=tmp_path, **small)
+    path = Path(first.cache_files[0])
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    name = next(k for k in arrays if k.startswith("sample:"))
+    arrays[name] = arrays[name] + 1.0
+    np.savez(path.with_suffix(".tmp.npz"), **arrays)
+    path.with_suffix(".tmp.npz").replace(path)
+    with pytest.warns(RuntimeWarning, match=f"{path.name}.*do not match the arrays_sha256"):
+        again = run_nuts(x, y, num_chains=2, num_processes=1, cache_dir=tmp_path, **small)
+    assert again.from_cache == (False, True)
+    for k, v in first.samples.items():
+        np.testing.assert_array_equal(again.samples[k], v)
