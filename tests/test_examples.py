@@ -32,7 +32,7 @@ N = 16
 
 def test_every_example_with_data_is_listed():
     files = {p.stem for p in (REPO / "examples").glob("*.py")}
-    assert files - {"small_cnn"} == set(SPECS)
+    assert files - {"small_cnn", "swag_method"} == set(SPECS)  # swag_method: a method, not a network
 
 
 @pytest.mark.parametrize("name", sorted(SPECS) + ["small_cnn"])

@@ -39,13 +39,13 @@ SMOKE = {"epochs_multiplier": 0.02, "num_samples": 50, "gp_iterations": 5}
 
 
 def _methods_arg(text: str) -> tuple[str, ...]:
-    from comparisons.experiments.reference_scores import SCORED_METHODS
-
+    """``--methods``: distinct method names (checked against the built-in ones and the registry
+    when the run starts, after ``--method-file``); ``hmc`` is the reference, always scored."""
     names = tuple(n.strip() for n in text.split(","))
-    bad = [n for n in names if n not in SCORED_METHODS]
-    if bad or len(set(names)) != len(names):
+    if not all(names) or len(set(names)) != len(names) or "hmc" in names:
         raise argparse.ArgumentTypeError(
-            f"--methods must be distinct names of {', '.join(SCORED_METHODS)}, got {text!r}")
+            f"--methods must be distinct method names other than hmc (the reference, always "
+            f"included), got {text!r}")
     return names
 
 
@@ -62,7 +62,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="'small' (default) or a comma list of toy1d / UCI names")
     p.add_argument("--splits", type=splits_arg, default=(0,), help="splits (default 0)")
     p.add_argument("--methods", type=_methods_arg, default=SCORED_METHODS,
-                   help="comma list (default all: " + ",".join(SCORED_METHODS) + ")")
+                   help="comma list (default all built-in ones: " + ",".join(SCORED_METHODS)
+                        + "), or a method of your own that --method-file registers")
+    p.add_argument("--method-file", action="append", default=[], metavar="FILE.py",
+                   help="a Python file that registers methods of your own "
+                        "(comparisons.protocols.registry.register_method; see "
+                        "examples/swag_method.py); it is imported, so it runs; repeatable")
     add_out_argument(p)
     p.add_argument("--epochs-multiplier", type=positive_float("--epochs-multiplier"),
                    default=10.0, help="MC dropout's protocol epochs (default x10)")
@@ -101,11 +106,14 @@ def run(args) -> int:
     import torch
 
     from comparisons.experiments import reference_scores
+    from comparisons.protocols.registry import load_method_file
     from comparisons.report.reference_scores import write_report
     from comparisons.runner.folder_lock import FolderLock
     from comparisons.runner.store import ResultsStore
 
     torch.set_num_threads(args.threads)
+    for path in args.method_file:
+        load_method_file(path)
     out = Path(args.out)
     store = None if args.no_cache else ResultsStore(args.cache_dir)
     with contextlib.ExitStack() as held:

@@ -35,121 +35,121 @@ from comparisons.cli.types import (
     positive_float,
 )
 
-__all__ = ["add_parser", "run", "uci_run_cells", "uci_group_key", "UCIGroupKey", "COMMAND",
-           "UCI_METHODS"]
+__all__ = ["add_parser", "run", "uci_run_cells", "run_settings", "UCIGroupKey", "CellDispatch",
+           "COMMAND"]
 
 COMMAND = "uci"
-#: methods of the ``uci`` subcommand
-UCI_METHODS = ("mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi", "deep_ensemble",
-               "laplace", "laplace_kfac")
 
 
 class CellDispatch:
-    """Picklable ``cell -> records``: the runner of the cell's method."""
+    """Picklable ``cell -> records``: the registered runner of the cell's method (looked up by
+    id where the cell runs, after loading the run's method and data files there too)."""
 
-    def __init__(self, fns):
-        self.fns = fns
+    def __init__(self, method_files=(), data_files=()):
+        self.method_files = tuple(str(f) for f in method_files)
+        self.data_files = tuple(str(f) for f in data_files)
 
     def __call__(self, cell):
+        from comparisons.datasets.own_data import load_dataset_file
+        from comparisons.protocols.registry import get_method, load_method_file
+
+        for path in self.data_files:  # a worker process: the user's data sets registered
+            load_dataset_file(path)
+        for path in self.method_files:  # and the user's methods
+            load_method_file(path)
         method = cell.cells[0].method if hasattr(cell, "cells") else cell.method
-        return self.fns[method](cell)
+        return get_method(method).run_cell(cell)
 
 
-def _learned_methods(args) -> dict:
-    """The methods that train one model per split (the splits of a data set as one batched
-    computation): ``method -> (cells(datasets, splits), runner)``."""
-    from comparisons.protocols.uci_concrete import (
-        ConcreteUCIConfig,
-        concrete_uci_cells,
-        run_concrete_uci_cells,
-    )
-    from comparisons.protocols.uci_deep_ensemble import (
-        DeepEnsembleUCIConfig,
-        deep_ensemble_uci_cells,
-        run_deep_ensemble_uci_cells,
-    )
-    from comparisons.protocols.uci_laplace import (
-        LAPLACE_METHODS,
-        LaplaceUCIConfig,
-        laplace_available,
-        laplace_uci_cells,
-        run_laplace_uci_cell,
-    )
-    from comparisons.protocols.uci_mfvi import MFVIUCIConfig, mfvi_uci_cells, run_mfvi_uci_cells
+def run_settings(args: argparse.Namespace):
+    """The :class:`~comparisons.protocols.registry.RunSettings` of parsed ``args``."""
+    from comparisons.protocols.registry import RunSettings
 
-    shared = dict(epochs_multiplier=args.epochs_multiplier, seed=args.seed)
-    concrete = ConcreteUCIConfig(num_samples=args.num_samples, temperature=args.temperature,
-                                 **shared)
-    mfvi = MFVIUCIConfig(num_samples=args.num_samples, **shared)
-    ensemble = DeepEnsembleUCIConfig(ensemble_size=args.ensemble_size, epochs=args.ensemble_epochs,
-                                     lrs=args.ensemble_lrs,
-                                     adversarial_epsilon=args.adversarial_epsilon, seed=args.seed)
-    table = {
-        "concrete_dropout": (lambda d, s: concrete_uci_cells(d, s, concrete, "concrete_dropout"),
-                             run_concrete_uci_cells),
-        "full_elbo": (lambda d, s: concrete_uci_cells(d, s, concrete, "full_elbo"),
-                      run_concrete_uci_cells),
-        "mfvi": (lambda d, s: mfvi_uci_cells(d, s, mfvi), run_mfvi_uci_cells),
-        "deep_ensemble": (lambda d, s: deep_ensemble_uci_cells(d, s, ensemble),
-                          run_deep_ensemble_uci_cells),
-    }
-    if laplace_available():  # optional extra: checked at parse time when asked for
-        laplace = LaplaceUCIConfig(**shared)
-        for method in LAPLACE_METHODS:
-            table[method] = (lambda d, s, m=method: laplace_uci_cells(d, s, laplace, m),
-                             run_laplace_uci_cell)
-    return table
+    return RunSettings(epochs_multiplier=args.epochs_multiplier, num_samples=args.num_samples,
+                       seed=args.seed, max_grid=args.max_grid,
+                       gp_max_fit_size=args.gp_max_fit_size, group_splits=args.group_splits,
+                       temperature=args.temperature, ensemble_size=args.ensemble_size,
+                       ensemble_epochs=args.ensemble_epochs, ensemble_lrs=args.ensemble_lrs,
+                       adversarial_epsilon=args.adversarial_epsilon)
+
+
+def checked_methods(args: argparse.Namespace) -> list:
+    """The registered methods of ``--methods`` (after ``--method-file``), each available here.
+
+    Raises:
+        ValueError: an unknown method id, or one whose optional extra is missing (one line).
+    """
+    from comparisons.protocols.registry import get_method, load_method_file, method_ids
+
+    for path in getattr(args, "method_file", None) or ():
+        load_method_file(path)
+    unknown = [m for m in args.methods if m not in method_ids()]
+    if unknown:
+        raise ValueError(f"--methods: unknown method {', '.join(map(repr, unknown))}; "
+                         f"registered: {', '.join(method_ids())} (a method of your own: "
+                         "--method-file FILE.py that calls register_method)")
+    methods = [get_method(m) for m in args.methods]
+    for method in methods:
+        why = method.unavailable()
+        if why:
+            raise ValueError(f"--methods {method.id}: {why}")
+    return methods
 
 
 def uci_run_cells(args: argparse.Namespace):
     """The cells of parsed ``args`` and their runner: ``(cells, CellDispatch)``, the methods in
     the order of ``--methods`` (so a long run can put the cells it needs first)."""
     from comparisons.datasets.uci import UCI_DATASETS, check_uci_archives
-    from comparisons.protocols.uci import run_uci_cell, uci_cells, uci_splits
-    from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
 
+    load_data_files(args)
+    methods = checked_methods(args)
     datasets = list(UCI_DATASETS) if args.dataset == "all" else args.dataset.split(",")
+    datasets = [_resolved(name) for name in datasets]
     check_uci_archives(datasets)  # a missing or corrupt archive: one line before any work
-    learned = _learned_methods(args)
-    cells, fns = [], {}
-    for method in args.methods:
-        if method == "mc_dropout":
-            cells += uci_cells(datasets, args.splits, _protocol(args))
-            fns[method] = run_uci_cell
-        elif method == "gp":
-            config = GPUCIConfig(max_fit_size=args.gp_max_fit_size)
-            for name, chosen in uci_splits(datasets, args.splits).items():
-                cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)
-            fns[method] = run_gp_uci_cell
-        else:
-            make_cells, fns[method] = learned[method]
-            cells += make_cells(datasets, args.splits)
-    return cells, CellDispatch(fns)
+    settings = run_settings(args)
+    cells = [cell for method in methods for cell in method.make_cells(datasets, args.splits,
+                                                                      settings)]
+    return cells, CellDispatch(getattr(args, "method_file", None) or (),
+                               getattr(args, "data_file", None) or ())
+
+
+def load_data_files(args: argparse.Namespace) -> dict[str, str]:
+    """Register the data sets of ``--data-file``; returns ``{name: SHA-256 of its file}`` of
+    those the run uses (recorded in the folder's settings: a changed file is not mixed with
+    the old one's results)."""
+    from comparisons.datasets.own_data import load_dataset_file
+    from comparisons.datasets.uci import own_datasets
+
+    names = [load_dataset_file(path) for path in getattr(args, "data_file", None) or ()]
+    return {name: sha for name, sha in own_datasets().items() if name in names}
+
+
+def _resolved(name: str) -> str:
+    from comparisons.datasets.uci import resolve_uci_name
+
+    try:
+        return resolve_uci_name(name)
+    except ValueError as exc:
+        raise ValueError(f"--dataset: {exc} (a data set of your own: --data-file FILE)") \
+            from None
 
 
 class UCIGroupKey:
     """The ``group_by`` key of :func:`~comparisons.runner.executors.run_cells` (picklable): the
-    key of the MC dropout protocol (chunks of ``group_splits`` splits of a data set; none when
-    1), of the learned-rate protocol, of mean-field VI or of deep ensembles (the splits of one
-    data set and settings train as one batched fit); ``None`` (alone) for the other methods."""
+    registered ``group_key`` of the cell's method (MC dropout: chunks of ``group_splits`` splits
+    of a data set, none when 1; the learned-rate protocol, mean-field VI and deep ensembles: the
+    splits of one data set and settings as one batched fit); ``None`` (alone) for the others."""
 
-    def __init__(self, group_splits: int = 1):
-        self.group_splits = group_splits
+    def __init__(self, settings=None):
+        from comparisons.protocols.registry import RunSettings
+
+        self.settings = settings if settings is not None else RunSettings()
 
     def __call__(self, cell):
-        from comparisons.protocols.uci import mc_dropout_group_key
-        from comparisons.protocols.uci_concrete import concrete_group_key
-        from comparisons.protocols.uci_deep_ensemble import deep_ensemble_group_key
-        from comparisons.protocols.uci_mfvi import mfvi_group_key
+        from comparisons.protocols.registry import get_method
 
-        key = mc_dropout_group_key(cell, self.group_splits)
-        for key_of in (concrete_group_key, mfvi_group_key, deep_ensemble_group_key):
-            key = key if key is not None else key_of(cell)
-        return key
-
-
-#: the key of the default command (MC dropout splits alone)
-uci_group_key = UCIGroupKey()
+        method = get_method(cell.method)
+        return None if method.group_key is None else method.group_key(cell, self.settings)
 
 
 def _protocol(args):
@@ -170,17 +170,18 @@ def _executor(args):
 def _this_run_records(records, args, out: Path):
     """The records of this run's settings (a cell id ends in the hash of its settings; the folder
     may hold others after --allow-settings-change) and the note on the others, if any."""
-    from comparisons.protocols.uci import uci_cells
-    from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells
+    from comparisons.protocols.registry import get_method, method_ids
 
     if not len(records):
         return records, []
-    # the config hash does not depend on the data set or split: probe both methods once, so
-    # that GP cells added to a folder of MC dropout cells (same settings) show together
-    probe = (uci_cells(["yacht"], "0", _protocol(args))
-             + gp_uci_cells(["yacht"], "0", GPUCIConfig(max_fit_size=args.gp_max_fit_size)))
-    for make_cells, _ in _learned_methods(args).values():
-        probe += make_cells(["yacht"], "0")
+    # the config hash does not depend on the data set or split: probe every registered method
+    # once, so that cells of other methods added to the folder (same settings) show together
+    settings = run_settings(args)
+    probe = []
+    for method_id in method_ids():
+        method = get_method(method_id)
+        if method.unavailable() is None:
+            probe += method.make_cells(["yacht"], "0", settings)
     hashes = {cell.cell_id.rsplit("/", 1)[-1] for cell in probe}
     mine = records["cell_id"].str.rsplit("/", n=1).str[-1].isin(hashes)
     note = []
@@ -203,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
     from comparisons.runner.store import ResultsStore
 
     cells, dispatch = uci_run_cells(args)
+    own_data = load_data_files(args)
     out = Path(args.out)
     # the settings that change the numbers: the store refuses to mix results of other settings
     # into the folder unless --allow-settings-change (data sets and splits may grow freely)
@@ -217,12 +219,14 @@ def run(args: argparse.Namespace) -> int:
         if value != default:  # as JSON reads it back (a tuple comes back a list)
             settings[name] = list(value) if isinstance(value, tuple) else value
     executor = _executor(args)  # a Ray --address that does not answer: before the folder is made
+    if own_data:  # a data set of your own: its file's SHA-256 (recorded only then, so folders
+        settings["data_files"] = own_data  # of the standard data sets stay resumable)
     store = ResultsStore(out, settings=settings,
                          allow_settings_change=args.allow_settings_change)
     t0 = time.perf_counter()
     with store.lock():  # held through the export and the report, not only the cells
         summary = run_cells(cells, dispatch, store, executor,
-                            progress=not args.no_progress, group_by=UCIGroupKey(args.group_splits))
+                            progress=not args.no_progress, group_by=UCIGroupKey(run_settings(args)))
         elapsed = time.perf_counter() - t0
         exported = store.export()
         records, note = _this_run_records(store.load_records(), args, out)
@@ -241,17 +245,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _methods_arg(text: str) -> list[str]:
+    """``--methods``: a comma list of method ids (checked against the registry when the run
+    starts, after ``--method-file`` registered the user's methods)."""
     methods = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in methods if m not in UCI_METHODS]
-    if bad or not methods:
-        raise argparse.ArgumentTypeError(f"--methods must be a comma list of "
-                                         f"{', '.join(UCI_METHODS)}, got {text!r}")
-    if any(m.startswith("laplace") for m in methods):
-        from comparisons.protocols.uci_laplace import MISSING_LAPLACE, laplace_available
-
-        if not laplace_available():
-            raise argparse.ArgumentTypeError(f"--methods {text}: {MISSING_LAPLACE}")
+    if not methods:
+        raise argparse.ArgumentTypeError(f"--methods must be a comma list of method ids, got "
+                                         f"{text!r}")
     return list(dict.fromkeys(methods))
+
+
+def _method_file_arg(text: str) -> str:
+    path = Path(text)
+    if path.suffix != ".py" or not path.is_file():
+        raise argparse.ArgumentTypeError(f"--method-file must be an existing .py file, got "
+                                         f"{text!r}")
+    return str(path)
 
 
 def _step_sizes_arg(text: str) -> tuple[float, ...]:
@@ -264,17 +272,23 @@ def _step_sizes_arg(text: str) -> tuple[float, ...]:
 
 
 def _datasets_arg(text: str) -> str:
-    from comparisons.datasets.uci import resolve_uci_name
-
+    """``--dataset``: ``all`` or a comma list of names (each checked when the run starts, after
+    ``--data-file`` registered the user's data sets)."""
     if text.strip() == "all":
         return "all"
     names = [n.strip() for n in text.split(",")]
-    try:
-        for name in names:
-            resolve_uci_name(name)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--dataset must name UCI data sets: {exc}") from None
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"--dataset must be 'all' or a comma list of data set "
+                                         f"names, got {text!r}")
     return ",".join(names)
+
+
+def _data_file_arg(text: str) -> str:
+    path = Path(text)
+    if path.suffix.lower() not in (".npz", ".csv") or not path.is_file():
+        raise argparse.ArgumentTypeError(f"--data-file must be an existing .npz or .csv file, "
+                                         f"got {text!r}")
+    return str(path)
 
 
 def _splits_arg(text: str) -> str:
@@ -342,8 +356,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "learned by the ELBO), deep_ensemble (networks with mean and variance "
                         "outputs trained on the Gaussian NLL, the uniform mixture), laplace / "
                         "laplace_kfac (laplace-torch on the MAP network: last layer, full "
-                        "network with KFAC; extra '.[laplace]'); cells run in this order "
-                        "(default: mc_dropout)")
+                        "network with KFAC; extra '.[laplace]'), or a method of your own that "
+                        "--method-file registers; cells run in this order (default: mc_dropout)")
+    p.add_argument("--data-file", type=_data_file_arg, action="append", default=[],
+                   metavar="FILE",
+                   help="a regression data set of your own, named after the file's stem for "
+                        "--dataset: a .npz (x, y, optional train_K/test_K splits and "
+                        "dropout_rates/tau_values grid) or a .csv (header; the target in the "
+                        "last column); 20 random 90/10 splits when it has none "
+                        "(comparisons.datasets.own_data); repeatable")
+    p.add_argument("--method-file", type=_method_file_arg, action="append", default=[],
+                   metavar="FILE.py",
+                   help="a Python file that registers methods of your own "
+                        "(comparisons.protocols.registry.register_method; see "
+                        "examples/swag_method.py); it is imported, so it runs; repeatable")
     p.add_argument("--ensemble-size", type=int_at_least("--ensemble-size"), default=5,
                    help="networks per split of deep_ensemble (default: 5, as Lakshminarayanan "
                         "et al. 2017)")

@@ -60,6 +60,8 @@ __all__ = [
     "uci_info",
     "load_uci",
     "check_uci_archives",
+    "own_datasets",
+    "register_dataset",
     "standardize",
     "validation_split",
 ]
@@ -107,6 +109,45 @@ _REBUILD_HINT = (
 )
 
 DataDir = str | PathLike | Traversable
+
+#: data sets of your own (:mod:`comparisons.datasets.own_data`): name -> (manifest entry, arrays)
+_OWN: dict[str, tuple[dict, dict[str, np.ndarray]]] = {}
+
+
+def register_dataset(name: str, arrays: dict[str, np.ndarray], *, sha256: str,
+                     source: str = "") -> None:
+    """Register a data set of your own in the archive layout (``data``, ``features``,
+    ``target``, ``train_K`` / ``test_K``, ``n_splits``, ``n_hidden``, ``n_epochs``,
+    ``dropout_rates``, ``tau_values``); :func:`comparisons.datasets.own_data.load_dataset_file`
+    builds it from a file. Registering the same name again with the same data is a no-op; from
+    the same file with new contents, it replaces the old data (a results folder made with the old
+    file refuses the new one: ``uci`` records each file's SHA-256 in its settings).
+
+    Raises:
+        ValueError: ``name`` is a standard UCI name or alias, or registered from another file.
+    """
+    key = name.strip().lower().replace("_", "-").replace(" ", "-")
+    if name in UCI_DATASETS or key in UCI_ALIASES or key in (n.lower() for n in UCI_DATASETS):
+        raise ValueError(f"data set name {name!r} is a standard UCI data set; choose another")
+    old = _OWN.get(name)
+    if old is not None and old[0]["sha256"] != sha256 and old[0]["source"] != source:
+        raise ValueError(f"data set {name!r} is already registered from another file "
+                         f"({old[0]['source']}); choose another name")
+    n_splits = int(arrays["n_splits"])
+    entry = {"file": source, "source": source, "sha256": sha256,
+             "rows": int(arrays["data"].shape[0]), "n_features": int(len(arrays["features"])),
+             "n_splits": n_splits, "n_hidden": int(arrays["n_hidden"]),
+             "n_epochs": int(arrays["n_epochs"]),
+             "dropout_rates": [float(v) for v in arrays["dropout_rates"]],
+             "tau_values": [float(v) for v in arrays["tau_values"]],
+             "train_sizes": [int(len(arrays[f"train_{k}"])) for k in range(n_splits)],
+             "test_sizes": [int(len(arrays[f"test_{k}"])) for k in range(n_splits)]}
+    _OWN[name] = (entry, dict(arrays))
+
+
+def own_datasets() -> dict[str, str]:
+    """The registered data sets of your own: ``{name: sha256 of their file}``."""
+    return {name: entry["sha256"] for name, (entry, _) in _OWN.items()}
 
 
 class UCIDataError(RuntimeError, OSError):
@@ -247,7 +288,7 @@ def resolve_uci_name(name: str) -> str:
     """
     if not isinstance(name, str):
         raise TypeError(f"data set name must be a string, got {type(name).__name__}")
-    if name in UCI_DATASETS:
+    if name in UCI_DATASETS or name in _OWN:
         return name
     key = name.strip().lower().replace("_", "-").replace(" ", "-")
     for canonical in UCI_DATASETS:
@@ -255,9 +296,10 @@ def resolve_uci_name(name: str) -> str:
             return canonical
     if key in UCI_ALIASES:
         return UCI_ALIASES[key]
+    own = f"; yours: {', '.join(_OWN)}" if _OWN else ""
     raise ValueError(
         f"unknown UCI data set {name!r}; valid names: {', '.join(UCI_DATASETS)} "
-        f"(aliases: {', '.join(sorted(UCI_ALIASES))})"
+        f"(aliases: {', '.join(sorted(UCI_ALIASES))}){own}"
     )
 
 
@@ -296,6 +338,8 @@ def _read_manifest(root: Traversable | Path) -> dict:
 
 def _entry(name: str, data_dir: DataDir | None) -> tuple[str, dict, Traversable | Path]:
     canonical = resolve_uci_name(name)
+    if canonical in _OWN:
+        return canonical, _OWN[canonical][0], None
     root = _data_root(data_dir)
     datasets = _read_manifest(root)
     if canonical not in datasets:
@@ -369,6 +413,8 @@ def _check_split(split: object, canonical: str, n_splits: int) -> int:
 
 
 def _verified_bytes(canonical: str, entry: dict, root: Traversable | Path) -> bytes:
+    if canonical in _OWN:  # read and hashed when it was registered
+        return b""
     path = root / entry["file"]
     expected = entry["sha256"]
     if not path.is_file():
@@ -387,6 +433,8 @@ def _verified_bytes(canonical: str, entry: dict, root: Traversable | Path) -> by
 
 
 def _load_verified(canonical: str, entry: dict, root: Traversable | Path) -> dict[str, np.ndarray]:
+    if canonical in _OWN:
+        return _OWN[canonical][1]
     # Parse the bytes that were hashed (no second read of the file).
     blob = _verified_bytes(canonical, entry, root)
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:

@@ -101,7 +101,9 @@ class ScoreSettings:
     Attributes:
         reference_dir: the folder of the reference files (``<dir>/<dataset>/split-<k>.nc``).
         datasets: data sets (``"toy1d"`` or UCI names); splits: their splits.
-        methods: a subset of :data:`SCORED_METHODS`.
+        methods: names of :data:`SCORED_METHODS`, or of methods registered in
+            :mod:`comparisons.protocols.registry` with a ``split_predictive`` (a method of
+            your own, e.g. ``examples/swag_method.py``).
         epochs_multiplier, num_samples: MC dropout's protocol (x10, T = 1000).
         gp_iterations: L-BFGS iterations of the fitted GPs.
         seed: seed of every fit.
@@ -117,10 +119,15 @@ class ScoreSettings:
     seed: int = 0
 
     def __post_init__(self):
-        unknown = [m for m in self.methods if m not in SCORED_METHODS]
-        if unknown or not self.methods:
-            raise ValueError(f"ScoreSettings: methods must be a non-empty subset of "
-                             f"{SCORED_METHODS}, got {self.methods!r}")
+        from comparisons.protocols.registry import method_ids
+
+        unknown = [m for m in self.methods if m not in SCORED_METHODS + _own_methods()]
+        if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
+            raise ValueError(
+                f"ScoreSettings: methods must be distinct names of {', '.join(SCORED_METHODS)} "
+                f"or of a registered method with a split predictive "
+                f"({', '.join(_own_methods()) or 'none registered'}; registered: "
+                f"{', '.join(method_ids())}), got {', '.join(self.methods) or 'none'}")
         if not self.datasets or not self.splits:
             raise ValueError("ScoreSettings: datasets and splits must not be empty")
         check_positive(self.epochs_multiplier, "epochs_multiplier")
@@ -225,6 +232,27 @@ def _fit_baseline(method: str, raw, std, manifest, s: ScoreSettings) -> Predicti
     return Predictive(method, pred.mean, pred.var, time.perf_counter() - t0)
 
 
+def _own_methods() -> tuple[str, ...]:
+    """The registered methods with a split predictive that the built-in fitters here do not
+    score (methods of your own)."""
+    from comparisons.protocols.registry import get_method, method_ids
+
+    return tuple(m for m in method_ids() if m not in SCORED_METHODS
+                 and get_method(m).split_predictive is not None)
+
+
+def _fit_own(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
+    """A registered method of your own on this split: its predictive (it fits under its own
+    prior, not the reference's)."""
+    from comparisons.protocols.registry import RunSettings, get_method
+
+    t0 = time.perf_counter()
+    mean, var = get_method(method).split_predictive(raw, RunSettings(
+        epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples, seed=s.seed))
+    return Predictive(method, np.asarray(mean, np.float64), np.asarray(var, np.float64),
+                      time.perf_counter() - t0)
+
+
 def _predictives(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
     out: list[Predictive] = []
     if {"mc_dropout", "standard_dropout"} & set(s.methods):
@@ -233,6 +261,7 @@ def _predictives(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
         m: _fit_gp for m in ("gp_arccos1_prior", "gp_arccos1", "gp_se")}
     fitters |= {m: _fit_baseline for m in ("concrete_dropout", "full_elbo", "mfvi",
                                            "deep_ensemble", "laplace", "laplace_kfac")}
+    fitters |= {m: _fit_own for m in s.methods if m not in SCORED_METHODS}
     out += [fitters[m](m, raw, std, manifest, s) for m in s.methods if m in fitters]
     return out
 

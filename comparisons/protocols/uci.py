@@ -39,6 +39,7 @@ from comparisons.datasets.uci import (
     validation_split,
 )
 from comparisons.metrics.distances import interval_coverage, moment_match_samples
+from comparisons.protocols.registry import builtin_method
 from comparisons.runner.executors import Cell, CellError, CellGroup
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
 from vi_dropout.training import TrainResult, train_batched, weight_decay
@@ -625,3 +626,19 @@ def fit_mc_dropout_under_prior(raw: UCISplit, prior_length_scale: float, y_std: 
                                   * float(prior_length_scale) / (drop.keep_prob * float(y_std))))
     chosen = dataclasses.replace(raw, dropout_rates=(drop.dropout_rate,), tau_values=(drop.tau,))
     return fit_mc_dropout(chosen, protocol, progress=progress), protocol
+
+
+# ------------------------------------------------------------------ the registry entry
+def _registry_cells(datasets, splits, settings) -> list[Cell]:
+    return uci_cells(list(datasets), splits, UCIProtocol(
+        epochs_multiplier=settings.epochs_multiplier, num_samples=settings.num_samples,
+        seed=settings.seed, max_grid=settings.max_grid))
+
+
+def _registry_group_key(cell, settings):
+    return mc_dropout_group_key(cell, settings.group_splits)
+
+
+METHOD = builtin_method(
+    "mc_dropout", _registry_cells, run_uci_cell, group_key=_registry_group_key,
+    help="mc_dropout (the protocol: grid search of dropout rate and tau)")

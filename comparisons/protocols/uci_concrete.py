@@ -63,6 +63,7 @@ from comparisons.protocols.learned import (
     samples_predictive,
     settings_group_key,
 )
+from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
 from vi_dropout.concrete import KEEP_PROB_CLAMP, fit_concrete
@@ -231,3 +232,28 @@ def run_concrete_uci_cells(work: Cell | CellGroup):
     """
     return run_learned_cells(work, methods=CONCRETE_UCI_METHODS, config_type=ConcreteUCIConfig,
                              fit=_fit_and_score)
+
+
+# ------------------------------------------------------------------ the registry entries
+class _RegistryCells:
+    def __init__(self, method: str):
+        self.method = method
+
+    def __call__(self, datasets, splits, settings) -> list[Cell]:
+        config = ConcreteUCIConfig(num_samples=settings.num_samples,
+                                   temperature=settings.temperature,
+                                   epochs_multiplier=settings.epochs_multiplier, seed=settings.seed)
+        return concrete_uci_cells(list(datasets), splits, config, self.method)
+
+
+def _registry_group_key(cell, settings):
+    return concrete_group_key(cell)
+
+
+METHODS = tuple(
+    builtin_method(method, _RegistryCells(method), run_concrete_uci_cells,
+                   group_key=_registry_group_key, help=help)
+    for method, help in (
+        ("concrete_dropout", "concrete_dropout (keep_prob per layer and tau learned by the ELBO "
+                             "through relaxed masks, theta -> 0)"),
+        ("full_elbo", "full_elbo (keep_prob, theta and tau learned)")))

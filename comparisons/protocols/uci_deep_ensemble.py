@@ -84,6 +84,7 @@ from comparisons.protocols.learned import (
     run_learned_cells,
     settings_group_key,
 )
+from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
 from vi_dropout.network import mlp_forward
@@ -338,3 +339,23 @@ def run_deep_ensemble_uci_cells(work: Cell | CellGroup):
     return run_learned_cells(work, methods=DEEP_ENSEMBLE_UCI_METHODS,
                              config_type=DeepEnsembleUCIConfig, fit=_fit_and_score,
                              record_fields=RECORD_FIELDS)
+
+
+# ------------------------------------------------------------------ the registry entry
+def _registry_cells(datasets, splits, settings) -> list[Cell]:
+    config = DeepEnsembleUCIConfig(ensemble_size=settings.ensemble_size,
+                                   epochs=settings.ensemble_epochs, lrs=settings.ensemble_lrs,
+                                   adversarial_epsilon=settings.adversarial_epsilon,
+                                   seed=settings.seed)
+    return deep_ensemble_uci_cells(list(datasets), splits, config)
+
+
+def _registry_group_key(cell, settings):
+    return deep_ensemble_group_key(cell)
+
+
+METHOD = builtin_method(
+    DEEP_ENSEMBLE_METHOD, _registry_cells, run_deep_ensemble_uci_cells,
+    group_key=_registry_group_key,
+    help="deep_ensemble (networks with mean and variance outputs trained on the Gaussian NLL, "
+         "the uniform mixture)")

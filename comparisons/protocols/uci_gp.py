@@ -27,6 +27,7 @@ from comparisons.datasets.uci import load_uci, resolve_uci_name, standardize, uc
 from comparisons.gp.fit import FITTED_GP_METHODS, OPTIMIZERS, fit_gp
 from comparisons.metrics.distances import interval_coverage
 from comparisons.metrics.gaussian import gaussian_log_likelihood
+from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.uci import parse_splits
 from comparisons.runner.executors import Cell
 from vi_dropout.validation import check_positive, check_positive_int
@@ -188,3 +189,21 @@ def run_gp_uci_cell(cell: Cell) -> list[dict]:
                             "gp_optimizer": config.gp_optimizer,
                             "fit_subset_size": int(fit.hyperparameters["fit_subset_size"])})
     return records
+
+
+# ------------------------------------------------------------------ the registry entry
+def _registry_cells(datasets, splits, settings) -> list[Cell]:
+    from comparisons.protocols.uci import uci_splits
+
+    config = GPUCIConfig(max_fit_size=settings.gp_max_fit_size)
+    cells = []
+    for name, chosen in uci_splits(list(datasets), splits).items():
+        cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)
+    return cells
+
+
+METHOD = builtin_method(
+    "gp", _registry_cells, run_gp_uci_cell, label="exact GPs (arc-cosine, SE; fitted)",
+    color="tab:orange", record_methods=FITTED_GP_METHODS,
+    help="gp (exact arc-cosine and SE GPs fitted by marginal likelihood, training sets up to "
+         "12,000 rows)")

@@ -87,6 +87,7 @@ from comparisons.protocols.learned import (
     learned_cells,
     mixture_predictive,
 )
+from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell
 from vi_dropout.validation import check_positive, check_positive_int
@@ -468,3 +469,28 @@ def run_laplace_uci_cell(cell: Cell) -> list[dict]:
     base = {"dataset": raw.name, "method": cell.method, "split": raw.split,
             "epochs_multiplier": config.epochs_multiplier}
     return [dict(base, metric=k, value=float(v)) for k, v in metrics.items()]
+
+
+# ------------------------------------------------------------------ the registry entries
+class _RegistryCells:
+    def __init__(self, method: str):
+        self.method = method
+
+    def __call__(self, datasets, splits, settings) -> list[Cell]:
+        config = LaplaceUCIConfig(epochs_multiplier=settings.epochs_multiplier,
+                                  seed=settings.seed)
+        return laplace_uci_cells(list(datasets), splits, config, self.method)
+
+
+def _missing_laplace() -> str | None:
+    return None if laplace_available() else MISSING_LAPLACE
+
+
+METHODS = tuple(
+    builtin_method(method, _RegistryCells(method), run_laplace_uci_cell,
+                   requires=_missing_laplace, help=help)
+    for method, help in (
+        ("laplace", "laplace (laplace-torch on the MAP network: last layer; extra "
+                    "'.[laplace]')"),
+        ("laplace_kfac", "laplace_kfac (laplace-torch: the whole network with KFAC; extra "
+                         "'.[laplace]')")))

@@ -58,6 +58,7 @@ from comparisons.protocols.learned import (
     samples_predictive,
     settings_group_key,
 )
+from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
 from vi_dropout.mean_field import fit_mean_field
@@ -195,3 +196,20 @@ def run_mfvi_uci_cells(work: Cell | CellGroup):
     """
     return run_learned_cells(work, methods=MFVI_UCI_METHODS, config_type=MFVIUCIConfig,
                              fit=_fit_and_score)
+
+
+# ------------------------------------------------------------------ the registry entry
+def _registry_cells(datasets, splits, settings) -> list[Cell]:
+    config = MFVIUCIConfig(num_samples=settings.num_samples,
+                           epochs_multiplier=settings.epochs_multiplier, seed=settings.seed)
+    return mfvi_uci_cells(list(datasets), splits, config)
+
+
+def _registry_group_key(cell, settings):
+    return mfvi_group_key(cell)
+
+
+METHOD = builtin_method(
+    "mfvi", _registry_cells, run_mfvi_uci_cells, group_key=_registry_group_key,
+    help="mfvi (mean-field Gaussian VI: a mean and a standard deviation per weight and bias, "
+         "and tau, learned by the ELBO)")

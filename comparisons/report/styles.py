@@ -43,6 +43,7 @@ __all__ = [
     "canonical_method",
     "method_color",
     "method_label",
+    "register_style",
 ]
 
 
@@ -81,6 +82,30 @@ LEGACY_METHOD_IDS: dict[str, str] = {
     "gp-rf-prior": "gp_rf_prior",
     "nuts": "hmc",
 }
+
+
+def register_style(method: str, label: str, color: str, *, replace: bool = False) -> None:
+    """Give a method of your own (one registered with
+    :func:`comparisons.protocols.registry.register_method`) its label and colour in every table
+    and figure.
+
+    Raises:
+        ValueError: ``method`` already has another style and ``replace`` is False.
+
+    Example:
+        >>> register_style("my_method", "my method", "tab:gray")
+        >>> method_label("my_method")
+        'my method'
+    """
+    for name, value in (("method", method), ("label", label), ("color", color)):
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    new = MethodStyle(label, color)
+    old = METHOD_STYLES.get(method)
+    if old is not None and old != new and not replace:
+        raise ValueError(f"method {method!r} is already styled as {tuple(old)}; pass "
+                         "replace=True to restyle it")
+    METHOD_STYLES[method] = new
 
 
 def canonical_method(method: str) -> str:

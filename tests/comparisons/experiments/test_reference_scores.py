@@ -116,7 +116,7 @@ def test_hmc_predictive_and_refused_files(tmp_path):
     with pytest.raises(ReferenceFileError, match="checksum"):
         run(ScoreSettings(reference_dir=str(tmp_path), datasets=("yacht",),
                           methods=("gp_arccos1_prior",)))
-    with pytest.raises(ValueError, match="methods must be a non-empty subset"):
+    with pytest.raises(ValueError, match="methods must be distinct names of mc_dropout"):
         ScoreSettings(reference_dir=str(tmp_path), methods=("hmc",))
 
 
