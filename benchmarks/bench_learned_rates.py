@@ -29,9 +29,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from comparisons.protocols.uci import UCIProtocol, run_uci_cell, uci_cells  # noqa: E402
+from comparisons.protocols.uci import MCDropoutUCISettings, run_uci_cell, uci_cells  # noqa: E402
 from comparisons.protocols.uci_concrete import (  # noqa: E402
-    ConcreteUCIConfig,
+    ConcreteUCISettings,
     concrete_uci_cells,
     run_concrete_uci_cells,
 )
@@ -56,9 +56,9 @@ def main(argv=None) -> int:
         args.epochs_multiplier, args.num_samples, args.splits = 0.05, 20, min(args.splits, 2)
     torch.set_num_threads(1)
     spec = f"0-{args.splits - 1}"
-    protocol = UCIProtocol(epochs_multiplier=args.epochs_multiplier,
+    protocol = MCDropoutUCISettings(epochs_multiplier=args.epochs_multiplier,
                            num_samples=args.num_samples)
-    config = ConcreteUCIConfig(epochs_multiplier=args.epochs_multiplier,
+    config = ConcreteUCISettings(epochs_multiplier=args.epochs_multiplier,
                                num_samples=args.num_samples)
     print(f"wall time per split (s), epochs x{args.epochs_multiplier:g}, T = {args.num_samples}, "
           f"{args.splits} splits, 1 process x 1 thread")

@@ -97,7 +97,7 @@ def run_net(kind, make, a, dtype, ls, tau):
     x_all, y_all = make_data(kind, a.num_data, dtype)
     x, y = x_all[: a.batch], y_all[: a.batch]
     model = ModuleBNN(net, prior_length_scale=ls, tau=tau)
-    guide = ModuleDropoutGuide(model, scale=a.scale)
+    guide = ModuleDropoutGuide(model, theta=a.theta)
     per_example = PerExampleDropoutELBO(num_masks_seed=0)
     trace_elbo = Trace_ELBO()
     shared_gen = torch.Generator().manual_seed(1)
@@ -174,7 +174,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=300, help="timed steps per method")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--num-data", type=int, default=1024)
-    ap.add_argument("--scale", type=float, default=1e-2, help="theta of the guide")
+    ap.add_argument("--theta", type=float, default=1e-2, help="theta of the guide")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--quick", action="store_true", help="tiny run: 10 repetitions, 10 steps")
     a = ap.parse_args(argv)
@@ -186,7 +186,7 @@ def main(argv=None):
             for kind, make in (("MLP", make_mlp), ("CNN", make_cnn))]
     var_rows, time_rows = [r[0] for r in rows], [r[1] for r in rows]
 
-    print(f"\nregression, N = {a.num_data}, batch {a.batch}, theta = {a.scale:g}, l = {ls:g}, "
+    print(f"\nregression, N = {a.num_data}, batch {a.batch}, theta = {a.theta:g}, l = {ls:g}, "
           f"tau = {tau:g}, {a.dtype}, {torch.get_num_threads()} threads; "
           f"MLP 8 -> 64 -> 64 -> 1, CNN 1x12x12 -> conv 8 -> Dropout2d -> conv 16 -> "
           f"Dropout -> 32 -> Dropout -> 1\n")

@@ -64,7 +64,7 @@ def step_times(name: str, batch: int, steps: int,
     net, x_all, y_all, lik = example_problem(name, num_data)
     tau, ls = 1.0, 1.0
     model = ModuleBNN(net, prior_length_scale=ls, tau=tau, likelihood=lik)
-    guide = ModuleDropoutGuide(model, scale=1e-3)
+    guide = ModuleDropoutGuide(model, theta=1e-3)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), PerExampleDropoutELBO(num_masks_seed=0))
     # the same with one optimiser for all parameters: the same model and guide (Pyro names a
     # PyroModule's parameters in the one param store, so a copy would share them anyway); the
@@ -111,7 +111,7 @@ def step_times(name: str, batch: int, steps: int,
     # SVI step registers its parameters in the param store first, so SVI keeps training them)
     native_net, *_ = example_problem(name, 2)
     native_model = ModuleBNN(native_net, prior_length_scale=ls, tau=tau, likelihood=lik)
-    native_guide = ModuleDropoutGuide(native_model, scale=1e-3)
+    native_guide = ModuleDropoutGuide(native_model, theta=1e-3)
     loss_module = PerExampleDropoutELBO(num_masks_seed=1)(native_model, native_guide)
     native_opt = torch.optim.Adam(loss_module.parameters(), lr=1e-3)
 

@@ -68,7 +68,7 @@ from comparisons.datasets.uci import (  # noqa: E402
     validation_split,
 )
 from comparisons.protocols.uci import (  # noqa: E402
-    UCIProtocol,
+    MCDropoutUCISettings,
     hyperparameter_grid,
     protocol_seed,
     score_networks,
@@ -98,7 +98,7 @@ def _timed(fn, *args, **kwargs):
 # 1. the phases of one cell
 # ----------------------------------------------------------------------------------------------
 
-def cell_phases(name: str, split: int, protocol: UCIProtocol, m: float, repeats: int):
+def cell_phases(name: str, split: int, protocol: MCDropoutUCISettings, m: float, repeats: int):
     """Time the phases of one cell at multiplier ``m`` (public functions, cell order), then the
     two training phases again at ``m`` and ``2m``, interleaved, ``repeats`` times in all at each
     (the cell-order run is the first sample at ``m``; prediction does not depend on the epochs).
@@ -156,7 +156,7 @@ def extrapolate(t, raw, m, mult: float, num_samples: int):
     return out
 
 
-def probe_dataset(name: str, protocol: UCIProtocol, probe_epochs: int, probe_samples: int):
+def probe_dataset(name: str, protocol: MCDropoutUCISettings, probe_epochs: int, probe_samples: int):
     """Short run of every phase of split 0 of ``name``; per-epoch and per-sample costs."""
     p = replace(protocol, num_samples=probe_samples)
     t0 = time.perf_counter()
@@ -193,7 +193,7 @@ class Phases:
     cell_100: float
 
 
-def report_phases(name: str, a: argparse.Namespace, protocol: UCIProtocol) -> Phases:
+def report_phases(name: str, a: argparse.Namespace, protocol: MCDropoutUCISettings) -> Phases:
     """Section 1: time and print the phases of one cell, with the x10 / x100 extrapolation."""
     m = a.epochs_multiplier
     t_cell, train, info = cell_phases(name, a.split, protocol, m, a.repeats)
@@ -235,7 +235,7 @@ def report_phases(name: str, a: argparse.Namespace, protocol: UCIProtocol) -> Ph
     return Phases(raw=raw, grid=grid, info=info, t_m=t_m, x100=x100, cell_100=cell_100)
 
 
-def report_nine_sets(name: str, a: argparse.Namespace, protocol: UCIProtocol,
+def report_nine_sets(name: str, a: argparse.Namespace, protocol: MCDropoutUCISettings,
                      cell_100: float) -> None:
     """The nine-set x100 protocol extrapolated from short probes (skipped at 0 probe epochs)."""
     if a.probe_epochs <= 0:
@@ -363,7 +363,7 @@ def torch_profile_training(std_val, grid, epochs, protocol, seed0, hidden, top: 
     return wall, total, rows[:top]
 
 
-def report_training_profile(a: argparse.Namespace, protocol: UCIProtocol,
+def report_training_profile(a: argparse.Namespace, protocol: MCDropoutUCISettings,
                             phases: Phases) -> None:
     """Section 2: print the cProfile and torch.profiler tables of the grid training."""
     pe, grid, info = a.profile_epochs, phases.grid, phases.info
@@ -473,7 +473,7 @@ class SmallValidation:
     same_pick: bool
 
 
-def build_variants(name: str, a: argparse.Namespace, protocol: UCIProtocol,
+def build_variants(name: str, a: argparse.Namespace, protocol: MCDropoutUCISettings,
                    phases: Phases) -> Variants:
     """The default training and its dtype, minibatch, grid-size and grouped-splits variants."""
     ve, grid, info = a.variant_epochs, phases.grid, phases.info
@@ -511,7 +511,7 @@ def build_variants(name: str, a: argparse.Namespace, protocol: UCIProtocol,
     return v
 
 
-def add_grouped_variants(v: Variants, name: str, a: argparse.Namespace, protocol: UCIProtocol,
+def add_grouped_variants(v: Variants, name: str, a: argparse.Namespace, protocol: MCDropoutUCISettings,
                          phases: Phases) -> None:
     """Add to ``v`` the variants that train several splits' networks in one call."""
     ve, grid, raw = a.variant_epochs, phases.grid, phases.raw
@@ -552,7 +552,7 @@ def time_variants(v: Variants, repeats: int) -> Speedups:
     return Speedups(grid=med_grid, retrain=med_re, notes=dict(v.notes))
 
 
-def grouped_nets_identical(v: Variants, a: argparse.Namespace, protocol: UCIProtocol,
+def grouped_nets_identical(v: Variants, a: argparse.Namespace, protocol: MCDropoutUCISettings,
                            phases: Phases) -> bool | None:
     """Whether the grouped call trains the first split's networks bit-identically (None: none)."""
     if not v.groups:
@@ -565,7 +565,7 @@ def grouped_nets_identical(v: Variants, a: argparse.Namespace, protocol: UCIProt
                zip(grouped.weights + grouped.biases, alone.weights + alone.biases))
 
 
-def add_thread_variant(s: Speedups, a: argparse.Namespace, protocol: UCIProtocol,
+def add_thread_variant(s: Speedups, a: argparse.Namespace, protocol: MCDropoutUCISettings,
                        phases: Phases) -> None:
     """Add the other thread count's row to ``s``, timed on a shorter training (if enabled)."""
     # On a busy machine a call with more threads than free cores can take 100x longer, so it
@@ -594,7 +594,7 @@ def add_thread_variant(s: Speedups, a: argparse.Namespace, protocol: UCIProtocol
         "no; but the protocol already runs 2 single-thread workers on the 2 cores")
 
 
-def add_compile_variant(s: Speedups, a: argparse.Namespace, protocol: UCIProtocol,
+def add_compile_variant(s: Speedups, a: argparse.Namespace, protocol: MCDropoutUCISettings,
                         phases: Phases) -> None:
     """Add the ``torch.compile(train_batched)`` grid row to ``s`` (with ``--try-compile``)."""
     if not a.try_compile:
@@ -621,7 +621,7 @@ def add_compile_variant(s: Speedups, a: argparse.Namespace, protocol: UCIProtoco
         print(f"\ntorch.compile(train_batched) failed: {type(exc).__name__}: {exc}"[:500])
 
 
-def validation_small_t(a: argparse.Namespace, protocol: UCIProtocol,
+def validation_small_t(a: argparse.Namespace, protocol: MCDropoutUCISettings,
                        phases: Phases) -> SmallValidation:
     """Time the validation scoring with T / 10 samples; does it select the same pair?"""
     info, grid = phases.info, phases.grid
@@ -686,7 +686,7 @@ def print_speedup_table(a: argparse.Namespace, phases: Phases, groups: dict, s: 
           f"against section 1's validation scoring (T = {a.num_samples}), not interleaved.")
 
 
-def report_speedups(name: str, a: argparse.Namespace, protocol: UCIProtocol,
+def report_speedups(name: str, a: argparse.Namespace, protocol: MCDropoutUCISettings,
                     phases: Phases) -> None:
     """Section 3: time the candidate speed-ups side by side and print their table."""
     variants = build_variants(name, a, protocol, phases)
@@ -738,7 +738,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return a
 
 
-def print_header(name: str, protocol: UCIProtocol, split: int) -> None:
+def print_header(name: str, protocol: MCDropoutUCISettings, split: int) -> None:
     """The report's title and the settings of the machine and of the protocol."""
     print(f"# Profile of one MC dropout UCI cell: {name}, split {split}\n")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch thread(s), "
@@ -758,7 +758,7 @@ def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
     name = resolve_uci_name(a.dataset)
-    protocol = UCIProtocol(epochs_multiplier=a.epochs_multiplier, num_samples=a.num_samples)
+    protocol = MCDropoutUCISettings(epochs_multiplier=a.epochs_multiplier, num_samples=a.num_samples)
     wall0 = time.perf_counter()
     print_header(name, protocol, a.split)
     phases = report_phases(name, a, protocol)

@@ -106,7 +106,7 @@ def show_rows(rows):
 # A weight matrix $\mathbf{W}$ is `out x in` $= K \times Q$; its columns
 # $\mathbf{w}_a \in \mathbb{R}^K$ ($a = 1..Q$) multiply the $Q$ input units. Dropping an input unit
 # zeroes a whole **column**. With mean matrix $\mathbf{M}$, `keep_prob` $\pi$ = the probability
-# that a unit is **kept** (`drop_rate` $= 1-\pi$) and a small jitter $\theta$, the columns are
+# that a unit is **kept** (drop rate $1-\pi$) and a small jitter $\theta$, the columns are
 # independent two-component mixtures
 #
 # $$

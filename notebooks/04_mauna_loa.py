@@ -39,8 +39,8 @@
 #   - \mathbb{E}[y^*]^2 .
 # $$
 #
-# The networks are the paper's: 4 hidden layers of 1024 units, `drop_rate` 0.2
-# (`keep_prob` = 0.8) on every hidden layer (the 1-D time input is not dropped). Training them
+# The networks are the paper's: 4 hidden layers of 1024 units, `keep_prob` 0.8
+# (a drop rate of 0.2) on every hidden layer (the 1-D time input is not dropped). Training them
 # for $10^6$ steps (our paper-like setting, `comparisons.experiments.mauna_loa.PAPER_LIKE_SETTINGS`) takes
 # about half a day per network on one CPU thread (0.045-0.13 s per step measured), so the
 # default here is short (a few minutes in all) and the picture is a *short-training* version of
@@ -81,7 +81,7 @@ if SMOKE:
 else:
     SETTINGS = MaunaLoaSettings()  # 4 x 1024, 500 steps, T = 50: a few minutes on one thread
 print(f"SMOKE={SMOKE}, networks {SETTINGS.hidden_layers} x {SETTINGS.hidden_units}, "
-      f"drop_rate {SETTINGS.drop_rate} (keep_prob {SETTINGS.keep_prob:g}), "
+      f"keep_prob {SETTINGS.keep_prob:g}, "
       f"{SETTINGS.iterations} steps, T = {SETTINGS.num_samples}")
 print(f"paper-like setting: {PAPER_LIKE_SETTINGS.iterations:,} steps, "
       f"T = {PAPER_LIKE_SETTINGS.num_samples}")

@@ -99,13 +99,13 @@ def save(fig, name):
 # The 1,797 8x8 digits (grey levels $0..16$ scaled to $[0, 1]$), split 80/20 with a fixed seed,
 # stratified by class. The network is Caffe's LeNet with ReLUs, sized for 8x8 inputs by "same"
 # padding: conv(5x5, 20) - pool - conv(5x5, 50) - pool - FC 500 - **dropout** - FC 10, with
-# `drop_rate = 0.5` (`keep_prob = 0.5`; `torch.nn.Dropout` scales kept units by
-# $1/\text{keep\_prob}$). Adam, minibatches of 128, weight decay $5\cdot 10^{-4}$.
+# `keep_prob = 0.5` (`torch.nn.Dropout`, handed the drop rate `1 - keep_prob`, scales kept
+# units by $1/\text{keep\_prob}$). Adam, minibatches of 128, weight decay $5\cdot 10^{-4}$.
 
 # %%
 data = load_digits_split(seed=SEED)
 print(data.description)
-net = LeNet(data.image_size, data.num_classes, drop_rate=0.5, seed=SEED)
+net = LeNet(data.image_size, data.num_classes, keep_prob=0.5, seed=SEED)
 hist = train_lenet(net, data.x_train, data.y_train, epochs=EPOCHS, seed=SEED, progress=False)
 print(f"trained {EPOCHS} epochs in {hist.wall_time_s:.1f} s; final training loss "
       f"{hist.epoch_losses[-1]:.4f}")

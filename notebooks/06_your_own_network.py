@@ -68,9 +68,9 @@ if SMOKE:
     EPOCHS, T = 3, 20
 else:
     EPOCHS, T = 40, 100
-SCALE = 1e-3  # theta: the Gaussian scale around the means (small: the dropout limit)
+THETA = 1e-3  # the jitter's standard deviation around the means (small: the dropout limit)
 T0 = time.perf_counter()
-print(f"SMOKE={SMOKE}, epochs={EPOCHS}, T={T}, theta={SCALE:g}, seed={SEED}")
+print(f"SMOKE={SMOKE}, epochs={EPOCHS}, T={T}, theta={THETA:g}, seed={SEED}")
 
 
 def save(fig, name):
@@ -134,7 +134,7 @@ length_scale = math.sqrt(5e-4 * N)
 pyro.clear_param_store()
 pyro.set_rng_seed(SEED)
 model = ModuleBNN(net, prior_length_scale=length_scale, likelihood="categorical")
-guide = ModuleDropoutGuide(model, scale=SCALE)  # means initialised from net's weights
+guide = ModuleDropoutGuide(model, theta=THETA)  # means initialised from net's weights
 svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 2e-3}),
                      PerExampleDropoutELBO(num_masks_seed=SEED))
 shuffle = torch.Generator().manual_seed(SEED)

@@ -42,7 +42,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def subcommand_parser(*add_parsers) -> argparse.ArgumentParser:
     """A ``python -m comparisons``-like parser with only the given subcommands (each an
-    ``add_parser(subparsers)`` of a ``comparisons.cli_*`` module)."""
+    ``add_parser(subparsers)`` of a ``comparisons.cli.*`` module)."""
     parser = argparse.ArgumentParser(prog="python -m comparisons")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in add_parsers:

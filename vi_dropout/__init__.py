@@ -1,102 +1,59 @@
 """vi_dropout: the variational family of MC dropout in Pyro, its full ELBO, and the numerical
-proof that it reduces to the dropout loss (Gal & Ghahramani, 2016)."""
+proof that it reduces to the dropout loss (Gal & Ghahramani, 2016).
+
+The top level holds the user-facing names (:data:`__all__`, 20 of them); the rest is reachable
+by module, e.g. ``vi_dropout.kl.kl_large_width`` or ``vi_dropout.objectives.draw_masks``.
+
+Example:
+    >>> import torch
+    >>> from vi_dropout import ModuleBNN, ModuleDropoutGuide
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+    ...                           torch.nn.Linear(8, 1))
+    >>> model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
+"""
 
 from .bnn import ModuleBNN, ModuleDropoutGuide
-from .concrete import ConcreteDropoutObjective, ConcreteFit, fit_concrete, relaxed_bernoulli_mask
+from .conversion import Conversion, convert_module, find_covered_layers
 from .distributions import DropoutNormal
-from .drop_stream import DropStream, layer_drop_streams, sample_drop_mask
 from .guides import DropoutGuide
-from .kl import (
-    MonteCarloEstimate,
-    binary_entropy,
-    cross_entropy_to_prior,
-    gaussian_kl_to_prior,
-    kl_gap,
-    kl_large_width,
-    kl_monte_carlo,
-    mean_field_kl_to_prior,
-)
-from .mean_field import MeanFieldFit, MeanFieldObjective, fit_mean_field
+from .mean_field import fit_mean_field
 from .models import BayesianMLP
-from .module_concrete import ModuleConcreteFit, ModuleConcreteObjective, fit_module_concrete
-from .network import ACTIVATIONS, Architecture, mlp_forward
-from .objectives import (
-    draw_masks,
-    dropout_loss,
-    elbo_dropout_offset,
-    from_inverted_dropout,
-    inverted_weight_decay,
-    negative_elbo,
-    prior_weight_decays,
-    tau_from_weight_decay,
-    to_inverted_dropout,
-    weight_decay_from_prior,
-)
+from .module_concrete import fit_module_concrete
+from .network import Architecture
+from .objectives import dropout_loss, negative_elbo
+from .optim import JointAdam
 from .per_example_elbo import PerExampleDropoutELBO
-from .predict import (
-    ClassificationSummary,
-    DropoutMLPParams,
-    RegressionSummary,
-    classification_summary,
-    mc_predict,
-    regression_summary,
-    standard_dropout_predict,
-)
-from .training import DropoutMLP, TrainResult, train_batched, train_sequential, weight_decay
+from .predict import classification_summary, mc_predict, regression_summary
+from .training import train_batched
+from .verify import run_verify
 
 __version__ = "0.1.0"
 
+#: the user-facing names; everything else is reachable by its module (``vi_dropout.kl``,
+#: ``vi_dropout.objectives``, ``vi_dropout.verify_network``, ...), see the API reference
 __all__ = [
-    "ACTIVATIONS",
-    "Architecture",
-    "BayesianMLP",
-    "DropoutGuide",
+    # the variational family and the models: your network converted, or the paper's MLP
     "DropoutNormal",
-    "DropStream",
-    "layer_drop_streams",
-    "sample_drop_mask",
-    "MonteCarloEstimate",
-    "binary_entropy",
-    "cross_entropy_to_prior",
-    "draw_masks",
-    "dropout_loss",
-    "elbo_dropout_offset",
-    "from_inverted_dropout",
-    "gaussian_kl_to_prior",
-    "inverted_weight_decay",
-    "kl_gap",
-    "kl_large_width",
-    "kl_monte_carlo",
-    "mlp_forward",
-    "negative_elbo",
-    "prior_weight_decays",
-    "tau_from_weight_decay",
-    "to_inverted_dropout",
-    "weight_decay_from_prior",
-    "ClassificationSummary",
-    "DropoutMLP",
-    "DropoutMLPParams",
-    "RegressionSummary",
-    "TrainResult",
-    "classification_summary",
-    "mc_predict",
-    "regression_summary",
-    "standard_dropout_predict",
-    "train_batched",
-    "train_sequential",
-    "weight_decay",
+    "convert_module",
+    "find_covered_layers",
+    "Conversion",
     "ModuleBNN",
     "ModuleDropoutGuide",
+    "BayesianMLP",
+    "Architecture",
+    "DropoutGuide",
+    # objectives and fitting
     "PerExampleDropoutELBO",
-    "ConcreteDropoutObjective",
-    "ConcreteFit",
-    "fit_concrete",
-    "relaxed_bernoulli_mask",
-    "ModuleConcreteObjective",
-    "ModuleConcreteFit",
+    "negative_elbo",
+    "dropout_loss",
+    "JointAdam",
     "fit_module_concrete",
-    "MeanFieldObjective",
-    "MeanFieldFit",
     "fit_mean_field",
-    "mean_field_kl_to_prior",
+    "train_batched",
+    # prediction
+    "mc_predict",
+    "regression_summary",
+    "classification_summary",
+    # the equivalence report (your network: vi_dropout.verify_network.verify_network)
+    "run_verify",
 ]

@@ -38,7 +38,7 @@ Example:
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
     ...                           torch.nn.Linear(16, 1))
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    >>> guide = ModuleDropoutGuide(model, scale=1e-2)
+    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
     >>> svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1))
     >>> _ = guide.load_into(net)  # MC dropout with net's own nn.Dropout now samples q
@@ -137,7 +137,7 @@ class ModuleBNN(PyroModule):
 
     Attributes:
         layers: the covered layers (:class:`~vi_dropout.conversion.CoveredLayer`).
-        disabled_dropout: ``(name, kind, drop_rate, reason)`` of every dropout switched off
+        disabled_dropout: ``(name, kind, keep_prob, reason)`` of every dropout switched off
             (:class:`~vi_dropout.conversion.DisabledDropout`; empty unless ``"disable"``).
         conversion: the :class:`~vi_dropout.conversion.Conversion` both come from.
 
@@ -315,9 +315,9 @@ class ModuleBNN(PyroModule):
             rows += ["DISABLED dropout (uncovered_dropout='disable'): switched off in this model, "
                      "which is the network WITHOUT it:",
                      "",
-                     "| disabled dropout | kind | drop_rate | reason |",
+                     "| disabled dropout | kind | keep_prob | reason |",
                      "|---|---|---|---|"]
-            rows += [f"| {d.name} | {d.kind} | {d.drop_rate:g} | {d.reason} |"
+            rows += [f"| {d.name} | {d.kind} | {d.keep_prob:g} | {d.reason} |"
                      for d in self.disabled_dropout]
             rows.append("")
         else:
@@ -381,15 +381,15 @@ class ModuleDropoutGuide(PyroModule):
         q(\mathbf{b}_i) = \mathcal{N}(\mathbf{m}_{b,i}, \theta^2\mathbf{I}),
 
     with one column :math:`a` per input unit (input channel of a convolution), :math:`\pi_i` the
-    covered layer's ``keep_prob`` (fixed) and :math:`\theta` = ``scale`` (fixed). Learnable:
+    covered layer's ``keep_prob`` (fixed) and :math:`\theta` (``theta``, fixed). Learnable:
     ``weight_locs[i]`` (:math:`\mathbf{M}_i`, ``K x Q``) and ``bias_locs[i]``
-    (:math:`\mathbf{m}_{b,i}`; ``None`` for a layer without bias), in the seed's convention: the
+    (:math:`\mathbf{m}_{b,i}`; ``None`` for a layer without bias), in the paper's convention: the
     module's weights are :math:`\mathbf{W}'_i = \pi_i\mathbf{M}_i` (``nn.Dropout`` rescales kept
     units by :math:`1/\pi_i`).
 
     Args:
         model: the :class:`ModuleBNN` whose sites this guide covers.
-        scale: :math:`\theta > 0`.
+        theta: :math:`\theta > 0`.
         init_from_module: start from the module's weights
             (:meth:`~vi_dropout.conversion.CoveredLayer.means_from_module`) and biases; otherwise
             from the layers' default initialisation (``reset_parameters``) and zero biases.
@@ -399,17 +399,17 @@ class ModuleDropoutGuide(PyroModule):
 
     Example:
         >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(2, 3))
-        >>> guide = ModuleDropoutGuide(ModuleBNN(net), scale=1e-2)
+        >>> guide = ModuleDropoutGuide(ModuleBNN(net), theta=1e-2)
         >>> sorted(guide.median())
         ['1.bias', '1.weight']
     """
 
-    def __init__(self, model: ModuleBNN, scale: float = 1e-2, init_from_module: bool = True):
+    def __init__(self, model: ModuleBNN, theta: float = 1e-2, init_from_module: bool = True):
         super().__init__()
         if not isinstance(model, ModuleBNN):
             raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
         self.layers: tuple[CoveredLayer, ...] = model.layers
-        self.scale = check_positive(scale, "scale")
+        self.theta = check_positive(theta, "theta")
         net = model._modules["net"]
         # the model's network, not a submodule of the guide: load_into copies its point estimates
         self.__dict__["_model_net"] = net
@@ -440,8 +440,8 @@ class ModuleDropoutGuide(PyroModule):
         out = []
         for layer, m, b in zip(self.layers, weights, biases):
             qb = None if b is None else dist.Normal(
-                b, torch.as_tensor(self.scale, dtype=b.dtype, device=b.device)).to_event(1)
-            out.append((DropoutNormal(m, layer.keep_prob, self.scale), qb))
+                b, torch.as_tensor(self.theta, dtype=b.dtype, device=b.device)).to_event(1)
+            out.append((DropoutNormal(m, layer.keep_prob, self.theta), qb))
         return out
 
     def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:

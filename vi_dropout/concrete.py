@@ -11,7 +11,7 @@ Bernoulli) distribution replaces a mask :math:`z \sim \operatorname{Bernoulli}(\
 which is differentiable in :math:`\pi` and tends in distribution to the Bernoulli mask as the
 temperature :math:`t \to 0` (the gradient is biased for :math:`t > 0`; the bias shrinks with
 :math:`t` while the variance grows). Here :math:`\pi` is the probability that a unit is KEPT
-(``drop_rate = 1 - keep_prob``) and is parametrised by its logit, so it never leaves
+(the drop rate is ``1 - keep_prob``) and is parametrised by its logit, so it never leaves
 :math:`(0, 1)`.
 
 The objective is the per-example negative ELBO of :func:`vi_dropout.objectives.negative_elbo`
@@ -122,8 +122,8 @@ class ConcreteDropoutObjective(torch.nn.Module):
         + \mathrm{KL}(\mathcal{N}(\mathbf{m}_{b,i}, \theta^2)\,\|\,\mathcal{N}(0, l^{-2}))\big]
 
     Parameters (all ``torch.nn.Parameter``): the means ``weights[i]`` (``out x in``) and
-    ``biases[i]`` (``out``) in the seed convention (kept units are not rescaled); one keep_prob
-    logit per layer whose input is dropped; ``log_scale`` (:math:`\log\theta`) and ``log_tau``
+    ``biases[i]`` (``out``) in the paper's convention (kept units are not rescaled); one keep_prob
+    logit per layer whose input is dropped; ``log_theta`` (:math:`\log\theta`) and ``log_tau``
     (:math:`\log\tau`), each a parameter when learned and a buffer otherwise.
 
     Args:
@@ -131,13 +131,13 @@ class ConcreteDropoutObjective(torch.nn.Module):
         keep_probs: initial keep_prob per layer (or one value for all layers), each in the open
             interval ``(0, 1)``; an entry ``None`` means no dropout on that layer's input (mask of
             ones, no entropy term, :math:`\pi = 1` in the KL).
-        scale: initial :math:`\theta > 0`, or ``None`` for the :math:`\theta \to 0` limit (the
+        theta: initial :math:`\theta > 0`, or ``None`` for the :math:`\theta \to 0` limit (the
             dropout objective of Concrete dropout: no jitter noise, and the KL without its
             :math:`\theta` terms, which diverge like :math:`-\log\theta` and depend on no other
             parameter); tau: initial :math:`\tau > 0`.
         prior_length_scale: :math:`l` of the prior :math:`\mathcal{N}(0, l^{-2})`.
-        learn_scale, learn_tau: whether :math:`\theta` and :math:`\tau` are learned
-            (``learn_scale`` default: unless ``scale`` is ``None``).
+        learn_theta, learn_tau: whether :math:`\theta` and :math:`\tau` are learned
+            (``learn_theta`` default: unless ``theta`` is ``None``).
         num_networks: ``E`` independent networks in one batched computation (every parameter
             gets a leading ``E`` dim; inputs ``E x B x Q``, the objective has shape
             ``sample_shape x E``; ``generator`` is then a sequence of ``E`` generators).
@@ -147,8 +147,8 @@ class ConcreteDropoutObjective(torch.nn.Module):
         Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
     """
 
-    def __init__(self, architecture: Architecture, keep_probs=0.9, scale=1e-2, tau=1.0,
-                 prior_length_scale=1.0, *, learn_scale: bool | None = None,
+    def __init__(self, architecture: Architecture, keep_probs=0.9, theta=1e-2, tau=1.0,
+                 prior_length_scale=1.0, *, learn_theta: bool | None = None,
                  learn_tau: bool = True, weights: Sequence[torch.Tensor] | None = None,
                  biases: Sequence[torch.Tensor] | None = None,
                  generator=None, dtype=torch.float64, num_networks: int | None = None):
@@ -177,20 +177,20 @@ class ConcreteDropoutObjective(torch.nn.Module):
              for kp in kps if kp is not None]
         )
         self.prior_length_scale = check_positive(prior_length_scale, "prior_length_scale")
-        #: the theta -> 0 limit (``scale=None``): no jitter noise, no theta terms in the KL
-        self.zero_scale = scale is None
-        if learn_scale is None:
-            learn_scale = not self.zero_scale
-        if self.zero_scale and learn_scale:
-            raise ValueError("scale=None is the theta -> 0 limit and cannot be learned: pass "
-                             "learn_scale=False, or an initial scale > 0 to learn theta")
-        log_scale = torch.full(shape, -math.inf if self.zero_scale else
-                               math.log(check_positive(scale, "scale")), dtype=dtype)
+        #: the theta -> 0 limit (``theta=None``): no jitter noise, no theta terms in the KL
+        self.zero_theta = theta is None
+        if learn_theta is None:
+            learn_theta = not self.zero_theta
+        if self.zero_theta and learn_theta:
+            raise ValueError("theta=None is the theta -> 0 limit and cannot be learned: pass "
+                             "learn_theta=False, or an initial theta > 0 to learn it")
+        log_theta = torch.full(shape, -math.inf if self.zero_theta else
+                               math.log(check_positive(theta, "theta")), dtype=dtype)
         log_tau = torch.full(shape, math.log(check_positive(tau, "tau")), dtype=dtype)
-        if learn_scale:
-            self.log_scale = torch.nn.Parameter(log_scale)
+        if learn_theta:
+            self.log_theta = torch.nn.Parameter(log_theta)
         else:
-            self.register_buffer("log_scale", log_scale)
+            self.register_buffer("log_theta", log_theta)
         if learn_tau:
             self.log_tau = torch.nn.Parameter(log_tau)
         else:
@@ -225,15 +225,15 @@ class ConcreteDropoutObjective(torch.nn.Module):
     @property
     def keep_probs(self) -> tuple[torch.Tensor, ...]:
         """Per-layer keep_prob :math:`\\sigma(\\text{logit})` (1 for layers without dropout)."""
-        one = self.log_scale.new_ones(self.log_scale.shape)
+        one = self.log_theta.new_ones(self.log_theta.shape)
         return tuple(one if self.keep_prob_logit(i) is None else
                      torch.sigmoid(self.keep_prob_logit(i))
                      for i in range(self.architecture.num_layers))
 
     @property
-    def scale(self) -> torch.Tensor:
+    def theta(self) -> torch.Tensor:
         r""":math:`\theta = \exp(\log\theta)`."""
-        return self.log_scale.exp()
+        return self.log_theta.exp()
 
     @property
     def tau(self) -> torch.Tensor:
@@ -252,7 +252,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
         for i, (_, inp) in enumerate(self.architecture.layer_shapes):
             logit = self.keep_prob_logit(i)
             if logit is None:
-                masks.append(self.log_scale.new_ones(lead + net + (n, inp)))
+                masks.append(self.log_theta.new_ones(lead + net + (n, inp)))
             elif self.num_networks is None:
                 masks.append(relaxed_bernoulli_mask(logit, lead + (n, inp), temperature,
                                                     generator=generator))
@@ -269,14 +269,14 @@ class ConcreteDropoutObjective(torch.nn.Module):
         Gaussian KL of every bias (:func:`~vi_dropout.kl.kl_large_width`,
         :func:`~vi_dropout.kl.gaussian_kl_to_prior`)."""
         # theta -> 0 limit: theta = 1/l zeroes the theta terms (l^2 theta^2 - 1 - log l^2 theta^2)
-        scale = (self.log_scale.new_full(self.log_scale.shape, 1.0 / self.prior_length_scale)
-                 if self.zero_scale else self.scale)
-        total = scale.new_zeros(())
+        theta = (self.log_theta.new_full(self.log_theta.shape, 1.0 / self.prior_length_scale)
+                 if self.zero_theta else self.theta)
+        total = theta.new_zeros(())
         for w, b, kp in zip(self.weights, self.biases, self.keep_probs):
             # the parameters are valid by construction (logit / log parameterisation)
-            q = DropoutNormal(w, kp, scale, validate_args=False)
+            q = DropoutNormal(w, kp, theta, validate_args=False)
             total = total + kl_large_width(q, self.prior_length_scale)
-            total = total + gaussian_kl_to_prior(b, scale, self.prior_length_scale)
+            total = total + gaussian_kl_to_prior(b, theta, self.prior_length_scale)
         return total
 
     # --- the objective -------------------------------------------------------------------------
@@ -321,7 +321,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
         if masks is None:
             masks = self.sample_masks(b, temperature, sample_shape, generator)
         lead = torch.broadcast_shapes(*(m.shape[:-2] for m in masks))
-        if self.zero_scale:
+        if self.zero_theta:
             out = mlp_forward(x, list(self.weights), list(self.biases),
                               self.architecture.activation, masks)
             return self._negative_elbo_of_outputs(y, out, num_data)
@@ -330,11 +330,11 @@ class ConcreteDropoutObjective(torch.nn.Module):
             noise = [self._per_network(
                 lambda sh, g, e, out=out: torch.randn(sh + (b, out), dtype=x.dtype, generator=g),
                 inner, generator) for out, _ in self.architecture.layer_shapes]
-        biases, scale = list(self.biases), self.scale
+        biases, theta = list(self.biases), self.theta
         if self.num_networks is not None:  # E x out -> E x 1 x out against ... x E x B x out
             biases = [bias.unsqueeze(-2) for bias in biases]
-            scale = scale[:, None, None]
-        out = local_reparam_forward(x, list(self.weights), biases, masks, scale,
+            theta = theta[:, None, None]
+        out = local_reparam_forward(x, list(self.weights), biases, masks, theta,
                                      self.architecture.activation, noise)
         return self._negative_elbo_of_outputs(y, out, num_data)
 
@@ -349,9 +349,10 @@ class ConcreteDropoutObjective(torch.nn.Module):
     def predict(self, x: torch.Tensor, num_samples: int, *, network: int | None = None,
                 generator: torch.Generator | None = None, max_rows: int = 16384) -> torch.Tensor:
         r"""MC samples of the network output under :math:`q` at the learned parameters: EXACT
-        Bernoulli masks at the learned keep_probs (not relaxed) and, unless ``scale`` is the
-        :math:`\theta \to 0` limit, the jitter noise by local reparameterisation (one weight draw
-        per sample and test point: the exact predictive marginal of every point).
+        Bernoulli masks at the learned keep_probs (not relaxed) and, unless ``theta`` was
+        ``None`` (the :math:`\theta \to 0` limit), the jitter noise by local reparameterisation
+        (one weight draw per sample and test point: the exact predictive marginal of every
+        point).
 
         .. math::
             \hat{\mathbf{y}}_{t}(\mathbf{x}) = f\big(\mathbf{x};\, \mathbf{W}_{t}\big),
@@ -372,17 +373,17 @@ class ConcreteDropoutObjective(torch.nn.Module):
         weights = [pick(w) for w in self.weights]
         biases = [pick(b) for b in self.biases]
         kps = [pick(kp) for kp in self.keep_probs]
-        scale = pick(self.scale)
+        theta = pick(self.theta)
         shapes, activation = self.architecture.layer_shapes, self.architecture.activation
 
         def draw(t: int) -> torch.Tensor:
             n = x.shape[0]
             masks = [(torch.rand(t, n, inp, dtype=x.dtype, generator=generator) < kp).to(x.dtype)
                      for (_, inp), kp in zip(shapes, kps)]
-            if self.zero_scale:
+            if self.zero_theta:
                 return mlp_forward(x, weights, biases, activation, masks)
             noise = [torch.randn(t, n, o, dtype=x.dtype, generator=generator) for o, _ in shapes]
-            return local_reparam_forward(x, weights, biases, masks, scale, activation, noise)
+            return local_reparam_forward(x, weights, biases, masks, theta, activation, noise)
 
         return draw_in_chunks(self.architecture, x, num_samples, max_rows, draw)
 
@@ -396,7 +397,7 @@ class ConcreteFit(NamedTuple):
     ``failures`` is ``(None,)`` (a failure raises instead)."""
 
     keep_probs: tuple[torch.Tensor, ...]
-    scale: torch.Tensor
+    theta: torch.Tensor
     tau: torch.Tensor
     weights: list[torch.Tensor]
     biases: list[torch.Tensor]
@@ -422,8 +423,8 @@ def _learned_problems(objective: ConcreteDropoutObjective, step: int) -> list[st
                             f"keep_prob = {kp!r} (logit {logit!r}) is within {KEEP_PROB_BOUND} "
                             "of a bound or not finite")
     checked = [("tau", objective.log_tau)]
-    if not objective.zero_scale:
-        checked.append(("scale", objective.log_scale))
+    if not objective.zero_theta:
+        checked.append(("theta", objective.log_theta))
     for name, log_value in checked:
         values = log_value.exp().reshape(-1)
         for e in range(e_count):
@@ -439,7 +440,7 @@ def _param_groups(objective: ConcreteDropoutObjective, lr: float, hyper_lr: floa
     ``hyper_lr``."""
     means = [*objective.weights, *objective.biases]
     hyper = [*objective.keep_prob_logits] + [
-        t for t in (objective.log_scale, objective.log_tau) if isinstance(t, torch.nn.Parameter)]
+        t for t in (objective.log_theta, objective.log_tau) if isinstance(t, torch.nn.Parameter)]
     groups = [{"params": means, "lr": lr}]
     if hyper:
         groups.append({"params": hyper, "lr": hyper_lr})
@@ -447,8 +448,8 @@ def _param_groups(objective: ConcreteDropoutObjective, lr: float, hyper_lr: floa
 
 
 def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,), *,
-                 activation: str = "relu", keep_probs=0.9, scale=1e-2, tau=1.0,
-                 prior_length_scale=1.0, learn_scale: bool | None = None,
+                 activation: str = "relu", keep_probs=0.9, theta=1e-2, tau=1.0,
+                 prior_length_scale=1.0, learn_theta: bool | None = None,
                  learn_tau: bool = True, steps: int = 1000, lr: float = 1e-2, hyper_lr: float | None = None,
                  batch_size: int | None = None, temperature=0.1, num_samples: int = 1,
                  seed: int | Sequence[int] = 0, check_every: int = 1,
@@ -477,8 +478,8 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
         hidden: hidden widths (``()`` for a linear model).
         keep_probs: initial keep_prob per layer or one for all, in ``(0, 1)``; ``None`` entries
             mean no dropout on that layer's input.
-        scale, tau: initial :math:`\theta` (``None``: the :math:`\theta \to 0` limit, see
-            :class:`ConcreteDropoutObjective`), :math:`\tau` (learned unless ``learn_scale`` /
+        theta, tau: initial :math:`\theta` (``None``: the :math:`\theta \to 0` limit, see
+            :class:`ConcreteDropoutObjective`), :math:`\tau` (learned unless ``learn_theta`` /
             ``learn_tau`` is False).
         steps: Adam steps; lr: Adam step size of the means; hyper_lr: step size of the keep_prob
             logits, :math:`\log\theta` and :math:`\log\tau` (default ``lr``).
@@ -526,7 +527,7 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
     arch = Architecture((x.shape[-1], *hidden, y.shape[-1]), activation=activation)
     gens = [torch.Generator().manual_seed(s) for s in seeds]
     objective = ConcreteDropoutObjective(
-        arch, keep_probs, scale, tau, prior_length_scale, learn_scale=learn_scale,
+        arch, keep_probs, theta, tau, prior_length_scale, learn_theta=learn_theta,
         learn_tau=learn_tau, generator=gens if batched else gens[0], dtype=x.dtype,
         num_networks=len(seeds) if batched else None,
     )
@@ -550,7 +551,7 @@ def fit_concrete(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50,)
     with torch.no_grad():
         return ConcreteFit(
             keep_probs=tuple(kp.detach().clone() for kp in objective.keep_probs),
-            scale=objective.scale.detach().clone(),
+            theta=objective.theta.detach().clone(),
             tau=objective.tau.detach().clone(),
             weights=[w.detach().clone() for w in objective.weights],
             biases=[b.detach().clone() for b in objective.biases],

@@ -44,7 +44,7 @@ Modules ``torch.fx`` cannot trace need the map ``keep_probs={layer name: keep_pr
 named get 1): the map is then the user's statement of where dropout acts; the module tree is
 still inspected for the recurrent / attention / transformer dropout above.
 
-``torch.nn.Dropout`` rescales kept units by :math:`1/\pi`; the seed's family does not. The same
+``torch.nn.Dropout`` rescales kept units by :math:`1/\pi`; the paper's family does not. The same
 function with the same masks has module weights :math:`\mathbf{W}' = \pi\mathbf{M}`
 (:func:`vi_dropout.objectives.to_inverted_dropout`): :meth:`CoveredLayer.means_from_module`
 and :meth:`CoveredLayer.module_weight` map between the two exactly.
@@ -229,13 +229,14 @@ class DisabledDropout(NamedTuple):
             call, ``"<fx node> in <module>.forward"``.
         kind: the module type (``"LSTM"``, ``"MultiheadAttention"``, ``"Dropout"``) or the
             function (``"F.dropout"``).
-        drop_rate: its probability of dropping (``p``, ``dropout``).
+        keep_prob: its probability of keeping a unit, ``1 - p`` of the module or call (NaN when
+            its ``p`` is not a constant).
         reason: why the family cannot cover it.
     """
 
     name: str
     kind: str
-    drop_rate: float
+    keep_prob: float
     reason: str
 
 
@@ -261,12 +262,19 @@ class Conversion:
         """One line per disabled dropout (``"none"`` when there is none), for summaries."""
         if not self.disabled:
             return "none"
-        return "; ".join(f"{d.name} ({d.kind}, drop_rate {d.drop_rate:g}): {d.reason}"
+        return "; ".join(f"{d.name} ({d.kind}, keep_prob {d.keep_prob:g}): {d.reason}"
                          for d in self.disabled)
 
 
-def _dropout_keep_prob(drop_rate: float, where: str = "the dropout") -> float:
-    return check_keep_prob(1.0 - float(drop_rate), f"keep_prob (1 - p of {where})")
+# torch's dropout modules and functions take the drop rate p; the two functions below are the
+# only places here that turn one into a keep_prob.
+def _dropout_keep_prob(p: float, where: str = "the dropout") -> float:
+    return check_keep_prob(1.0 - float(p), f"keep_prob (1 - p of {where})")
+
+
+def _disabled(name: str, kind: str, p: float, reason: str) -> DisabledDropout:
+    """A :class:`DisabledDropout` of a dropout with drop rate ``p`` (NaN: not a constant)."""
+    return DisabledDropout(name, kind, 1.0 - float(p), reason)
 
 
 def _is_torch_leaf(module: nn.Module) -> bool:
@@ -338,7 +346,7 @@ class _Site(NamedTuple):
     name: str       # module path or "<node> in <module>.forward"
     label: str      # "Dropout" / "F.dropout" ...
     kind: str       # elementwise / channel1d / channel2d / channel3d / channel / alpha
-    drop_rate: float | None  # None: not a constant
+    p: float | None  # the drop rate torch is handed; None: not a constant
     is_module: bool
 
 
@@ -401,7 +409,7 @@ def _describe_consumer(consumer: torch.fx.Node, modules) -> str:
 def _uncovered_reason(site: _Site, consumer, reshaped: bool, modules) -> str | None:
     """Why ``site`` (feeding ``consumer``) is not covered, or ``None`` when it is."""
     label = f"{site.label} {site.name!r}" if not site.is_module else f"dropout {site.name!r}"
-    if site.drop_rate is None:
+    if site.p is None:
         return (f"{label}: its rate is not a constant (computed in forward), so the family's "
                 f"keep_prob cannot be read")
     if site.kind == "alpha":
@@ -451,14 +459,14 @@ def _tree_uncovered(module: nn.Module, traced_dropouts: set[str] | None) -> list
     for path, m in modules.items():
         if isinstance(m, nn.RNNBase):
             if float(m.dropout) > 0 and m.num_layers > 1:
-                found.append(DisabledDropout(
+                found.append(_disabled(
                     path or "<root>", type(m).__name__, float(m.dropout),
                     f"nn.{type(m).__name__} {path!r} drops the outputs of each stacked layer "
                     f"but the last (dropout={m.dropout:g}) inside its recurrent computation, not "
                     f"in front of a covered layer"))
         elif isinstance(m, nn.MultiheadAttention):
             if float(m.dropout) > 0:
-                found.append(DisabledDropout(
+                found.append(_disabled(
                     path or "<root>", type(m).__name__, float(m.dropout),
                     f"nn.MultiheadAttention {path!r} drops attention weights (the softmax "
                     f"output, dropout={m.dropout:g}), not the input units of a weight layer"))
@@ -466,7 +474,7 @@ def _tree_uncovered(module: nn.Module, traced_dropouts: set[str] | None) -> list
             if float(m.p) > 0 and path in inside and (traced_dropouts is None
                                                       or path not in traced_dropouts):
                 leaf = inside[path]
-                found.append(DisabledDropout(
+                found.append(_disabled(
                     path, type(m).__name__, float(m.p),
                     f"{type(m).__name__} {path!r} runs inside nn."
                     f"{type(modules[leaf]).__name__} {leaf!r}, a torch.nn module whose forward "
@@ -474,7 +482,7 @@ def _tree_uncovered(module: nn.Module, traced_dropouts: set[str] | None) -> list
         elif path and _is_torch_leaf(m) and path not in inside:
             rate = getattr(m, "dropout", None)
             if isinstance(rate, float) and rate > 0:
-                found.append(DisabledDropout(
+                found.append(_disabled(
                     path, type(m).__name__, rate,
                     f"nn.{type(m).__name__} {path!r} has a dropout rate ({rate:g}) and runs as "
                     f"one torch.nn module whose forward the conversion does not see"))
@@ -505,7 +513,7 @@ def _layers_from_graph(module: nn.Module
             rate = _arg(node, index, "dropout_p", 0.0)
             training = _arg(node, 13, training_name, True) if training_name else True
             if training is not False and not (isinstance(rate, (int, float)) and rate == 0.0):
-                uncovered.append(DisabledDropout(
+                uncovered.append(_disabled(
                     _where(node, module), label,
                     float(rate) if isinstance(rate, (int, float)) else float("nan"),
                     f"{label} call {node.name!r} drops attention weights (dropout_p), not the "
@@ -527,11 +535,10 @@ def _layers_from_graph(module: nn.Module
             problem = (f"layer {consumer.target!r} has two dropouts in front of it "
                        f"({feeds[consumer.target].name!r} and {site.name!r})")
         if problem is not None:
-            if site.is_module and site.drop_rate == 0.0:
+            if site.is_module and site.p == 0.0:
                 continue  # nn.Dropout(0.0) never drops
-            uncovered.append(DisabledDropout(
-                site.name, site.label,
-                site.drop_rate if site.drop_rate is not None else float("nan"), problem))
+            uncovered.append(_disabled(
+                site.name, site.label, site.p if site.p is not None else float("nan"), problem))
             if not site.is_module:
                 calls_off.append(node.name)
             continue
@@ -539,7 +546,7 @@ def _layers_from_graph(module: nn.Module
     layers = []
     for name in calls:
         site = feeds.get(name)
-        kp = (_dropout_keep_prob(site.drop_rate, f"{site.name!r} in front of {name!r}")
+        kp = (_dropout_keep_prob(site.p, f"{site.name!r} in front of {name!r}")
               if site is not None else 1.0)
         layers.append(_covered(
             name, modules[name], kp, site.name if site is not None and site.is_module else None,

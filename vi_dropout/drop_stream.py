@@ -56,37 +56,40 @@ class DropStream:
     r"""An endless stream of Bernoulli dropout positions over rows of ``C`` mask columns.
 
     Args:
-        drop_rates: per column :math:`\text{drop\_rate}_c \in [0, 1)`, length ``C`` (e.g. the
-            concatenated input widths of the layers, each with its layer's rate).
+        keep_probs: per column :math:`\text{keep\_prob}_c \in (0, 1]`, length ``C`` (e.g. the
+            concatenated input widths of the layers, each with its layer's keep_prob); the
+            stream samples the drops, column :math:`c` at the rate
+            :math:`1 - \text{keep\_prob}_c` (``max_rate``: the largest of them).
         generator: source of the uniforms (``None``: torch's global generator).
         batch_size: candidate gaps drawn per refill (part of the random-stream contract).
 
     Example:
-        >>> s = DropStream([0.5, 0.0, 0.1], generator=torch.Generator().manual_seed(0))
+        >>> s = DropStream([0.5, 1.0, 0.9], generator=torch.Generator().manual_seed(0))
         >>> drops = s.take(3 * 4)       # positions (row * 3 + column) dropped in rows 0..3
-        >>> bool(((drops % 3) != 1).all())  # column 1 has drop rate 0: never dropped
+        >>> bool(((drops % 3) != 1).all())  # column 1 has keep_prob 1: never dropped
         True
     """
 
     def __init__(
         self,
-        drop_rates: Sequence[float] | torch.Tensor,
+        keep_probs: Sequence[float] | torch.Tensor,
         generator: torch.Generator | None = None,
         batch_size: int = 65536,
     ):
-        if isinstance(drop_rates, Sequence) and not isinstance(drop_rates, str | bytes):
-            for i, rate in enumerate(drop_rates):
-                refuse_non_numbers(rate, f"drop_rates[{i}]", "a real number in [0, 1)")
+        if isinstance(keep_probs, Sequence) and not isinstance(keep_probs, str | bytes):
+            for i, kp in enumerate(keep_probs):
+                refuse_non_numbers(kp, f"keep_probs[{i}]", "a real number in (0, 1]")
         else:  # a number, a tensor or an array of them
-            refuse_non_numbers(drop_rates, "drop_rates", "real numbers in [0, 1)")
-        rates = torch.as_tensor(drop_rates, dtype=torch.float64).reshape(-1)
-        if rates.numel() == 0:
-            raise ValueError("drop_rates must hold at least one column, got an empty sequence")
-        if not bool(((rates >= 0) & (rates < 1)).all()):
+            refuse_non_numbers(keep_probs, "keep_probs", "real numbers in (0, 1]")
+        kps = torch.as_tensor(keep_probs, dtype=torch.float64).reshape(-1)
+        if kps.numel() == 0:
+            raise ValueError("keep_probs must hold at least one column, got an empty sequence")
+        if not bool(((kps > 0) & (kps <= 1)).all()):
             raise ValueError(
-                f"drop_rates must lie in [0, 1) (drop_rate = 1 - keep_prob), got "
-                f"{rates.tolist()}"
+                f"keep_probs must lie in (0, 1] (the probability that a unit is KEPT), got "
+                f"{kps.tolist()}"
             )
+        rates = 1.0 - kps  # the sampler draws the drops: column c at rate 1 - keep_probs[c]
         batch_size = check_positive_int(batch_size, "batch_size")
         self.num_columns = rates.numel()
         self.generator = generator
@@ -157,7 +160,7 @@ def sample_drop_mask(
     """
     shape = tuple(int(s) for s in shape)
     keep_prob = check_keep_prob(keep_prob)
-    stream = DropStream([1.0 - keep_prob], generator=generator)
+    stream = DropStream([keep_prob], generator=generator)
     mask = torch.ones(math.prod(shape), dtype=dtype)
     mask.index_fill_(0, stream.take(mask.numel()), 0.0)
     return mask.view(shape)
@@ -181,6 +184,6 @@ def layer_drop_streams(
     kps = [check_keep_prob(k, f"keep_probs[{i}]") for i, k in enumerate(keep_probs)]
     seeds = torch.randint(2**62, (len(kps),), generator=generator).tolist()
     return [
-        DropStream([1.0 - kp], generator=torch.Generator().manual_seed(int(sd)))
+        DropStream([kp], generator=torch.Generator().manual_seed(int(sd)))
         for kp, sd in zip(kps, seeds)
     ]

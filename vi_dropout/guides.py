@@ -26,19 +26,19 @@ class DropoutGuide(PyroModule):
 
     Learnable: the means ``M_i`` (``layers.{i}.weight_loc``) and ``m_{b,i}``
     (``layers.{i}.bias_loc``). Fixed and explicit: ``keep_prob`` :math:`\pi_i` per layer (the
-    probability that an input unit of layer ``i`` is kept) and ``scale`` :math:`\theta`.
+    probability that an input unit of layer ``i`` is kept) and :math:`\theta` (``theta``).
 
     Args:
         model: the :class:`BayesianMLP` whose sites this guide covers.
         keep_prob: one float or one per layer, each in (0, 1].
-        scale: :math:`\theta > 0`.
+        theta: :math:`\theta > 0`.
         init_weights, init_biases: optional initial means (``out x in`` / ``out`` per layer);
             Glorot-uniform weights and zero biases otherwise.
         generator: optional ``torch.Generator`` for the initialisation.
         dtype: dtype of the parameters (float64 by default: the checks here are about math).
     """
 
-    def __init__(self, model: BayesianMLP, keep_prob=0.9, scale: float = 1e-2,
+    def __init__(self, model: BayesianMLP, keep_prob=0.9, theta: float = 1e-2,
                  init_weights: Sequence[torch.Tensor] | None = None,
                  init_biases: Sequence[torch.Tensor] | None = None,
                  generator: torch.Generator | None = None, dtype=torch.float64):
@@ -48,7 +48,7 @@ class DropoutGuide(PyroModule):
         arch = model.architecture
         self.architecture = arch
         self.keep_probs = per_layer(keep_prob, arch.num_layers, "keep_prob", check_keep_prob)
-        self.scale = check_positive(scale, "scale")
+        self.theta = check_positive(theta, "theta")
         w0, b0 = arch.init_params(generator=generator, dtype=dtype)
         if init_weights is not None:
             w0 = self._check_init(init_weights, [s for s in arch.layer_shapes], "init_weights", dtype)
@@ -74,8 +74,8 @@ class DropoutGuide(PyroModule):
     def layer_distributions(self):
         """``[(q(W_i), q(b_i)), ...]`` as distribution objects (event dims ``out x in``, ``out``)."""
         return [
-            (DropoutNormal(w, kp, self.scale),
-             dist.Normal(b, torch.as_tensor(self.scale, dtype=b.dtype)).to_event(1))
+            (DropoutNormal(w, kp, self.theta),
+             dist.Normal(b, torch.as_tensor(self.theta, dtype=b.dtype)).to_event(1))
             for w, b, kp in zip(self.weight_locs, self.bias_locs, self.keep_probs)
         ]
 

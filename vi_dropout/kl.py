@@ -76,21 +76,22 @@ def prior_precision(prior_length_scale) -> float:
 
 def gaussian_kl_terms(scale, prior_length_scale, dim: int, dtype=None):
     r"""``(coef, const)`` with :func:`gaussian_kl_to_prior` ``= coef * ||m||^2 + const``:
-    :math:`l^2/2` and :math:`\tfrac{D}{2}(l^2\theta^2 - 1 - \log l^2\theta^2)`, ``dim`` = :math:`D`.
-    The terms that do not depend on the means, for callers that compute them once."""
+    :math:`l^2/2` and :math:`\tfrac{D}{2}(l^2 s^2 - 1 - \log l^2 s^2)`, ``dim`` = :math:`D`,
+    :math:`s` = ``scale`` (the family's biases: :math:`s = \theta`). The terms that do not depend
+    on the means, for callers that compute them once."""
     l2 = prior_precision(prior_length_scale)
     s2 = l2 * torch.as_tensor(scale, dtype=dtype).pow(2)
     return 0.5 * l2, 0.5 * dim * (s2 - 1 - torch.log(s2))
 
 
-def large_width_terms(keep_prob: torch.Tensor, scale: torch.Tensor, prior_length_scale,
+def large_width_terms(keep_prob: torch.Tensor, theta: torch.Tensor, prior_length_scale,
                       num_rows: int, num_cols: int):
     r"""``(coef, const)`` with :func:`kl_large_width` ``= coef * ||M||^2 + const``:
     :math:`\pi l^2/2` and :math:`Q[\tfrac{K}{2}(l^2\theta^2 - 1 - \log l^2\theta^2) - H(\pi)]`
     (``num_rows`` = :math:`K`, ``num_cols`` = :math:`Q`). The terms that do not depend on the
     means, for callers that compute them once."""
     l2 = prior_precision(prior_length_scale)
-    s2 = l2 * scale.pow(2)
+    s2 = l2 * theta.pow(2)
     coef = 0.5 * keep_prob * l2
     const = num_cols * (0.5 * num_rows * (s2 - 1 - torch.log(s2)) - binary_entropy(keep_prob))
     return coef, const
@@ -155,7 +156,7 @@ def kl_large_width(q: DropoutNormal, prior_length_scale) -> torch.Tensor:
         q: the variational factor of one weight matrix (``K x Q``).
         prior_length_scale: :math:`l` of the prior :math:`\mathcal{N}(0, l^{-2})`.
     """
-    coef, const = large_width_terms(q.keep_prob, q.scale, prior_length_scale, q.num_rows,
+    coef, const = large_width_terms(q.keep_prob, q.theta, prior_length_scale, q.num_rows,
                                     q.num_cols)
     return coef * q.loc.pow(2).sum((-1, -2)) + const
 
@@ -178,7 +179,7 @@ def cross_entropy_to_prior(q: DropoutNormal, prior_length_scale) -> torch.Tensor
     :math:`\tfrac{KQ}{2}\log(2\pi l^{-2}) + \tfrac{l^2}{2}(\pi\|\mathbf{M}\|^2 + KQ\theta^2)`."""
     l2 = prior_precision(prior_length_scale)
     kq = q.num_rows * q.num_cols
-    second_moment = q.keep_prob * q.loc.pow(2).sum((-1, -2)) + kq * q.scale.pow(2)
+    second_moment = q.keep_prob * q.loc.pow(2).sum((-1, -2)) + kq * q.theta.pow(2)
     return 0.5 * kq * math.log(2 * math.pi / l2) + 0.5 * l2 * second_moment
 
 
@@ -229,7 +230,7 @@ def kl_gap(
       (it integrates :math:`z` out given :math:`\mathbf{w}`).
 
     The gap does not depend on the prior. Set ``differentiable=True`` to keep the graph (for
-    training with the exact KL); the draws are then reparameterised in ``loc`` and ``scale``.
+    training with the exact KL); the draws are then reparameterised in ``loc`` and ``theta``.
     """
     num_samples = check_positive_int(num_samples, "num_samples")
     if estimator not in ("naive", "rao-blackwell"):

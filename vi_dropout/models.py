@@ -74,7 +74,7 @@ class BayesianMLP(PyroModule):
 
     Example:
         >>> model = BayesianMLP(Architecture((1, 20, 1)), prior_length_scale=1.0, tau=10.0)
-        >>> guide = DropoutGuide(model, keep_prob=0.9, scale=1e-2)  # doctest: +SKIP
+        >>> guide = DropoutGuide(model, keep_prob=0.9, theta=1e-2)  # doctest: +SKIP
     """
 
     def __init__(self, architecture: Architecture, prior_length_scale: float = 1.0,

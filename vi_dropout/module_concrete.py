@@ -102,10 +102,10 @@ class ModuleConcreteObjective(nn.Module):
         + \sum_i \big[\text{Prop. 1}(\mathbf{M}_i, \pi_i, \theta)
         + \mathrm{KL}(\mathcal{N}(\mathbf{m}_{b,i}, \theta^2)\,\|\,\mathcal{N}(0, l^{-2}))\big]
 
-    Parameters: ``means[i]`` (``K x Q`` columns, seed convention: the module's weight divided by
+    Parameters: ``means[i]`` (``K x Q`` columns, the paper's convention: the module's weight divided by
     its dropout keep_prob, :meth:`~vi_dropout.conversion.CoveredLayer.means_from_module`) and
     ``biases[i]`` (``None`` for a layer without bias) of every covered layer; one keep_prob logit
-    per dropped layer (``keep_prob_logits``, in the order of ``dropped_layers``); ``log_scale``
+    per dropped layer (``keep_prob_logits``, in the order of ``dropped_layers``); ``log_theta``
     and ``log_tau`` (buffers when not learned); and the network's other parameters (BatchNorm,
     ...), which stay point estimates. With the toolkit MLP written as an ``nn.Sequential`` it is
     :class:`~vi_dropout.concrete.ConcreteDropoutObjective` (tested to 1e-12 in float64).
@@ -116,11 +116,11 @@ class ModuleConcreteObjective(nn.Module):
             every layer with dropout in front, or ``{layer name: keep_prob}`` overriding those
             named (a named layer without dropout in front gets Concrete dropout on its input);
             each in the open interval ``(0, 1)``.
-        scale: initial :math:`\theta > 0`; tau: initial :math:`\tau > 0` (Gaussian only).
+        theta: initial :math:`\theta > 0`; tau: initial :math:`\tau > 0` (Gaussian only).
         prior_length_scale: :math:`l` of the prior :math:`\mathcal{N}(0, l^{-2})`.
         likelihood: ``"gaussian"`` (``N x D`` targets) or ``"categorical"`` (class indices,
             the module outputs logits).
-        learn_scale, learn_tau: whether :math:`\theta` and :math:`\tau` are learned.
+        learn_theta, learn_tau: whether :math:`\theta` and :math:`\tau` are learned.
         layers: the covered layers if already found (e.g. ``find_covered_layers(module,
             keep_probs={...})`` for a module ``torch.fx`` cannot trace); default: traced.
         dtype: dtype of the means and the network copy (default: the module's).
@@ -134,9 +134,9 @@ class ModuleConcreteObjective(nn.Module):
         Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
     """
 
-    def __init__(self, module: nn.Module, keep_probs=None, scale=1e-2, tau=1.0,
+    def __init__(self, module: nn.Module, keep_probs=None, theta=1e-2, tau=1.0,
                  prior_length_scale=1.0, *, likelihood: str = "gaussian",
-                 learn_scale: bool = True, learn_tau: bool = True,
+                 learn_theta: bool = True, learn_tau: bool = True,
                  layers: Sequence[CoveredLayer] | None = None, dtype: torch.dtype | None = None,
                  uncovered_dropout: str = "refuse"):
         super().__init__()
@@ -167,7 +167,7 @@ class ModuleConcreteObjective(nn.Module):
         self.keep_prob_logits = nn.ParameterList(
             [nn.Parameter(torch.tensor(math.log(kp) - math.log1p(-kp), dtype=dtype))
              for kp in init if kp is not None])
-        for name, value, learn in (("log_scale", check_positive(scale, "scale"), learn_scale),
+        for name, value, learn in (("log_theta", check_positive(theta, "theta"), learn_theta),
                                    ("log_tau", check_positive(tau, "tau"),
                                     learn_tau and likelihood == "gaussian")):
             t = torch.tensor(math.log(value), dtype=dtype)
@@ -187,14 +187,14 @@ class ModuleConcreteObjective(nn.Module):
     @property
     def keep_probs(self) -> dict[str, torch.Tensor]:
         r"""``{layer name: keep_prob}`` for every covered layer (1 where not dropped)."""
-        one = self.log_scale.new_ones(())
+        one = self.log_theta.new_ones(())
         return {c.name: one if self.keep_prob_logit(i) is None
                 else torch.sigmoid(self.keep_prob_logit(i)) for i, c in enumerate(self.layers)}
 
     @property
-    def scale(self) -> torch.Tensor:
+    def theta(self) -> torch.Tensor:
         r""":math:`\theta = \exp(\log\theta)`."""
-        return self.log_scale.exp()
+        return self.log_theta.exp()
 
     @property
     def tau(self) -> torch.Tensor:
@@ -225,7 +225,7 @@ class ModuleConcreteObjective(nn.Module):
             shape = mask_shape(layer, batch, None if input_shapes is None else
                                (batch, *tuple(input_shapes[i])[1:]))
             logit = self.keep_prob_logit(i)
-            masks.append(self.log_scale.new_ones(shape) if logit is None else
+            masks.append(self.log_theta.new_ones(shape) if logit is None else
                          relaxed_bernoulli_mask(logit, shape, temperature, generator=generator))
         return masks
 
@@ -245,7 +245,7 @@ class ModuleConcreteObjective(nn.Module):
         """Standard normals of the local reparameterisation for the minibatch ``x``, one tensor
         shaped like each covered layer's output (``B x out``, ``B x ... x out`` or
         ``B x out x H' x W'``), drawn in layer order from ``generator``."""
-        dtype = float_dtype(x, self.log_scale.dtype)
+        dtype = float_dtype(x, self.log_theta.dtype)
         return [torch.randn(shape, dtype=dtype, generator=generator)
                 for _, shape in self.layer_shapes(x)]
 
@@ -253,7 +253,7 @@ class ModuleConcreteObjective(nn.Module):
         r"""Proposition 1 for every covered weight at the learned keep_prob plus the exact
         Gaussian KL of every bias (:func:`~vi_dropout.module_forward.module_kl`)."""
         return module_kl(self.learned_layers(), list(self.means), list(self.biases),
-                         scale=self.scale, prior_length_scale=self.prior_length_scale)
+                         theta=self.theta, prior_length_scale=self.prior_length_scale)
 
     # --- the objective -------------------------------------------------------------------------
     def forward(self, x: Inputs, y: torch.Tensor, *, temperature=0.1,
@@ -291,10 +291,10 @@ class ModuleConcreteObjective(nn.Module):
                 input_shapes=[i for i, _ in self.layer_shapes(x)])
         if noise is None:
             noise = self.sample_noise(x, generator)
-        theta = self.scale
-        # theta multiplies the noise (scale=1 below) so that it stays differentiable
+        theta = self.theta
+        # theta multiplies the noise (theta=1 below) so that it stays differentiable
         out = module_forward(self.network, self.layers, list(self.means), list(self.biases), x,
-                             masks=masks, scale=1.0, noise=[theta * e for e in noise])
+                             masks=masks, theta=1.0, noise=[theta * e for e in noise])
         if not isinstance(out, torch.Tensor) or out.dim() != 2:
             raise ValueError(f"the module's output has shape "
                              f"{tuple(getattr(out, 'shape', ()))}: the objective needs B x D "
@@ -323,7 +323,7 @@ class ModuleConcreteObjective(nn.Module):
                     f"keep_probs[{name!r}] left the open interval (0, 1){when}: keep_prob = "
                     f"{kp!r} (logit {logit!r}) is within {KEEP_PROB_BOUND} of a bound or not "
                     f"finite")
-        for name, log_value in (("tau", self.log_tau), ("scale", self.log_scale)):
+        for name, log_value in (("tau", self.log_tau), ("theta", self.log_theta)):
             v = float(log_value.exp())
             if not math.isfinite(v) or not TAU_BOUND < v < 1.0 / TAU_BOUND:
                 raise ValueError(f"{name} left ({TAU_BOUND}, {1.0 / TAU_BOUND}){when}: "
@@ -372,15 +372,15 @@ class ModuleConcreteFit(NamedTuple):
     """What :func:`fit_module_concrete` learned (detached) and its loss trace."""
 
     keep_probs: dict[str, torch.Tensor]
-    scale: torch.Tensor
+    theta: torch.Tensor
     tau: torch.Tensor
     losses: torch.Tensor
     objective: ModuleConcreteObjective
 
 
 def fit_module_concrete(module: nn.Module, x: Inputs, y: torch.Tensor, *, keep_probs=None,
-                        scale=1e-2, tau=1.0, prior_length_scale=1.0, likelihood: str = "gaussian",
-                        learn_scale: bool = True, learn_tau: bool = True, steps: int = 1000,
+                        theta=1e-2, tau=1.0, prior_length_scale=1.0, likelihood: str = "gaussian",
+                        learn_theta: bool = True, learn_tau: bool = True, steps: int = 1000,
                         lr: float = 1e-2, hyper_lr: float | None = None,
                         batch_size: int | None = None, temperature=0.1, num_samples: int = 1,
                         seed: int = 0, layers: Sequence[CoveredLayer] | None = None,
@@ -399,8 +399,8 @@ def fit_module_concrete(module: nn.Module, x: Inputs, y: torch.Tensor, *, keep_p
             the result back).
         x: ``N x ...`` inputs (a tensor, a tuple of tensors or a dict of tensors).
         y: ``N x D`` targets or ``N`` class indices.
-        keep_probs: as :class:`ModuleConcreteObjective`, as are ``scale``, ``tau``,
-            ``prior_length_scale``, ``likelihood``, ``learn_scale``, ``learn_tau``, ``layers``
+        keep_probs: as :class:`ModuleConcreteObjective`, as are ``theta``, ``tau``,
+            ``prior_length_scale``, ``likelihood``, ``learn_theta``, ``learn_tau``, ``layers``
             and ``uncovered_dropout``.
         steps: Adam steps; lr: step size of the means and point estimates; hyper_lr: step size
             of the keep_prob logits, :math:`\log\theta` and :math:`\log\tau` (default ``lr``).
@@ -428,16 +428,16 @@ def fit_module_concrete(module: nn.Module, x: Inputs, y: torch.Tensor, *, keep_p
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     objective = ModuleConcreteObjective(
-        module, keep_probs, scale, tau, prior_length_scale, likelihood=likelihood,
-        learn_scale=learn_scale, learn_tau=learn_tau, layers=layers,
+        module, keep_probs, theta, tau, prior_length_scale, likelihood=likelihood,
+        learn_theta=learn_theta, learn_tau=learn_tau, layers=layers,
         dtype=float_dtype(x, None), uncovered_dropout=uncovered_dropout)
     hyper = [*objective.keep_prob_logits] + [
-        t for t in (objective.log_scale, objective.log_tau) if isinstance(t, nn.Parameter)]
+        t for t in (objective.log_theta, objective.log_tau) if isinstance(t, nn.Parameter)]
     ids = {id(p) for p in hyper}
     rest = [p for p in objective.parameters() if id(p) not in ids]
     opt = torch.optim.Adam([{"params": rest, "lr": lr}, {"params": hyper, "lr": hyper_lr}])
     gen = torch.Generator().manual_seed(int(seed))
-    losses = torch.empty(steps, dtype=objective.log_scale.dtype)
+    losses = torch.empty(steps, dtype=objective.log_theta.dtype)
     for step, rows in enumerate(minibatch_rows(num, batch_size, steps, [gen])):
         xb, yb = (x, y) if rows is None else (take(x, rows[0]), y[rows[0]])
         opt.zero_grad()
@@ -453,5 +453,5 @@ def fit_module_concrete(module: nn.Module, x: Inputs, y: torch.Tensor, *, keep_p
     with torch.no_grad():
         return ModuleConcreteFit(
             keep_probs={k: v.detach().clone() for k, v in objective.keep_probs.items()},
-            scale=objective.scale.detach().clone(), tau=objective.tau.detach().clone(),
+            theta=objective.theta.detach().clone(), tau=objective.tau.detach().clone(),
             losses=losses, objective=objective)

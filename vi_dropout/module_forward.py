@@ -20,7 +20,7 @@ For a convolution with :math:`g` groups the mask is one gate per input channel
 mean the convolution of the masked input (``groups = g``) and variance :math:`\theta^2(s + 1)`,
 :math:`s` the sum of :math:`h^2` over the location's receptive field in the input channels of the
 output channel's group (a convolution of :math:`h^2` with a ones kernel and ``groups = g``).
-With ``scale = 0`` this is exactly the dropout network in the seed's convention (no
+With ``theta = 0`` this is exactly the dropout network in the paper's convention (no
 :math:`1/\pi` rescaling), with the given masks.
 
 The network runs as the user wrote it (:func:`~vi_dropout.conversion.dropout_free_copy`: no
@@ -37,7 +37,7 @@ Example:
     >>> biases = [net.get_submodule(c.name).bias.detach() for c in layers]
     >>> masks = draw_module_masks(layers, 5, torch.Generator().manual_seed(0))
     >>> out = module_forward(dropout_free_copy(net), layers, means, biases, torch.randn(5, 2),
-    ...                      masks=masks, scale=0.0)
+    ...                      masks=masks, theta=0.0)
     >>> out.shape
     torch.Size([5, 1])
 """
@@ -270,7 +270,7 @@ def _top_dropout_off() -> DropoutOff | None:
 
 
 def _layer_forward(layer: CoveredLayer, module: nn.Module, weight: torch.Tensor,
-                   bias: torch.Tensor | None, mask: torch.Tensor | None, scale: float,
+                   bias: torch.Tensor | None, mask: torch.Tensor | None, theta: float,
                    noise: torch.Tensor | None, generator: torch.Generator | None):
     def forward(h: torch.Tensor) -> torch.Tensor:
         # the layer's own operations call no dropout, so DropoutOff (on top of the mode stack
@@ -292,7 +292,7 @@ def _layer_forward(layer: CoveredLayer, module: nn.Module, weight: torch.Tensor,
         sq = None
         if layer.kind == "linear":
             mean = F.linear(hm, weight, bias)
-            if scale:
+            if theta:
                 sq = h.square().sum(-1, keepdim=True)
         else:
             if module.padding_mode != "zeros":
@@ -302,14 +302,14 @@ def _layer_forward(layer: CoveredLayer, module: nn.Module, weight: torch.Tensor,
             kw = dict(stride=module.stride, padding=module.padding, dilation=module.dilation)
             g = layer.groups
             mean = conv(hm, weight, bias, groups=g, **kw)
-            if scale:
+            if theta:
                 # per output location: the sum of h^2 over the receptive field in the group's
                 # input channels (B x g x ...), the same for the out/g channels of a group
                 ones = torch.ones((g, *weight.shape[1:]), dtype=h.dtype, device=h.device)
                 sq = conv(h.square(), ones, None, groups=g, **kw)
                 if g > 1:
                     sq = sq.repeat_interleave(layer.out_features // g, dim=1)
-        if not scale:
+        if not theta:
             return mean
         var = sq + 1.0 if bias is not None else sq
         eps = noise if noise is not None else torch.randn(
@@ -317,7 +317,7 @@ def _layer_forward(layer: CoveredLayer, module: nn.Module, weight: torch.Tensor,
         if eps.shape != mean.shape:
             raise ValueError(f"layer {layer.name!r}: noise must have shape {tuple(mean.shape)}, "
                              f"got {tuple(eps.shape)}")
-        return mean + scale * var.sqrt() * eps
+        return mean + theta * var.sqrt() * eps
 
     return forward
 
@@ -345,7 +345,7 @@ def _patched(module: nn.Module, forwards: Sequence[tuple[nn.Module, object]]):
 
 def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
                    means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
-                   x: Inputs, *, masks: Sequence[torch.Tensor | None], scale: float = 0.0,
+                   x: Inputs, *, masks: Sequence[torch.Tensor | None], theta: float = 0.0,
                    noise: Sequence[torch.Tensor] | None = None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Run ``module`` with one weight draw per example (per token) in every covered layer.
@@ -355,7 +355,7 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
             (:func:`~vi_dropout.conversion.dropout_free_copy`; anything else is refused, since
             its own dropout would act on top of the masks).
         layers: its covered layers (:func:`~vi_dropout.conversion.find_covered_layers`).
-        means: per layer the means :math:`\mathbf{M}` as ``K x Q`` columns (seed convention).
+        means: per layer the means :math:`\mathbf{M}` as ``K x Q`` columns (the paper's convention).
         biases: per layer the bias means (``None`` for a layer without bias).
         x: a minibatch the module takes: a tensor ``B x ...``, a tuple of tensors (positional
             arguments) or a dict of tensors (keyword arguments), batch first.
@@ -363,7 +363,7 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
             or ``B x C x 1 x 1`` / ``B x C x 1`` (conv) masks (:func:`draw_module_masks`), or
             ``None`` for a layer whose input is not masked (what a mask of ones gives, without
             the multiplication).
-        scale: :math:`\theta \ge 0`; 0 gives the dropout network itself.
+        theta: :math:`\theta \ge 0`; 0 gives the dropout network itself.
         noise: optional per-layer standard normals shaped like each layer's output (common random
             numbers); drawn from ``generator`` in layer-call order when omitted.
 
@@ -381,9 +381,9 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
                          f"(vi_dropout.conversion.dropout_free_copy(module)), got a "
                          f"{type(module).__name__} whose own dropout would act on top of the "
                          f"masks")
-    scale = check_real(scale, "scale", finite=False)
-    if not scale >= 0.0:
-        raise ValueError(f"scale must be >= 0, got {scale!r}")
+    theta = check_real(theta, "theta", finite=False)
+    if not theta >= 0.0:
+        raise ValueError(f"theta must be >= 0, got {theta!r}")
     x = check_inputs(x, "x", finite=False)
     batch = batch_size(x)
     forwards = {}
@@ -396,7 +396,7 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
         sub = _submodule(module, layer.name)
         # one entry per layer name (a later layer of the same name wins, as before)
         forwards[layer.name] = (sub, _layer_forward(
-            layer, sub, weight, biases[i], mask, scale, None if noise is None else noise[i],
+            layer, sub, weight, biases[i], mask, theta, None if noise is None else noise[i],
             generator))
     with _patched(module, list(forwards.values())):
         return run_module(module, x)
@@ -425,7 +425,7 @@ def _check_output(out: torch.Tensor, batch: int, likelihood: str) -> None:
 
 
 def module_kl(layers: Sequence[CoveredLayer], means: Sequence[torch.Tensor],
-              biases: Sequence[torch.Tensor | None], *, scale: float, prior_length_scale: float,
+              biases: Sequence[torch.Tensor | None], *, theta: float, prior_length_scale: float,
               gap_samples: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
     r""":math:`\mathrm{KL}(q\,\|\,p)` of every covered weight (Proposition 1, plus a differentiable
     Rao-Blackwellised gap estimate when ``gap_samples > 0``) and bias (exact Gaussian KL), as
@@ -433,7 +433,7 @@ def module_kl(layers: Sequence[CoveredLayer], means: Sequence[torch.Tensor],
     from .distributions import DropoutNormal
     from .kl import gaussian_kl_to_prior, kl_gap, kl_large_width
 
-    fixed = _is_number(scale) and _is_number(prior_length_scale)
+    fixed = _is_number(theta) and _is_number(prior_length_scale)
     kl = means[0].new_zeros(())
     for layer, m, b in zip(layers, means, biases):
         q = None
@@ -442,20 +442,20 @@ def module_kl(layers: Sequence[CoveredLayer], means: Sequence[torch.Tensor],
             # the same operations on the same values as kl_large_width and
             # gaussian_kl_to_prior, with the terms that do not depend on the means computed
             # once (bit for bit the same values and gradients)
-            coef, const = _weight_kl_terms(layer.keep_prob, m, scale, prior_length_scale)
+            coef, const = _weight_kl_terms(layer.keep_prob, m, theta, prior_length_scale)
             kl = kl + (coef * m.pow(2).sum((-1, -2)) + const)
             if b is not None:
-                bias_coef, bias_const = _bias_kl_terms(b, scale, prior_length_scale)
+                bias_coef, bias_const = _bias_kl_terms(b, theta, prior_length_scale)
                 kl = kl + (bias_coef * b.pow(2).sum(-1) + bias_const)
         else:
             # the guide's own means (checked when the guide was built): no per-step validation
-            q = DropoutNormal(m, layer.keep_prob, scale, validate_args=False)
+            q = DropoutNormal(m, layer.keep_prob, theta, validate_args=False)
             kl = kl + kl_large_width(q, prior_length_scale)
             if b is not None:
-                kl = kl + gaussian_kl_to_prior(b, scale, prior_length_scale)
+                kl = kl + gaussian_kl_to_prior(b, theta, prior_length_scale)
         if gap_samples:
             if q is None:
-                q = DropoutNormal(m, layer.keep_prob, scale, validate_args=False)
+                q = DropoutNormal(m, layer.keep_prob, theta, validate_args=False)
             kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
     return kl
 
@@ -464,7 +464,7 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-#: the constant parts of the KL terms, by (keep_prob, shape, scale, l, dtype, device)
+#: the constant parts of the KL terms, by (keep_prob, shape, theta, l, dtype, device)
 _KL_TERMS: dict[tuple, tuple] = {}
 
 
@@ -481,9 +481,9 @@ def _cached_terms(key: tuple, make):
     return terms
 
 
-def _weight_kl_terms(keep_prob: float, m: torch.Tensor, scale: float,
+def _weight_kl_terms(keep_prob: float, m: torch.Tensor, theta: float,
                      prior_length_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""``(coef, const)`` with ``kl_large_width(DropoutNormal(m, keep_prob, scale), l) ==
+    r"""``(coef, const)`` with ``kl_large_width(DropoutNormal(m, keep_prob, theta), l) ==
     coef * m.pow(2).sum((-1, -2)) + const``, computed by the very operations of
     :func:`~vi_dropout.kl.kl_large_width` (and of ``DropoutNormal``'s constructor)."""
     k, ncols = m.shape[-2], m.shape[-1]
@@ -492,31 +492,31 @@ def _weight_kl_terms(keep_prob: float, m: torch.Tensor, scale: float,
         from .kl import large_width_terms
 
         kp = torch.as_tensor(keep_prob, dtype=m.dtype, device=m.device)
-        sc = torch.as_tensor(scale, dtype=m.dtype, device=m.device)
+        sc = torch.as_tensor(theta, dtype=m.dtype, device=m.device)
         return large_width_terms(kp, sc, prior_length_scale, k, ncols)
 
-    return _cached_terms(("weight", keep_prob, k, ncols, scale, prior_length_scale, m.dtype,
+    return _cached_terms(("weight", keep_prob, k, ncols, theta, prior_length_scale, m.dtype,
                           m.device), make)
 
 
-def _bias_kl_terms(b: torch.Tensor, scale: float,
+def _bias_kl_terms(b: torch.Tensor, theta: float,
                    prior_length_scale: float) -> tuple[float, torch.Tensor]:
-    """``(coef, const)`` with ``gaussian_kl_to_prior(b, scale, l) == coef * b.pow(2).sum(-1) +
+    """``(coef, const)`` with ``gaussian_kl_to_prior(b, theta, l) == coef * b.pow(2).sum(-1) +
     const``, computed by the very operations of :func:`~vi_dropout.kl.gaussian_kl_to_prior`."""
     d = b.shape[-1]
 
     def make():
         from .kl import gaussian_kl_terms
 
-        return gaussian_kl_terms(scale, prior_length_scale, d, b.dtype)
+        return gaussian_kl_terms(theta, prior_length_scale, d, b.dtype)
 
-    return _cached_terms(("bias", d, scale, prior_length_scale, b.dtype), make)
+    return _cached_terms(("bias", d, theta, prior_length_scale, b.dtype), make)
 
 
 def module_negative_elbo(module: nn.Module, layers: Sequence[CoveredLayer],
                          means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
                          x: Inputs, y: torch.Tensor, *, masks: Sequence[torch.Tensor | None],
-                         scale: float, prior_length_scale: float, tau: float = 1.0,
+                         theta: float, prior_length_scale: float, tau: float = 1.0,
                          likelihood: str = "gaussian", num_data: int | None = None,
                          noise: Sequence[torch.Tensor] | None = None,
                          generator: torch.Generator | None = None,
@@ -538,7 +538,7 @@ def module_negative_elbo(module: nn.Module, layers: Sequence[CoveredLayer],
 
     if likelihood not in ("gaussian", "categorical"):
         raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
-    out = module_forward(module, layers, means, biases, x, masks=masks, scale=scale, noise=noise,
+    out = module_forward(module, layers, means, biases, x, masks=masks, theta=theta, noise=noise,
                          generator=generator)
     batch = batch_size(x)
     _check_output(out, batch, likelihood)
@@ -549,7 +549,7 @@ def module_negative_elbo(module: nn.Module, layers: Sequence[CoveredLayer],
         nll = tau * data_term(y, out, "gaussian") + 0.5 * d * math.log(2 * math.pi / tau)
     else:
         nll = data_term(y, out, "categorical")
-    kl = module_kl(layers, means, biases, scale=scale, prior_length_scale=prior_length_scale,
+    kl = module_kl(layers, means, biases, theta=theta, prior_length_scale=prior_length_scale,
                    gap_samples=gap_samples, generator=generator)
     return n * nll + kl
 
@@ -572,7 +572,7 @@ def module_dropout_loss(module: nn.Module, layers: Sequence[CoveredLayer],
 
     if likelihood not in ("gaussian", "categorical"):
         raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
-    out = module_forward(module, layers, means, biases, x, masks=masks, scale=0.0)
+    out = module_forward(module, layers, means, biases, x, masks=masks, theta=0.0)
     batch = batch_size(x)
     _check_output(out, batch, likelihood)
     n = batch if num_data is None else check_positive_int(num_data, "num_data")

@@ -1,4 +1,4 @@
-r"""Multilayer perceptrons as plain functions of their weights, in the seed's convention.
+r"""Multilayer perceptrons as plain functions of their weights, in the paper's convention.
 
 A layer :math:`i` maps its input :math:`\mathbf{x}` (width :math:`Q_i`) to
 

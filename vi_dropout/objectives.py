@@ -81,10 +81,10 @@ def _check_likelihood(likelihood: str) -> str:
 def weight_decay_from_prior(prior_length_scale, keep_prob, num_data, tau=1.0) -> float:
     r""":math:`\lambda = \pi l^2 / (2 N \tau)`: the L2 coefficient on ``||W||^2`` (no 1/2) that the
     prior :math:`\mathcal{N}(0, l^{-2})` implies for a layer whose input is kept with probability
-    :math:`\pi`, in the seed's (non-inverted) convention. Use ``keep_prob=1`` for biases.
+    :math:`\pi`, in the paper's (non-inverted) convention. Use ``keep_prob=1`` for biases.
 
     Example:
-        >>> weight_decay_from_prior(1e-2, 0.9, 1000, tau=10.0)
+        >>> round(weight_decay_from_prior(1e-2, 0.9, 1000, tau=10.0), 20)
         4.5e-09
     """
     ls = check_positive(prior_length_scale, "prior_length_scale")
@@ -105,7 +105,7 @@ def tau_from_weight_decay(weight_decay, prior_length_scale, keep_prob, num_data)
 
 def prior_weight_decays(architecture: Architecture, keep_probs, prior_length_scale, num_data,
                         tau=1.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-layer ``(weight_decays, bias_decays)`` implied by the prior (seed convention)."""
+    """Per-layer ``(weight_decays, bias_decays)`` implied by the prior (the paper's convention)."""
     kps = per_layer(keep_probs, architecture.num_layers, "keep_probs", check_keep_prob)
     wds = tuple(weight_decay_from_prior(prior_length_scale, kp, num_data, tau) for kp in kps)
     bds = tuple(weight_decay_from_prior(prior_length_scale, 1.0, num_data, tau) for _ in kps)
@@ -182,7 +182,7 @@ def dropout_loss(x, y, weights, biases, masks, weight_decays, bias_decays, activ
     Args:
         x: ``N x Q`` inputs; y: ``N x D`` targets (``N x 1`` for one output; a 1-D ``y`` is
             refused), or ``N`` class indices for categorical.
-        weights, biases: per layer ``out x in`` and ``out`` (seed convention, no rescaling).
+        weights, biases: per layer ``out x in`` and ``out`` (the paper's convention, no rescaling).
         masks: per layer ``N x in`` Bernoulli masks (see :func:`draw_masks`).
         weight_decays, bias_decays: per-layer :math:`\lambda_i` on ``||W_i||^2`` and ``||b_i||^2``.
     """
@@ -196,7 +196,7 @@ def dropout_loss(x, y, weights, biases, masks, weight_decays, bias_decays, activ
     return loss
 
 
-def local_reparam_forward(x, weights, biases, masks, scale, activation, noise):
+def local_reparam_forward(x, weights, biases, masks, theta, activation, noise):
     """One weight draw per example, by local reparameterisation (exact in distribution).
 
     For a layer with input ``h`` (``B x in``), mask ``z`` and per-example weights
@@ -207,14 +207,14 @@ def local_reparam_forward(x, weights, biases, masks, scale, activation, noise):
     h = x
     for i, (w, b) in enumerate(zip(weights, biases)):
         mean = (h * masks[i]) @ w.transpose(-1, -2) + b
-        std = scale * torch.sqrt(h.pow(2).sum(-1, keepdim=True) + 1.0)
+        std = theta * torch.sqrt(h.pow(2).sum(-1, keepdim=True) + 1.0)
         h = mean + std * noise[i]
         if i < len(weights) - 1:
             h = act(h)
     return h
 
 
-def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_length_scale,
+def negative_elbo(x, y, weights, biases, masks, *, keep_probs, theta, prior_length_scale,
                   tau=1.0, activation="relu", likelihood="gaussian", num_data=None, noise=None,
                   generator=None, gap_samples: int = 0) -> torch.Tensor:
     r"""Per-example estimate of the FULL negative ELBO (all constants included).
@@ -233,13 +233,13 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
         x, y: a minibatch of ``B`` rows; ``num_data`` is the full ``N`` (default ``B``).
         weights, biases: variational means ``M_i`` (``out x in``) and ``m_{b,i}``.
         masks: per layer ``B x in``.
-        keep_probs: per layer (or one float); scale: :math:`\theta > 0`.
+        keep_probs: per layer (or one float); theta: :math:`\theta > 0`.
         prior_length_scale: :math:`l`; tau: Gaussian precision (ignored for categorical).
         noise: per layer ``B x out`` standard normals (common random numbers); drawn when None.
     """
     likelihood = _check_likelihood(likelihood)
     check_data(x, y, likelihood=likelihood)
-    scale = check_positive(scale, "scale")
+    theta = check_positive(theta, "theta")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
     ls = check_positive(prior_length_scale, "prior_length_scale")
     kps = per_layer(keep_probs, len(weights), "keep_probs", check_keep_prob)
@@ -247,7 +247,7 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
     n = b if num_data is None else check_positive_int(num_data, "num_data")
     if noise is None:
         noise = [torch.randn(b, w.shape[0], dtype=x.dtype, generator=generator) for w in weights]
-    out = local_reparam_forward(x, weights, biases, masks, scale, activation, noise)
+    out = local_reparam_forward(x, weights, biases, masks, theta, activation, noise)
     if likelihood == "gaussian":
         d = out.shape[-1]
         nll = tau * data_term(y, out, "gaussian") + 0.5 * d * math.log(2 * math.pi / tau)
@@ -255,37 +255,37 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, scale, prior_leng
         nll = data_term(y, out, "categorical")
     kl = out.new_zeros(())
     for w, bias, kp in zip(weights, biases, kps):
-        q = DropoutNormal(w, kp, scale)
-        kl = kl + kl_large_width(q, ls) + gaussian_kl_to_prior(bias, scale, ls)
+        q = DropoutNormal(w, kp, theta)
+        kl = kl + kl_large_width(q, ls) + gaussian_kl_to_prior(bias, theta, ls)
         if gap_samples:
             kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
     return n * nll + kl
 
 
-def elbo_dropout_offset(architecture: Architecture, keep_probs, scale, prior_length_scale,
+def elbo_dropout_offset(architecture: Architecture, keep_probs, theta, prior_length_scale,
                         num_data, tau=1.0, likelihood="gaussian") -> float:
     r"""The theory's prediction for :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}`
     as :math:`\theta \to 0` (Proposition 1 KL, no gap):
     :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau} + C(\theta)/(N\tau)`; it grows like
     :math:`-\log\theta`."""
     likelihood = _check_likelihood(likelihood)
-    scale = check_positive(scale, "scale")
+    theta = check_positive(theta, "theta")
     ls = check_positive(prior_length_scale, "prior_length_scale")
     n = check_positive_int(num_data, "num_data")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
     kps = per_layer(keep_probs, architecture.num_layers, "keep_probs", check_keep_prob)
     layers = [(k, q, k, kp) for (k, q), kp in zip(architecture.layer_shapes, kps)]
-    return elbo_offset_of_layers(layers, scale, ls, n, tau, architecture.out_features, likelihood)
+    return elbo_offset_of_layers(layers, theta, ls, n, tau, architecture.out_features, likelihood)
 
 
-def elbo_offset_of_layers(layers, scale: float, prior_length_scale: float, num_data: int,
+def elbo_offset_of_layers(layers, theta: float, prior_length_scale: float, num_data: int,
                           tau: float, num_outputs: int, likelihood: str = "gaussian") -> float:
     r""":func:`elbo_dropout_offset` for any covered layers, given as ``(K, Q, B, keep_prob)``
     (column length, columns, bias size, keep probability):
     :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau}` (Gaussian) plus
     :math:`\frac{1}{N\tau}\sum_i [Q_i(K_i c - H(\pi_i)) + B_i c]`,
     :math:`c = \frac12(l^2\theta^2 - 1 - \log l^2\theta^2)`. Arguments are not re-checked."""
-    s2 = (prior_length_scale * scale) ** 2
+    s2 = (prior_length_scale * theta) ** 2
     per_dim = 0.5 * (s2 - 1 - math.log(s2))
     c = 0.0
     for k, q, b, kp in layers:

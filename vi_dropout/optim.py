@@ -26,7 +26,7 @@ Example:
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
     ...                           torch.nn.Linear(16, 1))
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    >>> guide = ModuleDropoutGuide(model, scale=1e-2)
+    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
     >>> svi = pyro.infer.SVI(model, guide, JointAdam({"lr": 1e-3}), PerExampleDropoutELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1), num_data=1000)
 """

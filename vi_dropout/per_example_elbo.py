@@ -23,7 +23,7 @@ Example:
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
     ...                           torch.nn.Linear(16, 1))
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    >>> guide = ModuleDropoutGuide(model, scale=1e-2)
+    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
     >>> from pyro.infer import SVI
     >>> from vi_dropout.optim import JointAdam   # pyro.optim.Adam with one optimiser in all
     >>> svi = SVI(model, guide, JointAdam({"lr": 1e-3}), PerExampleDropoutELBO())
@@ -118,7 +118,7 @@ class PerExampleDropoutELBO(ELBO):
             masks = [None if layer.keep_prob == 1.0 else m
                      for layer, m in zip(model.layers, masks)]
         return module_negative_elbo(
-            net, model.layers, means, biases, x, y, masks=masks, scale=guide.scale,
+            net, model.layers, means, biases, x, y, masks=masks, theta=guide.theta,
             prior_length_scale=model.prior_length_scale, tau=model.tau,
             likelihood=model.likelihood, num_data=n, noise=noise, generator=self.generator,
             gap_samples=self.gap_samples)

@@ -8,7 +8,7 @@ masks on every layer's input,
     \hat{\mathbf{W}}_{i,t} = \mathbf{W}_i \operatorname{diag}(\mathbf{z}_{i,t}) \, s_i, \qquad
     z_{i,t,a} \sim \operatorname{Bernoulli}(\text{keep\_prob}_i),
 
-with :math:`s_i = 1` in the seed's convention (``inverted=False``) and
+with :math:`s_i = 1` in the paper's convention (``inverted=False``) and
 :math:`s_i = 1 / \text{keep\_prob}_i` for Keras / :class:`torch.nn.Dropout` style nets
 (``inverted=True``). The :math:`T` passes run as ONE vectorised computation, chunked over
 :math:`T` so that each pass holds about ``max_rows`` rows (``T_chunk x N``).
@@ -21,8 +21,8 @@ whose flat positions run over the layer-``i`` masks of all samples in order (sam
 positions ``t * R * in_i ... (t + 1) * R * in_i - 1``, ``R = prod(... x N)``, row-major over
 ``... x N x in_i``). A stream does not depend on how it is cut, so the chunking over ``T`` (and a
 loop of single passes taking ``R * in_i`` positions per layer) gives the same samples. Drawing only
-the drops (about ``drop_rate`` uniforms per mask entry) and zeroing them in place is what makes the
-vectorised pass fast on a CPU: with dense uniforms, random numbers and elementwise mask passes cost
+the drops (about ``1 - keep_prob`` uniforms per mask entry) and zeroing them in place is what makes
+the vectorised pass fast on a CPU: with dense uniforms, random numbers and elementwise mask passes cost
 several times the matrix products of a 50-unit network.
 """
 
@@ -71,7 +71,7 @@ class DropoutMLPParams:
             (a single number is broadcast to all layers).
         activation: hidden activation name (see :data:`vi_dropout.network.ACTIVATIONS`).
         inverted: ``True`` for nets trained with inverted dropout (kept units scaled by
-            :math:`1/\text{keep\_prob}`, Keras / ``nn.Dropout``), ``False`` for the seed's
+            :math:`1/\text{keep\_prob}`, Keras / ``nn.Dropout``), ``False`` for the paper's
             convention (no rescaling).
 
     Example:
@@ -277,7 +277,7 @@ def standard_dropout_predict(
         \hat{\mathbf{y}} = \mathbf{W}_L c_L \sigma(\cdots \sigma(\mathbf{W}_1 c_1 \mathbf{x}
         + \mathbf{b}_1) \cdots) + \mathbf{b}_L,
 
-    with :math:`c_i = \text{keep\_prob}_i` in the seed's convention (``inverted=False``) and
+    with :math:`c_i = \text{keep\_prob}_i` in the paper's convention (``inverted=False``) and
     :math:`c_i = 1` for inverted dropout (there :math:`E[z/\text{keep\_prob}] = 1`).
 
     Args:

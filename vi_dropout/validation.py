@@ -71,10 +71,10 @@ def refuse_non_numbers(value, name: str, expected: str = "a real number") -> Non
     takes numbers in a container (a tensor, an array) calls it directly.
 
     Example:
-        >>> refuse_non_numbers(torch.tensor([True, False]), "drop_rates", "real numbers")
+        >>> refuse_non_numbers(torch.tensor([True, False]), "keep_probs", "real numbers")
         Traceback (most recent call last):
         ...
-        ValueError: drop_rates must be real numbers, got a bool tensor (tensor([ True, False])): bools and strings are not numbers
+        ValueError: keep_probs must be real numbers, got a bool tensor (tensor([ True, False])): bools and strings are not numbers
     """
     kind = _non_number_kind(value)
     if kind is not None:
@@ -115,7 +115,7 @@ def check_keep_prob(value, name: str = "keep_prob") -> float:
     if not (0.0 < v <= 1.0) or math.isnan(v):
         raise ValueError(
             f"{name} must lie in (0, 1] (the probability that a unit is KEPT; "
-            f"drop_rate = 1 - keep_prob), got {value!r}"
+            f"drop rate = 1 - keep_prob), got {value!r}"
         )
     return v
 
@@ -128,12 +128,12 @@ def check_learnable_keep_prob(value, name: str = "keep_prob") -> float:
         >>> check_learnable_keep_prob(1.0)
         Traceback (most recent call last):
         ...
-        ValueError: keep_prob must lie in the open interval (0, 1) to be learned (the probability that a unit is KEPT; drop_rate = 1 - keep_prob), got 1.0
+        ValueError: keep_prob must lie in the open interval (0, 1) to be learned (the probability that a unit is KEPT; drop rate = 1 - keep_prob), got 1.0
     """
     v = _as_float(name, value, "a real number in (0, 1)")
     if not 0.0 < v < 1.0:
         raise ValueError(f"{name} must lie in the open interval (0, 1) to be learned (the "
-                         f"probability that a unit is KEPT; drop_rate = 1 - keep_prob), got "
+                         f"probability that a unit is KEPT; drop rate = 1 - keep_prob), got "
                          f"{value!r}")
     return v
 

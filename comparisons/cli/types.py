@@ -12,7 +12,6 @@ import argparse
 import math
 import os
 from collections.abc import Callable
-from decimal import Decimal
 
 from vi_dropout.cli import (
     EXIT_INTERRUPTED,
@@ -31,7 +30,6 @@ __all__ = [
     "float_in",
     "positive_float",
     "keep_prob_arg",
-    "drop_rate_from_keep_prob",
     "toy_or_uci_dataset",
     "output_dir_arg",
     "writable_file_arg",
@@ -123,17 +121,6 @@ def keep_prob_arg(name: str = "--keep-prob") -> Callable[[str], float]:
     """
     return float_in(name, 0, 1, low_inclusive=False,
                     meaning="the probability that a unit is KEPT; drop rate = 1 - keep_prob")
-
-
-def drop_rate_from_keep_prob(keep_prob: float) -> float:
-    """``1 - keep_prob`` computed in decimal, so that a keep probability typed as ``0.8`` gives the
-    drop rate ``0.2`` exactly as typed (``1 - 0.8`` in binary floats is ``0.19999999999999996``).
-
-    Example:
-        >>> drop_rate_from_keep_prob(0.8)
-        0.2
-    """
-    return float(Decimal(1) - Decimal(repr(float(keep_prob))))
 
 
 def toy_or_uci_dataset(text: str) -> str:

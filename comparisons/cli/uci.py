@@ -153,9 +153,9 @@ class UCIGroupKey:
 
 
 def _protocol(args):
-    from comparisons.protocols.uci import UCIProtocol
+    from comparisons.protocols.uci import MCDropoutUCISettings
 
-    return UCIProtocol(epochs_multiplier=args.epochs_multiplier, num_samples=args.num_samples,
+    return MCDropoutUCISettings(epochs_multiplier=args.epochs_multiplier, num_samples=args.num_samples,
                        seed=args.seed, max_grid=args.max_grid)
 
 

@@ -132,7 +132,11 @@ from comparisons.metrics.distances import (
     summarize_predictive_distances,
 )
 from comparisons.metrics.gaussian import gaussian_log_likelihood
-from comparisons.protocols.uci import UCIProtocol, fit_mc_dropout, fit_mc_dropout_under_prior
+from comparisons.protocols.uci import (
+    MCDropoutUCISettings,
+    fit_mc_dropout,
+    fit_mc_dropout_under_prior,
+)
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
 from vi_dropout.predict import mc_predict, standard_dropout_predict
 
@@ -446,7 +450,7 @@ def _load(s: DiagnoseSettings) -> _Split:
 
 
 def _fit_dropout(s: DiagnoseSettings, d: _Split, say: Callable[[str], None], progress: bool
-                 ) -> tuple[dict[str, MethodOutput], UCIProtocol, dict]:
+                 ) -> tuple[dict[str, MethodOutput], MCDropoutUCISettings, dict]:
     """MC dropout and standard dropout (one network); returns them, the protocol of the network
     that is evaluated and its dropout prior's GP hyper-parameters."""
     shared = s.prior_length_scale is not None
@@ -461,7 +465,7 @@ def _fit_dropout(s: DiagnoseSettings, d: _Split, say: Callable[[str], None], pro
         say(f"[mc_dropout] retrained dropout rate {drop.dropout_rate}, tau {drop.tau} with "
             f"l = {protocol.prior_length_scale:.4g}")
     else:
-        protocol = UCIProtocol(**protocol_kw)
+        protocol = MCDropoutUCISettings(**protocol_kw)
         say(f"[mc_dropout] protocol: epochs x{s.epochs_multiplier:g}, T = {s.num_samples}, "
             f"l = {protocol.prior_length_scale:.4g}")
         drop = fit_mc_dropout(d.raw, protocol, progress=progress)
@@ -486,7 +490,7 @@ def _fit_dropout(s: DiagnoseSettings, d: _Split, say: Callable[[str], None], pro
     mean, var = moment_match_samples(s_test[..., 0], noise_var=1.0 / tau, y_mean=d.y_mean,
                                      y_std=d.y_std)
     wall = time.perf_counter() - t0
-    info = {"dropout_rate": drop.dropout_rate, "tau": tau, "keep_prob": kp,
+    info = {"keep_prob": kp, "tau": tau,
             "prior_length_scale_keras": protocol.prior_length_scale,
             "effective_length_scale": prior["effective_length_scale"]}
     sd_mean = d.y_mean + d.y_std * std_test

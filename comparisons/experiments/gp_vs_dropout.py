@@ -77,7 +77,7 @@ from comparisons.gp.fit import (
 )
 from comparisons.gp.priors import dropout_prior_gp_hyperparameters
 from comparisons.metrics.distances import summarize_predictive_distances
-from comparisons.protocols.uci import DropoutFit, UCIProtocol, fit_mc_dropout
+from comparisons.protocols.uci import DropoutFit, MCDropoutUCISettings, fit_mc_dropout
 from comparisons.protocols.uci_gp import predictive_metrics
 from comparisons.report.gp_vs_dropout import (
     DROPOUT_METHOD,
@@ -105,7 +105,7 @@ class GPvsDropoutSettings:
         dataset: ``"toy1d"`` or a UCI name / alias.
         split: UCI split index, or the toy's data seed.
         epochs_multiplier, num_samples, max_grid, seed: the MC dropout protocol
-            (:class:`comparisons.protocols.uci.UCIProtocol`; defaults as ``python -m comparisons
+            (:class:`comparisons.protocols.uci.MCDropoutUCISettings`; defaults as ``python -m comparisons
             uci``).
         gp_iterations, gp_optimizer, gp_lr: fitting of the marginal-likelihood GPs (L-BFGS
             iterations or Adam steps; see :func:`comparisons.gp.fit.fit_gp`).
@@ -154,9 +154,9 @@ class GPvsDropoutSettings:
             resolve_uci_name(self.dataset)
 
     @property
-    def protocol(self) -> UCIProtocol:
+    def protocol(self) -> MCDropoutUCISettings:
         """The MC dropout protocol of these settings."""
-        return UCIProtocol(epochs_multiplier=self.epochs_multiplier,
+        return MCDropoutUCISettings(epochs_multiplier=self.epochs_multiplier,
                            num_samples=self.num_samples, seed=self.seed, max_grid=self.max_grid)
 
     def record_fields(self) -> dict:

@@ -26,7 +26,7 @@ Models (:data:`METHODS`, in panel order):
   their expectation (:func:`vi_dropout.predict.standard_dropout_predict`): a point prediction.
 - ``gp_se`` (b): exact GP, zero mean, ``ScaleKernel(RBFKernel)``, hyper-parameters by type-II
   maximum likelihood (Adam on the exact marginal likelihood,
-  :func:`comparisons.gp.models.fit_exact_gp`), conditioned on every ``gp_stride``-th training
+  :func:`comparisons.gp.fit.fit_exact_gp`), conditioned on every ``gp_stride``-th training
   week (default 2: 800 weeks).
 - ``mc_dropout_relu`` (c) and ``mc_dropout_tanh`` (d): ``T`` function draws
   :math:`\hat y_t = f^{\hat{\mathbf{W}}_t}`, one dropout mask per layer and draw shared by all
@@ -38,11 +38,11 @@ Models (:data:`METHODS`, in panel order):
       \operatorname{Var}[y^*] \approx \tau^{-1} + \frac1T\sum_t \hat y_t^2 - \mathbb{E}[y^*]^2.
 
 - ``gp_arccos1`` (e): exact GP with the first-order arc-cosine kernel (the covariance of an
-  infinitely wide one-hidden-layer ReLU network, :class:`comparisons.ArcCosineKernel`) in a
+  infinitely wide one-hidden-layer ReLU network, :class:`comparisons.kernels.ArcCosineKernel`) in a
   ``ScaleKernel``, hyper-parameters by marginal likelihood.
 
 Networks (the paper's): ``hidden_layers = 4`` hidden layers of ``hidden_units = 1024`` units,
-``drop_rate = 0.2`` (``keep_prob = 0.8``) on the input of every weight layer except the first
+``keep_prob = 0.8`` (a drop rate of 0.2) on the input of every weight layer except the first
 (the 1-D time input is not dropped: a dropped time stamp would read as :math:`x = 0`; set
 ``input_keep_prob`` to change this). They are trained Keras-style (inverted dropout, Glorot
 weights, Adam with lr 1e-3, minibatches of 128 reshuffled every epoch) on
@@ -179,8 +179,8 @@ class MaunaLoaSettings:
         num_samples: ``T``, MC dropout function draws (``>= 1``; see
             :func:`~comparisons.training.dropout_regressor.mc_function_draws`).
         hidden_layers, hidden_units: depth and width (the paper: 4 and 1024).
-        drop_rate: probability of DROPPING a hidden unit, in [0, 1); ``keep_prob = 1 -
-            drop_rate``.
+        keep_prob: probability that a hidden unit is KEPT, in (0, 1] (``nn.Dropout``'s
+            ``p`` would be ``1 - keep_prob``).
         input_keep_prob: keep probability of the 1-D time input (default 1: not dropped).
         batch_size, lr: minibatch size and Adam learning rate.
         tau: model precision :math:`\tau` on the standardised scale (adds :math:`1/\tau` to the
@@ -214,7 +214,7 @@ class MaunaLoaSettings:
     num_samples: int = 50
     hidden_layers: int = 4
     hidden_units: int = 1024
-    drop_rate: float = 0.2
+    keep_prob: float = 0.8
     input_keep_prob: float = 1.0
     batch_size: int = 128
     lr: float = 1e-3
@@ -240,12 +240,7 @@ class MaunaLoaSettings:
         for name in ("iterations", "num_samples", "hidden_layers", "hidden_units", "batch_size",
                      "gp_iterations", "gp_stride", "data_stride"):
             check_positive_int(getattr(self, name), name)
-        dr = self.drop_rate
-        if isinstance(dr, bool) or not isinstance(dr, int | float) or not (0.0 <= dr < 1.0):
-            raise ValueError(
-                f"drop_rate must lie in [0, 1) (the probability that a unit is DROPPED; "
-                f"keep_prob = 1 - drop_rate), got {dr!r}"
-            )
+        check_keep_prob(self.keep_prob, "keep_prob")
         check_keep_prob(self.input_keep_prob, "input_keep_prob")
         for name in ("lr", "tau", "prior_length_scale", "gp_lr", "gp_init_noise", "extrapolation",
                      "grid_step"):
@@ -273,15 +268,10 @@ class MaunaLoaSettings:
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
 
     @property
-    def keep_prob(self) -> float:
-        """Probability that a hidden unit is KEPT, ``1 - drop_rate``."""
-        return 1.0 - float(self.drop_rate)
-
-    @property
     def layer_keep_probs(self) -> tuple[float, ...]:
         """Keep probability of each weight layer's input: ``input_keep_prob`` for the first,
         ``keep_prob`` for the others (``hidden_layers + 1`` entries)."""
-        return (float(self.input_keep_prob),) + (self.keep_prob,) * self.hidden_layers
+        return (float(self.input_keep_prob),) + (float(self.keep_prob),) * self.hidden_layers
 
     @property
     def hidden(self) -> tuple[int, ...]:
@@ -297,7 +287,7 @@ class MaunaLoaSettings:
         return StoppingRule(int(self.stop_window), float(self.stop_tolerance))
 
 
-#: The paper-size run: 4 x 1024 units, drop rate 0.2, T = 1000 and 10^6 minibatch steps (our
+#: The paper-size run: 4 x 1024 units, keep_prob 0.8, T = 1000 and 10^6 minibatch steps (our
 #: order-of-magnitude reading of a long Caffe run, not the paper's exact solver settings; Adam
 #: is used here), GPs on all training weeks. About 0.08 s per step on one CPU thread: ~22 h of
 #: training per network, ~2 days in all.

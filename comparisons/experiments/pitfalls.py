@@ -1,9 +1,9 @@
 r"""The known pitfalls of MC dropout as approximate inference, each as a reproducible experiment.
 
 1. **Improper KL** (Hron, Matthews & Ghahramani 2018). The exact variational family
-   :math:`q_\theta(\mathbf{W})` (a mixture of two Gaussians of scale :math:`\theta` per column)
-   has a KL to the Gaussian prior that grows like :math:`-\log\theta` as :math:`\theta \to 0`:
-   the full ELBO diverges, while its *gradient* converges to the dropout-loss gradient. Measured
+   :math:`q_\theta(\mathbf{W})` (a mixture of two Gaussians of standard deviation :math:`\theta`
+   per column) has a KL to the Gaussian prior that grows like :math:`-\log\theta` as
+   :math:`\theta \to 0`: the full ELBO diverges, while its *gradient* converges to the dropout-loss gradient. Measured
    on the equivalence report's problem (:class:`vi_dropout.verify.VerifyProblem`):
    :func:`improper_kl_records`.
 2. **Non-concentration** (Osband 2016). With a fixed keep probability the spread of the MC
@@ -30,7 +30,7 @@ dropout on the input and the hidden layer, L2 :math:`\lambda = l^2\,\text{keep\_
 trained on the standardised toy data of :func:`comparisons.datasets.toy1d.load_toy1d` with
 :math:`\tau` the true noise precision on that scale; the GP is the arc-cosine (order 1) GP whose
 hyper-parameters are FIXED by the network's prior
-(:func:`comparisons.gp.models.dropout_prior_hyperparameters`, no fitting).
+(:func:`comparisons.gp.priors.dropout_prior_hyperparameters`, no fitting).
 
 Example:
     >>> settings = PitfallSettings(steps=50, num_samples=20, sizes=(10, 40), hmc=None)
@@ -93,9 +93,9 @@ LEARNED_RATE_INITIAL_KEEP_PROB = 0.9
 LEARNED_RATE_INITIAL_TAU = 1.0
 #: concrete_dropout's FIXED theta: the theta -> 0 limit, numerically (its jitter noise adds at
 #: most theta^2 (||h||^2 + 1) to a variance, below 1e-9 here: negligible)
-CONCRETE_SCALE = 1e-6
+CONCRETE_THETA = 1e-6
 #: full_elbo's initial theta
-FULL_ELBO_INITIAL_SCALE = 1e-2
+FULL_ELBO_INITIAL_THETA = 1e-2
 #: the learned-rate fits draw from ``torch.Generator().manual_seed(1000 seed + 700 + k)`` (k = 0,
 #: 1 for the two methods) and their test samples from that seed + 1: streams of their own, apart
 #: from the other methods'
@@ -348,21 +348,21 @@ def _hmc_records(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, 
 def _failed_parameter(message: str) -> str:
     """The learned parameter a :func:`~vi_dropout.concrete.fit_concrete` error names, in the
     records' words (``keep_prob_input``, ``keep_prob_hidden``, ``theta``, ``tau``)."""
-    match = re.match(r"keep_probs\[(\d+)\]|(tau|scale)\b", message)
+    match = re.match(r"keep_probs\[(\d+)\]|(tau|theta)\b", message)
     if match is None:
         return "the negative ELBO" if "non-finite" in message else "unknown parameter"
     if match.group(1) is not None:
         layer = int(match.group(1))
         return {0: "keep_prob_input", 1: "keep_prob_hidden"}.get(layer, f"keep_prob_{layer}")
-    return {"scale": "theta"}.get(match.group(2), match.group(2))
+    return match.group(2)
 
 
-def _jitter_samples(x: torch.Tensor, weights, biases, keep_probs: Sequence[float], scale: float,
+def _jitter_samples(x: torch.Tensor, weights, biases, keep_probs: Sequence[float], theta: float,
                     num_samples: int, generator: torch.Generator,
                     max_rows: int = 16384) -> torch.Tensor:
     r"""``T x M`` draws of :math:`f(x_*)` under the full variational family: EXACT Bernoulli masks
     at ``keep_probs`` and the jitter :math:`\theta` by local reparameterisation (the exact
-    marginal at each test point; seed convention, kept units not rescaled).
+    marginal at each test point; the paper's convention, kept units not rescaled).
 
     .. math::
         \mathbf{W}_{i,t} = \mathbf{M}_i \operatorname{diag}(\mathbf{z}_{i,t})
@@ -371,7 +371,7 @@ def _jitter_samples(x: torch.Tensor, weights, biases, keep_probs: Sequence[float
 
     Args:
         x: ``M x Q`` test inputs; weights, biases: the means (``out x in``, ``out``) per layer.
-        keep_probs: :math:`\pi_i` per layer; scale: :math:`\theta`.
+        keep_probs: :math:`\pi_i` per layer; theta: :math:`\theta`.
         num_samples: :math:`T`; generator: the source of the masks and the noise.
         max_rows: samples x points per vectorised pass.
     """
@@ -384,7 +384,7 @@ def _jitter_samples(x: torch.Tensor, weights, biases, keep_probs: Sequence[float
                  .to(x.dtype) for w, kp in zip(weights, keep_probs)]
         noise = [torch.randn(t, m, w.shape[0], dtype=x.dtype, generator=generator)
                  for w in weights]
-        out.append(local_reparam_forward(x, list(weights), list(biases), masks, scale, "relu",
+        out.append(local_reparam_forward(x, list(weights), list(biases), masks, theta, "relu",
                                          noise)[..., 0])
     return torch.cat(out)
 
@@ -397,13 +397,13 @@ def learned_rate_records(data, method: str, settings: PitfallSettings | None = N
     size :data:`LEARNED_RATE_LR` on every parameter, relaxed masks at temperature
     :data:`LEARNED_RATE_TEMPERATURE`, one draw per example and step) of the per-example negative
     ELBO with the Proposition-1 KL and the prior :math:`\mathcal{N}(0, l^{-2})` of the GP and
-    HMC (``l = settings.prior_length_scale``), in the seed convention (the means are the weights,
+    HMC (``l = settings.prior_length_scale``), in the paper's convention (the means are the weights,
     kept units are not rescaled). Both layers' keep_probs start at 0.9 and :math:`\tau` at 1:
 
     * ``concrete_dropout``: keep_probs and :math:`\tau` learned, :math:`\theta` FIXED at
-      :data:`CONCRETE_SCALE` (``1e-6``, the :math:`\theta \to 0` limit of Concrete dropout,
-      ``learn_scale=False``; its jitter noise is negligible and left out of the predictions);
-    * ``full_elbo``: keep_probs, :math:`\theta` (from :data:`FULL_ELBO_INITIAL_SCALE`) and
+      :data:`CONCRETE_THETA` (``1e-6``, the :math:`\theta \to 0` limit of Concrete dropout,
+      ``learn_theta=False``; its jitter noise is negligible and left out of the predictions);
+    * ``full_elbo``: keep_probs, :math:`\theta` (from :data:`FULL_ELBO_INITIAL_THETA`) and
       :math:`\tau` learned.
 
     The epistemic variance is that of :math:`f(x_*)` over ``settings.num_samples`` draws with
@@ -453,9 +453,9 @@ def learned_rate_records(data, method: str, settings: PitfallSettings | None = N
     try:
         fit = fit_concrete(
             x, y, (settings.hidden,), keep_probs=LEARNED_RATE_INITIAL_KEEP_PROB,
-            scale=FULL_ELBO_INITIAL_SCALE if full else CONCRETE_SCALE,
+            theta=FULL_ELBO_INITIAL_THETA if full else CONCRETE_THETA,
             tau=LEARNED_RATE_INITIAL_TAU, prior_length_scale=settings.prior_length_scale,
-            learn_scale=full, learn_tau=True, steps=settings.steps, lr=LEARNED_RATE_LR,
+            learn_theta=full, learn_tau=True, steps=settings.steps, lr=LEARNED_RATE_LR,
             temperature=LEARNED_RATE_TEMPERATURE, seed=seed)
         kps = [float(kp) for kp in fit.keep_probs]
         xt = torch.tensor(data.x_test, dtype=torch.float64)
@@ -464,7 +464,7 @@ def learned_rate_records(data, method: str, settings: PitfallSettings | None = N
                                inverted=False, generator=gen)[..., 0].var(0).numpy()
         var = var_masks
         if full:
-            var = _jitter_samples(xt, fit.weights, fit.biases, kps, float(fit.scale),
+            var = _jitter_samples(xt, fit.weights, fit.biases, kps, float(fit.theta),
                                   settings.num_samples, gen).var(0).numpy()
         if not (np.isfinite(var).all() and np.isfinite(var_masks).all()):
             raise ValueError("the predictive variance is not finite")
@@ -484,7 +484,7 @@ def learned_rate_records(data, method: str, settings: PitfallSettings | None = N
     ]
     if full:
         records += [
-            _record(method, n, "learned_theta", float(fit.scale)),
+            _record(method, n, "learned_theta", float(fit.theta)),
             _record(method, n, "epistemic_variance_masks_only_train", var_masks[inside].mean()),
             _record(method, n, "epistemic_variance_masks_only_extrapolation",
                     var_masks[outside].mean()),
@@ -521,7 +521,7 @@ def non_concentration_records(
     network with :math:`\mathcal{N}(0, l^{-2})` on every weight and bias (``l =
     settings.prior_length_scale``) and Gaussian noise of precision :math:`\tau` (the toy's true
     one; the learned-rate methods learn theirs). The GP is that prior's arc-cosine kernel
-    (:func:`~comparisons.gp.models.dropout_prior_hyperparameters`; it leaves out the output bias,
+    (:func:`~comparisons.gp.priors.dropout_prior_hyperparameters`; it leaves out the output bias,
     a constant :math:`l^{-2}` in the prior covariance, against an outputscale of
     :math:`K l^{-2} = 50\,l^{-2}`); HMC is NUTS (:func:`~comparisons.reference.nuts.run_nuts`) on
     the finite network itself, the :math:`S` = chains :math:`\times` draws being the posterior

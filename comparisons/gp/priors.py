@@ -55,7 +55,7 @@ def dropout_prior_hyperparameters(
       (``scale_by_keep_prob=False``) ``keep_prob`` does **not** change the prior, i.e. this is
       the GP that dropout approximates (Gal & Ghahramani's kernel, masks off). With
       ``scale_by_keep_prob=True`` the output variance is multiplied by ``keep_prob``, the exact
-      second moment when the *hidden* units are dropped without rescaling (the seed's
+      second moment when the *hidden* units are dropped without rescaling (the paper's
       convention, :math:`\mathbb{E}[z_k^2] = p`); dropout of the *inputs* is still ignored (its
       effect is not an arc-cosine kernel).
     * The network's output bias (``mlp_forward`` has one) would add a constant
@@ -98,7 +98,7 @@ def dropout_prior_gp_hyperparameters(prior_length_scale: float, keep_prob: float
 
     The protocol minimises :math:`\mathrm{MSE} + r\|\mathbf{W}'\|^2` with
     :math:`r = l^2 p/(2N\tau)` on the inverted-dropout weights :math:`\mathbf{W}' = p\mathbf{M}`
-    and standardised targets. Halving it gives the seed's data term plus
+    and standardised targets. Halving it gives the paper's data term plus
     :math:`\lambda\|\mathbf{M}\|^2` with :math:`\lambda = l^2 p^3 / (4 N\tau)`; the derivation
     (README, "The math") has :math:`\lambda = p\,l_\text{eff}^2/(2 N \tau_s)` with the precision
     of the *standardised* targets :math:`\tau_s = \tau s_y^2`. Hence

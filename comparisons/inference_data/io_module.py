@@ -10,7 +10,7 @@ the common layout (:class:`~comparisons.inference_data.base.GaussianDrawsConvert
 and :math:`\log\operatorname{softmax}(f)_{y_n}`.
 
 Every group's attributes say what the model left out: ``disabled_dropout`` lists the dropout that
-``uncovered_dropout="disable"`` switched off (``name (kind, drop_rate r): reason; ...``, or
+``uncovered_dropout="disable"`` switched off (``name (kind, keep_prob k): reason; ...``, or
 ``"none"``) and ``uncovered_dropout`` the policy; ``covered_layers`` names the covered layers.
 ``x`` may be a tensor, a tuple of tensors or a dict of tensors (a network with several inputs);
 the inputs are stored in ``constant_data`` only for a single ``N x Q`` tensor.
@@ -20,7 +20,7 @@ Example:
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
     ...                           torch.nn.Linear(8, 1))
     >>> model = ModuleBNN(net, tau=4.0)
-    >>> guide = ModuleDropoutGuide(model, scale=1e-2)
+    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
     >>> x, y = torch.randn(6, 2), torch.zeros(6, 1)
     >>> idata = from_module_guide(model, guide, x, y, num_samples=50)
     >>> idata.log_likelihood["y"].dims

@@ -5,7 +5,7 @@ Example:
     >>> import torch
     >>> from vi_dropout import Architecture, BayesianMLP, DropoutGuide
     >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=10.0)
-    >>> guide = DropoutGuide(model, keep_prob=0.9, scale=1e-2)
+    >>> guide = DropoutGuide(model, keep_prob=0.9, theta=1e-2)
     >>> idata = from_svi_guide(model, guide, torch.randn(6, 2, dtype=torch.float64),
     ...                        torch.zeros(6, 1), num_samples=100)
     >>> idata.posterior["layers.0.weight"].dims
@@ -96,7 +96,7 @@ def from_svi_guide(
     Example:
         >>> from vi_dropout import Architecture, BayesianMLP, DropoutGuide
         >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=10.0)
-        >>> guide = DropoutGuide(model, keep_prob=0.9, scale=1e-2)
+        >>> guide = DropoutGuide(model, keep_prob=0.9, theta=1e-2)
         >>> x = torch.randn(6, 2, dtype=torch.float64)
         >>> from_svi_guide(model, guide, x, torch.zeros(6, 1), num_samples=100).posterior["f"].shape
         (1, 100, 6)
@@ -127,6 +127,6 @@ def from_svi_guide(
                "y_mean": y_mean, "y_std": y_std, "activation": arch.activation,
                "widths": np.asarray(arch.widths), "guide": type(guide).__name__,
                "keep_probs": None if keep is None else np.asarray(keep, dtype=np.float64),
-               "theta": getattr(guide, "scale", None), "draws_independent": 1,
+               "theta": getattr(guide, "theta", None), "draws_independent": 1,
                **(attrs or {})},
     ).to_inference_data()

@@ -3,12 +3,12 @@ r"""A LeNet-style CNN with dropout before its last fully connected layer, and MC
 Architecture (Caffe's LeNet with ReLUs, as used for the MC dropout MNIST experiments)::
 
     conv(k x k, 20) - ReLU - maxpool 2 - conv(k x k, 50) - ReLU - maxpool 2
-        - flatten - FC 500 - ReLU - Dropout(drop_rate) - FC num_classes
+        - flatten - FC 500 - ReLU - Dropout(1 - keep_prob) - FC num_classes
 
 with ``k = 5``. Images smaller than 16 pixels (scikit-learn's 8x8 digits) use "same" padding
 (8 -> 8 -> 4 -> 4 -> 2), larger ones none (MNIST: 28 -> 24 -> 12 -> 8 -> 4), so one class covers
 both. Dropout is :class:`torch.nn.Dropout`, i.e. *inverted* dropout: a kept unit is scaled by
-:math:`1/\text{keep\_prob}` with :math:`\text{keep\_prob} = 1 - \text{drop\_rate}`.
+:math:`1/\text{keep\_prob}` (``nn.Dropout`` is handed the drop rate ``1 - keep_prob``).
 
 Only the input of the last layer is dropped, so everything before it is a deterministic function
 :math:`\mathbf{h}(\mathbf{x})` of the image. MC dropout (:func:`mc_logits`) therefore computes
@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vi_dropout.validation import check_finite, check_positive, check_positive_int
+from vi_dropout.validation import check_finite, check_keep_prob, check_positive, check_positive_int
 
 __all__ = [
     "LeNet",
@@ -52,18 +52,6 @@ __all__ = [
     "mc_logits",
     "standard_logits",
 ]
-
-
-def _check_drop_rate(drop_rate) -> float:
-    try:
-        v = float(drop_rate)
-    except (TypeError, ValueError):
-        raise ValueError(f"drop_rate must be a number in [0, 1), got {drop_rate!r}") from None
-    if not (0.0 <= v < 1.0):
-        raise ValueError(
-            f"drop_rate must lie in [0, 1) (the probability that a unit is DROPPED; "
-            f"keep_prob = 1 - drop_rate), got {drop_rate!r}")
-    return v
 
 
 class LeNet(nn.Module):
@@ -76,8 +64,8 @@ class LeNet(nn.Module):
         conv_channels: output channels of the two convolutions.
         kernel_size: odd convolution kernel size ``k``.
         hidden_units: width of the fully connected hidden layer (the dropped layer's input).
-        drop_rate: probability that a hidden unit is DROPPED, in [0, 1) (``nn.Dropout``'s ``p``);
-            ``keep_prob = 1 - drop_rate``.
+        keep_prob: probability that a hidden unit is KEPT, in (0, 1] (``nn.Dropout`` is handed
+            ``p = 1 - keep_prob``).
         seed: if given, the initial weights are drawn from ``torch.manual_seed(seed)`` inside
             :func:`torch.random.fork_rng` (the global RNG is left untouched).
 
@@ -98,7 +86,7 @@ class LeNet(nn.Module):
         conv_channels: tuple[int, int] = (20, 50),
         kernel_size: int = 5,
         hidden_units: int = 500,
-        drop_rate: float = 0.5,
+        keep_prob: float = 0.5,
         seed: int | None = None,
     ):
         super().__init__()
@@ -112,7 +100,7 @@ class LeNet(nn.Module):
         if k % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size!r}")
         self.hidden_units = check_positive_int(hidden_units, "hidden_units")
-        self.drop_rate = _check_drop_rate(drop_rate)
+        self.keep_prob = check_keep_prob(keep_prob)
         padding = k // 2 if self.image_size < 16 else 0
         side = self.image_size
         for stage in (1, 2):
@@ -132,13 +120,8 @@ class LeNet(nn.Module):
                 nn.Flatten(),
                 nn.Linear(self.flat_features, self.hidden_units), nn.ReLU(),
             )
-            self.dropout = nn.Dropout(self.drop_rate)
+            self.dropout = nn.Dropout(1.0 - self.keep_prob)  # torch takes the DROP rate
             self.head = nn.Linear(self.hidden_units, self.num_classes)
-
-    @property
-    def keep_prob(self) -> float:
-        """Probability that a hidden unit is kept, ``1 - drop_rate``."""
-        return 1.0 - self.drop_rate
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         r"""The deterministic part :math:`\mathbf{h}(\mathbf{x})`: ``N x 1 x H x W`` -> ``N x hidden_units``."""
@@ -329,7 +312,7 @@ def mc_logits(
         ``T x N x C`` logits (the softmax *inputs*; apply ``softmax(-1)`` for the outputs).
 
     Example:
-        >>> net = LeNet(8, drop_rate=0.0, seed=0)
+        >>> net = LeNet(8, keep_prob=1.0, seed=0)
         >>> x = torch.rand(2, 1, 8, 8)
         >>> bool(torch.allclose(mc_logits(net, x, T=3)[2], standard_logits(net, x)))
         True

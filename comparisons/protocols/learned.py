@@ -13,8 +13,8 @@ method); ``wall_time_s`` is the group's time divided by the group size (recorded
 ``group_size``).
 
 Example:
-    >>> from comparisons.protocols.uci_mfvi import MFVIUCIConfig
-    >>> [c.split for c in learned_cells(["yacht"], "0-1", MFVIUCIConfig(), "mfvi", ("mfvi",))]
+    >>> from comparisons.protocols.uci_mfvi import MFVIUCISettings
+    >>> [c.split for c in learned_cells(["yacht"], "0-1", MFVIUCISettings(), "mfvi", ("mfvi",))]
     [0, 1]
 """
 

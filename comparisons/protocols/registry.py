@@ -53,6 +53,7 @@ __all__ = [
     "BUILTIN_MODULES",
     "RunSettings",
     "builtin_method",
+    "builtin_method_ids",
     "UCIMethod",
     "get_method",
     "load_method_file",
@@ -73,6 +74,8 @@ BUILTIN_MODULES = (
 )
 
 _REGISTRY: dict[str, UCIMethod] = {}
+#: built-in method id -> the protocol module that registered it (for a stable order)
+_BUILTIN_MODULE_OF: dict[str, str] = {}
 _BUILTINS_LOADED = False
 
 
@@ -220,6 +223,8 @@ def builtin_method(method_id: str, make_cells: MakeCells, run_cell: RunCell, *,
     from comparisons.report.styles import METHOD_STYLES
 
     style = METHOD_STYLES.get(method_id)
+    module = getattr(make_cells, "__module__", None) or type(make_cells).__module__
+    _BUILTIN_MODULE_OF[method_id] = module
     return register_method(UCIMethod(
         id=method_id, label=label or style.label, color=color or style.color,
         make_cells=make_cells, run_cell=run_cell, **kwargs))
@@ -234,10 +239,18 @@ def _load_builtins() -> None:
 
 
 def method_ids() -> tuple[str, ...]:
-    """The registered method ids: the built-in ones in :data:`BUILTIN_MODULES` order, then those
-    registered later (by method files)."""
+    """The registered method ids: the built-in ones in :data:`BUILTIN_MODULES` order (whatever
+    order the modules were imported in), then those registered later (by method files)."""
     _load_builtins()
-    return tuple(_REGISTRY)
+    order = {module: k for k, module in enumerate(BUILTIN_MODULES)}
+    position = {method_id: k for k, method_id in enumerate(_REGISTRY)}
+    return tuple(sorted(_REGISTRY, key=lambda m: (
+        order.get(_BUILTIN_MODULE_OF.get(m), len(order)), position[m])))
+
+
+def builtin_method_ids() -> tuple[str, ...]:
+    """The ids of the built-in methods (those of :data:`BUILTIN_MODULES`), in their order."""
+    return tuple(m for m in method_ids() if m in _BUILTIN_MODULE_OF)
 
 
 def get_method(method_id: str) -> UCIMethod:

@@ -46,7 +46,7 @@ from vi_dropout.training import TrainResult, train_batched, weight_decay
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
-    "UCIProtocol",
+    "MCDropoutUCISettings",
     "fit_mc_dropout_under_prior",
     "uci_cells",
     "run_uci_cell",
@@ -65,7 +65,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class UCIProtocol:
+class MCDropoutUCISettings:
     """Settings of the protocol (all recorded with every result)."""
 
     epochs_multiplier: float = 10
@@ -171,13 +171,13 @@ def uci_splits(datasets: list[str], splits: str) -> dict[str, list[int]]:
     return out
 
 
-def uci_cells(datasets: list[str], splits: str, protocol: UCIProtocol) -> list[Cell]:
+def uci_cells(datasets: list[str], splits: str, protocol: MCDropoutUCISettings) -> list[Cell]:
     """One cell per (data set, split) of :func:`uci_splits` (ranges clipped per data set)."""
     return [Cell(name, split, "mc_dropout", asdict(protocol))
             for name, chosen in uci_splits(datasets, splits).items() for split in chosen]
 
 
-def hyperparameter_grid(split, protocol: UCIProtocol) -> list[tuple[float, float]]:
+def hyperparameter_grid(split, protocol: MCDropoutUCISettings) -> list[tuple[float, float]]:
     """The (dropout rate, tau) pairs of a split's published grid (first ``protocol.max_grid``).
 
     Raises a ValueError naming the data set if the grid is empty."""
@@ -187,7 +187,7 @@ def hyperparameter_grid(split, protocol: UCIProtocol) -> list[tuple[float, float
     return grid[: protocol.max_grid] if protocol.max_grid else grid
 
 
-def train_grid(std, grid, epochs: int, protocol: UCIProtocol, seed0: int, hidden: int):
+def train_grid(std, grid, epochs: int, protocol: MCDropoutUCISettings, seed0: int, hidden: int):
     """Train one network per (dropout rate, tau) of ``grid`` on the standardised training rows
     of ``std`` in one :func:`~vi_dropout.training.batched.train_batched` call (seeds
     ``seed0 + e``, weight decay from ``protocol.prior_length_scale``).
@@ -197,7 +197,7 @@ def train_grid(std, grid, epochs: int, protocol: UCIProtocol, seed0: int, hidden
     return res, kps[0]
 
 
-def train_grids(stds, grids, epochs: int, protocol: UCIProtocol, seed0s, hidden: int):
+def train_grids(stds, grids, epochs: int, protocol: MCDropoutUCISettings, seed0s, hidden: int):
     """:func:`train_grid` for several splits of one data set in ONE
     :func:`~vi_dropout.training.batched.train_batched` call: networks in the order split, grid
     point; split ``s``'s grid point ``e`` is seeded ``seed0s[s] + e`` and trains on ``stds[s]``
@@ -239,7 +239,7 @@ def _scalar(value) -> float:
     return float(np.asarray(value, dtype=np.float64).reshape(-1)[0])
 
 
-def score_networks(res, kps, grid, std, x_eval, y_eval, protocol: UCIProtocol, seed: int):
+def score_networks(res, kps, grid, std, x_eval, y_eval, protocol: MCDropoutUCISettings, seed: int):
     """Per-network :class:`~vi_dropout.predict.RegressionSummary` on ``(x_eval, y_eval)``
     (original target scale; ``T = protocol.num_samples`` MC samples from one generator seeded
     with ``seed``); ``None`` for a network that diverged in training."""
@@ -261,7 +261,7 @@ def score_networks(res, kps, grid, std, x_eval, y_eval, protocol: UCIProtocol, s
     return out
 
 
-def protocol_seed(protocol: UCIProtocol, split: int) -> int:
+def protocol_seed(protocol: MCDropoutUCISettings, split: int) -> int:
     """The base seed of one split: ``seed * 1_000_003 + split * 1_000``.
 
     From it: grid network ``e`` is initialised with ``seed0 + e``, the validation MC samples
@@ -269,7 +269,7 @@ def protocol_seed(protocol: UCIProtocol, split: int) -> int:
     ``seed0 + 501``.
 
     Example:
-        >>> protocol_seed(UCIProtocol(seed=1), split=2)
+        >>> protocol_seed(MCDropoutUCISettings(seed=1), split=2)
         1002003
     """
     return protocol.seed * 1_000_003 + split * 1_000
@@ -305,7 +305,7 @@ class GridSelection:
         return self.seed0 + 501
 
 
-def select_and_retrain(raw: UCISplit, protocol: UCIProtocol, progress: bool = False
+def select_and_retrain(raw: UCISplit, protocol: MCDropoutUCISettings, progress: bool = False
                        ) -> GridSelection:
     r"""Steps 1-2 of the protocol on one split: train the grid on the 80/20 validation split,
     select the (dropout rate, tau) of the best validation log-likelihood, retrain it on the full
@@ -331,7 +331,7 @@ def select_and_retrain(raw: UCISplit, protocol: UCIProtocol, progress: bool = Fa
 
     Example:
         >>> sel = select_and_retrain(load_uci("yacht", 0),
-        ...                          UCIProtocol(epochs_multiplier=0.05, num_samples=5, max_grid=2))
+        ...                          MCDropoutUCISettings(epochs_multiplier=0.05, num_samples=5, max_grid=2))
         >>> sel.best_pair[0] in (0.005, 0.01), sel.seed0
         (True, 0)
     """
@@ -341,7 +341,7 @@ def select_and_retrain(raw: UCISplit, protocol: UCIProtocol, progress: bool = Fa
     return out
 
 
-def select_and_retrain_splits(raws: Sequence[UCISplit], protocol: UCIProtocol,
+def select_and_retrain_splits(raws: Sequence[UCISplit], protocol: MCDropoutUCISettings,
                               progress: bool = False) -> list:
     """:func:`select_and_retrain` for several splits of ONE data set as two batched
     computations: every split's grid in one :func:`train_grids` call, then every split's
@@ -421,7 +421,7 @@ def mc_dropout_group_key(cell, group_splits: int = 5):
     return (cell.dataset, tuple(sorted(dict(cell.config).items())), cell.split // group_splits)
 
 
-def _cell_records(cell: Cell, protocol: UCIProtocol, split: UCISplit, sel: GridSelection,
+def _cell_records(cell: Cell, protocol: MCDropoutUCISettings, split: UCISplit, sel: GridSelection,
                   wall: float, group_size: int) -> list[dict]:
     """The test metrics of a selected and retrained network (see :func:`run_uci_cell`)."""
     if sel.diverged:
@@ -467,7 +467,7 @@ def run_uci_cell(cell: Cell | CellGroup):
         :class:`~comparisons.runner.executors.CellError` naming the split that failed.
 
     Example:
-        >>> cell = uci_cells(["yacht"], "0", UCIProtocol(epochs_multiplier=0.05, num_samples=5,
+        >>> cell = uci_cells(["yacht"], "0", MCDropoutUCISettings(epochs_multiplier=0.05, num_samples=5,
         ...                                             max_grid=1))[0]
         >>> sorted(r["metric"] for r in run_uci_cell(cell))[:2]
         ['best_dropout_rate', 'best_tau']
@@ -478,7 +478,7 @@ def run_uci_cell(cell: Cell | CellGroup):
             for c in cells}  # one data set and settings (chunks of any size)
     if len(keys) != 1 or None in keys:
         raise ValueError("a group must hold mc_dropout cells of one data set and settings")
-    protocol = UCIProtocol(**dict(cells[0].config))
+    protocol = MCDropoutUCISettings(**dict(cells[0].config))
     t0 = time.perf_counter()
     splits = [load_uci(c.dataset, c.split) for c in cells]
     sels = select_and_retrain_splits(splits, protocol)
@@ -544,7 +544,7 @@ class DropoutFit:
         return 1.0 - self.dropout_rate
 
 
-def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False) -> DropoutFit:
+def fit_mc_dropout(raw: UCISplit, protocol: MCDropoutUCISettings, progress: bool = False) -> DropoutFit:
     r"""Run the protocol on ``raw`` (as :func:`run_uci_cell`) and keep the final network and its
     test predictions.
 
@@ -565,7 +565,7 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
 
     Example:
         >>> fit = fit_mc_dropout(load_uci("yacht", 0),
-        ...                      UCIProtocol(epochs_multiplier=0.05, num_samples=20, max_grid=2))
+        ...                      MCDropoutUCISettings(epochs_multiplier=0.05, num_samples=20, max_grid=2))
         >>> fit.mean.shape, fit.var.shape, fit.dropout_rate in (0.005, 0.01)
         ((31,), (31,), True)
     """
@@ -596,7 +596,7 @@ def fit_mc_dropout(raw: UCISplit, protocol: UCIProtocol, progress: bool = False)
 
 def fit_mc_dropout_under_prior(raw: UCISplit, prior_length_scale: float, y_std: float,
                                progress: bool = False, **protocol_kwargs
-                               ) -> tuple[DropoutFit, UCIProtocol]:
+                               ) -> tuple[DropoutFit, MCDropoutUCISettings]:
     r"""MC dropout by the protocol under a given prior :math:`\mathcal{N}(0, l_\text{eff}^{-2})`
     on the standardised scale (the prior an HMC reference or a prior-matched GP uses).
 
@@ -614,15 +614,15 @@ def fit_mc_dropout_under_prior(raw: UCISplit, prior_length_scale: float, y_std: 
         prior_length_scale: :math:`l_\text{eff}` (standardised scale).
         y_std: :math:`s_y`, the training targets' standard deviation.
         progress: print the stages.
-        **protocol_kwargs: other :class:`UCIProtocol` fields (epochs_multiplier, seed, ...).
+        **protocol_kwargs: other :class:`MCDropoutUCISettings` fields (epochs_multiplier, seed, ...).
 
     Returns:
         ``(fit, protocol)``: the retrained :class:`DropoutFit` and the protocol it used.
     """
-    grid_protocol = UCIProtocol(**dict(protocol_kwargs, prior_length_scale=math.sqrt(2.0)
+    grid_protocol = MCDropoutUCISettings(**dict(protocol_kwargs, prior_length_scale=math.sqrt(2.0)
                                        * float(prior_length_scale) / float(y_std)))
     drop = fit_mc_dropout(raw, grid_protocol, progress=progress)
-    protocol = UCIProtocol(**dict(protocol_kwargs, prior_length_scale=math.sqrt(2.0)
+    protocol = MCDropoutUCISettings(**dict(protocol_kwargs, prior_length_scale=math.sqrt(2.0)
                                   * float(prior_length_scale) / (drop.keep_prob * float(y_std))))
     chosen = dataclasses.replace(raw, dropout_rates=(drop.dropout_rate,), tau_values=(drop.tau,))
     return fit_mc_dropout(chosen, protocol, progress=progress), protocol
@@ -630,7 +630,7 @@ def fit_mc_dropout_under_prior(raw: UCISplit, prior_length_scale: float, y_std: 
 
 # ------------------------------------------------------------------ the registry entry
 def _registry_cells(datasets, splits, settings) -> list[Cell]:
-    return uci_cells(list(datasets), splits, UCIProtocol(
+    return uci_cells(list(datasets), splits, MCDropoutUCISettings(
         epochs_multiplier=settings.epochs_multiplier, num_samples=settings.num_samples,
         seed=settings.seed, max_grid=settings.max_grid))
 

@@ -39,7 +39,7 @@ References:
     Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
 
 Example:
-    >>> [c.method for c in concrete_uci_cells(["yacht"], "0-1", ConcreteUCIConfig(), "full_elbo")]
+    >>> [c.method for c in concrete_uci_cells(["yacht"], "0-1", ConcreteUCISettings(), "full_elbo")]
     ['full_elbo', 'full_elbo']
 """
 
@@ -72,7 +72,7 @@ from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
     "CONCRETE_UCI_METHODS",
-    "ConcreteUCIConfig",
+    "ConcreteUCISettings",
     "concrete_uci_cells",
     "concrete_group_key",
     "run_concrete_uci_cells",
@@ -88,7 +88,7 @@ SEED_OFFSET = 700
 
 
 @dataclass(frozen=True)
-class ConcreteUCIConfig:
+class ConcreteUCISettings:
     """Settings of the learned-rate methods on UCI (all recorded with every cell).
 
     Attributes:
@@ -113,6 +113,7 @@ class ConcreteUCIConfig:
     dtype: str = "float32"
     temperature: float = 0.1
     initial_keep_prob: float = 0.9
+    # named initial_scale, not initial_theta: the name is hashed into committed cell ids
     initial_scale: float = 1e-2
     initial_tau: float = 1.0
     lr: float = 1e-3
@@ -133,7 +134,7 @@ class ConcreteUCIConfig:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
 
-def concrete_uci_cells(datasets: Sequence[str], splits: str, config: ConcreteUCIConfig,
+def concrete_uci_cells(datasets: Sequence[str], splits: str, config: ConcreteUCISettings,
                        method: str) -> list[Cell]:
     """One cell per (data set, split) of :func:`~comparisons.protocols.uci.uci_splits` for
     ``method`` (``"concrete_dropout"`` or ``"full_elbo"``)."""
@@ -146,7 +147,7 @@ def concrete_group_key(cell: Cell):
     return settings_group_key(cell, CONCRETE_UCI_METHODS)
 
 
-def _fit_group(raws, config: ConcreteUCIConfig, method: str, dtype):
+def _fit_group(raws, config: ConcreteUCISettings, method: str, dtype):
     """Fit one network per split of ``raws`` (one batched computation)."""
     stds = [standardize(raw) for raw in raws]
     x = torch.stack([torch.tensor(s.x_train, dtype=dtype) for s in stds])
@@ -157,14 +158,14 @@ def _fit_group(raws, config: ConcreteUCIConfig, method: str, dtype):
     seeds = [protocol_seed(config, raw.split) + SEED_OFFSET for raw in raws]
     fit = fit_concrete(
         x, y, (raws[0].n_hidden,), keep_probs=config.initial_keep_prob,
-        scale=config.initial_scale if method == "full_elbo" else None, tau=config.initial_tau,
+        theta=config.initial_scale if method == "full_elbo" else None, tau=config.initial_tau,
         prior_length_scale=config.prior_length_scale, steps=steps, lr=config.lr,
         hyper_lr=config.hyper_lr, batch_size=config.batch_size, temperature=config.temperature,
         seed=seeds, check_every=100, at_bound="clamp")
     return stds, fit, steps, seeds
 
 
-def _test_samples(std, fit, e: int, config: ConcreteUCIConfig, seed: int):
+def _test_samples(std, fit, e: int, config: ConcreteUCISettings, seed: int):
     """``(x_test, samples T x N x 1, tau on the original scale)`` of network ``e``."""
     x = torch.tensor(std.x_test, dtype=getattr(torch, config.dtype))
     gen = torch.Generator().manual_seed(seed + 1)
@@ -172,7 +173,7 @@ def _test_samples(std, fit, e: int, config: ConcreteUCIConfig, seed: int):
     return x, samples, original_scale_tau(float(fit.tau[e]), std)
 
 
-def _split_records(raw, std, fit, e: int, config: ConcreteUCIConfig, method: str, seed: int,
+def _split_records(raw, std, fit, e: int, config: ConcreteUCISettings, method: str, seed: int,
                    steps: int) -> dict[str, float]:
     """Test metrics and learned parameters of network ``e`` (split ``raw.split``)."""
     x, samples, tau = _test_samples(std, fit, e, config, seed)
@@ -190,11 +191,11 @@ def _split_records(raw, std, fit, e: int, config: ConcreteUCIConfig, method: str
         "steps": float(steps),
     }
     if method == "full_elbo":
-        metrics["learned_theta"] = float(fit.scale[e])
+        metrics["learned_theta"] = float(fit.theta[e])
     return metrics
 
 
-def _fit_and_score(raws, config: ConcreteUCIConfig, method: str):
+def _fit_and_score(raws, config: ConcreteUCISettings, method: str):
     """:data:`~comparisons.protocols.learned.GroupFit` of this protocol."""
     stds, fit, steps, seeds = _fit_group(raws, config, method, getattr(torch, config.dtype))
 
@@ -208,7 +209,7 @@ def _fit_and_score(raws, config: ConcreteUCIConfig, method: str):
     return fit.failures, score, predict
 
 
-def split_predictive(raw, config: ConcreteUCIConfig, method: str) -> SplitPredictive:
+def split_predictive(raw, config: ConcreteUCISettings, method: str) -> SplitPredictive:
     """Fit ``method`` (``concrete_dropout`` or ``full_elbo``) on one split as the cells do (same
     seeds) and return its moment-matched test predictive on the original scale."""
     if method not in CONCRETE_UCI_METHODS:
@@ -224,13 +225,13 @@ def run_concrete_uci_cells(work: Cell | CellGroup):
     a fit that failed).
 
     Example:
-        >>> cells = concrete_uci_cells(["yacht"], "0-1", ConcreteUCIConfig(
+        >>> cells = concrete_uci_cells(["yacht"], "0-1", ConcreteUCISettings(
         ...     epochs_multiplier=0.05, num_samples=10), "concrete_dropout")
         >>> out = run_concrete_uci_cells(CellGroup(tuple(cells)))
         >>> [sorted({r["split"] for r in recs}) for recs in out]
         [[0], [1]]
     """
-    return run_learned_cells(work, methods=CONCRETE_UCI_METHODS, config_type=ConcreteUCIConfig,
+    return run_learned_cells(work, methods=CONCRETE_UCI_METHODS, config_type=ConcreteUCISettings,
                              fit=_fit_and_score)
 
 
@@ -240,7 +241,7 @@ class _RegistryCells:
         self.method = method
 
     def __call__(self, datasets, splits, settings) -> list[Cell]:
-        config = ConcreteUCIConfig(num_samples=settings.num_samples,
+        config = ConcreteUCISettings(num_samples=settings.num_samples,
                                    temperature=settings.temperature,
                                    epochs_multiplier=settings.epochs_multiplier, seed=settings.seed)
         return concrete_uci_cells(list(datasets), splits, config, self.method)

@@ -61,7 +61,7 @@ References:
     Goodfellow, Shlens & Szegedy (2015), "Explaining and Harnessing Adversarial Examples", ICLR.
 
 Example:
-    >>> [c.method for c in deep_ensemble_uci_cells(["yacht"], "0-1", DeepEnsembleUCIConfig())]
+    >>> [c.method for c in deep_ensemble_uci_cells(["yacht"], "0-1", DeepEnsembleUCISettings())]
     ['deep_ensemble', 'deep_ensemble']
 """
 
@@ -95,7 +95,7 @@ from vi_dropout.validation import check_positive, check_positive_int
 __all__ = [
     "DEEP_ENSEMBLE_METHOD",
     "DEEP_ENSEMBLE_UCI_METHODS",
-    "DeepEnsembleUCIConfig",
+    "DeepEnsembleUCISettings",
     "deep_ensemble_uci_cells",
     "deep_ensemble_group_key",
     "run_deep_ensemble_uci_cells",
@@ -118,7 +118,7 @@ RECORD_FIELDS = ()
 
 
 @dataclass(frozen=True)
-class DeepEnsembleUCIConfig:
+class DeepEnsembleUCISettings:
     """Settings of deep ensembles on UCI (all recorded with every cell's id).
 
     Attributes:
@@ -169,7 +169,7 @@ class DeepEnsembleUCIConfig:
 
 
 def deep_ensemble_uci_cells(datasets: Sequence[str], splits: str,
-                            config: DeepEnsembleUCIConfig) -> list[Cell]:
+                            config: DeepEnsembleUCISettings) -> list[Cell]:
     """One cell per (data set, split) of :func:`~comparisons.protocols.uci.uci_splits`."""
     return learned_cells(datasets, splits, config, DEEP_ENSEMBLE_METHOD,
                          DEEP_ENSEMBLE_UCI_METHODS)
@@ -203,7 +203,7 @@ def _member_failure(diverged_epoch: torch.Tensor, members: range, M: int) -> str
                      "loss)" for m, ep in bad)
 
 
-def _train_members(raws, lrs_per_split, config: DeepEnsembleUCIConfig):
+def _train_members(raws, lrs_per_split, config: DeepEnsembleUCISettings):
     """One batched fit of ``M`` members per (split, step size): ``raws[e]`` is trained once for
     each step size in ``lrs_per_split[e]``; networks in the order split, step size, member.
     Returns the standardised splits and the fit."""
@@ -237,7 +237,7 @@ def _members_mixture(fit, members: slice, std: StandardizedSplit):
     return gaussian_head(out.double())
 
 
-def select_step_sizes(raws, config: DeepEnsembleUCIConfig) -> list[dict]:
+def select_step_sizes(raws, config: DeepEnsembleUCISettings) -> list[dict]:
     """Choose each split's step size on validation data: train the ensemble on the first
     ``1 - validation_fraction`` of the training rows at every step size of ``config.lrs`` (one
     batched computation for all splits) and keep the one with the highest mean mixture
@@ -267,7 +267,7 @@ def select_step_sizes(raws, config: DeepEnsembleUCIConfig) -> list[dict]:
     return out
 
 
-def _fit_and_score(raws, config: DeepEnsembleUCIConfig, method: str):
+def _fit_and_score(raws, config: DeepEnsembleUCISettings, method: str):
     """:data:`~comparisons.protocols.learned.GroupFit` of this protocol: the step size of each
     split on validation data (when ``config.lrs`` holds more than one), then one batched fit of
     all members of the splits ``raws`` at their step sizes, and the records of each split."""
@@ -312,7 +312,7 @@ def _fit_and_score(raws, config: DeepEnsembleUCIConfig, method: str):
     return failures, score, predict
 
 
-def split_predictive(raw, config: DeepEnsembleUCIConfig,
+def split_predictive(raw, config: DeepEnsembleUCISettings,
                      method: str = DEEP_ENSEMBLE_METHOD) -> SplitPredictive:
     """Train the ensemble on one split as the cells do (step size chosen on validation rows,
     same seeds) and return the moment-matched test predictive of its mixture, original scale."""
@@ -330,20 +330,20 @@ def run_deep_ensemble_uci_cells(work: Cell | CellGroup):
     ensemble that failed).
 
     Example:
-        >>> cells = deep_ensemble_uci_cells(["yacht"], "0-1", DeepEnsembleUCIConfig(
+        >>> cells = deep_ensemble_uci_cells(["yacht"], "0-1", DeepEnsembleUCISettings(
         ...     ensemble_size=2, epochs=2, lrs=(0.01,)))
         >>> out = run_deep_ensemble_uci_cells(CellGroup(tuple(cells)))
         >>> [sorted({r["split"] for r in recs}) for recs in out]
         [[0], [1]]
     """
     return run_learned_cells(work, methods=DEEP_ENSEMBLE_UCI_METHODS,
-                             config_type=DeepEnsembleUCIConfig, fit=_fit_and_score,
+                             config_type=DeepEnsembleUCISettings, fit=_fit_and_score,
                              record_fields=RECORD_FIELDS)
 
 
 # ------------------------------------------------------------------ the registry entry
 def _registry_cells(datasets, splits, settings) -> list[Cell]:
-    config = DeepEnsembleUCIConfig(ensemble_size=settings.ensemble_size,
+    config = DeepEnsembleUCISettings(ensemble_size=settings.ensemble_size,
                                    epochs=settings.ensemble_epochs, lrs=settings.ensemble_lrs,
                                    adversarial_epsilon=settings.adversarial_epsilon,
                                    seed=settings.seed)

@@ -7,7 +7,7 @@ test targets and record ``rmse``, ``test_ll``, ``coverage_95`` and ``wall_time_s
 scale (:func:`predictive_metrics`), named like the MC dropout metrics.
 
 Example:
-    >>> [c.method for c in gp_uci_cells(["yacht"], "0-1", GPUCIConfig())]
+    >>> [c.method for c in gp_uci_cells(["yacht"], "0-1", GPUCISettings())]
     ['gp', 'gp']
 """
 
@@ -32,7 +32,7 @@ from comparisons.protocols.uci import parse_splits
 from comparisons.runner.executors import Cell
 from vi_dropout.validation import check_positive, check_positive_int
 
-__all__ = ["GPUCIConfig", "gp_uci_cells", "run_gp_uci_cell", "predictive_metrics"]
+__all__ = ["GPUCISettings", "gp_uci_cells", "run_gp_uci_cell", "predictive_metrics"]
 
 
 def predictive_metrics(mean, var, y, wall) -> dict[str, float]:
@@ -69,7 +69,7 @@ def predictive_metrics(mean, var, y, wall) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class GPUCIConfig:
+class GPUCISettings:
     """Settings of :func:`run_gp_uci_cell` (recorded with every result).
 
     Attributes:
@@ -106,12 +106,12 @@ class GPUCIConfig:
         object.__setattr__(self, "methods", tuple(self.methods))
 
 
-def gp_uci_cells(datasets: Sequence[str], splits: str, config: GPUCIConfig) -> list[Cell]:
+def gp_uci_cells(datasets: Sequence[str], splits: str, config: GPUCISettings) -> list[Cell]:
     """One :class:`~comparisons.runner.executors.Cell` (method ``"gp"``) per (data set, split), for
     :func:`comparisons.runner.executors.run_cells` with :func:`run_gp_uci_cell`.
 
     Example:
-        >>> [c.cell_id for c in gp_uci_cells(["yacht"], "0-1", GPUCIConfig())][0][:18]
+        >>> [c.cell_id for c in gp_uci_cells(["yacht"], "0-1", GPUCISettings())][0][:18]
         'yacht/gp/split-00/'
     """
     cells = []
@@ -148,17 +148,17 @@ def run_gp_uci_cell(cell: Cell) -> list[dict]:
 
     Args:
         cell: a :class:`~comparisons.runner.executors.Cell` from :func:`gp_uci_cells` (its ``config`` is a
-            :class:`GPUCIConfig` as a dict).
+            :class:`GPUCISettings` as a dict).
 
     Returns:
         list of record dicts.
 
     Example:
-        >>> cell = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=5))[0]
+        >>> cell = gp_uci_cells(["yacht"], "0", GPUCISettings(gp_iterations=5))[0]
         >>> sorted({(r["method"], r["metric"]) for r in run_gp_uci_cell(cell)})[:4]
         [('gp_arccos1', 'coverage_95'), ('gp_arccos1', 'rmse'), ('gp_arccos1', 'test_ll'), ('gp_arccos1', 'wall_time_s')]
     """
-    config = GPUCIConfig(**dict(cell.config))
+    config = GPUCISettings(**dict(cell.config))
     raw = load_uci(cell.dataset, cell.split)
     n = raw.x_train.shape[0]
     if n > config.max_train_size:
@@ -195,7 +195,7 @@ def run_gp_uci_cell(cell: Cell) -> list[dict]:
 def _registry_cells(datasets, splits, settings) -> list[Cell]:
     from comparisons.protocols.uci import uci_splits
 
-    config = GPUCIConfig(max_fit_size=settings.gp_max_fit_size)
+    config = GPUCISettings(max_fit_size=settings.gp_max_fit_size)
     cells = []
     for name, chosen in uci_splits(list(datasets), splits).items():
         cells += gp_uci_cells([name], ",".join(map(str, chosen)), config)

@@ -49,7 +49,7 @@ Time per split (one torch thread, default settings, 2-core CPU): see
 ``docs/experiments/uci.md`` (section "Laplace"); the MAP training dominates.
 
 laplace-torch is an optional extra (``pip install '.[laplace]'``, or ``make install``); without
-it :class:`LaplaceUCIConfig` and :func:`run_laplace_uci_cell` raise ``ImportError`` naming it.
+it :class:`LaplaceUCISettings` and :func:`run_laplace_uci_cell` raise ``ImportError`` naming it.
 
 References:
     MacKay (1992), "A Practical Bayesian Framework for Backpropagation Networks", Neural
@@ -59,7 +59,7 @@ References:
     Daxberger et al. (2021), "Laplace Redux -- Effortless Bayesian Deep Learning", NeurIPS 2021.
 
 Example:
-    >>> [c.method for c in laplace_uci_cells(["yacht"], "0-1", LaplaceUCIConfig())]
+    >>> [c.method for c in laplace_uci_cells(["yacht"], "0-1", LaplaceUCISettings())]
     ['laplace', 'laplace']
 """
 
@@ -94,7 +94,7 @@ from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
     "LAPLACE_METHODS",
-    "LaplaceUCIConfig",
+    "LaplaceUCISettings",
     "laplace_uci_cells",
     "laplace_group_key",
     "run_laplace_uci_cell",
@@ -177,7 +177,7 @@ def _differentiable_kron_scaling(lib):
 
 
 @dataclass(frozen=True)
-class LaplaceUCIConfig:
+class LaplaceUCISettings:
     """Settings of the Laplace approximation on UCI (all recorded with every cell).
 
     Attributes:
@@ -228,7 +228,7 @@ class LaplaceUCIConfig:
             raise ImportError(MISSING_LAPLACE)
 
 
-def laplace_uci_cells(datasets: Sequence[str], splits: str, config: LaplaceUCIConfig,
+def laplace_uci_cells(datasets: Sequence[str], splits: str, config: LaplaceUCISettings,
                       method: str = "laplace") -> list[Cell]:
     """One cell per (data set, split) of :func:`~comparisons.protocols.uci.uci_splits` for
     ``method`` (one of :data:`LAPLACE_METHODS`)."""
@@ -242,7 +242,7 @@ def laplace_group_key(cell: Cell):
 
 
 def train_map_network(x: torch.Tensor, y: torch.Tensor, n_hidden: int, *, epochs: int,
-                      config: LaplaceUCIConfig, seed: int) -> tuple[nn.Sequential, float]:
+                      config: LaplaceUCISettings, seed: int) -> tuple[nn.Sequential, float]:
     r"""The MAP network and its learned noise: Adam on the minibatch negative log joint per
     data point (see the module docstring) with a Gaussian likelihood and the prior
     :math:`\mathcal N(0, l^{-2})` on every weight and bias.
@@ -286,7 +286,7 @@ def train_map_network(x: torch.Tensor, y: torch.Tensor, n_hidden: int, *, epochs
 
 
 def fit_laplace(net: nn.Module, x: torch.Tensor, y: torch.Tensor, method: str, *,
-                prior_precision: float, noise_sd: float, config: LaplaceUCIConfig):
+                prior_precision: float, noise_sd: float, config: LaplaceUCISettings):
     r"""laplace-torch's approximation of ``method`` at the network's weights, then the prior
     precision :math:`\delta` and noise :math:`\sigma` by its log marginal likelihood.
 
@@ -384,7 +384,7 @@ class _SplitFit:
         return self.f_var + self.noise_sd**2
 
 
-def _fit_split(raw, config: LaplaceUCIConfig, method: str) -> _SplitFit:
+def _fit_split(raw, config: LaplaceUCISettings, method: str) -> _SplitFit:
     """MAP network, Laplace fit and test predictive (standardised scale) of one split."""
     std = standardize(raw)
     x, y, x_test = (torch.tensor(a, dtype=torch.float64)
@@ -407,7 +407,7 @@ def _fit_split(raw, config: LaplaceUCIConfig, method: str) -> _SplitFit:
                      marglik_steps=marglik_steps, epochs=epochs, t_laplace=t1, where=where)
 
 
-def split_predictive(raw, config: LaplaceUCIConfig, method: str) -> SplitPredictive:
+def split_predictive(raw, config: LaplaceUCISettings, method: str) -> SplitPredictive:
     """Fit ``method`` (``laplace`` or ``laplace_kfac``) on one split as the cells do (same seeds)
     and return its Gaussian test predictive (GLM variance + noise) on the original scale."""
     if method not in LAPLACE_METHODS:
@@ -433,13 +433,13 @@ def run_laplace_uci_cell(cell: Cell) -> list[dict]:
         RuntimeError: a fit or a metric is not finite (naming data set, split and method).
 
     Example:
-        >>> cell = laplace_uci_cells(["yacht"], "0", LaplaceUCIConfig(epochs_multiplier=0.05))[0]
+        >>> cell = laplace_uci_cells(["yacht"], "0", LaplaceUCISettings(epochs_multiplier=0.05))[0]
         >>> sorted({r["metric"] for r in run_laplace_uci_cell(cell)})[:3]
         ['coverage_95', 'laplace_time_s', 'learned_noise_sd']
     """
     if cell.method not in LAPLACE_METHODS:
         raise ValueError(f"method must be one of {list(LAPLACE_METHODS)}, got {cell.method!r}")
-    config = LaplaceUCIConfig(**dict(cell.config))
+    config = LaplaceUCISettings(**dict(cell.config))
     import_laplace()  # once per process (seconds): not part of the cell's time
     t0 = time.perf_counter()
     raw = load_uci(cell.dataset, cell.split)
@@ -477,7 +477,7 @@ class _RegistryCells:
         self.method = method
 
     def __call__(self, datasets, splits, settings) -> list[Cell]:
-        config = LaplaceUCIConfig(epochs_multiplier=settings.epochs_multiplier,
+        config = LaplaceUCISettings(epochs_multiplier=settings.epochs_multiplier,
                                   seed=settings.seed)
         return laplace_uci_cells(list(datasets), splits, config, self.method)
 

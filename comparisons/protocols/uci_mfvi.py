@@ -34,7 +34,7 @@ References:
     Trick", NeurIPS 2015.
 
 Example:
-    >>> [c.method for c in mfvi_uci_cells(["yacht"], "0-1", MFVIUCIConfig())]
+    >>> [c.method for c in mfvi_uci_cells(["yacht"], "0-1", MFVIUCISettings())]
     ['mfvi', 'mfvi']
 """
 
@@ -67,7 +67,7 @@ from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
     "MFVI_UCI_METHODS",
-    "MFVIUCIConfig",
+    "MFVIUCISettings",
     "mfvi_uci_cells",
     "mfvi_group_key",
     "run_mfvi_uci_cells",
@@ -83,7 +83,7 @@ SEED_OFFSET = 800
 
 
 @dataclass(frozen=True)
-class MFVIUCIConfig:
+class MFVIUCISettings:
     """Settings of mean-field Gaussian VI on UCI (all recorded with every cell).
 
     Attributes:
@@ -121,7 +121,7 @@ class MFVIUCIConfig:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
 
-def mfvi_uci_cells(datasets: Sequence[str], splits: str, config: MFVIUCIConfig,
+def mfvi_uci_cells(datasets: Sequence[str], splits: str, config: MFVIUCISettings,
                    method: str = "mfvi") -> list[Cell]:
     """One cell per (data set, split) of :func:`~comparisons.protocols.uci.uci_splits`."""
     return learned_cells(datasets, splits, config, method, MFVI_UCI_METHODS)
@@ -133,7 +133,7 @@ def mfvi_group_key(cell: Cell):
     return settings_group_key(cell, MFVI_UCI_METHODS)
 
 
-def _fit_and_score(raws, config: MFVIUCIConfig, method: str):
+def _fit_and_score(raws, config: MFVIUCISettings, method: str):
     """:data:`~comparisons.protocols.learned.GroupFit` of this protocol: one batched fit of the
     splits ``raws``, and the records of each."""
     dtype = getattr(torch, config.dtype)
@@ -172,7 +172,7 @@ def _fit_and_score(raws, config: MFVIUCIConfig, method: str):
     return fit.failures, score, predict
 
 
-def split_predictive(raw, config: MFVIUCIConfig, method: str = "mfvi") -> SplitPredictive:
+def split_predictive(raw, config: MFVIUCISettings, method: str = "mfvi") -> SplitPredictive:
     """Fit mean-field VI on one split as the cells do (same seeds) and return its moment-matched
     test predictive on the original scale."""
     if method not in MFVI_UCI_METHODS:
@@ -188,19 +188,19 @@ def run_mfvi_uci_cells(work: Cell | CellGroup):
     a fit that failed).
 
     Example:
-        >>> cells = mfvi_uci_cells(["yacht"], "0-1", MFVIUCIConfig(epochs_multiplier=0.05,
+        >>> cells = mfvi_uci_cells(["yacht"], "0-1", MFVIUCISettings(epochs_multiplier=0.05,
         ...                                                        num_samples=10))
         >>> out = run_mfvi_uci_cells(CellGroup(tuple(cells)))
         >>> [sorted({r["split"] for r in recs}) for recs in out]
         [[0], [1]]
     """
-    return run_learned_cells(work, methods=MFVI_UCI_METHODS, config_type=MFVIUCIConfig,
+    return run_learned_cells(work, methods=MFVI_UCI_METHODS, config_type=MFVIUCISettings,
                              fit=_fit_and_score)
 
 
 # ------------------------------------------------------------------ the registry entry
 def _registry_cells(datasets, splits, settings) -> list[Cell]:
-    config = MFVIUCIConfig(num_samples=settings.num_samples,
+    config = MFVIUCISettings(num_samples=settings.num_samples,
                            epochs_multiplier=settings.epochs_multiplier, seed=settings.seed)
     return mfvi_uci_cells(list(datasets), splits, config)
 

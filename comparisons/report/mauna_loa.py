@@ -243,8 +243,8 @@ def report_markdown(result, threads: int | None = None,
         f"{data.train_end:.2f} ({data.num_train} weeks, train_fraction {cfg.train_fraction:g}), "
         f"held out {data.num_heldout} weeks to {data.time[-1]:.2f}, predicted to "
         f"{data.horizon:.2f} (extrapolation {cfg.extrapolation:g} x the training span)",
-        f"- networks: {cfg.hidden_layers} x {cfg.hidden_units}, drop_rate {cfg.drop_rate:g} "
-        f"(keep_prob {cfg.keep_prob:g}) on every hidden layer, input not dropped, "
+        f"- networks: {cfg.hidden_layers} x {cfg.hidden_units}, keep_prob {cfg.keep_prob:g} "
+        f"on every hidden layer, input not dropped, "
         f"at most {cfg.iterations} {adam} steps (lr {cfg.lr:g}, batch {cfg.batch_size}; {stop}), "
         f"tau {cfg.tau:g}, T = {cfg.num_samples} function draws, {cfg.net_dtype}, seed "
         f"{cfg.seed}; trained and drawn on {', '.join(devices) or 'cpu'}",
@@ -420,7 +420,7 @@ def plot_mauna_loa(result, axes=None, *, ylim: tuple[float, float] | None = None
         returned.suptitle(
             f"Mauna Loa CO$_2$: trained up to {result.data.train_end:.1f}, predicted to "
             f"{result.data.horizon:.1f}\nnets {cfg.hidden_layers} x {cfg.hidden_units}, "
-            f"drop_rate {cfg.drop_rate:g}, {_steps_text(result)} steps, T = {cfg.num_samples}",
+            f"keep_prob {cfg.keep_prob:g}, {_steps_text(result)} steps, T = {cfg.num_samples}",
             fontsize="medium",
         )
         returned.tight_layout()

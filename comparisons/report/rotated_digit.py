@@ -91,7 +91,7 @@ def report_markdown(result) -> str:
         "",
         f"- data: {data.description}",
         f"- model: LeNet conv(5x5,20)-ReLU-pool-conv(5x5,50)-ReLU-pool-FC500-ReLU-"
-        f"Dropout(drop_rate={s.drop_rate:g})-FC{data.num_classes}, {data.image_size}x"
+        f"Dropout(keep_prob={s.keep_prob:g})-FC{data.num_classes}, {data.image_size}x"
         f"{data.image_size} inputs",
         f"- training: Adam lr={s.lr:g}, weight_decay={s.weight_decay:g}, batch "
         f"{s.batch_size}, {s.epochs} epochs, seed {s.seed}; final training loss "
@@ -138,11 +138,11 @@ def _pyro_markdown(result) -> list[str]:
         "## The same LeNet trained through the per-example ELBO (path \"pyro\")",
         "",
         f"- conversion: `vi_dropout.conversion.find_covered_layers` covers the two convolutions "
-        f"and the two linear layers (keep_prob 1, 1, 1, {1 - s.drop_rate:g}); the same initial "
+        f"and the two linear layers (keep_prob 1, 1, 1, {s.keep_prob:g}); the same initial "
         f"weights as the plain network",
         f"- objective: `vi_dropout.per_example_elbo.PerExampleDropoutELBO` on "
         f"`vi_dropout.bnn.ModuleBNN` and `ModuleDropoutGuide` (categorical likelihood, one "
-        f"weight draw per example), scale theta = {s.scale:g}, prior length scale l = "
+        f"weight draw per example), theta = {s.theta:g}, prior length scale l = "
         f"{l_used:.4g} ({how}; implied weight decay l^2/N = {ph.weight_decay:.3g} on the "
         f"keep_prob-1 layers), N = {ph.num_data}",
         f"- training: `pyro.infer.SVI` with `pyro.optim.Adam` on the means and bias means, "
@@ -227,7 +227,7 @@ def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
     if result.pyro_sweep is not None:
         fig = plot_rotated_digit_figure(result.pyro_sweep, Figure(figsize=(12, 10)))
         fig.suptitle(f"LeNet trained through the per-example ELBO (theta="
-                     f"{result.settings.scale:g}), means loaded back: MC dropout "
+                     f"{result.settings.theta:g}), means loaded back: MC dropout "
                      f"(T={result.pyro_sweep.num_samples}) vs standard dropout")
         paths["rotated_digit_pyro"] = atomic_savefig(fig, out / "rotated_digit_pyro.png", dpi=100)
     paths["records"] = atomic_write_text(out / "records.csv",

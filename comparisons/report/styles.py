@@ -1,7 +1,7 @@
 """One id, one label and one colour per method, for every record, table, file name and plot.
 
 Method ids are lower case with underscores. They are the ``method`` field of the tidy records,
-``attrs["method"]`` of the ``InferenceData`` built by :mod:`comparisons.inference_data.converters`, the
+``attrs["method"]`` of the ``InferenceData`` built by the converters of :mod:`comparisons.inference_data`, the
 ``<method>_train.nc`` / ``<method>_test.nc`` file names of ``python -m comparisons diagnose``,
 the rows of the markdown tables and the keys that the plotting functions look up here:
 

@@ -40,7 +40,7 @@ def _bn_net(seed=0):
 def test_sites_are_columns_with_the_prior_and_the_guide_matches():
     net = _cnn()
     model = ModuleBNN(net, prior_length_scale=2.0, tau=5.0)
-    guide = ModuleDropoutGuide(model, scale=0.01)
+    guide = ModuleDropoutGuide(model, theta=0.01)
     x = torch.randn(6, 1, 7, 7, dtype=F64)
     y = torch.randn(6, 2, dtype=F64)
     gtr = trace(guide).get_trace(x, y)
@@ -92,7 +92,7 @@ def test_predictive_equals_mc_dropout_through_the_modules_own_dropout(make, shap
     theta = 1e-3 adds a variance far below those errors."""
     net = make(0)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, scale=1e-3)
+    guide = ModuleDropoutGuide(model, theta=1e-3)
     x = torch.randn(*shape, dtype=F64)
     y = torch.randn(shape[0], 1 if make is _mlp else 2, dtype=F64)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
@@ -131,8 +131,8 @@ def test_parameters_round_trip_module_guide_module_exactly():
 def test_guide_state_dict_round_trips():
     net = _cnn()
     model = ModuleBNN(net)
-    guide = ModuleDropoutGuide(model, scale=0.05)
-    other = ModuleDropoutGuide(model, scale=0.05, init_from_module=False)
+    guide = ModuleDropoutGuide(model, theta=0.05)
+    other = ModuleDropoutGuide(model, theta=0.05, init_from_module=False)
     assert not torch.equal(other.weight_locs[1], guide.weight_locs[1])
     assert bool((other.bias_locs[0] == 0).all())
     other.load_state_dict(guide.state_dict())
@@ -149,7 +149,7 @@ def test_svi_with_trace_elbo_reduces_the_loss(likelihood):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, out)).to(F64)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0, likelihood=likelihood)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
     first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
     for _ in range(300):
@@ -206,8 +206,8 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="module must be a torch.nn.Module"):
         ModuleBNN("net")
     model = ModuleBNN(_mlp())
-    with pytest.raises(ValueError, match="scale"):
-        ModuleDropoutGuide(model, scale=0.0)
+    with pytest.raises(ValueError, match="theta"):
+        ModuleDropoutGuide(model, theta=0.0)
     with pytest.raises(ValueError, match="model must be a ModuleBNN"):
         ModuleDropoutGuide(_mlp())
     x = torch.randn(5, 2, dtype=F64)
@@ -253,7 +253,7 @@ def test_two_input_model_through_svi_and_predictive():
     torch.manual_seed(0)
     image, features, y = _two_input_data()
     model = ModuleBNN(TwoInputs().to(F64), prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
     x = (image, features)
     first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
@@ -290,7 +290,7 @@ def test_vectorised_trace_elbo_is_the_mean_of_its_particles(make, shape, likelih
     y = (torch.randn(shape[0], 2 if make is not _bn_net else 1, dtype=F64, generator=g)
          if likelihood == "gaussian" else torch.randint(0, 2, (shape[0],), generator=g))
     model = ModuleBNN(net, prior_length_scale=0.7, tau=3.0, likelihood=likelihood)
-    guide = ModuleDropoutGuide(model, scale=0.05)
+    guide = ModuleDropoutGuide(model, theta=0.05)
     s, n = 5, 40
     params = [*guide.parameters(), *model.net.parameters()]
     pyro.set_rng_seed(0)
@@ -327,7 +327,7 @@ def test_predictive_parallel_and_sequential_draw_the_same_distribution():
     consume the random stream in another order, so the draws themselves differ)."""
     net = _mlp()
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, scale=0.05)
+    guide = ModuleDropoutGuide(model, theta=0.05)
     x = torch.randn(4, 2, dtype=F64)
     t = 3000
     pyro.set_rng_seed(0)
@@ -346,7 +346,7 @@ def test_predictive_parallel_and_sequential_draw_the_same_distribution():
 def test_vectorised_svi_runs_on_a_batchnorm_network():
     x, y = toy_regression(32, 2, 1)
     model = ModuleBNN(_bn_net(), prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     elbo = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 2e-2}), elbo)
     losses = [svi.step(x, y) for _ in range(40)]
@@ -367,16 +367,16 @@ def test_disabled_dropout_is_stated(name):
     expected = convert_module(net, uncovered_dropout="disable").disabled
     assert model.disabled_dropout == expected and len(expected) >= 1
     for d in model.disabled_dropout:
-        name_, kind, rate, reason = d  # (name, kind, drop_rate, reason)
-        assert rate > 0 and reason
+        name_, kind, keep_prob, reason = d  # (name, kind, keep_prob, reason)
+        assert keep_prob < 1 and reason
     summary = model.summary()
     assert "DISABLED dropout" in summary
     for d in model.disabled_dropout:
-        assert f"| {d.name} | {d.kind} | {d.drop_rate:g} |" in summary, summary
+        assert f"| {d.name} | {d.kind} | {d.keep_prob:g} |" in summary, summary
     x = torch.randn(*shape, dtype=F64)
     model.net.train()
     torch.testing.assert_close(model.net(x), model.net(x), rtol=0, atol=0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     f = Predictive(model, guide=guide, num_samples=4, return_sites=["f"], parallel=True)(x)["f"]
     assert f.shape == (4, shape[0], 1)
     assert "disabled dropout: none" in ModuleBNN(_mlp()).summary()
@@ -402,7 +402,7 @@ def test_bad_inputs_are_refused_clearly():
 
 def test_num_data_smaller_than_the_minibatch_is_refused():
     model = ModuleBNN(_mlp(), tau=4.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
     x, y = toy_regression(64, 2)
     with pytest.raises(ValueError, match="num_data is the size N of the whole data set, so at "
@@ -488,5 +488,5 @@ def test_scalars_must_be_numbers(kwargs, message):
         ModuleBNN(Untraceable(), **kwargs)
     model = ModuleBNN(Untraceable(), keep_probs={"b": np.float64(0.5)}, tau=np.float64(2.0))
     assert [c.keep_prob for c in model.layers] == [1.0, 0.5] and model.tau == 2.0
-    with pytest.raises(ValueError, match=r"^scale must be a finite number > 0, got a bool"):
-        ModuleDropoutGuide(model, scale=True)
+    with pytest.raises(ValueError, match=r"^theta must be a finite number > 0, got a bool"):
+        ModuleDropoutGuide(model, theta=True)

@@ -57,7 +57,7 @@ def test_relaxed_gradient_bias_shrinks_with_temperature():
     arch = Architecture((2, 3, 1), "tanh")
     x = torch.randn(2, 2, generator=g, dtype=F64)
     y = torch.randn(2, 1, generator=g, dtype=F64)
-    obj = ConcreteDropoutObjective(arch, [None, 0.6], scale=1e-3, tau=2.0, generator=g)
+    obj = ConcreteDropoutObjective(arch, [None, 0.6], theta=1e-3, tau=2.0, generator=g)
     logit = obj.keep_prob_logit(1)
     z = _all_masks(3)
     masks = [torch.ones(8, 2, 2, dtype=F64), z[:, None, :].expand(8, 2, 3)]
@@ -90,7 +90,7 @@ def test_entropy_term_derivative_closed_form():
     """d/dpi [-Q H(pi)] = Q log(pi / (1 - pi)), through the objective's KL (autograd, 1e-12)."""
     g = torch.Generator().manual_seed(2)
     arch = Architecture((4, 3, 1), "relu")
-    obj = ConcreteDropoutObjective(arch, [0.3, 0.85], scale=0.1, prior_length_scale=1.5,
+    obj = ConcreteDropoutObjective(arch, [0.3, 0.85], theta=0.1, prior_length_scale=1.5,
                                    generator=g)
     for i, (_, q) in enumerate(arch.layer_shapes):
         kp = torch.sigmoid(obj.keep_prob_logit(i)).detach().requires_grad_(True)
@@ -144,11 +144,11 @@ def test_fit_concrete_finds_exact_elbo_maximiser():
     x = torch.randn(n, 2, generator=g, dtype=F64)
     y = x @ torch.tensor([[1.0], [-0.5]], dtype=F64) + 0.3 * torch.randn(n, 1, generator=g,
                                                                           dtype=F64)
-    fit = fit_concrete(x, y, (), keep_probs=0.5, scale=1e-3, tau=tau, learn_scale=False,
+    fit = fit_concrete(x, y, (), keep_probs=0.5, theta=1e-3, tau=tau, learn_theta=False,
                        learn_tau=False, steps=600, lr=0.03, num_samples=16, temperature=0.1,
                        seed=0)
     learned = float(fit.keep_probs[0])
-    assert float(fit.tau) == pytest.approx(tau) and float(fit.scale) == pytest.approx(1e-3)
+    assert float(fit.tau) == pytest.approx(tau) and float(fit.theta) == pytest.approx(1e-3)
 
     grid = torch.linspace(0.02, 0.98, 49, dtype=F64)
     values = [_profile_negative_elbo(fit.objective, x, y, float(p)) for p in grid]
@@ -157,13 +157,13 @@ def test_fit_concrete_finds_exact_elbo_maximiser():
     assert abs(learned - best) <= 0.02 + 0.06
 
 
-def test_fit_concrete_learns_tau_and_scale():
+def test_fit_concrete_learns_tau_and_theta():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(16, 2, generator=g, dtype=F64)
     y = torch.sin(x[:, :1]) + 0.1 * torch.randn(16, 1, generator=g, dtype=F64)
-    fit = fit_concrete(x, y, (8,), keep_probs=[0.9, 0.8], scale=1e-2, tau=1.0, steps=200,
+    fit = fit_concrete(x, y, (8,), keep_probs=[0.9, 0.8], theta=1e-2, tau=1.0, steps=200,
                        lr=0.02, seed=0)
-    assert float(fit.tau) != pytest.approx(1.0) and float(fit.scale) != pytest.approx(1e-2)
+    assert float(fit.tau) != pytest.approx(1.0) and float(fit.theta) != pytest.approx(1e-2)
     assert all(0 < float(kp) < 1 for kp in fit.keep_probs)
     assert torch.isfinite(fit.losses).all()
 
@@ -202,12 +202,12 @@ def _toy(num_networks: int, n: int = 24, seed: int = 0):
     return x, y
 
 
-@pytest.mark.parametrize("scale", [1e-2, None])
-def test_batched_fit_reproduces_each_single_fit(scale):
+@pytest.mark.parametrize("theta", [1e-2, None])
+def test_batched_fit_reproduces_each_single_fit(theta):
     # network e of a batched fit draws from its own generator in the single fit's order:
     # same parameters and loss trace up to rounding (float64, 1e-10)
     x, y = _toy(3)
-    kw = dict(steps=25, batch_size=10, lr=1e-2, hyper_lr=3e-2, scale=scale, tau=2.0)
+    kw = dict(steps=25, batch_size=10, lr=1e-2, hyper_lr=3e-2, theta=theta, tau=2.0)
     batched = fit_concrete(x, y, (6,), seed=[5, 6, 7], **kw)
     assert batched.losses.shape == (25, 3) and batched.failures == (None, None, None)
     for e, seed in enumerate([5, 6, 7]):
@@ -221,7 +221,7 @@ def test_batched_fit_reproduces_each_single_fit(scale):
 
 
 def test_theta_limit_is_the_objective_at_theta_one_over_l_without_noise():
-    # scale=None: no jitter noise and no theta terms in the KL. With theta = 1/l those terms
+    # theta=None: no jitter noise and no theta terms in the KL. With theta = 1/l those terms
     # vanish (l^2 theta^2 - 1 - log l^2 theta^2 = 0), so zero noise at theta = 1/l is the same
     # objective: equal values and keep_prob gradients (float64, 1e-12)
     arch = Architecture((2, 5, 1), "relu")
@@ -232,7 +232,7 @@ def test_theta_limit_is_the_objective_at_theta_one_over_l_without_noise():
     limit = ConcreteDropoutObjective(arch, 0.8, None, tau=3.0, prior_length_scale=0.5,
                                      weights=w, biases=b)
     at_l = ConcreteDropoutObjective(arch, 0.8, 2.0, tau=3.0, prior_length_scale=0.5,
-                                    weights=w, biases=b, learn_scale=False)
+                                    weights=w, biases=b, learn_theta=False)
     # the same uniforms for both (same seed), each through its own keep_prob logit
     masks1 = limit.sample_masks(24, 0.1, generator=torch.Generator().manual_seed(1))
     masks2 = at_l.sample_masks(24, 0.1, generator=torch.Generator().manual_seed(1))
@@ -242,9 +242,9 @@ def test_theta_limit_is_the_objective_at_theta_one_over_l_without_noise():
     g1 = torch.autograd.grad(v1, limit.keep_prob_logits[0])[0]
     g2 = torch.autograd.grad(v2, at_l.keep_prob_logits[0])[0]
     assert float(g1) == pytest.approx(float(g2), rel=1e-12)
-    assert float(limit.scale) == 0.0 and "log_scale" not in dict(limit.named_parameters())
-    with pytest.raises(ValueError, match="learn_scale=False"):
-        ConcreteDropoutObjective(arch, 0.8, None, learn_scale=True)
+    assert float(limit.theta) == 0.0 and "log_theta" not in dict(limit.named_parameters())
+    with pytest.raises(ValueError, match="learn_theta=False"):
+        ConcreteDropoutObjective(arch, 0.8, None, learn_theta=True)
 
 
 def test_predict_mean_matches_exact_enumeration():
@@ -286,7 +286,7 @@ def test_clamp_keeps_keep_prob_at_the_boundary_and_fit_goes_on():
     # over 20 steps) and the fit goes on to the end
     x = torch.linspace(-1, 1, 64, dtype=F64).reshape(-1, 1)
     y = 3 * x
-    kw = dict(keep_probs=1 - 1e-7, scale=None, tau=100.0, steps=20, lr=0.05, hyper_lr=1e-3)
+    kw = dict(keep_probs=1 - 1e-7, theta=None, tau=100.0, steps=20, lr=0.05, hyper_lr=1e-3)
     with pytest.raises(ValueError, match=r"keep_probs\[0\]"):
         fit_concrete(x, y, (), **kw)
     fit = fit_concrete(x, y, (), at_bound="clamp", **kw)
@@ -302,7 +302,7 @@ def test_batched_failure_is_named_and_the_others_go_on():
     x, y = _toy(2)
     y = y.clone()
     y[1] = 1e200
-    fit = fit_concrete(x, y, (4,), seed=[0, 1], steps=10, scale=None)
+    fit = fit_concrete(x, y, (4,), seed=[0, 1], steps=10, theta=None)
     assert fit.failures[0] is None and "non-finite" in fit.failures[1]
     assert bool(torch.isfinite(fit.losses[:, 0]).all())
 

@@ -350,7 +350,7 @@ def test_uncovered_dropout_is_refused_by_name_and_disabled_only_when_asked(name)
     assert isinstance(conversion, Conversion) and conversion.uncovered_dropout == "disable"
     assert [c.name for c in conversion.layers] == [
         "proj", "fc"]  # torch.nn containers' inner layers are not covered
-    assert all(isinstance(d, DisabledDropout) and d.drop_rate > 0 and d.reason
+    assert all(isinstance(d, DisabledDropout) and d.keep_prob < 1 and d.reason
                for d in conversion.disabled)
     kinds = {d.kind for d in conversion.disabled}
     assert kinds == {"lstm": {"LSTM"}, "attention": {"MultiheadAttention"},
@@ -388,7 +388,7 @@ def test_uncovered_dropout_of_other_kinds_is_refused_with_honest_advice():
             find_covered_layers(net)
         assert "keep_probs" not in str(info.value)  # no advice that silently changes the model
         disabled = convert_module(net, uncovered_dropout="disable").disabled
-        assert len(disabled) == 1 and disabled[0].drop_rate == pytest.approx(0.2)
+        assert len(disabled) == 1 and disabled[0].keep_prob == pytest.approx(0.8)
 
     class TwoHeads(nn.Module):
         def __init__(self):
@@ -418,7 +418,7 @@ def test_uncovered_dropout_of_other_kinds_is_refused_with_honest_advice():
         find_covered_layers(Residual())
     conversion = convert_module(Residual(), uncovered_dropout="disable")
     assert conversion.disabled == (DisabledDropout(
-        "dropout in Residual.forward", "F.dropout", 0.1, conversion.disabled[0].reason),)
+        "dropout in Residual.forward", "F.dropout", 0.9, conversion.disabled[0].reason),)
     net = Residual().to(F64).train()
     x = torch.randn(50, 3, dtype=F64)
     seen = without_disabled_dropout(net, conversion)  # a GraphModule without that call
@@ -439,8 +439,8 @@ def test_uncovered_dropout_of_other_kinds_is_refused_with_honest_advice():
         find_covered_layers(Attention())
     net = Attention().to(F64)
     conversion = convert_module(net, uncovered_dropout="disable")
-    assert [(d.kind, d.drop_rate) for d in conversion.disabled] == [
-        ("F.scaled_dot_product_attention", 0.25)]
+    assert [(d.kind, d.keep_prob) for d in conversion.disabled] == [
+        ("F.scaled_dot_product_attention", 0.75)]
     clone = dropout_free_copy(net)
     x = torch.randn(3, 5, 4, dtype=F64)
     torch.testing.assert_close(clone(x), clone(x), rtol=0, atol=0)

@@ -10,7 +10,7 @@ from vi_dropout.distributions import DropoutNormal
 
 def test_log_prob_normalises_1d():
     # K = Q = 1: integrate exp(log_prob) on a fine grid (trapezoid; grid error << 1e-6)
-    q = DropoutNormal(torch.tensor([[0.7]], dtype=torch.float64), keep_prob=0.3, scale=0.2)
+    q = DropoutNormal(torch.tensor([[0.7]], dtype=torch.float64), keep_prob=0.3, theta=0.2)
     grid = torch.linspace(-3, 4, 20001, dtype=torch.float64)
     dens = q.log_prob(grid.reshape(-1, 1, 1)).exp()
     assert abs(float(torch.trapezoid(dens, grid)) - 1.0) < 1e-6
@@ -19,7 +19,7 @@ def test_log_prob_normalises_1d():
 def test_log_prob_normalises_2d_and_factorises_over_columns():
     # K = 1, Q = 2: two independent columns; 2-D trapezoid on a 801 x 801 grid (error < 1e-4)
     loc = torch.tensor([[0.5, -0.8]], dtype=torch.float64)
-    q = DropoutNormal(loc, keep_prob=0.6, scale=0.25)
+    q = DropoutNormal(loc, keep_prob=0.6, theta=0.25)
     g = torch.linspace(-2.5, 2.5, 801, dtype=torch.float64)
     a, b = torch.meshgrid(g, g, indexing="ij")
     w = torch.stack([a, b], -1).unsqueeze(-2)  # 801 x 801 x 1 x 2
@@ -34,7 +34,7 @@ def test_log_prob_normalises_2d_and_factorises_over_columns():
 def test_log_prob_matches_explicit_mixture(dtype):
     g = torch.Generator().manual_seed(0)
     loc = torch.randn(3, 4, generator=g, dtype=dtype)
-    q = DropoutNormal(loc, keep_prob=0.7, scale=0.5)
+    q = DropoutNormal(loc, keep_prob=0.7, theta=0.5)
     w = torch.randn(5, 3, 4, generator=g, dtype=dtype)
     n1 = torch.distributions.Normal(loc, 0.5).log_prob(w).sum(-2)
     n0 = torch.distributions.Normal(torch.zeros_like(loc), 0.5).log_prob(w).sum(-2)
@@ -44,7 +44,7 @@ def test_log_prob_matches_explicit_mixture(dtype):
 
 def test_keep_prob_one_is_a_normal():
     loc = torch.randn(2, 3, dtype=torch.float64)
-    q = DropoutNormal(loc, keep_prob=1.0, scale=0.3)
+    q = DropoutNormal(loc, keep_prob=1.0, theta=0.3)
     w = q.rsample((4,))
     expected = torch.distributions.Normal(loc, 0.3).log_prob(w).sum((-1, -2))
     torch.testing.assert_close(q.log_prob(w), expected)
@@ -54,7 +54,7 @@ def test_keep_prob_one_is_a_normal():
 def test_rsample_moments_match_mean_and_variance(dtype):
     # 200k draws: the standard error of each sample mean is sd / sqrt(2e5); allow 5 SE.
     loc = torch.tensor([[1.0, -2.0], [0.5, 0.0]], dtype=dtype)
-    q = DropoutNormal(loc, keep_prob=0.8, scale=0.3)
+    q = DropoutNormal(loc, keep_prob=0.8, theta=0.3)
     w = q.rsample((200_000,)).double()
     se_mean = (q.variance.double() / 200_000).sqrt()
     assert ((w.mean(0) - q.mean.double()).abs() <= 5 * se_mean).all()
@@ -65,7 +65,7 @@ def test_rsample_moments_match_mean_and_variance(dtype):
 
 
 def test_columns_are_dropped_together():
-    q = DropoutNormal(torch.ones(6, 5, dtype=torch.float64), keep_prob=0.5, scale=1e-12)
+    q = DropoutNormal(torch.ones(6, 5, dtype=torch.float64), keep_prob=0.5, theta=1e-12)
     w = q.rsample((100,))
     # within a column every row is either ~1 (kept) or ~0 (dropped)
     per_col = w.round()
@@ -76,7 +76,7 @@ def test_columns_are_dropped_together():
 
 def test_shapes_batching_and_expand():
     loc = torch.randn(4, 3, 2)
-    q = DropoutNormal(loc, keep_prob=torch.tensor([0.5, 0.6, 0.7, 0.8]), scale=0.1)
+    q = DropoutNormal(loc, keep_prob=torch.tensor([0.5, 0.6, 0.7, 0.8]), theta=0.1)
     assert q.batch_shape == (4,) and q.event_shape == (3, 2)
     assert q.rsample((5,)).shape == (5, 4, 3, 2)
     assert q.log_prob(q.rsample((5,))).shape == (5, 4)
@@ -88,21 +88,21 @@ def test_shapes_batching_and_expand():
 
 def test_rsample_is_differentiable_in_loc_and_scale():
     loc = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
-    scale = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
+    theta = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)
     mask = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
-    w = DropoutNormal(loc, 0.5, scale).rsample(mask=mask)
+    w = DropoutNormal(loc, 0.5, theta).rsample(mask=mask)
     w.sum().backward()
     torch.testing.assert_close(loc.grad, mask.expand(3, 2))
-    assert scale.grad is not None and torch.isfinite(scale.grad)
+    assert theta.grad is not None and torch.isfinite(theta.grad)
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"keep_prob": 0.0, "scale": 0.1}, "keep_prob"),
-        ({"keep_prob": 1.2, "scale": 0.1}, "keep_prob"),
-        ({"keep_prob": 0.5, "scale": 0.0}, "scale"),
-        ({"keep_prob": 0.5, "scale": -1.0}, "scale"),
+        ({"keep_prob": 0.0, "theta": 0.1}, "keep_prob"),
+        ({"keep_prob": 1.2, "theta": 0.1}, "keep_prob"),
+        ({"keep_prob": 0.5, "theta": 0.0}, "theta"),
+        ({"keep_prob": 0.5, "theta": -1.0}, "theta"),
     ],
 )
 def test_bad_parameters_raise(kwargs, match):

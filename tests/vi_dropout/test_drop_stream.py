@@ -19,9 +19,9 @@ def _mask(stream, rows, cols):
 
 @pytest.mark.parametrize("pieces", [[1000], [1, 2, 3, 994], [333, 0, 667], [7] * 142 + [6]])
 def test_stream_does_not_depend_on_how_it_is_cut(pieces):
-    rates = [0.3, 0.05, 0.0, 0.1]
-    whole = DropStream(rates, torch.Generator().manual_seed(3), batch_size=64).take(sum(pieces))
-    stream = DropStream(rates, torch.Generator().manual_seed(3), batch_size=64)
+    kps = [0.7, 0.95, 1.0, 0.9]
+    whole = DropStream(kps, torch.Generator().manual_seed(3), batch_size=64).take(sum(pieces))
+    stream = DropStream(kps, torch.Generator().manual_seed(3), batch_size=64)
     parts, base = [], 0
     for n in pieces:
         parts.append(stream.take(n) + base)
@@ -31,9 +31,9 @@ def test_stream_does_not_depend_on_how_it_is_cut(pieces):
 
 
 def test_column_rates_are_exact_bernoulli_frequencies():
-    rates = torch.tensor([0.5, 0.2, 0.05, 0.005, 0.0], dtype=torch.float64)
+    rates = 1.0 - torch.tensor([0.5, 0.8, 0.95, 0.995, 1.0], dtype=torch.float64)
     rows = 200_000
-    m = _mask(DropStream(rates, torch.Generator().manual_seed(0)), rows, 5)
+    m = _mask(DropStream(1.0 - rates, torch.Generator().manual_seed(0)), rows, 5)
     freq = 1.0 - m.mean(0)
     sd = (rates * (1 - rates) / rows).sqrt()
     assert bool(((freq - rates).abs() <= 5 * sd + 1e-12).all()), (freq, rates)
@@ -44,7 +44,7 @@ def test_neighbouring_positions_are_independent():
     """The four joint patterns of (position j, j+1) against product probabilities (chi-square,
     3 dof: 99.9999% quantile 30.7)."""
     q, n = 0.3, 400_000
-    flat = _mask(DropStream([q], torch.Generator().manual_seed(1)), n, 1).view(-1)
+    flat = _mask(DropStream([1 - q], torch.Generator().manual_seed(1)), n, 1).view(-1)
     a, b = flat[:-1:2], flat[1::2]
     counts = torch.stack([((a == i) & (b == j)).sum() for i in (0, 1) for j in (0, 1)]).double()
     probs = torch.tensor([q * q, q * (1 - q), (1 - q) * q, (1 - q) ** 2], dtype=torch.float64)
@@ -57,15 +57,15 @@ def test_long_gaps_use_memorylessness(monkeypatch):
     """With the gap cap forced down to 3, capped gaps advance without a drop: still exact."""
     monkeypatch.setattr(ds, "_MAX_GAP", 3.0)
     q, n = 0.1, 300_000
-    m = _mask(DropStream([q], torch.Generator().manual_seed(2)), n, 1)
+    m = _mask(DropStream([1 - q], torch.Generator().manual_seed(2)), n, 1)
     freq = 1.0 - float(m.mean())
     assert abs(freq - q) <= 5 * math.sqrt(q * (1 - q) / n)
 
 
 def test_tiny_rate_and_zero_rate():
-    s = DropStream([1e-14], torch.Generator().manual_seed(0))
-    assert s.take(10**7).numel() == 0  # expected drops 1e-7
-    z = DropStream([0.0, 0.0])
+    s = DropStream([1 - 1e-14], torch.Generator().manual_seed(0))
+    assert s.max_rate < 1e-13 and s.take(10**7).numel() == 0  # expected drops 1e-7
+    z = DropStream([1.0, 1.0])
     assert z.take(100).numel() == 0 and z.take(0).numel() == 0
 
 
@@ -85,31 +85,33 @@ def test_sample_drop_mask_shape_and_mean():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match=r"drop_rates must lie in \[0, 1\)"):
-        DropStream([0.2, 1.0])
+    with pytest.raises(ValueError, match=r"keep_probs must lie in \(0, 1\]"):
+        DropStream([0.8, 0.0])
+    with pytest.raises(ValueError, match=r"keep_probs must lie in \(0, 1\]"):
+        DropStream([1.2])
     with pytest.raises(ValueError, match="at least one column"):
         DropStream([])
     with pytest.raises(ValueError, match="batch_size"):
-        DropStream([0.1], batch_size=0)
+        DropStream([0.9], batch_size=0)
     with pytest.raises(ValueError, match="size must be >= 0"):
-        DropStream([0.1]).take(-1)
+        DropStream([0.9]).take(-1)
     with pytest.raises(ValueError, match="keep_prob"):
         sample_drop_mask((2, 2), keep_prob=0.0)
     with pytest.raises(ValueError, match=r"keep_probs\[1\]"):
         layer_drop_streams([0.5, 1.5])
 
 
-@pytest.mark.parametrize("rates,message", [
-    ([0.1, True], r"^drop_rates\[1\] must be a real number in \[0, 1\), got a bool"),
-    ([0.1, "0.2"], r"^drop_rates\[1\] must be a real number in \[0, 1\), got a str"),
-    (torch.tensor([False]), r"^drop_rates must be real numbers in \[0, 1\), got a bool tensor"),
-    ("0.1", r"^drop_rates must be real numbers in \[0, 1\), got a str"),
+@pytest.mark.parametrize("kps,message", [
+    ([0.9, True], r"^keep_probs\[1\] must be a real number in \(0, 1\], got a bool"),
+    ([0.9, "0.8"], r"^keep_probs\[1\] must be a real number in \(0, 1\], got a str"),
+    (torch.tensor([True]), r"^keep_probs must be real numbers in \(0, 1\], got a bool tensor"),
+    ("0.9", r"^keep_probs must be real numbers in \(0, 1\], got a str"),
 ])
-def test_drop_rates_and_batch_size_must_be_numbers(rates, message):
-    """``[False]`` was read as drop rate 0 and ``[True]`` as 1, silently."""
+def test_keep_probs_and_batch_size_must_be_numbers(kps, message):
+    """``[True]`` was read as keep_prob 1 and ``[False]`` as 0, silently."""
     with pytest.raises(ValueError, match=message):
-        DropStream(rates)
+        DropStream(kps)
     with pytest.raises(ValueError, match=r"^batch_size must be an integer >= 1, got a bool"):
-        DropStream([0.1], batch_size=True)
-    assert DropStream(torch.tensor([0.25], dtype=torch.float64), batch_size=np.int64(8)).max_rate \
-        == DropStream([np.float64(0.25)]).max_rate == 0.25
+        DropStream([0.9], batch_size=True)
+    assert DropStream(torch.tensor([0.75], dtype=torch.float64), batch_size=np.int64(8)).max_rate \
+        == DropStream([np.float64(0.75)]).max_rate == 0.25

@@ -106,14 +106,14 @@ def test_gap_of_one_component_family_is_zero_with_zero_gradient(estimator):
     keep_prob 1 and 0.5 keeps the 0.5 member's gap and gradient finite."""
     g = torch.Generator().manual_seed(0)
     loc = torch.randn(3, 4, dtype=F64, generator=g).requires_grad_()
-    scale = torch.tensor(0.1, dtype=F64, requires_grad=True)
-    gap = kl_gap(DropoutNormal(loc, 1.0, scale), 200, generator=g, estimator=estimator,
+    theta = torch.tensor(0.1, dtype=F64, requires_grad=True)
+    gap = kl_gap(DropoutNormal(loc, 1.0, theta), 200, generator=g, estimator=estimator,
                  differentiable=True)
     assert float(gap.estimate.detach()) == 0.0 and float(gap.stderr.detach()) == 0.0
-    d_loc, d_scale = torch.autograd.grad(gap.estimate, (loc, scale))
-    assert torch.equal(d_loc, torch.zeros_like(loc)) and float(d_scale) == 0.0
-    mixed = kl_gap(DropoutNormal(loc, torch.tensor([1.0, 0.5], dtype=F64), scale), 200,
+    d_loc, d_theta = torch.autograd.grad(gap.estimate, (loc, theta))
+    assert torch.equal(d_loc, torch.zeros_like(loc)) and float(d_theta) == 0.0
+    mixed = kl_gap(DropoutNormal(loc, torch.tensor([1.0, 0.5], dtype=F64), theta), 200,
                    generator=g, estimator=estimator, differentiable=True)
     assert float(mixed.estimate[0].detach()) == 0.0 and float(mixed.estimate[1].detach()) >= 0.0
-    grads = torch.autograd.grad(mixed.estimate.sum(), (loc, scale))
+    grads = torch.autograd.grad(mixed.estimate.sum(), (loc, theta))
     assert all(bool(torch.isfinite(t).all()) for t in grads)

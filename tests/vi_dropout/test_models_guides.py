@@ -15,7 +15,7 @@ from vi_dropout.network import Architecture
 def _model_guide(likelihood="gaussian", out=1):
     model = BayesianMLP(Architecture((2, 8, out)), prior_length_scale=1.0, tau=20.0,
                         likelihood=likelihood)
-    guide = DropoutGuide(model, keep_prob=(0.9, 0.8), scale=1e-2,
+    guide = DropoutGuide(model, keep_prob=(0.9, 0.8), theta=1e-2,
                          generator=torch.Generator().manual_seed(0))
     return model, guide
 
@@ -64,9 +64,9 @@ def test_minibatch_likelihood_is_scaled_to_num_data():
 def test_bad_inputs():
     model, _ = _model_guide()
     with pytest.raises(ValueError, match="keep_prob"):
-        DropoutGuide(model, keep_prob=1.5, scale=0.1)
-    with pytest.raises(ValueError, match="scale"):
-        DropoutGuide(model, keep_prob=0.5, scale=0.0)
+        DropoutGuide(model, keep_prob=1.5, theta=0.1)
+    with pytest.raises(ValueError, match="theta"):
+        DropoutGuide(model, keep_prob=0.5, theta=0.0)
     with pytest.raises(ValueError, match="prior_length_scale"):
         BayesianMLP(Architecture((2, 3, 1)), prior_length_scale=-1.0)
     with pytest.raises(ValueError, match="tau"):
@@ -165,8 +165,8 @@ def test_bayesian_mlp_scalars_must_be_numbers(kwargs, name, kind):
     (dict(keep_prob=True), r"^keep_prob must be a real number in \(0, 1\], got a bool"),
     (dict(keep_prob=(0.9, np.bool_(True))), r"^keep_prob\[1\] must be a real number in "
                                             r"\(0, 1\], got a bool"),
-    (dict(scale=True), r"^scale must be a finite number > 0, got a bool"),
-    (dict(scale="0.01"), r"^scale must be a finite number > 0, got a str"),
+    (dict(theta=True), r"^theta must be a finite number > 0, got a bool"),
+    (dict(theta="0.01"), r"^theta must be a finite number > 0, got a str"),
 ])
 def test_dropout_guide_scalars_must_be_numbers(kwargs, message):
     """keep_prob ``"0.9"`` or ``True`` was accepted silently (``True`` = keep_prob 1)."""

@@ -31,8 +31,8 @@ def _mlp_pair(keep_probs=(0.9, 0.7), hidden=5, seed=0):
     bs = [0.1 * torch.randn(b.shape, generator=g, dtype=D) for b in bs]
     net = nn.Sequential(nn.Dropout(1 - keep_probs[0]), nn.Linear(3, hidden), nn.ReLU(),
                         nn.Dropout(1 - keep_probs[1]), nn.Linear(hidden, 2)).double()
-    mod = ModuleConcreteObjective(net, scale=0.05, tau=3.0, prior_length_scale=0.7)
-    ref = ConcreteDropoutObjective(arch, list(keep_probs), scale=0.05, tau=3.0,
+    mod = ModuleConcreteObjective(net, theta=0.05, tau=3.0, prior_length_scale=0.7)
+    ref = ConcreteDropoutObjective(arch, list(keep_probs), theta=0.05, tau=3.0,
                                    prior_length_scale=0.7, weights=ws, biases=bs)
     with torch.no_grad():
         for m, b, w, bb in zip(mod.means, mod.biases, ws, bs):
@@ -54,8 +54,8 @@ def test_module_objective_is_the_mlp_concrete_objective():
     v_mod = mod(x, y, masks=masks, noise=noise, num_data=20)
     v_ref = ref(x, y, masks=masks, noise=noise, num_data=20)
     assert float(v_mod.detach()) == pytest.approx(float(v_ref.detach()), rel=1e-12, abs=1e-12)
-    p_mod = [*mod.keep_prob_logits, mod.log_scale, mod.log_tau, *mod.means, *mod.biases]
-    p_ref = [*ref.keep_prob_logits, ref.log_scale, ref.log_tau, *ref.weights, *ref.biases]
+    p_mod = [*mod.keep_prob_logits, mod.log_theta, mod.log_tau, *mod.means, *mod.biases]
+    p_ref = [*ref.keep_prob_logits, ref.log_theta, ref.log_tau, *ref.weights, *ref.biases]
     for a, b in zip(torch.autograd.grad(v_mod, p_mod), torch.autograd.grad(v_ref, p_ref)):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), (a, b)
     # keep_prob gradients through masks that do depend on the logit (relaxed draws of each side)
@@ -81,7 +81,7 @@ def test_module_objective_is_module_negative_elbo_at_the_learned_values():
               for c in find_covered_layers(net)]
     ref = module_negative_elbo(dropout_free_copy(net), layers, [m.detach() for m in mod.means],
                                [b.detach() for b in mod.biases], x, y, masks=masks,
-                               scale=float(mod.scale.detach()), prior_length_scale=0.7,
+                               theta=float(mod.theta.detach()), prior_length_scale=0.7,
                                tau=float(mod.tau.detach()), num_data=11, noise=noise)
     assert float(value.detach()) == pytest.approx(float(ref.detach()), rel=1e-12)
 
@@ -150,7 +150,7 @@ def test_point_estimates_are_trained_and_load_into_writes_everything_back():
     with torch.no_grad():
         masks = [torch.ones(40, 2, dtype=D), torch.full((40, 6), kp, dtype=D)]
         expected = module_forward(obj.network, obj.layers, list(obj.means), list(obj.biases), x,
-                                  masks=masks, scale=0.0)
+                                  masks=masks, theta=0.0)
         assert torch.allclose(net(x), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -158,7 +158,7 @@ def test_point_estimates_are_trained_and_load_into_writes_everything_back():
     ({"temperature": 0.0}, "temperature"), ({"temperature": -1.0}, "temperature"),
     ({"keep_probs": 1.0}, "keep_probs"), ({"keep_probs": 0.0}, "keep_probs"),
     ({"keep_probs": {"3": 1.2}}, "keep_probs\\['3'\\]"), ({"keep_probs": {"9": 0.5}}, "keep_probs"),
-    ({"scale": 0.0}, "scale"), ({"tau": -1.0}, "tau"), ({"steps": 0}, "steps"),
+    ({"theta": 0.0}, "theta"), ({"tau": -1.0}, "tau"), ({"steps": 0}, "steps"),
     ({"likelihood": "poisson"}, "likelihood"),
 ])
 def test_bad_arguments_are_named(kwargs, name):
@@ -197,7 +197,7 @@ def test_bounds_check_names_the_parameter():
     x = torch.randn(8, 2, dtype=D)
     with pytest.raises(ValueError, match="keep_probs\\['3'\\]"):
         fit_module_concrete(net, x, x[:, :1], steps=5, lr=1e-3, hyper_lr=50.0, learn_tau=False,
-                            learn_scale=False)
+                            learn_theta=False)
 
 
 def test_your_network_page_concrete_code_runs():
@@ -223,7 +223,7 @@ def test_token_layers_get_one_relaxed_mask_per_token():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(16, 5, 3, dtype=D, generator=g)
     y = torch.randn(16, 2, dtype=D, generator=g)
-    obj = ModuleConcreteObjective(net, scale=0.05, tau=2.0)
+    obj = ModuleConcreteObjective(net, theta=0.05, tau=2.0)
     shapes = [i for i, _ in obj.layer_shapes(x)]
     assert shapes == [(16, 5, 3), (16, 5, 8), (16, 8)]
     masks = obj.sample_masks(16, 0.1, generator=g, input_shapes=shapes)

@@ -152,12 +152,12 @@ def test_scale_zero_is_the_modules_own_dropout_with_the_same_masks(make, shape):
     assert any(bool((m == 0).any()) for m in masks)  # dropout did drop something
     means, biases = _params(net, layers)
     out = module_forward(dropout_free_copy(net), layers, means, biases, x, masks=masks,
-                         scale=0.0)
+                         theta=0.0)
     # W' (z h / pi) against (W' / pi)(z h): the same numbers up to float64 rounding
     torch.testing.assert_close(out, own, rtol=1e-12, atol=1e-13)
 
 
-def _explicit_per_example(net, layers, means, biases, x, scale, generator):
+def _explicit_per_example(net, layers, means, biases, x, theta, generator):
     """One explicit weight draw W_n ~ q per example (per token for a linear layer on B x T x Q
     inputs; DropoutNormal.rsample, fresh masks), run through the dropout-free copy with every
     covered layer applying its own example's weights (a batched matrix product; a grouped
@@ -167,9 +167,9 @@ def _explicit_per_example(net, layers, means, biases, x, scale, generator):
         sub = copy_.get_submodule(c.name)
 
         def draw(lead, c=c, m=m, bias=bias):
-            w = c.from_columns(DropoutNormal(m, c.keep_prob, scale).rsample(
+            w = c.from_columns(DropoutNormal(m, c.keep_prob, theta).rsample(
                 lead, generator=generator))
-            bn = None if bias is None else bias + scale * torch.randn(
+            bn = None if bias is None else bias + theta * torch.randn(
                 *lead, *bias.shape, dtype=F64, generator=generator)
             return w, bn
 
@@ -211,13 +211,13 @@ def test_local_reparameterisation_matches_explicit_per_example_draws(make, shape
     means, biases = _params(net, layers)
     g = torch.Generator().manual_seed(5)
     x = torch.randn(*shape, dtype=F64, generator=g)
-    reps, scale = 4000, 0.2
+    reps, theta = 4000, 0.2
     xs = x.repeat(reps, *([1] * (x.dim() - 1)))
     masks = draw_module_masks(layers, xs.shape[0], g, F64,
                               input_shapes=covered_input_shapes(net, layers, xs))
     local = module_forward(dropout_free_copy(net), layers, means, biases, xs, masks=masks,
-                           scale=scale, generator=g).reshape(reps, *x.shape[:1], -1)
-    explicit = _explicit_per_example(net, layers, means, biases, xs, scale, g).reshape(
+                           theta=theta, generator=g).reshape(reps, *x.shape[:1], -1)
+    explicit = _explicit_per_example(net, layers, means, biases, xs, theta, g).reshape(
         reps, *x.shape[:1], -1)
     m1, v1, sm1, sv1 = _moments(local)
     m2, v2, sm2, sv2 = _moments(explicit)
@@ -225,7 +225,7 @@ def test_local_reparameterisation_matches_explicit_per_example_draws(make, shape
     assert ((v1 - v2).abs() <= NUM_SE * (sv1.square() + sv2.square()).sqrt()).all()
     # the jitter alone is visible: without it the variances would be smaller
     no_jitter = module_forward(dropout_free_copy(net), layers, means, biases, xs, masks=masks,
-                               scale=0.0).reshape(reps, *x.shape[:1], -1)
+                               theta=0.0).reshape(reps, *x.shape[:1], -1)
     assert (_moments(no_jitter)[1] < v1).float().mean() > 0.5
 
 
@@ -260,11 +260,11 @@ def test_one_layer_output_moments_are_the_closed_form(kind):
     means, biases = _params(net, layers)
     g = torch.Generator().manual_seed(0)
     mask = draw_module_masks(layers, 2, g, F64, input_shapes=[tuple(h.shape)])[0]
-    reps, scale = 4000, 0.3
+    reps, theta = 4000, 0.3
     hs = h.repeat(reps, *([1] * (h.dim() - 1)))
     ms = mask.repeat(reps, *([1] * (mask.dim() - 1)))
     out = module_forward(dropout_free_copy(net), layers, means, biases, hs, masks=[ms],
-                         scale=scale, generator=g).reshape(reps, *h.shape[:1], -1)
+                         theta=theta, generator=g).reshape(reps, *h.shape[:1], -1)
     layer = net[1]
     mean = layer(h * mask / layers[0].keep_prob).detach()  # M (z h) + m_b
     if kind.startswith("linear"):
@@ -273,7 +273,7 @@ def test_one_layer_output_moments_are_the_closed_form(kind):
         gr = layer.groups
         ones = torch.ones(gr, h.shape[1] // gr, *layer.kernel_size, dtype=F64)
         sq = conv(h.square(), ones, groups=gr).repeat_interleave(layer.out_channels // gr, 1)
-    var = (scale**2 * (sq + 1.0)).expand_as(mean).reshape(2, -1)
+    var = (theta**2 * (sq + 1.0)).expand_as(mean).reshape(2, -1)
     mean = mean.reshape(2, -1)
     m, v, sm, sv = _moments(out)
     assert ((m - mean).abs() <= NUM_SE * sm).all()
@@ -295,7 +295,7 @@ def test_module_negative_elbo_equals_negative_elbo_on_an_mlp(likelihood, gap):
         y = (y[:, 0] > 0).long()
     masks = draw_masks(12, Architecture((3, 8, 2)), (0.9, 0.8), torch.Generator().manual_seed(1))
     noise = [torch.randn(12, 8, dtype=F64), torch.randn(12, 2, dtype=F64)]
-    kw = dict(scale=0.05, prior_length_scale=0.7, tau=3.0, likelihood=likelihood, num_data=40,
+    kw = dict(theta=0.05, prior_length_scale=0.7, tau=3.0, likelihood=likelihood, num_data=40,
               noise=noise, gap_samples=gap)
     ours = module_negative_elbo(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
                                 generator=torch.Generator().manual_seed(2), **kw)
@@ -319,13 +319,13 @@ def test_module_dropout_loss_equals_dropout_loss_and_the_elbo_offset():
     wds, bds = prior_weight_decays(arch, (0.9, 0.8), ls, n, tau)
     ref = dropout_loss(x, y, means, biases, masks, wds, bds, "relu")
     torch.testing.assert_close(ours, ref, rtol=1e-13, atol=0)
-    scale = 1e-7
+    theta = 1e-7
     elbo = module_negative_elbo(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
-                                scale=scale, prior_length_scale=ls, tau=tau, num_data=n)
-    offset = elbo_dropout_offset(arch, (0.9, 0.8), scale, ls, n, tau)
+                                theta=theta, prior_length_scale=ls, tau=tau, num_data=n)
+    offset = elbo_dropout_offset(arch, (0.9, 0.8), theta, ls, n, tau)
     # O(theta) terms: theta * sqrt(||h||^2 + 1) * |residual| summed, far below 1e-4 here
     assert float(elbo / (n * tau) - ours) == pytest.approx(offset, abs=1e-4)
-    assert offset > 10 * abs(math.log(scale)) / (n * tau)  # and it is not small
+    assert offset > 10 * abs(math.log(theta)) / (n * tau)  # and it is not small
 
 
 def test_masks_have_the_layer_shapes_and_keep_rates():
@@ -349,17 +349,17 @@ def test_bad_arguments_name_the_argument():
         module_forward(copy_, layers, means, biases, x, masks=masks[:1])
     with pytest.raises(ValueError, match=r"masks\[0\] has 4 rows but x has 5"):
         module_forward(copy_, layers, means, biases, x, masks=[m[:4] for m in masks])
-    with pytest.raises(ValueError, match="scale must be >= 0"):
-        module_forward(copy_, layers, means, biases, x, masks=masks, scale=-1.0)
+    with pytest.raises(ValueError, match="theta must be >= 0"):
+        module_forward(copy_, layers, means, biases, x, masks=masks, theta=-1.0)
     with pytest.raises(ValueError, match=r"noise must have shape \(5, 8\)"):
-        module_forward(copy_, layers, means, biases, x, masks=masks, scale=0.1,
+        module_forward(copy_, layers, means, biases, x, masks=masks, theta=0.1,
                        noise=[torch.zeros(5, 7, dtype=F64), torch.zeros(5, 2, dtype=F64)])
     with pytest.raises(ValueError, match="likelihood must be"):
         module_negative_elbo(copy_, layers, means, biases, x, torch.zeros(5, 2, dtype=F64),
-                             masks=masks, scale=0.1, prior_length_scale=1.0, likelihood="poisson")
+                             masks=masks, theta=0.1, prior_length_scale=1.0, likelihood="poisson")
     with pytest.raises(ValueError, match=r"y must have shape N x D"):
         module_negative_elbo(copy_, layers, means, biases, x, torch.zeros(5, dtype=F64),
-                             masks=masks, scale=0.1, prior_length_scale=1.0)
+                             masks=masks, theta=0.1, prior_length_scale=1.0)
     with pytest.raises(ValueError, match="batch"):
         draw_module_masks(layers, 0)
 
@@ -385,7 +385,7 @@ def test_grouped_conv_at_theta_zero_is_the_network_with_the_masks_applied_by_han
     for h in hooks:
         h.remove()
     means, biases = _params(net, layers)
-    out = module_forward(dropout_free_copy(net), layers, means, biases, x, masks=masks, scale=0.0)
+    out = module_forward(dropout_free_copy(net), layers, means, biases, x, masks=masks, theta=0.0)
     torch.testing.assert_close(out, by_hand, rtol=1e-12, atol=1e-13)
 
 
@@ -409,11 +409,11 @@ def test_masks_follow_the_modules_own_random_stream(make, shape, dtype):
     torch.manual_seed(7)
     masks = draw_module_masks(layers, shape[0], None, dtype, input_shapes=shapes)
     means, biases = _params(net, layers)
-    out = module_forward(copy_, layers, means, biases, x, masks=masks, scale=0.0)
+    out = module_forward(copy_, layers, means, biases, x, masks=masks, theta=0.0)
     tol = 1e-12 if dtype == F64 else 1e-5
     torch.testing.assert_close(out, own, rtol=tol, atol=tol)
     torch.manual_seed(8)  # another seed: other masks, another output
-    other = module_forward(copy_, layers, means, biases, x, scale=0.0,
+    other = module_forward(copy_, layers, means, biases, x, theta=0.0,
                            masks=draw_module_masks(layers, shape[0], None, dtype,
                                                    input_shapes=shapes))
     assert not torch.allclose(other, own)

@@ -81,7 +81,7 @@ def test_negative_elbo_gradient_converges_to_dropout_gradient(likelihood):
     masks = draw_masks(n, arch, kps, torch.Generator().manual_seed(1))
     wd, bd = prior_weight_decays(arch, kps, ls, n, tau)
     g_d = torch.autograd.grad(dropout_loss(x, y, ws, bs, masks, wd, bd, likelihood=likelihood), ws + bs)
-    nelbo = negative_elbo(x, y, ws, bs, masks, keep_probs=kps, scale=1e-7, prior_length_scale=ls,
+    nelbo = negative_elbo(x, y, ws, bs, masks, keep_probs=kps, theta=1e-7, prior_length_scale=ls,
                           tau=tau, likelihood=likelihood, generator=torch.Generator().manual_seed(2))
     g_e = torch.autograd.grad(nelbo / (n * tau), ws + bs)
     for a, b in zip(g_e, g_d):
@@ -103,8 +103,8 @@ def test_offset_grows_like_minus_log_theta():
     [
         ({"keep_probs": 1.5}, "keep_probs"),
         ({"keep_probs": 0.0}, "keep_probs"),
-        ({"scale": 0.0}, "scale"),
-        ({"scale": -1e-3}, "scale"),
+        ({"theta": 0.0}, "theta"),
+        ({"theta": -1e-3}, "theta"),
         ({"prior_length_scale": 0.0}, "prior_length_scale"),
         ({"tau": -2.0}, "tau"),
     ],
@@ -114,7 +114,7 @@ def test_bad_hyperparameters_name_the_argument(kwargs, match):
     ws, bs = arch.init_params()
     x, y = toy_regression(4, 2, 1)
     masks = draw_masks(4, arch, 0.5)
-    args = dict(keep_probs=0.5, scale=1e-2, prior_length_scale=1.0, tau=1.0)
+    args = dict(keep_probs=0.5, theta=1e-2, prior_length_scale=1.0, tau=1.0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         negative_elbo(x, y, ws, bs, masks, **args)
@@ -155,7 +155,7 @@ def test_keep_prob_one_gives_the_gaussian_familys_elbo_and_gradients():
     theta, tau = 0.05, 3.0
 
     def nelbo(ls, gap_samples):
-        return negative_elbo(x, y, ws, bs, masks, keep_probs=1.0, scale=theta,
+        return negative_elbo(x, y, ws, bs, masks, keep_probs=1.0, theta=theta,
                              prior_length_scale=ls, tau=tau, noise=noise,
                              generator=torch.Generator().manual_seed(3), gap_samples=gap_samples)
 

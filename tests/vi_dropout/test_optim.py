@@ -29,7 +29,7 @@ def _train(make_optim, dtype, steps=15, switch_at=None, make_second=None, load_s
                               torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
                               torch.nn.Linear(16, 1)).to(dtype)
     model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     elbo = PerExampleDropoutELBO(num_masks_seed=3)
     optim = make_optim()
     svi = SVI(model, guide, optim, elbo)

@@ -57,7 +57,7 @@ def _guide_grads(guide):
 def test_loss_is_module_negative_elbo_with_the_same_draws():
     net, x, y = _data("cnn")
     model = ModuleBNN(net, prior_length_scale=0.5, tau=3.0)
-    guide = ModuleDropoutGuide(model, scale=0.05)
+    guide = ModuleDropoutGuide(model, theta=0.05)
     masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(0), F64)
     noise = [torch.randn(24, 3, 7, 7, dtype=F64), torch.randn(24, 4, 3, 3, dtype=F64),
              torch.randn(24, 2, dtype=F64)]
@@ -65,7 +65,7 @@ def test_loss_is_module_negative_elbo_with_the_same_draws():
     ours = elbo.differentiable_loss(model, guide, x, y, num_data=100, masks=masks, noise=noise)
     means, biases = guide.locs()
     ref = module_negative_elbo(model.net, model.layers, means, biases, x, y, masks=masks,
-                               scale=0.05, prior_length_scale=0.5, tau=3.0, num_data=100,
+                               theta=0.05, prior_length_scale=0.5, tau=3.0, num_data=100,
                                noise=noise)
     assert torch.equal(ours, ref)
     # seeded streams are reproducible, and differ from another seed
@@ -101,7 +101,7 @@ def test_gradient_is_n_tau_times_the_dropout_loss_gradient_as_theta_goes_to_zero
     net, x, y = _data(kind, likelihood)
     tau = 4.0 if likelihood == "gaussian" else 1.0
     model = ModuleBNN(net, prior_length_scale=0.8, tau=tau, likelihood=likelihood)
-    guide = ModuleDropoutGuide(model, scale=1e-7)
+    guide = ModuleDropoutGuide(model, theta=1e-7)
     masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(1), F64,
                               input_shapes=model.covered_input_shapes(x))
     assert any(bool((m == 0).any()) for m in masks)
@@ -126,7 +126,7 @@ def test_same_expectation_as_trace_elbo():
     1000 draws of each agree within NUM_SE standard errors of the difference."""
     net, x, y = _data("mlp", n=16)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=2.0)
-    guide = ModuleDropoutGuide(model, scale=0.2)
+    guide = ModuleDropoutGuide(model, theta=0.2)
     per_example = PerExampleDropoutELBO(num_masks_seed=0, gap_samples=64)
     reps = 1000
     ours = torch.tensor([per_example.loss(model, guide, x, y, num_data=50) for _ in range(reps)])
@@ -145,7 +145,7 @@ def test_gradient_variance_is_smaller_than_trace_elbos():
     covariance over 100 repetitions) than one draw per minibatch with Trace_ELBO."""
     net, x, y = _data("mlp", n=64)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=4.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
 
     def variance(elbo):
         grads = []
@@ -164,7 +164,7 @@ def test_gradient_variance_is_smaller_than_trace_elbos():
 def test_svi_with_the_per_example_elbo_reduces_the_loss(kind):
     net, x, y = _data(kind, n=64)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     elbo = PerExampleDropoutELBO(num_masks_seed=0)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
     first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
@@ -205,7 +205,7 @@ def test_token_masks_are_drawn_per_token_with_the_elbos_stream():
     and the same generator state, then the jitter."""
     net, x, y = _data("tokens", n=12)
     model = ModuleBNN(net, prior_length_scale=0.5, tau=2.0)
-    guide = ModuleDropoutGuide(model, scale=0.05)
+    guide = ModuleDropoutGuide(model, theta=0.05)
     shapes = model.covered_input_shapes(x)
     assert shapes == [(12, 5, 3), (12, 5, 8), (12, 8)]
     ours = PerExampleDropoutELBO(num_masks_seed=4).loss(model, guide, x, y, num_data=30)
@@ -215,7 +215,7 @@ def test_token_masks_are_drawn_per_token_with_the_elbos_stream():
     means, biases = guide.locs()
     with torch.no_grad():
         ref = module_negative_elbo(model.net, model.layers, means, biases, x, y, masks=masks,
-                                   scale=0.05, prior_length_scale=0.5, tau=2.0, num_data=30,
+                                   theta=0.05, prior_length_scale=0.5, tau=2.0, num_data=30,
                                    generator=g)
     assert ours == float(ref)
 
@@ -224,7 +224,7 @@ def test_two_input_model_with_the_per_example_elbo():
     torch.manual_seed(0)
     image, features, y = _two_input_data(n=64)
     model = ModuleBNN(TwoInputs().to(F64), prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     a = PerExampleDropoutELBO(num_masks_seed=0).loss(model, guide, (image, features), y)
     b = PerExampleDropoutELBO(num_masks_seed=0).loss(
         model, guide, {"features": features, "image": image}, y)

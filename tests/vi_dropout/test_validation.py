@@ -67,7 +67,7 @@ def test_one_dimensional_targets_are_refused_everywhere_a_target_enters():
         "BayesianMLP": lambda t: model(x, t),
         "data_term": lambda t: data_term(t, torch.zeros(16, 1, dtype=x.dtype)),
         "dropout_loss": lambda t: dropout_loss(x, t, ws, bs, masks, (1e-3, 1e-3), (1e-3, 1e-3)),
-        "negative_elbo": lambda t: negative_elbo(x, t, ws, bs, masks, keep_probs=0.9, scale=1e-2,
+        "negative_elbo": lambda t: negative_elbo(x, t, ws, bs, masks, keep_probs=0.9, theta=1e-2,
                                                  prior_length_scale=1.0),
     }
     for name, call in calls.items():
@@ -179,12 +179,12 @@ def test_optional_int_and_range_messages():
 
 
 def test_refuse_non_numbers_on_containers():
-    refuse_non_numbers(np.array([0.1, 0.2]), "drop_rates")  # numbers pass
-    refuse_non_numbers(torch.tensor([0.1]), "drop_rates")
-    with pytest.raises(ValueError, match=r"^drop_rates must be real numbers, got a bool array"):
-        refuse_non_numbers(np.array([True]), "drop_rates", "real numbers")
-    with pytest.raises(ValueError, match=r"^drop_rates must be real numbers, got a bool tensor"):
-        refuse_non_numbers(torch.tensor([True]), "drop_rates", "real numbers")
+    refuse_non_numbers(np.array([0.1, 0.2]), "keep_probs")  # numbers pass
+    refuse_non_numbers(torch.tensor([0.1]), "keep_probs")
+    with pytest.raises(ValueError, match=r"^keep_probs must be real numbers, got a bool array"):
+        refuse_non_numbers(np.array([True]), "keep_probs", "real numbers")
+    with pytest.raises(ValueError, match=r"^keep_probs must be real numbers, got a bool tensor"):
+        refuse_non_numbers(torch.tensor([True]), "keep_probs", "real numbers")
 
 
 @pytest.mark.parametrize("dtype,other", [(torch.float32, torch.float64),

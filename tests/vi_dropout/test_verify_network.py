@@ -161,13 +161,13 @@ def _no_inverse_keep_prob(monkeypatch):
 def _mask_not_applied(monkeypatch):
     original = module_forward.module_forward
 
-    def forward(*args, masks, scale=0.0, **kwargs):
-        if scale:  # the ELBO's forward: the last dropped layer runs without its mask
+    def forward(*args, masks, theta=0.0, **kwargs):
+        if theta:  # the ELBO's forward: the last dropped layer runs without its mask
             masks = list(masks)
             layers = args[1]
             last = max(i for i, c in enumerate(layers) if c.keep_prob < 1)
             masks[last] = torch.ones_like(masks[last])
-        return original(*args, masks=masks, scale=scale, **kwargs)
+        return original(*args, masks=masks, theta=theta, **kwargs)
 
     monkeypatch.setattr(module_forward, "module_forward", forward)
 

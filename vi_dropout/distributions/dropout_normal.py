@@ -67,10 +67,10 @@ class DropoutNormal(TorchDistribution):
     which is exactly a dropout network's weight matrix.
 
     Symbols: :math:`\mathbf{M}` = ``loc``, :math:`\pi` = ``keep_prob`` (probability that a unit is
-    kept; ``drop_rate = 1 - keep_prob``), :math:`\theta` = ``scale``.
+    kept), :math:`\theta` = ``theta``.
 
     ``log_prob`` is the EXACT mixture density (a log-sum-exp of the two components per column,
-    summed over columns). ``rsample`` is differentiable in ``loc`` and ``scale``; ``keep_prob`` is
+    summed over columns). ``rsample`` is differentiable in ``loc`` and ``theta``; ``keep_prob`` is
     a fixed (non-differentiable) hyper-parameter, as in dropout.
 
     Args:
@@ -78,14 +78,14 @@ class DropoutNormal(TorchDistribution):
             event shape; leading dims are batch dims.
         keep_prob: probability :math:`\pi \in (0, 1]` that a column is kept, a float or a tensor
             broadcastable to the batch shape ``...``.
-        scale: standard deviation :math:`\theta > 0` of the Gaussian jitter, a float or a tensor
+        theta: standard deviation :math:`\theta > 0` of the Gaussian jitter, a float or a tensor
             broadcastable to the batch shape.
 
     References:
         Gal & Ghahramani (2016), "Dropout as a Bayesian approximation", Section 3 and appendix.
 
     Example:
-        >>> q = DropoutNormal(torch.ones(3, 4), keep_prob=0.9, scale=1e-2)
+        >>> q = DropoutNormal(torch.ones(3, 4), keep_prob=0.9, theta=1e-2)
         >>> q.rsample().shape, q.event_shape
         (torch.Size([3, 4]), torch.Size([3, 4]))
     """
@@ -93,24 +93,24 @@ class DropoutNormal(TorchDistribution):
     arg_constraints = {
         "loc": constraints.independent(_FiniteReal(), 2),
         "keep_prob": open_closed_unit_interval,
-        "scale": _PositiveFinite(),
+        "theta": _PositiveFinite(),
     }
     support = constraints.independent(constraints.real, 2)
     has_rsample = True
 
-    def __init__(self, loc, keep_prob, scale, validate_args=None):
+    def __init__(self, loc, keep_prob, theta, validate_args=None):
         if not isinstance(loc, torch.Tensor) or loc.dim() < 2:
             shape = tuple(loc.shape) if isinstance(loc, torch.Tensor) else type(loc).__name__
             raise ValueError(
                 f"loc must be a tensor of shape ... x K x Q (at least 2 dims), got {shape}"
             )
         keep_prob = torch.as_tensor(keep_prob, dtype=loc.dtype, device=loc.device)
-        scale = torch.as_tensor(scale, dtype=loc.dtype, device=loc.device)
-        batch_shape = torch.broadcast_shapes(loc.shape[:-2], keep_prob.shape, scale.shape)
+        theta = torch.as_tensor(theta, dtype=loc.dtype, device=loc.device)
+        batch_shape = torch.broadcast_shapes(loc.shape[:-2], keep_prob.shape, theta.shape)
         event_shape = loc.shape[-2:]
         self.loc = loc.expand(batch_shape + event_shape)
         self.keep_prob = keep_prob.expand(batch_shape)
-        self.scale = scale.expand(batch_shape)
+        self.theta = theta.expand(batch_shape)
         super().__init__(batch_shape, event_shape, validate_args=validate_args)
 
     def expand(self, batch_shape, _instance=None):
@@ -118,7 +118,7 @@ class DropoutNormal(TorchDistribution):
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         new.keep_prob = self.keep_prob.expand(batch_shape)
-        new.scale = self.scale.expand(batch_shape)
+        new.theta = self.theta.expand(batch_shape)
         super(DropoutNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
@@ -130,7 +130,7 @@ class DropoutNormal(TorchDistribution):
 
     @property
     def _sc(self):
-        return self.scale[..., None, None]
+        return self.theta[..., None, None]
 
     @property
     def mean(self):

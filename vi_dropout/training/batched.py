@@ -2,8 +2,9 @@ r"""Train many small dropout MLPs as ONE batched computation (stacked ``E x out 
 reproducing :func:`~vi_dropout.training.sequential.train_sequential` network by network (the maths
 and the random-number contract are in :mod:`vi_dropout.training.common`).
 
-Only the dropped positions are drawn (about ``drop_rate`` uniforms per mask entry instead of one):
-with the UCI grid's drop rates of 0.005 to 0.1 the dense uniforms were most of the training time.
+Only the dropped positions are drawn (about ``1 - keep_prob`` uniforms per mask entry instead of
+one): with the UCI grid's drop rates of 0.005 to 0.1 the dense uniforms were most of the training
+time.
 Benchmark (``benchmarks/bench_train.py``, Boston, the full grid x 20 splits, 400 epochs, 2-core
 CPU): about 24x per network over a plain ``nn.Module`` + :class:`torch.optim.Adam` loop.
 

@@ -17,7 +17,7 @@ import pytest
 
 from comparisons.cli import main as cli
 from comparisons.datasets.uci import UCI_DATASETS
-from comparisons.protocols.uci import UCIProtocol, parse_splits, uci_cells, uci_splits
+from comparisons.protocols.uci import MCDropoutUCISettings, parse_splits, uci_cells, uci_splits
 
 main = cli.main
 
@@ -197,7 +197,7 @@ def test_uci_refuses_to_mix_settings(paths, capsys):
 
 def test_default_splits_are_clipped_per_data_set():
     assert parse_splits("0-19", 5, clip_ranges=True) == [0, 1, 2, 3, 4]
-    cells = uci_cells(["protein"], "0-19", UCIProtocol())
+    cells = uci_cells(["protein"], "0-19", MCDropoutUCISettings())
     assert [c.split for c in cells] == [0, 1, 2, 3, 4]
     assert {c.dataset for c in cells} == {"protein-tertiary-structure"}
     every = uci_splits(list(UCI_DATASETS), "0-19")
@@ -207,9 +207,9 @@ def test_default_splits_are_clipped_per_data_set():
     assert uci_splits(["yacht", "protein"], "3-7") == {"yacht": [3, 4, 5, 6, 7],
                                                        "protein-tertiary-structure": [3, 4]}
     with pytest.raises(ValueError, match="'5-2' is empty"):
-        uci_cells(["yacht"], "5-2", UCIProtocol())
+        uci_cells(["yacht"], "5-2", MCDropoutUCISettings())
     with pytest.raises(ValueError, match="splits 20 do not exist"):
-        uci_cells(["yacht"], "20", UCIProtocol())
+        uci_cells(["yacht"], "20", MCDropoutUCISettings())
 
 
 # --------------------------------------------------------------------- through a real process

@@ -122,9 +122,9 @@ def test_uci_laplace_runs_and_a_missing_library_is_one_line(tmp_path, capsys, mo
 def test_uci_runs_every_method_id_end_to_end(tmp_path):
     """``--methods`` with every id of UCI_METHODS on one tiny split: each writes its cell and a
     row of the report, in one folder; a second run resumes without recomputing."""
-    from comparisons.protocols.registry import method_ids
+    from comparisons.protocols.registry import builtin_method_ids
 
-    UCI_METHODS = method_ids()
+    UCI_METHODS = builtin_method_ids()
 
     out = tmp_path / "all"
     argv = ["uci", "--dataset", "yacht", "--splits", "0", "--methods", ",".join(UCI_METHODS),

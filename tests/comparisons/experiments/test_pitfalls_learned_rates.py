@@ -85,7 +85,7 @@ def test_a_failed_fit_is_warned_and_the_rest_kept(monkeypatch):
     real = pitfalls.fit_concrete
 
     def failing(*args, **kwargs):
-        if kwargs["learn_scale"]:  # full_elbo only
+        if kwargs["learn_theta"]:  # full_elbo only
             raise ValueError("keep_probs[1] left the open interval (0, 1) at step 7: keep_prob "
                              "= 0.9999995 (logit 14.5) is within 1e-06 of a bound or not finite")
         return real(*args, **kwargs)
@@ -104,7 +104,7 @@ def test_a_failed_fit_is_warned_and_the_rest_kept(monkeypatch):
 @pytest.mark.parametrize("message, parameter", [
     ("keep_probs[0] left the open interval (0, 1) at step 3", "keep_prob_input"),
     ("tau left (1e-10, 1e10) at step 3: tau = nan", "tau"),
-    ("scale left (1e-10, 1e10) at step 3: scale = inf", "theta"),
+    ("theta left (1e-10, 1e10) at step 3: theta = inf", "theta"),
     ("the negative ELBO became non-finite at step 5", "the negative ELBO"),
 ])
 def test_failed_parameter_is_named_in_the_records_words(message, parameter):

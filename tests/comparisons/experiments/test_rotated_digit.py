@@ -181,8 +181,8 @@ def test_settings_reject_bad_values(kwargs, match):
         RotatedDigitSettings(**kwargs)
 
 
-def test_settings_drop_rate_is_exact_as_typed():
-    assert RotatedDigitSettings(keep_prob=0.8).drop_rate == 0.2
+def test_settings_keep_prob_reaches_the_lenet():
+    assert RotatedDigitSettings().keep_prob == 0.5  # stored as keep_prob; nn.Dropout gets 1 - it
 
 
 # --- real MNIST and the path trained through the per-example ELBO ------------------------------
@@ -190,7 +190,7 @@ def test_settings_drop_rate_is_exact_as_typed():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(data="mnist-idx"), "data must be one of digits, mnist, got 'mnist-idx'"),
     (dict(path="svi"), "path must be one of plain, pyro, got 'svi'"),
-    (dict(scale=0.0), "scale must be"),
+    (dict(theta=0.0), "theta must be"),
     (dict(prior_length_scale=-1.0), "prior_length_scale must be"),
     (dict(path="pyro", weight_decay=0.0), "prior_length_scale must be given when weight_decay"),
     (dict(per_class=0), r"per_class must be None or an integer in 1\.\.500, got 0"),
@@ -208,7 +208,7 @@ def test_train_converted_lenet_learns_and_loads_the_means_back():
     x, y = d.x_train[:300], d.y_train[:300]
     net = LeNet(8, hidden_units=64, seed=0)
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    hist = train_converted_lenet(net, x, y, scale=1e-3, epochs=4, batch_size=50, lr=3e-3,
+    hist = train_converted_lenet(net, x, y, theta=1e-3, epochs=4, batch_size=50, lr=3e-3,
                                  seed=0, progress=False)
     assert len(hist.epoch_losses) == 4 and hist.num_data == 300
     assert hist.epoch_losses[-1] < hist.epoch_losses[0] - 0.3  # cross-entropy + decay fell
@@ -227,12 +227,12 @@ def test_train_converted_lenet_learns_and_loads_the_means_back():
     assert [c.keep_prob for c in find_covered_layers(net)] == [1.0, 1.0, 1.0, 0.5]
     # reproducible
     again = LeNet(8, hidden_units=64, seed=0)
-    h2 = train_converted_lenet(again, x, y, scale=1e-3, epochs=4, batch_size=50, lr=3e-3,
+    h2 = train_converted_lenet(again, x, y, theta=1e-3, epochs=4, batch_size=50, lr=3e-3,
                                seed=0, progress=False)
     assert h2.epoch_losses == hist.epoch_losses
     torch.testing.assert_close(again.head.weight, net.head.weight, rtol=0, atol=0)
-    with pytest.raises(ValueError, match="scale must be"):
-        train_converted_lenet(net, x, y, scale=0.0, progress=False)
+    with pytest.raises(ValueError, match="theta must be"):
+        train_converted_lenet(net, x, y, theta=0.0, progress=False)
     with pytest.raises(ValueError, match=r"x must have shape N x 1 x 8 x 8"):
         train_converted_lenet(net, torch.zeros(3, 1, 28, 28), y[:3], progress=False)
 

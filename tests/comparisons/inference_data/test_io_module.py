@@ -23,7 +23,7 @@ def test_gaussian_groups_and_pointwise_log_likelihood():
     x = torch.randn(12, 2, dtype=torch.float64)
     y = torch.randn(12, 1, dtype=torch.float64)
     model = ModuleBNN(_net(), tau=4.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     idata = from_module_guide(model, guide, x, y, num_samples=200, num_chains=2, seed=3)
     assert set(idata.groups()) >= {"posterior", "posterior_predictive", "log_likelihood",
                                    "observed_data", "constant_data"}
@@ -43,7 +43,7 @@ def test_categorical_log_likelihood_is_the_log_softmax_at_the_label():
     x = torch.randn(10, 2, dtype=torch.float64)
     y = torch.arange(10) % 3
     model = ModuleBNN(_net(out=3), likelihood="categorical")
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     idata = from_module_guide(model, guide, x, y, num_samples=50)
     f = idata.posterior["f"].values  # 1 x 50 x 10 x 3
     logp = f - np.log(np.exp(f).sum(-1, keepdims=True))
@@ -75,16 +75,16 @@ def test_disabled_dropout_is_in_the_attrs_and_several_inputs_work():
     x = torch.randn(8, 4, 3, dtype=torch.float64)
     y = torch.randn(8, 1, dtype=torch.float64)
     model = ModuleBNN(LSTMNet().double(), uncovered_dropout="disable")
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     idata = from_module_guide(model, guide, x, y, num_samples=20)
     for group in ("posterior", "posterior_predictive", "log_likelihood", "observed_data"):
         attrs = idata[group].attrs
         assert attrs["uncovered_dropout"] == "disable"
-        assert attrs["disabled_dropout"].startswith("lstm (LSTM, drop_rate 0.3): nn.LSTM 'lstm'")
+        assert attrs["disabled_dropout"].startswith("lstm (LSTM, keep_prob 0.7): nn.LSTM 'lstm'")
     assert "constant_data" not in idata.groups()  # x is not N x Q
     net = TwoInputs().double()
     model = ModuleBNN(net, tau=4.0)
-    guide = ModuleDropoutGuide(model, scale=1e-2)
+    guide = ModuleDropoutGuide(model, theta=1e-2)
     xs = (torch.randn(8, 1, 5, 5, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64))
     for parallel in (False, True):
         idata = from_module_guide(model, guide, xs, y, num_samples=20, parallel=parallel)

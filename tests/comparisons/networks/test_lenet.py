@@ -38,15 +38,16 @@ def test_shapes_for_digits_and_mnist_sizes():
     assert big.flat_features == 50 * 4 * 4  # valid padding: 28 -> 24 -> 12 -> 8 -> 4
     assert big(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert lenet_features(big, torch.zeros(2, 1, 28, 28)).shape == (2, 500)
-    assert small.keep_prob == 0.5 and small.drop_rate == 0.5
-    assert LeNet(8, drop_rate=0.25).keep_prob == 0.75
+    assert small.keep_prob == 0.5
+    assert LeNet(8, keep_prob=0.75).keep_prob == 0.75
     assert isinstance(small.dropout, torch.nn.Dropout) and small.dropout.p == 0.5
+    assert LeNet(8, keep_prob=0.8).dropout.p == 1 - 0.8  # the drop rate only at nn.Dropout
 
 
-@pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, "x"])
-def test_drop_rate_is_checked(bad):
-    with pytest.raises(ValueError, match=r"drop_rate must (lie in \[0, 1\)|be a number)"):
-        LeNet(8, drop_rate=bad)
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, "x"])
+def test_keep_prob_is_checked(bad):
+    with pytest.raises(ValueError, match=r"^keep_prob must (lie in \(0, 1\]|be a real number)"):
+        LeNet(8, keep_prob=bad)
 
 
 def test_bad_sizes_are_refused():
@@ -135,7 +136,7 @@ def test_float64_images_are_accepted(trained, digits):
 
 
 def test_mc_logits_without_dropout_is_deterministic(digits):
-    net = LeNet(8, drop_rate=0.0, seed=0)
+    net = LeNet(8, keep_prob=1.0, seed=0)
     x = digits.x_test[:4]
     mc = mc_logits(net, x, T=5)
     for t in range(5):

@@ -14,16 +14,16 @@ from comparisons.protocols import uci_concrete, uci_deep_ensemble, uci_laplace, 
 from comparisons.protocols.learned import mixture_predictive, samples_predictive
 
 CASES = {
-    "concrete_dropout": (uci_concrete, uci_concrete.ConcreteUCIConfig(
+    "concrete_dropout": (uci_concrete, uci_concrete.ConcreteUCISettings(
         epochs_multiplier=0.1, num_samples=50, dtype="float64"), uci_concrete.concrete_uci_cells,
         uci_concrete.run_concrete_uci_cells),
-    "mfvi": (uci_mfvi, uci_mfvi.MFVIUCIConfig(epochs_multiplier=0.1, num_samples=50,
+    "mfvi": (uci_mfvi, uci_mfvi.MFVIUCISettings(epochs_multiplier=0.1, num_samples=50,
                                               dtype="float64"),
              uci_mfvi.mfvi_uci_cells, uci_mfvi.run_mfvi_uci_cells),
-    "deep_ensemble": (uci_deep_ensemble, uci_deep_ensemble.DeepEnsembleUCIConfig(
+    "deep_ensemble": (uci_deep_ensemble, uci_deep_ensemble.DeepEnsembleUCISettings(
         ensemble_size=3, epochs=10, lrs=(0.01, 0.001), dtype="float64"),
         uci_deep_ensemble.deep_ensemble_uci_cells, uci_deep_ensemble.run_deep_ensemble_uci_cells),
-    "laplace_kfac": (uci_laplace, uci_laplace.LaplaceUCIConfig(epochs_multiplier=0.1,
+    "laplace_kfac": (uci_laplace, uci_laplace.LaplaceUCISettings(epochs_multiplier=0.1,
                                                                marglik_steps=50),
                      uci_laplace.laplace_uci_cells, uci_laplace.run_laplace_uci_cell),
 }

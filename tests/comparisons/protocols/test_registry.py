@@ -11,6 +11,7 @@ from comparisons.cli.uci import UCIGroupKey
 from comparisons.protocols.registry import (
     RunSettings,
     UCIMethod,
+    builtin_method_ids,
     get_method,
     load_method_file,
     method_ids,
@@ -21,8 +22,9 @@ from comparisons.report.styles import METHOD_STYLES, method_color, method_label
 
 
 def test_builtin_methods_are_registered_with_their_styles():
-    assert method_ids()[:8] == ("mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi",
-                                "deep_ensemble", "laplace", "laplace_kfac")
+    assert method_ids()[:8] == builtin_method_ids() == (
+        "mc_dropout", "gp", "concrete_dropout", "full_elbo", "mfvi", "deep_ensemble", "laplace",
+        "laplace_kfac")
     for method_id in method_ids()[:8]:
         method = get_method(method_id)
         for record_method in method.record_methods:
@@ -37,27 +39,27 @@ def test_builtin_methods_are_registered_with_their_styles():
 def test_builtin_cells_are_the_ones_the_protocols_made():
     """The cell ids (config hashes included) of the registry's make_cells equal those of the
     protocol functions with the settings the uci command passed before the registry."""
-    from comparisons.protocols.uci import UCIProtocol, uci_cells
-    from comparisons.protocols.uci_concrete import ConcreteUCIConfig, concrete_uci_cells
+    from comparisons.protocols.uci import MCDropoutUCISettings, uci_cells
+    from comparisons.protocols.uci_concrete import ConcreteUCISettings, concrete_uci_cells
     from comparisons.protocols.uci_deep_ensemble import (
-        DeepEnsembleUCIConfig,
+        DeepEnsembleUCISettings,
         deep_ensemble_uci_cells,
     )
-    from comparisons.protocols.uci_gp import GPUCIConfig, gp_uci_cells
-    from comparisons.protocols.uci_mfvi import MFVIUCIConfig, mfvi_uci_cells
+    from comparisons.protocols.uci_gp import GPUCISettings, gp_uci_cells
+    from comparisons.protocols.uci_mfvi import MFVIUCISettings, mfvi_uci_cells
 
     s = RunSettings(epochs_multiplier=0.5, num_samples=50, seed=3, max_grid=2,
                     gp_max_fit_size=100, temperature=0.2, ensemble_size=2, ensemble_epochs=3,
                     ensemble_lrs=(0.01,))
     shared = dict(epochs_multiplier=0.5, seed=3)
     expected = {
-        "mc_dropout": uci_cells(["yacht"], "0-2", UCIProtocol(num_samples=50, max_grid=2,
+        "mc_dropout": uci_cells(["yacht"], "0-2", MCDropoutUCISettings(num_samples=50, max_grid=2,
                                                                **shared)),
-        "gp": gp_uci_cells(["yacht"], "0-2", GPUCIConfig(max_fit_size=100)),
-        "full_elbo": concrete_uci_cells(["yacht"], "0-2", ConcreteUCIConfig(
+        "gp": gp_uci_cells(["yacht"], "0-2", GPUCISettings(max_fit_size=100)),
+        "full_elbo": concrete_uci_cells(["yacht"], "0-2", ConcreteUCISettings(
             num_samples=50, temperature=0.2, **shared), "full_elbo"),
-        "mfvi": mfvi_uci_cells(["yacht"], "0-2", MFVIUCIConfig(num_samples=50, **shared)),
-        "deep_ensemble": deep_ensemble_uci_cells(["yacht"], "0-2", DeepEnsembleUCIConfig(
+        "mfvi": mfvi_uci_cells(["yacht"], "0-2", MFVIUCISettings(num_samples=50, **shared)),
+        "deep_ensemble": deep_ensemble_uci_cells(["yacht"], "0-2", DeepEnsembleUCISettings(
             ensemble_size=2, epochs=3, lrs=(0.01,), seed=3)),
     }
     for method_id, cells in expected.items():

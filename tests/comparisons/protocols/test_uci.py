@@ -8,7 +8,7 @@ import torch
 from comparisons.cli.main import main
 from comparisons.datasets.uci import load_uci
 from comparisons.protocols.uci import (
-    UCIProtocol,
+    MCDropoutUCISettings,
     fit_mc_dropout,
     fit_mc_dropout_under_prior,
     parse_splits,
@@ -36,13 +36,13 @@ def test_parse_splits():
 
 def test_bad_dataset_and_protocol():
     with pytest.raises(ValueError, match="yacht"):
-        uci_cells(["yaht"], "0", UCIProtocol())
+        uci_cells(["yaht"], "0", MCDropoutUCISettings())
     with pytest.raises(ValueError, match="num_samples"):
-        UCIProtocol(num_samples=0)
+        MCDropoutUCISettings(num_samples=0)
 
 
 def test_cell_records_are_tidy_and_finite():
-    cell = uci_cells(["yacht"], "0", UCIProtocol(epochs_multiplier=0.05, num_samples=20,
+    cell = uci_cells(["yacht"], "0", MCDropoutUCISettings(epochs_multiplier=0.05, num_samples=20,
                                                  max_grid=2))[0]
     records = pd.DataFrame(run_uci_cell(cell))
     assert set(records["metric"]) >= {"rmse", "rmse_standard", "test_ll", "best_tau",
@@ -80,7 +80,7 @@ def test_diverged_grid_point_is_named_stopped_and_the_rest_kept(monkeypatch):
         return original(x, y, keep_prob, reg, seeds, **kwargs)
 
     monkeypatch.setattr(up, "train_batched", exploding)
-    protocol = UCIProtocol(epochs_multiplier=0.5, num_samples=20, max_grid=2)
+    protocol = MCDropoutUCISettings(epochs_multiplier=0.5, num_samples=20, max_grid=2)
     (cell,) = uci_cells(["yacht"], "0", protocol)
     with pytest.warns(RuntimeWarning, match=r"yacht split 0: training diverged .* dropout rate "
                                             r"0.005 / tau"):
@@ -91,16 +91,16 @@ def test_diverged_grid_point_is_named_stopped_and_the_rest_kept(monkeypatch):
 
 
 def test_protocol_seed_arithmetic():
-    assert protocol_seed(UCIProtocol(), 0) == 0
-    assert protocol_seed(UCIProtocol(seed=2), 3) == 2 * 1_000_003 + 3_000
+    assert protocol_seed(MCDropoutUCISettings(), 0) == 0
+    assert protocol_seed(MCDropoutUCISettings(seed=2), 3) == 2 * 1_000_003 + 3_000
 
 
 def test_fit_mc_dropout_equals_run_uci_cell():
     # both go through select_and_retrain with the same seeds: identical numbers
     raw = load_uci("yacht", 1)
-    fit = fit_mc_dropout(raw, UCIProtocol(**TINY))
+    fit = fit_mc_dropout(raw, MCDropoutUCISettings(**TINY))
     ref = {r["metric"]: r["value"] for r in
-           run_uci_cell(Cell("yacht", 1, "mc_dropout", asdict(UCIProtocol(**TINY))))}
+           run_uci_cell(Cell("yacht", 1, "mc_dropout", asdict(MCDropoutUCISettings(**TINY))))}
     assert float(fit.summary.rmse) == ref["rmse"]
     assert float(fit.summary.rmse_standard) == ref["rmse_standard"]
     assert float(fit.summary.mean_log_likelihood) == ref["test_ll"]
@@ -124,7 +124,7 @@ def test_fit_under_prior_selects_at_keep_prob_one_and_retrains_with_the_exact_l(
     raw = load_uci("yacht", 1)
     y_std = float(np.std(raw.y_train))
     fit, protocol = fit_mc_dropout_under_prior(raw, 0.7, y_std, **TINY)
-    grid = fit_mc_dropout(raw, UCIProtocol(**TINY, prior_length_scale=np.sqrt(2) * 0.7 / y_std))
+    grid = fit_mc_dropout(raw, MCDropoutUCISettings(**TINY, prior_length_scale=np.sqrt(2) * 0.7 / y_std))
     assert (fit.dropout_rate, fit.tau) == (grid.dropout_rate, grid.tau)
     assert protocol.prior_length_scale == pytest.approx(
         np.sqrt(2) * 0.7 / (grid.keep_prob * y_std), rel=1e-15)
@@ -135,8 +135,8 @@ def test_fit_under_prior_selects_at_keep_prob_one_and_retrains_with_the_exact_l(
 
 def test_select_and_retrain_returns_the_final_network_and_its_seeds():
     raw = load_uci("yacht", 2)
-    sel = select_and_retrain(raw, UCIProtocol(**TINY))
-    assert sel.seed0 == protocol_seed(UCIProtocol(**TINY), 2) and sel.test_seed == sel.seed0 + 501
+    sel = select_and_retrain(raw, MCDropoutUCISettings(**TINY))
+    assert sel.seed0 == protocol_seed(MCDropoutUCISettings(**TINY), 2) and sel.test_seed == sel.seed0 + 501
     assert sel.keep_prob == 1 - sel.best_pair[0]
     assert int(sel.final.diverged_epoch[0]) < 0 and sel.diverged == []
     assert sel.standardized.x_train.shape == raw.x_train.shape
@@ -155,7 +155,7 @@ def test_splits_in_a_group_get_the_numbers_they_get_alone():
     from comparisons.protocols.uci import mc_dropout_group_key, select_and_retrain_splits
     from comparisons.runner.executors import CellGroup
 
-    cells = uci_cells(["yacht"], "0-2", UCIProtocol(**TINY))
+    cells = uci_cells(["yacht"], "0-2", MCDropoutUCISettings(**TINY))
     grouped = run_uci_cell(CellGroup(tuple(cells)))
     for cell, records in zip(cells, grouped):
         alone = _by_metric(run_uci_cell(cell))
@@ -169,17 +169,17 @@ def test_splits_in_a_group_get_the_numbers_they_get_alone():
             else:
                 assert got[metric] == value, metric
     raws = [load_uci("yacht", s) for s in (0, 1)]
-    sels = select_and_retrain_splits(raws, UCIProtocol(**TINY))
+    sels = select_and_retrain_splits(raws, MCDropoutUCISettings(**TINY))
     for raw, sel in zip(raws, sels):
-        single = select_and_retrain(raw, UCIProtocol(**TINY))
+        single = select_and_retrain(raw, MCDropoutUCISettings(**TINY))
         assert all(torch.equal(a, b) for a, b in zip(single.final.weights, sel.final.weights))
-    four = uci_cells(["yacht"], "3-6", UCIProtocol(**TINY))
+    four = uci_cells(["yacht"], "3-6", MCDropoutUCISettings(**TINY))
     keys = [mc_dropout_group_key(c, 5) for c in four]
     assert keys[0] == keys[1] != keys[2] == keys[3]  # chunks of 5 consecutive splits
     assert [mc_dropout_group_key(c, 1) for c in four] == [None] * 4  # the default: alone
     with pytest.raises(ValueError, match="one data set"):
         select_and_retrain_splits([load_uci("yacht", 0), load_uci("bostonHousing", 0)],
-                                  UCIProtocol(**TINY))
+                                  MCDropoutUCISettings(**TINY))
 
 
 def test_a_split_whose_grid_diverges_fails_alone_in_its_group(monkeypatch):
@@ -197,7 +197,7 @@ def test_a_split_whose_grid_diverges_fails_alone_in_its_group(monkeypatch):
             y[2:4] *= 1e30  # finite in float32, its square is not
         return real(x, y, *args, **kwargs)
 
-    cells = uci_cells(["yacht"], "0-2", UCIProtocol(**TINY))
+    cells = uci_cells(["yacht"], "0-2", MCDropoutUCISettings(**TINY))
     alone = _by_metric(run_uci_cell(cells[2]))
     monkeypatch.setattr(protocol, "train_batched", corrupt)
     out = run_uci_cell(CellGroup(tuple(cells)))

@@ -19,13 +19,13 @@ from comparisons.protocols.learned import gaussian_mixture_log_density, gaussian
 from comparisons.protocols.uci import protocol_seed
 from comparisons.protocols.uci_deep_ensemble import (
     DEEP_ENSEMBLE_METHOD,
-    DeepEnsembleUCIConfig,
+    DeepEnsembleUCISettings,
     adversarial_steps,
     deep_ensemble_group_key,
     deep_ensemble_uci_cells,
     run_deep_ensemble_uci_cells,
 )
-from comparisons.protocols.uci_mfvi import MFVIUCIConfig, mfvi_uci_cells
+from comparisons.protocols.uci_mfvi import MFVIUCISettings, mfvi_uci_cells
 from comparisons.runner.executors import CellError, CellGroup
 from comparisons.runner.store import validate_records
 from vi_dropout.network import mlp_forward
@@ -101,7 +101,7 @@ def test_mixture_metrics_moment_matching_and_jacobian():
 
 def test_records_against_a_direct_computation(monkeypatch):
     calls = _spy(monkeypatch)
-    config = DeepEnsembleUCIConfig(**TINY)
+    config = DeepEnsembleUCISettings(**TINY)
     recs = run_deep_ensemble_uci_cells(deep_ensemble_uci_cells(["yacht"], "2", config)[0])
     validate_records(recs)
     got = _metrics(recs)
@@ -130,7 +130,7 @@ def test_records_against_a_direct_computation(monkeypatch):
 
 
 def test_a_split_gives_the_same_numbers_alone_or_in_a_group():
-    cells = deep_ensemble_uci_cells(["yacht"], "0-2", DeepEnsembleUCIConfig(**TINY))
+    cells = deep_ensemble_uci_cells(["yacht"], "0-2", DeepEnsembleUCISettings(**TINY))
     grouped = run_deep_ensemble_uci_cells(CellGroup(tuple(cells)))
     alone = run_deep_ensemble_uci_cells(cells[1])
     assert len(grouped) == 3 and all(isinstance(g, list) for g in grouped)
@@ -144,7 +144,7 @@ def test_a_split_gives_the_same_numbers_alone_or_in_a_group():
 def test_a_diverging_member_fails_only_its_split(monkeypatch):
     # network 5 = split 1 (second of the group), member 2 of 3
     _spy(monkeypatch, corrupt=5)
-    cells = deep_ensemble_uci_cells(["yacht"], "0-2", DeepEnsembleUCIConfig(**TINY))
+    cells = deep_ensemble_uci_cells(["yacht"], "0-2", DeepEnsembleUCISettings(**TINY))
     out = run_deep_ensemble_uci_cells(CellGroup(tuple(cells)))
     assert isinstance(out[1], CellError)
     assert "yacht split 1 (deep_ensemble)" in out[1].error
@@ -159,7 +159,7 @@ def test_a_diverging_member_fails_only_its_split(monkeypatch):
 
 def test_adversarial_option(monkeypatch):
     calls = _spy(monkeypatch)
-    config = DeepEnsembleUCIConfig(**TINY | dict(adversarial_epsilon=0.01))
+    config = DeepEnsembleUCISettings(**TINY | dict(adversarial_epsilon=0.01))
     recs = run_deep_ensemble_uci_cells(CellGroup(tuple(
         deep_ensemble_uci_cells(["yacht"], "0-1", config))))
     assert all(_metrics(r)["adversarial"] == 1 for r in recs)
@@ -171,17 +171,17 @@ def test_adversarial_option(monkeypatch):
         np.testing.assert_allclose(
             eps[e].numpy(), adversarial_steps(standardize(load_uci("yacht", split)), 0.01))
     plain = run_deep_ensemble_uci_cells(deep_ensemble_uci_cells(["yacht"], "0",
-                                                                DeepEnsembleUCIConfig(**TINY))[0])
+                                                                DeepEnsembleUCISettings(**TINY))[0])
     assert _metrics(plain)["test_ll"] != _metrics(recs[0])["test_ll"]
 
 
 def test_group_key_and_exports():
-    cells = deep_ensemble_uci_cells(["yacht", "bostonHousing"], "0-1", DeepEnsembleUCIConfig())
+    cells = deep_ensemble_uci_cells(["yacht", "bostonHousing"], "0-1", DeepEnsembleUCISettings())
     keys = [deep_ensemble_group_key(c) for c in cells]
     assert keys[0] == keys[1] != keys[2] == keys[3]
-    other = deep_ensemble_uci_cells(["yacht"], "0", DeepEnsembleUCIConfig(ensemble_size=3))[0]
+    other = deep_ensemble_uci_cells(["yacht"], "0", DeepEnsembleUCISettings(ensemble_size=3))[0]
     assert deep_ensemble_group_key(other) != keys[0]
-    assert deep_ensemble_group_key(mfvi_uci_cells(["yacht"], "0", MFVIUCIConfig())[0]) is None
+    assert deep_ensemble_group_key(mfvi_uci_cells(["yacht"], "0", MFVIUCISettings())[0]) is None
     assert DEEP_ENSEMBLE_METHOD == "deep_ensemble"
     assert cells[0].config["lrs"] == (0.1, 0.01, 0.001)
     assert cells[0].config["epochs"] == 40 and cells[0].config["adversarial_epsilon"] is None
@@ -206,7 +206,7 @@ def test_group_key_and_exports():
 ])
 def test_config_checks_name_the_setting(bad, match):
     with pytest.raises(ValueError, match=match):
-        DeepEnsembleUCIConfig(**bad)
+        DeepEnsembleUCISettings(**bad)
 
 
 def test_step_size_chosen_on_validation_rows(monkeypatch):
@@ -216,7 +216,7 @@ def test_step_size_chosen_on_validation_rows(monkeypatch):
     the chosen step size per split on all training rows."""
     calls = _spy(monkeypatch)
     lrs = (0.03, 0.003)
-    config = DeepEnsembleUCIConfig(**TINY | dict(ensemble_size=2, lrs=lrs))
+    config = DeepEnsembleUCISettings(**TINY | dict(ensemble_size=2, lrs=lrs))
     cells = deep_ensemble_uci_cells(["yacht"], "0-1", config)
     out = run_deep_ensemble_uci_cells(CellGroup(tuple(cells)))
     assert len(calls) == 2  # validation fits, then the final fits
@@ -257,7 +257,7 @@ def test_step_size_chosen_on_validation_rows(monkeypatch):
 def test_a_step_size_that_diverges_is_not_chosen(monkeypatch):
     """Validation network 0 (split 0, the first step size, member 0) diverges: split 0 must
     take the second step size; split 1 is scored as usual."""
-    config = DeepEnsembleUCIConfig(**TINY | dict(ensemble_size=2, lrs=(0.03, 0.003)))
+    config = DeepEnsembleUCISettings(**TINY | dict(ensemble_size=2, lrs=(0.03, 0.003)))
     monkeypatch.setattr(uci_deep_ensemble, "train_batched", _corrupt_first_call(REAL_TRAIN, [0]))
     out = run_deep_ensemble_uci_cells(CellGroup(tuple(
         deep_ensemble_uci_cells(["yacht"], "0-1", config))))

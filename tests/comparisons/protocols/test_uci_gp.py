@@ -13,7 +13,7 @@ import pytest
 from comparisons.datasets.uci import load_uci, standardize
 from comparisons.gp.fit import fit_gp
 from comparisons.protocols.uci_gp import (
-    GPUCIConfig,
+    GPUCISettings,
     gp_uci_cells,
     predictive_metrics,
     run_gp_uci_cell,
@@ -31,7 +31,7 @@ def _value(records, method, metric):
 
 def test_cell_equals_a_direct_fit():
     # the GP-only cell fits gp_se exactly as fit_gp on the standardised split (seed = split)
-    cell = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=5, methods=("gp_se",)))[0]
+    cell = gp_uci_cells(["yacht"], "0", GPUCISettings(gp_iterations=5, methods=("gp_se",)))[0]
     records = validate_records(run_gp_uci_cell(cell))
     assert {r["method"] for r in records} == {"gp_se"}
     assert {r["metric"] for r in records} == {"rmse", "test_ll", "coverage_95", "wall_time_s"}
@@ -47,23 +47,23 @@ def test_cell_equals_a_direct_fit():
 
 
 def test_cell_default_methods_and_errors():
-    cells = gp_uci_cells(["yacht"], "1", GPUCIConfig(gp_iterations=2))
+    cells = gp_uci_cells(["yacht"], "1", GPUCISettings(gp_iterations=2))
     records = pd.DataFrame(run_gp_uci_cell(cells[0]))
     assert set(records["method"]) == {"gp_arccos1", "gp_se"}
     assert records["value"].notna().all() and (records["split"] == 1).all()
-    too_small = gp_uci_cells(["yacht"], "0", GPUCIConfig(gp_iterations=2, max_train_size=100))[0]
+    too_small = gp_uci_cells(["yacht"], "0", GPUCISettings(gp_iterations=2, max_train_size=100))[0]
     with pytest.raises(ValueError, match=r"N=277 training rows > max_train_size=100"):
         run_gp_uci_cell(too_small)
     with pytest.raises(ValueError, match="methods must be a non-empty subset"):
-        GPUCIConfig(methods=("gp_arccos1_prior",))
+        GPUCISettings(methods=("gp_arccos1_prior",))
     with pytest.raises(ValueError, match="gp_optimizer must be one of"):
-        GPUCIConfig(gp_optimizer="sgd")
+        GPUCISettings(gp_optimizer="sgd")
     with pytest.raises(ValueError, match="max_fit_size"):
-        GPUCIConfig(max_fit_size=0)
+        GPUCISettings(max_fit_size=0)
 
 
 def test_cells_per_split_with_the_method_gp():
-    cells = gp_uci_cells(["boston"], "0-2", GPUCIConfig())
+    cells = gp_uci_cells(["boston"], "0-2", GPUCISettings())
     assert [c.split for c in cells] == [0, 1, 2]
     assert {c.method for c in cells} == {"gp"} and {c.dataset for c in cells} == {"bostonHousing"}
 

@@ -21,7 +21,7 @@ from comparisons.protocols.uci import protocol_seed
 from comparisons.protocols.uci_laplace import (
     LAPLACE_METHODS,
     MISSING_LAPLACE,
-    LaplaceUCIConfig,
+    LaplaceUCISettings,
     fit_laplace,
     laplace_group_key,
     laplace_predictive,
@@ -48,7 +48,7 @@ def _toy(n=40, q=3, hidden=6, seed=0):
     x = torch.randn(n, q, generator=gen, dtype=torch.float64)
     y = torch.sin(x[:, :1]) + 0.3 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
     net, noise_sd = train_map_network(x, y, hidden, epochs=30,
-                                      config=LaplaceUCIConfig(batch_size=16, lr=1e-2), seed=seed)
+                                      config=LaplaceUCISettings(batch_size=16, lr=1e-2), seed=seed)
     return x, y, net, noise_sd
 
 
@@ -65,7 +65,7 @@ def test_last_layer_laplace_is_bayesian_linear_regression(marglik_steps):
     # weights and bias is exactly Bayesian linear regression on the hidden features,
     # Sigma = (Phi^T Phi / sigma^2 + delta I)^-1; GLM variance phi(x)^T Sigma phi(x)
     x, y, net, noise_sd = _toy()
-    config = LaplaceUCIConfig(marglik_steps=marglik_steps)
+    config = LaplaceUCISettings(marglik_steps=marglik_steps)
     la, steps = fit_laplace(net, x, y, "laplace", prior_precision=0.7, noise_sd=noise_sd,
                             config=config)
     assert steps <= marglik_steps
@@ -100,7 +100,7 @@ def test_marginal_likelihood_steps_reach_its_maximum(method):
     # (without it the noise stopped at 0.37 where the evidence still rose towards 0.51)
     x, y, net, noise_sd = _toy(seed=1)
     la, steps = fit_laplace(net, x, y, method, prior_precision=1e-4, noise_sd=noise_sd,
-                            config=LaplaceUCIConfig(marglik_steps=2000))
+                            config=LaplaceUCISettings(marglik_steps=2000))
     assert steps < 2000  # stopped by the gradient tolerance
     assert uci_laplace.import_laplace().utils.matrix.pow is math.pow  # restored
     delta, sigma = la.prior_precision.reshape(-1)[0].clone(), la.sigma_noise.clone()
@@ -115,7 +115,7 @@ def test_tiny_yacht_cells_give_finite_records_and_the_direct_metrics():
     # the test LL and coverage equal a direct computation on the original scale
     records = {}
     for method in LAPLACE_METHODS:
-        cell = laplace_uci_cells(["yacht"], "1", LaplaceUCIConfig(**TINY), method)[0]
+        cell = laplace_uci_cells(["yacht"], "1", LaplaceUCISettings(**TINY), method)[0]
         recs = run_laplace_uci_cell(cell)
         validate_records(recs)
         assert {(r["dataset"], r["method"], r["split"], r["epochs_multiplier"]) for r in recs} \
@@ -129,7 +129,7 @@ def test_tiny_yacht_cells_give_finite_records_and_the_direct_metrics():
     assert kfac["map_noise_sd"] == pytest.approx(last["map_noise_sd"], rel=1e-12)
 
     # the same steps by hand: Gaussian N(s mu + m, s^2 (var_f + sigma^2)) per test point
-    config = LaplaceUCIConfig(**TINY)
+    config = LaplaceUCISettings(**TINY)
     raw = load_uci("yacht", 1)
     std = standardize(raw)
     x, y, x_test = (torch.tensor(a, dtype=torch.float64)
@@ -152,20 +152,20 @@ def test_tiny_yacht_cells_give_finite_records_and_the_direct_metrics():
 
 def test_settings_and_cells_are_checked():
     with pytest.raises(ValueError, match="method must be one of"):
-        laplace_uci_cells(["yacht"], "0", LaplaceUCIConfig(), "mfvi")
+        laplace_uci_cells(["yacht"], "0", LaplaceUCISettings(), "mfvi")
     with pytest.raises(ValueError, match="marglik_steps"):
-        LaplaceUCIConfig(marglik_steps=-1)
+        LaplaceUCISettings(marglik_steps=-1)
     with pytest.raises(ValueError, match="epochs_multiplier"):
-        LaplaceUCIConfig(epochs_multiplier=0)
-    cells = laplace_uci_cells(["yacht"], "0-1", LaplaceUCIConfig(), "laplace_kfac")
+        LaplaceUCISettings(epochs_multiplier=0)
+    cells = laplace_uci_cells(["yacht"], "0-1", LaplaceUCISettings(), "laplace_kfac")
     assert [(c.split, c.method) for c in cells] == [(0, "laplace_kfac"), (1, "laplace_kfac")]
     assert laplace_group_key(cells[0]) is None
 
 
 def test_missing_laplace_torch_names_the_extra(monkeypatch):
-    cell = laplace_uci_cells(["yacht"], "0", LaplaceUCIConfig())[0]
+    cell = laplace_uci_cells(["yacht"], "0", LaplaceUCISettings())[0]
     monkeypatch.setitem(sys.modules, "laplace", None)  # `import laplace` now fails
-    for call in (LaplaceUCIConfig, lambda: run_laplace_uci_cell(cell),
+    for call in (LaplaceUCISettings, lambda: run_laplace_uci_cell(cell),
                  uci_laplace.import_laplace):
         with pytest.raises(ImportError) as info:
             call()
@@ -211,7 +211,7 @@ def test_kfac_laplace_against_a_dense_computation(n_points):
     x_new = torch.randn(9, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     j_train, j_new = _flat_jacobian(net, x), _flat_jacobian(net, x_new)  # before laplace's hooks
     la, _ = fit_laplace(net, x, y, "laplace_kfac", prior_precision=0.7, noise_sd=noise_sd,
-                        config=LaplaceUCIConfig(marglik_steps=0))
+                        config=LaplaceUCISettings(marglik_steps=0))
     precision = la.posterior_precision.to_matrix()
     _, var = laplace_predictive(la, x_new, batch_size=4)
     direct = (j_new @ torch.linalg.solve(precision, j_new.T)).diagonal()

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from comparisons.cli.main import main
-from comparisons.cli.uci import uci_group_key
+from comparisons.cli.uci import UCIGroupKey
 from comparisons.datasets.uci import load_uci, standardize
 from comparisons.protocols import uci_mfvi
-from comparisons.protocols.uci_concrete import ConcreteUCIConfig, concrete_uci_cells
+from comparisons.protocols.uci_concrete import ConcreteUCISettings, concrete_uci_cells
 from comparisons.protocols.uci_mfvi import (
-    MFVIUCIConfig,
+    MFVIUCISettings,
     mfvi_group_key,
     mfvi_uci_cells,
     run_mfvi_uci_cells,
@@ -40,7 +40,7 @@ def _metrics(records):
 def test_a_split_gives_the_same_numbers_alone_or_in_a_group():
     # every network draws from its own generator: grouping must not change a split's numbers
     # (float64; the batched matmuls may round differently from one network's: 1e-9 relative)
-    cells = mfvi_uci_cells(["yacht"], "0-2", MFVIUCIConfig(**TINY))
+    cells = mfvi_uci_cells(["yacht"], "0-2", MFVIUCISettings(**TINY))
     grouped = run_mfvi_uci_cells(CellGroup(tuple(cells)))
     alone = run_mfvi_uci_cells(cells[1])
     assert len(grouped) == 3 and all(isinstance(g, list) for g in grouped)
@@ -65,7 +65,7 @@ def test_metrics_against_a_direct_computation(monkeypatch):
         return fits[-1]
 
     monkeypatch.setattr(uci_mfvi, "fit_mean_field", keep)
-    config = MFVIUCIConfig(**TINY)
+    config = MFVIUCISettings(**TINY)
     got = _metrics(run_mfvi_uci_cells(mfvi_uci_cells(["yacht"], "0", config)[0]))
     fit = fits[0]
     raw = load_uci("yacht", 0)
@@ -101,7 +101,7 @@ def test_a_failed_fit_fails_only_its_cell(monkeypatch):
                             + ("tau left [1e-10, 1e10] at step 7: tau = nan",))
 
     monkeypatch.setattr(uci_mfvi, "fit_mean_field", failing)
-    cells = mfvi_uci_cells(["yacht"], "3-4", MFVIUCIConfig(**TINY))
+    cells = mfvi_uci_cells(["yacht"], "3-4", MFVIUCISettings(**TINY))
     out = run_mfvi_uci_cells(CellGroup(tuple(cells)))
     assert isinstance(out[0], list) and {r["split"] for r in out[0]} == {3}
     assert isinstance(out[1], CellError)
@@ -111,17 +111,18 @@ def test_a_failed_fit_fails_only_its_cell(monkeypatch):
 
 
 def test_group_keys_and_mixed_groups_refused():
-    mf = mfvi_uci_cells(["yacht"], "0-1", MFVIUCIConfig(**TINY))
-    cd = concrete_uci_cells(["yacht"], "0", ConcreteUCIConfig(**TINY), "concrete_dropout")[0]
+    mf = mfvi_uci_cells(["yacht"], "0-1", MFVIUCISettings(**TINY))
+    cd = concrete_uci_cells(["yacht"], "0", ConcreteUCISettings(**TINY), "concrete_dropout")[0]
     assert mfvi_group_key(mf[0]) == mfvi_group_key(mf[1]) is not None
     assert mfvi_group_key(cd) is None
     # the CLI's key covers both protocols, and tells them apart
+    uci_group_key = UCIGroupKey()  # the key of the default command
     assert uci_group_key(mf[0]) == mfvi_group_key(mf[0])
     assert uci_group_key(cd) is not None and uci_group_key(cd) != uci_group_key(mf[0])
     assert uci_group_key(type(cd)("yacht", 0, "mc_dropout", {})) is None
     with pytest.raises(ValueError, match="one data set, method and settings"):
         run_mfvi_uci_cells(CellGroup((mf[0], cd)))
-    other = mfvi_uci_cells(["yacht"], "1", MFVIUCIConfig(**TINY, seed=3))[0]
+    other = mfvi_uci_cells(["yacht"], "1", MFVIUCISettings(**TINY, seed=3))[0]
     with pytest.raises(ValueError, match="got 2 kinds"):
         run_mfvi_uci_cells(CellGroup((mf[0], other)))
 
@@ -139,12 +140,12 @@ def test_group_keys_and_mixed_groups_refused():
 ])
 def test_config_refuses_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
-        MFVIUCIConfig(**kwargs)
+        MFVIUCISettings(**kwargs)
 
 
 def test_cells_refuse_an_unknown_method():
     with pytest.raises(ValueError, match="mfvi"):
-        mfvi_uci_cells(["yacht"], "0", MFVIUCIConfig(), "concrete_dropout")
+        mfvi_uci_cells(["yacht"], "0", MFVIUCISettings(), "concrete_dropout")
 
 
 def test_uci_command_runs_and_resumes_mfvi(tmp_path, capsys):

@@ -1,0 +1,32 @@
+"""The top level of vi_dropout: a literal list of the user-facing names, each importable and
+documented in the API reference (by the module that defines it); no internals."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+
+import vi_dropout
+from tests.common import REPO
+
+
+def test_all_is_a_literal_list_of_user_facing_names():
+    tree = ast.parse((REPO / "vi_dropout" / "__init__.py").read_text())
+    (literal,) = [node.value for node in tree.body if isinstance(node, ast.Assign)
+                  and any(getattr(t, "id", None) == "__all__" for t in node.targets)]
+    assert isinstance(literal, ast.List)
+    names = [elt.value for elt in literal.elts]
+    assert names == vi_dropout.__all__ and len(set(names)) == len(names)
+    assert 15 <= len(names) <= 20
+    for internal in ("draw_masks", "binary_entropy", "elbo_dropout_offset", "DropStream"):
+        assert internal not in names and not hasattr(vi_dropout, internal)
+
+
+def test_every_top_level_name_is_documented_by_its_module():
+    api = (REPO / "docs" / "api" / "vi_dropout.md").read_text()
+    for name in vi_dropout.__all__:
+        obj = getattr(vi_dropout, name)
+        module = obj.__module__
+        assert importlib.import_module(module) is not None
+        assert f".. automodule:: {module}\n" in api, (name, module)
+        assert obj.__doc__ and obj.__doc__.strip(), name
