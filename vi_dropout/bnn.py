@@ -214,6 +214,11 @@ class ModuleBNN(PyroModule):
             if value.is_floating_point():
                 label = f"x[{name!r}]" if isinstance(x, Mapping) else name
                 check_dtype(value, label, dtype, "the module")
+                if value.dim() == 1:  # a Linear layer would read it as ONE example
+                    raise ValueError(
+                        f"{label} must be batch first (N x ...), got a 1-D tensor of shape "
+                        f"{tuple(value.shape)}: pass {label}.reshape(-1, 1) for N scalar "
+                        f"inputs, or {label}.unsqueeze(0) for one example")
         if y is not None:
             check_targets(y, "y", num_rows=batch, likelihood=self.likelihood)
         if num_data is None:

@@ -282,6 +282,12 @@ def check_targets(y, name: str = "y", *, num_rows: int | None = None,
     """
     if not isinstance(y, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
+    if y.dtype == torch.bool or y.is_complex():
+        raise ValueError(f"{name} must hold real numbers (class indices or targets), got dtype "
+                         f"{y.dtype}")
+    if likelihood != "categorical" and not y.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor for a Gaussian likelihood, got "
+                         f"dtype {y.dtype}: pass {name}.to(x.dtype)")
     if likelihood == "categorical":
         if y.dim() != 1:
             raise ValueError(

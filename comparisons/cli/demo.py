@@ -98,7 +98,9 @@ def demo_steps(out: Path, smoke: bool, progress: bool) -> dict[str, Callable[[],
         return run_argv(args + quiet)
 
     def mauna_loa() -> int:
-        args = ["mauna-loa", "--out", str(out / "mauna-loa")]
+        # --resume: a second demo reuses the finished networks (a run without it refuses to
+        # replace a finished checkpoint)
+        args = ["mauna-loa", "--out", str(out / "mauna-loa"), "--resume"]
         args += ["--iterations", "2", "--num-samples", "3", "--hidden-layers", "1",
                  "--hidden-units", "16"] if smoke else \
                 ["--iterations", "300", "--num-samples", "30", "--hidden-layers", "2",

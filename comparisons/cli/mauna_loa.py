@@ -232,6 +232,16 @@ def _check_network_memory(s, at_once: int = 1) -> None:
               f"({s.net_dtype}: {params:,} parameters per network"
               f"{', 2 networks at once (--workers 2)' if at_once > 1 else ''})",
         "use fewer --hidden-units or --hidden-layers", device=s.device)
+    # the T function draws at every prediction time are kept (float64 on the CPU, with the
+    # copies of their summaries): refuse a T that could only fail after the training
+    from comparisons.datasets.mauna_loa import load_mauna_loa
+
+    times = load_mauna_loa(s.train_fraction, s.extrapolation, s.data_stride).prediction_times(
+        s.grid_step)
+    check_fits_in_memory(
+        3 * 8 * s.num_samples * len(times),
+        f"--num-samples {s.num_samples} (function draws at {len(times):,} prediction times)",
+        "use a smaller --num-samples")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -271,7 +281,8 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as held:
         # one run at a time in OUT and in the checkpoint folder: a second run is refused at
         # once instead of training the same networks and mixing their checkpoints and logs
-        for folder in dict.fromkeys((Path(args.out), Path(checkpoint_dir))):
+        # (one lock when both name one folder, whichever way: relative, absolute, a link)
+        for folder in dict.fromkeys(p.resolve() for p in (Path(args.out), Path(checkpoint_dir))):
             held.enter_context(FolderLock(folder))
         try:
             result = run_experiment(settings, progress=not args.no_progress, log=print,
@@ -279,6 +290,10 @@ def run(args: argparse.Namespace) -> int:
                                     checkpoint_dir=checkpoint_dir, checkpoint_every=every,
                                     resume=getattr(args, "resume", False))
         except KeyboardInterrupt:
+            if not any(Path(checkpoint_dir).glob("*.ckpt")):
+                raise KeyboardInterrupt(
+                    "interrupted before the first checkpoint: nothing to resume; the same "
+                    "command starts again") from None
             raise KeyboardInterrupt(
                 f"interrupted: the networks' checkpoints in {checkpoint_dir} hold their state of "
                 f"at most {every:g} s ago; the same command with --resume continues from them"

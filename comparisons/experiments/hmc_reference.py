@@ -60,6 +60,7 @@ from comparisons.reference.reference_file import (
     load_reference,
     manifest_path,
     save_reference,
+    saved_manifest,
     thin_draws,
 )
 from vi_dropout.validation import check_positive, check_positive_int
@@ -326,9 +327,31 @@ def existing_reference(out_dir, settings: ReferenceSettings, *,
         warnings.warn(f"recomputing {path}: {err}", RuntimeWarning, stacklevel=2)
         return None
     except ReferenceFileError as err:
+        # the manifest missing or edited: the file's own copy says what it was made with, so
+        # a file of other settings is still refused (not replaced) without replace_other_settings
+        saved = saved_manifest(path) if path.is_file() else None
+        expected = _recorded_settings(path, settings)
+        if (saved is not None and isinstance(saved.get("settings"), dict)
+                and not replace_other_settings):
+            problems = [f"settings.{k}: expected {v!r}, the file has "
+                        f"{saved['settings'].get(k, '<absent>')!r}"
+                        for k, v in _json_settings(expected).items()
+                        if saved["settings"].get(k, "<absent>") != v]
+            if problems:
+                raise ReferenceMismatch(
+                    f"{err}; the reference file itself was made with other settings "
+                    f"({'; '.join(problems)}); pass --replace to overwrite it, or choose "
+                    "another --out") from None
         warnings.warn(f"recomputing {path}: {err}", RuntimeWarning, stacklevel=2)
         return None
     return path
+
+
+def _json_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` as they read back from the manifest's JSON (tuples as lists)."""
+    import json
+
+    return json.loads(json.dumps(settings))
 
 
 def _recorded_settings(path: Path, settings: ReferenceSettings) -> dict[str, Any]:

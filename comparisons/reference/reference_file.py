@@ -58,6 +58,7 @@ __all__ = [
     "MANIFEST_ATTR",
     "manifest_checksum",
     "manifest_path",
+    "saved_manifest",
     "require_converged",
     "save_reference",
     "thin_draws",
@@ -560,6 +561,22 @@ def load_reference(path: str | os.PathLike, *, expect: Mapping[str, Any]):
     return idata, manifest
 
 
+def saved_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The copy of the manifest inside the reference file ``path`` (what
+    :func:`save_reference` wrote), or ``None`` when the file holds none or cannot be read:
+    what the file was made with, even when its manifest is missing.
+
+    Example:
+        >>> saved_manifest("/tmp/ref.nc")["settings"]  # doctest: +SKIP
+    """
+    try:
+        with az.rc_context({"data.load": "eager"}):
+            idata = az.from_netcdf(str(path), engine="h5netcdf")
+    except Exception:  # noqa: BLE001 - an unreadable file holds no manifest we can use
+        return None
+    return _saved_manifest(idata)
+
+
 def _saved_manifest(idata) -> dict[str, Any] | None:
     """The manifest copy that :func:`save_reference` put in the draws' group (None in files
     written before the copy existed, whose manifests are bound by their checksum alone)."""
@@ -575,14 +592,20 @@ def _saved_manifest(idata) -> dict[str, Any] | None:
     return None
 
 
-def _edited_keys(saved: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[str]:
+def _edited_keys(saved: Mapping[str, Any], manifest: Mapping[str, Any],
+                 prefix: str = "") -> list[str]:
     """``key: saved 40.0, now 41.0`` for each key of the saved copy that the manifest changed,
-    dropped or added (the file's checksum keys are the manifest's own)."""
-    own = ("sha256", "size_bytes", "manifest_sha256")
-    keys = sorted((set(saved) | set(manifest)) - set(own))
-    return [f"{k}: saved {_short(saved.get(k, '<absent>'))}, now "
-            f"{_short(manifest.get(k, '<absent>'))}" for k in keys
-            if _json_value(saved.get(k, "<absent>")) != _json_value(manifest.get(k, "<absent>"))]
+    dropped or added, nested keys named in full (``settings.seed: saved 0, now 1``); the file's
+    checksum keys are the manifest's own."""
+    own = ("sha256", "size_bytes", "manifest_sha256") if not prefix else ()
+    out = []
+    for k in sorted((set(saved) | set(manifest)) - set(own)):
+        a, b = saved.get(k, "<absent>"), manifest.get(k, "<absent>")
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += _edited_keys(a, b, f"{prefix}{k}.")
+        elif _json_value(a) != _json_value(b):
+            out.append(f"{prefix}{k}: saved {_short(a)}, now {_short(b)}")
+    return out
 
 
 def _short(value, width: int = 50) -> str:

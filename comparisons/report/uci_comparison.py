@@ -717,12 +717,16 @@ def _check_out(out: Path, records_files: Sequence[Path], published: Path) -> Non
     """Refuse an ``out`` that would overwrite what is read: the folder of a records file (its
     ``records.csv`` and ``report.md``), or a written file that is the published numbers."""
     for f in records_files:
-        if _same_path(out, f.parent):
+        # the folder of the file as given and of the file it links to: either is overwritten
+        if _same_path(out, f.parent) or _same_path(out, f.resolve().parent):
             raise ValueError(
                 f"--out {out} is the folder of the records being read ({f}): writing "
                 f"{', '.join(_OUTPUT_NAMES)} there would overwrite that run's files; choose "
                 "another --out")
     for name in _OUTPUT_NAMES:
+        if any(_same_path(out / name, f) for f in records_files):
+            raise ValueError(f"--out {out}: writing {name} there would overwrite the records "
+                             "being read (through a link); choose another --out")
         if _same_path(out / name, published):
             raise ValueError(f"--out {out}: writing {name} there would overwrite the published "
                              f"numbers being read ({published}); choose another --out")

@@ -318,10 +318,21 @@ def _check_json(path: Path, header: list[str], rows: list[list[str]], lines: lis
                       "export them again", line)
 
 
+def _same_value(stored: float, text: str) -> bool:
+    """Whether the csv's ``text`` is the stored float (as the export writes it: repr, to the
+    last bit; NaN equal to NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return value == stored or (math.isnan(value) and math.isnan(stored))
+
+
 def _check_cells(path: Path, header: list[str], rows: list[list[str]], lines: list[int]
                  ) -> None:
-    """Per ``cell_id``, the records must be as many as in the finished cells of the store
-    beside ``path`` (a folder with ``cells/``), and no finished cell missing."""
+    """Per ``cell_id``, the records must be those of the finished cells of the store beside
+    ``path`` (a folder with ``cells/``): as many, each (method, metric, value) found there, and
+    no finished cell missing."""
     folder = path.parent
     if "cell_id" not in header or not (folder / "cells").is_dir():
         return
@@ -330,8 +341,15 @@ def _check_cells(path: Path, header: list[str], rows: list[list[str]], lines: li
     store = ResultsStore(folder)  # reading creates nothing
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DamagedCellWarning)  # the export skipped them too
-        cells = store.load_records()["cell_id"].value_counts().to_dict()
+        stored = store.load_records()
         damaged = set(store.damaged_cells())
+    cells = stored["cell_id"].value_counts().to_dict()
+    # each cell's (method, metric, value) records, to compare values, not only counts
+    cell_values: dict[str, list] = {}
+    for rec in stored.to_dict("records"):
+        cell_values.setdefault(rec["cell_id"], []).append(
+            (str(rec["method"]), str(rec["metric"]), float(rec["value"])))
+    keys = [header.index(k) for k in ("method", "metric", "value")]
     col = header.index("cell_id")
     counts: dict[str, int] = {}
     first: dict[str, int] = {}
@@ -349,6 +367,17 @@ def _check_cells(path: Path, header: list[str], rows: list[list[str]], lines: li
                 path, f"has {n} record{'s' * (n != 1)} of cell {cid!r}, its file in cells/ "
                       f"{cells[cid]}: the records file is cut short or out of date; export it "
                       "again (re-run the same command)", first[cid])
+    for row, line in zip(rows, lines):
+        cid = row[col]
+        if store.cell_path(cid) in damaged:
+            continue
+        method, metric, value = (row[k] for k in keys)
+        if not any(m == method and k == metric and _same_value(v, value)
+                   for m, k, v in cell_values[cid]):
+            raise RecordsFileError(
+                path, f"its {method} {metric} = {value} of cell {cid!r} is not the value in "
+                      "cells/ beside it: the records file was edited or is out of date; export "
+                      "it again (re-run the same command)", line)
     lacking = [cid for cid in cells if cid not in counts]
     if lacking:
         raise RecordsFileError(

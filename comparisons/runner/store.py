@@ -587,13 +587,15 @@ class ResultsStore:
             else:
                 if _fingerprint(old) == new_fp:
                     if not self.allow_settings_change:
-                        self._check_cells_settings(new_fp, how, history)
+                        self._check_cells_settings(new_fp, how, history, vouched=True)
                     return self.settings
                 changes = {k: (old.get(k, "<unset>"), self.settings.get(k, "<unset>"))
                            for k in sorted(set(old) | set(self.settings))
                            if _canonical_json(old.get(k, "<unset>"))
                            != _canonical_json(self.settings.get(k, "<unset>"))}
-                if not self.allow_settings_change:
+                if not self.allow_settings_change and self._cell_files():
+                    # (a folder without cells holds no results: e.g. a run that failed to start
+                    # wrote settings.json; its settings are simply replaced)
                     diff = ", ".join(f"{k} {_short(a)} -> {_short(b)}"
                                      for k, (a, b) in changes.items())
                     raise SettingsMismatch(
@@ -603,18 +605,21 @@ class ResultsStore:
                     history = [{"fingerprint": _fingerprint(old), "settings": old,
                                 "recorded_at": None}]
         if not self.allow_settings_change:
-            self._check_cells_settings(new_fp, how, history)
+            self._check_cells_settings(new_fp, how, history, vouched=False)
         doc = {"fingerprint": new_fp, "settings": self.settings, "history": [*history, entry]}
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(doc, indent=1, sort_keys=True,
                                            default=_json_default) + "\n")
         return self.settings
 
-    def _check_cells_settings(self, new_fp: str, how: str, history: list[Any]) -> None:
+    def _check_cells_settings(self, new_fp: str, how: str, history: list[Any], *,
+                              vouched: bool) -> None:
         """Refuse when a cell file was made with other settings than the store's (or than
         earlier settings the folder's ``settings.json`` history accepted with
-        ``allow_settings_change``), or does not say: a missing or replaced ``settings.json``
-        cannot vouch for the cells, the cells witness themselves."""
+        ``allow_settings_change``): a missing or replaced ``settings.json`` cannot vouch for the
+        cells, the cells witness themselves. Cells that do not say (written before cells carried
+        their settings) are trusted only when the folder's ``settings.json`` matches
+        (``vouched``), as they were then."""
         accepted = {new_fp} | {h.get("fingerprint") for h in history if isinstance(h, dict)}
         other: dict[str, dict[str, Any]] = {}
         unknown = 0
@@ -637,10 +642,11 @@ class ResultsStore:
                 f"results folder {self.out} holds cells made with other settings ({diff}; "
                 f"{self.settings_path.name} does not say so: it is missing or was replaced); "
                 f"{how}", self.out, {})
-        if unknown:
+        if unknown and not vouched:
             raise SettingsMismatch(
                 f"results folder {self.out} holds {unknown} cell file(s) that do not say which "
-                f"settings they were made with, and no {self.settings_path.name} that does; "
+                f"settings they were made with (written before cells carried them), and its "
+                f"{self.settings_path.name} is missing or new, so nothing says it either; "
                 f"{how}", self.out, {})
 
     # ---------------------------------------------------------------- failures

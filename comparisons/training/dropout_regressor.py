@@ -35,6 +35,7 @@ import hashlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -562,17 +563,25 @@ def _data_digest(x: torch.Tensor, y: torch.Tensor) -> str:
 
 
 def _refuse_unfinished(ckpt: Path) -> None:
-    """Raise ``ValueError`` if ``ckpt`` holds an unfinished run (a finished or unreadable one
-    is simply replaced by the new run)."""
+    """Raise ``ValueError`` if ``ckpt`` holds a run, finished or not: its hours of training are
+    not replaced by a fresh run without ``resume`` (a damaged or unreadable checkpoint is not a
+    result: it is replaced, with a warning)."""
     try:
         meta = read_checkpoint_meta(ckpt)
-    except (OSError, CheckpointError):
+        load_checkpoint(ckpt, map_location="cpu")  # the payload verified against its SHA-256
+    except (OSError, CheckpointError) as exc:
+        warnings.warn(f"replacing the damaged checkpoint {ckpt} ({exc})", RuntimeWarning,
+                      stacklevel=3)
         return
     if meta.get("finished") is False:
         raise ValueError(
             f"checkpoint {ckpt} holds an unfinished run (step {meta.get('step')} of "
             f"{meta.get('budget')}): resume it (--resume) or delete it to start again"
         )
+    raise ValueError(
+        f"checkpoint {ckpt} holds a finished run (step {meta.get('step')}): --resume reuses it "
+        "(or extends it with a larger --iterations); delete it, or choose another --out / "
+        "--checkpoint-dir, to train again")
 
 
 def _load_training_state(ckpt: Path, identity: dict) -> dict:

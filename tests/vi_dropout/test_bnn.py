@@ -490,3 +490,18 @@ def test_scalars_must_be_numbers(kwargs, message):
     assert [c.keep_prob for c in model.layers] == [1.0, 0.5] and model.tau == 2.0
     with pytest.raises(ValueError, match=r"^theta must be a finite number > 0, got a bool"):
         ModuleDropoutGuide(model, theta=True)
+
+
+@pytest.mark.parametrize("x, y, match", [
+    (torch.randn(2), None, r"x must be batch first \(N x \.\.\.\), got a 1-D tensor of shape"),
+    (torch.randn(3, 2), torch.zeros(3, 1, dtype=torch.bool),
+     "y must hold real numbers .* got dtype torch.bool"),
+    (torch.randn(3, 2), torch.zeros(3, 1, dtype=torch.int64),
+     "y must be a floating-point tensor for a Gaussian likelihood"),
+])
+def test_a_one_dimensional_x_or_a_non_float_y_is_refused(x, y, match):
+    """A 1-D float x was read by the first Linear layer as ONE example (the output had the shape
+    of one prediction); a bool or int y failed inside the likelihood with a RuntimeError."""
+    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, 1))
+    with pytest.raises(ValueError, match=match):
+        ModuleBNN(net)(x, y)

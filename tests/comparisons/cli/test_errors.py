@@ -119,6 +119,9 @@ def test_argparse_errors_are_one_line(argv, expected, paths, capsys):
 
 #: errors found once the run starts (before any work): exit code 2, one line ``error: ...``
 RUN_ERRORS = [
+    (["mauna-loa", "--out", "{out}", "--hidden-units", "8", "--hidden-layers", "1",
+      "--num-samples", "10000000"],
+     "--num-samples 10000000 (function draws at 2,494 prediction times) needs about"),
     (["uci", "--dataset", "nope", "--out", "{out}"],
      "--dataset: unknown UCI data set 'nope'; valid names: bostonHousing"),
     (["uci", "--dataset", "yacht", "--methods", "hmc", "--out", "{out}"],

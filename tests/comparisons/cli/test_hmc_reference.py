@@ -158,4 +158,10 @@ def test_other_seed_is_refused_and_a_second_run_is_busy(tmp_path, capsys):
     with FolderLock(out):
         assert main(argv) == 2
     assert "is in use by another run" in capsys.readouterr().err
+    # the manifest deleted: the file's own copy still says seed 0, so seed 3 is still refused
+    manifest_path(path).unlink()
+    assert main([*argv, "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "the reference file itself was made with other settings (settings.seed: expected " \
+           "3, the file has 0)" in err and path.read_bytes() == data
 

@@ -140,14 +140,23 @@ def test_resume_through_the_cli_gives_the_uninterrupted_numbers(tmp_path, capsys
     line = _one_error_line(cap.err)
     assert "relu.ckpt was written with other settings (seed: 0 in the checkpoint, 1 now" in line
 
-    # an unfinished run's checkpoint is not replaced by a fresh run
+    # a finished run's checkpoint is not replaced by a fresh run without --resume (it was,
+    # silently: hours of training lost), nor is an unfinished one
+    relu_bytes = (split / "checkpoints" / "relu.ckpt").read_bytes()
+    code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "20", *TINY], capsys)
+    assert code == 2
+    assert re.search(r"relu.ckpt holds a finished run \(step 14\): --resume reuses it",
+                     _one_error_line(cap.err))
+    assert (split / "checkpoints" / "relu.ckpt").read_bytes() == relu_bytes
     ckpt = split / "checkpoints" / "tanh.ckpt"
     meta = read_checkpoint_meta(ckpt)
     save_checkpoint(ckpt, load_checkpoint(ckpt), meta=dict(meta, finished=False))
+    (split / "checkpoints" / "relu.ckpt").rename(split / "relu.ckpt.kept")
     code, cap = _main(["mauna-loa", "--out", str(split), "--iterations", "20", *TINY], capsys)
     assert code == 2
     assert re.search(r"tanh.ckpt holds an unfinished run \(step 14 of 14\): resume it "
                      r"\(--resume\)", _one_error_line(cap.err))
+    (split / "relu.ckpt.kept").rename(split / "checkpoints" / "relu.ckpt")
 
     # a damaged checkpoint is named; the ReLU network is not trained before it is found
     ckpt.write_bytes(ckpt.read_bytes()[:-7])
@@ -182,6 +191,13 @@ def test_ctrl_c_says_how_to_resume(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(experiment, "run", interrupted)
+    # before the first checkpoint: nothing to resume (it used to promise checkpoints)
+    code, cap = _main(["mauna-loa", "--out", str(tmp_path), *TINY], capsys)
+    assert code == 130
+    assert cap.err.strip() == ("interrupted before the first checkpoint: nothing to resume; the "
+                               "same command starts again")
+    (tmp_path / "checkpoints").mkdir(exist_ok=True)
+    (tmp_path / "checkpoints" / "relu.ckpt").write_bytes(b"a checkpoint")
     code, cap = _main(["mauna-loa", "--out", str(tmp_path), *TINY], capsys)
     assert code == 130
     assert cap.err.strip() == (f"interrupted: the networks' checkpoints in "
@@ -237,3 +253,14 @@ def test_a_compare_label_given_twice_is_one_line_before_any_work(tmp_path, capsy
     assert code == 2
     assert "--compare-records: each LABEL at most once, got ['a', 'a']" in _one_error_line(cap.err)
     assert not out.exists()
+
+
+def test_checkpoint_dir_naming_out_another_way_is_one_folder(tmp_path, capsys, monkeypatch):
+    """--checkpoint-dir equal to --out written another way (relative vs absolute) locked the
+    run out of its own folder ("in use by another run", its own pid)."""
+    monkeypatch.chdir(tmp_path)
+    code, cap = _main(["mauna-loa", "--out", "ml", "--checkpoint-dir", str(tmp_path / "ml"),
+                       "--iterations", "4", *TINY], capsys)
+    assert code == 0, cap.err
+    assert (tmp_path / "ml" / "relu.ckpt").is_file()
+

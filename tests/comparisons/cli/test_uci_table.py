@@ -215,3 +215,16 @@ def test_a_combined_records_file_reads_back(inputs, tmp_path, capsys):
                  "--out", str(again)]) == 0
     capsys.readouterr()
     assert (again / "ranking.csv").read_text() == (out / "ranking.csv").read_text()
+
+
+def test_out_at_the_real_folder_of_a_linked_records_file_is_refused(tmp_path, capsys):
+    """--records through a symlink to another run's records.csv, --out at that run's folder: the
+    run's files would be overwritten (they were); refused before anything is written."""
+    records = _yacht_run(tmp_path / "run", splits=3)
+    before = _unchanged(records.parent)
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "records.csv").symlink_to(records)
+    code = main(["uci-table", "--records", str(tmp_path / "links"), "--out", str(records.parent)])
+    assert code == 2
+    assert "is the folder of the records being read" in _error_line(capsys)
+    assert _unchanged(records.parent) == before

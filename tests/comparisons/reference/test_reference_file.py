@@ -287,6 +287,7 @@ def test_draws_to_converge_is_the_first_passing_prefix():
     ("prior_length_scale", 0.02, "prior_length_scale: saved 0.01, now 0.02"),
     ("seed", 7, "seed: saved <absent>, now 7"),
     ("dataset", None, "dataset: saved \"boston\", now <absent>"),
+    ("sampler", {"name": "nuts", "num_warmup": 999}, "sampler.num_warmup: saved 1000, now 999"),
 ])
 def test_an_edited_manifest_is_refused_naming_the_key(tmp_path, key, value, named):
     """Editing a manifest value (and even recomputing its own checksum) is refused: the .nc

@@ -160,3 +160,22 @@ def test_pandas_writes_what_the_reader_reads(tmp_path):
                           for k in range(3)])
     frame.to_csv(tmp_path / "records.csv", index=False)
     pd.testing.assert_frame_equal(read_records(tmp_path), frame)
+
+
+def test_an_edit_in_both_exports_is_caught_by_the_cells(tmp_path):
+    """A value edited in records.csv AND records.json alike (the cells untouched) was read as
+    is; the cells beside the exports are what the run computed."""
+    from comparisons.runner.executors import run_cells
+    from comparisons.runner.store import ResultsStore
+
+    store = ResultsStore(tmp_path)
+    run_cells([{"cell_id": f"yacht-{k}"} for k in range(2)], lambda cell: [
+        {"dataset": "yacht", "method": "mc", "split": int(cell["cell_id"][-1]),
+         "metric": "rmse", "value": 15.89 + int(cell["cell_id"][-1])}], store, progress=False)
+    paths = store.export()
+    assert len(read_records(paths["csv"])) == 2
+    for key in ("csv", "json"):
+        paths[key].write_text(paths[key].read_text().replace("16.89", "1.0"))
+    with pytest.raises(RecordsFileError, match=r"its mc rmse = 1.0 of cell 'yacht-1' is not the "
+                                               r"value in cells/"):
+        read_records(paths["csv"])

@@ -329,3 +329,29 @@ def test_edited_settings_in_a_cell_make_it_damaged(tmp_path):
     doc["settings"]["seed"] = 1
     path.write_text(json.dumps(doc))
     assert "settings_sha256" in store.verify_cell_file(path)
+
+
+def test_a_folder_without_cells_takes_new_settings(tmp_path):
+    """A run that failed before its first cell (e.g. Ray did not start) left settings.json: the
+    folder holds no results, so other settings are not refused."""
+    ResultsStore(tmp_path, settings={"seed": 0}).check_settings()
+    assert ResultsStore(tmp_path, settings={"seed": 1}).check_settings() == {"seed": 1}
+    run_cells(_cells(1), _fn([]), ResultsStore(tmp_path, settings={"seed": 1}), progress=False)
+    with pytest.raises(SettingsMismatch, match="seed 1 -> 2"):
+        ResultsStore(tmp_path, settings={"seed": 2}).check_settings()
+
+
+def test_cells_of_an_older_version_are_vouched_for_by_a_matching_settings_json(tmp_path):
+    """Cells written before they carried their settings resume under a settings.json that
+    matches, and are refused without one."""
+    store = ResultsStore(tmp_path, settings={"seed": 0})
+    run_cells(_cells(2), _fn([]), store, progress=False)
+    for path in (tmp_path / "cells").glob("*.json"):  # as an older version wrote them
+        doc = json.loads(path.read_text())
+        del doc["settings"], doc["settings_sha256"]
+        path.write_text(json.dumps(doc))
+    assert run_cells(_cells(2), _fn([]), ResultsStore(tmp_path, settings={"seed": 0}),
+                     progress=False).skipped == 2
+    (tmp_path / "settings.json").unlink()
+    with pytest.raises(SettingsMismatch, match="written before cells carried them"):
+        ResultsStore(tmp_path, settings={"seed": 0}).check_settings()
