@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import abc
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -445,10 +446,16 @@ def _ray_address_target(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
+#: the HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113, 3.4)
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
-    """Refuse at once a Ray ``address`` where nothing answers: a TCP connection to its
-    ``host:port`` within ``timeout`` seconds (``ray.init`` would retry for minutes, repeating
-    warnings). ``None``, ``"auto"`` and ``"local"`` are left to Ray.
+    """Refuse at once a Ray ``address`` where nothing answers, or where something that is not a
+    Ray cluster answers: a TCP connection to its ``host:port`` within ``timeout`` seconds, then
+    an HTTP/2 preface that a Ray GCS or Ray Client server (gRPC) answers with a SETTINGS frame
+    (``ray.init`` would retry for minutes, repeating warnings). ``None``, ``"auto"`` and
+    ``"local"`` are left to Ray.
 
     Raises:
         ValueError: no answer (refused, unreachable, unknown host or timed out), naming the
@@ -467,8 +474,19 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
     if not 0 < port < 65536:
         raise ValueError(f"Ray address {address!r}: the port must be in 1..65535, got {port}")
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            # a Ray cluster (its GCS, or the Ray Client server) speaks gRPC: to the HTTP/2
+            # client preface it answers with a SETTINGS frame; anything else (a dashboard, a
+            # web server) would keep ray.init retrying for minutes
+            sock.settimeout(timeout)
+            sock.sendall(_HTTP2_PREFACE)
+            head = b""
+            with contextlib.suppress(OSError):
+                while len(head) < 9:
+                    chunk = sock.recv(9 - len(head))
+                    if not chunk:
+                        break
+                    head += chunk
     except OSError as exc:
         if isinstance(exc, TimeoutError):
             cause = f"no answer within {timeout:g} s"
@@ -478,6 +496,12 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
             f"Ray address {address!r}: nothing answers at {host}:{port} ({cause}); start the "
             f"cluster there (`ray start --head`), or leave the address out to start a local Ray "
             f"instance") from None
+    if len(head) < 9 or head[3] != 0x04:
+        raise ValueError(
+            f"Ray address {address!r}: something answers at {host}:{port}, but not a Ray cluster "
+            f"(no gRPC answer{': it sent ' + repr(head[:12]) if head else ''}); give the "
+            f"address `ray start --head` printed (the GCS port, 6379 by default; not the "
+            f"dashboard's), or leave the address out to start a local Ray instance")
 
 
 def _import_ray():

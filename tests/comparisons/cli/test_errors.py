@@ -275,10 +275,29 @@ def test_ray_address_probe():
 
     for address in (None, "auto", "local"):
         check_ray_address(address)  # left to Ray
-    with socket.create_server(("127.0.0.1", 0)) as server:  # something that answers
-        port = server.getsockname()[1]
-        check_ray_address(f"127.0.0.1:{port}")
-        check_ray_address(f"ray://127.0.0.1:{port}")
+    import threading
+
+    def serve(server, reply):  # answer each connection's first bytes with ``reply``
+        for _ in range(2):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(reply)
+
+    grpc_settings = bytes([0, 0, 0x18, 4, 0, 0, 0, 0, 0])  # what a Ray GCS answers (HTTP/2)
+    for reply, ok in ((grpc_settings, True), (b"<!DOCTYPE html>", False), (b"", False)):
+        with socket.create_server(("127.0.0.1", 0)) as server:
+            port = server.getsockname()[1]
+            thread = threading.Thread(target=serve, args=(server, reply), daemon=True)
+            thread.start()
+            for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+                if ok:
+                    check_ray_address(address)
+                else:  # a web server or a dashboard: ray.init retried for 10+ minutes
+                    with pytest.raises(ValueError, match="something answers at 127.0.0.1:"
+                                                         f"{port}, but not a Ray cluster"):
+                        check_ray_address(address, timeout=2)
+            thread.join(5)
     with pytest.raises(ValueError, match=r"'ray://127.0.0.1:1': nothing answers at 127.0.0.1:1"):
         check_ray_address("ray://127.0.0.1:1", timeout=2)
     with pytest.raises(ValueError, match="the port must be in 1..65535, got 70000"):
