@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from .drop_stream import layer_drop_streams
 from .network import get_activation
 from .validation import (
+    check_bool,
     check_dtype,
     check_finite,
     check_has_rows,
@@ -223,6 +224,10 @@ def mc_predict(
     """
     T = check_positive_int(T, "T")
     max_rows = check_positive_int(max_rows, "max_rows")
+    inverted, progress = check_bool(inverted, "inverted"), check_bool(progress, "progress")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got "
+                         f"{type(generator).__name__} ({generator!r})")
     kps = _check_net(x, weights, biases, keep_probs)
     act = get_activation(activation)
     weights = [w / kp if inverted and kp != 1.0 else w for w, kp in zip(weights, kps)]

@@ -31,6 +31,7 @@ import torch
 
 __all__ = [
     "refuse_non_numbers",
+    "check_bool",
     "check_real",
     "check_keep_prob",
     "check_learnable_keep_prob",
@@ -92,6 +93,21 @@ def _as_float(name: str, value, expected: str = "a real number") -> float:
         return float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be {expected}, got {value!r}") from None
+
+
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` as a bool after checking it is one (``True``/``False`` or a numpy bool):
+    a string such as ``"False"`` is truthy, and a number is not a flag.
+
+    Example:
+        >>> check_bool("False", "inverted")
+        Traceback (most recent call last):
+        ...
+        ValueError: inverted must be True or False, got a str ('False')
+    """
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got a {type(value).__name__} ({value!r})")
 
 
 def check_real(value, name: str, *, finite: bool = True) -> float:

@@ -328,3 +328,17 @@ def test_regression_summary_scalars_must_be_numbers(kwargs, message):
         regression_summary(s, y, **kwargs)
     # NumPy scalars are numbers
     regression_summary(s, y, tau=np.float64(2.0), y_mean=np.float64(0.5), y_std=np.int64(2))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"inverted": "False"}, r"inverted must be True or False, got a str \('False'\)"),
+    ({"progress": "no"}, r"progress must be True or False, got a str"),
+    ({"inverted": 1}, r"inverted must be True or False, got a int"),
+    ({"generator": "seed"}, r"generator must be a torch.Generator or None, got str"),
+])
+def test_flags_and_generator_are_checked(kwargs, match):
+    """inverted="False" was truthy (it scaled the weights); a string generator was a TypeError."""
+    w = [torch.ones(3, 2, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)]
+    b = [torch.zeros(3, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]
+    with pytest.raises(ValueError, match=match):
+        mc_predict(torch.ones(5, 2, dtype=torch.float64), w, b, keep_probs=0.9, T=2, **kwargs)
