@@ -12,17 +12,41 @@
 
 from __future__ import annotations
 
-from . import io_exact_gp, io_mc_dropout, io_module, io_nuts, io_svi, loo
 from .base import CHAIN_DIM, DRAW_DIM, FEATURE_DIM, OBS_DIM, OUTPUT_DIM, weight_dims
-from .io_exact_gp import *  # noqa: F401,F403
-from .io_mc_dropout import *  # noqa: F401,F403
-from .io_module import *  # noqa: F401,F403
-from .io_nuts import *  # noqa: F401,F403
-from .io_svi import *  # noqa: F401,F403
-from .loo import *  # noqa: F401,F403
+from .io_exact_gp import (
+    from_exact_gp,
+)
+from .io_mc_dropout import (
+    from_mc_dropout,
+)
+from .io_module import (
+    from_module_guide,
+    model_attrs,
+)
+from .io_nuts import (
+    from_nuts,
+)
+from .io_svi import (
+    from_svi_guide,
+)
+from .loo import (
+    LOOReliabilityWarning,
+    checked_loo,
+)
 
 __all__ = [
-    "CHAIN_DIM", "DRAW_DIM", "FEATURE_DIM", "OBS_DIM", "OUTPUT_DIM", "weight_dims",
-    *io_mc_dropout.__all__, *io_svi.__all__, *io_nuts.__all__, *io_exact_gp.__all__,
-    *io_module.__all__, *loo.__all__,
+    "CHAIN_DIM",
+    "DRAW_DIM",
+    "FEATURE_DIM",
+    "OBS_DIM",
+    "OUTPUT_DIM",
+    "weight_dims",
+    "from_mc_dropout",
+    "from_svi_guide",
+    "from_nuts",
+    "from_exact_gp",
+    "from_module_guide",
+    "model_attrs",
+    "LOOReliabilityWarning",
+    "checked_loo",
 ]

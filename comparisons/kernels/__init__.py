@@ -3,10 +3,34 @@ the deep NNGP kernel and random features, on one shared weight/bias-variance bas
 
 from __future__ import annotations
 
-from . import arc_cosine, base, nngp, random_features
-from .arc_cosine import *  # noqa: F401,F403
-from .base import *  # noqa: F401,F403
-from .nngp import *  # noqa: F401,F403
-from .random_features import *  # noqa: F401,F403
+from .arc_cosine import (
+    ARC_COSINE_ORDERS,
+    ArcCosineKernel,
+    arc_cosine_expectation,
+)
+from .base import (
+    WeightBiasVarianceKernel,
+    check_inputs,
+    clamp_eps,
+)
+from .nngp import (
+    NNGP_ACTIVATIONS,
+    NNGPKernel,
+    erf_expectation,
+)
+from .random_features import (
+    RandomFeatureKernel,
+)
 
-__all__ = [*arc_cosine.__all__, *base.__all__, *nngp.__all__, *random_features.__all__]
+__all__ = [
+    "ArcCosineKernel",
+    "arc_cosine_expectation",
+    "ARC_COSINE_ORDERS",
+    "WeightBiasVarianceKernel",
+    "clamp_eps",
+    "check_inputs",
+    "NNGPKernel",
+    "erf_expectation",
+    "NNGP_ACTIVATIONS",
+    "RandomFeatureKernel",
+]

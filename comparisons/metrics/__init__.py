@@ -3,9 +3,48 @@ interval coverage and classification calibration."""
 
 from __future__ import annotations
 
-from . import calibration, distances, gaussian
-from .calibration import *  # noqa: F401,F403
-from .distances import *  # noqa: F401,F403
-from .gaussian import *  # noqa: F401,F403
+from .calibration import (
+    ReliabilityBins,
+    accuracy,
+    calibration_records,
+    expected_calibration_error,
+    negative_log_likelihood,
+    predictive_probs,
+    reliability_bins,
+)
+from .distances import (
+    DISTANCE_METRICS,
+    gaussian_kl,
+    gaussian_total_variation,
+    gaussian_w2,
+    interval_coverage,
+    mixture_interval_mass,
+    moment_match_samples,
+    standardized_mean_difference,
+    summarize_predictive_distances,
+    variance_ratio,
+)
+from .gaussian import (
+    gaussian_log_likelihood,
+)
 
-__all__ = [*calibration.__all__, *distances.__all__, *gaussian.__all__]
+__all__ = [
+    "ReliabilityBins",
+    "predictive_probs",
+    "accuracy",
+    "reliability_bins",
+    "expected_calibration_error",
+    "negative_log_likelihood",
+    "calibration_records",
+    "standardized_mean_difference",
+    "variance_ratio",
+    "gaussian_kl",
+    "gaussian_w2",
+    "gaussian_total_variation",
+    "interval_coverage",
+    "mixture_interval_mass",
+    "moment_match_samples",
+    "summarize_predictive_distances",
+    "DISTANCE_METRICS",
+    "gaussian_log_likelihood",
+]

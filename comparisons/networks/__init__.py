@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from . import lenet
-from .lenet import *  # noqa: F401,F403
+from .lenet import (
+    LeNet,
+    TrainHistory,
+    lenet_features,
+    mc_logits,
+    standard_logits,
+    train_lenet,
+)
 
-__all__ = [*lenet.__all__]
+__all__ = [
+    "LeNet",
+    "TrainHistory",
+    "train_lenet",
+    "lenet_features",
+    "mc_logits",
+    "standard_logits",
+]

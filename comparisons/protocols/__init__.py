@@ -3,8 +3,48 @@
 
 from __future__ import annotations
 
-from . import uci, uci_gp
-from .uci import *  # noqa: F401,F403
-from .uci_gp import *  # noqa: F401,F403
+from .uci import (
+    DropoutFit,
+    GridSelection,
+    MCDropoutUCISettings,
+    fit_mc_dropout,
+    fit_mc_dropout_under_prior,
+    hyperparameter_grid,
+    parse_splits,
+    protocol_seed,
+    run_uci_cell,
+    score_networks,
+    select_and_retrain,
+    split_items,
+    train_grid,
+    uci_cells,
+    uci_splits,
+)
+from .uci_gp import (
+    GPUCISettings,
+    gp_uci_cells,
+    predictive_metrics,
+    run_gp_uci_cell,
+)
 
-__all__ = [*uci.__all__, *uci_gp.__all__]
+__all__ = [
+    "MCDropoutUCISettings",
+    "fit_mc_dropout_under_prior",
+    "uci_cells",
+    "run_uci_cell",
+    "parse_splits",
+    "split_items",
+    "uci_splits",
+    "hyperparameter_grid",
+    "train_grid",
+    "score_networks",
+    "protocol_seed",
+    "GridSelection",
+    "select_and_retrain",
+    "DropoutFit",
+    "fit_mc_dropout",
+    "GPUCISettings",
+    "gp_uci_cells",
+    "run_gp_uci_cell",
+    "predictive_metrics",
+]

@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
-from . import nuts
-from .nuts import *  # noqa: F401,F403
+from .nuts import (
+    DEFAULT_ESS_PER_CHAIN,
+    DEFAULT_MIN_BFMI,
+    DEFAULT_R_HAT_MAX,
+    HMCDiagnosticsWarning,
+    NUTSResult,
+    RecordingNUTS,
+    bnn_potential,
+    hmc_summary,
+    jit_potential,
+    nuts_cache_key,
+    run_nuts,
+)
 
-__all__ = [*nuts.__all__]
+__all__ = [
+    "DEFAULT_ESS_PER_CHAIN",
+    "DEFAULT_MIN_BFMI",
+    "DEFAULT_R_HAT_MAX",
+    "HMCDiagnosticsWarning",
+    "NUTSResult",
+    "RecordingNUTS",
+    "bnn_potential",
+    "hmc_summary",
+    "jit_potential",
+    "nuts_cache_key",
+    "run_nuts",
+]

@@ -6,11 +6,60 @@ and the UCI summary; each experiment's ``write_report`` is in its own module
 
 from __future__ import annotations
 
-from . import calibration, plots, styles, tables, uci
-from .calibration import *  # noqa: F401,F403
-from .plots import *  # noqa: F401,F403
-from .styles import *  # noqa: F401,F403
-from .tables import *  # noqa: F401,F403
-from .uci import *  # noqa: F401,F403
+from .calibration import (
+    plot_reliability_diagram,
+)
+from .plots import (
+    finish_toy_axes,
+    plot_predictive_band,
+    toy_ylim,
+)
+from .styles import (
+    LEGACY_METHOD_IDS,
+    METHOD_STYLES,
+    MethodStyle,
+    canonical_method,
+    method_color,
+    method_label,
+    register_style,
+)
+from .tables import (
+    format_value,
+    markdown_table,
+    records_frame,
+)
+from .uci import (
+    HYPERPARAMETER_METRICS,
+    REPORT_METRICS,
+    format_mean_se,
+    plot_split_metric,
+    summarize,
+    summary_markdown,
+    with_learned_drop_rates,
+    write_uci_report,
+)
 
-__all__ = [*calibration.__all__, *plots.__all__, *styles.__all__, *tables.__all__, *uci.__all__]
+__all__ = [
+    "plot_reliability_diagram",
+    "toy_ylim",
+    "plot_predictive_band",
+    "finish_toy_axes",
+    "METHOD_STYLES",
+    "LEGACY_METHOD_IDS",
+    "MethodStyle",
+    "canonical_method",
+    "method_color",
+    "method_label",
+    "register_style",
+    "records_frame",
+    "format_value",
+    "markdown_table",
+    "summarize",
+    "format_mean_se",
+    "summary_markdown",
+    "plot_split_metric",
+    "REPORT_METRICS",
+    "HYPERPARAMETER_METRICS",
+    "with_learned_drop_rates",
+    "write_uci_report",
+]

@@ -3,11 +3,78 @@ the folder lock of every results folder and the one reader of records files."""
 
 from __future__ import annotations
 
-from . import executors, folder_lock, records_file, store
-from .executors import *  # noqa: F401,F403
-from .folder_lock import *  # noqa: F401,F403
-from .records_file import *  # noqa: F401,F403
-from .store import *  # noqa: F401,F403
+from .executors import (
+    Cell,
+    CellError,
+    CellGroup,
+    CellOutcome,
+    Executor,
+    LocalExecutor,
+    RayExecutor,
+    RunInterrupted,
+    RunSummary,
+    cell_id_of,
+    check_ray_address,
+    run_cells,
+)
+from .folder_lock import (
+    LOCK_NAME,
+    FolderLock,
+    ResultsFolderBusy,
+)
+from .records_file import (
+    NON_EMPTY_FIELDS,
+    NON_KEY_COLUMNS,
+    RECORDS_NAME,
+    RecordsFileError,
+    read_records,
+    records_path,
+)
+from .store import (
+    REQUIRED_FIELDS,
+    DamagedCellWarning,
+    ResultsStore,
+    SettingsMismatch,
+    atomic_savefig,
+    atomic_write_bytes,
+    atomic_write_text,
+    config_hash,
+    make_cell_id,
+    records_checksum,
+    validate_records,
+)
 
-__all__ = [*executors.__all__, *store.__all__,
-           *(n for n in folder_lock.__all__ if n not in store.__all__), *records_file.__all__]
+__all__ = [
+    "Cell",
+    "CellGroup",
+    "CellError",
+    "CellOutcome",
+    "RunSummary",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "check_ray_address",
+    "RunInterrupted",
+    "cell_id_of",
+    "run_cells",
+    "REQUIRED_FIELDS",
+    "ResultsStore",
+    "DamagedCellWarning",
+    "SettingsMismatch",
+    "records_checksum",
+    "make_cell_id",
+    "config_hash",
+    "atomic_write_text",
+    "atomic_write_bytes",
+    "atomic_savefig",
+    "validate_records",
+    "FolderLock",
+    "ResultsFolderBusy",
+    "LOCK_NAME",
+    "NON_EMPTY_FIELDS",
+    "NON_KEY_COLUMNS",
+    "RECORDS_NAME",
+    "RecordsFileError",
+    "read_records",
+    "records_path",
+]

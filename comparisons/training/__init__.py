@@ -10,8 +10,50 @@ Modules::
 
 from __future__ import annotations
 
-from . import checkpoint, dropout_regressor
-from .checkpoint import *  # noqa: F401,F403
-from .dropout_regressor import *  # noqa: F401,F403
+from .checkpoint import (
+    MAGIC,
+    CheckpointError,
+    CheckpointMismatch,
+    check_settings,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+    settings_changes,
+)
+from .dropout_regressor import (
+    TRAINER,
+    EpochBatches,
+    LossHistory,
+    RegressorFit,
+    StoppingRule,
+    fit_dropout_regressor,
+    initial_network,
+    mc_function_draws,
+    preflight_dropout_regressor,
+    regularised_mse,
+    resolve_device,
+    train_dropout_regressor,
+)
 
-__all__ = [*checkpoint.__all__, *dropout_regressor.__all__]
+__all__ = [
+    "MAGIC",
+    "CheckpointError",
+    "CheckpointMismatch",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_checkpoint_meta",
+    "settings_changes",
+    "check_settings",
+    "TRAINER",
+    "StoppingRule",
+    "RegressorFit",
+    "resolve_device",
+    "train_dropout_regressor",
+    "fit_dropout_regressor",
+    "preflight_dropout_regressor",
+    "LossHistory",
+    "initial_network",
+    "EpochBatches",
+    "regularised_mse",
+    "mc_function_draws",
+]
