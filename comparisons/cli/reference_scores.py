@@ -122,7 +122,7 @@ def run(args) -> int:
         if store is None or out.resolve() != store.out.resolve():
             held.enter_context(FolderLock(out))
         if store is not None:
-            held.enter_context(store.session())
+            held.enter_context(store.writing())
         result = reference_scores.run(settings_from_args(args), store=store)
         command = "python -m comparisons " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else ""
         paths = write_report(result, out, commands=[command] if command else ())

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import sys
@@ -282,7 +283,9 @@ def load_method_file(path: str | Path) -> list[str]:
     if path.suffix != ".py" or not path.is_file():
         raise ValueError(f"method file {path}: expected an existing .py file that calls "
                          "register_method")
-    name = f"comparisons_method_file_{abs(hash(str(path.resolve())))}"
+    # one module name per file, the same in every process (str hashes are salted per process)
+    name = "comparisons_method_file_" + hashlib.sha256(
+        str(path.resolve()).encode("utf-8")).hexdigest()[:16]
     if name in sys.modules:
         return list(getattr(sys.modules[name], "__registered_ids__", []))
     before = set(_REGISTRY)

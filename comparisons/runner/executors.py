@@ -609,7 +609,7 @@ def run_cells(cells: Sequence[Any], fn: CellFn, store: ResultsStore,
     dups = sorted({i for i in ids if i in seen or seen.add(i)})
     if dups:
         raise ValueError(f"duplicated cell ids: {dups[:5]}")
-    with store.session():
+    with store.writing():
         finished_ids = store.done_cells()
         todo = [k for k, cid in enumerate(ids) if cid not in finished_ids]
         skipped = done_before = len(cells) - len(todo)

@@ -31,7 +31,7 @@ One run at a time writes into a folder (:meth:`ResultsStore.lock`,
 and a store given ``settings`` refuses to mix results made with other settings
 (:meth:`ResultsStore.check_settings`, :class:`SettingsMismatch`): each cell file carries the
 settings it was made with, so a deleted or replaced ``settings.json`` cannot let a run with
-another seed add its cells next to the old ones. :meth:`ResultsStore.session` does all of it
+another seed add its cells next to the old ones. :meth:`ResultsStore.writing` does all of it
 at the start of a run (lock, settings, stale temporary files, damaged cells).
 
 A record is a dict with at least ``dataset``, ``method``, ``split``, ``metric`` and ``value``
@@ -512,7 +512,7 @@ class ResultsStore:
             yield self
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[ResultsStore]:
+    def writing(self) -> Iterator[ResultsStore]:
         """Everything a run does before it writes: hold :meth:`lock`, :meth:`check_settings`,
         delete :meth:`stale_temp_files` and :meth:`quarantine_damaged` cells; the lock is
         released when the block ends.
@@ -522,7 +522,7 @@ class ResultsStore:
             SettingsMismatch: see :meth:`check_settings`.
 
         Example:
-            >>> with ResultsStore("out", settings={"seed": 0}).session() as store:  # doctest: +SKIP
+            >>> with ResultsStore("out", settings={"seed": 0}).writing() as store:  # doctest: +SKIP
             ...     store.write_cell("c1", records)
         """
         with self.lock():
