@@ -75,3 +75,35 @@ def test_swag_records_are_reproducible():
     other = get_method("swag").split_predictive(raw, RunSettings(epochs_multiplier=0.05, seed=1))
     np.testing.assert_array_equal(first[0], again[0])
     assert not np.array_equal(first[0], other[0])
+
+
+def test_an_edited_method_file_runs_again(tmp_path, capsys):
+    """Fixing a method file (here: std -> var) and rerunning into the same folder recomputed
+    nothing; the file's SHA-256 is in the cell ids now."""
+    method = tmp_path / "scaled.py"
+    body = ("import numpy as np\nfrom comparisons.protocols.registry import register_method, "
+            "split_method\n\ndef fit(xt, yt, xs, s):\n    return np.zeros(len(xs)), "
+            "np.full(len(xs), {var})\n\nregister_method(split_method('scaled_{k}', fit), "
+            "replace=True)\n")
+    method.write_text(body.format(var=0.5, k=0))
+    argv = ["uci", "--method-file", str(method), "--methods", "scaled_0", "--dataset", "yacht",
+            "--splits", "0", "--out", str(tmp_path / "o"), "--no-progress"]
+    assert main(argv) == 0
+    method2 = tmp_path / "scaled2.py"  # a new file path: the edited method, loaded afresh
+    method2.write_text(body.format(var=0.25, k=0))
+    capsys.readouterr()
+    assert main([*argv[:2], str(method2), *argv[3:]]) == 0
+    assert "1 done, 0 skipped" in capsys.readouterr().out
+
+
+def test_a_pandas_index_column_is_refused(tmp_path):
+    from comparisons.datasets.own_data import load_dataset_file
+
+    path = _csv(tmp_path / "indexed.csv")
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([","+lines[0]] + [f"{k},{r}" for k, r in enumerate(lines[1:])])
+                    + "\n")
+    import pytest
+
+    with pytest.raises(ValueError, match="its first column has no name: a row index"):
+        load_dataset_file(path)

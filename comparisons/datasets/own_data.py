@@ -80,6 +80,9 @@ def _read_csv(path: Path, blob: bytes) -> tuple[np.ndarray, np.ndarray]:
         raise _fail(path, "expected a header line and numeric rows, the target in the last "
                           "column")
     width = len(rows[0])
+    if not rows[0][0].strip():
+        raise _fail(path, "its first column has no name: a row index (pandas writes one unless "
+                          "to_csv(..., index=False)); save it without the index")
     if width < 2:
         raise _fail(path, f"needs at least one input column and the target, got {width} column")
     values = []

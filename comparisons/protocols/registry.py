@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import sys
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -288,7 +289,7 @@ def load_method_file(path: str | Path) -> list[str]:
         str(path.resolve()).encode("utf-8")).hexdigest()[:16]
     if name in sys.modules:
         return list(getattr(sys.modules[name], "__registered_ids__", []))
-    before = set(_REGISTRY)
+    before = dict(_REGISTRY)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -302,7 +303,7 @@ def load_method_file(path: str | Path) -> list[str]:
         del sys.modules[name]
         raise ValueError(f"method file {path} failed when imported: {type(exc).__name__}: "
                          f"{exc}") from None
-    added = [m for m in _REGISTRY if m not in before]
+    added = [m for m, method in _REGISTRY.items() if before.get(m) is not method]
     if not added:
         del sys.modules[name]
         raise ValueError(f"method file {path} registered no method: call register_method("
@@ -372,8 +373,9 @@ class _SplitPredictive:
 
 
 class _SplitCells:
-    def __init__(self, method_id: str, settings_fields: Sequence[str]):
+    def __init__(self, method_id: str, settings_fields: Sequence[str], code_sha256: str | None):
         self.method_id, self.settings_fields = method_id, tuple(settings_fields)
+        self.code_sha256 = code_sha256
 
     def __call__(self, datasets, splits, settings: RunSettings) -> list[Cell]:
         from comparisons.datasets.uci import resolve_uci_name, uci_info
@@ -382,12 +384,23 @@ class _SplitCells:
         config = {k: (list(v) if isinstance(v, tuple) else v)
                   for k, v in asdict(settings).items()
                   if k in self.settings_fields and v is not None}
+        if self.code_sha256 is not None:  # an edited method file makes new cells
+            config["code_sha256"] = self.code_sha256
         cells = []
         for name in datasets:
             name = resolve_uci_name(name)
             for split in parse_splits(splits, uci_info(name).n_splits, clip_ranges=True):
                 cells.append(Cell(name, split, self.method_id, config))
         return cells
+
+
+def _source_sha256(fn) -> str | None:
+    """SHA-256 of the file that defines ``fn`` (``None`` when it has none, e.g. a REPL)."""
+    try:
+        path = inspect.getsourcefile(fn)
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
+    except (OSError, TypeError):
+        return None
 
 
 def split_method(method_id: str, fit_predict: Callable, *, label: str | None = None,
@@ -411,7 +424,9 @@ def split_method(method_id: str, fit_predict: Callable, *, label: str | None = N
         label, color: for tables and figures (default label: the id).
         help: one line for ``--help``.
         settings_fields: the :class:`RunSettings` fields that change its numbers (hashed into
-            its cell ids, so other values make other cells).
+            its cell ids, so other values make other cells). The SHA-256 of the file that
+            defines ``fit_predict`` is hashed in too: an edited method runs again, its old
+            cells stay in the folder but out of the new table.
 
     Example:
         >>> def mean_only(x_train, y_train, x_test, settings):
@@ -427,7 +442,7 @@ def split_method(method_id: str, fit_predict: Callable, *, label: str | None = N
         raise ValueError(f"settings_fields: {bad} are not RunSettings fields "
                          f"({', '.join(RunSettings.__dataclass_fields__)})")
     return UCIMethod(id=method_id, label=label or method_id, color=color,
-                     make_cells=_SplitCells(method_id, settings_fields),
+                     make_cells=_SplitCells(method_id, settings_fields, _source_sha256(fit_predict)),
                      run_cell=_SplitRun(method_id), help=help,
                      split_predictive=_SplitPredictive(method_id, fit_predict))
 
