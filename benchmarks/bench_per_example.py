@@ -1,7 +1,7 @@
 """Benchmark: one weight draw per example (PerExampleDropoutELBO) vs one per minibatch (Trace_ELBO).
 
 On a small MLP and a small CNN (``nn.Dropout`` / ``nn.Dropout2d`` in the user's module, converted
-with ``ModuleBNN`` / ``ModuleDropoutGuide``) and the same synthetic regression data:
+with ``ModuleBNN`` / ``DropoutGuide``) and the same synthetic regression data:
 
 (a) the variance of the gradient estimator of the guide's means at fixed parameters (trace of
     the covariance over ``--reps`` repetitions) for ``Trace_ELBO`` (one weight draw per
@@ -35,9 +35,10 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide  # noqa: E402
-from vi_dropout.module_forward import draw_module_masks  # noqa: E402
-from vi_dropout.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
+from vi_dropout.forward import draw_module_masks  # noqa: E402
+from vi_dropout.guides import DropoutGuide  # noqa: E402
+from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
+from vi_dropout.models import ModuleBNN  # noqa: E402
 from vi_dropout.training import weight_decay  # noqa: E402
 
 
@@ -97,7 +98,7 @@ def run_net(kind, make, a, dtype, ls, tau):
     x_all, y_all = make_data(kind, a.num_data, dtype)
     x, y = x_all[: a.batch], y_all[: a.batch]
     model = ModuleBNN(net, prior_length_scale=ls, tau=tau)
-    guide = ModuleDropoutGuide(model, theta=a.theta)
+    guide = DropoutGuide(model, theta=a.theta)
     per_example = PerExampleDropoutELBO(num_masks_seed=0)
     trace_elbo = Trace_ELBO()
     shared_gen = torch.Generator().manual_seed(1)

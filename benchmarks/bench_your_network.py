@@ -2,7 +2,7 @@
 
 (a) one training step of ``SVI`` with ``PerExampleDropoutELBO`` (one weight draw per example,
     the full ELBO), with Pyro's ``pyro.optim.Adam`` (one optimiser per parameter) and with
-    ``vi_dropout.optim.JointAdam`` (one ``torch.optim.Adam`` for all of them), against one plain training step of the same network with its own dropout
+    ``vi_dropout.infer.optim.JointAdam`` (one ``torch.optim.Adam`` for all of them), against one plain training step of the same network with its own dropout
     and ``torch.optim.Adam`` (the loss plus the prior's weight decay), on the PyTorch MNIST
     example network (``examples/mnist_net.py``, real MNIST digits, batch 64) and on a
     BatchNorm + residual regressor (``examples/bn_residual.py``, Boston housing, batch 32);
@@ -46,11 +46,12 @@ sys.path.insert(0, str(REPO))
 from bench_per_example import time_steps  # noqa: E402  (the same interleaved timer)
 
 from tests.common import example_problem  # noqa: E402
-from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide  # noqa: E402
-from vi_dropout.objectives import weight_decay_from_prior  # noqa: E402
-from vi_dropout.optim import JointAdam  # noqa: E402
-from vi_dropout.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
-from vi_dropout.verify_network import ModuleProblem, verify_network  # noqa: E402
+from vi_dropout.guides import DropoutGuide  # noqa: E402
+from vi_dropout.infer.elbo import weight_decay_from_prior  # noqa: E402
+from vi_dropout.infer.optim import JointAdam  # noqa: E402
+from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
+from vi_dropout.models import ModuleBNN  # noqa: E402
+from vi_dropout.verify.network import ModuleProblem, verify_network  # noqa: E402
 
 
 def step_times(name: str, batch: int, steps: int,
@@ -64,7 +65,7 @@ def step_times(name: str, batch: int, steps: int,
     net, x_all, y_all, lik = example_problem(name, num_data)
     tau, ls = 1.0, 1.0
     model = ModuleBNN(net, prior_length_scale=ls, tau=tau, likelihood=lik)
-    guide = ModuleDropoutGuide(model, theta=1e-3)
+    guide = DropoutGuide(model, theta=1e-3)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), PerExampleDropoutELBO(num_masks_seed=0))
     # the same with one optimiser for all parameters: the same model and guide (Pyro names a
     # PyroModule's parameters in the one param store, so a copy would share them anyway); the
@@ -111,7 +112,7 @@ def step_times(name: str, batch: int, steps: int,
     # SVI step registers its parameters in the param store first, so SVI keeps training them)
     native_net, *_ = example_problem(name, 2)
     native_model = ModuleBNN(native_net, prior_length_scale=ls, tau=tau, likelihood=lik)
-    native_guide = ModuleDropoutGuide(native_model, theta=1e-3)
+    native_guide = DropoutGuide(native_model, theta=1e-3)
     loss_module = PerExampleDropoutELBO(num_masks_seed=1)(native_model, native_guide)
     native_opt = torch.optim.Adam(loss_module.parameters(), lr=1e-3)
 

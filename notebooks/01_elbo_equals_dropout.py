@@ -17,7 +17,7 @@
 #
 # Gal & Ghahramani (2016) show that training a network with dropout and weight decay is
 # variational inference in a Bayesian network with a particular family $q(\mathbf{W})$. This
-# notebook walks through the equivalence report of `vi_dropout.verify` with plots:
+# notebook walks through the equivalence report of `vi_dropout.verify.paper` with plots:
 #
 # 1. the variational family;
 # 2. gradients of $-\mathrm{ELBO}/(N\tau)$ and of the dropout loss agree up to $O(\theta)$;
@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from vi_dropout.objectives import elbo_dropout_offset
+from vi_dropout.infer.elbo import elbo_dropout_offset
 from vi_dropout.plotting import (
     gradient_arrays_from_rows,
     plot_dropout_normal_density,
@@ -51,7 +51,7 @@ from vi_dropout.plotting import (
     plot_kl_gap,
     plot_value_offset,
 )
-from vi_dropout.verify import (
+from vi_dropout.verify.paper import (
     VerifyProblem,
     check_gradients,
     check_kl,

@@ -63,7 +63,6 @@ from comparisons.metrics.calibration import (
 from comparisons.networks.lenet import (
     LeNet,
     lenet_features,
-    mc_logits,
     standard_logits,
     train_lenet,
 )
@@ -73,6 +72,7 @@ from comparisons.report.rotated_digit import (
     plot_softmax_scatter,
     rotated_digit_table,
 )
+from vi_dropout.predict import mc_predict
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
 OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"
@@ -121,8 +121,8 @@ plt.show()
 # ## 2. MC dropout over the last layer only
 #
 # Dropout sits only in front of the last layer, so everything before it is a deterministic
-# function $\mathbf{h}(\mathbf{x})$ of the image. `mc_logits` computes $\mathbf{h}$ once and
-# samples just the masks:
+# function $\mathbf{h}(\mathbf{x})$ of the image. `mc_predict(x, net, T=T)` (the package's one MC
+# dropout predictor, here given the module) computes $\mathbf{h}$ once and samples just the masks:
 #
 # $$
 # \text{logits}_t(\mathbf{x}) = \mathbf{W}\,\frac{\mathbf{z}_t \odot \mathbf{h}(\mathbf{x})}{\text{keep\_prob}}
@@ -136,7 +136,7 @@ plt.show()
 # %%
 x = data.x_test[:3]
 h = lenet_features(net, x)
-samples = mc_logits(net, x, 2000, generator=torch.Generator().manual_seed(1))
+samples = mc_predict(x, net, T=2000, generator=torch.Generator().manual_seed(1))
 print("features:", tuple(h.shape), " MC logits:", tuple(samples.shape))
 print("max |mean of 2000 MC logits - standard logits| =",
       f"{float((samples.mean(0) - standard_logits(net, x)).abs().max()):.3f}",
@@ -201,7 +201,8 @@ print(f"MC dropout predicts a class other than 1 at {len(wrong)} of {len(table)}
 
 # %%
 logits = {
-    "mc_dropout": mc_logits(net, data.x_test, T, generator=torch.Generator().manual_seed(SEED + 1)),
+    "mc_dropout": mc_predict(data.x_test, net, T=T,
+                             generator=torch.Generator().manual_seed(SEED + 1)),
     "standard_dropout": standard_logits(net, data.x_test),
 }
 cal = pd.DataFrame(calibration_records(logits, data.y_test, "digits"))

@@ -23,9 +23,9 @@
 #
 # 1. finds the layers whose weights the family covers (`vi_dropout.conversion.find_covered_layers`,
 #    read from the real call graph by `torch.fx`);
-# 2. turns it into a Pyro model and guide (`vi_dropout.bnn.ModuleBNN`, `ModuleDropoutGuide`) and
+# 2. turns it into a Pyro model and guide (`vi_dropout.models.ModuleBNN`, `DropoutGuide`) and
 #    trains it with `pyro.infer.SVI` and the per-example ELBO
-#    (`vi_dropout.per_example_elbo.PerExampleDropoutELBO`: one weight draw per example, as dropout
+#    (`vi_dropout.infer.per_example_elbo.PerExampleDropoutELBO`: one weight draw per example, as dropout
 #    draws one mask per example);
 # 3. predicts with `pyro.infer.Predictive` and, after `guide.load_into(net)`, with plain MC dropout
 #    through the network's own dropout modules;
@@ -55,9 +55,10 @@ from torch import nn
 
 from comparisons.datasets.digits import load_digits_split
 from comparisons.metrics.calibration import calibration_records
-from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
 from vi_dropout.conversion import find_covered_layers
-from vi_dropout.per_example_elbo import PerExampleDropoutELBO
+from vi_dropout.guides import DropoutGuide
+from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
+from vi_dropout.models import ModuleBNN
 from vi_dropout.predict import classification_summary
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
@@ -134,7 +135,7 @@ length_scale = math.sqrt(5e-4 * N)
 pyro.clear_param_store()
 pyro.set_rng_seed(SEED)
 model = ModuleBNN(net, prior_length_scale=length_scale, likelihood="categorical")
-guide = ModuleDropoutGuide(model, theta=THETA)  # means initialised from net's weights
+guide = DropoutGuide(model, theta=THETA)  # means initialised from net's weights
 svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 2e-3}),
                      PerExampleDropoutELBO(num_masks_seed=SEED))
 shuffle = torch.Generator().manual_seed(SEED)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .io import atomic_write_text
+from vi_dropout.io import atomic_write_text
 
 __all__ = ["main", "build_parser", "run", "check_verify_args", "run_reporting_errors",
            "writable_file_arg", "output_dir_arg", "positive_float_arg", "thetas_arg", "CLIParser",
@@ -415,13 +415,13 @@ def check_verify_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``verify`` report of parsed ``args``; 0 if every row passed, else 1."""
-    from .verify import format_table, run_verify
+    from vi_dropout.verify.paper import format_table, run_verify
 
     check_verify_args(args)
     extra: dict = {}
     if args.model is not None:
-        from .user_files import check_data_file, load_data_file, load_model_factory
-        from .verify_network import (
+        from vi_dropout.user_files import check_data_file, load_data_file, load_model_factory
+        from vi_dropout.verify.network import (
             ModuleProblem,
             check_thetas,
             conversion_summary,

@@ -8,7 +8,7 @@ A layer is *covered* when the family of Gal & Ghahramani puts :class:`DropoutNor
   ``flatten``, ``view`` or ``reshape``, and through ``ReLU`` / ``LeakyReLU``, which commute with a
   0/1 mask scaled by :math:`1/\pi`) drops whole columns. On an input with leading dimensions
   (``B x T x in``, tokens) ``nn.Dropout`` draws one mask per token, and the family one weight draw
-  per token (:mod:`vi_dropout.module_forward`).
+  per token (:mod:`vi_dropout.forward`).
 * ``nn.Conv2d`` / ``nn.Conv1d`` (weight ``out x in/g x k...`` with ``g`` groups): a "column" is
   every weight attached to one input channel. Input channel :math:`c` of group
   :math:`\lfloor c g / \text{in} \rfloor` connects to the ``out/g`` output channels of its group,
@@ -46,7 +46,7 @@ still inspected for the recurrent / attention / transformer dropout above.
 
 ``torch.nn.Dropout`` rescales kept units by :math:`1/\pi`; the paper's family does not. The same
 function with the same masks has module weights :math:`\mathbf{W}' = \pi\mathbf{M}`
-(:func:`vi_dropout.objectives.to_inverted_dropout`): :meth:`CoveredLayer.means_from_module`
+(:func:`vi_dropout.infer.elbo.to_inverted_dropout`): :meth:`CoveredLayer.means_from_module`
 and :meth:`CoveredLayer.module_weight` map between the two exactly.
 
 Example:
@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .validation import check_keep_prob
+from vi_dropout.validation import check_keep_prob
 
 __all__ = ["CoveredLayer", "DisabledDropout", "Conversion", "convert_module",
            "find_covered_layers", "dropout_free_copy", "is_dropout_free", "without_disabled_dropout",
@@ -277,10 +277,16 @@ def _disabled(name: str, kind: str, p: float, reason: str) -> DisabledDropout:
     return DisabledDropout(name, kind, 1.0 - float(p), reason)
 
 
+#: ``torch.nn`` containers: never called as one module, their layers are the network's own
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
 def _is_torch_leaf(module: nn.Module) -> bool:
-    """``torch.fx``'s default leaf rule: a ``torch.nn`` module other than ``nn.Sequential``."""
+    """``torch.fx``'s default leaf rule: a ``torch.nn`` module other than a container
+    (``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``, whose layers are the network's
+    own)."""
     return ((module.__module__.startswith("torch.nn") or module.__module__.startswith("torch.ao.nn"))
-            and not isinstance(module, nn.Sequential))
+            and not isinstance(module, _CONTAINERS))
 
 
 def _inside_leaf(modules: dict[str, nn.Module]) -> dict[str, str]:

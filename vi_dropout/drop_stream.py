@@ -41,7 +41,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .validation import check_keep_prob, check_positive_int, refuse_non_numbers
+from vi_dropout.validation import check_keep_prob, check_positive_int, refuse_non_numbers
 
 __all__ = ["DropStream", "layer_drop_streams", "sample_drop_mask"]
 

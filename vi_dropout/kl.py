@@ -38,8 +38,8 @@ from typing import NamedTuple
 import torch
 import torch.distributions as tdist
 
-from .distributions import DropoutNormal
-from .validation import check_positive, check_positive_int
+from vi_dropout.distributions import DropoutNormal
+from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
     "MonteCarloEstimate",

@@ -9,7 +9,7 @@ A layer :math:`i` maps its input :math:`\mathbf{x}` (width :math:`Q_i`) to
 with ``W_i`` of shape ``out x in`` (so dropping input unit ``a`` zeroes *column* ``a`` of ``W_i``)
 and an elementwise activation between layers (none after the last one). Kept units are **not**
 rescaled by ``1 / keep_prob`` (unlike :class:`torch.nn.Dropout`; see
-:func:`vi_dropout.objectives.from_inverted_dropout`).
+:func:`vi_dropout.infer.elbo.from_inverted_dropout`).
 
 Weights may carry leading batch dimensions (Monte Carlo draws, particles, ensembles):
 ``W`` of shape ``... x out x in`` and ``b`` of shape ``... x out`` act on inputs of shape
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .validation import check_positive_int
+from vi_dropout.validation import check_positive_int
 
 __all__ = ["ACTIVATIONS", "Architecture", "mlp_forward", "get_activation"]
 

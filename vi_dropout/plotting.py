@@ -2,7 +2,7 @@ r"""Matplotlib helpers for the equivalence report (used by ``notebooks/01_elbo_e
 
 Every ``plot_*`` function takes a matplotlib ``ax``, draws on it and returns it; none creates a
 figure or calls ``show``. The ``*_from_rows`` parsers turn the tidy rows of
-:mod:`vi_dropout.verify` back into arrays.
+:mod:`vi_dropout.verify.paper` back into arrays.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from .distributions import DropoutNormal
+from vi_dropout.distributions import DropoutNormal
 
 __all__ = [
     "gradient_arrays_from_rows",
@@ -31,7 +31,7 @@ _KL_DETAIL = re.compile(
 
 
 def gradient_arrays_from_rows(rows: Sequence[Mapping]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Parse :func:`~vi_dropout.verify.check_gradients` rows into ``(thetas, {name: diffs})``.
+    """Parse :func:`~vi_dropout.verify.paper.check_gradients` rows into ``(thetas, {name: diffs})``.
 
     ``thetas`` is sorted decreasingly; ``diffs[name][j]`` is the relative gradient difference of
     parameter ``name`` at ``thetas[j]``. Rows that are not per-parameter (the slope row, other
@@ -53,7 +53,7 @@ def gradient_arrays_from_rows(rows: Sequence[Mapping]) -> tuple[np.ndarray, dict
 
 
 def kl_records_from_rows(rows: Sequence[Mapping]) -> list[dict]:
-    """Parse the per-width rows of :func:`~vi_dropout.verify.check_kl` into records
+    """Parse the per-width rows of :func:`~vi_dropout.verify.paper.check_kl` into records
     ``{K, theta, keep_prob, mc, mc_se, prop1, gap, gap_se}`` (summary rows are ignored)."""
     out = []
     for r in rows:
@@ -130,7 +130,7 @@ def plot_value_offset(thetas, offsets, predicted, ax):
 
 
 def plot_kl_gap(rows: Sequence[Mapping], ax):
-    r"""KL gap vs width ``K`` (log x-axis) from :func:`~vi_dropout.verify.check_kl` rows: for each
+    r"""KL gap vs width ``K`` (log x-axis) from :func:`~vi_dropout.verify.paper.check_kl` rows: for each
     (theta, keep_prob), the Monte Carlo exact KL minus Proposition 1 with :math:`\pm 2` SE error
     bars (markers) and the gap estimate with its :math:`\pm 2` SE band (line)."""
     recs = kl_records_from_rows(rows)

@@ -24,6 +24,30 @@ loop of single passes taking ``R * in_i`` positions per layer) gives the same sa
 the drops (about ``1 - keep_prob`` uniforms per mask entry) and zeroing them in place is what makes
 the vectorised pass fast on a CPU: with dense uniforms, random numbers and elementwise mask passes cost
 several times the matrix products of a 50-unit network.
+
+Function draws (``shared_masks=True``): draw :math:`t` uses ONE mask per layer for all ``N``
+inputs, :math:`z_{i,t,a}` without an input index, so each draw is a whole function
+:math:`f^{\hat{\mathbf{W}}_t}(\mathbf{x}_{1:N})` (smooth curves; at each single input the same
+law as with independent masks). Stream: per chunk of ``T_chunk`` draws and per layer with
+``keep_prob_i < 1``, in layer order, one ``torch.bernoulli`` of a ``T_chunk x 1 x in_i`` block of
+``keep_prob_i`` from ``generator`` (layers with ``keep_prob_i = 1`` draw nothing). Here the
+chunking does change the samples: the same ``max_rows`` gives the same draws.
+
+Modules: in place of the weight lists, :func:`mc_predict` takes a :class:`torch.nn.Module` that
+holds its own :class:`torch.nn.Dropout` layers (inverted dropout). It runs in eval mode (so
+BatchNorm and the like use their running statistics) with every ``nn.Dropout`` replaced by the
+mask :math:`\lfloor u + \text{keep\_prob} \rfloor / \text{keep\_prob}`,
+:math:`u \sim U[0, 1)` from ``generator``: the law of a training-mode pass. The ``T_chunk``
+passes of a chunk run as one batch of ``T_chunk x N`` inputs (sample-major), each dropout layer
+drawing, in call order, one uniform block of the shape of its input (``T_chunk x 1 x ...`` with
+shared masks); with one dropout layer the chunking does not change the samples, with several the
+same ``max_rows`` gives the same samples. A module in the last-layer form (``features``,
+``dropout``, ``head`` and ``keep_prob`` attributes, ``forward(x) = head(dropout(features(x)))``,
+its only dropout before the ``nn.Linear`` head, e.g. :class:`comparisons.networks.lenet.LeNet`)
+gets the same masks from the same stream, but its deterministic part
+:math:`\mathbf{h}(\mathbf{x})` is computed once (in batches of :data:`MODULE_FEATURE_BATCH`
+rows) and only the ``T`` masked products with the head are formed: one pass plus ``T`` small
+matrix products.
 """
 
 from __future__ import annotations
@@ -33,11 +57,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
-from .drop_stream import layer_drop_streams
-from .network import get_activation
-from .validation import (
+from vi_dropout.drop_stream import layer_drop_streams
+from vi_dropout.network import get_activation
+from vi_dropout.validation import (
     check_bool,
     check_dtype,
     check_finite,
@@ -51,6 +76,7 @@ from .validation import (
 )
 
 __all__ = [
+    "MODULE_FEATURE_BATCH",
     "DropoutMLPParams",
     "mc_predict",
     "standard_dropout_predict",
@@ -59,6 +85,10 @@ __all__ = [
     "ClassificationSummary",
     "classification_summary",
 ]
+
+#: rows of ``x`` per pass of the deterministic part of a last-layer-form module (see the module
+#: docstring); a bound on memory that does not change the numbers of the committed runs
+MODULE_FEATURE_BATCH = 2048
 
 
 @dataclass(frozen=True)
@@ -104,7 +134,8 @@ class DropoutMLPParams:
         get_activation(self.activation)
 
     def mc_predict(self, x: torch.Tensor, T: int, **kwargs) -> torch.Tensor:
-        """:func:`mc_predict` with these parameters (``kwargs``: ``generator``, ``max_rows``, ...)."""
+        """:func:`mc_predict` with these parameters (``kwargs``: ``shared_masks``, ``generator``,
+        ``max_rows``, ``progress``)."""
         return mc_predict(
             x, self.weights, self.biases, self.keep_probs, T,
             activation=self.activation, inverted=self.inverted, **kwargs,
@@ -164,7 +195,8 @@ def _check_finite_output(out: torch.Tensor, weights, fn: str) -> torch.Tensor:
     """Refuse an overflowed prediction: finite inputs and weights can still give inf / NaN."""
     bad = ~torch.isfinite(out)
     if bool(bad.any()):
-        largest = max(float(w.detach().abs().max()) for w in weights)
+        largest = max((float(w.detach().abs().max()) for w in weights if w.numel()),
+                      default=0.0)
         raise ValueError(
             f"{fn} produced {int(bad.sum())} of {out.numel()} outputs that are NaN or inf although "
             f"x, weights and biases are finite: the activations overflow {out.dtype} (largest "
@@ -175,18 +207,21 @@ def _check_finite_output(out: torch.Tensor, weights, fn: str) -> torch.Tensor:
 
 def mc_predict(
     x: torch.Tensor,
-    weights: Sequence[torch.Tensor],
-    biases: Sequence[torch.Tensor],
-    keep_probs: Sequence[float] | float,
-    T: int,
+    weights: Sequence[torch.Tensor] | nn.Module,
+    biases: Sequence[torch.Tensor] | None = None,
+    keep_probs: Sequence[float] | float | None = None,
+    T: int | None = None,
     *,
     activation: str = "relu",
     inverted: bool = False,
+    shared_masks: bool = False,
     generator: torch.Generator | None = None,
     max_rows: int = 16384,
     progress: bool = False,
 ) -> torch.Tensor:
-    r"""Draw ``T`` stochastic forward passes of a dropout MLP in one vectorised computation.
+    r"""Draw ``T`` stochastic forward passes of a dropout network in one vectorised computation.
+
+    For weight lists (a dropout MLP):
 
     .. math::
         \hat{\mathbf{y}}_t = \mathbf{W}_L s_L \operatorname{diag}(\mathbf{z}_{L,t})
@@ -195,25 +230,47 @@ def mc_predict(
 
     with independent masks :math:`z_{i,t,n,a} \sim \text{Bernoulli}(\text{keep\_prob}_i)` per
     sample, example and unit, drawn sparsely (see the module docstring for the exact random
-    stream) and :math:`s_i = 1/\text{keep\_prob}_i` if ``inverted`` else 1.
+    stream) and :math:`s_i = 1/\text{keep\_prob}_i` if ``inverted`` else 1. With
+    ``shared_masks`` the mask has no example index, :math:`z_{i,t,a}`: every input of sample
+    :math:`t` sees the same masks, and the ``T`` samples are function draws
+    :math:`f^{\hat{\mathbf{W}}_t}(\mathbf{x}_{1:N})`.
+
+    For a :class:`torch.nn.Module` (``mc_predict(x, module, T=T)``): ``T`` passes of the module
+    with its own :class:`torch.nn.Dropout` layers active and everything else in eval mode
+    (see the module docstring: masks from ``generator``, a last-layer-dropout module such as
+    :class:`comparisons.networks.lenet.LeNet` computes its deterministic part once). The module's
+    modes are restored afterwards.
 
     Args:
-        x: inputs :math:`\mathbf{x}`, ``... x N x Q`` with ``N >= 1`` (leading dims broadcast
-            with the weights'), of the weights' dtype (a float32 ``x`` into float64 weights, or
-            the other way, is refused, never cast).
-        weights: :math:`\mathbf{W}_i`, per layer ``... x out x in``, one floating dtype.
+        x: inputs :math:`\mathbf{x}`: for weight lists ``... x N x Q`` with ``N >= 1`` (leading
+            dims broadcast with the weights'; ``N x Q`` with ``shared_masks``); for a module
+            ``N x ...`` (its batch first). Of the weights' (module's) dtype: a float32 ``x``
+            into float64 weights, or the other way, is refused, never cast.
+        weights: :math:`\mathbf{W}_i`, per layer ``... x out x in``, one floating dtype (no
+            leading dims with ``shared_masks``); or a :class:`torch.nn.Module` holding its own
+            ``nn.Dropout`` layers (then ``biases`` and ``keep_probs`` stay ``None`` and
+            ``activation`` / ``inverted`` at their defaults: the module has them).
         biases: :math:`\mathbf{b}_i`, per layer ``... x out``.
         keep_probs: :math:`\text{keep\_prob}_i` in (0, 1], a number or one per layer.
-        T: number of MC samples (``>= 1``).
+        T: number of MC samples (``>= 1``; a keyword for a module).
         activation: hidden activation :math:`\sigma`.
         inverted: scale kept units by :math:`1/\text{keep\_prob}` (Keras / ``nn.Dropout`` nets).
-        generator: source of the uniforms (``None``: torch's global generator).
+        shared_masks: one mask per sample (and layer) shared by all inputs: function draws
+            instead of independent draws per input.
+        generator: source of the random numbers (``None``: torch's global generator; on the
+            device of ``x``).
         max_rows: rows (``T_chunk x ... x N``) per vectorised pass; bounds memory and keeps the
             working set in cache.
         progress: show a tqdm bar over chunks.
 
     Returns:
-        ``T x ... x N x D`` samples :math:`\hat{\mathbf{y}}_t`.
+        ``T x ... x N x D`` samples :math:`\hat{\mathbf{y}}_t` (``T x N x ...`` outputs of a
+        module).
+
+    Raises:
+        ValueError: a bad argument (named, with what was expected and what came), a module
+            without ``nn.Dropout`` layers or with another kind of dropout layer, or outputs that
+            overflow to inf / NaN.
 
     Example:
         >>> w = [torch.ones(3, 2, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)]
@@ -221,15 +278,37 @@ def mc_predict(
         >>> x = torch.ones(5, 2, dtype=torch.float64)
         >>> mc_predict(x, w, b, keep_probs=1.0, T=4)[:, 0, 0]
         tensor([6., 6., 6., 6.], dtype=torch.float64)
+        >>> draws = mc_predict(x, w, b, keep_probs=0.5, T=4, shared_masks=True)
+        >>> bool((draws == draws[:, :1]).all())  # equal inputs, one mask per draw: equal outputs
+        True
+        >>> net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 1))
+        >>> mc_predict(torch.ones(5, 2), net, T=4).shape
+        torch.Size([4, 5, 1])
     """
     T = check_positive_int(T, "T")
     max_rows = check_positive_int(max_rows, "max_rows")
     inverted, progress = check_bool(inverted, "inverted"), check_bool(progress, "progress")
+    shared_masks = check_bool(shared_masks, "shared_masks")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got "
                          f"{type(generator).__name__} ({generator!r})")
+    if isinstance(weights, nn.Module):
+        for name, value in (("biases", biases), ("keep_probs", keep_probs)):
+            if value is not None:
+                raise ValueError(f"{name} must be None when weights is a torch.nn.Module (it "
+                                 f"holds its own parameters and dropout), got {value!r}")
+        for name, value, default in (("activation", activation, "relu"),
+                                     ("inverted", inverted, False)):
+            if value != default:
+                raise ValueError(f"{name} must stay {default!r} when weights is a "
+                                 f"torch.nn.Module (its forward defines it), got {value!r}")
+        return _mc_predict_module(x, weights, T, shared_masks=shared_masks,
+                                  generator=generator, max_rows=max_rows, progress=progress)
     kps = _check_net(x, weights, biases, keep_probs)
     act = get_activation(activation)
+    if shared_masks:
+        return _shared_mask_draws(x, weights, biases, kps, T, act=act, inverted=inverted,
+                                  generator=generator, max_rows=max_rows, progress=progress)
     weights = [w / kp if inverted and kp != 1.0 else w for w, kp in zip(weights, kps)]
     widths = [w.shape[-1] for w in weights]
     offsets = [0]
@@ -265,6 +344,172 @@ def mc_predict(
             out = torch.empty((T, *h.shape[1:]), dtype=h.dtype, device=h.device)
         out[t0 : t0 + tc] = h
     return _check_finite_output(out, weights, "mc_predict")
+
+
+def _shared_mask_draws(x, weights, biases, kps, T, *, act, inverted, generator, max_rows,
+                       progress) -> torch.Tensor:
+    """:func:`mc_predict` with ``shared_masks``: the stream of the module docstring (one dense
+    ``T_chunk x 1 x in_i`` Bernoulli block per chunk and dropped layer), kept units scaled in
+    the mask (not in the weights), one batched product per layer."""
+    if x.dim() != 2 or any(w.dim() != 2 for w in weights) or any(b.dim() != 1 for b in biases):
+        raise ValueError(
+            f"shared_masks=True needs x of shape N x Q and weights (out x in) and biases (out) "
+            f"without leading dims, got x {tuple(x.shape)}, weights "
+            f"{[tuple(w.shape) for w in weights]} and biases {[tuple(b.shape) for b in biases]}"
+        )
+    scales = [1.0 / kp if inverted else 1.0 for kp in kps]
+    n, q = x.shape
+    t_chunk = max(1, min(T, max_rows // n))
+    out = None
+    for t0 in tqdm(range(0, T, t_chunk), disable=not progress, desc="mc_predict", leave=False):
+        tc = min(t_chunk, T - t0)
+        h = x.unsqueeze(0).expand(tc, n, q)
+        for i, (w, b, kp, sc) in enumerate(zip(weights, biases, kps, scales)):
+            if i > 0:
+                h = act(h)
+            if kp < 1.0:
+                probs = torch.full((tc, 1, w.shape[1]), kp, dtype=h.dtype, device=h.device)
+                h = h * (torch.bernoulli(probs, generator=generator) * sc)
+            h = torch.baddbmm(b.expand(tc, 1, -1), h, w.T.expand(tc, -1, -1))
+        if out is None:
+            out = torch.empty((T, n, h.shape[-1]), dtype=h.dtype, device=h.device)
+        out[t0 : t0 + tc] = h
+    return _check_finite_output(out, weights, "mc_predict")
+
+
+def _module_dropouts(module: nn.Module) -> dict[nn.Dropout, float]:
+    """The ``nn.Dropout`` layers of ``module`` with their keep_prob ``1 - p``; refuses a module
+    without any, one with another kind of dropout layer (``Dropout2d``, ``AlphaDropout``, ...,
+    whose masks are not elementwise) and ``p = 1`` (keep_prob 0)."""
+    found = {}
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Dropout):
+            found[m] = check_keep_prob(1.0 - m.p, f"keep_prob of {name or 'the module'} "
+                                                  f"(1 - its p)")
+        elif isinstance(m, nn.modules.dropout._DropoutNd):
+            raise ValueError(
+                f"weights: {name or 'the module'} is a {type(m).__name__}; mc_predict samples "
+                f"the masks of torch.nn.Dropout layers only")
+    if not found:
+        raise ValueError(
+            f"weights must be a sequence of tensors or a torch.nn.Module with torch.nn.Dropout "
+            f"layers, got a {type(module).__name__} without any (T passes would all be equal)")
+    return found
+
+
+def _last_layer_form(module: nn.Module, dropouts: dict) -> float | None:
+    """``module.keep_prob`` if ``module`` is in the last-layer form of the module docstring
+    (``features``, ``dropout`` as its only ``nn.Dropout``, an ``nn.Linear`` ``head`` with a
+    bias and a ``keep_prob`` equal to ``1 - dropout.p``), else ``None``."""
+    head, drop = getattr(module, "head", None), getattr(module, "dropout", None)
+    kp = getattr(module, "keep_prob", None)
+    if not (isinstance(head, nn.Linear) and head.bias is not None
+            and callable(getattr(module, "features", None)) and list(dropouts) == [drop]
+            and isinstance(kp, float)):
+        return None
+    if abs(kp - dropouts[drop]) > 1e-12:
+        raise ValueError(f"weights: the module's keep_prob {kp!r} is not 1 - dropout.p "
+                         f"({dropouts[drop]!r})")
+    return kp
+
+
+def _mc_predict_module(x, module: nn.Module, T: int, *, shared_masks, generator, max_rows,
+                       progress) -> torch.Tensor:
+    """:func:`mc_predict` for a module (see the module docstring)."""
+    check_finite(x, "x")
+    if x.dim() < 1:
+        raise ValueError("x must have shape N x ... (the module's batch first), got a 0-D tensor")
+    check_has_rows(x.shape[0], "x", x.shape)
+    params = list(module.parameters())
+    for name, p in module.named_parameters():
+        check_finite(p.detach(), f"the module's parameter {name}")
+    dtype = next((p.dtype for p in params if p.is_floating_point()), x.dtype)
+    if x.is_floating_point():  # integer inputs (class or token ids) are the module's business
+        check_dtype(x, "x", dtype, "the module's parameters")
+    dropouts = _module_dropouts(module)
+    kp = _last_layer_form(module, dropouts)
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            if kp is not None:
+                out = _last_layer_draws(x, module, kp, T, shared_masks=shared_masks,
+                                        generator=generator, max_rows=max_rows,
+                                        progress=progress)
+            else:
+                out = _module_draws(x, module, dropouts, T, shared_masks=shared_masks,
+                                    generator=generator, max_rows=max_rows, progress=progress)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return _check_finite_output(out, params, "mc_predict")
+
+
+def _last_layer_draws(x, module, kp: float, T: int, *, shared_masks, generator, max_rows,
+                      progress) -> torch.Tensor:
+    r"""``T x N x C`` draws of a last-layer-form module in eval mode:
+    :math:`\mathbf{W}(\mathbf{z}_t \odot \mathbf{h}) / \text{keep\_prob} + \mathbf{b}` with
+    :math:`\mathbf{h}` computed once and the masks from one ``T_chunk x N x H`` (shared:
+    ``T_chunk x 1 x H``) uniform block per chunk."""
+    h = torch.cat([module.features(x[s : s + MODULE_FEATURE_BATCH])
+                   for s in range(0, x.shape[0], MODULE_FEATURE_BATCH)])
+    if h.dim() != 2 or h.shape[0] != x.shape[0]:
+        raise ValueError(f"weights: the module's features(x) must be N x H ({x.shape[0]} rows), "
+                         f"got shape {tuple(h.shape)}")
+    n, hid = h.shape
+    w_t = (module.head.weight / kp).t().to(h.dtype)  # hidden x C
+    b = module.head.bias.to(h.dtype)
+    out = h.new_empty(T, n, w_t.shape[1])
+    t_chunk = max(1, min(T, max_rows // n))
+    for t0 in tqdm(range(0, T, t_chunk), disable=not progress, desc="mc_predict", leave=False):
+        tc = min(t_chunk, T - t0)
+        u = torch.rand((tc, 1 if shared_masks else n, hid), generator=generator,
+                       dtype=h.dtype, device=h.device)
+        masked = u.add_(kp).floor_().mul_(h) if not shared_masks else u.add_(kp).floor_() * h
+        out[t0 : t0 + tc] = torch.addmm(b, masked.reshape(-1, hid), w_t).reshape(tc, n, -1)
+    return out
+
+
+def _module_draws(x, module, dropouts: dict, T: int, *, shared_masks, generator, max_rows,
+                  progress) -> torch.Tensor:
+    """``T x N x ...`` draws of a module in eval mode, each ``nn.Dropout`` replaced (through a
+    forward hook) by a mask drawn from ``generator``; ``T_chunk`` passes per batch."""
+    n = x.shape[0]
+    state = {"tc": 1}
+
+    def resample(layer, inputs, output):
+        kp, h = dropouts[layer], inputs[0]
+        if kp == 1.0:
+            return h
+        tc = state["tc"]
+        if h.dim() == 0 or h.shape[0] != tc * n:
+            raise ValueError(
+                f"weights: the input of a dropout layer must have the module's batch first "
+                f"({tc * n} rows for {tc} passes of {n} inputs), got shape {tuple(h.shape)}")
+        rows = h.reshape(tc, n, *h.shape[1:])
+        u = torch.rand((tc, 1 if shared_masks else n, *h.shape[1:]), generator=generator,
+                       dtype=h.dtype, device=h.device)
+        return (u.add_(kp).floor_() * rows).div_(kp).reshape(h.shape)
+
+    hooks = [layer.register_forward_hook(resample) for layer in dropouts]
+    try:
+        out = None
+        t_chunk = max(1, min(T, max_rows // n))
+        for t0 in tqdm(range(0, T, t_chunk), disable=not progress, desc="mc_predict",
+                       leave=False):
+            tc = state["tc"] = min(t_chunk, T - t0)
+            y = module(x.expand(tc, *x.shape).reshape(tc * n, *x.shape[1:]))
+            if y.shape[0] != tc * n:
+                raise ValueError(f"weights: the module must map N x ... inputs to N x ... "
+                                 f"outputs (one row per input), got {tc * n} rows in and "
+                                 f"{tuple(y.shape)} out")
+            if out is None:
+                out = y.new_empty(T, n, *y.shape[1:])
+            out[t0 : t0 + tc] = y.reshape(tc, n, *y.shape[1:])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return out
 
 
 def standard_dropout_predict(

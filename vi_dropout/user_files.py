@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inputs import Inputs
+from vi_dropout.inputs import Inputs
 
 __all__ = ["load_model_factory", "load_data_file", "check_data_file", "forward_inputs",
            "DATA_EXPECTED"]

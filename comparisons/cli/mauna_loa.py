@@ -213,7 +213,7 @@ def settings_from_args(args: argparse.Namespace):
     return settings
 
 
-#: rows of one vectorised pass of the MC draws (``mc_function_draws``'s ``max_rows``)
+#: rows of one vectorised pass of the MC draws (``mc_predict``'s ``max_rows``)
 _MC_ROWS = 16384
 
 

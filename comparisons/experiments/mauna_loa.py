@@ -30,8 +30,8 @@ Models (:data:`METHODS`, in panel order):
   week (default 2: 800 weeks).
 - ``mc_dropout_relu`` (c) and ``mc_dropout_tanh`` (d): ``T`` function draws
   :math:`\hat y_t = f^{\hat{\mathbf{W}}_t}`, one dropout mask per layer and draw shared by all
-  query points (:func:`~comparisons.training.dropout_regressor.mc_function_draws`; same marginals as
-  :func:`vi_dropout.predict.mc_predict`, smooth curves), predictive mean and variance
+  query points (:func:`vi_dropout.predict.mc_predict` with ``shared_masks=True``; the same
+  marginals as with independent masks per point, smooth curves), predictive mean and variance
 
   .. math::
       \mathbb{E}[y^*] \approx \frac1T\sum_t \hat y_t, \qquad
@@ -116,10 +116,8 @@ from comparisons.training.dropout_regressor import (  # these names stay importa
     RegressorFit,
     StoppingRule,
     fit_dropout_regressor,
-    mc_function_draws,
     preflight_dropout_regressor,
     resolve_device,
-    train_dropout_regressor,  # noqa: F401
 )
 from vi_dropout.predict import DropoutMLPParams
 from vi_dropout.training import weight_decay
@@ -177,7 +175,7 @@ class MaunaLoaSettings:
         iterations: minibatch steps per network, the step budget when a stopping rule is set
             (``>= 1``; small default, see :data:`PAPER_LIKE_SETTINGS`).
         num_samples: ``T``, MC dropout function draws (``>= 1``; see
-            :func:`~comparisons.training.dropout_regressor.mc_function_draws`).
+            :func:`vi_dropout.predict.mc_predict`, ``shared_masks=True``).
         hidden_layers, hidden_units: depth and width (the paper: 4 and 1024).
         keep_prob: probability that a hidden unit is KEPT, in (0, 1] (``nn.Dropout``'s
             ``p`` would be ``1 - keep_prob``).
@@ -783,8 +781,8 @@ def _mc_moments(params, x_query, cfg: MaunaLoaSettings, generator, progress):
     r"""MC dropout mean, predictive sd :math:`\sqrt{\hat\sigma^2 + 1/\tau}` and model sd
     :math:`\hat\sigma` (standardised scale) from ``cfg.num_samples`` function draws."""
     with torch.no_grad():
-        samples = mc_function_draws(params, x_query, cfg.num_samples, generator=generator,
-                                    progress=progress)[..., 0].double().cpu()
+        samples = params.mc_predict(x_query, cfg.num_samples, shared_masks=True,
+                                    generator=generator, progress=progress)[..., 0].double().cpu()
     mean = samples.mean(0).numpy()
     model_var = samples.var(0, correction=0).numpy()
     return mean, np.sqrt(model_var + 1.0 / cfg.tau), np.sqrt(model_var)

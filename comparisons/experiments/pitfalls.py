@@ -4,7 +4,7 @@ r"""The known pitfalls of MC dropout as approximate inference, each as a reprodu
    :math:`q_\theta(\mathbf{W})` (a mixture of two Gaussians of standard deviation :math:`\theta`
    per column) has a KL to the Gaussian prior that grows like :math:`-\log\theta` as
    :math:`\theta \to 0`: the full ELBO diverges, while its *gradient* converges to the dropout-loss gradient. Measured
-   on the equivalence report's problem (:class:`vi_dropout.verify.VerifyProblem`):
+   on the equivalence report's problem (:class:`vi_dropout.verify.paper.VerifyProblem`):
    :func:`improper_kl_records`.
 2. **Non-concentration** (Osband 2016). With a fixed keep probability the spread of the MC
    dropout predictions comes from the masks, and the masks do not care how much data there is:
@@ -14,7 +14,7 @@ r"""The known pitfalls of MC dropout as approximate inference, each as a reprodu
    Beside them two LEARNED-rate methods answer whether learning the dropout rate fixes this:
    Concrete dropout (``concrete_dropout``: keep_probs and :math:`\tau` learned, :math:`\theta
    \to 0`) and the full ELBO (``full_elbo``: keep_probs, :math:`\theta` and :math:`\tau`
-   learned), both with :func:`vi_dropout.concrete.fit_concrete`
+   learned), both with :func:`vi_dropout.infer.concrete.fit_concrete`
    (:func:`learned_rate_records`). :func:`non_concentration_records`.
 3. **Sensitivity to keep_prob.** The predictive variance of MC dropout is set by the dropout
    rate, a hyper-parameter usually tuned for accuracy: :func:`keep_prob_sensitivity` trains the
@@ -58,9 +58,9 @@ from comparisons.gp.fit import exact_cholesky, gp_predict
 from comparisons.gp.models import ExactGPModel, make_kernel
 from comparisons.gp.priors import dropout_prior_hyperparameters
 from comparisons.reference.nuts import HMCDiagnosticsWarning, hmc_summary, run_nuts
-from vi_dropout.concrete import fit_concrete
+from vi_dropout.infer.concrete import fit_concrete
+from vi_dropout.infer.elbo import elbo_dropout_offset, local_reparam_forward
 from vi_dropout.network import mlp_forward
-from vi_dropout.objectives import elbo_dropout_offset, local_reparam_forward
 from vi_dropout.predict import mc_predict
 from vi_dropout.training import train_batched, weight_decay
 from vi_dropout.validation import check_keep_prob, check_positive, check_positive_int
@@ -204,13 +204,13 @@ def improper_kl_records(thetas: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6)
                         seed: int = 1) -> list[dict]:
     r"""The ELBO's divergence and its gradient's convergence as :math:`\theta \to 0`.
 
-    On :class:`vi_dropout.verify.VerifyProblem` (float64, common random numbers) records, per
+    On :class:`vi_dropout.verify.paper.VerifyProblem` (float64, common random numbers) records, per
     ``theta``:
 
     * ``elbo_minus_dropout_loss``: :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_\text{dropout}`,
       which grows like :math:`-\log\theta` (about :math:`K` nats per :math:`e`-fold of
       :math:`\theta`, summed over columns, scaled by :math:`1/(N\tau)`);
-    * ``predicted_offset``: the constant of :func:`vi_dropout.objectives.elbo_dropout_offset`;
+    * ``predicted_offset``: the constant of :func:`vi_dropout.infer.elbo.elbo_dropout_offset`;
     * ``gradient_relative_difference``: :math:`\|\nabla(-\mathrm{ELBO}/(N\tau)) -
       \nabla\mathcal{L}_\text{dropout}\| / \|\nabla\mathcal{L}_\text{dropout}\|` over all
       parameters, which goes to 0 like :math:`\theta`.
@@ -218,7 +218,7 @@ def improper_kl_records(thetas: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6)
     Example:
         >>> recs = improper_kl_records(thetas=(1e-2, 1e-4))  # doctest: +SKIP
     """
-    from vi_dropout.verify import VerifyProblem
+    from vi_dropout.verify.paper import VerifyProblem
 
     thetas = [check_positive(t, "thetas[i]") for t in thetas]
     problem = VerifyProblem()
@@ -346,7 +346,7 @@ def _hmc_records(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, 
 
 
 def _failed_parameter(message: str) -> str:
-    """The learned parameter a :func:`~vi_dropout.concrete.fit_concrete` error names, in the
+    """The learned parameter a :func:`~vi_dropout.infer.concrete.fit_concrete` error names, in the
     records' words (``keep_prob_input``, ``keep_prob_hidden``, ``theta``, ``tau``)."""
     match = re.match(r"keep_probs\[(\d+)\]|(tau|theta)\b", message)
     if match is None:
@@ -393,7 +393,7 @@ def learned_rate_records(data, method: str, settings: PitfallSettings | None = N
                          regions=None) -> list[dict]:
     r"""Fit one learned-rate network on ``data`` and return its non-concentration records.
 
-    :func:`vi_dropout.concrete.fit_concrete` on the full batch (``settings.steps`` Adam steps of
+    :func:`vi_dropout.infer.concrete.fit_concrete` on the full batch (``settings.steps`` Adam steps of
     size :data:`LEARNED_RATE_LR` on every parameter, relaxed masks at temperature
     :data:`LEARNED_RATE_TEMPERATURE`, one draw per example and step) of the per-example negative
     ELBO with the Proposition-1 KL and the prior :math:`\mathcal{N}(0, l^{-2})` of the GP and

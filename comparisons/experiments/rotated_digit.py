@@ -4,7 +4,8 @@ dropout LeNet as a test digit is rotated away from anything it was trained on.
 A test image of the digit 1 is rotated through ``A`` angles (default: 12 angles, 0 to 165
 degrees in 15-degree steps, :data:`DEFAULT_ANGLES_DEG` -- a choice made here; the last ones
 approach an upside-down 1). For every rotated image :math:`\mathbf{x}_a` we draw :math:`T`
-(default 100) MC dropout forward passes (:func:`comparisons.networks.lenet.mc_logits`) and keep
+(default 100) MC dropout forward passes (:func:`vi_dropout.predict.mc_predict` on the LeNet)
+and keep
 
 * the softmax INPUTS :math:`\text{logits}_{t,a}` and OUTPUTS
   :math:`p_{t,a} = \operatorname{softmax}(\text{logits}_{t,a})` of the classes with the highest
@@ -24,7 +25,8 @@ Rotation uses :func:`scipy.ndimage.rotate` (bilinear, ``reshape=False``, zero fi
 angles counter-clockwise as shown by ``imshow``), clipped to :math:`[0, 1]`.
 
 :func:`run` is the whole experiment (:class:`RotatedDigitSettings` -> :class:`RotatedDigitResult`):
-load the digits (or MNIST), train the LeNet (:func:`comparisons.networks.lenet.train_lenet`),
+load the digits (or MNIST), train the LeNet (:func:`comparisons.networks.lenet.train_lenet`;
+with ``path="pyro"`` also :func:`train_converted_lenet`),
 score MC and standard dropout's calibration on the test split
 (:func:`comparisons.metrics.calibration.calibration_records`) and sweep the rotations
 (:func:`sweep_rotations`). Its tidy records use the angle as ``split`` for the per-angle metrics
@@ -64,11 +66,11 @@ from comparisons.metrics.calibration import calibration_records, predictive_prob
 from comparisons.networks.lenet import (
     LeNet,
     TrainHistory,
-    mc_logits,
+    run_minibatch_epochs,
     standard_logits,
     train_lenet,
 )
-from vi_dropout.predict import ClassificationSummary, classification_summary
+from vi_dropout.predict import ClassificationSummary, classification_summary, mc_predict
 from vi_dropout.validation import check_finite, check_keep_prob, check_positive, check_positive_int
 
 __all__ = [
@@ -271,7 +273,7 @@ def sweep_rotations(
     angles = _check_angles(angles_deg)
     images = rotate_image(image, angles)
     gen = torch.Generator().manual_seed(int(seed))
-    logits = mc_logits(model, images, T, generator=gen)
+    logits = mc_predict(images, model, T=T, generator=gen)
     std = standard_logits(model, images)
     summary = classification_summary(logits)
     order = torch.argsort(summary.probs.amax(0), descending=True, stable=True)
@@ -351,8 +353,8 @@ def _check_converted_args(model, x, y, theta, prior_length_scale, weight_decay, 
 
 def _kl_constant(guide, length: float, n: int) -> float:
     """The KL's part that does not depend on the means (theta's terms), per training image: the
-    KL of :func:`~vi_dropout.module_forward.module_kl` at zero means, divided by ``n``."""
-    from vi_dropout.module_forward import module_kl
+    KL of :func:`~vi_dropout.forward.module_kl` at zero means, divided by ``n``."""
+    from vi_dropout.forward import module_kl
 
     zeros = [m.detach().double() * 0 for m in guide.weight_locs]
     zero_b = [None if b is None else b.detach().double() * 0 for b in guide.bias_locs]
@@ -368,15 +370,23 @@ def train_converted_lenet(
     r"""Train ``model`` with ``pyro.infer.SVI`` on the per-example ELBO at :math:`\theta`
     and load the learnt means back into it.
 
-    SVI runs :class:`vi_dropout.bnn.ModuleBNN` (categorical; every ``nn.Conv2d`` / ``nn.Linear``
+    Not :func:`~comparisons.networks.lenet.train_lenet` with an option: that one is dropout SGD
+    on the module itself (cross-entropy of ``nn.Dropout`` passes, torch's ``weight_decay``),
+    this one optimises a guide over every covered layer's weights against the converted
+    network's Pyro model (the ELBO's KL in place of the weight decay, the masks drawn by the
+    objective), then writes its means into the module. Only the minibatch loop is shared
+    (:func:`~comparisons.networks.lenet.run_minibatch_epochs`, the same shuffling for the same
+    ``seed``).
+
+    SVI runs :class:`vi_dropout.models.ModuleBNN` (categorical; every ``nn.Conv2d`` / ``nn.Linear``
     covered, the last with the LeNet's ``keep_prob``, the others with 1),
-    :class:`vi_dropout.bnn.ModuleDropoutGuide` (means :math:`\mathbf{M} = \mathbf{W}'/\pi` and
+    :class:`vi_dropout.guides.DropoutGuide` (means :math:`\mathbf{M} = \mathbf{W}'/\pi` and
     bias means from the module's weights), ``pyro.optim.Adam`` and
-    :class:`vi_dropout.per_example_elbo.PerExampleDropoutELBO` (one weight draw per example),
+    :class:`vi_dropout.infer.per_example_elbo.PerExampleDropoutELBO` (one weight draw per example),
     one step per minibatch of a shuffled epoch with ``num_data = N``, after
     ``pyro.clear_param_store()``. Then ``guide.load_into(model)`` sets
     :math:`\mathbf{W}' = \pi\mathbf{M}`: MC dropout of the module
-    (:func:`~comparisons.networks.lenet.mc_logits`) is the :math:`\theta \to 0` limit of the
+    (:func:`~vi_dropout.predict.mc_predict`) is the :math:`\theta \to 0` limit of the
     trained family. The KL's :math:`\theta \to 0` part is the weight decay
     :math:`l^2/(2\pi N)\lVert\mathbf{W}'\rVert^2` per image, so the default
     :math:`l = \sqrt{\text{weight\_decay}\cdot N}` matches
@@ -406,39 +416,31 @@ def train_converted_lenet(
         1
     """
     import pyro
-    from tqdm.auto import tqdm
 
-    from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
-    from vi_dropout.per_example_elbo import PerExampleDropoutELBO
+    from vi_dropout.guides import DropoutGuide
+    from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
+    from vi_dropout.models import ModuleBNN
 
     theta, length, epochs, batch_size, lr = _check_converted_args(
         model, x, y, theta, prior_length_scale, weight_decay, epochs, batch_size, lr)
     n = int(x.shape[0])
     pyro.clear_param_store()
     bnn = ModuleBNN(model, prior_length_scale=length, likelihood="categorical").train()
-    guide = ModuleDropoutGuide(bnn, theta=theta, init_from_module=True)
+    guide = DropoutGuide(bnn, theta=theta, init_from_module=True)
     kl_const = _kl_constant(guide, length, n)
     svi = pyro.infer.SVI(bnn, guide, pyro.optim.Adam({"lr": lr}),
                          loss=PerExampleDropoutELBO(num_masks_seed=int(seed) + 1))
-    shuffle = torch.Generator().manual_seed(int(seed))
     x, y = x.to(model.head.weight.dtype), y.long()
-    losses = []
-    t0 = time.perf_counter()
-    bar = tqdm(range(epochs), disable=not progress, desc="train LeNet (SVI, per-example ELBO)",
-               leave=False)
-    for _ in bar:
-        perm = torch.randperm(n, generator=shuffle)
-        total = 0.0
-        for s in range(0, n, batch_size):
-            idx = perm[s: s + batch_size]
-            loss = svi.step(x[idx], y[idx], num_data=n)
-            total += (loss / n - kl_const) * len(idx)
-        losses.append(total / n)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+
+    def step(idx: torch.Tensor) -> float:
+        return svi.step(x[idx], y[idx], num_data=n) / n - kl_const
+
+    losses, seconds = run_minibatch_epochs(n, step, epochs=epochs, batch_size=batch_size,
+                                           seed=seed, progress=progress,
+                                           desc="train LeNet (SVI, per-example ELBO)")
     guide.load_into(model)
     model.eval()
-    return TrainHistory(tuple(losses), time.perf_counter() - t0, epochs, batch_size, lr,
-                        length ** 2 / n, int(seed), n)
+    return TrainHistory(losses, seconds, epochs, batch_size, lr, length ** 2 / n, int(seed), n)
 
 
 def _per_image(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -676,8 +678,8 @@ def run(settings: RotatedDigitSettings | None = None, *,
                        seed=s.seed, progress=progress)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(s.seed + 1)
-    logits = {"mc_dropout": mc_logits(net, data.x_test, s.num_samples, generator=gen,
-                                      progress=progress),
+    logits = {"mc_dropout": mc_predict(data.x_test, net, T=s.num_samples, generator=gen,
+                                       progress=progress),
               "standard_dropout": standard_logits(net, data.x_test)}
     cal = calibration_records(logits, data.y_test, dataset, s.num_bins, split="")
     sweep = sweep_rotations(net, image, num_samples=s.num_samples, seed=s.seed, digit=s.digit,
@@ -692,8 +694,8 @@ def run(settings: RotatedDigitSettings | None = None, *,
         batch_size=s.batch_size, lr=s.lr, seed=s.seed, progress=progress)
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(s.seed + 1)  # the plain network's masks, reused
-    pyro_logits = {"mc_dropout": mc_logits(pyro_net, data.x_test, s.num_samples, generator=gen,
-                                           progress=progress),
+    pyro_logits = {"mc_dropout": mc_predict(data.x_test, pyro_net, T=s.num_samples,
+                                            generator=gen, progress=progress),
                    "standard_dropout": standard_logits(pyro_net, data.x_test)}
     cal += calibration_records({f"pyro_{m}": v for m, v in pyro_logits.items()}, data.y_test,
                                dataset, s.num_bins, split="")

@@ -1,5 +1,5 @@
-r"""The predictive of a converted network (:class:`~vi_dropout.bnn.ModuleBNN` and its
-:class:`~vi_dropout.bnn.ModuleDropoutGuide`) as ``InferenceData``.
+r"""The predictive of a converted network (:class:`~vi_dropout.models.ModuleBNN` and its
+:class:`~vi_dropout.guides.DropoutGuide`) as ``InferenceData``.
 
 The draws are those of ``pyro.infer.Predictive(model, guide=guide, num_samples=C * S)``: the
 latent ``f`` of every draw of the family (``posterior``), the observations the model's likelihood
@@ -16,11 +16,12 @@ Every group's attributes say what the model left out: ``disabled_dropout`` lists
 the inputs are stored in ``constant_data`` only for a single ``N x Q`` tensor.
 
 Example:
-    >>> from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+    >>> from vi_dropout.guides import DropoutGuide
+from vi_dropout.models import ModuleBNN
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
     ...                           torch.nn.Linear(8, 1))
     >>> model = ModuleBNN(net, tau=4.0)
-    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
+    >>> guide = DropoutGuide(model, theta=1e-2)
     >>> x, y = torch.randn(6, 2), torch.zeros(6, 1)
     >>> idata = from_module_guide(model, guide, x, y, num_samples=50)
     >>> idata.log_likelihood["y"].dims
@@ -94,8 +95,8 @@ def from_module_guide(model, guide, x, y: torch.Tensor, num_samples: int, *,
     """``InferenceData`` of a converted network's predictive at ``x`` against targets ``y``.
 
     Args:
-        model: a :class:`~vi_dropout.bnn.ModuleBNN`.
-        guide: its :class:`~vi_dropout.bnn.ModuleDropoutGuide` (trained or not).
+        model: a :class:`~vi_dropout.models.ModuleBNN`.
+        guide: its :class:`~vi_dropout.guides.DropoutGuide` (trained or not).
         x: inputs ``N x ...`` the module takes (a tensor, a tuple of tensors or a dict of
             tensors, batch first).
         y: ``N x D`` targets (Gaussian model; a 1-D ``y`` is refused) or ``N`` class indices.
@@ -106,12 +107,13 @@ def from_module_guide(model, guide, x, y: torch.Tensor, num_samples: int, *,
         parallel: draw with ``Predictive(..., parallel=True)`` (vectorised; other draws than
             the sequential default for the same seed, from the same distribution).
     """
-    from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+    from vi_dropout.guides import DropoutGuide
+    from vi_dropout.models import ModuleBNN
 
     if not isinstance(model, ModuleBNN):
         raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
-    if not isinstance(guide, ModuleDropoutGuide):
-        raise ValueError(f"guide must be a ModuleDropoutGuide, got {type(guide).__name__}")
+    if not isinstance(guide, DropoutGuide):
+        raise ValueError(f"guide must be a DropoutGuide, got {type(guide).__name__}")
     num_samples = check_positive_int(num_samples, "num_samples")
     num_chains = check_positive_int(num_chains, "num_chains")
     x = check_inputs(x, "x")

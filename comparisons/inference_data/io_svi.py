@@ -4,8 +4,9 @@ r"""Draws of a fitted Pyro guide over a :class:`~vi_dropout.models.BayesianMLP` 
 Example:
     >>> import torch
     >>> from vi_dropout import Architecture, BayesianMLP, DropoutGuide
-    >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=10.0)
-    >>> guide = DropoutGuide(model, keep_prob=0.9, theta=1e-2)
+    >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=10.0,
+    ...                     keep_prob=0.9)
+    >>> guide = DropoutGuide(model, theta=1e-2)
     >>> idata = from_svi_guide(model, guide, torch.randn(6, 2, dtype=torch.float64),
     ...                        torch.zeros(6, 1), num_samples=100)
     >>> idata.posterior["layers.0.weight"].dims
@@ -95,8 +96,9 @@ def from_svi_guide(
 
     Example:
         >>> from vi_dropout import Architecture, BayesianMLP, DropoutGuide
-        >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=10.0)
-        >>> guide = DropoutGuide(model, keep_prob=0.9, theta=1e-2)
+        >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=10.0,
+        ...                     keep_prob=0.9)
+        >>> guide = DropoutGuide(model, theta=1e-2)
         >>> x = torch.randn(6, 2, dtype=torch.float64)
         >>> from_svi_guide(model, guide, x, torch.zeros(6, 1), num_samples=100).posterior["f"].shape
         (1, 100, 6)

@@ -1,4 +1,4 @@
-"""Plain PyTorch networks used by the experiments (the dropout LeNet)."""
+"""Plain PyTorch networks used by the experiments (the dropout LeNet and its trainer)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from .lenet import (
     LeNet,
     TrainHistory,
     lenet_features,
-    mc_logits,
+    run_minibatch_epochs,
     standard_logits,
     train_lenet,
 )
@@ -15,7 +15,7 @@ __all__ = [
     "LeNet",
     "TrainHistory",
     "train_lenet",
+    "run_minibatch_epochs",
     "lenet_features",
-    "mc_logits",
     "standard_logits",
 ]

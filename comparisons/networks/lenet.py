@@ -1,4 +1,4 @@
-r"""A LeNet-style CNN with dropout before its last fully connected layer, and MC dropout for it.
+r"""A LeNet-style CNN with dropout before its last fully connected layer, and its trainer.
 
 Architecture (Caffe's LeNet with ReLUs, as used for the MC dropout MNIST experiments)::
 
@@ -11,8 +11,10 @@ both. Dropout is :class:`torch.nn.Dropout`, i.e. *inverted* dropout: a kept unit
 :math:`1/\text{keep\_prob}` (``nn.Dropout`` is handed the drop rate ``1 - keep_prob``).
 
 Only the input of the last layer is dropped, so everything before it is a deterministic function
-:math:`\mathbf{h}(\mathbf{x})` of the image. MC dropout (:func:`mc_logits`) therefore computes
-:math:`\mathbf{h}` once and samples only the masks of the last layer:
+:math:`\mathbf{h}(\mathbf{x})` of the image (:meth:`LeNet.features`). :class:`LeNet` has the
+last-layer form of :func:`vi_dropout.predict.mc_predict` (``features``, ``dropout``, ``head``,
+``keep_prob``), so MC dropout, ``mc_predict(x, net, T=T)``, computes :math:`\mathbf{h}` once
+and samples only the masks of the last layer:
 
 .. math::
     \text{logits}_t(\mathbf{x}) = \mathbf{W}\big(\mathbf{z}_t \odot \mathbf{h}(\mathbf{x})\big)
@@ -22,11 +24,17 @@ which has exactly the distribution of ``T`` stochastic forward passes of the net
 mode, at the cost of one pass plus ``T`` small matrix products. Standard dropout
 (:func:`standard_logits`) replaces :math:`\mathbf{z}_t / \text{keep\_prob}` by its mean, 1.
 
+Training: :func:`train_lenet` (dropout SGD: Adam on the cross-entropy with dropout active);
+the other job, SVI on the network's Pyro model
+(:func:`comparisons.experiments.rotated_digit.train_converted_lenet`), shares its minibatch
+loop, :func:`run_minibatch_epochs`.
+
 Example:
     >>> import torch
+    >>> from vi_dropout.predict import mc_predict
     >>> net = LeNet(image_size=8, seed=0)
     >>> x = torch.rand(4, 1, 8, 8)
-    >>> mc_logits(net, x, T=10, generator=torch.Generator().manual_seed(0)).shape
+    >>> mc_predict(x, net, T=10, generator=torch.Generator().manual_seed(0)).shape
     torch.Size([10, 4, 10])
     >>> standard_logits(net, x).shape
     torch.Size([4, 10])
@@ -36,20 +44,27 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from vi_dropout.validation import check_finite, check_keep_prob, check_positive, check_positive_int
+from vi_dropout.validation import (
+    check_finite,
+    check_has_rows,
+    check_keep_prob,
+    check_positive,
+    check_positive_int,
+)
 
 __all__ = [
     "LeNet",
     "TrainHistory",
     "train_lenet",
+    "run_minibatch_epochs",
     "lenet_features",
-    "mc_logits",
     "standard_logits",
 ]
 
@@ -124,7 +139,11 @@ class LeNet(nn.Module):
             self.head = nn.Linear(self.hidden_units, self.num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        r"""The deterministic part :math:`\mathbf{h}(\mathbf{x})`: ``N x 1 x H x W`` -> ``N x hidden_units``."""
+        r"""The deterministic part :math:`\mathbf{h}(\mathbf{x})` of the network.
+
+        ``N x 1 x H x W`` -> ``N x hidden_units``; ``ValueError`` for images of another size.
+        """
+        _check_image_shape(self, x)
         return self.body(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +153,10 @@ class LeNet(nn.Module):
 
 def _check_images(model: LeNet, x: torch.Tensor, name: str = "x") -> None:
     check_finite(x, name)
+    _check_image_shape(model, x, name)
+
+
+def _check_image_shape(model: LeNet, x: torch.Tensor, name: str = "x") -> None:
     want = (model.in_channels, model.image_size, model.image_size)
     if x.dim() != 4 or tuple(x.shape[1:]) != want:
         raise ValueError(f"{name} must have shape N x {want[0]} x {want[1]} x {want[2]} for this "
@@ -142,7 +165,8 @@ def _check_images(model: LeNet, x: torch.Tensor, name: str = "x") -> None:
 
 @dataclass(frozen=True)
 class TrainHistory:
-    """What :func:`train_lenet` did.
+    """What a LeNet trainer did (:func:`train_lenet`, or
+    :func:`comparisons.experiments.rotated_digit.train_converted_lenet`).
 
     Attributes:
         epoch_losses: mean training cross-entropy (with dropout active) per epoch.
@@ -173,7 +197,7 @@ def train_lenet(
     seed: int = 0,
     progress: bool = True,
 ) -> TrainHistory:
-    r"""Train ``model`` in place with Adam on shuffled minibatches of the cross-entropy loss.
+    r"""Train ``model`` in place by dropout SGD: Adam on shuffled minibatches of the cross-entropy.
 
     Minimises, per minibatch :math:`\mathcal{B}` (dropout active),
 
@@ -186,7 +210,12 @@ def train_lenet(
     coefficient of :math:`\|\boldsymbol{\omega}\|^2`; Caffe's LeNet uses ``5e-4``.) Shuffling
     uses a generator seeded with ``seed``; the dropout masks use torch's global RNG seeded with
     ``seed`` inside :func:`torch.random.fork_rng`, so a run is reproducible and leaves the global
-    RNG as it was.
+    RNG as it was. The loop is :func:`run_minibatch_epochs`.
+
+    The other LeNet trainer, :func:`comparisons.experiments.rotated_digit.train_converted_lenet`,
+    is a different job on the same loop: ``pyro.infer.SVI`` on the per-example ELBO of the
+    converted network (a guide over every layer's weights, a KL term in place of
+    ``weight_decay``, masks from Pyro's objective), its means loaded back into the module.
 
     Args:
         model: a :class:`LeNet` (its parameters are updated).
@@ -223,32 +252,81 @@ def train_lenet(
     lr = check_positive(lr, "lr")
     if not (float(weight_decay) >= 0.0) or not math.isfinite(float(weight_decay)):
         raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
-    n = x.shape[0]
+    n = check_has_rows(x.shape[0], "x", x.shape)
     x = x.to(model.head.weight.dtype)
     y = y.long()
-    gen = torch.Generator().manual_seed(int(seed))
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=float(weight_decay))
-    losses = []
-    t0 = time.perf_counter()
+
+    def step(idx: torch.Tensor) -> float:
+        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach().item()
+
     model.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        bar = tqdm(range(epochs), disable=not progress, desc="train LeNet", leave=False)
-        for _ in bar:
-            perm = torch.randperm(n, generator=gen)
-            total = 0.0
-            for s in range(0, n, batch_size):
-                idx = perm[s: s + batch_size]
-                loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.detach().item() * len(idx)
-            losses.append(total / n)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        losses, seconds = run_minibatch_epochs(n, step, epochs=epochs, batch_size=batch_size,
+                                               seed=seed, progress=progress, desc="train LeNet")
     model.eval()
-    return TrainHistory(tuple(losses), time.perf_counter() - t0, epochs, batch_size, lr,
-                        float(weight_decay), int(seed), n)
+    return TrainHistory(losses, seconds, epochs, batch_size, lr, float(weight_decay), int(seed), n)
+
+
+def run_minibatch_epochs(
+    num_data: int,
+    step: Callable[[torch.Tensor], float],
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    progress: bool = False,
+    desc: str = "train",
+) -> tuple[tuple[float, ...], float]:
+    r"""The minibatch loop of the LeNet trainers: ``epochs`` passes over shuffled minibatches.
+
+    Each epoch draws ``torch.randperm(num_data)`` from a generator seeded with ``seed`` (one
+    generator for the whole run), cuts it in order into minibatches of ``batch_size`` rows (the
+    last one may be smaller) and calls ``step(idx)`` on each: the caller's training step on rows
+    ``idx``, returning that minibatch's loss :math:`\ell_b`. The epoch's loss is the
+    row-weighted mean
+
+    .. math::
+        L_e = \frac{1}{N}\sum_b |\mathcal{B}_b|\,\ell_b.
+
+    Args:
+        num_data: ``N >= 1`` rows.
+        step: the training step, ``idx`` (``|B|`` row indices) -> the minibatch's loss.
+        epochs, batch_size: ``>= 1``.
+        seed: seed of the shuffling.
+        progress: tqdm bar over epochs (``desc``: its label).
+
+    Returns:
+        ``(epoch losses, seconds)``.
+
+    Example:
+        >>> seen = []
+        >>> losses, _ = run_minibatch_epochs(5, lambda idx: seen.append(len(idx)) or 1.0,
+        ...                                  epochs=2, batch_size=2, seed=0)
+        >>> losses, seen
+        ((1.0, 1.0), [2, 2, 1, 2, 2, 1])
+    """
+    num_data = check_positive_int(num_data, "num_data")
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    shuffle = torch.Generator().manual_seed(int(seed))
+    losses = []
+    t0 = time.perf_counter()
+    bar = tqdm(range(epochs), disable=not progress, desc=desc, leave=False)
+    for _ in bar:
+        perm = torch.randperm(num_data, generator=shuffle)
+        total = 0.0
+        for s in range(0, num_data, batch_size):
+            idx = perm[s: s + batch_size]
+            total += step(idx) * len(idx)
+        losses.append(total / num_data)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+    return tuple(losses), time.perf_counter() - t0
 
 
 @torch.no_grad()
@@ -272,68 +350,6 @@ def lenet_features(model: LeNet, x: torch.Tensor, batch_size: int = 2048) -> tor
     if not parts:
         return x.new_zeros(0, model.hidden_units)
     return torch.cat(parts)
-
-
-@torch.no_grad()
-def mc_logits(
-    model: LeNet,
-    x: torch.Tensor,
-    T: int,
-    *,
-    generator: torch.Generator | None = None,
-    batch_size: int = 2048,
-    max_rows: int = 16384,
-    progress: bool = False,
-) -> torch.Tensor:
-    r"""``T`` MC dropout forward passes of ``model`` at ``x``, vectorised: ``T x N x C`` logits.
-
-    .. math::
-        \text{logits}_{t,n} = \mathbf{W}\,\frac{\mathbf{z}_{t,n} \odot \mathbf{h}(\mathbf{x}_n)}
-        {\text{keep\_prob}} + \mathbf{b}, \qquad
-        z_{t,n,j} = \lfloor u_{t,n,j} + \text{keep\_prob} \rfloor,\ u \sim U[0, 1).
-
-    The convolutional body and the first FC layer are deterministic (dropout sits only before the
-    last FC layer), so :math:`\mathbf{h}(\mathbf{x})` (``N x hidden_units``) is computed ONCE and
-    only the dropout masks over the last layer are sampled ``T`` times; the ``T`` passes are batched
-    matrix products, chunked over ``T`` so one chunk has about ``max_rows`` rows (``T_chunk x N``).
-    Random stream: for each chunk, one ``T_chunk x N x hidden_units`` uniform block from
-    ``generator`` (the same samples as ``T`` successive single-sample calls).
-
-    Args:
-        model: a trained :class:`LeNet` (its mode is restored afterwards).
-        x: ``N x 1 x H x W`` images.
-        T: MC samples (``>= 1``).
-        generator: source of the uniforms (``None``: torch's global generator).
-        batch_size: images per feature pass.
-        max_rows: rows per vectorised chunk (bounds memory).
-        progress: tqdm bar over chunks.
-
-    Returns:
-        ``T x N x C`` logits (the softmax *inputs*; apply ``softmax(-1)`` for the outputs).
-
-    Example:
-        >>> net = LeNet(8, keep_prob=1.0, seed=0)
-        >>> x = torch.rand(2, 1, 8, 8)
-        >>> bool(torch.allclose(mc_logits(net, x, T=3)[2], standard_logits(net, x)))
-        True
-    """
-    T = check_positive_int(T, "T")
-    max_rows = check_positive_int(max_rows, "max_rows")
-    h = lenet_features(model, x, batch_size)
-    n, hid = h.shape
-    kp = model.keep_prob
-    w_t = (model.head.weight / kp).t().to(h.dtype)  # hidden x C
-    b = model.head.bias.to(h.dtype)
-    out = h.new_empty(T, n, model.num_classes)
-    if n == 0:
-        return out
-    t_chunk = max(1, min(T, max_rows // n))
-    for t0 in tqdm(range(0, T, t_chunk), disable=not progress, desc="mc_logits", leave=False):
-        tc = min(t_chunk, T - t0)
-        u = torch.rand((tc, n, hid), generator=generator, dtype=h.dtype, device=h.device)
-        masked = u.add_(kp).floor_().mul_(h)
-        out[t0: t0 + tc] = torch.addmm(b, masked.reshape(-1, hid), w_t).reshape(tc, n, -1)
-    return out
 
 
 @torch.no_grad()

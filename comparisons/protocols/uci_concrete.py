@@ -12,7 +12,7 @@ Methods (cells of the UCI summary next to ``mc_dropout`` and the GPs):
 
 Per split, as the MC dropout protocol but without a validation split (nothing is selected): the
 training split is standardised, the network (one hidden ReLU layer of 50 units, 100 for protein;
-Glorot-uniform means, zero biases) is fitted with :func:`vi_dropout.concrete.fit_concrete` for
+Glorot-uniform means, zero biases) is fitted with :func:`vi_dropout.infer.concrete.fit_concrete` for
 the protocol's epochs (base epochs times ``epochs_multiplier``) in minibatches of 128 (Adam:
 step size ``lr`` for the means, ``hyper_lr`` for the keep_prob logits, :math:`\log\tau` and
 :math:`\log\theta`), the prior is :math:`\mathcal N(0, l^{-2})` with the protocol's
@@ -66,7 +66,7 @@ from comparisons.protocols.learned import (
 from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
-from vi_dropout.concrete import KEEP_PROB_CLAMP, fit_concrete
+from vi_dropout.infer.concrete import KEEP_PROB_CLAMP, fit_concrete
 from vi_dropout.predict import standard_dropout_predict
 from vi_dropout.validation import check_positive, check_positive_int
 

@@ -2,7 +2,7 @@ r"""Mean-field Gaussian VI on the standard UCI splits: one fit per split, a cell
 summary next to ``mc_dropout``, the learned-rate methods and the GPs.
 
 Method ``mfvi``: a factorised Gaussian :math:`q(\mathbf{W}) = \prod_j \mathcal{N}(\mu_j,
-\sigma_j^2)` over every weight and bias (:class:`vi_dropout.mean_field.MeanFieldObjective`) and a
+\sigma_j^2)` over every weight and bias (:class:`vi_dropout.infer.mean_field.MeanFieldObjective`) and a
 homoscedastic :math:`\tau`, learned by maximising the ELBO (local reparameterisation, closed-form
 KL) with the MC dropout protocol's prior :math:`\mathcal{N}(0, l^{-2})`, :math:`l = 10^{-2}`, on
 the standardised inputs.
@@ -10,7 +10,7 @@ the standardised inputs.
 Per split, as :mod:`comparisons.protocols.uci_concrete` (no validation split: nothing is
 selected): the training split is standardised; the network (one hidden ReLU layer of 50 units,
 100 for protein; Glorot-uniform means, zero biases, every :math:`\sigma_j` starting at
-``initial_sigma``) is fitted with :func:`vi_dropout.mean_field.fit_mean_field` for the
+``initial_sigma``) is fitted with :func:`vi_dropout.infer.mean_field.fit_mean_field` for the
 protocol's epochs (base epochs times ``epochs_multiplier``) in minibatches of 128 (Adam: step
 size ``lr`` for the means, ``hyper_lr`` for the softplus parameters :math:`\rho_j` of the scales
 and for :math:`\log\tau`). The test predictive draws ``T = 10,000`` samples of :math:`f` per
@@ -61,7 +61,7 @@ from comparisons.protocols.learned import (
 from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
-from vi_dropout.mean_field import fit_mean_field
+from vi_dropout.infer.mean_field import fit_mean_field
 from vi_dropout.network import mlp_forward
 from vi_dropout.validation import check_positive, check_positive_int
 

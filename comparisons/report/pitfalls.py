@@ -129,7 +129,7 @@ def _learned_lines(result, df_nc: pd.DataFrame) -> list[str]:
     if not getattr(settings, "learned_rates", False):
         return ["Learned-rate methods: off (--no-learned-rates)."]
     lines = [
-        "Learned-rate methods (vi_dropout.concrete.fit_concrete, full batch, "
+        "Learned-rate methods (vi_dropout.infer.concrete.fit_concrete, full batch, "
         f"{settings.steps} Adam steps of 0.01, temperature 0.1, keep_probs from 0.9, tau from 1; "
         "concrete_dropout: theta fixed at 1e-6 (theta -> 0), full_elbo: theta learned from 0.01). "
         "Learned parameters (tau on the standardised scale; final_loss: negative ELBO per point, "

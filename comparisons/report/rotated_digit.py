@@ -140,8 +140,8 @@ def _pyro_markdown(result) -> list[str]:
         f"- conversion: `vi_dropout.conversion.find_covered_layers` covers the two convolutions "
         f"and the two linear layers (keep_prob 1, 1, 1, {s.keep_prob:g}); the same initial "
         f"weights as the plain network",
-        f"- objective: `vi_dropout.per_example_elbo.PerExampleDropoutELBO` on "
-        f"`vi_dropout.bnn.ModuleBNN` and `ModuleDropoutGuide` (categorical likelihood, one "
+        f"- objective: `vi_dropout.infer.per_example_elbo.PerExampleDropoutELBO` on "
+        f"`vi_dropout.models.ModuleBNN` and `DropoutGuide` (categorical likelihood, one "
         f"weight draw per example), theta = {s.theta:g}, prior length scale l = "
         f"{l_used:.4g} ({how}; implied weight decay l^2/N = {ph.weight_decay:.3g} on the "
         f"keep_prob-1 layers), N = {ph.num_data}",

@@ -5,7 +5,7 @@ Modules::
     checkpoint          checkpoint files: atomic, checksummed, verified when read; settings
                         compared with the current ones
     dropout_regressor   fit_dropout_regressor (step budget or StoppingRule, checkpointed,
-                        resumable bit for bit), resolve_device, mc_function_draws
+                        resumable bit for bit), resolve_device
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ from .dropout_regressor import (
     StoppingRule,
     fit_dropout_regressor,
     initial_network,
-    mc_function_draws,
     preflight_dropout_regressor,
     regularised_mse,
     resolve_device,
-    train_dropout_regressor,
 )
 
 __all__ = [
@@ -48,12 +46,10 @@ __all__ = [
     "StoppingRule",
     "RegressorFit",
     "resolve_device",
-    "train_dropout_regressor",
     "fit_dropout_regressor",
     "preflight_dropout_regressor",
     "LossHistory",
     "initial_network",
     "EpochBatches",
     "regularised_mse",
-    "mc_function_draws",
 ]

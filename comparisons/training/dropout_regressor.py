@@ -1,11 +1,10 @@
 r"""Training one dropout regression network for long: up to a step budget or a stopping rule,
-on a CPU or a CUDA GPU, checkpointed and resumable bit for bit; and whole-function MC dropout
-draws from the trained network.
+on a CPU or a CUDA GPU, checkpointed and resumable bit for bit.
 
 - :func:`fit_dropout_regressor` trains a :class:`vi_dropout.training.DropoutMLP` Keras-style
   (inverted dropout, Glorot weights, Adam, minibatches reshuffled every epoch) on the
-  regularised squared error and returns a :class:`RegressorFit`;
-  :func:`train_dropout_regressor` is the same returning ``(params, losses)``.
+  regularised squared error and returns a :class:`RegressorFit` (the trained
+  :class:`~vi_dropout.predict.DropoutMLPParams`, the losses, how and where it stopped).
 - :class:`StoppingRule`: stop once the mean loss of the last window of steps no longer improves
   on the best earlier window.
 - Checkpoints (:mod:`comparisons.training.checkpoint`) hold the weights, Adam's state, the
@@ -16,8 +15,9 @@ draws from the trained network.
 - The pieces of a step, shared with ``benchmarks/bench_mauna_loa_step.py``:
   :func:`initial_network`, :class:`EpochBatches`, :func:`regularised_mse`, and the loss buffer
   :class:`LossHistory`.
-- :func:`mc_function_draws`: ``T`` MC dropout draws of the whole function (one set of masks per
-  draw for all query points).
+MC dropout draws of the whole function from the trained network (one set of masks per draw for
+all query points) are ``fit.params.mc_predict(x, T, shared_masks=True)``
+(:func:`vi_dropout.predict.mc_predict`).
 
 Used by :mod:`comparisons.experiments.mauna_loa` (Figure 2 of the paper).
 
@@ -51,7 +51,7 @@ from comparisons.training.checkpoint import (
     read_checkpoint_meta,
     save_checkpoint,
 )
-from vi_dropout.network import Architecture, get_activation
+from vi_dropout.network import Architecture
 from vi_dropout.predict import DropoutMLPParams
 from vi_dropout.training import DropoutMLP
 from vi_dropout.validation import check_keep_prob, check_positive, check_positive_int
@@ -61,14 +61,12 @@ __all__ = [
     "StoppingRule",
     "RegressorFit",
     "resolve_device",
-    "train_dropout_regressor",
     "fit_dropout_regressor",
     "preflight_dropout_regressor",
     "LossHistory",
     "initial_network",
     "EpochBatches",
     "regularised_mse",
-    "mc_function_draws",
 ]
 
 #: the ``trainer`` entry of a checkpoint's settings: the code (and its version) that wrote it
@@ -200,46 +198,6 @@ def _device_name(dev: torch.device) -> str:
     if dev.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(dev)})"
     return "cpu"
-
-
-def train_dropout_regressor(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    hidden: Sequence[int],
-    activation: str,
-    keep_probs: Sequence[float],
-    reg: float,
-    iterations: int,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    seed: int = 0,
-    progress: bool = False,
-    **options,
-) -> tuple[DropoutMLPParams, np.ndarray]:
-    r"""Train one dropout MLP for ``iterations`` minibatch steps (Keras-style): the parameters
-    and the per-step losses of :func:`fit_dropout_regressor`.
-
-    ``options`` are :func:`fit_dropout_regressor`'s keyword-only options (``device``, ``stop``,
-    ``checkpoint``, ``checkpoint_every``, ``checkpoint_every_steps``, ``resume``).
-
-    Returns:
-        ``(params, losses)``: :class:`~vi_dropout.predict.DropoutMLPParams` with
-        ``inverted=True`` and the minibatch losses of every step, ``(steps,)`` (``iterations``
-        unless a stopping rule ended the run earlier).
-
-    Example:
-        >>> x = torch.linspace(-1, 1, 32).unsqueeze(-1); y = torch.sin(3 * x)
-        >>> params, losses = train_dropout_regressor(x, y, hidden=(16,), activation="tanh",
-        ...     keep_probs=(1.0, 0.9), reg=0.0, iterations=5)
-        >>> params.mc_predict(x, T=3).shape, losses.shape
-        (torch.Size([3, 32, 1]), (5,))
-    """
-    fit = fit_dropout_regressor(x, y, hidden=hidden, activation=activation,
-                                keep_probs=keep_probs, reg=reg, iterations=iterations,
-                                batch_size=batch_size, lr=lr, seed=seed, progress=progress,
-                                **options)
-    return fit.params, fit.losses
 
 
 def fit_dropout_regressor(
@@ -706,84 +664,3 @@ def regularised_mse(net: DropoutMLP, out: torch.Tensor, y: torch.Tensor, reg: fl
     if reg > 0:
         loss = loss + reg * sum(lin.weight.square().sum() for lin in net.linears)
     return loss
-
-
-def mc_function_draws(
-    params: DropoutMLPParams,
-    x: torch.Tensor,
-    T: int,
-    *,
-    generator: torch.Generator | None = None,
-    max_rows: int = 16384,
-    progress: bool = False,
-) -> torch.Tensor:
-    r"""``T`` MC dropout function draws: each draw uses ONE set of masks for all query points.
-
-    Draw :math:`t` samples :math:`\hat{\mathbf{W}}_t \sim q(\mathbf{W})`, i.e. per layer one
-    mask :math:`\mathbf{z}_{i,t} \sim \text{Bernoulli}(\text{keep\_prob}_i)^{Q_i}` shared by
-    all ``M`` inputs, and evaluates the whole curve :math:`f^{\hat{\mathbf{W}}_t}(\mathbf{x}_{1:M})`:
-
-    .. math::
-        \hat{\mathbf{y}}_t = \mathbf{W}_L s_L \operatorname{diag}(\mathbf{z}_{L,t})
-        \sigma(\cdots \sigma(\mathbf{W}_1 s_1 \operatorname{diag}(\mathbf{z}_{1,t})
-        \mathbf{x} + \mathbf{b}_1) \cdots) + \mathbf{b}_L,
-
-    with :math:`s_i = 1/\text{keep\_prob}_i` for inverted-dropout parameters, else 1. At each
-    single input the draws have the same law as :func:`vi_dropout.predict.mc_predict`'s (which
-    draws fresh masks per input), so predictive means and variances estimate the same
-    quantities; here the draws are whole functions, so a plotted mean or band is smooth in
-    :math:`x` (its Monte Carlo error is correlated along the curve instead of jagged).
-
-    Args:
-        params: a :class:`~vi_dropout.predict.DropoutMLPParams` without ensemble dims.
-        x: query inputs ``M x Q``.
-        T: number of draws ``>= 1``.
-        generator: source of the masks (``torch.bernoulli``, layer by layer, chunk by chunk;
-            on the device of ``x`` and ``params``).
-        max_rows: bound on ``T_chunk x M`` rows per vectorised pass.
-        progress: tqdm bar over chunks.
-
-    Returns:
-        ``T x M x D``.
-
-    Example:
-        >>> from vi_dropout.network import Architecture, get_activation
-        >>> ws, bs = Architecture((1, 8, 1)).init_params(torch.Generator().manual_seed(0))
-        >>> p = DropoutMLPParams(ws, bs, keep_probs=(1.0, 0.8), inverted=True)
-        >>> mc_function_draws(p, torch.zeros(5, 1, dtype=torch.float64), T=3).shape
-        torch.Size([3, 5, 1])
-    """
-    T = check_positive_int(T, "T")
-    max_rows = check_positive_int(max_rows, "max_rows")
-    if x.dim() != 2 or any(w.dim() != 2 for w in params.weights):
-        raise ValueError(
-            f"x must be M x Q and the weights plain matrices, got x {tuple(x.shape)} and "
-            f"weights {[tuple(w.shape) for w in params.weights]}"
-        )
-    if x.shape[1] != params.weights[0].shape[1]:
-        raise ValueError(
-            f"x has {x.shape[1]} features but weights[0] has shape {tuple(params.weights[0].shape)}"
-        )
-    act = get_activation(params.activation)
-    scales = [1.0 / kp if params.inverted else 1.0 for kp in params.keep_probs]
-    M = x.shape[0]
-    t_chunk = max(1, min(T, max_rows // max(1, M)))
-    out = None
-    starts = range(0, T, t_chunk)
-    for t0 in tqdm(starts, disable=not progress, desc="mc draws", leave=False):
-        tc = min(t_chunk, T - t0)
-        h = x.unsqueeze(0).expand(tc, M, x.shape[1])
-        for i, (w, b, kp, sc) in enumerate(zip(params.weights, params.biases,
-                                                   params.keep_probs, scales)):
-            if i > 0:
-                h = act(h)
-            if kp < 1.0:
-                probs = torch.full((tc, 1, w.shape[1]), kp, dtype=h.dtype, device=h.device)
-                h = h * (torch.bernoulli(probs, generator=generator) * sc)
-            h = torch.baddbmm(b.expand(tc, 1, -1), h, w.T.expand(tc, -1, -1))
-        if out is None:
-            out = torch.empty((T, M, h.shape[-1]), dtype=h.dtype, device=h.device)
-        out[t0 : t0 + tc] = h
-    return out
-
-

@@ -1,4 +1,4 @@
-"""The shared fitting loop (:mod:`vi_dropout.elbo_fit`): minibatches cover every row once per
+"""The shared fitting loop (:mod:`vi_dropout.infer.fit_loop`): minibatches cover every row once per
 epoch from each network's own generator, the argument checks, and a failing network named while
 the others go on (one network: raised)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vi_dropout.elbo_fit import (
+from vi_dropout.infer.fit_loop import (
     as_networks,
     draw_in_chunks,
     initial_params,

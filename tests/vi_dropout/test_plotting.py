@@ -13,7 +13,7 @@ from vi_dropout.plotting import (
     plot_kl_gap,
     plot_value_offset,
 )
-from vi_dropout.verify import check_kl, format_table
+from vi_dropout.verify.paper import check_kl, format_table
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 
 from tests.common import DTYPES
 from vi_dropout.drop_stream import layer_drop_streams
-from vi_dropout.network import Architecture, mlp_forward
+from vi_dropout.network import Architecture, get_activation, mlp_forward
 from vi_dropout.predict import (
     DropoutMLPParams,
     classification_summary,
@@ -342,3 +342,284 @@ def test_flags_and_generator_are_checked(kwargs, match):
     b = [torch.zeros(3, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)]
     with pytest.raises(ValueError, match=match):
         mc_predict(torch.ones(5, 2, dtype=torch.float64), w, b, keep_probs=0.9, T=2, **kwargs)
+
+
+# ------------------------------------------------------------- shared masks (function draws)
+
+
+def _function_draws_by_hand(x, ws, bs, kps, T, seed, inverted, activation, max_rows):
+    """The documented stream of ``shared_masks=True`` (the former
+    ``comparisons.training.dropout_regressor.mc_function_draws``, which drew the committed Mauna
+    Loa results): per chunk of ``max_rows // N`` draws and per layer with keep_prob < 1, one
+    ``torch.bernoulli`` of a ``T_chunk x 1 x in`` block; kept units scaled in the mask."""
+    g = torch.Generator().manual_seed(seed)
+    act = get_activation(activation)
+    n = x.shape[0]
+    t_chunk = max(1, min(T, max_rows // n))
+    out = []
+    for t0 in range(0, T, t_chunk):
+        tc = min(t_chunk, T - t0)
+        h = x.unsqueeze(0).expand(tc, n, x.shape[1])
+        for i, (w, b, kp) in enumerate(zip(ws, bs, kps)):
+            if i > 0:
+                h = act(h)
+            if kp < 1.0:
+                z = torch.bernoulli(torch.full((tc, 1, w.shape[1]), kp, dtype=h.dtype), generator=g)
+                h = h * (z * (1.0 / kp if inverted else 1.0))
+            h = torch.baddbmm(b.expand(tc, 1, -1), h, w.T.expand(tc, -1, -1))
+        out.append(h)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inverted,max_rows", [(True, 16384), (True, 3 * 7), (False, 1)])
+def test_shared_masks_follow_the_documented_stream_bit_for_bit(dtype, inverted, max_rows):
+    ws, bs = _net(dtype=dtype)
+    x = torch.randn(7, 4, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    kps = (1.0, 0.7, 0.9)
+    got = mc_predict(x, ws, bs, kps, 10, activation="tanh", inverted=inverted, shared_masks=True,
+                     generator=torch.Generator().manual_seed(5), max_rows=max_rows)
+    want = _function_draws_by_hand(x, ws, bs, kps, 10, 5, inverted, "tanh", max_rows)
+    assert got.shape == (10, 7, 2) and got.dtype == dtype
+    assert torch.equal(got, want)
+    params = DropoutMLPParams(ws, bs, kps, activation="tanh", inverted=inverted)
+    assert torch.equal(params.mc_predict(x, 10, shared_masks=True, max_rows=max_rows,
+                                         generator=torch.Generator().manual_seed(5)), want)
+
+
+def test_shared_masks_give_every_input_of_a_sample_the_same_mask():
+    """Identity weights, zero biases: sample t at input n is z_2 * z_1 * x_n, so with
+    x_n = (n + 1) * 1 the ratio y / (n + 1) is the product of the masks: one vector per sample
+    with shared masks (different between samples), different between inputs without."""
+    eye = torch.eye(6, dtype=torch.float64)
+    ws, bs = [eye, eye], [torch.zeros(6, dtype=torch.float64)] * 2
+    x = torch.arange(1.0, 9.0, dtype=torch.float64).unsqueeze(-1).expand(8, 6)
+    for shared in (True, False):
+        s = mc_predict(x, ws, bs, 0.6, 50, activation="identity", shared_masks=shared,
+                       generator=torch.Generator().manual_seed(0))
+        masks = s / x  # T x N x 6, entries 0 / 1
+        assert set(masks.unique().tolist()) == {0.0, 1.0}
+        same_per_sample = bool((masks == masks[:, :1]).all())
+        assert same_per_sample is shared
+        assert len({tuple(m[0].tolist()) for m in masks}) > 10  # and it varies between samples
+
+
+def test_function_draws_have_the_marginals_of_mc_predict():
+    # Same law at every input: means and variances agree within 5 Monte Carlo standard errors.
+    g = torch.Generator().manual_seed(0)
+    ws, bs = Architecture((1, 24, 24, 1), "relu").init_params(generator=g)
+    params = DropoutMLPParams(ws, bs, keep_probs=(1.0, 0.7, 0.7), activation="relu",
+                              inverted=True)
+    x = torch.linspace(-2, 2, 5, dtype=torch.float64).unsqueeze(-1)
+    T = 20_000
+    a = params.mc_predict(x, T, shared_masks=True,
+                          generator=torch.Generator().manual_seed(1))[..., 0]
+    b = mc_predict(x, ws, bs, (1.0, 0.7, 0.7), T, activation="relu", inverted=True,
+                   generator=torch.Generator().manual_seed(2))[..., 0]
+    se_mean = torch.sqrt(a.var(0) / T + b.var(0) / T)
+    assert bool(((a.mean(0) - b.mean(0)).abs() <= 5 * se_mean).all())
+    # variance: SE of a sample variance ~ sqrt((m4 - s^4) / T), per estimator
+    def var_se(s):
+        c = s - s.mean(0)
+        return torch.sqrt(((c**4).mean(0) - c.var(0) ** 2) / T)
+    assert bool(((a.var(0) - b.var(0)).abs() <= 5 * torch.sqrt(var_se(a)**2 + var_se(b)**2)).all())
+    # one mask per draw: with keep_prob 1 everywhere the draws are all the deterministic net
+    det = DropoutMLPParams(ws, bs, keep_probs=1.0, inverted=True)
+    d = det.mc_predict(x, 3, shared_masks=True)
+    torch.testing.assert_close(d[0], d[2], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="T must be an integer >= 1"):
+        params.mc_predict(x, 0, shared_masks=True)
+
+
+def test_shared_masks_bad_inputs_are_refused():
+    ws, bs = _net()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^shared_masks must be True or False, got a str"):
+        mc_predict(x, ws, bs, 0.5, 3, shared_masks="yes")
+    with pytest.raises(ValueError, match=r"^shared_masks=True needs x of shape N x Q and weights "
+                                         r"\(out x in\).*got x \(2, 3, 4\)"):
+        mc_predict(x.expand(2, 3, 4), ws, bs, 0.5, 3, shared_masks=True)
+    we, be = _net(batch=(2,))
+    with pytest.raises(ValueError, match=r"^shared_masks=True needs .*weights \[\(2, 6, 4\)"):
+        mc_predict(x, we, be, 0.5, 3, shared_masks=True)
+
+
+# ------------------------------------------------------------------------------ modules
+
+
+class _LastLayerNet(torch.nn.Module):
+    """The last-layer form: features, one nn.Dropout, an nn.Linear head, keep_prob."""
+
+    def __init__(self, keep_prob=0.6, dtype=torch.float64):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.keep_prob = keep_prob
+        self.body = torch.nn.Sequential(torch.nn.Linear(4, 7), torch.nn.ReLU()).to(dtype)
+        self.dropout = torch.nn.Dropout(1.0 - keep_prob)
+        self.head = torch.nn.Linear(7, 3).to(dtype)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.head(self.dropout(self.features(x)))
+
+
+def _with_batchnorm(dtype=torch.float64):
+    """A generic module: Linear - BatchNorm (non-trivial running statistics) - ReLU - Dropout
+    - Linear - Dropout - Linear."""
+    g = torch.Generator().manual_seed(1)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+        torch.nn.Linear(6, 5), torch.nn.Dropout(0.5), torch.nn.Linear(5, 2)).to(dtype)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=dtype))
+        net[1].running_mean.copy_(torch.randn(6, generator=g, dtype=dtype))
+        net[1].running_var.copy_(torch.rand(6, generator=g, dtype=dtype) + 0.5)
+    return net
+
+
+def test_a_last_layer_module_follows_the_documented_stream():
+    net = _LastLayerNet()
+    x = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    T, kp = 8, 0.6
+    for shared in (False, True):
+        got = mc_predict(x, net, T=T, shared_masks=shared,
+                         generator=torch.Generator().manual_seed(3))
+        # by hand: features once, masks floor(u + keep_prob) from one T x N x H block
+        # (T x 1 x H shared)
+        u = torch.rand(T, 1 if shared else 5, 7, dtype=torch.float64,
+                       generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            want = net.head(torch.floor(u + kp) * net.features(x) / kp)
+        assert got.shape == (T, 5, 3)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        chunked = mc_predict(x, net, T=T, shared_masks=shared, max_rows=5,
+                             generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(chunked, got, rtol=0, atol=1e-12)  # one block or T of them
+        # the generic path (a module not in the last-layer form) draws the same masks
+        plain = torch.nn.Sequential(net.body, net.dropout, net.head)
+        torch.testing.assert_close(mc_predict(x, plain, T=T, shared_masks=shared,
+                                              generator=torch.Generator().manual_seed(3)),
+                                   got, rtol=0, atol=1e-12)
+
+
+def test_a_generic_module_runs_in_eval_mode_with_its_dropout_masks_from_the_generator():
+    net = _with_batchnorm()
+    x = torch.randn(6, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    T = 7
+    net.train()
+    stats = net[1].running_mean.clone()
+    rng = torch.get_rng_state()
+    got = mc_predict(x, net, T=T, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(torch.get_rng_state(), rng)  # the global RNG is left alone
+    assert torch.equal(net[1].running_mean, stats)  # BatchNorm in eval mode: stats untouched
+    assert all(m.training for m in net.modules())  # the modes are restored
+    # by hand: each dropout layer, in call order, one T x N x width block of uniforms
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        net.eval()
+        h = net[2](net[1](net[0](x)))
+        u1 = torch.rand(T, 6, 6, dtype=torch.float64, generator=g)
+        h = net[4](torch.floor(u1 + 0.7) * h / 0.7)
+        u2 = torch.rand(T, 6, 5, dtype=torch.float64, generator=g)
+        want = net[6](torch.floor(u2 + 0.5) * h / 0.5)
+    net.train()
+    assert got.shape == (T, 6, 2)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    # the same generator, the same samples
+    again = mc_predict(x, net, T=T, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(again, got)
+
+
+def test_module_shared_masks_give_every_input_of_a_sample_the_same_mask():
+    net = torch.nn.Sequential(torch.nn.Dropout(0.5))
+    x = torch.arange(1.0, 9.0, dtype=torch.float64).unsqueeze(-1).expand(8, 6)
+    for shared in (True, False):
+        s = mc_predict(x, net, T=40, shared_masks=shared,
+                       generator=torch.Generator().manual_seed(0))
+        masks = s * 0.5 / x  # inverted dropout: kept units scaled by 1 / keep_prob
+        assert set(masks.unique().tolist()) == {0.0, 1.0}
+        assert bool((masks == masks[:, :1]).all()) is shared
+
+
+class _Flatten(torch.nn.Module):
+    def forward(self, x):
+        return x.reshape(-1)
+
+
+@pytest.mark.parametrize("build,kwargs,match", [
+    (lambda: torch.nn.Sequential(torch.nn.Linear(4, 2).double()), {},
+     r"^weights must be a sequence of tensors or a torch.nn.Module with torch.nn.Dropout "
+     r"layers, got a Sequential without any"),
+    (lambda: torch.nn.Sequential(torch.nn.Dropout2d(0.5)), {},
+     r"^weights: 0 is a Dropout2d; mc_predict samples the masks of torch.nn.Dropout layers only"),
+    (lambda: torch.nn.Sequential(torch.nn.Dropout(1.0)), {},
+     r"^keep_prob of 0 \(1 - its p\) must lie in \(0, 1\]"),
+    (_LastLayerNet, {"biases": [torch.zeros(3)]},
+     r"^biases must be None when weights is a torch.nn.Module"),
+    (_LastLayerNet, {"keep_probs": 0.5},
+     r"^keep_probs must be None when weights is a torch.nn.Module .*got 0.5"),
+    (_LastLayerNet, {"activation": "tanh"},
+     r"^activation must stay 'relu' when weights is a torch.nn.Module .*got 'tanh'"),
+    (_LastLayerNet, {"inverted": True},
+     r"^inverted must stay False when weights is a torch.nn.Module .*got True"),
+    (_LastLayerNet, {"T": None}, r"^T must be an integer >= 1, got None"),
+    (_LastLayerNet, {"T": True}, r"^T must be an integer >= 1, got a bool"),
+    (_LastLayerNet, {"shared_masks": 1}, r"^shared_masks must be True or False, got a int"),
+    (_LastLayerNet, {"generator": 3}, r"^generator must be a torch.Generator or None, got int"),
+    (_LastLayerNet, {"x": torch.zeros(3, 4)},
+     r"^x has dtype torch.float32 but the dtype of the module's parameters is torch.float64"),
+    (_LastLayerNet, {"x": torch.full((3, 4), float("nan"), dtype=torch.float64)},
+     r"^x must be finite, but 12 of 12 entries are NaN or inf"),
+    (_LastLayerNet, {"x": torch.zeros(0, 4, dtype=torch.float64)},
+     r"^x must hold at least one row \(N >= 1\), got 0 rows \(shape \(0, 4\)\)"),
+    (_LastLayerNet, {"x": torch.tensor(1.0, dtype=torch.float64)},
+     r"^x must have shape N x \.\.\. \(the module's batch first\), got a 0-D tensor"),
+    (lambda: torch.nn.Sequential(_Flatten(), torch.nn.Dropout(0.5)), {},
+     r"^weights: the input of a dropout layer must have the module's batch first \(9 rows for "
+     r"3 passes of 3 inputs\), got shape \(36,\)"),
+])
+def test_bad_module_inputs_raise_naming_the_argument(build, kwargs, match):
+    kwargs = dict(kwargs)
+    x = kwargs.pop("x", torch.ones(3, 4, dtype=torch.float64))
+    kwargs.setdefault("T", 3)
+    with pytest.raises(ValueError, match=match):
+        mc_predict(x, build(), **kwargs)
+
+
+def test_a_last_layer_module_without_head_bias_takes_the_generic_path():
+    net = _LastLayerNet()
+    net.head.bias = None
+    x = torch.randn(4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = mc_predict(x, net, T=3, generator=torch.Generator().manual_seed(2))
+    u = torch.rand(3, 4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        want = net.head(torch.floor(u + 0.6) * net.features(x) / 0.6)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+
+
+class _BadFeatures(_LastLayerNet):
+    def features(self, x):
+        return self.body(x).unsqueeze(1)
+
+
+def test_a_module_with_a_bad_parameter_or_keep_prob_is_refused():
+    net = _LastLayerNet()
+    with torch.no_grad():
+        net.head.weight[0, 0] = float("inf")
+    x = torch.ones(2, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"^the module's parameter head.weight must be finite"):
+        mc_predict(x, net, T=2)
+    odd = _LastLayerNet()
+    odd.keep_prob = 0.3  # its nn.Dropout keeps 0.6
+    with pytest.raises(ValueError, match=r"^weights: the module's keep_prob 0.3 is not "
+                                         r"1 - dropout.p \(0.6"):
+        mc_predict(x, odd, T=2)
+    with pytest.raises(ValueError, match=r"^weights: the module's features\(x\) must be N x H "
+                                         r"\(2 rows\), got shape \(2, 1, 7\)"):
+        mc_predict(x, _BadFeatures(), T=2)

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from vi_dropout import cli
-from vi_dropout import verify_network as verify_network_module
 from vi_dropout.user_files import check_data_file, load_data_file, load_model_factory
+from vi_dropout.verify import network as verify_network_module
 
 MLP = '''
 import torch
@@ -509,7 +509,7 @@ def test_bad_thetas_are_parse_errors(files, capsys, argv, message):
     (["--likelihood", "categorical"], "--likelihood: only with --model"),
 ])
 def test_model_options_without_a_model_are_refused(capsys, monkeypatch, argv, message):
-    from vi_dropout import verify
+    from vi_dropout.verify import paper as verify
 
     monkeypatch.setattr(verify, "run_verify", lambda **kw: pytest.fail("the report ran"))
     assert message in _cli_error(capsys, *argv)

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from tests.common import DTYPES, toy_regression
+from vi_dropout.infer.elbo import draw_masks, dropout_loss, negative_elbo
+from vi_dropout.likelihoods import data_term
 from vi_dropout.models import BayesianMLP
 from vi_dropout.network import Architecture
-from vi_dropout.objectives import data_term, draw_masks, dropout_loss, negative_elbo
 from vi_dropout.validation import (
     check_dtype,
     check_has_rows,

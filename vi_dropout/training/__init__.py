@@ -2,8 +2,8 @@
 (:func:`train_sequential`, the reference); see :mod:`vi_dropout.training.common` for the maths and
 the random-number contract they share."""
 
-from .batched import train_batched
-from .common import TrainResult, weight_decay
-from .sequential import DropoutMLP, train_sequential
+from vi_dropout.training.batched import train_batched
+from vi_dropout.training.common import TrainResult, weight_decay
+from vi_dropout.training.sequential import DropoutMLP, train_sequential
 
 __all__ = ["TrainResult", "weight_decay", "train_sequential", "train_batched", "DropoutMLP"]

@@ -87,8 +87,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vi_dropout.infer.elbo import weight_decay_from_prior
 from vi_dropout.network import Architecture
-from vi_dropout.objectives import weight_decay_from_prior
 from vi_dropout.validation import check_keep_prob, check_nonnegative, per_layer
 
 __all__ = ["TrainResult", "weight_decay", "check_weight_decay", "layer_widths",
@@ -131,7 +131,7 @@ class TrainResult:
 def weight_decay(length_scale: float, keep_prob: float, num_data: int, tau: float) -> float:
     r"""L2 coefficient of the published code, :math:`\lambda = l^2\,\text{keep\_prob} / (2 N \tau)`.
 
-    The same number as :func:`vi_dropout.objectives.weight_decay_from_prior` (which it calls), but
+    The same number as :func:`vi_dropout.infer.elbo.weight_decay_from_prior` (which it calls), but
     the Keras code puts it on the INVERTED-dropout weights, see the README for what that changes.
 
     Args:

@@ -19,7 +19,7 @@ from comparisons.experiments.rotated_digit import (
     select_digit,
     sweep_rotations,
 )
-from comparisons.networks.lenet import LeNet, mc_logits, standard_logits, train_lenet
+from comparisons.networks.lenet import LeNet, standard_logits, train_lenet
 from comparisons.report.rotated_digit import (
     plot_rotated_digit_figure,
     plot_rotated_images,
@@ -27,7 +27,7 @@ from comparisons.report.rotated_digit import (
     plot_uncertainty_vs_angle,
     rotated_digit_table,
 )
-from vi_dropout.predict import classification_summary
+from vi_dropout.predict import classification_summary, mc_predict
 
 torch.set_num_threads(1)
 T = 30
@@ -85,8 +85,8 @@ def test_runner_outputs_agree_with_their_definitions(setup):
     assert res.images.shape == (A, 1, 8, 8) and res.num_samples == T
     images = rotate_image(image, DEFAULT_ANGLES_DEG)
     torch.testing.assert_close(res.images, images)
-    # same masks as mc_logits with the seeded generator; summary = classification_summary
-    again = mc_logits(net, images, T, generator=torch.Generator().manual_seed(3))
+    # same masks as mc_predict with the seeded generator; summary = classification_summary
+    again = mc_predict(images, net, T=T, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(res.mc_logits, again)
     torch.testing.assert_close(res.standard_logits, standard_logits(net, images))
     s = classification_summary(res.mc_logits)

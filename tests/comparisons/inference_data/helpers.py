@@ -71,9 +71,9 @@ def dropout_samples(T=400, N=30, seed=0):
 def svi_setup():
     """25 x 2 data, a 2-6-1 tanh BayesianMLP and its dropout guide."""
     x, y = toy_regression(25, 2, seed=4)
-    model = BayesianMLP(Architecture((2, 6, 1), "tanh"), prior_length_scale=1.0, tau=8.0)
-    guide = DropoutGuide(model, keep_prob=0.8, theta=0.05,
-                         generator=torch.Generator().manual_seed(0))
+    model = BayesianMLP(Architecture((2, 6, 1), "tanh"), prior_length_scale=1.0, tau=8.0,
+                        keep_prob=0.8, generator=torch.Generator().manual_seed(0))
+    guide = DropoutGuide(model, theta=0.05)
     return x, y, model, guide
 
 

@@ -9,8 +9,9 @@ from scipy import stats
 
 from comparisons.inference_data import checked_loo, from_module_guide
 from tests.vi_dropout.test_conversion import LSTMNet
-from tests.vi_dropout.test_module_forward import TwoInputs
-from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+from tests.vi_dropout.test_forward import TwoInputs
+from vi_dropout.guides import DropoutGuide
+from vi_dropout.models import ModuleBNN
 
 
 def _net(out=1):
@@ -23,7 +24,7 @@ def test_gaussian_groups_and_pointwise_log_likelihood():
     x = torch.randn(12, 2, dtype=torch.float64)
     y = torch.randn(12, 1, dtype=torch.float64)
     model = ModuleBNN(_net(), tau=4.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     idata = from_module_guide(model, guide, x, y, num_samples=200, num_chains=2, seed=3)
     assert set(idata.groups()) >= {"posterior", "posterior_predictive", "log_likelihood",
                                    "observed_data", "constant_data"}
@@ -43,7 +44,7 @@ def test_categorical_log_likelihood_is_the_log_softmax_at_the_label():
     x = torch.randn(10, 2, dtype=torch.float64)
     y = torch.arange(10) % 3
     model = ModuleBNN(_net(out=3), likelihood="categorical")
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     idata = from_module_guide(model, guide, x, y, num_samples=50)
     f = idata.posterior["f"].values  # 1 x 50 x 10 x 3
     logp = f - np.log(np.exp(f).sum(-1, keepdims=True))
@@ -56,14 +57,14 @@ def test_categorical_log_likelihood_is_the_log_softmax_at_the_label():
 
 def test_bad_input():
     model = ModuleBNN(_net(), tau=1.0)
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     x = torch.randn(4, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"y must have shape N x D"):
         from_module_guide(model, guide, x, torch.zeros(4, dtype=torch.float64), 10)
     with pytest.raises(ValueError, match="cannot be split into 3 chains"):
         from_module_guide(model, guide, x, torch.zeros(4, 1, dtype=torch.float64), 10,
                           num_chains=3)
-    with pytest.raises(ValueError, match="guide must be a ModuleDropoutGuide"):
+    with pytest.raises(ValueError, match="guide must be a DropoutGuide"):
         from_module_guide(model, object(), x, torch.zeros(4, 1, dtype=torch.float64), 10)
 
 
@@ -75,7 +76,7 @@ def test_disabled_dropout_is_in_the_attrs_and_several_inputs_work():
     x = torch.randn(8, 4, 3, dtype=torch.float64)
     y = torch.randn(8, 1, dtype=torch.float64)
     model = ModuleBNN(LSTMNet().double(), uncovered_dropout="disable")
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     idata = from_module_guide(model, guide, x, y, num_samples=20)
     for group in ("posterior", "posterior_predictive", "log_likelihood", "observed_data"):
         attrs = idata[group].attrs
@@ -84,7 +85,7 @@ def test_disabled_dropout_is_in_the_attrs_and_several_inputs_work():
     assert "constant_data" not in idata.groups()  # x is not N x Q
     net = TwoInputs().double()
     model = ModuleBNN(net, tau=4.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     xs = (torch.randn(8, 1, 5, 5, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64))
     for parallel in (False, True):
         idata = from_module_guide(model, guide, xs, y, num_samples=20, parallel=parallel)

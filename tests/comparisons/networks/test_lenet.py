@@ -1,4 +1,5 @@
-"""LeNet: shapes, seeding, training, and MC dropout over the last layer only."""
+"""LeNet: shapes, seeding, training, and MC dropout (``vi_dropout.predict.mc_predict`` given the
+module) over the last layer only."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from comparisons.networks.lenet import (
     LeNet,
     TrainHistory,
     lenet_features,
-    mc_logits,
     standard_logits,
     train_lenet,
 )
+from vi_dropout.predict import mc_predict
 
 torch.set_num_threads(1)
 
@@ -60,9 +61,9 @@ def test_bad_sizes_are_refused():
     net = LeNet(8, seed=0)
     with pytest.raises(ValueError, match=r"x must have shape N x 1 x 8 x 8 for this LeNet, got "
                                          r"\(2, 1, 28, 28\)"):
-        mc_logits(net, torch.zeros(2, 1, 28, 28), T=2)
+        mc_predict(torch.zeros(2, 1, 28, 28), net, T=2)
     with pytest.raises(ValueError, match="T must be an integer >= 1, got 0"):
-        mc_logits(net, torch.zeros(2, 1, 8, 8), T=0)
+        mc_predict(torch.zeros(2, 1, 8, 8), net, T=0)
 
 
 def test_seeded_init_is_reproducible_and_leaves_global_rng_alone():
@@ -111,11 +112,11 @@ def test_standard_logits_is_the_eval_network(trained, digits):
     torch.testing.assert_close(standard_logits(net, x), net(x), rtol=1e-5, atol=1e-5)
 
 
-def test_mc_logits_follows_the_documented_stream_and_chunking(trained, digits):
+def test_mc_predict_follows_the_documented_stream_and_chunking(trained, digits):
     net, _ = trained
     x = digits.x_test[:5]
     T = 7
-    got = mc_logits(net, x, T, generator=torch.Generator().manual_seed(11))
+    got = mc_predict(x, net, T=T, generator=torch.Generator().manual_seed(11))
     assert got.shape == (T, 5, 10)
     # by hand: features once, masks floor(u + keep_prob) from one T x N x H uniform block
     h = lenet_features(net, x)
@@ -125,7 +126,7 @@ def test_mc_logits_follows_the_documented_stream_and_chunking(trained, digits):
         want = (z * h / net.keep_prob) @ net.head.weight.T + net.head.bias
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     # chunked over T (max_rows=5 -> one sample per chunk): the same samples
-    chunked = mc_logits(net, x, T, generator=torch.Generator().manual_seed(11), max_rows=5)
+    chunked = mc_predict(x, net, T=T, generator=torch.Generator().manual_seed(11), max_rows=5)
     torch.testing.assert_close(chunked, got, rtol=1e-6, atol=1e-6)
 
 
@@ -135,15 +136,15 @@ def test_float64_images_are_accepted(trained, digits):
     torch.testing.assert_close(standard_logits(net, x.double()), standard_logits(net, x))
 
 
-def test_mc_logits_without_dropout_is_deterministic(digits):
+def test_mc_predict_without_dropout_is_deterministic(digits):
     net = LeNet(8, keep_prob=1.0, seed=0)
     x = digits.x_test[:4]
-    mc = mc_logits(net, x, T=5)
+    mc = mc_predict(x, net, T=5)
     for t in range(5):
         torch.testing.assert_close(mc[t], standard_logits(net, x), rtol=0, atol=1e-6)
 
 
-def test_mc_logits_matches_the_stochastic_network(trained, digits):
+def test_mc_predict_matches_the_stochastic_network(trained, digits):
     """MC over the last layer only has the distribution of full training-mode forward passes.
 
     Reference: for fixed features h, logit_c = sum_j W_cj h_j z_j / k + b_c with
@@ -164,10 +165,38 @@ def test_mc_logits_matches_the_stochastic_network(trained, digits):
         net.train()
         full = net(x.repeat(K, 1, 1, 1)).double().reshape(K, 3, 10)
         net.eval()
-    ours = mc_logits(net, x, K, generator=torch.Generator().manual_seed(6)).double()
+    ours = mc_predict(x, net, T=K, generator=torch.Generator().manual_seed(6)).double()
     se = (var_ref / K).sqrt()
-    for name, s in (("mc_logits", ours), ("training-mode forward", full)):
+    for name, s in (("mc_predict", ours), ("training-mode forward", full)):
         z = (s.mean(0) - mean_ref) / se
         assert float(z.abs().max()) < 5.0, (name, z)
         rel = s.var(0) / var_ref - 1
         assert float(rel.abs().max()) < 0.12, (name, rel)
+
+
+def test_mc_predict_of_the_lenet_is_the_generic_module_pass_with_features_once(trained, digits):
+    """The last-layer form (features once) and the generic module path (a plain nn.Sequential of
+    the same layers, T full passes with the dropout layer's masks from the generator) draw the
+    same masks from the same stream: equal up to float32 rounding. The modes are restored."""
+    net, _ = trained
+    x = digits.x_test[:6]
+    plain = torch.nn.Sequential(net.body, net.dropout, net.head)
+    for shared in (False, True):
+        fast = mc_predict(x, net, T=9, shared_masks=shared, max_rows=20,
+                          generator=torch.Generator().manual_seed(4))
+        full = mc_predict(x, plain, T=9, shared_masks=shared, max_rows=20,
+                          generator=torch.Generator().manual_seed(4))
+        torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    net.train()
+    mc_predict(x, net, T=2)
+    assert net.training and net.dropout.training
+    net.eval()
+    mc_predict(x, net, T=2)
+    assert not net.training
+
+
+def test_mc_predict_of_a_lenet_refuses_images_of_another_dtype(trained, digits):
+    net, _ = trained
+    with pytest.raises(ValueError, match=r"^x has dtype torch.float64 but the dtype of the "
+                                         r"module's parameters is torch.float32"):
+        mc_predict(digits.x_test[:2].double(), net, T=2)

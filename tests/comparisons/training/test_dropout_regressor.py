@@ -1,7 +1,8 @@
 """The dropout-network trainer: seeded, checkpoints, bit-for-bit resume (also after a SIGKILL
 and on CUDA), refusals of other settings and damaged files, the stopping rule, the loss buffer
-of the GPU path, devices, and the MC function draws (whole file < 30 s; the SIGKILL test spawns
-a process)."""
+of the GPU path and devices (whole file < 30 s; the SIGKILL test spawns a process). The MC
+function draws of the trained network (``mc_predict(..., shared_masks=True)``) are tested in
+``tests/vi_dropout/test_predict.py``."""
 
 from __future__ import annotations
 
@@ -28,13 +29,9 @@ from comparisons.training.dropout_regressor import (
     LossHistory,
     StoppingRule,
     fit_dropout_regressor,
-    mc_function_draws,
     preflight_dropout_regressor,
     resolve_device,
-    train_dropout_regressor,
 )
-from vi_dropout.network import Architecture
-from vi_dropout.predict import DropoutMLPParams, mc_predict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,8 +58,8 @@ def test_trainer_is_seeded_and_reduces_the_loss():
     y = torch.sin(2 * x)
     kw = dict(hidden=(32,), activation="tanh", keep_probs=(1.0, 0.9), reg=1e-6,
               iterations=300, batch_size=16, lr=1e-2, seed=3)
-    p1, l1 = train_dropout_regressor(x, y, **kw)
-    p2, l2 = train_dropout_regressor(x, y, **kw)
+    fit1, fit2 = fit_dropout_regressor(x, y, **kw), fit_dropout_regressor(x, y, **kw)
+    p1, l1, p2, l2 = fit1.params, fit1.losses, fit2.params, fit2.losses
     np.testing.assert_array_equal(l1, l2)
     assert all(torch.equal(a, b) for a, b in zip(p1.weights, p2.weights))
     # the weight-averaged prediction explains > 90% of the variance of sin(2x) (measured: 94%)
@@ -72,9 +69,9 @@ def test_trainer_is_seeded_and_reduces_the_loss():
     assert l1[-50:].mean() < l1[:50].mean()
     assert p1.inverted and p1.keep_probs == (1.0, 0.9)
     with pytest.raises(ValueError, match="keep_probs must hold one value per weight layer"):
-        train_dropout_regressor(x, y, **dict(kw, keep_probs=(0.9,)))
+        fit_dropout_regressor(x, y, **dict(kw, keep_probs=(0.9,)))
     with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
-        train_dropout_regressor(x, y, **dict(kw, iterations=0))
+        fit_dropout_regressor(x, y, **dict(kw, iterations=0))
 
 
 @pytest.mark.parametrize("dtype, activation, fused", [(torch.float32, "relu", False),
@@ -97,10 +94,6 @@ def test_n_steps_equal_half_then_resume_bit_for_bit(tmp_path, dtype, activation,
     # resuming a finished run with the same budget takes no step and returns the same network
     again = fit_dropout_regressor(x, y, iterations=60, checkpoint=ckpt, resume=True, **kw)
     assert again.call_steps == 0 and _same_fit(whole, again)
-    # the old API: (params, losses)
-    params, losses = train_dropout_regressor(x, y, iterations=60, **kw)
-    assert np.array_equal(losses, whole.losses) and torch.equal(params.weights[1],
-                                                                whole.params.weights[1])
     if fused:  # Adam's fused kernel rounds differently: other numbers than the default's
         default = fit_dropout_regressor(x, y, iterations=60, **dict(kw, fused_adam=False))
         assert not np.array_equal(default.losses, whole.losses)
@@ -274,33 +267,3 @@ def test_preflight_checks_arguments_and_checkpoint_without_training(tmp_path):
     with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
         preflight_dropout_regressor(x, y, iterations=0, **TRAIN_KW)
     assert ckpt.read_bytes() == before
-
-
-
-# -------------------------------------------------------------------------------- MC function draws
-
-
-def test_function_draws_have_the_marginals_of_mc_predict():
-    # Same law at every input: means and variances agree within 5 Monte Carlo standard errors.
-    g = torch.Generator().manual_seed(0)
-    ws, bs = Architecture((1, 24, 24, 1), "relu").init_params(generator=g)
-    params = DropoutMLPParams(ws, bs, keep_probs=(1.0, 0.7, 0.7), activation="relu",
-                              inverted=True)
-    x = torch.linspace(-2, 2, 5, dtype=torch.float64).unsqueeze(-1)
-    T = 20_000
-    a = mc_function_draws(params, x, T, generator=torch.Generator().manual_seed(1))[..., 0]
-    b = mc_predict(x, ws, bs, (1.0, 0.7, 0.7), T, activation="relu", inverted=True,
-                   generator=torch.Generator().manual_seed(2))[..., 0]
-    se_mean = torch.sqrt(a.var(0) / T + b.var(0) / T)
-    assert bool(((a.mean(0) - b.mean(0)).abs() <= 5 * se_mean).all())
-    # variance: SE of a sample variance ~ sqrt((m4 - s^4) / T), per estimator
-    def var_se(s):
-        c = s - s.mean(0)
-        return torch.sqrt(((c**4).mean(0) - c.var(0) ** 2) / T)
-    assert bool(((a.var(0) - b.var(0)).abs() <= 5 * torch.sqrt(var_se(a)**2 + var_se(b)**2)).all())
-    # one mask per draw: with keep_prob 1 everywhere the draws are all the deterministic net
-    det = DropoutMLPParams(ws, bs, keep_probs=1.0, inverted=True)
-    d = mc_function_draws(det, x, 3)
-    torch.testing.assert_close(d[0], d[2], rtol=0, atol=0)
-    with pytest.raises(ValueError, match="T must be an integer >= 1"):
-        mc_function_draws(params, x, 0)

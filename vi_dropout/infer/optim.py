@@ -3,7 +3,7 @@ r"""One torch optimiser for every parameter ``pyro.infer.SVI`` trains.
 Pyro's :class:`pyro.optim.PyroOptim` (``pyro.optim.Adam`` and the rest) builds one
 ``torch.optim`` optimiser PER PARAMETER and steps them one by one. The update is elementwise, so
 that costs nothing in the maths, but on a network of ordinary size its Python overhead is a large
-part of an SVI step: 0.45 ms of a 2.6 ms step with :class:`~vi_dropout.per_example_elbo.PerExampleDropoutELBO`
+part of an SVI step: 0.45 ms of a 2.6 ms step with :class:`~vi_dropout.infer.per_example_elbo.PerExampleDropoutELBO`
 on ``examples/bn_residual.py`` (16 parameters, batch 32, 2-core CPU, 1 thread;
 ``benchmarks/bench_your_network.py``). :class:`JointOptim` is a drop-in ``PyroOptim`` that keeps
 ONE optimiser and adds each parameter to it the first time ``SVI`` hands it over, so one
@@ -21,12 +21,13 @@ format (a state dict per parameter name), so the state of a :class:`JointOptim` 
 
 Example:
     >>> import pyro, torch
-    >>> from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
-    >>> from vi_dropout.per_example_elbo import PerExampleDropoutELBO
+    >>> from vi_dropout.guides import DropoutGuide
+from vi_dropout.models import ModuleBNN
+    >>> from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
     ...                           torch.nn.Linear(16, 1))
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
+    >>> guide = DropoutGuide(model, theta=1e-2)
     >>> svi = pyro.infer.SVI(model, guide, JointAdam({"lr": 1e-3}), PerExampleDropoutELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1), num_data=1000)
 """

@@ -11,12 +11,13 @@ from pyro.poutine import trace
 from torch import nn
 
 from tests.common import toy_regression
-from tests.vi_dropout.test_bnn import _two_input_data
+from tests.vi_dropout.models.test_bnn import _two_input_data
 from tests.vi_dropout.test_conversion import SmallCNN
-from tests.vi_dropout.test_module_forward import Conv1dNet, DepthwiseCNN, TokenNet, TwoInputs
-from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
-from vi_dropout.module_forward import draw_module_masks, module_dropout_loss, module_negative_elbo
-from vi_dropout.per_example_elbo import PerExampleDropoutELBO
+from tests.vi_dropout.test_forward import Conv1dNet, DepthwiseCNN, TokenNet, TwoInputs
+from vi_dropout.forward import draw_module_masks, module_dropout_loss, module_negative_elbo
+from vi_dropout.guides import DropoutGuide
+from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
+from vi_dropout.models import ModuleBNN
 
 F64 = torch.float64
 NUM_SE = 5.0
@@ -57,7 +58,7 @@ def _guide_grads(guide):
 def test_loss_is_module_negative_elbo_with_the_same_draws():
     net, x, y = _data("cnn")
     model = ModuleBNN(net, prior_length_scale=0.5, tau=3.0)
-    guide = ModuleDropoutGuide(model, theta=0.05)
+    guide = DropoutGuide(model, theta=0.05)
     masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(0), F64)
     noise = [torch.randn(24, 3, 7, 7, dtype=F64), torch.randn(24, 4, 3, 3, dtype=F64),
              torch.randn(24, 2, dtype=F64)]
@@ -79,7 +80,7 @@ def test_svi_sees_the_guide_and_point_estimate_parameters():
     net = nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.2),
                         nn.Linear(8, 1)).to(F64)
     model = ModuleBNN(net)
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     x, y = toy_regression(16, 2, 1)
     with trace(param_only=True) as tr:
         PerExampleDropoutELBO().loss_and_grads(model, guide, x, y)
@@ -101,7 +102,7 @@ def test_gradient_is_n_tau_times_the_dropout_loss_gradient_as_theta_goes_to_zero
     net, x, y = _data(kind, likelihood)
     tau = 4.0 if likelihood == "gaussian" else 1.0
     model = ModuleBNN(net, prior_length_scale=0.8, tau=tau, likelihood=likelihood)
-    guide = ModuleDropoutGuide(model, theta=1e-7)
+    guide = DropoutGuide(model, theta=1e-7)
     masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(1), F64,
                               input_shapes=model.covered_input_shapes(x))
     assert any(bool((m == 0).any()) for m in masks)
@@ -126,7 +127,7 @@ def test_same_expectation_as_trace_elbo():
     1000 draws of each agree within NUM_SE standard errors of the difference."""
     net, x, y = _data("mlp", n=16)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=2.0)
-    guide = ModuleDropoutGuide(model, theta=0.2)
+    guide = DropoutGuide(model, theta=0.2)
     per_example = PerExampleDropoutELBO(num_masks_seed=0, gap_samples=64)
     reps = 1000
     ours = torch.tensor([per_example.loss(model, guide, x, y, num_data=50) for _ in range(reps)])
@@ -145,7 +146,7 @@ def test_gradient_variance_is_smaller_than_trace_elbos():
     covariance over 100 repetitions) than one draw per minibatch with Trace_ELBO."""
     net, x, y = _data("mlp", n=64)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=4.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
 
     def variance(elbo):
         grads = []
@@ -164,7 +165,7 @@ def test_gradient_variance_is_smaller_than_trace_elbos():
 def test_svi_with_the_per_example_elbo_reduces_the_loss(kind):
     net, x, y = _data(kind, n=64)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     elbo = PerExampleDropoutELBO(num_masks_seed=0)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), elbo)
     first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
@@ -177,15 +178,15 @@ def test_svi_with_the_per_example_elbo_reduces_the_loss(kind):
 def test_bad_arguments():
     net, x, y = _data("mlp")
     model = ModuleBNN(net)
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     elbo = PerExampleDropoutELBO()
     with pytest.raises(ValueError, match="y is required"):
         elbo.loss(model, guide, x)
     with pytest.raises(ValueError, match="model must be a ModuleBNN"):
         elbo.loss(net, guide, x, y)
-    with pytest.raises(ValueError, match="guide must be a ModuleDropoutGuide"):
+    with pytest.raises(ValueError, match="guide must be a DropoutGuide"):
         elbo.loss(model, net, x, y)
-    other = ModuleDropoutGuide(ModuleBNN(SmallCNN().to(F64)))
+    other = DropoutGuide(ModuleBNN(SmallCNN().to(F64)))
     with pytest.raises(ValueError, match="guide was built for another model"):
         elbo.loss(model, other, x, y)
     with pytest.raises(ValueError, match=r"arguments must be the model's \(x, y, num_data"):
@@ -205,7 +206,7 @@ def test_token_masks_are_drawn_per_token_with_the_elbos_stream():
     and the same generator state, then the jitter."""
     net, x, y = _data("tokens", n=12)
     model = ModuleBNN(net, prior_length_scale=0.5, tau=2.0)
-    guide = ModuleDropoutGuide(model, theta=0.05)
+    guide = DropoutGuide(model, theta=0.05)
     shapes = model.covered_input_shapes(x)
     assert shapes == [(12, 5, 3), (12, 5, 8), (12, 8)]
     ours = PerExampleDropoutELBO(num_masks_seed=4).loss(model, guide, x, y, num_data=30)
@@ -224,7 +225,7 @@ def test_two_input_model_with_the_per_example_elbo():
     torch.manual_seed(0)
     image, features, y = _two_input_data(n=64)
     model = ModuleBNN(TwoInputs().to(F64), prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     a = PerExampleDropoutELBO(num_masks_seed=0).loss(model, guide, (image, features), y)
     b = PerExampleDropoutELBO(num_masks_seed=0).loss(
         model, guide, {"features": features, "image": image}, y)

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from tests.common import toy_regression
-from vi_dropout.network import Architecture, mlp_forward
-from vi_dropout.objectives import (
+from vi_dropout.infer.elbo import (
     data_term,
     draw_masks,
     dropout_loss,
@@ -18,6 +17,7 @@ from vi_dropout.objectives import (
     to_inverted_dropout,
     weight_decay_from_prior,
 )
+from vi_dropout.network import Architecture, mlp_forward
 
 F64 = torch.float64
 

@@ -14,9 +14,9 @@ from vi_dropout.network import Architecture
 
 def _model_guide(likelihood="gaussian", out=1):
     model = BayesianMLP(Architecture((2, 8, out)), prior_length_scale=1.0, tau=20.0,
-                        likelihood=likelihood)
-    guide = DropoutGuide(model, keep_prob=(0.9, 0.8), theta=1e-2,
-                         generator=torch.Generator().manual_seed(0))
+                        likelihood=likelihood, keep_prob=(0.9, 0.8),
+                        generator=torch.Generator().manual_seed(0))
+    guide = DropoutGuide(model, theta=1e-2)
     return model, guide
 
 
@@ -64,18 +64,17 @@ def test_minibatch_likelihood_is_scaled_to_num_data():
 def test_bad_inputs():
     model, _ = _model_guide()
     with pytest.raises(ValueError, match="keep_prob"):
-        DropoutGuide(model, keep_prob=1.5, theta=0.1)
+        BayesianMLP(Architecture((2, 3, 1)), keep_prob=1.5)
     with pytest.raises(ValueError, match="theta"):
-        DropoutGuide(model, keep_prob=0.5, theta=0.0)
+        DropoutGuide(model, theta=0.0)
     with pytest.raises(ValueError, match="prior_length_scale"):
         BayesianMLP(Architecture((2, 3, 1)), prior_length_scale=-1.0)
     with pytest.raises(ValueError, match="tau"):
         BayesianMLP(Architecture((2, 3, 1)), tau=0.0)
     with pytest.raises(ValueError, match=r"init_weights\[0\] must have shape \(8, 2\)"):
         DropoutGuide(model, init_weights=[torch.zeros(8, 3), torch.zeros(1, 8)])
-    guide = DropoutGuide(model)
     with pytest.raises(ValueError, match="features"):
-        guide(torch.zeros(5, 3, dtype=torch.float64))
+        model(torch.zeros(5, 3, dtype=torch.float64))
     x, y = toy_regression(5, 2, 1)
     x[0, 0] = float("inf")
     with pytest.raises(ValueError, match="x must be finite"):
@@ -127,12 +126,13 @@ def test_bayesian_mlp_numpy_integers_are_valid_data_sizes():
 def test_x_of_another_dtype_than_the_guide_is_refused_not_cast(x_dtype, guide_dtype):
     """A float32 x against a float64 guide's weights gave torch's raw ``expected m1 and m2 to
     have the same dtype``; the other way too."""
-    model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=20.0)
-    guide = DropoutGuide(model, dtype=guide_dtype)
+    model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=20.0,
+                        dtype=guide_dtype)
+    guide = DropoutGuide(model)
     x, y = toy_regression(6, 2, 1, dtype=x_dtype)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
-    message = (rf"^x has dtype {x_dtype} but the dtype of the guide's weights \(layers.0.weight\) "
-               rf"is {guide_dtype}: convert x with x.to\({guide_dtype}\)")
+    message = (rf"^x has dtype {x_dtype} but the dtype of the module is {guide_dtype}: convert "
+               rf"x with x.to\({guide_dtype}\)")
     with pytest.raises(ValueError, match=message):
         svi.step(x, y)
     with pytest.raises(ValueError, match=message):
@@ -168,12 +168,14 @@ def test_bayesian_mlp_scalars_must_be_numbers(kwargs, name, kind):
     (dict(theta=True), r"^theta must be a finite number > 0, got a bool"),
     (dict(theta="0.01"), r"^theta must be a finite number > 0, got a str"),
 ])
-def test_dropout_guide_scalars_must_be_numbers(kwargs, message):
+def test_model_and_guide_scalars_must_be_numbers(kwargs, message):
     """keep_prob ``"0.9"`` or ``True`` was accepted silently (``True`` = keep_prob 1)."""
-    model = BayesianMLP(Architecture((2, 8, 1)))
     with pytest.raises(ValueError, match=message):
-        DropoutGuide(model, **kwargs)
-    assert DropoutGuide(model, keep_prob=np.float64(0.9)).keep_probs == (0.9, 0.9)
+        model_kwargs = {k: v for k, v in kwargs.items() if k == "keep_prob"}
+        model = BayesianMLP(Architecture((2, 8, 1)), **model_kwargs)
+        DropoutGuide(model, **{k: v for k, v in kwargs.items() if k != "keep_prob"})
+    model = BayesianMLP(Architecture((2, 8, 1)), keep_prob=np.float64(0.9))
+    assert DropoutGuide(model).keep_probs == (0.9, 0.9) == model.keep_probs
 
 
 @pytest.mark.parametrize("widths", [(2, True, 1), (2, "8", 1), (np.bool_(True), 8, 1)])

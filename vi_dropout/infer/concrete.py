@@ -14,7 +14,7 @@ temperature :math:`t \to 0` (the gradient is biased for :math:`t > 0`; the bias 
 (the drop rate is ``1 - keep_prob``) and is parametrised by its logit, so it never leaves
 :math:`(0, 1)`.
 
-The objective is the per-example negative ELBO of :func:`vi_dropout.objectives.negative_elbo`
+The objective is the per-example negative ELBO of :func:`vi_dropout.infer.elbo.negative_elbo`
 (one weight draw per example, local reparameterisation, Gaussian likelihood with all constants)
 with the Bernoulli masks replaced by relaxed ones, and with the Proposition 1 KL
 (:func:`vi_dropout.kl.kl_large_width`) evaluated at the learned keep_prob:
@@ -37,8 +37,9 @@ from typing import NamedTuple
 
 import torch
 
-from .distributions import DropoutNormal
-from .elbo_fit import (
+from vi_dropout.distributions import DropoutNormal
+from vi_dropout.infer.elbo import check_data, local_reparam_forward
+from vi_dropout.infer.fit_loop import (
     TAU_BOUND,
     as_networks,
     draw_in_chunks,
@@ -47,10 +48,10 @@ from .elbo_fit import (
     network_picker,
     run_fit_loop,
 )
-from .kl import gaussian_kl_to_prior, kl_large_width
-from .network import Architecture, mlp_forward
-from .objectives import check_data, data_term, local_reparam_forward
-from .validation import (
+from vi_dropout.kl import gaussian_kl_to_prior, kl_large_width
+from vi_dropout.likelihoods import data_term
+from vi_dropout.network import Architecture, mlp_forward
+from vi_dropout.validation import (
     check_learnable_keep_prob,
     check_positive,
     check_positive_int,

@@ -3,7 +3,7 @@ r"""An ELBO for ``pyro.infer.SVI`` that draws the weights once PER EXAMPLE, as d
 ``Trace_ELBO`` runs the guide once per step: one weight draw (one set of dropout masks) is
 shared by the whole minibatch. Dropout draws a mask per example. :class:`PerExampleDropoutELBO`
 estimates the same negative ELBO with one draw per example, by local reparameterisation
-(:func:`~vi_dropout.module_forward.module_negative_elbo`):
+(:func:`~vi_dropout.forward.module_negative_elbo`):
 
 .. math::
     -\widehat{\mathrm{ELBO}} = \frac{N}{B}\sum_{n=1}^{B} -\log p\big(\mathbf{y}_n \mid
@@ -11,9 +11,9 @@ estimates the same negative ELBO with one draw per example, by local reparameter
     \mathbf{W}_{n,i} = \mathbf{M}_i\operatorname{diag}(\mathbf{z}_{n,i}) + \theta\mathbf{E}_{n,i},
 
 with per-example Bernoulli(:math:`\pi_i`) masks :math:`\mathbf{z}_{n,i}` on every covered layer's
-input (:func:`~vi_dropout.module_forward.draw_module_masks`; per token, with the layer input's
+input (:func:`~vi_dropout.forward.draw_module_masks`; per token, with the layer input's
 shape, for a linear layer on ``B x T x Q`` inputs, as ``nn.Dropout`` draws them), the Gaussian
-jitter sampled on the layer outputs, and the KL in closed form (Proposition 1, :func:`~vi_dropout.module_forward.module_kl`)
+jitter sampled on the layer outputs, and the KL in closed form (Proposition 1, :func:`~vi_dropout.forward.module_kl`)
 plus, when ``gap_samples > 0``, a differentiable Monte Carlo estimate of the gap that makes it the
 exact KL. Both estimators have the same expectation (with ``gap_samples > 0``); the per-example
 one has a much smaller variance, and as :math:`\theta \to 0` its gradient with respect to the
@@ -23,9 +23,9 @@ Example:
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
     ...                           torch.nn.Linear(16, 1))
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
+    >>> guide = DropoutGuide(model, theta=1e-2)
     >>> from pyro.infer import SVI
-    >>> from vi_dropout.optim import JointAdam   # pyro.optim.Adam with one optimiser in all
+    >>> from vi_dropout.infer.optim import JointAdam   # pyro.optim.Adam with one optimiser in all
     >>> svi = SVI(model, guide, JointAdam({"lr": 1e-3}), PerExampleDropoutELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1), num_data=1000)
 """
@@ -38,10 +38,11 @@ from collections.abc import Sequence
 import torch
 from pyro.infer import ELBO
 
-from .bnn import ModuleBNN, ModuleDropoutGuide
-from .inputs import batch_size, check_inputs, float_dtype
-from .module_forward import draw_module_masks, module_negative_elbo
-from .validation import check_int, check_nonnegative_int
+from vi_dropout.forward import draw_module_masks, module_negative_elbo
+from vi_dropout.guides import DropoutGuide
+from vi_dropout.inputs import batch_size, check_inputs, float_dtype
+from vi_dropout.models import ModuleBNN
+from vi_dropout.validation import check_int, check_nonnegative_int
 
 __all__ = ["PerExampleDropoutELBO"]
 
@@ -49,8 +50,8 @@ _MODEL_SIGNATURE = inspect.signature(ModuleBNN.forward)
 
 
 class PerExampleDropoutELBO(ELBO):
-    r"""Negative ELBO of a :class:`~vi_dropout.bnn.ModuleBNN` under a
-    :class:`~vi_dropout.bnn.ModuleDropoutGuide`, one weight draw per example.
+    r"""Negative ELBO of a :class:`~vi_dropout.models.ModuleBNN` under a
+    :class:`~vi_dropout.guides.DropoutGuide`, one weight draw per example.
 
     Use it in place of ``Trace_ELBO`` in ``pyro.infer.SVI(model, guide, optim, loss)``; the
     model's arguments ``(x, y, num_data=None)`` pass through (``y`` is required; ``x`` a tensor, a
@@ -75,27 +76,27 @@ class PerExampleDropoutELBO(ELBO):
     def _get_trace(self, model, guide, args, kwargs):
         raise NotImplementedError("PerExampleDropoutELBO computes its estimate without traces")
 
-    def differentiable_loss(self, model: ModuleBNN, guide: ModuleDropoutGuide, *args,
+    def differentiable_loss(self, model: ModuleBNN, guide: DropoutGuide, *args,
                             masks: Sequence[torch.Tensor] | None = None,
                             noise: Sequence[torch.Tensor] | None = None,
                             **kwargs) -> torch.Tensor:
         r"""The estimate as a differentiable tensor.
 
         Args:
-            model, guide: a :class:`~vi_dropout.bnn.ModuleBNN` and its
-                :class:`~vi_dropout.bnn.ModuleDropoutGuide`.
+            model, guide: a :class:`~vi_dropout.models.ModuleBNN` and its
+                :class:`~vi_dropout.guides.DropoutGuide`.
             args: the model's ``(x, y, num_data=None)`` (also as keywords); ``x`` is ``B x ...``
                 (or a tuple / dict of such tensors), ``y`` ``B x D`` (Gaussian) or ``B`` class
                 indices.
             masks: optional per-layer masks (``B x Q`` linear, ``B x ... x Q`` linear on token
                 inputs, ``B x C x 1 x 1`` conv) for common random numbers; drawn when omitted
-                (the shapes from :meth:`~vi_dropout.bnn.ModuleBNN.covered_input_shapes`).
+                (the shapes from :meth:`~vi_dropout.models.ModuleBNN.covered_input_shapes`).
             noise: optional per-layer standard normals shaped like each covered layer's output.
         """
         if not isinstance(model, ModuleBNN):
             raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
-        if not isinstance(guide, ModuleDropoutGuide):
-            raise ValueError(f"guide must be a ModuleDropoutGuide, got {type(guide).__name__}")
+        if not isinstance(guide, DropoutGuide):
+            raise ValueError(f"guide must be a DropoutGuide, got {type(guide).__name__}")
         if guide.layers != model.layers:
             raise ValueError("guide was built for another model: its covered layers differ")
         try:

@@ -3,7 +3,7 @@ built from the module, reduce to the module's dropout loss as :math:`\theta \to 
 
 The network is converted (:func:`~vi_dropout.conversion.convert_module`), every covered weight
 and bias gets the family, and one weight is drawn per example
-(:func:`~vi_dropout.module_forward.module_forward`), as dropout draws one mask per example.
+(:func:`~vi_dropout.forward.module_forward`), as dropout draws one mask per example.
 All rows run in float64.
 
 **Why the thetas are chosen per network.** With the same masks and the same standard normals
@@ -23,7 +23,7 @@ The gradient rows therefore *look* for the :math:`O(\theta)` regime: starting at
 until every parameter's relative difference has shrunk by a factor in
 :math:`[10^{0.8}, 10^{1.2}]` per decade over :data:`WINDOW` consecutive decades (or lies
 below the float64 floor :data:`FLOOR`), down to :data:`SMALLEST_THETA`. The decades above the
-regime are reported with what the :class:`~vi_dropout.kinks.BranchRecorder` saw there
+regime are reported with what the :class:`~vi_dropout.verify.kinks.BranchRecorder` saw there
 ("5,377 units changed branch in 200 examples ..."); if no window is found, every gradient row
 fails and says why. A wrong implementation (a missing :math:`1/\pi`, a wrong KL scale, a mask
 not applied, a wrong :math:`N/B`) leaves an :math:`O(1)` difference that does not shrink with
@@ -36,11 +36,11 @@ The rows:
   the window (in [0.8, 1.2]), and the whole gradient's relative difference at the smallest
   :math:`\theta` (at most :math:`10^{-4}`);
 * **value**: :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` minus the constant
-  the theory predicts (:func:`~vi_dropout.objectives.elbo_offset_of_layers`, exact KL), over
+  the theory predicts (:func:`~vi_dropout.infer.elbo.elbo_offset_of_layers`, exact KL), over
   the window: the residual must shrink like :math:`\theta` as well (or sit at the float64
   floor of the constant);
-* **pyro**: ``Trace_ELBO`` of :class:`~vi_dropout.bnn.ModuleBNN` and its
-  :class:`~vi_dropout.bnn.ModuleDropoutGuide` (Pyro's own sampling, plates and the exact
+* **pyro**: ``Trace_ELBO`` of :class:`~vi_dropout.models.ModuleBNN` and its
+  :class:`~vi_dropout.guides.DropoutGuide` (Pyro's own sampling, plates and the exact
   mixture density :math:`\log q`), one draw at a time: the draw's masks are read back from its
   weights, and its gradient is compared with the gradient of the dropout loss under those
   masks (shared by the minibatch, as one draw is) and the prior's decay on the kept columns;
@@ -72,12 +72,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .conversion import convert_module, dropout_free_copy, without_disabled_dropout
-from .distributions import DropoutNormal
-from .inputs import Inputs, batch_size, call, check_inputs, describe, map_inputs, take
-from .kinks import BranchRecorder, BranchReport, branch_changes
-from .kl import kl_gap
-from .module_forward import (
+from vi_dropout.conversion import convert_module, dropout_free_copy, without_disabled_dropout
+from vi_dropout.distributions import DropoutNormal
+from vi_dropout.forward import (
     covered_input_shapes,
     draw_module_masks,
     module_dropout_loss,
@@ -85,9 +82,13 @@ from .module_forward import (
     module_negative_elbo,
     run_module,
 )
-from .objectives import data_term, elbo_offset_of_layers, weight_decay_from_prior
-from .validation import check_positive, check_targets
-from .verify import report_row
+from vi_dropout.infer.elbo import elbo_offset_of_layers, weight_decay_from_prior
+from vi_dropout.inputs import Inputs, batch_size, call, check_inputs, describe, map_inputs, take
+from vi_dropout.kl import kl_gap
+from vi_dropout.likelihoods import data_term
+from vi_dropout.validation import check_positive, check_targets
+from vi_dropout.verify.kinks import BranchRecorder, BranchReport, branch_changes
+from vi_dropout.verify.paper import report_row
 
 __all__ = ["ModuleProblem", "check_network_gradients", "check_network_values",
            "check_network_pyro", "check_module_trajectory", "verify_network", "conversion_summary",
@@ -270,7 +271,7 @@ class ModuleProblem:
 
     def offset(self, theta: float) -> float:
         r"""The predicted :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` as
-        :math:`\theta \to 0` (:func:`~vi_dropout.objectives.elbo_offset_of_layers`)."""
+        :math:`\theta \to 0` (:func:`~vi_dropout.infer.elbo.elbo_offset_of_layers`)."""
         layers = [(layer.num_rows, layer.num_cols,
                    layer.out_features if layer.has_bias else 0, layer.keep_prob)
                   for layer in self.layers]
@@ -496,8 +497,8 @@ def _pyro_branch_report(problem: ModuleProblem, x, weights, gates) -> BranchRepo
 
 def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_draws: int = 2,
                        num_examples: int | None = None, seed: int = 2) -> list[dict]:
-    r"""Pyro's ``Trace_ELBO`` of :class:`~vi_dropout.bnn.ModuleBNN` under its
-    :class:`~vi_dropout.bnn.ModuleDropoutGuide`, one draw at a time, against the dropout loss with
+    r"""Pyro's ``Trace_ELBO`` of :class:`~vi_dropout.models.ModuleBNN` under its
+    :class:`~vi_dropout.guides.DropoutGuide`, one draw at a time, against the dropout loss with
     that draw's masks.
 
     One draw :math:`\mathbf{W} = \mathbf{M}\operatorname{diag}(\mathbf{z}) + \theta\mathbf{E}`
@@ -526,7 +527,8 @@ def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_dra
     from pyro import poutine
     from pyro.infer import Trace_ELBO
 
-    from .bnn import ModuleBNN, ModuleDropoutGuide
+    from vi_dropout.guides import DropoutGuide
+    from vi_dropout.models import ModuleBNN
 
     n = problem.num_data if num_examples is None else min(num_examples, problem.num_data)
     x, y = take(problem.x, slice(0, n)), problem.y[:n]
@@ -540,7 +542,7 @@ def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_dra
         model = ModuleBNN(problem.module, prior_length_scale=problem.prior_length_scale,
                           tau=problem.tau, likelihood=problem.likelihood, keep_probs=keep,
                           uncovered_dropout=problem.conversion.uncovered_dropout)
-        guide = ModuleDropoutGuide(model, theta=t)
+        guide = DropoutGuide(model, theta=t)
         params = list(guide.weight_locs) + [b for b in guide.bias_locs if b is not None]
         worst = 0.0
         for d in range(num_draws):
@@ -579,7 +581,7 @@ def check_network_pyro(problem: ModuleProblem, start: float = SCAN_FROM, num_dra
             break
     (t0, d0), (t1, d1) = seen[-2] if len(seen) >= 2 else seen[-1], seen[-1]
     ok = len(seen) >= 2 and d1 <= 1e-4 and _shrinks(d0, d1, t0 / t1)
-    detail = (f"{num_draws} draws on {n} examples (ModuleBNN + ModuleDropoutGuide, exact log q), "
+    detail = (f"{num_draws} draws on {n} examples (ModuleBNN + DropoutGuide, exact log q), "
               "largest rel. diff " + ", ".join(f"{d:.2e} at {t:g}" for t, d in seen))
     if not ok:
         why = _pyro_branch_report(problem, x, *last_draw).describe()
@@ -599,7 +601,7 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
     order the dropout layers run, with ``nn.Dropout``'s own draw), on the first
     ``num_examples`` examples. (a)'s weights are mapped by :math:`\mathbf{M} = \mathbf{W}'/\pi`,
     its step sizes are :math:`\eta\pi^2` and its decays :math:`2\lambda/\pi^2` (see
-    :func:`vi_dropout.verify.check_trajectories`). Uncovered parameters are fixed.
+    :func:`vi_dropout.verify.paper.check_trajectories`). Uncovered parameters are fixed.
     Tolerance: max parameter difference :math:`\le 10^{-6}`."""
     n = problem.num_data if num_examples is None else min(num_examples, problem.num_data)
     x, y = take(problem.x, slice(0, n)), problem.y[:n]
@@ -704,7 +706,7 @@ def verify_network(module: nn.Module, x: Inputs, y, *, likelihood: str = "gaussi
         problem: an already built :class:`ModuleProblem` (the other problem arguments are
             then ignored).
 
-    Returns the rows (:func:`vi_dropout.verify.format_table`); a first ``conversion`` row
+    Returns the rows (:func:`vi_dropout.verify.paper.format_table`); a first ``conversion`` row
     states what is covered and any dropout switched off."""
     from tqdm.auto import tqdm
 

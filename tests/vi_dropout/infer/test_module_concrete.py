@@ -1,4 +1,4 @@
-"""Concrete dropout for converted modules (vi_dropout.module_concrete)."""
+"""Concrete dropout for converted modules (vi_dropout.infer.module_concrete)."""
 
 import dataclasses
 import importlib.util
@@ -9,17 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from tests.vi_dropout.test_bnn import _two_input_data
+from tests.vi_dropout.models.test_bnn import _two_input_data
 from tests.vi_dropout.test_conversion import FunctionalDropoutMLP, LSTMNet
-from tests.vi_dropout.test_module_forward import TokenNet, TwoInputs
-from vi_dropout.concrete import ConcreteDropoutObjective
+from tests.vi_dropout.test_forward import TokenNet, TwoInputs
 from vi_dropout.conversion import dropout_free_copy, find_covered_layers
-from vi_dropout.module_concrete import ModuleConcreteObjective, fit_module_concrete
-from vi_dropout.module_forward import module_forward, module_negative_elbo
+from vi_dropout.forward import module_forward, module_negative_elbo
+from vi_dropout.infer.concrete import ConcreteDropoutObjective
+from vi_dropout.infer.module_concrete import ModuleConcreteObjective, fit_module_concrete
 from vi_dropout.network import Architecture
 
 D = torch.float64
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _mlp_pair(keep_probs=(0.9, 0.7), hidden=5, seed=0):

@@ -4,8 +4,9 @@ import time
 
 import pytest
 
-from vi_dropout import cli, verify
-from vi_dropout.verify import (
+from vi_dropout import cli
+from vi_dropout.verify import paper as verify
+from vi_dropout.verify.paper import (
     VerifyProblem,
     check_gradients,
     check_kl,
@@ -117,7 +118,7 @@ def test_concrete_rows_pass_and_the_bias_is_resolved():
     """The relaxed gradient's bias is significant at the highest temperature (so the rows could
     fail) and shrinks into the Monte Carlo error at the lowest; the entropy derivative row is
     exact to rounding."""
-    from vi_dropout.verify import check_concrete
+    from vi_dropout.verify.paper import check_concrete
 
     rows = check_concrete(num_batches=10, per_batch=4_000)
     assert len(rows) == 5 and all(r["check"] == "concrete" for r in rows)
@@ -129,7 +130,7 @@ def test_concrete_rows_pass_and_the_bias_is_resolved():
 def test_concrete_maximiser_rows_pass_fast_and_name_the_maximiser():
     """The learned keep_prob lands on the exact maximiser within the tolerance the relaxed
     bias and the Monte Carlo error allow, the maximiser is interior, and the quick row is fast."""
-    from vi_dropout.verify import check_concrete_maximiser
+    from vi_dropout.verify.paper import check_concrete_maximiser
 
     t0 = time.perf_counter()
     rows = check_concrete_maximiser()
@@ -145,7 +146,7 @@ def test_concrete_maximiser_rows_pass_fast_and_name_the_maximiser():
 def test_concrete_maximiser_row_detects_a_different_elbo(monkeypatch):
     """An exact side with another prior length-scale moves the maximiser away from what the
     Concrete optimisation learns: the row must fail."""
-    from vi_dropout.verify import check_concrete_maximiser
+    from vi_dropout.verify.paper import check_concrete_maximiser
 
     real = verify.negative_elbo
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from vi_dropout.concrete import (
+from vi_dropout.infer.concrete import (
     ConcreteDropoutObjective,
     fit_concrete,
     relaxed_bernoulli_mask,

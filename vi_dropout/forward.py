@@ -52,9 +52,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conversion import CoveredLayer, DropoutOff, is_dropout_free
-from .inputs import Inputs, batch_size, call, check_inputs, describe
-from .validation import check_positive_int, check_real
+from vi_dropout.conversion import CoveredLayer, DropoutOff, is_dropout_free
+from vi_dropout.inputs import Inputs, batch_size, call, check_inputs, describe
+from vi_dropout.validation import check_positive_int, check_real
 
 __all__ = ["draw_module_masks", "mask_shape", "covered_input_shapes", "covered_layer_shapes",
            "module_forward", "module_kl", "module_negative_elbo", "module_dropout_loss",
@@ -429,9 +429,9 @@ def module_kl(layers: Sequence[CoveredLayer], means: Sequence[torch.Tensor],
               gap_samples: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
     r""":math:`\mathrm{KL}(q\,\|\,p)` of every covered weight (Proposition 1, plus a differentiable
     Rao-Blackwellised gap estimate when ``gap_samples > 0``) and bias (exact Gaussian KL), as
-    :func:`vi_dropout.objectives.negative_elbo` computes it for the MLP."""
-    from .distributions import DropoutNormal
-    from .kl import gaussian_kl_to_prior, kl_gap, kl_large_width
+    :func:`vi_dropout.infer.elbo.negative_elbo` computes it for the MLP."""
+    from vi_dropout.distributions import DropoutNormal
+    from vi_dropout.kl import gaussian_kl_to_prior, kl_gap, kl_large_width
 
     fixed = _is_number(theta) and _is_number(prior_length_scale)
     kl = means[0].new_zeros(())
@@ -489,7 +489,7 @@ def _weight_kl_terms(keep_prob: float, m: torch.Tensor, theta: float,
     k, ncols = m.shape[-2], m.shape[-1]
 
     def make():
-        from .kl import large_width_terms
+        from vi_dropout.kl import large_width_terms
 
         kp = torch.as_tensor(keep_prob, dtype=m.dtype, device=m.device)
         sc = torch.as_tensor(theta, dtype=m.dtype, device=m.device)
@@ -506,7 +506,7 @@ def _bias_kl_terms(b: torch.Tensor, theta: float,
     d = b.shape[-1]
 
     def make():
-        from .kl import gaussian_kl_terms
+        from vi_dropout.kl import gaussian_kl_terms
 
         return gaussian_kl_terms(theta, prior_length_scale, d, b.dtype)
 
@@ -533,8 +533,8 @@ def module_negative_elbo(module: nn.Module, layers: Sequence[CoveredLayer],
     a tensor, a tuple or a dict of tensors (:mod:`vi_dropout.inputs`); the module must output
     ``B x D`` (``B x C`` logits).
     """
-    from .objectives import data_term
-    from .validation import check_positive
+    from vi_dropout.likelihoods import data_term
+    from vi_dropout.validation import check_positive
 
     if likelihood not in ("gaussian", "categorical"):
         raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
@@ -568,7 +568,8 @@ def module_dropout_loss(module: nn.Module, layers: Sequence[CoveredLayer],
 
     :math:`\ell` half the squared error (Gaussian) or the cross-entropy (categorical, :math:`\tau
     = 1`): the :math:`\theta \to 0` limit of ``module_negative_elbo / (N tau)`` up to a constant."""
-    from .objectives import data_term, weight_decay_from_prior
+    from vi_dropout.infer.elbo import weight_decay_from_prior
+    from vi_dropout.likelihoods import data_term
 
     if likelihood not in ("gaussian", "categorical"):
         raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")

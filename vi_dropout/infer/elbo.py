@@ -39,10 +39,11 @@ from collections.abc import Sequence
 
 import torch
 
-from .distributions import DropoutNormal
-from .kl import binary_entropy, gaussian_kl_to_prior, kl_gap, kl_large_width
-from .network import Architecture, get_activation
-from .validation import (
+from vi_dropout.distributions import DropoutNormal
+from vi_dropout.kl import binary_entropy, gaussian_kl_to_prior, kl_gap, kl_large_width
+from vi_dropout.likelihoods import check_likelihood, data_term
+from vi_dropout.network import Architecture, get_activation
+from vi_dropout.validation import (
     check_finite,
     check_keep_prob,
     check_positive,
@@ -52,7 +53,6 @@ from .validation import (
 )
 
 __all__ = [
-    "LIKELIHOODS",
     "weight_decay_from_prior",
     "tau_from_weight_decay",
     "prior_weight_decays",
@@ -60,7 +60,6 @@ __all__ = [
     "to_inverted_dropout",
     "from_inverted_dropout",
     "draw_masks",
-    "data_term",
     "check_data",
     "local_reparam_forward",
     "dropout_loss",
@@ -68,14 +67,6 @@ __all__ = [
     "elbo_dropout_offset",
     "elbo_offset_of_layers",
 ]
-
-LIKELIHOODS = ("gaussian", "categorical")
-
-
-def _check_likelihood(likelihood: str) -> str:
-    if likelihood not in LIKELIHOODS:
-        raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-    return likelihood
 
 
 def weight_decay_from_prior(prior_length_scale, keep_prob, num_data, tau=1.0) -> float:
@@ -147,21 +138,6 @@ def draw_masks(num_data: int, architecture: Architecture, keep_probs,
     return masks
 
 
-def data_term(y: torch.Tensor, y_hat: torch.Tensor, likelihood: str = "gaussian") -> torch.Tensor:
-    r"""Mean over examples of :math:`\tfrac12\|\mathbf{y}-\hat{\mathbf{y}}\|^2` (Gaussian) or of
-    the cross-entropy (categorical: ``y`` holds class indices, ``y_hat`` logits)."""
-    if _check_likelihood(likelihood) == "gaussian":
-        check_targets(y, "y", num_rows=y_hat.shape[-2], num_outputs=y_hat.shape[-1])
-        if y.shape != y_hat.shape[-y.dim():]:
-            raise ValueError(f"y has shape {tuple(y.shape)} but the network outputs {tuple(y_hat.shape)}")
-        return 0.5 * (y - y_hat).pow(2).sum(-1).mean(-1)
-    check_targets(y, "y", num_rows=y_hat.shape[-2], num_outputs=y_hat.shape[-1],
-                  likelihood="categorical")
-    logp = torch.log_softmax(y_hat, -1)
-    idx = y.long().reshape(*([1] * (logp.dim() - 2)), -1, 1).expand(*logp.shape[:-1], 1)
-    return -logp.gather(-1, idx).squeeze(-1).mean(-1)
-
-
 def check_data(x, y, architecture: Architecture | None = None, likelihood: str = "gaussian"):
     """Check inputs ``N x Q`` (finite) and targets by the one target rule
     (:func:`~vi_dropout.validation.check_targets`), and ``Q`` against ``architecture``."""
@@ -186,9 +162,9 @@ def dropout_loss(x, y, weights, biases, masks, weight_decays, bias_decays, activ
         masks: per layer ``N x in`` Bernoulli masks (see :func:`draw_masks`).
         weight_decays, bias_decays: per-layer :math:`\lambda_i` on ``||W_i||^2`` and ``||b_i||^2``.
     """
-    from .network import mlp_forward
+    from vi_dropout.network import mlp_forward
 
-    check_data(x, y, likelihood=_check_likelihood(likelihood))
+    check_data(x, y, likelihood=check_likelihood(likelihood))
     y_hat = mlp_forward(x, weights, biases, activation, masks)
     loss = data_term(y, y_hat, likelihood)
     for w, b, lw, lb in zip(weights, biases, weight_decays, bias_decays):
@@ -237,7 +213,7 @@ def negative_elbo(x, y, weights, biases, masks, *, keep_probs, theta, prior_leng
         prior_length_scale: :math:`l`; tau: Gaussian precision (ignored for categorical).
         noise: per layer ``B x out`` standard normals (common random numbers); drawn when None.
     """
-    likelihood = _check_likelihood(likelihood)
+    likelihood = check_likelihood(likelihood)
     check_data(x, y, likelihood=likelihood)
     theta = check_positive(theta, "theta")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
@@ -268,7 +244,7 @@ def elbo_dropout_offset(architecture: Architecture, keep_probs, theta, prior_len
     as :math:`\theta \to 0` (Proposition 1 KL, no gap):
     :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau} + C(\theta)/(N\tau)`; it grows like
     :math:`-\log\theta`."""
-    likelihood = _check_likelihood(likelihood)
+    likelihood = check_likelihood(likelihood)
     theta = check_positive(theta, "theta")
     ls = check_positive(prior_length_scale, "prior_length_scale")
     n = check_positive_int(num_data, "num_data")

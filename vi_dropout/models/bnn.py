@@ -1,4 +1,4 @@
-r"""Bring your own network: the Pyro model and the MC dropout guide for any ``torch.nn.Module``.
+r"""Bring your own network: the Pyro model of MC dropout for any ``torch.nn.Module``.
 
 :class:`ModuleBNN` is the model of Gal & Ghahramani for a user's network: every covered weight
 (:func:`~vi_dropout.conversion.find_covered_layers`) is a latent matrix in the family's ``K x Q``
@@ -26,19 +26,15 @@ weight sites with leading particle dimensions (``S x 1 x K x Q``); the network t
 particle (a loop of ``torch.func.functional_call``, which keeps BatchNorm and any other module
 working) and the outputs are stacked to batch shape ``S x B``.
 
-:class:`ModuleDropoutGuide` is the MC dropout family on those sites:
-:math:`q(\mathbf{W}_i) = \text{DropoutNormal}(\mathbf{M}_i, \pi_i, \theta)` and
-:math:`q(\mathbf{b}_i) = \mathcal{N}(\mathbf{m}_{b,i}, \theta^2\mathbf{I})`, initialised from the
-module (:meth:`~vi_dropout.conversion.CoveredLayer.means_from_module`) and written back into it
-by :meth:`ModuleDropoutGuide.load_into`, after which MC dropout with the module's own
-``nn.Dropout`` samples the same predictive distribution as ``pyro.infer.Predictive`` (up to the
-jitter :math:`\theta`).
+:class:`~vi_dropout.guides.DropoutGuide` is the MC dropout family on those sites; a network
+built for this path, the paper's MLP, is :class:`~vi_dropout.models.mlp.BayesianMLP`.
 
 Example:
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
     ...                           torch.nn.Linear(16, 1))
     >>> model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    >>> guide = ModuleDropoutGuide(model, theta=1e-2)
+    >>> from vi_dropout.guides import DropoutGuide
+    >>> guide = DropoutGuide(model, theta=1e-2)
     >>> svi = pyro.infer.SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), pyro.infer.Trace_ELBO())
     >>> loss = svi.step(torch.randn(32, 3), torch.randn(32, 1))
     >>> _ = guide.load_into(net)  # MC dropout with net's own nn.Dropout now samples q
@@ -46,7 +42,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 
 import pyro
@@ -55,9 +50,9 @@ import torch
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
-from .conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
-from .distributions import DropoutNormal
-from .inputs import (
+from vi_dropout.conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
+from vi_dropout.forward import covered_input_shapes, run_module
+from vi_dropout.inputs import (
     Inputs,
     batch_size,
     check_inputs,
@@ -65,11 +60,11 @@ from .inputs import (
     device_of,
     float_dtype,
     shapes_key,
+    take,
     tensors,
 )
-from .module_forward import covered_input_shapes, run_module
-from .objectives import LIKELIHOODS
-from .validation import (
+from vi_dropout.likelihoods import LIKELIHOODS
+from vi_dropout.validation import (
     check_dtype,
     check_has_rows,
     check_positive,
@@ -77,7 +72,7 @@ from .validation import (
     check_targets,
 )
 
-__all__ = ["ModuleBNN", "ModuleDropoutGuide"]
+__all__ = ["ModuleBNN"]
 
 
 def _as_buffers(net: nn.Module, layers) -> None:
@@ -107,7 +102,7 @@ class ModuleBNN(PyroModule):
       likelihood is scaled by ``num_data / B`` for a minibatch).
 
     The weights are drawn once per call (one draw per minibatch; see
-    :class:`~vi_dropout.per_example_elbo.PerExampleDropoutELBO` for one draw per example). With
+    :class:`~vi_dropout.infer.per_example_elbo.PerExampleDropoutELBO` for one draw per example). With
     vectorised particles (``Trace_ELBO(..., vectorize_particles=True, max_plate_nesting=1)``,
     ``Predictive(..., parallel=True)``) the sites carry leading particle dims (``S x 1 x K x Q``)
     and ``"f"`` / ``"obs"`` have batch shape ``S x B``.
@@ -184,9 +179,9 @@ class ModuleBNN(PyroModule):
 
     def covered_input_shapes(self, x: Inputs) -> list[tuple[int, ...]]:
         """Each covered layer's input shape for the inputs ``x``
-        (:func:`~vi_dropout.module_forward.covered_input_shapes` on the dropout-free copy,
+        (:func:`~vi_dropout.forward.covered_input_shapes` on the dropout-free copy,
         cached per input shapes), for the masks of
-        :func:`~vi_dropout.module_forward.draw_module_masks`."""
+        :func:`~vi_dropout.forward.draw_module_masks`."""
         cache = self.__dict__["_shape_cache"]
         key = shapes_key(x)
         if key not in cache:
@@ -252,7 +247,9 @@ class ModuleBNN(PyroModule):
         ``S x 1 x K x Q`` (vectorised particles; the ``1`` is the data plate's dim -1) or
         ``S x K x Q`` (as ``Predictive(parallel=True)`` conditions them) run it once per particle
         (``torch.func.functional_call`` in a loop, so BatchNorm and any other module work) and
-        stack the outputs to ``S x B x ...``. ``x`` is a tensor, a tuple or a dict of tensors."""
+        stack the outputs to ``S x B x ...``; a network with a method
+        ``forward_draws(x, weights, biases)`` (:class:`~vi_dropout.models.mlp.MLP`) is called
+        once with ``S x K x Q`` weights and ``S x out`` biases instead. ``x`` is a tensor, a tuple or a dict of tensors."""
         lead, particles = self._leading_dims(weights, biases)
         count = 1
         for n in particles:
@@ -270,6 +267,12 @@ class ModuleBNN(PyroModule):
 
         if not particles:
             return run_module(net, x, values(0))
+        if callable(getattr(net, "forward_draws", None)):
+            # one call for all particles (the paper's MLP: vi_dropout.models.mlp.MLP)
+            vals = values(slice(None))
+            out = net.forward_draws(x, [vals[f"{c.name}.weight"] for c in self.layers],
+                                    [vals[f"{c.name}.bias"] for c in self.layers])
+            return out.reshape(*particles, *out.shape[1:])
         out = torch.stack([run_module(net, x, values(i)) for i in range(count)])
         return out.reshape(*particles, *out.shape[1:])
 
@@ -336,9 +339,11 @@ class ModuleBNN(PyroModule):
         return "\n".join(rows)
 
     # --- the model -----------------------------------------------------------------------------
-    def sample_params(self, dtype: torch.dtype = torch.float32, device=None):
-        """Sample every covered weight (``K x Q``) and bias from the prior; ``(weights, biases)``
-        with ``None`` for a layer without bias."""
+    def sample_params(self, dtype: torch.dtype | None = None, device=None):
+        """Sample every covered weight (``K x Q``) and bias from the prior, in ``dtype`` (default:
+        the network's, :attr:`dtype`); ``(weights, biases)`` with ``None`` for a layer without
+        bias."""
+        dtype = self.dtype if dtype is None else dtype
         std = 1.0 / self.prior_length_scale
         zero = torch.zeros((), dtype=dtype, device=device)
         weights, biases = [], []
@@ -354,10 +359,18 @@ class ModuleBNN(PyroModule):
                 biases.append(None)
         return weights, biases
 
-    def forward(self, x: Inputs, y: torch.Tensor | None = None,
-                num_data: int | None = None) -> torch.Tensor:
+    def forward(self, x: Inputs, y: torch.Tensor | None = None, num_data: int | None = None,
+                subsample_size: int | None = None) -> torch.Tensor:
         n = self.check_data(x, y, num_data)
         x = check_inputs(x, "x", finite=False)
+        if subsample_size is not None:
+            size = check_positive_int(subsample_size, "subsample_size")
+            if num_data is not None:
+                raise ValueError("pass num_data (x is a minibatch) or subsample_size (x is the "
+                                 "whole data set), not both")
+            if size > n:
+                raise ValueError(f"subsample_size must be at most the {n} rows of x, got {size}")
+            return self._subsampled(x, y, size)
         net = self.net  # registers the point-estimate parameters (pyro.module)
         buffer = net.get_submodule(self.layers[0].name).weight
         dtype = float_dtype(x, buffer.dtype)
@@ -365,148 +378,26 @@ class ModuleBNN(PyroModule):
         weights, biases = self.sample_params(dtype, device)
         batch = batch_size(x)
         with pyro.plate("data", n, subsample=torch.arange(batch, device=device), dim=-1):
-            out = self.run(net, x, weights, biases)
-            particle_dims = len(self.particle_shape(weights, biases))
-            self.check_output(out, y, particle_dims)
-            event_dim = out.dim() - 1 - particle_dims
-            pyro.deterministic("f", out, event_dim=event_dim)
-            if self.likelihood == "gaussian":
-                obs_dist = dist.Normal(out, self.tau ** -0.5).to_event(event_dim)
-            else:
-                obs_dist = dist.Categorical(logits=out)
-            return pyro.sample("obs", obs_dist, obs=y)
+            return self._likelihood(net, x, y, weights, biases)
 
+    def _subsampled(self, x: Inputs, y: torch.Tensor | None, size: int) -> torch.Tensor:
+        """The model on a random minibatch of ``size`` rows that the plate draws."""
+        net = self.net
+        buffer = net.get_submodule(self.layers[0].name).weight
+        weights, biases = self.sample_params(float_dtype(x, buffer.dtype), device_of(x))
+        with pyro.plate("data", batch_size(x), subsample_size=size, dim=-1) as idx:
+            return self._likelihood(net, take(x, idx), None if y is None else y[idx],
+                                    weights, biases)
 
-class ModuleDropoutGuide(PyroModule):
-    r"""The MC dropout family on the sites of a :class:`ModuleBNN`.
-
-    .. math::
-        q(\mathbf{W}_i) = \prod_a \big[\pi_i\,\mathcal{N}(\mathbf{m}_{i,a}, \theta^2\mathbf{I})
-        + (1-\pi_i)\,\mathcal{N}(\mathbf{0}, \theta^2\mathbf{I})\big], \qquad
-        q(\mathbf{b}_i) = \mathcal{N}(\mathbf{m}_{b,i}, \theta^2\mathbf{I}),
-
-    with one column :math:`a` per input unit (input channel of a convolution), :math:`\pi_i` the
-    covered layer's ``keep_prob`` (fixed) and :math:`\theta` (``theta``, fixed). Learnable:
-    ``weight_locs[i]`` (:math:`\mathbf{M}_i`, ``K x Q``) and ``bias_locs[i]``
-    (:math:`\mathbf{m}_{b,i}`; ``None`` for a layer without bias), in the paper's convention: the
-    module's weights are :math:`\mathbf{W}'_i = \pi_i\mathbf{M}_i` (``nn.Dropout`` rescales kept
-    units by :math:`1/\pi_i`).
-
-    Args:
-        model: the :class:`ModuleBNN` whose sites this guide covers.
-        theta: :math:`\theta > 0`.
-        init_from_module: start from the module's weights
-            (:meth:`~vi_dropout.conversion.CoveredLayer.means_from_module`) and biases; otherwise
-            from the layers' default initialisation (``reset_parameters``) and zero biases.
-
-    Calling the guide (with the model's arguments, which it ignores) samples every site and
-    returns the draws as a dict.
-
-    Example:
-        >>> net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(2, 3))
-        >>> guide = ModuleDropoutGuide(ModuleBNN(net), theta=1e-2)
-        >>> sorted(guide.median())
-        ['1.bias', '1.weight']
-    """
-
-    def __init__(self, model: ModuleBNN, theta: float = 1e-2, init_from_module: bool = True):
-        super().__init__()
-        if not isinstance(model, ModuleBNN):
-            raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
-        self.layers: tuple[CoveredLayer, ...] = model.layers
-        self.theta = check_positive(theta, "theta")
-        net = model._modules["net"]
-        # the model's network, not a submodule of the guide: load_into copies its point estimates
-        self.__dict__["_model_net"] = net
-        weights, biases = [], []
-        for layer in self.layers:
-            sub = net.get_submodule(layer.name)
-            if not init_from_module:
-                sub = copy.deepcopy(sub)
-                sub.reset_parameters()
-            weights.append(nn.Parameter(layer.means_from_module(sub.weight.detach()).clone()))
-            if layer.has_bias:
-                b = sub.bias.detach().clone()
-                biases.append(nn.Parameter(b if init_from_module else torch.zeros_like(b)))
-            else:
-                biases.append(None)
-        self.weight_locs = nn.ParameterList(weights)
-        self.bias_locs = nn.ParameterList(biases)
-
-    @pyro_method
-    def locs(self) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-        """The variational means ``([M_i], [m_b_i])``, read so that Pyro sees them as parameters
-        (``poutine.trace(param_only=True)`` records them, as ``SVI`` needs)."""
-        return list(self.weight_locs), list(self.bias_locs)
-
-    def layer_distributions(self) -> list[tuple[DropoutNormal, dist.Distribution | None]]:
-        """``[(q(W_i), q(b_i)), ...]`` (``q(b_i)`` is ``None`` for a layer without bias)."""
-        weights, biases = self.locs()
-        out = []
-        for layer, m, b in zip(self.layers, weights, biases):
-            qb = None if b is None else dist.Normal(
-                b, torch.as_tensor(self.theta, dtype=b.dtype, device=b.device)).to_event(1)
-            out.append((DropoutNormal(m, layer.keep_prob, self.theta), qb))
-        return out
-
-    def forward(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        draws = {}
-        for layer, (qw, qb) in zip(self.layers, self.layer_distributions()):
-            draws[f"{layer.name}.weight"] = pyro.sample(f"{layer.name}.weight", qw)
-            if qb is not None:
-                draws[f"{layer.name}.bias"] = pyro.sample(f"{layer.name}.bias", qb)
-        return draws
-
-    def median(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        r"""The location parameters by site name: :math:`\mathbf{M}_i` (``K x Q``, every unit
-        kept; the mean of :math:`q` is :math:`\pi_i\mathbf{M}_i`) and :math:`\mathbf{m}_{b,i}`,
-        detached."""
-        out = {}
-        for layer, m, b in zip(self.layers, self.weight_locs, self.bias_locs):
-            out[f"{layer.name}.weight"] = m.detach()
-            if b is not None:
-                out[f"{layer.name}.bias"] = b.detach()
-        return out
-
-    @torch.no_grad()
-    def load_into(self, module: nn.Module) -> nn.Module:
-        r"""Write the means into the user's ``module`` (with its dropout modules): weight
-        :math:`\pi_i\mathbf{M}_i` in the module's layout
-        (:meth:`~vi_dropout.conversion.CoveredLayer.module_weight`) and bias
-        :math:`\mathbf{m}_{b,i}`, and the model's point estimates (every other parameter and
-        buffer, e.g. BatchNorm's, as the model holds them). MC dropout through the module's own
-        ``nn.Dropout`` then samples the same predictive distribution as
-        ``Predictive(model, guide=self)`` (without the jitter :math:`\theta`), provided the
-        model disabled no dropout: dropout listed in ``model.disabled_dropout`` still acts in
-        ``module`` (switch it off there, e.g. with
-        :func:`~vi_dropout.conversion.without_disabled_dropout`). Returns ``module``."""
-        if not isinstance(module, nn.Module):
-            raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-        for layer, m, b in zip(self.layers, self.weight_locs, self.bias_locs):
-            try:
-                sub = module.get_submodule(layer.name)
-            except AttributeError:
-                raise ValueError(f"module has no layer {layer.name!r}: it is not the module this "
-                                 f"guide was built for") from None
-            if tuple(sub.weight.shape) != layer.weight_shape:
-                raise ValueError(f"module layer {layer.name!r} has weight shape "
-                                 f"{tuple(sub.weight.shape)}, expected {layer.weight_shape}")
-            if (sub.bias is not None) != layer.has_bias:
-                raise ValueError(f"module layer {layer.name!r} "
-                                 f"{'has' if sub.bias is not None else 'has no'} bias, "
-                                 f"unlike the module this guide was built for")
-            sub.weight.copy_(layer.module_weight(m.detach()))
-            if b is not None:
-                sub.bias.copy_(b.detach())
-        covered = {f"{c.name}.{a}" for c in self.layers for a in ("weight", "bias")}
-        target = dict(module.named_parameters())
-        target.update(module.named_buffers())
-        net = self.__dict__["_model_net"]
-        for name, value in [*net.named_parameters(), *net.named_buffers()]:
-            if name in covered:
-                continue
-            if name not in target or target[name].shape != value.shape:
-                raise ValueError(f"module has no tensor {name!r} of shape {tuple(value.shape)}: "
-                                 f"it is not the module this guide was built for")
-            target[name].copy_(value.detach())
-        return module
+    def _likelihood(self, net, x, y, weights, biases) -> torch.Tensor:
+        """The sites ``f`` and ``obs`` (inside the data plate)."""
+        out = self.run(net, x, weights, biases)
+        particle_dims = len(self.particle_shape(weights, biases))
+        self.check_output(out, y, particle_dims)
+        event_dim = out.dim() - 1 - particle_dims
+        pyro.deterministic("f", out, event_dim=event_dim)
+        if self.likelihood == "gaussian":
+            obs_dist = dist.Normal(out, self.tau ** -0.5).to_event(event_dim)
+        else:
+            obs_dist = dist.Categorical(logits=out)
+        return pyro.sample("obs", obs_dist, obs=y)

@@ -23,12 +23,9 @@ import pyro
 import torch
 from pyro.infer import Trace_ELBO
 
-from .distributions import DropoutNormal
-from .guides import DropoutGuide
-from .kl import binary_entropy, kl_gap, kl_large_width, kl_monte_carlo
-from .models import BayesianMLP
-from .network import Architecture
-from .objectives import (
+from vi_dropout.distributions import DropoutNormal
+from vi_dropout.guides import DropoutGuide
+from vi_dropout.infer.elbo import (
     draw_masks,
     dropout_loss,
     elbo_dropout_offset,
@@ -36,6 +33,9 @@ from .objectives import (
     negative_elbo,
     prior_weight_decays,
 )
+from vi_dropout.kl import binary_entropy, kl_gap, kl_large_width, kl_monte_carlo
+from vi_dropout.models import BayesianMLP
+from vi_dropout.network import Architecture
 
 __all__ = [
     "VerifyProblem",
@@ -117,16 +117,16 @@ class VerifyProblem:
 
     def offset(self, theta: float) -> float:
         """The predicted :math:`-\\mathrm{ELBO}/(N\tau) - \\mathcal{L}_{\text{dropout}}`
-        (:func:`~vi_dropout.objectives.elbo_dropout_offset`)."""
+        (:func:`~vi_dropout.infer.elbo.elbo_dropout_offset`)."""
         return elbo_dropout_offset(self.architecture, self.keep_probs, theta,
                                    self.prior_length_scale, self.num_data, self.tau)
 
     def pyro_model_and_guide(self, theta: float):
         """The Pyro model and guide of this problem, the guide's means at the problem's
         parameters, and the ``Trace_ELBO`` to differentiate (vectorised particles)."""
-        model = BayesianMLP(self.architecture, self.prior_length_scale, self.tau)
-        guide = DropoutGuide(model, self.keep_probs, theta, init_weights=self.weights,
-                             init_biases=self.biases)
+        model = BayesianMLP(self.architecture, self.prior_length_scale, self.tau,
+                            keep_prob=self.keep_probs, dtype=self.x.dtype)
+        guide = DropoutGuide(model, theta, init_weights=self.weights, init_biases=self.biases)
         params = list(guide.weight_locs) + list(guide.bias_locs)
         return model, guide, params, lambda n: Trace_ELBO(
             num_particles=n, vectorize_particles=True, max_plate_nesting=1)
@@ -177,7 +177,7 @@ def check_gradients(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> lis
 
 def check_values(problem: VerifyProblem, thetas=THETAS, seed: int = 1) -> list[dict]:
     r""":math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` minus the constant the theory
-    predicts (:func:`~vi_dropout.objectives.elbo_dropout_offset`, which grows like
+    predicts (:func:`~vi_dropout.infer.elbo.elbo_dropout_offset`, which grows like
     :math:`-\log\theta`: the improper-KL pitfall). Tolerance on the residual: :math:`10\theta`."""
     masks, noise = problem.masks(seed), problem.noise(seed + 1)
     ws, bs = problem.params(requires_grad=False)
@@ -361,7 +361,7 @@ def check_kl(widths=(1, 2, 4, 16, 64, 256, 1024), thetas=(1e-1, 1e-2), keep_prob
 
 def check_concrete(temperatures=(0.5, 0.2, 0.1, 0.05), num_batches: int = 20,
                    per_batch: int = 5_000, seed: int = 1) -> list[dict]:
-    r"""Concrete dropout (:mod:`vi_dropout.concrete`): the relaxed gradient against the exact one.
+    r"""Concrete dropout (:mod:`vi_dropout.infer.concrete`): the relaxed gradient against the exact one.
 
     Network 2-3-1 (tanh), dropout on the 3 hidden units only, two data points, no jitter noise:
     the 8 masks are enumerated, so the derivative of the expected objective in the keep_prob
@@ -378,8 +378,8 @@ def check_concrete(temperatures=(0.5, 0.2, 0.1, 0.05), num_batches: int = 20,
     """
     import itertools
 
-    from .concrete import ConcreteDropoutObjective
-    from .network import Architecture
+    from vi_dropout.infer.concrete import ConcreteDropoutObjective
+    from vi_dropout.network import Architecture
 
     g = torch.Generator().manual_seed(seed)
     arch = Architecture((2, 3, 1), "tanh")
@@ -460,7 +460,7 @@ class _ConcreteToy:
 
     def exact(self, logit: float) -> float:
         r"""The expected negative ELBO at keep_prob :math:`\sigma(\text{logit})` on the hidden
-        units, the 8 masks enumerated (:func:`~vi_dropout.objectives.negative_elbo`)."""
+        units, the 8 masks enumerated (:func:`~vi_dropout.infer.elbo.negative_elbo`)."""
         kp = 1.0 / (1.0 + math.exp(-logit))
         prob = (kp**self.z * (1.0 - kp) ** (1.0 - self.z)).prod(-1)
         values = negative_elbo(
@@ -470,9 +470,9 @@ class _ConcreteToy:
         return float((prob * values).sum())
 
     def objective(self, keep_prob: float):
-        """A :class:`~vi_dropout.concrete.ConcreteDropoutObjective` whose only free parameter is
+        """A :class:`~vi_dropout.infer.concrete.ConcreteDropoutObjective` whose only free parameter is
         the hidden units' keep_prob logit (means, theta and tau fixed)."""
-        from .concrete import ConcreteDropoutObjective
+        from vi_dropout.infer.concrete import ConcreteDropoutObjective
 
         obj = ConcreteDropoutObjective(
             self.architecture, [None, keep_prob], theta=self.theta, tau=self.tau,
@@ -545,7 +545,7 @@ def check_concrete_maximiser(temperature: float = 0.1, steps: int = 400,
                              num_samples: int = 512, lr: float = 0.05, lr_end: float = 0.005,
                              bias_draws: int = 400_000, init_keep_prob: float = 0.9,
                              seed: int = 5) -> list[dict]:
-    r"""Concrete dropout (:mod:`vi_dropout.concrete`): the learned keep_prob of a toy problem
+    r"""Concrete dropout (:mod:`vi_dropout.infer.concrete`): the learned keep_prob of a toy problem
     against the maximiser of the exactly enumerated ELBO.
 
     Network 1-3-1 (tanh), 6 points, float64, the means fixed (Glorot), :math:`\theta = 10^{-2}`,
@@ -559,7 +559,7 @@ def check_concrete_maximiser(temperature: float = 0.1, steps: int = 400,
         F(\phi) = \sum_{\mathbf{z} \in \{0,1\}^3} \prod_j \pi^{z_j}(1-\pi)^{1-z_j}\,
         \big[-\widehat{\mathrm{ELBO}}(\mathbf{z})\big]
 
-    with :func:`~vi_dropout.objectives.negative_elbo` (Proposition 1 KL at :math:`\pi`).
+    with :func:`~vi_dropout.infer.elbo.negative_elbo` (Proposition 1 KL at :math:`\pi`).
     :math:`\phi^*` minimises :math:`F` (a 49-point grid in :math:`\pi`, then bounded Brent to
     :math:`10^{-10}`; the first row checks :math:`|F'(\phi^*)| \le 10^{-6}` by central differences
     and :math:`F''(\phi^*) > 0` at an interior grid point).

@@ -10,7 +10,7 @@ from tests.common import toy_regression
 from tests.vi_dropout.test_conversion import CustomForward, SmallCNN
 from vi_dropout.conversion import dropout_free_copy, find_covered_layers
 from vi_dropout.distributions import DropoutNormal
-from vi_dropout.module_forward import (
+from vi_dropout.forward import (
     covered_input_shapes,
     covered_layer_shapes,
     draw_module_masks,
@@ -18,14 +18,14 @@ from vi_dropout.module_forward import (
     module_forward,
     module_negative_elbo,
 )
-from vi_dropout.network import Architecture
-from vi_dropout.objectives import (
+from vi_dropout.infer.elbo import (
     draw_masks,
     dropout_loss,
     elbo_dropout_offset,
     negative_elbo,
     prior_weight_decays,
 )
+from vi_dropout.network import Architecture
 
 F64 = torch.float64
 #: Monte Carlo comparisons pass within this many standard errors (a false alarm has

@@ -46,7 +46,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .elbo_fit import (
+from vi_dropout.infer.elbo import check_data
+from vi_dropout.infer.fit_loop import (
     TAU_BOUND,
     as_networks,
     draw_in_chunks,
@@ -55,10 +56,10 @@ from .elbo_fit import (
     network_picker,
     run_fit_loop,
 )
-from .kl import mean_field_kl_to_prior
-from .network import Architecture, get_activation
-from .objectives import check_data, data_term
-from .validation import check_positive, check_positive_int
+from vi_dropout.kl import mean_field_kl_to_prior
+from vi_dropout.likelihoods import data_term
+from vi_dropout.network import Architecture, get_activation
+from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
     "MeanFieldObjective",
@@ -367,7 +368,7 @@ def fit_mean_field(x: torch.Tensor, y: torch.Tensor, hidden: Sequence[int] = (50
 
     With minibatches of :math:`B` rows the data term is scaled by :math:`N/B`, so every step is
     an unbiased estimate of the full objective; an epoch is a fresh permutation of the rows cut
-    into :math:`\lceil N/B \rceil` batches (:func:`~vi_dropout.elbo_fit.minibatch_rows`).
+    into :math:`\lceil N/B \rceil` batches (:func:`~vi_dropout.infer.fit_loop.minibatch_rows`).
 
     ``E`` networks (``seed`` a sequence of ``E`` seeds): network ``e`` draws its initial means,
     its permutations and its noise from ``torch.Generator().manual_seed(seed[e])`` in the same

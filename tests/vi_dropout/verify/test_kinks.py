@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vi_dropout.kinks import BranchRecorder, branch_changes
+from vi_dropout.verify.kinks import BranchRecorder, branch_changes
 
 
 def _record(net, x, module=None):

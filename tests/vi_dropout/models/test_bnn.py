@@ -1,4 +1,4 @@
-"""ModuleBNN / ModuleDropoutGuide: sites, Pyro inference, and the way back into the module."""
+"""ModuleBNN / DropoutGuide: sites, Pyro inference, and the way back into the module."""
 
 import numpy as np
 import pyro
@@ -10,10 +10,11 @@ from torch import nn
 
 from tests.common import toy_regression
 from tests.vi_dropout.test_conversion import UNCOVERED, SmallCNN, Untraceable
-from tests.vi_dropout.test_module_forward import DepthwiseCNN, TokenNet, TwoInputs
-from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
+from tests.vi_dropout.test_forward import DepthwiseCNN, TokenNet, TwoInputs
 from vi_dropout.conversion import convert_module
 from vi_dropout.distributions import DropoutNormal
+from vi_dropout.guides import DropoutGuide
+from vi_dropout.models import ModuleBNN
 
 F64 = torch.float64
 #: Monte Carlo comparisons pass within this many standard errors
@@ -40,7 +41,7 @@ def _bn_net(seed=0):
 def test_sites_are_columns_with_the_prior_and_the_guide_matches():
     net = _cnn()
     model = ModuleBNN(net, prior_length_scale=2.0, tau=5.0)
-    guide = ModuleDropoutGuide(model, theta=0.01)
+    guide = DropoutGuide(model, theta=0.01)
     x = torch.randn(6, 1, 7, 7, dtype=F64)
     y = torch.randn(6, 2, dtype=F64)
     gtr = trace(guide).get_trace(x, y)
@@ -66,7 +67,7 @@ def test_the_model_at_the_mean_of_q_is_the_module_in_eval_mode():
     for net, x in [(_mlp(), torch.randn(5, 2, dtype=F64)), (_cnn(), torch.randn(5, 1, 7, 7,
                                                                                 dtype=F64))]:
         model = ModuleBNN(net)
-        guide = ModuleDropoutGuide(model)
+        guide = DropoutGuide(model)
         data = {}
         for c in model.layers:
             data[f"{c.name}.weight"] = c.keep_prob * guide.median()[f"{c.name}.weight"]
@@ -92,7 +93,7 @@ def test_predictive_equals_mc_dropout_through_the_modules_own_dropout(make, shap
     theta = 1e-3 adds a variance far below those errors."""
     net = make(0)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, theta=1e-3)
+    guide = DropoutGuide(model, theta=1e-3)
     x = torch.randn(*shape, dtype=F64)
     y = torch.randn(shape[0], 1 if make is _mlp else 2, dtype=F64)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
@@ -117,7 +118,7 @@ def test_parameters_round_trip_module_guide_module_exactly():
     """keep_probs 0.5 and 0.25 (powers of two): W' / pi * pi is exact in floating point."""
     net = nn.Sequential(nn.Dropout(0.5), nn.Linear(3, 4), nn.ReLU(), nn.Dropout(0.75),
                         nn.Linear(4, 2, bias=False)).to(F64)
-    guide = ModuleDropoutGuide(ModuleBNN(net))
+    guide = DropoutGuide(ModuleBNN(net))
     torch.testing.assert_close(guide.median()["1.weight"], net[1].weight.detach() / 0.5,
                                rtol=0, atol=0)
     assert "4.bias" not in guide.median()
@@ -131,8 +132,8 @@ def test_parameters_round_trip_module_guide_module_exactly():
 def test_guide_state_dict_round_trips():
     net = _cnn()
     model = ModuleBNN(net)
-    guide = ModuleDropoutGuide(model, theta=0.05)
-    other = ModuleDropoutGuide(model, theta=0.05, init_from_module=False)
+    guide = DropoutGuide(model, theta=0.05)
+    other = DropoutGuide(model, theta=0.05, init_from_module=False)
     assert not torch.equal(other.weight_locs[1], guide.weight_locs[1])
     assert bool((other.bias_locs[0] == 0).all())
     other.load_state_dict(guide.state_dict())
@@ -149,7 +150,7 @@ def test_svi_with_trace_elbo_reduces_the_loss(likelihood):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, out)).to(F64)
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0, likelihood=likelihood)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
     first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
     for _ in range(300):
@@ -161,7 +162,7 @@ def test_svi_with_trace_elbo_reduces_the_loss(likelihood):
 def test_uncovered_parameters_are_point_estimates():
     net = _bn_net()
     model = ModuleBNN(net)
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     summary = model.summary()
     for text in ("| 0 | linear | 8 x 2 | 1 | yes | - |", "| 4 | linear | 1 x 8 | 0.8 | yes | 3 |",
                  "1.weight (8,)", "1.bias (8,)"):
@@ -184,7 +185,7 @@ def test_uncovered_parameters_are_point_estimates():
 def test_untraceable_module_with_an_explicit_map():
     model = ModuleBNN(Untraceable().to(F64), keep_probs={"b": 0.5})
     assert [(c.name, c.keep_prob) for c in model.layers] == [("a", 1.0), ("b", 0.5)]
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     x = torch.randn(4, 2, dtype=F64)
     f = Predictive(model, guide=guide, num_samples=3, return_sites=["f"])(x)["f"]
     assert f.shape == (3, 4, 1)
@@ -207,9 +208,9 @@ def test_bad_input_names_the_argument():
         ModuleBNN("net")
     model = ModuleBNN(_mlp())
     with pytest.raises(ValueError, match="theta"):
-        ModuleDropoutGuide(model, theta=0.0)
+        DropoutGuide(model, theta=0.0)
     with pytest.raises(ValueError, match="model must be a ModuleBNN"):
-        ModuleDropoutGuide(_mlp())
+        DropoutGuide(_mlp())
     x = torch.randn(5, 2, dtype=F64)
     with pytest.raises(ValueError, match=r"y must have shape N x D .* got a 1-D tensor"):
         model(x, torch.zeros(5, dtype=F64))
@@ -226,7 +227,7 @@ def test_bad_input_names_the_argument():
     cat = ModuleBNN(_mlp(), likelihood="categorical")
     with pytest.raises(ValueError, match=r"y must hold class indices < 1"):
         cat(x, torch.ones(5, dtype=torch.long))
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     wrong = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 8),
                           nn.Tanh(), nn.Dropout(0.1), nn.Linear(8, 1)).to(F64)
     with pytest.raises(ValueError, match=r"module layer '3' has weight shape \(8, 16\), "
@@ -253,7 +254,7 @@ def test_two_input_model_through_svi_and_predictive():
     torch.manual_seed(0)
     image, features, y = _two_input_data()
     model = ModuleBNN(TwoInputs().to(F64), prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO())
     x = (image, features)
     first = sum(svi.evaluate_loss(x, y) for _ in range(20)) / 20
@@ -290,7 +291,7 @@ def test_vectorised_trace_elbo_is_the_mean_of_its_particles(make, shape, likelih
     y = (torch.randn(shape[0], 2 if make is not _bn_net else 1, dtype=F64, generator=g)
          if likelihood == "gaussian" else torch.randint(0, 2, (shape[0],), generator=g))
     model = ModuleBNN(net, prior_length_scale=0.7, tau=3.0, likelihood=likelihood)
-    guide = ModuleDropoutGuide(model, theta=0.05)
+    guide = DropoutGuide(model, theta=0.05)
     s, n = 5, 40
     params = [*guide.parameters(), *model.net.parameters()]
     pyro.set_rng_seed(0)
@@ -327,7 +328,7 @@ def test_predictive_parallel_and_sequential_draw_the_same_distribution():
     consume the random stream in another order, so the draws themselves differ)."""
     net = _mlp()
     model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, theta=0.05)
+    guide = DropoutGuide(model, theta=0.05)
     x = torch.randn(4, 2, dtype=F64)
     t = 3000
     pyro.set_rng_seed(0)
@@ -346,7 +347,7 @@ def test_predictive_parallel_and_sequential_draw_the_same_distribution():
 def test_vectorised_svi_runs_on_a_batchnorm_network():
     x, y = toy_regression(32, 2, 1)
     model = ModuleBNN(_bn_net(), prior_length_scale=1.0, tau=10.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     elbo = Trace_ELBO(num_particles=3, vectorize_particles=True, max_plate_nesting=1)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 2e-2}), elbo)
     losses = [svi.step(x, y) for _ in range(40)]
@@ -376,7 +377,7 @@ def test_disabled_dropout_is_stated(name):
     x = torch.randn(*shape, dtype=F64)
     model.net.train()
     torch.testing.assert_close(model.net(x), model.net(x), rtol=0, atol=0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     f = Predictive(model, guide=guide, num_samples=4, return_sites=["f"], parallel=True)(x)["f"]
     assert f.shape == (4, shape[0], 1)
     assert "disabled dropout: none" in ModuleBNN(_mlp()).summary()
@@ -402,7 +403,7 @@ def test_bad_inputs_are_refused_clearly():
 
 def test_num_data_smaller_than_the_minibatch_is_refused():
     model = ModuleBNN(_mlp(), tau=4.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-3}), Trace_ELBO())
     x, y = toy_regression(64, 2)
     with pytest.raises(ValueError, match="num_data is the size N of the whole data set, so at "
@@ -413,7 +414,7 @@ def test_num_data_smaller_than_the_minibatch_is_refused():
 def test_zero_rows_are_refused_naming_x():
     """N = 0 gave Pyro's ``ZeroDivisionError: size cannot be zero``."""
     model = ModuleBNN(_mlp(), tau=4.0)
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     x, y = torch.zeros(0, 2, dtype=F64), torch.zeros(0, 1, dtype=F64)
     message = r"^x must hold at least one row \(N >= 1\), got 0 rows \(shape \(0, 2\)\)"
     for kwargs in ({}, {"num_data": 10}):
@@ -448,7 +449,7 @@ def test_x_of_another_dtype_than_the_module_is_refused_not_cast(make, net_dtype,
     """Into a float32 module a float64 x ran silently in float64 (Linear layers) or failed with
     torch's raw ``mixed dtype`` (BatchNorm); the other way round likewise."""
     model = ModuleBNN(make().to(net_dtype), tau=4.0)
-    guide = ModuleDropoutGuide(model)
+    guide = DropoutGuide(model)
     x, y = torch.randn(6, 2, dtype=x_dtype), torch.zeros(6, 1, dtype=x_dtype)
     message = (rf"^x has dtype {x_dtype} but the dtype of the module is {net_dtype}: convert x "
                rf"with x.to\({net_dtype}\) \(or the module to {x_dtype}\); inputs are not cast "
@@ -489,7 +490,7 @@ def test_scalars_must_be_numbers(kwargs, message):
     model = ModuleBNN(Untraceable(), keep_probs={"b": np.float64(0.5)}, tau=np.float64(2.0))
     assert [c.keep_prob for c in model.layers] == [1.0, 0.5] and model.tau == 2.0
     with pytest.raises(ValueError, match=r"^theta must be a finite number > 0, got a bool"):
-        ModuleDropoutGuide(model, theta=True)
+        DropoutGuide(model, theta=True)
 
 
 @pytest.mark.parametrize("x, y, match", [

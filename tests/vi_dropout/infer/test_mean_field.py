@@ -1,4 +1,4 @@
-"""Mean-field Gaussian VI (:mod:`vi_dropout.mean_field`): the closed-form KL against
+"""Mean-field Gaussian VI (:mod:`vi_dropout.infer.mean_field`): the closed-form KL against
 ``torch.distributions`` and the priors of :class:`~vi_dropout.models.BayesianMLP`, the local
 reparameterisation against explicit weight sampling, batched fits against single fits, the
 predictive of a linear model against its closed form, and failure handling."""
@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from vi_dropout.kl import mean_field_kl_to_prior
-from vi_dropout.mean_field import (
+from vi_dropout.infer.mean_field import (
     MeanFieldObjective,
     fit_mean_field,
     preactivation_moments,
 )
+from vi_dropout.kl import mean_field_kl_to_prior
 from vi_dropout.models import BayesianMLP
 from vi_dropout.network import Architecture
 

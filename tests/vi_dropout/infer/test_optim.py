@@ -9,9 +9,10 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 
 from tests.common import toy_regression
-from vi_dropout.bnn import ModuleBNN, ModuleDropoutGuide
-from vi_dropout.optim import JointAdam, JointOptim
-from vi_dropout.per_example_elbo import PerExampleDropoutELBO
+from vi_dropout.guides import DropoutGuide
+from vi_dropout.infer.optim import JointAdam, JointOptim
+from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
+from vi_dropout.models import ModuleBNN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +30,7 @@ def _train(make_optim, dtype, steps=15, switch_at=None, make_second=None, load_s
                               torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
                               torch.nn.Linear(16, 1)).to(dtype)
     model = ModuleBNN(net, prior_length_scale=1e-2, tau=10.0)
-    guide = ModuleDropoutGuide(model, theta=1e-2)
+    guide = DropoutGuide(model, theta=1e-2)
     elbo = PerExampleDropoutELBO(num_masks_seed=3)
     optim = make_optim()
     svi = SVI(model, guide, optim, elbo)

@@ -6,8 +6,8 @@ The module is converted as everywhere else (:func:`~vi_dropout.conversion.find_c
 :func:`~vi_dropout.conversion.dropout_free_copy`); each covered layer :math:`i` with dropout in
 front gets a learned keep_prob :math:`\pi_i = \sigma(\phi_i)` (logit parameterisation, so it stays
 in :math:`(0, 1)`) and relaxed Bernoulli masks on its input units (channels for a convolution,
-:func:`~vi_dropout.concrete.relaxed_bernoulli_mask`). The objective is that of
-:class:`~vi_dropout.concrete.ConcreteDropoutObjective`, for any covered network:
+:func:`~vi_dropout.infer.concrete.relaxed_bernoulli_mask`). The objective is that of
+:class:`~vi_dropout.infer.concrete.ConcreteDropoutObjective`, for any covered network:
 
 .. math::
     -\widehat{\mathrm{ELBO}} = \frac{N}{B}\sum_{n=1}^B -\log p\big(\mathbf{y}_n \mid
@@ -15,8 +15,8 @@ in :math:`(0, 1)`) and relaxed Bernoulli masks on its input units (channels for 
     + \sum_i \Big(\frac{\pi_i l^2}{2}\|\mathbf{M}_i\|^2 + Q_i\Big[\frac{K_i}{2}\big(l^2\theta^2
     - 1 - \log l^2\theta^2\big) - H(\pi_i)\Big] + \mathrm{KL}_{\text{bias}, i}\Big),
 
-one weight draw per example (:func:`~vi_dropout.module_forward.module_forward` with the relaxed
-masks), the Proposition 1 KL at the learned keep_prob (:func:`~vi_dropout.module_forward.module_kl`),
+one weight draw per example (:func:`~vi_dropout.forward.module_forward` with the relaxed
+masks), the Proposition 1 KL at the learned keep_prob (:func:`~vi_dropout.forward.module_kl`),
 a Gaussian likelihood of precision :math:`\tau` on ``N x D`` targets or a categorical one on logits.
 
 Example:
@@ -42,14 +42,14 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .concrete import KEEP_PROB_BOUND, relaxed_bernoulli_mask
-from .conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
-from .elbo_fit import TAU_BOUND, minibatch_rows
-from .inputs import Inputs, check_inputs, float_dtype, map_inputs, shapes_key, take
-from .inputs import batch_size as batch_size_of
-from .module_forward import covered_layer_shapes, mask_shape, module_forward, module_kl
-from .objectives import LIKELIHOODS, data_term
-from .validation import (
+from vi_dropout.conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
+from vi_dropout.forward import covered_layer_shapes, mask_shape, module_forward, module_kl
+from vi_dropout.infer.concrete import KEEP_PROB_BOUND, relaxed_bernoulli_mask
+from vi_dropout.infer.fit_loop import TAU_BOUND, minibatch_rows
+from vi_dropout.inputs import Inputs, check_inputs, float_dtype, map_inputs, shapes_key, take
+from vi_dropout.inputs import batch_size as batch_size_of
+from vi_dropout.likelihoods import LIKELIHOODS, data_term
+from vi_dropout.validation import (
     check_learnable_keep_prob,
     check_positive,
     check_positive_int,
@@ -108,7 +108,7 @@ class ModuleConcreteObjective(nn.Module):
     per dropped layer (``keep_prob_logits``, in the order of ``dropped_layers``); ``log_theta``
     and ``log_tau`` (buffers when not learned); and the network's other parameters (BatchNorm,
     ...), which stay point estimates. With the toolkit MLP written as an ``nn.Sequential`` it is
-    :class:`~vi_dropout.concrete.ConcreteDropoutObjective` (tested to 1e-12 in float64).
+    :class:`~vi_dropout.infer.concrete.ConcreteDropoutObjective` (tested to 1e-12 in float64).
 
     Args:
         module: the user's network (left unchanged: the objective holds a dropout-free copy).
@@ -203,7 +203,7 @@ class ModuleConcreteObjective(nn.Module):
 
     def learned_layers(self) -> tuple[CoveredLayer, ...]:
         """The covered layers with their keep_prob set to the learned (differentiable) tensor,
-        as :func:`~vi_dropout.module_forward.module_kl` reads it."""
+        as :func:`~vi_dropout.forward.module_kl` reads it."""
         kps = self.keep_probs
         return tuple(c if self.keep_prob_logit(i) is None else
                      dataclasses.replace(c, keep_prob=kps[c.name])
@@ -251,7 +251,7 @@ class ModuleConcreteObjective(nn.Module):
 
     def kl(self) -> torch.Tensor:
         r"""Proposition 1 for every covered weight at the learned keep_prob plus the exact
-        Gaussian KL of every bias (:func:`~vi_dropout.module_forward.module_kl`)."""
+        Gaussian KL of every bias (:func:`~vi_dropout.forward.module_kl`)."""
         return module_kl(self.learned_layers(), list(self.means), list(self.biases),
                          theta=self.theta, prior_length_scale=self.prior_length_scale)
 
@@ -387,7 +387,7 @@ def fit_module_concrete(module: nn.Module, x: Inputs, y: torch.Tensor, *, keep_p
                         uncovered_dropout: str = "refuse") -> ModuleConcreteFit:
     r"""Fit a converted module's means, keep_probs, :math:`\theta` and :math:`\tau` (and its point
     estimates) with Adam on the per-example negative ELBO through relaxed masks
-    (:class:`ModuleConcreteObjective`), as :func:`~vi_dropout.concrete.fit_concrete` does for the
+    (:class:`ModuleConcreteObjective`), as :func:`~vi_dropout.infer.concrete.fit_concrete` does for the
     toolkit MLP.
 
     .. math::

@@ -12,8 +12,10 @@ import torch
 from torch import nn
 
 from tests.common import example_problem, load_example
-from vi_dropout import bnn, cli, conversion, module_forward
-from vi_dropout.verify_network import (
+from vi_dropout import cli, conversion
+from vi_dropout import forward as module_forward
+from vi_dropout.models import ModuleBNN
+from vi_dropout.verify.network import (
     ModuleProblem,
     check_module_trajectory,
     check_network_gradients,
@@ -176,8 +178,8 @@ def _wrong_minibatch_scaling(monkeypatch):
     original = module_forward.module_negative_elbo
     monkeypatch.setattr(module_forward, "module_negative_elbo",
                         lambda *a, num_data=None, **k: original(*a, num_data=None, **k))
-    check = bnn.ModuleBNN.check_data
-    monkeypatch.setattr(bnn.ModuleBNN, "check_data",
+    check = ModuleBNN.check_data
+    monkeypatch.setattr(ModuleBNN, "check_data",
                         lambda self, x, y=None, num_data=None: check(self, x, y, None))
 
 
@@ -204,8 +206,8 @@ def test_a_missing_regime_says_no_unit_changed_branch(monkeypatch):
 
 
 def test_offset_matches_the_mlp_formula():
+    from vi_dropout.infer.elbo import elbo_dropout_offset
     from vi_dropout.network import Architecture
-    from vi_dropout.objectives import elbo_dropout_offset
 
     problem = PROBLEMS["mlp"]
     for theta in (1e-2, 1e-6):

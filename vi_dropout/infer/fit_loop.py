@@ -1,5 +1,5 @@
-r"""The fitting loop that the ELBO objectives share (:func:`vi_dropout.concrete.fit_concrete`,
-:func:`vi_dropout.mean_field.fit_mean_field`): one network or ``E`` independent ones in one
+r"""The fitting loop that the ELBO objectives share (:func:`vi_dropout.infer.concrete.fit_concrete`,
+:func:`vi_dropout.infer.mean_field.fit_mean_field`): one network or ``E`` independent ones in one
 batched computation, full batch or minibatches, with the learned parameters checked against
 their bounds and a failing network named while the others go on.
 
@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .objectives import check_data
-from .validation import check_finite, check_positive_int
+from vi_dropout.infer.elbo import check_data
+from vi_dropout.validation import check_finite, check_positive_int
 
 __all__ = [
     "TAU_BOUND",
