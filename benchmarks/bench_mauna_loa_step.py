@@ -56,8 +56,8 @@ from comparisons.training.dropout_regressor import (  # noqa: E402
     regularised_mse,
     resolve_device,
 )
+from vi_dropout.infer.elbo import weight_decay  # noqa: E402
 from vi_dropout.network import Architecture  # noqa: E402
-from vi_dropout.training import weight_decay  # noqa: E402
 
 PHASES = ("masks", "forward", "backward", "optimizer")
 

@@ -35,11 +35,11 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from vi_dropout.forward import draw_module_masks  # noqa: E402
+from vi_dropout.forward import draw_masks  # noqa: E402
 from vi_dropout.guides import DropoutGuide  # noqa: E402
+from vi_dropout.infer.elbo import weight_decay  # noqa: E402
 from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
 from vi_dropout.models import ModuleBNN  # noqa: E402
-from vi_dropout.training import weight_decay  # noqa: E402
 
 
 def make_mlp() -> nn.Module:
@@ -105,7 +105,7 @@ def run_net(kind, make, a, dtype, ls, tau):
 
     def shared_masks(xb, yb, n):
         masks = [m.expand(xb.shape[0], *m.shape[1:]) for m in
-                 draw_module_masks(model.layers, 1, shared_gen, xb.dtype)]
+                 draw_masks(model.layers, 1, shared_gen, xb.dtype)]
         per_example.differentiable_loss(model, guide, xb, yb, num_data=n,
                                         masks=masks).backward()
 

@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from comparisons.datasets.uci import load_uci, standardize, uci_info  # noqa: E402
+from vi_dropout.infer.elbo import weight_decay  # noqa: E402
 from vi_dropout.predict import standard_dropout_predict  # noqa: E402
-from vi_dropout.training import train_batched, weight_decay  # noqa: E402
+from vi_dropout.training import train_batched  # noqa: E402
 
 
 def _load(name: str, split: int):

@@ -47,7 +47,7 @@ from bench_per_example import time_steps  # noqa: E402  (the same interleaved ti
 
 from tests.common import example_problem  # noqa: E402
 from vi_dropout.guides import DropoutGuide  # noqa: E402
-from vi_dropout.infer.elbo import weight_decay_from_prior  # noqa: E402
+from vi_dropout.infer.elbo import weight_decay  # noqa: E402
 from vi_dropout.infer.optim import JointAdam  # noqa: E402
 from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
 from vi_dropout.models import ModuleBNN  # noqa: E402
@@ -74,7 +74,7 @@ def step_times(name: str, batch: int, steps: int,
     plain, *_ = example_problem(name, 2)
     plain.train()
     covered = [plain.get_submodule(c.name) for c in model.layers]
-    decays = [weight_decay_from_prior(ls, c.keep_prob, num_data, tau) / c.keep_prob**2
+    decays = [weight_decay(ls, c.keep_prob, num_data, tau) / c.keep_prob**2
               for c in model.layers]
     opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
     perm = torch.randperm(num_data)

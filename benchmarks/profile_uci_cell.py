@@ -74,7 +74,8 @@ from comparisons.protocols.uci import (  # noqa: E402
     score_networks,
     train_grid,
 )
-from vi_dropout.training import train_batched, weight_decay  # noqa: E402
+from vi_dropout.infer.elbo import weight_decay  # noqa: E402
+from vi_dropout.training import train_batched  # noqa: E402
 
 X100 = 100.0
 PHASES = ("load + split + standardise", "grid training (12 nets, batched)",

@@ -43,23 +43,20 @@ import numpy as np
 import torch
 from IPython.display import Markdown, display
 
-from vi_dropout.infer.elbo import elbo_dropout_offset
 from vi_dropout.plotting import (
-    gradient_arrays_from_rows,
     plot_dropout_normal_density,
     plot_gradient_vs_theta,
     plot_kl_gap,
     plot_value_offset,
 )
-from vi_dropout.verify.paper import (
-    VerifyProblem,
-    check_gradients,
-    check_kl,
-    check_pyro_gradient,
-    check_trajectories,
-    check_values,
-    format_table,
+from vi_dropout.verify.network import (
+    GradientDifferences,
+    check_module_trajectory,
+    check_network_gradients,
+    check_network_values,
 )
+from vi_dropout.verify.paper import VerifyProblem, check_kl, check_pyro_gradient
+from vi_dropout.verify.report import format_table
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
 OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"
@@ -79,7 +76,7 @@ else:
     KL = dict(widths=(1, 2, 4, 16, 64, 256, 1024), thetas=(1e-1, 1e-2), keep_probs=(0.5, 0.9),
               num_samples=20_000, gap_samples=4_000)
 
-# check_trajectories reads float() of a parameter tensor; torch warns about it, harmlessly
+# the trajectory check reads float() of a parameter tensor; torch warns about it, harmlessly
 warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
 
 problem = VerifyProblem()
@@ -143,18 +140,22 @@ plt.show()
 #
 # Same masks, same standard-normal noise (scaled by $\theta$): the relative difference between
 # $\nabla(-\mathrm{ELBO}/N\tau)$ (exact KL: Proposition 1 plus the gap) and $\nabla\mathcal{L}_{\text{dropout}}$,
-# per parameter. The rows of `check_gradients` carry one value per (theta, parameter); we parse
-# them into arrays. Each line should follow the dashed slope-1 reference.
+# per parameter (`GradientDifferences`). Each line should follow the dashed slope-1 reference.
+# `check_network_gradients` then scans the decades from 1e-2 down for the window where every
+# parameter's difference shrinks like $\theta$ (the report `verify` prints for any network).
 
 # %%
-grad_rows = check_gradients(problem, THETAS)
-ALL_ROWS += grad_rows
-thetas_g, diffs_g = gradient_arrays_from_rows(grad_rows)
+masks = problem.masks(1)
+gradients = GradientDifferences(problem, masks, 2)
+per_theta = [gradients(t)[0] for t in THETAS]
+diffs_g = {name: np.array([d[i] for d in per_theta]) for i, name in enumerate(problem.param_names)}
 fig, ax = plt.subplots(figsize=(7, 4.5))
-plot_gradient_vs_theta(thetas_g, diffs_g, ax, reference_slope=1.0)
+plot_gradient_vs_theta(np.array(THETAS), diffs_g, ax, reference_slope=1.0)
 save(fig, "02_gradient_vs_theta")
 plt.show()
-show_rows([r for r in grad_rows if "slope" in r["setting"]])
+grad_rows, window = check_network_gradients(problem)
+ALL_ROWS += grad_rows
+show_rows(grad_rows)
 
 # %% [markdown]
 # ## 3. The values differ by a constant that grows like $-\log\theta$
@@ -166,17 +167,14 @@ show_rows([r for r in grad_rows if "slope" in r["setting"]])
 # measured offset sits on the predicted constant.
 
 # %%
-value_rows = check_values(problem, THETAS)
+value_rows = check_network_values(problem, window)
 ALL_ROWS += value_rows
 offsets = []
+ws, bs = problem.params(requires_grad=False)
+loss = float(problem.dropout_loss(ws, bs, masks))
 for theta in THETAS:
-    masks, noise = problem.masks(1), problem.noise(2)
-    ws, bs = problem.params(requires_grad=False)
-    val = float(problem.scaled_negative_elbo(ws, bs, masks, theta, noise))
-    offsets.append(val - float(problem.dropout_loss(ws, bs, masks)))
-predicted = [elbo_dropout_offset(problem.architecture, problem.keep_probs, t,
-                                 problem.prior_length_scale, problem.num_data, problem.tau)
-             for t in THETAS]
+    offsets.append(float(problem.scaled_negative_elbo(ws, bs, masks, theta, 2)) - loss)
+predicted = [problem.offset(t) for t in THETAS]
 fig, ax = plt.subplots(figsize=(6, 3.5))
 plot_value_offset(THETAS, offsets, predicted, ax)
 save(fig, "03_value_offset")
@@ -203,7 +201,7 @@ show_rows(pyro_rows)
 # with the same masks, end at the same parameters.
 
 # %%
-traj_rows = check_trajectories(problem, num_steps=NUM_STEPS)
+traj_rows = check_module_trajectory(problem, num_steps=NUM_STEPS, theta=1e-6)
 ALL_ROWS += traj_rows
 show_rows(traj_rows)
 

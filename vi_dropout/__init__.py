@@ -2,7 +2,7 @@
 proof that it reduces to the dropout loss (Gal & Ghahramani, 2016).
 
 The top level holds the user-facing names (:data:`__all__`, 20 of them); the rest is reachable
-by module, e.g. ``vi_dropout.kl.kl_large_width`` or ``vi_dropout.infer.elbo.draw_masks``.
+by module, e.g. ``vi_dropout.kl.kl_large_width`` or ``vi_dropout.forward.draw_masks``.
 
 Example:
     >>> import torch

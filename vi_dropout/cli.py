@@ -415,7 +415,8 @@ def check_verify_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``verify`` report of parsed ``args``; 0 if every row passed, else 1."""
-    from vi_dropout.verify.paper import format_table, run_verify
+    from vi_dropout.verify.paper import run_verify
+    from vi_dropout.verify.report import format_table
 
     check_verify_args(args)
     extra: dict = {}

@@ -35,7 +35,7 @@ Example:
     >>> layers = find_covered_layers(net)
     >>> means = [c.means_from_module(net.get_submodule(c.name).weight.detach()) for c in layers]
     >>> biases = [net.get_submodule(c.name).bias.detach() for c in layers]
-    >>> masks = draw_module_masks(layers, 5, torch.Generator().manual_seed(0))
+    >>> masks = draw_masks(layers, 5, torch.Generator().manual_seed(0))
     >>> out = module_forward(dropout_free_copy(net), layers, means, biases, torch.randn(5, 2),
     ...                      masks=masks, theta=0.0)
     >>> out.shape
@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -56,9 +55,8 @@ from vi_dropout.conversion import CoveredLayer, DropoutOff, is_dropout_free
 from vi_dropout.inputs import Inputs, batch_size, call, check_inputs, describe
 from vi_dropout.validation import check_positive_int, check_real
 
-__all__ = ["draw_module_masks", "mask_shape", "covered_input_shapes", "covered_layer_shapes",
-           "module_forward", "module_kl", "module_negative_elbo", "module_dropout_loss",
-           "run_module"]
+__all__ = ["draw_masks", "mask_shape", "covered_input_shapes", "covered_layer_shapes",
+           "module_forward", "run_module", "check_output"]
 
 
 def mask_shape(layer: CoveredLayer, batch: int,
@@ -90,10 +88,10 @@ def _check_input_shapes(layers, batch: int, input_shapes) -> list:
     return shapes
 
 
-def draw_module_masks(layers: Sequence[CoveredLayer], batch: int,
-                      generator: torch.Generator | None = None,
-                      dtype: torch.dtype = torch.float32,
-                      input_shapes: Sequence[Sequence[int]] | None = None) -> list[torch.Tensor]:
+def draw_masks(layers: Sequence[CoveredLayer], batch: int,
+               generator: torch.Generator | None = None,
+               dtype: torch.dtype = torch.float32,
+               input_shapes: Sequence[Sequence[int]] | None = None) -> list[torch.Tensor]:
     """Bernoulli(keep_prob) masks on each covered layer's input units, drawn in layer order from
     ``generator``: ``B x Q`` for a linear layer (``B x ... x Q``, the layer input's shape, when
     ``input_shapes`` is given: one mask per token), ``B x C x 1 x 1`` (``B x C x 1``) for a 2-d
@@ -210,7 +208,7 @@ def covered_layer_shapes(module: nn.Module, layers: Sequence[CoveredLayer],
 def covered_input_shapes(module: nn.Module, layers: Sequence[CoveredLayer],
                          x: Inputs) -> list[tuple[int, ...]]:
     """Each covered layer's input shape (``B x ...``) when ``module`` runs on ``x``, for
-    :func:`draw_module_masks`'s ``input_shapes`` (see :func:`covered_layer_shapes`)."""
+    :func:`draw_masks`'s ``input_shapes`` (see :func:`covered_layer_shapes`)."""
     return [shape for shape, _ in _probe(module, layers, x)]
 
 
@@ -237,7 +235,7 @@ def _fit_mask(layer: CoveredLayer, mask: torch.Tensor, h: torch.Tensor) -> torch
         raise ValueError(
             f"layer {layer.name!r}: its input has shape {tuple(h.shape)}, so its mask must have "
             f"that shape (one mask per token, as nn.Dropout draws them), got {tuple(mask.shape)}; "
-            f"draw them with draw_module_masks(..., input_shapes=covered_input_shapes(module, "
+            f"draw them with draw_masks(..., input_shapes=covered_input_shapes(module, "
             f"layers, x))")
     want = (h.shape[0], h.shape[1]) + (1,) * (h.dim() - 2)
     if tuple(mask.shape) != want:
@@ -360,7 +358,7 @@ def module_forward(module: nn.Module, layers: Sequence[CoveredLayer],
         x: a minibatch the module takes: a tensor ``B x ...``, a tuple of tensors (positional
             arguments) or a dict of tensors (keyword arguments), batch first.
         masks: per layer ``B x Q`` (linear; ``B x ... x Q``, the input's shape, on token inputs)
-            or ``B x C x 1 x 1`` / ``B x C x 1`` (conv) masks (:func:`draw_module_masks`), or
+            or ``B x C x 1 x 1`` / ``B x C x 1`` (conv) masks (:func:`draw_masks`), or
             ``None`` for a layer whose input is not masked (what a mask of ones gives, without
             the multiplication).
         theta: :math:`\theta \ge 0`; 0 gives the dropout network itself.
@@ -416,171 +414,9 @@ def _submodule(module: nn.Module, name: str) -> nn.Module:
     return sub
 
 
-def _check_output(out: torch.Tensor, batch: int, likelihood: str) -> None:
+def check_output(out: torch.Tensor, batch: int, likelihood: str) -> None:
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != batch:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         what = "B x D outputs" if likelihood == "gaussian" else "B x C logits"
         raise ValueError(f"the module's output has shape {shape} for a batch of {batch}: the "
                          f"per-example ELBO needs {what}")
-
-
-def module_kl(layers: Sequence[CoveredLayer], means: Sequence[torch.Tensor],
-              biases: Sequence[torch.Tensor | None], *, theta: float, prior_length_scale: float,
-              gap_samples: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
-    r""":math:`\mathrm{KL}(q\,\|\,p)` of every covered weight (Proposition 1, plus a differentiable
-    Rao-Blackwellised gap estimate when ``gap_samples > 0``) and bias (exact Gaussian KL), as
-    :func:`vi_dropout.infer.elbo.negative_elbo` computes it for the MLP."""
-    from vi_dropout.distributions import DropoutNormal
-    from vi_dropout.kl import gaussian_kl_to_prior, kl_gap, kl_large_width
-
-    fixed = _is_number(theta) and _is_number(prior_length_scale)
-    kl = means[0].new_zeros(())
-    for layer, m, b in zip(layers, means, biases):
-        q = None
-        if (fixed and _is_number(layer.keep_prob) and isinstance(m, torch.Tensor)
-                and m.dim() == 2):
-            # the same operations on the same values as kl_large_width and
-            # gaussian_kl_to_prior, with the terms that do not depend on the means computed
-            # once (bit for bit the same values and gradients)
-            coef, const = _weight_kl_terms(layer.keep_prob, m, theta, prior_length_scale)
-            kl = kl + (coef * m.pow(2).sum((-1, -2)) + const)
-            if b is not None:
-                bias_coef, bias_const = _bias_kl_terms(b, theta, prior_length_scale)
-                kl = kl + (bias_coef * b.pow(2).sum(-1) + bias_const)
-        else:
-            # the guide's own means (checked when the guide was built): no per-step validation
-            q = DropoutNormal(m, layer.keep_prob, theta, validate_args=False)
-            kl = kl + kl_large_width(q, prior_length_scale)
-            if b is not None:
-                kl = kl + gaussian_kl_to_prior(b, theta, prior_length_scale)
-        if gap_samples:
-            if q is None:
-                q = DropoutNormal(m, layer.keep_prob, theta, validate_args=False)
-            kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
-    return kl
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-#: the constant parts of the KL terms, by (keep_prob, shape, theta, l, dtype, device)
-_KL_TERMS: dict[tuple, tuple] = {}
-
-
-def _cached_terms(key: tuple, make):
-    terms = _KL_TERMS.get(key)
-    if terms is None:
-        if len(_KL_TERMS) >= 256:
-            _KL_TERMS.clear()
-        # ordinary tensors even when first needed under inference mode (they are saved for
-        # backward in later calls)
-        with torch.inference_mode(False), torch.no_grad():
-            terms = make()
-        _KL_TERMS[key] = terms
-    return terms
-
-
-def _weight_kl_terms(keep_prob: float, m: torch.Tensor, theta: float,
-                     prior_length_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""``(coef, const)`` with ``kl_large_width(DropoutNormal(m, keep_prob, theta), l) ==
-    coef * m.pow(2).sum((-1, -2)) + const``, computed by the very operations of
-    :func:`~vi_dropout.kl.kl_large_width` (and of ``DropoutNormal``'s constructor)."""
-    k, ncols = m.shape[-2], m.shape[-1]
-
-    def make():
-        from vi_dropout.kl import large_width_terms
-
-        kp = torch.as_tensor(keep_prob, dtype=m.dtype, device=m.device)
-        sc = torch.as_tensor(theta, dtype=m.dtype, device=m.device)
-        return large_width_terms(kp, sc, prior_length_scale, k, ncols)
-
-    return _cached_terms(("weight", keep_prob, k, ncols, theta, prior_length_scale, m.dtype,
-                          m.device), make)
-
-
-def _bias_kl_terms(b: torch.Tensor, theta: float,
-                   prior_length_scale: float) -> tuple[float, torch.Tensor]:
-    """``(coef, const)`` with ``gaussian_kl_to_prior(b, theta, l) == coef * b.pow(2).sum(-1) +
-    const``, computed by the very operations of :func:`~vi_dropout.kl.gaussian_kl_to_prior`."""
-    d = b.shape[-1]
-
-    def make():
-        from vi_dropout.kl import gaussian_kl_terms
-
-        return gaussian_kl_terms(theta, prior_length_scale, d, b.dtype)
-
-    return _cached_terms(("bias", d, theta, prior_length_scale, b.dtype), make)
-
-
-def module_negative_elbo(module: nn.Module, layers: Sequence[CoveredLayer],
-                         means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
-                         x: Inputs, y: torch.Tensor, *, masks: Sequence[torch.Tensor | None],
-                         theta: float, prior_length_scale: float, tau: float = 1.0,
-                         likelihood: str = "gaussian", num_data: int | None = None,
-                         noise: Sequence[torch.Tensor] | None = None,
-                         generator: torch.Generator | None = None,
-                         gap_samples: int = 0) -> torch.Tensor:
-    r"""The per-example estimate of the full negative ELBO of a converted network.
-
-    .. math::
-        -\widehat{\mathrm{ELBO}} = \frac{N}{B}\sum_{n=1}^{B} -\log p(\mathbf{y}_n \mid
-        f(\mathbf{x}_n; \mathbf{W}_n)) + \mathrm{KL}(q\,\|\,p),
-
-    one weight draw :math:`\mathbf{W}_n` per example (:func:`module_forward` with the given
-    masks and noise), the Gaussian likelihood of precision :math:`\tau` on ``N x D`` targets or
-    the categorical one on logits (``y`` class indices), the KL of :func:`module_kl`. ``x`` is
-    a tensor, a tuple or a dict of tensors (:mod:`vi_dropout.inputs`); the module must output
-    ``B x D`` (``B x C`` logits).
-    """
-    from vi_dropout.likelihoods import data_term
-    from vi_dropout.validation import check_positive
-
-    if likelihood not in ("gaussian", "categorical"):
-        raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
-    out = module_forward(module, layers, means, biases, x, masks=masks, theta=theta, noise=noise,
-                         generator=generator)
-    batch = batch_size(x)
-    _check_output(out, batch, likelihood)
-    n = batch if num_data is None else check_positive_int(num_data, "num_data")
-    if likelihood == "gaussian":
-        tau = check_positive(tau, "tau")
-        d = out.shape[-1]
-        nll = tau * data_term(y, out, "gaussian") + 0.5 * d * math.log(2 * math.pi / tau)
-    else:
-        nll = data_term(y, out, "categorical")
-    kl = module_kl(layers, means, biases, theta=theta, prior_length_scale=prior_length_scale,
-                   gap_samples=gap_samples, generator=generator)
-    return n * nll + kl
-
-
-def module_dropout_loss(module: nn.Module, layers: Sequence[CoveredLayer],
-                        means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
-                        x: Inputs, y: torch.Tensor, *, masks: Sequence[torch.Tensor],
-                        prior_length_scale: float, tau: float = 1.0, likelihood: str = "gaussian",
-                        num_data: int | None = None) -> torch.Tensor:
-    r"""The dropout objective of a converted network with the prior-implied weight decays,
-
-    .. math::
-        \mathcal{L} = \frac{1}{B}\sum_n \ell(\mathbf{y}_n, \hat{\mathbf{y}}_n)
-        + \sum_i \frac{\pi_i l^2}{2N\tau}\lVert\mathbf{M}_i\rVert^2
-        + \sum_i \frac{l^2}{2N\tau}\lVert\mathbf{b}_i\rVert^2,
-
-    :math:`\ell` half the squared error (Gaussian) or the cross-entropy (categorical, :math:`\tau
-    = 1`): the :math:`\theta \to 0` limit of ``module_negative_elbo / (N tau)`` up to a constant."""
-    from vi_dropout.infer.elbo import weight_decay_from_prior
-    from vi_dropout.likelihoods import data_term
-
-    if likelihood not in ("gaussian", "categorical"):
-        raise ValueError(f"likelihood must be 'gaussian' or 'categorical', got {likelihood!r}")
-    out = module_forward(module, layers, means, biases, x, masks=masks, theta=0.0)
-    batch = batch_size(x)
-    _check_output(out, batch, likelihood)
-    n = batch if num_data is None else check_positive_int(num_data, "num_data")
-    t = tau if likelihood == "gaussian" else 1.0
-    loss = data_term(y, out, likelihood)
-    for layer, m, b in zip(layers, means, biases):
-        loss = loss + weight_decay_from_prior(prior_length_scale, layer.keep_prob, n, t) * m.square().sum()
-        if b is not None:
-            loss = loss + weight_decay_from_prior(prior_length_scale, 1.0, n, t) * b.square().sum()
-    return loss

@@ -14,11 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from vi_dropout.validation import check_targets
 
-__all__ = ["LIKELIHOODS", "check_likelihood", "data_term"]
+__all__ = ["LIKELIHOODS", "check_likelihood", "data_term", "negative_log_likelihood"]
 
 #: the likelihood names every model, objective and protocol accepts
 LIKELIHOODS = ("gaussian", "categorical")
@@ -52,3 +54,29 @@ def data_term(y: torch.Tensor, y_hat: torch.Tensor, likelihood: str = "gaussian"
     logp = torch.log_softmax(y_hat, -1)
     idx = y.long().reshape(*([1] * (logp.dim() - 2)), -1, 1).expand(*logp.shape[:-1], 1)
     return -logp.gather(-1, idx).squeeze(-1).mean(-1)
+
+
+def negative_log_likelihood(y: torch.Tensor, y_hat: torch.Tensor, likelihood: str = "gaussian",
+                            tau: float | torch.Tensor = 1.0) -> torch.Tensor:
+    r"""Mean over examples of :math:`-\log p(\mathbf{y}_n \mid \hat{\mathbf{y}}_n)`:
+
+    .. math::
+        \tau\,\tfrac12\|\mathbf{y} - \hat{\mathbf{y}}\|^2 + \tfrac{D}{2}\log\tfrac{2\pi}{\tau}
+        \quad\text{(gaussian)}, \qquad
+        -\log \operatorname{softmax}(\hat{\mathbf{y}})_{y} \quad\text{(categorical)}.
+
+    Args:
+        y, y_hat: as :func:`data_term` (``D`` is the last dim of ``y_hat``).
+        tau: the precision :math:`\tau > 0`, a float or a (learned) tensor broadcasting against
+            the result; ignored for categorical.
+
+    Example:
+        >>> round(float(negative_log_likelihood(torch.zeros(2, 1), torch.zeros(2, 1), tau=1.0)), 4)
+        0.9189
+    """
+    if check_likelihood(likelihood) == "categorical":
+        return data_term(y, y_hat, "categorical")
+    d = y_hat.shape[-1]
+    log_norm = (torch.log(2 * math.pi / tau) if isinstance(tau, torch.Tensor)
+                else math.log(2 * math.pi / tau))
+    return tau * data_term(y, y_hat, "gaussian") + 0.5 * d * log_norm

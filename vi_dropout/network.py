@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
-from vi_dropout.validation import check_positive_int
+from vi_dropout.validation import check_finite, check_positive_int, check_targets
 
-__all__ = ["ACTIVATIONS", "Architecture", "mlp_forward", "get_activation"]
+__all__ = ["ACTIVATIONS", "Architecture", "mlp_forward", "get_activation", "check_data",
+           "local_reparam_forward"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
@@ -140,6 +141,37 @@ def mlp_forward(
         if masks is not None and masks[i] is not None:
             h = h * masks[i]
         h = h @ w.transpose(-1, -2) + b.unsqueeze(-2)
+        if i < len(weights) - 1:
+            h = act(h)
+    return h
+
+
+def check_data(x, y, architecture: Architecture | None = None, likelihood: str = "gaussian"):
+    """Check inputs ``N x Q`` (finite) and targets by the one target rule
+    (:func:`~vi_dropout.validation.check_targets`), and ``Q`` against ``architecture``."""
+    check_finite(x, "x")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape N x Q, got {tuple(x.shape)}")
+    check_targets(y, "y", num_rows=x.shape[-2], likelihood=likelihood)
+    if architecture is not None and x.shape[-1] != architecture.in_features:
+        raise ValueError(
+            f"x has {x.shape[-1]} features but the architecture expects {architecture.in_features}"
+        )
+
+
+def local_reparam_forward(x, weights, biases, masks, theta, activation, noise):
+    """One weight draw per example, by local reparameterisation (exact in distribution).
+
+    For a layer with input ``h`` (``B x in``), mask ``z`` and per-example weights
+    ``W_n = M diag(z_n) + theta E_n``, ``b_n = m_b + theta e_n``:
+    ``W_n h_n + b_n ~ N(M (z_n * h_n) + m_b, theta^2 (||h_n||^2 + 1) I)``.
+    """
+    act = get_activation(activation)
+    h = x
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        mean = (h * masks[i]) @ w.transpose(-1, -2) + b
+        std = theta * torch.sqrt(h.pow(2).sum(-1, keepdim=True) + 1.0)
+        h = mean + std * noise[i]
         if i < len(weights) - 1:
             h = act(h)
     return h

@@ -16,7 +16,6 @@ import torch
 from vi_dropout.distributions import DropoutNormal
 
 __all__ = [
-    "gradient_arrays_from_rows",
     "kl_records_from_rows",
     "plot_dropout_normal_density",
     "plot_gradient_vs_theta",
@@ -28,28 +27,6 @@ _THETA_NAME = re.compile(r"^theta=(?P<theta>\S+) (?P<name>\S+)$")
 _KL_SETTING = re.compile(r"^K=(?P<k>\d+) theta=(?P<theta>\S+) keep_prob=(?P<kp>\S+)$")
 _KL_DETAIL = re.compile(
     r"MC (?P<mc>\S+) ± (?P<mc_se>\S+); Prop\.1 (?P<p1>\S+); gap (?P<gap>\S+) ± (?P<gap_se>\S+)")
-
-
-def gradient_arrays_from_rows(rows: Sequence[Mapping]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Parse :func:`~vi_dropout.verify.paper.check_gradients` rows into ``(thetas, {name: diffs})``.
-
-    ``thetas`` is sorted decreasingly; ``diffs[name][j]`` is the relative gradient difference of
-    parameter ``name`` at ``thetas[j]``. Rows that are not per-parameter (the slope row, other
-    checks) are ignored.
-    """
-    table: dict[str, dict[float, float]] = {}
-    for r in rows:
-        if r.get("check") != "gradient":
-            continue
-        m = _THETA_NAME.match(r["setting"])
-        if m is None:
-            continue
-        table.setdefault(m["name"], {})[float(m["theta"])] = float(r["value"])
-    if not table:
-        raise ValueError("no per-parameter gradient rows found")
-    thetas = np.array(sorted({t for d in table.values() for t in d}, reverse=True))
-    diffs = {name: np.array([d.get(t, np.nan) for t in thetas]) for name, d in table.items()}
-    return thetas, diffs
 
 
 def kl_records_from_rows(rows: Sequence[Mapping]) -> list[dict]:

@@ -52,7 +52,7 @@ weights, Adam with lr 1e-3, minibatches of 128 reshuffled every epoch) on
     + \lambda \sum_i \|\mathbf{W}_i\|_F^2, \qquad
     \lambda = \frac{l^2\, \text{keep\_prob}}{2 N \tau}
 
-(:func:`vi_dropout.training.weight_decay`). One ReLU network serves panels (a) and (c).
+(:func:`vi_dropout.infer.elbo.weight_decay`). One ReLU network serves panels (a) and (c).
 
 Long training (:func:`~comparisons.training.dropout_regressor.fit_dropout_regressor`, in
 :mod:`comparisons.training`): each network is trained up to a step budget (``iterations``) or
@@ -119,8 +119,8 @@ from comparisons.training.dropout_regressor import (  # these names stay importa
     preflight_dropout_regressor,
     resolve_device,
 )
+from vi_dropout.infer.elbo import weight_decay
 from vi_dropout.predict import DropoutMLPParams
-from vi_dropout.training import weight_decay
 from vi_dropout.validation import check_keep_prob, check_positive, check_positive_int
 
 __all__ = [

@@ -353,12 +353,12 @@ def _check_converted_args(model, x, y, theta, prior_length_scale, weight_decay, 
 
 def _kl_constant(guide, length: float, n: int) -> float:
     """The KL's part that does not depend on the means (theta's terms), per training image: the
-    KL of :func:`~vi_dropout.forward.module_kl` at zero means, divided by ``n``."""
-    from vi_dropout.forward import module_kl
+    KL of :func:`~vi_dropout.infer.elbo.kl_to_prior` at zero means, divided by ``n``."""
+    from vi_dropout.infer.elbo import kl_to_prior
 
     zeros = [m.detach().double() * 0 for m in guide.weight_locs]
     zero_b = [None if b is None else b.detach().double() * 0 for b in guide.bias_locs]
-    return float(module_kl(guide.layers, zeros, zero_b, theta=guide.theta,
+    return float(kl_to_prior(guide.layers, zeros, zero_b, theta=guide.theta,
                            prior_length_scale=length)) / n
 
 

@@ -41,8 +41,9 @@ from comparisons.datasets.uci import (
 from comparisons.metrics.distances import interval_coverage, moment_match_samples
 from comparisons.protocols.registry import builtin_method
 from comparisons.runner.executors import Cell, CellError, CellGroup
+from vi_dropout.infer.elbo import weight_decay
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
-from vi_dropout.training import TrainResult, train_batched, weight_decay
+from vi_dropout.training import TrainResult, train_batched
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [

@@ -15,6 +15,7 @@ on a CPU or a CUDA GPU, checkpointed and resumable bit for bit.
 - The pieces of a step, shared with ``benchmarks/bench_mauna_loa_step.py``:
   :func:`initial_network`, :class:`EpochBatches`, :func:`regularised_mse`, and the loss buffer
   :class:`LossHistory`.
+
 MC dropout draws of the whole function from the trained network (one set of masks per draw for
 all query points) are ``fit.params.mc_predict(x, T, shared_masks=True)``
 (:func:`vi_dropout.predict.mc_predict`).

@@ -1,4 +1,4 @@
-"""module_forward / module_negative_elbo / module_dropout_loss of a converted network."""
+"""module_forward / negative_elbo / dropout_loss of a converted network."""
 
 import math
 
@@ -13,19 +13,18 @@ from vi_dropout.distributions import DropoutNormal
 from vi_dropout.forward import (
     covered_input_shapes,
     covered_layer_shapes,
-    draw_module_masks,
-    module_dropout_loss,
+    draw_masks,
     module_forward,
-    module_negative_elbo,
 )
 from vi_dropout.infer.elbo import (
-    draw_masks,
     dropout_loss,
     elbo_dropout_offset,
     negative_elbo,
     prior_weight_decays,
 )
-from vi_dropout.network import Architecture
+from vi_dropout.kl import gaussian_kl_to_prior, kl_gap, kl_large_width
+from vi_dropout.likelihoods import data_term
+from vi_dropout.network import local_reparam_forward, mlp_forward
 
 F64 = torch.float64
 #: Monte Carlo comparisons pass within this many standard errors (a false alarm has
@@ -213,7 +212,7 @@ def test_local_reparameterisation_matches_explicit_per_example_draws(make, shape
     x = torch.randn(*shape, dtype=F64, generator=g)
     reps, theta = 4000, 0.2
     xs = x.repeat(reps, *([1] * (x.dim() - 1)))
-    masks = draw_module_masks(layers, xs.shape[0], g, F64,
+    masks = draw_masks(layers, xs.shape[0], g, F64,
                               input_shapes=covered_input_shapes(net, layers, xs))
     local = module_forward(dropout_free_copy(net), layers, means, biases, xs, masks=masks,
                            theta=theta, generator=g).reshape(reps, *x.shape[:1], -1)
@@ -259,7 +258,7 @@ def test_one_layer_output_moments_are_the_closed_form(kind):
     layers = find_covered_layers(net)
     means, biases = _params(net, layers)
     g = torch.Generator().manual_seed(0)
-    mask = draw_module_masks(layers, 2, g, F64, input_shapes=[tuple(h.shape)])[0]
+    mask = draw_masks(layers, 2, g, F64, input_shapes=[tuple(h.shape)])[0]
     reps, theta = 4000, 0.3
     hs = h.repeat(reps, *([1] * (h.dim() - 1)))
     ms = mask.repeat(reps, *([1] * (mask.dim() - 1)))
@@ -284,45 +283,66 @@ def test_one_layer_output_moments_are_the_closed_form(kind):
                                   var.reshape(2, layer.out_channels, -1)[:, -1])
 
 
+def _mlp_negative_elbo(x, y, means, biases, masks, keep_probs, *, theta, prior_length_scale,
+                       tau, likelihood, num_data, noise, generator, gap_samples):
+    """The MLP's negative ELBO written out with the fast path's functions (local
+    reparameterisation of vi_dropout.network, the KL of vi_dropout.kl): the reference that the
+    one implementation (negative_elbo on any converted network) is held to."""
+    out = local_reparam_forward(x, means, biases, masks, theta, "relu", noise)
+    if likelihood == "gaussian":
+        nll = tau * data_term(y, out) + 0.5 * out.shape[-1] * math.log(2 * math.pi / tau)
+    else:
+        nll = data_term(y, out, "categorical")
+    kl = out.new_zeros(())
+    for m, b, kp in zip(means, biases, keep_probs):
+        q = DropoutNormal(m, kp, theta)
+        kl = kl + kl_large_width(q, prior_length_scale)
+        kl = kl + gaussian_kl_to_prior(b, theta, prior_length_scale)
+        if gap_samples:
+            kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
+    return num_data * nll + kl
+
+
 @pytest.mark.parametrize("likelihood,gap", [("gaussian", 0), ("categorical", 0),
                                             ("gaussian", 16)])
-def test_module_negative_elbo_equals_negative_elbo_on_an_mlp(likelihood, gap):
+def test_negative_elbo_on_an_mlp_equals_the_fast_path(likelihood, gap):
     net = _mlp()
     layers = find_covered_layers(net)
     means, biases = _params(net, layers)
     x, y = toy_regression(12, 3, 2)
     if likelihood == "categorical":
         y = (y[:, 0] > 0).long()
-    masks = draw_masks(12, Architecture((3, 8, 2)), (0.9, 0.8), torch.Generator().manual_seed(1))
+    masks = draw_masks(layers, 12, torch.Generator().manual_seed(1), F64)
     noise = [torch.randn(12, 8, dtype=F64), torch.randn(12, 2, dtype=F64)]
     kw = dict(theta=0.05, prior_length_scale=0.7, tau=3.0, likelihood=likelihood, num_data=40,
               noise=noise, gap_samples=gap)
-    ours = module_negative_elbo(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
-                                generator=torch.Generator().manual_seed(2), **kw)
-    ref = negative_elbo(x, y, means, biases, masks, keep_probs=(0.9, 0.8), activation="relu",
-                        generator=torch.Generator().manual_seed(2), **kw)
+    ours = negative_elbo(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
+                         generator=torch.Generator().manual_seed(2), **kw)
+    ref = _mlp_negative_elbo(x, y, means, biases, masks, (0.9, 0.8),
+                             generator=torch.Generator().manual_seed(2), **kw)
     torch.testing.assert_close(ours, ref, rtol=1e-13, atol=0)
 
 
-def test_module_dropout_loss_equals_dropout_loss_and_the_elbo_offset():
-    """The dropout loss of the converted net equals objectives.dropout_loss with the prior's
+def test_dropout_loss_equals_the_fast_path_and_the_elbo_offset():
+    """The dropout loss of the converted net equals the MLP's written out with the prior's
     decays, and -ELBO / (N tau) - dropout loss -> the theory's constant as theta -> 0."""
     net = _mlp()
     layers = find_covered_layers(net)
     means, biases = _params(net, layers)
     x, y = toy_regression(12, 3, 2)
-    arch = Architecture((3, 8, 2))
-    masks = draw_masks(12, arch, (0.9, 0.8), torch.Generator().manual_seed(1))
+    masks = draw_masks(layers, 12, torch.Generator().manual_seed(1), F64)
     ls, tau, n = 0.7, 3.0, 40
-    ours = module_dropout_loss(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
-                               prior_length_scale=ls, tau=tau, num_data=n)
-    wds, bds = prior_weight_decays(arch, (0.9, 0.8), ls, n, tau)
-    ref = dropout_loss(x, y, means, biases, masks, wds, bds, "relu")
+    ours = dropout_loss(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
+                        prior_length_scale=ls, tau=tau, num_data=n)
+    wds, bds = prior_weight_decays((0.9, 0.8), ls, n, tau)
+    ref = data_term(y, mlp_forward(x, means, biases, "relu", masks))
+    for w, b, lw, lb in zip(means, biases, wds, bds):
+        ref = ref + lw * w.pow(2).sum() + lb * b.pow(2).sum()
     torch.testing.assert_close(ours, ref, rtol=1e-13, atol=0)
     theta = 1e-7
-    elbo = module_negative_elbo(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
-                                theta=theta, prior_length_scale=ls, tau=tau, num_data=n)
-    offset = elbo_dropout_offset(arch, (0.9, 0.8), theta, ls, n, tau)
+    elbo = negative_elbo(dropout_free_copy(net), layers, means, biases, x, y, masks=masks,
+                         theta=theta, prior_length_scale=ls, tau=tau, num_data=n)
+    offset = elbo_dropout_offset(layers, theta, ls, n, tau, num_outputs=2)
     # O(theta) terms: theta * sqrt(||h||^2 + 1) * |residual| summed, far below 1e-4 here
     assert float(elbo / (n * tau) - ours) == pytest.approx(offset, abs=1e-4)
     assert offset > 10 * abs(math.log(theta)) / (n * tau)  # and it is not small
@@ -330,7 +350,7 @@ def test_module_dropout_loss_equals_dropout_loss_and_the_elbo_offset():
 
 def test_masks_have_the_layer_shapes_and_keep_rates():
     layers = find_covered_layers(SmallCNN())
-    masks = draw_module_masks(layers, 20000, torch.Generator().manual_seed(0), F64)
+    masks = draw_masks(layers, 20000, torch.Generator().manual_seed(0), F64)
     assert [tuple(m.shape) for m in masks] == [(20000, 1, 1, 1), (20000, 3, 1, 1), (20000, 36)]
     assert bool((masks[0] == 1).all())
     for m, c in zip(masks[1:], layers[1:]):
@@ -343,7 +363,7 @@ def test_bad_arguments_name_the_argument():
     layers = find_covered_layers(net)
     means, biases = _params(net, layers)
     x = torch.randn(5, 3, dtype=F64)
-    masks = draw_module_masks(layers, 5, dtype=F64)
+    masks = draw_masks(layers, 5, dtype=F64)
     copy_ = dropout_free_copy(net)
     with pytest.raises(ValueError, match="one entry per covered layer"):
         module_forward(copy_, layers, means, biases, x, masks=masks[:1])
@@ -355,13 +375,13 @@ def test_bad_arguments_name_the_argument():
         module_forward(copy_, layers, means, biases, x, masks=masks, theta=0.1,
                        noise=[torch.zeros(5, 7, dtype=F64), torch.zeros(5, 2, dtype=F64)])
     with pytest.raises(ValueError, match="likelihood must be"):
-        module_negative_elbo(copy_, layers, means, biases, x, torch.zeros(5, 2, dtype=F64),
+        negative_elbo(copy_, layers, means, biases, x, torch.zeros(5, 2, dtype=F64),
                              masks=masks, theta=0.1, prior_length_scale=1.0, likelihood="poisson")
     with pytest.raises(ValueError, match=r"y must have shape N x D"):
-        module_negative_elbo(copy_, layers, means, biases, x, torch.zeros(5, dtype=F64),
+        negative_elbo(copy_, layers, means, biases, x, torch.zeros(5, dtype=F64),
                              masks=masks, theta=0.1, prior_length_scale=1.0)
     with pytest.raises(ValueError, match="batch"):
-        draw_module_masks(layers, 0)
+        draw_masks(layers, 0)
 
 
 
@@ -376,7 +396,7 @@ def test_grouped_conv_at_theta_zero_is_the_network_with_the_masks_applied_by_han
     assert [(c.name, c.groups, c.keep_prob) for c in layers] == [
         ("conv1", 1, 1.0), ("dw", 4, 0.75), ("pw", 2, 0.5), ("fc", 1, 0.8)]
     x = torch.randn(16, 1, 5, 5, dtype=F64)
-    masks = draw_module_masks(layers, 16, torch.Generator().manual_seed(1), F64)
+    masks = draw_masks(layers, 16, torch.Generator().manual_seed(1), F64)
     assert any(bool((m == 0).any()) for m in masks)
     hooks = [net.get_submodule(c.name).register_forward_pre_hook(
         lambda mod, args, m=m, kp=c.keep_prob: (args[0] * m / kp,))
@@ -394,7 +414,7 @@ def test_grouped_conv_at_theta_zero_is_the_network_with_the_masks_applied_by_han
     (DepthwiseCNN, (32, 1, 5, 5), F64), (Conv1dNet, (32, 2, 8), torch.float32)])
 def test_masks_follow_the_modules_own_random_stream(make, shape, dtype):
     """The global generator reseeded before the module's own training-mode forward and before
-    draw_module_masks (with the layers' input shapes): the same masks, so module_forward at
+    draw_masks (with the layers' input shapes): the same masks, so module_forward at
     theta = 0 gives the module's own output (float64: 1e-12; float32: 1e-5 relative)."""
     torch.manual_seed(0)
     net = make().to(dtype)
@@ -407,14 +427,14 @@ def test_masks_follow_the_modules_own_random_stream(make, shape, dtype):
     torch.manual_seed(7)
     own = net.train()(x)
     torch.manual_seed(7)
-    masks = draw_module_masks(layers, shape[0], None, dtype, input_shapes=shapes)
+    masks = draw_masks(layers, shape[0], None, dtype, input_shapes=shapes)
     means, biases = _params(net, layers)
     out = module_forward(copy_, layers, means, biases, x, masks=masks, theta=0.0)
     tol = 1e-12 if dtype == F64 else 1e-5
     torch.testing.assert_close(out, own, rtol=tol, atol=tol)
     torch.manual_seed(8)  # another seed: other masks, another output
     other = module_forward(copy_, layers, means, biases, x, theta=0.0,
-                           masks=draw_module_masks(layers, shape[0], None, dtype,
+                           masks=draw_masks(layers, shape[0], None, dtype,
                                                    input_shapes=shapes))
     assert not torch.allclose(other, own)
 
@@ -426,7 +446,7 @@ def test_token_masks_are_nn_dropout_masks_element_for_element():
         torch.manual_seed(11)
         kept = nn.Dropout(0.3)(x) != 0
         torch.manual_seed(11)
-        (mask,) = draw_module_masks([layer], 40, None, dtype, input_shapes=[(40, 7, 5)])
+        (mask,) = draw_masks([layer], 40, None, dtype, input_shapes=[(40, 7, 5)])
         assert mask.shape == (40, 7, 5) and torch.equal(mask != 0, kept)
 
 
@@ -449,7 +469,7 @@ def test_several_inputs_as_a_tuple_or_a_dict():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(a, net.eval()(image, features), rtol=1e-12, atol=1e-13)
     y = torch.randn(6, 1, dtype=F64)
-    loss = module_dropout_loss(copy_, layers, means, biases, [image, features], y, masks=masks,
+    loss = dropout_loss(copy_, layers, means, biases, [image, features], y, masks=masks,
                                prior_length_scale=1.0)
     assert torch.isfinite(loss)
 
@@ -461,7 +481,7 @@ def test_bad_inputs_and_masks_are_refused_clearly():
     means, biases = _params(net, layers)
     copy_ = dropout_free_copy(net)
     image, features = torch.randn(6, 1, 5, 5, dtype=F64), torch.randn(6, 3, dtype=F64)
-    masks = draw_module_masks(layers, 6, dtype=F64)
+    masks = draw_masks(layers, 6, dtype=F64)
     with pytest.raises(ValueError, match=r"x: every input needs the same batch size \(first "
                                          r"dimension\), got x\[0\]: 6, x\[1\]: 5"):
         module_forward(copy_, layers, means, biases, (image, features[:5]), masks=masks)
@@ -484,20 +504,20 @@ def test_bad_inputs_and_masks_are_refused_clearly():
     tl = find_covered_layers(tok)
     tm, tb = _params(tok, tl)
     xt = torch.randn(4, 5, 3, dtype=F64)
-    flat = draw_module_masks(tl, 4, torch.Generator().manual_seed(0), F64)
+    flat = draw_masks(tl, 4, torch.Generator().manual_seed(0), F64)
     with pytest.raises(ValueError, match=r"layer 'mid': its input has shape \(4, 5, 8\), so its "
                                          r"mask must have that shape .*input_shapes"):
         module_forward(dropout_free_copy(tok), tl, tm, tb, xt, masks=flat)
     with pytest.raises(ValueError, match=r"input_shapes\[1\] \(layer 'mid'\) must be "
                                          r"B x \.\.\. x Q with B = 4 and Q = 8, got \(4, 5, 7\)"):
-        draw_module_masks(tl, 4, input_shapes=[(4, 5, 3), (4, 5, 7), (4, 8)])
+        draw_masks(tl, 4, input_shapes=[(4, 5, 3), (4, 5, 7), (4, 8)])
     with pytest.raises(ValueError, match=r"input_shapes must have one entry per covered layer"):
-        draw_module_masks(tl, 4, input_shapes=[(4, 5, 3)])
+        draw_masks(tl, 4, input_shapes=[(4, 5, 3)])
     cnn = DepthwiseCNN().to(F64)
     cl = find_covered_layers(cnn)
     cm, cb = _params(cnn, cl)
     bad = [m.expand(4, m.shape[1], 5, 5) if m.dim() == 4 else m
-           for m in draw_module_masks(cl, 4, dtype=F64)]
+           for m in draw_masks(cl, 4, dtype=F64)]
     with pytest.raises(ValueError, match=r"layer 'conv1': .* one gate per input channel, shape "
                                          r"\(4, 1, 1, 1\), got \(4, 1, 5, 5\)"):
         module_forward(dropout_free_copy(cnn), cl, cm, cb, torch.randn(4, 1, 5, 5, dtype=F64),

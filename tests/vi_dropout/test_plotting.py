@@ -6,14 +6,14 @@ import pytest
 
 import vi_dropout.plotting as plotting
 from vi_dropout.plotting import (
-    gradient_arrays_from_rows,
     kl_records_from_rows,
     plot_dropout_normal_density,
     plot_gradient_vs_theta,
     plot_kl_gap,
     plot_value_offset,
 )
-from vi_dropout.verify.paper import check_kl, format_table
+from vi_dropout.verify.paper import check_kl
+from vi_dropout.verify.report import format_table
 
 
 @pytest.fixture
@@ -21,6 +21,14 @@ def ax():
     fig, ax = plt.subplots()
     yield ax
     plt.close(fig)
+
+
+THETAS = np.array([1e-1, 1e-3, 1e-5])
+
+
+def _grad_diffs():
+    """Per-parameter relative differences c * theta (as GradientDifferences gives them)."""
+    return {"layers.0.weight": 2.0 * THETAS, "layers.0.bias": 3.0 * THETAS}
 
 
 def _grad_rows():
@@ -37,7 +45,7 @@ def _grad_rows():
 
 
 def test_all_is_complete():
-    public = {n for n in dir(plotting) if n.startswith(("plot_", "gradient_", "kl_records"))}
+    public = {n for n in dir(plotting) if n.startswith(("plot_", "kl_records"))}
     assert set(plotting.__all__) == public
     assert all(callable(getattr(plotting, n)) for n in plotting.__all__)
 
@@ -57,17 +65,8 @@ def test_density_one_line_per_theta_and_integrates_to_one(ax):
     assert ys[np.argmin(abs(xs - 1.0))] / ys[np.argmin(abs(xs))] == pytest.approx(4.0, rel=1e-3)
 
 
-def test_gradient_rows_parse_to_arrays():
-    thetas, diffs = gradient_arrays_from_rows(_grad_rows())
-    np.testing.assert_allclose(thetas, [1e-1, 1e-3, 1e-5])
-    assert set(diffs) == {"layers.0.weight", "layers.0.bias"}
-    np.testing.assert_allclose(diffs["layers.0.bias"], 3.0 * thetas)
-    with pytest.raises(ValueError, match="no per-parameter"):
-        gradient_arrays_from_rows(_grad_rows()[-2:])
-
-
 def test_gradient_plot_one_line_per_param_plus_reference(ax):
-    thetas, diffs = gradient_arrays_from_rows(_grad_rows())
+    thetas, diffs = THETAS, _grad_diffs()
     out = plot_gradient_vs_theta(thetas, diffs, ax)
     assert out is ax
     lines = ax.get_lines()
@@ -83,7 +82,7 @@ def test_gradient_plot_one_line_per_param_plus_reference(ax):
 
 
 def test_gradient_plot_without_reference(ax):
-    thetas, diffs = gradient_arrays_from_rows(_grad_rows())
+    thetas, diffs = THETAS, _grad_diffs()
     plot_gradient_vs_theta(thetas, diffs, ax, reference_slope=None)
     assert len(ax.get_lines()) == len(diffs)
 

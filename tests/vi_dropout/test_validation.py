@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tests.common import DTYPES, toy_regression
-from vi_dropout.infer.elbo import draw_masks, dropout_loss, negative_elbo
+from vi_dropout.forward import draw_masks
+from vi_dropout.infer.elbo import dropout_loss, negative_elbo
 from vi_dropout.likelihoods import data_term
 from vi_dropout.models import BayesianMLP
 from vi_dropout.network import Architecture
@@ -62,14 +63,16 @@ def test_one_dimensional_targets_are_refused_everywhere_a_target_enters():
     x, y = toy_regression(num_data=16, in_features=2)
     arch = Architecture((2, 8, 1))
     ws, bs = arch.init_params(generator=torch.Generator().manual_seed(0))
-    masks = draw_masks(16, arch, 0.9, torch.Generator().manual_seed(1))
-    model = BayesianMLP(arch, prior_length_scale=1.0, tau=10.0)
+    model = BayesianMLP(arch, prior_length_scale=1.0, tau=10.0, keep_prob=0.9)
+    net, layers = model.dropout_free_module(), model.layers
+    masks = draw_masks(layers, 16, torch.Generator().manual_seed(1))
     calls = {
         "BayesianMLP": lambda t: model(x, t),
         "data_term": lambda t: data_term(t, torch.zeros(16, 1, dtype=x.dtype)),
-        "dropout_loss": lambda t: dropout_loss(x, t, ws, bs, masks, (1e-3, 1e-3), (1e-3, 1e-3)),
-        "negative_elbo": lambda t: negative_elbo(x, t, ws, bs, masks, keep_probs=0.9, theta=1e-2,
-                                                 prior_length_scale=1.0),
+        "dropout_loss": lambda t: dropout_loss(net, layers, ws, bs, x, t, masks=masks,
+                                               prior_length_scale=1.0),
+        "negative_elbo": lambda t: negative_elbo(net, layers, ws, bs, x, t, masks=masks,
+                                                 theta=1e-2, prior_length_scale=1.0),
     }
     for name, call in calls.items():
         call(y)  # N x 1 works

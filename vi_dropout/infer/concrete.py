@@ -38,7 +38,6 @@ from typing import NamedTuple
 import torch
 
 from vi_dropout.distributions import DropoutNormal
-from vi_dropout.infer.elbo import check_data, local_reparam_forward
 from vi_dropout.infer.fit_loop import (
     TAU_BOUND,
     as_networks,
@@ -49,8 +48,8 @@ from vi_dropout.infer.fit_loop import (
     run_fit_loop,
 )
 from vi_dropout.kl import gaussian_kl_to_prior, kl_large_width
-from vi_dropout.likelihoods import data_term
-from vi_dropout.network import Architecture, mlp_forward
+from vi_dropout.likelihoods import negative_log_likelihood
+from vi_dropout.network import Architecture, check_data, local_reparam_forward, mlp_forward
 from vi_dropout.validation import (
     check_learnable_keep_prob,
     check_positive,
@@ -341,8 +340,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
 
     def _negative_elbo_of_outputs(self, y, out, num_data: int) -> torch.Tensor:
         tau = self.tau
-        d = out.shape[-1]
-        nll = tau * data_term(y, out, "gaussian") + 0.5 * d * torch.log(2 * math.pi / tau)
+        nll = negative_log_likelihood(y, out, "gaussian", tau)
         return num_data * nll + self.kl()
 
 

@@ -1,4 +1,8 @@
-r"""The dropout objective, the per-example ELBO that shares its masks, and the maps between them.
+r"""The dropout objective, the full ELBO of the MC dropout family, and the maps between them.
+
+One implementation for every network: the paper's MLP (:class:`~vi_dropout.models.BayesianMLP`)
+and any converted ``torch.nn.Module`` (:class:`~vi_dropout.models.ModuleBNN`) run through
+:func:`~vi_dropout.forward.module_forward` with the same masks and noise.
 
 With data :math:`\{(\mathbf{x}_n, \mathbf{y}_n)\}_{n=1}^N`, per-example masks
 :math:`\mathbf{z}_{n,i}` on the input of layer :math:`i`, and a Gaussian likelihood of precision
@@ -38,13 +42,22 @@ import math
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
+from vi_dropout.conversion import CoveredLayer
 from vi_dropout.distributions import DropoutNormal
-from vi_dropout.kl import binary_entropy, gaussian_kl_to_prior, kl_gap, kl_large_width
-from vi_dropout.likelihoods import check_likelihood, data_term
-from vi_dropout.network import Architecture, get_activation
+from vi_dropout.forward import check_output, module_forward
+from vi_dropout.inputs import Inputs, batch_size, check_inputs
+from vi_dropout.kl import (
+    binary_entropy,
+    gaussian_kl_terms,
+    gaussian_kl_to_prior,
+    kl_gap,
+    kl_large_width,
+    large_width_terms,
+)
+from vi_dropout.likelihoods import check_likelihood, data_term, negative_log_likelihood
 from vi_dropout.validation import (
-    check_finite,
     check_keep_prob,
     check_positive,
     check_positive_int,
@@ -53,29 +66,26 @@ from vi_dropout.validation import (
 )
 
 __all__ = [
-    "weight_decay_from_prior",
+    "weight_decay",
     "tau_from_weight_decay",
     "prior_weight_decays",
     "inverted_weight_decay",
     "to_inverted_dropout",
     "from_inverted_dropout",
-    "draw_masks",
-    "check_data",
-    "local_reparam_forward",
-    "dropout_loss",
+    "kl_to_prior",
     "negative_elbo",
+    "dropout_loss",
     "elbo_dropout_offset",
-    "elbo_offset_of_layers",
 ]
 
 
-def weight_decay_from_prior(prior_length_scale, keep_prob, num_data, tau=1.0) -> float:
+def weight_decay(prior_length_scale, keep_prob, num_data, tau=1.0) -> float:
     r""":math:`\lambda = \pi l^2 / (2 N \tau)`: the L2 coefficient on ``||W||^2`` (no 1/2) that the
     prior :math:`\mathcal{N}(0, l^{-2})` implies for a layer whose input is kept with probability
     :math:`\pi`, in the paper's (non-inverted) convention. Use ``keep_prob=1`` for biases.
 
     Example:
-        >>> round(weight_decay_from_prior(1e-2, 0.9, 1000, tau=10.0), 20)
+        >>> round(weight_decay(1e-2, 0.9, 1000, tau=10.0), 20)
         4.5e-09
     """
     ls = check_positive(prior_length_scale, "prior_length_scale")
@@ -86,7 +96,7 @@ def weight_decay_from_prior(prior_length_scale, keep_prob, num_data, tau=1.0) ->
 
 
 def tau_from_weight_decay(weight_decay, prior_length_scale, keep_prob, num_data) -> float:
-    r"""Invert :func:`weight_decay_from_prior`: :math:`\tau = \pi l^2 / (2 N \lambda)`."""
+    r"""Invert :func:`weight_decay`: :math:`\tau = \pi l^2 / (2 N \lambda)`."""
     wd = check_positive(weight_decay, "weight_decay")
     ls = check_positive(prior_length_scale, "prior_length_scale")
     kp = check_keep_prob(keep_prob)
@@ -94,12 +104,13 @@ def tau_from_weight_decay(weight_decay, prior_length_scale, keep_prob, num_data)
     return kp * ls**2 / (2 * n * wd)
 
 
-def prior_weight_decays(architecture: Architecture, keep_probs, prior_length_scale, num_data,
+def prior_weight_decays(keep_probs, prior_length_scale, num_data,
                         tau=1.0) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-layer ``(weight_decays, bias_decays)`` implied by the prior (the paper's convention)."""
-    kps = per_layer(keep_probs, architecture.num_layers, "keep_probs", check_keep_prob)
-    wds = tuple(weight_decay_from_prior(prior_length_scale, kp, num_data, tau) for kp in kps)
-    bds = tuple(weight_decay_from_prior(prior_length_scale, 1.0, num_data, tau) for _ in kps)
+    """Per-layer ``(weight_decays, bias_decays)`` implied by the prior (the paper's convention),
+    one layer per entry of ``keep_probs``."""
+    kps = [check_keep_prob(kp, f"keep_probs[{i}]") for i, kp in enumerate(keep_probs)]
+    wds = tuple(weight_decay(prior_length_scale, kp, num_data, tau) for kp in kps)
+    bds = tuple(weight_decay(prior_length_scale, 1.0, num_data, tau) for _ in kps)
     return wds, bds
 
 
@@ -123,151 +134,236 @@ def from_inverted_dropout(weights: Sequence[torch.Tensor], keep_probs) -> list[t
     return [w / kp for w, kp in zip(weights, kps)]
 
 
-def draw_masks(num_data: int, architecture: Architecture, keep_probs,
-               generator: torch.Generator | None = None, dtype=torch.float64) -> list[torch.Tensor]:
-    """Per-example Bernoulli(keep_prob) masks on every layer's input, each ``N x in_i``.
+def kl_to_prior(layers: Sequence[CoveredLayer], means: Sequence[torch.Tensor],
+                biases: Sequence[torch.Tensor | None], *, theta: float, prior_length_scale: float,
+                gap_samples: int = 0, generator: torch.Generator | None = None)-> torch.Tensor:
+    r""":math:`\mathrm{KL}(q\,\|\,p)` of every covered weight (Proposition 1, plus a differentiable
+    Rao-Blackwellised gap estimate when ``gap_samples > 0``) and bias (exact Gaussian KL), as
+    every objective of the toolkit computes it."""
 
-    Drawn in layer order with ``torch.bernoulli`` on a tensor of keep probabilities, so the
-    stream is reproducible from ``generator``.
-    """
-    n = check_positive_int(num_data, "num_data")
-    kps = per_layer(keep_probs, architecture.num_layers, "keep_probs", check_keep_prob)
-    masks = []
-    for (_, inp), kp in zip(architecture.layer_shapes, kps):
-        masks.append(torch.bernoulli(torch.full((n, inp), kp, dtype=dtype), generator=generator))
-    return masks
-
-
-def check_data(x, y, architecture: Architecture | None = None, likelihood: str = "gaussian"):
-    """Check inputs ``N x Q`` (finite) and targets by the one target rule
-    (:func:`~vi_dropout.validation.check_targets`), and ``Q`` against ``architecture``."""
-    check_finite(x, "x")
-    if x.dim() < 2:
-        raise ValueError(f"x must have shape N x Q, got {tuple(x.shape)}")
-    check_targets(y, "y", num_rows=x.shape[-2], likelihood=likelihood)
-    if architecture is not None and x.shape[-1] != architecture.in_features:
-        raise ValueError(
-            f"x has {x.shape[-1]} features but the architecture expects {architecture.in_features}"
-        )
-
-
-def dropout_loss(x, y, weights, biases, masks, weight_decays, bias_decays, activation="relu",
-                 likelihood="gaussian") -> torch.Tensor:
-    r"""The dropout objective :math:`\mathcal{L}_{\text{dropout}}` for given per-example masks.
-
-    Args:
-        x: ``N x Q`` inputs; y: ``N x D`` targets (``N x 1`` for one output; a 1-D ``y`` is
-            refused), or ``N`` class indices for categorical.
-        weights, biases: per layer ``out x in`` and ``out`` (the paper's convention, no rescaling).
-        masks: per layer ``N x in`` Bernoulli masks (see :func:`draw_masks`).
-        weight_decays, bias_decays: per-layer :math:`\lambda_i` on ``||W_i||^2`` and ``||b_i||^2``.
-    """
-    from vi_dropout.network import mlp_forward
-
-    check_data(x, y, likelihood=check_likelihood(likelihood))
-    y_hat = mlp_forward(x, weights, biases, activation, masks)
-    loss = data_term(y, y_hat, likelihood)
-    for w, b, lw, lb in zip(weights, biases, weight_decays, bias_decays):
-        loss = loss + lw * w.pow(2).sum() + lb * b.pow(2).sum()
-    return loss
+    fixed = _is_number(theta) and _is_number(prior_length_scale)
+    kl = means[0].new_zeros(())
+    for layer, m, b in zip(layers, means, biases):
+        q = None
+        if (fixed and _is_number(layer.keep_prob) and isinstance(m, torch.Tensor)
+                and m.dim() == 2):
+            # the same operations on the same values as kl_large_width and
+            # gaussian_kl_to_prior, with the terms that do not depend on the means computed
+            # once (bit for bit the same values and gradients)
+            coef, const = _weight_kl_terms(layer.keep_prob, m, theta, prior_length_scale)
+            kl = kl + (coef * m.pow(2).sum((-1, -2)) + const)
+            if b is not None:
+                bias_coef, bias_const = _bias_kl_terms(b, theta, prior_length_scale)
+                kl = kl + (bias_coef * b.pow(2).sum(-1) + bias_const)
+        else:
+            # the guide's own means (checked when the guide was built): no per-step validation
+            q = DropoutNormal(m, layer.keep_prob, theta, validate_args=False)
+            kl = kl + kl_large_width(q, prior_length_scale)
+            if b is not None:
+                kl = kl + gaussian_kl_to_prior(b, theta, prior_length_scale)
+        if gap_samples:
+            if q is None:
+                q = DropoutNormal(m, layer.keep_prob, theta, validate_args=False)
+            kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
+    return kl
 
 
-def local_reparam_forward(x, weights, biases, masks, theta, activation, noise):
-    """One weight draw per example, by local reparameterisation (exact in distribution).
-
-    For a layer with input ``h`` (``B x in``), mask ``z`` and per-example weights
-    ``W_n = M diag(z_n) + theta E_n``, ``b_n = m_b + theta e_n``:
-    ``W_n h_n + b_n ~ N(M (z_n * h_n) + m_b, theta^2 (||h_n||^2 + 1) I)``.
-    """
-    act = get_activation(activation)
-    h = x
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        mean = (h * masks[i]) @ w.transpose(-1, -2) + b
-        std = theta * torch.sqrt(h.pow(2).sum(-1, keepdim=True) + 1.0)
-        h = mean + std * noise[i]
-        if i < len(weights) - 1:
-            h = act(h)
-    return h
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def negative_elbo(x, y, weights, biases, masks, *, keep_probs, theta, prior_length_scale,
-                  tau=1.0, activation="relu", likelihood="gaussian", num_data=None, noise=None,
-                  generator=None, gap_samples: int = 0) -> torch.Tensor:
-    r"""Per-example estimate of the FULL negative ELBO (all constants included).
+#: the constant parts of the KL terms, by (keep_prob, shape, theta, l, dtype, device)
+_KL_TERMS: dict[tuple, tuple] = {}
+
+
+def _cached_terms(key: tuple, make):
+    terms = _KL_TERMS.get(key)
+    if terms is None:
+        if len(_KL_TERMS) >= 256:
+            _KL_TERMS.clear()
+        # ordinary tensors even when first needed under inference mode (they are saved for
+        # backward in later calls)
+        with torch.inference_mode(False), torch.no_grad():
+            terms = make()
+        _KL_TERMS[key] = terms
+    return terms
+
+
+def _weight_kl_terms(keep_prob: float, m: torch.Tensor, theta: float,
+                     prior_length_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""``(coef, const)`` with ``kl_large_width(DropoutNormal(m, keep_prob, theta), l) ==
+    coef * m.pow(2).sum((-1, -2)) + const``, computed by the very operations of
+    :func:`~vi_dropout.kl.kl_large_width` (and of ``DropoutNormal``'s constructor)."""
+    k, ncols = m.shape[-2], m.shape[-1]
+
+    def make():
+
+        kp = torch.as_tensor(keep_prob, dtype=m.dtype, device=m.device)
+        sc = torch.as_tensor(theta, dtype=m.dtype, device=m.device)
+        return large_width_terms(kp, sc, prior_length_scale, k, ncols)
+
+    return _cached_terms(("weight", keep_prob, k, ncols, theta, prior_length_scale, m.dtype,
+                          m.device), make)
+
+
+def _bias_kl_terms(b: torch.Tensor, theta: float,
+                   prior_length_scale: float) -> tuple[float, torch.Tensor]:
+    """``(coef, const)`` with ``gaussian_kl_to_prior(b, theta, l) == coef * b.pow(2).sum(-1) +
+    const``, computed by the very operations of :func:`~vi_dropout.kl.gaussian_kl_to_prior`."""
+    d = b.shape[-1]
+
+    def make():
+
+        return gaussian_kl_terms(theta, prior_length_scale, d, b.dtype)
+
+    return _cached_terms(("bias", d, theta, prior_length_scale, b.dtype), make)
+
+
+def _check_data(x: Inputs, y: torch.Tensor, likelihood: str) -> Inputs:
+    """``x`` in one of the input forms, finite, with ``y``'s rows (the one target rule)."""
+    x = check_inputs(x, "x")
+    check_targets(y, "y", num_rows=batch_size(x), likelihood=likelihood)
+    return x
+
+
+def negative_elbo(module: nn.Module, layers: Sequence[CoveredLayer],
+                  means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
+                  x: Inputs, y: torch.Tensor, *, masks: Sequence[torch.Tensor | None],
+                  theta: float, prior_length_scale: float, tau: float = 1.0,
+                  likelihood: str = "gaussian", num_data: int | None = None,
+                  noise: Sequence[torch.Tensor] | None = None,
+                  generator: torch.Generator | None = None,
+                  gap_samples: int = 0) -> torch.Tensor:
+    r"""The per-example estimate of the full negative ELBO of a network under the MC dropout
+    family (the paper's MLP or any converted ``torch.nn.Module``).
 
     .. math::
         -\widehat{\mathrm{ELBO}} = \frac{N}{B}\sum_{n=1}^{B} -\log p(\mathbf{y}_n \mid
-        f(\mathbf{x}_n; \mathbf{W}_n)) + \mathrm{KL}(q \,\|\, p),
+        f(\mathbf{x}_n; \mathbf{W}_n)) + \mathrm{KL}(q\,\|\,p),
 
-    with one weight draw :math:`\mathbf{W}_n` per example built from the given masks (the same
-    masks as the dropout objective) and standard-normal ``noise`` (local reparameterisation),
-    and the KL as Proposition 1 for each weight matrix plus the exact Gaussian KL for each bias,
-    plus (when ``gap_samples > 0``) a differentiable Rao-Blackwellised estimate of the gap that
-    makes it the exact KL.
+    one weight draw :math:`\mathbf{W}_n` per example (:func:`~vi_dropout.forward.module_forward`
+    with the given masks and noise: the SAME masks as :func:`dropout_loss`), the Gaussian
+    likelihood of precision :math:`\tau` or the categorical one on logits, and the KL of
+    :func:`kl_to_prior` (Proposition 1, plus the exact gap when ``gap_samples > 0``).
 
     Args:
-        x, y: a minibatch of ``B`` rows; ``num_data`` is the full ``N`` (default ``B``).
-        weights, biases: variational means ``M_i`` (``out x in``) and ``m_{b,i}``.
-        masks: per layer ``B x in``.
-        keep_probs: per layer (or one float); theta: :math:`\theta > 0`.
-        prior_length_scale: :math:`l`; tau: Gaussian precision (ignored for categorical).
-        noise: per layer ``B x out`` standard normals (common random numbers); drawn when None.
+        module: the dropout-free network (``model.dropout_free_module()`` of a
+            :class:`~vi_dropout.models.ModuleBNN` or :class:`~vi_dropout.models.BayesianMLP`, or
+            :func:`~vi_dropout.conversion.dropout_free_copy` of your module).
+        layers: its covered layers (``model.layers``).
+        means, biases: per layer :math:`\mathbf{M}_i` (``K x Q`` columns, the paper's convention)
+            and the bias means (``None`` for a layer without bias), e.g. a
+            :class:`~vi_dropout.guides.DropoutGuide`'s ``weight_locs`` and ``bias_locs``.
+        x: a minibatch of ``B`` rows: a tensor ``B x ...``, a tuple or a dict of tensors
+            (:mod:`vi_dropout.inputs`), finite.
+        y: ``B x D`` targets (Gaussian; ``B x 1`` for one output) or ``B`` class indices.
+        masks: per layer the masks of :func:`~vi_dropout.forward.draw_masks`.
+        theta: :math:`\theta > 0`; prior_length_scale: :math:`l > 0`; tau: :math:`\tau > 0`
+            (Gaussian only).
+        num_data: the full data size :math:`N` (default ``B``).
+        noise: optional per-layer standard normals shaped like each layer's output (common
+            random numbers); drawn from ``generator`` otherwise.
+        gap_samples: Monte Carlo draws of the KL gap (0: Proposition 1 only).
+
+    Returns:
+        a scalar tensor, differentiable in ``means`` and ``biases``.
+
+    Example:
+        >>> from vi_dropout.forward import draw_masks
+        >>> from vi_dropout.guides import DropoutGuide
+        >>> from vi_dropout.models import BayesianMLP
+        >>> from vi_dropout.network import Architecture
+        >>> model = BayesianMLP(Architecture((2, 8, 1)), prior_length_scale=1.0, tau=4.0,
+        ...                     keep_prob=0.9)
+        >>> guide = DropoutGuide(model, theta=1e-3)
+        >>> x, y = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+        >>> value = negative_elbo(model.dropout_free_module(), model.layers, guide.weight_locs,
+        ...                       guide.bias_locs, x, y, masks=draw_masks(model.layers, 5),
+        ...                       theta=guide.theta, prior_length_scale=1.0, tau=4.0)
+        >>> value.shape
+        torch.Size([])
     """
     likelihood = check_likelihood(likelihood)
-    check_data(x, y, likelihood=likelihood)
     theta = check_positive(theta, "theta")
+    prior_length_scale = check_positive(prior_length_scale, "prior_length_scale")
+    x = _check_data(x, y, likelihood)
+    out = module_forward(module, layers, means, biases, x, masks=masks, theta=theta, noise=noise,
+                         generator=generator)
+    batch = batch_size(x)
+    check_output(out, batch, likelihood)
+    n = batch if num_data is None else check_positive_int(num_data, "num_data")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
-    ls = check_positive(prior_length_scale, "prior_length_scale")
-    kps = per_layer(keep_probs, len(weights), "keep_probs", check_keep_prob)
-    b = x.shape[0]
-    n = b if num_data is None else check_positive_int(num_data, "num_data")
-    if noise is None:
-        noise = [torch.randn(b, w.shape[0], dtype=x.dtype, generator=generator) for w in weights]
-    out = local_reparam_forward(x, weights, biases, masks, theta, activation, noise)
-    if likelihood == "gaussian":
-        d = out.shape[-1]
-        nll = tau * data_term(y, out, "gaussian") + 0.5 * d * math.log(2 * math.pi / tau)
-    else:
-        nll = data_term(y, out, "categorical")
-    kl = out.new_zeros(())
-    for w, bias, kp in zip(weights, biases, kps):
-        q = DropoutNormal(w, kp, theta)
-        kl = kl + kl_large_width(q, ls) + gaussian_kl_to_prior(bias, theta, ls)
-        if gap_samples:
-            kl = kl + kl_gap(q, gap_samples, generator=generator, differentiable=True).estimate
+    nll = negative_log_likelihood(y, out, likelihood, tau)
+    kl = kl_to_prior(layers, means, biases, theta=theta, prior_length_scale=prior_length_scale,
+                     gap_samples=gap_samples, generator=generator)
     return n * nll + kl
 
 
-def elbo_dropout_offset(architecture: Architecture, keep_probs, theta, prior_length_scale,
-                        num_data, tau=1.0, likelihood="gaussian") -> float:
+def dropout_loss(module: nn.Module, layers: Sequence[CoveredLayer],
+                 means: Sequence[torch.Tensor], biases: Sequence[torch.Tensor | None],
+                 x: Inputs, y: torch.Tensor, *, masks: Sequence[torch.Tensor],
+                 prior_length_scale: float, tau: float = 1.0, likelihood: str = "gaussian",
+                 num_data: int | None = None) -> torch.Tensor:
+    r"""The dropout objective of a converted network with the prior-implied weight decays,
+
+    .. math::
+        \mathcal{L} = \frac{1}{B}\sum_n \ell(\mathbf{y}_n, \hat{\mathbf{y}}_n)
+        + \sum_i \frac{\pi_i l^2}{2N\tau}\lVert\mathbf{M}_i\rVert^2
+        + \sum_i \frac{l^2}{2N\tau}\lVert\mathbf{b}_i\rVert^2,
+
+    :math:`\ell` half the squared error (Gaussian) or the cross-entropy (categorical, :math:`\tau
+    = 1`): the :math:`\theta \to 0` limit of ``negative_elbo / (N tau)`` up to a constant.
+    Arguments as :func:`negative_elbo`."""
+    likelihood = check_likelihood(likelihood)
+    prior_length_scale = check_positive(prior_length_scale, "prior_length_scale")
+    x = _check_data(x, y, likelihood)
+    out = module_forward(module, layers, means, biases, x, masks=masks, theta=0.0)
+    batch = batch_size(x)
+    check_output(out, batch, likelihood)
+    n = batch if num_data is None else check_positive_int(num_data, "num_data")
+    t = tau if likelihood == "gaussian" else 1.0
+    loss = data_term(y, out, likelihood)
+    for layer, m, b in zip(layers, means, biases):
+        loss = loss + weight_decay(prior_length_scale, layer.keep_prob, n, t) * m.square().sum()
+        if b is not None:
+            loss = loss + weight_decay(prior_length_scale, 1.0, n, t) * b.square().sum()
+    return loss
+
+
+def elbo_dropout_offset(layers: Sequence[CoveredLayer], theta: float, prior_length_scale: float,
+                        num_data: int, tau: float = 1.0, num_outputs: int = 1,
+                        likelihood: str = "gaussian") -> float:
     r"""The theory's prediction for :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}`
-    as :math:`\theta \to 0` (Proposition 1 KL, no gap):
-    :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau} + C(\theta)/(N\tau)`; it grows like
-    :math:`-\log\theta`."""
+    as :math:`\theta \to 0` (Proposition 1 KL, no gap), for the covered ``layers`` (``K x Q``
+    columns, bias of size ``B`` or none, keep probability :math:`\pi`):
+
+    .. math::
+        \frac{D}{2\tau}\log\frac{2\pi}{\tau} + \frac{1}{N\tau}\sum_i
+        \big[Q_i(K_i c - H(\pi_i)) + B_i c\big], \qquad
+        c = \tfrac12(l^2\theta^2 - 1 - \log l^2\theta^2),
+
+    the first term for the Gaussian likelihood only (``num_outputs`` :math:`= D`); it grows like
+    :math:`-\log\theta` (the improper-KL pitfall of Hron et al., 2018).
+
+    Example:
+        >>> from vi_dropout.conversion import find_covered_layers
+        >>> net = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(3, 1))
+        >>> round(elbo_dropout_offset(find_covered_layers(net), 1e-3, 1.0, 50, 2.0), 4)
+        0.5327
+    """
     likelihood = check_likelihood(likelihood)
     theta = check_positive(theta, "theta")
     ls = check_positive(prior_length_scale, "prior_length_scale")
     n = check_positive_int(num_data, "num_data")
     tau = check_positive(tau, "tau") if likelihood == "gaussian" else 1.0
-    kps = per_layer(keep_probs, architecture.num_layers, "keep_probs", check_keep_prob)
-    layers = [(k, q, k, kp) for (k, q), kp in zip(architecture.layer_shapes, kps)]
-    return elbo_offset_of_layers(layers, theta, ls, n, tau, architecture.out_features, likelihood)
-
-
-def elbo_offset_of_layers(layers, theta: float, prior_length_scale: float, num_data: int,
-                          tau: float, num_outputs: int, likelihood: str = "gaussian") -> float:
-    r""":func:`elbo_dropout_offset` for any covered layers, given as ``(K, Q, B, keep_prob)``
-    (column length, columns, bias size, keep probability):
-    :math:`\frac{D}{2\tau}\log\frac{2\pi}{\tau}` (Gaussian) plus
-    :math:`\frac{1}{N\tau}\sum_i [Q_i(K_i c - H(\pi_i)) + B_i c]`,
-    :math:`c = \frac12(l^2\theta^2 - 1 - \log l^2\theta^2)`. Arguments are not re-checked."""
-    s2 = (prior_length_scale * theta) ** 2
+    s2 = (ls * theta) ** 2
     per_dim = 0.5 * (s2 - 1 - math.log(s2))
     c = 0.0
-    for k, q, b, kp in layers:
-        c += q * (k * per_dim - float(binary_entropy(torch.tensor(kp, dtype=torch.float64))))
-        c += b * per_dim
-    const = c / (num_data * tau)
+    for layer in layers:
+        kp = float(binary_entropy(torch.tensor(layer.keep_prob, dtype=torch.float64)))
+        c += layer.num_cols * (layer.num_rows * per_dim - kp)
+        c += (layer.out_features if layer.has_bias else 0) * per_dim
+    const = c / (n * tau)
     if likelihood == "gaussian":
         const += 0.5 * num_outputs / tau * math.log(2 * math.pi / tau)
     return const

@@ -1,6 +1,7 @@
 r"""The fitting loop that the ELBO objectives share (:func:`vi_dropout.infer.concrete.fit_concrete`,
-:func:`vi_dropout.infer.mean_field.fit_mean_field`): one network or ``E`` independent ones in one
-batched computation, full batch or minibatches, with the learned parameters checked against
+:func:`vi_dropout.infer.mean_field.fit_mean_field`,
+:func:`vi_dropout.infer.module_concrete.fit_module_concrete`): one network or ``E`` independent
+MLPs in one batched computation, full batch or minibatches, with the learned parameters checked against
 their bounds and a failing network named while the others go on.
 
 The random-number contract: network ``e`` owns ``torch.Generator().manual_seed(seed[e])`` and
@@ -24,7 +25,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from vi_dropout.infer.elbo import check_data
+from vi_dropout.inputs import Inputs, float_dtype, take
+from vi_dropout.inputs import batch_size as batch_size_of
+from vi_dropout.network import check_data
 from vi_dropout.validation import check_finite, check_positive_int
 
 __all__ = [
@@ -238,13 +241,15 @@ def note_failures(problems: Problems, objective, step: int, failures: list,
         raise ValueError(failures[0])
 
 
-def run_fit_loop(objective, opt: torch.optim.Optimizer, loss_of, x: torch.Tensor,
+def run_fit_loop(objective, opt: torch.optim.Optimizer, loss_of, x: Inputs,
                  y: torch.Tensor, gens: list, batched: bool, *, steps: int,
                  batch_size: int | None, check_every: int, problems: Problems,
                  after_step: Callable[[], None] | None = None):
     """Adam (or any ``opt``) on ``loss_of(xb, yb, n)`` (one loss per network, ``E`` or a
     scalar) for ``steps`` steps over minibatches of ``batch_size`` rows (:func:`minibatch_rows`,
     from the networks' generators ``gens``), the networks summed so each gets its own gradient.
+    ``x`` is ``E x N x Q`` for ``E`` batched MLPs, or for one network anything it takes (a
+    tensor, a tuple or a dict of tensors, batch first: :mod:`vi_dropout.inputs`).
 
     A non-finite loss is caught at every step, the learned parameters every ``check_every``
     steps and after the last (:func:`note_failures`); ``after_step`` runs after every
@@ -254,14 +259,16 @@ def run_fit_loop(objective, opt: torch.optim.Optimizer, loss_of, x: torch.Tensor
         ``(losses, failures)``: ``steps x E`` (``steps`` for one network) and per network
         ``None`` or the first problem (one network: raises instead).
     """
-    losses = torch.empty((steps, len(gens)) if batched else (steps,), dtype=x.dtype)
+    losses = torch.empty((steps, len(gens)) if batched else (steps,),
+                         dtype=x.dtype if batched else float_dtype(x, torch.float64))
     failures: list[str | None] = [None] * len(gens)
-    n, nets = x.shape[-2], torch.arange(len(gens))[:, None]
+    n = x.shape[-2] if batched else batch_size_of(x)
+    nets = torch.arange(len(gens))[:, None]
     for step, rows in enumerate(minibatch_rows(n, batch_size, steps, gens)):
         if rows is None:
             xb, yb = x, y
         else:
-            xb, yb = (x[nets, rows], y[nets, rows]) if batched else (x[rows[0]], y[rows[0]])
+            xb, yb = (x[nets, rows], y[nets, rows]) if batched else (take(x, rows[0]), y[rows[0]])
         opt.zero_grad()
         loss = loss_of(xb, yb, n)
         if not bool(torch.isfinite(loss).all()):

@@ -46,7 +46,6 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from vi_dropout.infer.elbo import check_data
 from vi_dropout.infer.fit_loop import (
     TAU_BOUND,
     as_networks,
@@ -57,8 +56,8 @@ from vi_dropout.infer.fit_loop import (
     run_fit_loop,
 )
 from vi_dropout.kl import mean_field_kl_to_prior
-from vi_dropout.likelihoods import data_term
-from vi_dropout.network import Architecture, get_activation
+from vi_dropout.likelihoods import negative_log_likelihood
+from vi_dropout.network import Architecture, check_data, get_activation
 from vi_dropout.validation import check_positive, check_positive_int
 
 __all__ = [
@@ -274,8 +273,7 @@ class MeanFieldObjective(torch.nn.Module):
         out = mean_field_forward(x, list(self.weights), list(self.biases), self.weight_scales,
                                  self.bias_scales, self.architecture.activation, noise)
         tau = self.tau
-        d = out.shape[-1]
-        nll = tau * data_term(y, out, "gaussian") + 0.5 * d * torch.log(2 * math.pi / tau)
+        nll = negative_log_likelihood(y, out, "gaussian", tau)
         return num_data * nll + self.kl()
 
     @torch.no_grad()

@@ -16,7 +16,7 @@ in :math:`(0, 1)`) and relaxed Bernoulli masks on its input units (channels for 
     - 1 - \log l^2\theta^2\big) - H(\pi_i)\Big] + \mathrm{KL}_{\text{bias}, i}\Big),
 
 one weight draw per example (:func:`~vi_dropout.forward.module_forward` with the relaxed
-masks), the Proposition 1 KL at the learned keep_prob (:func:`~vi_dropout.forward.module_kl`),
+masks), the Proposition 1 KL at the learned keep_prob (:func:`~vi_dropout.infer.elbo.kl_to_prior`),
 a Gaussian likelihood of precision :math:`\tau` on ``N x D`` targets or a categorical one on logits.
 
 Example:
@@ -43,12 +43,13 @@ import torch
 from torch import nn
 
 from vi_dropout.conversion import CoveredLayer, DisabledDropout, convert_module, dropout_free_copy
-from vi_dropout.forward import covered_layer_shapes, mask_shape, module_forward, module_kl
+from vi_dropout.forward import covered_layer_shapes, mask_shape, module_forward
 from vi_dropout.infer.concrete import KEEP_PROB_BOUND, relaxed_bernoulli_mask
-from vi_dropout.infer.fit_loop import TAU_BOUND, minibatch_rows
+from vi_dropout.infer.elbo import kl_to_prior
+from vi_dropout.infer.fit_loop import TAU_BOUND, run_fit_loop
 from vi_dropout.inputs import Inputs, check_inputs, float_dtype, map_inputs, shapes_key, take
 from vi_dropout.inputs import batch_size as batch_size_of
-from vi_dropout.likelihoods import LIKELIHOODS, data_term
+from vi_dropout.likelihoods import LIKELIHOODS, negative_log_likelihood
 from vi_dropout.validation import (
     check_learnable_keep_prob,
     check_positive,
@@ -203,7 +204,7 @@ class ModuleConcreteObjective(nn.Module):
 
     def learned_layers(self) -> tuple[CoveredLayer, ...]:
         """The covered layers with their keep_prob set to the learned (differentiable) tensor,
-        as :func:`~vi_dropout.forward.module_kl` reads it."""
+        as :func:`~vi_dropout.infer.elbo.kl_to_prior` reads it."""
         kps = self.keep_probs
         return tuple(c if self.keep_prob_logit(i) is None else
                      dataclasses.replace(c, keep_prob=kps[c.name])
@@ -251,8 +252,8 @@ class ModuleConcreteObjective(nn.Module):
 
     def kl(self) -> torch.Tensor:
         r"""Proposition 1 for every covered weight at the learned keep_prob plus the exact
-        Gaussian KL of every bias (:func:`~vi_dropout.forward.module_kl`)."""
-        return module_kl(self.learned_layers(), list(self.means), list(self.biases),
+        Gaussian KL of every bias (:func:`~vi_dropout.infer.elbo.kl_to_prior`)."""
+        return kl_to_prior(self.learned_layers(), list(self.means), list(self.biases),
                          theta=self.theta, prior_length_scale=self.prior_length_scale)
 
     # --- the objective -------------------------------------------------------------------------
@@ -299,35 +300,35 @@ class ModuleConcreteObjective(nn.Module):
             raise ValueError(f"the module's output has shape "
                              f"{tuple(getattr(out, 'shape', ()))}: the objective needs B x D "
                              f"outputs (B x C logits)")
-        if self.likelihood == "gaussian":
-            tau = self.tau
-            nll = (tau * data_term(y, out, "gaussian")
-                   + 0.5 * out.shape[-1] * torch.log(2 * math.pi / tau))
-        else:
-            nll = data_term(y, out, "categorical")
-        return n * nll + self.kl()
+        return n * negative_log_likelihood(y, out, self.likelihood, self.tau) + self.kl()
 
     # --- checks and export ---------------------------------------------------------------------
     @torch.no_grad()
-    def check_learned(self, step: int | None = None) -> None:
-        """Raise ``ValueError`` naming the parameter if a learned keep_prob is within ``1e-6`` of
-        0 or 1 (or its logit is not finite), or :math:`\\tau` or :math:`\\theta` is not finite
-        or outside ``[1e-10, 1e10]``."""
+    def learned_problem(self, step: int | None = None) -> str | None:
+        """``None``, or the message naming the first learned parameter out of bounds: a learned
+        keep_prob within ``1e-6`` of 0 or 1 (or its logit not finite), or :math:`\tau` or
+        :math:`\theta` not finite or outside ``[1e-10, 1e10]``."""
         when = "" if step is None else f" at step {step}"
         for i in self.dropped_layers:
             name = self.layers[i].name
             logit = float(self.keep_prob_logit(i))
             kp = float(torch.sigmoid(self.keep_prob_logit(i)))
             if not math.isfinite(logit) or not KEEP_PROB_BOUND < kp < 1.0 - KEEP_PROB_BOUND:
-                raise ValueError(
-                    f"keep_probs[{name!r}] left the open interval (0, 1){when}: keep_prob = "
-                    f"{kp!r} (logit {logit!r}) is within {KEEP_PROB_BOUND} of a bound or not "
-                    f"finite")
+                return (f"keep_probs[{name!r}] left the open interval (0, 1){when}: keep_prob = "
+                        f"{kp!r} (logit {logit!r}) is within {KEEP_PROB_BOUND} of a bound or not "
+                        f"finite")
         for name, log_value in (("tau", self.log_tau), ("theta", self.log_theta)):
             v = float(log_value.exp())
             if not math.isfinite(v) or not TAU_BOUND < v < 1.0 / TAU_BOUND:
-                raise ValueError(f"{name} left ({TAU_BOUND}, {1.0 / TAU_BOUND}){when}: "
-                                 f"{name} = {v!r}")
+                return (f"{name} left ({TAU_BOUND}, {1.0 / TAU_BOUND}){when}: "
+                        f"{name} = {v!r}")
+        return None
+
+    def check_learned(self, step: int | None = None) -> None:
+        """Raise ``ValueError`` with :meth:`learned_problem`'s message, if any."""
+        problem = self.learned_problem(step)
+        if problem is not None:
+            raise ValueError(problem)
 
     @torch.no_grad()
     def load_into(self, module: nn.Module) -> nn.Module:
@@ -437,19 +438,14 @@ def fit_module_concrete(module: nn.Module, x: Inputs, y: torch.Tensor, *, keep_p
     rest = [p for p in objective.parameters() if id(p) not in ids]
     opt = torch.optim.Adam([{"params": rest, "lr": lr}, {"params": hyper, "lr": hyper_lr}])
     gen = torch.Generator().manual_seed(int(seed))
-    losses = torch.empty(steps, dtype=objective.log_theta.dtype)
-    for step, rows in enumerate(minibatch_rows(num, batch_size, steps, [gen])):
-        xb, yb = (x, y) if rows is None else (take(x, rows[0]), y[rows[0]])
-        opt.zero_grad()
-        loss = objective(xb, yb, temperature=temperature, num_data=num,
-                         num_samples=num_samples, generator=gen)
-        if not torch.isfinite(loss):
-            objective.check_learned(step)
-            raise ValueError(f"the negative ELBO became non-finite at step {step}")
-        loss.backward()
-        opt.step()
-        losses[step] = loss.detach()
-        objective.check_learned(step + 1)
+
+    def loss_of(xb, yb, n):
+        return objective(xb, yb, temperature=temperature, num_data=n, num_samples=num_samples,
+                         generator=gen)
+
+    losses, _ = run_fit_loop(objective, opt, loss_of, x, y, [gen], False, steps=steps,
+                             batch_size=batch_size, check_every=1,
+                             problems=lambda obj, step: [obj.learned_problem(step)])
     with torch.no_grad():
         return ModuleConcreteFit(
             keep_probs={k: v.detach().clone() for k, v in objective.keep_probs.items()},

@@ -3,7 +3,7 @@ r"""An ELBO for ``pyro.infer.SVI`` that draws the weights once PER EXAMPLE, as d
 ``Trace_ELBO`` runs the guide once per step: one weight draw (one set of dropout masks) is
 shared by the whole minibatch. Dropout draws a mask per example. :class:`PerExampleDropoutELBO`
 estimates the same negative ELBO with one draw per example, by local reparameterisation
-(:func:`~vi_dropout.forward.module_negative_elbo`):
+(:func:`~vi_dropout.infer.elbo.negative_elbo`):
 
 .. math::
     -\widehat{\mathrm{ELBO}} = \frac{N}{B}\sum_{n=1}^{B} -\log p\big(\mathbf{y}_n \mid
@@ -11,9 +11,9 @@ estimates the same negative ELBO with one draw per example, by local reparameter
     \mathbf{W}_{n,i} = \mathbf{M}_i\operatorname{diag}(\mathbf{z}_{n,i}) + \theta\mathbf{E}_{n,i},
 
 with per-example Bernoulli(:math:`\pi_i`) masks :math:`\mathbf{z}_{n,i}` on every covered layer's
-input (:func:`~vi_dropout.forward.draw_module_masks`; per token, with the layer input's
+input (:func:`~vi_dropout.forward.draw_masks`; per token, with the layer input's
 shape, for a linear layer on ``B x T x Q`` inputs, as ``nn.Dropout`` draws them), the Gaussian
-jitter sampled on the layer outputs, and the KL in closed form (Proposition 1, :func:`~vi_dropout.forward.module_kl`)
+jitter sampled on the layer outputs, and the KL in closed form (Proposition 1, :func:`~vi_dropout.infer.elbo.kl_to_prior`)
 plus, when ``gap_samples > 0``, a differentiable Monte Carlo estimate of the gap that makes it the
 exact KL. Both estimators have the same expectation (with ``gap_samples > 0``); the per-example
 one has a much smaller variance, and as :math:`\theta \to 0` its gradient with respect to the
@@ -38,8 +38,9 @@ from collections.abc import Sequence
 import torch
 from pyro.infer import ELBO
 
-from vi_dropout.forward import draw_module_masks, module_negative_elbo
+from vi_dropout.forward import draw_masks
 from vi_dropout.guides import DropoutGuide
+from vi_dropout.infer.elbo import negative_elbo
 from vi_dropout.inputs import batch_size, check_inputs, float_dtype
 from vi_dropout.models import ModuleBNN
 from vi_dropout.validation import check_int, check_nonnegative_int
@@ -111,14 +112,14 @@ class PerExampleDropoutELBO(ELBO):
         means, biases = guide.locs()
         net = model.dropout_free_module()
         if masks is None:
-            masks = draw_module_masks(model.layers, batch_size(x), self.generator,
+            masks = draw_masks(model.layers, batch_size(x), self.generator,
                                       float_dtype(x, means[0].dtype),
                                       input_shapes=model.covered_input_shapes(x))
             # a layer with keep_prob = 1 gets ones (and draws nothing): multiplying its input
             # by them changes nothing, so it runs unmasked (None)
             masks = [None if layer.keep_prob == 1.0 else m
                      for layer, m in zip(model.layers, masks)]
-        return module_negative_elbo(
+        return negative_elbo(
             net, model.layers, means, biases, x, y, masks=masks, theta=guide.theta,
             prior_length_scale=model.prior_length_scale, tau=model.tau,
             likelihood=model.likelihood, num_data=n, noise=noise, generator=self.generator,

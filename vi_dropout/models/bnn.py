@@ -181,7 +181,7 @@ class ModuleBNN(PyroModule):
         """Each covered layer's input shape for the inputs ``x``
         (:func:`~vi_dropout.forward.covered_input_shapes` on the dropout-free copy,
         cached per input shapes), for the masks of
-        :func:`~vi_dropout.forward.draw_module_masks`."""
+        :func:`~vi_dropout.forward.draw_masks`."""
         cache = self.__dict__["_shape_cache"]
         key = shapes_key(x)
         if key not in cache:

@@ -3,7 +3,7 @@
 the random-number contract they share."""
 
 from vi_dropout.training.batched import train_batched
-from vi_dropout.training.common import TrainResult, weight_decay
+from vi_dropout.training.common import TrainResult
 from vi_dropout.training.sequential import DropoutMLP, train_sequential
 
-__all__ = ["TrainResult", "weight_decay", "train_sequential", "train_batched", "DropoutMLP"]
+__all__ = ["TrainResult", "train_sequential", "train_batched", "DropoutMLP"]

@@ -87,11 +87,10 @@ from dataclasses import dataclass
 
 import torch
 
-from vi_dropout.infer.elbo import weight_decay_from_prior
 from vi_dropout.network import Architecture
 from vi_dropout.validation import check_keep_prob, check_nonnegative, per_layer
 
-__all__ = ["TrainResult", "weight_decay", "check_weight_decay", "layer_widths",
+__all__ = ["TrainResult", "check_weight_decay", "layer_widths",
            "per_layer_keep_probs", "LOSSES", "MIN_VARIANCE", "check_loss", "output_width",
            "gaussian_head", "gaussian_nll", "check_adversarial_epsilon"]
 
@@ -126,25 +125,6 @@ class TrainResult:
     def diverged(self) -> torch.Tensor:
         """Boolean tensor: which networks diverged."""
         return self.diverged_epoch >= 0
-
-
-def weight_decay(length_scale: float, keep_prob: float, num_data: int, tau: float) -> float:
-    r"""L2 coefficient of the published code, :math:`\lambda = l^2\,\text{keep\_prob} / (2 N \tau)`.
-
-    The same number as :func:`vi_dropout.infer.elbo.weight_decay_from_prior` (which it calls), but
-    the Keras code puts it on the INVERTED-dropout weights, see the README for what that changes.
-
-    Args:
-        length_scale: prior length-scale :math:`l` (``1e-2`` in the paper).
-        keep_prob: :math:`1 - \text{dropout rate}`.
-        num_data: :math:`N`, training-set size.
-        tau: model precision :math:`\tau`.
-
-    Example:
-        >>> weight_decay(1e-2, 0.95, 455, 0.1)  # doctest: +ELLIPSIS
-        1.0439...e-06
-    """
-    return weight_decay_from_prior(length_scale, keep_prob, num_data, tau)
 
 
 def check_weight_decay(value, name):

@@ -36,7 +36,7 @@ The rows:
   the window (in [0.8, 1.2]), and the whole gradient's relative difference at the smallest
   :math:`\theta` (at most :math:`10^{-4}`);
 * **value**: :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` minus the constant
-  the theory predicts (:func:`~vi_dropout.infer.elbo.elbo_offset_of_layers`, exact KL), over
+  the theory predicts (:func:`~vi_dropout.infer.elbo.elbo_dropout_offset`, exact KL), over
   the window: the residual must shrink like :math:`\theta` as well (or sit at the float64
   floor of the constant);
 * **pyro**: ``Trace_ELBO`` of :class:`~vi_dropout.models.ModuleBNN` and its
@@ -74,23 +74,22 @@ from torch import nn
 
 from vi_dropout.conversion import convert_module, dropout_free_copy, without_disabled_dropout
 from vi_dropout.distributions import DropoutNormal
-from vi_dropout.forward import (
-    covered_input_shapes,
-    draw_module_masks,
-    module_dropout_loss,
-    module_forward,
-    module_negative_elbo,
-    run_module,
+from vi_dropout.forward import covered_input_shapes, draw_masks, module_forward, run_module
+from vi_dropout.infer.elbo import (
+    dropout_loss,
+    elbo_dropout_offset,
+    inverted_weight_decay,
+    negative_elbo,
+    weight_decay,
 )
-from vi_dropout.infer.elbo import elbo_offset_of_layers, weight_decay_from_prior
 from vi_dropout.inputs import Inputs, batch_size, call, check_inputs, describe, map_inputs, take
 from vi_dropout.kl import kl_gap
 from vi_dropout.likelihoods import data_term
 from vi_dropout.validation import check_positive, check_targets
 from vi_dropout.verify.kinks import BranchRecorder, BranchReport, branch_changes
-from vi_dropout.verify.paper import report_row
+from vi_dropout.verify.report import report_row
 
-__all__ = ["ModuleProblem", "check_network_gradients", "check_network_values",
+__all__ = ["ModuleProblem", "GradientDifferences", "check_network_gradients", "check_network_values",
            "check_network_pyro", "check_module_trajectory", "verify_network", "conversion_summary",
            "check_thetas", "SCAN_FROM", "SMALLEST_THETA", "LARGEST_THETA", "WINDOW", "FLOOR"]
 
@@ -132,6 +131,12 @@ class ModuleProblem:
         uncovered_dropout: ``"refuse"`` or ``"disable"`` (:func:`~vi_dropout.conversion.
             convert_module`).
     """
+
+    #: columns farther than this many theta from their dropped component are left out of the
+    #: gap (:meth:`gap`)
+    gap_separation: float = GAP_SEPARATION
+    #: the seed of the gap's own generator (``None``: the gap continues the noise's generator)
+    gap_seed: int | None = None
 
     def __init__(self, module: nn.Module, x, y, *, likelihood: str = "gaussian",
                  prior_length_scale: float = 1.0, tau: float = 1.0,
@@ -228,12 +233,12 @@ class ModuleProblem:
         n = self.num_data if num_data is None else num_data
         shapes = [(n, *s[1:]) for s in self.input_shapes]
         gen = None if seed is None else torch.Generator().manual_seed(seed)
-        return draw_module_masks(self.layers, n, gen, dtype=DTYPE, input_shapes=shapes)
+        return draw_masks(self.layers, n, gen, dtype=DTYPE, input_shapes=shapes)
 
     # --- the two objectives --------------------------------------------------------------------
     def dropout_loss(self, weights, biases, masks, x=None, y=None):
         """The dropout loss with the prior's weight decays (the paper's convention)."""
-        return module_dropout_loss(self.copy, self.layers, weights, self._all_biases(biases),
+        return dropout_loss(self.copy, self.layers, weights, self._all_biases(biases),
                                    self.x if x is None else x, self.y if y is None else y,
                                    masks=masks, prior_length_scale=self.prior_length_scale,
                                    tau=self.tau, likelihood=self.likelihood,
@@ -241,7 +246,8 @@ class ModuleProblem:
 
     def gap(self, weights, theta: float, num_samples: int, generator) -> torch.Tensor:
         r"""The Monte Carlo KL gap (exact KL minus Proposition 1) of the covered weights, over the
-        columns with :math:`\lVert\mathbf{m}_a\rVert < 40\theta` only: for a column
+        columns with :math:`\lVert\mathbf{m}_a\rVert < 40\theta` only
+        (:attr:`gap_separation`): for a column
         :math:`d = \lVert\mathbf{m}_a\rVert/\theta` apart from its dropped component, a draw
         is attributed to the wrong component with probability about :math:`\Phi(-d/2)`, and
         its gap (the entropy of that attribution) is below :math:`10^{-80}` at :math:`d = 40`;
@@ -249,7 +255,7 @@ class ModuleProblem:
         at small :math:`\theta`."""
         total = weights[0].new_zeros(())
         for layer, m in zip(self.layers, weights):
-            near = m.detach().norm(dim=0) < GAP_SEPARATION * theta
+            near = m.detach().norm(dim=0) < self.gap_separation * theta
             if bool(near.any()) and num_samples:
                 q = DropoutNormal(m[:, near], layer.keep_prob, theta, validate_args=False)
                 total = total + kl_gap(q, num_samples, generator=generator,
@@ -260,30 +266,30 @@ class ModuleProblem:
                              x=None, y=None):
         r""":math:`-\widehat{\mathrm{ELBO}}/(N\tau)` with the exact KL (Proposition 1 + the gap
         of :meth:`gap`); ``noise_seed`` seeds the jitter's standard normals (drawn in layer-call
-        order) and then the gap's draws."""
+        order) and then the gap's draws (from a generator of their own seeded
+        :attr:`gap_seed` when that is set)."""
         gen = torch.Generator().manual_seed(int(noise_seed))
-        nelbo = module_negative_elbo(
+        nelbo = negative_elbo(
             self.copy, self.layers, weights, self._all_biases(biases),
             self.x if x is None else x, self.y if y is None else y, masks=masks, theta=theta,
             prior_length_scale=self.prior_length_scale, tau=self.tau, likelihood=self.likelihood,
             num_data=self.num_data, generator=gen, gap_samples=0)
+        if self.gap_seed is not None:
+            gen = torch.Generator().manual_seed(self.gap_seed)
         return (nelbo + self.gap(weights, theta, gap_samples, gen)) / (self.num_data * self.tau)
 
     def offset(self, theta: float) -> float:
         r"""The predicted :math:`-\mathrm{ELBO}/(N\tau) - \mathcal{L}_{\text{dropout}}` as
-        :math:`\theta \to 0` (:func:`~vi_dropout.infer.elbo.elbo_offset_of_layers`)."""
-        layers = [(layer.num_rows, layer.num_cols,
-                   layer.out_features if layer.has_bias else 0, layer.keep_prob)
-                  for layer in self.layers]
-        return elbo_offset_of_layers(layers, theta, self.prior_length_scale, self.num_data,
-                                     self.tau, int(self.y.shape[-1]) if self.likelihood ==
-                                     "gaussian" else 1, self.likelihood)
+        :math:`\theta \to 0` (:func:`~vi_dropout.infer.elbo.elbo_dropout_offset`)."""
+        num_outputs = int(self.y.shape[-1]) if self.likelihood == "gaussian" else 1
+        return elbo_dropout_offset(self.layers, theta, self.prior_length_scale, self.num_data,
+                                   self.tau, num_outputs, self.likelihood)
 
     def decays(self):
         """Per covered layer ``(lambda_W, lambda_b)`` of the prior (the paper's convention)."""
-        return [(weight_decay_from_prior(self.prior_length_scale, layer.keep_prob, self.num_data,
+        return [(weight_decay(self.prior_length_scale, layer.keep_prob, self.num_data,
                                          self.tau),
-                 weight_decay_from_prior(self.prior_length_scale, 1.0, self.num_data, self.tau))
+                 weight_decay(self.prior_length_scale, 1.0, self.num_data, self.tau))
                 for layer in self.layers]
 
     def branch_report(self, masks, theta: float, noise_seed: int) -> BranchReport:
@@ -359,6 +365,37 @@ def _decades(start: float, stop: float) -> list[float]:
     return out
 
 
+class GradientDifferences:
+    r"""The relative differences between :math:`\nabla(-\mathrm{ELBO}/N\tau)` and
+    :math:`\nabla\mathcal{L}_{\text{dropout}}` of a problem at its means, with common random
+    numbers: the same ``masks`` and the jitter's normals from ``noise_seed``.
+
+    Calling it with a :math:`\theta` returns ``(per parameter, all parameters)``: a list in the
+    order of :attr:`ModuleProblem.param_names` and one number, each
+    :math:`\lVert g_{\text{ELBO}} - g_{\text{dropout}}\rVert / \lVert g_{\text{dropout}}\rVert`.
+
+    Example:
+        >>> from vi_dropout.verify.paper import VerifyProblem
+        >>> problem = VerifyProblem(num_data=16)
+        >>> per_param, total = GradientDifferences(problem, problem.masks(1), 2)(1e-6)
+        >>> total < 1e-4
+        True
+    """
+
+    def __init__(self, problem: ModuleProblem, masks, noise_seed: int):
+        self.problem, self.masks, self.noise_seed = problem, masks, noise_seed
+        ws, bs = problem.params()
+        self.dropout_gradient = torch.autograd.grad(problem.dropout_loss(ws, bs, masks), ws + bs)
+
+    def __call__(self, theta: float) -> tuple[list[float], float]:
+        ws, bs = self.problem.params()
+        g = torch.autograd.grad(self.problem.scaled_negative_elbo(ws, bs, self.masks, theta,
+                                                                  self.noise_seed), ws + bs)
+        g_drop = self.dropout_gradient
+        return ([_rel(a, b) for a, b in zip(g, g_drop)],
+                _rel(torch.cat([t.flatten() for t in g]), torch.cat([t.flatten() for t in g_drop])))
+
+
 def check_network_gradients(problem: ModuleProblem, thetas: Sequence[float] | None = None,
                             scan_from: float = SCAN_FROM, seed: int = 1
                             ) -> tuple[list[dict], tuple[float, ...]]:
@@ -366,18 +403,13 @@ def check_network_gradients(problem: ModuleProblem, thetas: Sequence[float] | No
     :math:`\theta` where the difference is :math:`O(\theta)` (the given ``thetas``, or the
     scan's window; empty if none was found)."""
     masks, noise = problem.masks(seed), seed + 1
-    ws, bs = problem.params()
-    g_drop = torch.autograd.grad(problem.dropout_loss(ws, bs, masks), ws + bs)
     names = problem.param_names
     diffs: dict[float, list[float]] = {}
     totals: dict[float, float] = {}
+    measured = GradientDifferences(problem, masks, noise)
 
     def measure(theta):
-        ws, bs = problem.params()
-        g = torch.autograd.grad(problem.scaled_negative_elbo(ws, bs, masks, theta, noise), ws + bs)
-        diffs[theta] = [_rel(a, b) for a, b in zip(g, g_drop)]
-        totals[theta] = _rel(torch.cat([t.flatten() for t in g]),
-                             torch.cat([t.flatten() for t in g_drop]))
+        diffs[theta], totals[theta] = measured(theta)
 
     def params_linear(ts):
         return all(_linear([diffs[t][i] for t in ts], ts) for i in range(len(names)))
@@ -601,7 +633,7 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
     order the dropout layers run, with ``nn.Dropout``'s own draw), on the first
     ``num_examples`` examples. (a)'s weights are mapped by :math:`\mathbf{M} = \mathbf{W}'/\pi`,
     its step sizes are :math:`\eta\pi^2` and its decays :math:`2\lambda/\pi^2` (see
-    :func:`vi_dropout.verify.paper.check_trajectories`). Uncovered parameters are fixed.
+    :func:`~vi_dropout.infer.elbo.inverted_weight_decay`). Uncovered parameters are fixed.
     Tolerance: max parameter difference :math:`\le 10^{-6}`."""
     n = problem.num_data if num_examples is None else min(num_examples, problem.num_data)
     x, y = take(problem.x, slice(0, n)), problem.y[:n]
@@ -615,7 +647,7 @@ def check_module_trajectory(problem: ModuleProblem, num_steps: int = 100, lr: fl
         sub = net.get_submodule(layer.name)
         sub.weight.requires_grad_(True)
         groups.append({"params": [sub.weight], "lr": lr * layer.keep_prob**2,
-                       "weight_decay": 2 * wd / layer.keep_prob**2})
+                       "weight_decay": 2 * inverted_weight_decay(wd, layer.keep_prob)})
         if sub.bias is not None:
             sub.bias.requires_grad_(True)
             groups.append({"params": [sub.bias], "lr": lr, "weight_decay": 2 * bd})
@@ -706,7 +738,7 @@ def verify_network(module: nn.Module, x: Inputs, y, *, likelihood: str = "gaussi
         problem: an already built :class:`ModuleProblem` (the other problem arguments are
             then ignored).
 
-    Returns the rows (:func:`vi_dropout.verify.paper.format_table`); a first ``conversion`` row
+    Returns the rows (:func:`vi_dropout.verify.report.format_table`); a first ``conversion`` row
     states what is covered and any dropout switched off."""
     from tqdm.auto import tqdm
 

@@ -11,8 +11,8 @@ import torch
 from comparisons.gp.models import make_kernel
 from comparisons.gp.priors import dropout_prior_gp_hyperparameters, dropout_prior_hyperparameters
 from tests.common import NUM_SE
+from vi_dropout.infer.elbo import weight_decay
 from vi_dropout.network import mlp_forward
-from vi_dropout.training import weight_decay
 
 
 def test_dropout_prior_hyperparameters_values():

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from tests.common import toy_regression
+from vi_dropout.forward import draw_masks
 from vi_dropout.infer.elbo import (
-    data_term,
-    draw_masks,
     dropout_loss,
     elbo_dropout_offset,
     from_inverted_dropout,
@@ -15,15 +14,23 @@ from vi_dropout.infer.elbo import (
     prior_weight_decays,
     tau_from_weight_decay,
     to_inverted_dropout,
-    weight_decay_from_prior,
+    weight_decay,
 )
+from vi_dropout.likelihoods import data_term
+from vi_dropout.models import BayesianMLP
 from vi_dropout.network import Architecture, mlp_forward
 
 F64 = torch.float64
 
 
+def _mlp(arch, keep_prob, ls=1.0, tau=1.0, likelihood="gaussian"):
+    """The paper's MLP as the one stack sees it: ``(module, layers)`` of a BayesianMLP."""
+    model = BayesianMLP(arch, ls, tau, likelihood, keep_prob=keep_prob)
+    return model.dropout_free_module(), model.layers
+
+
 def test_weight_decay_formula_and_inverse():
-    lam = weight_decay_from_prior(1e-2, 0.9, 1000, tau=10.0)
+    lam = weight_decay(1e-2, 0.9, 1000, tau=10.0)
     assert lam == pytest.approx(0.9 * 1e-4 / (2 * 1000 * 10.0), rel=1e-15)
     assert tau_from_weight_decay(lam, 1e-2, 0.9, 1000) == pytest.approx(10.0, rel=1e-12)
 
@@ -33,7 +40,8 @@ def test_inverted_dropout_map_preserves_function_and_penalty():
     ws, bs = arch.init_params(torch.Generator().manual_seed(0))
     kps = (0.8, 0.5)
     x, _ = toy_regression(10, 3, 2)
-    masks = draw_masks(10, arch, kps, torch.Generator().manual_seed(1))
+    _, layers = _mlp(arch, kps)
+    masks = draw_masks(layers, 10, torch.Generator().manual_seed(1), F64)
     seed_out = mlp_forward(x, ws, bs, "relu", masks)
     inv = to_inverted_dropout(ws, kps)
     inv_out = mlp_forward(x, inv, bs, "relu", [m / kp for m, kp in zip(masks, kps)])
@@ -50,11 +58,16 @@ def test_dropout_loss_by_hand():
     arch = Architecture((2, 3, 1), "tanh")
     ws, bs = arch.init_params(torch.Generator().manual_seed(2))
     x, y = toy_regression(5, 2, 1)
-    masks = draw_masks(5, arch, 0.7, torch.Generator().manual_seed(3))
-    loss = dropout_loss(x, y, ws, bs, masks, (0.1, 0.2), (0.3, 0.4), "tanh")
+    net, layers = _mlp(arch, (0.7, 0.6))
+    masks = draw_masks(layers, 5, torch.Generator().manual_seed(3), F64)
+    ls, tau, n = 0.8, 2.0, 40
+    loss = dropout_loss(net, layers, ws, bs, x, y, masks=masks, prior_length_scale=ls, tau=tau,
+                        num_data=n)
     y_hat = mlp_forward(x, ws, bs, "tanh", masks)
-    expected = ((y - y_hat) ** 2).sum() / (2 * 5) + 0.1 * ws[0].pow(2).sum() + 0.2 * ws[1].pow(2).sum() \
-        + 0.3 * bs[0].pow(2).sum() + 0.4 * bs[1].pow(2).sum()
+    lam = [ls**2 * kp / (2 * n * tau) for kp in (0.7, 0.6)]
+    lam_b = ls**2 / (2 * n * tau)
+    expected = ((y - y_hat) ** 2).sum() / (2 * 5) + lam[0] * ws[0].pow(2).sum() \
+        + lam[1] * ws[1].pow(2).sum() + lam_b * (bs[0].pow(2).sum() + bs[1].pow(2).sum())
     torch.testing.assert_close(loss, expected)
 
 
@@ -78,20 +91,23 @@ def test_negative_elbo_gradient_converges_to_dropout_gradient(likelihood):
     ws, bs = arch.init_params(torch.Generator().manual_seed(0))
     ws = [w.requires_grad_() for w in ws]
     bs = [b.requires_grad_() for b in bs]
-    masks = draw_masks(n, arch, kps, torch.Generator().manual_seed(1))
-    wd, bd = prior_weight_decays(arch, kps, ls, n, tau)
-    g_d = torch.autograd.grad(dropout_loss(x, y, ws, bs, masks, wd, bd, likelihood=likelihood), ws + bs)
-    nelbo = negative_elbo(x, y, ws, bs, masks, keep_probs=kps, theta=1e-7, prior_length_scale=ls,
-                          tau=tau, likelihood=likelihood, generator=torch.Generator().manual_seed(2))
+    net, layers = _mlp(arch, kps, ls, tau, likelihood)
+    masks = draw_masks(layers, n, torch.Generator().manual_seed(1), F64)
+    g_d = torch.autograd.grad(dropout_loss(net, layers, ws, bs, x, y, masks=masks,
+                                           prior_length_scale=ls, tau=tau, likelihood=likelihood),
+                              ws + bs)
+    nelbo = negative_elbo(net, layers, ws, bs, x, y, masks=masks, theta=1e-7,
+                          prior_length_scale=ls, tau=tau, likelihood=likelihood,
+                          generator=torch.Generator().manual_seed(2))
     g_e = torch.autograd.grad(nelbo / (n * tau), ws + bs)
     for a, b in zip(g_e, g_d):
         assert float((a - b).norm() / b.norm()) < 1e-5
 
 
 def test_offset_grows_like_minus_log_theta():
-    arch = Architecture((3, 8, 1))
-    c1 = elbo_dropout_offset(arch, 0.9, 1e-3, 1.0, 50, 2.0)
-    c2 = elbo_dropout_offset(arch, 0.9, 1e-4, 1.0, 50, 2.0)
+    _, layers = _mlp(Architecture((3, 8, 1)), 0.9)
+    c1 = elbo_dropout_offset(layers, 1e-3, 1.0, 50, 2.0)
+    c2 = elbo_dropout_offset(layers, 1e-4, 1.0, 50, 2.0)
     # d C / d log(1/theta) = (sum_i (Q_i K_i + K_i)) / (N tau), exactly, for theta << 1/l
     slope = (c2 - c1) / math.log(10)
     expected = (3 * 8 + 8 + 8 * 1 + 1) / (50 * 2.0)
@@ -101,8 +117,6 @@ def test_offset_grows_like_minus_log_theta():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"keep_probs": 1.5}, "keep_probs"),
-        ({"keep_probs": 0.0}, "keep_probs"),
         ({"theta": 0.0}, "theta"),
         ({"theta": -1e-3}, "theta"),
         ({"prior_length_scale": 0.0}, "prior_length_scale"),
@@ -113,28 +127,39 @@ def test_bad_hyperparameters_name_the_argument(kwargs, match):
     arch = Architecture((2, 3, 1))
     ws, bs = arch.init_params()
     x, y = toy_regression(4, 2, 1)
-    masks = draw_masks(4, arch, 0.5)
-    args = dict(keep_probs=0.5, theta=1e-2, prior_length_scale=1.0, tau=1.0)
+    net, layers = _mlp(arch, 0.5)
+    masks = draw_masks(layers, 4, dtype=F64)
+    args = dict(theta=1e-2, prior_length_scale=1.0, tau=1.0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        negative_elbo(x, y, ws, bs, masks, **args)
+        negative_elbo(net, layers, ws, bs, x, y, masks=masks, **args)
+
+
+@pytest.mark.parametrize("keep_prob", [1.5, 0.0])
+def test_bad_keep_prob_names_the_argument(keep_prob):
+    with pytest.raises(ValueError, match="keep_prob"):
+        _mlp(Architecture((2, 3, 1)), keep_prob)
 
 
 def test_non_finite_data_and_shape_mismatch():
     arch = Architecture((2, 3, 1))
     ws, bs = arch.init_params()
     x, y = toy_regression(4, 2, 1)
-    masks = draw_masks(4, arch, 0.5)
+    net, layers = _mlp(arch, 0.5)
+    masks = draw_masks(layers, 4, dtype=F64)
     x_bad = x.clone()
     x_bad[1, 0] = float("nan")
+    kw = dict(masks=masks, prior_length_scale=1.0)
     with pytest.raises(ValueError, match="x must be finite"):
-        dropout_loss(x_bad, y, ws, bs, masks, (0.1, 0.1), (0.1, 0.1))
+        dropout_loss(net, layers, ws, bs, x_bad, y, **kw)
+    with pytest.raises(ValueError, match="x must be finite"):
+        negative_elbo(net, layers, ws, bs, x_bad, y, theta=1e-2, **kw)
     with pytest.raises(ValueError, match="y must have 4 rows like x"):
-        dropout_loss(x, y[:3], ws, bs, masks, (0.1, 0.1), (0.1, 0.1))
-    with pytest.raises(ValueError, match="keep_probs"):
-        prior_weight_decays(arch, (0.5, 0.5, 0.5), 1.0, 10)
+        dropout_loss(net, layers, ws, bs, x, y[:3], **kw)
+    with pytest.raises(ValueError, match=r"keep_probs\[2\]"):
+        prior_weight_decays((0.5, 0.5, 1.5), 1.0, 10)
     with pytest.raises(ValueError, match="tau"):
-        weight_decay_from_prior(1.0, 0.5, 10, tau=0.0)
+        weight_decay(1.0, 0.5, 10, tau=0.0)
 
 
 def test_keep_prob_one_gives_the_gaussian_familys_elbo_and_gradients():
@@ -149,13 +174,14 @@ def test_keep_prob_one_gives_the_gaussian_familys_elbo_and_gradients():
     ws, bs = arch.init_params(generator=torch.Generator().manual_seed(0), dtype=F64)
     params = [w.clone().requires_grad_() for w in ws] + [(b + 0.1).requires_grad_() for b in bs]
     ws, bs = params[:2], params[2:]
-    masks = draw_masks(12, arch, 1.0, torch.Generator().manual_seed(1))
+    net, layers = _mlp(arch, 1.0)
+    masks = draw_masks(layers, 12, torch.Generator().manual_seed(1), F64)
     g = torch.Generator().manual_seed(2)
     noise = [torch.randn(12, w.shape[0], dtype=F64, generator=g) for w in ws]
     theta, tau = 0.05, 3.0
 
     def nelbo(ls, gap_samples):
-        return negative_elbo(x, y, ws, bs, masks, keep_probs=1.0, theta=theta,
+        return negative_elbo(net, layers, ws, bs, x, y, masks=masks, theta=theta,
                              prior_length_scale=ls, tau=tau, noise=noise,
                              generator=torch.Generator().manual_seed(3), gap_samples=gap_samples)
 

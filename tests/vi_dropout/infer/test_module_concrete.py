@@ -13,8 +13,9 @@ from tests.vi_dropout.models.test_bnn import _two_input_data
 from tests.vi_dropout.test_conversion import FunctionalDropoutMLP, LSTMNet
 from tests.vi_dropout.test_forward import TokenNet, TwoInputs
 from vi_dropout.conversion import dropout_free_copy, find_covered_layers
-from vi_dropout.forward import module_forward, module_negative_elbo
+from vi_dropout.forward import module_forward
 from vi_dropout.infer.concrete import ConcreteDropoutObjective
+from vi_dropout.infer.elbo import negative_elbo
 from vi_dropout.infer.module_concrete import ModuleConcreteObjective, fit_module_concrete
 from vi_dropout.network import Architecture
 
@@ -71,15 +72,15 @@ def test_module_objective_is_the_mlp_concrete_objective():
         assert abs(float(a)) > 1e-6
 
 
-def test_module_objective_is_module_negative_elbo_at_the_learned_values():
-    """At the same float theta, tau and keep_probs the objective is module_negative_elbo."""
+def test_module_objective_is_negative_elbo_at_the_learned_values():
+    """At the same float theta, tau and keep_probs the objective is negative_elbo."""
     net, mod, _, x, y, g = _mlp_pair()
     masks = mod.sample_masks(7, 0.2, generator=g)
     noise = mod.sample_noise(x, generator=g)
     value = mod(x, y, masks=masks, noise=noise, num_data=11)
     layers = [dataclasses.replace(c, keep_prob=float(mod.keep_probs[c.name].detach()))
               for c in find_covered_layers(net)]
-    ref = module_negative_elbo(dropout_free_copy(net), layers, [m.detach() for m in mod.means],
+    ref = negative_elbo(dropout_free_copy(net), layers, [m.detach() for m in mod.means],
                                [b.detach() for b in mod.biases], x, y, masks=masks,
                                theta=float(mod.theta.detach()), prior_length_scale=0.7,
                                tau=float(mod.tau.detach()), num_data=11, noise=noise)

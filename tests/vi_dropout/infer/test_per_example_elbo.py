@@ -14,8 +14,9 @@ from tests.common import toy_regression
 from tests.vi_dropout.models.test_bnn import _two_input_data
 from tests.vi_dropout.test_conversion import SmallCNN
 from tests.vi_dropout.test_forward import Conv1dNet, DepthwiseCNN, TokenNet, TwoInputs
-from vi_dropout.forward import draw_module_masks, module_dropout_loss, module_negative_elbo
+from vi_dropout.forward import draw_masks
 from vi_dropout.guides import DropoutGuide
+from vi_dropout.infer.elbo import dropout_loss, negative_elbo
 from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
 from vi_dropout.models import ModuleBNN
 
@@ -55,17 +56,17 @@ def _guide_grads(guide):
     return torch.cat([p.grad.flatten() for p in guide.parameters()])
 
 
-def test_loss_is_module_negative_elbo_with_the_same_draws():
+def test_loss_is_negative_elbo_with_the_same_draws():
     net, x, y = _data("cnn")
     model = ModuleBNN(net, prior_length_scale=0.5, tau=3.0)
     guide = DropoutGuide(model, theta=0.05)
-    masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(0), F64)
+    masks = draw_masks(model.layers, x.shape[0], torch.Generator().manual_seed(0), F64)
     noise = [torch.randn(24, 3, 7, 7, dtype=F64), torch.randn(24, 4, 3, 3, dtype=F64),
              torch.randn(24, 2, dtype=F64)]
     elbo = PerExampleDropoutELBO()
     ours = elbo.differentiable_loss(model, guide, x, y, num_data=100, masks=masks, noise=noise)
     means, biases = guide.locs()
-    ref = module_negative_elbo(model.net, model.layers, means, biases, x, y, masks=masks,
+    ref = negative_elbo(model.net, model.layers, means, biases, x, y, masks=masks,
                                theta=0.05, prior_length_scale=0.5, tau=3.0, num_data=100,
                                noise=noise)
     assert torch.equal(ours, ref)
@@ -103,7 +104,7 @@ def test_gradient_is_n_tau_times_the_dropout_loss_gradient_as_theta_goes_to_zero
     tau = 4.0 if likelihood == "gaussian" else 1.0
     model = ModuleBNN(net, prior_length_scale=0.8, tau=tau, likelihood=likelihood)
     guide = DropoutGuide(model, theta=1e-7)
-    masks = draw_module_masks(model.layers, x.shape[0], torch.Generator().manual_seed(1), F64,
+    masks = draw_masks(model.layers, x.shape[0], torch.Generator().manual_seed(1), F64,
                               input_shapes=model.covered_input_shapes(x))
     assert any(bool((m == 0).any()) for m in masks)
     n = 200
@@ -112,7 +113,7 @@ def test_gradient_is_n_tau_times_the_dropout_loss_gradient_as_theta_goes_to_zero
     for p in guide.parameters():
         p.grad = None
     means, biases = guide.locs()
-    loss = module_dropout_loss(model.net, model.layers, means, biases, x, y, masks=masks,
+    loss = dropout_loss(model.net, model.layers, means, biases, x, y, masks=masks,
                                prior_length_scale=0.8, tau=tau, likelihood=likelihood,
                                num_data=n)
     loss.backward()
@@ -202,7 +203,7 @@ def test_bad_arguments():
 
 def test_token_masks_are_drawn_per_token_with_the_elbos_stream():
     """The ELBO draws token layers' masks with the layer input's shape (from the model's probe):
-    its value equals module_negative_elbo with masks from draw_module_masks(input_shapes=...)
+    its value equals negative_elbo with masks from draw_masks(input_shapes=...)
     and the same generator state, then the jitter."""
     net, x, y = _data("tokens", n=12)
     model = ModuleBNN(net, prior_length_scale=0.5, tau=2.0)
@@ -211,11 +212,11 @@ def test_token_masks_are_drawn_per_token_with_the_elbos_stream():
     assert shapes == [(12, 5, 3), (12, 5, 8), (12, 8)]
     ours = PerExampleDropoutELBO(num_masks_seed=4).loss(model, guide, x, y, num_data=30)
     g = torch.Generator().manual_seed(4)
-    masks = draw_module_masks(model.layers, 12, g, F64, input_shapes=shapes)
+    masks = draw_masks(model.layers, 12, g, F64, input_shapes=shapes)
     assert masks[1].shape == (12, 5, 8)
     means, biases = guide.locs()
     with torch.no_grad():
-        ref = module_negative_elbo(model.net, model.layers, means, biases, x, y, masks=masks,
+        ref = negative_elbo(model.net, model.layers, means, biases, x, y, masks=masks,
                                    theta=0.05, prior_length_scale=0.5, tau=2.0, num_data=30,
                                    generator=g)
     assert ours == float(ref)

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from vi_dropout.training import train_batched, train_sequential, weight_decay
+from vi_dropout.infer.elbo import weight_decay
+from vi_dropout.training import train_batched, train_sequential
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,6 +5,7 @@ command line with --model / --data, and its bad inputs."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from torch import nn
 
 from tests.common import example_problem, load_example
 from vi_dropout import cli, conversion
-from vi_dropout import forward as module_forward
+from vi_dropout.infer import elbo
 from vi_dropout.models import ModuleBNN
 from vi_dropout.verify.network import (
     ModuleProblem,
@@ -151,8 +152,8 @@ def test_fixed_thetas_in_the_kink_regime_fail_and_name_the_cause(thetas):
 
 # --- the report can fail: deliberately wrong implementations ------------------------------------
 def _wrong_kl_scale(monkeypatch):
-    original = module_forward.module_kl
-    monkeypatch.setattr(module_forward, "module_kl", lambda *a, **k: 2 * original(*a, **k))
+    original = elbo.kl_to_prior
+    monkeypatch.setattr(elbo, "kl_to_prior", lambda *a, **k: 2 * original(*a, **k))
 
 
 def _no_inverse_keep_prob(monkeypatch):
@@ -161,7 +162,7 @@ def _no_inverse_keep_prob(monkeypatch):
 
 
 def _mask_not_applied(monkeypatch):
-    original = module_forward.module_forward
+    original = elbo.module_forward
 
     def forward(*args, masks, theta=0.0, **kwargs):
         if theta:  # the ELBO's forward: the last dropped layer runs without its mask
@@ -171,12 +172,12 @@ def _mask_not_applied(monkeypatch):
             masks[last] = torch.ones_like(masks[last])
         return original(*args, masks=masks, theta=theta, **kwargs)
 
-    monkeypatch.setattr(module_forward, "module_forward", forward)
+    monkeypatch.setattr(elbo, "module_forward", forward)
 
 
 def _wrong_minibatch_scaling(monkeypatch):
-    original = module_forward.module_negative_elbo
-    monkeypatch.setattr(module_forward, "module_negative_elbo",
+    original = elbo.negative_elbo
+    monkeypatch.setattr(elbo, "negative_elbo",
                         lambda *a, num_data=None, **k: original(*a, num_data=None, **k))
     check = ModuleBNN.check_data
     monkeypatch.setattr(ModuleBNN, "check_data",
@@ -206,14 +207,21 @@ def test_a_missing_regime_says_no_unit_changed_branch(monkeypatch):
 
 
 def test_offset_matches_the_mlp_formula():
-    from vi_dropout.infer.elbo import elbo_dropout_offset
-    from vi_dropout.network import Architecture
-
+    """D/(2 tau) log(2 pi / tau) + sum_i [Q_i (K_i c - H(pi_i)) + K_i c] / (N tau) for the 3-12-1
+    MLP with keep_probs (0.9, 0.8), l = 0.5, N = 48, tau = 5, written out here."""
     problem = PROBLEMS["mlp"]
+    n, tau, ls = 48, 5.0, 0.5
+
+    def entropy(p):
+        return -(p * math.log(p) + (1 - p) * math.log(1 - p))
+
     for theta in (1e-2, 1e-6):
-        assert problem.offset(theta) == pytest.approx(
-            elbo_dropout_offset(Architecture((3, 12, 1)), (0.9, 0.8), theta, 0.5, 48, 5.0),
-            rel=1e-12)
+        s2 = (ls * theta) ** 2
+        c = 0.5 * (s2 - 1 - math.log(s2))
+        layers = [(12, 3, 0.9), (1, 12, 0.8)]  # (K = out, Q = in, keep_prob)
+        total = sum(q * (k * c - entropy(kp)) + k * c for k, q, kp in layers)
+        want = 0.5 / tau * math.log(2 * math.pi / tau) + total / (n * tau)
+        assert problem.offset(theta) == pytest.approx(want, rel=1e-12)
 
 
 def test_recurrent_and_attention_dropout_is_refused_or_switched_off_and_stated():

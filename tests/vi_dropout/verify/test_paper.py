@@ -5,15 +5,14 @@ import time
 import pytest
 
 from vi_dropout import cli
+from vi_dropout.verify import network
 from vi_dropout.verify import paper as verify
-from vi_dropout.verify.paper import (
-    VerifyProblem,
-    check_gradients,
-    check_kl,
-    check_pyro_gradient,
-    check_trajectories,
-    check_values,
+from vi_dropout.verify.network import (
+    check_module_trajectory,
+    check_network_gradients,
+    check_network_values,
 )
+from vi_dropout.verify.paper import VerifyProblem, check_kl, check_pyro_gradient
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +21,22 @@ def problem():
 
 
 def test_gradient_rows_pass_and_shrink_linearly(problem):
-    rows = check_gradients(problem)
-    assert all(r["passed"] for r in rows)
-    smallest = [r for r in rows if r["setting"].startswith("theta=1e-06")]
-    assert len(smallest) == 6 and max(r["value"] for r in smallest) <= 1e-4
-    slope = [r for r in rows if "slope" in r["setting"]][0]
-    assert 0.8 <= slope["value"] <= 1.5
+    """The paper's problem through the one gradient check (verify_network's scan): every row
+    passes, each of the 6 parameters has an O(theta) row (slope in [0.8, 1.2]) whose difference
+    at the smallest theta is <= 1e-4, and so has the whole gradient."""
+    rows, window = check_network_gradients(problem)
+    assert window and all(r["passed"] for r in rows)
+    per_param = [r for r in rows if r["setting"].startswith("layers.")]
+    assert len(per_param) == 6 and all(0.8 <= r["value"] <= 1.2 for r in per_param)
+    whole = rows[-1]
+    assert whole["setting"].startswith("all parameters") and whole["value"] <= 1e-4
 
 
-def test_value_rows_residual_within_ten_theta(problem):
-    rows = check_values(problem)
-    assert len(rows) == 5 and all(r["passed"] for r in rows)
+def test_value_rows_residual_shrinks_like_theta(problem):
+    _, window = check_network_gradients(problem)
+    rows = check_network_values(problem, window)
+    assert len(rows) == len(window) and all(r["passed"] for r in rows)
+    assert rows[-1]["value"] <= 1e-4
 
 
 def test_pyro_row_small(problem):
@@ -42,14 +46,14 @@ def test_pyro_row_small(problem):
 
 
 def test_trajectory_row(problem):
-    rows = check_trajectories(problem, num_steps=200)
+    rows = check_module_trajectory(problem, num_steps=200, theta=1e-6)
     assert rows[0]["passed"] and rows[0]["value"] <= 1e-6
 
 
 def test_trajectory_row_detects_a_wrong_weight_decay_map(problem, monkeypatch):
     # forgetting the 1/keep_prob^2 in the inverted decay must break the match
-    monkeypatch.setattr(verify, "inverted_weight_decay", lambda wd, kp: wd)
-    rows = check_trajectories(problem, num_steps=50)
+    monkeypatch.setattr(network, "inverted_weight_decay", lambda wd, kp: wd)
+    rows = check_module_trajectory(problem, num_steps=50, theta=1e-6)
     assert not rows[0]["passed"]
 
 
@@ -77,7 +81,9 @@ def test_gradient_rows_finite_and_passing_with_undropped_inputs():
     (0 log 0 in the gap's gradient); every row must now be finite and pass its tolerance.
     theta >= 1e-4 is left out: with these masks a ReLU pre-activation lies within ~1e-4 of its
     kink, so one draw's gradient jumps there (an O(theta)-probability event, not a bias)."""
-    rows = check_gradients(VerifyProblem(keep_probs=(1.0, 0.8, 0.8)), thetas=(1e-5, 1e-6))
+    rows, window = check_network_gradients(VerifyProblem(keep_probs=(1.0, 0.8, 0.8)),
+                                           thetas=(1e-5, 1e-6))
+    assert window == (1e-5, 1e-6)
     assert rows and all(r["passed"] for r in rows)
     assert all(math.isfinite(r["value"]) for r in rows)
 
