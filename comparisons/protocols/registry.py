@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from comparisons.protocols.settings import ProtocolSettings
 from comparisons.report.styles import register_style
 from comparisons.runner.executors import Cell
 
@@ -82,7 +83,7 @@ _BUILTINS_LOADED = False
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunSettings(ProtocolSettings):
     """What every method of a UCI run reads, validated once (the ``uci`` command line's values).
 
     Args:
@@ -115,11 +116,9 @@ class RunSettings:
     dtype: str = "float64"
 
     def __post_init__(self):
-        from vi_dropout.validation import check_int, check_positive, check_positive_int
+        from vi_dropout.validation import check_positive, check_positive_int
 
-        check_positive(self.epochs_multiplier, "epochs_multiplier")
-        check_positive_int(self.num_samples, "num_samples")
-        check_int(self.seed, "seed")
+        super().__post_init__()
         for name in ("gp_max_fit_size", "group_splits", "ensemble_size", "ensemble_epochs"):
             check_positive_int(getattr(self, name), name)
         if self.max_grid is not None:
@@ -129,8 +128,6 @@ class RunSettings:
             check_positive(self.adversarial_epsilon, "adversarial_epsilon")
         object.__setattr__(self, "ensemble_lrs", tuple(
             check_positive(v, "ensemble_lrs") for v in self.ensemble_lrs))
-        if self.dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be 'float64' or 'float32', got {self.dtype!r}")
 
 
 #: ``make_cells(datasets, splits, settings) -> cells``

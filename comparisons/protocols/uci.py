@@ -40,11 +40,12 @@ from comparisons.datasets.uci import (
 )
 from comparisons.metrics.distances import interval_coverage, moment_match_samples
 from comparisons.protocols.registry import builtin_method
+from comparisons.protocols.settings import TrainingSettings
 from comparisons.runner.executors import Cell, CellError, CellGroup
 from vi_dropout.infer.elbo import weight_decay
 from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
 from vi_dropout.training import TrainResult, train_batched
-from vi_dropout.validation import check_positive, check_positive_int
+from vi_dropout.validation import check_positive_int
 
 __all__ = [
     "MCDropoutUCISettings",
@@ -66,24 +67,20 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class MCDropoutUCISettings:
-    """Settings of the protocol (all recorded with every result)."""
+class MCDropoutUCISettings(TrainingSettings):
+    """Settings of the protocol (all recorded with every result): the shared
+    :class:`~comparisons.protocols.settings.TrainingSettings` and
 
-    epochs_multiplier: float = 10
-    num_samples: int = 10_000
-    prior_length_scale: float = 1e-2
+    Attributes:
+        validation_fraction: the share of the training split that scores the grid.
+        max_grid: smoke runs: use only the first grid points.
+    """
+
     validation_fraction: float = 0.2
-    batch_size: int = 128
-    seed: int = 0
-    dtype: str = "float32"
-    max_grid: int | None = None  # smoke runs: use only the first grid points
+    max_grid: int | None = None
 
     def __post_init__(self):
-        check_positive(self.epochs_multiplier, "epochs_multiplier")
-        check_positive_int(self.num_samples, "num_samples")
-        check_positive(self.prior_length_scale, "prior_length_scale")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        super().__post_init__()
         if self.max_grid is not None:
             check_positive_int(self.max_grid, "max_grid")
 

@@ -64,11 +64,12 @@ from comparisons.protocols.learned import (
     settings_group_key,
 )
 from comparisons.protocols.registry import builtin_method
+from comparisons.protocols.settings import TrainingSettings
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
 from vi_dropout.infer.concrete import KEEP_PROB_CLAMP, fit_concrete
 from vi_dropout.predict import standard_dropout_predict
-from vi_dropout.validation import check_positive, check_positive_int
+from vi_dropout.validation import check_positive
 
 __all__ = [
     "CONCRETE_UCI_METHODS",
@@ -88,16 +89,12 @@ SEED_OFFSET = 700
 
 
 @dataclass(frozen=True)
-class ConcreteUCISettings:
-    """Settings of the learned-rate methods on UCI (all recorded with every cell).
+class ConcreteUCISettings(TrainingSettings):
+    """Settings of the learned-rate methods on UCI (all recorded with every cell): the shared
+    :class:`~comparisons.protocols.settings.TrainingSettings` (per split the seed is
+    ``protocol_seed + 700``, test samples ``+ 701``) and
 
     Attributes:
-        epochs_multiplier: base epochs (40; 20 for protein) times this, as the MC dropout protocol.
-        num_samples: :math:`T`, MC samples at test time.
-        prior_length_scale: :math:`l` of the prior (the MC dropout protocol's).
-        batch_size: minibatch rows.
-        seed: base seed (per split: ``protocol_seed + 700``; test samples ``+ 701``).
-        dtype: ``"float32"`` or ``"float64"``.
         temperature: Concrete temperature :math:`t > 0` (0.1 as in Gal, Hron & Kendall).
         initial_keep_prob: initial keep_prob of every layer, in (0, 1).
         initial_scale: initial :math:`\\theta` of ``full_elbo``.
@@ -105,12 +102,6 @@ class ConcreteUCISettings:
         lr, hyper_lr: Adam step sizes of the means and of the learned hyper-parameters.
     """
 
-    epochs_multiplier: float = 10
-    num_samples: int = 10_000
-    prior_length_scale: float = 1e-2
-    batch_size: int = 128
-    seed: int = 0
-    dtype: str = "float32"
     temperature: float = 0.1
     initial_keep_prob: float = 0.9
     # named initial_scale, not initial_theta: the name is hashed into committed cell ids
@@ -120,18 +111,13 @@ class ConcreteUCISettings:
     hyper_lr: float = 1e-2
 
     def __post_init__(self):
-        check_positive(self.epochs_multiplier, "epochs_multiplier")
-        check_positive_int(self.num_samples, "num_samples")
-        check_positive(self.prior_length_scale, "prior_length_scale")
-        check_positive_int(self.batch_size, "batch_size")
+        super().__post_init__()
         check_positive(self.temperature, "temperature")
         if not 0.0 < float(self.initial_keep_prob) < 1.0:
             raise ValueError(f"initial_keep_prob must lie in the open interval (0, 1), got "
                              f"{self.initial_keep_prob!r}")
         for name in ("initial_scale", "initial_tau", "lr", "hyper_lr"):
             check_positive(getattr(self, name), name)
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
 
 def concrete_uci_cells(datasets: Sequence[str], splits: str, config: ConcreteUCISettings,

@@ -85,6 +85,7 @@ from comparisons.protocols.learned import (
     settings_group_key,
 )
 from comparisons.protocols.registry import builtin_method
+from comparisons.protocols.settings import ProtocolSettings
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
 from vi_dropout.network import mlp_forward
@@ -118,7 +119,7 @@ RECORD_FIELDS = ()
 
 
 @dataclass(frozen=True)
-class DeepEnsembleUCISettings:
+class DeepEnsembleUCISettings(ProtocolSettings):
     """Settings of deep ensembles on UCI (all recorded with every cell's id).
 
     Attributes:
@@ -148,9 +149,9 @@ class DeepEnsembleUCISettings:
     dtype: str = "float32"
 
     def __post_init__(self):
+        super().__post_init__()
         check_positive_int(self.ensemble_size, "ensemble_size")
         check_positive_int(self.epochs, "epochs")
-        check_positive_int(self.batch_size, "batch_size")
         if isinstance(self.lrs, (str, bytes)) or not isinstance(self.lrs, Sequence):
             raise ValueError(f"lrs must be a sequence of positive step sizes, got {self.lrs!r}")
         object.__setattr__(self, "lrs", tuple(self.lrs))  # a list after a JSON round trip
@@ -164,8 +165,6 @@ class DeepEnsembleUCISettings:
         check_weight_decay(self.weight_decay, "weight_decay")
         if self.adversarial_epsilon is not None:
             check_positive(self.adversarial_epsilon, "adversarial_epsilon")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
 
 def deep_ensemble_uci_cells(datasets: Sequence[str], splits: str,

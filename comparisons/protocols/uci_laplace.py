@@ -88,6 +88,7 @@ from comparisons.protocols.learned import (
     mixture_predictive,
 )
 from comparisons.protocols.registry import builtin_method
+from comparisons.protocols.settings import ProtocolSettings
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell
 from vi_dropout.validation import check_positive, check_positive_int
@@ -177,7 +178,7 @@ def _differentiable_kron_scaling(lib):
 
 
 @dataclass(frozen=True)
-class LaplaceUCISettings:
+class LaplaceUCISettings(ProtocolSettings):
     """Settings of the Laplace approximation on UCI (all recorded with every cell).
 
     Attributes:
@@ -215,11 +216,10 @@ class LaplaceUCISettings:
     predict_batch_size: int = 128
 
     def __post_init__(self):
-        check_positive(self.epochs_multiplier, "epochs_multiplier")
-        for name in ("prior_length_scale", "lr", "noise_lr", "initial_noise_sd", "marglik_lr",
+        super().__post_init__()
+        for name in ("lr", "noise_lr", "initial_noise_sd", "marglik_lr",
                      "marglik_tol"):
             check_positive(getattr(self, name), name)
-        check_positive_int(self.batch_size, "batch_size")
         check_positive_int(self.predict_batch_size, "predict_batch_size")
         if (isinstance(self.marglik_steps, bool) or not isinstance(self.marglik_steps, int)
                 or self.marglik_steps < 0):

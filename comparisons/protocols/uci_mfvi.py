@@ -59,11 +59,12 @@ from comparisons.protocols.learned import (
     settings_group_key,
 )
 from comparisons.protocols.registry import builtin_method
+from comparisons.protocols.settings import TrainingSettings
 from comparisons.protocols.uci import protocol_seed
 from comparisons.runner.executors import Cell, CellGroup
 from vi_dropout.infer.mean_field import fit_mean_field
 from vi_dropout.network import mlp_forward
-from vi_dropout.validation import check_positive, check_positive_int
+from vi_dropout.validation import check_positive
 
 __all__ = [
     "MFVI_UCI_METHODS",
@@ -83,42 +84,27 @@ SEED_OFFSET = 800
 
 
 @dataclass(frozen=True)
-class MFVIUCISettings:
-    """Settings of mean-field Gaussian VI on UCI (all recorded with every cell).
+class MFVIUCISettings(TrainingSettings):
+    """Settings of mean-field Gaussian VI on UCI (all recorded with every cell): the shared
+    :class:`~comparisons.protocols.settings.TrainingSettings` (per split the seed is
+    ``protocol_seed + 800``, test samples ``+ 801``) and
 
     Attributes:
-        epochs_multiplier: base epochs (40; 20 for protein) times this, as the MC dropout protocol.
-        num_samples: :math:`T`, MC samples at test time.
-        prior_length_scale: :math:`l` of the prior (the MC dropout protocol's).
-        batch_size: minibatch rows.
-        seed: base seed (per split: ``protocol_seed + 800``; test samples ``+ 801``).
-        dtype: ``"float32"`` or ``"float64"``.
         initial_sigma: initial standard deviation of every weight and bias.
         initial_tau: initial :math:`\\tau` on the standardised scale.
         lr, hyper_lr: Adam step sizes of the means and of the scale parameters and
             :math:`\\log\\tau`.
     """
 
-    epochs_multiplier: float = 10
-    num_samples: int = 10_000
-    prior_length_scale: float = 1e-2
-    batch_size: int = 128
-    seed: int = 0
-    dtype: str = "float32"
     initial_sigma: float = 1e-3
     initial_tau: float = 1.0
     lr: float = 1e-3
     hyper_lr: float = 1e-2
 
     def __post_init__(self):
-        check_positive(self.epochs_multiplier, "epochs_multiplier")
-        check_positive_int(self.num_samples, "num_samples")
-        check_positive(self.prior_length_scale, "prior_length_scale")
-        check_positive_int(self.batch_size, "batch_size")
+        super().__post_init__()
         for name in ("initial_sigma", "initial_tau", "lr", "hyper_lr"):
             check_positive(getattr(self, name), name)
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
 
 
 def mfvi_uci_cells(datasets: Sequence[str], splits: str, config: MFVIUCISettings,

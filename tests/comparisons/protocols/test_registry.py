@@ -101,7 +101,7 @@ def test_a_method_of_your_own_is_registered_and_styled():
     (lambda: split_method("ok", _fit, settings_fields=("epochs",)), "not RunSettings fields"),
     (lambda: register_method("mc_dropout"), "method must be a UCIMethod"),
     (lambda: RunSettings(num_samples=True), "num_samples must be an integer"),
-    (lambda: RunSettings(dtype="float16"), "dtype must be 'float64' or 'float32'"),
+    (lambda: RunSettings(dtype="float16"), "dtype must be 'float32' or 'float64'"),
 ])
 def test_bad_methods_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
