@@ -81,10 +81,14 @@ from comparisons.reference.reference_file import load_reference
 from comparisons.runner.store import ResultsStore, make_cell_id
 from vi_dropout.validation import check_positive, check_positive_int
 
-__all__ = ["SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "ScoreSettings",
+__all__ = ["REFERENCE_FITTED", "SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "ScoreSettings",
            "hmc_predictive", "run", "score_cell_id"]
 
-#: the methods scored against the reference (``hmc`` itself is always included)
+#: the methods this experiment fits itself under the reference's prior and noise (their fits
+#: need the reference's manifest: MC dropout's protocol and the GPs)
+REFERENCE_FITTED = ("mc_dropout", "standard_dropout", "gp_arccos1_prior", "gp_arccos1", "gp_se")
+#: the methods scored against the reference by default (``hmc`` itself is always included); any
+#: other registered method with a split predictive may be asked for
 SCORED_METHODS = ("mc_dropout", "standard_dropout", "concrete_dropout", "full_elbo", "mfvi",
                   "deep_ensemble", "laplace", "laplace_kfac", "gp_arccos1_prior", "gp_arccos1",
                   "gp_se")
@@ -121,12 +125,13 @@ class ScoreSettings:
     def __post_init__(self):
         from comparisons.protocols.registry import method_ids
 
-        unknown = [m for m in self.methods if m not in SCORED_METHODS + _own_methods()]
+        known = REFERENCE_FITTED + _registered_methods()
+        unknown = [m for m in self.methods if m not in known]
         if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
             raise ValueError(
-                f"ScoreSettings: methods must be distinct names of {', '.join(SCORED_METHODS)} "
+                f"ScoreSettings: methods must be distinct names of {', '.join(REFERENCE_FITTED)} "
                 f"or of a registered method with a split predictive "
-                f"({', '.join(_own_methods()) or 'none registered'}; registered: "
+                f"({', '.join(_registered_methods()) or 'none registered'}; registered: "
                 f"{', '.join(method_ids())}), got {', '.join(self.methods) or 'none'}")
         if not self.datasets or not self.splits:
             raise ValueError("ScoreSettings: datasets and splits must not be empty")
@@ -207,48 +212,24 @@ def _fit_gp(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
                       {f"hp_{k}": float(val) for k, val in fit.hyperparameters.items()})
 
 
-def _fit_baseline(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
-    """One of the learned / baseline protocols on this split, under the reference's prior."""
-    from comparisons.protocols import uci_concrete, uci_deep_ensemble, uci_laplace, uci_mfvi
-
-    length = float(manifest["prior_length_scale"])
-    t0 = time.perf_counter()
-    if method in uci_concrete.CONCRETE_UCI_METHODS:
-        config = uci_concrete.ConcreteUCISettings(
-            epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
-            prior_length_scale=length, seed=s.seed)
-        pred = uci_concrete.split_predictive(raw, config, method)
-    elif method == "mfvi":
-        pred = uci_mfvi.split_predictive(raw, uci_mfvi.MFVIUCISettings(
-            epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples,
-            prior_length_scale=length, seed=s.seed))
-    elif method == "deep_ensemble":
-        pred = uci_deep_ensemble.split_predictive(
-            raw, uci_deep_ensemble.DeepEnsembleUCISettings(seed=s.seed))
-    else:
-        pred = uci_laplace.split_predictive(raw, uci_laplace.LaplaceUCISettings(
-            epochs_multiplier=s.epochs_multiplier, prior_length_scale=length, seed=s.seed),
-            method)
-    return Predictive(method, pred.mean, pred.var, time.perf_counter() - t0)
-
-
-def _own_methods() -> tuple[str, ...]:
-    """The registered methods with a split predictive that the built-in fitters here do not
-    score (methods of your own)."""
+def _registered_methods() -> tuple[str, ...]:
+    """The registered methods with a split predictive that this experiment does not fit itself
+    (the learned and baseline protocols, and methods of your own)."""
     from comparisons.protocols.registry import get_method, method_ids
 
-    return tuple(m for m in method_ids() if m not in SCORED_METHODS
+    return tuple(m for m in method_ids() if m not in REFERENCE_FITTED
                  and get_method(m).split_predictive is not None)
 
 
-def _fit_own(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
-    """A registered method of your own on this split: its predictive (it fits under its own
-    prior, not the reference's)."""
+def _fit_registered(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
+    """A registered method on this split, through its registry entry's split predictive, under
+    the reference's prior length-scale (``RunSettings.prior_length_scale``)."""
     from comparisons.protocols.registry import RunSettings, get_method
 
     t0 = time.perf_counter()
     mean, var = get_method(method).split_predictive(raw, RunSettings(
-        epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples, seed=s.seed))
+        epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples, seed=s.seed,
+        prior_length_scale=float(manifest["prior_length_scale"])))
     return Predictive(method, np.asarray(mean, np.float64), np.asarray(var, np.float64),
                       time.perf_counter() - t0)
 
@@ -259,9 +240,7 @@ def _predictives(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
         out += [p for p in _fit_dropout(raw, std, manifest, s) if p.method in s.methods]
     fitters: dict[str, Callable[..., Predictive]] = {
         m: _fit_gp for m in ("gp_arccos1_prior", "gp_arccos1", "gp_se")}
-    fitters |= {m: _fit_baseline for m in ("concrete_dropout", "full_elbo", "mfvi",
-                                           "deep_ensemble", "laplace", "laplace_kfac")}
-    fitters |= {m: _fit_own for m in s.methods if m not in SCORED_METHODS}
+    fitters |= {m: _fit_registered for m in s.methods if m not in REFERENCE_FITTED}
     out += [fitters[m](m, raw, std, manifest, s) for m in s.methods if m in fitters]
     return out
 

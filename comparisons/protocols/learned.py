@@ -24,7 +24,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -48,6 +48,7 @@ __all__ = [
     "samples_predictive",
     "mixture_predictive",
     "fit_split_predictive",
+    "RegistryPredictive",
 ]
 
 #: ``fit(raws, config, method) -> (failures, score, predict)``: fit one network per split of
@@ -98,6 +99,36 @@ def fit_split_predictive(raw: UCISplit, config, method: str, fit: GroupFit) -> S
     if failures[0] is not None:
         raise RuntimeError(f"{raw.name} split {raw.split} ({method}): {failures[0]}")
     return predict(0)
+
+
+class RegistryPredictive:
+    """The registry's ``split_predictive`` of a learned protocol's method: the protocol's
+    ``split_predictive(raw, config, method)`` with the settings the run gives (its
+    :class:`~comparisons.protocols.registry.RunSettings` fields that the protocol's settings
+    have: epochs multiplier, samples, seed, prior length-scale; the others at the protocol's
+    defaults). A picklable callable, so registered entries cross process boundaries.
+
+    Args:
+        method: the method id.
+        settings_type: the protocol's settings dataclass.
+        predictive: ``(raw, config, method) -> SplitPredictive``.
+    """
+
+    #: the run's settings a protocol takes over when it has them
+    FIELDS = ("epochs_multiplier", "num_samples", "seed", "prior_length_scale")
+
+    def __init__(self, method: str, settings_type: type, predictive: Callable):
+        self.method, self.settings_type, self.predictive = method, settings_type, predictive
+
+    def config(self, settings):
+        """The protocol's settings for the run's ``settings``."""
+        names = {f.name for f in fields(self.settings_type)}
+        return self.settings_type(**{k: getattr(settings, k) for k in self.FIELDS
+                                     if k in names and getattr(settings, k) is not None})
+
+    def __call__(self, raw: UCISplit, settings) -> tuple[np.ndarray, np.ndarray]:
+        pred = self.predictive(raw, self.config(settings), self.method)
+        return pred.mean, pred.var
 
 
 def learned_cells(datasets: Sequence[str], splits: str, config, method: str,

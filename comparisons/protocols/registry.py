@@ -97,6 +97,9 @@ class RunSettings(ProtocolSettings):
         ensemble_size, ensemble_epochs, ensemble_lrs, adversarial_epsilon: deep ensembles.
         dtype: ``"float64"`` or ``"float32"`` for a method that lets the run choose
             (:func:`split_method` hands its data over in this dtype).
+        prior_length_scale: the prior length-scale :math:`l` a method with a prior uses in
+            place of its protocol's default (``reference-scores`` sets the reference's);
+            ``None``: the protocol's own.
 
     Raises:
         ValueError: a value out of range, naming the field.
@@ -114,6 +117,9 @@ class RunSettings(ProtocolSettings):
     ensemble_lrs: tuple[float, ...] = (0.1, 0.01, 0.001)
     adversarial_epsilon: float | None = None
     dtype: str = "float64"
+    prior_length_scale: float | None = None
+
+    optional_fields = ("prior_length_scale",)
 
     def __post_init__(self):
         from vi_dropout.validation import check_positive, check_positive_int

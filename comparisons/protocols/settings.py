@@ -37,12 +37,16 @@ _CHECKS = {
 
 class ProtocolSettings:
     """Base of every protocol's settings (a frozen dataclass): validates the shared fields it
-    has, naming the field."""
+    has, naming the field; a field named in :attr:`optional_fields` may also be ``None``."""
+
+    #: shared fields that may be ``None`` (the protocol's default)
+    optional_fields: tuple[str, ...] = ()
 
     def __post_init__(self):
         names = {f.name for f in fields(self)}
         for name, check in _CHECKS.items():
-            if name in names:
+            if name in names and not (name in self.optional_fields
+                                      and getattr(self, name) is None):
                 check(getattr(self, name), name)
         if "dtype" in names and self.dtype not in DTYPES:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")

@@ -53,6 +53,7 @@ import torch
 
 from comparisons.datasets.uci import standardize
 from comparisons.protocols.learned import (
+    RegistryPredictive,
     SplitPredictive,
     fit_split_predictive,
     last_epoch_loss,
@@ -239,7 +240,9 @@ def _registry_group_key(cell, settings):
 
 METHODS = tuple(
     builtin_method(method, _RegistryCells(method), run_concrete_uci_cells,
-                   group_key=_registry_group_key, help=help)
+                   group_key=_registry_group_key, help=help,
+                   split_predictive=RegistryPredictive(method, ConcreteUCISettings,
+                                                       split_predictive))
     for method, help in (
         ("concrete_dropout", "concrete_dropout (keep_prob per layer and tau learned by the ELBO "
                              "through relaxed masks, theta -> 0)"),

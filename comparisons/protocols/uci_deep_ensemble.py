@@ -76,6 +76,7 @@ import torch
 
 from comparisons.datasets.uci import StandardizedSplit, standardize, validation_split
 from comparisons.protocols.learned import (
+    RegistryPredictive,
     SplitPredictive,
     fit_split_predictive,
     gaussian_mixture_metrics,
@@ -356,5 +357,7 @@ def _registry_group_key(cell, settings):
 METHOD = builtin_method(
     DEEP_ENSEMBLE_METHOD, _registry_cells, run_deep_ensemble_uci_cells,
     group_key=_registry_group_key,
+    split_predictive=RegistryPredictive(DEEP_ENSEMBLE_METHOD, DeepEnsembleUCISettings,
+                                        split_predictive),
     help="deep_ensemble (networks with mean and variance outputs trained on the Gaussian NLL, "
          "the uniform mixture)")

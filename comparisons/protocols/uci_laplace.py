@@ -82,6 +82,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from comparisons.datasets.uci import StandardizedSplit, load_uci, standardize
 from comparisons.protocols.learned import (
+    RegistryPredictive,
     SplitPredictive,
     gaussian_mixture_metrics,
     learned_cells,
@@ -488,7 +489,9 @@ def _missing_laplace() -> str | None:
 
 METHODS = tuple(
     builtin_method(method, _RegistryCells(method), run_laplace_uci_cell,
-                   requires=_missing_laplace, help=help)
+                   requires=_missing_laplace, help=help,
+                   split_predictive=RegistryPredictive(method, LaplaceUCISettings,
+                                                       split_predictive))
     for method, help in (
         ("laplace", "laplace (laplace-torch on the MAP network: last layer; extra "
                     "'.[laplace]')"),

@@ -48,6 +48,7 @@ import torch
 
 from comparisons.datasets.uci import standardize
 from comparisons.protocols.learned import (
+    RegistryPredictive,
     SplitPredictive,
     fit_split_predictive,
     last_epoch_loss,
@@ -197,5 +198,6 @@ def _registry_group_key(cell, settings):
 
 METHOD = builtin_method(
     "mfvi", _registry_cells, run_mfvi_uci_cells, group_key=_registry_group_key,
+    split_predictive=RegistryPredictive("mfvi", MFVIUCISettings, split_predictive),
     help="mfvi (mean-field Gaussian VI: a mean and a standard deviation per weight and bias, "
          "and tau, learned by the ELBO)")

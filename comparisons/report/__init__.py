@@ -15,10 +15,8 @@ from .plots import (
     toy_ylim,
 )
 from .styles import (
-    LEGACY_METHOD_IDS,
     METHOD_STYLES,
     MethodStyle,
-    canonical_method,
     method_color,
     method_label,
     register_style,
@@ -45,9 +43,7 @@ __all__ = [
     "plot_predictive_band",
     "finish_toy_axes",
     "METHOD_STYLES",
-    "LEGACY_METHOD_IDS",
     "MethodStyle",
-    "canonical_method",
     "method_color",
     "method_label",
     "register_style",

@@ -21,15 +21,11 @@ id                      method
 ``full_elbo``           the full ELBO: keep_probs, theta and tau learned
 ======================  =====================================================================
 
-:data:`LEGACY_METHOD_IDS` maps the spellings of older outputs (``gp-arccos1``, ``gp-se``,
-``gp-arccos1-prior``, ``gp-rf-prior``, and ``nuts`` for HMC) to these ids;
-:func:`canonical_method` applies it.
+Records, tables and figures spell every method by its id, and nothing else.
 
 Example:
     >>> method_label("gp_arccos1_prior"), method_color("hmc")
     ('GP arc-cosine (network prior)', 'tab:green')
-    >>> canonical_method("gp-se")
-    'gp_se'
 """
 
 from __future__ import annotations
@@ -38,9 +34,7 @@ from typing import NamedTuple
 
 __all__ = [
     "METHOD_STYLES",
-    "LEGACY_METHOD_IDS",
     "MethodStyle",
-    "canonical_method",
     "method_color",
     "method_label",
     "register_style",
@@ -74,16 +68,6 @@ METHOD_STYLES: dict[str, MethodStyle] = {
     "laplace_kfac": MethodStyle("Laplace (KFAC, whole network)", "slateblue"),
 }
 
-#: older spellings -> the ids above (for outputs written before the ids were unified)
-LEGACY_METHOD_IDS: dict[str, str] = {
-    "gp-arccos1": "gp_arccos1",
-    "gp-arccos1-prior": "gp_arccos1_prior",
-    "gp-se": "gp_se",
-    "gp-rf-prior": "gp_rf_prior",
-    "nuts": "hmc",
-}
-
-
 def register_style(method: str, label: str, color: str, *, replace: bool = False) -> None:
     """Give a method of your own (one registered with
     :func:`comparisons.protocols.registry.register_method`) its label and colour in every table
@@ -108,18 +92,13 @@ def register_style(method: str, label: str, color: str, *, replace: bool = False
     METHOD_STYLES[method] = new
 
 
-def canonical_method(method: str) -> str:
-    """``method`` with an older spelling (:data:`LEGACY_METHOD_IDS`) replaced by its id."""
-    return LEGACY_METHOD_IDS.get(method, method)
-
-
 def method_label(method: str) -> str:
-    """The label of ``method`` (an id or an older spelling); an unknown name is its own label."""
-    style = METHOD_STYLES.get(canonical_method(method))
+    """The label of the method id ``method``; an unknown name is its own label."""
+    style = METHOD_STYLES.get(method)
     return method if style is None else style.label
 
 
 def method_color(method: str, default: str | None = None) -> str | None:
-    """The colour of ``method`` (an id or an older spelling); ``default`` for an unknown name."""
-    style = METHOD_STYLES.get(canonical_method(method))
+    """The colour of the method id ``method``; ``default`` for an unknown name."""
+    style = METHOD_STYLES.get(method)
     return default if style is None else style.color

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from comparisons.report.styles import canonical_method
 from comparisons.report.tables import records_frame
 
 __all__ = ["summarize", "format_mean_se", "summary_markdown", "plot_split_metric", "REPORT_METRICS",
@@ -36,8 +35,6 @@ def _frame(records: pd.DataFrame | Iterable[Mapping[str, Any]],
            by: Sequence[str]) -> pd.DataFrame:
     df = records_frame(records, "records", (*by, "split", "metric", "value"))
     df["value"] = df["value"].astype(float)
-    if "method" in df.columns:  # older outputs spell some ids differently (gp-se, nuts)
-        df["method"] = df["method"].map(lambda m: canonical_method(m) if isinstance(m, str) else m)
     keys = [*by, "metric", "split"]
     dup = df.duplicated(keys, keep=False)
     if dup.any():
@@ -55,9 +52,7 @@ def summarize(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     """Mean and standard error over splits per group and metric.
 
     Args:
-        records: tidy records (DataFrame or list of dicts). Older spellings of a method id
-            (``gp-se``, ``nuts``, ...; :data:`comparisons.report.styles.LEGACY_METHOD_IDS`) are
-            read as the id (``gp_se``, ``hmc``).
+        records: tidy records (DataFrame or list of dicts), methods spelled by their ids.
         metrics: metrics to keep (default: all, in order of appearance).
         by: grouping columns (add e.g. ``"epochs_multiplier"`` when it varies).
 

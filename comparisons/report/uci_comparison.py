@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from comparisons.report.styles import METHOD_STYLES, canonical_method
+from comparisons.report.styles import METHOD_STYLES
 from comparisons.report.tables import markdown_table, records_frame
 from comparisons.report.uci import format_mean_se, summarize
 from comparisons.runner.records_file import NON_EMPTY_FIELDS, read_records, records_path
@@ -107,10 +107,8 @@ def _read_records(path: Path) -> pd.DataFrame:
 
 
 def _add_variants(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` (a copy) with canonical method ids, an ``epochs_multiplier`` column and
-    ``variant``."""
+    """``df`` (a copy) with an ``epochs_multiplier`` column and ``variant``."""
     df = df.copy()
-    df["method"] = df["method"].map(canonical_method)
     if "epochs_multiplier" not in df.columns:
         df["epochs_multiplier"] = np.nan
     df["epochs_multiplier"] = df["epochs_multiplier"].astype(float)
@@ -168,8 +166,7 @@ def load_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> pd.D
 
     Returns:
         The records of all files, with ``source_file`` (the file each came from),
-        ``epochs_multiplier`` (NaN where a file has none) and ``variant``: the method id (older
-        spellings read as the id, :func:`comparisons.report.styles.canonical_method`), plus
+        ``epochs_multiplier`` (NaN where a file has none) and ``variant``: the method id, plus
         `` x<epochs_multiplier>`` (``:g``) for the records with a multiplier of a method that
         appears with more than one value of it (an absent multiplier counting as one value).
         A ``variant`` or ``source_file`` column already in a file (e.g. the combined
@@ -289,7 +286,6 @@ def load_published(path: str | os.PathLike | None = None) -> pd.DataFrame:
             problem = f"spread {raw.at[i, 'spread']!r} is not a number >= 0 (or empty)"
         if problem:
             raise ValueError(f"{where}: {problem}")
-    df["method"] = df["method"].map(canonical_method)
     keys = ["dataset", "method", "setting", "metric"]
     dup = df.duplicated(keys, keep="first")
     if dup.any():

@@ -64,3 +64,29 @@ def test_moment_matching_of_samples_and_mixtures():
     m, v = means[..., 0].numpy(), variances[..., 0].numpy()
     np.testing.assert_allclose(mix.var, s**2 * (v.mean(0) + (m**2).mean(0) - m.mean(0) ** 2),
                                rtol=1e-10)
+
+
+def test_registered_split_predictives_take_the_runs_settings_the_protocol_has():
+    """reference-scores scores every registered method through its entry's split predictive:
+    each built-in baseline gets the run's epochs, samples, seed and prior length-scale where its
+    settings have them, exactly the configurations reference-scores built by hand before."""
+    from comparisons.protocols.registry import RunSettings, get_method
+    from comparisons.protocols.uci_concrete import ConcreteUCISettings
+    from comparisons.protocols.uci_deep_ensemble import DeepEnsembleUCISettings
+    from comparisons.protocols.uci_mfvi import MFVIUCISettings
+
+    run = RunSettings(epochs_multiplier=2.0, num_samples=5, seed=3, prior_length_scale=0.7)
+    want = {
+        "concrete_dropout": ConcreteUCISettings(epochs_multiplier=2.0, num_samples=5,
+                                                prior_length_scale=0.7, seed=3),
+        "full_elbo": ConcreteUCISettings(epochs_multiplier=2.0, num_samples=5,
+                                         prior_length_scale=0.7, seed=3),
+        "mfvi": MFVIUCISettings(epochs_multiplier=2.0, num_samples=5, prior_length_scale=0.7,
+                                seed=3),
+        "deep_ensemble": DeepEnsembleUCISettings(seed=3),
+    }
+    for method, config in want.items():
+        predictive = get_method(method).split_predictive
+        assert predictive.method == method and predictive.config(run) == config, method
+    # without a prior length-scale the protocol keeps its own
+    assert get_method("mfvi").split_predictive.config(RunSettings()).prior_length_scale == 1e-2

@@ -12,9 +12,7 @@ from comparisons.experiments.diagnose import DIAGNOSE_METHODS, DRAW_METHODS
 from comparisons.experiments.gp_vs_dropout import GP_METHODS
 from comparisons.experiments.mauna_loa import METHODS as MAUNA_LOA_METHODS
 from comparisons.report.styles import (
-    LEGACY_METHOD_IDS,
     METHOD_STYLES,
-    canonical_method,
     method_color,
     method_label,
 )
@@ -33,17 +31,10 @@ def test_one_label_and_one_colour_per_method():
     colors = [METHOD_STYLES[m].color for m in IDS]
     assert len(set(labels)) == len(labels) and len(set(colors)) == len(colors)
     assert method_label("hmc") == "HMC (NUTS)" and method_color("gp_se") == "tab:brown"
-    # unknown names are drawn as they are, older spellings as their id
+    # unknown names (older spellings too: method ids only) are drawn as they are
     assert method_label("a") == "a" and method_color("a") is None
     assert method_color("a", "k") == "k"
-    assert method_color("gp-arccos1") == METHOD_STYLES["gp_arccos1"].color
-
-
-def test_legacy_spellings_map_to_ids():
-    assert set(LEGACY_METHOD_IDS.values()) <= set(METHOD_STYLES)
-    assert canonical_method("nuts") == "hmc"
-    assert canonical_method("gp-arccos1-prior") == "gp_arccos1_prior"
-    assert canonical_method("mc_dropout") == "mc_dropout"
+    assert method_color("gp-arccos1") is None and method_label("nuts") == "nuts"
 
 
 def test_the_runners_use_the_ids():
@@ -61,4 +52,3 @@ def test_committed_records_spell_every_method_as_its_id(path):
     allowed = (set(METHOD_STYLES) | set(MAUNA_LOA_METHODS) | {"exact_elbo"}
                | {f"pyro_vs_plain_{m}" for m in ("mc_dropout", "standard_dropout")})
     assert set(frame["method"]) <= allowed
-    assert not set(frame["method"]) & set(LEGACY_METHOD_IDS)

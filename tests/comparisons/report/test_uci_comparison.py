@@ -53,9 +53,9 @@ def runs(tmp_path):
                   num_samples=100),
            *_rows("yacht", "mc_dropout", "test_ll", MC10_LL, epochs_multiplier=10.0,
                   num_samples=100)]
-    gp = [*_rows("yacht", "gp-se", "rmse", GP_RMSE, splits=[1, 3]),
-          *_rows("yacht", "gp-se", "test_ll", GP_LL, splits=[1, 3]),
-          *_rows("yacht", "gp-se", "coverage_95", GP_COVERAGE, splits=[1, 3])]
+    gp = [*_rows("yacht", "gp_se", "rmse", GP_RMSE, splits=[1, 3]),
+          *_rows("yacht", "gp_se", "test_ll", GP_LL, splits=[1, 3]),
+          *_rows("yacht", "gp_se", "coverage_95", GP_COVERAGE, splits=[1, 3])]
     x100 = [*_rows("yacht", "mc_dropout", "rmse", MC100_RMSE, epochs_multiplier=100.0,
                    num_samples=100),
             *_rows("yacht", "mc_dropout", "test_ll", MC100_LL, epochs_multiplier=100.0,
@@ -92,7 +92,7 @@ def test_variant_labels_carry_the_epochs_multiplier_only_when_it_varies(runs):
     labels = dict(zip(df["source_file"], df["variant"]))
     assert labels[str(runs["x10"])] == "mc_dropout x10"
     assert labels[str(runs["x100"])] == "mc_dropout x100"
-    assert labels[str(runs["gp"])] == "gp_se"  # older spelling read as the id, no multiplier
+    assert labels[str(runs["gp"])] == "gp_se"  # no multiplier
     assert set(df.loc[df["method"] == "gp_se", "epochs_multiplier"].isna()) == {True}
     # one multiplier only: the plain method id
     assert set(load_records([runs["x10"], runs["gp"]])["variant"]) == {"mc_dropout", "gp_se"}
