@@ -85,12 +85,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                             "weight) for every method: MC dropout's weight decay, the GP's fixed "
                             "hyper-parameters (gp_arccos1_prior instead of the fitted GP) and "
                             "HMC (default: the protocol's l = 1e-2 and the fitted GP)")
+    p.add_argument("--methods", type=_methods_arg, default=(), metavar="ID,ID",
+                   help="registered methods with a split predictive (e.g. mfvi, concrete_dropout, "
+                        "deep_ensemble, or one of your own that --method-file registers) "
+                        "diagnosed beside the four: test metrics and distances from HMC")
+    p.add_argument("--method-file", action="append", default=[], metavar="FILE.py",
+                   help="a Python file that registers a method of your own (see "
+                        "docs/your_method.md); repeatable")
     add_seed_argument(p)
     add_threads_argument(p)
     p.add_argument("--no-progress", action="store_true")
     add_smoke_argument(p, SMOKE)
     p.set_defaults(func=run, handler=run)
     return p
+
+
+def _methods_arg(text: str) -> tuple[str, ...]:
+    """``--methods``: comma-separated method ids (checked against the registry when the run
+    starts, after ``--method-file``)."""
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not methods:
+        raise argparse.ArgumentTypeError(f"--methods must list method ids, got {text!r}")
+    return methods
 
 
 def settings_from_args(args):
@@ -105,7 +121,7 @@ def settings_from_args(args):
               "hmc_samples": args.hmc_samples, "hmc_max_train": args.hmc_max_train,
               "hmc_processes": args.hmc_processes, "hmc_max_tree_depth": args.hmc_max_tree_depth,
               "hmc_prior_length_scale": args.hmc_prior_length_scale,
-              "prior_length_scale": args.prior_length_scale}
+              "prior_length_scale": args.prior_length_scale, "methods": args.methods}
     if args.smoke:
         kwargs.update(SMOKE)
     return DiagnoseSettings(**kwargs)
@@ -119,10 +135,13 @@ def run(args) -> int:
     import torch
 
     from comparisons.experiments import diagnose
+    from comparisons.protocols.registry import load_method_file
     from comparisons.report.diagnose import write_report
     from comparisons.runner.folder_lock import FolderLock
 
     torch.set_num_threads(args.threads)
+    for path in args.method_file:
+        load_method_file(path)
     out = Path(args.out)
     with FolderLock(out):  # one run at a time in OUT (its NUTS cache included)
         result = diagnose.run(settings_from_args(args), cache_dir=out / "nuts-cache",

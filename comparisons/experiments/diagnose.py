@@ -210,6 +210,11 @@ class DiagnoseSettings:
             the matched :math:`l_\\text{eff}` (or ``hmc_prior_length_scale``). Excludes
             ``hmc_prior_length_scale``.
         hmc_target_accept_prob: NUTS target acceptance.
+        methods: registered methods (:mod:`comparisons.protocols.registry`, built-in or of your
+            own, with a split predictive) to diagnose beside the four: their Gaussian test
+            predictive joins the test metrics and the distances from HMC; without posterior
+            draws they have no LOO, compare or PPC (``n/a (no posterior)``). They fit with the
+            run's epochs multiplier, samples and seed, and ``prior_length_scale`` when set.
 
     Example:
         >>> DiagnoseSettings(dataset="yacht", split=3, hmc=False).split
@@ -236,6 +241,7 @@ class DiagnoseSettings:
     hmc_prior_length_scale: float | None = None
     hmc_target_accept_prob: float = 0.8
     prior_length_scale: float | None = None
+    methods: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.dataset, str):
@@ -266,6 +272,7 @@ class DiagnoseSettings:
                              f"{self.hmc_target_accept_prob!r}")
         if not isinstance(self.hmc, bool):
             raise ValueError(f"hmc must be True or False, got {self.hmc!r}")
+        object.__setattr__(self, "methods", _registered_methods(self.methods))
 
 
 @dataclass(eq=False)
@@ -273,7 +280,7 @@ class MethodOutput:
     """One method's outputs on the split.
 
     Attributes:
-        method: a name of :data:`DIAGNOSE_METHODS`.
+        method: a name of :data:`DIAGNOSE_METHODS` or a registered method.
         idata_train, idata_test: ``InferenceData`` at the training / test inputs (``None`` for
             standard dropout, which has no draws).
         mean, var: moment-matched Gaussian test predictive, original scale, ``(n_test,)``.
@@ -506,6 +513,39 @@ def _fit_dropout(s: DiagnoseSettings, d: _Split, say: Callable[[str], None], pro
     return outputs, protocol, prior
 
 
+def _registered_methods(methods) -> tuple[str, ...]:
+    """``methods`` as a tuple of distinct registered method ids with a split predictive, none
+    of the four built into the run; else ``ValueError`` naming them."""
+    from comparisons.protocols.registry import get_method, method_ids
+
+    if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
+        raise ValueError(f"methods must be a sequence of method ids, got {methods!r}")
+    methods = tuple(methods)
+    ok = [m for m in method_ids() if get_method(m).split_predictive is not None
+          and m not in DIAGNOSE_METHODS]
+    bad = [m for m in methods if m not in ok]
+    if bad or len(set(methods)) != len(methods):
+        raise ValueError(f"methods must be distinct registered methods with a split predictive "
+                         f"({', '.join(ok) or 'none'}), got {', '.join(methods)}")
+    return methods
+
+
+def _fit_registered(s: DiagnoseSettings, d: _Split, method: str,
+                    say: Callable[[str], None]) -> MethodOutput:
+    """A registered method's Gaussian test predictive on the split (no draws)."""
+    from comparisons.protocols.registry import RunSettings, get_method
+
+    say(f"[{method}] the registry's split predictive")
+    t0 = time.perf_counter()
+    mean, var = get_method(method).split_predictive(d.raw, RunSettings(
+        epochs_multiplier=s.epochs_multiplier, num_samples=s.num_samples, seed=s.seed,
+        prior_length_scale=s.prior_length_scale))
+    mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+    var = np.asarray(var, dtype=np.float64).reshape(-1)
+    return MethodOutput(method, None, None, mean, var, _gaussian_test_ll(mean, var, d.y_test),
+                        time.perf_counter() - t0, loo_note=NO_POSTERIOR)
+
+
 def _fit_gp_method(s: DiagnoseSettings, d: _Split, prior: dict,
                    say: Callable[[str], None]) -> MethodOutput:
     """The arc-cosine GP: fitted (``gp_arccos1``), or fixed by the shared prior
@@ -644,6 +684,8 @@ def run(settings: DiagnoseSettings | None = None, *,
     outputs, protocol, prior = _fit_dropout(s, d, say, progress)
     gp_out = _fit_gp_method(s, d, prior, say)
     outputs[gp_out.method] = gp_out
+    for method in s.methods:
+        outputs[method] = _fit_registered(s, d, method, say)
     l_hmc = (prior["effective_length_scale"] if s.hmc_prior_length_scale is None
              else float(s.hmc_prior_length_scale))
     tau_hmc = prior["tau_standardized"]

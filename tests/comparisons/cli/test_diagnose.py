@@ -66,3 +66,19 @@ def test_smoke_run_writes_everything(tmp_path, capsys):
     for png in ("ppc.png", "loo_pit.png", "bands.png"):
         assert (out / png).stat().st_size > 5000
     assert list((out / "nuts-cache").rglob("chain-*.npz"))
+
+
+def test_methods_of_the_registry_on_the_command_line(tmp_path, capsys):
+    """--methods takes registered methods (after --method-file); an unknown one is one line,
+    exit code 2, and leaves no folder behind."""
+    from comparisons.cli.main import main
+
+    args = _parse(["diagnose", "--out", str(tmp_path / "o"), "--methods", "mfvi,swag",
+                   "--method-file", "examples/swag_method.py"])
+    assert args.methods == ("mfvi", "swag") and args.method_file == ["examples/swag_method.py"]
+    out = tmp_path / "bad"
+    assert main(["diagnose", "--smoke", "--no-hmc", "--methods", "nope", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "methods must be distinct registered methods" in err[0]
+    assert "nope" in err[0] and not out.exists()

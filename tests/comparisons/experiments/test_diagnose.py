@@ -246,3 +246,31 @@ def test_shared_prior_is_used_by_every_method():
     assert values[("hmc", "prior_length_scale")][0] == pytest.approx(0.5, rel=1e-12)
     assert math.isfinite(values[("gp_arccos1_prior", "tv_vs_hmc")][0])
     assert {rec["method"] for rec in r.records} == set(r.methods)
+
+
+def test_registered_methods_join_the_diagnosis():
+    """diagnose reads the registry: a built-in protocol (mfvi) and a method of your own
+    (examples/swag_method.py) get the test metrics through their split predictive, and no LOO
+    (no posterior draws), named as such; the report lists them."""
+    from comparisons.protocols.registry import load_method_file
+    from comparisons.report.diagnose import diagnose_markdown
+    from tests.common import REPO
+
+    load_method_file(str(REPO / "examples" / "swag_method.py"))
+    settings = DiagnoseSettings(**dict(TINY, hmc=False, methods=("mfvi", "swag")))
+    result = _run_quietly(settings)
+    values = _values(result.records)
+    for method in ("mfvi", "swag"):
+        assert result.methods[method].idata_train is None
+        for metric in ("test_ll", "rmse", "coverage_95", "mean_pred_sd"):
+            value, note = values[(method, metric)]
+            assert np.isfinite(value) and note == "", (method, metric)
+        value, note = values[(method, "elpd_loo")]
+        assert np.isnan(value) and note == "n/a (no posterior)"
+    table = diagnose_markdown(result.records)
+    assert "| mfvi |" in table and "| swag |" in table
+    with pytest.raises(ValueError, match=r"^methods must be distinct registered methods with a "
+                                         r"split predictive \(.*mfvi.*\), got nope$"):
+        DiagnoseSettings(methods=("nope",))
+    with pytest.raises(ValueError, match="got mc_dropout"):
+        DiagnoseSettings(methods=("mc_dropout",))  # one of the four, not a registered extra
