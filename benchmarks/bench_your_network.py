@@ -51,7 +51,8 @@ from vi_dropout.infer.elbo import weight_decay  # noqa: E402
 from vi_dropout.infer.optim import JointAdam  # noqa: E402
 from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO  # noqa: E402
 from vi_dropout.models import ModuleBNN  # noqa: E402
-from vi_dropout.verify.network import ModuleProblem, verify_network  # noqa: E402
+from vi_dropout.verify.network import verify_network  # noqa: E402
+from vi_dropout.verify.problem import ModuleProblem  # noqa: E402
 
 
 def step_times(name: str, batch: int, steps: int,

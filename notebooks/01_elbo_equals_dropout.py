@@ -50,12 +50,12 @@ from vi_dropout.plotting import (
     plot_value_offset,
 )
 from vi_dropout.verify.network import (
-    GradientDifferences,
     check_module_trajectory,
     check_network_gradients,
     check_network_values,
 )
 from vi_dropout.verify.paper import VerifyProblem, check_kl, check_pyro_gradient
+from vi_dropout.verify.problem import GradientDifferences
 from vi_dropout.verify.report import format_table
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"

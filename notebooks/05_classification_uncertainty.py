@@ -149,7 +149,7 @@ print("max |mean of 2000 MC logits - standard logits| =",
 # degrees (a choice made here). For each rotated image: $T$ MC dropout samples of the softmax
 # input and output of the three classes that reach the highest mean probability at some angle
 # (dots), standard dropout's single value (crosses on a dashed line), and the three summaries of
-# `vi_dropout.predict.classification_summary`:
+# `vi_dropout.summaries.classification_summary`:
 #
 # $$
 # H = -\sum_c \bar p_c \log \bar p_c, \quad

@@ -59,7 +59,7 @@ from vi_dropout.conversion import find_covered_layers
 from vi_dropout.guides import DropoutGuide
 from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
 from vi_dropout.models import ModuleBNN
-from vi_dropout.predict import classification_summary
+from vi_dropout.summaries import classification_summary
 
 SMOKE = os.environ.get("VI_DROPOUT_SMOKE", "1" if "CI" in os.environ else "0") == "1"
 OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"

@@ -22,7 +22,8 @@ from vi_dropout.infer.optim import JointAdam
 from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
 from vi_dropout.models import BayesianMLP, ModuleBNN
 from vi_dropout.network import Architecture
-from vi_dropout.predict import classification_summary, mc_predict, regression_summary
+from vi_dropout.predict import mc_predict
+from vi_dropout.summaries import classification_summary, regression_summary
 from vi_dropout.training import train_batched
 from vi_dropout.verify.network import verify_network
 from vi_dropout.verify.paper import run_verify

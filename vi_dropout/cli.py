@@ -422,12 +422,8 @@ def run(args: argparse.Namespace) -> int:
     extra: dict = {}
     if args.model is not None:
         from vi_dropout.user_files import check_data_file, load_data_file, load_model_factory
-        from vi_dropout.verify.network import (
-            ModuleProblem,
-            check_thetas,
-            conversion_summary,
-            verify_network,
-        )
+        from vi_dropout.verify.network import check_thetas, conversion_summary, verify_network
+        from vi_dropout.verify.problem import ModuleProblem
 
         thetas = ((args.theta, args.theta / 10, args.theta / 100) if args.theta is not None
                   else args.thetas)

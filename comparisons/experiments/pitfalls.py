@@ -218,8 +218,8 @@ def improper_kl_records(thetas: Sequence[float] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-6)
     Example:
         >>> recs = improper_kl_records(thetas=(1e-2, 1e-4))  # doctest: +SKIP
     """
-    from vi_dropout.verify.network import GradientDifferences
     from vi_dropout.verify.paper import VerifyProblem
+    from vi_dropout.verify.problem import GradientDifferences
 
     thetas = [check_positive(t, "thetas[i]") for t in thetas]
     problem = VerifyProblem()

@@ -11,7 +11,7 @@ and keep
   :math:`p_{t,a} = \operatorname{softmax}(\text{logits}_{t,a})` of the classes with the highest
   MC-averaged probability at any angle (scatter plots, one colour per class, as in the paper);
 * the predictive entropy, mutual information and variation ratio of
-  :func:`vi_dropout.predict.classification_summary`:
+  :func:`vi_dropout.summaries.classification_summary`:
 
   .. math::
       H_a = -\sum_c \bar{p}_{a,c}\log\bar{p}_{a,c}, \quad
@@ -70,7 +70,8 @@ from comparisons.networks.lenet import (
     standard_logits,
     train_lenet,
 )
-from vi_dropout.predict import ClassificationSummary, classification_summary, mc_predict
+from vi_dropout.predict import mc_predict
+from vi_dropout.summaries import ClassificationSummary, classification_summary
 from vi_dropout.validation import check_finite, check_keep_prob, check_positive, check_positive_int
 
 __all__ = [
@@ -176,7 +177,7 @@ class RotationSweep:
         images: ``A x 1 x H x W`` rotated images.
         mc_logits: ``T x A x C`` MC dropout softmax inputs.
         standard_logits: ``A x C`` standard dropout softmax inputs.
-        summary: :class:`~vi_dropout.predict.ClassificationSummary` of ``mc_logits``
+        summary: :class:`~vi_dropout.summaries.ClassificationSummary` of ``mc_logits``
             (``probs`` ``A x C``; entropy, MI and variation ratio ``A``).
         top_classes: classes shown in the scatter plots (highest MC-averaged probability at
             any angle first).

@@ -49,7 +49,7 @@ their outputs back, :math:`f^\text{orig} = \bar y + s_y f`. The pointwise log-li
     - \tfrac{\tau_o}{2}\big(y_{n,d} - f^\text{orig}_{s,n,d}\big)^2\Big],
 
 with the precision :math:`\tau_o` on the original scale: the ``tau`` argument itself for MC
-dropout (the paper's convention, as in :func:`vi_dropout.predict.regression_summary`), and
+dropout (the paper's convention, as in :func:`vi_dropout.summaries.regression_summary`), and
 :math:`\tau / s_y^2` for the Pyro models whose ``tau`` is on the standardised scale (the
 Jacobian :math:`-\log s_y` of the standardisation is thereby included). For the exact GP
 :math:`1/\tau_o` is the likelihood's noise variance times :math:`s_y^2`.

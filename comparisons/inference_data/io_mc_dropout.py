@@ -117,7 +117,7 @@ def from_mc_dropout(
         - \tfrac{\tau}{2}\,(y_n - f_{t,n})^2 \quad (\text{summed over outputs}),
 
     so that :math:`\operatorname{logsumexp}_t(\cdot) - \log T` is the per-point
-    log-likelihood of :func:`~vi_dropout.predict.regression_summary`. MC dropout draws are
+    log-likelihood of :func:`~vi_dropout.summaries.regression_summary`. MC dropout draws are
     independent, so splitting them into ``num_chains`` chains is arbitrary (R-hat is then a
     sanity check only).
 

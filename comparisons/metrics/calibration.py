@@ -4,7 +4,7 @@ bins (drawn by :func:`comparisons.report.calibration.plot_reliability_diagram`).
 Inputs are logits, either one set ``N x C`` (e.g. standard dropout) or ``T`` Monte Carlo samples
 ``T x N x C`` (MC dropout); predictive probabilities are the MC-averaged softmax
 :math:`\bar{p}_{n,c} = \frac{1}{T}\sum_t \operatorname{softmax}(\text{logits}_{t,n})_c`
-(:func:`predictive_probs`, equal to ``vi_dropout.predict.classification_summary(...).probs``).
+(:func:`predictive_probs`, equal to ``vi_dropout.summaries.classification_summary(...).probs``).
 
 Expected calibration error with ``B`` equal-width bins (Naeini et al., 2015; Guo et al., 2017):
 the confidence of example :math:`n` is :math:`\hat{c}_n = \max_c \bar{p}_{n,c}`, its prediction

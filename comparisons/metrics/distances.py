@@ -350,7 +350,7 @@ def moment_match_samples(samples, noise_var=0.0, y_mean=0.0, y_std=1.0, axis: in
         \mu = \frac1T\sum_t \tilde y_t, \qquad
         \sigma^2 = \sigma^2_\text{noise} + \frac1T\sum_t (\tilde y_t - \mu)^2
 
-    (population variance, :math:`1/T`, as in :func:`vi_dropout.predict.regression_summary`;
+    (population variance, :math:`1/T`, as in :func:`vi_dropout.summaries.regression_summary`;
     for MC dropout :math:`\sigma^2_\text{noise} = 1/\tau` on the target scale).
 
     Args:

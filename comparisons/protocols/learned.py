@@ -33,7 +33,7 @@ from comparisons.datasets.uci import StandardizedSplit, UCISplit, load_uci
 from comparisons.metrics.distances import interval_coverage, moment_match_samples
 from comparisons.protocols.uci import uci_splits
 from comparisons.runner.executors import Cell, CellError, CellGroup
-from vi_dropout.predict import regression_summary
+from vi_dropout.summaries import regression_summary
 
 __all__ = [
     "learned_cells",
@@ -169,7 +169,7 @@ def predictive_metrics(samples: torch.Tensor, raw: UCISplit, std: StandardizedSp
     precision ``tau`` on the ORIGINAL scale (:func:`original_scale_tau`).
 
     ``rmse`` (of the MC mean), ``rmse_standard`` (of ``standard``, when given), ``test_ll``
-    (:func:`vi_dropout.predict.regression_summary`) and ``coverage_95`` (central 95% interval of
+    (:func:`vi_dropout.summaries.regression_summary`) and ``coverage_95`` (central 95% interval of
     the moment-matched Gaussian, :math:`\sigma^2 = \tau^{-1} + \operatorname{Var}_t`).
 
     Args:

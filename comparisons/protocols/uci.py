@@ -43,7 +43,8 @@ from comparisons.protocols.registry import builtin_method
 from comparisons.protocols.settings import TrainingSettings
 from comparisons.runner.executors import Cell, CellError, CellGroup
 from vi_dropout.infer.elbo import weight_decay
-from vi_dropout.predict import mc_predict, regression_summary, standard_dropout_predict
+from vi_dropout.predict import mc_predict, standard_dropout_predict
+from vi_dropout.summaries import regression_summary
 from vi_dropout.training import TrainResult, train_batched
 from vi_dropout.validation import check_positive_int
 
@@ -238,7 +239,7 @@ def _scalar(value) -> float:
 
 
 def score_networks(res, kps, grid, std, x_eval, y_eval, protocol: MCDropoutUCISettings, seed: int):
-    """Per-network :class:`~vi_dropout.predict.RegressionSummary` on ``(x_eval, y_eval)``
+    """Per-network :class:`~vi_dropout.summaries.RegressionSummary` on ``(x_eval, y_eval)``
     (original target scale; ``T = protocol.num_samples`` MC samples from one generator seeded
     with ``seed``); ``None`` for a network that diverged in training."""
     dtype = getattr(torch, protocol.dtype)
@@ -519,7 +520,7 @@ class DropoutFit:
         standard_mean: standard dropout's prediction at the test inputs (weight averaging,
             :func:`~vi_dropout.predict.standard_dropout_predict`), original scale, float64,
             ``(n_test,)``.
-        summary: the :class:`vi_dropout.predict.RegressionSummary` of the test samples.
+        summary: the :class:`vi_dropout.summaries.RegressionSummary` of the test samples.
         diverged_grid_points: grid points whose training diverged.
         wall_time_s: grid search + retraining + prediction.
     """

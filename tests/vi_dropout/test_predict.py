@@ -12,13 +12,8 @@ import torch
 from tests.common import DTYPES
 from vi_dropout.drop_stream import layer_drop_streams
 from vi_dropout.network import Architecture, get_activation, mlp_forward
-from vi_dropout.predict import (
-    DropoutMLPParams,
-    classification_summary,
-    mc_predict,
-    regression_summary,
-    standard_dropout_predict,
-)
+from vi_dropout.predict import DropoutMLPParams, mc_predict, standard_dropout_predict
+from vi_dropout.summaries import classification_summary, regression_summary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

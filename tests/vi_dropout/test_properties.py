@@ -21,7 +21,8 @@ from tests.common import (
     tensors_with_specials,
 )
 from vi_dropout.distributions import DropoutNormal
-from vi_dropout.predict import mc_predict, regression_summary
+from vi_dropout.predict import mc_predict
+from vi_dropout.summaries import regression_summary
 from vi_dropout.training import train_batched
 
 

@@ -17,6 +17,7 @@ import torch
 from vi_dropout import cli
 from vi_dropout.user_files import check_data_file, load_data_file, load_model_factory
 from vi_dropout.verify import network as verify_network_module
+from vi_dropout.verify import problem as problem_module
 
 MLP = '''
 import torch
@@ -96,7 +97,7 @@ class FakeVerifyNetwork:
 @pytest.fixture
 def fake_verify(monkeypatch):
     fake = FakeVerifyNetwork()
-    monkeypatch.setattr(verify_network_module, "ModuleProblem", fake.problem)
+    monkeypatch.setattr(problem_module, "ModuleProblem", fake.problem)
     monkeypatch.setattr(verify_network_module, "verify_network", fake)
     monkeypatch.setattr(verify_network_module, "conversion_summary", lambda problem: {})
     return fake

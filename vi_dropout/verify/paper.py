@@ -4,7 +4,7 @@ to the dropout loss?
 The reference problem (:class:`VerifyProblem`, float64): 64 points in 3-D, a 3-16-16-1 ReLU
 network, keep probabilities (0.9, 0.8, 0.8) on the inputs of the three layers, prior
 length-scale :math:`l = 0.5`, precision :math:`\tau = 5`. It is a
-:class:`~vi_dropout.verify.network.ModuleProblem` of the paper's MLP, so the gradient, value and
+`~vi_dropout.verify.problem.ModuleProblem` of the paper:class:`~vi_dropout.verify.problem.ModuleProblem` of the paper's MLP, so the gradient, value and
 trajectory rows are those of :func:`~vi_dropout.verify.network.verify_network` (one
 implementation for every network). What only the paper's setting has: Pyro's vectorised
 ``Trace_ELBO`` gradient in expectation (:func:`check_pyro_gradient`), the KL against its Monte
@@ -41,7 +41,8 @@ from vi_dropout.infer.elbo import negative_elbo
 from vi_dropout.kl import binary_entropy, kl_gap, kl_large_width, kl_monte_carlo
 from vi_dropout.models import MLP, BayesianMLP
 from vi_dropout.network import Architecture
-from vi_dropout.verify.network import ModuleProblem, verify_network
+from vi_dropout.verify.network import verify_network
+from vi_dropout.verify.problem import ModuleProblem
 from vi_dropout.verify.report import report_row
 
 __all__ = [
@@ -57,7 +58,7 @@ DTYPE = torch.float64
 
 
 class VerifyProblem(ModuleProblem):
-    r"""The paper's reference problem as a :class:`~vi_dropout.verify.network.ModuleProblem` of
+    r"""The paper's reference problem as a :class:`~vi_dropout.verify.problem.ModuleProblem` of
     the paper's MLP (:class:`~vi_dropout.models.mlp.MLP`): the same checks, objectives and
     masks as for any network.
 

@@ -27,7 +27,8 @@ from comparisons.report.rotated_digit import (
     plot_uncertainty_vs_angle,
     rotated_digit_table,
 )
-from vi_dropout.predict import classification_summary, mc_predict
+from vi_dropout.predict import mc_predict
+from vi_dropout.summaries import classification_summary
 
 torch.set_num_threads(1)
 T = 30

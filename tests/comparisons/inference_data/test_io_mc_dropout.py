@@ -19,7 +19,7 @@ from tests.comparisons.inference_data.helpers import (
     assert_one_dimensional_targets_refused,
     dropout_samples,
 )
-from vi_dropout.predict import regression_summary
+from vi_dropout.summaries import regression_summary
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 

@@ -18,7 +18,7 @@ from comparisons.metrics.calibration import (
     reliability_bins,
 )
 from tests.common import CALIBRATION_LABELS, CALIBRATION_PROBS
-from vi_dropout.predict import classification_summary
+from vi_dropout.summaries import classification_summary
 
 # Six examples, three classes, B = 4 bins (0, .25], (.25, .5], (.5, .75], (.75, 1]:
 #   conf .9  correct  -> bin 4        conf .8  wrong   -> bin 4

@@ -19,7 +19,7 @@ from comparisons.metrics.distances import (
     summarize_predictive_distances,
     variance_ratio,
 )
-from vi_dropout.predict import regression_summary
+from vi_dropout.summaries import regression_summary
 
 # Random pairs of Gaussians, including nearly equal and exactly equal variances (the hard cases of
 # the TV crossing-point formula) and far-apart means.

@@ -24,7 +24,7 @@ from comparisons.protocols.uci_mfvi import (
 from comparisons.runner.executors import CellError, CellGroup
 from comparisons.runner.store import validate_records
 from vi_dropout.network import mlp_forward
-from vi_dropout.predict import regression_summary
+from vi_dropout.summaries import regression_summary
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

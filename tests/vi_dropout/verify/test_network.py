@@ -17,13 +17,13 @@ from vi_dropout import cli, conversion
 from vi_dropout.infer import elbo
 from vi_dropout.models import ModuleBNN
 from vi_dropout.verify.network import (
-    ModuleProblem,
     check_module_trajectory,
     check_network_gradients,
     check_network_values,
     conversion_summary,
     verify_network,
 )
+from vi_dropout.verify.problem import ModuleProblem
 
 # Small tensors: one torch thread per test process (with two processes on two cores, a second
 # thread only spin-waits, up to 50x slower per operation).
