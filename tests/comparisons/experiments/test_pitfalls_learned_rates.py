@@ -13,14 +13,15 @@ import math
 import pytest
 import torch
 
-import comparisons.experiments.pitfalls as pitfalls
 from comparisons.experiments.pitfalls import (
     LEARNED_RATE_METHODS,
     LearnedRateFitWarning,
     PitfallSettings,
     learned_rate_records,
+    non_concentration,
     non_concentration_records,
     run,
+    toy,
 )
 
 torch.set_num_threads(1)
@@ -73,7 +74,7 @@ def test_learned_rates_leave_the_other_methods_bit_for_bit(records):
 
 
 def test_learned_rate_records_are_reproducible():
-    data, _ = pitfalls._toy(10, 0)
+    data, _ = toy.toy_problem(10, 0)
     settings = PitfallSettings(steps=30, num_samples=50)
     a = learned_rate_records(data, "full_elbo", settings)
     b = learned_rate_records(data, "full_elbo", settings)
@@ -82,7 +83,7 @@ def test_learned_rate_records_are_reproducible():
 
 
 def test_a_failed_fit_is_warned_and_the_rest_kept(monkeypatch):
-    real = pitfalls.fit_concrete
+    real = non_concentration.fit_concrete
 
     def failing(*args, **kwargs):
         if kwargs["learn_theta"]:  # full_elbo only
@@ -90,7 +91,7 @@ def test_a_failed_fit_is_warned_and_the_rest_kept(monkeypatch):
                              "= 0.9999995 (logit 14.5) is within 1e-06 of a bound or not finite")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pitfalls, "fit_concrete", failing)
+    monkeypatch.setattr(non_concentration, "fit_concrete", failing)
     settings = PitfallSettings(steps=30, num_samples=50, sizes=(10,), hmc=None)
     with pytest.warns(LearnedRateFitWarning,
                       match=r"full_elbo at N = 10: the fit failed \(keep_prob_hidden\)"):
@@ -108,14 +109,14 @@ def test_a_failed_fit_is_warned_and_the_rest_kept(monkeypatch):
     ("the negative ELBO became non-finite at step 5", "the negative ELBO"),
 ])
 def test_failed_parameter_is_named_in_the_records_words(message, parameter):
-    assert pitfalls._failed_parameter(message) == parameter
+    assert non_concentration.failed_parameter(message) == parameter
 
 
 def test_a_nan_fit_is_caught_too(monkeypatch):
     def nan_fit(*args, **kwargs):
         raise ValueError("tau left (1e-10, 10000000000.0) at step 2: tau = nan")
 
-    monkeypatch.setattr(pitfalls, "fit_concrete", nan_fit)
+    monkeypatch.setattr(non_concentration, "fit_concrete", nan_fit)
     with pytest.warns(LearnedRateFitWarning, match=r"concrete_dropout at N = 10: .*\(tau\)"):
         recs = non_concentration_records((10,), settings=PitfallSettings(steps=20, num_samples=20),
                                          hmc=None)
@@ -130,6 +131,6 @@ def test_switch_and_bad_input():
         PitfallSettings(learned_rates="yes")
     with pytest.raises(ValueError, match="learned_rates must be True or False"):
         non_concentration_records((10,), settings=TINY, learned_rates=1)
-    data, _ = pitfalls._toy(10, 0)
+    data, _ = toy.toy_problem(10, 0)
     with pytest.raises(ValueError, match="method must be one of concrete_dropout, full_elbo"):
         learned_rate_records(data, "mc_dropout", TINY)
