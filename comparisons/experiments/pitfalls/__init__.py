@@ -42,13 +42,13 @@ from __future__ import annotations
 
 from comparisons.experiments.pitfalls.experiment import PitfallResult, run
 from comparisons.experiments.pitfalls.improper_kl import improper_kl_records
-from comparisons.experiments.pitfalls.sensitivity import (
-    KeepProbSensitivity,
-    keep_prob_sensitivity,
-)
 from comparisons.experiments.pitfalls.non_concentration import (
     learned_rate_records,
     non_concentration_records,
+)
+from comparisons.experiments.pitfalls.sensitivity import (
+    KeepProbSensitivity,
+    keep_prob_sensitivity,
 )
 from comparisons.experiments.pitfalls.settings import (
     LEARNED_RATE_METHODS,

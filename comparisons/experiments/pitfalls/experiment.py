@@ -8,11 +8,11 @@ import warnings
 from dataclasses import dataclass
 
 from comparisons.experiments.pitfalls.improper_kl import improper_kl_records
+from comparisons.experiments.pitfalls.non_concentration import non_concentration_records
 from comparisons.experiments.pitfalls.sensitivity import (
     KeepProbSensitivity,
     keep_prob_sensitivity,
 )
-from comparisons.experiments.pitfalls.non_concentration import non_concentration_records
 from comparisons.experiments.pitfalls.settings import LearnedRateFitWarning, PitfallSettings
 from comparisons.reference.nuts import HMCDiagnosticsWarning
 
