@@ -54,6 +54,9 @@ Example:
     ...                           torch.nn.Linear(8, 1))
     >>> [(c.name, c.keep_prob) for c in find_covered_layers(net)]
     [('0', 1.0), ('3', 0.9)]
+
+Why one module of this size: one analysis of a network: the traced call graph, the covered
+layers and every dropout accounted for, and the dropout-free copy that depends on that analysis.
 """
 
 from __future__ import annotations

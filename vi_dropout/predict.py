@@ -49,6 +49,10 @@ gets the same masks from the same stream, but its deterministic part
 :math:`\mathbf{h}(\mathbf{x})` is computed once (in batches of :data:`MODULE_FEATURE_BATCH`
 rows) and only the ``T`` masked products with the head are formed: one pass plus ``T`` small
 matrix products.
+
+Why one module of this size: the one predictor: its two input forms (weight lists, a module) and
+two mask laws (per example, shared) share the chunking and the random streams documented above,
+which the committed results depend on.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ split by name."""
 
 from __future__ import annotations
 
-from .digits import (
+from comparisons.datasets.digits import (
     MNIST_FILES,
     DigitsData,
     load_digits_split,
@@ -13,15 +13,15 @@ from .digits import (
     load_mnist_split,
     read_idx,
 )
-from .mauna_loa import (
+from comparisons.datasets.mauna_loa import (
     MaunaLoaData,
     load_mauna_loa,
 )
-from .splits import (
+from comparisons.datasets.splits import (
     LoadedSplit,
     load_split,
 )
-from .toy1d import (
+from comparisons.datasets.toy1d import (
     TOY1D_BASE_EPOCHS,
     TOY1D_DROPOUT_RATES,
     TOY1D_N_HIDDEN,
@@ -33,7 +33,7 @@ from .toy1d import (
     load_toy1d,
     toy1d_function,
 )
-from .uci import (
+from comparisons.datasets.uci import (
     UCI_ALIASES,
     UCI_DATASETS,
     StandardizedSplit,

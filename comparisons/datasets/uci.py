@@ -32,6 +32,9 @@ Example:
     >>> validation_split(split).x_test.shape  # last 20% of the training rows
     (91, 13)
     >>> z = standardize(split)  # training mean/std of x and y
+
+Why one module of this size: the UCI data sets: their manifest, loading and checks of the
+packaged files, the standard splits and the standardisation, which every protocol reads.
 """
 
 from __future__ import annotations

@@ -91,6 +91,9 @@ Example:
     ...                             hidden_units=16, gp_iterations=5, data_stride=8)
     >>> result = run(settings)                       # doctest: +SKIP
     >>> write_report(result, "outputs/mauna_loa")    # doctest: +SKIP
+
+Why one module of this size: one experiment (Figure 2): the networks and the GPs are fitted on
+the same series and their predictions share the seasonal records.
 """
 
 from __future__ import annotations

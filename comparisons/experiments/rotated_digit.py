@@ -43,6 +43,9 @@ Example:
     >>> res = sweep_rotations(net, image, num_samples=20, digit=1)
     >>> res.mc_logits.shape, len(res.angles_deg), len(res.top_classes)
     (torch.Size([20, 12, 10]), 12, 3)
+
+Why one module of this size: one experiment (settings, run, result) whose two paths, dropout SGD
+and SVI on the converted LeNet, score the same rotations and are compared image by image.
 """
 
 from __future__ import annotations

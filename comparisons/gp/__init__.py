@@ -4,7 +4,7 @@ from a dropout network's prior to GP hyper-parameters (``priors``)."""
 
 from __future__ import annotations
 
-from .fit import (
+from comparisons.gp.fit import (
     FITTED_GP_METHODS,
     GP_METHODS,
     MAX_CHOLESKY_SIZE,
@@ -22,17 +22,17 @@ from .fit import (
     make_mll,
     random_feature_posterior,
 )
-from .mlls import (
+from comparisons.gp.mlls import (
     CholeskyMarginalLogLikelihood,
     gaussian_log_density,
 )
-from .models import (
+from comparisons.gp.models import (
     KERNEL_NAMES,
     ExactGPModel,
     GPNotPSDError,
     make_kernel,
 )
-from .priors import (
+from comparisons.gp.priors import (
     dropout_prior_gp_hyperparameters,
     dropout_prior_hyperparameters,
 )

@@ -21,6 +21,9 @@ Example:
     >>> mean, var = fit.predict(x[:4])
     >>> mean.shape, bool((var > 0).all())
     ((4,), True)
+
+Why one module of this size: the one GP fit (marginal likelihood, L-BFGS or Adam, restarts,
+jitter, the size cap) and its prediction, which every experiment calls.
 """
 
 from __future__ import annotations

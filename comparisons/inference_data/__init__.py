@@ -12,24 +12,31 @@
 
 from __future__ import annotations
 
-from .base import CHAIN_DIM, DRAW_DIM, FEATURE_DIM, OBS_DIM, OUTPUT_DIM, weight_dims
-from .io_exact_gp import (
+from comparisons.inference_data.base import (
+    CHAIN_DIM,
+    DRAW_DIM,
+    FEATURE_DIM,
+    OBS_DIM,
+    OUTPUT_DIM,
+    weight_dims,
+)
+from comparisons.inference_data.io_exact_gp import (
     from_exact_gp,
 )
-from .io_mc_dropout import (
+from comparisons.inference_data.io_mc_dropout import (
     from_mc_dropout,
 )
-from .io_module import (
+from comparisons.inference_data.io_module import (
     from_module_guide,
     model_attrs,
 )
-from .io_nuts import (
+from comparisons.inference_data.io_nuts import (
     from_nuts,
 )
-from .io_svi import (
+from comparisons.inference_data.io_svi import (
     from_svi_guide,
 )
-from .loo import (
+from comparisons.inference_data.loo import (
     LOOReliabilityWarning,
     checked_loo,
 )

@@ -3,22 +3,22 @@ the deep NNGP kernel and random features, on one shared weight/bias-variance bas
 
 from __future__ import annotations
 
-from .arc_cosine import (
+from comparisons.kernels.arc_cosine import (
     ARC_COSINE_ORDERS,
     ArcCosineKernel,
     arc_cosine_expectation,
 )
-from .base import (
+from comparisons.kernels.base import (
     WeightBiasVarianceKernel,
     check_inputs,
     clamp_eps,
 )
-from .nngp import (
+from comparisons.kernels.nngp import (
     NNGP_ACTIVATIONS,
     NNGPKernel,
     erf_expectation,
 )
-from .random_features import (
+from comparisons.kernels.random_features import (
     RandomFeatureKernel,
 )
 

@@ -3,7 +3,7 @@ interval coverage and classification calibration."""
 
 from __future__ import annotations
 
-from .calibration import (
+from comparisons.metrics.calibration import (
     ReliabilityBins,
     accuracy,
     calibration_records,
@@ -12,7 +12,7 @@ from .calibration import (
     predictive_probs,
     reliability_bins,
 )
-from .distances import (
+from comparisons.metrics.distances import (
     DISTANCE_METRICS,
     gaussian_kl,
     gaussian_total_variation,
@@ -24,7 +24,7 @@ from .distances import (
     summarize_predictive_distances,
     variance_ratio,
 )
-from .gaussian import (
+from comparisons.metrics.gaussian import (
     gaussian_log_likelihood,
 )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .lenet import (
+from comparisons.networks.lenet import (
     LeNet,
     TrainHistory,
     lenet_features,

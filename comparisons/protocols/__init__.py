@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .uci import (
+from comparisons.protocols.uci import (
     DropoutFit,
     GridSelection,
     MCDropoutUCISettings,
@@ -20,7 +20,7 @@ from .uci import (
     uci_cells,
     uci_splits,
 )
-from .uci_gp import (
+from comparisons.protocols.uci_gp import (
     GPUCISettings,
     gp_uci_cells,
     predictive_metrics,

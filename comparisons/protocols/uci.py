@@ -14,6 +14,9 @@ layer. Epochs are the data set's base epochs (40; 20 for protein) times ``epochs
 the paper's Table 1 used x10 (its code trains ``int(n_epochs * 10)`` epochs), its "10x epochs"
 results and the grid-search results published with the splits x100; the default here is x10 and
 every record carries the multiplier it used.
+
+Why one module of this size: the MC dropout protocol: grid search, selection, retraining,
+scoring and its cells, one protocol reproduced as published.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .nuts import (
+from comparisons.reference.nuts import (
     DEFAULT_ESS_PER_CHAIN,
     DEFAULT_MIN_BFMI,
     DEFAULT_R_HAT_MAX,

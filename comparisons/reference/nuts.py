@@ -39,6 +39,9 @@ Example:
     ...                   cache_dir="outputs/nuts-cache")  # doctest: +SKIP
     >>> idata = result.to_inference_data()  # doctest: +SKIP
     >>> table = hmc_summary(idata, var_names=["f"])  # doctest: +SKIP
+
+Why one module of this size: the NUTS reference: the potential, the kernel that records every
+statistic, the chain cache and the multi-process run, one sampler.
 """
 
 from __future__ import annotations

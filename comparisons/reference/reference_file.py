@@ -25,6 +25,9 @@ Example:
     ...                                                                      ess_tail_min=100))
     >>> report.converged, report.reasons
     (True, [])
+
+Why one module of this size: the reference file: its manifest, writing, reading, checks and the
+convergence gate, one file format.
 """
 
 from __future__ import annotations

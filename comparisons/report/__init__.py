@@ -6,27 +6,27 @@ and the UCI summary; each experiment's ``write_report`` is in its own module
 
 from __future__ import annotations
 
-from .calibration import (
+from comparisons.report.calibration import (
     plot_reliability_diagram,
 )
-from .plots import (
+from comparisons.report.plots import (
     finish_toy_axes,
     plot_predictive_band,
     toy_ylim,
 )
-from .styles import (
+from comparisons.report.styles import (
     METHOD_STYLES,
     MethodStyle,
     method_color,
     method_label,
     register_style,
 )
-from .tables import (
+from comparisons.report.tables import (
     format_value,
     markdown_table,
     records_frame,
 )
-from .uci import (
+from comparisons.report.uci import (
     HYPERPARAMETER_METRICS,
     REPORT_METRICS,
     format_mean_se,

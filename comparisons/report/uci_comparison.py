@@ -32,6 +32,9 @@ Example:
     ...         for k, v in enumerate(vals)]
     >>> paired_ranking(recs, "test_ll", higher_is_better=True)["variant"].tolist()
     ['mc_dropout', 'gp_se']
+
+Why one module of this size: the one comparison report: reading the records of several runs, the
+published numbers, the ranks and the paired tests, and the table and figures.
 """
 
 from __future__ import annotations

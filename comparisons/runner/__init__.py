@@ -3,7 +3,7 @@ the folder lock of every results folder and the one reader of records files."""
 
 from __future__ import annotations
 
-from .executors import (
+from comparisons.runner.executors import (
     Cell,
     CellError,
     CellGroup,
@@ -17,12 +17,12 @@ from .executors import (
     check_ray_address,
     run_cells,
 )
-from .folder_lock import (
+from comparisons.runner.folder_lock import (
     LOCK_NAME,
     FolderLock,
     ResultsFolderBusy,
 )
-from .records_file import (
+from comparisons.runner.records_file import (
     NON_EMPTY_FIELDS,
     NON_KEY_COLUMNS,
     RECORDS_NAME,
@@ -30,7 +30,7 @@ from .records_file import (
     read_records,
     records_path,
 )
-from .store import (
+from comparisons.runner.store import (
     REQUIRED_FIELDS,
     DamagedCellWarning,
     ResultsStore,

@@ -29,6 +29,9 @@ Example:
     >>> cells = [Cell("yacht", k, "dummy", {}) for k in range(3)]  # doctest: +SKIP
     >>> run_cells(cells, fn, ResultsStore("/tmp/run"), LocalExecutor())  # doctest: +SKIP
     RunSummary(done=3, skipped=0, failed=0, failed_cells=())
+
+Why one module of this size: the cells, groups and the local and Ray executors of
+:func:`run_cells`, which share one failure and progress contract.
 """
 
 from __future__ import annotations

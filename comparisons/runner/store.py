@@ -44,6 +44,9 @@ Example:
     ...     store.write_cell(cid, [{"dataset": "yacht", "method": "mc", "split": 0,
     ...                             "metric": "rmse", "value": 0.9}])
     >>> store.load_records()  # doctest: +SKIP
+
+Why one module of this size: the results store: cells, settings, checksums, the lock and the
+quarantine of damaged files, one on-disk format.
 """
 
 from __future__ import annotations

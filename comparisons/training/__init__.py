@@ -10,7 +10,7 @@ Modules::
 
 from __future__ import annotations
 
-from .checkpoint import (
+from comparisons.training.checkpoint import (
     MAGIC,
     CheckpointError,
     CheckpointMismatch,
@@ -20,7 +20,7 @@ from .checkpoint import (
     save_checkpoint,
     settings_changes,
 )
-from .dropout_regressor import (
+from comparisons.training.dropout_regressor import (
     TRAINER,
     EpochBatches,
     LossHistory,

@@ -28,6 +28,9 @@ Example:
     ...     keep_probs=(1.0, 0.9), reg=1e-4, iterations=20, batch_size=8)
     >>> fit.steps, fit.stopped_by, fit.device
     (20, 'budget', 'cpu')
+
+Why one module of this size: resumable training of one dropout network: checkpoints, the
+stopping rule, the device and the loss history, one training job.
 """
 
 from __future__ import annotations

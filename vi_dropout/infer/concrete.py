@@ -27,6 +27,10 @@ with the Bernoulli masks replaced by relaxed ones, and with the Proposition 1 KL
 
 References:
     Gal, Hron & Kendall (2017), "Concrete Dropout", NeurIPS 2017.
+
+Why one module of this size: the Concrete objective of E MLPs at once, its fit and its
+prediction: the fast path the UCI protocol runs, held to :mod:`vi_dropout.infer.module_concrete`
+by tests.
 """
 
 from __future__ import annotations

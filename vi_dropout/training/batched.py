@@ -14,6 +14,10 @@ gradient sign method) it also returns the gradient with respect to the inputs, a
 forward and backward pass at the perturbed inputs is accumulated into the same gradient. Without
 any dropout on the hidden layers (``keep_prob=1``) no masks are built or applied (they would all
 be ones).
+
+Why one module of this size: the hand-written forward and backward passes of E networks in one
+loop (the fast path), kept together so that their shapes and random streams are read in one
+place.
 """
 
 from __future__ import annotations

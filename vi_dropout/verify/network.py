@@ -60,6 +60,9 @@ Example:
     ...                           torch.nn.Linear(8, 1))
     >>> x, y = torch.randn(32, 2), torch.randn(32, 1)
     >>> rows = verify_network(net, x, y, quick=True)  # doctest: +SKIP
+
+Why one module of this size: the four checks of the report and :func:`verify_network`, which
+runs them on one scan window; the problem they share is :mod:`vi_dropout.verify.problem`.
 """
 
 from __future__ import annotations
