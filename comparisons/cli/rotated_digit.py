@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     Returns:
         The new sub-parser (its ``handler`` default is :func:`run`).
     """
-    from comparisons.experiments.rotated_digit import (
+    from comparisons.experiments.rotated_digit.experiment import (
         DATA_CHOICES,
         PATH_CHOICES,
         RotatedDigitSettings,

@@ -49,7 +49,7 @@ def test_run_checks_hand_built_args(tmp_path):
 
 
 def test_digit_index_is_checked_before_training(tmp_path, monkeypatch):
-    import comparisons.experiments.rotated_digit as lenet  # the name the experiment calls
+    import comparisons.experiments.rotated_digit.experiment as lenet  # the name run() calls
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained before checking --digit-index")
