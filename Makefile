@@ -32,7 +32,7 @@ verify: $(STAMP)
 # MKL_CBWR=COMPATIBLE: MKL computes the same numbers whatever the CPU (tests/conftest.py sets it
 # too, and says why; here it holds whatever imports torch first)
 test: $(STAMP)
-	MKL_CBWR=COMPATIBLE $(PY) -m pytest -q -n 2 tests
+	MKL_CBWR=COMPATIBLE $(PY) -m pytest -q -n 2 --dist worksteal tests
 
 # The documentation site (Sphinx + myst-nb, furo theme) into docs/_build/html; warnings are
 # errors. DOCS_EXECUTE_NOTEBOOKS=1 also runs the notebooks (minutes); by default they are

@@ -49,6 +49,18 @@ def _methods_arg(text: str) -> tuple[str, ...]:
     return names
 
 
+def thetas_list_arg(text: str) -> tuple[float, ...]:
+    """``--psis-thetas``: comma-separated numbers > 0."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(v > 0 and v < float("inf") for v in values):
+        raise argparse.ArgumentTypeError(f"--psis-thetas must be a comma list of numbers > 0, "
+                                         f"got {text!r}")
+    return values
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``reference-scores`` subcommand (sets ``func`` and ``handler`` to :func:`run`)."""
     from comparisons.experiments.reference_scores import SCORED_METHODS
@@ -74,6 +86,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="MC dropout passes T (default 1000)")
     p.add_argument("--gp-iterations", type=int_at_least("--gp-iterations"), default=200)
+    p.add_argument("--psis-draws", type=int_at_least("--psis-draws", 0), default=0,
+                   help="draws of the MC dropout family for the PSIS of the reference's "
+                        "posterior against it (Pareto k: did the approximation work?); 0: none")
+    p.add_argument("--psis-thetas", type=thetas_list_arg, default=(0.1, 0.03, 0.01),
+                   help="comma list of the family's jitters theta > 0 for --psis-draws "
+                        "(default 0.1,0.03,0.01)")
     p.add_argument("--cache-dir", type=output_dir_arg("--cache-dir"),
                    default="outputs/reference-scores-cache",
                    help="results store of the finished references' records, reused by a re-run "
@@ -94,7 +112,8 @@ def settings_from_args(args):
     kwargs = {"reference_dir": args.reference, "datasets": args.dataset, "splits": args.splits,
               "methods": args.methods, "epochs_multiplier": args.epochs_multiplier,
               "num_samples": args.num_samples, "gp_iterations": args.gp_iterations,
-              "seed": args.seed}
+              "seed": args.seed, "psis_draws": args.psis_draws,
+              "psis_thetas": args.psis_thetas}
     if args.smoke:
         kwargs.update(SMOKE)
     return ScoreSettings(**kwargs)

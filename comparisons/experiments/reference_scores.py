@@ -61,6 +61,7 @@ from typing import Any
 
 import gpytorch
 import numpy as np
+import torch
 from scipy.special import logsumexp
 
 from comparisons.datasets.splits import load_split
@@ -79,7 +80,7 @@ from comparisons.metrics.gaussian import gaussian_log_likelihood
 from comparisons.protocols.uci import fit_mc_dropout_under_prior
 from comparisons.reference.reference_file import load_reference
 from comparisons.runner.store import ResultsStore, make_cell_id
-from vi_dropout.validation import check_positive, check_positive_int
+from vi_dropout.validation import check_nonnegative_int, check_positive, check_positive_int
 
 __all__ = ["REFERENCE_FITTED", "SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive", "ScoreResult", "ScoreSettings",
            "hmc_predictive", "run", "score_cell_id"]
@@ -111,6 +112,10 @@ class ScoreSettings:
         epochs_multiplier, num_samples: MC dropout's protocol (x10, T = 1000).
         gp_iterations: L-BFGS iterations of the fitted GPs.
         seed: seed of every fit.
+        psis_draws: draws of the MC dropout family for the PSIS of the posterior against it
+            (:func:`~comparisons.inference_data.vi_psis.variational_psis`); 0 (default): none.
+        psis_thetas: the jitters :math:`\theta` of that family (its exact density needs
+            :math:`\theta > 0`).
     """
 
     reference_dir: str
@@ -121,6 +126,8 @@ class ScoreSettings:
     num_samples: int = 1000
     gp_iterations: int = 200
     seed: int = 0
+    psis_draws: int = 0
+    psis_thetas: tuple[float, ...] = (0.1, 0.03, 0.01)
 
     def __post_init__(self):
         from comparisons.protocols.registry import method_ids
@@ -138,6 +145,11 @@ class ScoreSettings:
         check_positive(self.epochs_multiplier, "epochs_multiplier")
         for name in ("num_samples", "gp_iterations"):
             check_positive_int(getattr(self, name), name)
+        check_nonnegative_int(self.psis_draws, "psis_draws")
+        thetas = tuple(check_positive(t, "psis_thetas") for t in self.psis_thetas)
+        if not thetas:
+            raise ValueError("psis_thetas must hold at least one theta > 0")
+        object.__setattr__(self, "psis_thetas", thetas)
 
 
 @dataclass
@@ -189,9 +201,38 @@ def _fit_dropout(raw, std, manifest, s: ScoreSettings) -> list[Predictive]:
     info = {"dropout_rate": float(drop.dropout_rate), "tau": float(drop.tau),
             "keras_length_scale": float(protocol.prior_length_scale)}
     sd_mean = drop.standard_mean
-    return [Predictive("mc_dropout", drop.mean, drop.var, wall, info),
+    psis = _dropout_psis(drop, raw, std, manifest, s) if s.psis_draws else {}
+    return [Predictive("mc_dropout", drop.mean, drop.var, wall, dict(info, **psis)),
             Predictive("standard_dropout", sd_mean, np.full_like(sd_mean, 1.0 / drop.tau), wall,
                        dict(info))]
+
+
+def _dropout_psis(drop, raw, std, manifest, s: ScoreSettings) -> dict[str, float]:
+    r"""PSIS of the posterior of the protocol's network under the reference's prior
+    :math:`l` and noise :math:`\tau_s`, given the standardised training data, against the MC
+    dropout family at the trained network's means (:math:`\mathbf{M} = \mathbf{W}'/\pi`, the
+    selected keep_prob on every layer), for each :math:`\theta` of ``psis_thetas``:
+    ``{"psis_k[theta=...]": k, "psis_ess[theta=...]": ess}``."""
+    from comparisons.inference_data.vi_psis import variational_psis
+    from vi_dropout.guides import DropoutGuide
+    from vi_dropout.models import BayesianMLP
+    from vi_dropout.network import Architecture
+
+    widths = (drop.weights[0].shape[1], *(w.shape[0] for w in drop.weights))
+    arch = Architecture(widths, "relu")  # the protocol's network
+    model = BayesianMLP(arch, float(manifest["prior_length_scale"]),
+                        float(manifest["tau_standardized"]), keep_prob=drop.keep_prob)
+    means = [w.detach().double() / drop.keep_prob for w in drop.weights]
+    biases = [b.detach().double() for b in drop.biases]
+    x = torch.as_tensor(np.asarray(std.x_train), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(std.y_train), dtype=torch.float64).reshape(len(x), -1)
+    out = {}
+    for theta in s.psis_thetas:
+        guide = DropoutGuide(model, theta, init_weights=means, init_biases=biases)
+        psis = variational_psis(model, guide, x, y, num_draws=s.psis_draws, seed=s.seed)
+        out[f"psis_k[theta={theta:g}]"] = psis.pareto_k
+        out[f"psis_ess[theta={theta:g}]"] = psis.ess
+    return out
 
 
 def _fit_gp(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
@@ -259,6 +300,9 @@ def score_cell_id(manifest: dict[str, Any], settings: ScoreSettings) -> str:
     a changed reference or other settings are scored again."""
     config = {k: v for k, v in asdict(settings).items()
               if k not in ("reference_dir", "datasets", "splits")}
+    if not settings.psis_draws:  # cells made before the PSIS option keep their ids
+        config.pop("psis_draws")
+        config.pop("psis_thetas")
     config["reference_sha256"] = manifest["sha256"]
     config["manifest_sha256"] = manifest["manifest_sha256"]  # what the file claims to be
     return make_cell_id(manifest["dataset"], int(manifest["split"]), config)
@@ -301,6 +345,9 @@ def _score_split(dataset: str, split: int, s: ScoreSettings, path, idata, manife
         add(pred.method, "coverage_95", interval_coverage(pred.mean, pred.var, y))
         add(pred.method, "mean_pred_sd", float(np.mean(np.sqrt(pred.var))))
         add(pred.method, "wall_time_s", pred.wall_time_s)
+        for key, value in pred.info.items():
+            if key.startswith("psis_"):
+                add(pred.method, key, value)
         dist = summarize_predictive_distances(pred.mean, pred.var, ref_mean, ref_var,
                                               scale=y_std)
         for metric in ("smd", "var_ratio", "tv", "w2", "kl"):

@@ -184,7 +184,24 @@ def report_markdown(records: pd.DataFrame, references: dict, commands: Sequence[
             lines += ["Gate failed: " + "; ".join(conv["reasons"]), ""]
         rec = records[(records.dataset == dataset) & (records.split == split)]
         lines += _table(rec) + [""]
+        lines += _psis_lines(rec)
     return "\n".join(lines)
+
+
+def _psis_lines(rec: pd.DataFrame) -> list[str]:
+    """The PSIS of the posterior against the MC dropout family, when the run computed it
+    (``--psis-draws``): Pareto k and the ESS per theta."""
+    psis = rec[(rec.method == "mc_dropout") & rec.metric.str.startswith("psis_k[")]
+    if psis.empty:
+        return []
+    values = {r.metric: r.value for r in rec[rec.method == "mc_dropout"].itertuples()}
+    parts = []
+    for metric in psis.metric:
+        theta = metric[len("psis_k["):-1]
+        parts.append(f"{theta}: k = {format_value(values[metric])}, ESS "
+                     f"{format_value(values.get(f'psis_ess[{theta}]', float('nan')))}")
+    return ["PSIS of the posterior (this reference's prior and noise) against MC dropout's q "
+            "(Pareto k; k >= 0.7: q misses the posterior): " + "; ".join(parts) + ".", ""]
 
 
 def write_report(result, out, commands: Sequence[str] = ()) -> dict[str, Path]:

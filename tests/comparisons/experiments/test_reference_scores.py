@@ -255,3 +255,25 @@ def test_an_edited_manifest_is_refused_not_served_from_the_cache(tmp_path, capsy
     assert err.count("\n") == 1 and "was edited after it was saved" in err
     assert f"tau_standardized: saved {TAU_S}, now 80.0" in err
     assert (tmp_path / "out" / "records.csv").read_text() == before
+
+
+def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path):
+    """--psis-draws adds Pareto k and the ESS per theta to mc_dropout's records; without it the
+    records and the cell ids are what they were."""
+    _fake_reference(tmp_path, "yacht", 0, converged=True)
+    base = ScoreSettings(reference_dir=str(tmp_path), datasets=("yacht",), methods=("mc_dropout",),
+                         epochs_multiplier=0.05, num_samples=20)
+    with_psis = dataclasses.replace(base, psis_draws=300, psis_thetas=(0.1, 0.01))
+    rec = pd.DataFrame(run(with_psis).records).set_index(["method", "metric"]).value
+    for theta in ("0.1", "0.01"):
+        k, ess = rec["mc_dropout", f"psis_k[theta={theta}]"], rec["mc_dropout",
+                                                                  f"psis_ess[theta={theta}]"]
+        assert np.isfinite(k) and 1.0 <= ess <= 300
+    # a narrower family misses more of the posterior
+    assert rec["mc_dropout", "psis_k[theta=0.01]"] > 0.7
+    manifest = {"dataset": "yacht", "split": 0, "sha256": "a", "manifest_sha256": "b"}
+    assert score_cell_id(manifest, base) == score_cell_id(
+        manifest, dataclasses.replace(base, psis_thetas=(0.5,)))  # off: not in the id
+    assert score_cell_id(manifest, with_psis) != score_cell_id(manifest, base)
+    with pytest.raises(ValueError, match="psis_draws must be an integer >= 0"):
+        dataclasses.replace(base, psis_draws=-1)
