@@ -205,8 +205,9 @@ def _time_to_converged(result, x_test, y_test, step: int = 50) -> dict:
 
 def _backend_run(backend: str, z, tau: float, args, num_samples: int) -> dict:
     result = run_nuts(z.x_train, z.y_train, hidden=(50,), activation="relu",
-                      prior_length_scale=args.length_scale, tau=tau, num_chains=4,
-                      num_warmup=args.warmup, num_samples=num_samples, num_processes=2,
+                      prior_length_scale=args.length_scale, tau=tau, num_chains=args.chains,
+                      num_warmup=args.warmup, num_samples=num_samples,
+                      num_processes=args.processes,
                       cache_dir=args.cache_dir, seed=0, jit_compile=True, backend=backend,
                       max_tree_depth=args.max_tree_depth)
     s = result.sample_stats
@@ -232,8 +233,8 @@ def backends(args) -> dict:
     tau = args.tau
     runs = {b: _backend_run(b, z, tau, args, args.samples) for b in ("potential", "numpyro")}
     out = {"problem": f"boston split 0, N=455, 13-50-1 relu, l={args.length_scale}, "
-                      f"tau_s={tau:.4g}, 4 chains x ({args.warmup} + {args.samples}), "
-                      "2 processes", "runs": runs}
+                      f"tau_s={tau:.4g}, {args.chains} chains x ({args.warmup} + "
+                      f"{args.samples}), {args.processes} process(es)", "runs": runs}
     if args.converge_samples and runs["numpyro"]["convergence"]["converged_at_draws"] is None:
         long = _backend_run("numpyro", z, tau, args, args.converge_samples)
         out["numpyro_long"] = long
@@ -316,13 +317,16 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default="outputs/hmc_cache")
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run of --part backends (20 + 20 iterations at tree depth "
-                             "4; a minute): checks the plumbing, its numbers mean nothing")
+                        help="smoke run of --part backends (2 chains of 20 + 20 iterations at "
+                             "tree depth 4, in this process; seconds): checks the plumbing, its "
+                             "numbers mean nothing")
     args = parser.parse_args(argv)
     if args.quick:
         if args.part != "backends":
             parser.error(f"--quick is for --part backends, got --part {args.part}")
         args.warmup, args.samples, args.max_tree_depth, args.converge_samples = 20, 20, 4, 0
+    # the full runs: 4 chains in 2 worker processes; the smoke run: 2 chains in this process
+    args.chains, args.processes = (2, 1) if args.quick else (4, 2)
     default = 500 if args.part == "toy" else 50
     args.warmup = default if args.warmup is None else args.warmup
     args.samples = default if args.samples is None else args.samples

@@ -112,10 +112,10 @@ def test_numpyro_backend_shares_the_cache_statistics_and_inference_data(tmp_path
     assert pyro_run.cache_files[0] != first.cache_files[0]
     # a dense mass matrix is another cache entry and other draws; the default adds no key
     assert "dense_mass" not in first.settings
-    dense = run_nuts(x, y, num_chains=2, num_processes=1, **dict(kw, dense_mass=True))
-    assert dense.settings["dense_mass"] is True and dense.from_cache == (False, False)
+    dense = run_nuts(x, y, num_chains=1, num_processes=1, **dict(kw, dense_mass=True))
+    assert dense.settings["dense_mass"] is True and dense.from_cache == (False,)
     assert dense.cache_files[0] != first.cache_files[0]
-    assert not np.array_equal(dense.samples["layers.1.bias"], first.samples["layers.1.bias"])
+    assert not np.array_equal(dense.samples["layers.1.bias"][0], first.samples["layers.1.bias"][0])
 
 
 def test_missing_jax_is_an_import_error_saying_what_to_install(monkeypatch):
