@@ -18,7 +18,9 @@ edges :math:`b/B` are computed in float64), and
     \operatorname{acc}(B_b) = \frac{1}{|B_b|}\sum_{n \in B_b} [\hat{y}_n = y_n], \quad
     \operatorname{conf}(B_b) = \frac{1}{|B_b|}\sum_{n \in B_b} \hat{c}_n .
 
-Empty bins contribute nothing. Negative log-likelihood (mean over the test points, nats):
+Empty bins contribute nothing. Why not ArviZ's: ArviZ's calibration checks (LOO-PIT, the PIT
+ECDF) are for continuous predictive distributions; these are the classification summaries of the
+rotated-digit experiment. Negative log-likelihood (mean over the test points, nats):
 
 .. math::
     \mathrm{NLL} = -\frac{1}{N}\sum_n \log \bar{p}_{n, y_n}

@@ -28,6 +28,11 @@ invariant under a common affine map of the target (so the scale the targets are 
 matter); :math:`W_2` has the units of the target. Invalid input (NaN / inf, a variance
 :math:`\le 0`, mismatched shapes) raises a ``ValueError`` naming the argument.
 
+Why not ArviZ's: ``arviz_stats.kl_divergence`` and ``arviz_stats.wasserstein`` (ArviZ 1.x)
+estimate distances between two sets of DRAWS of a whole posterior; these are the closed forms
+between two Gaussians at each test point, exact and free of Monte Carlo error, for the
+moment-matched predictives every method of the comparison gives.
+
 Example:
     >>> float(gaussian_kl(0.0, 1.0, 0.0, 1.0)), float(gaussian_w2(1.0, 4.0, 0.0, 1.0))
     (0.0, 1.4142135623730951)
