@@ -343,10 +343,7 @@ class ConcreteDropoutObjective(torch.nn.Module):
         return self._negative_elbo_of_outputs(y, out, num_data)
 
     def _negative_elbo_of_outputs(self, y, out, num_data: int) -> torch.Tensor:
-        tau = self.tau
-        nll = negative_log_likelihood(y, out, "gaussian", tau)
-        return num_data * nll + self.kl()
-
+        return num_data * negative_log_likelihood(y, out, "gaussian", self.tau) + self.kl()
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, num_samples: int, *, network: int | None = None,

@@ -272,9 +272,7 @@ class MeanFieldObjective(torch.nn.Module):
             noise = self.draw_noise(x.shape[-2], sample_shape, generator)
         out = mean_field_forward(x, list(self.weights), list(self.biases), self.weight_scales,
                                  self.bias_scales, self.architecture.activation, noise)
-        tau = self.tau
-        nll = negative_log_likelihood(y, out, "gaussian", tau)
-        return num_data * nll + self.kl()
+        return num_data * negative_log_likelihood(y, out, "gaussian", self.tau) + self.kl()
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, num_samples: int, *, network: int | None = None,
