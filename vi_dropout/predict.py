@@ -391,7 +391,9 @@ def _module_dropouts(module: nn.Module) -> dict[nn.Dropout, float]:
     if not found:
         raise ValueError(
             f"weights must be a sequence of tensors or a torch.nn.Module with torch.nn.Dropout "
-            f"layers, got a {type(module).__name__} without any (T passes would all be equal)")
+            f"modules, got a {type(module).__name__} without any: mc_predict samples the masks "
+            f"of nn.Dropout modules only (for functional dropout, F.dropout in forward, use "
+            f"pyro.infer.Predictive with vi_dropout.ModuleBNN and its DropoutGuide)")
     return found
 
 
@@ -496,7 +498,12 @@ def _module_draws(x, module, dropouts: dict, T: int, *, shared_masks, generator,
         for t0 in tqdm(range(0, T, t_chunk), disable=not progress, desc="mc_predict",
                        leave=False):
             tc = state["tc"] = min(t_chunk, T - t0)
-            y = module(x.expand(tc, *x.shape).reshape(tc * n, *x.shape[1:]))
+            try:
+                y = module(x.expand(tc, *x.shape).reshape(tc * n, *x.shape[1:]))
+            except (RuntimeError, TypeError) as exc:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ValueError(f"x of shape {tuple(x.shape)} does not go through the module "
+                                 f"{type(module).__name__}: {first}") from exc
             if y.shape[0] != tc * n:
                 raise ValueError(f"weights: the module must map N x ... inputs to N x ... "
                                  f"outputs (one row per input), got {tc * n} rows in and "

@@ -47,12 +47,14 @@ from pyro.poutine.util import prune_subsample_sites
 from vi_dropout.guides import DropoutGuide
 from vi_dropout.inputs import Inputs
 from vi_dropout.models import ModuleBNN
-from vi_dropout.validation import check_int, check_positive_int
+from vi_dropout.validation import check_int
 
 __all__ = ["VariationalPSIS", "variational_psis", "log_importance_ratios"]
 
 #: draws per vectorised chunk (the model runs once per chunk)
 CHUNK = 500
+#: the fewest draws: PSIS fits a Pareto tail to the largest ratios
+MIN_DRAWS = 100
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def log_importance_ratios(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: t
         raise ValueError(f"model must be a ModuleBNN (or BayesianMLP), got {type(model).__name__}")
     if not isinstance(guide, DropoutGuide):
         raise ValueError(f"guide must be a DropoutGuide, got {type(guide).__name__}")
-    num_draws = check_positive_int(num_draws, "num_draws")
+    guide.check_model(model)
+    num_draws = check_int(num_draws, "num_draws", minimum=MIN_DRAWS)
     seed = check_int(seed, "seed")
     out = []
     with torch.random.fork_rng(devices=[]), torch.no_grad():

@@ -550,7 +550,7 @@ class _Flatten(torch.nn.Module):
 @pytest.mark.parametrize("build,kwargs,match", [
     (lambda: torch.nn.Sequential(torch.nn.Linear(4, 2).double()), {},
      r"^weights must be a sequence of tensors or a torch.nn.Module with torch.nn.Dropout "
-     r"layers, got a Sequential without any"),
+     r"modules, got a Sequential without any"),
     (lambda: torch.nn.Sequential(torch.nn.Dropout2d(0.5)), {},
      r"^weights: 0 is a Dropout2d; mc_predict samples the masks of torch.nn.Dropout layers only"),
     (lambda: torch.nn.Sequential(torch.nn.Dropout(1.0)), {},
@@ -618,3 +618,13 @@ def test_a_module_with_a_bad_parameter_or_keep_prob_is_refused():
     with pytest.raises(ValueError, match=r"^weights: the module's features\(x\) must be N x H "
                                          r"\(2 rows\), got shape \(2, 1, 7\)"):
         mc_predict(x, _BadFeatures(), T=2)
+
+
+def test_module_inputs_that_do_not_fit_are_one_value_error():
+    """x with the wrong number of features gave torch's raw 'mat1 and mat2 shapes cannot be
+    multiplied (100x3 and 2x32)' (T x N rows of an internal batch)."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                              torch.nn.Linear(32, 1))
+    with pytest.raises(ValueError, match=r"^x of shape \(20, 3\) does not go through the module "
+                                         r"Sequential"):
+        mc_predict(torch.randn(20, 3), net, T=5)

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 
 import pyro
@@ -100,6 +101,10 @@ class DropoutGuide(PyroModule):
             raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
         self.layers: tuple[CoveredLayer, ...] = model.layers
         self.theta = check_positive(theta, "theta")
+        smallest = math.sqrt(torch.finfo(model.dtype).tiny)
+        if self.theta < smallest:
+            raise ValueError(f"theta must be at least {smallest:.3g} for a {model.dtype} model "
+                             f"(theta^2 would underflow and the ELBO become NaN), got {theta!r}")
         init_from_module = check_bool(init_from_module, "init_from_module")
         net = model._modules["net"]
         # the model's network, not a submodule of the guide: load_into copies its point estimates
@@ -127,6 +132,34 @@ class DropoutGuide(PyroModule):
                       for t in _initial_means(init_biases, shapes, "init_biases", dtype)]
         self.weight_locs = nn.ParameterList(weights)
         self.bias_locs = nn.ParameterList(biases)
+
+    def check_model(self, model: ModuleBNN) -> None:
+        """``ValueError`` unless ``model`` is a :class:`ModuleBNN` with this guide's covered
+        layers (a guide built for another model would leave the model's sites to its prior)."""
+        if not isinstance(model, ModuleBNN):
+            raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
+        if tuple(model.layers) != tuple(self.layers):
+            raise ValueError("guide was built for another model: its covered layers differ "
+                             "(build DropoutGuide(model) for this model)")
+
+    def _check_dropout_of(self, module: nn.Module) -> None:
+        """``ValueError`` when ``module`` lacks the dropout of a covered layer with keep_prob < 1
+        (MC dropout through it would have no spread), read by the conversion's own analysis;
+        a module the conversion cannot read without a ``keep_probs`` map is not checked."""
+        from vi_dropout.conversion import convert_module
+
+        try:
+            found = {c.name: c.keep_prob for c in convert_module(
+                module, uncovered_dropout="disable").layers}
+        except ValueError:
+            return
+        for layer in self.layers:
+            if layer.keep_prob < 1 and found.get(layer.name, 1.0) == 1.0:
+                raise ValueError(
+                    f"module has no dropout in front of layer {layer.name!r}, where the model "
+                    f"keeps units with keep_prob {layer.keep_prob:g}: MC dropout through it would "
+                    f"have no spread. Load into the network WITH its dropout (your own module; "
+                    f"for BayesianMLP: model.network_with_dropout())")
 
     @property
     def keep_probs(self) -> tuple[float, ...]:
@@ -182,6 +215,7 @@ class DropoutGuide(PyroModule):
         :func:`~vi_dropout.conversion.without_disabled_dropout`). Returns ``module``."""
         if not isinstance(module, nn.Module):
             raise ValueError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        self._check_dropout_of(module)
         for layer, m, b in zip(self.layers, self.weight_locs, self.bias_locs):
             try:
                 sub = module.get_submodule(layer.name)

@@ -98,8 +98,7 @@ class PerExampleDropoutELBO(ELBO):
             raise ValueError(f"model must be a ModuleBNN, got {type(model).__name__}")
         if not isinstance(guide, DropoutGuide):
             raise ValueError(f"guide must be a DropoutGuide, got {type(guide).__name__}")
-        if guide.layers != model.layers:
-            raise ValueError("guide was built for another model: its covered layers differ")
+        guide.check_model(model)
         try:
             bound = _MODEL_SIGNATURE.bind(model, *args, **kwargs)
         except TypeError as exc:

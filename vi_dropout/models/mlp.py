@@ -2,8 +2,8 @@ r"""The paper's network: an MLP with dropout in front of every layer, and its Py
 
 :class:`MLP` is an ordinary ``torch.nn.Module`` (``nn.Linear`` layers ``layers.{i}``, each after
 an ``nn.Dropout`` of keep probability :math:`\pi_i`, the activation between layers). It runs as
-any network does (MC dropout through its own ``nn.Dropout``) and, because its forward pass is
-:meth:`MLP.forward_draws` runs it for many weight draws at once.
+any network does (MC dropout through its own ``nn.Dropout``), and :meth:`MLP.forward_draws`
+runs it for many weight draws at once.
 
 :class:`BayesianMLP` is :class:`~vi_dropout.models.bnn.ModuleBNN` on an :class:`MLP`: the same
 model, sites, plate and checks as for any network, with the priors of Gal & Ghahramani's
@@ -148,6 +148,13 @@ class BayesianMLP(ModuleBNN):
                          likelihood=likelihood, keep_probs=net.keep_prob_map())
         self.architecture = architecture
         self.keep_probs = net.keep_probs
+
+    def network_with_dropout(self) -> MLP:
+        """A fresh :class:`MLP` of this model's architecture, keep probabilities and dtype, WITH
+        its ``nn.Dropout`` layers (the model itself runs without them): load a guide's means
+        into it (:meth:`~vi_dropout.guides.DropoutGuide.load_into`) for MC dropout with
+        :func:`~vi_dropout.predict.mc_predict`."""
+        return MLP(self.architecture, self.keep_probs, dtype=self.dtype)
 
     def check_data(self, x: Inputs, y: torch.Tensor | None = None,
                    num_data: int | None = None) -> int:

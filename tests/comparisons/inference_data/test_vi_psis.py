@@ -69,5 +69,5 @@ def test_bad_arguments_are_named():
         log_importance_ratios(object(), guide, x, y)
     with pytest.raises(ValueError, match="^guide must be a DropoutGuide"):
         log_importance_ratios(model, object(), x, y)
-    with pytest.raises(ValueError, match="^num_draws must be an integer >= 1"):
+    with pytest.raises(ValueError, match="^num_draws must be an integer >= 100"):
         variational_psis(model, guide, x, y, num_draws=0)

@@ -182,3 +182,39 @@ def test_model_and_guide_scalars_must_be_numbers(kwargs, message):
 def test_architecture_widths_must_be_integers(widths):
     with pytest.raises(ValueError, match=r"^widths\[\d\] must be an integer >= 1, got a (bool|str)"):
         Architecture(widths)
+
+
+def test_network_with_dropout_runs_mc_dropout_and_the_dropout_free_copy_is_refused():
+    """A new user's first try was guide.load_into(model.net): the model's own copy has no
+    dropout, so MC dropout through it had zero spread, silently. It is refused, naming the way
+    that works: model.network_with_dropout()."""
+    from vi_dropout.predict import mc_predict
+
+    model = BayesianMLP(Architecture((1, 16, 1)), 1.0, 10.0, keep_prob=[1.0, 0.9],
+                        generator=torch.Generator().manual_seed(0))
+    guide = DropoutGuide(model, theta=1e-2)
+    with pytest.raises(ValueError, match=r"^module has no dropout in front of layer 'layers.1'"
+                                         r".*model.network_with_dropout\(\)"):
+        guide.load_into(model.net)
+    net = guide.load_into(model.network_with_dropout())
+    x = torch.linspace(-1, 1, 7, dtype=torch.float64)[:, None]
+    draws = mc_predict(x, net, T=200, generator=torch.Generator().manual_seed(1))
+    assert draws.shape == (200, 7, 1) and float(draws.std(0).min()) > 0
+
+
+def test_theta_below_the_dtype_floor_and_a_guide_of_another_model_are_refused():
+    """theta = 1e-160 passed the check and the per-example ELBO became NaN; a guide built for
+    another model was accepted and scored the model's prior."""
+    from comparisons.inference_data.vi_psis import variational_psis
+
+    model = BayesianMLP(Architecture((2, 8, 1)), 1.0, 10.0, keep_prob=0.9)
+    with pytest.raises(ValueError, match=r"^theta must be at least 1.49e-154 for a "
+                                         r"torch.float64 model"):
+        DropoutGuide(model, theta=1e-160)
+    small = BayesianMLP(Architecture((2, 8, 1)), 1.0, 10.0, keep_prob=0.9, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"^theta must be at least 1.08e-19 for a torch.float32"):
+        DropoutGuide(small, theta=1e-20)
+    other = BayesianMLP(Architecture((2, 4, 1)), 1.0, 10.0, keep_prob=0.9)
+    x, y = toy_regression(20, 2, 1)
+    with pytest.raises(ValueError, match="^guide was built for another model"):
+        variational_psis(model, DropoutGuide(other, theta=0.1), x, y, num_draws=100)
