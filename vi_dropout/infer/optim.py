@@ -34,6 +34,7 @@ from vi_dropout.models import ModuleBNN
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable, Mapping
 
 import pyro
@@ -152,4 +153,13 @@ def JointAdam(optim_args: Mapping[str, object]) -> JointOptim:
     if not isinstance(optim_args, Mapping):
         raise ValueError("optim_args: expected a dict of torch.optim.Adam's keyword arguments, "
                          f"got {type(optim_args).__name__}")
+    allowed = set(inspect.signature(torch.optim.Adam).parameters) - {"params"}
+    unknown = sorted(set(optim_args) - allowed)
+    if unknown:
+        raise ValueError(f"optim_args: {', '.join(map(repr, unknown))} is not an argument of "
+                         f"torch.optim.Adam (its arguments: {', '.join(sorted(allowed))})")
+    try:  # torch's own range checks (lr >= 0, betas in [0, 1), ...), before any SVI step
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], **optim_args)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"optim_args: {exc}") from None
     return JointOptim(torch.optim.Adam, {"foreach": True, **optim_args})

@@ -75,6 +75,14 @@ from vi_dropout.validation import (
 __all__ = ["ModuleBNN"]
 
 
+def _dropout_of(layer: CoveredLayer) -> str:
+    """The summary's "dropout in front" cell: the dropout found in the call graph, or where an
+    explicit ``keep_probs`` map put it."""
+    if layer.dropout or layer.dropout_call:
+        return layer.dropout or layer.dropout_call
+    return "(keep_probs map)" if layer.keep_prob < 1 else "-"
+
+
 def _as_buffers(net: nn.Module, layers) -> None:
     """Turn the covered layers' weight and bias parameters of ``net`` into buffers: they are
     latent variables of the model (replaced on every call), not point estimates."""
@@ -317,7 +325,7 @@ class ModuleBNN(PyroModule):
             kind = c.kind if c.groups == 1 else f"{c.kind} (groups={c.groups})"
             rows.append(f"| {c.name} | {kind} | {c.num_rows} x {c.num_cols} | {c.keep_prob:g} | "
                         f"{'yes' if c.has_bias else 'no'} | "
-                        f"{c.dropout or c.dropout_call or '-'} |")
+                        f"{_dropout_of(c)} |")
         rows.append("")
         if self.disabled_dropout:
             rows += ["DISABLED dropout (uncovered_dropout='disable'): switched off in this model, "

@@ -125,3 +125,14 @@ def test_state_round_trips_in_pyro_format(source, target):
 def test_bad_arguments_are_named(bad, match):
     with pytest.raises(ValueError, match=match):
         bad()
+
+
+def test_unknown_or_out_of_range_options_are_named_before_any_step():
+    """{"learning_rate": ...} gave torch's raw TypeError from inside the first SVI step."""
+    from vi_dropout.infer.optim import JointAdam
+
+    with pytest.raises(ValueError, match=r"^optim_args: 'learning_rate' is not an argument of "
+                                         r"torch.optim.Adam \(its arguments: .*\blr\b"):
+        JointAdam({"learning_rate": 1e-2})
+    with pytest.raises(ValueError, match=r"^optim_args: Invalid learning rate: -1"):
+        JointAdam({"lr": -1.0})
