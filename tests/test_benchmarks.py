@@ -57,3 +57,15 @@ def test_bench_your_network_quick_mode_prints_its_ratios_and_verify_times():
         assert plain > 0 and abs(per_ratio - per / plain) <= 0.01 * per_ratio + 0.01
         assert abs(joint_ratio - joint / plain) <= 0.01 * joint_ratio + 0.01
     assert "| bn_residual | 24 |" in out and "/ " in out
+
+
+def test_limit_table_quick_mode_prints_the_work_the_limit_and_the_measured_time():
+    out = run_benchmark_quick("limit_table")
+    assert "GFLOP/s on 2 thread(s)" in out and "|---|" in out
+    rows = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| yacht ")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0]]
+    n, q, h, grid, epochs = (float(c) for c in cells[1:6])
+    assert (n, q, h, grid, epochs) == (277, 6, 50, 12, 4000)  # yacht's split 0, x100
+    limit, measured, ratio = (float(c) for c in cells[8:11])
+    assert limit > 0 and measured > 0 and abs(ratio - measured / limit) <= 1e-3 * ratio
