@@ -519,13 +519,12 @@ def _fit_dropout(s: DiagnoseSettings, d: _Split, say: Callable[[str], None], pro
 def _registered_methods(methods) -> tuple[str, ...]:
     """``methods`` as a tuple of distinct registered method ids with a split predictive, none
     of the four built into the run; else ``ValueError`` naming them."""
-    from comparisons.protocols.registry import get_method, method_ids
+    from comparisons.protocols.registry import predictive_method_ids
 
     if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
         raise ValueError(f"methods must be a sequence of method ids, got {methods!r}")
     methods = tuple(methods)
-    ok = [m for m in method_ids() if get_method(m).split_predictive is not None
-          and m not in DIAGNOSE_METHODS]
+    ok = predictive_method_ids(exclude=DIAGNOSE_METHODS)
     bad = [m for m in methods if m not in ok]
     if bad or len(set(methods)) != len(methods):
         raise ValueError(f"methods must be distinct registered methods with a split predictive "

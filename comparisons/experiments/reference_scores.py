@@ -256,10 +256,9 @@ def _fit_gp(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:
 def _registered_methods() -> tuple[str, ...]:
     """The registered methods with a split predictive that this experiment does not fit itself
     (the learned and baseline protocols, and methods of your own)."""
-    from comparisons.protocols.registry import get_method, method_ids
+    from comparisons.protocols.registry import predictive_method_ids
 
-    return tuple(m for m in method_ids() if m not in REFERENCE_FITTED
-                 and get_method(m).split_predictive is not None)
+    return predictive_method_ids(exclude=REFERENCE_FITTED)
 
 
 def _fit_registered(method: str, raw, std, manifest, s: ScoreSettings) -> Predictive:

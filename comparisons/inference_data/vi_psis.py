@@ -18,8 +18,8 @@ the smoothed weights is the second summary.
 
 The model and the guide are the toolkit's one stack (:class:`~vi_dropout.models.ModuleBNN` /
 :class:`~vi_dropout.models.BayesianMLP` and :class:`~vi_dropout.guides.DropoutGuide`); the draws
-are made and scored by Pyro itself (the guide's trace replayed in the model, ``S`` draws at once
-in a particle plate), the smoothing is ArviZ's ``psislw``.
+are made and scored by Pyro itself (``pyro.infer.importance.vectorized_importance_weights``), the
+smoothing is ArviZ's ``psislw``.
 
 Example:
     >>> import torch
@@ -41,8 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyro
 import torch
-from pyro import poutine
-from pyro.poutine.util import prune_subsample_sites
+from pyro.infer.importance import vectorized_importance_weights
 
 from vi_dropout.guides import DropoutGuide
 from vi_dropout.inputs import Inputs
@@ -75,26 +74,12 @@ class VariationalPSIS:
     log_ratios: np.ndarray
 
 
-def _per_draw(trace, num: int) -> torch.Tensor:
-    """Sum of every (non-deterministic, scaled) site's log density per draw of the particle
-    dim."""
-    total = torch.zeros(num, dtype=torch.float64)
-    for name, site in prune_subsample_sites(trace).nodes.items():
-        if site["type"] != "sample" or site["infer"].get("_deterministic"):
-            continue
-        lp = site["fn"].log_prob(site["value"])
-        if lp.dim() == 0 or lp.shape[0] != num:
-            raise ValueError(f"site {name!r} has log-density shape {tuple(lp.shape)}: expected "
-                             f"one value per draw ({num}) first")
-        total = total + site["scale"] * lp.reshape(num, -1).sum(-1).to(torch.float64)
-    return total
-
-
 def log_importance_ratios(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.Tensor,
                           num_draws: int = 2000, seed: int = 0) -> np.ndarray:
     r""":math:`\log p(\mathbf{y}, \mathbf{W}_s \mid \mathbf{x}) - \log q(\mathbf{W}_s)` for
-    ``num_draws`` draws of the guide (Pyro's traces, chunks of :data:`CHUNK` draws in a particle
-    plate; the random stream is Pyro's, seeded ``seed``, and the global one is restored after).
+    ``num_draws`` draws of the guide (Pyro's ``vectorized_importance_weights``, chunks of
+    :data:`CHUNK` draws; the random stream is Pyro's, seeded ``seed``, and the global one is
+    restored after).
 
     Returns:
         ``(num_draws,)`` float64.
@@ -112,10 +97,9 @@ def log_importance_ratios(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: t
         done = 0
         while done < num_draws:
             n = min(CHUNK, num_draws - done)
-            with pyro.plate("psis_draws", n, dim=-2):
-                guide_trace = poutine.trace(guide).get_trace(x, y)
-                model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x, y)
-            out.append(_per_draw(model_trace, n) - _per_draw(guide_trace, n))
+            log_weights, _, _ = vectorized_importance_weights(
+                model, guide, x, y, num_samples=n, max_plate_nesting=1)
+            out.append(log_weights.reshape(n).to(torch.float64))
             done += n
     ratios = torch.cat(out).numpy()
     if not np.isfinite(ratios).all():

@@ -61,6 +61,7 @@ __all__ = [
     "get_method",
     "load_method_file",
     "method_ids",
+    "predictive_method_ids",
     "register_method",
     "run_settings_of",
     "split_method",
@@ -251,6 +252,13 @@ def method_ids() -> tuple[str, ...]:
     position = {method_id: k for k, method_id in enumerate(_REGISTRY)}
     return tuple(sorted(_REGISTRY, key=lambda m: (
         order.get(_BUILTIN_MODULE_OF.get(m), len(order)), position[m])))
+
+
+def predictive_method_ids(exclude: Sequence[str] = ()) -> tuple[str, ...]:
+    """The registered methods with a ``split_predictive`` (what ``reference-scores`` and
+    ``diagnose`` can score), in :func:`method_ids` order, without ``exclude``."""
+    return tuple(m for m in method_ids() if m not in exclude
+                 and get_method(m).split_predictive is not None)
 
 
 def builtin_method_ids() -> tuple[str, ...]:

@@ -26,7 +26,7 @@ import torch
 from pyro.nn import PyroModule, pyro_method
 from torch import nn
 
-from vi_dropout.conversion import CoveredLayer
+from vi_dropout.conversion import CoveredLayer, convert_module
 from vi_dropout.distributions import DropoutNormal
 from vi_dropout.models.bnn import ModuleBNN
 from vi_dropout.validation import check_bool, check_positive
@@ -146,8 +146,6 @@ class DropoutGuide(PyroModule):
         """``ValueError`` when ``module`` lacks the dropout of a covered layer with keep_prob < 1
         (MC dropout through it would have no spread), read by the conversion's own analysis;
         a module the conversion cannot read without a ``keep_probs`` map is not checked."""
-        from vi_dropout.conversion import convert_module
-
         try:
             found = {c.name: c.keep_prob for c in convert_module(
                 module, uncovered_dropout="disable").layers}

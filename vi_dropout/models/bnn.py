@@ -378,22 +378,15 @@ class ModuleBNN(PyroModule):
                                  "whole data set), not both")
             if size > n:
                 raise ValueError(f"subsample_size must be at most the {n} rows of x, got {size}")
-            return self._subsampled(x, y, size)
         net = self.net  # registers the point-estimate parameters (pyro.module)
         buffer = net.get_submodule(self.layers[0].name).weight
-        dtype = float_dtype(x, buffer.dtype)
         device = device_of(x)
-        weights, biases = self.sample_params(dtype, device)
+        weights, biases = self.sample_params(float_dtype(x, buffer.dtype), device)
         batch = batch_size(x)
-        with pyro.plate("data", n, subsample=torch.arange(batch, device=device), dim=-1):
-            return self._likelihood(net, x, y, weights, biases)
-
-    def _subsampled(self, x: Inputs, y: torch.Tensor | None, size: int) -> torch.Tensor:
-        """The model on a random minibatch of ``size`` rows that the plate draws."""
-        net = self.net
-        buffer = net.get_submodule(self.layers[0].name).weight
-        weights, biases = self.sample_params(float_dtype(x, buffer.dtype), device_of(x))
-        with pyro.plate("data", batch_size(x), subsample_size=size, dim=-1) as idx:
+        if subsample_size is None:  # x is the minibatch (of num_data rows in all)
+            with pyro.plate("data", n, subsample=torch.arange(batch, device=device), dim=-1):
+                return self._likelihood(net, x, y, weights, biases)
+        with pyro.plate("data", batch, subsample_size=size, dim=-1) as idx:  # the plate draws
             return self._likelihood(net, take(x, idx), None if y is None else y[idx],
                                     weights, biases)
 
