@@ -50,15 +50,31 @@ def _methods_arg(text: str) -> tuple[str, ...]:
 
 
 def thetas_list_arg(text: str) -> tuple[float, ...]:
-    """``--psis-thetas``: comma-separated numbers > 0."""
+    """``--psis-thetas``: comma-separated distinct numbers > 0."""
+    items = [v.strip() for v in text.split(",")]
     try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
+        values = tuple(float(v) for v in items)
     except ValueError:
         values = ()
-    if not values or not all(v > 0 and v < float("inf") for v in values):
-        raise argparse.ArgumentTypeError(f"--psis-thetas must be a comma list of numbers > 0, "
-                                         f"got {text!r}")
+    if (not values or not all(0 < v < float("inf") for v in values)
+            or len(set(values)) != len(values)):
+        raise argparse.ArgumentTypeError(f"--psis-thetas must be a comma list of distinct "
+                                         f"numbers > 0, got {text!r}")
     return values
+
+
+def psis_draws_arg(text: str) -> int:
+    """``--psis-draws``: 0 (none) or at least the PSIS minimum."""
+    from comparisons.inference_data.vi_psis import MIN_DRAWS
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value != 0 and value < MIN_DRAWS:
+        raise argparse.ArgumentTypeError(f"--psis-draws must be 0 (none) or an integer >= "
+                                         f"{MIN_DRAWS}, got {text!r}")
+    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -86,10 +102,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int_at_least("--num-samples"), default=1000,
                    help="MC dropout passes T (default 1000)")
     p.add_argument("--gp-iterations", type=int_at_least("--gp-iterations"), default=200)
-    p.add_argument("--psis-draws", type=int_at_least("--psis-draws", 0), default=0,
+    p.add_argument("--psis-draws", type=psis_draws_arg, default=0,
                    help="draws of the MC dropout family for the PSIS of the reference's "
                         "posterior against it (Pareto k: did the approximation work?); 0: none")
-    p.add_argument("--psis-thetas", type=thetas_list_arg, default=(0.1, 0.03, 0.01),
+    p.add_argument("--psis-thetas", type=thetas_list_arg, default=None,
                    help="comma list of the family's jitters theta > 0 for --psis-draws "
                         "(default 0.1,0.03,0.01)")
     p.add_argument("--cache-dir", type=output_dir_arg("--cache-dir"),
@@ -112,8 +128,12 @@ def settings_from_args(args):
     kwargs = {"reference_dir": args.reference, "datasets": args.dataset, "splits": args.splits,
               "methods": args.methods, "epochs_multiplier": args.epochs_multiplier,
               "num_samples": args.num_samples, "gp_iterations": args.gp_iterations,
-              "seed": args.seed, "psis_draws": args.psis_draws,
-              "psis_thetas": args.psis_thetas}
+              "seed": args.seed, "psis_draws": args.psis_draws}
+    if args.psis_thetas is not None:
+        if not args.psis_draws:
+            raise ValueError("--psis-thetas: only with --psis-draws N (the PSIS draws it sets "
+                             "the thetas of)")
+        kwargs["psis_thetas"] = args.psis_thetas
     if args.smoke:
         kwargs.update(SMOKE)
     return ScoreSettings(**kwargs)

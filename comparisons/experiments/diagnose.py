@@ -525,10 +525,14 @@ def _registered_methods(methods) -> tuple[str, ...]:
         raise ValueError(f"methods must be a sequence of method ids, got {methods!r}")
     methods = tuple(methods)
     ok = predictive_method_ids(exclude=DIAGNOSE_METHODS)
-    bad = [m for m in methods if m not in ok]
-    if bad or len(set(methods)) != len(methods):
-        raise ValueError(f"methods must be distinct registered methods with a split predictive "
-                         f"({', '.join(ok) or 'none'}), got {', '.join(methods)}")
+    for m in methods:
+        why = ("is one of the four methods diagnose always fits" if m in DIAGNOSE_METHODS
+               else "is given twice" if methods.count(m) > 1 else None if m in ok
+               else "is not a registered method with a split predictive (a method of your own "
+                    "needs its --method-file)")
+        if why:
+            raise ValueError(f"methods: {m!r} {why}; the registered methods with a split "
+                             f"predictive are {', '.join(ok) or 'none'}")
     return methods
 
 

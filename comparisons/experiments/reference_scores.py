@@ -130,22 +130,24 @@ class ScoreSettings:
     psis_thetas: tuple[float, ...] = (0.1, 0.03, 0.01)
 
     def __post_init__(self):
-        from comparisons.protocols.registry import method_ids
 
         known = REFERENCE_FITTED + _registered_methods()
         unknown = [m for m in self.methods if m not in known]
         if unknown or not self.methods or len(set(self.methods)) != len(self.methods):
             raise ValueError(
-                f"ScoreSettings: methods must be distinct names of {', '.join(REFERENCE_FITTED)} "
-                f"or of a registered method with a split predictive "
-                f"({', '.join(_registered_methods()) or 'none registered'}; registered: "
-                f"{', '.join(method_ids())}), got {', '.join(self.methods) or 'none'}")
+                f"methods must be distinct names of {', '.join(known)} (a method of your own "
+                f"needs its --method-file), got {', '.join(self.methods) or 'none'}"
+                + (f": {', '.join(unknown)} unknown" if unknown else ""))
         if not self.datasets or not self.splits:
             raise ValueError("ScoreSettings: datasets and splits must not be empty")
         check_positive(self.epochs_multiplier, "epochs_multiplier")
         for name in ("num_samples", "gp_iterations"):
             check_positive_int(getattr(self, name), name)
-        check_nonnegative_int(self.psis_draws, "psis_draws")
+        from comparisons.inference_data.vi_psis import MIN_DRAWS
+
+        if check_nonnegative_int(self.psis_draws, "psis_draws") and self.psis_draws < MIN_DRAWS:
+            raise ValueError(f"psis_draws must be 0 (none) or an integer >= {MIN_DRAWS}, got "
+                             f"{self.psis_draws}")
         thetas = tuple(check_positive(t, "psis_thetas") for t in self.psis_thetas)
         if not thetas:
             raise ValueError("psis_thetas must hold at least one theta > 0")

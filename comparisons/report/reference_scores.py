@@ -198,7 +198,8 @@ def _psis_lines(rec: pd.DataFrame) -> list[str]:
     parts = []
     for metric in psis.metric:
         theta = metric[len("psis_k["):-1]
-        parts.append(f"{theta}: k = {format_value(values[metric])}, ESS "
+        k = values[metric]
+        parts.append(f"{theta}: k = {'inf' if k == float('inf') else format_value(k)}, ESS "
                      f"{format_value(values.get(f'psis_ess[{theta}]', float('nan')))}")
     return ["PSIS of the posterior (this reference's prior and noise) against MC dropout's q "
             "(Pareto k; k >= 0.7: q misses the posterior): " + "; ".join(parts) + ".", ""]

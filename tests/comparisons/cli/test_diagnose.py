@@ -80,5 +80,5 @@ def test_methods_of_the_registry_on_the_command_line(tmp_path, capsys):
     assert main(["diagnose", "--smoke", "--no-hmc", "--methods", "nope", "--out", str(out),
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "methods must be distinct registered methods" in err[0]
+    assert len(err) == 1 and "methods: 'nope' is not a registered method" in err[0]
     assert "nope" in err[0] and not out.exists()

@@ -269,8 +269,12 @@ def test_registered_methods_join_the_diagnosis():
         assert np.isnan(value) and note == "n/a (no posterior)"
     table = diagnose_markdown(result.records)
     assert "| mfvi |" in table and "| swag |" in table
-    with pytest.raises(ValueError, match=r"^methods must be distinct registered methods with a "
-                                         r"split predictive \(.*mfvi.*\), got nope$"):
+    with pytest.raises(ValueError, match=r"^methods: 'nope' is not a registered method with a "
+                                         r"split predictive \(a method of your own needs its "
+                                         r"--method-file\); the registered .* are .*mfvi"):
         DiagnoseSettings(methods=("nope",))
-    with pytest.raises(ValueError, match="got mc_dropout"):
+    with pytest.raises(ValueError, match="^methods: 'mc_dropout' is one of the four methods "
+                                         "diagnose always fits"):
         DiagnoseSettings(methods=("mc_dropout",))  # one of the four, not a registered extra
+    with pytest.raises(ValueError, match="^methods: 'mfvi' is given twice"):
+        DiagnoseSettings(methods=("mfvi", "mfvi"))

@@ -277,3 +277,31 @@ def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path):
     assert score_cell_id(manifest, with_psis) != score_cell_id(manifest, base)
     with pytest.raises(ValueError, match="psis_draws must be an integer >= 0"):
         dataclasses.replace(base, psis_draws=-1)
+
+
+def test_psis_options_on_the_command_line(tmp_path):
+    """--psis-draws is 0 or at least 100; --psis-thetas takes distinct numbers > 0 and only goes
+    with --psis-draws; an infinite k is written as inf in the report, not as a dash."""
+    import argparse
+
+    from comparisons.cli.reference_scores import psis_draws_arg, settings_from_args, thetas_list_arg
+    from comparisons.report.reference_scores import _psis_lines
+
+    assert psis_draws_arg("0") == 0 and psis_draws_arg("100") == 100
+    for bad in ("50", "-5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="^--psis-draws must be 0 "):
+            psis_draws_arg(bad)
+    assert thetas_list_arg("0.1, 0.01") == (0.1, 0.01)
+    for bad in ("0.1,,0.01", "0.1,0.1", "0", "abc", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="^--psis-thetas must be a comma"):
+            thetas_list_arg(bad)
+    args = argparse.Namespace(reference=str(tmp_path), dataset=("yacht",), splits=(0,),
+                              methods=("mc_dropout",), epochs_multiplier=1.0, num_samples=10,
+                              gp_iterations=5, seed=0, psis_draws=0, psis_thetas=(0.1,),
+                              smoke=False)
+    with pytest.raises(ValueError, match="^--psis-thetas: only with --psis-draws N"):
+        settings_from_args(args)
+    rec = pd.DataFrame([{"method": "mc_dropout", "metric": "psis_k[theta=0.1]",
+                         "value": float("inf")},
+                        {"method": "mc_dropout", "metric": "psis_ess[theta=0.1]", "value": 1.0}])
+    assert "theta=0.1: k = inf, ESS 1" in _psis_lines(rec)[0]
