@@ -1,5 +1,9 @@
 # Quickstart: `make demo` and `make test` both create .venv on first use.
-PYTHON ?= python3.11
+# Python 3.12 or newer (ArviZ 1.x needs it): the first that runs of python3.12, python3.13 on
+# PATH and the 3.12 / 3.13 versions under pyenv (oldest first); point it elsewhere with
+# `make PYTHON=/path/to/python3.12 test`.
+IS_312 := import sys; sys.exit(sys.version_info < (3, 12))
+PYTHON ?= $(shell for c in python3.12 python3.13 $$(ls -d $(HOME)/.pyenv/versions/3.1[23]*/bin/python3 2>/dev/null | sort -V); do $$c -c '$(IS_312)' >/dev/null 2>&1 && { command -v $$c; break; }; done)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,17 +13,15 @@ TORCH_VERSION ?= 2.13.0
 
 install: $(STAMP)
 
-# The laplace extra pins torchvision==0.28.* only so that pip keeps torch at $(TORCH_VERSION);
-# PyPI's torchvision wheels are CUDA builds that cannot load next to the CPU torch, and
-# torchmetrics (a laplace-torch dependency) imports an installed torchvision: remove it again
-# (nothing here uses it).
+# torch first, pinned, then the project (its extras keep that torch). On Python 3.12 PyPI's
+# torch is its CUDA build (about 1.4 GB of wheels, 6 GB installed; it runs on the CPU here):
+# README "Install" has the numbers. A .venv of another Python (3.11, from before) is rebuilt.
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; set PYTHON=/path/to/python3.11"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" && $(PYTHON) -c '$(IS_312)' 2>/dev/null || { echo "error: no Python >= 3.12 found (looked for python3.12 on PATH and under ~/.pyenv/versions/3.12*); run make PYTHON=/path/to/python3.12"; exit 2; }
+	@$(PY) -c '$(IS_312)' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q -e ".[dev,distributed,laplace,jax]" torch==$(TORCH_VERSION)
-	$(PY) -m pip uninstall -y -q torchvision
 	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $(STAMP)
 

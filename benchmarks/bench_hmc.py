@@ -58,7 +58,7 @@ from comparisons.reference.reference_file import convergence_summary, draws_to_c
 
 
 def _summaries(result) -> dict:
-    idata = result.to_inference_data()
+    idata = result.to_datatree()
     out = {}
     for name, var_names in (("weights", [k for k in result.samples]), ("f", ["f"])):
         with warnings.catch_warnings(record=True) as caught:
@@ -181,7 +181,7 @@ def _time_to_converged(result, x_test, y_test, step: int = 50) -> dict:
     """First prefix of the chains (multiples of ``step`` draws) whose f at the test inputs
     passes the reference gate (R-hat <= 1.01, bulk and tail ESS >= 400, no divergences), with
     the chain time it cost: warmup plus that share of the sampling time (mean over chains)."""
-    idata = result.to_inference_data(x=x_test, y=y_test)
+    idata = result.to_datatree(x=x_test, y=y_test)
     n = result.num_samples
     warm = float(np.mean(result.chain_wall_times_s - result.chain_sampling_times_s))
     per_draw = float(np.mean(result.chain_sampling_times_s)) / n
@@ -214,7 +214,7 @@ def _backend_run(backend: str, z, tau: float, args, num_samples: int) -> dict:
     chain_time = float(np.sum(result.chain_wall_times_s))
     sampling_time = float(np.sum(result.chain_sampling_times_s))
     grads = float(s["n_steps"].sum() + result.warmup_grad_evals.sum())
-    idata = result.to_inference_data(x=z.x_test, y=z.y_test)
+    idata = result.to_datatree(x=z.x_test, y=z.y_test)
     report = convergence_summary(idata)
     return {
         "backend": backend, **_stats(result),
@@ -284,7 +284,7 @@ def dropout_prior(args) -> dict:
                       prior_length_scale=length, tau=tau, num_chains=4,
                       num_warmup=args.warmup, num_samples=args.samples, num_processes=2,
                       cache_dir=args.cache_dir, seed=0, init_scale=length, backend="numpyro")
-    report = convergence_summary(result.to_inference_data(x=z.x_test, y=z.y_test))
+    report = convergence_summary(result.to_datatree(x=z.x_test, y=z.y_test))
     draws = result.num_chains * result.num_samples
     per_draw = {k: float(np.min(getattr(report, k))) / draws for k in ("ess_bulk", "ess_tail")}
     need = 400 / min(per_draw.values())

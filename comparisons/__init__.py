@@ -8,7 +8,7 @@ Subpackages (imported on first use, so ``import comparisons`` stays light)::
     datasets        UCI splits (packaged), toy1d, digits / MNIST, Mauna Loa CO2
     networks        the dropout LeNet
     reference       NUTS reference posteriors
-    inference_data  ArviZ InferenceData for every method, checked LOO
+    inference_data  ArviZ DataTree for every method, checked LOO
     metrics         Gaussian log-likelihood, predictive distances, calibration
     protocols       the MC dropout UCI protocol, exact GPs on the same splits
     training        resumable training of one dropout network: checkpoints, stopping rule

@@ -30,7 +30,8 @@
 #   noise, mapped onto the standardised scale as $l_\text{eff} = l\,p\,s_y/\sqrt2$,
 #   $\tau_s = \tau s_y^2$ (README, "MC dropout vs exact GPs").
 #
-# and compares them with ArviZ: PSIS-LOO and `az.compare` on the training data, posterior
+# and compares them with ArviZ 1.x (arviz-base, arviz-stats, arviz-plots; every method's draws are
+# an `xarray.DataTree`): PSIS-LOO and `az.compare` on the training data, posterior
 # predictive checks, LOO-PIT, test log-likelihood and coverage, and the distance of every test
 # predictive from HMC's (`comparisons.metrics.distances`). All of it is
 # `comparisons.experiments.diagnose.run` (the tables and figures: `comparisons.report.diagnose`);
@@ -133,9 +134,10 @@ plt.show()
 # ## 4. Posterior predictive checks and LOO-PIT
 #
 # Top: the density of the observed training targets against replicated data sets from each
-# posterior predictive. Bottom: LOO-PIT, the ECDF of $P(\tilde y_n \le y_n \mid y_{-n})$ minus the
-# uniform CDF with a simultaneous 94% band; a curve leaving the band means the leave-one-out
-# predictive is miscalibrated (an S shape: too narrow; an inverted S: too wide).
+# posterior predictive (arviz-plots' `plot_ppc_dist`). Bottom: LOO-PIT (`plot_loo_pit`), the ECDF
+# of $P(\tilde y_n \le y_n \mid y_{-n})$ minus the uniform CDF, with the p-value of
+# arviz-stats' uniformity test at level $\alpha = 0.01$ (`method="pot_c"`); a small p-value means
+# the leave-one-out predictive is miscalibrated (an S shape: too narrow; an inverted S: too wide).
 
 # %%
 methods = [m for m, out in result.methods.items() if out.idata_train is not None]
@@ -148,7 +150,32 @@ save(fig, "ppc_loo_pit")
 plt.show()
 
 # %% [markdown]
-# ## 5. A converged reference next to the methods
+# ## 5. The same objects in ArviZ 1.x directly
+#
+# Every method's draws are an `xarray.DataTree` with the groups ArviZ expects (`posterior` with
+# `f`, `posterior_predictive`, `log_likelihood`, `observed_data`, `constant_data`, and
+# `sample_stats` with `diverging` for HMC), so ArviZ's own functions apply to them as they are.
+# Intervals are asked for explicitly: ArviZ 1.x's default is the 89% equal-tailed interval
+# (ArviZ 0.x: the 94% HDI), and a report that leaves it to the default changes silently.
+
+# %%
+import arviz as az
+import arviz_plots as azp
+
+tree = result.methods["mc_dropout"].idata_train
+print(sorted(tree.children))
+loos = {m: out.loo for m, out in result.methods.items() if out.loo is not None}
+for m, loo in loos.items():
+    print(f"{m}: elpd_loo {loo.elpd:.2f} (SE {loo.se:.2f}), p_loo {loo.p:.2f}")
+if len(loos) > 1:
+    display(az.compare(loos, method="stacking", round_to="none"))
+display(az.summary(result.methods["hmc"].idata_train, var_names=["f"], ci_kind="eti",
+                   ci_prob=0.89, round_to="none").head())
+pc = azp.plot_ppc_dist(tree, kind="kde", num_samples=50)  # a PlotCollection with its own figure
+plt.show()
+
+# %% [markdown]
+# ## 6. A converged reference next to the methods
 #
 # The HMC above uses the dropout model's own, nearly flat prior, and its chains do not converge
 # (docs/experiments/hmc_reference.md measures what that would take). The toolkit's *converged*
@@ -165,6 +192,13 @@ plt.show()
 # method's 95% interval (0.95 when the method matches HMC). In smoke mode the methods are barely
 # trained; the committed scores of every method on every reference are in
 # `docs/reference/scores`.
+#
+# `psis_draws` adds the diagnostic of the variational approximation itself (Yao et al. 2018):
+# with $\theta > 0$ MC dropout's $q(\mathbf{W})$ has an exact density, so its draws give
+# importance ratios $p(\mathbf{y}, \mathbf{W}) / q(\mathbf{W})$ against the posterior; their
+# Pareto $\hat k$ says whether $q$ covers the posterior ($\hat k \ge 0.7$: it does not), and
+# arviz-stats' `loo_approximate_posterior` reweights the same draws into the PSIS-LOO of the
+# posterior, printed beside the plain PSIS-LOO that takes $q$ for the posterior.
 
 # %%
 import comparisons
@@ -193,11 +227,13 @@ print(f"{manifest['prior']}; tau_s = {manifest['tau_standardized']:.4g}; "
 if SMOKE:
     SCORE_SETTINGS = ScoreSettings(reference_dir=str(REFERENCE_DIR), datasets=("toy1d",),
                                    methods=("mc_dropout", "gp_arccos1_prior", "gp_se"),
-                                   epochs_multiplier=0.02, num_samples=200, gp_iterations=20)
+                                   epochs_multiplier=0.02, num_samples=200, gp_iterations=20,
+                                   psis_draws=200, psis_thetas=(0.1,))
 else:
     SCORE_SETTINGS = ScoreSettings(reference_dir=str(REFERENCE_DIR), datasets=("toy1d",),
                                    methods=("mc_dropout", "concrete_dropout", "deep_ensemble",
-                                            "laplace", "gp_arccos1_prior", "gp_se"))
+                                            "laplace", "gp_arccos1_prior", "gp_se"),
+                                   psis_draws=4000)
 scores = score_run(SCORE_SETTINGS)
 display(Markdown(report_markdown(pd.DataFrame(scores.records), scores.references)))
 

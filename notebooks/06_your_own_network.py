@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 
 import arviz as az
+import arviz_plots as azp
 import matplotlib.pyplot as plt
 import numpy as np
 import pyro
@@ -56,6 +57,7 @@ from torch import nn
 
 from comparisons.datasets.digits import load_digits_split
 from comparisons.metrics.calibration import calibration_records
+from comparisons.report.plot_collection import plot_collection_on
 from vi_dropout.conversion import find_covered_layers
 from vi_dropout.guides import DropoutGuide
 from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
@@ -67,7 +69,7 @@ OUTPUT_DIR = os.environ.get("VI_DROPOUT_OUTPUT_DIR") or None  # e.g. "figures"
 SEED = 0
 if SMOKE:
     torch.set_num_threads(1)  # tiny problem: extra threads only add overhead on a shared CPU
-    EPOCHS, T = 3, 20
+    EPOCHS, T = 3, 100  # PSIS-LOO (below) needs 100 draws at least
 else:
     EPOCHS, T = 40, 100
 THETA = 1e-3  # the jitter's standard deviation around the means (small: the dropout limit)
@@ -220,13 +222,12 @@ plt.show()
 log_lik = torch.log_softmax(f_pyro, -1).gather(
     -1, data.y_test.expand(T, -1)[..., None])[..., 0]      # T x N_test
 idata = az.from_dict(
-    posterior={"logits": f_pyro[None].numpy()},
-    posterior_predictive={"y": torch.distributions.Categorical(logits=f_pyro).sample()[None]
-                          .numpy()},
-    log_likelihood={"y": log_lik[None].numpy()},
-    observed_data={"y": data.y_test.numpy()},
-    dims={"logits": ["obs", "class"], "y": ["obs"]},
-)
+    {"posterior": {"logits": f_pyro[None].numpy()},
+     "posterior_predictive": {
+         "y": torch.distributions.Categorical(logits=f_pyro).sample()[None].numpy()},
+     "log_likelihood": {"y": log_lik[None].numpy()},
+     "observed_data": {"y": data.y_test.numpy()}},
+    dims={"logits": ["obs", "class"], "y": ["obs"]})
 print(idata)
 with torch.no_grad():
     lppd = float((torch.logsumexp(log_lik, 0) - math.log(T)).sum())
@@ -235,9 +236,9 @@ print(f"log pointwise predictive density: {lppd:.2f} (mean {lppd / len(data.y_te
 loo = az.loo(idata, pointwise=True)
 print(loo)
 fig, ax = plt.subplots(figsize=(6, 3))
-# (show_bins=True would annotate the counts, but with ArviZ 0.x it makes every tight-bbox
-# save of the figure take seconds; the counts are printed instead)
-az.plot_khat(loo, ax=ax)
+# arviz-plots draws into this figure's axes through the toolkit's plot_collection_on
+azp.plot_khat(loo, plot_collection=plot_collection_on(
+    ax, loo.pareto_k.to_dataset(name="pareto_k")))
 k = np.asarray(loo.pareto_k)
 print(f"Pareto k: {(k <= 0.5).sum()} images <= 0.5, {((k > 0.5) & (k <= 0.7)).sum()} in "
       f"(0.5, 0.7], {(k > 0.7).sum()} > 0.7 (of {k.size})")

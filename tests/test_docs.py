@@ -54,4 +54,4 @@ def test_your_network_page_code_runs():
         code = blocks[0].replace("range(500)", "range(50)")  # fewer steps: same code path
         exec(compile(code, "your_network.md", "exec"), namespace)  # noqa: S102
     assert tuple(namespace["f"].shape) == (100, 200, 1)
-    assert "log_likelihood" in namespace["idata"].groups()
+    assert "log_likelihood" in namespace["idata"].children

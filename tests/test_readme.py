@@ -30,4 +30,4 @@ def test_readme_code_runs():
     assert namespace["samples"].shape == (1000, 20, 1)
     assert namespace["summary"].log_likelihood.shape == (20,)
     assert np.isfinite(namespace["mean"]).all() and (namespace["var"] > 0).all()
-    assert "log_likelihood" in namespace["idata"].groups()
+    assert "log_likelihood" in namespace["idata"].children

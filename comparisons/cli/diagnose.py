@@ -7,7 +7,7 @@ Parses the arguments into :class:`~comparisons.experiments.diagnose.DiagnoseSett
 
 * ``report.md`` (Markdown tables and the surfaced warnings) and ``records.csv`` (tidy: dataset,
   method, split, metric, value, note);
-* ``<method>_train.nc`` and ``<method>_test.nc``: each method's ``InferenceData`` (NetCDF; reload
+* ``<method>_train.nc`` and ``<method>_test.nc``: each method's ``DataTree`` (NetCDF; reload
   with ``az.from_netcdf``), for the methods with draws;
 * ``ppc.png`` and ``loo_pit.png`` (one panel per method with draws) and, on the toy,
   ``bands.png`` (every method's test predictive mean ± 2 sd);

@@ -3,7 +3,7 @@ split: PSIS-LOO, ``az.compare``, LOO-PIT, posterior predictive checks, and how f
 test predictive is from HMC's.
 
 :func:`run` fits, on ONE split (the 1-D toy of :mod:`comparisons.datasets.toy1d` or a UCI
-set), four methods and builds for each an ``InferenceData`` on the TRAINING data (for PSIS-LOO,
+set), four methods and builds for each an ``DataTree`` on the TRAINING data (for PSIS-LOO,
 ``az.compare``, LOO-PIT and PPC) and one on the TEST data (for the test metrics):
 
 ====================  ===========================================================================
@@ -29,7 +29,7 @@ method                what it is
                       (one hidden ReLU layer of the protocol's width) with the dropout model's
                       prior and noise (below), on the standardised training data (optionally a
                       random subset of at most ``hmc_max_train`` rows), via
-                      :meth:`~comparisons.reference.nuts.NUTSResult.to_inference_data`
+                      :meth:`~comparisons.reference.nuts.NUTSResult.to_datatree`
 ====================  ===========================================================================
 
 HMC's prior and noise. The protocol (Keras objective, ``l = 1e-2``, standardised targets, ``tau``
@@ -119,6 +119,7 @@ import arviz as az
 import gpytorch
 import numpy as np
 import torch
+import xarray as xr
 from scipy.special import logsumexp
 
 from comparisons.datasets.splits import load_split
@@ -128,7 +129,11 @@ from comparisons.gp.fit import fit_gp
 from comparisons.gp.priors import dropout_prior_gp_hyperparameters
 from comparisons.inference_data.io_exact_gp import from_exact_gp
 from comparisons.inference_data.io_mc_dropout import from_mc_dropout
-from comparisons.inference_data.loo import LOOReliabilityWarning, checked_loo
+from comparisons.inference_data.loo import (
+    LOOReliabilityWarning,
+    checked_loo,
+    unreliable_points,
+)
 from comparisons.metrics.distances import (
     interval_coverage,
     moment_match_samples,
@@ -284,7 +289,7 @@ class MethodOutput:
 
     Attributes:
         method: a name of :data:`DIAGNOSE_METHODS` or a registered method.
-        idata_train, idata_test: ``InferenceData`` at the training / test inputs (``None`` for
+        idata_train, idata_test: ``DataTree`` at the training / test inputs (``None`` for
             standard dropout, which has no draws).
         mean, var: moment-matched Gaussian test predictive, original scale, ``(n_test,)``.
         test_ll: mean test log-likelihood (see the module docstring).
@@ -297,8 +302,8 @@ class MethodOutput:
     """
 
     method: str
-    idata_train: az.InferenceData | None
-    idata_test: az.InferenceData | None
+    idata_train: xr.DataTree | None
+    idata_test: xr.DataTree | None
     mean: np.ndarray
     var: np.ndarray
     test_ll: float
@@ -311,7 +316,7 @@ class MethodOutput:
 @dataclass(eq=False)
 class DiagnoseResult:
     """Everything :func:`run` computed: tidy records, the test predictives (arrays) and every
-    method's ``InferenceData``.
+    method's ``DataTree``.
 
     Attributes:
         dataset, split: the split.
@@ -340,14 +345,14 @@ class DiagnoseResult:
 
 
 # ------------------------------------------------------------------------------- helpers
-def _lppd(idata: az.InferenceData) -> float:
+def _lppd(idata: xr.DataTree) -> float:
     """Mean over points of :math:`\\operatorname{logsumexp}_s \\log p(y_n|f_s) - \\log S`."""
     ll = idata.log_likelihood["y"].values  # chain x draw x obs
     ll = ll.reshape(-1, ll.shape[-1])
     return float(np.mean(logsumexp(ll, axis=0) - math.log(ll.shape[0])))
 
 
-def _f_draws(idata: az.InferenceData) -> np.ndarray:
+def _f_draws(idata: xr.DataTree) -> np.ndarray:
     """``S x N`` latent draws (original scale) of ``posterior["f"]``."""
     f = idata.posterior["f"].values
     return f.reshape(-1, f.shape[-1])
@@ -359,7 +364,7 @@ def _gaussian_test_ll(mean: np.ndarray, var: np.ndarray, y: np.ndarray) -> float
         *(torch.tensor(np.array(a)) for a in (mean, var, y))).mean())
 
 
-def _run_loo(idata: az.InferenceData, method: str, min_draws: int, caught: list[str]):
+def _run_loo(idata: xr.DataTree, method: str, min_draws: int, caught: list[str]):
     n_draws = int(idata.log_likelihood.sizes["chain"] * idata.log_likelihood.sizes["draw"])
     if n_draws < min_draws:
         note = f"n/a (too few draws: {n_draws} < {min_draws})"
@@ -370,7 +375,15 @@ def _run_loo(idata: az.InferenceData, method: str, min_draws: int, caught: list[
         return None, note
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
-        loo = checked_loo(idata, min_draws=min_draws)
+        try:
+            loo = checked_loo(idata, min_draws=min_draws)
+        except ValueError as err:  # PSIS undefined (e.g. a stuck HMC chain)
+            msg = f"{method}: PSIS-LOO skipped: {err}"
+            caught.append(msg)
+            loo = None
+    if loo is None:
+        warnings.warn(msg, DiagnoseWarning, stacklevel=4)
+        return None, "n/a (PSIS-LOO undefined: the draws' log-likelihood does not vary)"
     for w in rec:
         if issubclass(w.category, LOOReliabilityWarning):
             caught.append(str(w.message))
@@ -378,7 +391,7 @@ def _run_loo(idata: az.InferenceData, method: str, min_draws: int, caught: list[
     return loo, ""
 
 
-def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, az.InferenceData]):
+def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, xr.DataTree]):
     """``az.compare`` (PSIS-LOO, stacking weights) over methods evaluated on the SAME
     observations.
 
@@ -388,8 +401,9 @@ def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, az.InferenceDa
         idatas: ``{method: InferenceData}`` the ``loos`` came from (training data).
 
     Returns:
-        ArviZ's comparison ``DataFrame`` (columns ``rank``, ``elpd_loo``, ``p_loo``,
-        ``elpd_diff``, ``weight``, ``se``, ``dse``, ``warning``, ``scale``).
+        arviz-stats' comparison ``DataFrame``, unrounded (columns ``rank``, ``elpd_diff``,
+        ``dse``, ``p_worse``, ``diag_diff``, ``diag_elpd``, ``p``, ``elpd``, ``se``,
+        ``weight``).
 
     Raises:
         ValueError: fewer than two methods, a method missing from ``idatas``, or methods with
@@ -422,7 +436,7 @@ def compare_methods(loos: Mapping[str, Any], idatas: Mapping[str, az.InferenceDa
                              f"{first!r}; az.compare needs the same data for every method")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return az.compare(dict(loos), ic="loo", method="stacking")
+        return az.compare(dict(loos), method="stacking", round_to="none")
 
 
 # ------------------------------------------------------------------------------ the steps
@@ -604,9 +618,9 @@ def _fit_hmc(s: DiagnoseSettings, d: _Split, l_hmc: float, tau_hmc: float, rows:
                    num_processes=s.hmc_processes, seed=s.seed,
                    max_tree_depth=s.hmc_max_tree_depth,
                    target_accept_prob=s.hmc_target_accept_prob, init_scale=l_hmc)
-    h_train = res.to_inference_data(y=d.y_train[:, None][rows], y_mean=d.y_mean, y_std=d.y_std,
+    h_train = res.to_datatree(y=d.y_train[:, None][rows], y_mean=d.y_mean, y_std=d.y_std,
                                     seed=s.seed, attrs=d.attrs)
-    h_test = res.to_inference_data(x=d.x_test, y=d.y_test[:, None], y_mean=d.y_mean,
+    h_test = res.to_datatree(x=d.x_test, y=d.y_test[:, None], y_mean=d.y_mean,
                                    y_std=d.y_std, seed=s.seed + 1, attrs=d.attrs)
     h_mean, h_var = moment_match_samples(_f_draws(h_test), noise_var=d.y_std**2 / tau_hmc)
     with warnings.catch_warnings(record=True) as rec:
@@ -731,14 +745,13 @@ def _records(name, split, outputs, comparison, compare_notes, y_test, y_std, hmc
 
     for m, out in outputs.items():
         if out.loo is not None:
-            k = np.asarray(out.loo.pareto_k)
-            good_k = float(getattr(out.loo, "good_k", 0.7) or 0.7)
-            add(m, "elpd_loo", out.loo["elpd_loo"])
-            add(m, "elpd_loo_se", out.loo["se"])
-            add(m, "p_loo", out.loo["p_loo"])
-            n_bad = int((k > good_k).sum())
+            add(m, "elpd_loo", out.loo.elpd)
+            add(m, "elpd_loo_se", out.loo.se)
+            add(m, "p_loo", out.loo.p)
+            n_bad, n_points, good_k = unreliable_points(out.loo)
             add(m, "pareto_k_bad", n_bad,
-                f"{n_bad} of {k.size} points with k > {good_k:.2f}" if n_bad else "")
+                f"{n_bad} of {n_points} points with k > {good_k:.2f} or not finite"
+                if n_bad else "")
         else:
             for metric in ("elpd_loo", "elpd_loo_se", "p_loo", "pareto_k_bad"):
                 add(m, metric, None, out.loo_note)

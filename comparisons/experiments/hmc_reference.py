@@ -49,6 +49,7 @@ import numpy as np
 
 from comparisons.datasets.splits import load_split
 from comparisons.datasets.uci import StandardizedSplit, standardize
+from comparisons.inference_data.base import datatree
 from comparisons.protocols.uci import fit_mc_dropout_under_prior
 from comparisons.reference.nuts import run_nuts
 from comparisons.reference.reference_file import (
@@ -215,7 +216,7 @@ def run(settings: ReferenceSettings | None = None, *, cache_dir=None,
                    target_accept_prob=s.target_accept_prob, init_scale=1.0, backend=s.backend,
                    dense_mass=s.dense_mass)
     attrs = {"dataset": name, "split": int(s.split)}
-    full = res.to_inference_data(x=np.asarray(std.x_test, dtype=np.float64),
+    full = res.to_datatree(x=np.asarray(std.x_test, dtype=np.float64),
                                  y=np.array(raw.y_test, dtype=np.float64),
                                  y_mean=float(std.y_mean), y_std=float(std.y_std), seed=s.seed,
                                  attrs=attrs)
@@ -261,16 +262,14 @@ def _compact(idata):
     ``observed_data`` and ``constant_data``. The weights, ``posterior_predictive`` and
     ``log_likelihood`` are left out: the last two follow from ``f`` and the noise in the
     manifest, and together they would triple the file."""
-    import arviz as az
-
-    posterior = idata.posterior[["f"]].astype(np.float32)
+    posterior = idata.posterior.to_dataset()[["f"]].astype(np.float32)
     posterior.attrs = dict(idata.posterior.attrs, f_dtype="float32 (rounding 6e-8 relative, "
                            "far below the Monte Carlo error)")
     groups = {"posterior": posterior}
     for name in ("sample_stats", "observed_data", "constant_data"):
-        if name in idata.groups():
-            groups[name] = getattr(idata, name)
-    return az.InferenceData(attrs=dict(getattr(idata, "attrs", {}) or {}), **groups)
+        if name in idata.children:
+            groups[name] = idata[name].to_dataset()
+    return datatree(groups, attrs=idata.attrs)
 
 
 def reference_path(out_dir, dataset: str, split: int) -> Path:

@@ -214,7 +214,12 @@ def _dropout_psis(drop, raw, std, manifest, s: ScoreSettings) -> dict[str, float
     :math:`l` and noise :math:`\tau_s`, given the standardised training data, against the MC
     dropout family at the trained network's means (:math:`\mathbf{M} = \mathbf{W}'/\pi`, the
     selected keep_prob on every layer), for each :math:`\theta` of ``psis_thetas``:
-    ``{"psis_k[theta=...]": k, "psis_ess[theta=...]": ess}``."""
+    ``psis_k[theta=...]`` and ``psis_ess[theta=...]``, and the PSIS-LOO of the training data
+    from the same draws: ``psis_loo_posterior[theta=...]`` (arviz-stats'
+    ``loo_approximate_posterior``, reweighted to the posterior), its number of points with an
+    unreliable :math:`\hat k` ``psis_loo_posterior_k_bad[theta=...]``, and ``psis_loo_q[theta=...]``
+    (plain PSIS-LOO, taking :math:`q` for the posterior)."""
+    from comparisons.inference_data.loo import unreliable_points
     from comparisons.inference_data.vi_psis import variational_psis
     from vi_dropout.guides import DropoutGuide
     from vi_dropout.models import BayesianMLP
@@ -231,9 +236,14 @@ def _dropout_psis(drop, raw, std, manifest, s: ScoreSettings) -> dict[str, float
     out = {}
     for theta in s.psis_thetas:
         guide = DropoutGuide(model, theta, init_weights=means, init_biases=biases)
-        psis = variational_psis(model, guide, x, y, num_draws=s.psis_draws, seed=s.seed)
+        psis = variational_psis(model, guide, x, y, num_draws=s.psis_draws, seed=s.seed,
+                                loo=True)
+        n_bad, _, _ = unreliable_points(psis.loo)
         out[f"psis_k[theta={theta:g}]"] = psis.pareto_k
         out[f"psis_ess[theta={theta:g}]"] = psis.ess
+        out[f"psis_loo_posterior[theta={theta:g}]"] = psis.loo.elpd
+        out[f"psis_loo_posterior_k_bad[theta={theta:g}]"] = n_bad
+        out[f"psis_loo_q[theta={theta:g}]"] = psis.loo_of_q.elpd
     return out
 
 

@@ -1,4 +1,4 @@
-"""ArviZ ``InferenceData`` for every method, one converter per source (as ArviZ's
+"""ArviZ ``DataTree`` for every method, one converter per source (as ArviZ's
 ``data/io_*.py``), and checked PSIS-LOO.
 
     base           the common layout (GaussianDrawsConverter), dims, weight sites, input checks

@@ -1,10 +1,11 @@
-r"""What every ``InferenceData`` converter of :mod:`comparisons.inference_data` shares: the dims,
+r"""What every ``DataTree`` converter of :mod:`comparisons.inference_data` shares: the dims,
 the input checks, the weight sites of a :class:`~vi_dropout.models.BayesianMLP`, and
 :class:`GaussianDrawsConverter`, which assembles the common layout (in the pattern of ArviZ's
 ``io_pyro.PyroConverter``: one method per group).
 
-Every converter returns the same layout, so that the same ArviZ calls (``az.loo``,
-``az.compare``, ``az.plot_ppc``, ``az.summary``) apply to all methods:
+Every converter returns the same layout, an ``xarray.DataTree`` as ArviZ 1.x's converters
+return it, so that the same ArviZ calls (``az.loo``, ``az.compare``, ``azp.plot_ppc_dist``,
+``az.summary``) apply to all methods:
 
 ==========================  =====================  ==========================================
 group                       variable               dims
@@ -54,8 +55,8 @@ dropout (the paper's convention, as in :func:`vi_dropout.summaries.regression_su
 Jacobian :math:`-\log s_y` of the standardisation is thereby included). For the exact GP
 :math:`1/\tau_o` is the likelihood's noise variance times :math:`s_y^2`.
 
-Which data. The converters evaluate the draws at the ``x, y`` they are given. For ``az.loo`` /
-``az.waic`` (leave-one-out over the data the model was fitted to) pass the TRAINING data; for a
+Which data. The converters evaluate the draws at the ``x, y`` they are given. For ``az.loo``
+(leave-one-out over the data the model was fitted to) pass the TRAINING data; for a
 held-out comparison pass test data, and ``log_likelihood`` then holds the pointwise test
 log-likelihood whose ``logsumexp`` over draws minus :math:`\log S` is the usual test
 log predictive density.
@@ -67,8 +68,11 @@ Example:
     >>> import numpy as np
     >>> conv = GaussianDrawsConverter("mc_dropout", np.zeros((1, 50, 4, 1)), np.zeros((4, 1)),
     ...                               precision=2.0)
-    >>> sorted(conv.to_inference_data().groups())
+    >>> sorted(conv.to_datatree().children)
     ['log_likelihood', 'observed_data', 'posterior', 'posterior_predictive']
+
+Why one module of this size: the one layout every converter shares, with the input checks and
+the weight sites it is built from (ArviZ keeps its shared converter code in one ``base.py`` too).
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ __all__ = [
     "check_inputs",
     "check_scale",
     "check_target_array",
+    "datatree",
     "forward_weight_draws",
     "pointwise_gaussian_log_likelihood",
     "split_chains",
@@ -150,7 +155,7 @@ def check_finite(arr: np.ndarray, name: str, method: str) -> np.ndarray:
     if bad:
         raise ValueError(
             f"{method}: {name} has {bad} non-finite value(s) (NaN or inf) out of {arr.size}; "
-            f"refusing to build InferenceData from them"
+            f"refusing to build a DataTree from them"
         )
     return arr
 
@@ -221,6 +226,22 @@ def split_chains(arr: np.ndarray, num_chains: int, name: str, method: str) -> np
             f"length"
         )
     return arr.reshape(num_chains, s // num_chains, *arr.shape[1:])
+
+
+def datatree(groups: Mapping[str, xr.Dataset | xr.DataTree | None],
+             attrs: Mapping[str, Any] | None = None) -> xr.DataTree:
+    """The ``DataTree`` of ArviZ 1.x with one child per group (``None`` groups left out) and
+    ``attrs`` on its root.
+
+    Example:
+        >>> tree = datatree({"posterior": xr.Dataset({"a": (("chain", "draw"), np.zeros((1, 3)))}),
+        ...                  "sample_stats": None}, attrs={"method": "m"})
+        >>> sorted(tree.children), tree.attrs["method"]
+        (['posterior'], 'm')
+    """
+    tree = xr.DataTree.from_dict({k: v for k, v in groups.items() if v is not None})
+    tree.attrs.update(attrs or {})
+    return tree
 
 
 # ------------------------------------------------------------------- BayesianMLP weight sites
@@ -369,7 +390,7 @@ def _squeeze_out(arr: np.ndarray, d: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ the layout
 class GaussianDrawsConverter:
-    r"""The common ``InferenceData`` layout (module docstring) of ``C x S x N x D`` latent draws
+    r"""The common ``DataTree`` layout (module docstring) of ``C x S x N x D`` latent draws
     on the original scale with a Gaussian likelihood: one method per group, as ArviZ's
     ``io_pyro.PyroConverter``. The converters of the ``io_*`` modules fill it in; a subclass adds
     what its source has (e.g. weight draws, sample statistics).
@@ -455,12 +476,13 @@ class GaussianDrawsConverter:
     def num_outputs(self) -> int:
         return int(self.y_orig.shape[1])
 
-    def dataset(self, data: Mapping[str, np.ndarray], *, default_dims: list[str] | None = None,
+    def dataset(self, data: Mapping[str, np.ndarray], *, sample_dims: list[str] | None = None,
                 dims: Mapping[str, list[str]] | None = None) -> xr.Dataset:
-        """``az.dict_to_dataset`` of ``data`` with this converter's coords, dims and attrs."""
+        """``arviz_base.dict_to_dataset`` of ``data`` with this converter's coords, dims and
+        attrs (``sample_dims`` default ``chain, draw``; ``[]`` for data without draws)."""
         return az.dict_to_dataset(
             data, attrs=dict(self.attrs), coords=self.coords,
-            dims=self.dims if dims is None else dims, default_dims=default_dims,
+            dims=self.dims if dims is None else dims, sample_dims=sample_dims,
         )
 
     def posterior(self) -> xr.Dataset:
@@ -481,19 +503,19 @@ class GaussianDrawsConverter:
         return self.dataset({"y": loglik}, dims={"y": [OBS_DIM]})
 
     def observed_data(self) -> xr.Dataset:
-        return self.dataset({"y": _squeeze_out(self.y_orig, self.num_outputs)}, default_dims=[])
+        return self.dataset({"y": _squeeze_out(self.y_orig, self.num_outputs)}, sample_dims=[])
 
     def constant_data(self) -> xr.Dataset | None:
         """``x`` and the extra constants; ``None`` if there are none."""
         constant = {} if self.x is None else {"x": self.x}
         constant.update(self.constant_extra)
-        return self.dataset(constant, default_dims=[]) if constant else None
+        return self.dataset(constant, sample_dims=[]) if constant else None
 
     def sample_stats(self) -> xr.Dataset | None:
         return self.dataset(self.stats, dims={}) if self.stats else None
 
-    def to_inference_data(self) -> az.InferenceData:
-        """Every group (those that are ``None`` left out)."""
+    def to_datatree(self) -> xr.DataTree:
+        """Every group (those that are ``None`` left out), as ArviZ's converters return them."""
         groups = {
             "posterior": self.posterior(),
             "posterior_predictive": self.posterior_predictive(),
@@ -502,4 +524,4 @@ class GaussianDrawsConverter:
             "constant_data": self.constant_data(),
             "sample_stats": self.sample_stats(),
         }
-        return az.InferenceData(**{k: v for k, v in groups.items() if v is not None})
+        return datatree(groups)

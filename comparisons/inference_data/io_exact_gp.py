@@ -1,4 +1,4 @@
-r"""Predictive draws of an exact GPyTorch GP as ``InferenceData`` (layout:
+r"""Predictive draws of an exact GPyTorch GP as ``DataTree`` (layout:
 :mod:`comparisons.inference_data.base`).
 
 Example:
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import arviz as az
 import numpy as np
 import torch
+import xarray as xr
 
 from comparisons.inference_data.base import (
     GaussianDrawsConverter,
@@ -82,9 +82,9 @@ def from_exact_gp(
     seed: int = 0,
     feature_names: Sequence[str] | None = None,
     attrs: Mapping[str, Any] | None = None,
-) -> az.InferenceData:
+) -> xr.DataTree:
     r"""Predictive draws of an exact GPyTorch GP (e.g.
-    :class:`~comparisons.gp.models.ExactGPModel`) as ``InferenceData``.
+    :class:`~comparisons.gp.models.ExactGPModel`) as ``DataTree``.
 
     With the latent posterior marginals :math:`f_n \sim \mathcal{N}(\mu_n, v_n)` and the
     likelihood's noise variance :math:`\sigma_n^2` at each test input (standardised scale),
@@ -149,4 +149,4 @@ def from_exact_gp(
                         "noise_var": y_std**2 * noise},
         attrs={"y_mean": y_mean, "y_std": y_std, "draws": "independent per-point marginals",
                "draws_independent": 1, **(attrs or {})},
-    ).to_inference_data()
+    ).to_datatree()

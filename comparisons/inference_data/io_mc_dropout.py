@@ -1,4 +1,4 @@
-r"""MC dropout forward passes as ``InferenceData`` (layout: :mod:`comparisons.inference_data.base`).
+r"""MC dropout forward passes as ``DataTree`` (layout: :mod:`comparisons.inference_data.base`).
 
 Example:
     >>> import numpy as np
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import arviz as az
 import numpy as np
+import xarray as xr
 
 from comparisons.inference_data.base import (
     OBS_DIM,
@@ -104,8 +104,8 @@ def from_mc_dropout(
     seed: int | None = 0,
     feature_names: Sequence[str] | None = None,
     attrs: Mapping[str, Any] | None = None,
-) -> az.InferenceData:
-    r"""MC dropout forward passes as ``InferenceData``.
+) -> xr.DataTree:
+    r"""MC dropout forward passes as ``DataTree``.
 
     The ``T`` stochastic passes :math:`\hat{\mathbf{y}}_t` (e.g. from
     :func:`vi_dropout.predict.mc_predict`, standardised scale) are the latent draws
@@ -139,7 +139,7 @@ def from_mc_dropout(
         attrs: extra attributes for every group (e.g. ``keep_prob``, ``dataset``).
 
     Returns:
-        ``az.InferenceData`` with ``posterior``, ``posterior_predictive``, ``log_likelihood``,
+        ``xarray.DataTree`` with ``posterior``, ``posterior_predictive``, ``log_likelihood``,
         ``observed_data`` and (with ``x``) ``constant_data``.
 
     Example:
@@ -164,4 +164,4 @@ def from_mc_dropout(
         dims=dims, coords=coords, posterior_extra=extra,
         attrs={"tau": tau_f, "y_mean": y_mean, "y_std": y_std, "num_mc_samples": arr.shape[0],
                "draws_independent": 1, **(attrs or {})},
-    ).to_inference_data()
+    ).to_datatree()

@@ -1,5 +1,5 @@
 r"""The predictive of a converted network (:class:`~vi_dropout.models.ModuleBNN` and its
-:class:`~vi_dropout.guides.DropoutGuide`) as ``InferenceData``.
+:class:`~vi_dropout.guides.DropoutGuide`) as ``DataTree``.
 
 The draws are those of ``pyro.infer.Predictive(model, guide=guide, num_samples=C * S)``: the
 latent ``f`` of every draw of the family (``posterior``), the observations the model's likelihood
@@ -37,8 +37,14 @@ import arviz as az
 import numpy as np
 import pyro
 import torch
+import xarray as xr
 
-from comparisons.inference_data.base import OBS_DIM, GaussianDrawsConverter, split_chains
+from comparisons.inference_data.base import (
+    OBS_DIM,
+    GaussianDrawsConverter,
+    datatree,
+    split_chains,
+)
 from vi_dropout.inputs import batch_size, check_inputs
 from vi_dropout.validation import check_positive_int, check_targets
 
@@ -58,7 +64,7 @@ def _draws(model, guide, x, num_draws: int, seed: int, parallel: bool) -> np.nda
 
 
 def model_attrs(model) -> dict[str, str]:
-    """What the converted model covers and what it switched off, as InferenceData attributes
+    """What the converted model covers and what it switched off, as DataTree attributes
     (strings): ``covered_layers``, ``uncovered_dropout`` and ``disabled_dropout``."""
     conversion = model.conversion
     return {"covered_layers": ", ".join(f"{c.name} (keep_prob {c.keep_prob:g})"
@@ -68,7 +74,7 @@ def model_attrs(model) -> dict[str, str]:
 
 
 def _categorical(f: np.ndarray, y: np.ndarray, seed: int, attrs: Mapping[str, Any]):
-    """``C x S x N x K`` logits and ``N`` labels -> InferenceData (one group per method)."""
+    """``C x S x N x K`` logits and ``N`` labels -> DataTree (the common groups)."""
     logp = f - np.logaddexp.reduce(f, axis=-1, keepdims=True)
     loglik = np.take_along_axis(logp, y[None, None, :, None], axis=-1)[..., 0]
     rng = np.random.default_rng(seed)
@@ -80,19 +86,19 @@ def _categorical(f: np.ndarray, y: np.ndarray, seed: int, attrs: Mapping[str, An
     def ds(data, **kw):
         return az.dict_to_dataset(data, attrs=dict(attrs), coords=coords, dims=dims, **kw)
 
-    return az.InferenceData(
-        posterior=ds({"f": f}),
-        posterior_predictive=ds({"y": np.minimum(labels, f.shape[-1] - 1)}),
-        log_likelihood=ds({"y": loglik}),
-        observed_data=ds({"y": y}, default_dims=[]),
-    )
+    return datatree({
+        "posterior": ds({"f": f}),
+        "posterior_predictive": ds({"y": np.minimum(labels, f.shape[-1] - 1)}),
+        "log_likelihood": ds({"y": loglik}),
+        "observed_data": ds({"y": y}, sample_dims=[]),
+    })
 
 
 def from_module_guide(model, guide, x, y: torch.Tensor, num_samples: int, *,
                       num_chains: int = 1, seed: int = 0,
                       attrs: Mapping[str, Any] | None = None,
-                      parallel: bool = False) -> az.InferenceData:
-    """``InferenceData`` of a converted network's predictive at ``x`` against targets ``y``.
+                      parallel: bool = False) -> xr.DataTree:
+    """``DataTree`` of a converted network's predictive at ``x`` against targets ``y``.
 
     Args:
         model: a :class:`~vi_dropout.models.ModuleBNN`.
@@ -128,4 +134,4 @@ def from_module_guide(model, guide, x, y: torch.Tensor, num_samples: int, *,
     x_np = (x.detach().double().numpy() if isinstance(x, torch.Tensor) and x.dim() == 2
             else None)
     return GaussianDrawsConverter(METHOD, f, y.detach().double().numpy(), float(model.tau),
-                                  x=x_np, seed=seed + 1, attrs=extra).to_inference_data()
+                                  x=x_np, seed=seed + 1, attrs=extra).to_datatree()

@@ -1,4 +1,4 @@
-r"""NUTS draws of a :class:`~vi_dropout.models.BayesianMLP` as ``InferenceData`` (layout:
+r"""NUTS draws of a :class:`~vi_dropout.models.BayesianMLP` as ``DataTree`` (layout:
 :mod:`comparisons.inference_data.base`), from a finished ``pyro.infer.MCMC`` or a
 :class:`~comparisons.reference.nuts.NUTSResult`.
 
@@ -10,12 +10,10 @@ Example:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import arviz as az
 import numpy as np
 import xarray as xr
 
@@ -52,35 +50,11 @@ class _NUTSDraws:
     y: Any
     stats: dict[str, np.ndarray] = field(default_factory=dict)
     run_attrs: dict[str, Any] = field(default_factory=dict)
-    posterior_ds: xr.Dataset | None = None  # az.from_pyro's, when the kernel ran on a model
-    stats_ds: xr.Dataset | None = None
-
-
-class _NUTSConverter(GaussianDrawsConverter):
-    """The common layout on top of ``az.from_pyro``'s posterior and sample_stats, if any."""
-
-    def __init__(self, *args, posterior_dataset=None, sample_stats_dataset=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.posterior_dataset = posterior_dataset
-        self.sample_stats_dataset = sample_stats_dataset
-
-    def posterior(self) -> xr.Dataset:
-        if self.posterior_dataset is None:
-            return super().posterior()
-        f = self.dataset({"f": self.f_orig[..., 0] if self.num_outputs == 1 else self.f_orig})
-        return self.posterior_dataset.assign(f).assign_attrs(self.attrs)
-
-    def sample_stats(self) -> xr.Dataset | None:
-        if self.sample_stats_dataset is None:
-            return super().sample_stats()
-        stats_ds = self.sample_stats_dataset
-        if self.stats:
-            stats_ds = stats_ds.assign(self.dataset(self.stats, dims={}))
-        return stats_ds.assign_attrs(self.attrs)
 
 
 def _from_mcmc(mcmc, model, x, y) -> _NUTSDraws:
-    """Draws and statistics of a finished ``pyro.infer.MCMC``."""
+    """Draws and statistics of a finished ``pyro.infer.MCMC`` (ArviZ 1.x has no
+    ``from_pyro``: the divergences come from ``MCMC.diagnostics()``)."""
     if mcmc._samples is None:  # pyro keeps no public "has run" flag
         raise ValueError(f"{_METHOD}: the MCMC object has not been run")
     model = check_gaussian_model(model if model is not None else mcmc.kernel.model, _METHOD)
@@ -88,24 +62,14 @@ def _from_mcmc(mcmc, model, x, y) -> _NUTSDraws:
     n_chains, n_draws = next(iter(raw.values())).shape[:2]
     src = _NUTSDraws(model, weight_draws(raw, model.architecture, (n_chains, n_draws), _METHOD),
                      n_chains, n_draws, x, y)
-    if getattr(mcmc.kernel, "model", None) is not None:
-        dims, coords = weight_dims(model.architecture)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            pyro_idata = az.from_pyro(mcmc, log_likelihood=False, coords=coords, dims=dims)
-        src.posterior_ds, src.stats_ds = pyro_idata.posterior, pyro_idata.sample_stats
-    else:
-        div = mcmc.diagnostics()["divergences"]
-        diverging = np.zeros((n_chains, n_draws), dtype=bool)
-        for c, key in enumerate(sorted(div)):
-            diverging[c, div[key]] = True
-        src.stats["diverging"] = diverging
+    div = mcmc.diagnostics()["divergences"]
+    diverging = np.zeros((n_chains, n_draws), dtype=bool)
+    for c, key in enumerate(sorted(div)):
+        diverging[c, div[key]] = True
+    src.stats["diverging"] = diverging
     collect = getattr(mcmc.kernel, "collected_sample_stats", None)
     extra = collect(n_draws, n_chains) if callable(collect) else None
-    if extra:
-        if src.stats_ds is not None:  # az.from_pyro already has it
-            extra.pop("diverging", None)
-        src.stats.update(extra)
+    src.stats.update(extra or {})
     return src
 
 
@@ -163,11 +127,11 @@ def from_nuts(
     seed: int = 0,
     feature_names: Sequence[str] | None = None,
     attrs: Mapping[str, Any] | None = None,
-) -> az.InferenceData:
-    r"""NUTS draws of a :class:`~vi_dropout.models.BayesianMLP` as ``InferenceData``.
+) -> xr.DataTree:
+    r"""NUTS draws of a :class:`~vi_dropout.models.BayesianMLP` as ``DataTree``.
 
     Accepts either a finished ``pyro.infer.MCMC`` whose kernel ran on the ``BayesianMLP``
-    (then ``az.from_pyro`` supplies the posterior and ``sample_stats["diverging"]``, and a
+    (``sample_stats["diverging"]`` from ``MCMC.diagnostics()``, and a
     :class:`~comparisons.reference.nuts.RecordingNUTS` kernel adds per-draw ``step_size``,
     ``tree_depth``, ``n_steps``, ``energy``, ``lp`` and ``acceptance_rate``), or the
     :class:`~comparisons.reference.nuts.NUTSResult` of
@@ -220,13 +184,12 @@ def from_nuts(
     f = forward_weight_draws(src.draws, arch, x_arr, src.n_chains, src.n_draws)
     dims, coords = weight_dims(arch)
     model = src.model
-    return _NUTSConverter(
+    return GaussianDrawsConverter(
         "hmc", y_mean + y_std * f, y_orig, model.tau / y_std**2, x_arr, seed=seed,
         feature_names=feature_names, dims=dims, coords=coords, posterior_extra=src.draws,
-        sample_stats=src.stats, posterior_dataset=src.posterior_ds,
-        sample_stats_dataset=src.stats_ds,
+        sample_stats=src.stats,
         attrs={"sampler": "nuts", "tau_model_scale": model.tau,
                "prior_length_scale": model.prior_length_scale,
                "y_mean": y_mean, "y_std": y_std, "activation": arch.activation,
                "widths": np.asarray(arch.widths), **src.run_attrs, **(attrs or {})},
-    ).to_inference_data()
+    ).to_datatree()

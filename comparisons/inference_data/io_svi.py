@@ -1,5 +1,5 @@
 r"""Draws of a fitted Pyro guide over a :class:`~vi_dropout.models.BayesianMLP` (SVI) as
-``InferenceData`` (layout: :mod:`comparisons.inference_data.base`).
+``DataTree`` (layout: :mod:`comparisons.inference_data.base`).
 
 Example:
     >>> import torch
@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import arviz as az
 import numpy as np
 import torch
+import xarray as xr
 
 from comparisons.inference_data.base import (
     GaussianDrawsConverter,
@@ -68,9 +68,9 @@ def from_svi_guide(
     seed: int = 0,
     feature_names: Sequence[str] | None = None,
     attrs: Mapping[str, Any] | None = None,
-) -> az.InferenceData:
+) -> xr.DataTree:
     r"""Draws of a fitted Pyro guide (e.g. :class:`~vi_dropout.guides.DropoutGuide`) over a
-    :class:`~vi_dropout.models.BayesianMLP` as ``InferenceData``.
+    :class:`~vi_dropout.models.BayesianMLP` as ``DataTree``.
 
     ``num_samples`` weight draws :math:`\mathbf{W}_s \sim q` are taken with
     ``pyro.infer.Predictive(guide, parallel=True)`` (under ``torch.random.fork_rng`` seeded by
@@ -131,4 +131,4 @@ def from_svi_guide(
                "keep_probs": None if keep is None else np.asarray(keep, dtype=np.float64),
                "theta": getattr(guide, "theta", None), "draws_independent": 1,
                **(attrs or {})},
-    ).to_inference_data()
+    ).to_datatree()

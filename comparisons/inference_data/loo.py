@@ -4,7 +4,7 @@ Example:
     >>> import numpy as np
     >>> from comparisons.inference_data.io_mc_dropout import from_mc_dropout
     >>> draws = 0.1 * np.random.default_rng(0).normal(size=(500, 4, 1))  # T x N x D
-    >>> round(float(checked_loo(from_mc_dropout(draws, np.zeros((4, 1)), tau=1.0))["elpd_loo"]), 2)
+    >>> round(float(checked_loo(from_mc_dropout(draws, np.zeros((4, 1)), tau=1.0)).elpd), 2)
     -3.7
 """
 
@@ -14,37 +14,89 @@ import warnings
 
 import arviz as az
 import numpy as np
+import xarray as xr
 
 from comparisons.inference_data.base import CHAIN_DIM, DRAW_DIM
 
-__all__ = ["LOOReliabilityWarning", "checked_loo"]
+__all__ = ["LOOReliabilityWarning", "checked_loo", "tied_tail_psis", "unreliable_points"]
 
 
 class LOOReliabilityWarning(UserWarning):
     """PSIS-LOO of a method is unreliable (Pareto :math:`\\hat k` above ArviZ's threshold)."""
 
 
-def _reissue(caught, result, method: str, n_draws: int) -> None:
-    """Re-issue ArviZ's warnings: the Pareto-k one as :class:`LOOReliabilityWarning`."""
-    for w in caught:
-        if "Pareto" in str(w.message):
-            good_k = float(getattr(result, "good_k", 0.7) or 0.7)
-            k = getattr(result, "pareto_k", None)
-            n_bad = int((np.asarray(k) > good_k).sum()) if k is not None else -1
-            n_obs = int(np.asarray(k).size) if k is not None else -1
-            warnings.warn(
-                f"checked_loo ({method}): PSIS-LOO is unreliable: {n_bad} of {n_obs} "
-                f"observations have Pareto k > {good_k:.2f} with {n_draws} draws (more draws, "
-                f"or exact LOO / K-fold for those points). ArviZ: {w.message}",
-                LOOReliabilityWarning, stacklevel=3,
-            )
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+def unreliable_points(result) -> tuple[int, int, float]:
+    r"""``(bad, n, good_k)`` of an ``ELPDData``: the points whose Pareto :math:`\hat k` exceeds
+    ``good_k`` or is not finite (arviz-stats returns NaN, without a warning, when the tail fit
+    overflows: such a point is as unreliable as one with a large :math:`\hat k`).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> unreliable_points(SimpleNamespace(pareto_k=np.array([0.1, 0.9, np.nan]), good_k=0.7))
+        (2, 3, 0.7)
+    """
+    k = np.asarray(result.pareto_k, dtype=np.float64)
+    good_k = float(getattr(result, "good_k", None) or 0.7)
+    return int(np.sum(~(k <= good_k))), int(k.size), good_k
 
 
-def checked_loo(idata: az.InferenceData, *, min_draws: int = 100, var_name: str | None = None,
-                pointwise: bool = True, scale: str | None = None):
-    r"""``az.loo`` that refuses too few draws and names the method in its warnings.
+def _relative_ess(idata: xr.DataTree) -> float:
+    """The relative efficiency arviz-stats' ``loo`` uses by default: 1 for one chain, else
+    the mean ``"mean"``-ESS of the posterior over its draws."""
+    if ("posterior" not in idata.children
+            or int(idata["posterior"].sizes.get(CHAIN_DIM, 1)) == 1):
+        return 1.0
+    ess = az.ess(idata, method="mean", relative=True)
+    return float(np.mean(np.hstack([ess[v].values.ravel() for v in ess.data_vars])))
+
+
+def tied_tail_psis(log_lik: xr.DataArray, reff: float) -> tuple[xr.DataArray, xr.DataArray]:
+    r"""Pareto-smoothed log weights and :math:`\hat k` per point (arviz-stats' ``psislw``,
+    ``arviz_stats.base.array_stats``), where a point whose largest draws tie keeps its raw
+    normalised weights :math:`-\ell_s - \operatorname{logsumexp}_s(-\ell_s)` and
+    :math:`\hat k = \infty`.
+
+    Why ours: arviz-stats refuses the whole data set (``ValueError: All tail values are the
+    same``) if one point's tail ties, which MC dropout's draws do in a small network (its masks
+    repeat) and a stuck chain does; ArviZ 0.x gave such points :math:`\hat k = \infty` (too
+    few distinct tail draws for the Pareto fit), and so does this. The other points are
+    arviz-stats' own numbers.
+
+    Args:
+        log_lik: ``chain x draw x ...`` pointwise log-likelihood.
+        reff: relative efficiency of the draws (the tail length depends on it).
+
+    Returns:
+        ``(log_weights, pareto_k)`` in the layout arviz-stats' ``loo`` takes.
+
+    Example:
+        >>> ll = xr.DataArray(np.repeat([[-1.0, -2.0]], 100, 0)[None], dims=("chain", "draw", "obs"))
+        >>> lw, k = tied_tail_psis(ll, 1.0)
+        >>> k.values.tolist()
+        [inf, inf]
+    """
+    from arviz_stats.base import array_stats
+    from scipy.special import logsumexp
+
+    obs_dims = [d for d in log_lik.dims if d not in (CHAIN_DIM, DRAW_DIM)]
+    ordered = log_lik.transpose(CHAIN_DIM, DRAW_DIM, *obs_dims)
+    flat = ordered.values.reshape(-1, int(np.prod([ordered.sizes[d] for d in obs_dims])))
+    log_weights, pareto_k = np.empty_like(flat), np.empty(flat.shape[1])
+    for j in range(flat.shape[1]):
+        try:
+            lw, k = array_stats.psislw(flat[:, j], r_eff=reff)
+        except ValueError:
+            lw, k = -flat[:, j] - logsumexp(-flat[:, j]), np.inf
+        log_weights[:, j], pareto_k[j] = lw, k
+    shape = [ordered.sizes[d] for d in obs_dims]
+    coords = {d: ordered[d] for d in obs_dims if d in ordered.coords}
+    weights = xr.DataArray(log_weights.reshape(ordered.shape), dims=ordered.dims,
+                           coords=ordered.coords)
+    return weights, xr.DataArray(pareto_k.reshape(shape), dims=obs_dims, coords=coords)
+
+
+def checked_loo(idata: xr.DataTree, *, min_draws: int = 100, var_name: str | None = None):
+    r"""arviz-stats' ``loo`` that refuses too few draws and names the method in its warnings.
 
     PSIS fits a generalised Pareto to the largest importance ratios, :math:`M` of them,
 
@@ -53,29 +105,40 @@ def checked_loo(idata: az.InferenceData, *, min_draws: int = 100, var_name: str 
 
     so with few draws that fit (and its :math:`\hat k` diagnostic, whose threshold
     :math:`\min(1 - 1/\log_{10} S, 0.7)` ArviZ uses) is meaningless: fewer than ``min_draws``
-    draws (chains x draws) raise ``ValueError``. ArviZ's Pareto-:math:`\hat k` warning is
-    re-issued as :class:`LOOReliabilityWarning` with the method and the number of points above
-    the threshold. Draws that are independent by construction (``attrs["draws_independent"]``:
+    draws (chains x draws) raise ``ValueError``. Points whose :math:`\hat k` is above the
+    threshold or not finite (arviz-stats gives NaN, silently, when the tail fit overflows) raise
+    one :class:`LOOReliabilityWarning` naming the method and their number; ArviZ's own
+    Pareto-:math:`\hat k` warning is replaced by it. Draws that are independent by construction (``attrs["draws_independent"]``:
     MC dropout, SVI, GP) use ``reff=1``.
 
     Args:
-        idata: ``InferenceData`` with a ``log_likelihood`` group (``attrs["method"]`` names it).
+        idata: ``DataTree`` with a ``log_likelihood`` group (``attrs["method"]`` names it).
         min_draws: fewest draws (chains x draws) accepted, default 100.
-        var_name, pointwise, scale: as in ``az.loo`` (``var_name`` default: ``"y"``).
+        var_name: as in ``arviz_stats.loo`` (default: ``"y"``). The result is always
+            pointwise (the per-point :math:`\hat k` are what the check reads).
+
+    A point whose largest draws tie (arviz-stats refuses the whole set then) gets
+    :math:`\hat k = \infty` and its raw weights (:func:`tied_tail_psis`), as in ArviZ 0.x.
+
+    Raises:
+        ValueError: too few draws, or no ``log_likelihood`` group.
 
     Returns:
-        ArviZ's ``ELPDData``.
+        arviz-stats' ``ELPDData`` (``elpd``, ``se``, ``p``, ``pareto_k``, ``good_k``, ...).
 
     Example:
         >>> import numpy as np
         >>> from comparisons.inference_data.io_mc_dropout import from_mc_dropout
         >>> draws = 0.1 * np.random.default_rng(0).normal(size=(500, 4, 1))  # T x N x D
         >>> idata = from_mc_dropout(draws, np.zeros((4, 1)), tau=1.0)
-        >>> round(float(checked_loo(idata)["elpd_loo"]), 2)
+        >>> round(float(checked_loo(idata).elpd), 2)
         -3.7
     """
-    if not hasattr(idata, "log_likelihood"):
-        raise ValueError("checked_loo: the InferenceData has no log_likelihood group")
+    if not isinstance(idata, xr.DataTree):
+        raise ValueError(f"checked_loo: idata must be an xarray.DataTree (ArviZ 1.x), got "
+                         f"{type(idata).__name__}")
+    if "log_likelihood" not in idata.children:
+        raise ValueError("checked_loo: the DataTree has no log_likelihood group")
     ll = idata.log_likelihood
     method = ll.attrs.get("method", "unknown method")
     var_name = var_name or ("y" if "y" in ll.data_vars else None)
@@ -86,8 +149,28 @@ def checked_loo(idata: az.InferenceData, *, min_draws: int = 100, var_name: str 
             f"draws), got {n_draws}; draw more samples"
         )
     reff = 1.0 if int(ll.attrs.get("draws_independent", 0)) else None
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")
-        result = az.loo(idata, pointwise=pointwise, var_name=var_name, reff=reff, scale=scale)
-    _reissue(caught, result, method, n_draws)
+        try:
+            result = az.loo(idata, pointwise=True, var_name=var_name, reff=reff)
+        except ValueError as err:
+            if "tail values are the same" not in str(err):
+                raise
+            # some point's largest draws tie (MC dropout's masks repeat in a small network; a
+            # stuck chain): smooth point by point, those points raw with k = inf
+            log_weights, pareto_k = tied_tail_psis(
+                ll[var_name or next(iter(ll.data_vars))],
+                _relative_ess(idata) if reff is None else reff)
+            result = az.loo(idata, pointwise=True, var_name=var_name, reff=reff,
+                            log_weights=log_weights, pareto_k=pareto_k)
+    for w in caught:  # ArviZ's own Pareto-k warning is replaced by the one below
+        if "Pareto" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    bad, n_obs, good_k = unreliable_points(result)
+    if bad:
+        warnings.warn(
+            f"checked_loo ({method}): PSIS-LOO is unreliable: {bad} of {n_obs} observations "
+            f"have Pareto k > {good_k:.2f} or a k that is not finite, with {n_draws} draws "
+            f"(more draws, or exact LOO / K-fold for those points)",
+            LOOReliabilityWarning, stacklevel=2)
     return result

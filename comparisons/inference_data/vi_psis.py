@@ -16,10 +16,17 @@ the importance-sampling estimates are reliable and :math:`q` is close to the pos
 narrow, or in the wrong place) and no number of draws rescues it. The effective sample size of
 the smoothed weights is the second summary.
 
+arviz-stats' fit returns NaN where the largest ratios are no generalised Pareto tail at all:
+when a quarter of them are tied at the smallest excess, which for continuous ratios means they
+underflow to zero weight against the largest one (log ratios spread over more than ~745, one
+draw carrying everything). :func:`variational_psis` reports that as :math:`\hat k = \infty`
+(ArviZ 0.x fitted finite values far above 1 there, e.g. 157); ratios that are constant (spread
+below :data:`RATIO_SPREAD_CONSTANT`: :math:`q` is the posterior) give :math:`-\infty`.
+
 The model and the guide are the toolkit's one stack (:class:`~vi_dropout.models.ModuleBNN` /
 :class:`~vi_dropout.models.BayesianMLP` and :class:`~vi_dropout.guides.DropoutGuide`); the draws
 are made and scored by Pyro itself (``pyro.infer.importance.vectorized_importance_weights``), the
-smoothing is ArviZ's ``psislw``.
+smoothing is arviz-stats' ``psislw`` (the ``.azstats`` accessor).
 
 Example:
     >>> import torch
@@ -36,11 +43,14 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyro
 import torch
+import xarray as xr
 from pyro.infer.importance import vectorized_importance_weights
 
 from vi_dropout.guides import DropoutGuide
@@ -48,12 +58,15 @@ from vi_dropout.inputs import Inputs
 from vi_dropout.models import ModuleBNN
 from vi_dropout.validation import check_int
 
-__all__ = ["VariationalPSIS", "variational_psis", "log_importance_ratios"]
+__all__ = ["ImportanceDraws", "VariationalPSIS", "importance_draws", "log_importance_ratios",
+           "variational_psis"]
 
 #: draws per vectorised chunk (the model runs once per chunk)
 CHUNK = 500
 #: the fewest draws: PSIS fits a Pareto tail to the largest ratios
 MIN_DRAWS = 100
+#: log ratios spread less than this are constant: q is the posterior (to float64 rounding)
+RATIO_SPREAD_CONSTANT = 1e-6
 
 
 @dataclass(frozen=True)
@@ -66,23 +79,59 @@ class VariationalPSIS:
             :math:`1/\\sum_s w_s^2`.
         num_draws: :math:`S`.
         log_ratios: the raw :math:`\\log r_s`, ``(S,)``.
+        loo: arviz-stats' ``loo_approximate_posterior`` of the same draws: PSIS-LOO of the
+            posterior with the draws of :math:`q` reweighted by :math:`p/q` (``ELPDData``;
+            ``None`` unless asked for).
+        loo_of_q: plain PSIS-LOO of the same draws, as if :math:`q` were the posterior
+            (``ELPDData``; ``None`` unless asked for). The gap to ``loo`` is what treating
+            :math:`q` as the posterior costs the LOO estimate.
     """
 
     pareto_k: float
     ess: float
     num_draws: int
     log_ratios: np.ndarray
+    loo: Any = None
+    loo_of_q: Any = None
 
 
-def log_importance_ratios(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.Tensor,
-                          num_draws: int = 2000, seed: int = 0) -> np.ndarray:
-    r""":math:`\log p(\mathbf{y}, \mathbf{W}_s \mid \mathbf{x}) - \log q(\mathbf{W}_s)` for
-    ``num_draws`` draws of the guide (Pyro's ``vectorized_importance_weights``, chunks of
-    :data:`CHUNK` draws; the random stream is Pyro's, seeded ``seed``, and the global one is
-    restored after).
+@dataclass(frozen=True)
+class ImportanceDraws:
+    """Draws :math:`\\mathbf{W}_s \\sim q` scored by Pyro (:func:`importance_draws`).
 
-    Returns:
-        ``(num_draws,)`` float64.
+    Attributes:
+        log_p: :math:`\\log p(\\mathbf{y}, \\mathbf{W}_s \\mid \\mathbf{x})`, ``(S,)``.
+        log_q: :math:`\\log q(\\mathbf{W}_s)`, ``(S,)``.
+        log_lik: pointwise :math:`\\log p(\\mathbf{y}_n \\mid \\mathbf{x}_n,
+            \\mathbf{W}_s)`, ``S x N``.
+    """
+
+    log_p: np.ndarray
+    log_q: np.ndarray
+    log_lik: np.ndarray
+
+    @property
+    def log_ratios(self) -> np.ndarray:
+        return self.log_p - self.log_q
+
+
+def _per_draw(trace, n: int) -> torch.Tensor:
+    """``(n,)`` sum of the log densities of a vectorised trace's sample sites per draw."""
+    total = torch.zeros(n, dtype=torch.float64)
+    for site in trace.nodes.values():
+        if site["type"] == "sample":
+            lp = site["fn"].log_prob(site["value"]).to(torch.float64)
+            total = total + lp.reshape(n, -1).sum(-1)
+    return total
+
+
+def importance_draws(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.Tensor,
+                     num_draws: int = 2000, seed: int = 0) -> ImportanceDraws:
+    r"""``num_draws`` draws of the guide scored by the model: Pyro's
+    ``vectorized_importance_weights`` in chunks of :data:`CHUNK` draws (the random stream is
+    Pyro's, seeded ``seed``; the global one is restored after). :math:`\log q` is the guide
+    trace's density, :math:`\log p` Pyro's log weight plus it, and the pointwise
+    log-likelihood is the ``"obs"`` site's.
     """
     if not isinstance(model, ModuleBNN):
         raise ValueError(f"model must be a ModuleBNN (or BayesianMLP), got {type(model).__name__}")
@@ -91,39 +140,74 @@ def log_importance_ratios(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: t
     guide.check_model(model)
     num_draws = check_int(num_draws, "num_draws", minimum=MIN_DRAWS)
     seed = check_int(seed, "seed")
-    out = []
+    log_p, log_q, log_lik = [], [], []
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         pyro.set_rng_seed(seed)
         done = 0
         while done < num_draws:
             n = min(CHUNK, num_draws - done)
-            log_weights, _, _ = vectorized_importance_weights(
+            log_weights, model_trace, guide_trace = vectorized_importance_weights(
                 model, guide, x, y, num_samples=n, max_plate_nesting=1)
-            out.append(log_weights.reshape(n).to(torch.float64))
+            lq = _per_draw(guide_trace, n)
+            log_q.append(lq)
+            log_p.append(log_weights.reshape(n).to(torch.float64) + lq)
+            obs = model_trace.nodes["obs"]
+            log_lik.append(obs["fn"].log_prob(obs["value"]).to(torch.float64).reshape(n, -1))
             done += n
-    ratios = torch.cat(out).numpy()
-    if not np.isfinite(ratios).all():
-        raise ValueError(f"{int((~np.isfinite(ratios)).sum())} of {num_draws} log importance "
-                         f"ratios are not finite")
-    return ratios
+    out = ImportanceDraws(torch.cat(log_p).numpy(), torch.cat(log_q).numpy(),
+                          torch.cat(log_lik).numpy())
+    bad = int((~np.isfinite(out.log_ratios)).sum())
+    if bad:
+        raise ValueError(f"{bad} of {num_draws} log importance ratios are not finite")
+    return out
+
+
+def log_importance_ratios(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.Tensor,
+                          num_draws: int = 2000, seed: int = 0) -> np.ndarray:
+    r""":math:`\log p(\mathbf{y}, \mathbf{W}_s \mid \mathbf{x}) - \log q(\mathbf{W}_s)` for
+    ``num_draws`` draws of the guide (:func:`importance_draws`).
+
+    Returns:
+        ``(num_draws,)`` float64.
+    """
+    return importance_draws(model, guide, x, y, num_draws, seed).log_ratios
 
 
 def variational_psis(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.Tensor, *,
-                     num_draws: int = 2000, seed: int = 0) -> VariationalPSIS:
+                     num_draws: int = 2000, seed: int = 0, loo: bool = False) -> VariationalPSIS:
     r"""PSIS of the posterior of ``model`` given ``(x, y)`` against ``guide``: :math:`\hat k` and
-    the effective sample size (see the module docstring).
+    the effective sample size (see the module docstring), and with ``loo`` the PSIS-LOO of the
+    posterior from the same draws (arviz-stats' ``loo_approximate_posterior``, Magnusson et al.
+    2019) beside the plain PSIS-LOO that takes :math:`q` for the posterior.
 
     Args:
         model, guide: the Pyro model and the MC dropout guide (:math:`\theta > 0`).
         x, y: the data the posterior conditions on (the model's input form; ``N x D`` targets).
         num_draws: :math:`S`; PSIS needs a few hundred at least.
         seed: the draws' seed.
+        loo: also compute ``loo`` and ``loo_of_q``.
     """
     import arviz as az
 
-    ratios = log_importance_ratios(model, guide, x, y, num_draws=num_draws, seed=seed)
-    smoothed, k = az.psislw(ratios.copy(), reff=1.0)
-    weights = np.exp(np.asarray(smoothed, dtype=np.float64))
+    draws = importance_draws(model, guide, x, y, num_draws=num_draws, seed=seed)
+    ratios = draws.log_ratios
+    # arviz-stats' psislw takes a log-likelihood and smooths the weights exp(-value): pass -r
+    smoothed, k = xr.DataArray(-ratios, dims=["draw"]).azstats.psislw(dim="draw", r_eff=1.0)
+    weights = np.exp(np.asarray(smoothed.values, dtype=np.float64))
     weights = weights / weights.sum()
-    return VariationalPSIS(pareto_k=float(k), ess=float(1.0 / np.sum(weights**2)),
-                           num_draws=num_draws, log_ratios=ratios)
+    pareto_k = float(k.values)
+    if not np.isfinite(pareto_k):  # arviz-stats: the tail is no generalised Pareto at all
+        pareto_k = -np.inf if np.ptp(ratios) < RATIO_SPREAD_CONSTANT else np.inf
+    loo_p = loo_q = None
+    if loo:
+        tree = az.from_dict({"log_likelihood": {"y": draws.log_lik[None]}},
+                            dims={"y": ["obs"]})
+        sample = {"dims": ["chain", "draw"]}
+        log_p = xr.DataArray(draws.log_p[None], **sample)
+        log_q = xr.DataArray(draws.log_q[None], **sample)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # k is reported, not warned
+            loo_p = az.loo_approximate_posterior(tree, log_p, log_q, pointwise=True)
+            loo_q = az.loo(tree, pointwise=True, reff=1.0)
+    return VariationalPSIS(pareto_k=pareto_k, ess=float(1.0 / np.sum(weights**2)),
+                           num_draws=num_draws, log_ratios=ratios, loo=loo_p, loo_of_q=loo_q)

@@ -4,7 +4,7 @@ The optional ``jax`` extra (``pip install .[jax]``) installs ``jax`` and ``numpy
 else in the toolkit needs them. :func:`~comparisons.reference.nuts.run_nuts` with
 ``backend="numpyro"`` runs each chain through :func:`sample_chain`, so the chains share the
 Pyro backends' seeds, initial values, per-chain cache, worker processes, :class:`NUTSResult` and
-``InferenceData`` conversion; only the sampler differs.
+``DataTree`` conversion; only the sampler differs.
 
 The target is the negative log joint of :func:`~comparisons.reference.nuts.bnn_potential`,
 

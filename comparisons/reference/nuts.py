@@ -37,7 +37,7 @@ Example:
     >>> result = run_nuts(x, y, hidden=(50,), prior_length_scale=1.0, tau=10.0,
     ...                   num_chains=4, num_warmup=500, num_samples=500,
     ...                   cache_dir="outputs/nuts-cache")  # doctest: +SKIP
-    >>> idata = result.to_inference_data()  # doctest: +SKIP
+    >>> idata = result.to_datatree()  # doctest: +SKIP
     >>> table = hmc_summary(idata, var_names=["f"])  # doctest: +SKIP
 
 Why one module of this size: the NUTS reference: the potential, the kernel that records every
@@ -68,6 +68,7 @@ import numpy as np
 import pandas as pd
 import pyro
 import torch
+import xarray as xr
 from pyro.infer import MCMC, NUTS
 
 from comparisons.inference_data.base import weight_site_names
@@ -82,6 +83,8 @@ __all__ = [
     "DEFAULT_R_HAT_MAX",
     "HMCDiagnosticsWarning",
     "NUTSResult",
+    "SUMMARY_CI_KIND",
+    "SUMMARY_CI_PROB",
     "RecordingNUTS",
     "bnn_potential",
     "hmc_summary",
@@ -352,7 +355,7 @@ class NUTSResult:
         """Mean leapfrog steps (gradient evaluations) per post-warmup draw."""
         return float(np.mean(self.sample_stats["n_steps"]))
 
-    def to_inference_data(self, **kwargs) -> az.InferenceData:
+    def to_datatree(self, **kwargs) -> xr.DataTree:
         """:func:`~comparisons.inference_data.io_nuts.from_nuts` of this result (``kwargs``: ``x``,
         ``y`` on the original scale, ``y_mean``, ``y_std``, ``seed``, ``feature_names``)."""
         return from_nuts(self, **kwargs)
@@ -753,8 +756,12 @@ def _sample_chains(jobs: Sequence[Mapping[str, Any]], num_processes: int) -> dic
 
 
 # --------------------------------------------------------------------------------- summary
+#: the interval of :func:`hmc_summary`'s table, stated rather than left to ArviZ's default
+SUMMARY_CI_KIND = "eti"
+SUMMARY_CI_PROB = 0.89
+
 def hmc_summary(
-    idata: az.InferenceData,
+    idata: xr.DataTree,
     *,
     var_names: Sequence[str] | None = None,
     group: str = "posterior",
@@ -763,8 +770,10 @@ def hmc_summary(
     min_bfmi: float = DEFAULT_MIN_BFMI,
     warn: bool = True,
 ) -> pd.DataFrame:
-    r"""``az.summary`` (means, HDIs, MCSE, bulk/tail ESS, rank-normalised split R-hat) with a
-    verdict on whether the draws are a usable reference.
+    r"""arviz-stats' ``summary`` (means, sd, the :data:`SUMMARY_CI_PROB` equal-tailed interval,
+    MCSE, bulk/tail ESS, rank-normalised split R-hat) with a verdict on whether the draws are a
+    usable reference. The interval is passed explicitly (columns ``eti89_lb``, ``eti89_ub``), so
+    a change of ArviZ's default (0.94 HDI in ArviZ 0.x, 0.89 ETI in 1.x) changes no number.
 
     A :class:`HMCDiagnosticsWarning` is issued (with ``warn``) when any of
 
@@ -772,20 +781,20 @@ def hmc_summary(
     * :math:`\min \mathrm{ESS}_\text{bulk}` or :math:`\min \mathrm{ESS}_\text{tail} <`
       ``ess_per_chain`` :math:`\times` chains (default :math:`100 \times` chains);
     * there are divergent transitions (``sample_stats["diverging"]``);
-    * an E-BFMI (``az.bfmi``, needs ``sample_stats["energy"]``) is below ``min_bfmi`` (0.3).
+    * an E-BFMI (arviz-stats' ``bfmi``, needs ``sample_stats["energy"]``) is below ``min_bfmi`` (0.3).
 
     Weight-space R-hat of a neural network is pessimistic: hidden units can be permuted and
     (for odd activations) sign-flipped, so chains in equivalent modes disagree on every weight.
     Check the function values too: ``hmc_summary(idata, var_names=["f"])``.
 
     Returns:
-        the ``az.summary`` table; ``table.attrs["diagnostics"]`` holds ``max_r_hat``,
+        the ``summary`` table; ``table.attrs["diagnostics"]`` holds ``max_r_hat``,
         ``min_ess_bulk``, ``min_ess_tail``, ``num_divergent``, ``min_bfmi``, ``num_chains``,
         ``num_draws``, ``problems`` (list of strings) and ``ok``.
 
     Example:
         >>> import numpy as np
-        >>> idata = az.from_dict(posterior={"w": np.random.default_rng(0).normal(size=(4, 500))})
+        >>> idata = az.from_dict({"posterior": {"w": np.random.default_rng(0).normal(size=(4, 500))}})
         >>> hmc_summary(idata).attrs["diagnostics"]["ok"]
         True
     """
@@ -794,15 +803,16 @@ def hmc_summary(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         table = az.summary(idata, var_names=list(var_names) if var_names else None, group=group,
-                           kind="all", round_to="none")
+                           kind="all", round_to="none", ci_kind=SUMMARY_CI_KIND,
+                           ci_prob=SUMMARY_CI_PROB)
     r_hat = table["r_hat"].to_numpy(dtype=float)
     ess_bulk = table["ess_bulk"].to_numpy(dtype=float)
     ess_tail = table["ess_tail"].to_numpy(dtype=float)
-    stats = getattr(idata, "sample_stats", None)
+    stats = idata["sample_stats"] if "sample_stats" in idata.children else None
     num_div = int(stats["diverging"].sum()) if stats is not None and "diverging" in stats else 0
     bfmi = None
     if stats is not None and "energy" in stats:
-        bfmi = np.atleast_1d(az.bfmi(idata))
+        bfmi = np.atleast_1d(np.asarray(az.bfmi(idata)["energy"].values, dtype=np.float64))
     min_ess = float(ess_per_chain) * n_chains
     problems = []
     if np.isnan(r_hat).any():

@@ -1,7 +1,7 @@
 r"""Reference files: a convergence gate for HMC draws, and checked, atomic reference files.
 
 A reference posterior (e.g. the NUTS draws of :mod:`comparisons.reference.nuts` as the
-``InferenceData`` of :func:`~comparisons.inference_data.io_nuts.from_nuts`) is only a
+``DataTree`` of :func:`~comparisons.inference_data.io_nuts.from_nuts`) is only a
 reference if its chains converged. :func:`convergence_summary` computes, per test point, the
 rank-normalised split :math:`\hat R` and the bulk and tail ESS (Vehtari et al. 2021) of the
 predictive ``f`` and counts the divergent transitions; :func:`require_converged` turns a failed
@@ -19,8 +19,8 @@ and the expected settings before it returns the draws, so an edited manifest (a 
 
 Example:
     >>> rng = np.random.default_rng(0)
-    >>> idata = az.from_dict(posterior={"f": rng.standard_normal((4, 500, 3))},
-    ...                      sample_stats={"diverging": np.zeros((4, 500), dtype=bool)})
+    >>> idata = az.from_dict({"posterior": {"f": rng.standard_normal((4, 500, 3))},
+    ...                      "sample_stats": {"diverging": np.zeros((4, 500), dtype=bool)}})
     >>> report = convergence_summary(idata, thresholds=ConvergenceThresholds(ess_bulk_min=100,
     ...                                                                      ess_tail_min=100))
     >>> report.converged, report.reasons
@@ -36,8 +36,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,7 +44,9 @@ from typing import Any
 import arviz as az
 import numpy as np
 
-from vi_dropout.io import TEMP_PREFIX, atomic_write_bytes, atomic_write_text
+from comparisons.inference_data.base import datatree
+from comparisons.inference_data.netcdf import read_datatree, render_datatree
+from vi_dropout.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "MANIFEST_SUFFIX",
@@ -138,7 +138,7 @@ class ConvergenceReport:
     """The result of :func:`convergence_summary`.
 
     Attributes:
-        var_name, group: the variable checked and the ``InferenceData`` group it was found in.
+        var_name, group: the variable checked and the ``DataTree`` group it was found in.
         num_chains, num_draws: draws per chain and number of chains.
         r_hat, ess_bulk, ess_tail: per test point (the variable's non-chain/draw dims,
             flattened).
@@ -179,8 +179,8 @@ class ConvergenceReport:
 
         Example:
             >>> rng = np.random.default_rng(0)
-            >>> idata = az.from_dict(posterior={"f": rng.standard_normal((2, 50, 2))},
-            ...                      sample_stats={"diverging": np.zeros((2, 50), dtype=bool)})
+            >>> idata = az.from_dict({"posterior": {"f": rng.standard_normal((2, 50, 2))},
+            ...                      "sample_stats": {"diverging": np.zeros((2, 50), dtype=bool)}})
             >>> sorted(convergence_summary(idata).to_dict())[:3]
             ['converged', 'divergences', 'group']
         """
@@ -201,10 +201,10 @@ class ConvergenceReport:
 
 
 def _find_var(idata, var_name: str):
-    groups = list(idata.groups())
+    groups = list(idata.children)
     for group in _F_GROUPS:
-        if group in groups and var_name in getattr(idata, group).data_vars:
-            return group, getattr(idata, group)[var_name]
+        if group in groups and var_name in idata[group].data_vars:
+            return group, idata[group][var_name]
     raise ValueError(
         f"convergence_summary: no variable {var_name!r} in the groups "
         f"{', '.join(_F_GROUPS)} (groups present: {', '.join(groups) or 'none'})"
@@ -233,7 +233,7 @@ def convergence_summary(idata, var_name: str = "f",
     of ``sample_stats.diverging``.
 
     Args:
-        idata: ``InferenceData`` with ``var_name`` (dims ``chain, draw, ...``) in its
+        idata: ``DataTree`` with ``var_name`` (dims ``chain, draw, ...``) in its
             ``posterior`` (where :func:`~comparisons.inference_data.io_nuts.from_nuts` puts
             ``f``) or ``posterior_predictive``, and ``sample_stats.diverging``.
         var_name: the variable to check (default the predictive mean function ``f``).
@@ -249,8 +249,8 @@ def convergence_summary(idata, var_name: str = "f",
     Example:
         >>> rng = np.random.default_rng(1)
         >>> f = rng.standard_normal((4, 200, 5)) + np.arange(4)[:, None, None]  # 4 modes
-        >>> idata = az.from_dict(posterior={"f": f},
-        ...                      sample_stats={"diverging": np.zeros((4, 200), dtype=bool)})
+        >>> idata = az.from_dict({"posterior": {"f": f},
+        ...                      "sample_stats": {"diverging": np.zeros((4, 200), dtype=bool)}})
         >>> report = convergence_summary(idata)
         >>> report.converged, report.reasons[0].startswith("max R-hat")
         (False, True)
@@ -267,7 +267,7 @@ def convergence_summary(idata, var_name: str = "f",
     if num_draws < 4:
         raise ValueError(f"convergence_summary: {group}.{var_name} has {num_draws} draws per "
                          f"chain; R-hat and ESS need at least 4")
-    if "sample_stats" not in idata.groups() or "diverging" not in idata.sample_stats.data_vars:
+    if "sample_stats" not in idata.children or "diverging" not in idata.sample_stats.data_vars:
         raise ValueError("convergence_summary: no sample_stats.diverging: a reference must "
                          "record its divergent transitions")
     ds = da.to_dataset(name=var_name)
@@ -309,8 +309,8 @@ def draws_to_converge(idata, step: int = 50, var_name: str = "f",
 
     Example:
         >>> rng = np.random.default_rng(0)
-        >>> idata = az.from_dict(posterior={"f": rng.standard_normal((4, 400, 2))},
-        ...                      sample_stats={"diverging": np.zeros((4, 400), dtype=bool)})
+        >>> idata = az.from_dict({"posterior": {"f": rng.standard_normal((4, 400, 2))},
+        ...                      "sample_stats": {"diverging": np.zeros((4, 400), dtype=bool)}})
         >>> draws_to_converge(idata, step=100)  # 4 x 100 i.i.d. draws: ESS about 400
         200
     """
@@ -338,8 +338,8 @@ def require_converged(report: ConvergenceReport, what: str) -> ConvergenceReport
 
     Example:
         >>> rng = np.random.default_rng(2)
-        >>> idata = az.from_dict(posterior={"f": rng.standard_normal((2, 50, 2))},
-        ...                      sample_stats={"diverging": np.ones((2, 50), dtype=bool)})
+        >>> idata = az.from_dict({"posterior": {"f": rng.standard_normal((2, 50, 2))},
+        ...                      "sample_stats": {"diverging": np.ones((2, 50), dtype=bool)}})
         >>> require_converged(convergence_summary(idata), "toy run")
         Traceback (most recent call last):
         ...
@@ -431,8 +431,8 @@ def save_reference(idata, path: str | os.PathLike, *, manifest: Mapping[str, Any
 
     Example:
         >>> rng = np.random.default_rng(0)
-        >>> idata = az.from_dict(posterior={"f": rng.standard_normal((2, 50, 3))},
-        ...                      sample_stats={"diverging": np.zeros((2, 50), dtype=bool)})
+        >>> idata = az.from_dict({"posterior": {"f": rng.standard_normal((2, 50, 3))},
+        ...                      "sample_stats": {"diverging": np.zeros((2, 50), dtype=bool)}})
         >>> save_reference(idata, "/tmp/ref.nc", manifest={"tau": 10.0})  # doctest: +SKIP
     """
     path = Path(path)
@@ -450,15 +450,9 @@ def save_reference(idata, path: str | os.PathLike, *, manifest: Mapping[str, Any
                          "convergence": report.to_dict()})
     group = _find_var(idata, var_name)[0]
     idata = idata.copy()  # the copy's group gets the manifest, not the caller's object
-    getattr(idata, group).attrs[MANIFEST_ATTR] = json.dumps(saved, sort_keys=True)
+    idata[group].attrs[MANIFEST_ATTR] = json.dumps(saved, sort_keys=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=path.parent, prefix=TEMP_PREFIX)
-    try:
-        tmp = Path(tmp_dir) / path.name
-        idata.to_netcdf(str(tmp), compress=True, engine="h5netcdf")
-        data = tmp.read_bytes()
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+    data = render_datatree(idata, compress=True, folder=path.parent)
     atomic_write_bytes(path, data)
     doc = {**saved, "sha256": hashlib.sha256(data).hexdigest(), "size_bytes": len(data)}
     doc["manifest_sha256"] = manifest_checksum(doc)
@@ -545,8 +539,7 @@ def load_reference(path: str | os.PathLike, *, expect: Mapping[str, Any]):
             "(edited, or written before manifests were checked); make the reference again "
             "with python -m comparisons hmc-reference")
     try:
-        with az.rc_context({"data.load": "eager"}):
-            idata = az.from_netcdf(str(path), engine="h5netcdf")
+        idata = read_datatree(path)
     except Exception as err:  # noqa: BLE001 - whatever h5py/xarray raise on a bad file
         raise ReferenceFileError(f"the reference file {path} is unreadable: {err}") from err
     saved = _saved_manifest(idata)
@@ -573,8 +566,7 @@ def saved_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
         >>> saved_manifest("/tmp/ref.nc")["settings"]  # doctest: +SKIP
     """
     try:
-        with az.rc_context({"data.load": "eager"}):
-            idata = az.from_netcdf(str(path), engine="h5netcdf")
+        idata = read_datatree(path)
     except Exception:  # noqa: BLE001 - an unreadable file holds no manifest we can use
         return None
     return _saved_manifest(idata)
@@ -584,8 +576,8 @@ def _saved_manifest(idata) -> dict[str, Any] | None:
     """The manifest copy that :func:`save_reference` put in the draws' group (None in files
     written before the copy existed, whose manifests are bound by their checksum alone)."""
     for group in _F_GROUPS:
-        if group in idata.groups():
-            text = getattr(idata, group).attrs.get(MANIFEST_ATTR)
+        if group in idata.children:
+            text = idata[group].attrs.get(MANIFEST_ATTR)
             if isinstance(text, str):
                 try:
                     doc = json.loads(text)
@@ -626,18 +618,18 @@ def thin_draws(idata, max_draws: int = 4000):
     whole; a group that already fits is unchanged.
 
     Args:
-        idata: the ``InferenceData``.
+        idata: the ``DataTree``.
         max_draws: the largest number of draws over all chains of a group.
 
     Returns:
-        A new ``InferenceData``.
+        A new ``DataTree``.
 
     Raises:
         ValueError: ``max_draws`` is smaller than the number of chains of some group.
 
     Example:
-        >>> idata = az.from_dict(posterior={"f": np.zeros((4, 1000, 2))},
-        ...                      observed_data={"y": np.zeros(2)})
+        >>> idata = az.from_dict({"posterior": {"f": np.zeros((4, 1000, 2))},
+        ...                      "observed_data": {"y": np.zeros(2)}})
         >>> dict(thin_draws(idata, 1000).posterior.sizes)
         {'chain': 4, 'draw': 250, 'f_dim_0': 2}
     """
@@ -645,8 +637,8 @@ def thin_draws(idata, max_draws: int = 4000):
         raise ValueError(f"thin_draws: max_draws must be a positive integer, got {max_draws}")
     max_draws = int(max_draws)
     groups = {}
-    for name in idata.groups():
-        ds = getattr(idata, name)
+    for name in idata.children:
+        ds = idata[name].to_dataset()
         if "chain" in ds.dims and "draw" in ds.dims:
             chains, draws = int(ds.sizes["chain"]), int(ds.sizes["draw"])
             per_chain = max_draws // chains
@@ -656,4 +648,4 @@ def thin_draws(idata, max_draws: int = 4000):
             if draws > per_chain:
                 ds = ds.isel(draw=slice(None, None, math.ceil(draws / per_chain)))
         groups[name] = ds
-    return az.InferenceData(attrs=dict(getattr(idata, "attrs", {}) or {}), **groups)
+    return datatree(groups, attrs=idata.attrs)

@@ -5,8 +5,8 @@ Markdown tables, figures and the files.
 (:mod:`comparisons.runner.store`):
 
 =========================  ==================================================================
-``<method>_train.nc``,     each method's ``InferenceData`` at the training / test inputs
-``<method>_test.nc``       (NetCDF; reload with ``az.from_netcdf``), methods with draws only
+``<method>_train.nc``,     each method's ``DataTree`` at the training / test inputs
+``<method>_test.nc``       (NetCDF; reload with ``az.from_netcdf``, a ``DataTree``), methods with draws only
 ``ppc.png``                :func:`plot_ppc`, one panel per method with draws
 ``loo_pit.png``            :func:`plot_loo_pit`, one panel per method with draws
 ``bands.png``              toy only: :func:`plot_predictive_bands`
@@ -28,21 +28,23 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from comparisons.datasets.toy1d import TOY1D_NAME
+from comparisons.inference_data.netcdf import write_datatree
+from comparisons.report.plot_collection import plot_collection_on
 from comparisons.report.plots import finish_toy_axes, plot_predictive_band, toy_ylim
 from comparisons.report.styles import method_label
 from comparisons.report.tables import format_value, markdown_table
-from comparisons.runner.store import atomic_savefig, atomic_write_bytes, atomic_write_text
+from comparisons.runner.store import atomic_savefig, atomic_write_text
 from vi_dropout.validation import check_positive
 
 __all__ = [
@@ -52,7 +54,6 @@ __all__ = [
     "plot_ppc",
     "plot_predictive_bands",
     "report_markdown",
-    "save_inference_data",
     "write_report",
 ]
 
@@ -161,7 +162,8 @@ def _draw_output(result, method: str):
 
 
 def plot_ppc(result, method: str, ax, num_pp_samples: int = 50):
-    """``az.plot_ppc`` of ``method``'s posterior predictive at the training inputs.
+    """arviz-plots' ``plot_ppc_dist`` (KDE of the observed ``y`` against ``num_pp_samples``
+    posterior-predictive draws) of ``method`` at the training inputs, drawn into ``ax``.
 
     Args:
         result: a ``DiagnoseResult``; method: a method with draws.
@@ -173,20 +175,22 @@ def plot_ppc(result, method: str, ax, num_pp_samples: int = 50):
     Example:
         >>> plot_ppc(result, "mc_dropout", ax)  # doctest: +SKIP
     """
-    import arviz as az
+    import arviz_plots as azp
 
     out = _draw_output(result, method)
-    n = int(out.idata_train.posterior_predictive.sizes["chain"]
-            * out.idata_train.posterior_predictive.sizes["draw"])
-    az.plot_ppc(out.idata_train, ax=ax, num_pp_samples=min(int(num_pp_samples), n),
-                random_seed=0, legend=True)
+    tree = out.idata_train
+    n = int(tree.posterior_predictive.sizes["chain"] * tree.posterior_predictive.sizes["draw"])
+    azp.plot_ppc_dist(tree, kind="kde", num_samples=min(int(num_pp_samples), n),
+                      plot_collection=plot_collection_on(ax, tree))
     ax.set_title(f"{result.dataset}: PPC, {method_label(method)} (training data)")
     return ax
 
 
 def plot_loo_pit(result, method: str, ax):
-    """``az.plot_loo_pit`` (ECDF difference with its simultaneous band) of ``method`` at the
-    training inputs: a calibrated LOO predictive gives uniform PIT values.
+    """arviz-plots' ``plot_loo_pit`` of ``method`` at the training inputs, drawn into ``ax``:
+    the ECDF of the PSIS-LOO probability integral transform minus the uniform one, with the
+    p-value of arviz-stats' uniformity test (``method="pot_c"``, level 0.01); a calibrated
+    LOO predictive gives uniform PIT values.
 
     Returns:
         ``ax``.
@@ -194,12 +198,13 @@ def plot_loo_pit(result, method: str, ax):
     Example:
         >>> plot_loo_pit(result, "hmc", ax)  # doctest: +SKIP
     """
-    import arviz as az
+    import arviz_plots as azp
 
     out = _draw_output(result, method)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", UserWarning)
-        az.plot_loo_pit(out.idata_train, y="y", ecdf=True, ax=ax)
+        azp.plot_loo_pit(out.idata_train, method="pot_c",
+                         plot_collection=plot_collection_on(ax, out.idata_train))
     ax.set_title(f"{result.dataset}: LOO-PIT, {method_label(method)}")
     return ax
 
@@ -241,23 +246,6 @@ def plot_predictive_bands(result, ax, num_sd: float = 2.0,
 
 
 # -------------------------------------------------------------------------------- files
-def save_inference_data(idata, path: str | os.PathLike) -> Path:
-    """Write ``idata`` (an ``az.InferenceData``) as NetCDF atomically (rendered into a private temporary folder, then
-    :func:`~comparisons.runner.store.atomic_write_bytes`); returns the path. Reload with
-    ``az.from_netcdf(path)``.
-
-    Example:
-        >>> import arviz as az, numpy as np
-        >>> save_inference_data(az.from_dict(posterior={"a": np.zeros((1, 5))}),
-        ...                     "/tmp/a.nc").name  # doctest: +SKIP
-        'a.nc'
-    """
-    with tempfile.TemporaryDirectory(prefix="netcdf-") as tmp:
-        rendered = Path(tmp) / "idata.nc"
-        idata.to_netcdf(str(rendered))
-        return atomic_write_bytes(path, rendered.read_bytes())
-
-
 def _save_panels(result, draw, methods: Sequence[str], path: Path) -> Path:
     """One panel per method drawn by ``draw(result, method, ax)``, saved atomically (a bare
     ``Figure``: no pyplot state, whatever the backend)."""
@@ -321,7 +309,7 @@ def write_report(result, out: str | os.PathLike) -> dict[str, Path]:
     for method, mo in result.methods.items():
         for part, idata in (("train", mo.idata_train), ("test", mo.idata_test)):
             if idata is not None:
-                paths[f"{method}_{part}"] = save_inference_data(idata, out / f"{method}_{part}.nc")
+                paths[f"{method}_{part}"] = write_datatree(idata, out / f"{method}_{part}.nc")
     draw_methods = [m for m, mo in result.methods.items() if mo.idata_train is not None]
     paths["ppc"] = _save_panels(result, plot_ppc, draw_methods, out / "ppc.png")
     paths["loo_pit"] = _save_panels(result, plot_loo_pit, draw_methods, out / "loo_pit.png")

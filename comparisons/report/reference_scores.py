@@ -199,10 +199,18 @@ def _psis_lines(rec: pd.DataFrame) -> list[str]:
     for metric in psis.metric:
         theta = metric[len("psis_k["):-1]
         k = values[metric]
+
+        def value(name, theta=theta):
+            return format_value(values.get(f"{name}[{theta}]", float("nan")))
+
         parts.append(f"{theta}: k = {'inf' if k == float('inf') else format_value(k)}, ESS "
-                     f"{format_value(values.get(f'psis_ess[{theta}]', float('nan')))}")
+                     f"{value('psis_ess')}, elpd_loo {value('psis_loo_posterior')} reweighted to the "
+                     f"posterior ({value('psis_loo_posterior_k_bad')} points with k above the "
+                     f"threshold) against {value('psis_loo_q')} taking q for it")
     return ["PSIS of the posterior (this reference's prior and noise) against MC dropout's q "
-            "(Pareto k; k >= 0.7: q misses the posterior): " + "; ".join(parts) + ".", ""]
+            "(Pareto k; k >= 0.7: q misses the posterior), and PSIS-LOO of the training data "
+            "from the same draws (arviz-stats' loo_approximate_posterior): "
+            + "; ".join(parts) + ".", ""]
 
 
 def write_report(result, out, commands: Sequence[str] = ()) -> dict[str, Path]:

@@ -1,7 +1,7 @@
 """One id, one label and one colour per method, for every record, table, file name and plot.
 
 Method ids are lower case with underscores. They are the ``method`` field of the tidy records,
-``attrs["method"]`` of the ``InferenceData`` built by the converters of :mod:`comparisons.inference_data`, the
+``attrs["method"]`` of the ``DataTree`` built by the converters of :mod:`comparisons.inference_data`, the
 ``<method>_train.nc`` / ``<method>_test.nc`` file names of ``python -m comparisons diagnose``,
 the rows of the markdown tables and the keys that the plotting functions look up here:
 
@@ -16,7 +16,7 @@ id                      method
 ``gp_se``               exact GP, squared-exponential kernel, fitted by marginal likelihood
 ``gp_rf_prior``         the network's prior with finitely many random ReLU features
 ``hmc``                 the HMC reference posterior of the network; the sampler (NUTS) is
-                        ``attrs["sampler"]`` of its ``InferenceData``
+                        ``attrs["sampler"]`` of its ``DataTree``
 ``concrete_dropout``    Concrete dropout: keep_probs and tau learned (relaxed masks), theta -> 0
 ``full_elbo``           the full ELBO: keep_probs, theta and tau learned
 ======================  =====================================================================

@@ -92,7 +92,7 @@ def hmc_latent(data, tau, settings: PitfallSettings, hmc: PitfallHMCSettings, ca
     with torch.no_grad():
         f = mlp_forward(xt, ws, bs, "relu")[..., 0].numpy()  # chain x draw x M
     stats = {k: res.sample_stats[k] for k in ("diverging", "energy") if k in res.sample_stats}
-    idata = az.from_dict(posterior={"f": f}, sample_stats=stats,
+    idata = az.from_dict({"posterior": {"f": f}, "sample_stats": stats},
                          attrs={"method": "hmc", "sampler": "nuts",
                                 "num_train": int(data.x_train.shape[0])})
     return f, res, hmc_summary(idata, var_names=["f"], warn=False)

@@ -80,7 +80,7 @@ def test_smoke_run_writes_checks_keeps_and_recomputes(tmp_path, capsys):
     idata = az.from_netcdf(path)
     assert idata.posterior["f"].shape == (2, 40, manifest["num_test"])
     assert idata.posterior["f"].dtype == np.float32
-    assert set(idata.groups()) == {"posterior", "sample_stats", "observed_data",
+    assert set(idata.children) == {"posterior", "sample_stats", "observed_data",
                                    "constant_data"}
     assert idata.sample_stats["diverging"].dtype == bool
     summary = pd.read_csv(out / "summary.csv")

@@ -85,7 +85,7 @@ def test_loo_and_compare_ranking(result):
         assert values[(m, "pareto_k_bad")][0] >= 0
         # elpd_loo of the table is ArviZ's own, to 1e-9
         assert abs(values[(m, "elpd_loo")][0]
-                   - float(result.comparison.loc[m, "elpd_loo"])) < 1e-9
+                   - float(result.comparison.loc[m, "elpd"])) < 1e-9
     assert list(result.comparison.index)[0] == best
 
 
@@ -197,7 +197,8 @@ def test_bad_run_arguments():
 
 
 def test_too_few_draws_and_hmc_subset_are_surfaced():
-    settings = DiagnoseSettings(**dict(TINY, num_samples=50, hmc_max_train=40, hmc_warmup=20,
+    # (with hmc_warmup=20 one chain sticks and PSIS-LOO of HMC is undefined: 30 mixes)
+    settings = DiagnoseSettings(**dict(TINY, num_samples=50, hmc_max_train=40, hmc_warmup=30,
                                        hmc_samples=50))
     n = torch.get_num_threads()
     torch.set_num_threads(1)

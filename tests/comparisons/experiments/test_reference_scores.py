@@ -43,8 +43,8 @@ def _fake_reference(folder, dataset: str, split: int, *, converged: bool, seed: 
     f = y + sd * rng.standard_normal((4, 300, y.size))
     if not converged:
         f[0] += 3 * sd
-    idata = az.from_dict(posterior={"f": f},
-                         sample_stats={"diverging": np.zeros((4, 300), dtype=bool)})
+    idata = az.from_dict({"posterior": {"f": f},
+                         "sample_stats": {"diverging": np.zeros((4, 300), dtype=bool)}})
     manifest = {"dataset": name, "split": split, "settings": {"toy_num_train": 200},
                 "prior": "N(0, l^-2), l = 1", "prior_length_scale": 1.0,
                 "tau_standardized": TAU_S, "y_mean": float(std.y_mean),
@@ -258,8 +258,9 @@ def test_an_edited_manifest_is_refused_not_served_from_the_cache(tmp_path, capsy
 
 
 def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path):
-    """--psis-draws adds Pareto k and the ESS per theta to mc_dropout's records; without it the
-    records and the cell ids are what they were."""
+    """--psis-draws adds Pareto k, the ESS and the PSIS-LOO (reweighted to the posterior and
+    plain) per theta to mc_dropout's records; without it the records and the cell ids are what
+    they were."""
     _fake_reference(tmp_path, "yacht", 0, converged=True)
     base = ScoreSettings(reference_dir=str(tmp_path), datasets=("yacht",), methods=("mc_dropout",),
                          epochs_multiplier=0.05, num_samples=20)
@@ -268,7 +269,11 @@ def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path):
     for theta in ("0.1", "0.01"):
         k, ess = rec["mc_dropout", f"psis_k[theta={theta}]"], rec["mc_dropout",
                                                                   f"psis_ess[theta={theta}]"]
-        assert np.isfinite(k) and 1.0 <= ess <= 300
+        assert not np.isnan(k) and 1.0 <= ess <= 300  # k may be inf (see vi_psis)
+        # the PSIS-LOO of the training data from the same draws, reweighted and plain
+        assert np.isfinite(rec["mc_dropout", f"psis_loo_posterior[theta={theta}]"])
+        assert np.isfinite(rec["mc_dropout", f"psis_loo_q[theta={theta}]"])
+        assert 0 <= rec["mc_dropout", f"psis_loo_posterior_k_bad[theta={theta}]"]
     # a narrower family misses more of the posterior
     assert rec["mc_dropout", "psis_k[theta=0.01]"] > 0.7
     manifest = {"dataset": "yacht", "split": 0, "sha256": "a", "manifest_sha256": "b"}

@@ -19,7 +19,7 @@ COMMON_GROUPS = {"posterior", "posterior_predictive", "log_likelihood", "observe
 
 def assert_common_layout(idata, method, n_chains, n_draws, n_obs, n_features):
     """Groups, dims, shapes, coords and ``attrs["method"]`` of the common layout."""
-    assert COMMON_GROUPS <= set(idata.groups())
+    assert COMMON_GROUPS <= set(idata.children)
     for group in COMMON_GROUPS:
         assert idata[group].attrs["method"] == method
     assert idata.posterior["f"].dims == ("chain", "draw", "obs")
@@ -36,8 +36,8 @@ def assert_netcdf_roundtrip(idata, path):
     """Every group, variable, dim, coordinate and dtype survives to_netcdf/from_netcdf."""
     idata.to_netcdf(str(path))
     back = az.from_netcdf(str(path))
-    assert set(back.groups()) == set(idata.groups())
-    for group in idata.groups():
+    assert set(back.children) == set(idata.children)
+    for group in idata.children:
         a, b = idata[group], back[group]
         assert set(a.data_vars) == set(b.data_vars), group
         for name in a.data_vars:

@@ -60,8 +60,8 @@ def test_converter_refuses_bad_precision_shapes_and_feature_names():
     with pytest.raises(ValueError, match=r"the latent draws f has 1 non-finite"):
         GaussianDrawsConverter("m", np.full((1, 1, 1, 1), np.nan), np.zeros((1, 1)), 1.0)
     idata = GaussianDrawsConverter("m", f, np.zeros((3, 1)), 2.0, attrs={"skip": None, "a": 1}
-                                   ).to_inference_data()
-    assert "constant_data" not in idata.groups() and "sample_stats" not in idata.groups()
+                                   ).to_datatree()
+    assert "constant_data" not in idata.children and "sample_stats" not in idata.children
     assert idata.posterior.attrs["a"] == 1 and "skip" not in idata.posterior.attrs
 
 

@@ -26,7 +26,7 @@ def test_gaussian_groups_and_pointwise_log_likelihood():
     model = ModuleBNN(_net(), tau=4.0)
     guide = DropoutGuide(model, theta=1e-2)
     idata = from_module_guide(model, guide, x, y, num_samples=200, num_chains=2, seed=3)
-    assert set(idata.groups()) >= {"posterior", "posterior_predictive", "log_likelihood",
+    assert set(idata.children) >= {"posterior", "posterior_predictive", "log_likelihood",
                                    "observed_data", "constant_data"}
     f = idata.posterior["f"].values  # 2 x 100 x 12
     assert f.shape == (2, 100, 12) and idata.posterior.attrs["method"] == "mc_dropout"
@@ -37,7 +37,7 @@ def test_gaussian_groups_and_pointwise_log_likelihood():
     # the same seed gives the same draws
     again = from_module_guide(model, guide, x, y, num_samples=200, num_chains=2, seed=3)
     np.testing.assert_array_equal(again.posterior["f"].values, f)
-    assert np.isfinite(checked_loo(idata, min_draws=100).elpd_loo)
+    assert np.isfinite(checked_loo(idata, min_draws=100).elpd)
 
 
 def test_categorical_log_likelihood_is_the_log_softmax_at_the_label():
@@ -82,7 +82,7 @@ def test_disabled_dropout_is_in_the_attrs_and_several_inputs_work():
         attrs = idata[group].attrs
         assert attrs["uncovered_dropout"] == "disable"
         assert attrs["disabled_dropout"].startswith("lstm (LSTM, keep_prob 0.7): nn.LSTM 'lstm'")
-    assert "constant_data" not in idata.groups()  # x is not N x Q
+    assert "constant_data" not in idata.children  # x is not N x Q
     net = TwoInputs().double()
     model = ModuleBNN(net, tau=4.0)
     guide = DropoutGuide(model, theta=1e-2)

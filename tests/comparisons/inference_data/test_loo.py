@@ -27,7 +27,7 @@ def test_checked_loo_refuses_too_few_draws_and_surfaces_pareto_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         res = checked_loo(good)
-    assert np.isfinite(float(res["elpd_loo"])) and float(res["pareto_k"].max()) < 0.7
+    assert np.isfinite(float(res.elpd)) and float(res.pareto_k.max()) < 0.7
     # sharp likelihood, draws far from the data -> heavy-tailed ratios: method-named warning
     bad = from_mc_dropout(3.0 * rng.normal(size=(200, 20, 1)), y, tau=50.0)
     with pytest.warns(LOOReliabilityWarning, match=r"checked_loo \(mc_dropout\): PSIS-LOO is "
@@ -39,4 +39,22 @@ def test_checked_loo_needs_a_log_likelihood_group():
     import arviz as az
 
     with pytest.raises(ValueError, match="no log_likelihood group"):
-        checked_loo(az.from_dict(posterior={"a": np.zeros((1, 200))}))
+        checked_loo(az.from_dict({"posterior": {"a": np.zeros((1, 200))}}))
+
+
+def test_checked_loo_gives_tied_tails_an_infinite_k():
+    """A stuck chain: the log-likelihood takes 2 values over 200 draws, so the largest ratios of
+    every point tie and arviz-stats refuses the tail fit; checked_loo keeps those points' raw
+    weights with k = inf (as ArviZ 0.x did) and warns, naming the method. The raw weights of a
+    point with two values make its LOO density the harmonic mean of the two likelihoods."""
+    rng = np.random.default_rng(1)
+    f = np.repeat(rng.normal(size=(2, 1, 6, 1)), 100, axis=1).reshape(200, 6, 1)
+    y = rng.normal(size=(6, 1))
+    idata = from_mc_dropout(f, y, tau=1.0)
+    with pytest.warns(LOOReliabilityWarning, match=r"checked_loo \(mc_dropout\): PSIS-LOO is "
+                                                   r"unreliable: 6 of 6 observations"):
+        res = checked_loo(idata)
+    assert np.isinf(res.pareto_k.values).all()
+    lik = np.exp(-0.5 * np.log(2 * np.pi) - 0.5 * (y[:, 0] - f[[0, 100], :, 0]) ** 2)  # 2 x 6
+    harmonic = 2.0 / (1.0 / lik).sum(0)
+    np.testing.assert_allclose(res.elpd_i.values, np.log(harmonic), rtol=1e-12)

@@ -100,7 +100,7 @@ def test_numpyro_backend_shares_the_cache_statistics_and_inference_data(tmp_path
     for c, d in [(0, 0), (1, 49)]:
         params = {k: torch.as_tensor(v[c, d]) for k, v in first.samples.items()}
         assert stats["lp"][c, d] == pytest.approx(-float(pot(params)), abs=1e-9)
-    idata = first.to_inference_data()
+    idata = first.to_datatree()
     assert idata.posterior["f"].shape == (2, 50, 20)
     assert idata.sample_stats["diverging"].dtype == bool
     # the Pyro backend starts from the same initial values but is another cache entry

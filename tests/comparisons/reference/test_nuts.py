@@ -114,7 +114,7 @@ def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
         assert stats["lp"][c, d] == pytest.approx(-float(pot(params)), abs=1e-9)
     assert first.draws_per_second > 0 and first.grad_evals_per_draw >= 1
 
-    idata = first.to_inference_data()
+    idata = first.to_datatree()
     assert idata.posterior["layers.1.weight"].dims == ("chain", "draw", "layer1_out", "layer1_in")
     assert idata.sample_stats["energy"].dims == ("chain", "draw")
     with warnings.catch_warnings():
@@ -205,10 +205,10 @@ def test_run_nuts_rejects_bad_input():
 
 def test_hmc_summary_flags_disagreeing_chains_and_passes_good_draws():
     rng = np.random.default_rng(0)
-    good = az.from_dict(posterior={"a": rng.normal(size=(4, 500)),
+    good = az.from_dict({"posterior": {"a": rng.normal(size=(4, 500)),
                                    "b": rng.normal(size=(4, 500, 3))},
-                        sample_stats={"diverging": np.zeros((4, 500), dtype=bool),
-                                      "energy": rng.normal(size=(4, 500))})
+                        "sample_stats": {"diverging": np.zeros((4, 500), dtype=bool),
+                                      "energy": rng.normal(size=(4, 500))}})
     with warnings.catch_warnings():
         warnings.simplefilter("error", HMCDiagnosticsWarning)
         table = hmc_summary(good)
@@ -219,9 +219,9 @@ def test_hmc_summary_flags_disagreeing_chains_and_passes_good_draws():
     shifted = rng.normal(size=(4, 500)) + np.array([0, 0, 1, 1])[:, None]
     diverging = np.zeros((4, 500), dtype=bool)
     diverging[1, 10:13] = True
-    bad = az.from_dict(posterior={"a": shifted},
-                       sample_stats={"diverging": diverging,
-                                     "energy": np.cumsum(rng.normal(size=(4, 500)), axis=1)})
+    bad = az.from_dict({"posterior": {"a": shifted},
+                       "sample_stats": {"diverging": diverging,
+                                     "energy": np.cumsum(rng.normal(size=(4, 500)), axis=1)}})
     with pytest.warns(HMCDiagnosticsWarning, match=r"R-hat > 1.01.*3 divergent.*E-BFMI below"):
         table = hmc_summary(bad)
     diag = table.attrs["diagnostics"]
@@ -231,7 +231,7 @@ def test_hmc_summary_flags_disagreeing_chains_and_passes_good_draws():
     for t in range(1, 60):
         ar[:, t] = 0.9 * ar[:, t - 1] + rng.normal(size=4)
     with pytest.warns(HMCDiagnosticsWarning, match=r"bulk ESS < 400 \(100 x 4 chains"):
-        hmc_summary(az.from_dict(posterior={"a": ar}))
+        hmc_summary(az.from_dict({"posterior": {"a": ar}}))
     assert math.isfinite(diag["min_ess_tail"])
 
 

@@ -16,13 +16,13 @@ import torch
 
 from comparisons.experiments.diagnose import DIAGNOSE_METHODS, DRAW_METHODS, DiagnoseSettings, run
 from comparisons.inference_data.loo import LOOReliabilityWarning
+from comparisons.inference_data.netcdf import write_datatree
 from comparisons.reference.nuts import HMCDiagnosticsWarning
 from comparisons.report.diagnose import (
     diagnose_markdown,
     plot_loo_pit,
     plot_ppc,
     plot_predictive_bands,
-    save_inference_data,
     write_report,
 )
 
@@ -98,7 +98,7 @@ def test_netcdf_round_trip(result, tmp_path):
     for m in DRAW_METHODS:
         for part in ("train", "test"):
             idata = getattr(result.methods[m], f"idata_{part}")
-            path = save_inference_data(idata, tmp_path / f"{m}_{part}.nc")
+            path = write_datatree(idata, tmp_path / f"{m}_{part}.nc")
             assert path.stat().st_mode & 0o777 == 0o644
             back = az.from_netcdf(path)
             np.testing.assert_array_equal(back.log_likelihood["y"].values,
