@@ -237,8 +237,7 @@ loo = az.loo(idata, pointwise=True)
 print(loo)
 fig, ax = plt.subplots(figsize=(6, 3))
 # arviz-plots draws into this figure's axes through the toolkit's plot_collection_on
-azp.plot_khat(loo, plot_collection=plot_collection_on(
-    ax, loo.pareto_k.to_dataset(name="pareto_k")))
+azp.plot_khat(loo, plot_collection=plot_collection_on(ax, loo))
 k = np.asarray(loo.pareto_k)
 print(f"Pareto k: {(k <= 0.5).sum()} images <= 0.5, {((k > 0.5) & (k <= 0.7)).sum()} in "
       f"(0.5, 0.7], {(k > 0.7).sum()} > 0.7 (of {k.size})")

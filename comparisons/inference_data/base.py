@@ -220,6 +220,8 @@ def split_chains(arr: np.ndarray, num_chains: int, name: str, method: str) -> np
     """
     num_chains = check_positive_int(num_chains, f"{method}: num_chains")
     s = arr.shape[0]
+    if s == 0:
+        raise ValueError(f"{method}: {name} has no draws (its first dim is 0); pass at least one")
     if s % num_chains:
         raise ValueError(
             f"{method}: {s} draws of {name} cannot be split into {num_chains} chains of equal "

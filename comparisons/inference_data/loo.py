@@ -18,7 +18,7 @@ import xarray as xr
 
 from comparisons.inference_data.base import CHAIN_DIM, DRAW_DIM
 
-__all__ = ["LOOReliabilityWarning", "checked_loo", "tied_tail_psis", "unreliable_points"]
+__all__ = ["LOOReliabilityWarning", "checked_loo", "pointwise_psis", "unreliable_points"]
 
 
 class LOOReliabilityWarning(UserWarning):
@@ -50,17 +50,18 @@ def _relative_ess(idata: xr.DataTree) -> float:
     return float(np.mean(np.hstack([ess[v].values.ravel() for v in ess.data_vars])))
 
 
-def tied_tail_psis(log_lik: xr.DataArray, reff: float) -> tuple[xr.DataArray, xr.DataArray]:
+def pointwise_psis(log_lik: xr.DataArray, reff: float) -> tuple[xr.DataArray, xr.DataArray]:
     r"""Pareto-smoothed log weights and :math:`\hat k` per point (arviz-stats' ``psislw``,
-    ``arviz_stats.base.array_stats``), where a point whose largest draws tie keeps its raw
+    ``arviz_stats.base.array_stats``), where a point whose tail fit fails keeps its raw
     normalised weights :math:`-\ell_s - \operatorname{logsumexp}_s(-\ell_s)` and
     :math:`\hat k = \infty`.
 
     Why ours: arviz-stats refuses the whole data set (``ValueError: All tail values are the
     same``) if one point's tail ties, which MC dropout's draws do in a small network (its masks
-    repeat) and a stuck chain does; ArviZ 0.x gave such points :math:`\hat k = \infty` (too
-    few distinct tail draws for the Pareto fit), and so does this. The other points are
-    arviz-stats' own numbers.
+    repeat) and a stuck chain does, and returns NaN weights and :math:`\hat k` (no warning)
+    where the tail fit overflows (a sharp likelihood); ArviZ 0.x gave such points
+    :math:`\hat k = \infty` (too few distinct tail draws for the Pareto fit), and so does
+    this. The other points are arviz-stats' own numbers.
 
     Args:
         log_lik: ``chain x draw x ...`` pointwise log-likelihood.
@@ -71,7 +72,7 @@ def tied_tail_psis(log_lik: xr.DataArray, reff: float) -> tuple[xr.DataArray, xr
 
     Example:
         >>> ll = xr.DataArray(np.repeat([[-1.0, -2.0]], 100, 0)[None], dims=("chain", "draw", "obs"))
-        >>> lw, k = tied_tail_psis(ll, 1.0)
+        >>> lw, k = pointwise_psis(ll, 1.0)
         >>> k.values.tolist()
         [inf, inf]
     """
@@ -85,7 +86,9 @@ def tied_tail_psis(log_lik: xr.DataArray, reff: float) -> tuple[xr.DataArray, xr
     for j in range(flat.shape[1]):
         try:
             lw, k = array_stats.psislw(flat[:, j], r_eff=reff)
-        except ValueError:
+        except ValueError:  # the largest draws tie
+            lw, k = None, np.nan
+        if not (np.isfinite(k) and np.isfinite(lw).all()):
             lw, k = -flat[:, j] - logsumexp(-flat[:, j]), np.inf
         log_weights[:, j], pareto_k[j] = lw, k
     shape = [ordered.sizes[d] for d in obs_dims]
@@ -117,8 +120,9 @@ def checked_loo(idata: xr.DataTree, *, min_draws: int = 100, var_name: str | Non
         var_name: as in ``arviz_stats.loo`` (default: ``"y"``). The result is always
             pointwise (the per-point :math:`\hat k` are what the check reads).
 
-    A point whose largest draws tie (arviz-stats refuses the whole set then) gets
-    :math:`\hat k = \infty` and its raw weights (:func:`tied_tail_psis`), as in ArviZ 0.x.
+    A point whose tail fit fails (its largest draws tie, and arviz-stats refuses the whole set;
+    or the fit overflows, and arviz-stats returns NaN) gets :math:`\hat k = \infty` and its raw
+    weights (:func:`pointwise_psis`), as in ArviZ 0.x, so ``elpd`` is always finite.
 
     Raises:
         ValueError: too few draws, or no ``log_likelihood`` group.
@@ -156,9 +160,12 @@ def checked_loo(idata: xr.DataTree, *, min_draws: int = 100, var_name: str | Non
         except ValueError as err:
             if "tail values are the same" not in str(err):
                 raise
+            result = None
+        if result is None or not (np.isfinite(result.pareto_k).all()
+                                  and np.isfinite(result.elpd_i).all()):
             # some point's largest draws tie (MC dropout's masks repeat in a small network; a
-            # stuck chain): smooth point by point, those points raw with k = inf
-            log_weights, pareto_k = tied_tail_psis(
+            # stuck chain) or overflow the tail fit: smooth point by point, those raw, k = inf
+            log_weights, pareto_k = pointwise_psis(
                 ll[var_name or next(iter(ll.data_vars))],
                 _relative_ess(idata) if reff is None else reff)
             result = az.loo(idata, pointwise=True, var_name=var_name, reff=reff,

@@ -20,8 +20,9 @@ arviz-stats' fit returns NaN where the largest ratios are no generalised Pareto 
 when a quarter of them are tied at the smallest excess, which for continuous ratios means they
 underflow to zero weight against the largest one (log ratios spread over more than ~745, one
 draw carrying everything). :func:`variational_psis` reports that as :math:`\hat k = \infty`
-(ArviZ 0.x fitted finite values far above 1 there, e.g. 157); ratios that are constant (spread
-below :data:`RATIO_SPREAD_CONSTANT`: :math:`q` is the posterior) give :math:`-\infty`.
+(ArviZ 0.x fitted finite values far above 1 there, e.g. 157). The same NaN comes from ratios
+that are constant up to rounding (:math:`q` is the posterior; float32 networks spread them by
+~1e-5): a spread below :data:`RATIO_SPREAD_CONSTANT` gives :math:`\hat k = -\infty`.
 
 The model and the guide are the toolkit's one stack (:class:`~vi_dropout.models.ModuleBNN` /
 :class:`~vi_dropout.models.BayesianMLP` and :class:`~vi_dropout.guides.DropoutGuide`); the draws
@@ -44,7 +45,7 @@ Example:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -65,8 +66,10 @@ __all__ = ["ImportanceDraws", "VariationalPSIS", "importance_draws", "log_import
 CHUNK = 500
 #: the fewest draws: PSIS fits a Pareto tail to the largest ratios
 MIN_DRAWS = 100
-#: log ratios spread less than this are constant: q is the posterior (to float64 rounding)
-RATIO_SPREAD_CONSTANT = 1e-6
+#: where arviz-stats' tail fit gives NaN, log ratios spread less than this are bounded weights
+#: (all within a factor e of each other: q is the posterior up to rounding, float32 included),
+#: more than this an overflowing tail (the NaN needs a spread of ~745)
+RATIO_SPREAD_CONSTANT = 1.0
 
 
 @dataclass(frozen=True)
@@ -90,9 +93,9 @@ class VariationalPSIS:
     pareto_k: float
     ess: float
     num_draws: int
-    log_ratios: np.ndarray
-    loo: Any = None
-    loo_of_q: Any = None
+    log_ratios: np.ndarray = field(repr=False)
+    loo: Any = field(default=None, repr=False)
+    loo_of_q: Any = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,9 @@ class ImportanceDraws:
             \\mathbf{W}_s)`, ``S x N``.
     """
 
-    log_p: np.ndarray
-    log_q: np.ndarray
-    log_lik: np.ndarray
+    log_p: np.ndarray = field(repr=False)
+    log_q: np.ndarray = field(repr=False)
+    log_lik: np.ndarray = field(repr=False)
 
     @property
     def log_ratios(self) -> np.ndarray:
@@ -191,6 +194,7 @@ def variational_psis(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.
 
     draws = importance_draws(model, guide, x, y, num_draws=num_draws, seed=seed)
     ratios = draws.log_ratios
+    num_draws = len(ratios)
     # arviz-stats' psislw takes a log-likelihood and smooths the weights exp(-value): pass -r
     smoothed, k = xr.DataArray(-ratios, dims=["draw"]).azstats.psislw(dim="draw", r_eff=1.0)
     weights = np.exp(np.asarray(smoothed.values, dtype=np.float64))

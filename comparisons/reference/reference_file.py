@@ -151,9 +151,9 @@ class ConvergenceReport:
     group: str
     num_chains: int
     num_draws: int
-    r_hat: np.ndarray
-    ess_bulk: np.ndarray
-    ess_tail: np.ndarray
+    r_hat: np.ndarray = field(repr=False)  # the repr shows the extremes (properties) only
+    ess_bulk: np.ndarray = field(repr=False)
+    ess_tail: np.ndarray = field(repr=False)
     divergences: int
     thresholds: ConvergenceThresholds
     converged: bool

@@ -36,9 +36,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 from matplotlib.figure import Figure
 
 from comparisons.datasets.toy1d import TOY1D_NAME
+from comparisons.inference_data.base import CHAIN_DIM, DRAW_DIM
 from comparisons.inference_data.netcdf import write_datatree
 from comparisons.report.plot_collection import plot_collection_on
 from comparisons.report.plots import finish_toy_axes, plot_predictive_band, toy_ylim
@@ -52,6 +54,7 @@ __all__ = [
     "diagnose_markdown",
     "plot_loo_pit",
     "plot_ppc",
+    "predictive_subset",
     "plot_predictive_bands",
     "report_markdown",
     "write_report",
@@ -161,9 +164,29 @@ def _draw_output(result, method: str):
     return out
 
 
+def predictive_subset(tree: xr.DataTree, num_samples: int, seed: int = 0) -> xr.DataTree:
+    """``posterior_predictive`` (``num_samples`` draws picked at random without replacement,
+    as one chain) and ``observed_data`` of ``tree``: what a predictive check draws.
+
+    Example:
+        >>> predictive_subset(tree, 50).posterior_predictive.sizes["draw"]  # doctest: +SKIP
+        50
+    """
+    pp = tree.posterior_predictive.to_dataset().stack(sample=(CHAIN_DIM, DRAW_DIM))
+    n = int(pp.sizes["sample"])
+    pick = np.sort(np.random.default_rng(seed).choice(n, min(int(num_samples), n), replace=False))
+    sub = (pp.isel(sample=pick).drop_vars(["sample", CHAIN_DIM, DRAW_DIM])
+           .rename(sample=DRAW_DIM).expand_dims({CHAIN_DIM: 1})
+           .transpose(CHAIN_DIM, DRAW_DIM, ...)
+           .assign_coords({CHAIN_DIM: [0], DRAW_DIM: np.arange(len(pick))}))
+    return xr.DataTree.from_dict({"posterior_predictive": sub,
+                                  "observed_data": tree.observed_data.to_dataset()})
+
+
 def plot_ppc(result, method: str, ax, num_pp_samples: int = 50):
     """arviz-plots' ``plot_ppc_dist`` (KDE of the observed ``y`` against ``num_pp_samples``
-    posterior-predictive draws) of ``method`` at the training inputs, drawn into ``ax``.
+    posterior-predictive draws, :func:`predictive_subset`) of ``method`` at the training
+    inputs, drawn into ``ax``.
 
     Args:
         result: a ``DiagnoseResult``; method: a method with draws.
@@ -178,10 +201,11 @@ def plot_ppc(result, method: str, ax, num_pp_samples: int = 50):
     import arviz_plots as azp
 
     out = _draw_output(result, method)
-    tree = out.idata_train
-    n = int(tree.posterior_predictive.sizes["chain"] * tree.posterior_predictive.sizes["draw"])
-    azp.plot_ppc_dist(tree, kind="kde", num_samples=min(int(num_pp_samples), n),
-                      plot_collection=plot_collection_on(ax, tree))
+    small = predictive_subset(out.idata_train, num_pp_samples)
+    drawn = small.posterior_predictive.to_dataset().stack(sample=(CHAIN_DIM, DRAW_DIM))
+    azp.plot_ppc_dist(small, kind="kde", num_samples=int(small.posterior_predictive.sizes["draw"]),
+                      plot_collection=plot_collection_on(ax, drawn,
+                                                         aes={"overlay_ppc": ["sample"]}))
     ax.set_title(f"{result.dataset}: PPC, {method_label(method)} (training data)")
     return ax
 
@@ -190,7 +214,9 @@ def plot_loo_pit(result, method: str, ax):
     """arviz-plots' ``plot_loo_pit`` of ``method`` at the training inputs, drawn into ``ax``:
     the ECDF of the PSIS-LOO probability integral transform minus the uniform one, with the
     p-value of arviz-stats' uniformity test (``method="pot_c"``, level 0.01); a calibrated
-    LOO predictive gives uniform PIT values.
+    LOO predictive gives uniform PIT values. Where arviz-stats cannot smooth the weights (too
+    few draws, or draws whose largest ratios tie: the LOO table says which), the panel says so
+    instead.
 
     Returns:
         ``ax``.
@@ -201,11 +227,19 @@ def plot_loo_pit(result, method: str, ax):
     import arviz_plots as azp
 
     out = _draw_output(result, method)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore", UserWarning)
-        azp.plot_loo_pit(out.idata_train, method="pot_c",
-                         plot_collection=plot_collection_on(ax, out.idata_train))
-    ax.set_title(f"{result.dataset}: LOO-PIT, {method_label(method)}")
+    title = f"{result.dataset}: LOO-PIT, {method_label(method)}"
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", UserWarning)
+            azp.plot_loo_pit(out.idata_train, method="pot_c",
+                             plot_collection=plot_collection_on(ax, out.idata_train))
+    except ValueError as err:  # arviz-stats' PSIS refused these draws
+        ax.cla()
+        reason = out.loo_note or f"n/a (arviz-stats: {err})"
+        ax.text(0.5, 0.5, f"LOO-PIT {reason}", ha="center", va="center", wrap=True,
+                transform=ax.transAxes)
+        ax.set_axis_off()
+    ax.set_title(title)
     return ax
 
 

@@ -100,3 +100,9 @@ def test_converters_accept_numpy_scalars():
     assert idata.posterior["f"].shape == (2, 4, 5)
     assert check_scale(np.float64(1.0), np.int64(2), "m") == (1.0, 2.0)
     assert split_chains(np.zeros((6, 1)), np.int64(3), "draws", "m").shape == (3, 2, 1)
+
+
+def test_no_draws_are_refused():
+    with pytest.raises(ValueError, match=r"mc_dropout: samples has no draws \(its first dim is "
+                                         r"0\)"):
+        from_mc_dropout(np.zeros((0, 5, 1)), np.zeros((5, 1)), tau=1.0)

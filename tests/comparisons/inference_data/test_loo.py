@@ -58,3 +58,16 @@ def test_checked_loo_gives_tied_tails_an_infinite_k():
     lik = np.exp(-0.5 * np.log(2 * np.pi) - 0.5 * (y[:, 0] - f[[0, 100], :, 0]) ** 2)  # 2 x 6
     harmonic = 2.0 / (1.0 / lik).sum(0)
     np.testing.assert_allclose(res.elpd_i.values, np.log(harmonic), rtol=1e-12)
+
+
+def test_checked_loo_is_finite_where_the_tail_fit_overflows():
+    """A sharp likelihood (tau = 100) far from the draws: arviz-stats returns NaN Pareto k and
+    NaN pointwise elpd for some points, without a warning; checked_loo gives those points their
+    raw weights and k = inf, so elpd is finite, and warns."""
+    rng = np.random.default_rng(1)
+    idata = from_mc_dropout(rng.normal(size=(400, 20, 1)), np.full((20, 1), 3.0), tau=100.0)
+    with pytest.warns(LOOReliabilityWarning, match="of 20 observations"):
+        res = checked_loo(idata)
+    assert np.isfinite(res.elpd) and np.isfinite(res.elpd_i.values).all()
+    k = res.pareto_k.values
+    assert not np.isnan(k).any() and np.isinf(k).any()

@@ -22,7 +22,7 @@ import torch
 
 from comparisons.inference_data.vi_psis import log_importance_ratios, variational_psis
 from vi_dropout.guides import DropoutGuide
-from vi_dropout.models import BayesianMLP
+from vi_dropout.models import BayesianMLP, ModuleBNN
 from vi_dropout.network import Architecture
 
 F64 = torch.float64
@@ -111,3 +111,17 @@ def test_loo_of_the_approximate_posterior_recovers_the_exact_loo():
     narrow = variational_psis(model, _guide(model, mu, 0.5 * sigma), x, y, num_draws=4000,
                               seed=0, loo=True)
     assert narrow.pareto_k > 0.5 and narrow.loo.elpd - exact > 0.3, (narrow, exact)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_q_equal_to_the_posterior_reads_minus_infinity_in_either_precision(dtype):
+    """q = the posterior: the ratios are constant up to rounding (float32 spreads them by ~1e-5),
+    arviz-stats' tail fit gives NaN, and variational_psis reports k = -inf with ESS = S."""
+    model, x, y, mu, sigma = _linear_problem()
+    net = torch.nn.Sequential(torch.nn.Linear(1, 1)).to(dtype)
+    module_model = ModuleBNN(net, prior_length_scale=L, tau=TAU)
+    guide = DropoutGuide(module_model, sigma, init_weights=[mu[:1].reshape(1, 1).to(dtype)],
+                         init_biases=[mu[1:].reshape(1).to(dtype)])
+    psis = variational_psis(module_model, guide, x.to(dtype), y.to(dtype), num_draws=500)
+    assert psis.pareto_k == -np.inf and psis.ess == pytest.approx(500, rel=1e-3)
+    assert psis.num_draws == 500 and "log_ratios" not in repr(psis)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -82,6 +83,8 @@ def test_markdown_orders_methods_and_leaves_missing_cells_empty():
 def test_figures_draw_and_refuse_methods_without_draws(result):
     fig, axes = plt.subplots(1, 3)
     assert plot_ppc(result, "hmc", axes[0]) is axes[0]
+    # one KDE per drawn predictive draw (50 of HMC's 100) and the observed one
+    assert [line.get_xdata().shape for line in axes[0].get_lines()] == [(512,)] * 51
     assert plot_loo_pit(result, "mc_dropout", axes[1]) is axes[1]
     assert plot_predictive_bands(result, axes[2]) is axes[2]
     assert len(axes[2].get_lines()) >= 3 * len(DIAGNOSE_METHODS)
@@ -91,6 +94,19 @@ def test_figures_draw_and_refuse_methods_without_draws(result):
         plot_ppc(result, "standard_dropout", axes[0])
     with pytest.raises(ValueError, match="result must be a DiagnoseResult"):
         plot_ppc(result.records, "hmc", axes[0])
+    plt.close(fig)
+
+
+def test_loo_pit_panel_says_why_when_arviz_cannot_smooth(result):
+    """20 draws are too few for arviz-stats' Pareto tail (it raises): the panel says so and the
+    report goes on."""
+    out = result.methods["hmc"]
+    few = dataclasses.replace(out, idata_train=out.idata_train.isel(draw=slice(0, 10)),
+                              loo_note="n/a (too few draws: 20 < 100)")
+    short = dataclasses.replace(result, methods=dict(result.methods, hmc=few))
+    fig, ax = plt.subplots()
+    assert plot_loo_pit(short, "hmc", ax) is ax
+    assert [t.get_text() for t in ax.texts] == ["LOO-PIT n/a (too few draws: 20 < 100)"]
     plt.close(fig)
 
 
