@@ -49,8 +49,12 @@ clean checkout: it imports ``comparisons`` from the working directory) runs ever
 writes the tidy records of each to ``tests/data/frozen_records/<experiment>.csv`` and this
 machine's fingerprint to ``machine.json``; ``--freeze uci,diagnose`` re-freezes some. It needs
 ``MKL_CBWR=COMPATIBLE`` (set here by default, as in ``tests/conftest.py``). The records were frozen
-at commit d5ee01c (see ``machine.json``); before that at commit 7f5bc5c, on the CI machine of
-the time, without ``MKL_CBWR``.
+at commit db9e8fc (see ``machine.json``), on Python 3.12 with PyPI's torch 2.13.0 build and
+ArviZ 1.3; the move from ArviZ 0.x changed only diagnose's and pitfalls' ArviZ numbers
+(``elpd_diff`` is now the method's elpd minus the best's, <= 0; arviz-stats' tail ESS, LOO
+standard errors and stacking weights differ from ArviZ 0.x's in the digits); the records of
+uci, gp-vs-dropout, mauna-loa and rotated-digit stayed bit for bit. Before that at commit
+d5ee01c, and at 7f5bc5c on the CI machine of the time, without ``MKL_CBWR``.
 
 **What is compared.** Timing metrics (``*time*``, ``*wall*``, ``*seconds*``) and ``group_size``
 (how many splits were computed together, which does not change a split's numbers) are left out;
