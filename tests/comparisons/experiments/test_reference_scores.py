@@ -257,7 +257,7 @@ def test_an_edited_manifest_is_refused_not_served_from_the_cache(tmp_path, capsy
     assert (tmp_path / "out" / "records.csv").read_text() == before
 
 
-def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path):
+def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path, monkeypatch):
     """--psis-draws adds Pareto k, the ESS and the PSIS-LOO (reweighted to the posterior and
     plain) per theta to mc_dropout's records; without it the records and the cell ids are what
     they were."""
@@ -280,6 +280,12 @@ def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path):
     assert score_cell_id(manifest, base) == score_cell_id(
         manifest, dataclasses.replace(base, psis_thetas=(0.5,)))  # off: not in the id
     assert score_cell_id(manifest, with_psis) != score_cell_id(manifest, base)
+    # a cell of an earlier PSIS record layout (without the PSIS-LOO) is not reused
+    import comparisons.experiments.reference_scores as reference_scores
+
+    now = score_cell_id(manifest, with_psis)
+    monkeypatch.setattr(reference_scores, "PSIS_RECORDS_VERSION", 1)
+    assert score_cell_id(manifest, with_psis) != now
     with pytest.raises(ValueError, match="psis_draws must be an integer >= 0"):
         dataclasses.replace(base, psis_draws=-1)
 
