@@ -304,8 +304,9 @@ def _load(dataset: str, split: int, s: ScoreSettings):
     return path, idata, dict(manifest, file=str(path))
 
 
-#: the layout of the PSIS records in a cell (2: Pareto k, ESS and the PSIS-LOO per theta)
-PSIS_RECORDS_VERSION = 2
+#: the layout of the PSIS records in a cell (2: with the PSIS-LOO per theta; 3: the plain one
+#: finite where the tail fit fails)
+PSIS_RECORDS_VERSION = 3
 
 
 def score_cell_id(manifest: dict[str, Any], settings: ScoreSettings) -> str:
@@ -318,7 +319,7 @@ def score_cell_id(manifest: dict[str, Any], settings: ScoreSettings) -> str:
     if not settings.psis_draws:  # cells made before the PSIS option keep their ids
         config.pop("psis_draws")
         config.pop("psis_thetas")
-    else:  # 2: with the PSIS-LOO records (cells of the first layout are scored again)
+    else:  # cells of an earlier layout are scored again
         config["psis_records"] = PSIS_RECORDS_VERSION
     config["reference_sha256"] = manifest["sha256"]
     config["manifest_sha256"] = manifest["manifest_sha256"]  # what the file claims to be

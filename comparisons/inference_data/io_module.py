@@ -17,7 +17,7 @@ the inputs are stored in ``constant_data`` only for a single ``N x Q`` tensor.
 
 Example:
     >>> from vi_dropout.guides import DropoutGuide
-from vi_dropout.models import ModuleBNN
+    >>> from vi_dropout.models import ModuleBNN
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Dropout(0.2),
     ...                           torch.nn.Linear(8, 1))
     >>> model = ModuleBNN(net, tau=4.0)

@@ -54,6 +54,7 @@ import torch
 import xarray as xr
 from pyro.infer.importance import vectorized_importance_weights
 
+from comparisons.inference_data.loo import checked_loo
 from vi_dropout.guides import DropoutGuide
 from vi_dropout.inputs import Inputs
 from vi_dropout.models import ModuleBNN
@@ -86,7 +87,9 @@ class VariationalPSIS:
             posterior with the draws of :math:`q` reweighted by :math:`p/q` (``ELPDData``;
             ``None`` unless asked for).
         loo_of_q: plain PSIS-LOO of the same draws, as if :math:`q` were the posterior
-            (``ELPDData``; ``None`` unless asked for). The gap to ``loo`` is what treating
+            (:func:`~comparisons.inference_data.loo.checked_loo`'s ``ELPDData``: points whose
+            tail fit fails keep their raw weights with :math:`\\hat k = \\infty`; ``None``
+            unless asked for). The gap to ``loo`` is what treating
             :math:`q` as the posterior costs the LOO estimate.
     """
 
@@ -205,13 +208,15 @@ def variational_psis(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.
     loo_p = loo_q = None
     if loo:
         tree = az.from_dict({"log_likelihood": {"y": draws.log_lik[None]}},
-                            dims={"y": ["obs"]})
+                            dims={"y": ["obs"]},
+                            attrs={"log_likelihood": {"method": "dropout family q",
+                                                      "draws_independent": 1}})
         sample = {"dims": ["chain", "draw"]}
         log_p = xr.DataArray(draws.log_p[None], **sample)
         log_q = xr.DataArray(draws.log_q[None], **sample)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # k is reported, not warned
             loo_p = az.loo_approximate_posterior(tree, log_p, log_q, pointwise=True)
-            loo_q = az.loo(tree, pointwise=True, reff=1.0)
+            loo_q = checked_loo(tree, min_draws=MIN_DRAWS)  # finite where the tail fit fails
     return VariationalPSIS(pareto_k=pareto_k, ess=float(1.0 / np.sum(weights**2)),
                            num_draws=num_draws, log_ratios=ratios, loo=loo_p, loo_of_q=loo_q)

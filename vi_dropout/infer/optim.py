@@ -22,7 +22,7 @@ format (a state dict per parameter name), so the state of a :class:`JointOptim` 
 Example:
     >>> import pyro, torch
     >>> from vi_dropout.guides import DropoutGuide
-from vi_dropout.models import ModuleBNN
+    >>> from vi_dropout.models import ModuleBNN
     >>> from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
     >>> net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.ReLU(), torch.nn.Dropout(0.1),
     ...                           torch.nn.Linear(16, 1))
