@@ -411,6 +411,7 @@ class GaussianDrawsConverter:
         posterior_extra: extra posterior variables (``C x S x ...``).
         constant_extra: extra ``constant_data`` variables.
         sample_stats: ``C x S`` arrays for ``sample_stats`` (none: no such group).
+        caller: the converter named in errors (default ``method``), e.g. ``"from_mc_dropout"``.
 
     Example:
         >>> conv = GaussianDrawsConverter("m", np.zeros((2, 5, 3, 1)), np.zeros((3, 1)), 1.0,
@@ -427,12 +428,14 @@ class GaussianDrawsConverter:
                  coords: Mapping[str, np.ndarray] | None = None,
                  posterior_extra: Mapping[str, np.ndarray] | None = None,
                  constant_extra: Mapping[str, np.ndarray] | None = None,
-                 sample_stats: Mapping[str, np.ndarray] | None = None):
-        check_finite(f_orig, "the latent draws f", method)
+                 sample_stats: Mapping[str, np.ndarray] | None = None,
+                 caller: str | None = None):
+        self.caller = caller or method
+        check_finite(f_orig, "the latent draws f", self.caller)
         n, d = y_orig.shape
         if f_orig.shape[2:] != (n, d):
             raise ValueError(
-                f"{method}: draws have {f_orig.shape[2]} observation(s) x {f_orig.shape[3]} "
+                f"{self.caller}: draws have {f_orig.shape[2]} observation(s) x {f_orig.shape[3]} "
                 f"output(s) but y has shape {n} x {d}; they must match"
             )
         self.method, self.f_orig, self.y_orig, self.x, self.seed = method, f_orig, y_orig, x, seed
@@ -452,7 +455,7 @@ class GaussianDrawsConverter:
             precision = precision[:, None]
         precision = np.broadcast_to(precision, (n, d))
         if not np.all(np.isfinite(precision) & (precision > 0)):
-            raise ValueError(f"{self.method}: the noise precision must be finite and > 0")
+            raise ValueError(f"{self.caller}: the noise precision must be finite and > 0")
         return precision
 
     def _coords(self, feature_names, extra) -> dict[str, Any]:
@@ -467,7 +470,7 @@ class GaussianDrawsConverter:
                 names = [str(s) for s in feature_names]
                 if len(names) != self.x.shape[1]:
                     raise ValueError(
-                        f"{self.method}: feature_names has {len(names)} entries but x has "
+                        f"{self.caller}: feature_names has {len(names)} entries but x has "
                         f"{self.x.shape[1]} feature(s)"
                     )
                 coords[FEATURE_DIM] = np.array(names)
@@ -501,7 +504,7 @@ class GaussianDrawsConverter:
     def log_likelihood(self) -> xr.Dataset:
         """Pointwise ``y`` (:func:`pointwise_gaussian_log_likelihood`), dims ``chain, draw, obs``."""
         loglik = pointwise_gaussian_log_likelihood(self.f_orig, self.y_orig, self.precision)
-        check_finite(loglik, "the pointwise log-likelihood", self.method)
+        check_finite(loglik, "the pointwise log-likelihood", self.caller)
         return self.dataset({"y": loglik}, dims={"y": [OBS_DIM]})
 
     def observed_data(self) -> xr.Dataset:

@@ -149,4 +149,5 @@ def from_exact_gp(
                         "noise_var": y_std**2 * noise},
         attrs={"y_mean": y_mean, "y_std": y_std, "draws": "independent per-point marginals",
                "draws_independent": 1, **(attrs or {})},
+        caller=_METHOD,
     ).to_datatree()

@@ -164,4 +164,5 @@ def from_mc_dropout(
         dims=dims, coords=coords, posterior_extra=extra,
         attrs={"tau": tau_f, "y_mean": y_mean, "y_std": y_std, "num_mc_samples": arr.shape[0],
                "draws_independent": 1, **(attrs or {})},
+        caller=_METHOD,
     ).to_datatree()

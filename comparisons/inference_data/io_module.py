@@ -126,7 +126,7 @@ def from_module_guide(model, guide, x, y: torch.Tensor, num_samples: int, *,
     y = torch.as_tensor(y)
     check_targets(y, "y", num_rows=batch_size(x), likelihood=model.likelihood)
     f = _draws(model, guide, x, num_samples, seed, bool(parallel))  # T x N x D
-    f = split_chains(f, num_chains, "num_samples", METHOD)  # C x S x N x D
+    f = split_chains(f, num_chains, "num_samples", "from_module_guide")  # C x S x N x D
     extra = {"sampler": "pyro.infer.Predictive", "guide": type(guide).__name__,
              "likelihood": model.likelihood, **model_attrs(model), **(attrs or {})}
     if model.likelihood == "categorical":
@@ -134,4 +134,5 @@ def from_module_guide(model, guide, x, y: torch.Tensor, num_samples: int, *,
     x_np = (x.detach().double().numpy() if isinstance(x, torch.Tensor) and x.dim() == 2
             else None)
     return GaussianDrawsConverter(METHOD, f, y.detach().double().numpy(), float(model.tau),
-                                  x=x_np, seed=seed + 1, attrs=extra).to_datatree()
+                                  x=x_np, seed=seed + 1, attrs=extra,
+                                  caller="from_module_guide").to_datatree()

@@ -192,4 +192,5 @@ def from_nuts(
                "prior_length_scale": model.prior_length_scale,
                "y_mean": y_mean, "y_std": y_std, "activation": arch.activation,
                "widths": np.asarray(arch.widths), **src.run_attrs, **(attrs or {})},
+        caller=_METHOD,
     ).to_datatree()

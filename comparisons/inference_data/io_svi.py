@@ -131,4 +131,5 @@ def from_svi_guide(
                "keep_probs": None if keep is None else np.asarray(keep, dtype=np.float64),
                "theta": getattr(guide, "theta", None), "draws_independent": 1,
                **(attrs or {})},
+        caller=_METHOD,
     ).to_datatree()

@@ -103,6 +103,6 @@ def test_converters_accept_numpy_scalars():
 
 
 def test_no_draws_are_refused():
-    with pytest.raises(ValueError, match=r"mc_dropout: samples has no draws \(its first dim is "
+    with pytest.raises(ValueError, match=r"from_mc_dropout: samples has no draws \(its first dim is "
                                          r"0\)"):
         from_mc_dropout(np.zeros((0, 5, 1)), np.zeros((5, 1)), tau=1.0)

@@ -105,3 +105,12 @@ def test_mismatched_observation_counts_and_chains_are_rejected():
 def test_one_dimensional_targets_are_refused_naming_the_argument():
     assert_one_dimensional_targets_refused(
         lambda y: from_mc_dropout(np.zeros((40, len(y), 1)), y, tau=1.0), "from_mc_dropout", 5)
+
+
+def test_errors_of_the_common_layout_name_the_converter():
+    """The checks of the shared layout (GaussianDrawsConverter) name the function the user
+    called, as the converter's own checks do."""
+    with pytest.raises(ValueError, match=r"^from_mc_dropout: feature_names has 1 entries but x "
+                                         r"has 2 feature"):
+        from_mc_dropout(np.zeros((10, 3, 1)), np.zeros((3, 1)), tau=1.0, x=np.zeros((3, 2)),
+                        feature_names=["a"])
