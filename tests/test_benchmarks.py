@@ -69,3 +69,12 @@ def test_limit_table_quick_mode_prints_the_work_the_limit_and_the_measured_time(
     assert (n, q, h, grid, epochs) == (277, 6, 50, 12, 4000)  # yacht's split 0, x100
     limit, measured, ratio = (float(c) for c in cells[8:11])
     assert limit > 0 and measured > 0 and abs(ratio - measured / limit) <= 1e-3 * ratio
+
+
+def test_bench_compiled_train_quick_mode_compares_torch_and_jax():
+    """Both trainers on the same 24 networks; their mean test RMSEs must agree (the same model
+    and optimiser, other random streams)."""
+    out = run_benchmark_quick("bench_compiled_train")
+    assert "| torch train_batched, 2 proc x 1 thread |" in out
+    assert "| JAX jit(vmap(scan)), 1 process" in out
+    assert "mean test RMSE agree within 3 standard errors: True" in out
