@@ -99,6 +99,15 @@ def _noop(_):
 
 
 def run_torch(x, y, kps, regs, epochs: int, processes: int):
+    if processes <= 1:  # in this process, one thread
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            t0 = time.perf_counter()
+            weights, biases = _train_chunk((x, y, kps, regs, list(range(len(x))), epochs))
+            return weights, biases, time.perf_counter() - t0
+        finally:
+            torch.set_num_threads(threads)
     chunks = np.array_split(np.arange(len(x)), processes)
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_init) as pool:
@@ -222,10 +231,10 @@ def main(argv=None):
     ap.add_argument("--no-floor", action="store_true",
                     help="leave out the JAX run without masks (one compile less)")
     ap.add_argument("--quick", action="store_true",
-                    help="tiny run: 5 epochs, 2 splits, no floor row")
+                    help="tiny run: 5 epochs, 2 splits, no floor row, torch in this process")
     a = ap.parse_args(argv)
     if a.quick:
-        a.epochs, a.splits, a.no_floor = 5, 2, True
+        a.epochs, a.splits, a.no_floor, a.processes = 5, 2, True, 1
     info = uci_info(a.dataset)
     n_splits = min(info.n_splits, a.splits or info.n_splits)
     x, y, kps, regs, tests = _grid(a.dataset, n_splits)
@@ -241,7 +250,8 @@ def main(argv=None):
           f"{a.epochs} epochs, float32\n")
     print("| trainer | wall (s) | s / net | speed-up (torch wall / this) | test RMSE, mean (sd) |")
     print("|---|---|---|---|---|")
-    print(f"| torch train_batched, {a.processes} proc x 1 thread | {wall_t:.2f} | "
+    where = f"{a.processes} proc x 1 thread" if a.processes > 1 else "this process, 1 thread"
+    print(f"| torch train_batched, {where} | {wall_t:.2f} | "
           f"{wall_t / e:.4f} | 1.0x | {r_t.mean():.3f} ({r_t.std():.3f}) |")
     print(f"| JAX jit(vmap(scan)), 1 process (compile {compile_j:.1f} s apart) | {wall_j:.2f} | "
           f"{wall_j / e:.4f} | {wall_t / wall_j:.1f}x | {r_j.mean():.3f} ({r_j.std():.3f}) |")

@@ -75,6 +75,6 @@ def test_bench_compiled_train_quick_mode_compares_torch_and_jax():
     """Both trainers on the same 24 networks; their mean test RMSEs must agree (the same model
     and optimiser, other random streams)."""
     out = run_benchmark_quick("bench_compiled_train")
-    assert "| torch train_batched, 2 proc x 1 thread |" in out
+    assert "| torch train_batched, this process, 1 thread |" in out
     assert "| JAX jit(vmap(scan)), 1 process" in out
     assert "mean test RMSE agree within 3 standard errors: True" in out
