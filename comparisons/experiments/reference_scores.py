@@ -218,7 +218,7 @@ def _dropout_psis(drop, raw, std, manifest, s: ScoreSettings) -> dict[str, float
     from the same draws: ``psis_loo_posterior[theta=...]`` (arviz-stats'
     ``loo_approximate_posterior``, reweighted to the posterior), its number of points with an
     unreliable :math:`\hat k` ``psis_loo_posterior_k_bad[theta=...]``, and ``psis_loo_q[theta=...]``
-    (plain PSIS-LOO, taking :math:`q` for the posterior)."""
+    (plain PSIS-LOO, taking :math:`q` for the posterior) with its ``psis_loo_q_k_bad[theta=...]``."""
     from comparisons.inference_data.loo import unreliable_points
     from comparisons.inference_data.vi_psis import variational_psis
     from vi_dropout.guides import DropoutGuide
@@ -244,6 +244,7 @@ def _dropout_psis(drop, raw, std, manifest, s: ScoreSettings) -> dict[str, float
         out[f"psis_loo_posterior[theta={theta:g}]"] = psis.loo.elpd
         out[f"psis_loo_posterior_k_bad[theta={theta:g}]"] = n_bad
         out[f"psis_loo_q[theta={theta:g}]"] = psis.loo_of_q.elpd
+        out[f"psis_loo_q_k_bad[theta={theta:g}]"] = unreliable_points(psis.loo_of_q)[0]
     return out
 
 
@@ -305,8 +306,8 @@ def _load(dataset: str, split: int, s: ScoreSettings):
 
 
 #: the layout of the PSIS records in a cell (2: with the PSIS-LOO per theta; 3: the plain one
-#: finite where the tail fit fails)
-PSIS_RECORDS_VERSION = 3
+#: finite where the tail fit fails; 4: with the plain one's count of unreliable points)
+PSIS_RECORDS_VERSION = 4
 
 
 def score_cell_id(manifest: dict[str, Any], settings: ScoreSettings) -> str:

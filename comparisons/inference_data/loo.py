@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from comparisons.inference_data.base import CHAIN_DIM, DRAW_DIM
+from vi_dropout.validation import check_positive_int
 
 __all__ = ["LOOReliabilityWarning", "checked_loo", "pointwise_psis", "unreliable_points"]
 
@@ -125,7 +126,9 @@ def checked_loo(idata: xr.DataTree, *, min_draws: int = 100, var_name: str | Non
     weights (:func:`pointwise_psis`), as in ArviZ 0.x, so ``elpd`` is always finite.
 
     Raises:
-        ValueError: too few draws, or no ``log_likelihood`` group.
+        ValueError: no ``log_likelihood`` group, an unknown or ambiguous ``var_name``, a
+            log-likelihood that is not floating point, has NaN / inf entries or no
+            observations, or too few draws.
 
     Returns:
         arviz-stats' ``ELPDData`` (``elpd``, ``se``, ``p``, ``pareto_k``, ``good_k``, ...).
@@ -145,14 +148,42 @@ def checked_loo(idata: xr.DataTree, *, min_draws: int = 100, var_name: str | Non
         raise ValueError("checked_loo: the DataTree has no log_likelihood group")
     ll = idata.log_likelihood
     method = ll.attrs.get("method", "unknown method")
-    var_name = var_name or ("y" if "y" in ll.data_vars else None)
-    n_draws = int(ll.sizes.get(CHAIN_DIM, 1) * ll.sizes.get(DRAW_DIM, 1))
-    if n_draws < int(min_draws):
+    min_draws = check_positive_int(min_draws, f"checked_loo ({method}): min_draws")
+    names = list(ll.data_vars)
+    if var_name is None:
+        if "y" not in names and len(names) != 1:
+            raise ValueError(f"checked_loo ({method}): the log_likelihood group has the "
+                             f"variables {names}; pass var_name")
+        var_name = "y" if "y" in names else names[0]
+    elif var_name not in names:
+        raise ValueError(f"checked_loo ({method}): var_name {var_name!r} is not in the "
+                         f"log_likelihood group (it has {names})")
+    values = ll[var_name]
+    if CHAIN_DIM not in values.dims or DRAW_DIM not in values.dims or values.ndim < 3:
+        raise ValueError(f"checked_loo ({method}): log_likelihood[{var_name!r}] must have dims "
+                         f"chain, draw and at least one observation dim, got {values.dims}")
+    if not np.issubdtype(values.dtype, np.floating):
+        raise ValueError(f"checked_loo ({method}): log_likelihood[{var_name!r}] must hold "
+                         f"floating-point numbers, got {values.dtype}")
+    n_points = int(values.size // (values.sizes[CHAIN_DIM] * values.sizes[DRAW_DIM]))
+    if n_points == 0:
+        raise ValueError(f"checked_loo ({method}): log_likelihood[{var_name!r}] has no "
+                         f"observations")
+    bad_values = int(np.count_nonzero(~np.isfinite(values.values)))
+    if bad_values:
+        raise ValueError(f"checked_loo ({method}): log_likelihood[{var_name!r}] has "
+                         f"{bad_values} non-finite value(s) (NaN or inf); PSIS-LOO needs finite "
+                         f"ones")
+    n_draws = int(values.sizes[CHAIN_DIM] * values.sizes[DRAW_DIM])
+    if n_draws < min_draws:
         raise ValueError(
-            f"checked_loo ({method}): PSIS-LOO needs at least {int(min_draws)} draws (chains x "
+            f"checked_loo ({method}): PSIS-LOO needs at least {min_draws} draws (chains x "
             f"draws), got {n_draws}; draw more samples"
         )
-    reff = 1.0 if int(ll.attrs.get("draws_independent", 0)) else None
+    # the relative efficiency arviz-stats would take from the posterior, computed here so that
+    # a tree without a posterior group (only log_likelihood) works as well
+    reff = 1.0 if ll.attrs.get("draws_independent", 0) in (1, True, "1") else \
+        _relative_ess(idata)
     with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
         warnings.simplefilter("always")
         try:
@@ -165,9 +196,7 @@ def checked_loo(idata: xr.DataTree, *, min_draws: int = 100, var_name: str | Non
                                   and np.isfinite(result.elpd_i).all()):
             # some point's largest draws tie (MC dropout's masks repeat in a small network; a
             # stuck chain) or overflow the tail fit: smooth point by point, those raw, k = inf
-            log_weights, pareto_k = pointwise_psis(
-                ll[var_name or next(iter(ll.data_vars))],
-                _relative_ess(idata) if reff is None else reff)
+            log_weights, pareto_k = pointwise_psis(values, reff)
             result = az.loo(idata, pointwise=True, var_name=var_name, reff=reff,
                             log_weights=log_weights, pareto_k=pareto_k)
     for w in caught:  # ArviZ's own Pareto-k warning is replaced by the one below

@@ -144,8 +144,12 @@ def importance_draws(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.
     if not isinstance(guide, DropoutGuide):
         raise ValueError(f"guide must be a DropoutGuide, got {type(guide).__name__}")
     guide.check_model(model)
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"y must be the targets the posterior conditions on (an N x D "
+                         f"torch.Tensor), got {type(y).__name__}")
+    model.check_data(x, y)  # before Pyro's trace, whose errors carry its shape table
     num_draws = check_int(num_draws, "num_draws", minimum=MIN_DRAWS)
-    seed = check_int(seed, "seed")
+    seed = check_int(seed, "seed", minimum=0)
     log_p, log_q, log_lik = [], [], []
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         pyro.set_rng_seed(seed)

@@ -206,7 +206,8 @@ def _psis_lines(rec: pd.DataFrame) -> list[str]:
         parts.append(f"{theta}: k = {'inf' if k == float('inf') else format_value(k)}, ESS "
                      f"{value('psis_ess')}, elpd_loo {value('psis_loo_posterior')} reweighted to the "
                      f"posterior ({value('psis_loo_posterior_k_bad')} points with k above the "
-                     f"threshold) against {value('psis_loo_q')} taking q for it")
+                     f"threshold) against {value('psis_loo_q')} taking q for it "
+                     f"({value('psis_loo_q_k_bad')} points)")
     return ["PSIS of the posterior (this reference's prior and noise) against MC dropout's q "
             "(Pareto k; k >= 0.7: q misses the posterior), and PSIS-LOO of the training data "
             "from the same draws (arviz-stats' loo_approximate_posterior): "

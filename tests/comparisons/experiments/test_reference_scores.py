@@ -274,6 +274,7 @@ def test_psis_of_the_posterior_against_the_dropout_family_is_opt_in(tmp_path, mo
         assert np.isfinite(rec["mc_dropout", f"psis_loo_posterior[theta={theta}]"])
         assert np.isfinite(rec["mc_dropout", f"psis_loo_q[theta={theta}]"])
         assert 0 <= rec["mc_dropout", f"psis_loo_posterior_k_bad[theta={theta}]"]
+        assert 0 <= rec["mc_dropout", f"psis_loo_q_k_bad[theta={theta}]"]
     # a narrower family misses more of the posterior
     assert rec["mc_dropout", "psis_k[theta=0.01]"] > 0.7
     manifest = {"dataset": "yacht", "split": 0, "sha256": "a", "manifest_sha256": "b"}

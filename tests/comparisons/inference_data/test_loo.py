@@ -71,3 +71,36 @@ def test_checked_loo_is_finite_where_the_tail_fit_overflows():
     assert np.isfinite(res.elpd) and np.isfinite(res.elpd_i.values).all()
     k = res.pareto_k.values
     assert not np.isnan(k).any() and np.isinf(k).any()
+
+
+def test_checked_loo_on_a_bare_log_likelihood_and_its_bad_input():
+    """A tree with only a log_likelihood group works (one chain: reff 1; four chains: the
+    relative ESS, 1 without a posterior); what PSIS cannot take is refused by name."""
+    import arviz as az
+
+    rng = np.random.default_rng(0)
+    for chains in (1, 4):
+        ll = rng.normal(-1.0, 0.3, (chains, 400 // chains, 8))
+        res = checked_loo(az.from_dict({"log_likelihood": {"y": ll}}, dims={"y": ["obs"]}))
+        assert np.isfinite(res.elpd) and res.n_data_points == 8
+
+    def tree(values, name="y"):
+        return az.from_dict({"log_likelihood": {name: values}},
+                            attrs={"log_likelihood": {"method": "m"}})
+
+    ll = rng.normal(-1.0, 0.3, (1, 400, 8))
+    bad = ll.copy()
+    bad[0, 5, 2] = -np.inf
+    with pytest.raises(ValueError, match=r"checked_loo \(m\): log_likelihood\['y'\] has 1 "
+                                         r"non-finite value"):
+        checked_loo(tree(bad))
+    with pytest.raises(ValueError, match="must hold floating-point numbers, got int64"):
+        checked_loo(tree(ll.astype(np.int64)))
+    with pytest.raises(ValueError, match=r"var_name 'z' is not in the log_likelihood group"):
+        checked_loo(tree(ll), var_name="z")
+    both = az.from_dict({"log_likelihood": {"a": ll, "b": ll}})
+    with pytest.raises(ValueError, match=r"has the variables \['a', 'b'\]; pass var_name"):
+        checked_loo(both)
+    assert np.isfinite(checked_loo(both, var_name="b").elpd)
+    with pytest.raises(ValueError, match="min_draws"):
+        checked_loo(tree(ll), min_draws="abc")

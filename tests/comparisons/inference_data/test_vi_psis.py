@@ -71,6 +71,13 @@ def test_bad_arguments_are_named():
         log_importance_ratios(model, object(), x, y)
     with pytest.raises(ValueError, match="^num_draws must be an integer >= 100"):
         variational_psis(model, guide, x, y, num_draws=0)
+    with pytest.raises(ValueError, match="^y must be the targets the posterior conditions on"):
+        variational_psis(model, guide, x, None)
+    with pytest.raises(ValueError, match="^seed must be an integer >= 0"):
+        variational_psis(model, guide, x, y, seed=-1)
+    with pytest.raises(ValueError) as info:  # checked up front: no Pyro trace table appended
+        variational_psis(model, guide, x, y[:5])
+    assert "Trace Shapes" not in str(info.value)
 
 
 def _exact_elpd_loo(x, y):
