@@ -14,10 +14,10 @@ TORCH_VERSION ?= 2.13.0
 install: $(STAMP)
 
 # torch first, pinned, then the project (its extras keep that torch). On Python 3.12 PyPI's
-# torch is its CUDA build (about 1.4 GB of wheels, 6 GB installed; it runs on the CPU here):
-# README "Install" has the numbers. A .venv of another Python (3.11, from before) is rebuilt.
+# torch is its CUDA build (about 2.7 GB of wheels, 6 GB installed; it runs on the CPU here):
+# README "Quickstart" has the numbers. A .venv of another Python (3.11, from before) is rebuilt.
 $(STAMP): pyproject.toml
-	@test -n "$(PYTHON)" && $(PYTHON) -c '$(IS_312)' 2>/dev/null || { echo "error: no Python >= 3.12 found (looked for python3.12 on PATH and under ~/.pyenv/versions/3.12*); run make PYTHON=/path/to/python3.12"; exit 2; }
+	@test -n "$(PYTHON)" && $(PYTHON) -c '$(IS_312)' 2>/dev/null || { echo "error: no Python >= 3.12 found (looked for python3.12 and python3.13 on PATH and under ~/.pyenv/versions); run make PYTHON=/path/to/python3.12"; exit 2; }
 	@$(PY) -c '$(IS_312)' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
