@@ -53,6 +53,7 @@ import pyro
 import torch
 import xarray as xr
 from pyro.infer.importance import vectorized_importance_weights
+from pyro.infer.util import plate_log_prob_sum
 
 from comparisons.inference_data.loo import checked_loo
 from vi_dropout.guides import DropoutGuide
@@ -121,23 +122,13 @@ class ImportanceDraws:
         return self.log_p - self.log_q
 
 
-def _per_draw(trace, n: int) -> torch.Tensor:
-    """``(n,)`` sum of the log densities of a vectorised trace's sample sites per draw."""
-    total = torch.zeros(n, dtype=torch.float64)
-    for site in trace.nodes.values():
-        if site["type"] == "sample":
-            lp = site["fn"].log_prob(site["value"]).to(torch.float64)
-            total = total + lp.reshape(n, -1).sum(-1)
-    return total
-
-
 def importance_draws(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.Tensor,
                      num_draws: int = 2000, seed: int = 0) -> ImportanceDraws:
     r"""``num_draws`` draws of the guide scored by the model: Pyro's
     ``vectorized_importance_weights`` in chunks of :data:`CHUNK` draws (the random stream is
     Pyro's, seeded ``seed``; the global one is restored after). :math:`\log q` is the guide
-    trace's density, :math:`\log p` Pyro's log weight plus it, and the pointwise
-    log-likelihood is the ``"obs"`` site's.
+    trace's density per draw (Pyro's ``plate_log_prob_sum``), :math:`\log p` Pyro's log weight
+    plus it, and the pointwise log-likelihood is the ``"obs"`` site's.
     """
     if not isinstance(model, ModuleBNN):
         raise ValueError(f"model must be a ModuleBNN (or BayesianMLP), got {type(model).__name__}")
@@ -158,11 +149,13 @@ def importance_draws(model: ModuleBNN, guide: DropoutGuide, x: Inputs, y: torch.
             n = min(CHUNK, num_draws - done)
             log_weights, model_trace, guide_trace = vectorized_importance_weights(
                 model, guide, x, y, num_samples=n, max_plate_nesting=1)
-            lq = _per_draw(guide_trace, n)
-            log_q.append(lq)
-            log_p.append(log_weights.reshape(n).to(torch.float64) + lq)
-            obs = model_trace.nodes["obs"]
-            log_lik.append(obs["fn"].log_prob(obs["value"]).to(torch.float64).reshape(n, -1))
+            # Pyro's own per-draw sum over the guide's sites, and the log densities its
+            # traces already hold
+            lq = plate_log_prob_sum(
+                guide_trace, guide_trace.plate_to_symbol["num_particles_vectorized"])
+            log_q.append(lq.reshape(n).to(torch.float64))
+            log_p.append(log_weights.reshape(n).to(torch.float64) + log_q[-1])
+            log_lik.append(model_trace.nodes["obs"]["log_prob"].to(torch.float64).reshape(n, -1))
             done += n
     out = ImportanceDraws(torch.cat(log_p).numpy(), torch.cat(log_q).numpy(),
                           torch.cat(log_lik).numpy())
