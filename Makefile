@@ -13,15 +13,17 @@ TORCH_VERSION ?= 2.13.0
 
 install: $(STAMP)
 
-# torch first, pinned, then the project (its extras keep that torch). On Python 3.12 PyPI's
-# torch is its CUDA build (about 2.7 GB of wheels, 6 GB installed; it runs on the CPU here):
-# README "Quickstart" has the numbers. A .venv of another Python (3.11, from before) is rebuilt.
+# uv installs (pip installs uv into the venv first): on a new machine with empty caches it set up
+# this stack in a fraction of pip's time (benchmarks/bench_install.py; docs/benchmarks.md has the
+# numbers). torch is pinned; on Python 3.12 PyPI's torch is its CUDA build (about 2.7 GB of
+# wheels, 6 GB installed; it runs on the CPU here). --compile-bytecode: pip's default, and without
+# it every import compiles from source where PYTHONDONTWRITEBYTECODE is set. A .venv of another
+# Python (3.11, from before) is rebuilt.
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" && $(PYTHON) -c '$(IS_312)' 2>/dev/null || { echo "error: no Python >= 3.12 found (looked for python3.12 and python3.13 on PATH and under ~/.pyenv/versions); run make PYTHON=/path/to/python3.12"; exit 2; }
 	@$(PY) -c '$(IS_312)' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e ".[dev,distributed,laplace,jax]" torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q uv
+	$(PY) -m uv pip install -q --python $(PY) --compile-bytecode -e ".[dev,distributed,laplace,jax]" torch==$(TORCH_VERSION)
 	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $(STAMP)
 
