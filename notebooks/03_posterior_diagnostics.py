@@ -69,8 +69,8 @@ torch.set_num_threads(1)  # small problems on a shared CPU
 if SMOKE:
     SETTINGS = DiagnoseSettings(dataset="toy1d", split=0, epochs_multiplier=0.02,
                                 num_samples=200, max_grid=1, gp_iterations=20, gp_num_draws=200,
-                                hmc_chains=2, hmc_warmup=30, hmc_samples=50, hmc_processes=1,
-                                hmc_max_tree_depth=4)
+                                hmc_chains=2, hmc_warmup=20, hmc_samples=50, hmc_processes=1,
+                                hmc_max_tree_depth=3)
 else:
     # the committed run of docs/diagnose/toy1d (chains one after another in this kernel)
     SETTINGS = DiagnoseSettings(dataset="toy1d", split=0, epochs_multiplier=10, num_samples=1000,
