@@ -9,7 +9,8 @@ the data are created to the end of fit + predict.
 Usage::
 
     python benchmarks/bench_gp.py                     # N = 2000 5000 10000, float32 float64
-    python benchmarks/bench_gp.py --quick             # N = 1000, float32, 3 Adam steps
+    python benchmarks/bench_gp.py --quick             # N = 600, 200 test points, float32,
+                                                      # 3 Adam steps, 1 thread
     python benchmarks/bench_gp.py --sizes 2000 5000 --dtypes float64 --iters 10
     python benchmarks/bench_gp.py --sizes 3000 --dtypes float64 \
         --solvers cholesky gpytorch-cholesky gpytorch-cg     # the three MLL paths side by side
@@ -96,10 +97,13 @@ def main(argv=None) -> None:
     parser.add_argument("--fit-subset", type=int, default=None,
                         help="fit the hyper-parameters on this many random training points, then "
                              "condition exactly on all N (the 'fit' column includes both)")
-    parser.add_argument("--quick", action="store_true", help="N=1000, float32, 3 Adam steps")
+    parser.add_argument("--quick", action="store_true",
+                        help="N=600 (above the 512 random features), 200 test points, "
+                             "float32, 3 Adam steps, 1 torch thread")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.dtypes, args.iters = [1000], ["float32"], 3
+        args.sizes, args.dtypes, args.iters, args.n_test, args.threads = [600], ["float32"], 3, \
+            200, 1
 
     ctx = mp.get_context("spawn")
     rows = []

@@ -317,14 +317,14 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default="outputs/hmc_cache")
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run of --part backends (2 chains of 20 + 20 iterations at "
-                             "tree depth 4, in this process; seconds): checks the plumbing, its "
+                        help="smoke run of --part backends (2 chains of 10 + 10 iterations at "
+                             "tree depth 3, in this process; seconds): checks the plumbing, its "
                              "numbers mean nothing")
     args = parser.parse_args(argv)
     if args.quick:
         if args.part != "backends":
             parser.error(f"--quick is for --part backends, got --part {args.part}")
-        args.warmup, args.samples, args.max_tree_depth, args.converge_samples = 20, 20, 4, 0
+        args.warmup, args.samples, args.max_tree_depth, args.converge_samples = 10, 10, 3, 0
     # the full runs: 4 chains in 2 worker processes; the smoke run: 2 chains in this process
     args.chains, args.processes = (2, 1) if args.quick else (4, 2)
     default = 500 if args.part == "toy" else 50

@@ -14,6 +14,7 @@ run (methods interleaved split by split, so a change in machine load hits all of
 Usage::
 
     python benchmarks/bench_learned_rates.py                      # Boston and kin8nm, x10
+    python benchmarks/bench_learned_rates.py --quick                # Boston only, 2 splits
     python benchmarks/bench_learned_rates.py --datasets yacht --splits 3 --quick
 """
 
@@ -46,12 +47,18 @@ def _timed(fn, work) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datasets", default="bostonHousing,kin8nm")
+    parser.add_argument("--datasets", default=None,
+                        help="comma-separated data sets (default: bostonHousing,kin8nm; "
+                             "with --quick: bostonHousing)")
     parser.add_argument("--splits", type=int, default=4, help="splits per data set (default 4)")
     parser.add_argument("--epochs-multiplier", type=float, default=10.0)
     parser.add_argument("--num-samples", type=int, default=10_000)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (a smoke run): epochs x0.05, T = 20, at most 2 splits, "
+                             "bostonHousing only unless --datasets is given")
     args = parser.parse_args(argv)
+    if args.datasets is None:
+        args.datasets = "bostonHousing" if args.quick else "bostonHousing,kin8nm"
     if args.quick:
         args.epochs_multiplier, args.num_samples, args.splits = 0.05, 20, min(args.splits, 2)
     torch.set_num_threads(1)

@@ -164,7 +164,7 @@ def run_net(kind, make, a, dtype, ls, tau):
         svi_trace.step(xb, yb, num_data=a.num_data)
 
     fns = [plain_step, per_step, native_step, trace_step]
-    time_steps(5, fns)  # warm-up
+    time_steps(2 if a.quick else 5, fns)  # warm-up
     return var_row, (kind, *time_steps(a.steps, fns))
 
 
@@ -177,10 +177,11 @@ def main(argv=None):
     ap.add_argument("--num-data", type=int, default=1024)
     ap.add_argument("--theta", type=float, default=1e-2, help="theta of the guide")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    ap.add_argument("--quick", action="store_true", help="tiny run: 10 repetitions, 10 steps")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny run: 4 repetitions, 3 steps after 2 warm-up steps")
     a = ap.parse_args(argv)
     if a.quick:
-        a.reps, a.steps = 10, 10
+        a.reps, a.steps = 4, 3
     dtype = getattr(torch, a.dtype)
     ls, tau = 1e-2, 10.0
     rows = [run_net(kind, make, a, dtype, ls, tau)

@@ -55,8 +55,8 @@ from vi_dropout.verify.network import verify_network  # noqa: E402
 from vi_dropout.verify.problem import ModuleProblem  # noqa: E402
 
 
-def step_times(name: str, batch: int, steps: int,
-               num_data: int) -> tuple[float, float, float, float]:
+def step_times(name: str, batch: int, steps: int, num_data: int,
+               warmup: int = 3) -> tuple[float, float, float, float]:
     """Median seconds of a plain dropout + Adam step, of an SVI step with the per-example ELBO
     and ``pyro.optim.Adam``, of the same with ``JointAdam`` and of a step of the same ELBO in
     Pyro's PyTorch-native loop, on the same minibatches of ``examples/<name>.py``'s data."""
@@ -125,7 +125,7 @@ def step_times(name: str, batch: int, steps: int,
         native_opt.step()
 
     fns = [plain_step, svi_step, joint_step, native_step]
-    time_steps(3, fns)  # warm-up
+    time_steps(warmup, fns)  # warm-up
     return tuple(time_steps(steps, fns))
 
 
@@ -142,14 +142,16 @@ def verify_time(name: str, num_examples: int) -> tuple[float, int, int]:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny smoke run: 2 timed steps after 2 warm-up steps, small data, "
+                             "(b) on bn_residual only")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per network")
     parser.add_argument("--part", choices=["a", "b", "ab"], default="ab",
                         help="run part (a) the step times, (b) the verify times, or both")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for part (a) (default 1)")
     a = parser.parse_args(argv)
-    steps = 3 if a.quick else a.steps
+    steps = 2 if a.quick else a.steps
     print(f"torch {torch.__version__}")
     if "a" in a.part:
         default_threads = torch.get_num_threads()
@@ -171,7 +173,7 @@ def part_a(a, steps):
     print("|---|---|---|---|---|---|---|---|---|")
     for name, batch, n in (("mnist_net", 64 if not a.quick else 8, 256 if not a.quick else 70),
                            ("bn_residual", 32, 256 if not a.quick else 40)):
-        plain, per, joint, native = step_times(name, batch, steps, n)
+        plain, per, joint, native = step_times(name, batch, steps, n, warmup=2 if a.quick else 3)
         print(f"| {name} | {batch} | {1e3 * plain:.2f} | {1e3 * per:.2f} | {per / plain:.2f}x | "
               f"{1e3 * joint:.2f} | {joint / plain:.2f}x | {1e3 * native:.2f} | "
               f"{native / plain:.2f}x |")

@@ -38,7 +38,8 @@ Usage::
     python benchmarks/profile_uci_cell.py --dataset protein --epochs-multiplier 0.1 \\
         --num-samples 1000 --variant-epochs 2 --profile-epochs 4 --group-splits 4,5 \\
         --probe-epochs 0 --no-thread-variant     # about a minute
-    python benchmarks/profile_uci_cell.py --quick                # tiny smoke run
+    python benchmarks/profile_uci_cell.py --quick                # tiny smoke run (Boston
+                                                                 # split 0, 1-epoch probes)
 """
 
 from __future__ import annotations
@@ -706,7 +707,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The command line, with ``--quick``'s tiny settings applied."""
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="kin8nm")
+    ap.add_argument("--dataset", default=None,
+                    help="the data set of sections 1-3 (default kin8nm; with --quick "
+                         "bostonHousing)")
     ap.add_argument("--split", type=int, default=0)
     ap.add_argument("--epochs-multiplier", type=float, default=1.0,
                     help="multiplier m of the timed cell (also timed at 2m); default 1")
@@ -730,12 +733,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--probe-samples", type=int, default=500, help="T of the nine-set probes")
     ap.add_argument("--try-compile", action="store_true",
                     help="also time torch.compile(train_batched) (about a minute to compile)")
-    ap.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny smoke run (seconds): bostonHousing unless --dataset is given, "
+                         "x0.025 epochs, T = 20, 1-epoch trainings, 1 repeat, 2 grouped splits, "
+                         "nine-set probes of 1 epoch and T = 2, no thread variant")
     a = ap.parse_args(argv)
     if a.quick:
         a.epochs_multiplier, a.num_samples, a.top, a.variant_epochs = 0.025, 20, 5, 1
-        a.repeats, a.group_splits, a.probe_epochs, a.probe_samples = 1, "2", 1, 10
+        a.repeats, a.group_splits, a.probe_epochs, a.probe_samples = 1, "2", 1, 2
         a.profile_epochs, a.thread_variant = 1, False
+    if a.dataset is None:
+        a.dataset = "bostonHousing" if a.quick else "kin8nm"
     return a
 
 

@@ -27,7 +27,7 @@ def test_bench_per_example_quick_mode_prints_its_ratios():
 
 
 def test_bench_hmc_quick_mode_compares_both_backends(tmp_path):
-    # Pyro's and NumPyro's NUTS on Boston side by side (20 + 20 iterations at tree depth 4)
+    # Pyro's and NumPyro's NUTS on Boston side by side (10 + 10 iterations at tree depth 3)
     pytest.importorskip("numpyro")
     out_json = tmp_path / "hmc.json"
     out = run_benchmark_quick("bench_hmc", "--part", "backends", "--out", str(out_json),
@@ -40,10 +40,10 @@ def test_bench_hmc_quick_mode_compares_both_backends(tmp_path):
         assert pyro > 0 and numpyro > 0
         assert abs(ratio - numpyro / pyro) <= 0.01 * ratio + 0.005  # printed to 4 digits
     record = json.loads(out_json.read_text())
-    assert record["max_tree_depth"] == 4 and record["num_samples"] == 20
+    assert record["max_tree_depth"] == 3 and record["num_samples"] == 10
     assert set(record["runs"]) == {"potential", "numpyro"}
     for run in record["runs"].values():
-        assert run["grad_evals_per_draw"] <= 2**4 - 1  # the quick mode's tree-depth cap
+        assert run["grad_evals_per_draw"] <= 2**3 - 1  # the quick mode's tree-depth cap
 
 
 def test_bench_your_network_quick_mode_prints_its_ratios_and_verify_times():

@@ -32,6 +32,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 # depth <= 4 so that a chain of 100 + 100 iterations takes about a second.
 TINY = dict(hidden=(3,), activation="tanh", prior_length_scale=1.0, tau=1.0, num_warmup=100,
             num_samples=100, max_tree_depth=4, seed=0)
+#: TINY with a shorter warmup and a lower tree-depth cap: the cache and spawned-chain test
+SHORT = dict(TINY, num_warmup=50, max_tree_depth=3)
 
 
 def _tiny_data():
@@ -94,17 +96,19 @@ def test_cache_key_depends_on_settings_and_data():
 
 
 def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
+    # TINY's 100 draws per chain, after 50 warmup iterations at tree depth 3 (the runs here
+    # check the plumbing and the diagnostics' presence, not the posterior)
     x, y = _tiny_data()
     t0 = time.perf_counter()
-    first = run_nuts(x, y, num_chains=2, num_processes=1, cache_dir=tmp_path, **TINY)
+    first = run_nuts(x, y, num_chains=2, num_processes=1, cache_dir=tmp_path, **SHORT)
     t_first = time.perf_counter() - t0
     assert first.from_cache == (False, False)
     w = first.samples["layers.0.weight"]
     assert w.shape == (2, 100, 3, 1)
     assert all(np.isfinite(v).all() for v in first.samples.values())
     stats = first.sample_stats
-    assert stats["tree_depth"].shape == (2, 100) and stats["tree_depth"].max() <= 4
-    assert stats["n_steps"].min() >= 1 and stats["n_steps"].max() <= 2**4 - 1
+    assert stats["tree_depth"].shape == (2, 100) and stats["tree_depth"].max() <= 3
+    assert stats["n_steps"].min() >= 1 and stats["n_steps"].max() <= 2**3 - 1
     assert np.isfinite(stats["energy"]).all() and np.isfinite(stats["lp"]).all()
     assert (first.chain_wall_times_s > first.chain_sampling_times_s).all()
     # the recorded lp belongs to the returned draw: lp = -U(draw) to 1e-9
@@ -130,7 +134,7 @@ def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
     assert all(f.is_file() and f.parent.parent == tmp_path for f in files)
     mtimes = [f.stat().st_mtime_ns for f in files]
     t0 = time.perf_counter()
-    second = run_nuts(x, y, num_chains=2, num_processes=1, cache_dir=tmp_path, **TINY)
+    second = run_nuts(x, y, num_chains=2, num_processes=1, cache_dir=tmp_path, **SHORT)
     t_second = time.perf_counter() - t0
     assert second.from_cache == (True, True)
     assert [f.stat().st_mtime_ns for f in files] == mtimes
@@ -140,7 +144,7 @@ def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
     assert t_second < 0.25 * t_first
 
     # a third chain in a spawned worker process: chains 0, 1 reused, chain 2 new and cached
-    third = run_nuts(x, y, num_chains=3, num_processes=2, cache_dir=tmp_path, **TINY)
+    third = run_nuts(x, y, num_chains=3, num_processes=2, cache_dir=tmp_path, **SHORT)
     assert third.from_cache == (True, True, False)
     assert os.path.isfile(third.cache_files[2])
     assert np.isfinite(third.samples["layers.0.bias"]).all()
@@ -148,7 +152,7 @@ def test_tiny_run_diagnostics_cache_and_spawned_extra_chain(tmp_path):
     assert not np.array_equal(bias[2], bias[0])  # its own seed, not a copy of chain 0
     # other settings -> another cache entry
     other = run_nuts(x, y, num_chains=1, num_processes=1, cache_dir=tmp_path,
-                     **dict(TINY, num_warmup=20, num_samples=20))
+                     **dict(SHORT, num_warmup=20, num_samples=20))
     assert other.from_cache == (False,) and other.cache_files[0] != first.cache_files[0]
 
 
