@@ -415,10 +415,11 @@ def check_verify_args(args: argparse.Namespace) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``verify`` report of parsed ``args``; 0 if every row passed, else 1."""
+    check_verify_args(args)  # before torch and Pyro are imported: a user's error comes at once
+
     from vi_dropout.verify.paper import run_verify
     from vi_dropout.verify.report import format_table
 
-    check_verify_args(args)
     extra: dict = {}
     if args.model is not None:
         from vi_dropout.user_files import check_data_file, load_data_file, load_model_factory

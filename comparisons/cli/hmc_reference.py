@@ -58,7 +58,7 @@ def datasets_arg(text: str) -> tuple[str, ...]:
 
 def splits_arg(text: str) -> tuple[int, ...]:
     """argparse type of ``--splits``: ``0``, ``0-4``, ``0,3`` -> sorted distinct indices."""
-    from comparisons.protocols.uci import split_items
+    from comparisons.datasets.split_specs import split_items
 
     try:
         items = split_items(text)
@@ -71,7 +71,7 @@ def splits_arg(text: str) -> tuple[int, ...]:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``hmc-reference`` subcommand (sets ``func`` and ``handler`` to :func:`run`)."""
-    from comparisons.experiments.hmc_reference import REFERENCE_BACKENDS
+    from comparisons.experiments.choices import REFERENCE_BACKENDS
 
     p = subparsers.add_parser(
         "hmc-reference", help="converged NUTS references (predictive at the test inputs) under "

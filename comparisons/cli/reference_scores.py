@@ -79,7 +79,7 @@ def psis_draws_arg(text: str) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``reference-scores`` subcommand (sets ``func`` and ``handler`` to :func:`run`)."""
-    from comparisons.experiments.reference_scores import SCORED_METHODS
+    from comparisons.experiments.choices import SCORED_METHODS
 
     p = subparsers.add_parser(
         "reference-scores", help="score MC dropout, standard dropout and the GPs against the "

@@ -292,7 +292,7 @@ def _data_file_arg(text: str) -> str:
 
 
 def _splits_arg(text: str) -> str:
-    from comparisons.protocols.uci import split_items
+    from comparisons.datasets.split_specs import split_items
 
     try:
         split_items(text)

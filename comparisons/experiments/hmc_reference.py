@@ -49,6 +49,7 @@ import numpy as np
 
 from comparisons.datasets.splits import load_split
 from comparisons.datasets.uci import StandardizedSplit, standardize
+from comparisons.experiments.choices import REFERENCE_BACKENDS
 from comparisons.inference_data.base import datatree
 from comparisons.protocols.uci import fit_mc_dropout_under_prior
 from comparisons.reference.nuts import run_nuts
@@ -69,8 +70,6 @@ from vi_dropout.validation import check_positive, check_positive_int
 __all__ = ["REFERENCE_BACKENDS", "ReferenceResult", "ReferenceSettings", "existing_reference",
            "is_converged", "reference_files", "reference_path", "run", "write_reference"]
 
-#: NUTS back-ends a reference can be sampled with (see :mod:`comparisons.reference.nuts`)
-REFERENCE_BACKENDS = ("numpyro", "potential")
 
 
 def _non_negative_int(value, name: str) -> None:

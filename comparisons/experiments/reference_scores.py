@@ -67,6 +67,7 @@ from scipy.special import logsumexp
 from comparisons.datasets.splits import load_split
 from comparisons.datasets.toy1d import TOY1D_NAME
 from comparisons.datasets.uci import StandardizedSplit, resolve_uci_name, standardize
+from comparisons.experiments.choices import SCORED_METHODS
 from comparisons.experiments.hmc_reference import reference_path
 from comparisons.gp.fit import fit_gp
 from comparisons.gp.priors import dropout_prior_hyperparameters
@@ -88,11 +89,6 @@ __all__ = ["REFERENCE_FITTED", "SCORED_METHODS", "UNCONVERGED_NOTE", "Predictive
 #: the methods this experiment fits itself under the reference's prior and noise (their fits
 #: need the reference's manifest: MC dropout's protocol and the GPs)
 REFERENCE_FITTED = ("mc_dropout", "standard_dropout", "gp_arccos1_prior", "gp_arccos1", "gp_se")
-#: the methods scored against the reference by default (``hmc`` itself is always included); any
-#: other registered method with a split predictive may be asked for
-SCORED_METHODS = ("mc_dropout", "standard_dropout", "concrete_dropout", "full_elbo", "mfvi",
-                  "deep_ensemble", "laplace", "laplace_kfac", "gp_arccos1_prior", "gp_arccos1",
-                  "gp_se")
 #: note on every record of an unconverged reference
 UNCONVERGED_NOTE = "unconverged reference"
 #: central interval levels of the calibration against the reference
