@@ -8,6 +8,10 @@ The ONE rule for argument types lives here: a number is a real number (a Python 
 never read as ``1`` or parsed. Every public entry point checks its numeric arguments through these
 helpers, so the rule is the same everywhere.
 
+The checks of plain numbers do not import torch (a tensor can only arrive once torch is loaded),
+so settings classes and command lines that use them stay light; the checks of tensors
+(:func:`check_finite`, :func:`check_dtype`, :func:`check_targets`) import it when called.
+
 Example:
     >>> check_keep_prob(np.float64(0.9)), check_positive_int(np.int64(10), "T")
     (0.9, 10)
@@ -24,10 +28,14 @@ Example:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "refuse_non_numbers",
@@ -48,6 +56,12 @@ __all__ = [
 ]
 
 
+def _loaded_torch():
+    """The torch module when it is already imported, else ``None``: a value cannot be a tensor
+    (or a ``SymInt``) before torch is loaded, so the number checks never import it."""
+    return sys.modules.get("torch")
+
+
 def _non_number_kind(value) -> str | None:
     """``"bool"`` / ``"str"`` when ``value`` is a bool or a string in any of its forms (Python,
     NumPy, a bool tensor or array), else ``None``."""
@@ -55,7 +69,8 @@ def _non_number_kind(value) -> str | None:
         return "bool"
     if isinstance(value, str | bytes | np.str_ | np.bytes_):
         return "str"
-    if isinstance(value, torch.Tensor):
+    torch = _loaded_torch()
+    if torch is not None and isinstance(value, torch.Tensor):
         return "bool tensor" if value.dtype == torch.bool else None
     if isinstance(value, np.ndarray):
         if value.dtype == np.bool_:
@@ -85,7 +100,8 @@ def refuse_non_numbers(value, name: str, expected: str = "a real number") -> Non
 
 def _as_float(name: str, value, expected: str = "a real number") -> float:
     refuse_non_numbers(value, name, expected)
-    if isinstance(value, torch.Tensor):
+    torch = _loaded_torch()
+    if torch is not None and isinstance(value, torch.Tensor):
         if value.numel() != 1:
             raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
@@ -186,8 +202,9 @@ def check_int(value, name: str, *, minimum: int | None = None,
             return None
         expected += " or None"
     refuse_non_numbers(value, name, expected)
-    if not isinstance(value, int | torch.SymInt):
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
+    torch = _loaded_torch()
+    if not isinstance(value, int) and not (torch is not None and isinstance(value, torch.SymInt)):
+        if torch is not None and isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
         try:
             iv = int(value)
@@ -213,6 +230,8 @@ def check_nonnegative_int(value, name: str) -> int:
 
 def check_finite(tensor: torch.Tensor, name: str) -> torch.Tensor:
     """Raise if ``tensor`` holds NaN or inf, saying how many entries are bad."""
+    import torch
+
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.is_floating_point():
@@ -296,6 +315,8 @@ def check_targets(y, name: str = "y", *, num_rows: int | None = None,
         ...
         ValueError: y must have shape N x D (N x 1 for one output), got a 1-D tensor of shape (5,): pass y.reshape(-1, 1) (a 1-D y would broadcast against the N x 1 outputs)
     """
+    import torch
+
     if not isinstance(y, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(y).__name__}")
     if y.dtype == torch.bool or y.is_complex():

@@ -21,7 +21,7 @@ at the end, under ``--checkpoint-dir`` (default ``<out>/checkpoints``); the same
 ``--resume`` continues them bit for bit (a larger ``--iterations`` extends a finished run;
 other network settings are refused, naming them). ``--stop-window W --stop-tolerance R`` stop a
 network once its loss stops improving
-(:class:`~comparisons.training.dropout_regressor.StoppingRule`), ``--iterations`` being the step
+(:class:`~comparisons.training.stopping.StoppingRule`), ``--iterations`` being the step
 budget. ``--workers 2`` trains the ReLU and the tanh network side by side in two processes
 (``--threads`` torch threads each), ``--device cuda`` on a GPU (CPU and CUDA runs draw different
 random numbers; the report names the device of every number). ``--compare-records
@@ -69,7 +69,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     (:data:`~comparisons.experiments.mauna_loa.PAPER_LIKE_SETTINGS`) is
     ``--iterations 1000000 --num-samples 1000 --gp-stride 1 --gp-iterations 200``.
     """
-    from comparisons.experiments.mauna_loa import MaunaLoaSettings
+    from comparisons.experiments.mauna_loa_settings import MaunaLoaSettings
 
     d = MaunaLoaSettings()
     p = subparsers.add_parser(
@@ -182,7 +182,7 @@ def _workers_arg(text: str) -> int:
 def settings_from_args(args: argparse.Namespace):
     """Build the :class:`~comparisons.experiments.mauna_loa.MaunaLoaSettings` of parsed arguments
     (its validation raises ``ValueError`` naming the bad argument)."""
-    from comparisons.experiments.mauna_loa import MaunaLoaSettings
+    from comparisons.experiments.mauna_loa_settings import MaunaLoaSettings
 
     d = MaunaLoaSettings()
     window = getattr(args, "stop_window", None)

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     Returns:
         The new sub-parser (its ``handler`` default is :func:`run`).
     """
-    from comparisons.experiments.rotated_digit.experiment import (
+    from comparisons.experiments.rotated_digit.settings import (
         DATA_CHOICES,
         PATH_CHOICES,
         RotatedDigitSettings,
@@ -132,7 +132,7 @@ def settings_from_args(args: argparse.Namespace):
     """The :class:`~comparisons.experiments.rotated_digit.RotatedDigitSettings` of parsed
     arguments; a bad value (e.g. in a namespace built by hand) raises ``ValueError`` naming its
     flag."""
-    from comparisons.experiments.rotated_digit import RotatedDigitSettings
+    from comparisons.experiments.rotated_digit.settings import RotatedDigitSettings
 
     fields = [f.name for f in dataclasses.fields(RotatedDigitSettings)]
     try:

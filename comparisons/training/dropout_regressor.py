@@ -5,8 +5,9 @@ on a CPU or a CUDA GPU, checkpointed and resumable bit for bit.
   (inverted dropout, Glorot weights, Adam, minibatches reshuffled every epoch) on the
   regularised squared error and returns a :class:`RegressorFit` (the trained
   :class:`~vi_dropout.predict.DropoutMLPParams`, the losses, how and where it stopped).
-- :class:`StoppingRule`: stop once the mean loss of the last window of steps no longer improves
-  on the best earlier window.
+- :class:`~comparisons.training.stopping.StoppingRule` (defined in
+  :mod:`comparisons.training.stopping`, importable from here): stop once the mean loss of the
+  last window of steps no longer improves on the best earlier window.
 - Checkpoints (:mod:`comparisons.training.checkpoint`) hold the weights, Adam's state, the
   generator's state, the epoch's permutation and position, the step and the loss history;
   :func:`preflight_dropout_regressor` checks the arguments and the checkpoint of a run before
@@ -55,6 +56,7 @@ from comparisons.training.checkpoint import (
     read_checkpoint_meta,
     save_checkpoint,
 )
+from comparisons.training.stopping import StoppingRule  # this name stays importable from here
 from vi_dropout.network import Architecture
 from vi_dropout.predict import DropoutMLPParams
 from vi_dropout.training import DropoutMLP
@@ -75,57 +77,6 @@ __all__ = [
 
 #: the ``trainer`` entry of a checkpoint's settings: the code (and its version) that wrote it
 TRAINER = "comparisons.training.dropout_regressor/1"
-
-
-@dataclass(frozen=True)
-class StoppingRule:
-    r"""Stop training when the loss has stopped improving: "fitted", not a step count.
-
-    The per-step minibatch losses :math:`\ell_1, \ell_2, \dots` are cut into consecutive,
-    non-overlapping windows of ``window`` steps from the first step on; window :math:`k` has the
-    mean :math:`m_k = \frac1W\sum_{s=(k-1)W+1}^{kW}\ell_s`. After step :math:`kW` with
-    :math:`k \ge 2` the rule compares the last window with the best earlier one and stops when
-
-    .. math::
-        m_k \;\ge\; b_k - \text{tolerance}\cdot|b_k|, \qquad b_k = \min_{j<k} m_j,
-
-    i.e. when the last window's mean is not lower than the best earlier window's by more than
-    ``tolerance`` (relative). It is checked only at multiples of ``window`` and depends on the
-    loss history alone, so a resumed run stops at the same step as an uninterrupted one. The step
-    budget (``iterations``) stops the run in any case.
-
-    Attributes:
-        window: steps per window (``>= 1``); a window should span many epochs so that its mean
-            is not dominated by minibatch noise (the Mauna Loa data have 13 minibatches of 128).
-        tolerance: relative improvement that still counts as progress (``>= 0``; ``0``: stop
-            as soon as a window is not strictly better than the best earlier one).
-
-    Example:
-        >>> rule = StoppingRule(window=2, tolerance=0.1)
-        >>> rule.should_stop(np.array([4.0, 4.0, 2.0, 2.0]))     # 2 < 4 - 0.4: progress
-        False
-        >>> rule.should_stop(np.array([4.0, 4.0, 2.0, 2.0, 1.9, 1.9]))   # 1.9 >= 2 - 0.2
-        True
-    """
-
-    window: int
-    tolerance: float = 0.01
-
-    def __post_init__(self):
-        check_positive_int(self.window, "window")
-        tol = self.tolerance
-        if isinstance(tol, bool) or not isinstance(tol, int | float) or not (
-                math.isfinite(tol) and tol >= 0):
-            raise ValueError(f"tolerance must be a finite number >= 0, got {tol!r}")
-
-    def should_stop(self, losses: np.ndarray) -> bool:
-        """Whether training stops after ``len(losses)`` steps with this loss history."""
-        n, w = len(losses), int(self.window)
-        if n < 2 * w or n % w:
-            return False
-        means = np.asarray(losses[:n], dtype=np.float64).reshape(-1, w).mean(axis=1)
-        best = float(means[:-1].min())
-        return not bool(means[-1] < best - float(self.tolerance) * abs(best))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ and an empty ``split`` for the calibration metrics (the whole test split). No fi
 here: :func:`comparisons.report.rotated_digit.write_report` writes the figures and tables.
 
 Example:
+    >>> from comparisons.experiments.rotated_digit import select_digit, sweep_rotations
     >>> from comparisons.datasets.digits import load_digits_split
     >>> from comparisons.networks.lenet import LeNet, train_lenet
     >>> d = load_digits_split()
@@ -46,25 +47,36 @@ Example:
 
 The package holds the experiment's parts: :mod:`.sweep` (the rotations and their records),
 :mod:`.pyro_path` (the LeNet trained through the ELBO with SVI, and the agreement of the two
-paths image by image) and :mod:`.experiment` (settings, run, result).
+paths image by image), :mod:`.settings` (:class:`RotatedDigitSettings`, light: no torch) and
+:mod:`.experiment` (run, result). The names below are imported on first use (``__getattr__``),
+so that ``python -m comparisons rotated-digit --help`` reads the settings without loading torch.
 """
 
 from __future__ import annotations
 
-from comparisons.experiments.rotated_digit.experiment import (
-    RotatedDigitResult,
-    RotatedDigitSettings,
-    run,
-)
-from comparisons.experiments.rotated_digit.pyro_path import path_agreement, train_converted_lenet
-from comparisons.experiments.rotated_digit.sweep import (
-    DEFAULT_ANGLES_DEG,
-    RotationSweep,
-    rotate_image,
-    rotated_digit_records,
-    select_digit,
-    sweep_rotations,
-)
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # at run time __getattr__ imports on first use
+    from comparisons.experiments.rotated_digit.experiment import (
+        RotatedDigitResult,
+        run,
+    )
+    from comparisons.experiments.rotated_digit.pyro_path import (
+        path_agreement,
+        train_converted_lenet,
+    )
+    from comparisons.experiments.rotated_digit.settings import (
+        RotatedDigitSettings,
+    )
+    from comparisons.experiments.rotated_digit.sweep import (
+        DEFAULT_ANGLES_DEG,
+        RotationSweep,
+        rotate_image,
+        rotated_digit_records,
+        select_digit,
+        sweep_rotations,
+    )
 
 __all__ = [
     "DEFAULT_ANGLES_DEG",
@@ -79,3 +91,30 @@ __all__ = [
     "path_agreement",
     "run",
 ]
+
+#: the module that defines each name of :data:`__all__`: imported on first use
+_HOMES = {
+    "DEFAULT_ANGLES_DEG": "comparisons.experiments.rotated_digit.sweep",
+    "RotatedDigitSettings": "comparisons.experiments.rotated_digit.settings",
+    "RotatedDigitResult": "comparisons.experiments.rotated_digit.experiment",
+    "RotationSweep": "comparisons.experiments.rotated_digit.sweep",
+    "rotate_image": "comparisons.experiments.rotated_digit.sweep",
+    "select_digit": "comparisons.experiments.rotated_digit.sweep",
+    "sweep_rotations": "comparisons.experiments.rotated_digit.sweep",
+    "rotated_digit_records": "comparisons.experiments.rotated_digit.sweep",
+    "train_converted_lenet": "comparisons.experiments.rotated_digit.pyro_path",
+    "path_agreement": "comparisons.experiments.rotated_digit.pyro_path",
+    "run": "comparisons.experiments.rotated_digit.experiment",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

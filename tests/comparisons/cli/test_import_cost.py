@@ -10,10 +10,6 @@ import pytest
 
 HEAVY = ("torch", "arviz", "pyro", "gpytorch", "jax", "ray")
 
-#: subcommands whose help defaults still come from a settings class that imports torch
-#: (through ``vi_dropout.validation`` and the experiment's package)
-STILL_HEAVY = {"mauna-loa", "rotated-digit"}
-
 _PROBE = """
 import argparse, importlib, sys
 from comparisons.cli.main import SUBCOMMAND_MODULES
@@ -42,17 +38,31 @@ def _run(code: str) -> subprocess.CompletedProcess:
 def test_parsing_each_subcommand_loads_no_heavy_module():
     from comparisons.cli.main import SUBCOMMAND_MODULES
 
-    names = [n for n in SUBCOMMAND_MODULES if n not in STILL_HEAVY]
-    out = _run(_PROBE.format(heavy=HEAVY, names=names))
+    out = _run(_PROBE.format(heavy=HEAVY, names=list(SUBCOMMAND_MODULES)))
     assert out.returncode == 0, out.stderr.strip().splitlines()[-1]
 
 
-@pytest.mark.xfail(strict=True, reason="their --help defaults come from settings classes that "
-                                       "import torch")
-@pytest.mark.parametrize("name", sorted(STILL_HEAVY))
-def test_still_heavy_subcommands(name):
-    out = _run(_PROBE.format(heavy=HEAVY, names=[name]))
+@pytest.mark.parametrize("argv", [["--help"], ["uci", "--bad"]], ids=" ".join)
+def test_the_entry_point_answers_help_and_errors_without_heavy_modules(argv):
+    """``python -m comparisons --help`` builds every subcommand's parser; ``uci --bad`` is a user
+    error (one line, exit 2): through :func:`comparisons.cli.main.main`, neither loads torch."""
+    code = f"""
+import sys
+from comparisons.cli.main import main
+try:
+    code = main({argv!r})
+except SystemExit as exit:
+    code = exit.code
+loaded = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+if loaded:
+    print(f"python -m comparisons {" ".join(argv)} pulled in {{', '.join(loaded)}}",
+          file=sys.stderr)
+    sys.exit(1)
+print(f"exit {{code}}")
+"""
+    out = _run(code)
     assert out.returncode == 0, out.stderr.strip().splitlines()[-1]
+    assert out.stdout.strip().splitlines()[-1] == ("exit 0" if argv == ["--help"] else "exit 2")
 
 
 def test_vi_dropout_verify_errors_and_help_load_no_heavy_module():
