@@ -14,28 +14,10 @@ Example:
     >>> model = ModuleBNN(net, prior_length_scale=1.0, tau=10.0)
 """
 
-from __future__ import annotations
-
 import importlib
 import importlib.util
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
-    from vi_dropout.conversion import Conversion, convert_module, find_covered_layers
-    from vi_dropout.distributions import DropoutNormal
-    from vi_dropout.guides import DropoutGuide
-    from vi_dropout.infer.elbo import dropout_loss, negative_elbo
-    from vi_dropout.infer.mean_field import fit_mean_field
-    from vi_dropout.infer.module_concrete import fit_module_concrete
-    from vi_dropout.infer.optim import JointAdam
-    from vi_dropout.infer.per_example_elbo import PerExampleDropoutELBO
-    from vi_dropout.models import BayesianMLP, ModuleBNN
-    from vi_dropout.network import Architecture
-    from vi_dropout.predict import mc_predict
-    from vi_dropout.summaries import classification_summary, regression_summary
-    from vi_dropout.training import train_batched
-    from vi_dropout.verify.network import verify_network
-    from vi_dropout.verify.paper import run_verify
+import lazy_loader
 
 __version__ = "0.1.0"
 
@@ -68,41 +50,19 @@ __all__ = [
     "run_verify",
 ]
 
-#: the module that defines each name of :data:`__all__` (imported on first use)
-_HOMES = {
-    "DropoutNormal": "vi_dropout.distributions",
-    "convert_module": "vi_dropout.conversion",
-    "find_covered_layers": "vi_dropout.conversion",
-    "Conversion": "vi_dropout.conversion",
-    "ModuleBNN": "vi_dropout.models",
-    "DropoutGuide": "vi_dropout.guides",
-    "BayesianMLP": "vi_dropout.models",
-    "Architecture": "vi_dropout.network",
-    "PerExampleDropoutELBO": "vi_dropout.infer.per_example_elbo",
-    "negative_elbo": "vi_dropout.infer.elbo",
-    "dropout_loss": "vi_dropout.infer.elbo",
-    "JointAdam": "vi_dropout.infer.optim",
-    "fit_module_concrete": "vi_dropout.infer.module_concrete",
-    "fit_mean_field": "vi_dropout.infer.mean_field",
-    "train_batched": "vi_dropout.training",
-    "mc_predict": "vi_dropout.predict",
-    "regression_summary": "vi_dropout.summaries",
-    "classification_summary": "vi_dropout.summaries",
-    "verify_network": "vi_dropout.verify.network",
-    "run_verify": "vi_dropout.verify.paper",
-}
+# the names' modules are in __init__.pyi; lazy_loader (scientific-python SPEC 1) imports each on
+# first use, so that ``import vi_dropout`` and the command line's parsing do not load torch
+_stub_getattr, _, _ = lazy_loader.attach_stub(__name__, __file__)
 
 
 def __getattr__(name: str):
     """A name of :data:`__all__` or a submodule (``vi_dropout.kl``), imported on first use."""
-    if name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name]), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value
-    return value
+    try:
+        return _stub_getattr(name)
+    except AttributeError:
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        return importlib.import_module(f"{__name__}.{name}")
 
 
 def __dir__():

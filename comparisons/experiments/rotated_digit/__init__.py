@@ -52,69 +52,8 @@ paths image by image), :mod:`.settings` (:class:`RotatedDigitSettings`, light: n
 so that ``python -m comparisons rotated-digit --help`` reads the settings without loading torch.
 """
 
-from __future__ import annotations
+import lazy_loader
 
-import importlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # at run time __getattr__ imports on first use
-    from comparisons.experiments.rotated_digit.experiment import (
-        RotatedDigitResult,
-        run,
-    )
-    from comparisons.experiments.rotated_digit.pyro_path import (
-        path_agreement,
-        train_converted_lenet,
-    )
-    from comparisons.experiments.rotated_digit.settings import (
-        RotatedDigitSettings,
-    )
-    from comparisons.experiments.rotated_digit.sweep import (
-        DEFAULT_ANGLES_DEG,
-        RotationSweep,
-        rotate_image,
-        rotated_digit_records,
-        select_digit,
-        sweep_rotations,
-    )
-
-__all__ = [
-    "DEFAULT_ANGLES_DEG",
-    "RotatedDigitSettings",
-    "RotatedDigitResult",
-    "RotationSweep",
-    "rotate_image",
-    "select_digit",
-    "sweep_rotations",
-    "rotated_digit_records",
-    "train_converted_lenet",
-    "path_agreement",
-    "run",
-]
-
-#: the module that defines each name of :data:`__all__`: imported on first use
-_HOMES = {
-    "DEFAULT_ANGLES_DEG": "comparisons.experiments.rotated_digit.sweep",
-    "RotatedDigitSettings": "comparisons.experiments.rotated_digit.settings",
-    "RotatedDigitResult": "comparisons.experiments.rotated_digit.experiment",
-    "RotationSweep": "comparisons.experiments.rotated_digit.sweep",
-    "rotate_image": "comparisons.experiments.rotated_digit.sweep",
-    "select_digit": "comparisons.experiments.rotated_digit.sweep",
-    "sweep_rotations": "comparisons.experiments.rotated_digit.sweep",
-    "rotated_digit_records": "comparisons.experiments.rotated_digit.sweep",
-    "train_converted_lenet": "comparisons.experiments.rotated_digit.pyro_path",
-    "path_agreement": "comparisons.experiments.rotated_digit.pyro_path",
-    "run": "comparisons.experiments.rotated_digit.experiment",
-}
-
-
-def __getattr__(name: str):
-    if name in _HOMES:
-        value = getattr(importlib.import_module(_HOMES[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+# the names and their modules are in __init__.pyi; lazy_loader (scientific-python SPEC 1) imports
+# each module on first use
+__getattr__, __dir__, __all__ = lazy_loader.attach_stub(__name__, __file__)
