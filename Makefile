@@ -16,14 +16,22 @@ install: $(STAMP)
 # uv installs (pip installs uv into the venv first): on a new machine with empty caches it set up
 # this stack in a fraction of pip's time (benchmarks/bench_install.py; docs/benchmarks.md has the
 # numbers). torch is pinned; on Python 3.12 PyPI's torch is its CUDA build (about 2.7 GB of
-# wheels, 6 GB installed; it runs on the CPU here). --compile-bytecode: pip's default, and without
-# it every import compiles from source where PYTHONDONTWRITEBYTECODE is set. A .venv of another
-# Python (3.11, from before) is rebuilt.
+# wheels, 6 GB installed; it runs on the CPU here). A .venv of another Python (3.11, from before)
+# is rebuilt.
+#
+# Bytecode: Python writes the .pyc of each module it imports (its default), so the install does
+# not compile the whole environment up front (that was 45 of the 50 s of an install with uv's
+# cache warm; the suite imports a small part of it). Where PYTHONDONTWRITEBYTECODE is set, every
+# process would compile every import from source instead (import torch, pyro, arviz, gpytorch
+# and jax: 16.4 s against 6.6 s), so the commands below run without it; the .pyc files go to
+# __pycache__ folders, which git ignores.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" && $(PYTHON) -c '$(IS_312)' 2>/dev/null || { echo "error: no Python >= 3.12 found (looked for python3.12 and python3.13 on PATH and under ~/.pyenv/versions); run make PYTHON=/path/to/python3.12"; exit 2; }
 	@$(PY) -c '$(IS_312)' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q uv
-	$(PY) -m uv pip install -q --python $(PY) --compile-bytecode -e ".[dev,distributed,laplace,jax]" torch==$(TORCH_VERSION)
+	$(PY) -m uv pip install -q --python $(PY) -e ".[dev,distributed,laplace,jax]" torch==$(TORCH_VERSION)
 	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $(STAMP)
 
