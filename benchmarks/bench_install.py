@@ -1,6 +1,7 @@
-"""Benchmark: installing the project's environment with pip against uv, side by side in one run.
+"""Benchmark: installing the project's environment with pip against uv, side by side in one run;
+and (``--part bytecode``) uv with and without compiling the whole environment to bytecode.
 
-Each installer gets a NEW virtual environment and an EMPTY package cache of its own (what a
+``--part installers`` (the default): each installer gets a NEW virtual environment and an EMPTY package cache of its own (what a
 fresh clone on a new machine meets), and installs what ``make install`` installs: the project
 with its extras ``[dev,distributed,laplace,jax]``, editable, and torch pinned. Both compile the
 installed modules to bytecode (pip always does; uv with ``--compile-bytecode``, without which
@@ -10,13 +11,20 @@ is installed into the uv venv by pip first, inside uv's timed part. The script t
 both environments hold the same distributions at the same versions and prints the times and
 their ratio.
 
-It downloads the whole stack twice (about 2.7 GB of wheels each on Python 3.12, where PyPI's
+``--part bytecode`` measures what ``make install`` chose: uv from a warm cache (filled by an
+untimed install first) into a new venv, once with ``--compile-bytecode`` and once without; then in
+each venv the same imports twice (``IMPORTS`` below: the first process of a run, then a later one),
+with bytecode writing on, as the Makefile's commands run. Without ``--compile-bytecode`` the first
+import compiles and writes what it imports; with it, the install compiles everything up front.
+
+``--part installers`` downloads the whole stack twice (about 2.7 GB of wheels each on Python 3.12, where PyPI's
 torch is its CUDA build), so it is not part of the test suite.
 
 Usage::
 
     python benchmarks/bench_install.py                      # the project's stack, twice
     python benchmarks/bench_install.py --spec "six==1.16.0" # any requirement list instead
+    python benchmarks/bench_install.py --part bytecode      # uv, warm cache, compile or not
 """
 
 from __future__ import annotations
@@ -34,6 +42,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXTRAS = "[dev,distributed,laplace,jax]"
+# What the first process of a test run or a command imports.
+IMPORTS = "import torch, pyro, arviz, gpytorch, jax, numpyro, vi_dropout.verify, comparisons.protocols"
 
 
 def _run(cmd: list[str], env: dict[str, str]) -> None:
@@ -70,6 +80,48 @@ def install(tool: str, requirements: list[str], base_python: str, work: Path) ->
     return seconds, _freeze(python, env)
 
 
+def _uv_install(python: Path, requirements: list[str], base_python: str, env: dict[str, str],
+                compile_bytecode: bool) -> float:
+    """Seconds to create the venv of ``python`` and install ``requirements`` into it with uv."""
+    t0 = time.perf_counter()
+    _run([base_python, "-m", "venv", str(python.parents[1])], env)
+    _run([str(python), "-m", "pip", "install", "-q", "uv"], env)
+    _run([str(python), "-m", "uv", "pip", "install", "-q", "--python", str(python),
+          *(["--compile-bytecode"] if compile_bytecode else []), *requirements], env)
+    return time.perf_counter() - t0
+
+
+def _import_seconds(python: Path, env: dict[str, str]) -> float:
+    """Wall seconds of a new process that runs ``IMPORTS`` (bytecode writing on)."""
+    env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    t0 = time.perf_counter()
+    _run([str(python), "-c", IMPORTS], dict(env, OMP_NUM_THREADS="1"))
+    return time.perf_counter() - t0
+
+
+def bytecode_part(requirements: list[str], base_python: str, work: Path) -> None:
+    """uv from a warm cache with and without ``--compile-bytecode``; the imports after each."""
+    env = dict(os.environ, UV_CACHE_DIR=str(work / "cache-uv"))
+    _uv_install(work / "venv-warmup" / "bin" / "python", requirements, base_python, env, True)  # fills the cache
+    shutil.rmtree(work / "venv-warmup")
+    rows = []
+    for compile_bytecode in (True, False):
+        python = work / f"venv-{'compiled' if compile_bytecode else 'lazy'}" / "bin" / "python"
+        install_s = _uv_install(python, requirements, base_python, env, compile_bytecode)
+        first, second = _import_seconds(python, env), _import_seconds(python, env)
+        rows.append((compile_bytecode, install_s, first, second))
+        print(f"  compile_bytecode={compile_bytecode}: install {install_s:.1f} s, imports "
+              f"{first:.1f} s then {second:.1f} s", flush=True)
+        shutil.rmtree(python.parents[1])
+    base = rows[0][1] + rows[0][2]
+    print(f"\nimports: {IMPORTS}\n\n| uv install (warm cache) | install (s) | first import (s) | "
+          "later import (s) | install + first import (s) | ratio |\n|---|---|---|---|---|---|")
+    for compile_bytecode, install_s, first, second in rows:
+        label = "--compile-bytecode" if compile_bytecode else "no compilation (make install)"
+        print(f"| {label} | {install_s:.1f} | {first:.1f} | {second:.1f} | "
+              f"{install_s + first:.1f} | {(install_s + first) / base:.2f} |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spec", default=None,
@@ -79,6 +131,9 @@ def main(argv=None) -> None:
     ap.add_argument("--python", default=sys.executable,
                     help="the interpreter the venvs are made from (default: this one)")
     ap.add_argument("--work-dir", default=None, help="where the venvs and caches go (deleted)")
+    ap.add_argument("--part", choices=("installers", "bytecode"), default="installers",
+                    help="installers: pip against uv, empty caches (default); bytecode: uv from "
+                         "a warm cache with and without --compile-bytecode")
     a = ap.parse_args(argv)
     requirements = (a.spec.split() if a.spec else
                     ["-e", f".{EXTRAS}", f"torch=={a.torch_version}"])
@@ -88,6 +143,12 @@ def main(argv=None) -> None:
           f"{subprocess.run([a.python, '-V'], capture_output=True, text=True).stdout.strip()}; "
           f"{os.cpu_count()} CPUs, {platform.platform()}, load {os.getloadavg()[0]:.2f}",
           flush=True)
+    if a.part == "bytecode":
+        try:
+            bytecode_part(requirements, a.python, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         results = {}
         for tool in ("pip", "uv"):
