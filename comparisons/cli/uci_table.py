@@ -17,6 +17,9 @@ Usage::
 
     python -m comparisons uci-table --records docs/uci/x10 --records docs/uci/x100 \\
         --records docs/uci/gp/records.csv --out outputs/uci_table
+    # a re-run of the x100 protocol against the committed records, split by split
+    python -m comparisons uci-table --records outputs/uci_x100 --against docs/uci/x100 \\
+        --against docs/uci/mc_x100_large --out outputs/uci_x100_check
 
 Example:
     >>> import argparse
@@ -61,8 +64,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="show every published version (default: the paper's corrected arXiv v6 "
                         "tables, the README's 2018 grid search, VI and deep ensembles; the CSV "
                         "keeps all of them)")
+    p.add_argument("--against", action="append", default=None, metavar="PATH",
+                   help="records of an earlier run of the same protocol (records.csv or its "
+                        "folder; repeatable): report.md ends with this run against it, split "
+                        "by split on the splits both have (paired difference, in units of the "
+                        "earlier SE, cell times), also written to reproduction.csv")
     add_out_argument(p, help="output directory (created if needed): report.md, records.csv, "
-                             "ranking.csv")
+                             "ranking.csv (and reproduction.csv with --against)")
     p.set_defaults(func=run, handler=run)
     return p
 
@@ -84,6 +92,7 @@ def run(args) -> int:
     shown = None if args.all_published else SHOWN_PUBLISHED_SETTINGS
     with FolderLock(args.out):  # one run at a time in OUT
         paths = write_comparison_report(args.records, args.out, published_path=args.published,
-                                        published_settings=shown)
+                                        published_settings=shown,
+                                        against_paths=getattr(args, "against", None))
     print("outputs: " + ", ".join(str(p) for p in paths.values()))
     return 0

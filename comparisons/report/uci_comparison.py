@@ -52,6 +52,7 @@ import pandas as pd
 from comparisons.report.styles import METHOD_STYLES
 from comparisons.report.tables import markdown_table, records_frame
 from comparisons.report.uci import format_mean_se, summarize
+from comparisons.report.uci_reproduction import reproduction_markdown, reproduction_table
 from comparisons.runner.records_file import NON_EMPTY_FIELDS, read_records, records_path
 from comparisons.runner.store import REQUIRED_FIELDS, atomic_write_text
 
@@ -700,6 +701,8 @@ SHOWN_PUBLISHED_SETTINGS = (
 
 #: the files :func:`write_comparison_report` writes under its ``out``
 _OUTPUT_NAMES = ("report.md", "records.csv", "ranking.csv")
+#: and with ``against_paths``
+_REPRODUCTION_NAME = "reproduction.csv"
 
 
 def _same_path(a: Path, b: Path) -> bool:
@@ -722,7 +725,7 @@ def _check_out(out: Path, records_files: Sequence[Path], published: Path) -> Non
                 f"--out {out} is the folder of the records being read ({f}): writing "
                 f"{', '.join(_OUTPUT_NAMES)} there would overwrite that run's files; choose "
                 "another --out")
-    for name in _OUTPUT_NAMES:
+    for name in (*_OUTPUT_NAMES, _REPRODUCTION_NAME):
         if any(_same_path(out / name, f) for f in records_files):
             raise ValueError(f"--out {out}: writing {name} there would overwrite the records "
                              "being read (through a link); choose another --out")
@@ -735,6 +738,8 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
                             out: str | os.PathLike,
                             published_path: str | os.PathLike | None = None,
                             published_settings: Sequence[str] | None = SHOWN_PUBLISHED_SETTINGS,
+                            against_paths: (str | os.PathLike | Iterable[str | os.PathLike]
+                                            | None) = None,
                             ) -> dict[str, Path]:
     """Write the comparison of several runs under ``out``, each file atomically.
 
@@ -746,17 +751,25 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
             :data:`PUBLISHED_PATH`.
         published_settings: the ``setting`` values of the published rows to show (default
             :data:`SHOWN_PUBLISHED_SETTINGS`; ``None``: every row of the file).
+        against_paths: the records of an earlier run of the same protocol (files or folders,
+            read as ``records_paths``; ``None``: none): ``report.md`` ends with the records
+            against them, split by split, and ``reproduction.csv`` holds that table
+            (:func:`comparisons.report.uci_reproduction.reproduction_table`).
 
     Returns:
         ``{"report": out/report.md, "records": out/records.csv, "ranking": out/ranking.csv}``:
         the report (:func:`comparison_markdown`), the combined records with ``variant`` and
-        ``source_file``, and the rankings of ``test_ll`` and ``rmse`` (:func:`paired_ranking`).
+        ``source_file``, and the rankings of ``test_ll`` and ``rmse`` (:func:`paired_ranking`);
+        with ``against_paths`` also ``"reproduction": out/reproduction.csv`` (without, a
+        ``reproduction.csv`` left in ``out`` by an earlier comparison is removed).
 
     Raises:
         FileNotFoundError: a records path or the published file does not exist.
         ValueError: ``out`` is the folder of a records file being read, or one of the files
             written would replace a file being read (checked before anything is read or
-            written); see also :func:`load_records` and :func:`load_published`.
+            written); a path in both ``records_paths`` and ``against_paths``; the records and
+            the earlier records share no cell; see also
+            :func:`load_records` and :func:`load_published`.
 
     Example:
         >>> write_comparison_report(["runs/x10", "runs/x100"], "runs/compare")  # doctest: +SKIP
@@ -765,9 +778,21 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
     if isinstance(records_paths, str | os.PathLike):
         records_paths = [records_paths]
     records_paths = list(records_paths)
-    _check_out(out, [records_path(p) for p in records_paths],
+    if isinstance(against_paths, str | os.PathLike):
+        against_paths = [against_paths]
+    against_paths = None if against_paths is None else list(against_paths)
+    _check_out(out, [records_path(p) for p in [*records_paths, *(against_paths or [])]],
                PUBLISHED_PATH if published_path is None else Path(published_path))
+    if against_paths is not None:
+        given = {records_path(p).resolve(): p for p in records_paths}
+        for p in against_paths:
+            if records_path(p).resolve() in given:
+                raise ValueError(f"{p} is both a records file and an earlier run (--against): "
+                                 "compare a run with another one")
     records = load_records(records_paths)
+    reproduction = None
+    if against_paths is not None:
+        reproduction = reproduction_table(records, load_records(against_paths))
     published = load_published(published_path)
     if published_settings is not None:
         published = published[published["setting"].isin(list(published_settings))]
@@ -775,9 +800,17 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
     ranking_ll = paired_ranking(records, "test_ll", higher_is_better=True)
     ranking_rmse = paired_ranking(records, "rmse", higher_is_better=False)
     text = comparison_markdown(table, ranking_ll, ranking_rmse)
-    return {
+    if reproduction is not None:
+        text += "\n" + reproduction_markdown(reproduction)
+    paths = {
         "report": atomic_write_text(out / "report.md", text),
         "records": atomic_write_text(out / "records.csv", records.to_csv(index=False)),
         "ranking": atomic_write_text(out / "ranking.csv", pd.concat(
             [ranking_ll, ranking_rmse], ignore_index=True).to_csv(index=False)),
     }
+    if reproduction is not None:
+        paths["reproduction"] = atomic_write_text(out / _REPRODUCTION_NAME,
+                                                  reproduction.to_csv(index=False))
+    else:  # a reproduction.csv of an earlier comparison would not match this report
+        (out / _REPRODUCTION_NAME).unlink(missing_ok=True)
+    return paths

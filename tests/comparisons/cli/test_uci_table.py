@@ -228,3 +228,42 @@ def test_out_at_the_real_folder_of_a_linked_records_file_is_refused(tmp_path, ca
     assert code == 2
     assert "is the folder of the records being read" in _error_line(capsys)
     assert _unchanged(records.parent) == before
+
+
+def test_against_an_earlier_run_adds_the_split_by_split_section(inputs, tmp_path, capsys):
+    earlier = _write_run(tmp_path / "earlier", "mc_dropout", 100.0, [1.1, 1.4, 9.0])
+    out = inputs["out"]
+    code = main(["uci-table", "--records", str(inputs["x10"]), "--records", str(inputs["x100"]),
+                 "--against", str(earlier.parent), "--out", str(out)])
+    assert code == 0
+    assert str(out / "reproduction.csv") in capsys.readouterr().out
+    rows = pd.read_csv(out / "reproduction.csv")
+    # only x100 pairs with the earlier x100 run, on its splits 0 and 1 (split 2 is not in x100)
+    assert rows["epochs_multiplier"].tolist() == [100.0, 100.0]
+    assert rows["n_splits"].tolist() == [2, 2]
+    rmse = rows[rows["metric"] == "rmse"].iloc[0]
+    assert rmse["difference"] == pytest.approx(((1.0 - 1.1) + (1.5 - 1.4)) / 2, abs=1e-12)
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "## Against the earlier run" in report
+    assert "| yacht | mc_dropout x100 | rmse | 2 | 1.25 ± 0.25 | 1.25 ± 0.15 |" in report
+    # the same --out without --against: no reproduction.csv of the earlier comparison is left
+    assert main(["uci-table", "--records", str(inputs["x100"]), "--out", str(out)]) == 0
+    assert not (out / "reproduction.csv").exists()
+    assert "Against the earlier run" not in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_against_errors_are_one_line(inputs, tmp_path, capsys):
+    other = _write_run(tmp_path / "x1", "mc_dropout", 1.0, [1.0])
+    for argv, expected in (
+            (["--against", str(inputs["x100"])], "both a records file and an earlier run"),
+            (["--against", str(other)], "share no cell"),
+            (["--against", str(tmp_path / "missing")], "missing")):
+        code = main(["uci-table", "--records", str(inputs["x100"]), *argv,
+                     "--out", str(inputs["out"])])
+        assert code == 2
+        assert expected in _error_line(capsys)
+    assert not (inputs["out"] / "report.md").exists()
+    earlier = inputs["x100"].parent
+    code = main(["uci-table", "--records", str(inputs["x10"]), "--against", str(earlier),
+                 "--out", str(earlier)])
+    assert code == 2 and "overwrite" in _error_line(capsys)
