@@ -52,17 +52,21 @@ __all__ = [
 
 # the names' modules are in __init__.pyi; lazy_loader (scientific-python SPEC 1) imports each on
 # first use, so that ``import vi_dropout`` and the command line's parsing do not load torch
-_stub_getattr, _, _ = lazy_loader.attach_stub(__name__, __file__)
+_stub_getattr, _, _stub_names = lazy_loader.attach_stub(__name__, __file__)
 
 
 def __getattr__(name: str):
-    """A name of :data:`__all__` or a submodule (``vi_dropout.kl``), imported on first use."""
-    try:
+    """A name of :data:`__all__` or a submodule (``vi_dropout.kl``), imported on first use.
+
+    An error while importing a name's module propagates as it is (an ``AttributeError`` raised
+    inside that module is not turned into "no attribute"); any other name is an
+    ``AttributeError``.
+    """
+    if name in _stub_names:
         return _stub_getattr(name)
-    except AttributeError:
-        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-        return importlib.import_module(f"{__name__}.{name}")
+    if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return importlib.import_module(f"{__name__}.{name}")
 
 
 def __dir__():

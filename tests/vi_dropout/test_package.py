@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import ast
 import importlib
+import sys
+import types
+
+import pytest
 
 import vi_dropout
 from tests.common import REPO
@@ -30,3 +34,25 @@ def test_every_top_level_name_is_documented_by_its_module():
         assert importlib.import_module(module) is not None
         assert f".. automodule:: {module}\n" in api, (name, module)
         assert obj.__doc__ and obj.__doc__.strip(), name
+
+
+def test_an_attribute_error_inside_a_names_module_reaches_the_user(monkeypatch):
+    """A name's module that fails with an AttributeError while it loads (e.g. a dependency built
+    for an older NumPy: "module 'numpy' has no attribute 'float'") shows that error, not
+    "module 'vi_dropout' has no attribute 'mc_predict'"."""
+    broken = types.ModuleType("vi_dropout.predict")
+
+    def fail(name):
+        raise AttributeError("module 'numpy' has no attribute 'float'")
+
+    broken.__getattr__ = fail
+    monkeypatch.setitem(sys.modules, "vi_dropout.predict", broken)
+    monkeypatch.delitem(vi_dropout.__dict__, "mc_predict", raising=False)
+    with pytest.raises(AttributeError, match="module 'numpy' has no attribute 'float'"):
+        vi_dropout.mc_predict  # noqa: B018
+
+
+def test_an_unknown_name_is_an_attribute_error_naming_it():
+    with pytest.raises(AttributeError, match="module 'vi_dropout' has no attribute 'mc_predcit'"):
+        vi_dropout.mc_predcit  # noqa: B018
+    assert vi_dropout.kl.__name__ == "vi_dropout.kl"  # a submodule, imported on first use
