@@ -60,11 +60,12 @@ def __getattr__(name: str):
 
     An error while importing a name's module propagates as it is (an ``AttributeError`` raised
     inside that module is not turned into "no attribute"); any other name is an
-    ``AttributeError``.
+    ``AttributeError``, a dotted one too (so that ``hasattr`` answers ``False`` for it).
     """
     if name in _stub_names:
         return _stub_getattr(name)
-    if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+    if (name.startswith("_") or "." in name
+            or importlib.util.find_spec(f"{__name__}.{name}") is None):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return importlib.import_module(f"{__name__}.{name}")
 

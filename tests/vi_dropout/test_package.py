@@ -56,3 +56,12 @@ def test_an_unknown_name_is_an_attribute_error_naming_it():
     with pytest.raises(AttributeError, match="module 'vi_dropout' has no attribute 'mc_predcit'"):
         vi_dropout.mc_predcit  # noqa: B018
     assert vi_dropout.kl.__name__ == "vi_dropout.kl"  # a submodule, imported on first use
+
+
+def test_a_dotted_name_is_an_attribute_error():
+    """``getattr(vi_dropout, "kl.x")`` searched for the module ``vi_dropout.kl.x`` and raised
+    ModuleNotFoundError, which ``hasattr`` does not catch."""
+    assert not hasattr(vi_dropout, "nosuch.module")
+    assert not hasattr(vi_dropout, "kl.kl_large_width")
+    with pytest.raises(AttributeError, match="has no attribute 'nosuch.module'"):
+        getattr(vi_dropout, "nosuch.module")
