@@ -17,6 +17,8 @@ from .training import train_batched
 from .verify.network import verify_network
 from .verify.paper import run_verify
 
+__version__: str
+
 __all__ = [
     # the variational family and the models: your network converted, or the paper's MLP
     "DropoutNormal",

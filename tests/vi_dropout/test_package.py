@@ -65,3 +65,23 @@ def test_a_dotted_name_is_an_attribute_error():
     assert not hasattr(vi_dropout, "kl.kl_large_width")
     with pytest.raises(AttributeError, match="has no attribute 'nosuch.module'"):
         getattr(vi_dropout, "nosuch.module")
+
+
+def test_the_stub_declares_what_the_package_defines():
+    """Type checkers and IDEs read ``__init__.pyi`` INSTEAD of ``__init__.py``: it must import
+    exactly the names of ``__all__`` (lazy_loader imports them from it) and declare the other
+    public values ``__init__.py`` defines (``vi_dropout.__version__``), or a type checker calls
+    them missing."""
+    stub = ast.parse((REPO / "vi_dropout" / "__init__.pyi").read_text())
+    imported = [alias.name for node in stub.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names]
+    assert sorted(imported) == sorted(vi_dropout.__all__)
+    declared = {node.target.id for node in stub.body if isinstance(node, ast.AnnAssign)}
+    declared |= {t.id for node in stub.body if isinstance(node, ast.Assign)
+                 for t in node.targets if isinstance(t, ast.Name)}
+    init = ast.parse((REPO / "vi_dropout" / "__init__.py").read_text())
+    defined = {t.id for node in init.body if isinstance(node, ast.Assign)
+               for t in node.targets if isinstance(t, ast.Name)}
+    defined = {n for n in defined if not n.startswith("_") or n.endswith("__")} - {"__all__"}
+    assert "__version__" in defined
+    assert defined <= declared, sorted(defined - declared)
