@@ -77,6 +77,17 @@ def psis_draws_arg(text: str) -> int:
     return value
 
 
+def _reference_dir_arg(text: str) -> str:
+    """``--reference``: an existing folder (the reference files of ``hmc-reference``; each file
+    is checked when the run reads it)."""
+    path = Path(text)
+    if not path.is_dir():
+        what = "a file" if path.exists() else "no such folder"
+        raise argparse.ArgumentTypeError(f"--reference must be the folder of the reference files "
+                                         f"(written by hmc-reference), got {text!r} ({what})")
+    return text
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``reference-scores`` subcommand (sets ``func`` and ``handler`` to :func:`run`)."""
     from comparisons.experiments.choices import SCORED_METHODS
@@ -84,7 +95,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "reference-scores", help="score MC dropout, standard dropout and the GPs against the "
                                  "saved HMC references (tables, summary, figure)")
-    p.add_argument("--reference", required=True,
+    p.add_argument("--reference", type=_reference_dir_arg, required=True,
                    help="folder of the reference files (written by hmc-reference)")
     p.add_argument("--dataset", type=datasets_arg, default=SMALL,
                    help="'small' (default) or a comma list of toy1d / UCI names")

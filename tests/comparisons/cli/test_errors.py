@@ -102,8 +102,14 @@ ARGPARSE_ERRORS = [
     (["mauna-loa", "--out", "{out}", "--checkpoint-dir", "{long}/x"], "is 300 bytes long"),
     (["hmc-reference", "--out", "{out}", "--cache-dir", "{long}"],
      "--cache-dir: cannot write a file there: the name"),
-    (["reference-scores", "--reference", "{out}", "--out", "{out}", "--cache-dir", "{long}"],
+    (["reference-scores", "--reference", str(ROOT / "docs/reference/hmc"), "--out", "{out}",
+      "--cache-dir", "{long}"],
      "--cache-dir: cannot write a file there"),
+    # a --reference that is no folder: named when parsed (it was "the manifest
+    # <reference>/toy1d/split-00.nc.manifest.json is missing" once the run started)
+    (["reference-scores", "--reference", "{out}", "--out", "{out}"],
+     "--reference must be the folder of the reference files (written by hmc-reference), got "),
+    (["reference-scores", "--reference", "{file}", "--out", "{out}"], "(a file)"),
     (["pitfalls", "--out", "{deep}"], "(as an absolute path), over the file system's limit of"),
 ]
 

@@ -143,7 +143,8 @@ def test_cli_smoke_with_mc_dropout(tmp_path, capsys):
                                   check_dtype=False)
     for bad in (["--methods", "hmc"], ["--methods", "gp_se,gp_se"]):
         with pytest.raises(SystemExit):
-            parser.parse_args(["reference-scores", "--reference", "r", "--out", "o", *bad])
+            parser.parse_args(["reference-scores", "--reference", str(tmp_path / "ref"),
+                               "--out", "o", *bad])
 
 
 def test_predictives_match_records_and_toy_bands(tmp_path):
