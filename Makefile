@@ -21,13 +21,14 @@ install: $(STAMP)
 #
 # Bytecode: the install does not compile the whole environment (that was 45 of the 50 s of an
 # install with uv's cache warm; the commands import a small part of it). It imports every module
-# of the two packages once instead (WARM_IMPORTS: what they import is compiled and written), and
-# the commands below write the .pyc of anything else they import, Python's default. Where
-# PYTHONDONTWRITEBYTECODE is set, every process would compile every import from source (import
-# torch, pyro, arviz, gpytorch and jax: 16.4 s against 6.6 s), so make runs its commands without
-# it; the .pyc files go to __pycache__ folders, which git ignores.
+# of the two packages, and JAX and NumPyro (imported where NUTS runs), once instead
+# (WARM_IMPORTS: what they import is compiled and written), and the commands below write the .pyc
+# of anything else they import, Python's default (benchmarks/bench_install.py --part bytecode).
+# Where PYTHONDONTWRITEBYTECODE is set, every process would compile every import from source
+# (import torch, pyro, arviz, gpytorch and jax: 16.4 s against 6.6 s), so make runs its commands
+# without it; the .pyc files go to __pycache__ folders, which git ignores.
 unexport PYTHONDONTWRITEBYTECODE
-WARM_IMPORTS := import importlib, pkgutil, torch._dynamo, vi_dropout, comparisons; \
+WARM_IMPORTS := import importlib, pkgutil, torch._dynamo, jax, numpyro.infer, vi_dropout, comparisons; \
 	[importlib.import_module(m.name) for p in (vi_dropout, comparisons) \
 	 for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') if not m.name.endswith('__main__')]
 

@@ -12,10 +12,12 @@ both environments hold the same distributions at the same versions and prints th
 their ratio.
 
 ``--part bytecode`` measures what ``make install`` chose: uv from a warm cache (filled by an
-untimed install first) into a new venv, once with ``--compile-bytecode`` and once without; then in
-each venv the same imports twice (``IMPORTS`` below: the first process of a run, then a later one),
-with bytecode writing on, as the Makefile's commands run. Without ``--compile-bytecode`` the first
-import compiles and writes what it imports; with it, the install compiles everything up front.
+untimed install first) into a new venv, with ``--compile-bytecode``, without it, and without it
+but followed by the Makefile's ``WARM_IMPORTS`` (every module of the two packages imported once,
+bytecode writing on: what ``make install`` does); then in each venv the same imports twice
+(``IMPORTS`` below: the first process of a run, then a later one), with bytecode writing on, as
+the Makefile's commands run. Without ``--compile-bytecode`` or the warm imports the first import
+compiles and writes what it imports; with it, the install compiles everything up front.
 
 ``--part installers`` downloads the whole stack twice (about 2.7 GB of wheels each on Python 3.12, where PyPI's
 torch is its CUDA build), so it is not part of the test suite.
@@ -80,14 +82,27 @@ def install(tool: str, requirements: list[str], base_python: str, work: Path) ->
     return seconds, _freeze(python, env)
 
 
+def makefile_warm_imports() -> str:
+    """The Python line of the Makefile's ``WARM_IMPORTS`` (what ``make install`` imports once)."""
+    text = (REPO / "Makefile").read_text()
+    match = re.search(r"^WARM_IMPORTS :=((?:.*\\\n)*.*)$", text, flags=re.MULTILINE)
+    if match is None:
+        raise SystemExit("error: no WARM_IMPORTS := ... in the Makefile")
+    return " ".join(match.group(1).replace("\\\n", " ").split())
+
+
 def _uv_install(python: Path, requirements: list[str], base_python: str, env: dict[str, str],
-                compile_bytecode: bool) -> float:
-    """Seconds to create the venv of ``python`` and install ``requirements`` into it with uv."""
+                compile_bytecode: bool, warm: bool = False) -> float:
+    """Seconds to create the venv of ``python`` and install ``requirements`` into it with uv
+    (then, with ``warm``, run the Makefile's ``WARM_IMPORTS`` with bytecode writing on)."""
     t0 = time.perf_counter()
     _run([base_python, "-m", "venv", str(python.parents[1])], env)
     _run([str(python), "-m", "pip", "install", "-q", "uv"], env)
     _run([str(python), "-m", "uv", "pip", "install", "-q", "--python", str(python),
           *(["--compile-bytecode"] if compile_bytecode else []), *requirements], env)
+    if warm:
+        writing = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        _run([str(python), "-c", makefile_warm_imports()], dict(writing, OMP_NUM_THREADS="1"))
     return time.perf_counter() - t0
 
 
@@ -105,19 +120,20 @@ def bytecode_part(requirements: list[str], base_python: str, work: Path) -> None
     _uv_install(work / "venv-warmup" / "bin" / "python", requirements, base_python, env, True)  # fills the cache
     shutil.rmtree(work / "venv-warmup")
     rows = []
-    for compile_bytecode in (True, False):
-        python = work / f"venv-{'compiled' if compile_bytecode else 'lazy'}" / "bin" / "python"
-        install_s = _uv_install(python, requirements, base_python, env, compile_bytecode)
+    variants = (("--compile-bytecode", True, False), ("no compilation", False, False),
+                ("no compilation + WARM_IMPORTS (make install)", False, True))
+    for k, (label, compile_bytecode, warm) in enumerate(variants):
+        python = work / f"venv-{k}" / "bin" / "python"
+        install_s = _uv_install(python, requirements, base_python, env, compile_bytecode, warm)
         first, second = _import_seconds(python, env), _import_seconds(python, env)
-        rows.append((compile_bytecode, install_s, first, second))
-        print(f"  compile_bytecode={compile_bytecode}: install {install_s:.1f} s, imports "
-              f"{first:.1f} s then {second:.1f} s", flush=True)
+        rows.append((label, install_s, first, second))
+        print(f"  {label}: install {install_s:.1f} s, imports {first:.1f} s then "
+              f"{second:.1f} s", flush=True)
         shutil.rmtree(python.parents[1])
     base = rows[0][1] + rows[0][2]
     print(f"\nimports: {IMPORTS}\n\n| uv install (warm cache) | install (s) | first import (s) | "
           "later import (s) | install + first import (s) | ratio |\n|---|---|---|---|---|---|")
-    for compile_bytecode, install_s, first, second in rows:
-        label = "--compile-bytecode" if compile_bytecode else "no compilation (make install)"
+    for label, install_s, first, second in rows:
         print(f"| {label} | {install_s:.1f} | {first:.1f} | {second:.1f} | "
               f"{install_s + first:.1f} | {(install_s + first) / base:.2f} |")
 
@@ -133,7 +149,8 @@ def main(argv=None) -> None:
     ap.add_argument("--work-dir", default=None, help="where the venvs and caches go (deleted)")
     ap.add_argument("--part", choices=("installers", "bytecode"), default="installers",
                     help="installers: pip against uv, empty caches (default); bytecode: uv from "
-                         "a warm cache with and without --compile-bytecode")
+                         "a warm cache with and without --compile-bytecode, and without it but "
+                         "with the Makefile's WARM_IMPORTS")
     a = ap.parse_args(argv)
     requirements = (a.spec.split() if a.spec else
                     ["-e", f".{EXTRAS}", f"torch=={a.torch_version}"])

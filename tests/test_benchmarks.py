@@ -78,3 +78,22 @@ def test_bench_compiled_train_quick_mode_compares_torch_and_jax():
     assert "| torch train_batched, this process, 1 thread |" in out
     assert "| JAX jit(vmap(scan)), 1 process" in out
     assert "mean test RMSE agree within 3 standard errors: True" in out
+
+
+def test_bench_install_reads_the_makefiles_warm_imports():
+    """``bench_install.py --part bytecode`` times what ``make install`` runs: the Python line of
+    the Makefile's WARM_IMPORTS (not run here: it imports the whole stack)."""
+    import importlib.util
+
+    from tests.common import REPO
+
+    spec = importlib.util.spec_from_file_location("bench_install",
+                                                  REPO / "benchmarks" / "bench_install.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    line = bench.makefile_warm_imports()
+    compile(line, "WARM_IMPORTS", "exec")  # one valid Python line
+    assert "\\" not in line and "\n" not in line
+    for name in ("torch._dynamo", "vi_dropout", "comparisons", "walk_packages", "__main__"):
+        assert name in line
+    assert f'-c "$(WARM_IMPORTS)"' in (REPO / "Makefile").read_text()
