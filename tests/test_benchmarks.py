@@ -96,4 +96,4 @@ def test_bench_install_reads_the_makefiles_warm_imports():
     assert "\\" not in line and "\n" not in line
     for name in ("torch._dynamo", "vi_dropout", "comparisons", "walk_packages", "__main__"):
         assert name in line
-    assert f'-c "$(WARM_IMPORTS)"' in (REPO / "Makefile").read_text()
+    assert '-c "$(WARM_IMPORTS)"' in (REPO / "Makefile").read_text()

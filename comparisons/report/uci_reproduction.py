@@ -54,6 +54,7 @@ REPRODUCTION_COLUMNS = (
     "within_one_se", "cell_time_s", "earlier_cell_time_s", "time_ratio")
 
 _BASE = ("dataset", "method", "split", "metric", "value")
+_NO_SETTING = -1.0  # stands for an absent setting inside (settings are positive)
 
 
 def _frame(records, what: str) -> pd.DataFrame:
@@ -107,9 +108,9 @@ def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     new, old = _frame(records, "records"), _frame(earlier, "earlier records")
     settings = [s for s in MATCHED_SETTINGS if s in new.columns and s in old.columns]
     keys = ["dataset", "method", *settings]
-    for df in (new, old):
-        for s in settings:
-            df[s] = df[s].astype(float)
+    for df in (new, old):  # a method without a setting (NaN) is matched on its absence: a
+        for s in settings:  # sentinel, so that no grouping drops it, NaN again in the result
+            df[s] = df[s].astype(float).fillna(_NO_SETTING)
     metrics = [m for m in metrics if m in set(new["metric"]) | set(old["metric"])]
     new_m, old_m = new[new["metric"].isin(metrics)], old[old["metric"].isin(metrics)]
     on = [*keys, "split", "metric"]
@@ -146,8 +147,7 @@ def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     table["within_one_se"] = (d.abs() <= e).fillna(False).astype(bool)
     table["time_ratio"] = table["cell_time_s"] / table["earlier_cell_time_s"]
     for s in MATCHED_SETTINGS:
-        if s not in table.columns:
-            table[s] = np.nan
+        table[s] = table[s].replace(_NO_SETTING, np.nan) if s in table.columns else np.nan
     table["n_splits"] = table["n_splits"].astype(int)
     return table[list(REPRODUCTION_COLUMNS)].reset_index(drop=True)
 

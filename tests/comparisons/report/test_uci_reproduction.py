@@ -90,3 +90,15 @@ def test_identical_runs_and_the_markdown():
     shifted = reproduction_markdown(reproduction_table(_records([-3.0, -3.5]),
                                                        _records([-1.0, -1.5])))
     assert "| **no** |" in shifted
+
+
+def test_a_method_without_an_epochs_multiplier_is_compared_not_dropped():
+    """Baselines (deep ensembles, GPs) record no epochs multiplier: matched on its absence."""
+    old = _records([-1.0, -2.0], epochs_multiplier=float("nan"))
+    new = _records([-1.1, -2.1], epochs_multiplier=float("nan"))
+    t = reproduction_table(new, old)
+    assert len(t) == 1 and np.isnan(t.iloc[0]["epochs_multiplier"])
+    assert t.iloc[0]["difference"] == pytest.approx(-0.1)
+    assert "| yacht | mc_dropout | test_ll | 2 |" in reproduction_markdown(t)
+    with pytest.raises(ValueError, match="share no cell"):  # absent is not x100
+        reproduction_table(new, _records([-1.0, -2.0]))
