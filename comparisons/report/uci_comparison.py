@@ -52,7 +52,11 @@ import pandas as pd
 from comparisons.report.styles import METHOD_STYLES
 from comparisons.report.tables import markdown_table, records_frame
 from comparisons.report.uci import format_mean_se, summarize
-from comparisons.report.uci_reproduction import reproduction_markdown, reproduction_table
+from comparisons.report.uci_reproduction import (
+    reproduction_markdown,
+    reproduction_table,
+    unmatched_runs,
+)
 from comparisons.runner.records_file import NON_EMPTY_FIELDS, read_records, records_path
 from comparisons.runner.store import REQUIRED_FIELDS, atomic_write_text
 
@@ -792,7 +796,9 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
     records = load_records(records_paths)
     reproduction = None
     if against_paths is not None:
-        reproduction = reproduction_table(records, load_records(against_paths))
+        earlier = load_records(against_paths)
+        reproduction = reproduction_table(records, earlier)
+        unmatched = unmatched_runs(records, earlier)
     published = load_published(published_path)
     if published_settings is not None:
         published = published[published["setting"].isin(list(published_settings))]
@@ -801,7 +807,7 @@ def write_comparison_report(records_paths: str | os.PathLike | Iterable[str | os
     ranking_rmse = paired_ranking(records, "rmse", higher_is_better=False)
     text = comparison_markdown(table, ranking_ll, ranking_rmse)
     if reproduction is not None:
-        text += "\n" + reproduction_markdown(reproduction)
+        text += "\n" + reproduction_markdown(reproduction, unmatched)
     paths = {
         "report": atomic_write_text(out / "report.md", text),
         "records": atomic_write_text(out / "records.csv", records.to_csv(index=False)),

@@ -41,7 +41,7 @@ from comparisons.report.tables import records_frame
 from comparisons.report.uci import format_mean_se, summarize
 
 __all__ = ["REPRODUCTION_METRICS", "MATCHED_SETTINGS", "REPRODUCTION_COLUMNS",
-           "reproduction_table", "reproduction_markdown"]
+           "reproduction_table", "reproduction_markdown", "unmatched_runs"]
 
 #: metrics compared by default
 REPRODUCTION_METRICS = ("rmse", "test_ll")
@@ -76,6 +76,54 @@ def _cell_times(df: pd.DataFrame, shared: pd.DataFrame, keys: list[str],
             .rename(name).reset_index())
 
 
+def _matched(records, earlier, metrics):
+    """Both runs as frames (settings NaN -> sentinel), the matching keys, and the records of
+    ``metrics`` present in both (``value`` and ``value_earlier``)."""
+    new, old = _frame(records, "records"), _frame(earlier, "earlier records")
+    settings = [s for s in MATCHED_SETTINGS if s in new.columns and s in old.columns]
+    keys = ["dataset", "method", *settings]
+    for df in (new, old):  # a method without a setting (NaN) is matched on its absence: a
+        for s in settings:  # sentinel, so that no grouping drops it, NaN again in the result
+            df[s] = df[s].astype(float).fillna(_NO_SETTING)
+    metrics = [m for m in metrics if m in set(new["metric"]) | set(old["metric"])]
+    new_m, old_m = new[new["metric"].isin(metrics)], old[old["metric"].isin(metrics)]
+    on = [*keys, "split", "metric"]
+    for df, what in ((new_m, "records"), (old_m, "earlier records")):
+        dup = df.duplicated(on, keep=False)
+        if dup.any():
+            example = df.loc[dup, on].head(1).to_dict("records")[0]
+            raise ValueError(f"the {what} hold several records of one cell and metric, e.g. "
+                             f"{example}; give one run's records")
+    pair = new_m[[*on, "value"]].merge(old_m[[*on, "value"]], on=on,
+                                       suffixes=("", "_earlier"))
+    return new, old, keys, pair
+
+
+def unmatched_runs(records: pd.DataFrame | Iterable[Mapping[str, Any]],
+                   earlier: pd.DataFrame | Iterable[Mapping[str, Any]],
+                   metrics: Sequence[str] = REPRODUCTION_METRICS) -> list[str]:
+    """The (data set, method, epochs multiplier) of ``records`` that share no cell with
+    ``earlier`` (left out of :func:`reproduction_table`), as ``"dataset method xN"`` texts.
+
+    Example:
+        >>> old = [{"dataset": "yacht", "method": "mc_dropout", "split": 0, "metric": "rmse",
+        ...         "value": 1.0}]
+        >>> unmatched_runs(old + [{**old[0], "method": "mfvi"}], old)
+        ['yacht mfvi']
+    """
+    new, _, keys, pair = _matched(records, earlier, metrics)
+    new = new[new["metric"].isin(list(metrics))]
+    found = set(map(tuple, pair[keys].values))
+    out = []
+    for key in dict.fromkeys(map(tuple, new[keys].values)):
+        if key not in found:
+            named = dict(zip(keys, key))
+            em = named.get("epochs_multiplier", _NO_SETTING)
+            out.append(f"{named['dataset']} {named['method']}"
+                       + ("" if em == _NO_SETTING else f" x{em:g}"))
+    return out
+
+
 def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
                        earlier: pd.DataFrame | Iterable[Mapping[str, Any]],
                        metrics: Sequence[str] = REPRODUCTION_METRICS) -> pd.DataFrame:
@@ -105,29 +153,15 @@ def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
             two records of one (data set, method, setting, split, metric), or the two runs
             share no cell (the message names what each run has).
     """
-    new, old = _frame(records, "records"), _frame(earlier, "earlier records")
-    settings = [s for s in MATCHED_SETTINGS if s in new.columns and s in old.columns]
-    keys = ["dataset", "method", *settings]
-    for df in (new, old):  # a method without a setting (NaN) is matched on its absence: a
-        for s in settings:  # sentinel, so that no grouping drops it, NaN again in the result
-            df[s] = df[s].astype(float).fillna(_NO_SETTING)
-    metrics = [m for m in metrics if m in set(new["metric"]) | set(old["metric"])]
-    new_m, old_m = new[new["metric"].isin(metrics)], old[old["metric"].isin(metrics)]
-    on = [*keys, "split", "metric"]
-    for df, what in ((new_m, "records"), (old_m, "earlier records")):
-        dup = df.duplicated(on, keep=False)
-        if dup.any():
-            example = df.loc[dup, on].head(1).to_dict("records")[0]
-            raise ValueError(f"the {what} hold several records of one cell and metric, e.g. "
-                             f"{example}; give one run's records")
-    pair = new_m[[*on, "value"]].merge(old_m[[*on, "value"]], on=on,
-                                       suffixes=("", "_earlier"))
+    new, old, keys, pair = _matched(records, earlier, metrics)
     if pair.empty:
         def cells(df):
-            return sorted(map(str, dict.fromkeys(map(tuple, df[keys].values))))[:3]
-        raise ValueError(f"the runs share no cell ({', '.join(keys)}, split) of metrics "
-                         f"{metrics}: the records have {cells(new)}, the earlier records "
+            shown = df[keys].replace(_NO_SETTING, "none").astype(str)
+            return sorted("/".join(row) for row in dict.fromkeys(map(tuple, shown.values)))[:3]
+        raise ValueError(f"the runs share no cell ({'/'.join(keys)}, split) of metrics "
+                         f"{list(metrics)}: the records have {cells(new)}, the earlier records "
                          f"{cells(old)}")
+    on = [*keys, "split", "metric"]
     shared = pair[[*keys, "split"]].drop_duplicates()
     pair["difference"] = pair["value"] - pair["value_earlier"]
 
@@ -152,9 +186,10 @@ def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     return table[list(REPRODUCTION_COLUMNS)].reset_index(drop=True)
 
 
-def reproduction_markdown(table: pd.DataFrame) -> str:
+def reproduction_markdown(table: pd.DataFrame, unmatched: Sequence[str] = ()) -> str:
     """:func:`reproduction_table` as a Markdown section (a heading, one line on how to read it
-    and the table), ending with a newline.
+    and the table, then the runs ``unmatched``, e.g. from :func:`unmatched_runs`, as not
+    compared), ending with a newline.
 
     Example:
         >>> old = [{"dataset": "yacht", "method": "mc_dropout", "split": k, "metric": "rmse",
@@ -185,4 +220,6 @@ def reproduction_markdown(table: pd.DataFrame) -> str:
                  f"{r['difference_in_earlier_se']:.2f}",
                  "yes" if r["within_one_se"] else "**no**", time]
         lines.append("| " + " | ".join(cells) + " |")
+    if unmatched:
+        lines += ["", f"Not in the earlier run (not compared): {', '.join(unmatched)}."]
     return "\n".join(lines) + "\n"

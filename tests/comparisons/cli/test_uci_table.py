@@ -267,3 +267,11 @@ def test_against_errors_are_one_line(inputs, tmp_path, capsys):
     code = main(["uci-table", "--records", str(inputs["x10"]), "--against", str(earlier),
                  "--out", str(earlier)])
     assert code == 2 and "overwrite" in _error_line(capsys)
+
+
+def test_against_names_the_runs_it_could_not_compare(inputs, tmp_path, capsys):
+    earlier = _write_run(tmp_path / "earlier", "mc_dropout", 100.0, [1.1, 1.4])
+    assert main(["uci-table", "--records", str(inputs["x10"]), "--records", str(inputs["x100"]),
+                 "--against", str(earlier), "--out", str(inputs["out"])]) == 0
+    report = (inputs["out"] / "report.md").read_text(encoding="utf-8")
+    assert "Not in the earlier run (not compared): yacht mc_dropout x10." in report

@@ -12,6 +12,7 @@ from comparisons.report.uci_reproduction import (
     REPRODUCTION_COLUMNS,
     reproduction_markdown,
     reproduction_table,
+    unmatched_runs,
 )
 
 
@@ -102,3 +103,15 @@ def test_a_method_without_an_epochs_multiplier_is_compared_not_dropped():
     assert "| yacht | mc_dropout | test_ll | 2 |" in reproduction_markdown(t)
     with pytest.raises(ValueError, match="share no cell"):  # absent is not x100
         reproduction_table(new, _records([-1.0, -2.0]))
+
+
+def test_runs_without_a_shared_cell_are_named_as_not_compared():
+    old = _records([-1.0, -2.0])
+    new = old + [{**r, "method": "mfvi", "epochs_multiplier": float("nan")} for r in old]
+    assert unmatched_runs(new, old) == ["yacht mfvi"]
+    assert unmatched_runs(old, old) == []
+    text = reproduction_markdown(reproduction_table(new, old), unmatched_runs(new, old))
+    assert text.rstrip().endswith("Not in the earlier run (not compared): yacht mfvi.")
+    with pytest.raises(ValueError, match=r"yacht/mc_dropout/none/10000.0"):
+        reproduction_table(_records([-1.0], epochs_multiplier=float("nan")),
+                           _records([-1.0], dataset="wine"))
