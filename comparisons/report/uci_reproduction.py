@@ -142,8 +142,10 @@ def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
         :data:`REPRODUCTION_COLUMNS`: ``n_splits`` shared splits; ``mean``/``se`` and
         ``earlier_mean``/``earlier_se`` over them (SE ``std(ddof=1) / sqrt(n)``, NaN for one
         split); ``difference`` :math:`\bar d` and ``difference_se`` its paired SE;
-        ``difference_in_earlier_se`` :math:`\bar d / \mathrm{SE}^{\mathrm{earlier}}` and
-        ``within_one_se`` (``|difference| <= earlier_se``; an exact tie counts as within);
+        ``difference_in_earlier_se`` :math:`\bar d / \mathrm{SE}^{\mathrm{earlier}}` (``inf``
+        for a nonzero difference over an earlier SE of 0) and ``within_one_se``
+        (``|difference| <= earlier_se``, an exact tie counts as within; a nullable boolean,
+        ``<NA>`` where the earlier SE is undefined, one shared split, and so is the ratio);
         ``cell_time_s``, ``earlier_cell_time_s`` (mean ``wall_time_s`` over the shared splits,
         NaN where a run does not record it) and ``time_ratio`` (new / earlier). Settings a run
         does not record are NaN.
@@ -176,9 +178,13 @@ def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
     for df, name in ((new, "cell_time_s"), (old, "earlier_cell_time_s")):
         table = table.merge(_cell_times(df, shared, keys, name), on=keys, how="left")
     d, e = table["difference"], table["earlier_se"]
-    table["difference_in_earlier_se"] = np.where(e > 0, d / e.where(e > 0, 1.0),
-                                                 np.where(d == 0, 0.0, np.nan))
-    table["within_one_se"] = (d.abs() <= e).fillna(False).astype(bool)
+    # one shared split has no SE: neither the ratio nor "within" can be told (NaN, <NA>), not
+    # "not within"; an earlier SE of exactly 0 makes any other difference infinitely many SEs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(e > 0, d / e.where(e > 0, 1.0), np.where(d == 0, 0.0, np.sign(d) * np.inf))
+    table["difference_in_earlier_se"] = np.where(e.isna(), np.nan, ratio)
+    table["within_one_se"] = pd.array(
+        [pd.NA if pd.isna(se) else bool(abs(x) <= se) for x, se in zip(d, e)], dtype="boolean")
     table["time_ratio"] = table["cell_time_s"] / table["earlier_cell_time_s"]
     for s in MATCHED_SETTINGS:
         table[s] = table[s].replace(_NO_SETTING, np.nan) if s in table.columns else np.nan
@@ -201,8 +207,9 @@ def reproduction_markdown(table: pd.DataFrame, unmatched: Sequence[str] = ()) ->
     lines = ["## Against the earlier run", "",
              "Split by split on the splits both runs have: the paired difference (this run "
              "minus the earlier) ± its SE, and the difference in units of the earlier run's SE "
-             "over the same splits (within one SE: |.| <= 1). Cell time: the mean wall time per "
-             "split, this run / the earlier (machines and days differ).", ""]
+             "over the same splits (within one SE: |.| <= 1; – where one split is shared and "
+             "there is no SE). Cell time: the mean wall time per split, this run / the earlier "
+             "(machines and days differ).", ""]
     columns = ["data set", "method", "metric", "splits", "this run", "earlier run",
                "difference", "in earlier SEs", "within 1 SE", "cell time (s)"]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -217,8 +224,10 @@ def reproduction_markdown(table: pd.DataFrame, unmatched: Sequence[str] = ()) ->
                  str(int(r["n_splits"])), format_mean_se(r["mean"], r["se"], None),
                  format_mean_se(r["earlier_mean"], r["earlier_se"], None),
                  "0 ± 0" if d == 0 and s == 0 else format_mean_se(d, s, None),
-                 f"{r['difference_in_earlier_se']:.2f}",
-                 "yes" if r["within_one_se"] else "**no**", time]
+                 ("–" if pd.isna(r["difference_in_earlier_se"])
+                  else f"{r['difference_in_earlier_se']:.2f}"),
+                 ("–" if pd.isna(r["within_one_se"]) else
+                  "yes" if r["within_one_se"] else "**no**"), time]
         lines.append("| " + " | ".join(cells) + " |")
     if unmatched:
         lines += ["", f"Not in the earlier run (not compared): {', '.join(unmatched)}."]

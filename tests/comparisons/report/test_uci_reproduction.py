@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from comparisons.report.uci_reproduction import (
@@ -115,3 +116,24 @@ def test_runs_without_a_shared_cell_are_named_as_not_compared():
     with pytest.raises(ValueError, match=r"yacht/mc_dropout/none/10000.0"):
         reproduction_table(_records([-1.0], epochs_multiplier=float("nan")),
                            _records([-1.0], dataset="wine"))
+
+
+def test_one_shared_split_leaves_the_verdict_open():
+    """One shared split has no SE: "within one SE" cannot be told, so it is neither yes nor a
+    bold no (a run that finished one split is not a failed reproduction), also for equal values."""
+    old = _records([-1.0, -2.0, -3.0])
+    for new in (_records([-1.5], splits=[1]), _records([-2.0], splits=[1])):
+        t = reproduction_table(new, old)
+        r = t.iloc[0]
+        assert int(r["n_splits"]) == 1 and np.isnan(r["earlier_se"])
+        assert np.isnan(r["difference_in_earlier_se"]) and r["within_one_se"] is pd.NA
+        row = [line for line in reproduction_markdown(t).splitlines()
+               if line.startswith("| yacht")][0]
+        assert row.endswith("| – | – | – |") and "**no**" not in row
+
+
+def test_a_difference_over_an_earlier_se_of_zero_is_infinitely_many_ses():
+    t = reproduction_table(_records([1.5, 1.5]), _records([1.0, 1.0]))
+    assert t.iloc[0]["difference_in_earlier_se"] == np.inf
+    assert not t.iloc[0]["within_one_se"]
+    assert "| inf | **no** |" in reproduction_markdown(t)
