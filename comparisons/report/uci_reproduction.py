@@ -57,10 +57,38 @@ _BASE = ("dataset", "method", "split", "metric", "value")
 _NO_SETTING = -1.0  # stands for an absent setting inside (settings are positive)
 
 
+def _shown(value: Any) -> str:
+    """A value of a records file as an error message quotes it: text in quotes, numbers bare."""
+    return repr(value) if isinstance(value, str) else str(value.item() if hasattr(value, "item")
+                                                            else value)
+
+
+def _numeric(df: pd.DataFrame, column: str, what: str) -> pd.Series:
+    """``df[column]`` as floats (empty: NaN), or a ``ValueError`` that names the column, the
+    first value that is not a number and the file it came from (``source_file``)."""
+    values = pd.to_numeric(df[column], errors="coerce").astype(float)
+    bad = values.isna() & df[column].notna() & (df[column].astype(str).str.strip() != "")
+    if bad.any():
+        i = bad.idxmax()
+        where = f" of {df.at[i, 'source_file']}" if "source_file" in df.columns else ""
+        raise ValueError(f"the {what}{where} have a {column} that is not a number: "
+                         f"{_shown(df.at[i, column])} ({df.at[i, 'dataset']} {df.at[i, 'method']})")
+    return values
+
+
 def _frame(records, what: str) -> pd.DataFrame:
-    df = records_frame(records, what, _BASE)
-    df["value"] = df["value"].astype(float)
-    df["split"] = df["split"].astype(int)
+    df = records_frame(records, what, _BASE).reset_index(drop=True)
+    for column in ("value", *MATCHED_SETTINGS, "wall_time_s"):
+        if column in df.columns:
+            df[column] = _numeric(df, column, what)
+    split = _numeric(df, "split", what)
+    bad = split.isna() | (split != split.round()) | (split < 0)
+    if bad.any():
+        i = bad.idxmax()
+        where = f" of {df.at[i, 'source_file']}" if "source_file" in df.columns else ""
+        raise ValueError(f"the {what}{where} have a split that is not a whole number >= 0: "
+                         f"{_shown(df.at[i, 'split'])} ({df.at[i, 'dataset']} {df.at[i, 'method']})")
+    df["split"] = split.astype(int)
     return df
 
 
@@ -152,8 +180,10 @@ def reproduction_table(records: pd.DataFrame | Iterable[Mapping[str, Any]],
 
     Raises:
         ValueError: either run lacks a column of ``dataset, method, split, metric, value``, has
-            two records of one (data set, method, setting, split, metric), or the two runs
-            share no cell (the message names what each run has).
+            two records of one (data set, method, setting, split, metric), a split, value,
+            setting or ``wall_time_s`` that is not a number (or a split that is not a whole
+            number; the message names the column, the value and its ``source_file``), or the
+            two runs share no cell (the message names what each run has).
     """
     new, old, keys, pair = _matched(records, earlier, metrics)
     if pair.empty:

@@ -137,3 +137,17 @@ def test_a_difference_over_an_earlier_se_of_zero_is_infinitely_many_ses():
     assert t.iloc[0]["difference_in_earlier_se"] == np.inf
     assert not t.iloc[0]["within_one_se"]
     assert "| inf | **no** |" in reproduction_markdown(t)
+
+
+@pytest.mark.parametrize("column, value, expected", [
+    ("split", "x", "split that is not a number: 'x'"),
+    ("split", 1.5, "split that is not a whole number"),  # not cut to split 1 and paired with it
+    ("num_samples", "many", "num_samples that is not a number: 'many'"),
+    ("wall_time_s", "fast", "wall_time_s that is not a number: 'fast'"),
+])
+def test_a_value_that_is_not_a_number_is_named_with_its_file(column, value, expected):
+    old = _records([-1.0, -2.0, -3.0], times=[1.0, 1.0, 1.0])
+    bad = [dict(r, source_file="old/records.csv") for r in old]
+    bad[2][column] = value
+    with pytest.raises(ValueError, match=f"earlier records of old/records.csv have a {expected}"):
+        reproduction_table(old, bad)
