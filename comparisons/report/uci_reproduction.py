@@ -248,7 +248,7 @@ def reproduction_markdown(table: pd.DataFrame, unmatched: Sequence[str] = ()) ->
                    else f" x{float(r['epochs_multiplier']):g}")
         d, s = r["difference"], r["difference_se"]
         time = ("–" if pd.isna(r["cell_time_s"]) or pd.isna(r["earlier_cell_time_s"]) else
-                f"{r['cell_time_s']:.3g} / {r['earlier_cell_time_s']:.3g} "
+                f"{r['cell_time_s']:.1f} / {r['earlier_cell_time_s']:.1f} "
                 f"({r['time_ratio']:.2f}x)")
         cells = [str(r["dataset"]), f"{r['method']}{setting}", str(r["metric"]),
                  str(int(r["n_splits"])), format_mean_se(r["mean"], r["se"], None),
