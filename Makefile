@@ -11,7 +11,9 @@ TORCH_VERSION ?= 2.13.0
 
 .PHONY: install demo test verify lint docs reference mauna-loa-long clean
 
-install: $(STAMP)
+WARMED := $(VENV)/.bytecode
+
+install: $(STAMP) $(WARMED)
 
 # uv installs (pip installs uv into the venv first): on a new machine with empty caches it set up
 # this stack in a fraction of pip's time (benchmarks/bench_install.py; docs/benchmarks.md has the
@@ -19,14 +21,15 @@ install: $(STAMP)
 # wheels, 6 GB installed; it runs on the CPU here). A .venv of another Python (3.11, from before)
 # is rebuilt.
 #
-# Bytecode: the install does not compile the whole environment (that was 45 of the 50 s of an
-# install with uv's cache warm; the commands import a small part of it). It imports every module
-# of the two packages, and JAX and NumPyro (imported where NUTS runs), once instead
-# (WARM_IMPORTS: what they import is compiled and written), and the commands below write the .pyc
-# of anything else they import, Python's default (benchmarks/bench_install.py --part bytecode).
-# Where PYTHONDONTWRITEBYTECODE is set, every process would compile every import from source
-# (import torch, pyro, arviz, gpytorch and jax: 16.4 s against 6.6 s), so make runs its commands
-# without it; the .pyc files go to __pycache__ folders, which git ignores.
+# Bytecode: the environment is not compiled as a whole (that was 45 of the 50 s of an install with
+# uv's cache warm; the commands import a small part of it). The commands below write the .pyc of
+# what they import, Python's default: where PYTHONDONTWRITEBYTECODE is set, every process would
+# compile every import from source (import torch, pyro, arviz, gpytorch and jax: 16.4 s against
+# 6.6 s), so make runs its commands without it (the .pyc files go to __pycache__ folders, which
+# git ignores). `make install` also imports every module of the two packages, and JAX and NumPyro
+# (imported where NUTS runs), once (WARM_IMPORTS), so that commands run outside make find their
+# bytecode written; `make test` and `make demo` skip that step (their own imports write it).
+# benchmarks/bench_install.py --part bytecode times the ways side by side.
 unexport PYTHONDONTWRITEBYTECODE
 WARM_IMPORTS := import importlib, pkgutil, torch._dynamo, jax, numpyro.infer, vi_dropout, comparisons; \
 	[importlib.import_module(m.name) for p in (vi_dropout, comparisons) \
@@ -37,9 +40,12 @@ $(STAMP): pyproject.toml
 	@$(PY) -c '$(IS_312)' 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install -q uv
 	$(PY) -m uv pip install -q --python $(PY) -e ".[dev,distributed,laplace,jax]" torch==$(TORCH_VERSION)
-	OMP_NUM_THREADS=1 $(PY) -c "$(WARM_IMPORTS)"
 	$(PY) -m ipykernel install --user --name python3 >/dev/null 2>&1 || true
 	touch $(STAMP)
+
+$(WARMED): $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -c "$(WARM_IMPORTS)"
+	touch $(WARMED)
 
 demo: $(STAMP)
 	$(PY) -m comparisons demo --out outputs/demo
