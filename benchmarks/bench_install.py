@@ -70,14 +70,11 @@ def install(tool: str, requirements: list[str], base_python: str, work: Path) ->
     venv, cache = work / f"venv-{tool}", work / f"cache-{tool}"
     env = dict(os.environ, PIP_CACHE_DIR=str(cache), UV_CACHE_DIR=str(cache))
     python = venv / "bin" / "python"
+    if tool == "uv":
+        return _uv_install(python, requirements, base_python, env, True), _freeze(python, env)
     t0 = time.perf_counter()
     _run([base_python, "-m", "venv", str(venv)], env)
-    if tool == "pip":
-        _run([str(python), "-m", "pip", "install", "-q", *requirements], env)
-    else:
-        _run([str(python), "-m", "pip", "install", "-q", "uv"], env)
-        _run([str(python), "-m", "uv", "pip", "install", "-q", "--python", str(python),
-              "--compile-bytecode", *requirements], env)
+    _run([str(python), "-m", "pip", "install", "-q", *requirements], env)
     seconds = time.perf_counter() - t0
     return seconds, _freeze(python, env)
 
